@@ -1,0 +1,40 @@
+"""The encoder seam: what the store, ingestion and retrieval may rely on."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Protocol, Sequence, Union, runtime_checkable
+
+import numpy as np
+import torch
+from PIL import Image
+
+#: An image as callers hand it over: a path, raw bytes, a PIL image, or an already
+#: preprocessed ``(3, H, W)`` tensor.
+ImageInput = Union[str, Path, bytes, Image.Image, torch.Tensor]
+
+
+class FusedNotSupportedError(NotImplementedError):
+    """Raised by encoders that have no joint image+text embedding."""
+
+
+@runtime_checkable
+class Encoder(Protocol):
+    """Maps texts, images and (image, text) pairs into one L2-normalised vector space."""
+
+    @property
+    def dim(self) -> int: ...
+
+    @property
+    def fingerprint(self) -> str:
+        """Identifies the weights: two encoders with equal fingerprints give equal vectors."""
+        ...
+
+    @property
+    def supports_fused(self) -> bool: ...
+
+    def encode_text(self, texts: Sequence[str]) -> np.ndarray: ...
+
+    def encode_image(self, images: Sequence[ImageInput]) -> np.ndarray: ...
+
+    def encode_fused(self, images: Sequence[ImageInput], texts: Sequence[str]) -> np.ndarray: ...

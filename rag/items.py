@@ -1,0 +1,73 @@
+"""The unit that flows from sources to the store: a knowledge item, and the error value a source yields instead."""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import datetime, timezone
+from enum import Enum
+from typing import Any
+
+from pydantic import BaseModel, Field, computed_field
+
+
+class Modality(str, Enum):
+    IMAGE_TEXT = "image+text"
+    IMAGE = "image"
+    TEXT = "text"
+
+
+class ImageRef(BaseModel):
+    """Where an item's image lives: a local path or an http(s) URL, never the pixels themselves."""
+
+    uri: str = Field(description="Absolute local path or http(s) URL of the image.")
+    mime_type: str | None = Field(default=None, description="e.g. image/jpeg")
+    thumbnail: bytes | None = Field(default=None, description="Optional small JPEG/PNG preview.")
+
+
+class KnowledgeItem(BaseModel):
+    """One searchable piece of knowledge: an image, a text, or both, with provenance and metadata."""
+
+    id: str = Field(description="Stable content id: hash of image bytes, text and source.")
+    text: str = ""
+    image: ImageRef | None = None
+    source: str = Field(description="Where the item came from (file, manifest row, PDF page, URL).")
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    tags: list[str] = Field(default_factory=list)
+    created_at: datetime = Field(default_factory=lambda: datetime.now(timezone.utc))
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def modality(self) -> Modality:
+        if self.image is not None and self.text:
+            return Modality.IMAGE_TEXT
+        return Modality.IMAGE if self.image is not None else Modality.TEXT
+
+    @classmethod
+    def create(
+        cls,
+        *,
+        source: str,
+        text: str = "",
+        image: ImageRef | None = None,
+        image_bytes: bytes | None = None,
+        **fields: Any,
+    ) -> "KnowledgeItem":
+        """Build an item whose id is derived from its content, so re-ingesting the same content is a no-op."""
+        if image is None and not text:
+            raise ValueError(f"{source}: an item needs an image, a text, or both")
+        return cls(id=content_id(source, text, image_bytes), source=source, text=text, image=image, **fields)
+
+
+def content_id(source: str, text: str, image_bytes: bytes | None) -> str:
+    h = hashlib.sha256()
+    for part in (image_bytes or b"", text.encode("utf-8"), source.encode("utf-8")):
+        h.update(len(part).to_bytes(8, "little"))
+        h.update(part)
+    return h.hexdigest()[:32]
+
+
+class SourceError(BaseModel):
+    """A bad input a source met: reported, never raised, so one bad file does not stop a run."""
+
+    source: str
+    reason: str
