@@ -1,0 +1,89 @@
+"""Image loading and the exact preprocessing of the reference model, on PIL and numpy.
+
+Reference order: resize the shortest side to ``size`` (bicubic), centre-crop ``size``,
+convert to RGB, scale to [0, 1], normalise with the OpenAI CLIP mean and std.
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps
+
+from ..base import ImageInput
+
+CLIP_MEAN = np.array([0.48145466, 0.4578275, 0.40821073], dtype=np.float32)
+CLIP_STD = np.array([0.26862954, 0.26130258, 0.27577711], dtype=np.float32)
+
+
+class ImageLoadError(ValueError):
+    """An input that is not a readable image; the message names the input."""
+
+
+def describe(image: ImageInput) -> str:
+    if isinstance(image, (str, Path)):
+        return str(image)
+    if isinstance(image, bytes):
+        return f"<{len(image)} bytes>"
+    return f"<{type(image).__name__}>"
+
+
+def load_image(image: str | Path | bytes | Image.Image) -> Image.Image:
+    """Open and fully decode an image, EXIF orientation applied; the decompression-bomb guard stays on."""
+    if isinstance(image, Image.Image):
+        return ImageOps.exif_transpose(image)
+    try:
+        with warnings.catch_warnings():
+            # Past Image.MAX_IMAGE_PIXELS PIL only warns: treat that as the refusal it should be.
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(image) if isinstance(image, bytes) else image) as opened:
+                opened.load()  # the first frame, for animated images
+                return ImageOps.exif_transpose(opened)
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+        raise ImageLoadError(f"cannot read image {describe(image)}: {e}") from e
+
+
+def _resize_shortest_side(image: Image.Image, size: int) -> Image.Image:
+    width, height = image.size
+    short, long = (width, height) if width <= height else (height, width)
+    if short == size:
+        return image
+    new_long = int(size * long / short)
+    new_size = (size, new_long) if width <= height else (new_long, size)
+    return image.resize(new_size, Image.Resampling.BICUBIC)
+
+
+def _center_crop(image: Image.Image, size: int) -> Image.Image:
+    width, height = image.size
+    top = int(round((height - size) / 2.0))
+    left = int(round((width - size) / 2.0))
+    return image.crop((left, top, left + size, top + size))
+
+
+def pixels_from_pil(image: Image.Image, size: int) -> torch.Tensor:
+    """The reference transform of one decoded image: a ``(3, size, size)`` float32 tensor."""
+    if image.mode in ("I;16", "I;16L", "I;16B", "I;16N"):
+        # PIL cannot resample 16-bit modes; its 32-bit integer mode resizes and converts the same way.
+        image = image.convert("I")
+    image = _center_crop(_resize_shortest_side(image, size), size).convert("RGB")
+    array = np.asarray(image, dtype=np.float32) / np.float32(255.0)
+    array = (array - CLIP_MEAN) / CLIP_STD
+    return torch.from_numpy(np.ascontiguousarray(array.transpose(2, 0, 1)))
+
+
+def preprocess(image: ImageInput, size: int) -> torch.Tensor:
+    """Any accepted image input to a ``(3, size, size)`` float32 tensor."""
+    if isinstance(image, torch.Tensor):
+        if image.shape != (3, size, size):
+            raise ImageLoadError(f"a preprocessed image must have shape (3, {size}, {size}), got {tuple(image.shape)}")
+        return image.float()
+    try:
+        return pixels_from_pil(load_image(image), size)
+    except ImageLoadError:
+        raise
+    except (OSError, ValueError) as e:
+        raise ImageLoadError(f"cannot read image {describe(image)}: {e}") from e
