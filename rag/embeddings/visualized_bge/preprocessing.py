@@ -66,9 +66,6 @@ def _center_crop(image: Image.Image, size: int) -> Image.Image:
 
 def pixels_from_pil(image: Image.Image, size: int) -> torch.Tensor:
     """The reference transform of one decoded image: a ``(3, size, size)`` float32 tensor."""
-    if image.mode in ("I;16", "I;16L", "I;16B", "I;16N"):
-        # PIL cannot resample 16-bit modes; its 32-bit integer mode resizes and converts the same way.
-        image = image.convert("I")
     image = _center_crop(_resize_shortest_side(image, size), size).convert("RGB")
     array = np.asarray(image, dtype=np.float32) / np.float32(255.0)
     array = (array - CLIP_MEAN) / CLIP_STD

@@ -1,0 +1,119 @@
+"""Our encoder against golden outputs of the reference Visualized-BGE (tests/fixtures/parity/README.md)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from tests.conftest import load_tiny
+
+ATOL = 1e-5  # from pixels and token ids
+MIN_COSINE = 0.9999  # from image files, end to end
+
+
+def cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return (a * b).sum(axis=1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
+
+
+def pixels(p, i: int) -> torch.Tensor:
+    return torch.from_numpy(p.expected[f"pixels/{i}"])
+
+
+def ids(p, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+    input_ids = torch.from_numpy(p.expected[f"text_ids/{i}"])
+    return input_ids, torch.ones_like(input_ids)
+
+
+def test_preprocessing_matches_reference_pixels(parity):
+    p, enc = parity
+    for i, path in enumerate(p.images):
+        np.testing.assert_allclose(enc.preprocess([path]).numpy(), p.expected[f"pixels/{i}"], atol=ATOL, rtol=0)
+
+
+def test_tokenizer_ids_match_reference(parity):
+    p, enc = parity
+    for i, text in enumerate(p.cases["texts"]):
+        ours = enc.tokenize([text], enc.max_text_tokens)["input_ids"].numpy()
+        np.testing.assert_array_equal(ours, p.expected[f"text_ids/{i}"])
+
+
+def test_text_from_token_ids(parity):
+    p, enc = parity
+    with torch.inference_mode():
+        for i in range(len(p.cases["texts"])):
+            ours = enc.model.embed_text(*ids(p, i)).numpy()
+            np.testing.assert_allclose(ours, p.expected[f"text/{i}"], atol=ATOL, rtol=0)
+
+
+def test_image_from_pixels(parity):
+    p, enc = parity
+    empty = enc.tokenize([""], enc.max_fused_text_tokens)
+    with torch.inference_mode():
+        for i in range(len(p.images)):
+            ours = enc.model.embed_fused(pixels(p, i), empty["input_ids"], empty["attention_mask"]).numpy()
+            np.testing.assert_allclose(ours, p.expected[f"image/{i}"], atol=ATOL, rtol=0)
+
+
+def test_fused_from_pixels_and_token_ids(parity):
+    p, enc = parity
+    with torch.inference_mode():
+        for k, case in enumerate(p.cases["fused"]):
+            ours = enc.model.embed_fused(pixels(p, case["image"]), *ids(p, case["text"])).numpy()
+            np.testing.assert_allclose(ours, p.expected[f"fused/{k}"], atol=ATOL, rtol=0)
+
+
+def test_end_to_end_from_files(parity):
+    p, enc = parity
+    texts = p.cases["texts"]
+    assert cosines(enc.encode_text(texts), np.concatenate([p.expected[f"text/{i}"] for i in range(len(texts))])).min() >= MIN_COSINE
+    images = enc.encode_image(p.images)
+    assert cosines(images, np.concatenate([p.expected[f"image/{i}"] for i in range(len(p.images))])).min() >= MIN_COSINE
+    fused = p.cases["fused"]
+    ours = enc.encode_fused([p.images[c["image"]] for c in fused], [texts[c["text"]] for c in fused])
+    assert cosines(ours, np.concatenate([p.expected[f"fused/{k}"] for k in range(len(fused))])).min() >= MIN_COSINE
+
+
+def test_padded_batches_match_reference(parity):
+    p, enc = parity
+    np.testing.assert_allclose(enc.encode_text(p.cases["batch_texts"]), p.expected["batch_text"], atol=ATOL, rtol=0)
+    stacked = [pixels(p, i)[0] for i in range(len(p.images))]
+    np.testing.assert_allclose(enc.encode_image(stacked), p.expected["batch_image"], atol=ATOL, rtol=0)
+    fused = enc.encode_fused(p.images, p.cases["batch_fused_texts"])
+    assert cosines(fused, p.expected["batch_fused"]).min() >= MIN_COSINE
+
+
+@pytest.mark.parametrize("batch_size", [1, 2, 16])
+def test_batched_equals_one_by_one(parity, batch_size):
+    p, enc = parity
+    texts = p.cases["batch_fused_texts"]
+    batched = load_tiny(p.variant, batch_size=batch_size)
+    one_by_one = np.concatenate([enc.encode_fused([img], [t]) for img, t in zip(p.images, texts)])
+    np.testing.assert_allclose(batched.encode_fused(p.images, texts), one_by_one, atol=ATOL, rtol=0)
+    singles = np.concatenate([enc.encode_text([t]) for t in p.cases["texts"]])
+    np.testing.assert_allclose(batched.encode_text(p.cases["texts"]), singles, atol=ATOL, rtol=0)
+
+
+def test_every_image_input_kind_agrees(parity):
+    p, enc = parity
+    path = p.images[0]
+    as_path = enc.encode_image([path])
+    for other in (str(path), path.read_bytes(), Image.open(path), enc.preprocess([path])[0]):
+        np.testing.assert_allclose(enc.encode_image([other]), as_path, atol=ATOL, rtol=0)
+
+
+def test_bfloat16_stays_close_to_float32(parity):
+    p, enc = parity
+    bf16 = load_tiny(p.variant, dtype="bfloat16")
+    texts = p.cases["batch_fused_texts"]
+    assert cosines(bf16.encode_fused(p.images, texts), enc.encode_fused(p.images, texts)).min() >= 0.999
+    assert cosines(bf16.encode_text(texts), enc.encode_text(texts)).min() >= 0.999
+    assert cosines(bf16.encode_image(p.images), enc.encode_image(p.images)).min() >= 0.999
+
+
+def test_outputs_are_unit_float32(parity):
+    p, enc = parity
+    out = enc.encode_fused(p.images[:2], ["a", "b"])
+    assert out.dtype == np.float32 and out.shape == (2, enc.dim)
+    np.testing.assert_allclose(np.linalg.norm(out, axis=1), 1.0, atol=1e-5)
