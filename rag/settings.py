@@ -1,0 +1,43 @@
+"""Every default of the library in one place, overridable from ``RAG_*`` environment variables."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, PositiveFloat, PositiveInt, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Model, store and fetching settings; ``Settings()`` reads ``RAG_WEIGHTS``, ``RAG_MILVUS_URI``, ..."""
+
+    model_config = SettingsConfigDict(env_prefix="RAG_", extra="ignore")
+
+    weights: str = Field(
+        default="bge-visualized-base-en-v1.5",
+        description="Encoder weights: a known variant name or a path to a local checkpoint file.",
+    )
+    text_model: str | None = Field(
+        default=None,
+        description="Hugging Face id or local folder of the text model and tokenizer; None: the variant's default.",
+    )
+    vision_config: str | None = Field(
+        default=None,
+        description="Path to the vision tower's JSON configuration; None: the variant's default.",
+    )
+    device: str = Field(default="cpu", description="torch device for the encoder, e.g. cpu, cuda, cuda:1, mps.")
+    dtype: Literal["float32", "float16", "bfloat16"] = Field(
+        default="float32", description="Encoder weights dtype."
+    )
+    milvus_uri: str = Field(
+        default="./rag_data/milvus.db",
+        description="A local path ending in .db (Milvus Lite) or http(s)://host:19530 (Milvus server).",
+    )
+    milvus_token: SecretStr | None = Field(
+        default=None, description="Milvus server token, 'user:password' or an API key."
+    )
+    collection: str = Field(default="knowledge", description="Milvus collection name.")
+    batch_size: PositiveInt = Field(default=32, description="Items per encoder forward pass and store write.")
+    allow_urls: bool = Field(default=False, description="Fetch http(s) images named by sources.")
+    url_max_bytes: PositiveInt = Field(default=20 * 1024 * 1024, description="Largest image fetched from a URL.")
+    url_timeout: PositiveFloat = Field(default=10.0, description="Seconds before a URL fetch is abandoned.")
