@@ -117,3 +117,11 @@ def test_outputs_are_unit_float32(parity):
     out = enc.encode_fused(p.images[:2], ["a", "b"])
     assert out.dtype == np.float32 and out.shape == (2, enc.dim)
     np.testing.assert_allclose(np.linalg.norm(out, axis=1), 1.0, atol=1e-5)
+
+
+def test_fused_and_image_from_one_vision_pass(parity):
+    p, enc = parity
+    texts = p.cases["batch_fused_texts"]
+    fused, image = enc.encode_fused_and_image(p.images, texts)
+    np.testing.assert_allclose(fused, enc.encode_fused(p.images, texts), atol=ATOL, rtol=0)
+    np.testing.assert_allclose(image, enc.encode_image(p.images), atol=ATOL, rtol=0)

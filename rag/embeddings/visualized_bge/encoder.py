@@ -159,24 +159,48 @@ class VisualizedBGE:
 
     def encode_fused(self, images: Sequence[ImageInput], texts: Sequence[str]) -> np.ndarray:
         """One vector per (image, text) pair."""
-        texts = _as_texts(texts)
-        if len(images) != len(texts):
-            raise ValueError(f"encode_fused needs one text per image, got {len(images)} images and {len(texts)} texts")
+        texts = self._check_pairs(images, texts)
 
         def run(batch: list[int]) -> torch.Tensor:
-            pixels = self.preprocess([images[i] for i in batch])
             tokens = self._token_inputs([texts[i] for i in batch], self.max_fused_text_tokens)
-            return self.model.embed_fused(pixels.to(self.device, DTYPES[self.dtype]), **tokens)
+            return self.model.embed_fused(self._pixels(images, batch), **tokens)
 
         return self._run(texts, run)
+
+    def encode_fused_and_image(
+        self, images: Sequence[ImageInput], texts: Sequence[str]
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Fused and image-only vectors of each pair, from one pass of the vision tower."""
+        texts = self._check_pairs(images, texts)
+        empty = self._token_inputs([""], self.max_fused_text_tokens)
+
+        def run(batch: list[int]) -> torch.Tensor:
+            image_tokens = self.model.image_tokens(self._pixels(images, batch))
+            tokens = self._token_inputs([texts[i] for i in batch], self.max_fused_text_tokens)
+            fused = self.model.embed_fused(None, **tokens, image_tokens=image_tokens)
+            blank = {k: v.expand(len(batch), -1) for k, v in empty.items()}
+            return torch.cat((fused, self.model.embed_fused(None, **blank, image_tokens=image_tokens)), dim=1)
+
+        both = self._run(texts, run, width=2 * self.dim)
+        return both[:, : self.dim], both[:, self.dim :]
+
+    @staticmethod
+    def _check_pairs(images: Sequence[ImageInput], texts: Sequence[str]) -> list[str]:
+        texts = _as_texts(texts)
+        if len(images) != len(texts):
+            raise ValueError(f"need one text per image, got {len(images)} images and {len(texts)} texts")
+        return texts
+
+    def _pixels(self, images: Sequence[ImageInput], batch: list[int]) -> torch.Tensor:
+        return self.preprocess([images[i] for i in batch]).to(self.device, DTYPES[self.dtype])
 
     def _token_inputs(self, texts: list[str], max_length: int) -> dict[str, torch.Tensor]:
         tokens = self.tokenize(texts, max_length)
         return {"input_ids": tokens["input_ids"].to(self.device), "attention_mask": tokens["attention_mask"].to(self.device)}
 
-    def _run(self, texts: list[str], embed: Any) -> np.ndarray:
+    def _run(self, texts: list[str], embed: Any, width: int | None = None) -> np.ndarray:
         """Embed in batches of similar text length (less padding), then restore the input order."""
-        out = np.empty((len(texts), self.dim), dtype=np.float32)
+        out = np.empty((len(texts), width or self.dim), dtype=np.float32)
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
         with torch.inference_mode():
             for batch in _batches(order, self.batch_size):

@@ -55,13 +55,18 @@ class VisualizedBGEModel(nn.Module):
         return self.bge_embeddings.LayerNorm(tokens + self.bge_embeddings.position_embeddings(positions))
 
     def embed_fused(
-        self, pixel_values: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor
+        self,
+        pixel_values: torch.Tensor | None,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        image_tokens: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Embed [text CLS] + image tokens + the rest of the text as one sequence.
 
-        Image tokens take positions 1..N; the text after its CLS continues from N+1.
+        Image tokens take positions 1..N; the text after its CLS continues from N+1. Pass
+        ``image_tokens`` (from :meth:`image_tokens`) instead of pixels to reuse one vision pass.
         """
-        image = self.image_tokens(pixel_values)
+        image = self.image_tokens(pixel_values) if image_tokens is None else image_tokens
         n_image, n_text = image.shape[1], input_ids.shape[1]
         positions = torch.cat(
             (torch.zeros(1, dtype=torch.long), torch.arange(n_image + 1, n_image + n_text))
