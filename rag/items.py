@@ -66,8 +66,38 @@ def content_id(source: str, text: str, image_bytes: bytes | None) -> str:
     return h.hexdigest()[:32]
 
 
+class Severity(str, Enum):
+    ERROR = "error"  # the input, or part of it, was skipped
+    WARNING = "warning"  # nothing was lost, but something needs a look
+
+
+class SourceErrorKind(str, Enum):
+    INVALID = "invalid"
+    NOT_FOUND = "not_found"
+    UNREADABLE = "unreadable"
+    UNSUPPORTED = "unsupported"
+    EMPTY_FILE = "empty_file"
+    NOT_AN_IMAGE = "not_an_image"
+    CORRUPT_IMAGE = "corrupt_image"
+    IMAGE_TOO_LARGE = "image_too_large"
+    MISSING_CAPTION = "missing_caption"
+    TEXT_TOO_LONG = "text_too_long"
+    BAD_SIDECAR = "bad_sidecar"
+    BAD_ROW = "bad_row"
+    BAD_REFERENCE = "bad_reference"
+    UNREADABLE_PDF = "unreadable_pdf"
+    URL_DISABLED = "url_disabled"
+    FETCH_FAILED = "fetch_failed"
+    NO_IMAGES = "no_images"
+
+
 class SourceError(BaseModel):
     """A bad input a source met: reported, never raised, so one bad file does not stop a run."""
 
-    source: str
+    source: str = Field(description="The file, manifest line (path:line), PDF page (path#page=N) or URL.")
     reason: str
+    kind: SourceErrorKind = SourceErrorKind.INVALID
+    severity: Severity = Field(
+        default=Severity.ERROR,
+        description="error: the input, or part of it, was skipped; warning: nothing was lost, but it needs a look.",
+    )
