@@ -1,0 +1,22 @@
+"""Sources: read a corpus lazily as knowledge items, and report bad input as ``SourceError`` values.
+
+Every source is a generator of ``KnowledgeItem | SourceError``: one bad file never stops a run,
+and nothing bad is silent. Item ids are content hashes (image bytes, text, source), so the same
+content gets the same id on every run. Images are checked (format, integrity, size) but not
+decoded for embedding; files that have to be made (PDF pages and figures, inline and downloaded
+images) are written under ``SourceOptions.cache_dir`` so that every image is a local file.
+"""
+
+from ._common import SourceResult
+from .folder import iter_folder
+from .manifest import iter_manifest
+from .options import SourceOptions
+from .urls import iter_urls
+
+__all__ = [
+    "SourceOptions",
+    "SourceResult",
+    "iter_folder",
+    "iter_manifest",
+    "iter_urls",
+]

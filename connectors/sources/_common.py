@@ -1,0 +1,176 @@
+"""What every source shares: the image check, cache files, image references and the item builder.
+
+Problems with one input are raised inside a source as :class:`BadInput` and turned into a
+:class:`~rag.items.SourceError` value where that input is handled, so the run goes on. Failures of
+the environment (the cache directory cannot be written) are ordinary ``OSError``s and do stop it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Iterable, Iterator, NamedTuple, Union
+
+from PIL import Image, UnidentifiedImageError
+
+from rag.items import ImageRef, KnowledgeItem, Severity, SourceError, SourceErrorKind
+
+from .options import SourceOptions
+
+SourceResult = Union[KnowledgeItem, SourceError]
+
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".gif", ".webp", ".bmp", ".tif", ".tiff"})
+
+_SUFFIX_BY_FORMAT = {"JPEG": ".jpg", "PNG": ".png", "GIF": ".gif", "WEBP": ".webp", "BMP": ".bmp", "TIFF": ".tif"}
+
+
+class BadInput(Exception):
+    """A problem with one input; becomes a SourceError where that input is handled."""
+
+    def __init__(self, kind: SourceErrorKind, reason: str, severity: Severity = Severity.ERROR) -> None:
+        super().__init__(reason)
+        self.kind = kind
+        self.reason = reason
+        self.severity = severity
+
+    def report(self, source: str) -> SourceError:
+        return SourceError(source=source, reason=self.reason, kind=self.kind, severity=self.severity)
+
+
+class ImageInfo(NamedTuple):
+    mime_type: str
+    suffix: str
+
+
+class LoadedImage(NamedTuple):
+    """An image file that passed the check: where it is, its bytes, and provenance for the item's metadata."""
+
+    path: Path
+    data: bytes
+    mime_type: str
+    metadata: dict[str, Any]
+
+
+def check_image(data: bytes, max_pixels: int) -> ImageInfo:
+    """Raise BadInput unless ``data`` is a complete image of at most ``max_pixels`` pixels.
+
+    PNGs are checked with ``verify()`` (every chunk's CRC up to IEND, no decoding); other formats
+    are decoded through a 1/8-scale draft, which for JPEG costs a small part of a full decode.
+    """
+    if not data:
+        raise BadInput(SourceErrorKind.EMPTY_FILE, "empty file (0 bytes)")
+    fmt = "image"
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            fmt = im.format or fmt
+            mime_type = im.get_format_mimetype() or "application/octet-stream"
+            width, height = im.size
+            if width * height > max_pixels:
+                raise BadInput(
+                    SourceErrorKind.IMAGE_TOO_LARGE,
+                    f"{width}x{height} image exceeds the {max_pixels}-pixel limit (decompression-bomb guard)",
+                )
+            if fmt == "PNG":
+                im.verify()
+            else:
+                im.draft("RGB", (max(1, width // 8), max(1, height // 8)))
+                im.load()
+    except BadInput:
+        raise
+    except UnidentifiedImageError:
+        raise BadInput(SourceErrorKind.NOT_AN_IMAGE, "not an image (no known image format)") from None
+    except Image.DecompressionBombError as e:
+        raise BadInput(SourceErrorKind.IMAGE_TOO_LARGE, str(e)) from None
+    except Exception as e:  # decoders of untrusted bytes raise OSError, SyntaxError, struct.error, ...
+        raise BadInput(SourceErrorKind.CORRUPT_IMAGE, f"corrupt or truncated {fmt}: {e}") from None
+    return ImageInfo(mime_type, _SUFFIX_BY_FORMAT.get(fmt, "." + fmt.lower()))
+
+
+def read_file(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        raise BadInput(SourceErrorKind.NOT_FOUND, "file not found") from None
+    except IsADirectoryError:
+        raise BadInput(SourceErrorKind.UNSUPPORTED, "is a directory, not a file") from None
+    except OSError as e:
+        raise BadInput(SourceErrorKind.UNREADABLE, f"cannot read: {e.strerror or e}") from None
+
+
+def load_image_file(path: Path, options: SourceOptions) -> LoadedImage:
+    data = read_file(path)
+    info = check_image(data, options.max_image_pixels)
+    return LoadedImage(path.resolve(), data, info.mime_type, {})
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write a file so that a reader (or a killed run) never sees half of it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".part")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def store_image(data: bytes, folder: str, options: SourceOptions) -> LoadedImage:
+    """Check image bytes that have no file yet and keep them under ``cache_dir/folder``, named by their hash."""
+    info = check_image(data, options.max_image_pixels)
+    path = (options.cache_dir / folder / (hashlib.sha256(data).hexdigest()[:32] + info.suffix)).resolve()
+    if not path.is_file():
+        write_atomic(path, data)
+    return LoadedImage(path, data, info.mime_type, {})
+
+
+def parse_tags(value: Any) -> list[str]:
+    """Tags as a list of strings, or one comma-separated string; raises ValueError otherwise."""
+    if value is None:
+        return []
+    if isinstance(value, str):
+        value = value.split(",")
+    if not isinstance(value, list) or not all(isinstance(t, str) for t in value):
+        raise ValueError("tags must be a list of strings or a comma-separated string")
+    return [t.strip() for t in value if t.strip()]
+
+
+def clean_text(text: str) -> str:
+    return text.replace("\r\n", "\n").replace("\r", "\n").replace("\x00", "").strip()
+
+
+def make_item(
+    *,
+    source: str,
+    where: str,
+    options: SourceOptions,
+    text: str = "",
+    image: LoadedImage | None = None,
+    metadata: dict[str, Any] | None = None,
+    tags: Iterable[str] = (),
+) -> Iterator[SourceResult]:
+    """Yield the item, then a warning when its text is over ``options.max_text_chars``."""
+    yield KnowledgeItem.create(
+        source=source,
+        text=text,
+        image=ImageRef(uri=str(image.path), mime_type=image.mime_type) if image else None,
+        image_bytes=image.data if image else None,
+        metadata={**(metadata or {}), **(image.metadata if image else {})},
+        tags=list(tags),
+    )
+    limit = options.max_text_chars
+    if limit is not None and len(text) > limit:
+        yield SourceError(
+            source=where,
+            reason=f"text is {len(text)} characters, over the {limit} limit; kept whole",
+            kind=SourceErrorKind.TEXT_TOO_LONG,
+            severity=Severity.WARNING,
+        )
+
+
+def missing_caption(where: str, reason: str = "no caption; kept as an image-only item") -> SourceError:
+    return SourceError(source=where, reason=reason, kind=SourceErrorKind.MISSING_CAPTION, severity=Severity.WARNING)

@@ -1,0 +1,127 @@
+"""JSONL and CSV manifests: one item per row, with an image column, a text column and metadata columns.
+
+The image cell is a path relative to the manifest, an absolute path, or an http(s) URL (fetched
+only when ``allow_urls`` is on). The first present column of ``options.image_columns`` and of
+``options.text_columns`` is used; ``options.tags_column`` holds tags; every other non-empty cell
+goes to metadata, with the manifest path and line number. A row may be text-only. Bad rows are
+reported as ``path:line`` and the rest of the manifest is still read.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from pathlib import Path
+from typing import Any, Iterator, Union
+
+from rag.items import SourceError, SourceErrorKind
+
+from ._common import BadInput, SourceResult, make_item, missing_caption, parse_tags
+from .options import SourceOptions
+from .refs import load_image_ref
+
+JSONL_SUFFIXES = (".jsonl", ".ndjson")
+
+_Row = Union[dict[str, Any], BadInput]
+
+
+def iter_manifest(path: str | os.PathLike[str], options: SourceOptions | None = None) -> Iterator[SourceResult]:
+    """Yield the items of a ``.jsonl``/``.ndjson`` manifest, or of a CSV manifest (any other suffix)."""
+    options = options or SourceOptions()
+    manifest = Path(path).resolve()
+    rows = _jsonl_rows(manifest) if manifest.suffix.lower() in JSONL_SUFFIXES else _csv_rows(manifest)
+    while True:
+        try:
+            line, row = next(rows)
+        except StopIteration:
+            return
+        except FileNotFoundError:
+            yield SourceError(source=str(manifest), reason="file not found", kind=SourceErrorKind.NOT_FOUND)
+            return
+        except OSError as e:
+            reason = f"cannot read: {e.strerror or e}"
+            yield SourceError(source=str(manifest), reason=reason, kind=SourceErrorKind.UNREADABLE)
+            return
+        where = f"{manifest}:{line}"
+        if isinstance(row, BadInput):
+            yield row.report(where)
+        else:
+            yield from _row_items(row, manifest, line, where, options)
+
+
+def _jsonl_rows(path: Path) -> Iterator[tuple[int, _Row]]:
+    with path.open("rb") as f:
+        for line, raw in enumerate(f, start=1):
+            if not raw.strip():
+                continue
+            try:
+                row = json.loads(raw)
+            except ValueError as e:
+                yield line, BadInput(SourceErrorKind.BAD_ROW, f"invalid JSON: {e}")
+                continue
+            yield line, row if isinstance(row, dict) else BadInput(SourceErrorKind.BAD_ROW, "not a JSON object")
+
+
+def _csv_rows(path: Path) -> Iterator[tuple[int, _Row]]:
+    with path.open(newline="", encoding="utf-8-sig") as f:
+        reader = csv.reader(f)
+        try:
+            header = [h.strip() for h in next(reader, [])]
+            if not any(header):
+                yield 1, BadInput(SourceErrorKind.BAD_ROW, "no header row")
+                return
+            while True:
+                line = reader.line_num + 1
+                try:
+                    cells = next(reader)
+                except StopIteration:
+                    return
+                except csv.Error as e:
+                    yield line, BadInput(SourceErrorKind.BAD_ROW, f"malformed CSV: {e}")
+                    continue
+                if not any(c.strip() for c in cells):
+                    continue
+                if len(cells) != len(header):
+                    yield line, BadInput(SourceErrorKind.BAD_ROW, f"{len(cells)} fields, the header has {len(header)}")
+                    continue
+                yield line, dict(zip(header, cells))
+        except UnicodeDecodeError as e:
+            yield reader.line_num + 1, BadInput(SourceErrorKind.BAD_ROW, f"not valid UTF-8, rest of file skipped: {e}")
+
+
+def _row_items(
+    row: dict[str, Any], manifest: Path, line: int, where: str, options: SourceOptions
+) -> Iterator[SourceResult]:
+    image_col = next((c for c in options.image_columns if row.get(c) not in (None, "")), None)
+    text_col = next((c for c in options.text_columns if row.get(c) not in (None, "")), None)
+    ref = row[image_col] if image_col else None
+    text = row[text_col] if text_col else ""
+    try:
+        if ref is not None and not isinstance(ref, str):
+            raise BadInput(SourceErrorKind.BAD_ROW, f"{image_col!r} must be a string")
+        if not isinstance(text, str):
+            raise BadInput(SourceErrorKind.BAD_ROW, f"{text_col!r} must be a string")
+        if ref is None and not text.strip():
+            raise BadInput(
+                SourceErrorKind.BAD_ROW,
+                f"no image (columns {', '.join(options.image_columns)}) and no text "
+                f"(columns {', '.join(options.text_columns)})",
+            )
+        try:
+            tags = parse_tags(row.get(options.tags_column))
+        except ValueError as e:
+            raise BadInput(SourceErrorKind.BAD_ROW, str(e)) from None
+        image = load_image_ref(ref, manifest.parent, options, url_encoded=False) if ref is not None else None
+    except BadInput as e:
+        yield e.report(where)
+        return
+    used = {image_col, text_col, options.tags_column}
+    metadata = {k: v for k, v in row.items() if k not in used and v not in (None, "")}
+    metadata.update(manifest=str(manifest), line=line)
+    text = text.strip()
+    yield from make_item(
+        source=str(manifest), where=where, options=options, text=text, image=image, metadata=metadata, tags=tags
+    )
+    if image is not None and not text:
+        yield missing_caption(where)

@@ -1,0 +1,308 @@
+"""Sources: every good item comes out with the right text, metadata and a stable id; every bad input is reported."""
+
+from __future__ import annotations
+
+import http.server
+import io
+import json
+import threading
+import time
+from pathlib import Path
+from typing import Iterable, Iterator
+
+import pytest
+from PIL import Image
+
+from connectors.sources import (
+    SourceOptions,
+    iter_folder,
+    iter_manifest,
+    iter_urls,
+)
+from rag.items import KnowledgeItem, Modality, Severity, SourceError, SourceErrorKind as Kind
+
+# -- helpers --------------------------------------------------------------------------------
+
+
+def jpeg(color: tuple[int, int, int], size: tuple[int, int] = (64, 48)) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", size, color).save(buffer, format="JPEG")
+    return buffer.getvalue()
+
+
+def png(color: tuple[int, int, int], size: tuple[int, int] = (64, 48)) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", size, color).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def write(path: Path, data: bytes | str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if isinstance(data, str):
+        path.write_text(data, encoding="utf-8")
+    else:
+        path.write_bytes(data)
+    return path
+
+
+def split(results: Iterable[KnowledgeItem | SourceError]) -> tuple[list[KnowledgeItem], list[SourceError]]:
+    results = list(results)
+    items = [r for r in results if isinstance(r, KnowledgeItem)]
+    errors = [r for r in results if isinstance(r, SourceError)]
+    assert len(items) + len(errors) == len(results)
+    return items, errors
+
+
+@pytest.fixture
+def options(tmp_path: Path) -> SourceOptions:
+    return SourceOptions(cache_dir=tmp_path / "cache")
+
+
+# -- folder with sidecars -------------------------------------------------------------------
+
+
+@pytest.fixture
+def corpus(tmp_path: Path) -> Path:
+    root = tmp_path / "corpus"
+    write(root / "a.jpg", jpeg((200, 0, 0)))
+    write(root / "a.txt", "  A red rectangle.\n")
+    write(root / "b.png", png((0, 0, 200)))
+    write(root / "b.json", json.dumps({"caption": "A blue one", "tags": ["blue", "shape"], "author": "Ann"}))
+    write(root / "sub" / "c.jpg", jpeg((0, 200, 0)))
+    write(root / "sub" / "d.jpg", jpeg((0, 200, 200)))
+    write(root / "sub" / "d.txt", "word " * 2000)
+    write(root / "e.jpg", jpeg((50, 50, 50)))
+    write(root / "e.json", "{not json")
+    write(root / "orphan.txt", "a caption for nothing")
+    write(root / ".hidden" / "h.jpg", jpeg((1, 2, 3)))
+    good = jpeg((9, 9, 9), (256, 256))
+    write(root / "bad" / "corrupt.jpg", good[:300] + b"\x00garbage" * 200)
+    truncated = png((10, 20, 30), (128, 128))
+    write(root / "bad" / "truncated.png", truncated[: len(truncated) // 2])
+    write(root / "bad" / "empty.jpg", b"")
+    write(root / "bad" / "notes.jpg", "this is a text file, renamed")
+    return root
+
+
+def test_folder_items_text_tags_metadata_and_order(corpus: Path, options: SourceOptions) -> None:
+    items, _ = split(iter_folder(corpus, options))
+    by_name = {Path(i.image.uri).name: i for i in items}
+    assert [Path(i.image.uri).relative_to(corpus).as_posix() for i in items] == [
+        "a.jpg", "b.png", "e.jpg", "sub/c.jpg", "sub/d.jpg"
+    ]
+    a, b, c = by_name["a.jpg"], by_name["b.png"], by_name["c.jpg"]
+    assert a.text == "A red rectangle." and a.modality == Modality.IMAGE_TEXT
+    assert a.image.mime_type == "image/jpeg" and a.source == str(corpus / "a.jpg")
+    assert b.text == "A blue one" and b.tags == ["blue", "shape"]
+    assert b.metadata["author"] == "Ann" and b.metadata["caption_path"] == str(corpus / "b.json")
+    assert b.image.mime_type == "image/png"
+    assert c.text == "" and c.modality == Modality.IMAGE
+    assert len(by_name["d.jpg"].text) == len("word " * 2000) - 1  # kept whole, only stripped
+
+
+def test_folder_reports_every_bad_file_and_warns_on_captions(corpus: Path, options: SourceOptions) -> None:
+    _, errors = split(iter_folder(corpus, options))
+    found = {(Path(e.source).name, e.kind, e.severity) for e in errors}
+    assert found == {
+        ("corrupt.jpg", Kind.CORRUPT_IMAGE, Severity.ERROR),
+        ("truncated.png", Kind.CORRUPT_IMAGE, Severity.ERROR),
+        ("empty.jpg", Kind.EMPTY_FILE, Severity.ERROR),
+        ("notes.jpg", Kind.NOT_AN_IMAGE, Severity.ERROR),
+        ("e.json", Kind.BAD_SIDECAR, Severity.ERROR),
+        ("c.jpg", Kind.MISSING_CAPTION, Severity.WARNING),
+        ("d.jpg", Kind.TEXT_TOO_LONG, Severity.WARNING),
+        ("orphan.txt", Kind.BAD_SIDECAR, Severity.WARNING),
+    }
+    assert all(e.reason for e in errors)
+
+
+def test_folder_ids_are_stable_and_follow_the_content(corpus: Path, options: SourceOptions) -> None:
+    first = {i.image.uri: i.id for i in split(iter_folder(corpus, options))[0]}
+    assert first == {i.image.uri: i.id for i in split(iter_folder(corpus, options))[0]}
+    write(corpus / "a.txt", "A red rectangle, recaptioned.")
+    third = {i.image.uri: i.id for i in split(iter_folder(corpus, options))[0]}
+    changed = {uri for uri in first if first[uri] != third[uri]}
+    assert changed == {str(corpus / "a.jpg")}
+
+
+def test_folder_is_lazy_and_skips_its_own_cache(corpus: Path) -> None:
+    write(corpus / "rag_data" / "pages" / "x.png", png((1, 1, 1)))
+    results = iter_folder(corpus, SourceOptions(cache_dir=corpus / "rag_data"))
+    assert isinstance(next(results), KnowledgeItem)
+    assert not any("rag_data" in getattr(r, "source", "") for r in results)
+
+
+def test_decompression_bomb_guard(tmp_path: Path) -> None:
+    write(tmp_path / "big.png", png((0, 0, 0), (100, 100)))
+    _, errors = split(iter_folder(tmp_path, SourceOptions(cache_dir=tmp_path / "cache", max_image_pixels=5000)))
+    assert [e.kind for e in errors] == [Kind.IMAGE_TOO_LARGE]
+
+
+# -- manifests ------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def images(tmp_path: Path) -> Path:
+    folder = tmp_path / "data" / "img"
+    write(folder / "red.jpg", jpeg((200, 0, 0)))
+    write(folder / "green.png", png((0, 200, 0)))
+    write(folder / "broken.jpg", b"\xff\xd8\xff\xe0 not really a jpeg")
+    return folder
+
+
+def test_csv_manifest_rows_and_bad_rows_by_line(tmp_path: Path, images: Path, options: SourceOptions) -> None:
+    manifest = write(
+        tmp_path / "data" / "manifest.csv",
+        "image,text,tags,category\n"
+        "img/red.jpg,A red one,\"warm,bright\",colour\n"
+        f"{images / 'green.png'},\"A green one,\nover two lines\",,colour\n"
+        ",Only text here,,note\n"
+        "img/missing.jpg,Gone,,\n"
+        "img/broken.jpg,Broken,,\n"
+        "\n"
+        ",,,lonely\n"
+        "img/red.jpg,too,many,fields,here\n"
+        "http://127.0.0.1:9/x.png,Remote,,\n"
+        "img/green.png,,,\n",
+    )
+    items, errors = split(iter_manifest(manifest, options))
+    assert [(i.text, i.modality) for i in items] == [
+        ("A red one", Modality.IMAGE_TEXT),
+        ("A green one,\nover two lines", Modality.IMAGE_TEXT),
+        ("Only text here", Modality.TEXT),
+        ("", Modality.IMAGE),
+    ]
+    red = items[0]
+    assert red.tags == ["warm", "bright"] and red.source == str(manifest)
+    assert red.metadata == {"category": "colour", "manifest": str(manifest), "line": 2}
+    assert red.image.uri == str(images / "red.jpg")
+    assert items[2].metadata["line"] == 5  # the quoted cell on line 3 spans two lines
+    assert [(e.source.rsplit(":", 1)[1], e.kind) for e in errors] == [
+        ("6", Kind.NOT_FOUND),
+        ("7", Kind.CORRUPT_IMAGE),
+        ("9", Kind.BAD_ROW),
+        ("10", Kind.BAD_ROW),
+        ("11", Kind.URL_DISABLED),
+        ("12", Kind.MISSING_CAPTION),
+    ]
+
+
+def test_jsonl_manifest_with_custom_columns(tmp_path: Path, images: Path) -> None:
+    rows = [
+        json.dumps({"img": "img/red.jpg", "desc": "Red", "tags": ["a"], "score": 3, "nested": {"k": [1, 2]}}),
+        "{broken json",
+        json.dumps(["not", "an", "object"]),
+        json.dumps({"img": "img/green.png", "desc": 42}),
+        "",
+        json.dumps({"img": "img/green.png", "desc": "Green", "tags": 7}),
+        json.dumps({"desc": "Text only"}),
+    ]
+    manifest = write(tmp_path / "data" / "rows.jsonl", "\n".join(rows) + "\n")
+    options = SourceOptions(cache_dir=tmp_path / "cache", image_columns=("img",), text_columns=("desc",))
+    items, errors = split(iter_manifest(manifest, options))
+    assert [i.text for i in items] == ["Red", "Text only"]
+    assert items[0].metadata == {"score": 3, "nested": {"k": [1, 2]}, "manifest": str(manifest), "line": 1}
+    assert items[0].tags == ["a"]
+    assert [(int(e.source.rsplit(":", 1)[1]), e.kind) for e in errors] == [
+        (2, Kind.BAD_ROW), (3, Kind.BAD_ROW), (4, Kind.BAD_ROW), (6, Kind.BAD_ROW)
+    ]
+
+
+def test_manifest_ids_do_not_depend_on_row_order(tmp_path: Path, images: Path, options: SourceOptions) -> None:
+    lines = ["image,text", "img/red.jpg,Red", "img/green.png,Green"]
+    manifest = write(tmp_path / "data" / "m.csv", "\n".join(lines))
+    before = sorted(i.id for i in split(iter_manifest(manifest, options))[0])
+    write(manifest, "\n".join([lines[0], lines[2], lines[1]]))
+    assert sorted(i.id for i in split(iter_manifest(manifest, options))[0]) == before
+    write(manifest, "\n".join([lines[0], lines[1], "img/green.png,Green, edited"]).replace("Green, edited", '"Green, edited"'))
+    after = sorted(i.id for i in split(iter_manifest(manifest, options))[0])
+    assert len(set(before) & set(after)) == 1
+
+
+def test_missing_manifest_is_reported(tmp_path: Path, options: SourceOptions) -> None:
+    assert [e.kind for e in iter_manifest(tmp_path / "nope.csv", options)] == [Kind.NOT_FOUND]
+
+
+# -- image URLs against a loopback server ---------------------------------------------------
+
+PNG_BYTES = png((120, 30, 200))
+
+
+class _Handler(http.server.BaseHTTPRequestHandler):
+    requests: list[str] = []
+
+    def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+        self.requests.append(self.path)
+        if self.path == "/ok.png":
+            self._send(200, PNG_BYTES, length=True)
+        elif self.path == "/big-declared.png":
+            self._send(200, b"\x89PNG" + b"\x00" * 5000, length=True)
+        elif self.path == "/big-streamed.png":
+            self._send(200, b"\x89PNG" + b"\x00" * 5000, length=False)
+        elif self.path == "/text.png":
+            self._send(200, b"<html>not an image</html>", length=True)
+        elif self.path == "/to-ftp":
+            self.send_response(302)
+            self.send_header("Location", "ftp://127.0.0.1/x.png")
+            self.end_headers()
+        elif self.path == "/slow.png":
+            time.sleep(1.0)
+            self._send(200, PNG_BYTES, length=True)
+        else:
+            self._send(404, b"nope", length=True)
+
+    def _send(self, status: int, body: bytes, *, length: bool) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", "image/png")
+        if length:
+            self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        try:
+            for start in range(0, len(body), 1024):
+                self.wfile.write(body[start : start + 1024])
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the client stopped reading at the size cap
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def server() -> Iterator[str]:
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+    httpd.daemon_threads = True
+    _Handler.requests = []
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    httpd.shutdown()
+    httpd.server_close()
+    thread.join(timeout=5)
+
+
+def test_urls_are_refused_when_fetching_is_disabled(server: str, options: SourceOptions) -> None:
+    _, errors = split(iter_urls([f"{server}/ok.png"], options))
+    assert [e.kind for e in errors] == [Kind.URL_DISABLED]
+    assert _Handler.requests == []
+
+
+def test_url_fetch_size_cap_timeout_and_failures(server: str, tmp_path: Path) -> None:
+    options = SourceOptions(cache_dir=tmp_path / "cache", allow_urls=True, max_download_bytes=4096, url_timeout=0.3)
+    names = ["ok.png", "big-declared.png", "big-streamed.png", "text.png", "missing.png", "to-ftp", "slow.png"]
+    results = list(iter_urls([f"{server}/{n}" for n in names], options))
+    assert isinstance(results[0], KnowledgeItem)
+    item = results[0]
+    assert item.metadata["url"] == f"{server}/ok.png" and item.source == f"{server}/ok.png"
+    assert Path(item.image.uri).parent == (tmp_path / "cache" / "downloads").resolve()
+    assert Path(item.image.uri).read_bytes() == PNG_BYTES and item.image.mime_type == "image/png"
+    assert item.id == KnowledgeItem.create(source=item.source, image=item.image, image_bytes=PNG_BYTES).id
+    assert [(r.source.rsplit("/", 1)[1], r.kind) for r in results[1:]] == [
+        ("big-declared.png", Kind.IMAGE_TOO_LARGE),
+        ("big-streamed.png", Kind.IMAGE_TOO_LARGE),
+        ("text.png", Kind.NOT_AN_IMAGE),
+        ("missing.png", Kind.FETCH_FAILED),
+        ("to-ftp", Kind.FETCH_FAILED),
+        ("slow.png", Kind.FETCH_FAILED),
+    ]
+    assert "404" in results[4].reason
+    assert "non-http(s)" in results[5].reason and "timed out" in results[6].reason
