@@ -229,7 +229,7 @@ def test_local_checkpoint_with_unofficial_name_needs_text_model(tmp_path):
 def test_variant_name_resolves_through_the_hub(monkeypatch):
     asked = []
 
-    def fake_download(repo_id: str, filename: str) -> str:
+    def fake_download(repo_id: str, filename: str, **kwargs) -> str:
         asked.append((repo_id, filename))
         return str(parity_dir("base") / "weights.pth")
 

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import os
+import socket
 from pathlib import Path
+from urllib.parse import urlparse
 
 import torch
-from huggingface_hub import hf_hub_download
+from huggingface_hub import constants, hf_hub_download
 from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
 from torch import nn
 
@@ -28,14 +30,33 @@ def resolve_checkpoint(weights: str | os.PathLike[str]) -> tuple[Path, Variant |
     if variant is None:
         known = ", ".join(VARIANTS)
         raise CheckpointError(f"{name!r} is neither an existing checkpoint file nor a known variant ({known})")
+    how_to = (
+        f"Download it where there is network (`hf download {HUB_REPO} {variant.checkpoint}`) and pass its "
+        "local path (or set RAG_WEIGHTS to it); files already in the Hugging Face cache are found offline too."
+    )
+    try:
+        return Path(hf_hub_download(HUB_REPO, variant.checkpoint, local_files_only=True)), variant
+    except LocalEntryNotFoundError:
+        if not _hub_reachable():
+            raise CheckpointError(
+                f"{variant.checkpoint} is not in the Hugging Face cache and the hub cannot be reached from here. "
+                + how_to
+            ) from None
     try:
         return Path(hf_hub_download(HUB_REPO, variant.checkpoint)), variant
     except (LocalEntryNotFoundError, HfHubHTTPError, OSError) as e:
-        raise CheckpointError(
-            f"could not get {variant.checkpoint} from the Hugging Face hub repo {HUB_REPO} ({e}). "
-            f"Download it where there is network (`hf download {HUB_REPO} {variant.checkpoint}`) and pass its "
-            f"local path (or set RAG_WEIGHTS to it); offline, files already in the HF cache are used."
-        ) from e
+        raise CheckpointError(f"could not download {variant.checkpoint} from {HUB_REPO} ({e}). " + how_to) from e
+
+
+def _hub_reachable() -> bool:
+    """False when the hub's host name does not resolve and no proxy is set: fail now, not after retries."""
+    if constants.HF_HUB_OFFLINE or any(os.environ.get(v) for v in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY")):
+        return not constants.HF_HUB_OFFLINE
+    try:
+        socket.getaddrinfo(urlparse(constants.ENDPOINT).hostname, 443)
+    except OSError:
+        return False
+    return True
 
 
 def load_weights(model: nn.Module, path: Path) -> None:
