@@ -11,6 +11,7 @@ from ._common import SourceResult
 from .folder import iter_folder
 from .manifest import iter_manifest
 from .options import SourceOptions
+from .pdf import iter_pdf
 from .urls import iter_urls
 
 __all__ = [
@@ -18,5 +19,6 @@ __all__ = [
     "SourceResult",
     "iter_folder",
     "iter_manifest",
+    "iter_pdf",
     "iter_urls",
 ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ctypes
 import http.server
 import io
 import json
@@ -10,6 +11,8 @@ import time
 from pathlib import Path
 from typing import Iterable, Iterator
 
+import pypdfium2 as pdfium
+import pypdfium2.raw as pdfium_c
 import pytest
 from PIL import Image
 
@@ -17,6 +20,7 @@ from connectors.sources import (
     SourceOptions,
     iter_folder,
     iter_manifest,
+    iter_pdf,
     iter_urls,
 )
 from rag.items import KnowledgeItem, Modality, Severity, SourceError, SourceErrorKind as Kind
@@ -306,3 +310,102 @@ def test_url_fetch_size_cap_timeout_and_failures(server: str, tmp_path: Path) ->
     ]
     assert "404" in results[4].reason
     assert "non-http(s)" in results[5].reason and "timed out" in results[6].reason
+
+
+# -- PDFs -----------------------------------------------------------------------------------
+
+
+def _add_text(pdf: pdfium.PdfDocument, page: pdfium.PdfPage, text: str, x: float, y: float) -> None:
+    obj = pdfium_c.FPDFPageObj_NewTextObj(pdf, b"Helvetica", 12.0)
+    wide = ctypes.create_string_buffer((text + "\0").encode("utf-16-le"))
+    pdfium_c.FPDFText_SetText(obj, ctypes.cast(wide, ctypes.POINTER(pdfium_c.FPDF_WCHAR)))
+    pdfium_c.FPDFPageObj_Transform(obj, 1, 0, 0, 1, x, y)
+    pdfium_c.FPDFPage_InsertObject(page, obj)
+
+
+def make_pdf(path: Path, figure: bytes) -> Path:
+    """Two pages: one with a title, a JPEG figure and its caption, and a tiny icon; one with text only."""
+    pdf = pdfium.PdfDocument.new()
+    page = pdf.new_page(300, 400)
+    _add_text(pdf, page, "Chapter title far above", 20, 380)
+    _add_text(pdf, page, "Figure 1: a red rectangle", 20, 180)
+    for data, (w, h, x, y) in ((figure, (128, 96, 20, 200)), (jpeg((0, 0, 0), (8, 8)), (8, 8, 250, 20))):
+        image = pdfium.PdfImage.new(pdf)
+        image.load_jpeg(io.BytesIO(data), inline=True)
+        image.set_matrix(pdfium.PdfMatrix().scale(w, h).translate(x, y))
+        page.insert_obj(image)
+    page.gen_content()
+    second = pdf.new_page(300, 400)
+    _add_text(pdf, second, "Second page text", 20, 300)
+    second.gen_content()
+    pdf.save(str(path))
+    pdf.close()
+    return path
+
+
+def encrypted_pdf(path: Path) -> Path:
+    """A minimal PDF whose trailer names a Standard security handler, so it needs a password."""
+    objects = [
+        b"<< /Type /Catalog /Pages 2 0 R >>",
+        b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 200 200] >>",
+        b"<< /Filter /Standard /V 1 /R 2 /O <" + b"11" * 32 + b"> /U <" + b"22" * 32 + b"> /P -4 >>",
+    ]
+    out = bytearray(b"%PDF-1.4\n")
+    offsets = []
+    for number, body in enumerate(objects, start=1):
+        offsets.append(len(out))
+        out += b"%d 0 obj\n%s\nendobj\n" % (number, body)
+    xref = len(out)
+    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
+    out += b"".join(b"%010d 00000 n \n" % o for o in offsets)
+    out += b"trailer\n<< /Size %d /Root 1 0 R /Encrypt 4 0 R /ID [<%s> <%s>] >>\n" % (
+        len(objects) + 1, b"00" * 16, b"00" * 16
+    )
+    out += b"startxref\n%d\n%%%%EOF\n" % xref
+    return write(path, bytes(out))
+
+
+def test_pdf_pages_and_figures(tmp_path: Path, options: SourceOptions) -> None:
+    figure = jpeg((200, 0, 0), (128, 96))
+    pdf = make_pdf(tmp_path / "doc.pdf", figure)
+    items, errors = split(iter_pdf(pdf, options))
+    assert errors == []
+    page1, fig, page2 = items
+    assert page1.source == f"{pdf}#page=1" and page2.source == f"{pdf}#page=2"
+    assert "Chapter title far above" in page1.text and "Figure 1: a red rectangle" in page1.text
+    assert page2.text == "Second page text" and page2.metadata["page"] == 2 and page2.metadata["page_count"] == 2
+    page_png = Path(page1.image.uri)
+    assert page_png.name == "page-0001-144dpi.png" and page_png.parent.parent == (tmp_path / "cache" / "pages").resolve()
+    with Image.open(page_png) as im:
+        assert im.size == (600, 800)
+    assert fig.text == "Figure 1: a red rectangle" and fig.metadata["context"] == "nearby"
+    assert fig.metadata["figure"] == 1 and fig.metadata["bbox"] == [20, 200, 148, 296]
+    assert Path(fig.image.uri).read_bytes() == figure and fig.image.mime_type == "image/jpeg"
+
+
+def test_pdf_rerun_reuses_rendered_pages_and_keeps_ids(tmp_path: Path, options: SourceOptions) -> None:
+    pdf = make_pdf(tmp_path / "doc.pdf", jpeg((200, 0, 0), (128, 96)))
+    first = split(iter_pdf(pdf, options))[0]
+    stamp = Path(first[0].image.uri).stat().st_mtime_ns
+    again = split(iter_pdf(pdf, options))[0]
+    assert [i.id for i in again] == [i.id for i in first]
+    assert Path(again[0].image.uri).stat().st_mtime_ns == stamp
+    no_figures = split(iter_pdf(pdf, SourceOptions(cache_dir=options.cache_dir, pdf_figures=False)))[0]
+    assert len(no_figures) == 2
+
+
+def test_unreadable_pdfs_are_reported(tmp_path: Path, options: SourceOptions) -> None:
+    good = make_pdf(tmp_path / "good.pdf", jpeg((1, 2, 3), (128, 96))).read_bytes()
+    bad = [
+        write(tmp_path / "garbage.pdf", b"%PDF-1.4\nthis is not a pdf"),
+        write(tmp_path / "truncated.pdf", good[: len(good) // 2]),
+        write(tmp_path / "empty.pdf", b""),
+        encrypted_pdf(tmp_path / "locked.pdf"),
+        tmp_path / "missing.pdf",
+    ]
+    for path in bad:
+        _, errors = split(iter_pdf(path, options))
+        assert len(errors) == 1 and errors[0].source == str(path.resolve())
+        assert errors[0].kind == (Kind.NOT_FOUND if path.name == "missing.pdf" else Kind.UNREADABLE_PDF)
+    assert "password" in split(iter_pdf(tmp_path / "locked.pdf", options))[1][0].reason

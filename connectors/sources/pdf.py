@@ -1,0 +1,155 @@
+"""PDFs: every page rendered to a PNG with its extracted text, and embedded images as items of their own.
+
+Pages are written once to ``cache_dir/pages/<pdf-sha>/page-0001-144dpi.png`` and reused on later
+runs, so a rerun neither re-renders nor changes ids. Embedded images go to
+``cache_dir/figures/<pdf-sha>/page-0001-figure-01.<ext>`` (JPEG and JPEG 2000 streams are kept as
+they are); their text is what lies in a band of ``figure_context_pt`` above and below the image,
+or the page's text when that band is empty. Images whose shorter side is under
+``min_figure_pixels`` (icons, rules) are skipped. Pages larger than ``max_image_pixels`` at
+``pdf_dpi`` are rendered at the resolution that fits. PDFium is not thread-safe: iterate one PDF
+source per thread.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import logging
+import math
+import os
+from pathlib import Path
+from typing import Iterator
+
+import pypdfium2 as pdfium
+import pypdfium2.raw as pdfium_c
+
+from rag.items import SourceError, SourceErrorKind
+
+from ._common import BadInput, LoadedImage, SourceResult, check_image, clean_text, make_item, write_atomic
+from .options import SourceOptions
+
+logger = logging.getLogger(__name__)
+
+
+def iter_pdf(path: str | os.PathLike[str], options: SourceOptions | None = None) -> Iterator[SourceResult]:
+    """Yield one item per page (rendered image + text) and, if ``pdf_figures``, one per embedded image."""
+    options = options or SourceOptions()
+    pdf_path = Path(path).resolve()
+    try:
+        digest = _file_digest(pdf_path)
+        doc = pdfium.PdfDocument(str(pdf_path))
+    except FileNotFoundError:
+        yield SourceError(source=str(pdf_path), reason="file not found", kind=SourceErrorKind.NOT_FOUND)
+        return
+    except OSError as e:
+        yield SourceError(source=str(pdf_path), reason=f"cannot read: {e.strerror or e}", kind=SourceErrorKind.UNREADABLE)
+        return
+    except pdfium.PdfiumError as e:
+        reason = f"encrypted, a password is needed ({e})" if "password" in str(e).lower() else str(e)
+        yield SourceError(source=str(pdf_path), reason=reason, kind=SourceErrorKind.UNREADABLE_PDF)
+        return
+    try:
+        if len(doc) == 0:
+            yield SourceError(source=str(pdf_path), reason="PDF has no pages", kind=SourceErrorKind.UNREADABLE_PDF)
+        for index in range(len(doc)):
+            yield from _page_items(doc, index, pdf_path, digest, options)
+    finally:
+        doc.close()
+
+
+def _file_digest(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()[:32]
+
+
+def _page_items(
+    doc: pdfium.PdfDocument, index: int, pdf_path: Path, digest: str, options: SourceOptions
+) -> Iterator[SourceResult]:
+    number = index + 1
+    where = f"{pdf_path}#page={number}"
+    metadata = {"file_path": str(pdf_path), "page": number, "page_count": len(doc)}
+    try:
+        page = doc[index]
+    except pdfium.PdfiumError as e:
+        yield SourceError(source=where, reason=f"cannot load page: {e}", kind=SourceErrorKind.UNREADABLE_PDF)
+        return
+    try:
+        textpage = page.get_textpage()
+        text = clean_text(textpage.get_text_range())
+        image = _rendered_page(page, number, digest, options)
+        yield from make_item(source=where, where=where, options=options, text=text, image=image, metadata=metadata)
+        if options.pdf_figures:
+            yield from _figure_items(page, textpage, text, where, number, digest, metadata, options)
+    except BadInput as e:
+        yield e.report(where)
+    except pdfium.PdfiumError as e:
+        yield SourceError(source=where, reason=f"cannot read page: {e}", kind=SourceErrorKind.UNREADABLE_PDF)
+    finally:
+        page.close()
+
+
+def _rendered_page(page: pdfium.PdfPage, number: int, digest: str, options: SourceOptions) -> LoadedImage:
+    width, height = page.get_size()
+    if width <= 0 or height <= 0:
+        raise BadInput(SourceErrorKind.UNREADABLE_PDF, f"page has no area ({width}x{height} pt)")
+    scale = min(options.pdf_dpi / 72, math.sqrt(options.max_image_pixels / (width * height)))
+    path = (options.cache_dir / "pages" / digest / f"page-{number:04d}-{round(scale * 72)}dpi.png").resolve()
+    if path.is_file():
+        data = path.read_bytes()
+    else:
+        buffer = io.BytesIO()
+        page.render(scale=scale).to_pil().save(buffer, format="PNG")
+        data = buffer.getvalue()
+        write_atomic(path, data)
+    return LoadedImage(path, data, "image/png", {"dpi": round(scale * 72)})
+
+
+def _figure_items(
+    page: pdfium.PdfPage,
+    textpage: pdfium.PdfTextPage,
+    page_text: str,
+    page_where: str,
+    number: int,
+    digest: str,
+    page_metadata: dict[str, object],
+    options: SourceOptions,
+) -> Iterator[SourceResult]:
+    images = page.get_objects(filter=(pdfium_c.FPDF_PAGEOBJ_IMAGE,))
+    for figure, obj in enumerate(images, start=1):
+        where = f"{page_where} figure {figure}"
+        try:
+            width, height = obj.get_px_size()
+            if min(width, height) < options.min_figure_pixels:
+                logger.debug("%s: %dx%d image skipped as too small to be a figure", where, width, height)
+                continue
+            if width * height > options.max_image_pixels:
+                raise BadInput(SourceErrorKind.IMAGE_TOO_LARGE, f"{width}x{height} embedded image exceeds the pixel limit")
+            buffer = io.BytesIO()
+            obj.extract(buffer)
+            data = buffer.getvalue()
+            info = check_image(data, options.max_image_pixels)
+            left, bottom, right, top = obj.get_bounds()
+        except BadInput as e:
+            yield e.report(where)
+            continue
+        except (pdfium.PdfiumError, ValueError, OSError) as e:
+            yield SourceError(source=where, reason=f"cannot extract embedded image: {e}", kind=SourceErrorKind.UNREADABLE_PDF)
+            continue
+        margin = options.figure_context_pt
+        nearby = clean_text(textpage.get_text_bounded(bottom=bottom - margin, top=top + margin))
+        path = (options.cache_dir / "figures" / digest / f"page-{number:04d}-figure-{figure:02d}{info.suffix}").resolve()
+        if not path.is_file():
+            write_atomic(path, data)
+        metadata = {
+            **page_metadata,
+            "figure": figure,
+            "bbox": [round(v, 2) for v in (left, bottom, right, top)],
+            "context": "nearby" if nearby else "page",
+        }
+        image = LoadedImage(path, data, info.mime_type, {})
+        yield from make_item(
+            source=page_where, where=where, options=options, text=nearby or page_text, image=image, metadata=metadata
+        )
