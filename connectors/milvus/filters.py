@@ -1,0 +1,264 @@
+"""Metadata filters (a plain dict or LlamaIndex ``MetadataFilters``) compiled into Milvus expressions.
+
+The only place that writes Milvus expressions. Every value becomes an escaped literal, so no value
+can change an expression's structure (Milvus Lite has no filter templates to lean on).
+
+Keys naming a typed field (``id``, ``source``, ``modality``, ``mime_type``, ``image_uri``,
+``text``, ``tags``, ``created_at``, ``has_image``) filter on that field; any other key is a path
+into the ``metadata`` JSON field, which is slower. Prefix ``metadata.`` reaches a metadata key
+that shares a typed field's name (``metadata.source``).
+
+Plain dicts: ``{"source": "a.jpg"}`` (equality), ``{"source": ["a.jpg", "b.jpg"]}`` (any of),
+``{"tags": "cat"}`` (the item has that tag), ``{"created_at": {">=": datetime(2024, 1, 1)}}``
+(operators by LlamaIndex ``FilterOperator`` value or name: ``">="`` or ``"gte"``). Entries are
+joined with AND; use ``MetadataFilters`` for OR, NOT and nesting.
+
+``created_at`` compares as epoch milliseconds; datetimes and ISO strings are converted.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime
+from enum import Enum
+from typing import Any, Iterable, Mapping, Union
+
+from llama_index.core.vector_stores.types import (
+    ExactMatchFilter,
+    FilterCondition,
+    FilterOperator,
+    MetadataFilter,
+    MetadataFilters,
+)
+
+from connectors.milvus import schema
+
+Filters = Union[Mapping[str, Any], MetadataFilters]
+
+_JSON_PREFIX = "metadata."
+_COMPARISONS = (
+    FilterOperator.EQ,
+    FilterOperator.NE,
+    FilterOperator.GT,
+    FilterOperator.GTE,
+    FilterOperator.LT,
+    FilterOperator.LTE,
+)
+
+
+class FilterError(ValueError):
+    """A filter that cannot be expressed: unknown operator, wrong value type for the field, ..."""
+
+
+class _Kind(Enum):
+    STRING = "string"
+    TEXT = "text"
+    TAGS = "tags"
+    TIME = "time"
+    BOOL = "bool"
+    JSON = "json"
+
+
+_TYPED = {
+    schema.ID: _Kind.STRING,
+    schema.SOURCE: _Kind.STRING,
+    schema.MODALITY: _Kind.STRING,
+    schema.MIME_TYPE: _Kind.STRING,
+    schema.IMAGE_URI: _Kind.STRING,
+    schema.TEXT: _Kind.TEXT,
+    schema.TAGS: _Kind.TAGS,
+    schema.CREATED_AT: _Kind.TIME,
+    schema.HAS_IMAGE: _Kind.BOOL,
+}
+
+
+def compile_filter(filters: Filters | None) -> str:
+    """The Milvus expression for ``filters``; ``""`` when there is nothing to filter on."""
+    if filters is None:
+        return ""
+    if isinstance(filters, MetadataFilters):
+        return _compile_filters(filters)
+    if isinstance(filters, Mapping):
+        return _compile_dict(filters)
+    raise FilterError(f"filters must be a dict or MetadataFilters, not {type(filters).__name__}")
+
+
+def quote(value: str) -> str:
+    """``value`` as a double-quoted Milvus string literal."""
+    escaped = (
+        value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n").replace("\r", "\\r").replace("\t", "\\t")
+    )
+    return f'"{escaped}"'
+
+
+def id_in(ids: Iterable[str]) -> str:
+    """``id in [...]`` for the given primary keys."""
+    literals = [_literal(value, _Kind.STRING, schema.ID) for value in ids]
+    return f"{schema.ID} in [{', '.join(literals)}]"
+
+
+def and_(*expressions: str) -> str:
+    """The conjunction of the non-empty expressions (each parenthesised when there are several)."""
+    parts = [e for e in expressions if e]
+    return parts[0] if len(parts) == 1 else " and ".join(f"({e})" for e in parts)
+
+
+def _compile_filters(filters: MetadataFilters) -> str:
+    parts = []
+    for entry in filters.filters:
+        if isinstance(entry, MetadataFilters):
+            part = _compile_filters(entry)
+        elif isinstance(entry, (MetadataFilter, ExactMatchFilter)):
+            part = _condition(entry.key, getattr(entry, "operator", FilterOperator.EQ), entry.value)
+        else:
+            raise FilterError(f"unsupported filter entry {entry!r}")
+        if part:
+            parts.append(f"({part})")
+    if not parts:
+        return ""
+    condition = filters.condition or FilterCondition.AND
+    if condition is FilterCondition.NOT:
+        return f"not ({' or '.join(parts)})"
+    return f" {condition.value} ".join(parts)
+
+
+def _compile_dict(filters: Mapping[str, Any]) -> str:
+    parts = []
+    for key, spec in filters.items():
+        if isinstance(spec, Mapping):
+            parts.extend(_condition(key, _operator(op), value) for op, value in spec.items())
+        elif isinstance(spec, (list, tuple, set, frozenset)):
+            parts.append(_condition(key, FilterOperator.IN, list(spec)))
+        else:
+            parts.append(_condition(key, FilterOperator.EQ, spec))
+    return and_(*parts)
+
+
+def _operator(name: Any) -> FilterOperator:
+    if isinstance(name, FilterOperator):
+        return name
+    try:
+        return FilterOperator(name)
+    except ValueError:
+        pass
+    try:
+        return FilterOperator[str(name).upper()]
+    except KeyError:
+        known = ", ".join(f"{op.value!r}" for op in FilterOperator)
+        raise FilterError(f"unknown filter operator {name!r}; known: {known}") from None
+
+
+def _resolve(key: Any) -> tuple[str, _Kind]:
+    """The expression a key reads, and how its values are written."""
+    if not isinstance(key, str) or not key:
+        raise FilterError(f"a filter key must be a non-empty string, not {key!r}")
+    if key in _TYPED:
+        return key, _TYPED[key]
+    name = key[len(_JSON_PREFIX) :] if key.startswith(_JSON_PREFIX) else key
+    if not name:
+        raise FilterError(f"filter key {key!r} names no metadata key")
+    return f"{schema.METADATA}[{quote(name)}]", _Kind.JSON
+
+
+def _condition(key: str, op: FilterOperator, value: Any) -> str:
+    field, kind = _resolve(key)
+    if op is FilterOperator.IS_EMPTY:
+        return _is_empty(key, field, kind)
+    if kind is _Kind.TAGS:
+        return _tags_condition(field, op, value)
+    if op in (FilterOperator.IN, FilterOperator.NIN):
+        literals = [_literal(v, kind, key) for v in _as_list(key, op, value)]
+        if kind is _Kind.JSON:  # Milvus Lite has no `in` on JSON paths
+            expr = f"({' or '.join(f'{field} == {literal}' for literal in literals)})"
+        else:
+            expr = f"{field} in [{', '.join(literals)}]"
+        return expr if op is FilterOperator.IN else f"not ({expr})"
+    if op in _COMPARISONS:
+        if kind is _Kind.BOOL and op not in (FilterOperator.EQ, FilterOperator.NE):
+            raise FilterError(f"filter on {key}: a boolean supports only == and !=")
+        return f"{field} {op.value} {_literal(value, kind, key)}"
+    if op in (FilterOperator.CONTAINS, FilterOperator.ANY, FilterOperator.ALL) and kind is _Kind.JSON:
+        if op is FilterOperator.CONTAINS:
+            return f"json_contains({field}, {_literal(value, kind, key)})"
+        literals = [_literal(v, kind, key) for v in _as_list(key, op, value)]
+        function = "json_contains_any" if op is FilterOperator.ANY else "json_contains_all"
+        return f"{function}({field}, [{', '.join(literals)}])"
+    if op is FilterOperator.TEXT_MATCH:
+        if kind is _Kind.TEXT:  # tokens of the analysed text
+            return f"text_match({field}, {_literal(value, kind, key)})"
+        if kind in (_Kind.STRING, _Kind.JSON):
+            return f"{field} like {quote('%' + _like_substring(key, value) + '%')}"
+    raise FilterError(f"filter on {key}: operator {op.value!r} is not supported for this field")
+
+
+def _tags_condition(field: str, op: FilterOperator, value: Any) -> str:
+    if op in (FilterOperator.EQ, FilterOperator.CONTAINS, FilterOperator.TEXT_MATCH, FilterOperator.NE):
+        expr = f"array_contains({field}, {_literal(value, _Kind.STRING, field)})"
+        return f"not {expr}" if op is FilterOperator.NE else expr
+    if op in (FilterOperator.IN, FilterOperator.ANY, FilterOperator.NIN, FilterOperator.ALL):
+        literals = ", ".join(_literal(v, _Kind.STRING, field) for v in _as_list(field, op, value))
+        function = "array_contains_all" if op is FilterOperator.ALL else "array_contains_any"
+        expr = f"{function}({field}, [{literals}])"
+        return f"not {expr}" if op is FilterOperator.NIN else expr
+    raise FilterError(f"filter on tags: operator {op.value!r} is not supported (use ==, !=, in, nin, any, all, contains)")
+
+
+def _is_empty(key: str, field: str, kind: _Kind) -> str:
+    if kind in (_Kind.STRING, _Kind.TEXT):
+        return f'{field} == ""'
+    if kind is _Kind.TAGS:
+        return f"array_length({field}) == 0"
+    if kind is _Kind.JSON:
+        return f"not exists {field}"
+    raise FilterError(f"filter on {key}: this field is never empty")
+
+
+def _as_list(key: str, op: FilterOperator, value: Any) -> list[Any]:
+    if not isinstance(value, (list, tuple, set, frozenset)):
+        raise FilterError(f"filter on {key}: operator {op.value!r} needs a list of values, not {value!r}")
+    if not value:
+        raise FilterError(f"filter on {key}: operator {op.value!r} needs at least one value")
+    return list(value)
+
+
+def _like_substring(key: str, value: Any) -> str:
+    # Milvus Lite cannot escape LIKE wildcards, so a value holding one could match more than itself.
+    if not isinstance(value, str) or not value:
+        raise FilterError(f"filter on {key}: text_match needs a non-empty string, not {value!r}")
+    if any(ch in value for ch in "%_\\"):
+        raise FilterError(
+            f"filter on {key}: text_match cannot look for %, _ or \\ (Milvus LIKE wildcards); "
+            "use == or in for exact values"
+        )
+    return value
+
+
+def _literal(value: Any, kind: _Kind, key: str) -> str:
+    if isinstance(value, Enum):
+        value = value.value
+    if kind in (_Kind.STRING, _Kind.TEXT):
+        if isinstance(value, str):
+            return quote(value)
+    elif kind is _Kind.BOOL:
+        if isinstance(value, bool):
+            return "true" if value else "false"
+    elif kind is _Kind.TIME:
+        if isinstance(value, str):
+            try:
+                value = datetime.fromisoformat(value)
+            except ValueError:
+                raise FilterError(f"filter on {key}: {value!r} is not an ISO date-time") from None
+        if isinstance(value, datetime):
+            return str(schema.to_epoch_ms(value))
+        if isinstance(value, int) and not isinstance(value, bool):
+            return str(value)
+    else:
+        if isinstance(value, str):
+            return quote(value)
+        if isinstance(value, bool):
+            return "true" if value else "false"
+        if isinstance(value, int):
+            return str(value)
+        if isinstance(value, float) and math.isfinite(value):
+            return repr(value)
+    raise FilterError(f"filter on {key}: unsupported value {value!r} ({type(value).__name__}) for a {kind.value} field")

@@ -1,0 +1,293 @@
+"""The collection layout: field names and limits, the encoder record, index choice per backend, item ⇄ row.
+
+Field names follow LlamaIndex's defaults (``embedding``, ``text``, ``sparse_embedding``,
+``_node_content``, ``_node_type``) so that the stock ``MilvusVectorStore`` can open a collection
+written here and read its rows back as nodes.
+
+Items without an image have no image vector: their ``image_embedding`` holds a copy of the fused
+vector (Milvus vectors cannot be null, and a zero vector scores 0 for every query, which would
+rank such items in the middle of image results) and ``has_image`` is false, so image searches
+filter them out.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta, timezone
+from enum import Enum
+from typing import Any, Mapping
+
+import numpy as np
+from llama_index.core.schema import BaseNode, ImageNode, NodeRelationship, RelatedNodeInfo, TextNode
+from llama_index.core.vector_stores.utils import node_to_metadata_dict
+from pydantic import BaseModel, ConfigDict, Field, PositiveInt
+from pymilvus import CollectionSchema, DataType, Function, FunctionType, MilvusClient
+from pymilvus.milvus_client.index import IndexParams
+
+from rag.embeddings.base import Encoder
+from rag.items import ImageRef, KnowledgeItem
+
+SCHEMA_VERSION = "1"
+
+ID = "id"
+FUSED = "embedding"
+IMAGE = "image_embedding"
+TEXT = "text"
+SPARSE = "sparse_embedding"
+SOURCE = "source"
+MODALITY = "modality"
+MIME_TYPE = "mime_type"
+IMAGE_URI = "image_uri"
+HAS_IMAGE = "has_image"
+CREATED_AT = "created_at"
+TAGS = "tags"
+METADATA = "metadata"
+NODE_CONTENT = "_node_content"
+NODE_TYPE = "_node_type"
+
+#: Every stored field except the vectors and the LlamaIndex node copy: what a hit carries.
+ITEM_FIELDS = [ID, TEXT, SOURCE, MODALITY, MIME_TYPE, IMAGE_URI, HAS_IMAGE, CREATED_AT, TAGS, METADATA]
+
+#: Byte limits (UTF-8) of the VARCHAR fields, and the tag list capacity.
+MAX_BYTES = {
+    ID: 256,
+    TEXT: 65_535,
+    SOURCE: 4_096,
+    MODALITY: 16,
+    MIME_TYPE: 128,
+    IMAGE_URI: 4_096,
+    NODE_CONTENT: 65_535,
+    NODE_TYPE: 32,
+}
+MAX_TAGS = 256
+MAX_TAG_BYTES = 512
+MAX_METADATA_BYTES = 65_536
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_PROPERTY_PREFIX = "mmrag."
+
+
+class Backend(str, Enum):
+    """Which Milvus the URI points at; decides index types and search parameters."""
+
+    LITE = "lite"
+    SERVER = "server"
+
+    @classmethod
+    def of(cls, uri: str) -> "Backend":
+        return cls.SERVER if uri.split("://", 1)[0].lower() in ("http", "https", "tcp", "unix") else cls.LITE
+
+    def dense_index(self) -> dict[str, Any]:
+        # FLAT on Lite: exact, fast enough at Lite's scale, and filtered searches never come back
+        # short the way a graph index can when the filter keeps few rows.
+        if self is Backend.LITE:
+            return {"index_type": "FLAT", "metric_type": "IP"}
+        return {"index_type": "HNSW", "metric_type": "IP", "params": {"M": 16, "efConstruction": 200}}
+
+    def search_params(self, k: int) -> dict[str, Any]:
+        if self is Backend.LITE:
+            return {"metric_type": "IP"}
+        return {"metric_type": "IP", "params": {"ef": max(64, k)}}
+
+
+class EncoderInfo(BaseModel):
+    """Which encoder made a collection's vectors; vectors from another encoder are not comparable."""
+
+    model_config = ConfigDict(frozen=True)
+
+    variant: str = Field(description="Human-readable name, e.g. bge-visualized-base-en-v1.5.")
+    dim: PositiveInt
+    fingerprint: str = Field(min_length=1, description="The encoder's weights fingerprint.")
+
+    @classmethod
+    def of(cls, encoder: Encoder, variant: str) -> "EncoderInfo":
+        return cls(variant=variant, dim=encoder.dim, fingerprint=encoder.fingerprint)
+
+    def compatible_with(self, other: "EncoderInfo") -> bool:
+        return self.dim == other.dim and self.fingerprint == other.fingerprint
+
+    def describe(self) -> str:
+        return f"{self.variant} (dim {self.dim}, fingerprint {self.fingerprint})"
+
+    def to_properties(self) -> dict[str, str]:
+        return {
+            f"{_PROPERTY_PREFIX}schema_version": SCHEMA_VERSION,
+            f"{_PROPERTY_PREFIX}encoder.variant": self.variant,
+            f"{_PROPERTY_PREFIX}encoder.dim": str(self.dim),
+            f"{_PROPERTY_PREFIX}encoder.fingerprint": self.fingerprint,
+        }
+
+    @classmethod
+    def from_properties(cls, properties: Mapping[str, str]) -> "EncoderInfo | None":
+        """The record written by ``to_properties``, or None when the collection has none."""
+        try:
+            return cls(
+                variant=properties[f"{_PROPERTY_PREFIX}encoder.variant"],
+                dim=int(properties[f"{_PROPERTY_PREFIX}encoder.dim"]),
+                fingerprint=properties[f"{_PROPERTY_PREFIX}encoder.fingerprint"],
+            )
+        except KeyError:
+            return None
+
+
+def schema_version(properties: Mapping[str, str]) -> str | None:
+    return properties.get(f"{_PROPERTY_PREFIX}schema_version")
+
+
+def build_schema(dim: int, *, bm25: bool) -> CollectionSchema:
+    """The typed collection schema; with ``bm25`` the text field is analysed into a BM25 sparse vector."""
+    schema = MilvusClient.create_schema(auto_id=False, enable_dynamic_field=False)
+    schema.add_field(ID, DataType.VARCHAR, is_primary=True, max_length=MAX_BYTES[ID])
+    schema.add_field(FUSED, DataType.FLOAT_VECTOR, dim=dim)
+    schema.add_field(IMAGE, DataType.FLOAT_VECTOR, dim=dim)
+    if bm25:
+        schema.add_field(TEXT, DataType.VARCHAR, max_length=MAX_BYTES[TEXT], enable_analyzer=True, enable_match=True)
+        schema.add_field(SPARSE, DataType.SPARSE_FLOAT_VECTOR)
+        schema.add_function(
+            Function(name="text_bm25", function_type=FunctionType.BM25, input_field_names=[TEXT], output_field_names=[SPARSE])
+        )
+    else:
+        schema.add_field(TEXT, DataType.VARCHAR, max_length=MAX_BYTES[TEXT])
+    for name in (SOURCE, MODALITY, MIME_TYPE, IMAGE_URI):
+        schema.add_field(name, DataType.VARCHAR, max_length=MAX_BYTES[name])
+    schema.add_field(HAS_IMAGE, DataType.BOOL)
+    schema.add_field(CREATED_AT, DataType.INT64, description="epoch milliseconds, UTC")
+    schema.add_field(
+        TAGS, DataType.ARRAY, element_type=DataType.VARCHAR, max_capacity=MAX_TAGS, max_length=MAX_TAG_BYTES
+    )
+    schema.add_field(METADATA, DataType.JSON)
+    schema.add_field(NODE_CONTENT, DataType.VARCHAR, max_length=MAX_BYTES[NODE_CONTENT])
+    schema.add_field(NODE_TYPE, DataType.VARCHAR, max_length=MAX_BYTES[NODE_TYPE])
+    return schema
+
+
+def build_index_params(backend: Backend, *, bm25: bool) -> IndexParams:
+    params = MilvusClient.prepare_index_params()
+    for field in (FUSED, IMAGE):
+        params.add_index(field_name=field, index_name=field, **backend.dense_index())
+    if bm25:
+        params.add_index(field_name=SPARSE, index_name=SPARSE, index_type="SPARSE_INVERTED_INDEX", metric_type="BM25")
+    return params
+
+
+def to_epoch_ms(moment: datetime) -> int:
+    """Milliseconds since the epoch; a naive datetime is taken as UTC."""
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    return (moment - _EPOCH) // timedelta(milliseconds=1)
+
+
+def from_epoch_ms(ms: int) -> datetime:
+    return _EPOCH + timedelta(milliseconds=ms)
+
+
+def to_llama_node(item: KnowledgeItem) -> BaseNode:
+    """The item as a LlamaIndex node: an ``ImageNode`` when it has an image, else a ``TextNode``.
+
+    Its metadata is the item's metadata plus ``source``, ``modality``, ``tags`` and ``created_at``
+    (these win over metadata keys of the same name); its source relationship is the item's source.
+    """
+    metadata = {
+        **item.metadata,
+        SOURCE: item.source,
+        MODALITY: item.modality.value,
+        TAGS: list(item.tags),
+        CREATED_AT: item.created_at.isoformat(),
+    }
+    common: dict[str, Any] = {
+        "id_": item.id,
+        "text": item.text,
+        "metadata": metadata,
+        "relationships": {NodeRelationship.SOURCE: RelatedNodeInfo(node_id=item.source)},
+    }
+    if item.image is None:
+        return TextNode(**common)
+    is_url = item.image.uri.startswith(("http://", "https://"))
+    return ImageNode(
+        **common,
+        image_url=item.image.uri if is_url else None,
+        image_path=None if is_url else item.image.uri,
+        image_mimetype=item.image.mime_type,
+    )
+
+
+def _utf8_len(value: str) -> int:
+    return len(value.encode("utf-8"))
+
+
+def item_problems(item: KnowledgeItem) -> list[str]:
+    """Why the item cannot be stored as it is (empty when it can): sizes over the schema limits."""
+    problems = []
+    checks = {
+        ID: item.id,
+        TEXT: item.text,
+        SOURCE: item.source,
+        IMAGE_URI: item.image.uri if item.image else "",
+        MIME_TYPE: (item.image.mime_type or "") if item.image else "",
+    }
+    for field, value in checks.items():
+        if _utf8_len(value) > MAX_BYTES[field]:
+            problems.append(f"{field} is {_utf8_len(value)} bytes (limit {MAX_BYTES[field]})")
+    if not item.id:
+        problems.append("id is empty")
+    if len(item.tags) > MAX_TAGS:
+        problems.append(f"{len(item.tags)} tags (limit {MAX_TAGS})")
+    long_tags = [tag for tag in item.tags if _utf8_len(tag) > MAX_TAG_BYTES]
+    if long_tags:
+        problems.append(f"{len(long_tags)} tag(s) over {MAX_TAG_BYTES} bytes")
+    try:
+        metadata_bytes = _utf8_len(json.dumps(item.metadata, ensure_ascii=False, allow_nan=False))
+    except (TypeError, ValueError) as exc:
+        problems.append(f"metadata is not plain JSON: {exc}")
+        return problems
+    if metadata_bytes > MAX_METADATA_BYTES:
+        problems.append(f"metadata is {metadata_bytes} bytes of JSON (limit {MAX_METADATA_BYTES})")
+    content = node_content(item)[0]
+    if _utf8_len(content) > MAX_BYTES[NODE_CONTENT]:
+        problems.append(f"the LlamaIndex node copy is {_utf8_len(content)} bytes (limit {MAX_BYTES[NODE_CONTENT]}): metadata too large")
+    return problems
+
+
+def node_content(item: KnowledgeItem) -> tuple[str, str]:
+    """``(_node_content, _node_type)`` as LlamaIndex vector stores write them (text kept in ``text`` only)."""
+    stored = node_to_metadata_dict(to_llama_node(item), remove_text=True, text_field=TEXT)
+    return stored[NODE_CONTENT], stored[NODE_TYPE]
+
+
+def to_row(item: KnowledgeItem, fused: np.ndarray, image: np.ndarray | None) -> dict[str, Any]:
+    """One Milvus row; ``image`` is the item's image vector, ignored when the item has no image."""
+    if item.image is not None and image is None:
+        raise ValueError(f"item {item.id}: it has an image but no image vector was given")
+    content, node_type = node_content(item)
+    return {
+        ID: item.id,
+        FUSED: fused.tolist(),
+        IMAGE: (fused if item.image is None or image is None else image).tolist(),
+        TEXT: item.text,
+        SOURCE: item.source,
+        MODALITY: item.modality.value,
+        MIME_TYPE: (item.image.mime_type or "") if item.image else "",
+        IMAGE_URI: item.image.uri if item.image else "",
+        HAS_IMAGE: item.image is not None,
+        CREATED_AT: to_epoch_ms(item.created_at),
+        TAGS: list(item.tags),
+        METADATA: item.metadata,
+        NODE_CONTENT: content,
+        NODE_TYPE: node_type,
+    }
+
+
+def from_row(row: Mapping[str, Any]) -> KnowledgeItem:
+    """The item a row holds (image thumbnails are not stored, so ``image.thumbnail`` is None)."""
+    image = None
+    if row[IMAGE_URI]:
+        image = ImageRef(uri=row[IMAGE_URI], mime_type=row[MIME_TYPE] or None)
+    return KnowledgeItem(
+        id=row[ID],
+        text=row[TEXT],
+        image=image,
+        source=row[SOURCE],
+        metadata=row[METADATA] or {},
+        tags=list(row[TAGS] or []),
+        created_at=from_epoch_ms(row[CREATED_AT]),
+    )

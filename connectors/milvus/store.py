@@ -1,0 +1,526 @@
+"""The knowledge store: one Milvus collection of items, on Milvus Lite or a Milvus server, chosen by URI."""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Iterator, Literal, Mapping, Sequence, TypeVar
+
+import numpy as np
+from pydantic import BaseModel
+from pymilvus import AnnSearchRequest, FunctionType, MilvusClient, MilvusException, RRFRanker, WeightedRanker
+
+from connectors.milvus import schema
+from connectors.milvus.filters import Filters, and_, compile_filter, id_in
+from connectors.milvus.schema import Backend, EncoderInfo
+from rag.items import KnowledgeItem
+
+logger = logging.getLogger(__name__)
+
+VectorField = Literal["fused", "image"]
+_VECTOR_FIELDS: dict[str, str] = {"fused": schema.FUSED, "image": schema.IMAGE}
+_WRITE_BATCH = 256
+_ID_BATCH = 1_000
+_NORM_TOLERANCE = 1e-2
+_T = TypeVar("_T")
+
+# Milvus Lite runs in-process, one server per data folder. The last store closed on a folder
+# stops its server, so that other processes (a CLI run, a test's subprocess) can open it.
+_lite_users: dict[str, int] = {}
+_lite_users_lock = threading.Lock()
+
+
+class StoreError(RuntimeError):
+    """The store cannot do what was asked; the message says why and what to do."""
+
+
+class StoreLockedError(StoreError):
+    """Another process holds the Milvus Lite data folder."""
+
+
+class CollectionNotFoundError(StoreError):
+    pass
+
+
+class EncoderMismatchError(StoreError):
+    """The collection's vectors were made by another encoder than the one in use."""
+
+
+class NotSupportedError(StoreError, NotImplementedError):
+    """The backend or this collection lacks the feature (e.g. BM25 on an old Milvus server)."""
+
+
+@dataclass(frozen=True)
+class Hit:
+    """One search result: the stored item, its score (higher is closer) and, on request, its vectors."""
+
+    score: float
+    item: KnowledgeItem
+    embedding: np.ndarray | None = None
+    image_embedding: np.ndarray | None = None  # None for items without an image
+
+    @property
+    def id(self) -> str:
+        return self.item.id
+
+
+class StoreStats(BaseModel):
+    collection: str
+    uri: str
+    backend: Backend
+    count: int
+    dim: int
+    encoder: EncoderInfo
+    bm25: bool
+
+
+class MilvusStore:
+    """A collection of knowledge items with a fused vector, an image vector, BM25 text and typed metadata.
+
+    Open with :meth:`open`; a local path ending in ``.db`` is Milvus Lite, ``http(s)://host:19530``
+    a Milvus server. Filters are plain dicts or LlamaIndex ``MetadataFilters`` (see ``filters``).
+    """
+
+    def __init__(
+        self, client: MilvusClient, *, uri: str, collection: str, encoder: EncoderInfo, backend: Backend, bm25: bool
+    ) -> None:
+        self._client = client
+        self._uri = uri
+        self._collection = collection
+        self._encoder = encoder
+        self._backend = backend
+        self._bm25 = bm25
+        self._closed = False
+
+    @classmethod
+    def open(
+        cls,
+        uri: str | os.PathLike[str],
+        collection: str,
+        *,
+        encoder_info: EncoderInfo | Mapping[str, Any] | None = None,
+        create: bool = True,
+        token: str | None = None,
+        bm25: bool | None = None,
+    ) -> "MilvusStore":
+        """Connect, check (or create) the collection, and load it.
+
+        ``encoder_info`` (variant, dim, fingerprint) is required to create a collection; when given
+        for an existing one it must match the encoder recorded there. ``bm25``: True requires
+        full-text search, False leaves it out, None (default) uses it where the backend has it.
+        """
+        info = EncoderInfo.model_validate(encoder_info) if encoder_info is not None else None
+        uri = str(uri)
+        backend = Backend.of(uri)
+        client = _connect(uri, token, backend)
+        try:
+            if client.has_collection(collection):
+                recorded, has_bm25 = _check_existing(client, uri, collection, info)
+            elif not create:
+                raise CollectionNotFoundError(
+                    f"there is no collection {collection!r} at {uri}; existing: {client.list_collections() or 'none'}. "
+                    "Ingest into it first, or pick another with --collection / RAG_COLLECTION."
+                )
+            elif info is None:
+                raise StoreError(f"creating collection {collection!r} needs encoder_info (variant, dim, fingerprint)")
+            else:
+                recorded, has_bm25 = info, _create(client, uri, collection, info, backend, bm25)
+            client.load_collection(collection)
+        except BaseException:
+            _disconnect(client, uri, backend)
+            raise
+        return cls(client, uri=uri, collection=collection, encoder=recorded, backend=backend, bm25=has_bm25)
+
+    @property
+    def collection(self) -> str:
+        return self._collection
+
+    @property
+    def encoder(self) -> EncoderInfo:
+        return self._encoder
+
+    @property
+    def backend(self) -> Backend:
+        return self._backend
+
+    @property
+    def supports_bm25(self) -> bool:
+        return self._bm25
+
+    def upsert(self, items: Sequence[KnowledgeItem], fused: np.ndarray, image: np.ndarray | None = None) -> int:
+        """Insert the items, replacing stored items with the same ids; returns how many rows were written.
+
+        ``fused[i]`` and ``image[i]`` are item i's unit vectors; ``image`` may be None only when no
+        item has an image, and its rows for items without an image are ignored. A later duplicate
+        id within one call wins. Call :meth:`flush` after a bulk load.
+        """
+        fused = self._check_matrix(fused, len(items), "fused", range(len(items)))
+        with_image = [i for i, item in enumerate(items) if item.image is not None]
+        if image is not None:
+            image = self._check_matrix(image, len(items), "image", with_image)
+        elif with_image:
+            raise ValueError(f"{len(with_image)} item(s) have an image but no image vectors were given")
+        problems = {item.id: p for item in items if (p := schema.item_problems(item))}
+        if problems:
+            listed = "; ".join(f"{item_id}: {', '.join(p)}" for item_id, p in problems.items())
+            raise ValueError(f"{len(problems)} item(s) cannot be stored: {listed}")
+        rows_by_id = {
+            item.id: schema.to_row(item, fused[i], image[i] if image is not None else None)
+            for i, item in enumerate(items)
+        }
+        if len(rows_by_id) < len(items):
+            logger.debug("upsert: %d duplicate id(s) in one call, the last of each kept", len(items) - len(rows_by_id))
+        for batch in _chunks(list(rows_by_id.values()), _WRITE_BATCH):
+            self._client.upsert(self._collection, batch)
+        logger.debug("upserted %d item(s) into %s", len(rows_by_id), self._collection)
+        return len(rows_by_id)
+
+    def flush(self) -> None:
+        """Seal written data to storage; call once after a bulk load, not after every batch."""
+        self._client.flush(self._collection)
+
+    def search(
+        self,
+        vector: np.ndarray | Sequence[float],
+        *,
+        field: VectorField = "fused",
+        k: int = 10,
+        filter: Filters | None = None,
+        with_vectors: bool = False,
+    ) -> list[Hit]:
+        """The k items whose ``field`` vector has the highest inner product with ``vector``.
+
+        ``field="image"`` searches image vectors and so only items that have an image.
+        """
+        expr = self._search_filter(field, filter)
+        result = self._client.search(
+            self._collection,
+            data=[self._check_query(vector)],
+            anns_field=_VECTOR_FIELDS[field],
+            limit=_check_k(k),
+            filter=expr,
+            output_fields=_output_fields(with_vectors),
+            search_params=self._backend.search_params(k),
+        )
+        return [_hit(hit["entity"], hit["distance"]) for hit in result[0]]
+
+    def text_search(self, query: str, *, k: int = 10, filter: Filters | None = None, with_vectors: bool = False) -> list[Hit]:
+        """BM25 full-text search over the items' text; scores are BM25 scores (higher is better)."""
+        self._require_bm25("text_search")
+        result = self._client.search(
+            self._collection,
+            data=[query],
+            anns_field=schema.SPARSE,
+            limit=_check_k(k),
+            filter=compile_filter(filter),
+            output_fields=_output_fields(with_vectors),
+            search_params={"metric_type": "BM25"},
+        )
+        # Milvus Lite reports BM25 scores negated; Milvus server reports them as they are.
+        return [_hit(hit["entity"], abs(hit["distance"])) for hit in result[0]]
+
+    def hybrid_search(
+        self,
+        vector: np.ndarray | Sequence[float],
+        query: str,
+        *,
+        field: VectorField = "fused",
+        k: int = 10,
+        filter: Filters | None = None,
+        fusion: Literal["rrf", "weighted"] = "rrf",
+        weights: tuple[float, float] = (0.5, 0.5),
+        rrf_k: int = 60,
+        with_vectors: bool = False,
+    ) -> list[Hit]:
+        """Dense search on ``field`` and BM25 on the text, fused by reciprocal rank or by weights (dense, text)."""
+        self._require_bm25("hybrid_search")
+        candidates = min(max(4 * _check_k(k), 50), 16_384)
+        dense = AnnSearchRequest(
+            data=[self._check_query(vector)],
+            anns_field=_VECTOR_FIELDS[field],
+            param=self._backend.search_params(candidates),
+            limit=candidates,
+            expr=self._search_filter(field, filter),
+        )
+        text = AnnSearchRequest(
+            data=[query],
+            anns_field=schema.SPARSE,
+            param={"metric_type": "BM25"},
+            limit=candidates,
+            expr=self._search_filter(field, filter),
+        )
+        ranker = RRFRanker(rrf_k) if fusion == "rrf" else WeightedRanker(*weights)
+        result = self._client.hybrid_search(
+            self._collection, [dense, text], ranker=ranker, limit=k, output_fields=_output_fields(with_vectors)
+        )
+        return [_hit(hit["entity"], hit["distance"]) for hit in result[0]]
+
+    def get(self, ids: Sequence[str]) -> list[KnowledgeItem]:
+        """The stored items with these ids, in the order asked; unknown ids are left out."""
+        found: dict[str, KnowledgeItem] = {}
+        for batch in _chunks(list(dict.fromkeys(ids)), _ID_BATCH):
+            for row in self._client.query(self._collection, filter=id_in(batch), output_fields=schema.ITEM_FIELDS, limit=len(batch)):
+                found[row[schema.ID]] = schema.from_row(row)
+        return [found[i] for i in ids if i in found]
+
+    def existing_ids(self, ids: Sequence[str]) -> set[str]:
+        """Which of these ids are stored already (for idempotent ingestion)."""
+        existing: set[str] = set()
+        for batch in _chunks(list(dict.fromkeys(ids)), _ID_BATCH):
+            rows = self._client.query(self._collection, filter=id_in(batch), output_fields=[schema.ID], limit=len(batch))
+            existing.update(row[schema.ID] for row in rows)
+        return existing
+
+    def delete(self, *, ids: Sequence[str] | None = None, filter: Filters | None = None) -> int:
+        """Delete by ids or by filter (exactly one); returns how many items were deleted."""
+        if (ids is None) == (filter is None):
+            raise ValueError("delete needs either ids or filter")
+        if ids is not None:
+            expressions = [id_in(batch) for batch in _chunks(list(dict.fromkeys(ids)), _ID_BATCH)]
+        else:
+            expressions = [compile_filter(filter)]
+        if not all(expressions):
+            raise ValueError("refusing to delete with an empty filter; drop() removes the whole collection")
+        deleted = 0
+        for expr in expressions:
+            deleted += self._count(expr)
+            self._client.delete(self._collection, filter=expr)
+        return deleted
+
+    def count(self, filter: Filters | None = None) -> int:
+        return self._count(compile_filter(filter))
+
+    def stats(self) -> StoreStats:
+        return StoreStats(
+            collection=self._collection,
+            uri=self._uri,
+            backend=self._backend,
+            count=self._count(""),
+            dim=self._encoder.dim,
+            encoder=self._encoder,
+            bm25=self._bm25,
+        )
+
+    def list_collections(self) -> list[str]:
+        """Every collection at this URI, ours or not."""
+        return list(self._client.list_collections())
+
+    def drop(self) -> None:
+        """Delete the collection and everything in it, then close the store."""
+        self._client.drop_collection(self._collection)
+        logger.info("dropped collection %s at %s", self._collection, self._uri)
+        self.close()
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            _disconnect(self._client, self._uri, self._backend)
+
+    def __enter__(self) -> "MilvusStore":
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"MilvusStore(uri={self._uri!r}, collection={self._collection!r}, encoder={self._encoder.describe()!r})"
+
+    def _count(self, expr: str) -> int:
+        rows = self._client.query(self._collection, filter=expr, output_fields=["count(*)"])
+        return int(rows[0]["count(*)"])
+
+    def _search_filter(self, field: VectorField, filters: Filters | None) -> str:
+        if field not in _VECTOR_FIELDS:
+            raise ValueError(f"field must be one of {sorted(_VECTOR_FIELDS)}, not {field!r}")
+        image_only = f"{schema.HAS_IMAGE} == true" if field == "image" else ""
+        return and_(image_only, compile_filter(filters))
+
+    def _require_bm25(self, what: str) -> None:
+        if not self._bm25:
+            raise NotSupportedError(
+                f"{what} needs BM25 full-text search, and collection {self._collection!r} at {self._uri} was created "
+                "without it (Milvus server older than 2.5, or bm25=False). Use search() with an encoded query, or "
+                "re-ingest into a new collection on Milvus Lite or Milvus >= 2.5."
+            )
+
+    def _check_query(self, vector: np.ndarray | Sequence[float]) -> list[float]:
+        query = np.asarray(vector, dtype=np.float32).reshape(-1)
+        if query.shape != (self._encoder.dim,):
+            raise ValueError(f"query vector has {query.size} values; the collection's encoder gives {self._encoder.dim}")
+        if not np.isfinite(query).all():
+            raise ValueError("query vector has NaN or infinite values")
+        return query.tolist()
+
+    def _check_matrix(self, vectors: np.ndarray, n: int, name: str, rows: Sequence[int]) -> np.ndarray:
+        matrix = np.asarray(vectors, dtype=np.float32)
+        if matrix.shape != (n, self._encoder.dim):
+            raise ValueError(f"{name} vectors have shape {matrix.shape}; expected ({n}, {self._encoder.dim})")
+        checked = matrix[list(rows)]
+        if not np.isfinite(checked).all():
+            raise ValueError(f"{name} vectors have NaN or infinite values")
+        norms = np.linalg.norm(checked, axis=1)
+        if norms.size and np.abs(norms - 1.0).max() > _NORM_TOLERANCE:
+            raise ValueError(f"{name} vectors must be L2-normalised (norms range {norms.min():.3f}..{norms.max():.3f})")
+        return matrix
+
+
+def list_collections(uri: str | os.PathLike[str], *, token: str | None = None) -> list[str]:
+    """Every collection at ``uri``, without opening one."""
+    uri = str(uri)
+    backend = Backend.of(uri)
+    client = _connect(uri, token, backend)
+    try:
+        return list(client.list_collections())
+    finally:
+        _disconnect(client, uri, backend)
+
+
+def _connect(uri: str, token: str | None, backend: Backend) -> MilvusClient:
+    if backend is Backend.LITE:
+        path = Path(uri).expanduser()
+        if path.suffix != ".db":
+            raise StoreError(
+                f"a Milvus Lite path must end in .db (got {uri!r}); for a Milvus server use http://host:19530"
+            )
+        path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        client = MilvusClient(uri=uri, token=token or "")
+    except MilvusException as exc:
+        if backend is Backend.LITE and _lite_locked(uri):
+            raise StoreLockedError(
+                f"Milvus Lite data at {uri} is in use by another process (Milvus Lite allows one process per "
+                "folder). Stop that process, use another path, or run a Milvus server (docker compose up -d) "
+                "and set RAG_MILVUS_URI=http://localhost:19530."
+            ) from exc
+        raise StoreError(f"cannot connect to Milvus at {uri}: {exc.message}") from exc
+    if backend is Backend.LITE:
+        with _lite_users_lock:
+            key = os.path.abspath(uri)
+            _lite_users[key] = _lite_users.get(key, 0) + 1
+    return client
+
+
+def _disconnect(client: MilvusClient, uri: str, backend: Backend) -> None:
+    client.close()
+    if backend is not Backend.LITE:
+        return
+    from milvus_lite.server_manager import server_manager_instance
+
+    key = os.path.abspath(uri)
+    with _lite_users_lock:
+        _lite_users[key] -= 1
+        last = _lite_users[key] == 0
+        if last:
+            del _lite_users[key]
+    if last:
+        server_manager_instance.release_server(key)
+
+
+def _lite_locked(uri: str) -> bool:
+    """Whether another process holds the Lite data folder (checked by trying to open it)."""
+    from milvus_lite import DataDirLockedError, MilvusLite
+
+    try:
+        MilvusLite(os.path.abspath(uri)).close()
+    except DataDirLockedError:
+        return True
+    except Exception:  # any other failure is reported by the caller with the original error
+        return False
+    return False
+
+
+def _check_existing(
+    client: MilvusClient, uri: str, collection: str, info: EncoderInfo | None
+) -> tuple[EncoderInfo, bool]:
+    description = client.describe_collection(collection)
+    properties = description.get("properties") or {}
+    recorded = EncoderInfo.from_properties(properties)
+    if recorded is None:
+        raise StoreError(
+            f"collection {collection!r} at {uri} was not made by this library (it records no encoder); "
+            "use another collection name, or drop it if it is disposable"
+        )
+    version = schema.schema_version(properties)
+    if version != schema.SCHEMA_VERSION:
+        raise StoreError(
+            f"collection {collection!r} at {uri} has schema version {version}, this library writes "
+            f"{schema.SCHEMA_VERSION}; re-ingest into a new collection"
+        )
+    if info is not None and not recorded.compatible_with(info):
+        raise EncoderMismatchError(
+            f"collection {collection!r} at {uri} was made with encoder {recorded.describe()}, but the encoder in "
+            f"use is {info.describe()}. Its vectors are not comparable: use the same weights (RAG_WEIGHTS="
+            f"{recorded.variant}), choose another collection (--collection / RAG_COLLECTION), or drop this one "
+            "and re-ingest."
+        )
+    functions = description.get("functions") or []
+    has_bm25 = any(f.get("type") == FunctionType.BM25 for f in functions)
+    return recorded, has_bm25
+
+
+def _create(
+    client: MilvusClient, uri: str, collection: str, info: EncoderInfo, backend: Backend, bm25: bool | None
+) -> bool:
+    """Create the collection; returns whether it has BM25."""
+    if bm25 is not False:
+        try:
+            _create_collection(client, collection, info, backend, bm25=True)
+            return True
+        except MilvusException as exc:
+            if bm25:
+                raise NotSupportedError(f"Milvus at {uri} cannot create a BM25 full-text index: {exc.message}") from exc
+            if client.has_collection(collection):
+                client.drop_collection(collection)
+            logger.warning(
+                "Milvus at %s has no BM25 full-text search (%s); creating %r without it: text_search and "
+                "hybrid_search will be unavailable",
+                uri,
+                exc.message,
+                collection,
+            )
+    _create_collection(client, collection, info, backend, bm25=False)
+    return False
+
+
+def _create_collection(client: MilvusClient, collection: str, info: EncoderInfo, backend: Backend, *, bm25: bool) -> None:
+    client.create_collection(
+        collection,
+        schema=schema.build_schema(info.dim, bm25=bm25),
+        consistency_level="Strong",
+        properties=info.to_properties(),
+    )
+    # The collection is empty, so there is nothing to wait for (pymilvus would poll each index).
+    client.create_index(collection, schema.build_index_params(backend, bm25=bm25), sync=False)
+    logger.info("created collection %s (%s, encoder %s, bm25=%s)", collection, backend.value, info.describe(), bm25)
+
+
+def _output_fields(with_vectors: bool) -> list[str]:
+    return schema.ITEM_FIELDS + [schema.FUSED, schema.IMAGE] if with_vectors else list(schema.ITEM_FIELDS)
+
+
+def _hit(entity: Mapping[str, Any], score: float) -> Hit:
+    embedding = entity.get(schema.FUSED)
+    image = entity.get(schema.IMAGE) if entity.get(schema.HAS_IMAGE) else None
+    return Hit(
+        score=float(score),
+        item=schema.from_row(entity),
+        embedding=np.asarray(embedding, dtype=np.float32) if embedding is not None else None,
+        image_embedding=np.asarray(image, dtype=np.float32) if image is not None else None,
+    )
+
+
+def _check_k(k: int) -> int:
+    if not 1 <= k <= 16_384:
+        raise ValueError(f"k must be between 1 and 16384, not {k}")
+    return k
+
+
+def _chunks(values: list[_T], size: int) -> Iterator[list[_T]]:
+    for start in range(0, len(values), size):
+        yield values[start : start + size]
