@@ -40,4 +40,4 @@ class Settings(BaseSettings):
     batch_size: PositiveInt = Field(default=32, description="Items per encoder forward pass and store write.")
     allow_urls: bool = Field(default=False, description="Fetch http(s) images named by sources.")
     url_max_bytes: PositiveInt = Field(default=20 * 1024 * 1024, description="Largest image fetched from a URL.")
-    url_timeout: PositiveFloat = Field(default=10.0, description="Seconds before a URL fetch is abandoned.")
+    url_timeout: PositiveFloat = Field(default=15.0, description="Seconds before a URL fetch is abandoned.")
