@@ -23,6 +23,11 @@ class Encoder(Protocol):
     """Maps texts, images and (image, text) pairs into one L2-normalised vector space."""
 
     @property
+    def name(self) -> str:
+        """Human-readable model name, recorded with a collection."""
+        ...
+
+    @property
     def dim(self) -> int: ...
 
     @property

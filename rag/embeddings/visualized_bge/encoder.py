@@ -109,6 +109,10 @@ class VisualizedBGE:
         return self.model.dim
 
     @property
+    def name(self) -> str:
+        return self.variant or f"visualized-bge:{self.checkpoint.name}"
+
+    @property
     def supports_fused(self) -> bool:
         return True
 
