@@ -8,6 +8,7 @@ images) are written under ``SourceOptions.cache_dir`` so that every image is a l
 """
 
 from ._common import SourceResult
+from .documents import iter_html, iter_markdown
 from .folder import iter_folder
 from .manifest import iter_manifest
 from .options import SourceOptions
@@ -18,7 +19,9 @@ __all__ = [
     "SourceOptions",
     "SourceResult",
     "iter_folder",
+    "iter_html",
     "iter_manifest",
+    "iter_markdown",
     "iter_pdf",
     "iter_urls",
 ]

@@ -24,6 +24,15 @@ SourceResult = Union[KnowledgeItem, SourceError]
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".gif", ".webp", ".bmp", ".tif", ".tiff"})
 
+_MAGIC = (
+    (b"\x89PNG\r\n\x1a\n", "PNG"),
+    (b"\xff\xd8\xff", "JPEG"),
+    (b"GIF87a", "GIF"),
+    (b"GIF89a", "GIF"),
+    (b"II*\x00", "TIFF"),
+    (b"MM\x00*", "TIFF"),
+)
+
 _SUFFIX_BY_FORMAT = {"JPEG": ".jpg", "PNG": ".png", "GIF": ".gif", "WEBP": ".webp", "BMP": ".bmp", "TIFF": ".tif"}
 
 
@@ -81,12 +90,22 @@ def check_image(data: bytes, max_pixels: int) -> ImageInfo:
     except BadInput:
         raise
     except UnidentifiedImageError:
+        claimed = _claimed_format(data)
+        if claimed:
+            raise BadInput(SourceErrorKind.CORRUPT_IMAGE, f"starts like a {claimed} but cannot be read") from None
         raise BadInput(SourceErrorKind.NOT_AN_IMAGE, "not an image (no known image format)") from None
     except Image.DecompressionBombError as e:
         raise BadInput(SourceErrorKind.IMAGE_TOO_LARGE, str(e)) from None
     except Exception as e:  # decoders of untrusted bytes raise OSError, SyntaxError, struct.error, ...
         raise BadInput(SourceErrorKind.CORRUPT_IMAGE, f"corrupt or truncated {fmt}: {e}") from None
     return ImageInfo(mime_type, _SUFFIX_BY_FORMAT.get(fmt, "." + fmt.lower()))
+
+
+def _claimed_format(data: bytes) -> str | None:
+    """The format an unreadable file's leading bytes announce, to tell a broken image from a non-image."""
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "WEBP"
+    return next((fmt for magic, fmt in _MAGIC if data.startswith(magic)), None)
 
 
 def read_file(path: Path) -> bytes:

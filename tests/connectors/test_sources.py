@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import ctypes
 import http.server
 import io
@@ -19,7 +20,9 @@ from PIL import Image
 from connectors.sources import (
     SourceOptions,
     iter_folder,
+    iter_html,
     iter_manifest,
+    iter_markdown,
     iter_pdf,
     iter_urls,
 )
@@ -409,3 +412,79 @@ def test_unreadable_pdfs_are_reported(tmp_path: Path, options: SourceOptions) ->
         assert len(errors) == 1 and errors[0].source == str(path.resolve())
         assert errors[0].kind == (Kind.NOT_FOUND if path.name == "missing.pdf" else Kind.UNREADABLE_PDF)
     assert "password" in split(iter_pdf(tmp_path / "locked.pdf", options))[1][0].reason
+
+
+# -- Markdown and HTML documents ------------------------------------------------------------
+
+
+@pytest.fixture
+def docs(tmp_path: Path) -> Path:
+    folder = tmp_path / "docs"
+    write(folder / "img" / "red cat.jpg", jpeg((200, 0, 0)))
+    write(folder / "img" / "blue.png", png((0, 0, 200)))
+    write(folder / "img" / "broken.png", png((1, 1, 1))[:40])
+    return folder
+
+
+def test_markdown_images_with_their_context(docs: Path, options: SourceOptions) -> None:
+    inline = base64.b64encode(png((0, 90, 0))).decode()
+    doc = write(
+        docs / "guide.md",
+        "# Guide\n\nIntro that belongs to no image.\n\n"
+        "## Cats\n\n"
+        "Here is a cat ![A *red* cat](img/red%20cat.jpg \"Tabby\") sitting on a mat.\n\n"
+        "![](img/blue.png)\n\n"
+        "Figure 2: the caption paragraph after a lone image.\n\n"
+        "## Broken\n\n"
+        "![gone](img/missing.png) and ![bad](img/broken.png) and ![remote](https://example.com/x.png)\n\n"
+        "| a | b |\n|---|---|\n| cell ![t](img/blue.png) | x |\n\n"
+        '<p>Raw <img src="img/red%20cat.jpg" alt="html in markdown"></p>\n\n'
+        f"![inline](data:image/png;base64,{inline})\n",
+    )
+    items, errors = split(iter_markdown(doc, options))
+    texts = [i.text for i in items]
+    assert texts[0] == "A red cat\nTabby\nCats\nHere is a cat sitting on a mat."
+    assert items[0].image.uri == str(docs / "img" / "red cat.jpg")
+    assert items[0].metadata["heading"] == "Cats" and items[0].source == str(doc)
+    assert texts[1] == "Cats\nHere is a cat sitting on a mat.\nFigure 2: the caption paragraph after a lone image."
+    assert texts[2] == "t\nBroken\ncell"
+    assert texts[3] == "html in markdown\nBroken\nRaw"
+    assert texts[4] == "inline\nBroken\nRaw"  # a lone image takes the nearest text of its section
+    assert Path(items[4].image.uri).parent == (options.cache_dir / "inline").resolve()
+    assert [(e.source.split(" -> ")[1], e.kind) for e in errors] == [
+        ("img/missing.png", Kind.NOT_FOUND),
+        ("img/broken.png", Kind.CORRUPT_IMAGE),
+        ("https://example.com/x.png", Kind.URL_DISABLED),
+    ]
+
+
+def test_html_images_figures_and_bad_references(docs: Path, options: SourceOptions) -> None:
+    doc = write(
+        docs / "page.html",
+        "<html><head><title>T</title><style>p { }</style></head><body>"
+        "<h1>Shapes</h1>"
+        "<p>Before the figure.</p>"
+        "<figure><img src='img/blue.png' alt='blue'><figcaption>Fig. 1 &amp; a <b>blue</b> box</figcaption></figure>"
+        "<p>A red <img src='img/red%20cat.jpg'> inline.</p>"
+        "<h2>Empty</h2><div><img src='img/blue.png'></div>"
+        "<script>var s = '<img src=\"img/red%20cat.jpg\">';</script>"
+        "<noscript><img src='img/blue.png' alt='fallback'></noscript>"
+        "<p><img alt='no source'> <img src='ftp://host/x.png'></p>"
+        "</body></html>",
+    )
+    items, errors = split(iter_html(doc, options))
+    assert [i.text for i in items] == [
+        "blue\nShapes\nFig. 1 & a blue box",
+        "Shapes\nA red inline.",
+        "Empty",
+    ]
+    assert [e.kind for e in errors] == [Kind.BAD_REFERENCE, Kind.BAD_REFERENCE]
+
+
+def test_document_without_images_and_unreadable_document(docs: Path, options: SourceOptions) -> None:
+    plain = write(docs / "plain.md", "# Nothing\n\nJust words.\n")
+    assert [(e.kind, e.severity) for e in iter_markdown(plain, options)] == [(Kind.NO_IMAGES, Severity.WARNING)]
+    latin = write(docs / "latin.html", "<p>caf\xe9 <img src='img/blue.png'></p>".encode("latin-1"))
+    items, errors = split(iter_html(latin, options))
+    assert items[0].text == "caf\ufffd" and [e.kind for e in errors] == [Kind.UNREADABLE]
+    assert [e.kind for e in iter_html(docs / "missing.html", options)] == [Kind.NOT_FOUND]
