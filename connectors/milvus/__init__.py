@@ -1,7 +1,7 @@
 """Milvus knowledge store: schema, filter compiler and store (Milvus Lite or server, chosen by URI)."""
 
 from connectors.milvus.filters import FilterError, Filters, compile_filter
-from connectors.milvus.schema import Backend, EncoderInfo, item_problems, to_llama_node
+from connectors.milvus.schema import Backend, EncoderInfo, ItemTooLargeError, item_problems, to_llama_node
 from connectors.milvus.store import (
     CollectionNotFoundError,
     EncoderMismatchError,
@@ -22,6 +22,7 @@ __all__ = [
     "FilterError",
     "Filters",
     "Hit",
+    "ItemTooLargeError",
     "MilvusStore",
     "NotSupportedError",
     "StoreError",

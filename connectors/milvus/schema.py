@@ -211,58 +211,39 @@ def to_llama_node(item: KnowledgeItem) -> BaseNode:
     )
 
 
-def _utf8_len(value: str) -> int:
-    return len(value.encode("utf-8"))
+class ItemTooLargeError(ValueError):
+    """The item does not fit the schema's limits; ``problems`` says where."""
+
+    def __init__(self, item_id: str, problems: list[str]) -> None:
+        super().__init__(f"item {item_id} cannot be stored: {'; '.join(problems)}")
+        self.item_id = item_id
+        self.problems = problems
 
 
 def item_problems(item: KnowledgeItem) -> list[str]:
     """Why the item cannot be stored as it is (empty when it can): sizes over the schema limits."""
-    problems = []
-    checks = {
-        ID: item.id,
-        TEXT: item.text,
-        SOURCE: item.source,
-        IMAGE_URI: item.image.uri if item.image else "",
-        MIME_TYPE: (item.image.mime_type or "") if item.image else "",
-    }
-    for field, value in checks.items():
-        if _utf8_len(value) > MAX_BYTES[field]:
-            problems.append(f"{field} is {_utf8_len(value)} bytes (limit {MAX_BYTES[field]})")
-    if not item.id:
-        problems.append("id is empty")
-    if len(item.tags) > MAX_TAGS:
-        problems.append(f"{len(item.tags)} tags (limit {MAX_TAGS})")
-    long_tags = [tag for tag in item.tags if _utf8_len(tag) > MAX_TAG_BYTES]
-    if long_tags:
-        problems.append(f"{len(long_tags)} tag(s) over {MAX_TAG_BYTES} bytes")
-    try:
-        metadata_bytes = _utf8_len(json.dumps(item.metadata, ensure_ascii=False, allow_nan=False))
-    except (TypeError, ValueError) as exc:
-        problems.append(f"metadata is not plain JSON: {exc}")
-        return problems
-    if metadata_bytes > MAX_METADATA_BYTES:
-        problems.append(f"metadata is {metadata_bytes} bytes of JSON (limit {MAX_METADATA_BYTES})")
-    content = node_content(item)[0]
-    if _utf8_len(content) > MAX_BYTES[NODE_CONTENT]:
-        problems.append(f"the LlamaIndex node copy is {_utf8_len(content)} bytes (limit {MAX_BYTES[NODE_CONTENT]}): metadata too large")
-    return problems
-
-
-def node_content(item: KnowledgeItem) -> tuple[str, str]:
-    """``(_node_content, _node_type)`` as LlamaIndex vector stores write them (text kept in ``text`` only)."""
-    stored = node_to_metadata_dict(to_llama_node(item), remove_text=True, text_field=TEXT)
-    return stored[NODE_CONTENT], stored[NODE_TYPE]
+    return _fields(item)[1]
 
 
 def to_row(item: KnowledgeItem, fused: np.ndarray, image: np.ndarray | None) -> dict[str, Any]:
-    """One Milvus row; ``image`` is the item's image vector, ignored when the item has no image."""
+    """One Milvus row; ``image`` is the item's image vector, ignored when the item has no image.
+
+    Raises ``ItemTooLargeError`` when the item does not fit the schema.
+    """
     if item.image is not None and image is None:
         raise ValueError(f"item {item.id}: it has an image but no image vector was given")
-    content, node_type = node_content(item)
-    return {
+    fields, problems = _fields(item)
+    if problems:
+        raise ItemTooLargeError(item.id, problems)
+    fields[FUSED] = fused.tolist()
+    fields[IMAGE] = (fused if item.image is None or image is None else image).tolist()
+    return fields
+
+
+def _fields(item: KnowledgeItem) -> tuple[dict[str, Any], list[str]]:
+    """The row without its vectors, and what in it is over the limits."""
+    fields: dict[str, Any] = {
         ID: item.id,
-        FUSED: fused.tolist(),
-        IMAGE: (fused if item.image is None or image is None else image).tolist(),
         TEXT: item.text,
         SOURCE: item.source,
         MODALITY: item.modality.value,
@@ -272,9 +253,36 @@ def to_row(item: KnowledgeItem, fused: np.ndarray, image: np.ndarray | None) -> 
         CREATED_AT: to_epoch_ms(item.created_at),
         TAGS: list(item.tags),
         METADATA: item.metadata,
-        NODE_CONTENT: content,
-        NODE_TYPE: node_type,
     }
+    problems = [] if item.id else ["id is empty"]
+    if len(item.tags) > MAX_TAGS:
+        problems.append(f"{len(item.tags)} tags (limit {MAX_TAGS})")
+    long_tags = sum(_utf8_len(tag) > MAX_TAG_BYTES for tag in item.tags)
+    if long_tags:
+        problems.append(f"{long_tags} tag(s) over {MAX_TAG_BYTES} bytes")
+    try:
+        metadata_bytes = _utf8_len(json.dumps(item.metadata, ensure_ascii=False, allow_nan=False))
+    except (TypeError, ValueError) as exc:
+        problems.append(f"metadata is not plain JSON: {exc}")
+    else:
+        if metadata_bytes > MAX_METADATA_BYTES:
+            problems.append(f"metadata is {metadata_bytes} bytes of JSON (limit {MAX_METADATA_BYTES})")
+        fields[NODE_CONTENT], fields[NODE_TYPE] = node_content(item)
+    for name, limit in MAX_BYTES.items():
+        if name in fields and _utf8_len(fields[name]) > limit:
+            why = ", the LlamaIndex node copy: metadata too large" if name == NODE_CONTENT else ""
+            problems.append(f"{name} is {_utf8_len(fields[name])} bytes (limit {limit}{why})")
+    return fields, problems
+
+
+def node_content(item: KnowledgeItem) -> tuple[str, str]:
+    """``(_node_content, _node_type)`` as LlamaIndex vector stores write them (text kept in ``text`` only)."""
+    stored = node_to_metadata_dict(to_llama_node(item), remove_text=True, text_field=TEXT)
+    return stored[NODE_CONTENT], stored[NODE_TYPE]
+
+
+def _utf8_len(value: str) -> int:
+    return len(value.encode("utf-8"))
 
 
 def from_row(row: Mapping[str, Any]) -> KnowledgeItem:

@@ -54,7 +54,7 @@ class NotSupportedError(StoreError, NotImplementedError):
     """The backend or this collection lacks the feature (e.g. BM25 on an old Milvus server)."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Hit:
     """One search result: the stored item, its score (higher is closer) and, on request, its vectors."""
 
@@ -158,20 +158,23 @@ class MilvusStore:
         item has an image, and its rows for items without an image are ignored. A later duplicate
         id within one call wins. Call :meth:`flush` after a bulk load.
         """
+        if not items:
+            return 0
         fused = self._check_matrix(fused, len(items), "fused", range(len(items)))
         with_image = [i for i, item in enumerate(items) if item.image is not None]
         if image is not None:
             image = self._check_matrix(image, len(items), "image", with_image)
         elif with_image:
             raise ValueError(f"{len(with_image)} item(s) have an image but no image vectors were given")
-        problems = {item.id: p for item in items if (p := schema.item_problems(item))}
-        if problems:
-            listed = "; ".join(f"{item_id}: {', '.join(p)}" for item_id, p in problems.items())
-            raise ValueError(f"{len(problems)} item(s) cannot be stored: {listed}")
-        rows_by_id = {
-            item.id: schema.to_row(item, fused[i], image[i] if image is not None else None)
-            for i, item in enumerate(items)
-        }
+        rows_by_id: dict[str, dict[str, Any]] = {}
+        refused: list[str] = []
+        for i, item in enumerate(items):
+            try:
+                rows_by_id[item.id] = schema.to_row(item, fused[i], image[i] if image is not None else None)
+            except schema.ItemTooLargeError as exc:
+                refused.append(str(exc))
+        if refused:
+            raise ValueError(f"{len(refused)} item(s) cannot be stored, nothing written: {' | '.join(refused)}")
         if len(rows_by_id) < len(items):
             logger.debug("upsert: %d duplicate id(s) in one call, the last of each kept", len(items) - len(rows_by_id))
         for batch in _chunks(list(rows_by_id.values()), _WRITE_BATCH):
@@ -238,20 +241,21 @@ class MilvusStore:
     ) -> list[Hit]:
         """Dense search on ``field`` and BM25 on the text, fused by reciprocal rank or by weights (dense, text)."""
         self._require_bm25("hybrid_search")
+        expr = self._search_filter(field, filter)
         candidates = min(max(4 * _check_k(k), 50), 16_384)
         dense = AnnSearchRequest(
             data=[self._check_query(vector)],
             anns_field=_VECTOR_FIELDS[field],
             param=self._backend.search_params(candidates),
             limit=candidates,
-            expr=self._search_filter(field, filter),
+            expr=expr,
         )
         text = AnnSearchRequest(
             data=[query],
             anns_field=schema.SPARSE,
             param={"metric_type": "BM25"},
             limit=candidates,
-            expr=self._search_filter(field, filter),
+            expr=expr,
         )
         ranker = RRFRanker(rrf_k) if fusion == "rrf" else WeightedRanker(*weights)
         result = self._client.hybrid_search(

@@ -87,6 +87,7 @@ def test_reupserting_the_same_items_adds_nothing(store: MilvusStore) -> None:
     store.upsert(items, fused, image)
     store.upsert(items, fused, image)
     store.flush()
+    assert store.upsert([], np.zeros((0, DIM), dtype=np.float32)) == 0
     assert store.count() == len(items)
     assert store.existing_ids([items[1].id, "unknown", items[4].id]) == {items[1].id, items[4].id}
 
@@ -305,3 +306,17 @@ def test_llama_index_milvus_vector_store_reads_our_rows(db: str) -> None:
         )
     )
     assert {n.node_id for n in result.nodes} == {items[0].id, items[5].id}
+
+
+def test_item_problems_name_every_limit() -> None:
+    item = image_item(
+        0,
+        tags=["t" * 600] * 300,
+        metadata={"blob": "x" * 70_000},
+        source="s" * 5_000,
+    )
+    problems = item_problems(item)
+    assert problems[:3] == ["300 tags (limit 256)", "300 tag(s) over 512 bytes", "metadata is 70012 bytes of JSON (limit 65536)"]
+    assert any(p.startswith("source is 5000 bytes") for p in problems)
+    assert any("_node_content" in p and "metadata too large" in p for p in problems)
+    assert item_problems(text_item(0, metadata={"when": object()}))[0].startswith("metadata is not plain JSON")
