@@ -114,8 +114,7 @@ class MilvusStore:
         full-text search, False leaves it out, None (default) uses it where the backend has it.
         """
         info = EncoderInfo.model_validate(encoder_info) if encoder_info is not None else None
-        uri = str(uri)
-        backend = Backend.of(uri)
+        uri, backend = _resolve(uri)
         client = _connect(uri, token, backend)
         try:
             if client.has_collection(collection):
@@ -376,8 +375,7 @@ class MilvusStore:
 
 def list_collections(uri: str | os.PathLike[str], *, token: str | None = None) -> list[str]:
     """Every collection at ``uri``, without opening one."""
-    uri = str(uri)
-    backend = Backend.of(uri)
+    uri, backend = _resolve(uri)
     client = _connect(uri, token, backend)
     try:
         return list(client.list_collections())
@@ -385,7 +383,10 @@ def list_collections(uri: str | os.PathLike[str], *, token: str | None = None) -
         _disconnect(client, uri, backend)
 
 
-def _connect(uri: str, token: str | None, backend: Backend) -> MilvusClient:
+def _resolve(uri: str | os.PathLike[str]) -> tuple[str, Backend]:
+    """The URI to hand to pymilvus and its backend; a Lite path gets its parent folder created."""
+    uri = str(uri)
+    backend = Backend.of(uri)
     if backend is Backend.LITE:
         path = Path(uri).expanduser()
         if path.suffix != ".db":
@@ -393,6 +394,11 @@ def _connect(uri: str, token: str | None, backend: Backend) -> MilvusClient:
                 f"a Milvus Lite path must end in .db (got {uri!r}); for a Milvus server use http://host:19530"
             )
         path.parent.mkdir(parents=True, exist_ok=True)
+        uri = str(path)
+    return uri, backend
+
+
+def _connect(uri: str, token: str | None, backend: Backend) -> MilvusClient:
     try:
         client = MilvusClient(uri=uri, token=token or "")
     except MilvusException as exc:
