@@ -100,8 +100,9 @@ class EncoderInfo(BaseModel):
     fingerprint: str = Field(min_length=1, description="The encoder's weights fingerprint.")
 
     @classmethod
-    def of(cls, encoder: Encoder, variant: str) -> "EncoderInfo":
-        return cls(variant=variant, dim=encoder.dim, fingerprint=encoder.fingerprint)
+    def of(cls, encoder: Encoder, variant: str | None = None) -> "EncoderInfo":
+        """The encoder's record; ``variant`` defaults to ``encoder.name``."""
+        return cls(variant=variant or encoder.name, dim=encoder.dim, fingerprint=encoder.fingerprint)
 
     def compatible_with(self, other: "EncoderInfo") -> bool:
         return self.dim == other.dim and self.fingerprint == other.fingerprint
