@@ -16,7 +16,8 @@ from typing import Any, Iterable, Iterator, NamedTuple, Union
 
 from PIL import Image, UnidentifiedImageError
 
-from rag.items import ImageRef, KnowledgeItem, Severity, SourceError, SourceErrorKind
+from rag.items import ImageRef, KnowledgeItem, Severity, SourceError
+from rag.items import SourceErrorKind as Kind
 
 from .options import SourceOptions
 
@@ -33,20 +34,19 @@ _MAGIC = (
     (b"MM\x00*", "TIFF"),
 )
 
-_SUFFIX_BY_FORMAT = {"JPEG": ".jpg", "PNG": ".png", "GIF": ".gif", "WEBP": ".webp", "BMP": ".bmp", "TIFF": ".tif"}
+_SUFFIX_BY_FORMAT = {"JPEG": ".jpg", "MPO": ".jpg", "PNG": ".png", "GIF": ".gif", "WEBP": ".webp", "TIFF": ".tif"}
 
 
 class BadInput(Exception):
     """A problem with one input; becomes a SourceError where that input is handled."""
 
-    def __init__(self, kind: SourceErrorKind, reason: str, severity: Severity = Severity.ERROR) -> None:
+    def __init__(self, kind: Kind, reason: str) -> None:
         super().__init__(reason)
         self.kind = kind
         self.reason = reason
-        self.severity = severity
 
     def report(self, source: str) -> SourceError:
-        return SourceError(source=source, reason=self.reason, kind=self.kind, severity=self.severity)
+        return SourceError(source=source, reason=self.reason, kind=self.kind)
 
 
 class ImageInfo(NamedTuple):
@@ -70,7 +70,7 @@ def check_image(data: bytes, max_pixels: int) -> ImageInfo:
     are decoded through a 1/8-scale draft, which for JPEG costs a small part of a full decode.
     """
     if not data:
-        raise BadInput(SourceErrorKind.EMPTY_FILE, "empty file (0 bytes)")
+        raise BadInput(Kind.EMPTY_FILE, "empty file (0 bytes)")
     fmt = "image"
     try:
         with Image.open(io.BytesIO(data)) as im:
@@ -79,7 +79,7 @@ def check_image(data: bytes, max_pixels: int) -> ImageInfo:
             width, height = im.size
             if width * height > max_pixels:
                 raise BadInput(
-                    SourceErrorKind.IMAGE_TOO_LARGE,
+                    Kind.IMAGE_TOO_LARGE,
                     f"{width}x{height} image exceeds the {max_pixels}-pixel limit (decompression-bomb guard)",
                 )
             if fmt == "PNG":
@@ -92,12 +92,12 @@ def check_image(data: bytes, max_pixels: int) -> ImageInfo:
     except UnidentifiedImageError:
         claimed = _claimed_format(data)
         if claimed:
-            raise BadInput(SourceErrorKind.CORRUPT_IMAGE, f"starts like a {claimed} but cannot be read") from None
-        raise BadInput(SourceErrorKind.NOT_AN_IMAGE, "not an image (no known image format)") from None
+            raise BadInput(Kind.CORRUPT_IMAGE, f"starts like a {claimed} but cannot be read") from None
+        raise BadInput(Kind.NOT_AN_IMAGE, "not an image (no known image format)") from None
     except Image.DecompressionBombError as e:
-        raise BadInput(SourceErrorKind.IMAGE_TOO_LARGE, str(e)) from None
+        raise BadInput(Kind.IMAGE_TOO_LARGE, str(e)) from None
     except Exception as e:  # decoders of untrusted bytes raise OSError, SyntaxError, struct.error, ...
-        raise BadInput(SourceErrorKind.CORRUPT_IMAGE, f"corrupt or truncated {fmt}: {e}") from None
+        raise BadInput(Kind.CORRUPT_IMAGE, f"corrupt or truncated {fmt}: {e}") from None
     return ImageInfo(mime_type, _SUFFIX_BY_FORMAT.get(fmt, "." + fmt.lower()))
 
 
@@ -112,11 +112,11 @@ def read_file(path: Path) -> bytes:
     try:
         return path.read_bytes()
     except FileNotFoundError:
-        raise BadInput(SourceErrorKind.NOT_FOUND, "file not found") from None
+        raise BadInput(Kind.NOT_FOUND, "file not found") from None
     except IsADirectoryError:
-        raise BadInput(SourceErrorKind.UNSUPPORTED, "is a directory, not a file") from None
+        raise BadInput(Kind.UNSUPPORTED, "is a directory, not a file") from None
     except OSError as e:
-        raise BadInput(SourceErrorKind.UNREADABLE, f"cannot read: {e.strerror or e}") from None
+        raise BadInput(Kind.UNREADABLE, f"cannot read: {e.strerror or e}") from None
 
 
 def load_image_file(path: Path, options: SourceOptions) -> LoadedImage:
@@ -186,10 +186,10 @@ def make_item(
         yield SourceError(
             source=where,
             reason=f"text is {len(text)} characters, over the {limit} limit; kept whole",
-            kind=SourceErrorKind.TEXT_TOO_LONG,
+            kind=Kind.TEXT_TOO_LONG,
             severity=Severity.WARNING,
         )
 
 
 def missing_caption(where: str, reason: str = "no caption; kept as an image-only item") -> SourceError:
-    return SourceError(source=where, reason=reason, kind=SourceErrorKind.MISSING_CAPTION, severity=Severity.WARNING)
+    return SourceError(source=where, reason=reason, kind=Kind.MISSING_CAPTION, severity=Severity.WARNING)

@@ -22,7 +22,8 @@ from typing import Callable, Iterable, Iterator, Sequence
 from markdown_it import MarkdownIt
 from markdown_it.token import Token
 
-from rag.items import Severity, SourceError, SourceErrorKind
+from rag.items import Severity, SourceError
+from rag.items import SourceErrorKind as Kind
 
 from ._common import BadInput, SourceResult, make_item, missing_caption, read_file
 from .options import SourceOptions
@@ -56,7 +57,9 @@ def iter_html(path: str | os.PathLike[str], options: SourceOptions | None = None
     return _iter_document(Path(path), _html_blocks, options or SourceOptions())
 
 
-def _iter_document(path: Path, parse: Callable[[str], list[_Block]], options: SourceOptions) -> Iterator[SourceResult]:
+def _iter_document(
+    path: Path, parse: Callable[[str], list[_Block]], options: SourceOptions
+) -> Iterator[SourceResult]:
     doc = path.resolve()
     try:
         raw = read_file(doc)
@@ -70,14 +73,13 @@ def _iter_document(path: Path, parse: Callable[[str], list[_Block]], options: So
         yield SourceError(
             source=str(doc),
             reason=f"not valid UTF-8 ({e.reason} at byte {e.start}); undecodable bytes replaced",
-            kind=SourceErrorKind.UNREADABLE,
+            kind=Kind.UNREADABLE,
             severity=Severity.WARNING,
         )
     blocks = parse(content)
     if not any(block.images for block in blocks):
-        yield SourceError(
-            source=str(doc), reason="no images referenced", kind=SourceErrorKind.NO_IMAGES, severity=Severity.WARNING
-        )
+        reason = "no images referenced"
+        yield SourceError(source=str(doc), reason=reason, kind=Kind.NO_IMAGES, severity=Severity.WARNING)
     heading = ""
     count = 0
     for index, block in enumerate(blocks):
@@ -85,21 +87,34 @@ def _iter_document(path: Path, parse: Callable[[str], list[_Block]], options: So
             heading = block.text
         for image in block.images:
             count += 1
-            where = f"{doc} -> {image.src or f'image {count} (no src)'}"
-            if not image.src.strip():
-                yield SourceError(source=where, reason="image without a src", kind=SourceErrorKind.BAD_REFERENCE)
-                continue
-            try:
-                loaded = load_image_ref(image.src, doc.parent, options, url_encoded=True)
-            except BadInput as e:
-                yield e.report(where)
-                continue
             context = _context(blocks, index, options.context_chars)
             text = "\n".join(_unique([image.alt, image.title, heading, context]))
-            metadata = {"file_path": str(doc), "src": image.src, "alt": image.alt, "heading": heading, "image_index": count}
-            yield from make_item(source=str(doc), where=where, options=options, text=text, image=loaded, metadata=metadata)
-            if not text:
-                yield missing_caption(where, "no alt text and no surrounding text; kept as an image-only item")
+            metadata = {"file_path": str(doc), "src": _shown(image.src), "alt": image.alt, "heading": heading}
+            yield from _image_items(doc, image, count, text, {**metadata, "image_index": count}, options)
+
+
+def _image_items(
+    doc: Path, image: _Image, number: int, text: str, metadata: dict[str, object], options: SourceOptions
+) -> Iterator[SourceResult]:
+    where = f"{doc} -> {_shown(image.src) or f'image {number} (no src)'}"
+    if not image.src.strip():
+        yield SourceError(source=where, reason="image without a src", kind=Kind.BAD_REFERENCE)
+        return
+    try:
+        loaded = load_image_ref(image.src, doc.parent, options, url_encoded=True)
+    except BadInput as e:
+        yield e.report(where)
+        return
+    yield from make_item(source=str(doc), where=where, options=options, text=text, image=loaded, metadata=metadata)
+    if not text:
+        yield missing_caption(where, "no alt text and no surrounding text; kept as an image-only item")
+
+
+def _shown(src: str) -> str:
+    """A reference as reports and metadata show it: data: URIs cut to their header."""
+    if src[:5].lower() == "data:" and len(src) > 64:
+        return f"{src[:48]}… ({len(src)} characters)"
+    return src
 
 
 def _context(blocks: Sequence[_Block], index: int, limit: int) -> str:
@@ -163,9 +178,8 @@ def _inline_block(children: list[Token], heading: bool) -> _Block:
     for child in children:
         if child.type == "image":
             attrs = child.attrs
-            block.images.append(
-                _Image(src=str(attrs.get("src", "")), alt=_plain(child.children or []), title=str(attrs.get("title", "")))
-            )
+            src, title = str(attrs.get("src", "")), str(attrs.get("title", ""))
+            block.images.append(_Image(src=src, alt=_plain(child.children or []), title=title))
         elif child.type == "html_inline":
             block.images.extend(image for b in _html_blocks(child.content) for image in b.images)
         else:

@@ -15,7 +15,8 @@ import os
 from pathlib import Path
 from typing import Any, Iterator
 
-from rag.items import Severity, SourceError, SourceErrorKind
+from rag.items import Severity, SourceError
+from rag.items import SourceErrorKind as Kind
 
 from ._common import (
     IMAGE_SUFFIXES,
@@ -37,7 +38,7 @@ def iter_folder(root: str | os.PathLike[str], options: SourceOptions | None = No
     options = options or SourceOptions()
     root_path = Path(root).resolve()
     if not root_path.is_dir():
-        yield SourceError(source=str(root_path), reason="not a directory", kind=SourceErrorKind.NOT_FOUND)
+        yield SourceError(source=str(root_path), reason="not a directory", kind=Kind.NOT_FOUND)
         return
     cache_dir = options.cache_dir.resolve()
     walk_errors: list[OSError] = []
@@ -58,7 +59,7 @@ def iter_folder(root: str | os.PathLike[str], options: SourceOptions | None = No
                 yield SourceError(
                     source=str(path),
                     reason="caption file without a matching image",
-                    kind=SourceErrorKind.BAD_SIDECAR,
+                    kind=Kind.BAD_SIDECAR,
                     severity=Severity.WARNING,
                 )
     yield from _drain(walk_errors)
@@ -67,7 +68,7 @@ def iter_folder(root: str | os.PathLike[str], options: SourceOptions | None = No
 def _drain(walk_errors: list[OSError]) -> Iterator[SourceError]:
     while walk_errors:
         e = walk_errors.pop(0)
-        yield SourceError(source=str(e.filename), reason=f"cannot list: {e.strerror}", kind=SourceErrorKind.UNREADABLE)
+        yield SourceError(source=str(e.filename), reason=f"cannot list: {e.strerror}", kind=Kind.UNREADABLE)
 
 
 def image_with_sidecar(path: Path, options: SourceOptions) -> Iterator[SourceResult]:
@@ -90,14 +91,16 @@ def image_with_sidecar(path: Path, options: SourceOptions) -> Iterator[SourceRes
                 SourceError(
                     source=str(sidecars[1].resolve()),
                     reason=f"ignored: {sidecars[0].name} is used for the caption",
-                    kind=SourceErrorKind.BAD_SIDECAR,
+                    kind=Kind.BAD_SIDECAR,
                     severity=Severity.WARNING,
                 )
             )
     metadata = {**extra, "file_path": where, "file_name": path.name}
     if sidecars:
         metadata["caption_path"] = str(sidecars[0].resolve())
-    yield from make_item(source=where, where=where, options=options, text=text, image=image, metadata=metadata, tags=tags)
+    yield from make_item(
+        source=where, where=where, options=options, text=text, image=image, metadata=metadata, tags=tags
+    )
     yield from problems
     if not text and not problems:
         reason = "caption file is empty" if sidecars else f"no {path.stem}.txt or {path.stem}.json beside it"
@@ -111,21 +114,21 @@ def _read_sidecar(path: Path) -> tuple[str, list[str], dict[str, Any]]:
         try:
             return raw.decode("utf-8-sig").strip(), [], {}
         except UnicodeDecodeError as e:
-            raise BadInput(SourceErrorKind.BAD_SIDECAR, f"not valid UTF-8: {e}") from None
+            raise BadInput(Kind.BAD_SIDECAR, f"not valid UTF-8: {e}") from None
     try:
         obj = json.loads(raw)
     except ValueError as e:
-        raise BadInput(SourceErrorKind.BAD_SIDECAR, f"invalid JSON: {e}") from None
+        raise BadInput(Kind.BAD_SIDECAR, f"invalid JSON: {e}") from None
     if not isinstance(obj, dict):
-        raise BadInput(SourceErrorKind.BAD_SIDECAR, "a JSON sidecar must be an object")
+        raise BadInput(Kind.BAD_SIDECAR, "a JSON sidecar must be an object")
     text_key = next((k for k in ("text", "caption") if k in obj), None)
     text = obj.pop(text_key) if text_key else None
     if text is None:
         text = ""
     elif not isinstance(text, str):
-        raise BadInput(SourceErrorKind.BAD_SIDECAR, f"{text_key!r} must be a string")
+        raise BadInput(Kind.BAD_SIDECAR, f"{text_key!r} must be a string")
     try:
         tags = parse_tags(obj.pop("tags", None))
     except ValueError as e:
-        raise BadInput(SourceErrorKind.BAD_SIDECAR, str(e)) from None
+        raise BadInput(Kind.BAD_SIDECAR, str(e)) from None
     return text.strip(), tags, obj

@@ -13,9 +13,10 @@ import csv
 import json
 import os
 from pathlib import Path
-from typing import Any, Iterator, Union
+from typing import Any, BinaryIO, Iterator, Union
 
-from rag.items import SourceError, SourceErrorKind
+from rag.items import SourceError
+from rag.items import SourceErrorKind as Kind
 
 from ._common import BadInput, SourceResult, make_item, missing_caption, parse_tags
 from .options import SourceOptions
@@ -37,11 +38,11 @@ def iter_manifest(path: str | os.PathLike[str], options: SourceOptions | None = 
         except StopIteration:
             return
         except FileNotFoundError:
-            yield SourceError(source=str(manifest), reason="file not found", kind=SourceErrorKind.NOT_FOUND)
+            yield SourceError(source=str(manifest), reason="file not found", kind=Kind.NOT_FOUND)
             return
         except OSError as e:
             reason = f"cannot read: {e.strerror or e}"
-            yield SourceError(source=str(manifest), reason=reason, kind=SourceErrorKind.UNREADABLE)
+            yield SourceError(source=str(manifest), reason=reason, kind=Kind.UNREADABLE)
             return
         where = f"{manifest}:{line}"
         if isinstance(row, BadInput):
@@ -58,36 +59,46 @@ def _jsonl_rows(path: Path) -> Iterator[tuple[int, _Row]]:
             try:
                 row = json.loads(raw)
             except ValueError as e:
-                yield line, BadInput(SourceErrorKind.BAD_ROW, f"invalid JSON: {e}")
+                yield line, BadInput(Kind.BAD_ROW, f"invalid JSON: {e}")
                 continue
-            yield line, row if isinstance(row, dict) else BadInput(SourceErrorKind.BAD_ROW, "not a JSON object")
+            yield line, row if isinstance(row, dict) else BadInput(Kind.BAD_ROW, "not a JSON object")
 
 
 def _csv_rows(path: Path) -> Iterator[tuple[int, _Row]]:
-    with path.open(newline="", encoding="utf-8-sig") as f:
-        reader = csv.reader(f)
-        try:
-            header = [h.strip() for h in next(reader, [])]
-            if not any(header):
-                yield 1, BadInput(SourceErrorKind.BAD_ROW, "no header row")
+    bad_lines: set[int] = set()
+    with path.open("rb") as f:
+        reader = csv.reader(_decoded_lines(f, bad_lines), strict=True)
+        header = [h.strip() for h in next(reader, [])]
+        if not any(header):
+            yield 1, BadInput(Kind.BAD_ROW, "no header row")
+            return
+        while True:
+            line = reader.line_num + 1
+            try:
+                cells = next(reader)
+            except StopIteration:
                 return
-            while True:
-                line = reader.line_num + 1
-                try:
-                    cells = next(reader)
-                except StopIteration:
-                    return
-                except csv.Error as e:
-                    yield line, BadInput(SourceErrorKind.BAD_ROW, f"malformed CSV: {e}")
-                    continue
-                if not any(c.strip() for c in cells):
-                    continue
-                if len(cells) != len(header):
-                    yield line, BadInput(SourceErrorKind.BAD_ROW, f"{len(cells)} fields, the header has {len(header)}")
-                    continue
+            except csv.Error as e:
+                yield line, BadInput(Kind.BAD_ROW, f"malformed CSV: {e}")
+                continue
+            if bad_lines.intersection(range(line, reader.line_num + 1)):
+                yield line, BadInput(Kind.BAD_ROW, "not valid UTF-8")
+            elif not any(c.strip() for c in cells):
+                continue
+            elif len(cells) != len(header):
+                yield line, BadInput(Kind.BAD_ROW, f"{len(cells)} fields, the header has {len(header)}")
+            else:
                 yield line, dict(zip(header, cells))
-        except UnicodeDecodeError as e:
-            yield reader.line_num + 1, BadInput(SourceErrorKind.BAD_ROW, f"not valid UTF-8, rest of file skipped: {e}")
+
+
+def _decoded_lines(f: BinaryIO, bad_lines: set[int]) -> Iterator[str]:
+    """Decode line by line, so one bad line is reported on its own and the rest is still read."""
+    for number, raw in enumerate(f, start=1):
+        try:
+            yield raw.decode("utf-8-sig" if number == 1 else "utf-8")
+        except UnicodeDecodeError:
+            bad_lines.add(number)
+            yield raw.decode("utf-8", errors="replace")
 
 
 def _row_items(
@@ -99,19 +110,19 @@ def _row_items(
     text = row[text_col] if text_col else ""
     try:
         if ref is not None and not isinstance(ref, str):
-            raise BadInput(SourceErrorKind.BAD_ROW, f"{image_col!r} must be a string")
+            raise BadInput(Kind.BAD_ROW, f"{image_col!r} must be a string")
         if not isinstance(text, str):
-            raise BadInput(SourceErrorKind.BAD_ROW, f"{text_col!r} must be a string")
+            raise BadInput(Kind.BAD_ROW, f"{text_col!r} must be a string")
         if ref is None and not text.strip():
             raise BadInput(
-                SourceErrorKind.BAD_ROW,
+                Kind.BAD_ROW,
                 f"no image (columns {', '.join(options.image_columns)}) and no text "
                 f"(columns {', '.join(options.text_columns)})",
             )
         try:
             tags = parse_tags(row.get(options.tags_column))
         except ValueError as e:
-            raise BadInput(SourceErrorKind.BAD_ROW, str(e)) from None
+            raise BadInput(Kind.BAD_ROW, str(e)) from None
         image = load_image_ref(ref, manifest.parent, options, url_encoded=False) if ref is not None else None
     except BadInput as e:
         yield e.report(where)

@@ -19,7 +19,7 @@ class SourceOptions(BaseModel):
     )
     allow_urls: bool = Field(default=False, description="Fetch http(s) images; off by default.")
     max_download_bytes: int = Field(default=20 * 1024 * 1024, gt=0, description="Size cap for one fetched image.")
-    url_timeout: float = Field(default=15.0, gt=0, description="Seconds allowed for one download, connecting included.")
+    url_timeout: float = Field(default=15.0, gt=0, description="Seconds allowed for one download, connection included.")
     max_text_chars: int | None = Field(
         default=8000,
         gt=0,

@@ -23,7 +23,8 @@ from typing import Iterator
 import pypdfium2 as pdfium
 import pypdfium2.raw as pdfium_c
 
-from rag.items import SourceError, SourceErrorKind
+from rag.items import SourceError
+from rag.items import SourceErrorKind as Kind
 
 from ._common import BadInput, LoadedImage, SourceResult, check_image, clean_text, make_item, write_atomic
 from .options import SourceOptions
@@ -39,18 +40,18 @@ def iter_pdf(path: str | os.PathLike[str], options: SourceOptions | None = None)
         digest = _file_digest(pdf_path)
         doc = pdfium.PdfDocument(str(pdf_path))
     except FileNotFoundError:
-        yield SourceError(source=str(pdf_path), reason="file not found", kind=SourceErrorKind.NOT_FOUND)
+        yield SourceError(source=str(pdf_path), reason="file not found", kind=Kind.NOT_FOUND)
         return
     except OSError as e:
-        yield SourceError(source=str(pdf_path), reason=f"cannot read: {e.strerror or e}", kind=SourceErrorKind.UNREADABLE)
+        yield SourceError(source=str(pdf_path), reason=f"cannot read: {e.strerror or e}", kind=Kind.UNREADABLE)
         return
     except pdfium.PdfiumError as e:
         reason = f"encrypted, a password is needed ({e})" if "password" in str(e).lower() else str(e)
-        yield SourceError(source=str(pdf_path), reason=reason, kind=SourceErrorKind.UNREADABLE_PDF)
+        yield SourceError(source=str(pdf_path), reason=reason, kind=Kind.UNREADABLE_PDF)
         return
     try:
         if len(doc) == 0:
-            yield SourceError(source=str(pdf_path), reason="PDF has no pages", kind=SourceErrorKind.UNREADABLE_PDF)
+            yield SourceError(source=str(pdf_path), reason="PDF has no pages", kind=Kind.UNREADABLE_PDF)
         for index in range(len(doc)):
             yield from _page_items(doc, index, pdf_path, digest, options)
     finally:
@@ -74,7 +75,7 @@ def _page_items(
     try:
         page = doc[index]
     except pdfium.PdfiumError as e:
-        yield SourceError(source=where, reason=f"cannot load page: {e}", kind=SourceErrorKind.UNREADABLE_PDF)
+        yield SourceError(source=where, reason=f"cannot load page: {e}", kind=Kind.UNREADABLE_PDF)
         return
     try:
         textpage = page.get_textpage()
@@ -86,7 +87,7 @@ def _page_items(
     except BadInput as e:
         yield e.report(where)
     except pdfium.PdfiumError as e:
-        yield SourceError(source=where, reason=f"cannot read page: {e}", kind=SourceErrorKind.UNREADABLE_PDF)
+        yield SourceError(source=where, reason=f"cannot read page: {e}", kind=Kind.UNREADABLE_PDF)
     finally:
         page.close()
 
@@ -94,7 +95,7 @@ def _page_items(
 def _rendered_page(page: pdfium.PdfPage, number: int, digest: str, options: SourceOptions) -> LoadedImage:
     width, height = page.get_size()
     if width <= 0 or height <= 0:
-        raise BadInput(SourceErrorKind.UNREADABLE_PDF, f"page has no area ({width}x{height} pt)")
+        raise BadInput(Kind.UNREADABLE_PDF, f"page has no area ({width}x{height} pt)")
     scale = min(options.pdf_dpi / 72, math.sqrt(options.max_image_pixels / (width * height)))
     path = (options.cache_dir / "pages" / digest / f"page-{number:04d}-{round(scale * 72)}dpi.png").resolve()
     if path.is_file():
@@ -126,7 +127,7 @@ def _figure_items(
                 logger.debug("%s: %dx%d image skipped as too small to be a figure", where, width, height)
                 continue
             if width * height > options.max_image_pixels:
-                raise BadInput(SourceErrorKind.IMAGE_TOO_LARGE, f"{width}x{height} embedded image exceeds the pixel limit")
+                raise BadInput(Kind.IMAGE_TOO_LARGE, f"{width}x{height} embedded image exceeds the pixel limit")
             buffer = io.BytesIO()
             obj.extract(buffer)
             data = buffer.getvalue()
@@ -136,11 +137,12 @@ def _figure_items(
             yield e.report(where)
             continue
         except (pdfium.PdfiumError, ValueError, OSError) as e:
-            yield SourceError(source=where, reason=f"cannot extract embedded image: {e}", kind=SourceErrorKind.UNREADABLE_PDF)
+            yield SourceError(source=where, reason=f"cannot extract embedded image: {e}", kind=Kind.UNREADABLE_PDF)
             continue
         margin = options.figure_context_pt
         nearby = clean_text(textpage.get_text_bounded(bottom=bottom - margin, top=top + margin))
-        path = (options.cache_dir / "figures" / digest / f"page-{number:04d}-figure-{figure:02d}{info.suffix}").resolve()
+        name = f"page-{number:04d}-figure-{figure:02d}{info.suffix}"
+        path = (options.cache_dir / "figures" / digest / name).resolve()
         if not path.is_file():
             write_atomic(path, data)
         metadata = {

@@ -7,7 +7,7 @@ import binascii
 from pathlib import Path
 from urllib.parse import unquote, unquote_to_bytes, urlsplit
 
-from rag.items import SourceErrorKind
+from rag.items import SourceErrorKind as Kind
 
 from ._common import BadInput, LoadedImage, load_image_file, store_image
 from .options import SourceOptions
@@ -30,18 +30,18 @@ def load_image_ref(ref: str, base_dir: Path, options: SourceOptions, *, url_enco
     if scheme == "file":
         path = Path(unquote(parts.path))
     elif len(scheme) > 1:  # one letter is a Windows drive
-        raise BadInput(SourceErrorKind.BAD_REFERENCE, f"unsupported URL scheme {scheme!r}")
+        raise BadInput(Kind.BAD_REFERENCE, f"unsupported URL scheme {scheme!r}")
     else:
         path = Path(unquote(parts.path) if url_encoded else ref)
     if not path.parts:
-        raise BadInput(SourceErrorKind.BAD_REFERENCE, "empty image reference")
+        raise BadInput(Kind.BAD_REFERENCE, "empty image reference")
     return load_image_file(path if path.is_absolute() else base_dir / path, options)
 
 
 def _decode_data_uri(uri: str, options: SourceOptions) -> LoadedImage:
     header, comma, payload = uri[len("data:") :].partition(",")
     if not comma:
-        raise BadInput(SourceErrorKind.BAD_REFERENCE, "malformed data: URI (no comma)")
+        raise BadInput(Kind.BAD_REFERENCE, "malformed data: URI (no comma)")
     try:
         data = (
             base64.b64decode("".join(unquote(payload).split()), validate=True)
@@ -49,5 +49,5 @@ def _decode_data_uri(uri: str, options: SourceOptions) -> LoadedImage:
             else unquote_to_bytes(payload)
         )
     except binascii.Error as e:
-        raise BadInput(SourceErrorKind.BAD_REFERENCE, f"data: URI is not valid base64: {e}") from None
+        raise BadInput(Kind.BAD_REFERENCE, f"data: URI is not valid base64: {e}") from None
     return store_image(data, "inline", options)

@@ -10,7 +10,7 @@ import urllib.request
 from typing import Iterable, Iterator
 from urllib.parse import urlsplit
 
-from rag.items import SourceErrorKind
+from rag.items import SourceErrorKind as Kind
 
 from ._common import BadInput, LoadedImage, SourceResult, make_item, store_image
 from .options import SourceOptions
@@ -35,9 +35,9 @@ _opener = urllib.request.build_opener(_HttpOnlyRedirects)
 def fetch_image(url: str, options: SourceOptions) -> LoadedImage:
     """Download one image into ``cache_dir/downloads`` and check it; raises BadInput on any failure."""
     if not options.allow_urls:
-        raise BadInput(SourceErrorKind.URL_DISABLED, "URL fetching is disabled (allow_urls=False)")
+        raise BadInput(Kind.URL_DISABLED, "URL fetching is disabled (allow_urls=False)")
     if urlsplit(url).scheme.lower() not in ("http", "https"):
-        raise BadInput(SourceErrorKind.BAD_REFERENCE, "only http(s) URLs are fetched")
+        raise BadInput(Kind.BAD_REFERENCE, "only http(s) URLs are fetched")
     cap, timeout = options.max_download_bytes, options.url_timeout
     deadline = time.monotonic() + timeout
     request = urllib.request.Request(url, headers={"User-Agent": "mmrag", "Accept": "image/*"})
@@ -46,23 +46,23 @@ def fetch_image(url: str, options: SourceOptions) -> LoadedImage:
         with _opener.open(request, timeout=timeout) as response:
             declared = response.headers.get("Content-Length", "")
             if declared.isdigit() and int(declared) > cap:
-                raise BadInput(SourceErrorKind.IMAGE_TOO_LARGE, f"Content-Length {declared} exceeds the {cap}-byte cap")
+                raise BadInput(Kind.IMAGE_TOO_LARGE, f"Content-Length {declared} exceeds the {cap}-byte cap")
             received = 0
             while chunk := response.read1(_CHUNK):
                 received += len(chunk)
                 if received > cap:
-                    raise BadInput(SourceErrorKind.IMAGE_TOO_LARGE, f"more than {cap} bytes; download stopped")
+                    raise BadInput(Kind.IMAGE_TOO_LARGE, f"more than {cap} bytes; download stopped")
                 if time.monotonic() > deadline:
-                    raise BadInput(SourceErrorKind.FETCH_FAILED, f"download took longer than {timeout:g} s")
+                    raise BadInput(Kind.FETCH_FAILED, f"download took longer than {timeout:g} s")
                 chunks.append(chunk)
     except BadInput:
         raise
     except urllib.error.HTTPError as e:
-        raise BadInput(SourceErrorKind.FETCH_FAILED, f"HTTP {e.code} {e.reason}") from None
+        raise BadInput(Kind.FETCH_FAILED, f"HTTP {e.code} {e.reason}") from None
     except urllib.error.URLError as e:
-        raise BadInput(SourceErrorKind.FETCH_FAILED, f"cannot fetch: {e.reason}") from None
+        raise BadInput(Kind.FETCH_FAILED, f"cannot fetch: {e.reason}") from None
     except (OSError, http.client.HTTPException, ValueError) as e:
-        raise BadInput(SourceErrorKind.FETCH_FAILED, f"cannot fetch: {e}") from None
+        raise BadInput(Kind.FETCH_FAILED, f"cannot fetch: {e}") from None
     logger.debug("fetched %s (%d bytes)", url, received)
     image = store_image(b"".join(chunks), "downloads", options)
     return image._replace(metadata={"url": url})
