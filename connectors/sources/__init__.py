@@ -8,8 +8,10 @@ images) are written under ``SourceOptions.cache_dir`` so that every image is a l
 """
 
 from ._common import SourceResult
+from .dispatch import open_source, open_sources
 from .documents import iter_html, iter_markdown
 from .folder import iter_folder
+from .llamaindex import iter_llama_nodes
 from .manifest import iter_manifest
 from .options import SourceOptions
 from .pdf import iter_pdf
@@ -20,8 +22,11 @@ __all__ = [
     "SourceResult",
     "iter_folder",
     "iter_html",
+    "iter_llama_nodes",
     "iter_manifest",
     "iter_markdown",
     "iter_pdf",
     "iter_urls",
+    "open_source",
+    "open_sources",
 ]

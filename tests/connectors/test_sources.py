@@ -16,15 +16,18 @@ import pypdfium2 as pdfium
 import pypdfium2.raw as pdfium_c
 import pytest
 from PIL import Image
+from pydantic import ValidationError
 
 from connectors.sources import (
     SourceOptions,
     iter_folder,
     iter_html,
+    iter_llama_nodes,
     iter_manifest,
     iter_markdown,
     iter_pdf,
     iter_urls,
+    open_sources,
 )
 from rag.items import KnowledgeItem, Modality, Severity, SourceError, SourceErrorKind as Kind
 
@@ -496,3 +499,80 @@ def test_document_without_images_and_unreadable_document(docs: Path, options: So
     items, errors = split(iter_html(latin, options))
     assert items[0].text == "caf\ufffd" and [e.kind for e in errors] == [Kind.UNREADABLE]
     assert [e.kind for e in iter_html(docs / "missing.html", options)] == [Kind.NOT_FOUND]
+
+
+# -- LlamaIndex documents and nodes ---------------------------------------------------------
+
+
+def test_llama_index_documents_and_nodes(tmp_path: Path, options: SourceOptions) -> None:
+    from llama_index.core.schema import Document, ImageDocument, ImageNode, MediaResource, TextNode
+
+    red = write(tmp_path / "red.jpg", jpeg((200, 0, 0)))
+    corrupt = write(tmp_path / "corrupt.png", png((0, 0, 0))[:60])
+    blue = png((0, 0, 200))
+    nodes = [
+        ImageDocument(image=base64.b64encode(blue).decode(), text="A blue box", metadata={"file_path": "/docs/a.md"}),
+        Document(text="Only words", metadata={"lang": "en"}),
+        Document(text="Red by path", image_resource=MediaResource(path=red)),
+        ImageNode(image_path=str(red), text="Red image node"),
+        TextNode(text="A text node"),
+        ImageNode(image_url="http://127.0.0.1:9/x.png", text="Remote"),
+        Document(text=""),
+        Document(text="Broken", image_resource=MediaResource(path=corrupt)),
+    ]
+    items, errors = split(iter_llama_nodes(nodes, options))
+    assert [(i.text, i.modality) for i in items] == [
+        ("A blue box", Modality.IMAGE_TEXT),
+        ("Only words", Modality.TEXT),
+        ("Red by path", Modality.IMAGE_TEXT),
+        ("Red image node", Modality.IMAGE_TEXT),
+        ("A text node", Modality.TEXT),
+    ]
+    inline, words, by_path, image_node, _ = items
+    assert Path(inline.image.uri).read_bytes() == blue and inline.source == "/docs/a.md"
+    assert Path(inline.image.uri).parent == (options.cache_dir / "inline").resolve()
+    assert words.metadata["lang"] == "en" and words.metadata["node_id"] == nodes[1].node_id
+    assert by_path.image.uri == image_node.image.uri == str(red) and by_path.source == str(red)
+    assert [e.kind for e in errors] == [Kind.URL_DISABLED, Kind.INVALID, Kind.CORRUPT_IMAGE]
+    again = split(iter_llama_nodes([Document(text="Only words", metadata={"lang": "en"})], options))[0]
+    assert again[0].id == words.id
+
+
+# -- the dispatcher -------------------------------------------------------------------------
+
+
+def test_open_sources_picks_the_source_by_path_type(
+    tmp_path: Path, corpus: Path, images: Path, docs: Path, server: str
+) -> None:
+    pdf = make_pdf(tmp_path / "doc.pdf", jpeg((200, 0, 0), (128, 96)))
+    manifest = write(tmp_path / "data" / "m.jsonl", json.dumps({"image": "img/red.jpg", "text": "Red"}) + "\n")
+    markdown = write(docs / "a.md", "# A\n\n![blue](img/blue.png)\n")
+    html = write(docs / "b.html", "<p>Red <img src='img/red%20cat.jpg'></p>")
+    write(tmp_path / "single.txt", "Single caption")
+    single = write(tmp_path / "single.png", png((5, 5, 5)))
+    unknown = write(tmp_path / "notes.docx", b"PK")
+    url = f"{server}/ok.png"
+    paths = [corpus, manifest, pdf, markdown, html, single, url, unknown, tmp_path / "absent.pdf", "ftp://h/x.png"]
+    results = list(open_sources(paths, cache_dir=tmp_path / "cache", allow_urls=True))
+    items, errors = split(results)
+    sources = [i.source for i in items]
+    assert sum(s.startswith(str(corpus)) for s in sources) == 5
+    assert sources.count(str(manifest.resolve())) == 1
+    assert sum(s.startswith(f"{pdf}#page=") for s in sources) == 3
+    assert sources.count(str(markdown)) == 1 and sources.count(str(html)) == 1
+    assert [i.text for i in items if i.source == str(single)] == ["Single caption"]
+    assert sources[-1] == url
+    tail = [(e.source, e.kind) for e in errors[-3:]]
+    assert tail == [
+        (str(unknown), Kind.UNSUPPORTED),
+        (str(tmp_path / "absent.pdf"), Kind.NOT_FOUND),
+        ("ftp://h/x.png", Kind.UNSUPPORTED),
+    ]
+    assert "supported:" in errors[-3].reason
+
+
+def test_open_sources_refuses_unknown_options_and_a_bare_path_at_once() -> None:
+    with pytest.raises(ValidationError):
+        open_sources(["x"], alow_urls=True)
+    with pytest.raises(TypeError):
+        open_sources("folder")
