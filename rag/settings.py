@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, PositiveFloat, PositiveInt, SecretStr
@@ -26,15 +27,17 @@ class Settings(BaseSettings):
         description="Path to the vision tower's JSON configuration; None: the variant's default.",
     )
     device: str = Field(default="cpu", description="torch device for the encoder, e.g. cpu, cuda, cuda:1, mps.")
-    dtype: Literal["float32", "float16", "bfloat16"] = Field(
-        default="float32", description="Encoder weights dtype."
-    )
+    dtype: Literal["float32", "bfloat16"] = Field(default="float32", description="Encoder weights dtype.")
     milvus_uri: str = Field(
         default="./rag_data/milvus.db",
         description="A local path ending in .db (Milvus Lite) or http(s)://host:19530 (Milvus server).",
     )
     milvus_token: SecretStr | None = Field(
         default=None, description="Milvus server token, 'user:password' or an API key."
+    )
+    data_dir: Path = Field(
+        default=Path("rag_data"),
+        description="Where rendered PDF pages, downloaded images and ingest reports are written.",
     )
     collection: str = Field(default="knowledge", description="Milvus collection name.")
     batch_size: PositiveInt = Field(default=32, description="Items per encoder forward pass and store write.")
