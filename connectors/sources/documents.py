@@ -122,8 +122,8 @@ def _context(blocks: Sequence[_Block], index: int, limit: int) -> str:
     block = blocks[index]
     if block.text and not block.heading:
         return _shorten(block.text, limit)
-    before = next((b.text for b in _section(reversed(blocks[:index])) if b.text), "")
-    after = next((b.text for b in _section(blocks[index + 1 :]) if b.text), "")
+    before = next((b.text for b in _section(blocks[i] for i in range(index - 1, -1, -1)) if b.text), "")
+    after = next((b.text for b in _section(blocks[i] for i in range(index + 1, len(blocks))) if b.text), "")
     return _shorten("\n".join(t for t in (before, after) if t), limit)
 
 
