@@ -24,6 +24,7 @@ logger = logging.getLogger(__name__)
 VectorField = Literal["fused", "image"]
 _VECTOR_FIELDS: dict[str, str] = {"fused": schema.FUSED, "image": schema.IMAGE}
 _WRITE_BATCH = 256
+_QUERY_PAGE = 4096
 _ID_BATCH = 1_000
 _NORM_TOLERANCE = 1e-2
 _T = TypeVar("_T")
@@ -277,6 +278,22 @@ class MilvusStore:
             rows = self._client.query(self._collection, filter=id_in(batch), output_fields=[schema.ID], limit=len(batch))
             existing.update(row[schema.ID] for row in rows)
         return existing
+
+    def ids_by_source(self, sources: Sequence[str]) -> dict[str, set[str]]:
+        """The stored ids of each of these sources (for replacing older versions of an item)."""
+        found: dict[str, set[str]] = {source: set() for source in sources}
+        for batch in _chunks(list(found), _ID_BATCH):
+            iterator = self._client.query_iterator(
+                self._collection,
+                batch_size=_QUERY_PAGE,
+                filter=compile_filter({schema.SOURCE: batch}),
+                output_fields=[schema.ID, schema.SOURCE],
+            )
+            while page := iterator.next():
+                for row in page:
+                    found[row[schema.SOURCE]].add(row[schema.ID])
+            iterator.close()
+        return found
 
     def delete(self, *, ids: Sequence[str] | None = None, filter: Filters | None = None) -> int:
         """Delete by ids or by filter (exactly one); returns how many items were deleted."""

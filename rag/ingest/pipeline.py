@@ -108,14 +108,19 @@ def ingest(
             report.problems.append(error)
 
     def read() -> None:
+        versions = _Versions(store, lock)
         try:
             with ThreadPoolExecutor(decode_workers, thread_name_prefix="rag-decode") as pool:
                 for chunk in _chunks(sources, batch_size):
                     if stop.is_set():
                         break
+                    versions.see(entry for entry in chunk if isinstance(entry, KnowledgeItem))
                     items = _new_items(chunk, store, lock, report, problem)
                     if items:
                         decoded.put(_decode(items, encoder, pool, problem))
+                if not stop.is_set():
+                    versions.finish()
+                report.replaced = versions.replaced
         except BaseException as e:  # surfaced in the caller's thread
             failure.append(e)
         finally:
@@ -126,7 +131,6 @@ def ingest(
             while (batch := encoded.get()) is not _DONE:
                 with lock:
                     store.upsert(batch.items, batch.fused, batch.image)
-                    report.replaced += _delete_stale(store, batch.items)
                     report.added += len(batch.items)
                 if on_progress:
                     on_progress(report.added, len(report.problems))
@@ -223,8 +227,37 @@ def _encode(batch: _Batch, encoder: Encoder) -> _Encoded:
     return _Encoded(batch.items, fused, image)
 
 
-def _delete_stale(store: MilvusStore, items: Sequence[KnowledgeItem]) -> int:
-    """Remove older versions of the items just written: same source, different content id."""
-    sources = sorted({item.source for item in items})
-    ids = [item.id for item in items]
-    return store.delete(filter={"source": sources, "id": {"nin": ids}})
+class _Versions:
+    """Replaces older versions of items: a source's stored ids that this run no longer produces.
+
+    Sources yield each source's items together (a folder's file, a manifest's rows, a PDF page),
+    so a source is complete when the next one starts; completed sources are settled in groups.
+    """
+
+    GROUP = 256
+
+    def __init__(self, store: MilvusStore, lock: threading.Lock):
+        self._store = store
+        self._lock = lock
+        self._current: str | None = None
+        self._done: dict[str, set[str]] = {}
+        self.replaced = 0
+
+    def see(self, items: Iterable[KnowledgeItem]) -> None:
+        for item in items:
+            if item.source != self._current:
+                self._current = item.source
+                if len(self._done) >= self.GROUP and item.source not in self._done:
+                    self._settle()
+            self._done.setdefault(item.source, set()).add(item.id)
+
+    def finish(self) -> None:
+        self._settle()
+
+    def _settle(self) -> None:
+        with self._lock:
+            stored = self._store.ids_by_source(list(self._done))
+            stale = [i for source, ids in stored.items() for i in ids - self._done[source]]
+            if stale:
+                self.replaced += self._store.delete(ids=stale)
+        self._done.clear()
