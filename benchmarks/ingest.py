@@ -1,0 +1,114 @@
+"""Ingest pipeline throughput against the encoder alone on the same items, and peak RSS against corpus size.
+
+    .venv/bin/python benchmarks/ingest.py [--items 32] [--dtype bfloat16] [--rss-sizes 200,2000]
+
+Throughput uses the full-size base model (random weights); the RSS runs use the tiny parity model
+in fresh processes, so that what grows with the corpus is not hidden under the model's weights.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.common import ROOT, SAMPLE_IMAGES, load_full_size  # noqa: E402
+from connectors.milvus import EncoderInfo, MilvusStore  # noqa: E402
+from connectors.sources import open_sources  # noqa: E402
+from rag.ingest import ingest  # noqa: E402
+
+
+def make_corpus(folder: Path, n: int, size: tuple[int, int] = (640, 480)) -> list[Path]:
+    """n distinct JPEG photos (sample photos with per-item noise) with caption sidecars."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    bases = [np.asarray(Image.open(p).convert("RGB").resize(size), dtype=np.int16) for p in SAMPLE_IMAGES]
+    paths = []
+    for i in range(n):
+        noise = rng.integers(-12, 12, size=bases[0].shape, dtype=np.int16)
+        pixels = np.clip(bases[i % len(bases)] + noise, 0, 255).astype(np.uint8)
+        path = folder / f"photo{i:05d}.jpg"
+        Image.fromarray(pixels).save(path, quality=90)
+        (folder / f"photo{i:05d}.txt").write_text(f"Photo {i}: a scene with a bridge, a carriage or shapes, variant {i % 17}.")
+        paths.append(path)
+    return paths
+
+
+def throughput(n: int, dtype: str, batch_size: int) -> None:
+    encoder, model_dir = load_full_size("base", dtype=dtype, batch_size=batch_size)
+    with tempfile.TemporaryDirectory(prefix="rag-ingest-bench-") as tmp:
+        paths = make_corpus(Path(tmp) / "corpus", n)
+        texts = [p.with_suffix(".txt").read_text() for p in paths]
+        encoder.encode_fused_and_image(paths[:2], texts[:2])  # warm-up
+
+        start = time.perf_counter()
+        encoder.encode_fused_and_image(paths, texts)
+        alone = n / (time.perf_counter() - start)
+
+        with MilvusStore.open(Path(tmp) / "db" / "milvus.db", "bench", encoder_info=EncoderInfo.of(encoder)) as store:
+            report = ingest(open_sources([Path(tmp) / "corpus"]), encoder, store, batch_size=batch_size)
+            assert report.added == n, report.summary()
+            pipeline = report.items_per_second
+    model_dir.cleanup()
+    print(f"full-size base, {dtype}, batch {batch_size}, {n} photos 640x480 with captions (fused + image vectors)")
+    print(f"  encoder alone      {alone:6.2f} items/s")
+    print(f"  whole pipeline     {pipeline:6.2f} items/s  (decode + encode + Milvus Lite write)")
+    print(f"  pipeline / encoder {pipeline / alone:6.0%}")
+
+
+RSS_CHILD = """
+import json, resource, sys
+from pathlib import Path
+sys.path.insert(0, sys.argv[3])
+from benchmarks.ingest import make_corpus
+from connectors.milvus import EncoderInfo, MilvusStore
+from connectors.sources import open_sources
+from rag.ingest import ingest
+from tests.conftest import load_tiny
+
+tmp, n = Path(sys.argv[1]), int(sys.argv[2])
+make_corpus(tmp / "corpus", n, size=(320, 240))
+encoder = load_tiny("base", batch_size=16)
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+with MilvusStore.open(tmp / "db" / "milvus.db", "rss", encoder_info=EncoderInfo.of(encoder)) as store:
+    report = ingest(open_sources([tmp / "corpus"]), encoder, store, batch_size=16)
+after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print(json.dumps({"items": report.added, "rss_before_mb": before / 1024, "peak_rss_mb": after / 1024,
+                  "items_per_s": report.items_per_second}))
+"""
+
+
+def peak_rss(sizes: list[int]) -> None:
+    print("peak RSS of a whole ingest run (tiny model, fresh process per size):")
+    for n in sizes:
+        with tempfile.TemporaryDirectory(prefix="rag-rss-") as tmp:
+            out = subprocess.run(
+                [sys.executable, "-c", RSS_CHILD, tmp, str(n), str(ROOT)], capture_output=True, text=True, check=True
+            )
+        result = json.loads(out.stdout.strip().splitlines()[-1])
+        print(f"  {result['items']:6d} items: peak {result['peak_rss_mb']:7.1f} MB "
+              f"(after set-up {result['rss_before_mb']:7.1f} MB), {result['items_per_s']:.0f} items/s")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--items", type=int, default=32)
+    parser.add_argument("--dtype", default="bfloat16", choices=["float32", "bfloat16"])
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--rss-sizes", default="200,2000")
+    args = parser.parse_args()
+    throughput(args.items, args.dtype, args.batch_size)
+    peak_rss([int(s) for s in args.rss_sizes.split(",")])
+
+
+if __name__ == "__main__":
+    main()
