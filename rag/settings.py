@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, PositiveFloat, PositiveInt, SecretStr
+from pydantic import Field, NonNegativeInt, PositiveFloat, PositiveInt, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -14,9 +14,15 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="RAG_", extra="ignore")
 
-    weights: str = Field(
-        default="bge-visualized-base-en-v1.5",
-        description="Encoder weights: a known variant name or a path to a local checkpoint file.",
+    encoder: Literal["visualized-bge", "clip", "bridgetower"] = Field(
+        default="visualized-bge", description="Which encoder reads RAG_WEIGHTS."
+    )
+    weights: str | None = Field(
+        default=None,
+        description=(
+            "Encoder weights. visualized-bge: a variant name or a local .pth file; clip and bridgetower: a hub id "
+            "or a local model folder. None: the encoder's default (see rag.embeddings.registry.DEFAULT_WEIGHTS)."
+        ),
     )
     text_model: str | None = Field(
         default=None,
@@ -44,3 +50,20 @@ class Settings(BaseSettings):
     allow_urls: bool = Field(default=False, description="Fetch http(s) images named by sources.")
     url_max_bytes: PositiveInt = Field(default=20 * 1024 * 1024, description="Largest image fetched from a URL.")
     url_timeout: PositiveFloat = Field(default=15.0, description="Seconds before a URL fetch is abandoned.")
+    llm_provider: Literal["openai", "ollama"] = Field(
+        default="openai",
+        description="openai: any OpenAI-compatible chat-completions endpoint; ollama: an Ollama server.",
+    )
+    llm_model: str | None = Field(
+        default=None, description="Chat model that answers (it must accept images); None: answers list the evidence."
+    )
+    llm_base_url: str | None = Field(
+        default=None,
+        description="Endpoint, e.g. http://localhost:8000/v1; None: OpenAI's API (openai) or http://localhost:11434 (ollama).",
+    )
+    llm_api_key: SecretStr | None = Field(default=None, description="API key of the OpenAI-compatible endpoint.")
+    llm_timeout: PositiveFloat = Field(default=120.0, description="Seconds before an LLM request is abandoned.")
+    llm_max_retries: NonNegativeInt = Field(default=1, description="Retries of a failed LLM request.")
+    llm_max_image_side: PositiveInt = Field(
+        default=1024, description="Local images are downscaled to this many pixels on their longer side for the LLM."
+    )

@@ -7,14 +7,35 @@ from rag.settings import Settings
 from .base import Encoder
 from .visualized_bge import VisualizedBGE
 
+#: What each encoder loads when ``RAG_WEIGHTS`` is not set.
+DEFAULT_WEIGHTS = {
+    "visualized-bge": "bge-visualized-base-en-v1.5",
+    "clip": "openai/clip-vit-base-patch32",
+    "bridgetower": "BridgeTower/bridgetower-large-itm-mlm-itc",
+}
+
 
 def load_encoder(settings: Settings | None = None) -> Encoder:
+    """The encoder ``settings.encoder`` names (``RAG_ENCODER``), with ``settings.weights`` or its default."""
     settings = settings or Settings()
-    return VisualizedBGE.from_pretrained(
-        settings.weights,
-        settings.text_model,
-        vision_config=settings.vision_config,
-        device=settings.device,
-        dtype=settings.dtype,
-        batch_size=settings.batch_size,
+    weights = settings.weights or DEFAULT_WEIGHTS[settings.encoder]
+    if settings.encoder == "visualized-bge":
+        return VisualizedBGE.from_pretrained(
+            weights,
+            settings.text_model,
+            vision_config=settings.vision_config,
+            device=settings.device,
+            dtype=settings.dtype,
+            batch_size=settings.batch_size,
+        )
+    if settings.encoder == "clip":
+        from .clip import CLIPEncoder
+
+        return CLIPEncoder.from_pretrained(
+            weights, device=settings.device, dtype=settings.dtype, batch_size=settings.batch_size
+        )
+    from .bridgetower import BridgeTowerEncoder
+
+    return BridgeTowerEncoder.from_pretrained(
+        weights, device=settings.device, dtype=settings.dtype, batch_size=settings.batch_size
     )

@@ -13,6 +13,7 @@ import torch
 from transformers import AutoConfig, AutoTokenizer, PreTrainedTokenizerBase
 
 from ..base import ImageInput
+from ..inputs import as_texts, check_pairs
 from .configuration import VisionConfig
 from .loading import CheckpointError, file_sha256, load_weights, resolve_checkpoint
 from .modeling import VisualizedBGEModel
@@ -151,7 +152,7 @@ class VisualizedBGE:
         )
 
     def encode_text(self, texts: Sequence[str]) -> np.ndarray:
-        texts = _as_texts(texts)
+        texts = as_texts(texts)
         return self._run(
             texts,
             lambda batch: self.model.embed_text(**self._token_inputs([texts[i] for i in batch], self.max_text_tokens)),
@@ -163,7 +164,7 @@ class VisualizedBGE:
 
     def encode_fused(self, images: Sequence[ImageInput], texts: Sequence[str]) -> np.ndarray:
         """One vector per (image, text) pair."""
-        texts = self._check_pairs(images, texts)
+        texts = check_pairs(images, texts)
 
         def run(batch: list[int]) -> torch.Tensor:
             tokens = self._token_inputs([texts[i] for i in batch], self.max_fused_text_tokens)
@@ -175,7 +176,7 @@ class VisualizedBGE:
         self, images: Sequence[ImageInput], texts: Sequence[str]
     ) -> tuple[np.ndarray, np.ndarray]:
         """Fused and image-only vectors of each pair, from one pass of the vision tower."""
-        texts = self._check_pairs(images, texts)
+        texts = check_pairs(images, texts)
         empty = self._token_inputs([""], self.max_fused_text_tokens)
 
         def run(batch: list[int]) -> torch.Tensor:
@@ -187,13 +188,6 @@ class VisualizedBGE:
 
         both = self._run(texts, run, width=2 * self.dim)
         return both[:, : self.dim], both[:, self.dim :]
-
-    @staticmethod
-    def _check_pairs(images: Sequence[ImageInput], texts: Sequence[str]) -> list[str]:
-        texts = _as_texts(texts)
-        if len(images) != len(texts):
-            raise ValueError(f"need one text per image, got {len(images)} images and {len(texts)} texts")
-        return texts
 
     def _pixels(self, images: Sequence[ImageInput], batch: list[int]) -> torch.Tensor:
         return self.preprocess([images[i] for i in batch]).to(self.device, DTYPES[self.dtype])
@@ -210,12 +204,3 @@ class VisualizedBGE:
             for batch in _batches(order, self.batch_size):
                 out[batch] = embed(batch).cpu().numpy()
         return out
-
-
-def _as_texts(texts: Sequence[str]) -> list[str]:
-    if isinstance(texts, str):
-        raise TypeError("pass a list of texts, not a single string")
-    bad = [type(t).__name__ for t in texts if not isinstance(t, str)]
-    if bad:
-        raise TypeError(f"texts must be strings, got {', '.join(sorted(set(bad)))}")
-    return list(texts)

@@ -4,20 +4,15 @@ from __future__ import annotations
 
 import hashlib
 import os
-import socket
 from pathlib import Path
-from urllib.parse import urlparse
 
 import torch
-from huggingface_hub import constants, hf_hub_download
+from huggingface_hub import hf_hub_download
 from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
 from torch import nn
 
+from ..hub import CheckpointError, hub_reachable
 from .configuration import HUB_REPO, VARIANTS, Variant, variant_for_checkpoint
-
-
-class CheckpointError(RuntimeError):
-    """A checkpoint that cannot be found, read, or does not fit the model."""
 
 
 def resolve_checkpoint(weights: str | os.PathLike[str]) -> tuple[Path, Variant | None]:
@@ -37,7 +32,7 @@ def resolve_checkpoint(weights: str | os.PathLike[str]) -> tuple[Path, Variant |
     try:
         return Path(hf_hub_download(HUB_REPO, variant.checkpoint, local_files_only=True)), variant
     except LocalEntryNotFoundError:
-        if not _hub_reachable():
+        if not hub_reachable():
             raise CheckpointError(
                 f"{variant.checkpoint} is not in the Hugging Face cache and the hub cannot be reached from here. "
                 + how_to
@@ -46,17 +41,6 @@ def resolve_checkpoint(weights: str | os.PathLike[str]) -> tuple[Path, Variant |
         return Path(hf_hub_download(HUB_REPO, variant.checkpoint)), variant
     except (LocalEntryNotFoundError, HfHubHTTPError, OSError) as e:
         raise CheckpointError(f"could not download {variant.checkpoint} from {HUB_REPO} ({e}). " + how_to) from e
-
-
-def _hub_reachable() -> bool:
-    """False when the hub's host name does not resolve and no proxy is set: fail now, not after retries."""
-    if constants.HF_HUB_OFFLINE or any(os.environ.get(v) for v in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY")):
-        return not constants.HF_HUB_OFFLINE
-    try:
-        socket.getaddrinfo(urlparse(constants.ENDPOINT).hostname, 443)
-    except OSError:
-        return False
-    return True
 
 
 def load_weights(model: nn.Module, path: Path) -> None:

@@ -6,45 +6,15 @@ convert to RGB, scale to [0, 1], normalise with the OpenAI CLIP mean and std.
 
 from __future__ import annotations
 
-import io
-import warnings
-from pathlib import Path
-
 import numpy as np
 import torch
-from PIL import Image, ImageOps
+from PIL import Image
 
 from ..base import ImageInput
+from ..inputs import ImageLoadError, describe, load_image
 
 CLIP_MEAN = np.array([0.48145466, 0.4578275, 0.40821073], dtype=np.float32)
 CLIP_STD = np.array([0.26862954, 0.26130258, 0.27577711], dtype=np.float32)
-
-
-class ImageLoadError(ValueError):
-    """An input that is not a readable image; the message names the input."""
-
-
-def describe(image: ImageInput) -> str:
-    if isinstance(image, (str, Path)):
-        return str(image)
-    if isinstance(image, bytes):
-        return f"<{len(image)} bytes>"
-    return f"<{type(image).__name__}>"
-
-
-def load_image(image: str | Path | bytes | Image.Image) -> Image.Image:
-    """Open and fully decode an image, EXIF orientation applied; the decompression-bomb guard stays on."""
-    if isinstance(image, Image.Image):
-        return ImageOps.exif_transpose(image)
-    try:
-        with warnings.catch_warnings():
-            # Past Image.MAX_IMAGE_PIXELS PIL only warns: treat that as the refusal it should be.
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(io.BytesIO(image) if isinstance(image, bytes) else image) as opened:
-                opened.load()  # the first frame, for animated images
-                return ImageOps.exif_transpose(opened)
-    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
-        raise ImageLoadError(f"cannot read image {describe(image)}: {e}") from e
 
 
 def _resize_shortest_side(image: Image.Image, size: int) -> Image.Image:

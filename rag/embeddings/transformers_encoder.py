@@ -1,0 +1,248 @@
+"""Common ground of the encoders built on a transformers checkpoint (CLIP, BridgeTower).
+
+One folder or hub id holds everything: ``config.json``, the weights, the tokenizer and the image
+processor's ``preprocessor_config.json``, all read by ``from_pretrained`` so they cannot drift apart.
+Images go through the model's own image processor on its PIL backend (no torchvision needed, and
+the same pixels whether torchvision is installed or not).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from abc import ABC, abstractmethod
+from functools import cached_property
+from typing import Any, Callable, ClassVar, Iterator, Sequence
+
+import numpy as np
+import torch
+from PIL import Image
+from transformers import AutoConfig, AutoImageProcessor, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+
+from .base import FusedNotSupportedError, ImageInput
+from .hub import CheckpointError, pretrained_source
+from .inputs import ImageLoadError, as_texts, check_pairs, describe, load_image
+
+logger = logging.getLogger(__name__)
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
+
+#: Config entries that say how a model was saved or is run, not what it computes.
+_VOLATILE_CONFIG_KEYS = frozenset(
+    {"transformers_version", "_name_or_path", "_commit_hash", "architectures", "dtype", "torch_dtype"}
+)
+
+
+class TransformersEncoder(ABC):
+    """Tokenizer, image processor, device, dtype and batching around a transformers model.
+
+    Subclasses say how a batch of tokens or pixels becomes vectors; every vector returned is
+    L2-normalised float32, in input order.
+    """
+
+    #: The ``model_type`` in ``config.json`` this encoder reads, also the fingerprint prefix.
+    model_type: ClassVar[str]
+    model_class: ClassVar[type[PreTrainedModel]]
+
+    def __init__(
+        self,
+        model: PreTrainedModel,
+        tokenizer: PreTrainedTokenizerBase,
+        image_processor: Any,
+        *,
+        name: str,
+        device: str | torch.device = "cpu",
+        dtype: str = "float32",
+        batch_size: int = 16,
+    ):
+        if dtype not in DTYPES:
+            raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        # Hashed before the dtype cast, so float32 and bfloat16 runs of one checkpoint share a fingerprint.
+        self._weights_hash = weights_hash(model)
+        self.device = torch.device(device)
+        self.dtype = dtype
+        self.model = model.to(device=self.device, dtype=DTYPES[dtype]).eval()
+        self.tokenizer = tokenizer
+        self.image_processor = image_processor
+        self._name = name
+        self.batch_size = batch_size
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        name_or_path: str | os.PathLike[str],
+        *,
+        device: str | torch.device | None = None,
+        dtype: str = "float32",
+        batch_size: int = 16,
+    ) -> "TransformersEncoder":
+        """Load a local model folder or a hub id (from the Hugging Face cache first; the hub only if reachable)."""
+        source, local_only = pretrained_source(name_or_path)
+        try:
+            config = AutoConfig.from_pretrained(source, local_files_only=local_only)
+            if config.model_type != cls.model_type:
+                raise CheckpointError(
+                    f"{source} holds a {config.model_type!r} model, not {cls.model_type!r}: choose the matching "
+                    "encoder (RAG_ENCODER) or another checkpoint"
+                )
+            model, info = cls.model_class.from_pretrained(
+                source, local_files_only=local_only, dtype=torch.float32, output_loading_info=True
+            )
+            tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=local_only)
+            processor = AutoImageProcessor.from_pretrained(source, local_files_only=local_only, backend="pil")
+        except (OSError, ValueError) as e:
+            raise CheckpointError(
+                f"cannot load {cls.model_type} model from {source!r}: {e}. Pass a folder with config.json, "
+                "the weights, the tokenizer files and preprocessor_config.json (RAG_WEIGHTS)."
+            ) from e
+        missing = sorted(info["missing_keys"]) + sorted(info["mismatched_keys"])
+        if missing:
+            raise CheckpointError(
+                f"{source} lacks weights {cls.model_class.__name__} needs ({', '.join(map(str, missing[:5]))}"
+                f"{' …' if len(missing) > 5 else ''}); is it a checkpoint of this model head?"
+            )
+        return cls(
+            model, tokenizer, processor, name=str(name_or_path), device=device or "cpu", dtype=dtype, batch_size=batch_size
+        )
+
+    # -- what the rest of the system sees --------------------------------------------------------
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    @property
+    def fingerprint(self) -> str:
+        """Model type, dimension and a hash of the config and every weight tensor."""
+        return f"{self.model_type}:{self.dim}:{self._weights_hash}"
+
+    @property
+    @abstractmethod
+    def dim(self) -> int: ...
+
+    @property
+    def supports_fused(self) -> bool:
+        return False
+
+    @property
+    def logit_scale(self) -> float:
+        """The temperature the model was trained with: image-text cosines times this are its logits."""
+        return float(self.model.logit_scale.detach().exp())
+
+    @property
+    @abstractmethod
+    def max_text_tokens(self) -> int:
+        """Longest text, special tokens included; longer texts are truncated."""
+
+    @cached_property
+    def image_shape(self) -> tuple[int, int, int]:
+        """The ``(3, H, W)`` shape of one preprocessed image."""
+        return tuple(self._process(Image.new("RGB", (64, 64))).shape)  # type: ignore[return-value]
+
+    # -- encoding --------------------------------------------------------------------------------
+
+    def preprocess(self, images: Sequence[ImageInput]) -> torch.Tensor:
+        """Images to the ``(n, 3, H, W)`` float32 tensor the vision tower reads."""
+        return torch.stack([self._preprocess_one(image) for image in images])
+
+    def encode_text(self, texts: Sequence[str]) -> np.ndarray:
+        texts = as_texts(texts)
+        return self._run(len(texts), lambda batch: self._embed_text(self._tokens([texts[i] for i in batch])), texts)
+
+    def encode_image(self, images: Sequence[ImageInput]) -> np.ndarray:
+        return self._run(len(images), lambda batch: self._embed_image(self._pixels(images, batch)))
+
+    def encode_fused(self, images: Sequence[ImageInput], texts: Sequence[str]) -> np.ndarray:
+        raise FusedNotSupportedError(
+            f"{self.name} ({self.model_type}) has no joint image+text embedding: embed the image and the text "
+            "separately (encode_image / encode_text), or use an encoder with one (RAG_ENCODER=visualized-bge "
+            "or bridgetower)"
+        )
+
+    def encode_fused_and_image(
+        self, images: Sequence[ImageInput], texts: Sequence[str]
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Without a fused embedding an item is stored with its image vector in both fields.
+
+        Text queries then search the images, as these models were trained to; the caption stays
+        searchable through the store's full-text index.
+        """
+        check_pairs(images, texts)
+        image = self.encode_image(images)
+        return image, image.copy()
+
+    @abstractmethod
+    def _embed_text(self, tokens: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Unnormalised or normalised text vectors of a tokenised batch."""
+
+    @abstractmethod
+    def _embed_image(self, pixels: torch.Tensor) -> torch.Tensor:
+        """Image vectors of a batch of preprocessed pixels."""
+
+    def _process(self, image: Image.Image) -> torch.Tensor:
+        processed = self.image_processor(images=[image], return_tensors="pt", do_convert_rgb=True)
+        return processed["pixel_values"][0].float()
+
+    def _preprocess_one(self, image: ImageInput) -> torch.Tensor:
+        if isinstance(image, torch.Tensor):
+            if tuple(image.shape) != self.image_shape:
+                raise ImageLoadError(f"a preprocessed image must have shape {self.image_shape}, got {tuple(image.shape)}")
+            return image.float()
+        try:
+            return self._process(load_image(image))
+        except ImageLoadError:
+            raise
+        except (OSError, ValueError) as e:
+            raise ImageLoadError(f"cannot read image {describe(image)}: {e}") from e
+
+    def _pixels(self, images: Sequence[ImageInput], batch: list[int]) -> torch.Tensor:
+        return self.preprocess([images[i] for i in batch]).to(self.device, DTYPES[self.dtype])
+
+    def _tokens(self, texts: list[str]) -> dict[str, torch.Tensor]:
+        tokens = self.tokenizer(texts, padding=True, truncation=True, max_length=self.max_text_tokens, return_tensors="pt")
+        return {"input_ids": tokens["input_ids"].to(self.device), "attention_mask": tokens["attention_mask"].to(self.device)}
+
+    def _run(
+        self,
+        n: int,
+        embed: Callable[[list[int]], torch.Tensor],
+        texts: Sequence[str] | None = None,
+        width: int | None = None,
+    ) -> np.ndarray:
+        """Embed in batches (of similar text length when there are texts), normalise, restore the input order."""
+        out = np.empty((n, width or self.dim), dtype=np.float32)
+        order = sorted(range(n), key=lambda i: len(texts[i])) if texts is not None else list(range(n))
+        with torch.inference_mode():
+            for batch in _batches(order, self.batch_size):
+                vectors = embed(batch).float()
+                parts = vectors.split(self.dim, dim=1)
+                out[batch] = torch.cat([torch.nn.functional.normalize(p, dim=-1) for p in parts], dim=1).cpu().numpy()
+        return out
+
+
+def _batches(order: Sequence[int], size: int) -> Iterator[list[int]]:
+    for start in range(0, len(order), size):
+        yield list(order[start : start + size])
+
+
+def weights_hash(model: PreTrainedModel) -> str:
+    """A hash of the model's config (save-time entries left out) and of its weights as float32."""
+    digest = hashlib.sha256()
+    digest.update(json.dumps(_stable_config(model.config.to_dict()), sort_keys=True, default=str).encode())
+    for key, tensor in sorted(model.state_dict().items()):
+        values = tensor.detach().to("cpu", torch.float32).contiguous()
+        digest.update(f"{key}:{tuple(values.shape)}".encode())
+        digest.update(values.numpy())
+    return digest.hexdigest()[:16]
+
+
+def _stable_config(config: dict[str, Any]) -> dict[str, Any]:
+    return {
+        key: _stable_config(value) if isinstance(value, dict) else value
+        for key, value in config.items()
+        if key not in _VOLATILE_CONFIG_KEYS
+    }
