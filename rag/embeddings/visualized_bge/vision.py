@@ -66,9 +66,9 @@ class VisionAttention(nn.Module):
         return torch.cat((x[:, :, :1], self.rope(x[:, :, 1:])), dim=2)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        q = self._heads(F.linear(x, self.q_proj.weight, self.q_bias))
+        q = self._heads(self.q_proj(x) + self.q_bias)
         k = self._heads(self.k_proj(x))
-        v = self._heads(F.linear(x, self.v_proj.weight, self.v_bias))
+        v = self._heads(self.v_proj(x) + self.v_bias)
         q, k = self._rotate_patches(q), self._rotate_patches(k)
         out = F.scaled_dot_product_attention(q, k, v, scale=self.scale)
         out = out.transpose(1, 2).flatten(2)
