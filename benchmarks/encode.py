@@ -11,6 +11,7 @@ import itertools
 import sys
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
@@ -54,7 +55,9 @@ def main() -> None:
           f"bf16 {peaks['bfloat16']:.0f} GFLOP/s (ratio {peaks['bfloat16'] / peaks['float32']:.2f})")
 
     rates: dict[tuple[str, str, str], float] = {}
-    header = f"{'mode':6} {'dtype':9} {'batched/s':>10} {'single/s':>9} {'ratio':>6} {'GFLOP/item':>10} {'GFLOP/s':>8} {'of peak':>8}"
+    vectors: dict[tuple[str, str], np.ndarray] = {}
+    header = (f"{'mode':6} {'dtype':9} {'batched/s':>10} {'single/s':>9} {'ratio':>6} {'GFLOP/item':>10} "
+              f"{'GFLOP/s':>8} {'of peak':>8} {'cos fp32':>9}")
     print(header)
     for dtype in ("float32", "bfloat16"):
         encoder, tmp = load_full_size(args.variant, dtype=dtype, batch_size=args.items)
@@ -62,12 +65,14 @@ def main() -> None:
             n = args.items * (4 if mode == "text" else 1)
             singles = max(2, n // 4)
             batched = n / timed(lambda: run(encoder, mode, n))
+            vectors[(mode, dtype)] = run(encoder, mode, n)
+            agreement = (vectors[(mode, dtype)] * vectors[(mode, "float32")]).sum(axis=1).min()
             single = singles / timed(lambda: [run(encoder, mode, 1) for _ in range(singles)])
             gflop = flops_per_item(encoder, mode) / 1e9
             rates[(mode, dtype, "batched")], rates[(mode, dtype, "single")] = batched, single
             achieved = batched * gflop
             print(f"{mode:6} {dtype:9} {batched:10.2f} {single:9.2f} {batched / single:6.2f} {gflop:10.1f} "
-                  f"{achieved:8.0f} {achieved / peaks[dtype]:8.0%}")
+                  f"{achieved:8.0f} {achieved / peaks[dtype]:8.0%} {agreement:9.5f}")
         query = latencies(lambda: encoder.encode_text(["a red dress with flowers"]), 30)
         print(f"{'':6} {dtype:9} single text query p50 {p50(query) * 1000:.1f} ms")
         tmp.cleanup()
