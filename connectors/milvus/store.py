@@ -271,6 +271,24 @@ class MilvusStore:
                 found[row[schema.ID]] = schema.from_row(row)
         return [found[i] for i in ids if i in found]
 
+    def iter_vectors(
+        self, *, filter: Filters | None = None, batch_size: int = 1_000
+    ) -> Iterator[tuple[KnowledgeItem, np.ndarray, np.ndarray | None]]:
+        """Every stored item (or those matching ``filter``) with its fused and image vector, read in batches.
+
+        The image vector is None for items without an image.
+        """
+        iterator = self._client.query_iterator(
+            self._collection, batch_size=batch_size, filter=compile_filter(filter), output_fields=_output_fields(True)
+        )
+        try:
+            while batch := iterator.next():
+                for row in batch:
+                    hit = _hit(row, 0.0)
+                    yield hit.item, hit.embedding, hit.image_embedding  # type: ignore[misc]
+        finally:
+            iterator.close()
+
     def existing_ids(self, ids: Sequence[str]) -> set[str]:
         """Which of these ids are stored already (for idempotent ingestion)."""
         existing: set[str] = set()

@@ -141,6 +141,22 @@ def test_image_search_sees_only_image_vectors(store: MilvusStore) -> None:
     assert text_hit.id == items[4].id and text_hit.image_embedding is None
 
 
+def test_iter_vectors_reads_every_item_with_its_vectors_in_batches(store: MilvusStore) -> None:
+    items, fused, image = _corpus()
+    store.upsert(items, fused, image)
+    rows = {item.id: (item, f, i) for item, f, i in store.iter_vectors(batch_size=4)}
+    assert set(rows) == {item.id for item in items}
+    for n, item in enumerate(items):
+        stored, stored_fused, stored_image = rows[item.id]
+        assert stored.model_dump() == item.model_dump()
+        np.testing.assert_allclose(stored_fused, fused[n], atol=1e-6)
+        if item.image is None:
+            assert stored_image is None
+        else:
+            np.testing.assert_allclose(stored_image, image[n], atol=1e-6)
+    assert {item.id for item, _, _ in store.iter_vectors(filter={"tags": "note"})} == {items[4].id, items[5].id}
+
+
 def test_hostile_filter_values_stay_data(store: MilvusStore) -> None:
     items = [
         image_item(i, source=value, tags=[value], metadata={"note": value, value: "as key"})
