@@ -14,7 +14,7 @@ from llama_index.core.vector_stores.types import MetadataFilters
 
 from connectors.milvus import EncoderInfo, EncoderMismatchError, Filters, Hit, MilvusStore, compile_filter, to_llama_node
 from connectors.milvus.schema import MODALITY
-from rag.embeddings.base import Encoder
+from rag.embeddings.base import Encoder, FusedNotSupportedError
 
 from .modes import Mode, QueryKind, check_query, default_mode
 
@@ -84,9 +84,18 @@ class MultimodalRetriever(BaseRetriever):
         self.dedup_threshold = dedup_threshold
 
     def resolve_mode(self, query: QueryBundle) -> Mode:
-        """The mode this retriever uses for ``query``; raises ``ValueError`` when the bundle lacks its inputs."""
+        """The mode this retriever uses for ``query``.
+
+        Raises ``ValueError`` when the bundle lacks the mode's inputs, ``FusedNotSupportedError``
+        for a composed query on an encoder without fused embeddings.
+        """
         mode = self.mode or default_mode(query)
         check_query(query, mode)
+        if mode.query is QueryKind.COMPOSED and not self.encoder.supports_fused:
+            raise FusedNotSupportedError(
+                f"encoder {self.encoder.name} has no joint image+text embedding, so mode {mode.value} is not "
+                "available; query with the text or the image alone"
+            )
         return mode
 
     def embed(self, query: QueryBundle, mode: Mode) -> np.ndarray:

@@ -1,0 +1,43 @@
+"""The query engine: a retriever, an optional LLM rerank, and multimodal synthesis with citations."""
+
+from __future__ import annotations
+
+import logging
+
+from llama_index.core.base.base_retriever import BaseRetriever
+from llama_index.core.callbacks import CallbackManager
+from llama_index.core.llms import LLM
+from llama_index.core.query_engine import RetrieverQueryEngine
+
+from .rerank import GridReranker
+from .synthesizer import MultimodalSynthesizer
+
+logger = logging.getLogger(__name__)
+
+
+def answer_engine(
+    retriever: BaseRetriever,
+    llm: LLM | None = None,
+    *,
+    max_image_side: int = 1024,
+    rerank_top_n: int | None = None,
+    callback_manager: CallbackManager | None = None,
+) -> RetrieverQueryEngine:
+    """A ``RetrieverQueryEngine`` whose ``query`` returns an ``AnswerResponse``.
+
+    ``llm``: any LlamaIndex chat LLM that accepts images (see ``rag.answer.llm``); None answers
+    with the ranked evidence. ``rerank_top_n``: let the LLM rerank the retrieved candidates from
+    a numbered grid picture and keep that many (retrieve more than you keep, e.g. top_k=10, 4).
+    """
+    postprocessors = []
+    if rerank_top_n:
+        if llm is None:
+            logger.warning("rerank needs an LLM; the retrieval order is kept")
+        else:
+            postprocessors.append(GridReranker(llm=llm, top_n=rerank_top_n, max_image_side=max_image_side))
+    return RetrieverQueryEngine(
+        retriever,
+        response_synthesizer=MultimodalSynthesizer(llm, max_image_side=max_image_side, callback_manager=callback_manager),
+        node_postprocessors=postprocessors,
+        callback_manager=callback_manager,
+    )

@@ -1,0 +1,145 @@
+"""Chat LLMs for the answer stage: any OpenAI-compatible endpoint or Ollama, and calls that fail with a clear message.
+
+The LlamaIndex integration packages are optional (``pip install 'mmrag[llm]'``); any other
+LlamaIndex chat LLM works as well, passed in directly.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Sequence
+
+import httpx
+from llama_index.core.llms import LLM, ChatMessage, ChatResponse
+
+from rag.settings import Settings
+
+OLLAMA_URL = "http://localhost:11434"
+
+
+class LLMError(RuntimeError):
+    """The LLM endpoint failed: no answer in time, an HTTP error, or a reply that is not usable."""
+
+
+def openai_compatible_llm(
+    model: str,
+    *,
+    base_url: str | None = None,
+    api_key: str | None = None,
+    timeout: float = 120.0,
+    max_retries: int = 1,
+) -> LLM:
+    """A chat LLM on an OpenAI-compatible ``/chat/completions`` endpoint (vLLM, llama.cpp, LM Studio, OpenAI, ...).
+
+    ``base_url`` defaults to OpenAI's API; ``api_key`` to ``OPENAI_API_KEY``, else a placeholder
+    (local servers usually want none).
+    """
+    try:
+        from llama_index.llms.openai_like import OpenAILike
+    except ImportError as e:
+        raise ImportError(
+            "an OpenAI-compatible LLM needs llama-index-llms-openai-like: pip install 'mmrag[llm]' "
+            "(or pip install llama-index-llms-openai-like)"
+        ) from e
+    options = {"api_base": base_url} if base_url else {}
+    return OpenAILike(
+        model=model,
+        api_key=api_key or os.environ.get("OPENAI_API_KEY") or "not-needed",
+        is_chat_model=True,
+        timeout=timeout,
+        max_retries=max_retries,
+        **options,
+    )
+
+
+def ollama_llm(model: str, *, base_url: str | None = None, timeout: float = 120.0) -> LLM:
+    """A chat LLM served by Ollama (a vision model such as ``llava`` or ``qwen2.5vl`` to see the images)."""
+    try:
+        from llama_index.llms.ollama import Ollama
+    except ImportError as e:
+        raise ImportError(
+            "an Ollama LLM needs llama-index-llms-ollama: pip install 'mmrag[llm]' (or pip install llama-index-llms-ollama)"
+        ) from e
+    return Ollama(model=model, base_url=base_url or OLLAMA_URL, request_timeout=timeout)
+
+
+def llm_from_settings(settings: Settings | None = None) -> LLM | None:
+    """The LLM the settings (``RAG_LLM_*``) describe; None when no model is set."""
+    settings = settings or Settings()
+    if not settings.llm_model:
+        return None
+    if settings.llm_provider == "ollama":
+        return ollama_llm(settings.llm_model, base_url=settings.llm_base_url, timeout=settings.llm_timeout)
+    return openai_compatible_llm(
+        settings.llm_model,
+        base_url=settings.llm_base_url,
+        api_key=settings.llm_api_key.get_secret_value() if settings.llm_api_key else None,
+        timeout=settings.llm_timeout,
+        max_retries=settings.llm_max_retries,
+    )
+
+
+def chat_text(llm: LLM, messages: Sequence[ChatMessage]) -> str:
+    """The text of the LLM's reply; ``LLMError`` when the call fails or the reply has no text."""
+    try:
+        reply = llm.chat(messages)
+    except Exception as e:  # every client library fails its own way; the caller keeps its results
+        raise LLMError(describe_error(e)) from e
+    return _reply_text(reply)
+
+
+async def achat_text(llm: LLM, messages: Sequence[ChatMessage]) -> str:
+    try:
+        reply = await llm.achat(messages)
+    except Exception as e:
+        raise LLMError(describe_error(e)) from e
+    return _reply_text(reply)
+
+
+def _reply_text(reply: ChatResponse) -> str:
+    text = (reply.message.content or "").strip()
+    if not text:
+        raise LLMError("the LLM endpoint's reply has no text")
+    return text
+
+
+def describe_error(error: BaseException) -> str:
+    """A one-line account of an LLM call's failure, whatever client library raised it."""
+    detail = _short(str(error) or type(error).__name__)
+    if isinstance(error, _timeout_errors()):
+        return f"the LLM endpoint did not answer in time ({detail}; RAG_LLM_TIMEOUT sets the limit)"
+    status = getattr(error, "status_code", None)
+    if status is None and isinstance(error, httpx.HTTPStatusError):
+        status = error.response.status_code
+    if isinstance(status, int):
+        return f"the LLM endpoint answered HTTP {status}: {detail}"
+    if isinstance(error, _connection_errors()):
+        return f"cannot reach the LLM endpoint: {detail}"
+    return f"the LLM endpoint's reply could not be read ({type(error).__name__}: {detail})"
+
+
+def _timeout_errors() -> tuple[type[BaseException], ...]:
+    errors: list[type[BaseException]] = [TimeoutError, httpx.TimeoutException]
+    try:
+        import openai
+
+        errors.append(openai.APITimeoutError)
+    except ImportError:
+        pass
+    return tuple(errors)
+
+
+def _connection_errors() -> tuple[type[BaseException], ...]:
+    errors: list[type[BaseException]] = [ConnectionError, httpx.TransportError]
+    try:
+        import openai
+
+        errors.append(openai.APIConnectionError)
+    except ImportError:
+        pass
+    return tuple(errors)
+
+
+def _short(text: str, limit: int = 300) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
