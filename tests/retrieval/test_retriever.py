@@ -297,3 +297,17 @@ def test_embed_then_search_equals_retrieve(store, tiny_base, corpus) -> None:
     mode = r.resolve_mode(bundle)
     assert sources(r.search(r.embed(bundle, mode), mode)) == sources(r.retrieve(bundle))
 
+
+
+def test_composed_queries_need_an_encoder_with_fused_vectors(tmp_path, corpus) -> None:
+    from rag.embeddings import FusedNotSupportedError
+    from rag.embeddings.clip import CLIPEncoder
+    from tests.embeddings.tiny_transformers import build_clip
+
+    clip = CLIPEncoder.from_pretrained(build_clip(tmp_path / "clip"))
+    ingest_items(corpus.db, "clip", clip, [corpus.items["lighthouse"], corpus.items["notes/0"]])
+    with corpus.open("clip") as store:
+        clip_retriever = MultimodalRetriever(store, clip)
+        with pytest.raises(FusedNotSupportedError, match="no joint image\\+text embedding"):
+            clip_retriever.retrieve(QueryBundle(LIGHTHOUSE, image_path=str(corpus.pictures[3])))
+        assert sources(clip_retriever.retrieve(QueryBundle("", image_path=str(corpus.pictures[3])))) == ["lighthouse"]
