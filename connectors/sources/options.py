@@ -18,6 +18,12 @@ class SourceOptions(BaseModel):
         "written, so that every ImageRef points at a local file.",
     )
     allow_urls: bool = Field(default=False, description="Fetch http(s) images; off by default.")
+    local_root: Path | None = Field(
+        default=None,
+        description="When set, local images that manifests and documents name (paths, file: URIs) must resolve "
+        "inside this folder, symlinks followed; others are refused as bad references. For corpora from untrusted "
+        "hands, such as uploads.",
+    )
     max_download_bytes: int = Field(default=20 * 1024 * 1024, gt=0, description="Size cap for one fetched image.")
     url_timeout: float = Field(default=15.0, gt=0, description="Seconds allowed for one download, connection included.")
     max_text_chars: int | None = Field(

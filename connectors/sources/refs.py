@@ -35,7 +35,12 @@ def load_image_ref(ref: str, base_dir: Path, options: SourceOptions, *, url_enco
         path = Path(unquote(parts.path) if url_encoded else ref)
     if not path.parts:
         raise BadInput(Kind.BAD_REFERENCE, "empty image reference")
-    return load_image_file(path if path.is_absolute() else base_dir / path, options)
+    path = path if path.is_absolute() else base_dir / path
+    if options.local_root is not None and not path.resolve().is_relative_to(options.local_root.resolve()):
+        raise BadInput(
+            Kind.BAD_REFERENCE, f"local image outside {options.local_root}, the only folder images may be read from"
+        )
+    return load_image_file(path, options)
 
 
 def _decode_data_uri(uri: str, options: SourceOptions) -> LoadedImage:

@@ -240,6 +240,20 @@ def test_missing_manifest_is_reported(tmp_path: Path, options: SourceOptions) ->
     assert [e.kind for e in iter_manifest(tmp_path / "nope.csv", options)] == [Kind.NOT_FOUND]
 
 
+def test_local_root_confines_the_images_a_manifest_may_name(tmp_path: Path) -> None:
+    root = tmp_path / "uploads"
+    write(root / "inside.png", png((1, 2, 3)))
+    secret = write(tmp_path / "private" / "secret.png", png((4, 5, 6)))
+    (root / "link.png").symlink_to(secret)
+    rows = ["inside.png", "../private/secret.png", str(secret), secret.as_uri(), "link.png"]
+    manifest = write(root / "m.jsonl", "".join(json.dumps({"image": r, "text": r}) + "\n" for r in rows))
+    options = SourceOptions(cache_dir=tmp_path / "cache", local_root=root)
+    items, errors = split(iter_manifest(manifest, options))
+    assert [i.text for i in items] == ["inside.png"]
+    assert [(e.source.rsplit(":", 1)[1], e.kind) for e in errors] == [(str(n), Kind.BAD_REFERENCE) for n in (2, 3, 4, 5)]
+    assert "outside" in errors[0].reason
+
+
 # -- image URLs against a loopback server ---------------------------------------------------
 
 PNG_BYTES = png((120, 30, 200))
