@@ -145,5 +145,218 @@ def stats(collection: CollectionOpt = None, uri: UriOpt = None, as_json: JsonOpt
     Console().print(table)
 
 
+ModeOpt = Annotated[
+    Optional[str],
+    typer.Option(
+        "--mode",
+        "-m",
+        help="query-to-target: text-to-multimodal, text-to-text, image-to-image, image-to-multimodal, composed-to-image, "
+        "composed-to-multimodal, composed-to-text. Default: from the query (text, image or both → …-to-multimodal).",
+    ),
+]
+ImageOpt = Annotated[Optional[Path], typer.Option("--image", "-i", help="Query image (a local file).")]
+TopKOpt = Annotated[int, typer.Option("--top-k", "-k", min=1, max=16384, help="How many items to retrieve.")]
+FilterOpt = Annotated[
+    Optional[list[str]],
+    typer.Option(
+        "--filter",
+        "-f",
+        help="key=value (repeat a key for any of several values), or a JSON object such as "
+        '\'{"created_at": {">=": "2024-01-01"}}\'. Keys: source, tags, modality, mime_type, … or metadata keys.',
+    ),
+]
+HybridOpt = Annotated[bool, typer.Option("--hybrid", help="Fuse dense search with BM25 over the items' text.")]
+FusionOpt = Annotated[str, typer.Option("--fusion", help="Hybrid fusion: rrf or weighted (0.5 dense, 0.5 text).")]
+MinScoreOpt = Annotated[Optional[float], typer.Option("--min-score", help="Drop results scoring below this.")]
+DedupOpt = Annotated[
+    bool, typer.Option("--dedup/--no-dedup", help="Keep one of near-identical results (vector cosine above 0.995).")
+]
+WeightsOpt = Annotated[Optional[str], typer.Option("--weights", help="Checkpoint path or variant [RAG_WEIGHTS].")]
+
+
+def _parse_filters(values: list[str] | None) -> dict | None:
+    """``key=value`` pairs (a repeated key collects its values) and JSON objects, merged into one dict."""
+    filters: dict = {}
+    for value in values or []:
+        if value.lstrip().startswith("{"):
+            try:
+                parsed = json.loads(value)
+            except json.JSONDecodeError as e:
+                raise _fail(f"--filter {value!r} is not valid JSON: {e}") from e
+            if not isinstance(parsed, dict):
+                raise _fail(f"--filter {value!r}: a JSON filter must be an object")
+            filters.update(parsed)
+            continue
+        key, sep, item = value.partition("=")
+        if not sep or not key:
+            raise _fail(f"--filter {value!r}: use key=value or a JSON object")
+        if key in filters:
+            previous = filters[key]
+            filters[key] = (previous if isinstance(previous, list) else [previous]) + [item]
+        else:
+            filters[key] = item
+    return filters or None
+
+
+def _retriever(store, encoder, *, mode, top_k, filters, hybrid, fusion, min_score, dedup):
+    from rag.retrieval import Mode, MultimodalRetriever
+
+    if mode is not None and mode not in {m.value for m in Mode}:
+        raise _fail(f"unknown mode {mode!r}; choose one of {', '.join(m.value for m in Mode)}")
+    if fusion not in ("rrf", "weighted"):
+        raise _fail(f"--fusion must be rrf or weighted, not {fusion!r}")
+    try:
+        return MultimodalRetriever(
+            store,
+            encoder,
+            mode=mode,
+            top_k=top_k,
+            filters=_parse_filters(filters),
+            hybrid=hybrid,
+            fusion=fusion,
+            score_threshold=min_score,
+            **({} if dedup else {"dedup_threshold": None}),
+        )
+    except ValueError as e:
+        raise _fail(str(e)) from e
+
+
+def _query(text: str, image: Path | None):
+    from llama_index.core.schema import QueryBundle
+
+    if not text.strip() and image is None:
+        raise _fail("give a query: --text and/or --image")
+    if image is not None and not image.is_file():
+        raise _fail(f"query image {image} is not a file")
+    return QueryBundle(text, image_path=str(image) if image is not None else None)
+
+
+def _run(action):
+    """Run a retrieval or answer call, turning the errors a user can fix into a clear message."""
+    from connectors.milvus import StoreError
+
+    try:
+        return action()
+    except (ValueError, OSError, NotImplementedError, StoreError) as e:
+        raise _fail(str(e)) from e
+
+
+@app.command()
+def search(
+    collection: CollectionOpt = None,
+    uri: UriOpt = None,
+    text: Annotated[str, typer.Option("--text", "-t", help="Query text.")] = "",
+    image: ImageOpt = None,
+    mode: ModeOpt = None,
+    top_k: TopKOpt = 10,
+    filters: FilterOpt = None,
+    hybrid: HybridOpt = False,
+    fusion: FusionOpt = "rrf",
+    min_score: MinScoreOpt = None,
+    dedup: DedupOpt = True,
+    weights: WeightsOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Find the items closest to a text, an image, or both."""
+    from rag.retrieval import evidence
+
+    settings = _settings(collection=collection, milvus_uri=uri, weights=weights)
+    query = _query(text, image)
+    encoder = _load_encoder(settings)
+    with _open_store(settings, encoder) as store:
+        retriever = _retriever(
+            store, encoder, mode=mode, top_k=top_k, filters=filters, hybrid=hybrid, fusion=fusion,
+            min_score=min_score, dedup=dedup,
+        )
+        chosen = _run(lambda: retriever.resolve_mode(query))
+        results = evidence(_run(lambda: retriever.retrieve(query)))
+    if as_json:
+        print(json.dumps({"mode": chosen.value, "hybrid": retriever.hybrid, "results": [r.model_dump(mode="json") for r in results]}))
+        return
+    table = Table(title=f"{chosen.value}{' + BM25' if retriever.hybrid else ''} in {settings.collection}")
+    for column in ("#", "score", "source", "image", "text"):
+        table.add_column(column, overflow="fold")
+    for r in results:
+        table.add_row(str(r.rank), f"{r.score:.4f}", r.source, r.image or "", _snippet(r.text))
+    Console().print(table if results else "no matching items")
+
+
+@app.command()
+def ask(
+    question: Annotated[str, typer.Argument(help="The question.")],
+    collection: CollectionOpt = None,
+    uri: UriOpt = None,
+    image: ImageOpt = None,
+    mode: ModeOpt = None,
+    top_k: TopKOpt = 5,
+    filters: FilterOpt = None,
+    hybrid: HybridOpt = False,
+    fusion: FusionOpt = "rrf",
+    min_score: MinScoreOpt = None,
+    dedup: DedupOpt = True,
+    rerank: Annotated[
+        Optional[int], typer.Option("--rerank", min=1, help="Let the LLM rerank the candidates and keep this many.")
+    ] = None,
+    llm_provider: Annotated[Optional[str], typer.Option(help="openai (compatible) or ollama [RAG_LLM_PROVIDER].")] = None,
+    llm_base_url: Annotated[Optional[str], typer.Option(help="LLM endpoint [RAG_LLM_BASE_URL].")] = None,
+    llm_model: Annotated[Optional[str], typer.Option(help="LLM model; none: list the evidence [RAG_LLM_MODEL].")] = None,
+    llm_api_key: Annotated[Optional[str], typer.Option(help="LLM API key [RAG_LLM_API_KEY].")] = None,
+    llm_timeout: Annotated[Optional[float], typer.Option(help="Seconds per LLM request [RAG_LLM_TIMEOUT].")] = None,
+    max_image_side: Annotated[
+        Optional[int], typer.Option(help="Downscale images sent to the LLM to this side [RAG_LLM_MAX_IMAGE_SIDE].")
+    ] = None,
+    weights: WeightsOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Answer a question from the collection, citing the items used. Exit 1 if the LLM failed (the evidence is printed)."""
+    from pydantic import ValidationError
+
+    from rag.answer import AnswerStatus, answer_engine, llm_from_settings
+
+    try:
+        settings = _settings(
+            collection=collection, milvus_uri=uri, weights=weights, llm_provider=llm_provider, llm_base_url=llm_base_url,
+            llm_model=llm_model, llm_api_key=llm_api_key, llm_timeout=llm_timeout, llm_max_image_side=max_image_side,
+        )
+        llm = llm_from_settings(settings)
+    except (ValidationError, ImportError) as e:
+        raise _fail(str(e)) from e
+    query = _query(question, image)
+    encoder = _load_encoder(settings)
+    with _open_store(settings, encoder) as store:
+        retriever = _retriever(
+            store, encoder, mode=mode, top_k=top_k, filters=filters, hybrid=hybrid, fusion=fusion,
+            min_score=min_score, dedup=dedup,
+        )
+        engine = answer_engine(retriever, llm, max_image_side=settings.llm_max_image_side, rerank_top_n=rerank)
+        response = _run(lambda: engine.query(query))
+    if as_json:
+        print(json.dumps(response.to_dict()))
+    else:
+        _print_answer(response)
+    if response.status is AnswerStatus.LLM_ERROR:
+        raise typer.Exit(1)
+
+
+def _print_answer(response) -> None:
+    from rag.answer import AnswerStatus
+
+    typer.echo(str(response))
+    if response.status is not AnswerStatus.ANSWERED:
+        return
+    cited = response.cited
+    typer.echo("\nCited:" if cited else "\nThe answer cites no item; the evidence was:")
+    for c in cited or response.citations:
+        reason = f"  (rerank: {c.rerank_reason})" if c.rerank_reason else ""
+        typer.echo(f"[{c.rank}] {c.source}  id={c.id}  image={c.image or '-'}{reason}")
+    if response.rerank_error:
+        console.print(f"[yellow]warning:[/] {response.rerank_error}")
+
+
+def _snippet(text: str, limit: int = 100) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 if __name__ == "__main__":
     app()

@@ -235,7 +235,7 @@ def _without_answer(nodes: list[NodeWithScore], error: str | None = None) -> Ans
         heading = "No LLM is configured (set RAG_LLM_MODEL), so this is the retrieved evidence, best first:"
     else:
         status = AnswerStatus.LLM_ERROR
-        heading = f"The LLM failed: {error}. This is the retrieved evidence, best first:"
+        heading = f"The LLM failed: {error.rstrip('.')}. This is the retrieved evidence, best first:"
     citations = _citations(nodes, set())
     lines = [heading] + [f"[{c.rank}] {c.source}: {_snippet(c.text)}" for c in citations]
     return AnswerResponse(
