@@ -2,33 +2,44 @@
 
 from __future__ import annotations
 
+import base64
 import math
 from io import BytesIO
 from typing import Sequence
 
 from llama_index.core.llms import ImageBlock
+from llama_index.core.schema import BaseNode, ImageNode
 from PIL import Image, ImageDraw, ImageFont, ImageOps
 
 
-def image_block(uri: str, max_side: int) -> ImageBlock:
-    """An http(s) image by URL; a local file as JPEG (PNG when it has transparency) no larger than ``max_side``.
+def image_block(image: str | bytes, max_side: int) -> ImageBlock:
+    """An http(s) URL by reference; a local file or image bytes as JPEG (PNG when transparent) within ``max_side``.
 
-    Raises ``OSError`` when the file is missing or unreadable.
+    Raises ``OSError`` when the image cannot be read.
     """
-    if uri.startswith(("http://", "https://")):
-        return ImageBlock(url=uri)
-    data, mime_type = _encode(load_image(uri, max_side))
+    if isinstance(image, str) and image.startswith(("http://", "https://")):
+        return ImageBlock(url=image)
+    data, mime_type = _encode(load_image(image, max_side))
     return ImageBlock(image=data, image_mimetype=mime_type)
 
 
-def load_image(path: str, max_side: int) -> Image.Image:
-    """The image upright (EXIF orientation applied), downscaled to fit ``max_side``."""
-    with Image.open(path) as image:
-        image.draft("RGB", (max_side, max_side))  # JPEG: decode at a reduced scale when that suffices
-        image = ImageOps.exif_transpose(image)
-        image.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
-        has_alpha = image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info
-        return image.convert("RGBA" if has_alpha else "RGB")
+def load_image(image: str | bytes, max_side: int) -> Image.Image:
+    """The image (a path or bytes) upright (EXIF orientation applied), downscaled to fit ``max_side``."""
+    with Image.open(BytesIO(image) if isinstance(image, bytes) else image) as opened:
+        opened.draft("RGB", (max_side, max_side))  # JPEG: decode at a reduced scale when that suffices
+        upright = ImageOps.exif_transpose(opened)
+        upright.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
+        has_alpha = upright.mode in ("RGBA", "LA", "PA") or "transparency" in upright.info
+        return upright.convert("RGBA" if has_alpha else "RGB")
+
+
+def node_picture(node: BaseNode) -> str | bytes | None:
+    """What an ``ImageNode`` shows: its local path, its URL, or its inline (base64) image decoded."""
+    if not isinstance(node, ImageNode):
+        return None
+    if node.image_path or node.image_url:
+        return node.image_path or node.image_url
+    return base64.b64decode(node.image) if node.image else None
 
 
 def grid(tiles: Sequence[Image.Image | str], cell: int = 256) -> ImageBlock:

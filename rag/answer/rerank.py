@@ -14,10 +14,10 @@ from typing import Any
 from llama_index.core.bridge.pydantic import Field
 from llama_index.core.llms import LLM, ChatMessage, MessageRole, TextBlock
 from llama_index.core.postprocessor.types import BaseNodePostprocessor
-from llama_index.core.schema import ImageNode, NodeWithScore, QueryBundle
+from llama_index.core.schema import NodeWithScore, QueryBundle
 from PIL import Image
 
-from .images import grid, image_block, load_image
+from .images import grid, image_block, load_image, node_picture
 from .llm import LLMError, chat_text
 from .synthesizer import RERANK_ERROR, RERANK_REASON
 
@@ -84,13 +84,13 @@ class GridReranker(BaseNodePostprocessor):
         ]
 
     def _tile(self, result: NodeWithScore) -> Image.Image | str:
-        node = result.node
-        if isinstance(node, ImageNode) and node.image_path:
+        picture = node_picture(result.node)
+        if picture is not None and not (isinstance(picture, str) and picture.startswith(("http://", "https://"))):
             try:
-                return load_image(node.image_path, self.cell_size)
+                return load_image(picture, self.cell_size)
             except OSError as e:
-                logger.warning("rerank grid: cannot read %s: %s", node.image_path, e)
-        return node.get_content() or "(no text)"
+                logger.warning("rerank grid: cannot read the picture of %s: %s", result.node.node_id, e)
+        return result.node.get_content() or "(no text)"
 
 
 def parse_ranking(reply: str, count: int) -> tuple[list[int], dict[int, str]]:

@@ -21,11 +21,11 @@ from llama_index.core.llms.mock import MockLLM
 from llama_index.core.prompts import PromptTemplate
 from llama_index.core.prompts.mixin import PromptDictType
 from llama_index.core.response_synthesizers import BaseSynthesizer
-from llama_index.core.schema import ImageNode, MetadataMode, NodeWithScore, QueryBundle, QueryType, TextNode
+from llama_index.core.schema import MetadataMode, NodeWithScore, QueryBundle, QueryType, TextNode
 
 from rag.retrieval.evidence import Evidence
 
-from .images import image_block
+from .images import image_block, node_picture
 from .llm import LLMError, achat_text, chat_text
 
 logger = logging.getLogger(__name__)
@@ -115,11 +115,11 @@ class MultimodalSynthesizer(BaseSynthesizer):
         for rank, result in enumerate(nodes, start=1):
             node = result.node
             text = node.get_content(metadata_mode=MetadataMode.LLM)
-            uri = (node.image_path or node.image_url) if isinstance(node, ImageNode) else None
-            if uri:
+            picture = node_picture(node)
+            if picture is not None:
                 pictures += 1
                 blocks.append(TextBlock(text=f"\n[{rank}] (its picture is image #{pictures})\n{text}\n"))
-                blocks.append(self._picture(uri, f"[{rank}]"))
+                blocks.append(self._picture(picture, f"[{rank}]"))
             else:
                 blocks.append(TextBlock(text=f"\n[{rank}]\n{text}\n"))
         if query.image_path:
@@ -180,9 +180,9 @@ class MultimodalSynthesizer(BaseSynthesizer):
             raise LLMError("no LLM is configured")
         return self.answer_llm
 
-    def _picture(self, uri: str, what: str) -> Any:
+    def _picture(self, image: str | bytes, what: str) -> Any:
         try:
-            return image_block(uri, self.max_image_side)
+            return image_block(image, self.max_image_side)
         except OSError as e:
             logger.warning("picture of %s not sent to the LLM: %s", what, e)
             return TextBlock(text=f"(the picture of {what} could not be read)\n")

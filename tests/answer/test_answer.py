@@ -181,16 +181,19 @@ def test_ollama_gets_the_pictures_and_captions(retriever, corpus) -> None:
     assert QUESTION in user["content"] and response.status is AnswerStatus.ANSWERED
 
 
-def test_remote_pictures_go_by_url_and_missing_files_by_a_note(corpus) -> None:
+def test_remote_inline_and_missing_pictures(corpus) -> None:
+    inline = base64.b64encode(corpus.pictures[0].read_bytes()).decode()
     nodes = [
         NodeWithScore(node=ImageNode(text="remote caption", image_url="https://example.invalid/a.jpg"), score=0.9),
         NodeWithScore(node=ImageNode(text="lost caption", image_path=str(corpus.root / "gone.png")), score=0.8),
+        NodeWithScore(node=ImageNode(text="inline caption", image=inline), score=0.7),
     ]
     with FakeLLMServer(Reply("[1]")) as server:
-        response = MultimodalSynthesizer(llm(server)).synthesize("what is it?", nodes)
+        response = MultimodalSynthesizer(llm(server), max_image_side=100).synthesize("what is it?", nodes)
     text, images = user_parts(server.requests[0])
-    assert images == ["https://example.invalid/a.jpg"]
+    assert images[0] == "https://example.invalid/a.jpg" and decoded(images[1]).size == (100, 100)
     assert "remote caption" in text and "lost caption" in text and "could not be read" in text
+    assert "inline caption" in text
     assert response.status is AnswerStatus.ANSWERED
 
 
