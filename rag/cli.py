@@ -358,5 +358,237 @@ def _snippet(text: str, limit: int = 100) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
+# -- analyses: similarity, zero-shot classification, embedding map, retrieval evaluation -----------
+
+EncoderOpt = Annotated[
+    Optional[str], typer.Option("--encoder", help="visualized-bge, clip or bridgetower [RAG_ENCODER].")
+]
+EncoderWeightsOpt = Annotated[
+    Optional[str], typer.Option("--weights", help="Variant, .pth, hub id or model folder [RAG_WEIGHTS].")
+]
+
+
+def _checked(action):
+    """Run an analysis, turning the errors a user can fix (bad input, missing extra, store) into a message."""
+    from connectors.milvus import StoreError
+
+    try:
+        return action()
+    except (ValueError, OSError, ImportError, NotImplementedError, StoreError) as e:
+        raise _fail(str(e)) from e
+
+
+def _embedding_progress(description: str, transient: bool) -> Progress:
+    from rich.progress import BarColumn, MofNCompleteColumn
+
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=transient,
+    )
+
+
+@app.command()
+def similarity(
+    images: Annotated[list[Path], typer.Argument(help="Images to compare.", exists=True, dir_okay=False)],
+    text: Annotated[list[str], typer.Option("--text", "-t", help="One text per image, in order (repeat).")],
+    encoder: EncoderOpt = None,
+    weights: EncoderWeightsOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Image vs image, fused vs image, text vs fused, fused vs fused: cosine and Euclidean distance side by side."""
+    from rich import box
+
+    from rag.analysis import similarity_report
+
+    model = _load_encoder(_settings(encoder=encoder, weights=weights))
+    report = _checked(lambda: similarity_report(model, images, text))
+    if as_json:
+        print(json.dumps(report.to_dict()))
+        return
+    table = Table(title=f"similarity ({report.encoder})", box=box.SIMPLE_HEAD)
+    for column in ("comparison", "left", "right", "cosine", "euclidean", "rank by cos", "rank by dist"):
+        justify = "left" if column in ("comparison", "left", "right") else "right"
+        table.add_column(column, justify=justify, overflow="fold")
+    for row, by_cos, by_dist in zip(report.rows, report.cosine_ranks, report.distance_ranks):
+        table.add_row(row.kind, row.left, row.right, f"{row.cosine:.4f}", f"{row.euclidean:.4f}", str(by_cos), str(by_dist))
+    Console().print(table)
+    Console().print(
+        f"unit vectors: max |d² − (2 − 2·cos)| = {report.identity_error:.1e}; Spearman ρ of the two rankings = "
+        f"{report.rank_correlation:.4f}" + (" (identical order)" if report.cosine_ranks == report.distance_ranks else "")
+    )
+    for kind, reason in report.skipped.items():
+        console.print(f"[yellow]skipped[/] {kind}: {reason}")
+
+
+@app.command()
+def classify(
+    images: Annotated[list[Path], typer.Argument(help="Images to classify.", exists=True, dir_okay=False)],
+    label: Annotated[list[str], typer.Option("--label", "-l", help="A candidate label (repeat).")],
+    template: Annotated[str, typer.Option(help="Prompt made of each label.")] = "a photo of a {label}",
+    scale: Annotated[
+        Optional[float], typer.Option(help="Logit scale (cosine × scale → softmax); default: the model's own, else 100.")
+    ] = None,
+    top_k: Annotated[int, typer.Option("--top-k", "-k", min=1, help="Labels shown per image.")] = 5,
+    encoder: EncoderOpt = None,
+    weights: EncoderWeightsOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Zero-shot classification: probabilities of the labels for each image, from "a photo of a {label}" prompts."""
+    from rag.analysis import classify as run_classify
+
+    model = _load_encoder(_settings(encoder=encoder, weights=weights))
+    results = _checked(lambda: run_classify(model, images, label, template=template, scale=scale, top_k=top_k))
+    if as_json:
+        print(json.dumps({str(image): [vars(p) for p in preds] for image, preds in zip(images, results)}))
+        return
+    for image, predictions in zip(images, results):
+        table = Table(title=image.name)
+        for column in ("label", "probability", "cosine"):
+            table.add_column(column, justify="left" if column == "label" else "right")
+        for p in predictions:
+            table.add_row(p.label, f"{p.probability:.3f}", f"{p.cosine:.4f}")
+        Console().print(table)
+
+
+@app.command(name="map")
+def embedding_map(
+    sources: Annotated[
+        Optional[list[str]], typer.Argument(help="Folders/manifests to embed; none: map the collection's stored vectors.")
+    ] = None,
+    output: Annotated[Path, typer.Option("--output", "-o", help="PNG file to write.")] = Path("embedding-map.png"),
+    method: Annotated[str, typer.Option(help="pca, tsne (scikit-learn) or umap (umap-learn).")] = "pca",
+    field: Annotated[str, typer.Option(help="Which vector: image or fused.")] = "image",
+    color_by: Annotated[
+        str, typer.Option(help="modality, tag, folder, or a metadata key such as kind.")
+    ] = "modality",
+    thumbnails: Annotated[bool, typer.Option("--thumbnails", help="Draw each item's image at its point.")] = False,
+    names: Annotated[bool, typer.Option("--names", help="Write each item's file name by its point.")] = False,
+    seed: Annotated[int, typer.Option(help="Random seed of t-SNE and UMAP.")] = 0,
+    collection: CollectionOpt = None,
+    uri: UriOpt = None,
+    encoder: EncoderOpt = None,
+    weights: EncoderWeightsOpt = None,
+) -> None:
+    """Project a collection or a corpus to 2-D and save a scatter plot coloured by a label."""
+    from rag.analysis import embed_items, project, save_map, stored_vectors
+
+    if method not in ("pca", "tsne", "umap") or field not in ("image", "fused"):
+        raise _fail("--method must be pca, tsne or umap and --field image or fused")
+    settings = _settings(collection=collection, milvus_uri=uri, encoder=encoder, weights=weights)
+    if sources:
+        from connectors.sources import SourceOptions, open_sources
+        from rag.items import SourceError
+
+        model = _load_encoder(settings)
+        options = SourceOptions(cache_dir=settings.data_dir)
+        items = []
+        for entry in open_sources(sources, **options.model_dump()):
+            if isinstance(entry, SourceError):
+                console.print(f"[yellow]{entry.severity.value}[/] {entry.source}: {entry.reason}")
+            else:
+                items.append(entry)
+        with _embedding_progress("embed", transient=False) as progress:
+            task = progress.add_task("embed", total=len(items))
+            embedded = _checked(
+                lambda: embed_items(
+                    model,
+                    items,
+                    field=field,
+                    color_by=color_by,
+                    batch_size=settings.batch_size,
+                    on_progress=lambda done, total: progress.update(task, completed=done, total=total),
+                )
+            )
+        title = f"{', '.join(sources)} · {model.name}"
+    else:
+        with _open_store(settings) as store:
+            embedded = _checked(lambda: stored_vectors(store, field=field, color_by=color_by))
+            title = f"{settings.collection} · {store.encoder.variant}"
+    coords = _checked(lambda: project(embedded.vectors, method, seed=seed))
+    path = _checked(
+        lambda: save_map(
+            embedded, coords, output, title=f"{title} · {field} vectors · {method}", thumbnails=thumbnails, annotate=names
+        )
+    )
+    console.print(f"{len(embedded)} points, {len(set(embedded.labels))} groups by {color_by} → {path}")
+
+
+@app.command(name="eval")
+def evaluate(
+    queries: Annotated[Path, typer.Option("--queries", "-q", help="JSONL: text and/or image, relevant ids.", exists=True)],
+    collection: Annotated[
+        Optional[list[str]],
+        typer.Option(
+            "--collection",
+            "-c",
+            help="NAME, or NAME=ENCODER[:WEIGHTS] when its encoder is not the configured one (repeat to compare).",
+        ),
+    ] = None,
+    mode: Annotated[Optional[list[str]], typer.Option("--mode", "-m", help="Only these modes (repeat).")] = None,
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Also write the JSON here.")] = None,
+    uri: UriOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Recall@1/5/10, MRR@10 and nDCG@10 per retrieval mode, for one or more collections on the same queries."""
+    from rich import box
+
+    from rag.analysis import MODES, evaluate_collection, load_queries
+    from rag.analysis.evaluation import METRICS
+
+    asked = _checked(lambda: load_queries(queries))
+    unknown = sorted(set(mode or []) - {m.name for m in MODES})
+    if unknown:
+        raise _fail(f"unknown mode(s) {', '.join(unknown)}; modes: {', '.join(m.name for m in MODES)}")
+    modes = [m for m in MODES if not mode or m.name in mode]
+    encoders: dict[tuple[str | None, str | None], object] = {}
+    results = []
+    for spec in collection or [None]:
+        name, kind, weights = _collection_spec(spec)
+        settings = _settings(collection=name, milvus_uri=uri, encoder=kind, weights=weights)
+        key = (settings.encoder, settings.weights)
+        if key not in encoders:
+            encoders[key] = _load_encoder(settings)
+        model = encoders[key]
+        with _open_store(settings, model) as store:
+            results += _checked(lambda: evaluate_collection(model, store, asked, modes))
+    data = {"queries": str(queries), "count": len(asked), "results": [r.to_dict() for r in results]}
+    if output is not None:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        output.write_text(json.dumps(data, indent=2), encoding="utf-8")
+    if as_json:
+        print(json.dumps(data))
+        return
+    used = {r.collection: r.encoder for r in results}
+    table = Table(
+        title=f"retrieval evaluation · {len(asked)} queries from {queries.name}",
+        caption="; ".join(f"{name}: {encoder_name}" for name, encoder_name in used.items()),
+        box=box.SIMPLE_HEAD,
+    )
+    for column in ("collection", "mode", "n", "R@1", "R@5", "R@10", "MRR@10", "nDCG@10"):
+        table.add_column(column, justify="left" if column in ("collection", "mode") else "right", no_wrap=True)
+    for r in results:
+        scores = ["n/a"] * 5 if r.skipped else [f"{r.metrics[m]:.3f}" for m in METRICS]
+        table.add_row(r.collection, r.mode, str(r.queries), *scores)
+    Console().print(table)
+    for r in results:
+        if r.skipped:
+            console.print(f"[yellow]skipped[/] {r.collection} {r.mode}: {r.skipped}")
+
+
+def _collection_spec(spec: str | None) -> tuple[str | None, str | None, str | None]:
+    """``NAME[=ENCODER[:WEIGHTS]]`` → (name, encoder, weights); None parts fall back to settings."""
+    if spec is None:
+        return None, None, None
+    name, _, encoder_spec = spec.partition("=")
+    kind, _, weights = encoder_spec.partition(":")
+    if kind and kind not in ("visualized-bge", "clip", "bridgetower"):
+        raise _fail(f"--collection {spec}: the encoder must be visualized-bge, clip or bridgetower, not {kind!r}")
+    return name, kind or None, weights or None
+
+
 if __name__ == "__main__":
     app()

@@ -66,7 +66,8 @@ def build_clip(folder: Path, seed: int = 0) -> Path:
     torch.manual_seed(seed)
     CLIPModel(config).save_pretrained(folder)
     AutoTokenizer.from_pretrained(folder).save_pretrained(folder)
-    CLIPImageProcessorPil(size={"shortest_edge": IMAGE_SIZE}, crop_size={"height": IMAGE_SIZE, "width": IMAGE_SIZE}).save_pretrained(folder)
+    square = {"height": IMAGE_SIZE, "width": IMAGE_SIZE}
+    CLIPImageProcessorPil(size={"shortest_edge": IMAGE_SIZE}, crop_size=square).save_pretrained(folder)
     return folder
 
 

@@ -1,0 +1,79 @@
+"""The analysis commands of the CLI: thin shells that print tables or JSON and fail with a message."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from rag.cli import app
+from tests.analysis.conftest import CORPUS
+from tests.analysis.test_evaluation import EXAMPLE_QUERIES
+from tests.conftest import parity_dir
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def tiny_env(monkeypatch: pytest.MonkeyPatch, corpus_db: str, tmp_path: Path) -> None:
+    d = parity_dir("base")
+    for name in list(os.environ):
+        if name.startswith("RAG_"):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("RAG_WEIGHTS", str(d / "weights.pth"))
+    monkeypatch.setenv("RAG_TEXT_MODEL", str(d / "text_model"))
+    monkeypatch.setenv("RAG_VISION_CONFIG", str(d / "vision_config.json"))
+    monkeypatch.setenv("RAG_MILVUS_URI", corpus_db)
+    monkeypatch.setenv("RAG_DATA_DIR", str(tmp_path / "data"))
+
+
+def test_eval_prints_a_table_and_writes_json(tiny_env, tmp_path: Path) -> None:
+    out = tmp_path / "eval.json"
+    result = runner.invoke(app, ["eval", "-q", str(EXAMPLE_QUERIES), "-c", "corpus", "-m", "text→fused", "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "text→fused" in result.stdout and "MRR@10" in result.stdout and "image→image" not in result.stdout
+    data = json.loads(out.read_text())
+    assert data["count"] == 10 and [r["mode"] for r in data["results"]] == ["text→fused"]
+    as_json = json.loads(runner.invoke(app, ["eval", "-q", str(EXAMPLE_QUERIES), "-c", "corpus", "--json"]).stdout)
+    assert len(as_json["results"]) == 6
+
+
+def test_eval_rejects_unknown_modes_and_encoders(tiny_env) -> None:
+    result = runner.invoke(app, ["eval", "-q", str(EXAMPLE_QUERIES), "-c", "corpus", "-m", "telepathy"])
+    assert result.exit_code == 2 and "unknown mode" in result.output
+    result = runner.invoke(app, ["eval", "-q", str(EXAMPLE_QUERIES), "-c", "corpus=siglip"])
+    assert result.exit_code == 2 and "visualized-bge, clip or bridgetower" in " ".join(result.output.split())
+
+
+def test_similarity_and_classify_as_json(tiny_env) -> None:
+    images = [str(CORPUS / "carriage-day.png"), str(CORPUS / "carriage-night.png")]
+    result = runner.invoke(app, ["similarity", *images, "-t", "at night", "-t", "by day", "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert len(report["rows"]) == 1 + 4 + 4 + 1 and report["rank_correlation"] == pytest.approx(1.0)
+    table = runner.invoke(app, ["similarity", *images, "-t", "at night", "-t", "by day"])
+    assert "Spearman" in table.stdout and "identical order" in table.stdout
+    result = runner.invoke(app, ["classify", images[0], "-l", "carriage", "-l", "bridge", "-l", "square", "-k", "2", "--json"])
+    assert result.exit_code == 0, result.output
+    (predictions,) = json.loads(result.stdout).values()
+    assert len(predictions) == 2 and predictions[0]["probability"] >= predictions[1]["probability"]
+    bad = runner.invoke(app, ["classify", images[0], "-l", "cat", "--template", "no placeholder"])
+    assert bad.exit_code == 2 and "{label}" in bad.output
+
+
+def test_map_from_a_collection_and_from_a_folder(tiny_env, tmp_path: Path) -> None:
+    stored = tmp_path / "stored.png"
+    result = runner.invoke(app, ["map", "-c", "corpus", "--color-by", "kind", "-o", str(stored)])
+    assert result.exit_code == 0, result.output
+    assert "7 points, 2 groups by kind" in result.output
+    folder = tmp_path / "folder.png"
+    result = runner.invoke(app, ["map", str(CORPUS), "--field", "fused", "--thumbnails", "--names", "-o", str(folder)])
+    assert result.exit_code == 0, result.output
+    for path in (stored, folder):
+        with Image.open(path) as image:
+            assert image.format == "PNG"
+    assert runner.invoke(app, ["map", "-c", "corpus", "--method", "mds"]).exit_code == 2

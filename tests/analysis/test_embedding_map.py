@@ -1,0 +1,81 @@
+"""Embedding maps: vectors from a corpus or a collection, PCA/t-SNE projections, the PNG."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from connectors.sources import open_sources
+from rag.analysis import embed_items, pca_2d, project, save_map, stored_vectors
+from rag.analysis.embedding_map import label_of
+from rag.items import KnowledgeItem
+from tests.analysis.conftest import CORPUS
+
+
+def corpus_items(tmp_path: Path) -> list[KnowledgeItem]:
+    return [entry for entry in open_sources([CORPUS], cache_dir=tmp_path) if isinstance(entry, KnowledgeItem)]
+
+
+def test_pca_finds_the_spread_and_is_reproducible() -> None:
+    rng = np.random.default_rng(0)
+    t = np.linspace(-1, 1, 20)
+    points = np.outer(t, [3.0, 0, 0, 0]) + np.outer(rng.normal(size=20), [0, 0.1, 0, 0])
+    coords = pca_2d(points)
+    np.testing.assert_allclose(np.abs(coords[:, 0]), np.abs(3 * t), atol=0.01)  # the long axis comes first
+    np.testing.assert_allclose(coords, pca_2d(points[::-1])[::-1], atol=1e-9)  # same signs whatever the order
+    assert pca_2d(points[:2]).shape == (2, 2)
+
+
+def test_projections_need_enough_points_and_say_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    vectors = np.random.default_rng(1).normal(size=(7, 8))
+    assert project(vectors, "tsne").shape == (7, 2)
+    with pytest.raises(ValueError, match="at least 3"):
+        project(vectors[:2], "tsne")
+    with pytest.raises(ValueError, match="pca, tsne, umap"):
+        project(vectors, "mds")  # type: ignore[arg-type]
+    monkeypatch.setitem(sys.modules, "umap", None)
+    with pytest.raises(ImportError, match=r"mmrag\[umap\]"):
+        project(vectors, "umap")
+
+
+def test_corpus_vectors_are_the_ingested_ones(tiny_base, tmp_path: Path, corpus_store) -> None:
+    items = corpus_items(tmp_path)
+    progress: list[tuple[int, int]] = []
+    embedded = embed_items(tiny_base, items, color_by="kind", batch_size=3, on_progress=lambda *a: progress.append(a))
+    assert progress == [(3, 7), (6, 7), (7, 7)]
+    assert sorted(embedded.labels) == ["photo"] * 3 + ["synthetic"] * 4
+    np.testing.assert_allclose(embedded.vectors, tiny_base.encode_image([item.image.uri for item in items]), atol=1e-5)
+    stored = stored_vectors(corpus_store, field="image", color_by="kind")
+    by_name = dict(zip(stored.names, stored.vectors))
+    for name, vector in zip(embedded.names, embedded.vectors):
+        np.testing.assert_allclose(by_name[name], vector, atol=1e-5)
+    fused = embed_items(tiny_base, items, field="fused")
+    stored_fused = dict(zip(*(lambda s: (s.names, s.vectors))(stored_vectors(corpus_store, field="fused"))))
+    for name, vector in zip(fused.names, fused.vectors):
+        np.testing.assert_allclose(stored_fused[name], vector, atol=1e-5)
+
+
+def test_labels_come_from_the_item_or_its_metadata() -> None:
+    item = KnowledgeItem.create(source="/data/shapes/red.png", text="red", tags=["shape", "red"], metadata={"kind": "synthetic"})
+    assert [label_of(item, key) for key in ("modality", "tag", "folder", "kind", "missing")] == [
+        "text",
+        "shape",
+        "shapes",
+        "synthetic",
+        "(none)",
+    ]
+
+
+def test_the_map_is_a_png_with_a_point_per_item(tiny_base, tmp_path: Path) -> None:
+    embedded = embed_items(tiny_base, corpus_items(tmp_path), color_by="kind")
+    coords = project(embedded.vectors, "pca")
+    plain = save_map(embedded, coords, tmp_path / "out" / "map.png", title="corpus")
+    rich = save_map(embedded, coords, tmp_path / "thumbs.png", thumbnails=True, annotate=True)
+    for path in (plain, rich):
+        with Image.open(path) as image:
+            assert image.format == "PNG" and image.size[0] > 500
+    assert rich.stat().st_size > plain.stat().st_size  # the thumbnails are drawn
