@@ -51,10 +51,17 @@ def _load_encoder(settings: Settings):
     try:
         return load_encoder(settings)
     except CheckpointError as e:
-        raise _fail(
-            f"{e}\nPoint RAG_WEIGHTS at a local Visualized-BGE .pth (with RAG_TEXT_MODEL and RAG_VISION_CONFIG "
-            "for a checkpoint under another name), or pass --weights."
-        ) from e
+        if settings.encoder == "visualized-bge":
+            hint = (
+                "Point RAG_WEIGHTS at a local Visualized-BGE .pth (with RAG_TEXT_MODEL and RAG_VISION_CONFIG "
+                "for a checkpoint under another name), or pass --weights."
+            )
+        else:
+            hint = (
+                f"Point RAG_WEIGHTS at a local {settings.encoder} model folder (config.json, weights, tokenizer, "
+                "preprocessor_config.json), or pass --weights."
+            )
+        raise _fail(f"{e}\n{hint}") from e
 
 
 @app.callback()

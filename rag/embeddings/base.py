@@ -51,5 +51,8 @@ class Encoder(Protocol):
     def encode_fused_and_image(
         self, images: Sequence[ImageInput], texts: Sequence[str]
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Both vectors an image+text item is stored with; one image pass where the model allows."""
+        """Both vectors an image+text item is stored with; one image pass where the model allows.
+
+        Encoders without a fused embedding (``supports_fused`` False) return the image vector twice.
+        """
         ...

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from rag.settings import Settings
 
 from .base import Encoder
+from .hub import CheckpointError
 from .visualized_bge import VisualizedBGE
 
 #: What each encoder loads when ``RAG_WEIGHTS`` is not set.
@@ -20,6 +23,11 @@ def load_encoder(settings: Settings | None = None) -> Encoder:
     settings = settings or Settings()
     weights = settings.weights or DEFAULT_WEIGHTS[settings.encoder]
     if settings.encoder == "visualized-bge":
+        if Path(weights).expanduser().is_dir():
+            raise CheckpointError(
+                f"{weights} is a model folder, and Visualized-BGE reads a .pth file: for a CLIP or BridgeTower "
+                "folder set RAG_ENCODER=clip or RAG_ENCODER=bridgetower (--encoder)"
+            )
         return VisualizedBGE.from_pretrained(
             weights,
             settings.text_model,

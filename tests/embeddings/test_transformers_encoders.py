@@ -151,3 +151,5 @@ def test_registry_picks_the_encoder_from_settings(folders, monkeypatch: pytest.M
     assert isinstance(clip, CLIPEncoder) and clip.batch_size == 3
     with pytest.raises(ValidationError):
         Settings(encoder="siglip")
+    with pytest.raises(CheckpointError, match="RAG_ENCODER=clip"):
+        load_encoder(Settings(encoder="visualized-bge", weights=str(folders["clip"])))
