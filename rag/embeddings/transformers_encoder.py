@@ -105,6 +105,7 @@ class TransformersEncoder(ABC):
                 f"{source} lacks weights {cls.model_class.__name__} needs ({', '.join(map(str, missing[:5]))}"
                 f"{' …' if len(missing) > 5 else ''}); is it a checkpoint of this model head?"
             )
+        logger.info("loaded %s model %s (%s parameters)", cls.model_type, source, f"{model.num_parameters():,}")
         return cls(
             model, tokenizer, processor, name=str(name_or_path), device=device or "cpu", dtype=dtype, batch_size=batch_size
         )
@@ -177,11 +178,11 @@ class TransformersEncoder(ABC):
 
     @abstractmethod
     def _embed_text(self, tokens: dict[str, torch.Tensor]) -> torch.Tensor:
-        """Unnormalised or normalised text vectors of a tokenised batch."""
+        """Text vectors of a tokenised batch (``_run`` normalises them)."""
 
     @abstractmethod
     def _embed_image(self, pixels: torch.Tensor) -> torch.Tensor:
-        """Image vectors of a batch of preprocessed pixels."""
+        """Image vectors of a batch of preprocessed pixels (``_run`` normalises them)."""
 
     def _process(self, image: Image.Image) -> torch.Tensor:
         processed = self.image_processor(images=[image], return_tensors="pt", do_convert_rgb=True)
