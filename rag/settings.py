@@ -67,3 +67,19 @@ class Settings(BaseSettings):
     llm_max_image_side: PositiveInt = Field(
         default=1024, description="Local images are downscaled to this many pixels on their longer side for the LLM."
     )
+    server_host: str = Field(
+        default="127.0.0.1", description="Address `rag serve` binds to; loopback unless told otherwise."
+    )
+    server_port: int = Field(default=8000, ge=0, le=65535, description="Port `rag serve` listens on.")
+    server_token: SecretStr | None = Field(
+        default=None, description="Bearer token every /api route of `rag serve` requires; None: no token asked."
+    )
+    server_max_upload_bytes: PositiveInt = Field(
+        default=20 * 1024 * 1024, description="Largest file `rag serve` accepts (query image, image or manifest to ingest)."
+    )
+    server_max_request_bytes: PositiveInt = Field(
+        default=200 * 1024 * 1024, description="Largest request body `rag serve` reads; larger ones are refused unread."
+    )
+    server_max_image_pixels: PositiveInt = Field(
+        default=50_000_000, description="Decompression-bomb guard: uploaded images with more pixels are refused."
+    )

@@ -7,7 +7,7 @@ decoded for embedding; files that have to be made (PDF pages and figures, inline
 images) are written under ``SourceOptions.cache_dir`` so that every image is a local file.
 """
 
-from ._common import SourceResult
+from ._common import BadInput, SourceResult, check_image, store_image, write_atomic
 from .dispatch import open_source, open_sources
 from .documents import iter_html, iter_markdown
 from .folder import iter_folder
@@ -18,8 +18,10 @@ from .pdf import iter_pdf
 from .urls import iter_urls
 
 __all__ = [
+    "BadInput",
     "SourceOptions",
     "SourceResult",
+    "check_image",
     "iter_folder",
     "iter_html",
     "iter_llama_nodes",
@@ -29,4 +31,6 @@ __all__ = [
     "iter_urls",
     "open_source",
     "open_sources",
+    "store_image",
+    "write_atomic",
 ]
