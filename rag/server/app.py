@@ -1,0 +1,400 @@
+"""The HTTP API and the web page: a FastAPI app over one collection, owned for the app's lifetime.
+
+Routes under ``/api`` ask for the bearer token when one is set (``RAG_SERVER_TOKEN``); the page,
+its static files, ``/health`` and the OpenAPI schema do not. Every error is JSON:
+``{"error": <code>, "message": <what went wrong>}``.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import logging
+import secrets
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Annotated, Any, AsyncIterator
+from urllib.parse import quote
+
+from fastapi import APIRouter, Depends, FastAPI, File, Form, Request, Response, UploadFile, status
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.staticfiles import StaticFiles
+from llama_index.core.schema import QueryBundle
+from pydantic import BaseModel, Field
+from starlette.datastructures import Headers
+from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from connectors.milvus import NotSupportedError, StoreError, StoreStats
+from rag.answer import AnswerStatus, Citation
+from rag.embeddings.base import Encoder
+from rag.retrieval import Evidence, Mode
+from rag.settings import Settings
+
+from .jobs import IngestJob
+from .service import MANIFEST_SUFFIXES, ImageNotFoundError, Service, UploadError
+
+logger = logging.getLogger(__name__)
+
+STATIC = Path(__file__).parent / "static"
+MAX_TOP_K = 100
+_PAGE_POLICY = (
+    "default-src 'self'; img-src 'self' blob: data:; object-src 'none'; base-uri 'none'; frame-ancestors 'none'"
+)
+_ERROR_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "too_large",
+    422: "invalid_request",
+    503: "store_unavailable",
+}
+
+
+class ErrorBody(BaseModel):
+    error: str = Field(description="A short code: bad_request, unauthorized, not_found, too_large, ...")
+    message: str = Field(description="What went wrong, for people.")
+    details: list[dict[str, Any]] | None = Field(default=None, description="Per-field problems of a 422.")
+
+
+class Result(Evidence):
+    image_url: str | None = Field(default=None, description="This server's URL of the item's image.")
+
+
+class CitedResult(Citation):
+    image_url: str | None = Field(default=None, description="This server's URL of the item's image.")
+
+
+class SearchResponse(BaseModel):
+    mode: Mode
+    results: list[Result]
+
+
+class AskResponse(BaseModel):
+    mode: Mode
+    status: AnswerStatus
+    answer: str = Field(description="The answer with [n] citation markers; the ranked evidence when there is no LLM.")
+    error: str | None = None
+    rerank_error: str | None = None
+    citations: list[CitedResult] = Field(description="Every item the answer saw; rank n is marker [n].")
+
+
+class ServerStats(StoreStats):
+    llm: str | None = Field(description="The LLM answering /api/ask; None: answers list the evidence.")
+
+
+def create_app(settings: Settings | None = None, *, encoder: Encoder | None = None) -> FastAPI:
+    """The app over ``settings.collection``; ``encoder`` overrides the one the settings name (e.g. already loaded)."""
+    settings = settings or Settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        service = Service.open(settings, encoder)
+        app.state.service = service
+        logger.info("serving collection %r at %s", settings.collection, settings.milvus_uri)
+        try:
+            yield
+        finally:
+            service.close()
+
+    app = FastAPI(
+        title="mmrag",
+        summary="Multimodal search, answers with citations, and ingestion over one collection.",
+        lifespan=lifespan,
+        responses={code: {"model": ErrorBody} for code in (400, 401, 413, 422)},
+    )
+    token = settings.server_token.get_secret_value() if settings.server_token else None
+    app.include_router(_api(settings, token), prefix="/api")
+    app.add_middleware(_BodyLimit, max_bytes=settings.server_max_request_bytes)
+    _add_error_handlers(app)
+
+    @app.get("/", include_in_schema=False)
+    def page() -> FileResponse:
+        return FileResponse(STATIC / "index.html", headers={"Content-Security-Policy": _PAGE_POLICY})
+
+    @app.get("/health", tags=["service"])
+    def health() -> dict[str, str]:
+        """Liveness: answers while the app runs (no token needed, nothing about the data)."""
+        return {"status": "ok"}
+
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+
+    @app.middleware("http")
+    async def no_sniffing(request: Request, call_next: Any) -> Any:
+        response = await call_next(request)
+        response.headers["X-Content-Type-Options"] = "nosniff"
+        return response
+
+    return app
+
+
+class _BodyLimit:
+    """Refuses request bodies over ``max_bytes`` with a JSON 413: at once by their Content-Length, else while read."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = Headers(scope=scope).get("content-length", "")
+        if declared.isdigit() and int(declared) > self.max_bytes:
+            message = f"the request body is {declared} bytes, over the {self.max_bytes}-byte limit"
+            await _error(413, message)(scope, receive, send)
+            return
+        received = 0
+
+        async def counted() -> Message:
+            nonlocal received
+            chunk = await receive()
+            received += len(chunk.get("body", b""))
+            if received > self.max_bytes:  # raised inside the route: the error handlers answer
+                raise HTTPException(413, f"the request body is over the {self.max_bytes}-byte limit")
+            return chunk
+
+        await self.app(scope, counted, send)
+
+
+def _service(request: Request) -> Service:
+    return request.app.state.service
+
+
+ServiceDep = Annotated[Service, Depends(_service)]
+TextField = Annotated[str, Form(max_length=8192, description="Query text (an instruction, for composed queries).")]
+ImageField = Annotated[UploadFile | None, File(description="Query image (PNG, JPEG, WebP, GIF, BMP, TIFF).")]
+ModeField = Annotated[Mode | None, Form(description="Retrieval mode; default: from what the query has.")]
+FilterField = Annotated[
+    str | None,
+    Form(
+        alias="filter",
+        description='Metadata filter as a JSON object, e.g. {"tags": "cat"} or {"source": ["a.jpg", "b.jpg"]}.',
+    ),
+]
+HybridField = Annotated[bool, Form(description="Fuse dense search with BM25 over the items' text.")]
+DedupField = Annotated[bool, Form(description="Keep one of near-identical results (vector cosine above 0.995).")]
+_bearer = HTTPBearer(auto_error=False, description="Needed when the server has a token (RAG_SERVER_TOKEN / --token).")
+
+
+def _api(settings: Settings, token: str | None) -> APIRouter:
+    def authorize(credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> None:
+        if token is None:
+            return
+        if credentials is None or not secrets.compare_digest(credentials.credentials.encode(), token.encode()):
+            raise HTTPException(
+                status.HTTP_401_UNAUTHORIZED,
+                "this server needs a bearer token: send the header 'Authorization: Bearer <token>'",
+                headers={"WWW-Authenticate": "Bearer"},
+            )
+
+    api = APIRouter(dependencies=[Depends(authorize)])
+    max_bytes = settings.server_max_upload_bytes
+
+    def read(upload: UploadFile) -> bytes:
+        if upload.size is not None and upload.size > max_bytes:
+            raise UploadError(f"{upload.filename!r} is {upload.size} bytes, over the {max_bytes}-byte limit", 413)
+        data = upload.file.read(max_bytes + 1)
+        if len(data) > max_bytes:
+            raise UploadError(f"{upload.filename!r} is over the {max_bytes}-byte limit", 413)
+        return data
+
+    @api.post("/search", tags=["search"])
+    def search(
+        service: ServiceDep,
+        text: TextField = "",
+        image: ImageField = None,
+        mode: ModeField = None,
+        top_k: Annotated[int, Form(ge=1, le=MAX_TOP_K)] = 12,
+        filters: FilterField = None,
+        hybrid: HybridField = False,
+        dedup: DedupField = True,
+    ) -> SearchResponse:
+        """Items for a text, an image, or both (a composed query), best first."""
+        retriever = service.retriever(
+            mode=mode, top_k=top_k, filters=_filters(filters), hybrid=hybrid, dedup=dedup
+        )
+        with service.query_image(read(image) if image else None) as path:
+            used, found = service.search(QueryBundle(text, image_path=path), retriever)
+        return SearchResponse(mode=used, results=[Result(**e.model_dump(), image_url=_image_url(e)) for e in found])
+
+    @api.post("/ask", tags=["search"])
+    def ask(
+        service: ServiceDep,
+        text: Annotated[str, Form(min_length=1, max_length=8192, description="The question.")],
+        image: ImageField = None,
+        mode: ModeField = None,
+        top_k: Annotated[int, Form(ge=1, le=MAX_TOP_K)] = 5,
+        filters: FilterField = None,
+        hybrid: HybridField = False,
+        dedup: DedupField = True,
+    ) -> AskResponse:
+        """An answer citing the retrieved items; without an LLM (RAG_LLM_MODEL), the ranked evidence."""
+        retriever = service.retriever(
+            mode=mode, top_k=top_k, filters=_filters(filters), hybrid=hybrid, dedup=dedup
+        )
+        with service.query_image(read(image) if image else None) as path:
+            used, response = service.ask(QueryBundle(text, image_path=path), retriever)
+        return AskResponse(
+            mode=used,
+            status=response.status,
+            answer=response.response or "",
+            error=response.error,
+            rerank_error=response.rerank_error,
+            citations=[CitedResult(**c.model_dump(), image_url=_image_url(c)) for c in response.citations],
+        )
+
+    @api.post("/ingest", status_code=status.HTTP_202_ACCEPTED, tags=["ingest"])
+    def ingest(
+        service: ServiceDep,
+        response: Response,
+        files: Annotated[
+            list[UploadFile],
+            File(description="Images to add, and manifests (.jsonl, .ndjson, .csv) whose rows name images or URLs."),
+        ],
+        captions: Annotated[
+            list[str] | None, Form(description="One caption per file, in the same order (ignored for manifests).")
+        ] = None,
+        tags: Annotated[str, Form(description="Comma-separated tags for every uploaded image.")] = "",
+    ) -> IngestJob:
+        """Keep the files and ingest them in the background; poll the job's URL for progress."""
+        if captions and len(captions) != len(files):
+            raise UploadError(f"{len(captions)} captions for {len(files)} files: give one per file, or none")
+        images: list[tuple[str, bytes, str]] = []
+        manifests: list[tuple[str, bytes]] = []
+        for index, upload in enumerate(files):
+            name = Path(upload.filename or f"file-{index}").name
+            if Path(name).suffix.lower() in MANIFEST_SUFFIXES:
+                manifests.append((name, read(upload)))
+            else:
+                images.append((name, read(upload), captions[index] if captions else ""))
+        job = service.submit_ingest(images, manifests, [t.strip() for t in tags.split(",") if t.strip()])
+        response.headers["Location"] = f"/api/ingest/{job.id}"
+        return job
+
+    @api.get("/ingest", tags=["ingest"])
+    def ingest_jobs(service: ServiceDep) -> list[IngestJob]:
+        """The recent ingest jobs, newest first."""
+        return service.jobs.all()
+
+    @api.get("/ingest/{job_id}", tags=["ingest"], responses={404: {"model": ErrorBody}})
+    def ingest_job(service: ServiceDep, job_id: str) -> IngestJob:
+        """One ingest job: status, items added so far, problems."""
+        job = service.jobs.get(job_id)
+        if job is None:
+            message = f"no ingest job {job_id!r} (jobs are listed while the server runs)"
+            raise HTTPException(status.HTTP_404_NOT_FOUND, message)
+        return job
+
+    @api.get("/stats", tags=["service"])
+    def stats(service: ServiceDep) -> ServerStats:
+        """Item count, vector size and encoder of the collection, and the LLM in use."""
+        llm = service.llm.metadata.model_name if service.llm is not None else None
+        return ServerStats(**service.stats().model_dump(), llm=llm)
+
+    @api.get(
+        "/items/{item_id}/image",
+        tags=["items"],
+        response_class=FileResponse,
+        responses={200: {"content": {"image/*": {}}}, 404: {"model": ErrorBody}},
+    )
+    def item_image(service: ServiceDep, item_id: str) -> FileResponse:
+        """The image of a stored item, found by the item's id (never by a path)."""
+        path, media_type = service.image_file(item_id)
+        return FileResponse(path, media_type=media_type, headers={"Cache-Control": "private, max-age=300"})
+
+    return api
+
+
+def _filters(raw: str | None) -> dict[str, Any] | None:
+    if raw is None or not raw.strip():
+        return None
+    try:
+        value = json.loads(raw)
+    except ValueError as e:
+        raise UploadError(f'filter is not valid JSON ({e}); write an object such as {{"tags": "cat"}}') from None
+    if not isinstance(value, dict):
+        raise UploadError(f'filter must be a JSON object such as {{"tags": "cat"}}, not {type(value).__name__}')
+    return value
+
+
+def _image_url(item: Evidence) -> str | None:
+    return f"/api/items/{quote(item.id, safe='')}/image" if item.image else None
+
+
+def _error(status_code: int, message: str, **extra: Any) -> JSONResponse:
+    code = _ERROR_CODES.get(status_code, "error" if status_code < 500 else "internal_error")
+    body = ErrorBody(error=code, message=message, **extra).model_dump(exclude_none=True)
+    return JSONResponse(body, status_code=status_code)
+
+
+def _add_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
+        message = str(exc.detail)
+        if exc.status_code in (404, 405) and message in ("Not Found", "Method Not Allowed"):  # no route matched
+            message = f"{message}: {request.method} {request.url.path}"
+        response = _error(exc.status_code, message)
+        response.headers.update(exc.headers or {})
+        return response
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        details = [
+            {"field": ".".join(str(part) for part in e["loc"][1:]) or str(e["loc"][0]), "problem": e["msg"]}
+            for e in exc.errors()
+        ]
+        message = "; ".join(f"{d['field']}: {d['problem']}" for d in details)
+        return _error(422, message, details=details)
+
+    @app.exception_handler(UploadError)
+    async def refused(request: Request, exc: UploadError) -> JSONResponse:
+        return _error(exc.status, str(exc))
+
+    @app.exception_handler(ImageNotFoundError)
+    async def no_image(request: Request, exc: ImageNotFoundError) -> JSONResponse:
+        return _error(status.HTTP_404_NOT_FOUND, str(exc))
+
+    @app.exception_handler(ValueError)
+    async def bad_query(request: Request, exc: ValueError) -> JSONResponse:
+        # The library checks its inputs with ValueError (modes, filters, unreadable images).
+        return _error(status.HTTP_400_BAD_REQUEST, str(exc))
+
+    @app.exception_handler(NotSupportedError)
+    async def not_supported(request: Request, exc: NotSupportedError) -> JSONResponse:
+        return _error(status.HTTP_400_BAD_REQUEST, str(exc))
+
+    @app.exception_handler(StoreError)
+    async def store_failed(request: Request, exc: StoreError) -> JSONResponse:
+        return _error(status.HTTP_503_SERVICE_UNAVAILABLE, str(exc))
+
+    @app.exception_handler(Exception)
+    async def crashed(request: Request, exc: Exception) -> JSONResponse:
+        logger.error("%s %s failed", request.method, request.url.path, exc_info=exc)
+        return _error(
+            status.HTTP_500_INTERNAL_SERVER_ERROR, f"internal error ({type(exc).__name__}); the server log has details"
+        )
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def serve(settings: Settings | None = None, *, host: str | None = None, port: int | None = None) -> None:
+    """Run the app with uvicorn until interrupted (one process: Milvus Lite allows one per data folder)."""
+    import uvicorn
+
+    settings = settings or Settings()
+    host = host or settings.server_host
+    port = settings.server_port if port is None else port
+    if not is_loopback(host) and settings.server_token is None:
+        logger.warning("serving on %s without a token: anyone who can reach it can read and add items", host)
+    uvicorn.run(create_app(settings), host=host, port=port, log_level="info")

@@ -1,0 +1,208 @@
+"""What the app owns for its lifetime: the encoder, the store, the LLM, the upload folder and the ingest jobs.
+
+Everything here is library calls; the routes only translate HTTP to and from these methods.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import mimetypes
+import os
+import tempfile
+import threading
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Callable, Iterable, Iterator, TypeVar, cast
+
+from llama_index.core.llms import LLM
+from llama_index.core.schema import QueryBundle
+
+from connectors.milvus import EncoderInfo, Filters, MilvusStore, StoreStats
+from connectors.sources import BadInput, SourceOptions, check_image, open_sources, store_image, write_atomic
+from rag.answer import AnswerResponse, answer_engine, llm_from_settings
+from rag.embeddings.base import Encoder
+from rag.embeddings.registry import load_encoder
+from rag.ingest import IngestReport, ingest
+from rag.items import SourceError, SourceErrorKind
+from rag.retrieval import Evidence, Mode, MultimodalRetriever, evidence
+from rag.settings import Settings
+
+from .jobs import IngestJob, IngestJobs
+from .shared import serialized
+
+logger = logging.getLogger(__name__)
+
+MANIFEST_SUFFIXES = (".jsonl", ".ndjson", ".csv")
+_T = TypeVar("_T")
+
+
+class UploadError(ValueError):
+    """An upload the server refuses; ``status`` is the HTTP status that says why (400 or 413)."""
+
+    def __init__(self, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class ImageNotFoundError(LookupError):
+    """No item with that id has an image file this server can send."""
+
+
+class Service:
+    """The encoder and store, shared safely by concurrent requests and the ingest worker (see ``shared``)."""
+
+    def __init__(self, settings: Settings, encoder: Encoder, store: MilvusStore, llm: LLM | None) -> None:
+        self.settings = settings
+        self.encoder = serialized(encoder, threading.Lock(), unlocked=("preprocess",))
+        self.store = serialized(store, threading.Lock())
+        self.llm = llm
+        self.uploads = (settings.data_dir / "uploads").resolve()
+        self.queries = (settings.data_dir / "queries").resolve()
+        self.jobs = IngestJobs(self._ingest)
+        self._own_store = store
+
+    @classmethod
+    def open(cls, settings: Settings, encoder: Encoder | None = None) -> "Service":
+        """Load the encoder (unless given) and the LLM the settings name; open the collection, created if new."""
+        encoder = encoder or load_encoder(settings)
+        token = settings.milvus_token.get_secret_value() if settings.milvus_token else None
+        store = MilvusStore.open(
+            settings.milvus_uri, settings.collection, encoder_info=EncoderInfo.of(encoder), token=token
+        )
+        try:
+            llm = llm_from_settings(settings)
+        except BaseException:
+            store.close()
+            raise
+        return cls(settings, encoder, store, llm)
+
+    def close(self) -> None:
+        """Stop the ingest worker, then release the store (Milvus Lite: its data folder)."""
+        self.jobs.close()
+        self._own_store.close()
+
+    def retriever(
+        self,
+        *,
+        mode: Mode | None = None,
+        top_k: int = 10,
+        filters: Filters | None = None,
+        hybrid: bool = False,
+        dedup: bool = True,
+    ) -> MultimodalRetriever:
+        """A retriever over the shared encoder and store (cheap: make one per request).
+
+        ``dedup``: keep one of near-identical results (the retriever's default threshold).
+        """
+        return MultimodalRetriever(
+            self.store,
+            self.encoder,
+            mode=mode,
+            top_k=top_k,
+            filters=filters,
+            hybrid=hybrid,
+            **({} if dedup else {"dedup_threshold": None}),
+        )
+
+    def search(self, query: QueryBundle, retriever: MultimodalRetriever) -> tuple[Mode, list[Evidence]]:
+        """The mode used and the ranked evidence for ``query``."""
+        mode = retriever.resolve_mode(query)
+        return mode, evidence(retriever.retrieve(query))
+
+    def ask(self, query: QueryBundle, retriever: MultimodalRetriever) -> tuple[Mode, AnswerResponse]:
+        """The mode used and the answer with citations (the ranked evidence when no LLM is configured)."""
+        mode = retriever.resolve_mode(query)
+        engine = answer_engine(retriever, self.llm, max_image_side=self.settings.llm_max_image_side)
+        return mode, cast(AnswerResponse, engine.query(query))
+
+    def stats(self) -> StoreStats:
+        return self.store.stats()
+
+    def image_file(self, item_id: str) -> tuple[Path, str]:
+        """The local image file of a stored item and its media type; looked up by id only, never by path."""
+        items = self.store.get([item_id])
+        image = items[0].image if items else None
+        if image is None:
+            raise ImageNotFoundError(f"collection {self.settings.collection!r} has no item {item_id!r} with an image")
+        if image.uri.startswith(("http://", "https://")):
+            raise ImageNotFoundError(f"the image of item {item_id!r} is a URL, not a file this server keeps")
+        path = Path(image.uri)
+        if not path.is_file():
+            raise ImageNotFoundError(f"the image file of item {item_id!r} is gone from this server")
+        return path, image.mime_type or mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+
+    @contextmanager
+    def query_image(self, data: bytes | None) -> Iterator[str | None]:
+        """A checked query image as a temporary file (retrievers and LLMs read files), removed afterwards."""
+        if data is None:
+            yield None
+            return
+        try:
+            suffix = check_image(data, self.settings.server_max_image_pixels).suffix
+        except BadInput as e:
+            status = 413 if e.kind is SourceErrorKind.IMAGE_TOO_LARGE else 400
+            raise UploadError(f"query image: {e.reason}", status) from None
+        self.queries.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(dir=self.queries, suffix=suffix)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+            yield name
+        finally:
+            Path(name).unlink(missing_ok=True)
+
+    def submit_ingest(
+        self, images: list[tuple[str, bytes, str]], manifests: list[tuple[str, bytes]], tags: list[str]
+    ) -> IngestJob:
+        """Keep the uploads under ``data_dir/uploads`` (named by content hash) and queue their ingestion.
+
+        ``images``: (file name, bytes, caption), the caption written as the image's JSON sidecar;
+        ``manifests``: (file name, bytes), whose local image references must stay in the upload folder.
+        Images that fail the check are reported in the job; a manifest with another suffix is refused.
+        """
+        options = self._source_options()
+        paths: list[Path] = []
+        refused: list[SourceError] = []
+        for name, data, caption in images:
+            try:
+                saved = store_image(data, "uploads", options)
+            except BadInput as e:
+                refused.append(e.report(f"upload:{name}"))
+                continue
+            sidecar = {"text": caption, "tags": tags, "upload_name": name}
+            write_atomic(saved.path.with_suffix(".json"), json.dumps(sidecar).encode())
+            paths.append(saved.path)
+        for name, data in manifests:
+            suffix = Path(name).suffix.lower()
+            if suffix not in MANIFEST_SUFFIXES:
+                raise UploadError(f"manifest {name!r}: the name must end in {', '.join(MANIFEST_SUFFIXES)}")
+            path = self.uploads / (hashlib.sha256(data).hexdigest()[:32] + suffix)
+            write_atomic(path, data)
+            paths.append(path)
+        return self.jobs.submit(paths, refused)
+
+    def _source_options(self) -> SourceOptions:
+        return SourceOptions(
+            cache_dir=self.settings.data_dir,
+            allow_urls=self.settings.allow_urls,
+            max_download_bytes=self.settings.url_max_bytes,
+            url_timeout=self.settings.url_timeout,
+            max_image_pixels=self.settings.server_max_image_pixels,
+            local_root=self.uploads,
+        )
+
+    def _ingest(
+        self, paths: list[Path], on_progress: Callable[[int, int], None], stop: threading.Event
+    ) -> IngestReport:
+        sources = _until(stop, open_sources(paths, **self._source_options().model_dump()))
+        return ingest(sources, self.encoder, self.store, batch_size=self.settings.batch_size, on_progress=on_progress)
+
+
+def _until(stop: threading.Event, results: Iterable[_T]) -> Iterator[_T]:
+    """The results until ``stop`` is set (ingestion then writes what it has and returns)."""
+    for result in results:
+        if stop.is_set():
+            return
+        yield result

@@ -1,0 +1,201 @@
+// The search page: text, an optional query image, a filter; results as thumbnails; answers with citations.
+"use strict";
+
+const $ = (id) => document.getElementById(id);
+const state = { image: null, objectUrls: [] };
+
+function token() {
+  return sessionStorage.getItem("rag-token") || "";
+}
+
+function headers() {
+  return token() ? { Authorization: `Bearer ${token()}` } : {};
+}
+
+function setStatus(message, isError = false) {
+  $("status").textContent = message;
+  $("status").classList.toggle("error", isError);
+}
+
+async function call(path, form) {
+  const response = await fetch(path, { method: form ? "POST" : "GET", body: form, headers: headers() });
+  const body = await response.json().catch(() => ({ message: `HTTP ${response.status}` }));
+  if (response.status === 401) {
+    $("token-box").hidden = false;
+    $("token").focus();
+  }
+  if (!response.ok) {
+    throw new Error(body.message || `HTTP ${response.status}`);
+  }
+  return body;
+}
+
+async function loadStats() {
+  try {
+    const stats = await call("/api/stats");
+    const llm = stats.llm ? `answers by ${stats.llm}` : "no LLM: answers list the evidence";
+    $("stats").textContent = `${stats.collection} · ${stats.count} items · ${stats.encoder.variant} · ${llm}`;
+  } catch (error) {
+    $("stats").textContent = error.message;
+  }
+}
+
+// -- the query image ----------------------------------------------------------------------------
+
+function setImage(file) {
+  if (file && !file.type.startsWith("image/")) {
+    setStatus(`${file.name} is not an image`, true);
+    return;
+  }
+  state.image = file || null;
+  const preview = $("preview");
+  if (preview.src) URL.revokeObjectURL(preview.src);
+  preview.hidden = !file;
+  $("clear-image").hidden = !file;
+  $("drop-hint").hidden = Boolean(file);
+  $("drop").classList.toggle("has-image", Boolean(file));
+  if (file) preview.src = URL.createObjectURL(file);
+  else preview.removeAttribute("src");
+}
+
+function wireDropZone() {
+  const drop = $("drop");
+  $("image").addEventListener("change", (event) => setImage(event.target.files[0]));
+  for (const name of ["dragenter", "dragover"]) {
+    drop.addEventListener(name, (event) => {
+      event.preventDefault();
+      drop.classList.add("over");
+    });
+  }
+  drop.addEventListener("dragleave", () => drop.classList.remove("over"));
+  drop.addEventListener("drop", (event) => {
+    event.preventDefault();
+    drop.classList.remove("over");
+    setImage(event.dataTransfer.files[0]);
+  });
+  $("clear-image").addEventListener("click", (event) => {
+    event.stopPropagation();
+    $("image").value = "";
+    setImage(null);
+  });
+}
+
+// -- results ------------------------------------------------------------------------------------
+
+function queryForm() {
+  const form = new FormData();
+  form.append("text", $("text").value);
+  if (state.image) form.append("image", state.image, state.image.name || "query.png");
+  if ($("mode").value) form.append("mode", $("mode").value);
+  form.append("top_k", $("top-k").value || "12");
+  const filter = filterJson($("filter").value.trim());
+  if (filter) form.append("filter", filter);
+  form.append("hybrid", $("hybrid").checked ? "true" : "false");
+  form.append("dedup", $("dedup").checked ? "true" : "false");
+  return form;
+}
+
+// A JSON object as typed, or `key=value, key2=value2` turned into one (the API takes JSON).
+function filterJson(raw) {
+  if (!raw || raw.startsWith("{")) return raw;
+  const filter = {};
+  for (const pair of raw.split(",")) {
+    const [key, ...rest] = pair.split("=");
+    if (key.trim()) filter[key.trim()] = rest.join("=").trim();
+  }
+  return JSON.stringify(filter);
+}
+
+async function loadThumbnail(img, url) {
+  const response = await fetch(url, { headers: headers() });
+  if (!response.ok) throw new Error(`HTTP ${response.status}`);
+  const objectUrl = URL.createObjectURL(await response.blob());
+  state.objectUrls.push(objectUrl);
+  img.src = objectUrl;
+}
+
+function card(item) {
+  const node = $("card").content.firstElementChild.cloneNode(true);
+  node.id = `result-${item.rank}`;
+  node.querySelector(".rank").textContent = `[${item.rank}]`;
+  node.querySelector(".score").textContent = item.score == null ? "" : item.score.toFixed(4);
+  node.querySelector(".modality").textContent = item.metadata.modality || "";
+  node.querySelector(".text").textContent = item.text || "(no text)";
+  node.querySelector(".source").textContent = item.source.split("/").pop() || item.source;
+  node.querySelector(".source").title = item.source;
+  const thumb = node.querySelector(".thumb");
+  if (item.image_url) {
+    const img = document.createElement("img");
+    img.alt = item.text || item.source;
+    thumb.prepend(img);
+    loadThumbnail(img, item.image_url).catch(() => thumb.classList.add("broken"));
+  } else {
+    thumb.classList.add("text-only");
+    thumb.append(document.createTextNode("text"));
+  }
+  if (item.cited) node.classList.add("cited");
+  return node;
+}
+
+function showResults(items) {
+  state.objectUrls.forEach((url) => URL.revokeObjectURL(url));
+  state.objectUrls = [];
+  $("results").replaceChildren(...items.map(card));
+}
+
+// The answer as text nodes, with each [n] marker a link to its card (nothing is parsed as HTML).
+function showAnswer(answer) {
+  const out = $("answer-text");
+  out.replaceChildren();
+  for (const part of answer.split(/(\[\d+\])/)) {
+    const marker = part.match(/^\[(\d+)\]$/);
+    if (marker) {
+      const link = document.createElement("a");
+      link.href = `#result-${marker[1]}`;
+      link.textContent = part;
+      out.append(link);
+    } else {
+      out.append(document.createTextNode(part));
+    }
+  }
+  $("answer").hidden = false;
+}
+
+async function run(kind) {
+  if (!$("text").value.trim() && !state.image) {
+    setStatus("Type a query or drop an image first.", true);
+    return;
+  }
+  if (kind === "ask" && !$("text").value.trim()) {
+    setStatus("Asking needs a question in the text box.", true);
+    return;
+  }
+  setStatus(kind === "ask" ? "Asking…" : "Searching…");
+  $("answer").hidden = true;
+  const started = performance.now();
+  try {
+    const body = await call(`/api/${kind}`, queryForm());
+    const items = kind === "ask" ? body.citations : body.results;
+    showResults(items);
+    if (kind === "ask") showAnswer(body.answer);
+    const seconds = ((performance.now() - started) / 1000).toFixed(2);
+    setStatus(`${items.length} results · ${body.mode} · ${seconds} s`);
+  } catch (error) {
+    setStatus(error.message, true);
+  }
+}
+
+document.addEventListener("DOMContentLoaded", () => {
+  $("token").value = token();
+  $("token").addEventListener("change", (event) => {
+    sessionStorage.setItem("rag-token", event.target.value.trim());
+    loadStats();
+  });
+  wireDropZone();
+  $("query").addEventListener("submit", (event) => {
+    event.preventDefault();
+    run("search");
+  });
+  $("ask").addEventListener("click", () => run("ask"));
+  loadStats();
+});

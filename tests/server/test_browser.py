@@ -1,0 +1,130 @@
+"""The web page end to end in headless Chromium (Debian's chromium and chromium-driver; `make browser` installs them).
+
+Over the sample corpus (examples/corpus) with the tiny parity encoder: types a query, drops an
+image on the drop zone, and waits for the result thumbnails; then asks and waits for the answer
+panel. Screenshots go to tests/artifacts/ (ignored by git).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+from connectors.milvus import EncoderInfo, MilvusStore
+from connectors.sources import open_sources
+from rag.ingest import ingest
+from rag.settings import Settings
+
+from .conftest import serve_in_thread
+
+SAMPLES = Path(__file__).resolve().parents[2] / "examples" / "corpus"
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMEDRIVER = Path("/usr/bin/chromedriver")
+ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-dev-shm-usage",
+    "--window-size=1280,1000",
+]
+DROP = """
+const [name, data] = arguments;
+const bytes = Uint8Array.from(atob(data), (c) => c.charCodeAt(0));
+const transfer = new DataTransfer();
+transfer.items.add(new File([bytes], name, { type: "image/png" }));
+const zone = document.getElementById("drop");
+zone.dispatchEvent(new DragEvent("dragover", { dataTransfer: transfer, bubbles: true, cancelable: true }));
+zone.dispatchEvent(new DragEvent("drop", { dataTransfer: transfer, bubbles: true, cancelable: true }));
+"""
+LOADED_THUMBNAILS = """
+const images = [...document.querySelectorAll("#results .card .thumb img")];
+return images.filter((img) => img.complete && img.naturalWidth > 0).length;
+"""
+
+logger = logging.getLogger(__name__)
+
+
+@pytest.fixture(scope="module")
+def samples_server(settings: Settings, tiny_base) -> Iterator[str]:
+    """The app over the sample corpus, ingested into its own collection."""
+    samples = Settings(**{**settings.model_dump(), "collection": "samples"})
+    with MilvusStore.open(samples.milvus_uri, "samples", encoder_info=EncoderInfo.of(tiny_base)) as store:
+        report = ingest(open_sources([SAMPLES], cache_dir=samples.data_dir), tiny_base, store)
+    assert report.added == len(list(SAMPLES.glob("*.json"))) and not report.skipped
+    with serve_in_thread(samples, tiny_base) as url:
+        yield url
+
+
+@pytest.fixture
+def browser() -> Iterator[object]:
+    if not (CHROMIUM.exists() and CHROMEDRIVER.exists()):
+        pytest.skip(f"{CHROMIUM} or {CHROMEDRIVER} is missing: `make browser` installs Debian's chromium packages")
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    profile = tempfile.mkdtemp(prefix="rag-chromium-")
+    options = webdriver.ChromeOptions()
+    options.binary_location = str(CHROMIUM)
+    for flag in FLAGS + [f"--user-data-dir={profile}"]:
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(executable_path=str(CHROMEDRIVER)), options=options)
+    driver.set_page_load_timeout(30)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+        shutil.rmtree(profile, ignore_errors=True)
+
+
+def screenshot(driver, name: str) -> Path:
+    ARTIFACTS.mkdir(exist_ok=True)
+    path = ARTIFACTS / name
+    driver.save_screenshot(str(path))
+    logger.warning("screenshot saved: %s", path)
+    return path
+
+
+def test_search_page_shows_thumbnails_for_a_composed_query(browser, samples_server: str) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    driver = browser
+    wait = WebDriverWait(driver, 20)
+    driver.get(samples_server + "/")
+    wait.until(lambda d: "7 items" in d.find_element(By.ID, "stats").text)
+
+    caption = json.loads((SAMPLES / "shapes-red-circle.json").read_text())["text"]
+    driver.find_element(By.ID, "text").send_keys(caption)
+    picture = SAMPLES / "shapes-red-circle.png"
+    driver.execute_script(DROP, picture.name, base64.b64encode(picture.read_bytes()).decode())
+    assert driver.find_element(By.ID, "preview").is_displayed()
+    driver.find_element(By.ID, "dedup").click()  # the tiny model puts every item within 0.995 of the others
+    driver.find_element(By.ID, "search").click()
+
+    wait.until(lambda d: d.execute_script(LOADED_THUMBNAILS) == 7)
+    top = driver.find_element(By.CSS_SELECTOR, "#results .card")
+    assert top.find_element(By.CSS_SELECTOR, ".text").text == caption
+    assert top.find_element(By.CSS_SELECTOR, ".score").text == "1.0000"
+    assert "7 results · composed-to-multimodal" in driver.find_element(By.ID, "status").text
+    assert screenshot(driver, "search-page.png").stat().st_size > 10_000
+
+    driver.find_element(By.ID, "filter").send_keys("tags=shape")
+    driver.find_element(By.ID, "ask").click()
+    wait.until(lambda d: d.find_element(By.ID, "answer-text").text)
+    wait.until(lambda d: d.execute_script(LOADED_THUMBNAILS) == 4)
+    answer = driver.find_element(By.ID, "answer-text").text
+    assert answer.startswith("No LLM is configured") and "shapes-red-circle.png" in answer.splitlines()[1]
+    screenshot(driver, "ask-page.png")
