@@ -597,5 +597,29 @@ def _collection_spec(spec: str | None) -> tuple[str | None, str | None, str | No
     return name, kind or None, weights or None
 
 
+@app.command()
+def serve(
+    collection: CollectionOpt = None,
+    uri: UriOpt = None,
+    host: Annotated[Optional[str], typer.Option(help="Address to bind; loopback by default [RAG_SERVER_HOST].")] = None,
+    port: Annotated[Optional[int], typer.Option(help="Port [RAG_SERVER_PORT].")] = None,
+    token: Annotated[
+        Optional[str], typer.Option(help="Bearer token every /api route requires [RAG_SERVER_TOKEN, preferred].")
+    ] = None,
+    weights: WeightsOpt = None,
+) -> None:
+    """Serve the web page and the HTTP API (search, ask, ingest, stats, images) for one collection."""
+    try:
+        from rag.server import serve as run_server
+    except ImportError as e:
+        raise _fail(str(e)) from e
+
+    settings = _settings(
+        collection=collection, milvus_uri=uri, server_host=host, server_port=port, server_token=token, weights=weights
+    )
+    logging.getLogger("rag").setLevel(logging.INFO)
+    run_server(settings)
+
+
 if __name__ == "__main__":
     app()

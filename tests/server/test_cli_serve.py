@@ -1,0 +1,60 @@
+"""`rag serve`: loopback by default, the token from RAG_SERVER_TOKEN or --token, the encoder from settings."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import pytest
+import uvicorn
+from fastapi.testclient import TestClient
+from typer.testing import CliRunner
+
+from rag.cli import app
+from rag.server.app import is_loopback
+from tests.conftest import parity_dir
+from tests.retrieval.corpus import COLLECTION, Corpus
+
+
+@pytest.fixture
+def started(monkeypatch: pytest.MonkeyPatch) -> list[tuple[Any, dict[str, Any]]]:
+    """What `rag serve` hands to uvicorn, instead of serving."""
+    calls: list[tuple[Any, dict[str, Any]]] = []
+    monkeypatch.setattr(uvicorn, "run", lambda asgi, **kwargs: calls.append((asgi, kwargs)))
+    tiny = parity_dir("base")
+    monkeypatch.setenv("RAG_WEIGHTS", str(tiny / "weights.pth"))
+    monkeypatch.setenv("RAG_TEXT_MODEL", str(tiny / "text_model"))
+    monkeypatch.setenv("RAG_VISION_CONFIG", str(tiny / "vision_config.json"))
+    return calls
+
+
+def test_serve_binds_loopback_and_asks_for_the_env_token(
+    started: list, corpus: Corpus, tmp_path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("RAG_SERVER_TOKEN", "from-the-env")
+    monkeypatch.setenv("RAG_DATA_DIR", str(tmp_path))
+    result = CliRunner().invoke(app, ["serve", "--collection", COLLECTION, "--uri", corpus.db])
+    assert result.exit_code == 0, result.output
+    [(asgi, options)] = started
+    assert (options["host"], options["port"]) == ("127.0.0.1", 8000)
+    with TestClient(asgi) as client:
+        assert client.get("/api/stats").status_code == 401
+        stats = client.get("/api/stats", headers={"Authorization": "Bearer from-the-env"}).json()
+    assert (stats["collection"], stats["count"]) == (COLLECTION, len(corpus.items))
+
+
+def test_serve_warns_when_exposed_without_a_token(
+    started: list, corpus: Corpus, caplog: pytest.LogCaptureFixture
+) -> None:
+    args = ["serve", "--collection", COLLECTION, "--uri", corpus.db, "--host", "0.0.0.0", "--port", "9123"]
+    with caplog.at_level(logging.WARNING, logger="rag.server"):
+        assert CliRunner().invoke(app, args).exit_code == 0
+        assert CliRunner().invoke(app, [*args, "--token", "t"]).exit_code == 0
+    assert [(kwargs["host"], kwargs["port"]) for _, kwargs in started] == [("0.0.0.0", 9123)] * 2
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert warnings == ["serving on 0.0.0.0 without a token: anyone who can reach it can read and add items"]
+
+
+def test_loopback_addresses() -> None:
+    assert all(is_loopback(host) for host in ("127.0.0.1", "127.8.0.1", "::1", "localhost"))
+    assert not any(is_loopback(host) for host in ("0.0.0.0", "::", "192.168.1.10", "example.org"))
