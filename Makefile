@@ -28,3 +28,11 @@ bench: $(STAMP)
 
 clean:
 	rm -rf $(VENV) rag_data
+
+# Headless Chromium and its driver for the browser test (tests/server/test_browser.py), from Debian's
+# packages; installed only when missing and only as root (elsewhere the test skips and says why).
+.PHONY: browser
+browser:
+	@if [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ]; then :; \
+	elif [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq chromium chromium-driver; \
+	else echo "browser: chromium is missing; as root: apt-get install chromium chromium-driver" >&2; fi
