@@ -7,9 +7,12 @@ import warnings
 from pathlib import Path
 from typing import Sequence
 
+import torch
 from PIL import Image, ImageOps
 
 from .base import ImageInput
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 
 
 class ImageLoadError(ValueError):
@@ -55,3 +58,12 @@ def check_pairs(images: Sequence[ImageInput], texts: Sequence[str]) -> list[str]
     if len(images) != len(texts):
         raise ValueError(f"need one text per image, got {len(images)} images and {len(texts)} texts")
     return texts
+
+
+def check_runtime(dtype: str, batch_size: int) -> torch.dtype:
+    """The torch dtype named ``dtype``, after checking it and the batch size are usable."""
+    if dtype not in DTYPES:
+        raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+    return DTYPES[dtype]

@@ -23,11 +23,9 @@ from transformers import AutoConfig, AutoImageProcessor, AutoTokenizer, PreTrain
 
 from .base import FusedNotSupportedError, ImageInput
 from .hub import CheckpointError, pretrained_source
-from .inputs import ImageLoadError, as_texts, check_pairs, describe, load_image
+from .inputs import DTYPES, ImageLoadError, as_texts, check_pairs, check_runtime, describe, load_image
 
 logger = logging.getLogger(__name__)
-
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 
 #: Config entries that say how a model was saved or is run, not what it computes.
 _VOLATILE_CONFIG_KEYS = frozenset(
@@ -57,15 +55,12 @@ class TransformersEncoder(ABC):
         dtype: str = "float32",
         batch_size: int = 16,
     ):
-        if dtype not in DTYPES:
-            raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        torch_dtype = check_runtime(dtype, batch_size)
         # Hashed before the dtype cast, so float32 and bfloat16 runs of one checkpoint share a fingerprint.
         self._weights_hash = weights_hash(model)
         self.device = torch.device(device)
         self.dtype = dtype
-        self.model = model.to(device=self.device, dtype=DTYPES[dtype]).eval()
+        self.model = model.to(device=self.device, dtype=torch_dtype).eval()
         self.tokenizer = tokenizer
         self.image_processor = image_processor
         self._name = name

@@ -13,15 +13,13 @@ import torch
 from transformers import AutoConfig, AutoTokenizer, PreTrainedTokenizerBase
 
 from ..base import ImageInput
-from ..inputs import as_texts, check_pairs
+from ..inputs import DTYPES, as_texts, check_pairs, check_runtime
 from .configuration import VisionConfig
 from .loading import CheckpointError, file_sha256, load_weights, resolve_checkpoint
 from .modeling import VisualizedBGEModel
 from .preprocessing import preprocess
 
 logger = logging.getLogger(__name__)
-
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 
 
 def _batches(order: Sequence[int], size: int) -> Iterator[list[int]]:
@@ -43,13 +41,10 @@ class VisualizedBGE:
         dtype: str = "float32",
         batch_size: int = 16,
     ):
-        if dtype not in DTYPES:
-            raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        torch_dtype = check_runtime(dtype, batch_size)
         self.device = torch.device(device)
         self.dtype = dtype
-        self.model = model.to(device=self.device, dtype=DTYPES[dtype]).eval()
+        self.model = model.to(device=self.device, dtype=torch_dtype).eval()
         self.tokenizer = tokenizer
         self.checkpoint = checkpoint
         self.variant = variant
