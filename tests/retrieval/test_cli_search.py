@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 from typer.testing import CliRunner
@@ -22,7 +23,7 @@ def corpus(tmp_path_factory: pytest.TempPathFactory, tiny_base) -> Corpus:
 @pytest.fixture
 def rag(corpus: Corpus, monkeypatch: pytest.MonkeyPatch):
     tiny = parity_dir("base")
-    for name in list(__import__("os").environ):
+    for name in list(os.environ):
         if name.startswith("RAG_"):
             monkeypatch.delenv(name)
     env = {
