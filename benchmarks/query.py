@@ -95,7 +95,7 @@ def main() -> None:
             with MilvusStore.open(Path(tmp) / f"n{n}.db", "bench", encoder_info=info) as store:
                 seconds = fill(store, n, encoder.dim, args.batch)
                 print(f"\n{n:,} items: inserted in {seconds:.1f} s ({n / seconds:,.0f} items/s, batches of {args.batch})")
-                print(f"{'query':10} {'mode':22} {'embed p50/p95 ms':>17} {'search p50/p95 ms':>18} {'total p50/p95 ms':>17}")
+                print(f"{'query':10} {'mode':24} {'embed p50/p95 ms':>17} {'search p50/p95 ms':>18} {'total p50/p95 ms':>17}")
                 rows = [(kind, mode, False) for kind, (mode, _) in QUERIES.items()] + [("text", Mode.TEXT_TO_MULTIMODAL, True)]
                 for kind, mode, hybrid in rows:
                     retriever = MultimodalRetriever(store, encoder, mode=mode, top_k=args.top_k, hybrid=hybrid)
@@ -116,7 +116,7 @@ def main() -> None:
                     totals = [e + s for e, s in zip(embed_times[kind], search_times)]
                     label = f"{mode.value}{' +BM25' if hybrid else ''}"
                     cells = [percentiles(t) for t in (embed_times[kind], search_times, totals)]
-                    print(f"{kind:10} {label:22} " + " ".join(f"{a:8.1f}/{b:<8.1f}" for a, b in cells))
+                    print(f"{kind:10} {label:24} " + " ".join(f"{a:8.1f}/{b:<8.1f}" for a, b in cells))
     model_dir.cleanup()
 
 
