@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 TORCH_PIN := torch==2.13.0
 STAMP := $(VENV)/.installed
 
-.PHONY: test demo bench install clean
+.PHONY: test demo bench bench-query install clean
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -23,8 +23,14 @@ test: $(STAMP) browser
 demo: $(STAMP)
 	$(PY) examples/demo.py
 
+# Benchmarks print ratios measured side by side; query.py alone takes about 5 minutes.
 bench: $(STAMP)
 	$(PY) benchmarks/encode.py
+	$(PY) benchmarks/levers.py
+	$(PY) benchmarks/ingest.py
+
+bench-query: $(STAMP)
+	$(PY) benchmarks/query.py
 
 clean:
 	rm -rf $(VENV) rag_data

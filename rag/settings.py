@@ -33,7 +33,11 @@ class Settings(BaseSettings):
         description="Path to the vision tower's JSON configuration; None: the variant's default.",
     )
     device: str = Field(default="cpu", description="torch device for the encoder, e.g. cpu, cuda, cuda:1, mps.")
-    dtype: Literal["float32", "bfloat16"] = Field(default="float32", description="Encoder weights dtype.")
+    dtype: Literal["float32", "bfloat16"] = Field(
+        default="bfloat16",
+        description="Encoder weights dtype; bfloat16 is ~2x faster on CPUs with bf16 units and stays within "
+        "cosine 0.9999 of float32 (benchmarks/encode.py).",
+    )
     milvus_uri: str = Field(
         default="./rag_data/milvus.db",
         description="A local path ending in .db (Milvus Lite) or http(s)://host:19530 (Milvus server).",

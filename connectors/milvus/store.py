@@ -445,6 +445,9 @@ def _connect(uri: str, token: str | None, backend: Backend) -> MilvusClient:
             ) from exc
         raise StoreError(f"cannot connect to Milvus at {uri}: {exc.message}") from exc
     if backend is Backend.LITE:
+        # Lite keeps no MVCC timestamps, so every query iterator warns that it uses the client's
+        # clock instead: expected there, and noise in every ingest run.
+        logging.getLogger("pymilvus.orm.iterator").setLevel(logging.ERROR)
         with _lite_users_lock:
             key = os.path.abspath(uri)
             _lite_users[key] = _lite_users.get(key, 0) + 1
