@@ -106,38 +106,25 @@ def _reply_text(reply: ChatResponse) -> str:
 def describe_error(error: BaseException) -> str:
     """A one-line account of an LLM call's failure, whatever client library raised it."""
     detail = _short(str(error) or type(error).__name__)
-    if isinstance(error, _timeout_errors()):
+    if isinstance(error, _error_types(TimeoutError, httpx.TimeoutException, openai_name="APITimeoutError")):
         return f"the LLM endpoint did not answer in time ({detail}; RAG_LLM_TIMEOUT sets the limit)"
     status = getattr(error, "status_code", None)
     if status is None and isinstance(error, httpx.HTTPStatusError):
         status = error.response.status_code
     if isinstance(status, int):
         return f"the LLM endpoint answered HTTP {status}: {detail}"
-    if isinstance(error, _connection_errors()):
+    if isinstance(error, _error_types(ConnectionError, httpx.TransportError, openai_name="APIConnectionError")):
         return f"cannot reach the LLM endpoint: {detail}"
     return f"the LLM endpoint's reply could not be read ({type(error).__name__}: {detail})"
 
 
-def _timeout_errors() -> tuple[type[BaseException], ...]:
-    errors: list[type[BaseException]] = [TimeoutError, httpx.TimeoutException]
+def _error_types(*base: type[BaseException], openai_name: str) -> tuple[type[BaseException], ...]:
+    """The given exception types, plus the openai client's ``openai_name`` when that package is installed."""
     try:
         import openai
-
-        errors.append(openai.APITimeoutError)
     except ImportError:
-        pass
-    return tuple(errors)
-
-
-def _connection_errors() -> tuple[type[BaseException], ...]:
-    errors: list[type[BaseException]] = [ConnectionError, httpx.TransportError]
-    try:
-        import openai
-
-        errors.append(openai.APIConnectionError)
-    except ImportError:
-        pass
-    return tuple(errors)
+        return base
+    return (*base, getattr(openai, openai_name))
 
 
 def _short(text: str, limit: int = 300) -> str:
