@@ -74,6 +74,9 @@ def ingest(
     sources: Annotated[list[str], typer.Argument(help="Folders, manifests (.jsonl/.csv), PDFs, .md/.html, URLs.")],
     collection: CollectionOpt = None,
     uri: UriOpt = None,
+    encoder: Annotated[
+        Optional[str], typer.Option(help="visualized-bge, clip or bridgetower [RAG_ENCODER].")
+    ] = None,
     weights: Annotated[Optional[str], typer.Option(help="Checkpoint path or variant [RAG_WEIGHTS].")] = None,
     batch_size: Annotated[Optional[int], typer.Option(help="Items per batch [RAG_BATCH_SIZE].")] = None,
     allow_urls: Annotated[bool, typer.Option("--allow-urls", help="Fetch http(s) images.")] = False,
@@ -84,8 +87,8 @@ def ingest(
     from connectors.sources import SourceOptions, open_sources
     from rag.ingest import ingest as run_ingest
 
-    settings = _settings(collection=collection, milvus_uri=uri, weights=weights, batch_size=batch_size)
-    encoder = _load_encoder(settings)
+    settings = _settings(collection=collection, milvus_uri=uri, encoder=encoder, weights=weights, batch_size=batch_size)
+    model = _load_encoder(settings)
     options = SourceOptions(
         cache_dir=settings.data_dir,
         allow_urls=allow_urls or settings.allow_urls,
@@ -93,7 +96,7 @@ def ingest(
         url_timeout=settings.url_timeout,
     )
     report_path = report or settings.data_dir / "reports" / f"ingest-{settings.collection}.jsonl"
-    with _open_store(settings, encoder, create=True) as store, Progress(
+    with _open_store(settings, model, create=True) as store, Progress(
         SpinnerColumn(),
         TextColumn("[bold]{task.description}"),
         TextColumn("{task.completed} items  {task.fields[rate]:.2f} items/s  {task.fields[problems]} problems"),
@@ -109,7 +112,7 @@ def ingest(
 
         result = run_ingest(
             open_sources(sources, **options.model_dump()),
-            encoder,
+            model,
             store,
             batch_size=settings.batch_size,
             on_progress=on_progress,

@@ -503,8 +503,8 @@ def _check_existing(
     if info is not None and not recorded.compatible_with(info):
         raise EncoderMismatchError(
             f"collection {collection!r} at {uri} was made with encoder {recorded.describe()}, but the encoder in "
-            f"use is {info.describe()}. Its vectors are not comparable: use the same weights (RAG_WEIGHTS="
-            f"{recorded.variant}), choose another collection (--collection / RAG_COLLECTION), or drop this one "
+            f"use is {info.describe()}. Its vectors are not comparable: use the same encoder and weights (RAG_ENCODER, "
+            f"RAG_WEIGHTS={recorded.variant}), choose another collection (--collection / RAG_COLLECTION), or drop this one "
             "and re-ingest."
         )
     functions = description.get("functions") or []
