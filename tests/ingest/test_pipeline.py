@@ -18,7 +18,6 @@ from connectors.milvus import EncoderInfo, MilvusStore
 from connectors.sources import open_sources
 from rag.ingest import ingest
 from rag.items import Severity, SourceErrorKind
-from tests.conftest import PARITY
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -118,7 +117,7 @@ def test_hostile_metadata_stays_data(tiny_base, tmp_path):
 def test_manifest_and_pdf_ingest(tiny_base, tmp_path):
     import pypdfium2 as pdfium
 
-    images = make_folder(tmp_path / "imgs", 3)
+    make_folder(tmp_path / "imgs", 3)
     manifest = tmp_path / "manifest.jsonl"
     manifest.write_text(
         "\n".join(json.dumps({"image": f"imgs/img{i:03d}.png", "text": f"row {i}", "split": "train"}) for i in range(3))
