@@ -114,10 +114,13 @@ def ingest(
                 for chunk in _chunks(sources, batch_size):
                     if stop.is_set():
                         break
-                    versions.see(entry for entry in chunk if isinstance(entry, KnowledgeItem))
-                    items = _new_items(chunk, store, lock, report, problem)
-                    if items:
-                        decoded.put(_decode(items, encoder, pool, problem))
+                    valid, items = _new_items(chunk, store, lock, report, problem)
+                    batch = _decode(items, encoder, pool, problem)
+                    # An item that failed to decode keeps its source's older version.
+                    failed = {item.id for item in items} - {item.id for item in batch.items}
+                    versions.see(item for item in valid if item.id not in failed)
+                    if batch.items:
+                        decoded.put(batch)
                 if not stop.is_set():
                     versions.finish()
                 report.replaced = versions.replaced
@@ -174,8 +177,8 @@ def _new_items(
     lock: threading.Lock,
     report: IngestReport,
     problem: Callable[[SourceError], None],
-) -> list[KnowledgeItem]:
-    """The items of a chunk worth encoding: valid for the schema and not stored already."""
+) -> tuple[list[KnowledgeItem], list[KnowledgeItem]]:
+    """The items of a chunk valid for the schema, and those of them not stored already."""
     items = []
     for entry in chunk:
         if isinstance(entry, SourceError):
@@ -187,7 +190,7 @@ def _new_items(
     with lock:
         present = store.existing_ids([item.id for item in items])
         report.unchanged += len(present)
-    return [item for item in items if item.id not in present]
+    return items, [item for item in items if item.id not in present]
 
 
 def _decode(

@@ -203,3 +203,19 @@ def test_items_sharing_a_source_across_batches_are_kept_and_replaced_correctly(t
         assert (report.added, report.unchanged, report.replaced) == (1, 6, 1)
         assert store.count() == 7
         assert store.count({"text": "edited caption"}) == 1 and store.count({"text": "caption 5"}) == 0
+
+
+def test_a_changed_item_that_fails_to_decode_keeps_its_older_version(tiny_base, tmp_path):
+    folder = make_folder(tmp_path / "corpus", 2)
+    with open_store(tmp_path, tiny_base) as store:
+        ingest(open_sources([folder]), tiny_base, store)
+        Image.new("L", (3000, 3000)).save(folder / "img001.png")  # passes the sources' check, then refused
+        old = Image.MAX_IMAGE_PIXELS
+        Image.MAX_IMAGE_PIXELS = 4_000_000
+        try:
+            report = ingest(open_sources([folder], max_image_pixels=10**8), tiny_base, store)
+        finally:
+            Image.MAX_IMAGE_PIXELS = old
+        assert [Path(p.source).name for p in report.skipped] == ["img001.png"]
+        assert (report.added, report.replaced) == (0, 0)
+        assert store.count({"source": str(folder / "img001.png")}) == 1
