@@ -146,6 +146,7 @@ def ingest(
     writer = threading.Thread(target=write, name="rag-write", daemon=True)
     reader.start()
     writer.start()
+    batch: object = None
     try:
         while (batch := decoded.get()) is not _DONE and not failure:
             encoded.put(_encode(batch, encoder))
