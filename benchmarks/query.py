@@ -79,9 +79,10 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=30, help="queries per kind")
     parser.add_argument("--top-k", type=int, default=10)
     parser.add_argument("--batch", type=int, default=2_000, help="items per store write")
+    parser.add_argument("--dtype", default="bfloat16", choices=["float32", "bfloat16"], help="query encoder dtype")
     args = parser.parse_args()
 
-    encoder, model_dir = load_full_size("base")
+    encoder, model_dir = load_full_size("base", dtype=args.dtype)
     info = EncoderInfo.of(encoder)
     print(f"threads={torch.get_num_threads()}  encoder {encoder.name} dim {encoder.dim}  top_k={args.top_k}  "
           f"{args.queries} queries per kind")
