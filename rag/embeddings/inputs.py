@@ -5,8 +5,9 @@ from __future__ import annotations
 import io
 import warnings
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
+import numpy as np
 import torch
 from PIL import Image, ImageOps
 
@@ -40,6 +41,40 @@ def load_image(image: str | Path | bytes | Image.Image) -> Image.Image:
                 return ImageOps.exif_transpose(opened)
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
         raise ImageLoadError(f"cannot read image {describe(image)}: {e}") from e
+
+
+def prepare_image(
+    image: ImageInput, shape: tuple[int, ...], transform: Callable[[Image.Image], torch.Tensor]
+) -> torch.Tensor:
+    """One image as the model's float32 tensor: a tensor of ``shape`` as given, anything else decoded and transformed."""
+    if isinstance(image, torch.Tensor):
+        if tuple(image.shape) != tuple(shape):
+            raise ImageLoadError(f"a preprocessed image must have shape {tuple(shape)}, got {tuple(image.shape)}")
+        return image.float()
+    try:
+        return transform(load_image(image))
+    except ImageLoadError:
+        raise
+    except (OSError, ValueError) as e:
+        raise ImageLoadError(f"cannot read image {describe(image)}: {e}") from e
+
+
+def embed_in_batches(
+    n: int,
+    batch_size: int,
+    width: int,
+    embed: Callable[[list[int]], torch.Tensor],
+    texts: Sequence[str] | None = None,
+) -> np.ndarray:
+    """Run ``embed`` on batches of input indices (similar text lengths together, for less padding)
+    and return its rows as float32 numpy in input order."""
+    out = np.empty((n, width), dtype=np.float32)
+    order = sorted(range(n), key=lambda i: len(texts[i])) if texts is not None else list(range(n))
+    with torch.inference_mode():
+        for start in range(0, n, batch_size):
+            batch = order[start : start + batch_size]
+            out[batch] = embed(batch).float().cpu().numpy()
+    return out
 
 
 def as_texts(texts: Sequence[str]) -> list[str]:

@@ -14,7 +14,7 @@ import logging
 import os
 from abc import ABC, abstractmethod
 from functools import cached_property
-from typing import Any, Callable, ClassVar, Iterator, Sequence
+from typing import Any, Callable, ClassVar, Sequence
 
 import numpy as np
 import torch
@@ -23,7 +23,7 @@ from transformers import AutoConfig, AutoImageProcessor, AutoTokenizer, PreTrain
 
 from .base import FusedNotSupportedError, ImageInput
 from .hub import CheckpointError, pretrained_source
-from .inputs import DTYPES, ImageLoadError, as_texts, check_pairs, check_runtime, describe, load_image
+from .inputs import DTYPES, as_texts, check_pairs, check_runtime, embed_in_batches, prepare_image
 
 logger = logging.getLogger(__name__)
 
@@ -143,7 +143,7 @@ class TransformersEncoder(ABC):
 
     def preprocess(self, images: Sequence[ImageInput]) -> torch.Tensor:
         """Images to the ``(n, 3, H, W)`` float32 tensor the vision tower reads."""
-        return torch.stack([self._preprocess_one(image) for image in images])
+        return torch.stack([prepare_image(image, self.image_shape, self._process) for image in images])
 
     def encode_text(self, texts: Sequence[str]) -> np.ndarray:
         texts = as_texts(texts)
@@ -183,18 +183,6 @@ class TransformersEncoder(ABC):
         processed = self.image_processor(images=[image], return_tensors="pt", do_convert_rgb=True)
         return processed["pixel_values"][0].float()
 
-    def _preprocess_one(self, image: ImageInput) -> torch.Tensor:
-        if isinstance(image, torch.Tensor):
-            if tuple(image.shape) != self.image_shape:
-                raise ImageLoadError(f"a preprocessed image must have shape {self.image_shape}, got {tuple(image.shape)}")
-            return image.float()
-        try:
-            return self._process(load_image(image))
-        except ImageLoadError:
-            raise
-        except (OSError, ValueError) as e:
-            raise ImageLoadError(f"cannot read image {describe(image)}: {e}") from e
-
     def _pixels(self, images: Sequence[ImageInput], batch: list[int]) -> torch.Tensor:
         return self.preprocess([images[i] for i in batch]).to(self.device, DTYPES[self.dtype])
 
@@ -209,20 +197,13 @@ class TransformersEncoder(ABC):
         texts: Sequence[str] | None = None,
         width: int | None = None,
     ) -> np.ndarray:
-        """Embed in batches (of similar text length when there are texts), normalise, restore the input order."""
-        out = np.empty((n, width or self.dim), dtype=np.float32)
-        order = sorted(range(n), key=lambda i: len(texts[i])) if texts is not None else list(range(n))
-        with torch.inference_mode():
-            for batch in _batches(order, self.batch_size):
-                vectors = embed(batch).float()
-                parts = vectors.split(self.dim, dim=1)
-                out[batch] = torch.cat([torch.nn.functional.normalize(p, dim=-1) for p in parts], dim=1).cpu().numpy()
-        return out
+        """Embed in batches, normalising each ``dim``-wide part of ``embed``'s rows; input order kept."""
 
+        def normalised(batch: list[int]) -> torch.Tensor:
+            parts = embed(batch).float().split(self.dim, dim=1)
+            return torch.cat([torch.nn.functional.normalize(p, dim=-1) for p in parts], dim=1)
 
-def _batches(order: Sequence[int], size: int) -> Iterator[list[int]]:
-    for start in range(0, len(order), size):
-        yield list(order[start : start + size])
+        return embed_in_batches(n, self.batch_size, width or self.dim, normalised, texts)
 
 
 def weights_hash(model: PreTrainedModel) -> str:

@@ -16,7 +16,7 @@ from PIL import Image
 
 from rag.embeddings import CheckpointError, ImageLoadError, VisualizedBGE
 from rag.embeddings.visualized_bge import loading
-from rag.embeddings.visualized_bge.preprocessing import load_image
+from rag.embeddings.inputs import load_image
 from tests.conftest import load_tiny, parity_dir
 
 PHOTO = parity_dir("base") / "images" / "wiki_candi_1.jpg"

@@ -6,25 +6,20 @@ import logging
 import os
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
 from transformers import AutoConfig, AutoTokenizer, PreTrainedTokenizerBase
 
 from ..base import ImageInput
-from ..inputs import DTYPES, as_texts, check_pairs, check_runtime
+from ..inputs import DTYPES, as_texts, check_pairs, check_runtime, embed_in_batches
 from .configuration import VisionConfig
 from .loading import CheckpointError, file_sha256, load_weights, resolve_checkpoint
 from .modeling import VisualizedBGEModel
 from .preprocessing import preprocess
 
 logger = logging.getLogger(__name__)
-
-
-def _batches(order: Sequence[int], size: int) -> Iterator[list[int]]:
-    for start in range(0, len(order), size):
-        yield list(order[start : start + size])
 
 
 class VisualizedBGE:
@@ -191,11 +186,5 @@ class VisualizedBGE:
         tokens = self.tokenize(texts, max_length)
         return {"input_ids": tokens["input_ids"].to(self.device), "attention_mask": tokens["attention_mask"].to(self.device)}
 
-    def _run(self, texts: list[str], embed: Any, width: int | None = None) -> np.ndarray:
-        """Embed in batches of similar text length (less padding), then restore the input order."""
-        out = np.empty((len(texts), width or self.dim), dtype=np.float32)
-        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
-        with torch.inference_mode():
-            for batch in _batches(order, self.batch_size):
-                out[batch] = embed(batch).cpu().numpy()
-        return out
+    def _run(self, texts: list[str], embed: Callable[[list[int]], torch.Tensor], width: int | None = None) -> np.ndarray:
+        return embed_in_batches(len(texts), self.batch_size, width or self.dim, embed, texts)

@@ -11,7 +11,7 @@ import torch
 from PIL import Image
 
 from ..base import ImageInput
-from ..inputs import ImageLoadError, describe, load_image
+from ..inputs import prepare_image
 
 CLIP_MEAN = np.array([0.48145466, 0.4578275, 0.40821073], dtype=np.float32)
 CLIP_STD = np.array([0.26862954, 0.26130258, 0.27577711], dtype=np.float32)
@@ -44,13 +44,4 @@ def pixels_from_pil(image: Image.Image, size: int) -> torch.Tensor:
 
 def preprocess(image: ImageInput, size: int) -> torch.Tensor:
     """Any accepted image input to a ``(3, size, size)`` float32 tensor."""
-    if isinstance(image, torch.Tensor):
-        if image.shape != (3, size, size):
-            raise ImageLoadError(f"a preprocessed image must have shape (3, {size}, {size}), got {tuple(image.shape)}")
-        return image.float()
-    try:
-        return pixels_from_pil(load_image(image), size)
-    except ImageLoadError:
-        raise
-    except (OSError, ValueError) as e:
-        raise ImageLoadError(f"cannot read image {describe(image)}: {e}") from e
+    return prepare_image(image, (3, size, size), lambda decoded: pixels_from_pil(decoded, size))
