@@ -37,7 +37,10 @@ def main() -> int:
         )
         return 2
     console.print(f"encoder {encoder.name} ({encoder.dim}-d), store {settings.milvus_uri}")
-    with MilvusStore.open(settings.milvus_uri, settings.collection, encoder_info=EncoderInfo.of(encoder, encoder.name)) as store:
+    info = EncoderInfo.of(encoder)
+    with MilvusStore.open(
+        settings.milvus_uri, settings.collection, encoder_info=info, token=settings.milvus_token_value
+    ) as store:
         report = ingest(open_sources([CORPUS], cache_dir=settings.data_dir), encoder, store)
         console.print(f"ingest: {report.summary()}")
         night = "Make the background dark, as if the camera has taken the photo at night"

@@ -37,9 +37,10 @@ def _open_store(settings: Settings, encoder=None, create: bool = False):
     from connectors.milvus import EncoderInfo, MilvusStore, StoreError
 
     info = EncoderInfo.of(encoder, encoder.name) if encoder is not None else None
-    token = settings.milvus_token.get_secret_value() if settings.milvus_token else None
     try:
-        return MilvusStore.open(settings.milvus_uri, settings.collection, encoder_info=info, create=create, token=token)
+        return MilvusStore.open(
+            settings.milvus_uri, settings.collection, encoder_info=info, create=create, token=settings.milvus_token_value
+        )
     except StoreError as e:
         raise _fail(str(e)) from e
 

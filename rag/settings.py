@@ -87,3 +87,8 @@ class Settings(BaseSettings):
     server_max_image_pixels: PositiveInt = Field(
         default=50_000_000, description="Decompression-bomb guard: uploaded images with more pixels are refused."
     )
+
+    @property
+    def milvus_token_value(self) -> str | None:
+        """The Milvus token as the client takes it (the field itself stays secret in logs and reprs)."""
+        return self.milvus_token.get_secret_value() if self.milvus_token else None

@@ -67,9 +67,8 @@ class Service:
     def open(cls, settings: Settings, encoder: Encoder | None = None) -> "Service":
         """Load the encoder (unless given) and the LLM the settings name; open the collection, created if new."""
         encoder = encoder or load_encoder(settings)
-        token = settings.milvus_token.get_secret_value() if settings.milvus_token else None
         store = MilvusStore.open(
-            settings.milvus_uri, settings.collection, encoder_info=EncoderInfo.of(encoder), token=token
+            settings.milvus_uri, settings.collection, encoder_info=EncoderInfo.of(encoder), token=settings.milvus_token_value
         )
         try:
             llm = llm_from_settings(settings)
