@@ -13,7 +13,7 @@ import logging
 import secrets
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Annotated, Any, AsyncIterator
+from typing import Annotated, Any, AsyncIterator, Awaitable, Callable
 from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, FastAPI, File, Form, Request, Response, UploadFile, status
@@ -331,6 +331,13 @@ def _error(status_code: int, message: str, **extra: Any) -> JSONResponse:
     return JSONResponse(body, status_code=status_code)
 
 
+def _message_as(status_code: int) -> Callable[[Request, Exception], Awaitable[JSONResponse]]:
+    async def handler(request: Request, exc: Exception) -> JSONResponse:
+        return _error(status_code, str(exc))
+
+    return handler
+
+
 def _add_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
@@ -354,22 +361,15 @@ def _add_error_handlers(app: FastAPI) -> None:
     async def refused(request: Request, exc: UploadError) -> JSONResponse:
         return _error(exc.status, str(exc))
 
-    @app.exception_handler(ImageNotFoundError)
-    async def no_image(request: Request, exc: ImageNotFoundError) -> JSONResponse:
-        return _error(status.HTTP_404_NOT_FOUND, str(exc))
-
-    @app.exception_handler(ValueError)
-    async def bad_query(request: Request, exc: ValueError) -> JSONResponse:
-        # The library checks its inputs with ValueError (modes, filters, unreadable images).
-        return _error(status.HTTP_400_BAD_REQUEST, str(exc))
-
-    @app.exception_handler(NotSupportedError)
-    async def not_supported(request: Request, exc: NotSupportedError) -> JSONResponse:
-        return _error(status.HTTP_400_BAD_REQUEST, str(exc))
-
-    @app.exception_handler(StoreError)
-    async def store_failed(request: Request, exc: StoreError) -> JSONResponse:
-        return _error(status.HTTP_503_SERVICE_UNAVAILABLE, str(exc))
+    # Library errors whose message is the answer; the library checks its inputs with ValueError
+    # (modes, filters, unreadable images).
+    for error_type, status_code in (
+        (ImageNotFoundError, status.HTTP_404_NOT_FOUND),
+        (ValueError, status.HTTP_400_BAD_REQUEST),
+        (NotSupportedError, status.HTTP_400_BAD_REQUEST),
+        (StoreError, status.HTTP_503_SERVICE_UNAVAILABLE),
+    ):
+        app.add_exception_handler(error_type, _message_as(status_code))
 
     @app.exception_handler(Exception)
     async def crashed(request: Request, exc: Exception) -> JSONResponse:
