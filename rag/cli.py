@@ -45,12 +45,16 @@ def _open_store(settings: Settings, encoder=None, create: bool = False):
         raise _fail(str(e)) from e
 
 
-def _load_encoder(settings: Settings):
+def _load_encoder(settings: Settings, purpose: str = "query", expected_items: int | None = None):
     from rag.embeddings import CheckpointError
-    from rag.embeddings.registry import load_encoder
+    from rag.embeddings.registry import load_encoder, runtime_from_settings
+    from rag.runtime import RuntimeUnavailableError
 
     try:
-        return load_encoder(settings)
+        runtime = runtime_from_settings(settings, purpose, expected_items)  # type: ignore[arg-type]
+        return load_encoder(settings, runtime)
+    except RuntimeUnavailableError as e:
+        raise _fail(str(e)) from e
     except CheckpointError as e:
         if settings.encoder == "visualized-bge":
             hint = (
@@ -85,11 +89,14 @@ def ingest(
     as_json: JsonOpt = False,
 ) -> None:
     """Embed a corpus and store it; re-running adds only what changed. Exit 1 if anything was skipped."""
-    from connectors.sources import SourceOptions, open_sources
-    from rag.ingest import ingest as run_ingest
+    import threading
+    import time
+
+    from rich.progress import BarColumn, MofNCompleteColumn, TimeRemainingColumn
+
+    from connectors.sources import SourceOptions, count_items, open_sources
 
     settings = _settings(collection=collection, milvus_uri=uri, encoder=encoder, weights=weights, batch_size=batch_size)
-    model = _load_encoder(settings)
     options = SourceOptions(
         cache_dir=settings.data_dir,
         allow_urls=allow_urls or settings.allow_urls,
@@ -97,27 +104,36 @@ def ingest(
         url_timeout=settings.url_timeout,
     )
     report_path = report or settings.data_dir / "reports" / f"ingest-{settings.collection}.jsonl"
-    with _open_store(settings, model, create=True) as store, Progress(
+    with Progress(
         SpinnerColumn(),
         TextColumn("[bold]{task.description}"),
-        TextColumn("{task.completed} items  {task.fields[rate]:.2f} items/s  {task.fields[problems]} problems"),
-        TimeElapsedColumn(),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[rate]:.2f} items/s  {task.fields[problems]} problems"),
+        TimeRemainingColumn(),
         console=console,
         transient=as_json,
     ) as progress:
-        task = progress.add_task(f"ingest → {settings.collection}", total=None, rate=0.0, problems=0)
+        task = progress.add_task("loading the encoder", total=None, rate=0.0, problems=0)
+        # Counting a folder or a manifest is cheap: the bar gets its total (and an ETA) while the model loads.
+        counted: list[int | None] = []
+        counter = threading.Thread(target=lambda: counted.append(count_items(sources, options)), daemon=True)
+        counter.start()
+        model = _load_encoder(settings, "batch", counted[0] if counted else None)
+        progress.update(task, description=f"ingest → {settings.collection}", total=counted[0] if counted else None)
 
-        def on_progress(done: int, problems: int) -> None:
-            elapsed = progress.tasks[task].elapsed or 1e-9
-            progress.update(task, completed=done, rate=done / elapsed, problems=problems)
+        started = time.perf_counter()
 
-        result = run_ingest(
-            open_sources(sources, **options.model_dump()),
-            model,
-            store,
-            batch_size=settings.batch_size,
-            on_progress=on_progress,
-        )
+        def on_progress(current) -> None:
+            if counted and progress.tasks[task].total is None:
+                progress.update(task, total=counted[0])
+            rate = current.added / max(time.perf_counter() - started, 1e-9)
+            progress.update(task, completed=current.processed, rate=rate, problems=len(current.problems))
+
+        from rag.ingest import ingest as run_ingest
+
+        with _open_store(settings, model, create=True) as store:
+            result = run_ingest(open_sources(sources, **options.model_dump()), model, store, on_progress=on_progress)
     result.write_jsonl(report_path)
     summary = {**result.summary(), "collection": settings.collection, "report": str(report_path)}
     if as_json:
@@ -142,7 +158,7 @@ def _print_summary(result, summary: dict) -> None:
 
 @app.command()
 def stats(collection: CollectionOpt = None, uri: UriOpt = None, as_json: JsonOpt = False) -> None:
-    """Count, vector dimension and encoder of a collection."""
+    """Count, vector dimension and encoder of a collection, and the device and dtype its last ingest ran on."""
     settings = _settings(collection=collection, milvus_uri=uri)
     with _open_store(settings) as store:
         info = store.stats()
@@ -151,8 +167,12 @@ def stats(collection: CollectionOpt = None, uri: UriOpt = None, as_json: JsonOpt
         print(json.dumps(data))
         return
     table = Table(title=f"collection {info.collection}", show_header=False)
+    runtime = data.pop("ingest_runtime", None)
     for key, value in data.items():
         table.add_row(key, json.dumps(value) if isinstance(value, dict) else str(value))
+    if runtime:
+        table.add_row("ingested on", f"{runtime['device']} {runtime['dtype']}, batch {runtime['batch_size']}")
+        table.add_row("because", str(runtime["reason"]))
     Console().print(table)
 
 
@@ -209,20 +229,40 @@ def _parse_filters(values: list[str] | None) -> dict | None:
     return filters or None
 
 
-def _retriever(store, encoder, *, mode, top_k, filters, hybrid, fusion, min_score, dedup):
-    from rag.retrieval import Mode, MultimodalRetriever
+def _checked_query(text: str, image: Path | None, mode: str | None, filters: list[str] | None, fusion: str):
+    """The query's inputs, mode and filters, checked before any model or store is opened: a typo is reported at once."""
+    from connectors.milvus.filters import FilterError, compile_filter
+    from rag.retrieval import Mode, PlainQuery, check_query, default_mode
 
     if mode is not None and mode not in {m.value for m in Mode}:
         raise _fail(f"unknown mode {mode!r}; choose one of {', '.join(m.value for m in Mode)}")
     if fusion not in ("rrf", "weighted"):
         raise _fail(f"--fusion must be rrf or weighted, not {fusion!r}")
+    if not text.strip() and image is None:
+        raise _fail("give a query: --text and/or --image")
+    if image is not None and not image.is_file():
+        raise _fail(f"query image {image} is not a file")
+    query = PlainQuery(text, str(image) if image is not None else None)
+    chosen = Mode(mode) if mode is not None else default_mode(query)
+    try:
+        check_query(query, chosen)
+        parsed = _parse_filters(filters)
+        compile_filter(parsed)
+    except (ValueError, FilterError) as e:
+        raise _fail(str(e)) from e
+    return query, chosen if mode is not None else None, parsed
+
+
+def _retriever(store, encoder, *, mode, top_k, filters, hybrid, fusion, min_score, dedup):
+    from rag.retrieval import MultimodalRetriever
+
     try:
         return MultimodalRetriever(
             store,
             encoder,
             mode=mode,
             top_k=top_k,
-            filters=_parse_filters(filters),
+            filters=filters,
             hybrid=hybrid,
             fusion=fusion,
             score_threshold=min_score,
@@ -232,14 +272,10 @@ def _retriever(store, encoder, *, mode, top_k, filters, hybrid, fusion, min_scor
         raise _fail(str(e)) from e
 
 
-def _query(text: str, image: Path | None):
+def _bundle(query):
     from llama_index.core.schema import QueryBundle
 
-    if not text.strip() and image is None:
-        raise _fail("give a query: --text and/or --image")
-    if image is not None and not image.is_file():
-        raise _fail(f"query image {image} is not a file")
-    return QueryBundle(text, image_path=str(image) if image is not None else None)
+    return QueryBundle(query.query_str, image_path=query.image_path)
 
 
 def _run(action):
@@ -272,11 +308,12 @@ def search(
     from rag.retrieval import evidence
 
     settings = _settings(collection=collection, milvus_uri=uri, weights=weights)
-    query = _query(text, image)
+    plain, chosen_mode, parsed = _checked_query(text, image, mode, filters, fusion)
     encoder = _load_encoder(settings)
+    query = _bundle(plain)
     with _open_store(settings, encoder) as store:
         retriever = _retriever(
-            store, encoder, mode=mode, top_k=top_k, filters=filters, hybrid=hybrid, fusion=fusion,
+            store, encoder, mode=chosen_mode, top_k=top_k, filters=parsed, hybrid=hybrid, fusion=fusion,
             min_score=min_score, dedup=dedup,
         )
         chosen = _run(lambda: retriever.resolve_mode(query))
@@ -322,21 +359,25 @@ def ask(
     """Answer a question from the collection, citing the items used. Exit 1 if the LLM failed (the evidence is printed)."""
     from pydantic import ValidationError
 
-    from rag.answer import AnswerStatus, answer_engine, llm_from_settings
-
     try:
         settings = _settings(
             collection=collection, milvus_uri=uri, weights=weights, llm_provider=llm_provider, llm_base_url=llm_base_url,
             llm_model=llm_model, llm_api_key=llm_api_key, llm_timeout=llm_timeout, llm_max_image_side=max_image_side,
         )
+    except ValidationError as e:
+        raise _fail(str(e)) from e
+    plain, chosen_mode, parsed = _checked_query(question, image, mode, filters, fusion)
+    from rag.answer import AnswerStatus, answer_engine, llm_from_settings
+
+    try:
         llm = llm_from_settings(settings)
     except (ValidationError, ImportError) as e:
         raise _fail(str(e)) from e
-    query = _query(question, image)
     encoder = _load_encoder(settings)
+    query = _bundle(plain)
     with _open_store(settings, encoder) as store:
         retriever = _retriever(
-            store, encoder, mode=mode, top_k=top_k, filters=filters, hybrid=hybrid, fusion=fusion,
+            store, encoder, mode=chosen_mode, top_k=top_k, filters=parsed, hybrid=hybrid, fusion=fusion,
             min_score=min_score, dedup=dedup,
         )
         engine = answer_engine(retriever, llm, max_image_side=settings.llm_max_image_side, rerank_top_n=rerank)
@@ -625,5 +666,28 @@ def serve(
     run_server(settings)
 
 
+def main() -> None:
+    """The ``rag`` command: run it, then leave without tearing the interpreter down.
+
+    With torch loaded, the interpreter's clean-up takes about a second and does nothing a finished
+    command needs: every command has closed its store and written its output by then.
+    """
+    import os
+    import sys
+
+    try:
+        app()
+        code: object = 0
+    except SystemExit as e:
+        code = e.code
+    if code is not None and not isinstance(code, int):
+        print(code, file=sys.stderr)
+        code = 1
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code or 0)
+
+
 if __name__ == "__main__":
-    app()
+    main()

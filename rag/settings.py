@@ -32,11 +32,15 @@ class Settings(BaseSettings):
         default=None,
         description="Path to the vision tower's JSON configuration; None: the variant's default.",
     )
-    device: str = Field(default="cpu", description="torch device for the encoder, e.g. cpu, cuda, cuda:1, mps.")
-    dtype: Literal["float32", "bfloat16"] = Field(
-        default="bfloat16",
-        description="Encoder weights dtype; bfloat16 is ~2x faster on CPUs with bf16 units and stays within "
-        "cosine 0.9999 of float32 (benchmarks/encode.py).",
+    device: str = Field(
+        default="auto",
+        description="torch device for the encoder: auto (a CUDA GPU, else Apple mps, else cpu), cpu, cuda, cuda:1, mps.",
+    )
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
+        default="auto",
+        description="Encoder weights dtype. auto: bfloat16 on GPUs that support it (float16 on others and on mps); "
+        "on the CPU bfloat16 only where it runs natively (avx512_bf16/amx_bf16), else float32. bfloat16 and float16 "
+        "stay within cosine 0.999 of float32 (benchmarks/encode.py).",
     )
     milvus_uri: str = Field(
         default="./rag_data/milvus.db",
@@ -50,7 +54,17 @@ class Settings(BaseSettings):
         description="Where rendered PDF pages, downloaded images and ingest reports are written.",
     )
     collection: str = Field(default="knowledge", description="Milvus collection name.")
-    batch_size: PositiveInt = Field(default=32, description="Items per encoder forward pass and store write.")
+    batch_size: PositiveInt | None = Field(
+        default=None, description="Items per encoder forward pass and store write; None: by device (cpu 16, cuda 256)."
+    )
+    workers: PositiveInt | None = Field(
+        default=None, description="Image decoding and preprocessing threads; None: one per CPU core."
+    )
+    compile: Literal["auto", "true", "false"] = Field(
+        default="auto",
+        description="torch.compile the encoder (bucketed shapes, CUDA graphs): auto compiles on CUDA only for "
+        "ingests of 500,000 items or more, where its compile time pays back; true also compiles for `rag serve`.",
+    )
     allow_urls: bool = Field(default=False, description="Fetch http(s) images named by sources.")
     url_max_bytes: PositiveInt = Field(default=20 * 1024 * 1024, description="Largest image fetched from a URL.")
     url_timeout: PositiveFloat = Field(default=15.0, description="Seconds before a URL fetch is abandoned.")

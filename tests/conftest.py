@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -12,12 +14,18 @@ from rag.embeddings import VisualizedBGE
 
 PARITY = Path(__file__).parent / "fixtures" / "parity"
 
+# Checkpoint hashes are remembered in the user's cache folder: keep the suite's out of the real one.
+os.environ["XDG_CACHE_HOME"] = tempfile.mkdtemp(prefix="rag-test-cache-")
+
 
 def parity_dir(variant: str) -> Path:
     return PARITY / variant
 
 
 def load_tiny(variant: str = "base", **kwargs) -> VisualizedBGE:
+    """A tiny fixture model, on the CPU in float32 unless told otherwise (parity is checked in float32)."""
+    kwargs.setdefault("device", "cpu")
+    kwargs.setdefault("dtype", "float32")
     d = parity_dir(variant)
     return VisualizedBGE.from_pretrained(
         d / "weights.pth", d / "text_model", vision_config=d / "vision_config.json", **kwargs

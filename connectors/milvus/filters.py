@@ -14,6 +14,9 @@ Plain dicts: ``{"source": "a.jpg"}`` (equality), ``{"source": ["a.jpg", "b.jpg"]
 joined with AND; use ``MetadataFilters`` for OR, NOT and nesting.
 
 ``created_at`` compares as epoch milliseconds; datetimes and ISO strings are converted.
+
+Plain dicts compile without importing LlamaIndex (seconds that ``rag`` commands should not pay
+just to check a filter); ``MetadataFilters`` import it when they are used.
 """
 
 from __future__ import annotations
@@ -21,19 +24,34 @@ from __future__ import annotations
 import math
 from datetime import datetime
 from enum import Enum
-from typing import Any, Iterable, Mapping, Union
-
-from llama_index.core.vector_stores.types import (
-    ExactMatchFilter,
-    FilterCondition,
-    FilterOperator,
-    MetadataFilter,
-    MetadataFilters,
-)
+from typing import TYPE_CHECKING, Any, Iterable, Mapping, Union
 
 from connectors.milvus import schema
 
-Filters = Union[Mapping[str, Any], MetadataFilters]
+if TYPE_CHECKING:
+    from llama_index.core.vector_stores.types import MetadataFilters
+
+Filters = Union[Mapping[str, Any], "MetadataFilters"]
+
+
+class FilterOperator(str, Enum):
+    """The operators of LlamaIndex's ``FilterOperator``, by the same values (theirs convert to these)."""
+
+    EQ = "=="
+    GT = ">"
+    LT = "<"
+    NE = "!="
+    GTE = ">="
+    LTE = "<="
+    IN = "in"
+    NIN = "nin"
+    ANY = "any"
+    ALL = "all"
+    TEXT_MATCH = "text_match"
+    TEXT_MATCH_INSENSITIVE = "text_match_insensitive"
+    CONTAINS = "contains"
+    IS_EMPTY = "is_empty"
+
 
 _JSON_PREFIX = "metadata."
 _COMPARISONS = (
@@ -76,10 +94,12 @@ def compile_filter(filters: Filters | None) -> str:
     """The Milvus expression for ``filters``; ``""`` when there is nothing to filter on."""
     if filters is None:
         return ""
-    if isinstance(filters, MetadataFilters):
-        return _compile_filters(filters)
     if isinstance(filters, Mapping):
         return _compile_dict(filters)
+    from llama_index.core.vector_stores.types import MetadataFilters
+
+    if isinstance(filters, MetadataFilters):
+        return _compile_filters(filters)
     raise FilterError(f"filters must be a dict or MetadataFilters, not {type(filters).__name__}")
 
 
@@ -103,13 +123,15 @@ def and_(*expressions: str) -> str:
     return parts[0] if len(parts) == 1 else " and ".join(f"({e})" for e in parts)
 
 
-def _compile_filters(filters: MetadataFilters) -> str:
+def _compile_filters(filters: "MetadataFilters") -> str:
+    from llama_index.core.vector_stores.types import ExactMatchFilter, FilterCondition, MetadataFilter, MetadataFilters
+
     parts = []
     for entry in filters.filters:
         if isinstance(entry, MetadataFilters):
             part = _compile_filters(entry)
         elif isinstance(entry, (MetadataFilter, ExactMatchFilter)):
-            part = _condition(entry.key, getattr(entry, "operator", FilterOperator.EQ), entry.value)
+            part = _condition(entry.key, _operator(getattr(entry, "operator", FilterOperator.EQ)), entry.value)
         else:
             raise FilterError(f"unsupported filter entry {entry!r}")
         if part:
@@ -137,6 +159,8 @@ def _compile_dict(filters: Mapping[str, Any]) -> str:
 def _operator(name: Any) -> FilterOperator:
     if isinstance(name, FilterOperator):
         return name
+    if isinstance(name, Enum):  # LlamaIndex's FilterOperator
+        name = name.value
     try:
         return FilterOperator(name)
     except ValueError:

@@ -15,17 +15,19 @@ from __future__ import annotations
 import json
 from datetime import datetime, timedelta, timezone
 from enum import Enum
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
 import numpy as np
-from llama_index.core.schema import BaseNode, ImageNode, NodeRelationship, RelatedNodeInfo, TextNode
-from llama_index.core.vector_stores.utils import node_to_metadata_dict
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt
 from pymilvus import CollectionSchema, DataType, Function, FunctionType, MilvusClient
 from pymilvus.milvus_client.index import IndexParams
 
-from rag.embeddings.base import Encoder
 from rag.items import ImageRef, KnowledgeItem
+
+if TYPE_CHECKING:
+    from llama_index.core.schema import BaseNode
+
+    from rag.embeddings.base import Encoder
 
 SCHEMA_VERSION = "1"
 
@@ -65,6 +67,9 @@ MAX_METADATA_BYTES = 65_536
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 _PROPERTY_PREFIX = "mmrag."
+_VALUE_PREFIX = f"{_PROPERTY_PREFIX}value."
+#: Collection property: the runtime (device, dtype, why) of the last ingest.
+INGEST_RUNTIME = "ingest_runtime"
 
 
 class Backend(str, Enum):
@@ -100,7 +105,7 @@ class EncoderInfo(BaseModel):
     fingerprint: str = Field(min_length=1, description="The encoder's weights fingerprint.")
 
     @classmethod
-    def of(cls, encoder: Encoder, variant: str | None = None) -> "EncoderInfo":
+    def of(cls, encoder: "Encoder", variant: str | None = None) -> "EncoderInfo":
         """The encoder's record; ``variant`` defaults to ``encoder.name``."""
         return cls(variant=variant or encoder.name, dim=encoder.dim, fingerprint=encoder.fingerprint)
 
@@ -133,6 +138,23 @@ class EncoderInfo(BaseModel):
 
 def schema_version(properties: Mapping[str, str]) -> str | None:
     return properties.get(f"{_PROPERTY_PREFIX}schema_version")
+
+
+def write_properties(values: Mapping[str, Any]) -> dict[str, str]:
+    """Collection properties holding ``values`` as JSON, under this library's prefix."""
+    return {f"{_VALUE_PREFIX}{key}": json.dumps(value, sort_keys=True) for key, value in values.items()}
+
+
+def read_properties(properties: Mapping[str, str]) -> dict[str, Any]:
+    """The values :func:`write_properties` stored; unreadable ones are left out."""
+    values = {}
+    for key, raw in properties.items():
+        if key.startswith(_VALUE_PREFIX):
+            try:
+                values[key[len(_VALUE_PREFIX) :]] = json.loads(raw)
+            except ValueError:
+                continue
+    return values
 
 
 def build_schema(dim: int, *, bm25: bool) -> CollectionSchema:
@@ -182,12 +204,14 @@ def from_epoch_ms(ms: int) -> datetime:
     return _EPOCH + timedelta(milliseconds=ms)
 
 
-def to_llama_node(item: KnowledgeItem) -> BaseNode:
+def to_llama_node(item: KnowledgeItem) -> "BaseNode":
     """The item as a LlamaIndex node: an ``ImageNode`` when it has an image, else a ``TextNode``.
 
     Its metadata is the item's metadata plus ``source``, ``modality``, ``tags`` and ``created_at``
     (these win over metadata keys of the same name); its source relationship is the item's source.
     """
+    from llama_index.core.schema import ImageNode, NodeRelationship, RelatedNodeInfo, TextNode
+
     metadata = {
         **item.metadata,
         SOURCE: item.source,
@@ -278,6 +302,8 @@ def _fields(item: KnowledgeItem) -> tuple[dict[str, Any], list[str]]:
 
 def node_content(item: KnowledgeItem) -> tuple[str, str]:
     """``(_node_content, _node_type)`` as LlamaIndex vector stores write them (text kept in ``text`` only)."""
+    from llama_index.core.vector_stores.utils import node_to_metadata_dict
+
     stored = node_to_metadata_dict(to_llama_node(item), remove_text=True, text_field=TEXT)
     return stored[NODE_CONTENT], stored[NODE_TYPE]
 

@@ -11,7 +11,7 @@ from types import TracebackType
 from typing import Any, Iterator, Literal, Mapping, Sequence, TypeVar
 
 import numpy as np
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from pymilvus import AnnSearchRequest, FunctionType, MilvusClient, MilvusException, RRFRanker, WeightedRanker
 
 from connectors.milvus import schema
@@ -77,6 +77,9 @@ class StoreStats(BaseModel):
     dim: int
     encoder: EncoderInfo
     bm25: bool
+    ingest_runtime: dict[str, Any] | None = Field(
+        default=None, description="Device, dtype and why, as the last ingest into the collection ran (rag.runtime)."
+    )
 
 
 class MilvusStore:
@@ -341,7 +344,17 @@ class MilvusStore:
             dim=self._encoder.dim,
             encoder=self._encoder,
             bm25=self._bm25,
+            ingest_runtime=self.properties().get(schema.INGEST_RUNTIME),
         )
+
+    def properties(self) -> dict[str, Any]:
+        """What this library recorded on the collection besides the encoder (see ``set_properties``)."""
+        stored = self._client.describe_collection(self._collection).get("properties") or {}
+        return schema.read_properties(stored)
+
+    def set_properties(self, values: Mapping[str, Any]) -> None:
+        """Record JSON-serialisable values on the collection (Milvus collection properties), next to the encoder."""
+        self._client.alter_collection_properties(self._collection, properties=schema.write_properties(values))
 
     def list_collections(self) -> list[str]:
         """Every collection at this URI, ours or not."""

@@ -8,6 +8,7 @@ images) are written under ``SourceOptions.cache_dir`` so that every image is a l
 """
 
 from ._common import BadInput, SourceResult, check_image, store_image, write_atomic
+from .count import count_items
 from .dispatch import open_source, open_sources
 from .documents import iter_html, iter_markdown
 from .folder import iter_folder
@@ -22,6 +23,7 @@ __all__ = [
     "SourceOptions",
     "SourceResult",
     "check_image",
+    "count_items",
     "iter_folder",
     "iter_html",
     "iter_llama_nodes",

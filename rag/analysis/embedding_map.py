@@ -60,11 +60,13 @@ def embed_items(
     *,
     field: Field = "image",
     color_by: str = "modality",
-    batch_size: int = 32,
+    batch_size: int | None = None,
     on_progress: Callable[[int, int], None] | None = None,
 ) -> EmbeddedSet:
     """Embed items the way ingestion does: ``image`` vectors (items without an image are left out) or
-    ``fused`` ones (text-only items get their text vector). ``on_progress(done, total)`` after each batch."""
+    ``fused`` ones (text-only items get their text vector). ``on_progress(done, total)`` after each batch
+    of ``batch_size`` (default: the encoder's)."""
+    batch_size = batch_size or encoder.runtime.batch_size
     kept = [item for item in items if field == "fused" or item.image is not None]
     vectors = np.zeros((len(kept), encoder.dim), dtype=np.float32)
     for start in range(0, len(kept), batch_size):

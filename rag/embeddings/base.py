@@ -1,17 +1,25 @@
-"""The encoder seam: what the store, ingestion and retrieval may rely on."""
+"""The encoder seam: what the store, ingestion and retrieval may rely on (importing it costs no torch)."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Protocol, Sequence, Union, runtime_checkable
+from typing import TYPE_CHECKING, Callable, Protocol, Sequence, Union, runtime_checkable
 
-import numpy as np
-import torch
-from PIL import Image
+if TYPE_CHECKING:
+    import numpy as np
+    import torch
+    from PIL import Image
 
-#: An image as callers hand it over: a path, raw bytes, a PIL image, or an already
-#: preprocessed ``(3, H, W)`` tensor.
-ImageInput = Union[str, Path, bytes, Image.Image, torch.Tensor]
+    from rag.runtime import Runtime
+
+    from .inputs import PreparedImage
+
+#: An image as callers hand it over: a path, raw bytes, a PIL image, an already preprocessed
+#: ``(3, H, W)`` tensor, or a :class:`~rag.embeddings.inputs.PreparedImage` from ``prepare``.
+ImageInput = Union[str, Path, bytes, "Image.Image", "torch.Tensor", "PreparedImage"]
+
+#: One image in, its prepared pixels out; picklable, so that other processes (Ray tasks) can run it.
+ImageTransform = Callable[[ImageInput], "PreparedImage"]
 
 
 class FusedNotSupportedError(NotImplementedError):
@@ -32,25 +40,32 @@ class Encoder(Protocol):
 
     @property
     def fingerprint(self) -> str:
-        """Identifies the weights: two encoders with equal fingerprints give equal vectors."""
+        """Identifies the weights: two encoders with equal fingerprints give equal vectors (any device or dtype)."""
         ...
 
     @property
     def supports_fused(self) -> bool: ...
 
-    def preprocess(self, images: Sequence[ImageInput]) -> torch.Tensor:
-        """Decode images into the tensor the model reads; the encode methods accept its rows."""
+    @property
+    def runtime(self) -> "Runtime":
+        """Where and how it runs: device, dtype, batch size, preprocessing workers (see ``rag.runtime``)."""
         ...
 
-    def encode_text(self, texts: Sequence[str]) -> np.ndarray: ...
+    @property
+    def image_transform(self) -> ImageTransform:
+        """The per-image decode-and-transform step (``ImageLoadError`` on a bad input) that the
+        preprocessing stage (``rag.embeddings.preprocess``) runs on its workers; encode methods accept its output."""
+        ...
 
-    def encode_image(self, images: Sequence[ImageInput]) -> np.ndarray: ...
+    def encode_text(self, texts: Sequence[str]) -> "np.ndarray": ...
 
-    def encode_fused(self, images: Sequence[ImageInput], texts: Sequence[str]) -> np.ndarray: ...
+    def encode_image(self, images: Sequence[ImageInput]) -> "np.ndarray": ...
+
+    def encode_fused(self, images: Sequence[ImageInput], texts: Sequence[str]) -> "np.ndarray": ...
 
     def encode_fused_and_image(
         self, images: Sequence[ImageInput], texts: Sequence[str]
-    ) -> tuple[np.ndarray, np.ndarray]:
+    ) -> "tuple[np.ndarray, np.ndarray]":
         """Both vectors an image+text item is stored with; one image pass where the model allows.
 
         Encoders without a fused embedding (``supports_fused`` False) return the image vector twice.

@@ -50,11 +50,11 @@ class BridgeTowerEncoder(TransformersEncoder):
         """Fused and image-only vectors of each pair, from one pass of the whole model."""
         texts = check_pairs(images, texts)
 
-        def run(batch: list[int]) -> torch.Tensor:
-            out = self.model(**self._tokens([texts[i] for i in batch]), pixel_values=self._pixels(images, batch))
+        def run(batch: list[int], pixels: torch.Tensor | None) -> torch.Tensor:
+            out = self.model(**self._tokens([texts[i] for i in batch]), pixel_values=pixels)
             return torch.cat((out.cross_embeds, out.image_embeds), dim=1)
 
-        both = self._run(len(texts), run, texts, width=2 * self.dim)
+        both = self._run(len(texts), run, texts, width=2 * self.dim, images=images)
         return both[:, : self.dim], both[:, self.dim :]
 
     def _embed_text(self, tokens: dict[str, torch.Tensor]) -> torch.Tensor:

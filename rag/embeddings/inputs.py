@@ -1,23 +1,46 @@
-"""What every encoder accepts: checked texts and (image, text) pairs, and images decoded from any input."""
+"""What every encoder accepts and how it is batched: checked texts and (image, text) pairs, images decoded
+from any input into :class:`PreparedImage`, and the batch loop that feeds the model.
+
+Importing this module costs no torch; the functions that need it import it.
+"""
 
 from __future__ import annotations
 
 import io
-import warnings
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 import numpy as np
-import torch
 from PIL import Image, ImageOps
 
 from .base import ImageInput
 
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
+if TYPE_CHECKING:
+    import torch
+
+    from rag.runtime import Runtime
+
+    from .preprocess import Preprocessor
 
 
 class ImageLoadError(ValueError):
     """An input that is not a readable image; the message names the input."""
+
+
+@dataclass(frozen=True, eq=False)
+class PreparedImage:
+    """One image decoded and transformed for an encoder, ready to be stacked into a batch.
+
+    ``pixels`` is ``(3, H, W)``: ``uint8`` before normalisation (the encoder normalises on its
+    device through an exact lookup table), or ``float32`` as the model reads it.
+    """
+
+    pixels: np.ndarray
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(self.pixels.shape)
 
 
 def describe(image: ImageInput) -> str:
@@ -29,51 +52,143 @@ def describe(image: ImageInput) -> str:
 
 
 def load_image(image: str | Path | bytes | Image.Image) -> Image.Image:
-    """Open and fully decode an image, EXIF orientation applied; the decompression-bomb guard stays on."""
+    """Open and fully decode an image, EXIF orientation applied; the decompression-bomb guard stays on.
+
+    Past ``Image.MAX_IMAGE_PIXELS`` PIL only warns; here that is a refusal. It is checked directly,
+    not by turning warnings into errors, which would change every thread's warning filters.
+    A PIL image passed in is never modified (a transposed copy is returned when it needs turning).
+    """
     if isinstance(image, Image.Image):
         return ImageOps.exif_transpose(image)
     try:
-        with warnings.catch_warnings():
-            # Past Image.MAX_IMAGE_PIXELS PIL only warns: treat that as the refusal it should be.
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(io.BytesIO(image) if isinstance(image, bytes) else image) as opened:
-                opened.load()  # the first frame, for animated images
-                return ImageOps.exif_transpose(opened)
+        opened = Image.open(io.BytesIO(image) if isinstance(image, bytes) else image)
+        try:
+            limit = Image.MAX_IMAGE_PIXELS
+            if limit and opened.width * opened.height > limit:
+                raise ImageLoadError(
+                    f"cannot read image {describe(image)}: {opened.width}x{opened.height} pixels exceeds the limit of "
+                    f"{limit} (Image.MAX_IMAGE_PIXELS), a possible decompression bomb"
+                )
+            opened.load()  # the first frame, for animated images
+            ImageOps.exif_transpose(opened, in_place=True)  # ours alone: no copy needed
+        except BaseException:
+            opened.close()
+            raise
+        return opened
+    except ImageLoadError:
+        raise
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
         raise ImageLoadError(f"cannot read image {describe(image)}: {e}") from e
 
 
 def prepare_image(
-    image: ImageInput, shape: tuple[int, ...], transform: Callable[[Image.Image], torch.Tensor]
-) -> torch.Tensor:
-    """One image as the model's float32 tensor: a tensor of ``shape`` as given, anything else decoded and transformed."""
-    if isinstance(image, torch.Tensor):
-        if tuple(image.shape) != tuple(shape):
-            raise ImageLoadError(f"a preprocessed image must have shape {tuple(shape)}, got {tuple(image.shape)}")
-        return image.float()
+    image: ImageInput, shape: tuple[int, ...], transform: Callable[[Image.Image], np.ndarray]
+) -> PreparedImage:
+    """One image as a :class:`PreparedImage` of ``shape``: prepared images and ``(3, H, W)`` float tensors
+    pass through (checked), anything else is decoded and given to ``transform``."""
+    if isinstance(image, PreparedImage):
+        if image.shape != tuple(shape):
+            raise ImageLoadError(f"a prepared image must have shape {tuple(shape)}, got {image.shape}")
+        return image
+    if not isinstance(image, (str, Path, bytes, Image.Image)):
+        import torch
+
+        if isinstance(image, torch.Tensor):
+            if tuple(image.shape) != tuple(shape):
+                raise ImageLoadError(f"a preprocessed image must have shape {tuple(shape)}, got {tuple(image.shape)}")
+            return PreparedImage(image.detach().to("cpu", torch.float32).numpy())
+        raise ImageLoadError(f"cannot read image {describe(image)}: pass a path, bytes, a PIL image or a tensor")
     try:
-        return transform(load_image(image))
+        decoded = load_image(image)
+        with decoded:
+            return PreparedImage(transform(decoded))
     except ImageLoadError:
         raise
     except (OSError, ValueError) as e:
         raise ImageLoadError(f"cannot read image {describe(image)}: {e}") from e
 
 
-def embed_in_batches(
+def normalisation_table(mean: Sequence[float], std: Sequence[float]) -> np.ndarray:
+    """``table[c, v]`` = ``(v / 255 - mean[c]) / std[c]`` in float32: the usual normalisation of a ``uint8``
+    value, computed once per possible value, so that looking pixels up gives the same bits on any device."""
+    values = np.arange(256, dtype=np.float32)[None, :] / np.float32(255.0)
+    return (values - np.asarray(mean, dtype=np.float32)[:, None]) / np.asarray(std, dtype=np.float32)[:, None]
+
+
+def normalise_on_host(pixels: np.ndarray, table: np.ndarray) -> np.ndarray:
+    """A ``(3, H, W)`` uint8 image through ``table`` (see :func:`normalisation_table`)."""
+    return table[np.arange(table.shape[0])[:, None, None], pixels]
+
+
+class PixelBatcher:
+    """Stacks prepared images into the model's pixel batch on a device.
+
+    On CUDA the batch is stacked in pinned host memory and copied without blocking; uint8 images
+    are normalised on the device by table lookup (exactly the host arithmetic), so only a quarter
+    of the bytes cross the bus.
+    """
+
+    def __init__(self, device: "torch.device", dtype: "torch.dtype", table: np.ndarray | None = None):
+        import torch
+
+        self.device, self.dtype = device, dtype
+        self._pinned = device.type == "cuda"
+        self._host_table = table
+        self._table = None
+        if table is not None:
+            offsets = torch.arange(table.shape[0], dtype=torch.long).view(1, -1, 1, 1) * table.shape[1]
+            self._table = torch.from_numpy(table).reshape(-1).to(device)
+            self._offsets = offsets.to(device)
+
+    def __call__(self, prepared: Sequence[PreparedImage]) -> "torch.Tensor":
+        import torch
+
+        arrays = [p.pixels for p in prepared]
+        if self._table is not None and all(a.dtype == np.uint8 for a in arrays):
+            indices = self._to_device(arrays, torch.uint8).long() + self._offsets
+            return self._table[indices].to(self.dtype)
+        if self._host_table is not None:
+            arrays = [normalise_on_host(a, self._host_table) if a.dtype == np.uint8 else a for a in arrays]
+        return self._to_device(arrays, torch.float32).to(self.dtype)
+
+    def _to_device(self, arrays: list[np.ndarray], dtype: "torch.dtype") -> "torch.Tensor":
+        import torch
+
+        host = torch.empty((len(arrays), *arrays[0].shape), dtype=dtype, pin_memory=self._pinned)
+        np.stack(arrays, out=host.numpy())
+        return host.to(self.device, non_blocking=self._pinned)
+
+
+def run_batches(
+    runtime: "Runtime",
     n: int,
-    batch_size: int,
     width: int,
-    embed: Callable[[list[int]], torch.Tensor],
+    embed: Callable[[list[int], "torch.Tensor | None"], "torch.Tensor"],
+    *,
     texts: Sequence[str] | None = None,
+    images: Sequence[ImageInput] | None = None,
+    preprocessor: "Preprocessor | None" = None,
+    batcher: PixelBatcher | None = None,
 ) -> np.ndarray:
-    """Run ``embed`` on batches of input indices (similar text lengths together, for less padding)
-    and return its rows as float32 numpy in input order."""
-    out = np.empty((n, width), dtype=np.float32)
+    """Run ``embed(indices, pixels)`` over batches of the inputs and return its rows as float32 numpy, in input order.
+
+    Texts of similar length share a batch (less padding). With ``images``, the preprocessor prepares
+    the next batches on its workers while the model runs on this one; a bad image raises
+    ``ImageLoadError`` naming it. Results stay on the device until the last batch is done.
+    """
+    import torch
+
     order = sorted(range(n), key=lambda i: len(texts[i])) if texts is not None else list(range(n))
+    batches = [order[start : start + runtime.batch_size] for start in range(0, n, runtime.batch_size)]
+    prepared = preprocessor.batches(images, batches) if images is not None and preprocessor else None
+    outputs = []
     with torch.inference_mode():
-        for start in range(0, n, batch_size):
-            batch = order[start : start + batch_size]
-            out[batch] = embed(batch).float().cpu().numpy()
+        for batch in batches:
+            pixels = batcher(next(prepared)) if prepared is not None and batcher is not None else None
+            outputs.append(embed(batch, pixels))
+        rows = torch.cat(outputs).float().cpu().numpy() if outputs else np.empty((0, width), np.float32)
+    out = np.empty((n, width), dtype=np.float32)
+    out[order] = rows
     return out
 
 
@@ -93,12 +208,3 @@ def check_pairs(images: Sequence[ImageInput], texts: Sequence[str]) -> list[str]
     if len(images) != len(texts):
         raise ValueError(f"need one text per image, got {len(images)} images and {len(texts)} texts")
     return texts
-
-
-def check_runtime(dtype: str, batch_size: int) -> torch.dtype:
-    """The torch dtype named ``dtype``, after checking it and the batch size are usable."""
-    if dtype not in DTYPES:
-        raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
-    return DTYPES[dtype]

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from rag.runtime import Purpose, Runtime, resolve_runtime
 from rag.settings import Settings
 
 from .base import Encoder
 from .hub import CheckpointError
-from .visualized_bge import VisualizedBGE
 
 #: What each encoder loads when ``RAG_WEIGHTS`` is not set.
 DEFAULT_WEIGHTS = {
@@ -18,9 +18,24 @@ DEFAULT_WEIGHTS = {
 }
 
 
-def load_encoder(settings: Settings | None = None) -> Encoder:
-    """The encoder ``settings.encoder`` names (``RAG_ENCODER``), with ``settings.weights`` or its default."""
+def runtime_from_settings(settings: Settings, purpose: Purpose = "query", expected_items: int | None = None) -> Runtime:
+    """The runtime ``RAG_DEVICE``, ``RAG_DTYPE``, ``RAG_BATCH_SIZE``, ``RAG_WORKERS`` and ``RAG_COMPILE`` ask for, on this machine."""
+    return resolve_runtime(
+        settings.device,
+        settings.dtype,
+        batch_size=settings.batch_size,
+        workers=settings.workers,
+        compile=settings.compile,
+        purpose=purpose,
+        expected_items=expected_items,
+    )
+
+
+def load_encoder(settings: Settings | None = None, runtime: Runtime | None = None) -> Encoder:
+    """The encoder ``settings.encoder`` names (``RAG_ENCODER``), with ``settings.weights`` or its default,
+    on ``runtime`` (default: :func:`runtime_from_settings`)."""
     settings = settings or Settings()
+    runtime = runtime or runtime_from_settings(settings)
     weights = settings.weights or DEFAULT_WEIGHTS[settings.encoder]
     if settings.encoder == "visualized-bge":
         if Path(weights).expanduser().is_dir():
@@ -28,22 +43,15 @@ def load_encoder(settings: Settings | None = None) -> Encoder:
                 f"{weights} is a model folder, and Visualized-BGE reads a .pth file: for a CLIP or BridgeTower "
                 "folder set RAG_ENCODER=clip or RAG_ENCODER=bridgetower (--encoder)"
             )
+        from .visualized_bge import VisualizedBGE
+
         return VisualizedBGE.from_pretrained(
-            weights,
-            settings.text_model,
-            vision_config=settings.vision_config,
-            device=settings.device,
-            dtype=settings.dtype,
-            batch_size=settings.batch_size,
+            weights, settings.text_model, vision_config=settings.vision_config, runtime=runtime
         )
     if settings.encoder == "clip":
         from .clip import CLIPEncoder
 
-        return CLIPEncoder.from_pretrained(
-            weights, device=settings.device, dtype=settings.dtype, batch_size=settings.batch_size
-        )
+        return CLIPEncoder.from_pretrained(weights, runtime=runtime)
     from .bridgetower import BridgeTowerEncoder
 
-    return BridgeTowerEncoder.from_pretrained(
-        weights, device=settings.device, dtype=settings.dtype, batch_size=settings.batch_size
-    )
+    return BridgeTowerEncoder.from_pretrained(weights, runtime=runtime)

@@ -13,17 +13,20 @@ import json
 import logging
 import os
 from abc import ABC, abstractmethod
-from functools import cached_property
-from typing import Any, Callable, ClassVar, Sequence
+from dataclasses import dataclass
+from typing import Any, Callable, ClassVar, Iterator, Sequence
 
 import numpy as np
 import torch
 from PIL import Image
 from transformers import AutoConfig, AutoImageProcessor, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
+from rag.runtime import Runtime, resolve_runtime
+
 from .base import FusedNotSupportedError, ImageInput
 from .hub import CheckpointError, pretrained_source
-from .inputs import DTYPES, as_texts, check_pairs, check_runtime, embed_in_batches, prepare_image
+from .inputs import ImageLoadError, PixelBatcher, PreparedImage, as_texts, check_pairs, prepare_image, run_batches
+from .preprocess import Preprocessor
 
 logger = logging.getLogger(__name__)
 
@@ -51,31 +54,36 @@ class TransformersEncoder(ABC):
         image_processor: Any,
         *,
         name: str,
-        device: str | torch.device = "cpu",
-        dtype: str = "float32",
-        batch_size: int = 16,
+        runtime: Runtime,
     ):
-        torch_dtype = check_runtime(dtype, batch_size)
         # Hashed before the dtype cast, so float32 and bfloat16 runs of one checkpoint share a fingerprint.
         self._weights_hash = weights_hash(model)
-        self.device = torch.device(device)
-        self.dtype = dtype
-        self.model = model.to(device=self.device, dtype=torch_dtype).eval()
+        self.runtime = runtime
+        self.device = torch.device(runtime.device)
+        self.model = model.to(device=self.device, dtype=runtime.torch_dtype).eval().requires_grad_(False)
         self.tokenizer = tokenizer
         self.image_processor = image_processor
         self._name = name
-        self.batch_size = batch_size
+        self._transform = ProcessorTransform(image_processor, _processed_shape(image_processor))
+        self._preprocessor = Preprocessor(self._transform, runtime.workers)
+        self._batcher = PixelBatcher(self.device, runtime.torch_dtype)
 
     @classmethod
     def from_pretrained(
         cls,
         name_or_path: str | os.PathLike[str],
         *,
-        device: str | torch.device | None = None,
-        dtype: str = "float32",
-        batch_size: int = 16,
+        runtime: Runtime | None = None,
+        device: str = "auto",
+        dtype: str = "auto",
+        batch_size: int | None = None,
+        workers: int | None = None,
     ) -> "TransformersEncoder":
-        """Load a local model folder or a hub id (from the Hugging Face cache first; the hub only if reachable)."""
+        """Load a local model folder or a hub id (from the Hugging Face cache first; the hub only if reachable).
+
+        ``runtime``, or else ``device``, ``dtype``, ``batch_size`` and ``workers``, say where it runs (see ``rag.runtime``).
+        """
+        runtime = runtime or resolve_runtime(device, dtype, batch_size=batch_size, workers=workers)
         source, local_only = pretrained_source(name_or_path)
         try:
             config = AutoConfig.from_pretrained(source, local_files_only=local_only)
@@ -101,9 +109,7 @@ class TransformersEncoder(ABC):
                 f"{' …' if len(missing) > 5 else ''}); is it a checkpoint of this model head?"
             )
         logger.info("loaded %s model %s (%s parameters)", cls.model_type, source, f"{model.num_parameters():,}")
-        return cls(
-            model, tokenizer, processor, name=str(name_or_path), device=device or "cpu", dtype=dtype, batch_size=batch_size
-        )
+        return cls(model, tokenizer, processor, name=str(name_or_path), runtime=runtime)
 
     # -- what the rest of the system sees --------------------------------------------------------
 
@@ -134,23 +140,44 @@ class TransformersEncoder(ABC):
     def max_text_tokens(self) -> int:
         """Longest text, special tokens included; longer texts are truncated."""
 
-    @cached_property
+    @property
+    def dtype(self) -> str:
+        return self.runtime.dtype
+
+    @property
+    def batch_size(self) -> int:
+        return self.runtime.batch_size
+
+    @property
     def image_shape(self) -> tuple[int, int, int]:
         """The ``(3, H, W)`` shape of one preprocessed image."""
-        return tuple(self._process(Image.new("RGB", (64, 64))).shape)  # type: ignore[return-value]
+        return self._transform.shape
+
+    @property
+    def image_transform(self) -> "ProcessorTransform":
+        return self._transform
 
     # -- encoding --------------------------------------------------------------------------------
 
+    def prepare(self, images: Sequence[ImageInput]) -> Iterator[PreparedImage | ImageLoadError]:
+        """Each image through the model's image processor on the worker pool, in order; an error value per bad one."""
+        return self._preprocessor.map(images)
+
     def preprocess(self, images: Sequence[ImageInput]) -> torch.Tensor:
-        """Images to the ``(n, 3, H, W)`` float32 tensor the vision tower reads."""
-        return torch.stack([prepare_image(image, self.image_shape, self._process) for image in images])
+        """Images to the ``(n, 3, H, W)`` float32 tensor the vision tower reads (on the CPU)."""
+        arrays = []
+        for result in self.prepare(images):
+            if isinstance(result, ImageLoadError):
+                raise result
+            arrays.append(result.pixels)
+        return torch.from_numpy(np.stack(arrays)) if arrays else torch.empty((0, *self.image_shape))
 
     def encode_text(self, texts: Sequence[str]) -> np.ndarray:
         texts = as_texts(texts)
-        return self._run(len(texts), lambda batch: self._embed_text(self._tokens([texts[i] for i in batch])), texts)
+        return self._run(len(texts), lambda batch, _: self._embed_text(self._tokens([texts[i] for i in batch])), texts)
 
     def encode_image(self, images: Sequence[ImageInput]) -> np.ndarray:
-        return self._run(len(images), lambda batch: self._embed_image(self._pixels(images, batch)))
+        return self._run(len(images), lambda batch, pixels: self._embed_image(pixels), images=images)
 
     def encode_fused(self, images: Sequence[ImageInput], texts: Sequence[str]) -> np.ndarray:
         raise FusedNotSupportedError(
@@ -171,6 +198,10 @@ class TransformersEncoder(ABC):
         image = self.encode_image(images)
         return image, image.copy()
 
+    def close(self) -> None:
+        """Stop the preprocessing workers (they also stop with the process)."""
+        self._preprocessor.close()
+
     @abstractmethod
     def _embed_text(self, tokens: dict[str, torch.Tensor]) -> torch.Tensor:
         """Text vectors of a tokenised batch (``_run`` normalises them)."""
@@ -179,13 +210,6 @@ class TransformersEncoder(ABC):
     def _embed_image(self, pixels: torch.Tensor) -> torch.Tensor:
         """Image vectors of a batch of preprocessed pixels (``_run`` normalises them)."""
 
-    def _process(self, image: Image.Image) -> torch.Tensor:
-        processed = self.image_processor(images=[image], return_tensors="pt", do_convert_rgb=True)
-        return processed["pixel_values"][0].float()
-
-    def _pixels(self, images: Sequence[ImageInput], batch: list[int]) -> torch.Tensor:
-        return self.preprocess([images[i] for i in batch]).to(self.device, DTYPES[self.dtype])
-
     def _tokens(self, texts: list[str]) -> dict[str, torch.Tensor]:
         tokens = self.tokenizer(texts, padding=True, truncation=True, max_length=self.max_text_tokens, return_tensors="pt")
         return {"input_ids": tokens["input_ids"].to(self.device), "attention_mask": tokens["attention_mask"].to(self.device)}
@@ -193,17 +217,41 @@ class TransformersEncoder(ABC):
     def _run(
         self,
         n: int,
-        embed: Callable[[list[int]], torch.Tensor],
+        embed: Callable[[list[int], torch.Tensor | None], torch.Tensor],
         texts: Sequence[str] | None = None,
         width: int | None = None,
+        images: Sequence[ImageInput] | None = None,
     ) -> np.ndarray:
         """Embed in batches, normalising each ``dim``-wide part of ``embed``'s rows; input order kept."""
 
-        def normalised(batch: list[int]) -> torch.Tensor:
-            parts = embed(batch).float().split(self.dim, dim=1)
+        def normalised(batch: list[int], pixels: torch.Tensor | None) -> torch.Tensor:
+            parts = embed(batch, pixels).float().split(self.dim, dim=1)
             return torch.cat([torch.nn.functional.normalize(p, dim=-1) for p in parts], dim=1)
 
-        return embed_in_batches(n, self.batch_size, width or self.dim, normalised, texts)
+        return run_batches(
+            self.runtime, n, width or self.dim, normalised, texts=texts, images=images,
+            preprocessor=self._preprocessor, batcher=self._batcher,
+        )
+
+
+@dataclass(frozen=True)
+class ProcessorTransform:
+    """A transformers image processor (PIL backend) as a picklable per-image transform: float32 pixels."""
+
+    image_processor: Any
+    shape: tuple[int, int, int]
+
+    def __call__(self, image: ImageInput) -> PreparedImage:
+        return prepare_image(image, self.shape, self._pixels)
+
+    def _pixels(self, decoded: Image.Image) -> np.ndarray:
+        processed = self.image_processor(images=[decoded], return_tensors="np", do_convert_rgb=True)
+        return np.asarray(processed["pixel_values"][0], dtype=np.float32)
+
+
+def _processed_shape(image_processor: Any) -> tuple[int, int, int]:
+    probe = image_processor(images=[Image.new("RGB", (64, 64))], return_tensors="np", do_convert_rgb=True)
+    return tuple(probe["pixel_values"][0].shape)  # type: ignore[return-value]
 
 
 def weights_hash(model: PreTrainedModel) -> str:

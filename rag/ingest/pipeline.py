@@ -1,9 +1,12 @@
-"""Streaming ingestion: source items → decoded images → vectors → Milvus, the three stages overlapped.
+"""Streaming ingestion: source items → prepared images → vectors → Milvus, the stages overlapped.
 
 A reader thread pulls items from the sources, drops those already stored (same content id) and
-decodes images on a small thread pool; the calling thread runs the encoder; a writer thread
-upserts into the store. Bounded queues between the stages keep memory flat whatever the corpus
-size. Bad input becomes a :class:`SourceError` in the report and never stops the run.
+hands each new image to the preprocessing workers (``rag.embeddings.preprocess``: one thread per
+core by default) without waiting for them; the calling thread collects the prepared images, batch
+by batch, and runs the encoder; a writer thread upserts into the store. Bounded queues between
+the stages keep memory flat whatever the corpus size, and the workers always have the next batches
+to decode while the model computes. Bad input becomes a :class:`SourceError` in the report and
+never stops the run.
 """
 
 from __future__ import annotations
@@ -12,24 +15,27 @@ import logging
 import queue
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from itertools import islice
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
-import torch
 
 from connectors.milvus import schema
 from connectors.milvus.store import MilvusStore
 from rag.embeddings.base import Encoder
+from rag.embeddings.inputs import ImageLoadError, PreparedImage
+from rag.embeddings.preprocess import Prepared, Preprocessor
 from rag.items import KnowledgeItem, Severity, SourceError, SourceErrorKind
 
 logger = logging.getLogger(__name__)
 
 SourceResult = KnowledgeItem | SourceError
 _DONE = object()
+#: Batches whose images are being prepared ahead of the one the model is on.
+_BATCHES_AHEAD = 3
 
 
 @dataclass
@@ -46,6 +52,11 @@ class IngestReport:
     def skipped(self) -> list[SourceError]:
         """Problems that cost an input (as opposed to warnings)."""
         return [p for p in self.problems if p.severity == Severity.ERROR]
+
+    @property
+    def processed(self) -> int:
+        """Inputs dealt with so far: added, already present, or skipped."""
+        return self.added + self.unchanged + len(self.skipped)
 
     @property
     def items_per_second(self) -> float:
@@ -70,9 +81,18 @@ class IngestReport:
 
 
 @dataclass
+class _Pending:
+    """A chunk of source results on its way to the encoder: its valid items, the new ones, their images in preparation."""
+
+    valid: list[KnowledgeItem]
+    items: list[KnowledgeItem]
+    images: list[Future[Prepared] | None]  # one per new item; None for text-only items
+
+
+@dataclass
 class _Batch:
     items: list[KnowledgeItem]
-    pixels: list[torch.Tensor | None]  # one per item; None for text-only items
+    images: list[PreparedImage | None]  # one per item; None for text-only items
 
 
 @dataclass
@@ -87,47 +107,48 @@ def ingest(
     encoder: Encoder,
     store: MilvusStore,
     *,
-    batch_size: int = 16,
-    decode_workers: int = 2,
-    on_progress: Callable[[int, int], None] | None = None,
+    batch_size: int | None = None,
+    on_progress: Callable[[IngestReport], None] | None = None,
 ) -> IngestReport:
     """Embed and store every good item of ``sources``; idempotent and safe to re-run after a crash.
 
-    ``on_progress(items_done, problems)`` is called after each written batch.
+    ``batch_size`` defaults to the encoder's (``encoder.runtime``); images are prepared on
+    ``encoder.runtime.workers`` threads. ``on_progress(report)`` is called, with the report so far,
+    after each batch of inputs has been dealt with.
     """
+    batch_size = batch_size or encoder.runtime.batch_size
     report = IngestReport()
-    lock = threading.Lock()  # one store operation at a time across the reader and writer threads
-    decoded: queue.Queue = queue.Queue(maxsize=2)
+    lock = threading.Lock()  # one store operation (and report update) at a time across the threads
+    pending: queue.Queue = queue.Queue(maxsize=_BATCHES_AHEAD)
     encoded: queue.Queue = queue.Queue(maxsize=2)
     failure: list[BaseException] = []
     stop = threading.Event()
+    preprocessor = Preprocessor(encoder.image_transform, encoder.runtime.workers)
+    versions = _Versions(store, lock)
     start = time.perf_counter()
+    store.set_properties({schema.INGEST_RUNTIME: encoder.runtime.to_dict()})
 
     def problem(error: SourceError) -> None:
         with lock:
             report.problems.append(error)
 
+    def progress() -> None:
+        if on_progress:
+            with lock:
+                on_progress(report)
+
     def read() -> None:
-        versions = _Versions(store, lock)
         try:
-            with ThreadPoolExecutor(decode_workers, thread_name_prefix="rag-decode") as pool:
-                for chunk in _chunks(sources, batch_size):
-                    if stop.is_set():
-                        break
-                    valid, items = _new_items(chunk, store, lock, report, problem)
-                    batch = _decode(items, encoder, pool, problem)
-                    # An item that failed to decode keeps its source's older version.
-                    failed = {item.id for item in items} - {item.id for item in batch.items}
-                    versions.see(item for item in valid if item.id not in failed)
-                    if batch.items:
-                        decoded.put(batch)
-                if not stop.is_set():
-                    versions.finish()
-                report.replaced = versions.replaced
+            for chunk in _chunks(sources, batch_size):
+                if stop.is_set():
+                    break
+                valid, items = _new_items(chunk, store, lock, report, problem)
+                images = [preprocessor.submit(item.image.uri) if item.image else None for item in items]
+                pending.put(_Pending(valid, items, images))
         except BaseException as e:  # surfaced in the caller's thread
             failure.append(e)
         finally:
-            decoded.put(_DONE)
+            pending.put(_DONE)
 
     def write() -> None:
         try:
@@ -135,8 +156,7 @@ def ingest(
                 with lock:
                     store.upsert(batch.items, batch.fused, batch.image)
                     report.added += len(batch.items)
-                if on_progress:
-                    on_progress(report.added, len(report.problems))
+                progress()
         except BaseException as e:
             failure.append(e)
             while encoded.get() is not _DONE:  # keep the encoder from blocking on a full queue
@@ -146,18 +166,28 @@ def ingest(
     writer = threading.Thread(target=write, name="rag-write", daemon=True)
     reader.start()
     writer.start()
-    batch: object = None
+    chunk: object = None
     try:
-        while (batch := decoded.get()) is not _DONE and not failure:
-            encoded.put(_encode(batch, encoder))
+        while (chunk := pending.get()) is not _DONE and not failure:
+            batch, failed = _collect(chunk, problem)  # type: ignore[arg-type]
+            # An item that failed to decode keeps its source's older version.
+            versions.see(item for item in chunk.valid if item.id not in failed)  # type: ignore[union-attr]
+            if batch.items:
+                encoded.put(_encode(batch, encoder))
+            else:
+                progress()
+        if chunk is _DONE and not failure:
+            versions.finish()
+            report.replaced = versions.replaced
     finally:
         encoded.put(_DONE)
         writer.join()
-        if batch is not _DONE:  # stopped early: tell the reader, and unblock it until it exits
+        if chunk is not _DONE:  # stopped early: tell the reader, and unblock it until it exits
             stop.set()
-            while decoded.get() is not _DONE:
+            while pending.get() is not _DONE:
                 pass
         reader.join()
+        preprocessor.close()
     if failure:
         raise failure[0]
     with lock:
@@ -194,25 +224,19 @@ def _new_items(
     return items, [item for item in items if item.id not in present]
 
 
-def _decode(
-    items: list[KnowledgeItem], encoder: Encoder, pool: ThreadPoolExecutor, problem: Callable[[SourceError], None]
-) -> _Batch:
-    def one(item: KnowledgeItem) -> torch.Tensor | None | SourceError:
-        if item.image is None:
-            return None
-        try:
-            return encoder.preprocess([item.image.uri])[0]
-        except (ValueError, OSError) as e:
-            return SourceError(source=item.source, reason=str(e), kind=SourceErrorKind.CORRUPT_IMAGE)
-
-    kept, pixels = [], []
-    for item, result in zip(items, pool.map(one, items)):
-        if isinstance(result, SourceError):
-            problem(result)
+def _collect(chunk: _Pending, problem: Callable[[SourceError], None]) -> tuple[_Batch, set[str]]:
+    """The chunk's new items whose images were prepared (or that have none), and the ids of those that
+    failed, each failure reported."""
+    kept, images, failed = [], [], set()
+    for item, future in zip(chunk.items, chunk.images):
+        result = future.result() if future is not None else None
+        if isinstance(result, ImageLoadError):
+            problem(SourceError(source=item.source, reason=str(result), kind=SourceErrorKind.CORRUPT_IMAGE))
+            failed.add(item.id)
         else:
             kept.append(item)
-            pixels.append(result)
-    return _Batch(kept, pixels)
+            images.append(result)
+    return _Batch(kept, images), failed
 
 
 def _encode(batch: _Batch, encoder: Encoder) -> _Encoded:
@@ -220,12 +244,12 @@ def _encode(batch: _Batch, encoder: Encoder) -> _Encoded:
     n = len(batch.items)
     fused = np.zeros((n, encoder.dim), dtype=np.float32)
     image = np.zeros((n, encoder.dim), dtype=np.float32)
-    with_image = [i for i, p in enumerate(batch.pixels) if p is not None]
-    text_only = [i for i, p in enumerate(batch.pixels) if p is None]
+    with_image = [i for i, p in enumerate(batch.images) if p is not None]
+    text_only = [i for i, p in enumerate(batch.images) if p is None]
     if with_image:
-        pixels = [batch.pixels[i] for i in with_image]
+        images = [batch.images[i] for i in with_image]
         texts = [batch.items[i].text for i in with_image]
-        fused[with_image], image[with_image] = encoder.encode_fused_and_image(pixels, texts)
+        fused[with_image], image[with_image] = encoder.encode_fused_and_image(images, texts)  # type: ignore[arg-type]
     if text_only:
         fused[text_only] = encoder.encode_text([batch.items[i].text for i in text_only])
     return _Encoded(batch.items, fused, image)

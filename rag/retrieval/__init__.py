@@ -1,7 +1,21 @@
-"""Retrieval: LlamaIndex retrievers for text, image and composed queries over a Milvus collection."""
+"""Retrieval: LlamaIndex retrievers for text, image and composed queries over a Milvus collection.
+
+Modes and evidence import without LlamaIndex; the retriever loads it on first use.
+"""
+
+from typing import Any
 
 from .evidence import Evidence, evidence
-from .modes import Mode, QueryKind, Target, default_mode
-from .retriever import MultimodalRetriever
+from .modes import Mode, PlainQuery, QueryKind, Target, check_query, default_mode
 
-__all__ = ["Evidence", "Mode", "MultimodalRetriever", "QueryKind", "Target", "default_mode", "evidence"]
+__all__ = [
+    "Evidence", "Mode", "MultimodalRetriever", "PlainQuery", "QueryKind", "Target", "check_query", "default_mode", "evidence",
+]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "MultimodalRetriever":
+        from .retriever import MultimodalRetriever
+
+        return MultimodalRetriever
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

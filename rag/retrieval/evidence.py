@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from llama_index.core.schema import ImageNode, NodeWithScore
 from pydantic import BaseModel, Field
 
-from connectors.milvus.schema import SOURCE
+if TYPE_CHECKING:
+    from llama_index.core.schema import NodeWithScore
 
 
 class Evidence(BaseModel):
@@ -23,7 +23,11 @@ class Evidence(BaseModel):
     metadata: dict[str, Any] = Field(default_factory=dict)
 
     @classmethod
-    def from_node(cls, rank: int, result: NodeWithScore) -> "Evidence":
+    def from_node(cls, rank: int, result: "NodeWithScore") -> "Evidence":
+        from llama_index.core.schema import ImageNode  # loaded already: the node is one of its objects
+
+        from connectors.milvus.schema import SOURCE
+
         node = result.node
         image = mime_type = None
         if isinstance(node, ImageNode):
@@ -40,6 +44,6 @@ class Evidence(BaseModel):
         )
 
 
-def evidence(results: list[NodeWithScore]) -> list[Evidence]:
+def evidence(results: "list[NodeWithScore]") -> list[Evidence]:
     """The results as ``Evidence``, ranked in the order given."""
     return [Evidence.from_node(rank, result) for rank, result in enumerate(results, start=1)]

@@ -18,14 +18,29 @@ Other targets (pictures alone, text-only items) are chosen with an explicit mode
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from enum import Enum
-from typing import Literal
+from typing import TYPE_CHECKING, Literal, Protocol
 
-from llama_index.core.schema import QueryBundle
-from llama_index.core.vector_stores.types import FilterOperator, MetadataFilter
-
-from connectors.milvus.schema import MODALITY
 from rag.items import Modality
+
+if TYPE_CHECKING:  # LlamaIndex is imported where it is used: `rag` commands check a query without it
+    from llama_index.core.vector_stores.types import MetadataFilter
+
+
+class QueryInputs(Protocol):
+    """What a query is made of, as a LlamaIndex ``QueryBundle`` holds it."""
+
+    query_str: str
+    image_path: str | None
+
+
+@dataclass(frozen=True)
+class PlainQuery:
+    """A query's inputs without LlamaIndex, for checking them before anything heavy is loaded."""
+
+    query_str: str
+    image_path: str | None = None
 
 
 class QueryKind(str, Enum):
@@ -65,8 +80,12 @@ class Mode(str, Enum):
         return "image" if self.target is Target.IMAGE else "fused"
 
     @property
-    def target_filter(self) -> MetadataFilter | None:
+    def target_filter(self) -> "MetadataFilter | None":
         """The condition that keeps this mode's targets; None where the searched field already does."""
+        from llama_index.core.vector_stores.types import FilterOperator, MetadataFilter
+
+        from connectors.milvus.schema import MODALITY
+
         if self.target is Target.MULTIMODAL:
             return MetadataFilter(key=MODALITY, operator=FilterOperator.NE, value=Modality.TEXT.value)
         if self.target is Target.TEXT:
@@ -74,7 +93,7 @@ class Mode(str, Enum):
         return None  # the image field holds only items with an image
 
 
-def default_mode(query: QueryBundle) -> Mode:
+def default_mode(query: QueryInputs) -> Mode:
     """The mode a bundle asks for when no mode is given (see the module docstring)."""
     has_text, has_image = bool(query.query_str.strip()), query.image_path is not None
     if has_text and has_image:
@@ -86,7 +105,7 @@ def default_mode(query: QueryBundle) -> Mode:
     raise ValueError("the query has neither text (query_str) nor an image (image_path)")
 
 
-def check_query(query: QueryBundle, mode: Mode) -> None:
+def check_query(query: QueryInputs, mode: Mode) -> None:
     """Raise ``ValueError`` when the bundle lacks what the mode reads."""
     needs_text = mode.query in (QueryKind.TEXT, QueryKind.COMPOSED)
     needs_image = mode.query in (QueryKind.IMAGE, QueryKind.COMPOSED)

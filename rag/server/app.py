@@ -84,6 +84,9 @@ class AskResponse(BaseModel):
 
 class ServerStats(StoreStats):
     llm: str | None = Field(description="The LLM answering /api/ask; None: answers list the evidence.")
+    encoder_runtime: dict[str, Any] = Field(
+        description="Where this server's encoder runs: device, dtype, batch size, preprocessing workers, and why."
+    )
 
 
 def create_app(settings: Settings | None = None, *, encoder: Encoder | None = None) -> FastAPI:
@@ -116,9 +119,10 @@ def create_app(settings: Settings | None = None, *, encoder: Encoder | None = No
         return FileResponse(STATIC / "index.html", headers={"Content-Security-Policy": _PAGE_POLICY})
 
     @app.get("/health", tags=["service"])
-    def health() -> dict[str, str]:
-        """Liveness: answers while the app runs (no token needed, nothing about the data)."""
-        return {"status": "ok"}
+    def health(request: Request) -> dict[str, str]:
+        """Liveness, and the device and dtype the encoder runs on (no token needed, nothing about the data)."""
+        runtime = request.app.state.service.encoder.runtime
+        return {"status": "ok", "device": runtime.device, "dtype": runtime.dtype}
 
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
@@ -293,7 +297,7 @@ def _api(settings: Settings, token: str | None) -> APIRouter:
     def stats(service: ServiceDep) -> ServerStats:
         """Item count, vector size and encoder of the collection, and the LLM in use."""
         llm = service.llm.metadata.model_name if service.llm is not None else None
-        return ServerStats(**service.stats().model_dump(), llm=llm)
+        return ServerStats(**service.stats().model_dump(), llm=llm, encoder_runtime=service.encoder.runtime.to_dict())
 
     @api.get(
         "/items/{item_id}/image",

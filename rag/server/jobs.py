@@ -22,7 +22,7 @@ logger = logging.getLogger(__name__)
 MAX_LISTED_PROBLEMS = 100
 
 #: ``run(paths, on_progress, stop)`` ingests the paths and returns the report; it ends early once ``stop`` is set.
-IngestRun = Callable[[list[Path], Callable[[int, int], None], threading.Event], IngestReport]
+IngestRun = Callable[[list[Path], Callable[[IngestReport], None], threading.Event], IngestReport]
 
 
 class JobStatus(str, Enum):
@@ -101,9 +101,9 @@ class IngestJobs:
         with self._lock:
             job.status, job.started_at = JobStatus.RUNNING, datetime.now(timezone.utc)
 
-        def on_progress(added: int, problems: int) -> None:
+        def on_progress(progress: IngestReport) -> None:
             with self._lock:
-                job.added, job.problem_count = added, len(refused) + problems
+                job.added, job.problem_count = progress.added, len(refused) + len(progress.problems)
 
         try:
             report = self._run(paths, on_progress, self._stop) if paths else IngestReport()

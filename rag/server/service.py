@@ -55,7 +55,7 @@ class Service:
 
     def __init__(self, settings: Settings, encoder: Encoder, store: MilvusStore, llm: LLM | None) -> None:
         self.settings = settings
-        self.encoder = serialized(encoder, threading.Lock(), unlocked=("preprocess",))
+        self.encoder = serialized(encoder, threading.Lock(), unlocked=("prepare", "preprocess"))
         self.store = serialized(store, threading.Lock())
         self.llm = llm
         self.uploads = (settings.data_dir / "uploads").resolve()
@@ -193,7 +193,7 @@ class Service:
         )
 
     def _ingest(
-        self, paths: list[Path], on_progress: Callable[[int, int], None], stop: threading.Event
+        self, paths: list[Path], on_progress: Callable[[IngestReport], None], stop: threading.Event
     ) -> IngestReport:
         sources = _until(stop, open_sources(paths, **self._source_options().model_dump()))
         return ingest(sources, self.encoder, self.store, batch_size=self.settings.batch_size, on_progress=on_progress)

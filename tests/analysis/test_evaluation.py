@@ -75,6 +75,6 @@ def test_harness_refuses_an_encoder_the_collection_was_not_made_with(corpus_stor
     from rag.embeddings import CLIPEncoder
     from tests.embeddings.tiny_transformers import build_clip
 
-    clip = CLIPEncoder.from_pretrained(build_clip(tmp_path / "clip"))
+    clip = CLIPEncoder.from_pretrained(build_clip(tmp_path / "clip"), dtype="float32")
     with pytest.raises(EncoderMismatchError, match="was made with"):
         evaluate_collection(clip, corpus_store, load_queries(EXAMPLE_QUERIES))

@@ -62,7 +62,7 @@ def test_fused_vector_of_an_image_with_empty_text_is_its_image_vector(tiny_base)
 
 
 def test_report_without_fused_embedding_says_what_it_left_out(tmp_path: Path) -> None:
-    clip = CLIPEncoder.from_pretrained(build_clip(tmp_path / "clip"))
+    clip = CLIPEncoder.from_pretrained(build_clip(tmp_path / "clip"), dtype="float32")
     report = similarity_report(clip, IMAGES[:2], TEXTS[:2])
     assert {row.kind for row in report.rows} == {"image vs image", "text vs image"}
     assert set(report.skipped) == {"fused vs image", "text vs fused", "fused vs fused"}
@@ -100,7 +100,7 @@ def test_classification_inputs_are_checked() -> None:
 
 
 def test_classify_on_real_encoders(tiny_base, tmp_path: Path) -> None:
-    clip = CLIPEncoder.from_pretrained(build_clip(tmp_path / "clip"))
+    clip = CLIPEncoder.from_pretrained(build_clip(tmp_path / "clip"), dtype="float32")
     assert logit_scale(tiny_base) == DEFAULT_LOGIT_SCALE
     assert logit_scale(clip) == pytest.approx(clip.logit_scale)
     for encoder in (tiny_base, clip):

@@ -30,7 +30,7 @@ def folders(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 @pytest.fixture(scope="module", params=sorted(BUILDERS))
 def encoder(request: pytest.FixtureRequest, folders: dict[str, Path]):
-    return BUILDERS[request.param][1].from_pretrained(folders[request.param], batch_size=2)
+    return BUILDERS[request.param][1].from_pretrained(folders[request.param], batch_size=2, dtype="float32")
 
 
 def unit_rows(vectors: np.ndarray, n: int, dim: int) -> None:
@@ -61,7 +61,7 @@ def test_batched_equals_one_by_one(encoder) -> None:
 
 
 def test_deterministic_across_calls_and_loads(encoder, folders) -> None:
-    again = type(encoder).from_pretrained(folders[encoder.model_type], batch_size=5)
+    again = type(encoder).from_pretrained(folders[encoder.model_type], batch_size=5, dtype="float32")
     assert again.fingerprint == encoder.fingerprint
     np.testing.assert_array_equal(encoder.encode_text(TEXTS), encoder.encode_text(TEXTS))
     np.testing.assert_allclose(again.encode_text(TEXTS), encoder.encode_text(TEXTS), atol=1e-6)
@@ -83,14 +83,14 @@ def test_bad_images_are_named(encoder) -> None:
 
 
 def test_fingerprint_tells_weights_apart_but_not_dtype(tmp_path: Path, folders) -> None:
-    other = CLIPEncoder.from_pretrained(build_clip(tmp_path / "clip-seed-1", seed=1))
-    first = CLIPEncoder.from_pretrained(folders["clip"])
+    other = CLIPEncoder.from_pretrained(build_clip(tmp_path / "clip-seed-1", seed=1), dtype="float32")
+    first = CLIPEncoder.from_pretrained(folders["clip"], dtype="float32")
     assert other.fingerprint != first.fingerprint
     assert CLIPEncoder.from_pretrained(folders["clip"], dtype="bfloat16").fingerprint == first.fingerprint
 
 
 def test_clip_has_no_fused_embedding(folders) -> None:
-    clip = CLIPEncoder.from_pretrained(folders["clip"])
+    clip = CLIPEncoder.from_pretrained(folders["clip"], dtype="float32")
     assert clip.supports_fused is False
     with pytest.raises(FusedNotSupportedError, match="no joint image\\+text embedding.*RAG_ENCODER"):
         clip.encode_fused(IMAGES[:1], ["a caption"])
@@ -102,7 +102,7 @@ def test_clip_has_no_fused_embedding(folders) -> None:
 
 
 def test_bridgetower_matches_the_transformers_forward_pass(folders) -> None:
-    tower = BridgeTowerEncoder.from_pretrained(folders["bridgetower"], batch_size=2)
+    tower = BridgeTowerEncoder.from_pretrained(folders["bridgetower"], batch_size=2, dtype="float32")
     texts = TEXTS[: len(IMAGES)]
     with torch.inference_mode():
         tokens = tower.tokenizer(texts, padding=True, return_tensors="pt")
@@ -113,7 +113,7 @@ def test_bridgetower_matches_the_transformers_forward_pass(folders) -> None:
 
 
 def test_bridgetower_fused_and_image_in_one_pass(folders) -> None:
-    tower = BridgeTowerEncoder.from_pretrained(folders["bridgetower"], batch_size=2)
+    tower = BridgeTowerEncoder.from_pretrained(folders["bridgetower"], batch_size=2, dtype="float32")
     texts = TEXTS[: len(IMAGES)]
     fused, image = tower.encode_fused_and_image(IMAGES, texts)
     unit_rows(fused, len(IMAGES), 16)

@@ -172,7 +172,7 @@ def load_with(state, tmp_path: Path) -> VisualizedBGE:
     path = tmp_path / "weights.pth"
     torch.save(state, path)
     d = parity_dir("base")
-    return VisualizedBGE.from_pretrained(path, d / "text_model", vision_config=d / "vision_config.json")
+    return VisualizedBGE.from_pretrained(path, d / "text_model", vision_config=d / "vision_config.json", dtype="float32")
 
 
 def test_checkpoint_with_missing_key_is_refused(tmp_path):

@@ -103,13 +103,15 @@ def test_every_image_input_kind_agrees(parity):
         np.testing.assert_allclose(enc.encode_image([other]), as_path, atol=ATOL, rtol=0)
 
 
-def test_bfloat16_stays_close_to_float32(parity):
+@pytest.mark.parametrize("dtype", ["bfloat16", "float16"])
+def test_half_precision_stays_close_to_float32(parity, dtype):
     p, enc = parity
-    bf16 = load_tiny(p.variant, dtype="bfloat16")
+    half = load_tiny(p.variant, dtype=dtype)
     texts = p.cases["batch_fused_texts"]
-    assert cosines(bf16.encode_fused(p.images, texts), enc.encode_fused(p.images, texts)).min() >= 0.999
-    assert cosines(bf16.encode_text(texts), enc.encode_text(texts)).min() >= 0.999
-    assert cosines(bf16.encode_image(p.images), enc.encode_image(p.images)).min() >= 0.999
+    assert cosines(half.encode_fused(p.images, texts), enc.encode_fused(p.images, texts)).min() >= 0.999
+    assert cosines(half.encode_text(texts), enc.encode_text(texts)).min() >= 0.999
+    assert cosines(half.encode_image(p.images), enc.encode_image(p.images)).min() >= 0.999
+    assert half.fingerprint == enc.fingerprint  # a collection written in one dtype is queryable in another
 
 
 def test_outputs_are_unit_float32(parity):

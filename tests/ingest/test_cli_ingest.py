@@ -49,6 +49,9 @@ def test_ingest_reports_problems_exits_1_and_reruns_idempotently(tmp_path):
     data = json.loads(stats.stdout)
     assert (data["count"], data["dim"], data["backend"]) == (7, 64, "lite")
     assert data["encoder"]["fingerprint"].startswith("visualized-bge:custom:64:")
+    assert data["ingest_runtime"]["device"] == "cpu" and data["ingest_runtime"]["reason"].startswith("auto:")
+    table = run(tmp_path, "stats", "-c", "kb")
+    assert "ingested on" in table.output and "because" in table.output
 
 
 def test_stats_of_a_missing_collection_says_so(tmp_path):

@@ -154,7 +154,7 @@ INTERRUPTIBLE = textwrap.dedent(
     encoder = load_tiny("base")
     with MilvusStore.open(sys.argv[1], "items", encoder_info=EncoderInfo.of(encoder)) as store:
         report = ingest(open_sources([sys.argv[2]]), encoder, store, batch_size=4,
-                        on_progress=lambda done, problems: print("done", done, flush=True))
+                        on_progress=lambda progress: print("done", progress.added, flush=True))
         print("finished", report.added, flush=True)
     """
 )

@@ -304,7 +304,7 @@ def test_composed_queries_need_an_encoder_with_fused_vectors(tmp_path, corpus) -
     from rag.embeddings.clip import CLIPEncoder
     from tests.embeddings.tiny_transformers import build_clip
 
-    clip = CLIPEncoder.from_pretrained(build_clip(tmp_path / "clip"))
+    clip = CLIPEncoder.from_pretrained(build_clip(tmp_path / "clip"), dtype="float32")
     ingest_items(corpus.db, "clip", clip, [corpus.items["lighthouse"], corpus.items["notes/0"]])
     with corpus.open("clip") as store:
         clip_retriever = MultimodalRetriever(store, clip)

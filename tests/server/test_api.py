@@ -67,9 +67,10 @@ def make_client(settings: Settings, tiny_base) -> Iterator[Any]:
 
 
 def test_health_stats_and_openapi(client: TestClient, corpus: Corpus) -> None:
-    assert client.get("/health").json() == {"status": "ok"}
+    assert client.get("/health").json() == {"status": "ok", "device": "cpu", "dtype": "float32"}
     stats = client.get("/api/stats").json()
     assert (stats["collection"], stats["count"], stats["dim"], stats["llm"]) == ("known", len(corpus.items), 64, None)
+    assert stats["encoder_runtime"]["device"] == "cpu" and stats["encoder_runtime"]["reason"]
     schema = client.get("/openapi.json").json()
     routes = {"/api/search", "/api/ask", "/api/ingest", "/api/ingest/{job_id}", "/api/stats", "/health"}
     assert {*routes, "/api/items/{item_id}/image"} <= set(schema["paths"])

@@ -28,7 +28,7 @@ def test_jobs_run_in_order_report_progress_and_failures() -> None:
         running.append(len(paths))
         if paths[0].name == "broken":
             raise RuntimeError("the store went away")
-        on_progress(2, 1)
+        on_progress(IngestReport(added=2, problems=[SourceError(source="b", reason="broken")]))
         release.wait(10)
         warning = SourceError(source="a", reason="no caption", severity=Severity.WARNING)
         return IngestReport(added=2, unchanged=1, problems=[warning])

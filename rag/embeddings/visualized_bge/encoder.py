@@ -6,18 +6,22 @@ import logging
 import os
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 import torch
 from transformers import AutoConfig, AutoTokenizer, PreTrainedTokenizerBase
 
+from rag.runtime import Runtime, resolve_runtime
+
 from ..base import ImageInput
-from ..inputs import DTYPES, as_texts, check_pairs, check_runtime, embed_in_batches
+from ..compiled import BucketedCompile
+from ..inputs import ImageLoadError, PixelBatcher, PreparedImage, as_texts, check_pairs, normalise_on_host, run_batches
+from ..preprocess import Preprocessor
 from .configuration import VisionConfig
-from .loading import CheckpointError, file_sha256, load_weights, resolve_checkpoint
+from .loading import CheckpointError, build_model, checkpoint_sha256, load_weights, resolve_checkpoint
 from .modeling import VisualizedBGEModel
-from .preprocessing import preprocess
+from .preprocessing import NORMALISATION, VisualizedBGETransform
 
 logger = logging.getLogger(__name__)
 
@@ -32,18 +36,18 @@ class VisualizedBGE:
         *,
         checkpoint: Path,
         variant: str | None = None,
-        device: str | torch.device = "cpu",
-        dtype: str = "float32",
-        batch_size: int = 16,
+        runtime: Runtime,
     ):
-        torch_dtype = check_runtime(dtype, batch_size)
-        self.device = torch.device(device)
-        self.dtype = dtype
-        self.model = model.to(device=self.device, dtype=torch_dtype).eval()
+        self.runtime = runtime
+        self.device = torch.device(runtime.device)
+        self.model = model.to(device=self.device, dtype=runtime.torch_dtype).eval().requires_grad_(False)
         self.tokenizer = tokenizer
         self.checkpoint = checkpoint
         self.variant = variant
-        self.batch_size = batch_size
+        self._transform = VisualizedBGETransform(self.model.vision_config.image_size)
+        self._preprocessor = Preprocessor(self._transform, runtime.workers)
+        self._batcher = PixelBatcher(self.device, runtime.torch_dtype, NORMALISATION)
+        self._compiled: dict[str, BucketedCompile] = {}
 
     @classmethod
     def from_pretrained(
@@ -52,17 +56,24 @@ class VisualizedBGE:
         text_model: str | os.PathLike[str] | None = None,
         *,
         vision_config: VisionConfig | dict[str, Any] | str | os.PathLike[str] | None = None,
-        device: str | torch.device | None = None,
-        dtype: str = "float32",
-        batch_size: int = 16,
+        runtime: Runtime | None = None,
+        device: str = "auto",
+        dtype: str = "auto",
+        batch_size: int | None = None,
+        workers: int | None = None,
+        compile: bool | str = False,
     ) -> "VisualizedBGE":
         """Load a checkpoint.
 
         ``weights`` is a local ``.pth`` file or a variant name (``"bge-visualized-base-en-v1.5"``,
         ``"bge-visualized-m3"``) fetched from the hub. ``text_model`` (folder or hub id) supplies the
         text encoder's config and tokenizer; ``vision_config`` the vision tower's hyper-parameters.
-        Both default by variant.
+        Both default by variant. ``runtime`` (see ``rag.runtime``), or else ``device``, ``dtype``,
+        ``batch_size``, ``workers`` and ``compile``, say where and how it runs; ``"auto"`` picks the
+        fastest this machine offers (a GPU in bfloat16 or float16, else the CPU in bfloat16 where it
+        is native, float32 elsewhere).
         """
+        runtime = runtime or resolve_runtime(device, dtype, batch_size=batch_size, workers=workers, compile=compile)
         checkpoint, variant = resolve_checkpoint(weights)
         if text_model is None and variant is None:
             raise CheckpointError(
@@ -81,17 +92,10 @@ class VisualizedBGE:
                 f"cannot load the text model config/tokenizer from {text_source!r}: {e}. "
                 "Pass a local folder with config.json and the tokenizer files (RAG_TEXT_MODEL)."
             ) from e
-        model = VisualizedBGEModel(text_config, vision)
-        load_weights(model, checkpoint)
-        return cls(
-            model,
-            tokenizer,
-            checkpoint=checkpoint,
-            variant=variant.name if variant else None,
-            device=device or "cpu",
-            dtype=dtype,
-            batch_size=batch_size,
-        )
+        model = build_model(text_config, vision)
+        load_weights(model, checkpoint, device=runtime.device, dtype=runtime.torch_dtype)
+        logger.info("loaded %s on %s", checkpoint, runtime.describe())
+        return cls(model, tokenizer, checkpoint=checkpoint, variant=variant.name if variant else None, runtime=runtime)
 
     # -- what the rest of the system sees --------------------------------------------------------
 
@@ -107,14 +111,26 @@ class VisualizedBGE:
     def supports_fused(self) -> bool:
         return True
 
+    @property
+    def dtype(self) -> str:
+        return self.runtime.dtype
+
+    @property
+    def batch_size(self) -> int:
+        return self.runtime.batch_size
+
     @cached_property
     def fingerprint(self) -> str:
-        """Variant, dimension and the checkpoint's SHA-256 (hashed once, on first use)."""
-        return f"visualized-bge:{self.variant or 'custom'}:{self.dim}:{file_sha256(self.checkpoint)[:16]}"
+        """Variant, dimension and the checkpoint's SHA-256: the same on every device and dtype."""
+        return f"visualized-bge:{self.variant or 'custom'}:{self.dim}:{checkpoint_sha256(self.checkpoint)[:16]}"
 
     @property
     def image_size(self) -> int:
         return self.model.vision_config.image_size
+
+    @property
+    def image_transform(self) -> VisualizedBGETransform:
+        return self._transform
 
     @property
     def max_text_tokens(self) -> int:
@@ -132,9 +148,19 @@ class VisualizedBGE:
 
     # -- encoding --------------------------------------------------------------------------------
 
+    def prepare(self, images: Sequence[ImageInput]) -> Iterator[PreparedImage | ImageLoadError]:
+        """Each image decoded and transformed on the worker pool, in order; an ``ImageLoadError`` value per bad one."""
+        return self._preprocessor.map(images)
+
     def preprocess(self, images: Sequence[ImageInput]) -> torch.Tensor:
-        """Images to the ``(n, 3, size, size)`` float32 tensor the vision tower reads."""
-        return torch.stack([preprocess(image, self.image_size) for image in images])
+        """Images to the ``(n, 3, size, size)`` float32 tensor the vision tower reads (on the CPU)."""
+        arrays = []
+        for result in self.prepare(images):
+            if isinstance(result, ImageLoadError):
+                raise result
+            pixels = result.pixels
+            arrays.append(normalise_on_host(pixels, NORMALISATION) if pixels.dtype == np.uint8 else pixels)
+        return torch.from_numpy(np.stack(arrays)) if arrays else torch.empty((0, 3, self.image_size, self.image_size))
 
     def tokenize(self, texts: Sequence[str], max_length: int) -> dict[str, torch.Tensor]:
         return self.tokenizer(
@@ -143,10 +169,12 @@ class VisualizedBGE:
 
     def encode_text(self, texts: Sequence[str]) -> np.ndarray:
         texts = as_texts(texts)
-        return self._run(
-            texts,
-            lambda batch: self.model.embed_text(**self._token_inputs([texts[i] for i in batch], self.max_text_tokens)),
-        )
+
+        def run(batch: list[int], _: torch.Tensor | None) -> torch.Tensor:
+            ids, mask = self._tokens([texts[i] for i in batch], self.max_text_tokens)
+            return self._call("text", self.model.embed_text, ids, mask)
+
+        return run_batches(self.runtime, len(texts), self.dim, run, texts=texts)
 
     def encode_image(self, images: Sequence[ImageInput]) -> np.ndarray:
         """Image-only embeddings: the reference defines them as fused with an empty text."""
@@ -156,35 +184,56 @@ class VisualizedBGE:
         """One vector per (image, text) pair."""
         texts = check_pairs(images, texts)
 
-        def run(batch: list[int]) -> torch.Tensor:
-            tokens = self._token_inputs([texts[i] for i in batch], self.max_fused_text_tokens)
-            return self.model.embed_fused(self._pixels(images, batch), **tokens)
+        def run(batch: list[int], pixels: torch.Tensor | None) -> torch.Tensor:
+            ids, mask = self._tokens([texts[i] for i in batch], self.max_fused_text_tokens)
+            return self._call("fused", self.model.embed_fused, pixels, ids, mask)
 
-        return self._run(texts, run)
+        return self._run_images(images, texts, run, self.dim)
 
     def encode_fused_and_image(
         self, images: Sequence[ImageInput], texts: Sequence[str]
     ) -> tuple[np.ndarray, np.ndarray]:
         """Fused and image-only vectors of each pair, from one pass of the vision tower."""
         texts = check_pairs(images, texts)
-        empty = self._token_inputs([""], self.max_fused_text_tokens)
+        blank_ids, blank_mask = self._tokens([""], self.max_fused_text_tokens)
 
-        def run(batch: list[int]) -> torch.Tensor:
-            image_tokens = self.model.image_tokens(self._pixels(images, batch))
-            tokens = self._token_inputs([texts[i] for i in batch], self.max_fused_text_tokens)
-            fused = self.model.embed_fused(None, **tokens, image_tokens=image_tokens)
-            blank = {k: v.expand(len(batch), -1) for k, v in empty.items()}
-            return torch.cat((fused, self.model.embed_fused(None, **blank, image_tokens=image_tokens)), dim=1)
+        def run(batch: list[int], pixels: torch.Tensor | None) -> torch.Tensor:
+            ids, mask = self._tokens([texts[i] for i in batch], self.max_fused_text_tokens)
+            rows = (len(batch), -1)
+            return self._call(
+                "fused_and_image", self.model.embed_fused_and_image, pixels, ids, mask,
+                blank_ids.expand(rows), blank_mask.expand(rows),
+            )
 
-        both = self._run(texts, run, width=2 * self.dim)
+        both = self._run_images(images, texts, run, 2 * self.dim)
         return both[:, : self.dim], both[:, self.dim :]
 
-    def _pixels(self, images: Sequence[ImageInput], batch: list[int]) -> torch.Tensor:
-        return self.preprocess([images[i] for i in batch]).to(self.device, DTYPES[self.dtype])
+    def close(self) -> None:
+        """Stop the preprocessing workers (they also stop with the process)."""
+        self._preprocessor.close()
 
-    def _token_inputs(self, texts: list[str], max_length: int) -> dict[str, torch.Tensor]:
+    # -- internals ---------------------------------------------------------------------------------
+
+    def _run_images(
+        self, images: Sequence[ImageInput], texts: list[str], run: Callable[..., torch.Tensor], width: int
+    ) -> np.ndarray:
+        return run_batches(
+            self.runtime, len(texts), width, run, texts=texts, images=images,
+            preprocessor=self._preprocessor, batcher=self._batcher,
+        )
+
+    def _tokens(self, texts: list[str], max_length: int) -> tuple[torch.Tensor, torch.Tensor]:
         tokens = self.tokenize(texts, max_length)
-        return {"input_ids": tokens["input_ids"].to(self.device), "attention_mask": tokens["attention_mask"].to(self.device)}
+        return tokens["input_ids"].to(self.device), tokens["attention_mask"].to(self.device)
 
-    def _run(self, texts: list[str], embed: Callable[[list[int]], torch.Tensor], width: int | None = None) -> np.ndarray:
-        return embed_in_batches(len(texts), self.batch_size, width or self.dim, embed, texts)
+    def _call(self, name: str, function: Callable[..., torch.Tensor], *inputs: torch.Tensor) -> torch.Tensor:
+        """``function(*inputs)``, through ``torch.compile`` on bucketed shapes when the runtime asks for it."""
+        if not self.runtime.compile:
+            return function(*inputs)
+        if name not in self._compiled:
+            self._compiled[name] = BucketedCompile(
+                function, self.device, pad_token_id=self.tokenizer.pad_token_id or 0,
+                max_batch=self.runtime.batch_size,
+                max_tokens=self.max_text_tokens if name == "text" else self.max_fused_text_tokens,
+            )
+        return self._compiled[name](*inputs)

@@ -78,3 +78,20 @@ class VisualizedBGEModel(nn.Module):
         image_mask = attention_mask.new_ones(attention_mask.shape[0], n_image)
         mask = torch.cat((attention_mask[:, :1], image_mask, attention_mask[:, 1:]), dim=1)
         return self._encode(sequence, mask)
+
+    def embed_fused_and_image(
+        self,
+        pixel_values: torch.Tensor,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        blank_ids: torch.Tensor,
+        blank_mask: torch.Tensor,
+    ) -> torch.Tensor:
+        """``[fused | image-only]`` vectors side by side, from one pass of the vision tower.
+
+        The image-only vector is the image fused with an empty text (``blank_ids``, one row per image).
+        """
+        image = self.image_tokens(pixel_values)
+        fused = self.embed_fused(None, input_ids, attention_mask, image_tokens=image)
+        return torch.cat((fused, self.embed_fused(None, blank_ids, blank_mask, image_tokens=image)), dim=1)
+

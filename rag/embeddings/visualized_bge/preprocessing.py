@@ -1,20 +1,24 @@
-"""Image loading and the exact preprocessing of the reference model, on PIL and numpy.
+"""The exact preprocessing of the reference model, on PIL and numpy.
 
-Reference order: resize the shortest side to ``size`` (bicubic), centre-crop ``size``,
-convert to RGB, scale to [0, 1], normalise with the OpenAI CLIP mean and std.
+Reference order: resize the shortest side to ``size`` (bicubic), centre-crop ``size``, convert to
+RGB, scale to [0, 1], normalise with the OpenAI CLIP mean and std. The workers stop at the
+cropped RGB ``uint8`` pixels; the scale-and-normalise step is a lookup in :data:`NORMALISATION`,
+which holds exactly the reference's float32 results for each of the 256 values of each channel.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
-import torch
 from PIL import Image
 
 from ..base import ImageInput
-from ..inputs import prepare_image
+from ..inputs import PreparedImage, normalisation_table, prepare_image
 
-CLIP_MEAN = np.array([0.48145466, 0.4578275, 0.40821073], dtype=np.float32)
-CLIP_STD = np.array([0.26862954, 0.26130258, 0.27577711], dtype=np.float32)
+CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+NORMALISATION = normalisation_table(CLIP_MEAN, CLIP_STD)
 
 
 def _resize_shortest_side(image: Image.Image, size: int) -> Image.Image:
@@ -34,14 +38,20 @@ def _center_crop(image: Image.Image, size: int) -> Image.Image:
     return image.crop((left, top, left + size, top + size))
 
 
-def pixels_from_pil(image: Image.Image, size: int) -> torch.Tensor:
-    """The reference transform of one decoded image: a ``(3, size, size)`` float32 tensor."""
-    image = _center_crop(_resize_shortest_side(image, size), size).convert("RGB")
-    array = np.asarray(image, dtype=np.float32) / np.float32(255.0)
-    array = (array - CLIP_MEAN) / CLIP_STD
-    return torch.from_numpy(np.ascontiguousarray(array.transpose(2, 0, 1)))
+def rgb_pixels(image: Image.Image, size: int) -> np.ndarray:
+    """The reference's resize, crop and RGB conversion of one decoded image: ``(3, size, size)`` uint8."""
+    rgb = _center_crop(_resize_shortest_side(image, size), size).convert("RGB")
+    return np.ascontiguousarray(np.asarray(rgb).transpose(2, 0, 1))
 
 
-def preprocess(image: ImageInput, size: int) -> torch.Tensor:
-    """Any accepted image input to a ``(3, size, size)`` float32 tensor."""
-    return prepare_image(image, (3, size, size), lambda decoded: pixels_from_pil(decoded, size))
+@dataclass(frozen=True)
+class VisualizedBGETransform:
+    """Any accepted image input to a :class:`PreparedImage` (uint8 unless given as a float tensor)."""
+
+    size: int
+
+    def __call__(self, image: ImageInput) -> PreparedImage:
+        return prepare_image(image, (3, self.size, self.size), self._pixels)
+
+    def _pixels(self, decoded: Image.Image) -> np.ndarray:
+        return rgb_pixels(decoded, self.size)

@@ -1,0 +1,109 @@
+"""Cold start of the `rag` command with the full-size base checkpoint (random weights), page cache warm.
+
+    .venv/bin/python benchmarks/cold_start.py [--runs 3] [--dtype auto]
+
+Each command runs as a fresh process; wall time from process start to exit, and its peak RSS
+(from wait4; this script imports no torch itself, so the children's peaks are their own). The
+model build is also timed both ways, side by side in one child: random initialisation then a
+copying load (how it was), against uninitialised parameters and a memory-mapped, assigning load.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+RAG = [sys.executable, "-m", "rag.cli"]
+
+BUILD = """
+import sys
+from pathlib import Path
+from benchmarks.common import build_full_size
+from rag.embeddings.visualized_bge import EVA02_CLIP_B16
+work = Path(sys.argv[1])
+build_full_size("base", work)
+(work / "vision_config.json").write_text(EVA02_CLIP_B16.model_dump_json())
+"""
+
+MODEL_BUILD = """
+import sys, time
+import torch
+from transformers import AutoConfig
+from rag.embeddings.visualized_bge import EVA02_CLIP_B16, VisualizedBGEModel
+from rag.embeddings.visualized_bge.loading import build_model, load_weights
+weights, text_dir = sys.argv[1], sys.argv[2]
+config = AutoConfig.from_pretrained(text_dir)
+start = time.perf_counter()
+model = VisualizedBGEModel(config, EVA02_CLIP_B16)
+model.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
+old = time.perf_counter() - start
+del model
+start = time.perf_counter()
+load_weights(build_model(config, EVA02_CLIP_B16), weights)
+print(old, time.perf_counter() - start)
+"""
+
+
+def run(args: list[str], env: dict[str, str]) -> tuple[float, float, int]:
+    """Wall seconds, peak RSS in MB and exit status of one fresh process."""
+    start = time.perf_counter()
+    proc = subprocess.Popen(RAG + args, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    _, status, usage = os.wait4(proc.pid, 0)
+    return time.perf_counter() - start, usage.ru_maxrss / 1024, os.waitstatus_to_exitcode(status)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--dtype", default="auto", help="RAG_DTYPE for the commands")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="rag-cold-") as tmp:
+        work = Path(tmp)
+        env = {k: v for k, v in os.environ.items() if not k.startswith("RAG_")}
+        env["PYTHONPATH"] = str(ROOT)
+        subprocess.run([sys.executable, "-c", BUILD, str(work)], env=env, cwd=ROOT, check=True)
+        weights, text_dir = work / "weights.pth", work / "text_model"
+        corpus = work / "corpus"
+        corpus.mkdir()
+        for image in sorted((ROOT / "tests/fixtures/parity/base/images").glob("*.jpg")):
+            shutil.copy(image, corpus / image.name)
+        env.update(
+            RAG_WEIGHTS=str(weights), RAG_TEXT_MODEL=str(text_dir), RAG_VISION_CONFIG=str(work / "vision_config.json"),
+            RAG_MILVUS_URI=str(work / "db" / "milvus.db"), RAG_DATA_DIR=str(work / "data"), RAG_DTYPE=args.dtype,
+            XDG_CACHE_HOME=str(work / "cache"),
+        )
+        seconds, _, code = run(["ingest", str(corpus), "-c", "cold"], env)
+        assert code == 0, f"ingest failed ({code})"
+        print(f"full-size base checkpoint {weights.stat().st_size / 1e6:.0f} MB, RAG_DTYPE={args.dtype}, "
+              f"{os.cpu_count()} cores; ingest of 2 images {seconds:.1f} s (hashes the checkpoint once)")
+        print(f"peak RSS target: below twice the checkpoint, {2 * weights.stat().st_size / 2**20:.0f} MB")
+        commands = {
+            "rag search -c cold --text ...": ["search", "-c", "cold", "--text", "a bridge at night"],
+            "rag stats -c cold": ["stats", "-c", "cold"],
+            "rag search --mode bogus (argument error)": ["search", "-c", "cold", "-t", "x", "--mode", "bogus"],
+            "rag --help": ["--help"],
+        }
+        print(f"{'command':44} {'p50 s':>7} {'min s':>7} {'peak RSS MB':>12}")
+        for label, argv in commands.items():
+            results = [run(argv, env) for _ in range(args.runs)]
+            times = [r[0] for r in results]
+            print(f"{label:44} {statistics.median(times):7.2f} {min(times):7.2f} {max(r[1] for r in results):12.0f}")
+        out = subprocess.run(
+            [sys.executable, "-c", MODEL_BUILD, str(weights), str(text_dir)], env=env, cwd=ROOT, check=True,
+            capture_output=True, text=True,
+        )
+        old, new = map(float, out.stdout.split())
+        print(f"model build: random init + load {old:.2f} s, uninitialised + mmap/assign load {new:.2f} s "
+              f"({old / new:.1f}x faster)")
+
+
+if __name__ == "__main__":
+    main()

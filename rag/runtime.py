@@ -1,0 +1,282 @@
+"""Where and how encoders run: device, dtype, batch size, preprocessing workers and compilation.
+
+Resolved in one place, from the settings and the hardware, then passed down: encoders, ingestion
+and the server never probe the hardware themselves, and a collection's fingerprint never depends
+on the result (vectors written on a GPU in bfloat16 stay comparable with float32 ones on a laptop).
+
+``auto`` picks, in order: a CUDA GPU (bfloat16 where it supports it, else float16), Apple's
+``mps`` (float16), else the CPU, in bfloat16 only where bfloat16 matrix products actually run
+natively (``avx512_bf16``/``amx_bf16`` *and* a tiny timed product agrees: torch emulates bfloat16
+elsewhere, about 100x slower than float32), otherwise float32. An explicit device or dtype always
+wins; one that this machine cannot run is a :class:`RuntimeUnavailableError` naming what to set.
+
+Importing this module does not import torch; :func:`probe_hardware` does.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import time
+from dataclasses import asdict, dataclass, replace
+from typing import TYPE_CHECKING, Any, Literal
+
+if TYPE_CHECKING:
+    import torch
+
+logger = logging.getLogger(__name__)
+
+AUTO = "auto"
+DTYPES = ("float32", "bfloat16", "float16")
+#: CPU flags (Linux ``/proc/cpuinfo``) of native bfloat16 matrix units.
+CPU_BF16_FLAGS = ("amx_bf16", "avx512_bf16")
+#: bfloat16 counts as native when a small product takes at most this many times the float32 time.
+BF16_NATIVE_MAX_SLOWDOWN = 2.0
+#: ``compile="auto"`` compiles an ingest only past this many items: compiling takes a minute or more,
+#: and it saves a fraction of a millisecond per item (benchmarks/gpu.py prints the break-even).
+COMPILE_MIN_ITEMS = 500_000
+#: Items per forward pass by device kind, when the settings do not say.
+DEFAULT_BATCH = {"cpu": 16, "cuda": 256, "mps": 32}
+_MAX_WORKERS = 32
+
+Purpose = Literal["query", "batch"]
+
+
+class RuntimeUnavailableError(ValueError):
+    """The requested device or dtype cannot run on this machine; the message says what to set instead."""
+
+
+@dataclass(frozen=True)
+class CudaDevice:
+    name: str
+    bf16: bool
+    memory_gib: float
+
+
+@dataclass(frozen=True)
+class Hardware:
+    """What this machine offers, as torch sees it (tests build their own)."""
+
+    cuda: tuple[CudaDevice, ...] = ()
+    mps: bool = False
+    cpu_flags: frozenset[str] | None = None  # None where they cannot be read (not Linux)
+    #: float32 time / bfloat16 time of a small matrix product; None when not measured.
+    cpu_bf16_speed: float | None = None
+    cores: int = 1
+    cuda_build: str | None = None  # torch.version.cuda; None for a CPU-only torch
+
+    @property
+    def cpu_bf16_native(self) -> tuple[bool, str]:
+        """Whether bfloat16 matrix products run natively on the CPU, and why that is the answer."""
+        if self.cpu_flags is not None and not set(CPU_BF16_FLAGS) & self.cpu_flags:
+            return False, f"the CPU lacks {' and '.join(CPU_BF16_FLAGS)}, so torch would emulate bfloat16"
+        if self.cpu_bf16_speed is not None and self.cpu_bf16_speed < 1 / BF16_NATIVE_MAX_SLOWDOWN:
+            return False, (
+                f"a bfloat16 matrix product ran {1 / self.cpu_bf16_speed:.0f}x slower than float32 here "
+                "(emulated: a CPU without bf16 units, or oneDNN limited to an older instruction set)"
+            )
+        if self.cpu_flags is None and self.cpu_bf16_speed is None:
+            return False, "the CPU's bfloat16 support is unknown"
+        found = [f for f in CPU_BF16_FLAGS if self.cpu_flags and f in self.cpu_flags]
+        return True, f"the CPU has {'/'.join(found) or 'fast bfloat16'} and a bfloat16 product ran at native speed"
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """The resolved choice; ``reason`` says why, for logs, ``rag stats`` and the server's health."""
+
+    device: str
+    dtype: str
+    batch_size: int
+    workers: int
+    compile: bool = False
+    reason: str = ""
+
+    @property
+    def device_kind(self) -> str:
+        return self.device.split(":", 1)[0]
+
+    @property
+    def torch_dtype(self) -> "torch.dtype":
+        import torch
+
+        return getattr(torch, self.dtype)
+
+    def describe(self) -> str:
+        compiled = ", torch.compile" if self.compile else ""
+        return f"{self.device} {self.dtype}, batch {self.batch_size}, {self.workers} preprocessing workers{compiled}: {self.reason}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def with_batch_size(self, batch_size: int) -> "Runtime":
+        return replace(self, batch_size=batch_size)
+
+
+def cpu_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def read_cpu_flags(path: str = "/proc/cpuinfo") -> frozenset[str] | None:
+    """The CPU feature flags Linux reports (x86 ``flags``, Arm ``Features``); None elsewhere."""
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            for line in f:
+                key, sep, value = line.partition(":")
+                if sep and key.strip() in ("flags", "Features"):
+                    return frozenset(value.split())
+    except OSError:
+        pass
+    return None
+
+
+def measure_cpu_bf16_speed(n: int = 128, repeats: int = 3) -> float:
+    """float32 time / bfloat16 time of an ``n``-sized matrix product (a few milliseconds, even where emulated)."""
+    import torch
+
+    def best(dtype: torch.dtype) -> float:
+        a, b = torch.ones(n, n, dtype=dtype), torch.ones(n, n, dtype=dtype)
+        torch.mm(a, b)  # kernel selection and first-touch costs stay out of the timing
+        times = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            torch.mm(a, b)
+            times.append(time.perf_counter() - start)
+        return min(times)
+
+    return best(torch.float32) / max(best(torch.bfloat16), 1e-9)
+
+
+def probe_hardware() -> Hardware:
+    """This machine's GPUs, Apple GPU, CPU flags and cores (imports torch; milliseconds)."""
+    import torch
+
+    cuda: list[CudaDevice] = []
+    if torch.cuda.is_available():
+        for index in range(torch.cuda.device_count()):
+            props = torch.cuda.get_device_properties(index)
+            with torch.cuda.device(index):
+                bf16 = torch.cuda.is_bf16_supported(including_emulation=False)
+            cuda.append(CudaDevice(props.name, bf16, round(props.total_memory / 2**30, 1)))
+    mps = bool(getattr(torch.backends, "mps", None) and torch.backends.mps.is_available())
+    flags = read_cpu_flags()
+    speed = None
+    if flags is None or set(CPU_BF16_FLAGS) & flags:  # no need to time what the flags already rule out
+        speed = measure_cpu_bf16_speed()
+    return Hardware(tuple(cuda), mps, flags, speed, cpu_cores(), torch.version.cuda)
+
+
+def resolve_runtime(
+    device: str = AUTO,
+    dtype: str = AUTO,
+    *,
+    batch_size: int | None = None,
+    workers: int | None = None,
+    compile: bool | str = False,
+    purpose: Purpose = "query",
+    expected_items: int | None = None,
+    hardware: Hardware | None = None,
+) -> Runtime:
+    """The runtime for these settings on this machine (``hardware`` defaults to :func:`probe_hardware`).
+
+    ``compile`` is True, False or ``"auto"``: auto compiles on CUDA only for ``purpose="batch"`` work
+    expected to embed at least :data:`COMPILE_MIN_ITEMS` items, never for a query, whose compile
+    time would not pay back.
+    """
+    device, dtype = (device or AUTO).strip().lower(), (dtype or AUTO).strip().lower()
+    if dtype not in (AUTO, *DTYPES):
+        raise RuntimeUnavailableError(f"dtype must be auto or one of {', '.join(DTYPES)}, got {dtype!r} (RAG_DTYPE)")
+    if batch_size is not None and batch_size < 1:
+        raise RuntimeUnavailableError(f"batch_size must be at least 1, got {batch_size}")
+    if workers is not None and workers < 1:
+        raise RuntimeUnavailableError(f"workers must be at least 1, got {workers}")
+    hardware = hardware or probe_hardware()
+    device, device_reason = _device(device, hardware)
+    dtype, dtype_reason = _dtype(device, dtype, hardware)
+    kind = device.split(":", 1)[0]
+    compiled = _compile(compile, kind, purpose, expected_items)
+    runtime = Runtime(
+        device=device,
+        dtype=dtype,
+        batch_size=batch_size or DEFAULT_BATCH.get(kind, DEFAULT_BATCH["cpu"]),
+        workers=workers or max(1, min(hardware.cores, _MAX_WORKERS)),
+        compile=compiled,
+        reason=f"{device_reason}; {dtype_reason}",
+    )
+    logger.info("encoder runtime: %s", runtime.describe())
+    return runtime
+
+
+def _device(requested: str, hardware: Hardware) -> tuple[str, str]:
+    if requested == AUTO:
+        if hardware.cuda:
+            return "cuda", f"auto: CUDA GPU {hardware.cuda[0].name}"
+        if hardware.mps:
+            return "mps", "auto: Apple GPU (mps)"
+        return "cpu", "auto: no CUDA or Apple GPU visible to torch"
+    match = re.fullmatch(r"(cpu|cuda|mps)(?::(\d+))?", requested)
+    if match is None:
+        raise RuntimeUnavailableError(f"unknown device {requested!r}: use auto, cpu, cuda, cuda:N or mps (RAG_DEVICE)")
+    kind, index = match.group(1), match.group(2)
+    if kind == "cuda":
+        if not hardware.cuda:
+            why = (
+                "this torch is a CPU-only build" if hardware.cuda_build is None
+                else f"torch (CUDA {hardware.cuda_build}) sees no GPU: check the driver and CUDA_VISIBLE_DEVICES"
+            )
+            raise RuntimeUnavailableError(f"device {requested!r} was asked for, but {why}. Set RAG_DEVICE=auto or cpu.")
+        if index is not None and int(index) >= len(hardware.cuda):
+            raise RuntimeUnavailableError(
+                f"device {requested!r} was asked for, but torch sees {len(hardware.cuda)} CUDA GPU(s) "
+                f"(cuda:0 to cuda:{len(hardware.cuda) - 1})"
+            )
+    if kind == "mps" and not hardware.mps:
+        raise RuntimeUnavailableError(
+            "device 'mps' was asked for, but torch sees no Apple GPU (macOS 12.3+ on Apple silicon). Set RAG_DEVICE=auto or cpu."
+        )
+    if kind == "mps" and index is not None:
+        raise RuntimeUnavailableError(f"unknown device {requested!r}: Apple GPUs are addressed as 'mps'")
+    return requested, f"device {requested} as set"
+
+
+def _dtype(device: str, requested: str, hardware: Hardware) -> tuple[str, str]:
+    kind = device.split(":", 1)[0]
+    if kind == "cuda":
+        gpu = hardware.cuda[int(device.split(":", 1)[1]) if ":" in device else 0]
+        if requested == AUTO:
+            if gpu.bf16:
+                return "bfloat16", "auto: the GPU supports bfloat16"
+            return "float16", "auto: the GPU lacks bfloat16, float16 instead"
+        if requested == "bfloat16" and not gpu.bf16:
+            raise RuntimeUnavailableError(
+                f"dtype bfloat16 was asked for, but {gpu.name} does not support it (Ampere or newer does). "
+                "Set RAG_DTYPE=auto or float16."
+            )
+        return requested, f"dtype {requested} as set"
+    if kind == "mps":
+        return (requested, f"dtype {requested} as set") if requested != AUTO else ("float16", "auto: float16 on mps")
+    native, why = hardware.cpu_bf16_native
+    if requested == AUTO:
+        return ("bfloat16", f"auto: {why}") if native else ("float32", f"auto: float32, since {why}")
+    if requested in ("bfloat16", "float16") and not native:
+        logger.warning(
+            "dtype %s on this CPU will be very slow: %s. RAG_DTYPE=auto or float32 is faster here.", requested, why
+        )
+    return requested, f"dtype {requested} as set"
+
+
+def _compile(requested: bool | str, kind: str, purpose: Purpose, expected_items: int | None) -> bool:
+    if isinstance(requested, str):
+        value = requested.strip().lower()
+        if value == AUTO:
+            return kind == "cuda" and purpose == "batch" and (expected_items or 0) >= COMPILE_MIN_ITEMS
+        if value in ("1", "true", "yes", "on"):
+            return True
+        if value in ("0", "false", "no", "off", ""):
+            return False
+        raise RuntimeUnavailableError(f"compile must be auto, true or false, got {requested!r} (RAG_COMPILE)")
+    return bool(requested)
