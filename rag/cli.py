@@ -102,6 +102,7 @@ def ingest(
         allow_urls=allow_urls or settings.allow_urls,
         max_download_bytes=settings.url_max_bytes,
         url_timeout=settings.url_timeout,
+        decode_check=False,  # the preprocessing workers decode every image and report the broken ones
     )
     report_path = report or settings.data_dir / "reports" / f"ingest-{settings.collection}.jsonl"
     with Progress(

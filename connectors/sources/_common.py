@@ -63,11 +63,12 @@ class LoadedImage(NamedTuple):
     metadata: dict[str, Any]
 
 
-def check_image(data: bytes, max_pixels: int) -> ImageInfo:
+def check_image(data: bytes, max_pixels: int, *, decode: bool = True) -> ImageInfo:
     """Raise BadInput unless ``data`` is a complete image of at most ``max_pixels`` pixels.
 
     PNGs are checked with ``verify()`` (every chunk's CRC up to IEND, no decoding); other formats
-    are decoded through a 1/8-scale draft, which for JPEG costs a small part of a full decode.
+    are decoded through a 1/8-scale draft. With ``decode=False`` only the header is read (format,
+    size): for callers that decode every image fully later and report the broken ones themselves.
     """
     if not data:
         raise BadInput(Kind.EMPTY_FILE, "empty file (0 bytes)")
@@ -82,9 +83,9 @@ def check_image(data: bytes, max_pixels: int) -> ImageInfo:
                     Kind.IMAGE_TOO_LARGE,
                     f"{width}x{height} image exceeds the {max_pixels}-pixel limit (decompression-bomb guard)",
                 )
-            if fmt == "PNG":
+            if decode and fmt == "PNG":
                 im.verify()
-            else:
+            elif decode:
                 im.draft("RGB", (max(1, width // 8), max(1, height // 8)))
                 im.load()
     except BadInput:
@@ -121,7 +122,7 @@ def read_file(path: Path) -> bytes:
 
 def load_image_file(path: Path, options: SourceOptions) -> LoadedImage:
     data = read_file(path)
-    info = check_image(data, options.max_image_pixels)
+    info = check_image(data, options.max_image_pixels, decode=options.decode_check)
     return LoadedImage(path.resolve(), data, info.mime_type, {})
 
 
@@ -140,7 +141,7 @@ def write_atomic(path: Path, data: bytes) -> None:
 
 def store_image(data: bytes, folder: str, options: SourceOptions) -> LoadedImage:
     """Check image bytes that have no file yet and keep them under ``cache_dir/folder``, named by their hash."""
-    info = check_image(data, options.max_image_pixels)
+    info = check_image(data, options.max_image_pixels, decode=options.decode_check)
     path = (options.cache_dir / folder / (hashlib.sha256(data).hexdigest()[:32] + info.suffix)).resolve()
     if not path.is_file():
         write_atomic(path, data)

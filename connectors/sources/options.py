@@ -37,6 +37,12 @@ class SourceOptions(BaseModel):
         gt=0,
         description="Decompression-bomb guard: images with more pixels are refused (PIL's default limit).",
     )
+    decode_check: bool = Field(
+        default=True,
+        description="Decode each image (JPEG at 1/8 scale) to catch truncated or corrupt files here. Ingestion "
+        "turns it off: its preprocessing stage decodes every image fully anyway and reports the broken ones, so "
+        "a second decode on the single reader thread would only slow it down.",
+    )
     image_columns: tuple[str, ...] = Field(
         default=("image", "image_path", "url"), description="Manifest columns holding the image, first present wins."
     )

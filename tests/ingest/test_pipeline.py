@@ -219,3 +219,14 @@ def test_a_changed_item_that_fails_to_decode_keeps_its_older_version(tiny_base, 
         assert [Path(p.source).name for p in report.skipped] == ["img001.png"]
         assert (report.added, report.replaced) == (0, 0)
         assert store.count({"source": str(folder / "img001.png")}) == 1
+
+
+def test_without_the_source_decode_check_broken_images_are_still_reported(tiny_base, tmp_path):
+    folder = make_folder(tmp_path / "corpus", 3)
+    good = (folder / "img000.png").read_bytes()
+    (folder / "img001.png").write_bytes(good[: len(good) // 2])  # truncated: its header still reads
+    with open_store(tmp_path, tiny_base) as store:
+        report = ingest(open_sources([folder], decode_check=False), tiny_base, store)
+    assert report.added == 2
+    [problem] = report.skipped
+    assert problem.kind is SourceErrorKind.CORRUPT_IMAGE and problem.source.endswith("img001.png")
