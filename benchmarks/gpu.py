@@ -29,9 +29,8 @@ import statistics
 import sys
 import tempfile
 import time
-from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
-from multiprocessing import get_context
 from pathlib import Path
 from typing import Any, Callable
 
@@ -61,20 +60,24 @@ GOALS = {  # issue 10, on one H100 with 16 cores
     "text_query_p50_ms": 5.0,
 }
 TEXT_TOKENS = 32  # a caption of about 25 words
+REQUIRED = {"load_base", "corpus"}  # what the other phases build on
 
 
 class Run:
     """Collects results and keeps the time budget."""
 
-    def __init__(self, budget: float):
+    def __init__(self, budget: float, only: set[str] | None = None):
         self.start = time.perf_counter()
         self.budget = budget
+        self.only = only
         self.results: dict[str, Any] = {}
 
     def left(self) -> float:
         return self.budget - (time.perf_counter() - self.start)
 
     def phase(self, name: str, function: Callable[[], Any], needs: float = 0.0) -> None:
+        if self.only is not None and name not in self.only | REQUIRED:
+            return
         if self.left() < needs:
             self.results[name] = {"skipped": f"time budget: {self.left():.0f} s left, needs about {needs:.0f} s"}
         else:
@@ -177,20 +180,15 @@ def make_corpus(folder: Path, n: int, workers: int) -> list[Path]:
 
 def preprocessing(encoder: VisualizedBGE, paths: list[Path], cores: int, with_processes: bool) -> dict:
     out: dict[str, Any] = {}
-    for workers in sorted({1, 8, cores}):
-        stage = Preprocessor(encoder.image_transform, workers)
-        list(stage.map(paths[: 4 * workers]))
+    kinds = [(workers, False) for workers in sorted({1, 8, cores})] + ([(cores, True)] if with_processes else [])
+    for workers, processes in kinds:
+        stage = Preprocessor(encoder.image_transform, workers, processes=processes)
+        list(stage.map(paths[: 4 * workers]))  # starts the workers
         start = time.perf_counter()
         results = list(stage.map(paths))
-        out[f"threads_{workers}_images_per_s"] = round(len(paths) / (time.perf_counter() - start))
+        out[f"{'processes' if processes else 'threads'}_{workers}_images_per_s"] = round(len(paths) / (time.perf_counter() - start))
         stage.close()
         assert all(r.pixels.dtype == np.uint8 for r in results)
-    if with_processes:
-        with ProcessPoolExecutor(cores, mp_context=get_context("spawn")) as pool:
-            list(pool.map(encoder.image_transform, paths[: 2 * cores], chunksize=2))
-            start = time.perf_counter()
-            list(pool.map(encoder.image_transform, paths, chunksize=8))
-            out[f"processes_{cores}_images_per_s"] = round(len(paths) / (time.perf_counter() - start))
     return out
 
 
@@ -246,31 +244,31 @@ def gpu_preprocessing(encoder: VisualizedBGE, paths: list[Path]) -> dict:
     }
 
 
-def api(encoder: VisualizedBGE, paths: list[Path], texts: list[str]) -> dict:
+def api(encoder: VisualizedBGE, paths: list[Path], texts: list[str], with_pil: bool = True) -> dict:
     device = encoder.device
     n = len(paths)
     warm = max(1, min(n, 2 * encoder.batch_size))
     encoder.encode_fused(paths[:warm], texts[:warm])
-    pil = [Image.open(p).convert("RGB") for p in paths]
-    out = {
-        "pil_fused_items_per_s": round(rate(n, lambda: encoder.encode_fused(pil, texts), device, repeats=2, warmup=0)),
-        "jpeg_fused_items_per_s": round(rate(n, lambda: encoder.encode_fused(paths, texts), device, repeats=2, warmup=0)),
-        "jpeg_fused_and_image_items_per_s": round(
-            rate(n, lambda: encoder.encode_fused_and_image(paths, texts), device, repeats=2, warmup=0)
-        ),
-        "items": n,
-    }
-    del pil
+    out: dict[str, Any] = {"preprocessing": "processes" if encoder.runtime.processes else "threads", "items": n}
+    if with_pil:
+        pil = [Image.open(p).convert("RGB") for p in paths]
+        out["pil_fused_items_per_s"] = round(rate(n, lambda: encoder.encode_fused(pil, texts), device, repeats=2, warmup=0))
+        del pil
+    out["jpeg_fused_items_per_s"] = round(rate(n, lambda: encoder.encode_fused(paths, texts), device, repeats=2, warmup=0))
+    out["jpeg_fused_and_image_items_per_s"] = round(
+        rate(n, lambda: encoder.encode_fused_and_image(paths, texts), device, repeats=2, warmup=0)
+    )
     return out
 
 
-def ingest_lite(encoder: VisualizedBGE, folder: Path, n: int, work: Path) -> dict:
+def ingest_lite(encoder: VisualizedBGE, folder: Path, n: int, db: Path) -> dict:
     import llama_index.core.schema  # noqa: F401  (rows carry a LlamaIndex node copy: its one-time import is not throughput)
 
-    with MilvusStore.open(work / "db" / "milvus.db", "bench", encoder_info=EncoderInfo.of(encoder)) as store:
+    with MilvusStore.open(db, "bench", encoder_info=EncoderInfo.of(encoder)) as store:
         report = ingest(open_sources([folder], decode_check=False), encoder, store)
         count = store.count()
-    return {"items_per_s": round(report.items_per_second), "added": report.added, "stored": count, "expected": n}
+    return {"items_per_s": round(report.items_per_second), "added": report.added, "stored": count, "expected": n,
+            "preprocessing": "processes" if encoder.runtime.processes else "threads"}
 
 
 def text_query(encoder: VisualizedBGE, compiled: bool, n: int) -> dict:
@@ -314,8 +312,10 @@ def main() -> None:
     parser.add_argument("--budget", type=float, default=290.0, help="seconds; optional phases are skipped past it")
     parser.add_argument("--items", type=int, default=2048, help="JPEG files for the API and ingest phases")
     parser.add_argument("--smoke", action="store_true", help="tiny counts, for checking the script anywhere")
+    parser.add_argument("--phases", help="comma-separated phase names to run (default: all)")
+    parser.add_argument("--preprocess", default="auto", choices=["auto", "threads", "processes"])
     args = parser.parse_args()
-    run = Run(args.budget)
+    run = Run(args.budget, set(args.phases.split(",")) if args.phases else None)
     smoke = args.smoke
     items = 8 if smoke else args.items
     batches = [4] if smoke else [64, 128, 256, 512]
@@ -323,7 +323,7 @@ def main() -> None:
     cores = cpu_cores()
 
     hardware = probe_hardware()
-    runtime = resolve_runtime(hardware=hardware)
+    runtime = resolve_runtime(hardware=hardware, preprocess=args.preprocess)
     device, dtype = torch.device(runtime.device), runtime.torch_dtype
     run.results["machine"] = {
         "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
@@ -353,15 +353,26 @@ def main() -> None:
         run.phase("corpus", lambda: {"files": len(state.setdefault("paths", make_corpus(work / "corpus", items, cores)))})
         paths = state["paths"]
         texts = [p.with_suffix(".txt").read_text() for p in paths]
-        run.phase("preprocessing", lambda: preprocessing(encoder, paths[: min(len(paths), 1024)], cores, not smoke), needs=20)
+        run.phase("preprocessing", lambda: preprocessing(encoder, paths[: min(len(paths), 1024)], cores, True), needs=20)
         if device.type == "cuda":
             run.phase("gpu_preprocessing_experiment", lambda: gpu_preprocessing(encoder, paths[: min(len(paths), 1024)]), needs=20)
         run.phase("api", lambda: api(encoder, paths, texts), needs=20)
-        run.phase("ingest_lite", lambda: ingest_lite(encoder, work / "corpus", len(paths), work), needs=20)
+        run.phase("ingest_lite", lambda: ingest_lite(encoder, work / "corpus", len(paths), work / "db1" / "m.db"), needs=20)
+        if runtime.processes:  # the same two phases with threads, side by side
+            state["threads"] = VisualizedBGE.from_pretrained(
+                work / "base" / "weights.pth", work / "base" / "text_model", vision_config=FULL_SIZE["base"][1],
+                runtime=replace(runtime, processes=False),
+            )
+            run.phase("api_threads", lambda: api(state["threads"], paths, texts, with_pil=False), needs=20)
+            run.phase(
+                "ingest_lite_threads",
+                lambda: ingest_lite(state["threads"], work / "corpus", len(paths), work / "db2" / "m.db"), needs=20,
+            )
+            state.pop("threads").close()
         run.phase("text_query_eager", lambda: text_query(encoder, False, 20 if smoke else 200))
         run.phase("model_only_m3", lambda: m3_model(device, dtype, [4] if smoke else [128, 256], repeats, False), needs=40)
         if not smoke:
-            run.phase("compiled_base", lambda: compiled_model(encoder.model, device, dtype, 256, repeats), needs=120)
+            run.phase("compiled_base", lambda: compiled_model(encoder.model, device, dtype, 512, repeats), needs=120)
             run.phase("text_query_compiled", lambda: text_query(encoder, True, 200), needs=60)
             run.phase("compiled_m3", lambda: m3_model(device, dtype, [256], repeats, True).get("compiled"), needs=150)
         encoder.close()
@@ -378,8 +389,12 @@ def main() -> None:
         "model_only_base_items_per_s": max(
             filter(None, [get("model_only_base.best_fused_items_per_s"), get("compiled_base.items_per_s")]), default=None
         ),
-        "api_jpeg_items_per_s": get("api.jpeg_fused_items_per_s"),
-        "ingest_jpeg_items_per_s": get("ingest_lite.items_per_s"),
+        "api_jpeg_items_per_s": max(
+            filter(None, [get("api.jpeg_fused_items_per_s"), get("api_threads.jpeg_fused_items_per_s")]), default=None
+        ),
+        "ingest_jpeg_items_per_s": max(
+            filter(None, [get("ingest_lite.items_per_s"), get("ingest_lite_threads.items_per_s")]), default=None
+        ),
         "model_only_m3_items_per_s": max(
             filter(None, [get("model_only_m3.best_fused_items_per_s"), get("compiled_m3.items_per_s")]), default=None
         ),

@@ -36,6 +36,8 @@ BF16_NATIVE_MAX_SLOWDOWN = 2.0
 #: ``compile="auto"`` compiles an ingest only past this many items: compiling takes a minute or more,
 #: and it saves a fraction of a millisecond per item (benchmarks/gpu.py prints the break-even).
 COMPILE_MIN_ITEMS = 500_000
+#: ``preprocess="auto"`` uses worker processes on CUDA machines with at least this many cores.
+PROCESSES_MIN_CORES = 4
 #: Items per forward pass by device kind, when the settings do not say.
 DEFAULT_BATCH = {"cpu": 16, "cuda": 256, "mps": 32}
 _MAX_WORKERS = 32
@@ -91,6 +93,7 @@ class Runtime:
     batch_size: int
     workers: int
     compile: bool = False
+    processes: bool = False  # preprocess files in worker processes rather than threads
     reason: str = ""
 
     @property
@@ -105,7 +108,8 @@ class Runtime:
 
     def describe(self) -> str:
         compiled = ", torch.compile" if self.compile else ""
-        return f"{self.device} {self.dtype}, batch {self.batch_size}, {self.workers} preprocessing workers{compiled}: {self.reason}"
+        pool = "processes" if self.processes else "threads"
+        return f"{self.device} {self.dtype}, batch {self.batch_size}, {self.workers} preprocessing {pool}{compiled}: {self.reason}"
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -177,6 +181,7 @@ def resolve_runtime(
     batch_size: int | None = None,
     workers: int | None = None,
     compile: bool | str = False,
+    preprocess: str = AUTO,
     purpose: Purpose = "query",
     expected_items: int | None = None,
     hardware: Hardware | None = None,
@@ -185,7 +190,9 @@ def resolve_runtime(
 
     ``compile`` is True, False or ``"auto"``: auto compiles on CUDA only for ``purpose="batch"`` work
     expected to embed at least :data:`COMPILE_MIN_ITEMS` items, never for a query, whose compile
-    time would not pay back.
+    time would not pay back. ``preprocess`` is ``"threads"``, ``"processes"`` or ``"auto"``: worker
+    processes on CUDA machines with at least :data:`PROCESSES_MIN_CORES` cores, where a GPU outruns
+    what threads sharing one interpreter can decode, threads elsewhere.
     """
     device, dtype = (device or AUTO).strip().lower(), (dtype or AUTO).strip().lower()
     if dtype not in (AUTO, *DTYPES):
@@ -199,12 +206,19 @@ def resolve_runtime(
     dtype, dtype_reason = _dtype(device, dtype, hardware)
     kind = device.split(":", 1)[0]
     compiled = _compile(compile, kind, purpose, expected_items)
+    preprocess = (preprocess or AUTO).strip().lower()
+    if preprocess not in (AUTO, "threads", "processes"):
+        raise RuntimeUnavailableError(f"preprocess must be auto, threads or processes, got {preprocess!r} (RAG_PREPROCESS)")
+    processes = preprocess == "processes" or (
+        preprocess == AUTO and kind == "cuda" and hardware.cores >= PROCESSES_MIN_CORES
+    )
     runtime = Runtime(
         device=device,
         dtype=dtype,
         batch_size=batch_size or DEFAULT_BATCH.get(kind, DEFAULT_BATCH["cpu"]),
         workers=workers or max(1, min(hardware.cores, _MAX_WORKERS)),
         compile=compiled,
+        processes=processes,
         reason=f"{device_reason}; {dtype_reason}",
     )
     logger.info("encoder runtime: %s", runtime.describe())

@@ -60,6 +60,11 @@ class Settings(BaseSettings):
     workers: PositiveInt | None = Field(
         default=None, description="Image decoding and preprocessing threads; None: one per CPU core."
     )
+    preprocess: Literal["auto", "threads", "processes"] = Field(
+        default="auto",
+        description="Where images are decoded and resized: threads, or worker processes (auto: processes on "
+        "CUDA machines with 4 cores or more, where the GPU outruns threads sharing one interpreter).",
+    )
     compile: Literal["auto", "true", "false"] = Field(
         default="auto",
         description="torch.compile the encoder (bucketed shapes, CUDA graphs): auto compiles on CUDA only for "

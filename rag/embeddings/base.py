@@ -13,6 +13,7 @@ if TYPE_CHECKING:
     from rag.runtime import Runtime
 
     from .inputs import PreparedImage
+    from .preprocess import Preprocessor
 
 #: An image as callers hand it over: a path, raw bytes, a PIL image, an already preprocessed
 #: ``(3, H, W)`` tensor, or a :class:`~rag.embeddings.inputs.PreparedImage` from ``prepare``.
@@ -53,8 +54,14 @@ class Encoder(Protocol):
 
     @property
     def image_transform(self) -> ImageTransform:
-        """The per-image decode-and-transform step (``ImageLoadError`` on a bad input) that the
-        preprocessing stage (``rag.embeddings.preprocess``) runs on its workers; encode methods accept its output."""
+        """The per-image decode-and-transform step (``ImageLoadError`` on a bad input); encode methods
+        accept its output. Picklable, for workers in other processes or on other machines."""
+        ...
+
+    @property
+    def preprocessor(self) -> "Preprocessor":
+        """The preprocessing stage (``rag.embeddings.preprocess``) running ``image_transform`` on the
+        runtime's workers: the encode methods feed from it, and so do ingestion engines."""
         ...
 
     def encode_text(self, texts: Sequence[str]) -> "np.ndarray": ...

@@ -26,6 +26,7 @@ def runtime_from_settings(settings: Settings, purpose: Purpose = "query", expect
         batch_size=settings.batch_size,
         workers=settings.workers,
         compile=settings.compile,
+        preprocess=settings.preprocess,
         purpose=purpose,
         expected_items=expected_items,
     )

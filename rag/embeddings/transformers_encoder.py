@@ -65,7 +65,7 @@ class TransformersEncoder(ABC):
         self.image_processor = image_processor
         self._name = name
         self._transform = ProcessorTransform(image_processor, _processed_shape(image_processor))
-        self._preprocessor = Preprocessor(self._transform, runtime.workers)
+        self.preprocessor = Preprocessor(self._transform, runtime.workers, processes=runtime.processes)
         self._batcher = PixelBatcher(self.device, runtime.torch_dtype)
 
     @classmethod
@@ -161,7 +161,7 @@ class TransformersEncoder(ABC):
 
     def prepare(self, images: Sequence[ImageInput]) -> Iterator[PreparedImage | ImageLoadError]:
         """Each image through the model's image processor on the worker pool, in order; an error value per bad one."""
-        return self._preprocessor.map(images)
+        return self.preprocessor.map(images)
 
     def preprocess(self, images: Sequence[ImageInput]) -> torch.Tensor:
         """Images to the ``(n, 3, H, W)`` float32 tensor the vision tower reads (on the CPU)."""
@@ -200,7 +200,7 @@ class TransformersEncoder(ABC):
 
     def close(self) -> None:
         """Stop the preprocessing workers (they also stop with the process)."""
-        self._preprocessor.close()
+        self.preprocessor.close()
 
     @abstractmethod
     def _embed_text(self, tokens: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -230,7 +230,7 @@ class TransformersEncoder(ABC):
 
         return run_batches(
             self.runtime, n, width or self.dim, normalised, texts=texts, images=images,
-            preprocessor=self._preprocessor, batcher=self._batcher,
+            preprocessor=self.preprocessor, batcher=self._batcher,
         )
 
 

@@ -1,8 +1,8 @@
 """Streaming ingestion: source items → prepared images → vectors → Milvus, the stages overlapped.
 
 A reader thread pulls items from the sources, drops those already stored (same content id) and
-hands each new image to the preprocessing workers (``rag.embeddings.preprocess``: one thread per
-core by default) without waiting for them; the calling thread collects the prepared images, batch
+hands each new image to the encoder's preprocessing workers (``rag.embeddings.preprocess``: one
+per core by default) without waiting for them; the calling thread collects the prepared images, batch
 by batch, and runs the encoder; a writer thread upserts into the store. Bounded queues between
 the stages keep memory flat whatever the corpus size, and the workers always have the next batches
 to decode while the model computes. Bad input becomes a :class:`SourceError` in the report and
@@ -15,7 +15,6 @@ import logging
 import queue
 import threading
 import time
-from concurrent.futures import Future
 from dataclasses import dataclass, field
 from itertools import islice
 from pathlib import Path
@@ -27,7 +26,7 @@ from connectors.milvus import schema
 from connectors.milvus.store import MilvusStore
 from rag.embeddings.base import Encoder
 from rag.embeddings.inputs import ImageLoadError, PreparedImage
-from rag.embeddings.preprocess import Prepared, Preprocessor
+from rag.embeddings.preprocess import PendingImages
 from rag.items import KnowledgeItem, Severity, SourceError, SourceErrorKind
 
 logger = logging.getLogger(__name__)
@@ -86,7 +85,7 @@ class _Pending:
 
     valid: list[KnowledgeItem]
     items: list[KnowledgeItem]
-    images: list[Future[Prepared] | None]  # one per new item; None for text-only items
+    images: PendingImages  # of the new items that have an image, in order
 
 
 @dataclass
@@ -112,8 +111,8 @@ def ingest(
 ) -> IngestReport:
     """Embed and store every good item of ``sources``; idempotent and safe to re-run after a crash.
 
-    ``batch_size`` defaults to the encoder's (``encoder.runtime``); images are prepared on
-    ``encoder.runtime.workers`` threads. ``on_progress(report)`` is called, with the report so far,
+    ``batch_size`` defaults to the encoder's (``encoder.runtime``); images are prepared by the
+    encoder's preprocessing stage. ``on_progress(report)`` is called, with the report so far,
     after each batch of inputs has been dealt with.
     """
     batch_size = batch_size or encoder.runtime.batch_size
@@ -123,7 +122,7 @@ def ingest(
     encoded: queue.Queue = queue.Queue(maxsize=2)
     failure: list[BaseException] = []
     stop = threading.Event()
-    preprocessor = Preprocessor(encoder.image_transform, encoder.runtime.workers)
+    preprocessor = encoder.preprocessor
     versions = _Versions(store, lock)
     start = time.perf_counter()
     store.set_properties({schema.INGEST_RUNTIME: encoder.runtime.to_dict()})
@@ -143,7 +142,7 @@ def ingest(
                 if stop.is_set():
                     break
                 valid, items = _new_items(chunk, store, lock, report, problem)
-                images = [preprocessor.submit(item.image.uri) if item.image else None for item in items]
+                images = preprocessor.submit([item.image.uri for item in items if item.image is not None])
                 pending.put(_Pending(valid, items, images))
         except BaseException as e:  # surfaced in the caller's thread
             failure.append(e)
@@ -187,7 +186,6 @@ def ingest(
             while pending.get() is not _DONE:
                 pass
         reader.join()
-        preprocessor.close()
     if failure:
         raise failure[0]
     with lock:
@@ -228,8 +226,9 @@ def _collect(chunk: _Pending, problem: Callable[[SourceError], None]) -> tuple[_
     """The chunk's new items whose images were prepared (or that have none), and the ids of those that
     failed, each failure reported."""
     kept, images, failed = [], [], set()
-    for item, future in zip(chunk.items, chunk.images):
-        result = future.result() if future is not None else None
+    prepared = iter(chunk.images.results())
+    for item in chunk.items:
+        result = next(prepared) if item.image is not None else None
         if isinstance(result, ImageLoadError):
             problem(SourceError(source=item.source, reason=str(result), kind=SourceErrorKind.CORRUPT_IMAGE))
             failed.add(item.id)

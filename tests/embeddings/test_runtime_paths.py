@@ -4,6 +4,9 @@ memory-mapped load, the fingerprint cache and compiled (bucketed) calls."""
 from __future__ import annotations
 
 import io
+import re
+import struct
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -18,8 +21,18 @@ from rag.embeddings.preprocess import Preprocessor
 from rag.embeddings.visualized_bge import loading
 from rag.embeddings.visualized_bge.preprocessing import NORMALISATION, VisualizedBGETransform
 from tests.conftest import load_tiny, parity_dir
+from tests.embeddings.crashing import CrashOn
 
 IMAGES = sorted((parity_dir("base") / "images").iterdir())
+
+
+def png_claiming(width: int, height: int) -> bytes:
+    """A PNG whose header claims a size, with no pixels behind it: a decompression bomb as far as the check goes."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b"")
 
 
 def hostile_inputs(tmp_path: Path, monkeypatch) -> list:
@@ -147,3 +160,47 @@ def test_a_worker_that_fails_oddly_costs_that_image_only() -> None:
     results = list(Preprocessor(transform, workers=2).map(["a", "poison", "b"]))
     assert isinstance(results[0], PreparedImage) and isinstance(results[2], PreparedImage)
     assert isinstance(results[1], ImageLoadError) and "poison: IndexError" in str(results[1])
+
+
+def test_worker_processes_give_the_same_results_as_threads(tmp_path) -> None:
+    paths = list(IMAGES)
+    broken = tmp_path / "truncated.jpg"
+    broken.write_bytes(IMAGES[0].read_bytes()[:500])
+    inputs = [paths[0], broken, png_claiming(20_000, 20_000), paths[1].read_bytes(), str(paths[2]), tmp_path / "missing.png"]
+    transform = VisualizedBGETransform(224)
+    threads = list(Preprocessor(transform, workers=2).map(inputs))
+    processes = Preprocessor(transform, workers=2, processes=True, group=2)
+    try:
+        results = list(processes.map(inputs))
+    finally:
+        processes.close()
+    for ours, theirs in zip(results, threads, strict=True):
+        assert type(ours) is type(theirs)
+        if isinstance(ours, PreparedImage):
+            assert np.array_equal(ours.pixels, theirs.pixels)
+        else:  # the same message, but for the address of PIL's BytesIO in it
+            assert re.sub(" at 0x[0-9a-f]+", "", str(ours)) == re.sub(" at 0x[0-9a-f]+", "", str(theirs))
+    assert "decompression bomb" in str(results[2])
+
+
+def test_a_worker_process_that_dies_costs_its_file_only() -> None:
+    inputs = [f"image-{i}" for i in range(10)]
+    inputs[5] = "poison"
+    stage = Preprocessor(CrashOn("poison"), workers=2, processes=True, group=4)
+    try:
+        results = list(stage.map(inputs))
+    finally:
+        stage.close()
+    assert [isinstance(r, ImageLoadError) for r in results] == [i == 5 for i in range(10)]
+    assert "poison: the process decoding it died" in str(results[5])
+    assert all(r.pixels[0, 0, 0] == len(inputs[i]) for i, r in enumerate(results) if i != 5)
+
+
+def test_the_encoder_gives_the_same_vectors_with_worker_processes() -> None:
+    texts = [f"caption {i}" for i in range(len(IMAGES))]
+    with_threads = load_tiny("base", batch_size=2)
+    with_processes = load_tiny("base", batch_size=2, preprocess="processes")
+    try:
+        np.testing.assert_array_equal(with_processes.encode_fused(IMAGES, texts), with_threads.encode_fused(IMAGES, texts))
+    finally:
+        with_processes.close()

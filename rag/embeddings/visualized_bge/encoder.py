@@ -45,7 +45,7 @@ class VisualizedBGE:
         self.checkpoint = checkpoint
         self.variant = variant
         self._transform = VisualizedBGETransform(self.model.vision_config.image_size)
-        self._preprocessor = Preprocessor(self._transform, runtime.workers)
+        self.preprocessor = Preprocessor(self._transform, runtime.workers, processes=runtime.processes)
         self._batcher = PixelBatcher(self.device, runtime.torch_dtype, NORMALISATION)
         self._compiled: dict[str, BucketedCompile] = {}
 
@@ -62,6 +62,7 @@ class VisualizedBGE:
         batch_size: int | None = None,
         workers: int | None = None,
         compile: bool | str = False,
+        preprocess: str = "auto",
     ) -> "VisualizedBGE":
         """Load a checkpoint.
 
@@ -69,11 +70,13 @@ class VisualizedBGE:
         ``"bge-visualized-m3"``) fetched from the hub. ``text_model`` (folder or hub id) supplies the
         text encoder's config and tokenizer; ``vision_config`` the vision tower's hyper-parameters.
         Both default by variant. ``runtime`` (see ``rag.runtime``), or else ``device``, ``dtype``,
-        ``batch_size``, ``workers`` and ``compile``, say where and how it runs; ``"auto"`` picks the
+        ``batch_size``, ``workers``, ``compile`` and ``preprocess``, say where and how it runs; ``"auto"`` picks the
         fastest this machine offers (a GPU in bfloat16 or float16, else the CPU in bfloat16 where it
         is native, float32 elsewhere).
         """
-        runtime = runtime or resolve_runtime(device, dtype, batch_size=batch_size, workers=workers, compile=compile)
+        runtime = runtime or resolve_runtime(
+            device, dtype, batch_size=batch_size, workers=workers, compile=compile, preprocess=preprocess
+        )
         checkpoint, variant = resolve_checkpoint(weights)
         if text_model is None and variant is None:
             raise CheckpointError(
@@ -150,7 +153,7 @@ class VisualizedBGE:
 
     def prepare(self, images: Sequence[ImageInput]) -> Iterator[PreparedImage | ImageLoadError]:
         """Each image decoded and transformed on the worker pool, in order; an ``ImageLoadError`` value per bad one."""
-        return self._preprocessor.map(images)
+        return self.preprocessor.map(images)
 
     def preprocess(self, images: Sequence[ImageInput]) -> torch.Tensor:
         """Images to the ``(n, 3, size, size)`` float32 tensor the vision tower reads (on the CPU)."""
@@ -210,7 +213,7 @@ class VisualizedBGE:
 
     def close(self) -> None:
         """Stop the preprocessing workers (they also stop with the process)."""
-        self._preprocessor.close()
+        self.preprocessor.close()
 
     # -- internals ---------------------------------------------------------------------------------
 
@@ -219,7 +222,7 @@ class VisualizedBGE:
     ) -> np.ndarray:
         return run_batches(
             self.runtime, len(texts), width, run, texts=texts, images=images,
-            preprocessor=self._preprocessor, batcher=self._batcher,
+            preprocessor=self.preprocessor, batcher=self._batcher,
         )
 
     def _tokens(self, texts: list[str], max_length: int) -> tuple[torch.Tensor, torch.Tensor]:
