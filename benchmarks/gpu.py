@@ -183,7 +183,8 @@ def preprocessing(encoder: VisualizedBGE, paths: list[Path], cores: int, with_pr
     kinds = [(workers, False) for workers in sorted({1, 8, cores})] + ([(cores, True)] if with_processes else [])
     for workers, processes in kinds:
         stage = Preprocessor(encoder.image_transform, workers, processes=processes)
-        list(stage.map(paths[: 4 * workers]))  # starts the workers
+        # Start every worker first: a spawned worker imports this script (and so torch) before its first task.
+        list(stage.map(paths[: min(len(paths), 2 * workers * (stage.group if processes else 1))]))
         start = time.perf_counter()
         results = list(stage.map(paths))
         out[f"{'processes' if processes else 'threads'}_{workers}_images_per_s"] = round(len(paths) / (time.perf_counter() - start))

@@ -67,8 +67,9 @@ class Settings(BaseSettings):
     )
     compile: Literal["auto", "true", "false"] = Field(
         default="auto",
-        description="torch.compile the encoder (bucketed shapes, CUDA graphs): auto compiles on CUDA only for "
-        "ingests of 500,000 items or more, where its compile time pays back; true also compiles for `rag serve`.",
+        description="torch.compile the encoder (bucketed shapes, CUDA graphs): auto compiles on CUDA for `rag serve` "
+        "(at start; queries then take ~1 ms of GPU time) and for ingests of 500,000 items or more, where the "
+        "compile time pays back; never for one-shot commands.",
     )
     allow_urls: bool = Field(default=False, description="Fetch http(s) images named by sources.")
     url_max_bytes: PositiveInt = Field(default=20 * 1024 * 1024, description="Largest image fetched from a URL.")

@@ -78,12 +78,14 @@ def test_impossible_requests_say_what_to_set(device, dtype, hardware, message) -
         resolve_runtime(device, dtype, hardware=hardware)
 
 
-def test_compile_pays_back_only_on_long_gpu_runs() -> None:
+def test_compile_pays_back_only_on_long_gpu_runs_and_servers() -> None:
     big = COMPILE_MIN_ITEMS
     assert resolve_runtime(compile="auto", purpose="batch", expected_items=big, hardware=GPU_BOX).compile
     assert not resolve_runtime(compile="auto", purpose="batch", expected_items=big - 1, hardware=GPU_BOX).compile
     assert not resolve_runtime(compile="auto", purpose="query", expected_items=big, hardware=GPU_BOX).compile
     assert not resolve_runtime(compile="auto", purpose="batch", expected_items=big, hardware=EPYC_ZEN3).compile
+    assert resolve_runtime(compile="auto", purpose="serve", hardware=GPU_BOX).compile
+    assert not resolve_runtime(compile="auto", purpose="serve", hardware=EPYC_ZEN3).compile
     assert resolve_runtime(compile="true", hardware=EPYC_ZEN3).compile
     with pytest.raises(RuntimeUnavailableError, match="compile must be"):
         resolve_runtime(compile="sometimes", hardware=EPYC_ZEN3)

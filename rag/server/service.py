@@ -23,7 +23,7 @@ from connectors.milvus import EncoderInfo, Filters, MilvusStore, StoreStats
 from connectors.sources import BadInput, SourceOptions, check_image, open_sources, store_image, write_atomic
 from rag.answer import AnswerResponse, answer_engine, llm_from_settings
 from rag.embeddings.base import Encoder
-from rag.embeddings.registry import load_encoder
+from rag.embeddings.registry import load_encoder, runtime_from_settings
 from rag.ingest import IngestReport, ingest
 from rag.items import SourceError, SourceErrorKind
 from rag.retrieval import Evidence, Mode, MultimodalRetriever, evidence
@@ -66,7 +66,9 @@ class Service:
     @classmethod
     def open(cls, settings: Settings, encoder: Encoder | None = None) -> "Service":
         """Load the encoder (unless given) and the LLM the settings name; open the collection, created if new."""
-        encoder = encoder or load_encoder(settings)
+        encoder = encoder or load_encoder(settings, runtime_from_settings(settings, "serve"))
+        if encoder.runtime.compile:
+            _warm_up(encoder)
         store = MilvusStore.open(
             settings.milvus_uri, settings.collection, encoder_info=EncoderInfo.of(encoder), token=settings.milvus_token_value
         )
@@ -197,6 +199,19 @@ class Service:
     ) -> IngestReport:
         sources = _until(stop, open_sources(paths, **self._source_options().model_dump()))
         return ingest(sources, self.encoder, self.store, batch_size=self.settings.batch_size, on_progress=on_progress)
+
+
+def _warm_up(encoder: Encoder) -> None:
+    """Compile the encoder for the usual query shapes now, rather than during the first requests."""
+    from PIL import Image
+
+    logger.info("compiling the encoder for text and image queries (a minute at most, once per start)")
+    encoder.encode_text(["warm-up query"])
+    if encoder.supports_fused:
+        encoder.encode_fused([Image.new("RGB", (64, 64))], ["warm-up query"])
+    else:
+        encoder.encode_image([Image.new("RGB", (64, 64))])
+    logger.info("the encoder is compiled")
 
 
 def _until(stop: threading.Event, results: Iterable[_T]) -> Iterator[_T]:

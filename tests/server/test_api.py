@@ -8,16 +8,19 @@ import random
 import struct
 import time
 import zlib
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
+import torch
 from fastapi.testclient import TestClient
 from PIL import Image
 
 from rag.server import create_app
 from rag.settings import Settings
 from tests.answer.llm_server import FakeLLMServer, Reply
+from tests.conftest import load_tiny
 from tests.retrieval.corpus import CAPTIONS, NOTES, Corpus
 
 
@@ -326,3 +329,20 @@ def test_ingest_a_manifest_confined_to_the_upload_folder(make_client: Any, tmp_p
     [picture] = client.post("/api/search", data={"text": "x", "mode": "text-to-multimodal"}).json()["results"]
     assert picture["text"] == "an inline picture"
     assert client.get(picture["image_url"]).content == png_bytes(colour=(9, 9, 9))
+
+
+def test_a_compiling_server_compiles_its_query_shapes_at_start(settings: Settings, monkeypatch) -> None:
+    compiled_for = []
+
+    def fake_compile(function, **options):  # records each compiled call instead of running inductor
+        def run(*inputs):
+            compiled_for.append((function.__name__, tuple(t.shape[0] for t in inputs)))
+            return function(*inputs)
+
+        return run
+
+    monkeypatch.setattr(torch, "compile", fake_compile)
+    encoder = load_tiny("base")
+    encoder.runtime = replace(encoder.runtime, compile=True)
+    with TestClient(create_app(settings, encoder=encoder)):
+        assert {name for name, _ in compiled_for} == {"embed_text", "embed_fused"}  # before any request
