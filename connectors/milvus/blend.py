@@ -55,6 +55,14 @@ class ScoreScale(str, Enum):
     RRF = "rrf"
 
     @property
+    def meaning(self) -> str:
+        return {
+            "cosine": "cosine similarity of one vector, -1 to 1",
+            "weighted": "weighted blend of normalised signal scores, 0 to 1",
+            "rrf": "reciprocal-rank fusion: positions only, about 0.016 per signal at best",
+        }[self.value]
+
+    @property
     def bounds(self) -> tuple[float, float] | None:
         """The range a score threshold may take on this scale; None where thresholds mean nothing (RRF)."""
         return {"cosine": (-1.0, 1.0), "weighted": (0.0, 1.0)}.get(self.value)

@@ -18,7 +18,9 @@ class Evidence(BaseModel):
 
     rank: int
     id: str
-    score: float | None
+    score: float | None = Field(
+        description="Higher is closer: a cosine (-1..1) for one vector; for a blend, its fused score (see score_scale)."
+    )
     source: str
     text: str
     image: str | None = Field(default=None, description="Local path or URL of the item's image.")

@@ -166,6 +166,7 @@ class MultimodalRetriever(BaseRetriever):
 
     def _retrieve(self, query_bundle: QueryBundle) -> list[NodeWithScore]:
         mode = self.resolve_mode(query_bundle)
+        self._blend_for(mode, query_bundle.query_str)  # a blend the query cannot feed fails before the model runs
         return self.search(self.embed(query_bundle, mode), mode, query_bundle.query_str)
 
     async def _aretrieve(self, query_bundle: QueryBundle) -> list[NodeWithScore]:
@@ -182,6 +183,8 @@ class MultimodalRetriever(BaseRetriever):
 
     def _blend_for(self, mode: Mode, text: str) -> Blend | None:
         if self.blend is not None:
+            if "bm25" in self.blend.signals and not text.strip():
+                raise BlendError(f"the blend {self.blend.describe()} has bm25, which needs query text; this query has none")
             return self.blend
         if self.hybrid:
             if text.strip():

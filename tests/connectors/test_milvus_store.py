@@ -17,6 +17,8 @@ from llama_index.vector_stores.milvus import MilvusVectorStore
 from pymilvus import MilvusClient
 
 from connectors.milvus import (
+    Blend,
+    BlendError,
     CollectionNotFoundError,
     EncoderInfo,
     EncoderMismatchError,
@@ -240,10 +242,12 @@ def test_bm25_text_and_hybrid_search(store: MilvusStore) -> None:
     assert [h.id for h in store.text_search("zebra", k=5, filter={"modality": "image+text"})] == [items[1].id]
     # Dense on item 3's vector, text on item 4's words: both lead the fused ranking.
     for fusion in ("rrf", "weighted"):
-        top = store.hybrid_search(fused[3], "biting flies", k=2, fusion=fusion)
+        top = store.hybrid_search(fused[3], "biting flies", blend=Blend.of({"fused": 1, "bm25": 1}, fusion), k=2)
         assert {h.id for h in top} == {items[3].id, items[4].id}, fusion
-    image_only = store.hybrid_search(image[0], "zebra", field="image", k=10)
-    assert items[4].id not in {h.id for h in image_only}
+    image_only = store.hybrid_search(image[0], "zebra", blend=Blend.parse("image,bm25", "rrf"), k=10, only_images=True)
+    assert items[4].id not in {h.id for h in image_only} and items[1].id in {h.id for h in image_only}
+    with pytest.raises(BlendError, match="needs query text"):
+        store.hybrid_search(fused[0], " ", blend=Blend.parse("fused,bm25"))
 
 
 def test_without_bm25_text_search_says_why(db: str) -> None:
@@ -252,7 +256,8 @@ def test_without_bm25_text_search_says_why(db: str) -> None:
         with pytest.raises(NotSupportedError, match="created without it"):
             store.text_search("anything")
         with pytest.raises(NotSupportedError):
-            store.hybrid_search(unit_vectors(1)[0], "anything")
+            store.hybrid_search(unit_vectors(1)[0], "anything", blend=Blend.parse("fused,bm25"))
+        assert store.signals == ("fused", "image")
     with MilvusStore.open(db, "plain", create=False) as store:
         assert not store.supports_bm25
 
