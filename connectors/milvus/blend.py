@@ -85,7 +85,10 @@ class Blend:
             raise BlendError(f"fusion must be weighted or rrf, not {fusion!r}")
         unknown = [str(name) for name in weights if name not in SIGNALS]
         if unknown:
-            raise BlendError(f"unknown signal(s) {', '.join(map(repr, unknown))} in the blend; signals: {', '.join(SIGNALS)}")
+            raise BlendError(
+                f"unknown signal(s) {', '.join(map(repr, unknown))} in the blend; signals: {', '.join(SIGNALS)} "
+                f"(written as signal=weight pairs, e.g. {_EXAMPLE})"
+            )
         for name, weight in weights.items():
             if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not math.isfinite(weight):
                 raise BlendError(f"the weight of {name} is {weight!r}, not a finite number")
