@@ -1,8 +1,10 @@
 """Query latency on Milvus Lite: text, image and composed queries over 10k and 100k items, split into
 embedding time (full-size Visualized-BGE base, random weights) and search time (MultimodalRetriever.search).
 
-The stored vectors are random unit vectors written straight through the store (only the query needs
-the model); the items have short random captions so that BM25 (hybrid) has text to search.
+Beside each single-vector search it times the weighted blends of the same query (fused + image, and
+fused + image + BM25: one Milvus hybrid search, fused server-side) and prints the ratio of their
+search p50s. The stored vectors are random unit vectors written straight through the store (only the
+query needs the model); the items have short random captions so that BM25 has text to search.
 
     .venv/bin/python benchmarks/query.py [--sizes 10000 100000] [--queries 30] [--top-k 10]
 """
@@ -10,6 +12,7 @@ the model); the items have short random captions so that BM25 (hybrid) has text 
 from __future__ import annotations
 
 import argparse
+import platform
 import statistics
 import sys
 import tempfile
@@ -31,6 +34,17 @@ WORDS = (
     "bridge river night red dress whale ocean carriage pond cat sofa window diagram water rain bowl ramen egg "
     "street market mountain snow lake boat train station garden flower chair table lamp book map city tower"
 ).split()
+# (query kind, mode, blend or None): each single-vector row, then its blends.
+ROWS = (
+    ("text", Mode.TEXT_TO_MULTIMODAL, None),
+    ("text", Mode.TEXT_TO_MULTIMODAL, "fused=0.6,image=0.4"),
+    ("text", Mode.TEXT_TO_MULTIMODAL, "fused=0.6,image=0.3,bm25=0.1"),
+    ("text", Mode.TEXT_TO_MULTIMODAL, "fused,bm25"),  # --hybrid: RRF
+    ("image", Mode.IMAGE_TO_IMAGE, None),
+    ("image", Mode.IMAGE_TO_IMAGE, "fused=0.3,image=0.7"),
+    ("composed", Mode.COMPOSED_TO_IMAGE, None),
+    ("composed", Mode.COMPOSED_TO_IMAGE, "fused=0.4,image=0.6"),
+)
 QUERIES = {
     "text": (Mode.TEXT_TO_MULTIMODAL, lambda i: QueryBundle(f"a {WORDS[i % len(WORDS)]} near a {WORDS[(i * 7) % len(WORDS)]}")),
     "image": (Mode.IMAGE_TO_IMAGE, lambda i: QueryBundle("", image_path=str(SAMPLE_IMAGES[i % len(SAMPLE_IMAGES)]))),
@@ -67,6 +81,17 @@ def fill(store: MilvusStore, n: int, dim: int, batch: int) -> float:
     return time.perf_counter() - start
 
 
+def cpu_model() -> str:
+    """The CPU's model name as /proc/cpuinfo gives it (Linux), else what the platform says."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
 def percentiles(seconds: list[float]) -> tuple[float, float]:
     """p50 and p95 in milliseconds."""
     ms = sorted(s * 1000 for s in seconds)
@@ -84,6 +109,7 @@ def main() -> None:
 
     encoder, model_dir = load_full_size("base", dtype=args.dtype)
     info = EncoderInfo.of(encoder)
+    print(f"cpu: {cpu_model()}")
     print(f"threads={torch.get_num_threads()}  encoder {encoder.name} dim {encoder.dim}  top_k={args.top_k}  "
           f"{args.queries} queries per kind")
 
@@ -96,10 +122,15 @@ def main() -> None:
             with MilvusStore.open(Path(tmp) / f"n{n}.db", "bench", encoder_info=info) as store:
                 seconds = fill(store, n, encoder.dim, args.batch)
                 print(f"\n{n:,} items: inserted in {seconds:.1f} s ({n / seconds:,.0f} items/s, batches of {args.batch})")
-                print(f"{'query':10} {'mode':24} {'embed p50/p95 ms':>17} {'search p50/p95 ms':>18} {'total p50/p95 ms':>17}")
-                rows = [(kind, mode, False) for kind, (mode, _) in QUERIES.items()] + [("text", Mode.TEXT_TO_MULTIMODAL, True)]
-                for kind, mode, hybrid in rows:
-                    retriever = MultimodalRetriever(store, encoder, mode=mode, top_k=args.top_k, hybrid=hybrid)
+                print(f"{'query':9} {'mode / blend':54} {'embed p50/p95 ms':>17} {'search p50/p95 ms':>18} "
+                      f"{'total p50/p95 ms':>17}")
+                single: dict[str, float] = {}
+                ratios = []
+                for kind, mode, blend in ROWS:
+                    fusion = "rrf" if blend == "fused,bm25" else "weighted"
+                    retriever = MultimodalRetriever(
+                        store, encoder, mode=mode, top_k=args.top_k, blend=blend, fusion=fusion if blend else None
+                    )
                     if kind not in embedded:
                         retriever.embed(bundles[kind][0], mode)  # warm-up
                         embed_times[kind], embedded[kind] = [], []
@@ -115,9 +146,15 @@ def main() -> None:
                         search_times.append(time.perf_counter() - start)
                         assert results, "the benchmark collection returned nothing"
                     totals = [e + s for e, s in zip(embed_times[kind], search_times)]
-                    label = f"{mode.value}{' +BM25' if hybrid else ''}"
+                    label = mode.value if retriever.blend is None else f"  blend {retriever.blend.describe()}"
                     cells = [percentiles(t) for t in (embed_times[kind], search_times, totals)]
-                    print(f"{kind:10} {label:24} " + " ".join(f"{a:8.1f}/{b:<8.1f}" for a, b in cells))
+                    print(f"{kind:9} {label:54} " + " ".join(f"{a:8.1f}/{b:<8.1f}" for a, b in cells))
+                    search_p50 = cells[1][0]
+                    if retriever.blend is None:
+                        single[kind] = search_p50
+                    else:
+                        ratios.append(f"  {kind:9} {retriever.blend.describe():44} {search_p50 / single[kind]:5.2f}x")
+                print("search p50 of each blend ÷ the single-vector search of its query kind:", *ratios, sep="\n")
     model_dir.cleanup()
 
 
