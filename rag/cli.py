@@ -288,7 +288,7 @@ def _checked_query(
 ):
     """The query's inputs and the retriever's options, checked before any model or store is opened: a typo is
     reported at once."""
-    from connectors.milvus.blend import Blend, BlendError, ScoreScale, check_threshold
+    from connectors.milvus.blend import Blend, BlendError, check_threshold, scale_of
     from connectors.milvus.filters import FilterError, compile_filter
     from rag.retrieval import Mode, PlainQuery, check_query, default_mode
 
@@ -308,14 +308,9 @@ def _checked_query(
         parsed_blend = Blend.parse(blend, fusion or "weighted") if blend is not None else None
     except BlendError as e:
         raise _fail(f"--blend: {e}") from e
-    if parsed_blend is not None:
-        scale = parsed_blend.score_scale
-    elif hybrid:
-        scale = ScoreScale.WEIGHTED if fusion == "weighted" else ScoreScale.RRF
-    else:
-        scale = ScoreScale.COSINE
+    asked = parsed_blend or (Blend.hybrid(fusion=fusion or "rrf") if hybrid else None)
     try:
-        check_threshold(min_score, scale)
+        check_threshold(min_score, scale_of(asked))
     except BlendError as e:
         raise _fail(f"--min-score: {e}") from e
     try:
@@ -362,7 +357,12 @@ def _run(action):
         raise _fail(str(e)) from e
 
 
-@app.command()
+@app.command(
+    help="Find the items closest to a text, an image, or both.\n\n"
+    "Scores: the cosine similarity (-1..1) when one vector is searched; with a weighted blend, the weighted mix of "
+    "Milvus's normalised signal scores (0..1); with RRF (--hybrid), reciprocal-rank fusion (about 0.016: positions "
+    "only). JSON output names the scale (score_scale)."
+)
 def search(
     collection: CollectionOpt = None,
     uri: UriOpt = None,
@@ -380,11 +380,7 @@ def search(
     weights: WeightsOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Find the items closest to a text, an image, or both.
-
-    Scores: cosine similarity (-1..1) when one vector is searched; with a blend, Milvus's weighted
-    mix of normalised signal scores (0..1), or reciprocal-rank fusion (about 0.016, positions only).
-    """
+    from connectors.milvus.blend import scale_of
     from rag.retrieval import evidence, merged_count
 
     settings = _settings(collection=collection, milvus_uri=uri, weights=weights)
@@ -399,7 +395,7 @@ def search(
         chosen = _run(lambda: retriever.resolve_mode(query))
         used = _run(lambda: retriever.resolve_blend(query))
         results = evidence(_run(lambda: retriever.retrieve(query)))
-    scale = used.score_scale.value if used is not None else "cosine"
+    scale = scale_of(used)
     tuned = used is not None and blend is None and not hybrid
     merged = merged_count(results)
     if as_json:
@@ -407,13 +403,13 @@ def search(
             "mode": chosen.value,
             "hybrid": used is not None and "bm25" in used.signals,
             "blend": {**used.to_dict(), "tuned": tuned} if used is not None else None,
-            "score_scale": scale,
+            "score_scale": scale.value,
             "merged": merged,
             "results": [r.model_dump(mode="json") for r in results],
         }))
         return
     searched = f" · blend {used.describe()}{', tuned' if tuned else ''}" if used is not None else ""
-    table = Table(title=f"{chosen.value}{searched} in {settings.collection}", caption=f"scores: {_scale(scale)}")
+    table = Table(title=f"{chosen.value}{searched} in {settings.collection}", caption=f"scores: {scale.meaning}")
     for column in ("#", "score", "source", "image", "text"):
         table.add_column(column, overflow="fold")
     for r in results:
@@ -421,12 +417,6 @@ def search(
     Console().print(table if results else "no matching items")
     if merged:
         Console().print(_merged_note(merged))
-
-
-def _scale(name: str) -> str:
-    from connectors.milvus.blend import ScoreScale
-
-    return ScoreScale(name).meaning
 
 
 def _merged_note(merged: int) -> str:

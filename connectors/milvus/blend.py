@@ -122,6 +122,11 @@ class Blend:
         return cls.of(weights, fusion)
 
     @classmethod
+    def hybrid(cls, vector: str = "fused", fusion: str = "rrf") -> "Blend":
+        """A vector signal and bm25 in equal parts: what ``--hybrid`` searches."""
+        return cls.of({vector: 1.0, "bm25": 1.0}, fusion)
+
+    @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "Blend":
         """The blend ``to_dict`` wrote."""
         return cls.of(data.get("weights") or {}, data.get("fusion", "weighted"))
@@ -156,6 +161,11 @@ class TunedBlend(BaseModel):
     @property
     def blend(self) -> Blend:
         return Blend.of(self.weights, self.fusion)
+
+
+def scale_of(blend: Blend | None) -> ScoreScale:
+    """The scale of the scores a search with ``blend`` gives (None: one vector, cosine)."""
+    return blend.score_scale if blend is not None else ScoreScale.COSINE
 
 
 def check_threshold(threshold: float | None, scale: ScoreScale) -> None:

@@ -20,11 +20,10 @@ from connectors.milvus import (
     Filters,
     Hit,
     MilvusStore,
-    ScoreScale,
     compile_filter,
     to_llama_node,
 )
-from connectors.milvus.blend import FUSIONS, Fusion, check_threshold
+from connectors.milvus.blend import FUSIONS, Fusion, check_threshold, scale_of
 from connectors.milvus.schema import MODALITY
 from rag.embeddings.base import Encoder, FusedNotSupportedError
 from rag.items import KnowledgeItem
@@ -113,12 +112,8 @@ class MultimodalRetriever(BaseRetriever):
         )
         self.score_threshold = score_threshold
         # Checked here on the scale asked for, and again per query on the scale used (a tuned blend's).
-        if self.blend is not None:
-            check_threshold(score_threshold, self.blend.score_scale)
-        elif hybrid:
-            check_threshold(score_threshold, ScoreScale.RRF if self.hybrid_fusion == "rrf" else ScoreScale.WEIGHTED)
-        else:
-            check_threshold(score_threshold, ScoreScale.COSINE)
+        asked = self.blend or (Blend.hybrid(fusion=self.hybrid_fusion) if hybrid else None)
+        check_threshold(score_threshold, scale_of(asked))
         self.dedup = dedup
         self.dedup_threshold = dedup_threshold
 
@@ -146,13 +141,11 @@ class MultimodalRetriever(BaseRetriever):
         return self.encoder.encode_fused([query.image_path], [query.query_str])[0]
 
     def resolve_blend(self, query: QueryBundle) -> Blend | None:
-        """The blend ``query`` is searched with; None when it is searched on its mode's vector alone."""
-        return self._blend_for(self.resolve_mode(query), query.query_str)
+        """The blend ``query`` is searched with; None when it is searched on its mode's vector alone.
 
-    def score_scale(self, query: QueryBundle) -> ScoreScale:
-        """What the scores of ``query``'s results mean (see ``connectors.milvus.blend``)."""
-        blend = self.resolve_blend(query)
-        return blend.score_scale if blend is not None else ScoreScale.COSINE
+        Its scores are on ``scale_of`` that blend (``connectors.milvus.blend``).
+        """
+        return self._blend_for(self.resolve_mode(query), query.query_str)
 
     def search(self, vector: np.ndarray, mode: Mode, text: str = "") -> list[NodeWithScore]:
         """The top-k nodes for an already embedded query; ``text`` feeds BM25 when a blend has it."""
@@ -188,7 +181,7 @@ class MultimodalRetriever(BaseRetriever):
             return self.blend
         if self.hybrid:
             if text.strip():
-                return Blend.of({mode.field: 1.0, "bm25": 1.0}, self.hybrid_fusion)
+                return Blend.hybrid(mode.field, self.hybrid_fusion)
             logger.info("hybrid search needs query text; this %s query is searched on dense vectors only", mode.value)
             return None
         return self.tuned.get(mode.query.value)
@@ -196,10 +189,10 @@ class MultimodalRetriever(BaseRetriever):
     def _search_hits(self, vector: np.ndarray, mode: Mode, text: str) -> list[tuple[Hit, list[str]]]:
         """The top-k hits, each with the ids merged into it as its duplicates."""
         blend = self._blend_for(mode, text)
-        check_threshold(self.score_threshold, blend.score_scale if blend is not None else ScoreScale.COSINE)
+        check_threshold(self.score_threshold, scale_of(blend))
         filters = self._filters_for(mode)
         similar = self.dedup_threshold is not None
-        compared = mode.field if blend is None else "image" if blend.signals in (("image",), ("image", "bm25")) else "fused"
+        compared = _compared_field(mode, blend)
         limit = min(2 * self.top_k + 8, _MAX_K) if self.dedup or similar else self.top_k
         while True:
             if blend is None:
@@ -240,11 +233,23 @@ def _as_blend(blend: Blend | Mapping[str, float] | str, fusion: Fusion) -> Blend
     return Blend.parse(blend, fusion) if isinstance(blend, str) else Blend.of(blend, fusion)
 
 
+def _compared_field(mode: Mode, blend: Blend | None) -> Literal["fused", "image"]:
+    """The vectors similarity merging compares: the mode's, or under a blend the fused ones unless it searches
+    pictures alone."""
+    if blend is None:
+        return mode.field
+    return "image" if "image" in blend.signals and "fused" not in blend.signals else "fused"
+
+
 def _identity(item: KnowledgeItem) -> list[tuple[str, ...]]:
-    """What makes two items the same: their id, or their image bytes (by digest) together with their text."""
+    """What makes two items the same: their id, or their image bytes (by digest; none for text-only items) and text.
+
+    An item whose image digest is unknown is the same as no other.
+    """
     keys = [("id", item.id)]
-    if item.image is None or item.image.sha256:
-        keys.append(("content", item.image.sha256 if item.image else "", item.text))  # type: ignore[arg-type]
+    digest = item.image.sha256 if item.image is not None else ""
+    if digest is not None:
+        keys.append(("content", digest, item.text))
     return keys
 
 

@@ -28,7 +28,7 @@ from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from connectors.milvus import Blend, NotSupportedError, ScoreScale, StoreError, StoreStats
-from connectors.milvus.blend import Fusion
+from connectors.milvus.blend import Fusion, scale_of
 from rag.answer import AnswerStatus, Citation
 from rag.embeddings.base import Encoder
 from rag.retrieval import Evidence, Mode, MultimodalRetriever, merged_count
@@ -386,8 +386,7 @@ def _searched(mode: Mode, blend: Blend | None, retriever: MultimodalRetriever, r
     used = None
     if blend is not None:
         used = BlendUsed(**blend.to_dict(), tuned=retriever.blend is None and not retriever.hybrid)
-    scale = blend.score_scale if blend is not None else ScoreScale.COSINE
-    return {"mode": mode, "blend": used, "score_scale": scale, "merged": merged_count(list(results))}
+    return {"mode": mode, "blend": used, "score_scale": scale_of(blend), "merged": merged_count(list(results))}
 
 
 def _image_url(item: Evidence) -> str | None:

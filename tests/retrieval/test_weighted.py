@@ -9,6 +9,7 @@ import pytest
 from pymilvus import WeightedRanker
 
 from connectors.milvus import Blend, BlendError, MilvusStore, NotSupportedError, ScoreScale
+from connectors.milvus.blend import scale_of
 from rag.retrieval import Mode, MultimodalRetriever, evidence
 
 from .synthetic import Synthetic, normalised
@@ -61,8 +62,8 @@ def test_a_weighted_score_is_the_documented_mix_of_normalised_scores(store, synt
     for source, (fused, image) in (("balanced", BALANCED), ("by-fused", BY_FUSED), ("by-image", BY_IMAGE)):
         expected = 0.6 * normalised("fused", fused) + 0.4 * normalised("image", image)
         assert scores[source] == pytest.approx(expected, abs=1e-5), source
-    assert retriever.score_scale(_bundle()) is ScoreScale.WEIGHTED
-    assert MultimodalRetriever(store, synthetic.encoder()).score_scale(_bundle()) is ScoreScale.COSINE
+    assert scale_of(retriever.resolve_blend(_bundle())) is ScoreScale.WEIGHTED
+    assert scale_of(MultimodalRetriever(store, synthetic.encoder()).resolve_blend(_bundle())) is ScoreScale.COSINE
 
 
 def test_fusion_runs_in_milvus_in_one_hybrid_search(store, synthetic, monkeypatch) -> None:
