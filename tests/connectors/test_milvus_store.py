@@ -210,6 +210,30 @@ def test_missing_and_foreign_collections_are_refused(db: str) -> None:
         MilvusStore.open(Path(db).with_suffix(""), "knowledge", encoder_info=ENCODER)
 
 
+def test_a_collection_of_an_older_schema_is_refused(db: str) -> None:
+    with MilvusStore.open(db, "old", encoder_info=ENCODER) as store:
+        store._client.alter_collection_properties("old", properties={"mmrag.schema_version": "1"})
+    with pytest.raises(StoreError, match="schema version 1, this library writes 2; re-ingest"):
+        MilvusStore.open(db, "old", create=False)
+
+
+def test_tuned_blends_are_kept_per_query_kind(store: MilvusStore) -> None:
+    from datetime import datetime, timezone
+
+    from connectors.milvus import TunedBlend
+
+    def tuned(weights: dict[str, float]) -> TunedBlend:
+        return TunedBlend(weights=weights, queries=3, metrics={"ndcg@10": 0.5}, tuned_at=datetime.now(timezone.utc))
+
+    store.save_tuned_blends({"text": tuned({"fused": 0.7, "bm25": 0.3}), "image": tuned({"image": 1.0})})
+    store.save_tuned_blends({"text": tuned({"fused": 0.4, "image": 0.6})})  # a later tuning of text queries only
+    saved = store.tuned_blends()
+    assert saved["text"].blend.weights == pytest.approx({"fused": 0.4, "image": 0.6})
+    assert saved["image"].blend.weights == {"image": 1.0} and store.stats().tuned_blends == saved
+    store.set_properties({"other": 1})
+    assert store.tuned_blends() == saved
+
+
 def test_bad_vectors_and_oversized_items_are_refused(store: MilvusStore) -> None:
     items, fused, image = _corpus()
     with pytest.raises(ValueError, match="shape"):
