@@ -1,8 +1,10 @@
 """Query latency on Milvus Lite: text, image and composed queries over 10k and 100k items, split into
 embedding time (full-size Visualized-BGE base, random weights) and search time (MultimodalRetriever.search).
 
-The stored vectors are random unit vectors written straight through the store (only the query needs
-the model); the items have short random captions so that BM25 (hybrid) has text to search.
+Beside each single-vector search it times the weighted blends of the same query (fused + image, and
+fused + image + BM25: one Milvus hybrid search, fused server-side) and prints the ratio of their
+search p50s. The stored vectors are random unit vectors written straight through the store (only the
+query needs the model); the items have short random captions so that BM25 has text to search.
 
     .venv/bin/python benchmarks/query.py [--sizes 10000 100000] [--queries 30] [--top-k 10]
 """
@@ -10,6 +12,7 @@ the model); the items have short random captions so that BM25 (hybrid) has text 
 from __future__ import annotations
 
 import argparse
+import platform
 import statistics
 import sys
 import tempfile
@@ -31,6 +34,12 @@ WORDS = (
     "bridge river night red dress whale ocean carriage pond cat sofa window diagram water rain bowl ramen egg "
     "street market mountain snow lake boat train station garden flower chair table lamp book map city tower"
 ).split()
+# The blends timed beside each kind's single-vector search (its mode's vector alone).
+BLENDS = {
+    "text": ("fused=0.6,image=0.4", "fused=0.6,image=0.3,bm25=0.1", "fused,bm25"),  # the last: --hybrid (RRF)
+    "image": ("fused=0.3,image=0.7",),
+    "composed": ("fused=0.4,image=0.6",),
+}
 QUERIES = {
     "text": (Mode.TEXT_TO_MULTIMODAL, lambda i: QueryBundle(f"a {WORDS[i % len(WORDS)]} near a {WORDS[(i * 7) % len(WORDS)]}")),
     "image": (Mode.IMAGE_TO_IMAGE, lambda i: QueryBundle("", image_path=str(SAMPLE_IMAGES[i % len(SAMPLE_IMAGES)]))),
@@ -67,6 +76,34 @@ def fill(store: MilvusStore, n: int, dim: int, batch: int) -> float:
     return time.perf_counter() - start
 
 
+def time_searches(
+    retrievers: list[MultimodalRetriever], mode: Mode, vectors: list[np.ndarray], bundles: list[QueryBundle]
+) -> list[list[float]]:
+    """Each retriever's search time per query, the retrievers taking turns on each query so that all of them
+    meet the same machine load (the ratios are what this benchmark reports)."""
+    for retriever in retrievers:
+        retriever.search(vectors[0], mode, bundles[0].query_str)  # warm-up
+    times: list[list[float]] = [[] for _ in retrievers]
+    for vector, bundle in zip(vectors, bundles):
+        for retriever, spent in zip(retrievers, times):
+            start = time.perf_counter()
+            results = retriever.search(vector, mode, bundle.query_str)
+            spent.append(time.perf_counter() - start)
+            assert results, "the benchmark collection returned nothing"
+    return times
+
+
+def cpu_model() -> str:
+    """The CPU's model name as /proc/cpuinfo gives it (Linux), else what the platform says."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
 def percentiles(seconds: list[float]) -> tuple[float, float]:
     """p50 and p95 in milliseconds."""
     ms = sorted(s * 1000 for s in seconds)
@@ -84,6 +121,7 @@ def main() -> None:
 
     encoder, model_dir = load_full_size("base", dtype=args.dtype)
     info = EncoderInfo.of(encoder)
+    print(f"cpu: {cpu_model()}")
     print(f"threads={torch.get_num_threads()}  encoder {encoder.name} dim {encoder.dim}  top_k={args.top_k}  "
           f"{args.queries} queries per kind")
 
@@ -96,28 +134,34 @@ def main() -> None:
             with MilvusStore.open(Path(tmp) / f"n{n}.db", "bench", encoder_info=info) as store:
                 seconds = fill(store, n, encoder.dim, args.batch)
                 print(f"\n{n:,} items: inserted in {seconds:.1f} s ({n / seconds:,.0f} items/s, batches of {args.batch})")
-                print(f"{'query':10} {'mode':24} {'embed p50/p95 ms':>17} {'search p50/p95 ms':>18} {'total p50/p95 ms':>17}")
-                rows = [(kind, mode, False) for kind, (mode, _) in QUERIES.items()] + [("text", Mode.TEXT_TO_MULTIMODAL, True)]
-                for kind, mode, hybrid in rows:
-                    retriever = MultimodalRetriever(store, encoder, mode=mode, top_k=args.top_k, hybrid=hybrid)
+                print(f"{'query':9} {'mode / blend':54} {'embed p50/p95 ms':>17} {'search p50/p95 ms':>18} "
+                      f"{'total p50/p95 ms':>17}")
+                ratios = []
+                for kind, (mode, _) in QUERIES.items():
+                    retrievers = [MultimodalRetriever(store, encoder, mode=mode, top_k=args.top_k)] + [
+                        MultimodalRetriever(
+                            store, encoder, mode=mode, top_k=args.top_k, blend=blend,
+                            fusion="rrf" if blend == "fused,bm25" else "weighted",
+                        )
+                        for blend in BLENDS[kind]
+                    ]
                     if kind not in embedded:
-                        retriever.embed(bundles[kind][0], mode)  # warm-up
+                        retrievers[0].embed(bundles[kind][0], mode)  # warm-up
                         embed_times[kind], embedded[kind] = [], []
                         for bundle in bundles[kind]:
                             start = time.perf_counter()
-                            embedded[kind].append(retriever.embed(bundle, mode))
+                            embedded[kind].append(retrievers[0].embed(bundle, mode))
                             embed_times[kind].append(time.perf_counter() - start)
-                    retriever.search(embedded[kind][0], mode, bundles[kind][0].query_str)  # warm-up
-                    search_times = []
-                    for vector, bundle in zip(embedded[kind], bundles[kind]):
-                        start = time.perf_counter()
-                        results = retriever.search(vector, mode, bundle.query_str)
-                        search_times.append(time.perf_counter() - start)
-                        assert results, "the benchmark collection returned nothing"
-                    totals = [e + s for e, s in zip(embed_times[kind], search_times)]
-                    label = f"{mode.value}{' +BM25' if hybrid else ''}"
-                    cells = [percentiles(t) for t in (embed_times[kind], search_times, totals)]
-                    print(f"{kind:10} {label:24} " + " ".join(f"{a:8.1f}/{b:<8.1f}" for a, b in cells))
+                    search_times = time_searches(retrievers, mode, embedded[kind], bundles[kind])
+                    for retriever, times in zip(retrievers, search_times):
+                        totals = [e + s for e, s in zip(embed_times[kind], times)]
+                        label = mode.value if retriever.blend is None else f"  blend {retriever.blend.describe()}"
+                        cells = [percentiles(t) for t in (embed_times[kind], times, totals)]
+                        print(f"{kind:9} {label:54} " + " ".join(f"{a:8.1f}/{b:<8.1f}" for a, b in cells))
+                        if retriever.blend is not None:
+                            ratio = percentiles(times)[0] / percentiles(search_times[0])[0]
+                            ratios.append(f"  {kind:9} {retriever.blend.describe():54} {ratio:5.2f}x")
+                print("search p50 of each blend ÷ the single-vector search of its query kind:", *ratios, sep="\n")
     model_dir.cleanup()
 
 

@@ -159,7 +159,8 @@ def _print_summary(result, summary: dict) -> None:
 
 @app.command()
 def stats(collection: CollectionOpt = None, uri: UriOpt = None, as_json: JsonOpt = False) -> None:
-    """Count, vector dimension and encoder of a collection, and the device and dtype its last ingest ran on."""
+    """Count, vector dimension and encoder of a collection, the device and dtype its last ingest ran on, and the
+    blends `rag eval --tune` saved for its queries."""
     settings = _settings(collection=collection, milvus_uri=uri)
     with _open_store(settings) as store:
         info = store.stats()
@@ -169,11 +170,16 @@ def stats(collection: CollectionOpt = None, uri: UriOpt = None, as_json: JsonOpt
         return
     table = Table(title=f"collection {info.collection}", show_header=False)
     runtime = data.pop("ingest_runtime", None)
+    data.pop("tuned_blends")
     for key, value in data.items():
         table.add_row(key, json.dumps(value) if isinstance(value, dict) else str(value))
     if runtime:
         table.add_row("ingested on", f"{runtime['device']} {runtime['dtype']}, batch {runtime['batch_size']}")
         table.add_row("because", str(runtime["reason"]))
+    for kind, tuned in info.tuned_blends.items():
+        scores = f"nDCG@10 {tuned.metrics.get('ndcg@10', 0):.3f}, MRR@10 {tuned.metrics.get('mrr@10', 0):.3f}"
+        when = tuned.tuned_at.strftime("%Y-%m-%d")
+        table.add_row(f"blend for {kind} queries", f"{tuned.blend.describe()} · {scores} on {tuned.queries} queries, {when}")
     Console().print(table)
 
 
@@ -197,11 +203,50 @@ FilterOpt = Annotated[
         '\'{"created_at": {">=": "2024-01-01"}}\'. Keys: source, tags, modality, mime_type, … or metadata keys.',
     ),
 ]
-HybridOpt = Annotated[bool, typer.Option("--hybrid", help="Fuse dense search with BM25 over the items' text.")]
-FusionOpt = Annotated[str, typer.Option("--fusion", help="Hybrid fusion: rrf or weighted (0.5 dense, 0.5 text).")]
-MinScoreOpt = Annotated[Optional[float], typer.Option("--min-score", help="Drop results scoring below this.")]
+BlendOpt = Annotated[
+    Optional[str],
+    typer.Option(
+        "--blend",
+        help="Search several signals in one query, fused by Milvus: fused=0.6,image=0.3,bm25=0.1 (fused: the item as "
+        "a whole; image: the picture alone; bm25: words of the text; weights are scaled to sum to 1), or names alone "
+        "for equal parts. Default: the blend `rag eval --tune` saved for the query's kind, unless --mode is given.",
+    ),
+]
+HybridOpt = Annotated[
+    bool, typer.Option("--hybrid", help="The mode's vector and BM25 over the items' text: the blend <vector>,bm25.")
+]
+FusionOpt = Annotated[
+    Optional[str],
+    typer.Option(
+        "--fusion",
+        help="How a blend is fused: weighted (the default for --blend) or rrf, reciprocal rank (the default for --hybrid).",
+    ),
+]
+MinScoreOpt = Annotated[
+    Optional[float],
+    typer.Option(
+        "--min-score",
+        help="Drop results scoring below this, on the scale of their scores: cosine -1..1 for one vector, 0..1 for "
+        "weighted blends (a blend of vectors alone tops out at 0.75). Refused with RRF, whose scores are positions "
+        "(about 0.016).",
+    ),
+]
 DedupOpt = Annotated[
-    bool, typer.Option("--dedup/--no-dedup", help="Keep one of near-identical results (vector cosine above 0.995).")
+    bool,
+    typer.Option(
+        "--dedup/--no-dedup",
+        help="Merge true duplicates: the same item, or the same image bytes with the same text. The footer counts them.",
+    ),
+]
+MergeSimilarOpt = Annotated[
+    Optional[float],
+    typer.Option(
+        "--merge-similar",
+        min=-1.0,
+        max=1.0,
+        help="Also merge results whose vectors have a cosine above this, e.g. 0.995 for re-encoded copies of a "
+        "picture. Off by default: distinct items can be that close.",
+    ),
 ]
 WeightsOpt = Annotated[Optional[str], typer.Option("--weights", help="Checkpoint path or variant [RAG_WEIGHTS].")]
 
@@ -230,15 +275,30 @@ def _parse_filters(values: list[str] | None) -> dict | None:
     return filters or None
 
 
-def _checked_query(text: str, image: Path | None, mode: str | None, filters: list[str] | None, fusion: str):
-    """The query's inputs, mode and filters, checked before any model or store is opened: a typo is reported at once."""
+def _checked_query(
+    text: str,
+    image: Path | None,
+    *,
+    mode: str | None,
+    filters: list[str] | None,
+    blend: str | None,
+    hybrid: bool,
+    fusion: str | None,
+    min_score: float | None,
+    merge_similar: float | None,
+):
+    """The query's inputs and the retriever's options, checked before any model or store is opened: a typo is
+    reported at once."""
+    from connectors.milvus.blend import Blend, BlendError, check_threshold, scale_of
     from connectors.milvus.filters import FilterError, compile_filter
     from rag.retrieval import Mode, PlainQuery, check_query, default_mode
 
     if mode is not None and mode not in {m.value for m in Mode}:
         raise _fail(f"unknown mode {mode!r}; choose one of {', '.join(m.value for m in Mode)}")
-    if fusion not in ("rrf", "weighted"):
+    if fusion not in (None, "rrf", "weighted"):
         raise _fail(f"--fusion must be rrf or weighted, not {fusion!r}")
+    if blend is not None and hybrid:
+        raise _fail("give --blend or --hybrid, not both: --hybrid is the blend of the mode's vector and bm25")
     if not text.strip() and image is None:
         raise _fail("give a query: --text and/or --image")
     if image is not None and not image.is_file():
@@ -246,30 +306,39 @@ def _checked_query(text: str, image: Path | None, mode: str | None, filters: lis
     query = PlainQuery(text, str(image) if image is not None else None)
     chosen = Mode(mode) if mode is not None else default_mode(query)
     try:
+        parsed_blend = Blend.parse(blend, fusion or "weighted") if blend is not None else None
+    except BlendError as e:
+        raise _fail(f"--blend: {e}") from e
+    asked = parsed_blend or (Blend.hybrid(fusion=fusion or "rrf") if hybrid else None)
+    try:
+        check_threshold(min_score, scale_of(asked))
+    except BlendError as e:
+        raise _fail(f"--min-score: {e}") from e
+    try:
         check_query(query, chosen)
         parsed = _parse_filters(filters)
         compile_filter(parsed)
     except (ValueError, FilterError) as e:
         raise _fail(str(e)) from e
-    return query, chosen if mode is not None else None, parsed
+    options = {
+        "mode": chosen if mode is not None else None,
+        "filters": parsed,
+        "blend": parsed_blend,
+        "hybrid": hybrid,
+        "fusion": fusion,
+        "score_threshold": min_score,
+        "dedup_threshold": merge_similar,
+    }
+    return query, options
 
 
-def _retriever(store, encoder, *, mode, top_k, filters, hybrid, fusion, min_score, dedup):
+def _retriever(store, encoder, **options):
+    from connectors.milvus import StoreError
     from rag.retrieval import MultimodalRetriever
 
     try:
-        return MultimodalRetriever(
-            store,
-            encoder,
-            mode=mode,
-            top_k=top_k,
-            filters=filters,
-            hybrid=hybrid,
-            fusion=fusion,
-            score_threshold=min_score,
-            **({} if dedup else {"dedup_threshold": None}),
-        )
-    except ValueError as e:
+        return MultimodalRetriever(store, encoder, **options)
+    except (ValueError, StoreError) as e:
         raise _fail(str(e)) from e
 
 
@@ -289,7 +358,12 @@ def _run(action):
         raise _fail(str(e)) from e
 
 
-@app.command()
+@app.command(
+    help="Find the items closest to a text, an image, or both.\n\n"
+    "Scores: the cosine similarity (-1..1) when one vector is searched; with a weighted blend, the weighted mix of "
+    "Milvus's normalised signal scores (0..1); with RRF (--hybrid), reciprocal-rank fusion (about 0.016: positions "
+    "only). JSON output names the scale (score_scale)."
+)
 def search(
     collection: CollectionOpt = None,
     uri: UriOpt = None,
@@ -298,36 +372,56 @@ def search(
     mode: ModeOpt = None,
     top_k: TopKOpt = 10,
     filters: FilterOpt = None,
+    blend: BlendOpt = None,
     hybrid: HybridOpt = False,
-    fusion: FusionOpt = "rrf",
+    fusion: FusionOpt = None,
     min_score: MinScoreOpt = None,
     dedup: DedupOpt = True,
+    merge_similar: MergeSimilarOpt = None,
     weights: WeightsOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Find the items closest to a text, an image, or both."""
-    from rag.retrieval import evidence
+    from connectors.milvus.blend import scale_of
+    from rag.retrieval import evidence, merged_count
 
     settings = _settings(collection=collection, milvus_uri=uri, weights=weights)
-    plain, chosen_mode, parsed = _checked_query(text, image, mode, filters, fusion)
+    plain, options = _checked_query(
+        text, image, mode=mode, filters=filters, blend=blend, hybrid=hybrid, fusion=fusion, min_score=min_score,
+        merge_similar=merge_similar,
+    )
     encoder = _load_encoder(settings)
     query = _bundle(plain)
     with _open_store(settings, encoder) as store:
-        retriever = _retriever(
-            store, encoder, mode=chosen_mode, top_k=top_k, filters=parsed, hybrid=hybrid, fusion=fusion,
-            min_score=min_score, dedup=dedup,
-        )
+        retriever = _retriever(store, encoder, top_k=top_k, dedup=dedup, **options)
         chosen = _run(lambda: retriever.resolve_mode(query))
+        used = _run(lambda: retriever.resolve_blend(query))
         results = evidence(_run(lambda: retriever.retrieve(query)))
+    scale = scale_of(used)
+    tuned = used is not None and blend is None and not hybrid
+    merged = merged_count(results)
     if as_json:
-        print(json.dumps({"mode": chosen.value, "hybrid": retriever.hybrid, "results": [r.model_dump(mode="json") for r in results]}))
+        print(json.dumps({
+            "mode": chosen.value,
+            "hybrid": used is not None and "bm25" in used.signals,
+            "blend": {**used.to_dict(), "tuned": tuned} if used is not None else None,
+            "score_scale": scale.value,
+            "merged": merged,
+            "results": [r.model_dump(mode="json") for r in results],
+        }))
         return
-    table = Table(title=f"{chosen.value}{' + BM25' if retriever.hybrid else ''} in {settings.collection}")
+    searched = f" · blend {used.describe()}{', tuned' if tuned else ''}" if used is not None else ""
+    table = Table(title=f"{chosen.value}{searched} in {settings.collection}", caption=f"scores: {scale.meaning}")
     for column in ("#", "score", "source", "image", "text"):
         table.add_column(column, overflow="fold")
     for r in results:
         table.add_row(str(r.rank), f"{r.score:.4f}", r.source, r.image or "", _snippet(r.text))
     Console().print(table if results else "no matching items")
+    if merged:
+        Console().print(_merged_note(merged))
+
+
+def _merged_note(merged: int) -> str:
+    return f"{merged} duplicate{'s' if merged != 1 else ''} merged (same item, or same image and text); --no-dedup lists them"
 
 
 @app.command()
@@ -339,10 +433,12 @@ def ask(
     mode: ModeOpt = None,
     top_k: TopKOpt = 5,
     filters: FilterOpt = None,
+    blend: BlendOpt = None,
     hybrid: HybridOpt = False,
-    fusion: FusionOpt = "rrf",
+    fusion: FusionOpt = None,
     min_score: MinScoreOpt = None,
     dedup: DedupOpt = True,
+    merge_similar: MergeSimilarOpt = None,
     rerank: Annotated[
         Optional[int], typer.Option("--rerank", min=1, help="Let the LLM rerank the candidates and keep this many.")
     ] = None,
@@ -367,7 +463,10 @@ def ask(
         )
     except ValidationError as e:
         raise _fail(str(e)) from e
-    plain, chosen_mode, parsed = _checked_query(question, image, mode, filters, fusion)
+    plain, options = _checked_query(
+        question, image, mode=mode, filters=filters, blend=blend, hybrid=hybrid, fusion=fusion, min_score=min_score,
+        merge_similar=merge_similar,
+    )
     from rag.answer import AnswerStatus, answer_engine, llm_from_settings
 
     try:
@@ -377,10 +476,7 @@ def ask(
     encoder = _load_encoder(settings)
     query = _bundle(plain)
     with _open_store(settings, encoder) as store:
-        retriever = _retriever(
-            store, encoder, mode=chosen_mode, top_k=top_k, filters=parsed, hybrid=hybrid, fusion=fusion,
-            min_score=min_score, dedup=dedup,
-        )
+        retriever = _retriever(store, encoder, top_k=top_k, dedup=dedup, **options)
         engine = answer_engine(retriever, llm, max_image_side=settings.llm_max_image_side, rerank_top_n=rerank)
         response = _run(lambda: engine.query(query))
     if as_json:
@@ -393,15 +489,18 @@ def ask(
 
 def _print_answer(response) -> None:
     from rag.answer import AnswerStatus
+    from rag.retrieval import merged_count
 
     typer.echo(str(response))
-    if response.status is not AnswerStatus.ANSWERED:
-        return
-    cited = response.cited
-    typer.echo("\nCited:" if cited else "\nThe answer cites no item; the evidence was:")
-    for c in cited or response.citations:
-        reason = f"  (rerank: {c.rerank_reason})" if c.rerank_reason else ""
-        typer.echo(f"[{c.rank}] {c.source}  id={c.id}  image={c.image or '-'}{reason}")
+    merged = merged_count(response.citations)
+    if response.status is AnswerStatus.ANSWERED:
+        cited = response.cited
+        typer.echo("\nCited:" if cited else "\nThe answer cites no item; the evidence was:")
+        for c in cited or response.citations:
+            reason = f"  (rerank: {c.rerank_reason})" if c.rerank_reason else ""
+            typer.echo(f"[{c.rank}] {c.source}  id={c.id}  image={c.image or '-'}{reason}")
+    if merged:
+        typer.echo(_merged_note(merged))
     if response.rerank_error:
         console.print(f"[yellow]warning:[/] {response.rerank_error}")
 
@@ -583,22 +682,34 @@ def evaluate(
     ] = None,
     mode: Annotated[Optional[list[str]], typer.Option("--mode", "-m", help="Only these modes (repeat).")] = None,
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Also write the JSON here.")] = None,
+    tune: Annotated[
+        bool,
+        typer.Option(
+            "--tune",
+            help="Search the weights of fused, image and bm25 per query kind (text, image, composed), report the best "
+            "blend beside each signal alone, and save it on the collection: later queries of that kind use it.",
+        ),
+    ] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="With --tune: report the blends, save nothing.")] = False,
     uri: UriOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Recall@1/5/10, MRR@10 and nDCG@10 per retrieval mode, for one or more collections on the same queries."""
-    from rich import box
-
+    """Recall@1/5/10, MRR@10 and nDCG@10 per retrieval mode, for one or more collections on the same queries;
+    with --tune, the best blend per query kind."""
     from rag.analysis import MODES, evaluate_collection, load_queries
-    from rag.analysis.evaluation import METRICS
 
     asked = _checked(lambda: load_queries(queries))
+    if tune and mode:
+        raise _fail("--tune searches every signal of each query kind; leave --mode out")
+    if dry_run and not tune:
+        raise _fail("--dry-run goes with --tune")
     unknown = sorted(set(mode or []) - {m.name for m in MODES})
     if unknown:
         raise _fail(f"unknown mode(s) {', '.join(unknown)}; modes: {', '.join(m.name for m in MODES)}")
     modes = [m for m in MODES if not mode or m.name in mode]
     encoders: dict[tuple[str | None, str | None], object] = {}
-    results = []
+    results: list = []
+    to_save = []
     for spec in collection or [None]:
         name, kind, weights = _collection_spec(spec)
         settings = _settings(collection=name, milvus_uri=uri, encoder=kind, weights=weights)
@@ -607,17 +718,44 @@ def evaluate(
             encoders[key] = _load_encoder(settings)
         model = encoders[key]
         with _open_store(settings, model) as store:
-            results += _checked(lambda: evaluate_collection(model, store, asked, modes))
+            if tune:
+                from rag.analysis.tuning import tune_blends
+
+                tuned = _checked(lambda: tune_blends(model, store, asked))
+                results += tuned
+                to_save.append((settings, tuned))
+            else:
+                results += _checked(lambda: evaluate_collection(model, store, asked, modes))
+    saved: dict[str, list[str]] = {}
+    if tune and not dry_run:  # only once every collection is tuned: an error above leaves them all as they were
+        from rag.analysis.tuning import save_tuned
+
+        for settings, tuned in to_save:
+            with _open_store(settings) as store:
+                saved[settings.collection] = sorted(_checked(lambda: save_tuned(store, tuned)))
     data = {"queries": str(queries), "count": len(asked), "results": [r.to_dict() for r in results]}
+    if tune:
+        data["saved"] = saved
     if output is not None:
         output.parent.mkdir(parents=True, exist_ok=True)
         output.write_text(json.dumps(data, indent=2), encoding="utf-8")
     if as_json:
         print(json.dumps(data))
         return
+    if tune:
+        _print_tuning(results, saved, dry_run, f"{len(asked)} queries from {queries.name}")
+    else:
+        _print_evaluation(results, f"{len(asked)} queries from {queries.name}")
+
+
+def _print_evaluation(results: list, source: str) -> None:
+    from rich import box
+
+    from rag.analysis.evaluation import METRICS
+
     used = {r.collection: r.encoder for r in results}
     table = Table(
-        title=f"retrieval evaluation · {len(asked)} queries from {queries.name}",
+        title=f"retrieval evaluation · {source}",
         caption="; ".join(f"{name}: {encoder_name}" for name, encoder_name in used.items()),
         box=box.SIMPLE_HEAD,
     )
@@ -630,6 +768,40 @@ def evaluate(
     for r in results:
         if r.skipped:
             console.print(f"[yellow]skipped[/] {r.collection} {r.mode}: {r.skipped}")
+
+
+def _print_tuning(results: list, saved: dict[str, list[str]], dry_run: bool, source: str) -> None:
+    from rich import box
+
+    from connectors.milvus.blend import Blend
+    from rag.analysis.evaluation import METRICS
+
+    collections = sorted({r.collection for r in results})
+    several = len(collections) > 1
+    title = f"blend tuning · {source}" + ("" if several else f" · collection {collections[0]}" if collections else "")
+    table = Table(title=title, box=box.SIMPLE_HEAD)
+    columns = (["collection"] if several else []) + ["kind (n)", "search", "R@1", "R@5", "R@10", "MRR@10", "nDCG@10"]
+    for column in columns:
+        table.add_column(column, justify="left" if column in ("collection", "kind (n)", "search") else "right")
+    for r in results:
+        rows = [(f"{signal} alone", scores) for signal, scores in r.alone.items()]
+        if r.best is not None:
+            rows.append((f"[bold]★ {Blend.of(r.best).describe()}[/]", r.metrics))
+        for label, scores in rows:
+            cells = [f"{r.kind} ({r.queries})", label, *(f"{scores[m]:.3f}" for m in METRICS)]
+            table.add_row(*([r.collection] if several else []), *cells)
+    Console().print(table)
+    for r in results:
+        if r.skipped:
+            console.print(f"[yellow]not tuned[/] {r.collection} {r.kind}: {r.skipped}")
+    if dry_run:
+        console.print("--dry-run: nothing saved")
+    for name, kinds in saved.items():
+        if kinds:
+            console.print(
+                f"saved on collection {name!r} for {', '.join(kinds)} queries: they use these blends unless --blend "
+                "or --mode says otherwise (rag stats lists them)"
+            )
 
 
 def _collection_spec(spec: str | None) -> tuple[str | None, str | None, str | None]:

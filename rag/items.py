@@ -21,6 +21,9 @@ class ImageRef(BaseModel):
 
     uri: str = Field(description="Absolute local path or http(s) URL of the image.")
     mime_type: str | None = Field(default=None, description="e.g. image/jpeg")
+    sha256: str | None = Field(
+        default=None, description="SHA-256 (hex) of the image bytes, when the item was made from them: same digest, same picture."
+    )
     thumbnail: bytes | None = Field(default=None, description="Optional small JPEG/PNG preview.")
 
 
@@ -55,6 +58,8 @@ class KnowledgeItem(BaseModel):
         """Build an item whose id is derived from its content, so re-ingesting the same content is a no-op."""
         if image is None and not text:
             raise ValueError(f"{source}: an item needs an image, a text, or both")
+        if image is not None and image_bytes is not None:
+            image = image.model_copy(update={"sha256": hashlib.sha256(image_bytes).hexdigest()})
         return cls(id=content_id(source, text, image_bytes), source=source, text=text, image=image, **fields)
 
 

@@ -46,6 +46,9 @@ def invoke(tmp_path: Path, *args: str) -> dict:
         (["search", "-c", "kb", "-t", "x", "--filter", '{"created_at": {">=": "yesterday"}}'], 2, "ISO date-time"),
         (["search", "-c", "kb", "-t", "x", "--mode", "image-to-image"], 2, "needs a query image"),
         (["ask", "what?", "-c", "kb", "--fusion", "max"], 2, "--fusion must be rrf or weighted"),
+        (["search", "-c", "kb", "-t", "x", "--blend", "fused=0.5,colour=0.5"], 2, "unknown signal(s) 'colour'"),
+        (["search", "-c", "kb", "-t", "x", "--blend", "image=-1"], 2, "weights must be 0 or more"),
+        (["ask", "what?", "-c", "kb", "--hybrid", "--min-score", "0.5"], 2, "means nothing on RRF"),
     ],
 )
 def test_quick_answers_load_no_heavy_library(tmp_path, args, code, says) -> None:

@@ -1,5 +1,6 @@
 """Milvus knowledge store: schema, filter compiler and store (Milvus Lite or server, chosen by URI)."""
 
+from connectors.milvus.blend import Blend, BlendError, ScoreScale, TunedBlend
 from connectors.milvus.filters import FilterError, Filters, compile_filter
 from connectors.milvus.schema import Backend, EncoderInfo, ItemTooLargeError, item_problems, to_llama_node
 from connectors.milvus.store import (
@@ -16,6 +17,8 @@ from connectors.milvus.store import (
 
 __all__ = [
     "Backend",
+    "Blend",
+    "BlendError",
     "CollectionNotFoundError",
     "EncoderInfo",
     "EncoderMismatchError",
@@ -25,9 +28,11 @@ __all__ = [
     "ItemTooLargeError",
     "MilvusStore",
     "NotSupportedError",
+    "ScoreScale",
     "StoreError",
     "StoreLockedError",
     "StoreStats",
+    "TunedBlend",
     "compile_filter",
     "item_problems",
     "list_collections",

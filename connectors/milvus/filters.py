@@ -4,9 +4,9 @@ The only place that writes Milvus expressions. Every value becomes an escaped li
 can change an expression's structure (Milvus Lite has no filter templates to lean on).
 
 Keys naming a typed field (``id``, ``source``, ``modality``, ``mime_type``, ``image_uri``,
-``text``, ``tags``, ``created_at``, ``has_image``) filter on that field; any other key is a path
-into the ``metadata`` JSON field, which is slower. Prefix ``metadata.`` reaches a metadata key
-that shares a typed field's name (``metadata.source``).
+``image_sha256``, ``text``, ``tags``, ``created_at``, ``has_image``) filter on that field; any
+other key is a path into the ``metadata`` JSON field, which is slower. Prefix ``metadata.``
+reaches a metadata key that shares a typed field's name (``metadata.source``).
 
 Plain dicts: ``{"source": "a.jpg"}`` (equality), ``{"source": ["a.jpg", "b.jpg"]}`` (any of),
 ``{"tags": "cat"}`` (the item has that tag), ``{"created_at": {">=": datetime(2024, 1, 1)}}``
@@ -83,6 +83,7 @@ _TYPED = {
     schema.MODALITY: _Kind.STRING,
     schema.MIME_TYPE: _Kind.STRING,
     schema.IMAGE_URI: _Kind.STRING,
+    schema.IMAGE_SHA256: _Kind.STRING,
     schema.TEXT: _Kind.TEXT,
     schema.TAGS: _Kind.TAGS,
     schema.CREATED_AT: _Kind.TIME,

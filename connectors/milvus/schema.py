@@ -8,6 +8,9 @@ Items without an image have no image vector: their ``image_embedding`` holds a c
 vector (Milvus vectors cannot be null, and a zero vector scores 0 for every query, which would
 rank such items in the middle of image results) and ``has_image`` is false, so image searches
 filter them out.
+
+``image_sha256`` is the SHA-256 of an item's image bytes (empty when unknown or without an image):
+two items with the same digest and the same text are duplicates, whatever their sources.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ if TYPE_CHECKING:
 
     from rag.embeddings.base import Encoder
 
-SCHEMA_VERSION = "1"
+SCHEMA_VERSION = "2"  # 2: image_sha256 (true duplicates are found by it)
 
 ID = "id"
 FUSED = "embedding"
@@ -40,6 +43,7 @@ SOURCE = "source"
 MODALITY = "modality"
 MIME_TYPE = "mime_type"
 IMAGE_URI = "image_uri"
+IMAGE_SHA256 = "image_sha256"
 HAS_IMAGE = "has_image"
 CREATED_AT = "created_at"
 TAGS = "tags"
@@ -48,7 +52,7 @@ NODE_CONTENT = "_node_content"
 NODE_TYPE = "_node_type"
 
 #: Every stored field except the vectors and the LlamaIndex node copy: what a hit carries.
-ITEM_FIELDS = [ID, TEXT, SOURCE, MODALITY, MIME_TYPE, IMAGE_URI, HAS_IMAGE, CREATED_AT, TAGS, METADATA]
+ITEM_FIELDS = [ID, TEXT, SOURCE, MODALITY, MIME_TYPE, IMAGE_URI, IMAGE_SHA256, HAS_IMAGE, CREATED_AT, TAGS, METADATA]
 
 #: Byte limits (UTF-8) of the VARCHAR fields, and the tag list capacity.
 MAX_BYTES = {
@@ -58,6 +62,7 @@ MAX_BYTES = {
     MODALITY: 16,
     MIME_TYPE: 128,
     IMAGE_URI: 4_096,
+    IMAGE_SHA256: 64,
     NODE_CONTENT: 65_535,
     NODE_TYPE: 32,
 }
@@ -171,7 +176,7 @@ def build_schema(dim: int, *, bm25: bool) -> CollectionSchema:
         )
     else:
         schema.add_field(TEXT, DataType.VARCHAR, max_length=MAX_BYTES[TEXT])
-    for name in (SOURCE, MODALITY, MIME_TYPE, IMAGE_URI):
+    for name in (SOURCE, MODALITY, MIME_TYPE, IMAGE_URI, IMAGE_SHA256):
         schema.add_field(name, DataType.VARCHAR, max_length=MAX_BYTES[name])
     schema.add_field(HAS_IMAGE, DataType.BOOL)
     schema.add_field(CREATED_AT, DataType.INT64, description="epoch milliseconds, UTC")
@@ -274,6 +279,7 @@ def _fields(item: KnowledgeItem) -> tuple[dict[str, Any], list[str]]:
         MODALITY: item.modality.value,
         MIME_TYPE: (item.image.mime_type or "") if item.image else "",
         IMAGE_URI: item.image.uri if item.image else "",
+        IMAGE_SHA256: (item.image.sha256 or "") if item.image else "",
         HAS_IMAGE: item.image is not None,
         CREATED_AT: to_epoch_ms(item.created_at),
         TAGS: list(item.tags),
@@ -316,7 +322,7 @@ def from_row(row: Mapping[str, Any]) -> KnowledgeItem:
     """The item a row holds (image thumbnails are not stored, so ``image.thumbnail`` is None)."""
     image = None
     if row[IMAGE_URI]:
-        image = ImageRef(uri=row[IMAGE_URI], mime_type=row[MIME_TYPE] or None)
+        image = ImageRef(uri=row[IMAGE_URI], mime_type=row[MIME_TYPE] or None, sha256=row[IMAGE_SHA256] or None)
     return KnowledgeItem(
         id=row[ID],
         text=row[TEXT],

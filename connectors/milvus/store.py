@@ -15,6 +15,7 @@ from pydantic import BaseModel, Field
 from pymilvus import AnnSearchRequest, FunctionType, MilvusClient, MilvusException, RRFRanker, WeightedRanker
 
 from connectors.milvus import schema
+from connectors.milvus.blend import SIGNALS, TUNED_BLENDS, Blend, BlendError, TunedBlend
 from connectors.milvus.filters import Filters, and_, compile_filter, id_in
 from connectors.milvus.schema import Backend, EncoderInfo
 from rag.items import KnowledgeItem
@@ -79,6 +80,9 @@ class StoreStats(BaseModel):
     bm25: bool
     ingest_runtime: dict[str, Any] | None = Field(
         default=None, description="Device, dtype and why, as the last ingest into the collection ran (rag.runtime)."
+    )
+    tuned_blends: dict[str, TunedBlend] = Field(
+        default_factory=dict, description="The blends `rag eval --tune` saved, by query kind: queries of that kind use them."
     )
 
 
@@ -202,7 +206,9 @@ class MilvusStore:
 
         ``field="image"`` searches image vectors and so only items that have an image.
         """
-        expr = self._search_filter(field, filter)
+        if field not in _VECTOR_FIELDS:
+            raise ValueError(f"field must be one of {sorted(_VECTOR_FIELDS)}, not {field!r}")
+        expr = self._filter(filter, images_only=field == "image")
         result = self._client.search(
             self._collection,
             data=[self._check_query(vector)],
@@ -231,40 +237,54 @@ class MilvusStore:
 
     def hybrid_search(
         self,
-        vector: np.ndarray | Sequence[float],
-        query: str,
+        vector: np.ndarray | Sequence[float] | None,
+        text: str = "",
         *,
-        field: VectorField = "fused",
+        blend: Blend,
         k: int = 10,
         filter: Filters | None = None,
-        fusion: Literal["rrf", "weighted"] = "rrf",
-        weights: tuple[float, float] = (0.5, 0.5),
+        only_images: bool = False,
         rrf_k: int = 60,
         with_vectors: bool = False,
     ) -> list[Hit]:
-        """Dense search on ``field`` and BM25 on the text, fused by reciprocal rank or by weights (dense, text)."""
-        self._require_bm25("hybrid_search")
-        expr = self._search_filter(field, filter)
+        """The k best items by the blend's signals, searched and fused by Milvus in one ``hybrid_search``.
+
+        ``vector`` feeds the ``fused`` and ``image`` signals, ``text`` the ``bm25`` one. The ``image``
+        signal sees only items that have an image; ``only_images`` restricts every signal so.
+        Scores are on the blend's scale (``connectors.milvus.blend``).
+        """
+        self.check_signals(blend.signals)
+        if "bm25" in blend.signals and not text.strip():
+            raise BlendError(f"the blend {blend.describe()} has bm25, which needs query text; this query has none")
+        if vector is None and any(signal in _VECTOR_FIELDS for signal in blend.signals):
+            raise ValueError(f"the blend {blend.describe()} searches vectors: give a query vector")
+        query = self._check_query(vector) if vector is not None else []
         candidates = min(max(4 * _check_k(k), 50), 16_384)
-        dense = AnnSearchRequest(
-            data=[self._check_query(vector)],
-            anns_field=_VECTOR_FIELDS[field],
-            param=self._backend.search_params(candidates),
-            limit=candidates,
-            expr=expr,
-        )
-        text = AnnSearchRequest(
-            data=[query],
-            anns_field=schema.SPARSE,
-            param={"metric_type": "BM25"},
-            limit=candidates,
-            expr=expr,
-        )
-        ranker = RRFRanker(rrf_k) if fusion == "rrf" else WeightedRanker(*weights)
+        requests = [self._request(signal, query, text, filter, only_images, candidates) for signal in blend.signals]
+        ranker = RRFRanker(rrf_k) if blend.fusion == "rrf" else WeightedRanker(*blend.weights.values(), norm_score=True)
         result = self._client.hybrid_search(
-            self._collection, [dense, text], ranker=ranker, limit=k, output_fields=_output_fields(with_vectors)
+            self._collection, requests, ranker=ranker, limit=k, output_fields=_output_fields(with_vectors)
         )
         return [_hit(hit["entity"], hit["distance"]) for hit in result[0]]
+
+    @property
+    def signals(self) -> tuple[str, ...]:
+        """The signals a blend may search here: both vectors, and bm25 where the collection has it."""
+        return SIGNALS if self._bm25 else tuple(s for s in SIGNALS if s != "bm25")
+
+    def check_signals(self, signals: Sequence[str]) -> None:
+        """Raise ``NotSupportedError`` when the collection lacks one of ``signals`` (bm25 without BM25)."""
+        if "bm25" in signals:
+            self._require_bm25("a blend with bm25")
+
+    def tuned_blends(self) -> dict[str, TunedBlend]:
+        """The blends ``rag eval --tune`` saved here, by query kind (text, image, composed)."""
+        return _tuned(self.properties())
+
+    def save_tuned_blends(self, blends: Mapping[str, TunedBlend]) -> None:
+        """Record ``blends`` (by query kind) on the collection, keeping those saved for other kinds."""
+        merged = {**self.tuned_blends(), **blends}
+        self.set_properties({TUNED_BLENDS: {kind: blend.model_dump(mode="json") for kind, blend in merged.items()}})
 
     def get(self, ids: Sequence[str]) -> list[KnowledgeItem]:
         """The stored items with these ids, in the order asked; unknown ids are left out."""
@@ -336,6 +356,7 @@ class MilvusStore:
         return self._count(compile_filter(filter))
 
     def stats(self) -> StoreStats:
+        properties = self.properties()
         return StoreStats(
             collection=self._collection,
             uri=self._uri,
@@ -344,7 +365,8 @@ class MilvusStore:
             dim=self._encoder.dim,
             encoder=self._encoder,
             bm25=self._bm25,
-            ingest_runtime=self.properties().get(schema.INGEST_RUNTIME),
+            ingest_runtime=properties.get(schema.INGEST_RUNTIME),
+            tuned_blends=_tuned(properties),
         )
 
     def properties(self) -> dict[str, Any]:
@@ -386,18 +408,26 @@ class MilvusStore:
         rows = self._client.query(self._collection, filter=expr, output_fields=["count(*)"])
         return int(rows[0]["count(*)"])
 
-    def _search_filter(self, field: VectorField, filters: Filters | None) -> str:
-        if field not in _VECTOR_FIELDS:
-            raise ValueError(f"field must be one of {sorted(_VECTOR_FIELDS)}, not {field!r}")
-        image_only = f"{schema.HAS_IMAGE} == true" if field == "image" else ""
-        return and_(image_only, compile_filter(filters))
+    def _filter(self, filters: Filters | None, *, images_only: bool) -> str:
+        """The expression for ``filters``, restricted to items that have an image where asked."""
+        return and_(f"{schema.HAS_IMAGE} == true" if images_only else "", compile_filter(filters))
+
+    def _request(
+        self, signal: str, query: list[float], text: str, filters: Filters | None, only_images: bool, limit: int
+    ) -> AnnSearchRequest:
+        """One signal's part of a hybrid search: its field, its query, its filter."""
+        expr = self._filter(filters, images_only=only_images or signal == "image")
+        if signal == "bm25":
+            return AnnSearchRequest(data=[text], anns_field=schema.SPARSE, param={"metric_type": "BM25"}, limit=limit, expr=expr)
+        params = self._backend.search_params(limit)
+        return AnnSearchRequest(data=[query], anns_field=_VECTOR_FIELDS[signal], param=params, limit=limit, expr=expr)
 
     def _require_bm25(self, what: str) -> None:
         if not self._bm25:
             raise NotSupportedError(
                 f"{what} needs BM25 full-text search, and collection {self._collection!r} at {self._uri} was created "
-                "without it (Milvus server older than 2.5, or bm25=False). Use search() with an encoded query, or "
-                "re-ingest into a new collection on Milvus Lite or Milvus >= 2.5."
+                "without it (Milvus server older than 2.5, or bm25=False). Search the vectors alone (leave bm25 out), "
+                "or re-ingest into a new collection on Milvus Lite or Milvus >= 2.5."
             )
 
     def _check_query(self, vector: np.ndarray | Sequence[float]) -> list[float]:
@@ -574,6 +604,10 @@ def _hit(entity: Mapping[str, Any], score: float) -> Hit:
         embedding=np.asarray(embedding, dtype=np.float32) if embedding is not None else None,
         image_embedding=np.asarray(image, dtype=np.float32) if image is not None else None,
     )
+
+
+def _tuned(properties: Mapping[str, Any]) -> dict[str, TunedBlend]:
+    return {kind: TunedBlend.model_validate(value) for kind, value in (properties.get(TUNED_BLENDS) or {}).items()}
 
 
 def _check_k(k: int) -> int:

@@ -17,6 +17,8 @@ from llama_index.core.postprocessor.types import BaseNodePostprocessor
 from llama_index.core.schema import NodeWithScore, QueryBundle
 from PIL import Image
 
+from rag.retrieval.evidence import annotate
+
 from .images import grid, image_block, load_image, node_picture
 from .llm import LLMError, chat_text
 from .synthesizer import RERANK_ERROR, RERANK_REASON
@@ -57,12 +59,12 @@ class GridReranker(BaseNodePostprocessor):
         except (LLMError, OSError) as e:  # OSError: the question's picture cannot be read
             logger.warning("rerank skipped, retrieval order kept: %s", e)
             for result in nodes:
-                _note(result, RERANK_ERROR, f"rerank skipped: {e}")
+                annotate(result.node, RERANK_ERROR, f"rerank skipped: {e}")
             return nodes[: self.top_n]
         ranked = [nodes[number - 1] for number in order][: self.top_n]
         for number, result in zip(order, ranked):
             if number in reasons:
-                _note(result, RERANK_REASON, reasons[number])
+                annotate(result.node, RERANK_REASON, reasons[number])
         return ranked
 
     def messages(self, query: QueryBundle, nodes: list[NodeWithScore]) -> list[ChatMessage]:
@@ -115,14 +117,6 @@ def parse_ranking(reply: str, count: int) -> tuple[list[int], dict[int, str]]:
     raw_reasons = data.get("reasons") if isinstance(data.get("reasons"), dict) else {}
     reasons = {int(k): str(v) for k, v in raw_reasons.items() if str(k).strip().isdigit() and 1 <= int(k) <= count}
     return order, reasons
-
-
-def _note(result: NodeWithScore, key: str, value: str) -> None:
-    node = result.node
-    node.metadata[key] = value
-    for excluded in (node.excluded_llm_metadata_keys, node.excluded_embed_metadata_keys):
-        if key not in excluded:
-            excluded.append(key)
 
 
 def _one_line(text: str) -> str:

@@ -23,7 +23,7 @@ from llama_index.core.prompts.mixin import PromptDictType
 from llama_index.core.response_synthesizers import BaseSynthesizer
 from llama_index.core.schema import MetadataMode, NodeWithScore, QueryBundle, QueryType, TextNode
 
-from rag.retrieval.evidence import Evidence
+from rag.retrieval.evidence import Evidence, merged_count
 
 from .images import image_block, node_picture
 from .llm import LLMError, achat_text, chat_text
@@ -75,6 +75,7 @@ class AnswerResponse(Response):
             "error": self.error,
             "rerank_error": self.rerank_error,
             "citations": [c.model_dump(mode="json") for c in self.citations],
+            "merged": merged_count(self.citations),
         }
 
 

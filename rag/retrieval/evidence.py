@@ -7,7 +7,10 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel, Field
 
 if TYPE_CHECKING:
-    from llama_index.core.schema import NodeWithScore
+    from llama_index.core.schema import BaseNode, NodeWithScore
+
+#: Node metadata key: the ids of the results merged into this one as duplicates (see the retriever).
+MERGED_DUPLICATES = "merged_duplicates"
 
 
 class Evidence(BaseModel):
@@ -15,12 +18,17 @@ class Evidence(BaseModel):
 
     rank: int
     id: str
-    score: float | None
+    score: float | None = Field(
+        description="Higher is closer: a cosine (-1..1) for one vector; for a blend, its fused score (see score_scale)."
+    )
     source: str
     text: str
     image: str | None = Field(default=None, description="Local path or URL of the item's image.")
     mime_type: str | None = None
     metadata: dict[str, Any] = Field(default_factory=dict)
+    duplicates: list[str] = Field(
+        default_factory=list, description="Ids of the results merged into this one as duplicates of it."
+    )
 
     @classmethod
     def from_node(cls, rank: int, result: "NodeWithScore") -> "Evidence":
@@ -29,6 +37,8 @@ class Evidence(BaseModel):
         from connectors.milvus.schema import SOURCE
 
         node = result.node
+        metadata = dict(node.metadata)
+        duplicates = metadata.pop(MERGED_DUPLICATES, [])
         image = mime_type = None
         if isinstance(node, ImageNode):
             image, mime_type = node.image_path or node.image_url, node.image_mimetype
@@ -40,10 +50,24 @@ class Evidence(BaseModel):
             text=node.get_content(),
             image=image,
             mime_type=mime_type,
-            metadata=dict(node.metadata),
+            metadata=metadata,
+            duplicates=duplicates,
         )
 
 
 def evidence(results: "list[NodeWithScore]") -> list[Evidence]:
     """The results as ``Evidence``, ranked in the order given."""
     return [Evidence.from_node(rank, result) for rank, result in enumerate(results, start=1)]
+
+
+def merged_count(results: "list[Evidence]") -> int:
+    """How many duplicates were merged into these results."""
+    return sum(len(result.duplicates) for result in results)
+
+
+def annotate(node: "BaseNode", key: str, value: Any) -> None:
+    """Add a metadata entry for people and callers, kept out of what the LLM reads and what is embedded."""
+    node.metadata[key] = value
+    for excluded in (node.excluded_llm_metadata_keys, node.excluded_embed_metadata_keys):
+        if key not in excluded:
+            excluded.append(key)

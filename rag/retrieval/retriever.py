@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Literal, Sequence
+from typing import Literal, Mapping, Sequence
 
 import numpy as np
 from llama_index.core.base.base_retriever import BaseRetriever
@@ -12,11 +12,24 @@ from llama_index.core.callbacks import CallbackManager
 from llama_index.core.schema import NodeWithScore, QueryBundle
 from llama_index.core.vector_stores.types import MetadataFilters
 
-from connectors.milvus import EncoderInfo, EncoderMismatchError, Filters, Hit, MilvusStore, compile_filter, to_llama_node
+from connectors.milvus import (
+    Blend,
+    BlendError,
+    EncoderInfo,
+    EncoderMismatchError,
+    Filters,
+    Hit,
+    MilvusStore,
+    compile_filter,
+    to_llama_node,
+)
+from connectors.milvus.blend import FUSIONS, Fusion, check_threshold, scale_of
 from connectors.milvus.schema import MODALITY
 from rag.embeddings.base import Encoder, FusedNotSupportedError
+from rag.items import KnowledgeItem
 
-from .modes import Mode, QueryKind, check_query, default_mode
+from .evidence import MERGED_DUPLICATES, annotate
+from .modes import Mode, QueryKind, Target, check_query, default_mode
 
 logger = logging.getLogger(__name__)
 
@@ -31,13 +44,22 @@ class MultimodalRetriever(BaseRetriever):
     type, text, metadata) or a ``TextNode``.
 
     - ``filters``: a dict or LlamaIndex ``MetadataFilters`` (see ``connectors.milvus.filters``).
-    - ``hybrid``: fuse the dense search with BM25 over the items' text (``fusion`` ``"rrf"`` or
-      ``"weighted"`` with ``weights`` = (dense, text)); used for queries that have text. On a
-      collection without BM25 it falls back to dense search, with a warning.
-    - ``score_threshold``: drop hits scoring below it. Dense scores are cosine similarities;
-      hybrid scores are the fused scores (RRF: sums of 1/(60 + rank)).
-    - ``dedup_threshold``: of hits whose searched vectors have a cosine above it (the same
-      picture, the same item stored twice), keep the best; None keeps every hit.
+    - ``blend``: search several stored signals at once and let Milvus fuse them in one hybrid
+      search: ``{"fused": 0.6, "image": 0.3, "bm25": 0.1}``, ``"fused=0.6,image=0.3,bm25=0.1"``
+      or a ``Blend`` (``connectors.milvus.blend``). ``fusion``: ``"weighted"`` (default) or ``"rrf"``.
+      The mode still chooses the query's embedding and the items that qualify.
+    - ``hybrid``: the mode's vector and BM25 in equal parts (``fusion`` ``"rrf"`` by default),
+      for queries that have text: a shorthand for that blend.
+    - With neither and no ``mode``, a query uses the blend ``rag eval --tune`` saved on the
+      collection for its kind (text, image, composed) when there is one, else its mode's vector.
+    - ``score_threshold``: drop hits scoring below it, on the scale of the search's scores
+      (``ScoreScale``): cosine -1..1 for one vector, 0..1 for weighted blends; refused for RRF,
+      whose scores are positions.
+    - ``dedup``: merge true duplicates (the same item, or the same image bytes with the same text)
+      into the best of them; the kept node's metadata lists the merged ids (``merged_duplicates``).
+    - ``dedup_threshold``: also merge hits whose vectors (the image vectors when only images are
+      compared, else the fused ones) have a cosine above it, e.g. 0.995 for re-encoded copies of a
+      picture. None (default): no merging by similarity.
     """
 
     def __init__(
@@ -48,17 +70,20 @@ class MultimodalRetriever(BaseRetriever):
         mode: Mode | str | None = None,
         top_k: int = 5,
         filters: Filters | None = None,
+        blend: Blend | Mapping[str, float] | str | None = None,
         hybrid: bool = False,
-        fusion: Literal["rrf", "weighted"] = "rrf",
-        weights: tuple[float, float] = (0.5, 0.5),
+        fusion: Fusion | None = None,
         score_threshold: float | None = None,
-        dedup_threshold: float | None = 0.995,
+        dedup: bool = True,
+        dedup_threshold: float | None = None,
         callback_manager: CallbackManager | None = None,
     ) -> None:
         if not 1 <= top_k <= _MAX_K:
             raise ValueError(f"top_k must be between 1 and {_MAX_K}, not {top_k}")
-        if fusion not in ("rrf", "weighted"):
+        if fusion is not None and fusion not in FUSIONS:
             raise ValueError(f"fusion must be 'rrf' or 'weighted', not {fusion!r}")
+        if blend is not None and hybrid:
+            raise BlendError("give a blend or hybrid, not both: hybrid is the blend of the mode's vector and bm25")
         info = EncoderInfo.of(encoder)
         if not store.encoder.compatible_with(info):
             raise EncoderMismatchError(
@@ -66,21 +91,30 @@ class MultimodalRetriever(BaseRetriever):
                 f"retriever's encoder is {info.describe()}: their vectors are not comparable"
             )
         compile_filter(filters)  # a bad filter fails here, not at the first query
-        if hybrid and not store.supports_bm25:
-            logger.warning(
-                "collection %r has no BM25 full-text index: hybrid search is off, searching dense vectors only",
-                store.collection,
-            )
         super().__init__(callback_manager=callback_manager)
         self.store = store
         self.encoder = encoder
         self.mode = Mode(mode) if mode is not None else None
         self.top_k = top_k
         self.filters = filters
-        self.hybrid = hybrid and store.supports_bm25
-        self.fusion = fusion
-        self.weights = weights
+        self.blend = _as_blend(blend, fusion or "weighted") if blend is not None else None
+        self.hybrid = hybrid
+        self.hybrid_fusion: Fusion = fusion or "rrf"
+        if self.blend is not None:
+            self._check_signals(self.blend.signals)
+        if hybrid:
+            self._check_signals(("bm25",))
+        #: The blends saved by ``rag eval --tune``, by query kind; used when nothing else is asked.
+        self.tuned: dict[str, Blend] = (
+            {kind: saved.blend for kind, saved in store.tuned_blends().items()}
+            if self.mode is None and self.blend is None and not hybrid
+            else {}
+        )
         self.score_threshold = score_threshold
+        # Checked here on the scale asked for, and again per query on the scale used (a tuned blend's).
+        asked = self.blend or (Blend.hybrid(fusion=self.hybrid_fusion) if hybrid else None)
+        check_threshold(score_threshold, scale_of(asked))
+        self.dedup = dedup
         self.dedup_threshold = dedup_threshold
 
     def resolve_mode(self, query: QueryBundle) -> Mode:
@@ -106,35 +140,70 @@ class MultimodalRetriever(BaseRetriever):
             return self.encoder.encode_image([query.image_path])[0]
         return self.encoder.encode_fused([query.image_path], [query.query_str])[0]
 
+    def resolve_blend(self, query: QueryBundle) -> Blend | None:
+        """The blend ``query`` is searched with; None when it is searched on its mode's vector alone.
+
+        Its scores are on ``scale_of`` that blend (``connectors.milvus.blend``).
+        """
+        return self._blend_for(self.resolve_mode(query), query.query_str)
+
     def search(self, vector: np.ndarray, mode: Mode, text: str = "") -> list[NodeWithScore]:
-        """The top-k nodes for an already embedded query; ``text`` feeds BM25 when hybrid is on."""
-        hits = self._search_hits(vector, mode, text)
-        return [NodeWithScore(node=to_llama_node(hit.item), score=hit.score) for hit in hits]
+        """The top-k nodes for an already embedded query; ``text`` feeds BM25 when a blend has it."""
+        results = []
+        for hit, merged in self._search_hits(vector, mode, text):
+            node = to_llama_node(hit.item)
+            if merged:
+                annotate(node, MERGED_DUPLICATES, merged)
+            results.append(NodeWithScore(node=node, score=hit.score))
+        return results
 
     def _retrieve(self, query_bundle: QueryBundle) -> list[NodeWithScore]:
         mode = self.resolve_mode(query_bundle)
+        self._blend_for(mode, query_bundle.query_str)  # a blend the query cannot feed fails before the model runs
         return self.search(self.embed(query_bundle, mode), mode, query_bundle.query_str)
 
     async def _aretrieve(self, query_bundle: QueryBundle) -> list[NodeWithScore]:
         return await asyncio.to_thread(self._retrieve, query_bundle)
 
-    def _search_hits(self, vector: np.ndarray, mode: Mode, text: str) -> list[Hit]:
-        filters = self._filters_for(mode)
-        hybrid = self.hybrid and bool(text.strip())
-        if self.hybrid and not hybrid:
+    def _check_signals(self, signals: Sequence[str]) -> None:
+        if "fused" in signals and not self.encoder.supports_fused:
+            raise BlendError(
+                f"encoder {self.encoder.name} has no joint image+text embedding, so collection "
+                f"{self.store.collection!r} has no fused vectors (it stores the image vector in their place): "
+                "blend image and bm25 instead"
+            )
+        self.store.check_signals(signals)
+
+    def _blend_for(self, mode: Mode, text: str) -> Blend | None:
+        if self.blend is not None:
+            if "bm25" in self.blend.signals and not text.strip():
+                raise BlendError(f"the blend {self.blend.describe()} has bm25, which needs query text; this query has none")
+            return self.blend
+        if self.hybrid:
+            if text.strip():
+                return Blend.hybrid(mode.field, self.hybrid_fusion)
             logger.info("hybrid search needs query text; this %s query is searched on dense vectors only", mode.value)
-        dedup = self.dedup_threshold is not None
-        limit = min(2 * self.top_k + 8, _MAX_K) if dedup else self.top_k
+            return None
+        return self.tuned.get(mode.query.value)
+
+    def _search_hits(self, vector: np.ndarray, mode: Mode, text: str) -> list[tuple[Hit, list[str]]]:
+        """The top-k hits, each with the ids merged into it as its duplicates."""
+        blend = self._blend_for(mode, text)
+        check_threshold(self.score_threshold, scale_of(blend))
+        filters = self._filters_for(mode)
+        similar = self.dedup_threshold is not None
+        compared = _compared_field(mode, blend)
+        limit = min(2 * self.top_k + 8, _MAX_K) if self.dedup or similar else self.top_k
         while True:
-            if hybrid:
-                hits = self.store.hybrid_search(
-                    vector, text, field=mode.field, k=limit, filter=filters, fusion=self.fusion,
-                    weights=self.weights, with_vectors=dedup,
-                )
+            if blend is None:
+                hits = self.store.search(vector, field=mode.field, k=limit, filter=filters, with_vectors=similar)
             else:
-                hits = self.store.search(vector, field=mode.field, k=limit, filter=filters, with_vectors=dedup)
+                hits = self.store.hybrid_search(
+                    vector, text, blend=blend, k=limit, filter=filters, only_images=mode.target is Target.IMAGE,
+                    with_vectors=similar,
+                )
             above = [h for h in hits if self.score_threshold is None or h.score >= self.score_threshold]
-            kept = _dedupe(above, mode.field, self.dedup_threshold) if dedup else above  # type: ignore[arg-type]
+            kept = _merge_duplicates(above, exact=self.dedup, field=compared, threshold=self.dedup_threshold)
             # No more to fetch: the store ran out, the threshold cut the list, or k is at its maximum.
             exhausted = len(hits) < limit or len(above) < len(hits) or limit == _MAX_K
             if len(kept) >= self.top_k or exhausted:
@@ -158,14 +227,54 @@ class MultimodalRetriever(BaseRetriever):
         return {**self.filters, MODALITY: {target.operator.value: target.value}}
 
 
-def _dedupe(hits: Sequence[Hit], field: Literal["fused", "image"], threshold: float) -> list[Hit]:
-    """The hits, best first, without those whose vector is within ``threshold`` cosine of a better one."""
-    kept: list[Hit] = []
-    vectors: list[np.ndarray] = []
+def _as_blend(blend: Blend | Mapping[str, float] | str, fusion: Fusion) -> Blend:
+    if isinstance(blend, Blend):
+        return blend
+    return Blend.parse(blend, fusion) if isinstance(blend, str) else Blend.of(blend, fusion)
+
+
+def _compared_field(mode: Mode, blend: Blend | None) -> Literal["fused", "image"]:
+    """The vectors similarity merging compares: the mode's, or under a blend the fused ones unless it searches
+    pictures alone."""
+    if blend is None:
+        return mode.field
+    return "image" if "image" in blend.signals and "fused" not in blend.signals else "fused"
+
+
+def _identity(item: KnowledgeItem) -> list[tuple[str, ...]]:
+    """What makes two items the same: their id, or their image bytes (by digest; none for text-only items) and text.
+
+    An item whose image digest is unknown is the same as no other.
+    """
+    keys = [("id", item.id)]
+    digest = item.image.sha256 if item.image is not None else ""
+    if digest is not None:
+        keys.append(("content", digest, item.text))
+    return keys
+
+
+def _merge_duplicates(
+    hits: Sequence[Hit], *, exact: bool, field: Literal["fused", "image"], threshold: float | None
+) -> list[tuple[Hit, list[str]]]:
+    """The hits, best first, each with the ids of the later hits merged into it.
+
+    ``exact``: merge true duplicates (see ``_identity``); ``threshold``: also merge a hit whose
+    ``field`` vector has a cosine above it with a kept hit's.
+    """
+    kept: list[tuple[Hit, list[str]]] = []
+    owners: dict[tuple[str, ...], int] = {}
+    vectors: list[tuple[int, np.ndarray]] = []
     for hit in hits:
-        vector = hit.image_embedding if field == "image" else hit.embedding
-        if vector is None or not any(float(vector @ other) > threshold for other in vectors):
-            kept.append(hit)
-            if vector is not None:
-                vectors.append(vector)
+        keys = _identity(hit.item) if exact else []
+        owner = next((owners[key] for key in keys if key in owners), None)
+        vector = (hit.image_embedding if field == "image" else hit.embedding) if threshold is not None else None
+        if owner is None and vector is not None:
+            owner = next((index for index, other in vectors if float(vector @ other) > threshold), None)  # type: ignore[operator]
+        if owner is not None:
+            kept[owner][1].append(hit.id)
+            continue
+        owners.update({key: len(kept) for key in keys})
+        if vector is not None:
+            vectors.append((len(kept), vector))
+        kept.append((hit, []))
     return kept

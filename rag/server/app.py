@@ -13,7 +13,7 @@ import logging
 import secrets
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Annotated, Any, AsyncIterator, Awaitable, Callable
+from typing import Annotated, Any, AsyncIterator, Awaitable, Callable, Sequence
 from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, FastAPI, File, Form, Request, Response, UploadFile, status
@@ -27,10 +27,11 @@ from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from connectors.milvus import NotSupportedError, StoreError, StoreStats
+from connectors.milvus import Blend, NotSupportedError, ScoreScale, StoreError, StoreStats
+from connectors.milvus.blend import Fusion, scale_of
 from rag.answer import AnswerStatus, Citation
 from rag.embeddings.base import Encoder
-from rag.retrieval import Evidence, Mode
+from rag.retrieval import Evidence, Mode, MultimodalRetriever, merged_count
 from rag.settings import Settings
 
 from .jobs import IngestJob
@@ -68,13 +69,31 @@ class CitedResult(Citation):
     image_url: str | None = Field(default=None, description="This server's URL of the item's image.")
 
 
-class SearchResponse(BaseModel):
+class BlendUsed(BaseModel):
+    weights: dict[str, float] = Field(description="Each signal's share of the score (fused, image, bm25); they sum to 1.")
+    fusion: Fusion
+    tuned: bool = Field(description="True: the blend `rag eval --tune` saved for this kind of query.")
+
+
+class Searched(BaseModel):
     mode: Mode
+    blend: BlendUsed | None = Field(description="The signals searched together; null: the mode's vector alone.")
+    score_scale: ScoreScale = Field(
+        description="What scores mean. cosine: one vector, -1..1. weighted: Σ weight × normalised signal score, 0..1 "
+        "(0.5 + arctan(cosine)/π per vector, 2·arctan(bm25)/π for BM25; a signal that did not find the item adds 0). "
+        "rrf: Σ 1/(60 + rank), positions only (about 0.016 per signal at best)."
+    )
+    merged: int = Field(
+        description="How many duplicates (the same item, or the same image bytes with the same text) were merged into "
+        "the results; each result lists its own in `duplicates`."
+    )
+
+
+class SearchResponse(Searched):
     results: list[Result]
 
 
-class AskResponse(BaseModel):
-    mode: Mode
+class AskResponse(Searched):
     status: AnswerStatus
     answer: str = Field(description="The answer with [n] citation markers; the ranked evidence when there is no LLM.")
     error: str | None = None
@@ -179,8 +198,29 @@ FilterField = Annotated[
         description='Metadata filter as a JSON object, e.g. {"tags": "cat"} or {"source": ["a.jpg", "b.jpg"]}.',
     ),
 ]
-HybridField = Annotated[bool, Form(description="Fuse dense search with BM25 over the items' text.")]
-DedupField = Annotated[bool, Form(description="Keep one of near-identical results (vector cosine above 0.995).")]
+BlendField = Annotated[
+    str | None,
+    Form(
+        description="Signals searched together, fused by Milvus: fused=0.6,image=0.3,bm25=0.1 (fused: the item as a "
+        "whole, image: the picture alone, bm25: words of the text; weights scaled to sum to 1), or names alone for "
+        "equal parts. Default: the blend `rag eval --tune` saved for the query's kind, unless a mode is given.",
+    ),
+]
+HybridField = Annotated[bool, Form(description="The mode's vector and BM25 over the items' text (the blend <vector>,bm25).")]
+FusionField = Annotated[
+    Fusion | None, Form(description="weighted (the default for a blend) or rrf, reciprocal rank (the default for hybrid).")
+]
+MinScoreField = Annotated[
+    float | None,
+    Form(description="Drop results scoring below this, on the score_scale: cosine -1..1, weighted 0..1; refused for rrf."),
+]
+DedupField = Annotated[
+    bool, Form(description="Merge true duplicates: the same item, or the same image bytes with the same text.")
+]
+MergeSimilarField = Annotated[
+    float | None,
+    Form(ge=-1, le=1, description="Also merge results whose vectors have a cosine above this, e.g. 0.995. Off by default."),
+]
 _bearer = HTTPBearer(auto_error=False, description="Needed when the server has a token (RAG_SERVER_TOKEN / --token).")
 
 
@@ -214,16 +254,23 @@ def _api(settings: Settings, token: str | None) -> APIRouter:
         mode: ModeField = None,
         top_k: Annotated[int, Form(ge=1, le=MAX_TOP_K)] = 12,
         filters: FilterField = None,
+        blend: BlendField = None,
         hybrid: HybridField = False,
+        fusion: FusionField = None,
+        min_score: MinScoreField = None,
         dedup: DedupField = True,
+        merge_similar: MergeSimilarField = None,
     ) -> SearchResponse:
         """Items for a text, an image, or both (a composed query), best first."""
         retriever = service.retriever(
-            mode=mode, top_k=top_k, filters=_filters(filters), hybrid=hybrid, dedup=dedup
+            mode=mode, top_k=top_k, filters=_filters(filters), blend=_blend(blend), hybrid=hybrid, fusion=fusion,
+            min_score=min_score, dedup=dedup, merge_similar=merge_similar,
         )
         with service.query_image(read(image) if image else None) as path:
-            used, found = service.search(QueryBundle(text, image_path=path), retriever)
-        return SearchResponse(mode=used, results=[Result(**e.model_dump(), image_url=_image_url(e)) for e in found])
+            used, blended, found = service.search(QueryBundle(text, image_path=path), retriever)
+        return SearchResponse(
+            **_searched(used, blended, retriever, found), results=[Result(**e.model_dump(), image_url=_image_url(e)) for e in found]
+        )
 
     @api.post("/ask", tags=["search"])
     def ask(
@@ -233,17 +280,22 @@ def _api(settings: Settings, token: str | None) -> APIRouter:
         mode: ModeField = None,
         top_k: Annotated[int, Form(ge=1, le=MAX_TOP_K)] = 5,
         filters: FilterField = None,
+        blend: BlendField = None,
         hybrid: HybridField = False,
+        fusion: FusionField = None,
+        min_score: MinScoreField = None,
         dedup: DedupField = True,
+        merge_similar: MergeSimilarField = None,
     ) -> AskResponse:
         """An answer citing the retrieved items; without an LLM (RAG_LLM_MODEL), the ranked evidence."""
         retriever = service.retriever(
-            mode=mode, top_k=top_k, filters=_filters(filters), hybrid=hybrid, dedup=dedup
+            mode=mode, top_k=top_k, filters=_filters(filters), blend=_blend(blend), hybrid=hybrid, fusion=fusion,
+            min_score=min_score, dedup=dedup, merge_similar=merge_similar,
         )
         with service.query_image(read(image) if image else None) as path:
-            used, response = service.ask(QueryBundle(text, image_path=path), retriever)
+            used, blended, response = service.ask(QueryBundle(text, image_path=path), retriever)
         return AskResponse(
-            mode=used,
+            **_searched(used, blended, retriever, response.citations),
             status=response.status,
             answer=response.response or "",
             error=response.error,
@@ -323,6 +375,18 @@ def _filters(raw: str | None) -> dict[str, Any] | None:
     if not isinstance(value, dict):
         raise UploadError(f'filter must be a JSON object such as {{"tags": "cat"}}, not {type(value).__name__}')
     return value
+
+
+def _blend(raw: str | None) -> str | None:
+    return raw if raw is not None and raw.strip() else None
+
+
+def _searched(mode: Mode, blend: Blend | None, retriever: MultimodalRetriever, results: Sequence[Evidence]) -> dict[str, Any]:
+    """The fields every search response shares: how the query was searched, and how many duplicates were merged."""
+    used = None
+    if blend is not None:
+        used = BlendUsed(**blend.to_dict(), tuned=retriever.blend is None and not retriever.hybrid)
+    return {"mode": mode, "blend": used, "score_scale": scale_of(blend), "merged": merged_count(list(results))}
 
 
 def _image_url(item: Evidence) -> str | None:

@@ -19,7 +19,8 @@ from typing import Callable, Iterable, Iterator, TypeVar, cast
 from llama_index.core.llms import LLM
 from llama_index.core.schema import QueryBundle
 
-from connectors.milvus import EncoderInfo, Filters, MilvusStore, StoreStats
+from connectors.milvus import Blend, EncoderInfo, Filters, MilvusStore, StoreStats
+from connectors.milvus.blend import Fusion
 from connectors.sources import BadInput, SourceOptions, check_image, open_sources, store_image, write_atomic
 from rag.answer import AnswerResponse, answer_engine, llm_from_settings
 from rag.embeddings.base import Encoder
@@ -90,12 +91,16 @@ class Service:
         mode: Mode | None = None,
         top_k: int = 10,
         filters: Filters | None = None,
+        blend: str | None = None,
         hybrid: bool = False,
+        fusion: Fusion | None = None,
+        min_score: float | None = None,
         dedup: bool = True,
+        merge_similar: float | None = None,
     ) -> MultimodalRetriever:
-        """A retriever over the shared encoder and store (cheap: make one per request).
+        """A retriever over the shared encoder and store (cheap: make one per request); see ``MultimodalRetriever``.
 
-        ``dedup``: keep one of near-identical results (the retriever's default threshold).
+        ``blend`` is written ``fused=0.6,image=0.3,bm25=0.1``; ``merge_similar`` is its ``dedup_threshold``.
         """
         return MultimodalRetriever(
             self.store,
@@ -103,20 +108,24 @@ class Service:
             mode=mode,
             top_k=top_k,
             filters=filters,
+            blend=blend,
             hybrid=hybrid,
-            **({} if dedup else {"dedup_threshold": None}),
+            fusion=fusion,
+            score_threshold=min_score,
+            dedup=dedup,
+            dedup_threshold=merge_similar,
         )
 
-    def search(self, query: QueryBundle, retriever: MultimodalRetriever) -> tuple[Mode, list[Evidence]]:
-        """The mode used and the ranked evidence for ``query``."""
-        mode = retriever.resolve_mode(query)
-        return mode, evidence(retriever.retrieve(query))
+    def search(self, query: QueryBundle, retriever: MultimodalRetriever) -> tuple[Mode, Blend | None, list[Evidence]]:
+        """The mode and blend used and the ranked evidence for ``query``."""
+        mode, blend = retriever.resolve_mode(query), retriever.resolve_blend(query)
+        return mode, blend, evidence(retriever.retrieve(query))
 
-    def ask(self, query: QueryBundle, retriever: MultimodalRetriever) -> tuple[Mode, AnswerResponse]:
-        """The mode used and the answer with citations (the ranked evidence when no LLM is configured)."""
-        mode = retriever.resolve_mode(query)
+    def ask(self, query: QueryBundle, retriever: MultimodalRetriever) -> tuple[Mode, Blend | None, AnswerResponse]:
+        """The mode and blend used and the answer with citations (the ranked evidence when no LLM is configured)."""
+        mode, blend = retriever.resolve_mode(query), retriever.resolve_blend(query)
         engine = answer_engine(retriever, self.llm, max_image_side=self.settings.llm_max_image_side)
-        return mode, cast(AnswerResponse, engine.query(query))
+        return mode, blend, cast(AnswerResponse, engine.query(query))
 
     def stats(self) -> StoreStats:
         return self.store.stats()

@@ -49,6 +49,65 @@ def test_eval_rejects_unknown_modes_and_encoders(tiny_env) -> None:
     assert result.exit_code == 2 and "visualized-bge, clip or bridgetower" in " ".join(result.output.split())
 
 
+@pytest.fixture
+def tune_collection(corpus_db: str, tiny_base, tmp_path: Path) -> str:
+    """The sample corpus in a collection of its own, which tuning may change."""
+    from connectors.milvus import EncoderInfo, MilvusStore
+    from connectors.sources import open_sources
+    from rag.ingest import ingest
+
+    with MilvusStore.open(corpus_db, "tuned", encoder_info=EncoderInfo.of(tiny_base)) as store:
+        store.drop()
+    with MilvusStore.open(corpus_db, "tuned", encoder_info=EncoderInfo.of(tiny_base)) as store:
+        ingest(open_sources([CORPUS], cache_dir=tmp_path / "cache"), tiny_base, store)
+    return "tuned"
+
+
+def test_eval_tune_reports_saves_and_later_searches_use_the_blends(tiny_env, tune_collection) -> None:
+    def stats() -> dict:
+        return json.loads(runner.invoke(app, ["stats", "-c", tune_collection, "--json"]).stdout)
+
+    tune = ["eval", "-q", str(EXAMPLE_QUERIES), "-c", tune_collection, "--tune"]
+    dry = runner.invoke(app, [*tune, "--dry-run"])
+    assert dry.exit_code == 0, dry.output
+    assert "fused alone" in dry.stdout and "★" in dry.stdout and "nothing saved" in dry.output
+    assert stats()["tuned_blends"] == {}
+
+    result = runner.invoke(app, [*tune, "--json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["saved"] == {tune_collection: ["composed", "image", "text"]}
+    by_kind = {r["kind"]: r for r in data["results"]}
+    assert set(by_kind["text"]["alone"]) == {"fused", "image", "bm25"} and set(by_kind["image"]["alone"]) == {"fused", "image"}
+    saved = stats()["tuned_blends"]
+    for kind, tuned in by_kind.items():
+        assert saved[kind]["weights"] == pytest.approx(tuned["best"]) and saved[kind]["metrics"] == tuned["metrics"]
+        assert all(tuned["metrics"]["ndcg@10"] >= alone["ndcg@10"] for alone in tuned["alone"].values())
+    table = runner.invoke(app, ["stats", "-c", tune_collection])
+    assert "blend for text queries" in table.stdout and "nDCG@10" in table.stdout
+
+    search = ["search", "-c", tune_collection, "-t", "red shapes", "--json"]
+    tuned = json.loads(runner.invoke(app, search).stdout)
+    assert tuned["blend"]["tuned"] is True and tuned["blend"]["weights"] == pytest.approx(saved["text"]["weights"])
+    overridden = json.loads(runner.invoke(app, [*search, "--blend", "fused=0.3,image=0.7"]).stdout)
+    assert overridden["blend"] == {"weights": pytest.approx({"fused": 0.3, "image": 0.7}), "fusion": "weighted", "tuned": False}
+    assert json.loads(runner.invoke(app, [*search, "--mode", "text-to-multimodal"]).stdout)["blend"] is None
+
+
+def test_eval_tune_refuses_bad_requests_and_saves_nothing(tiny_env, tune_collection, tmp_path: Path) -> None:
+    lost = tmp_path / "lost.jsonl"
+    lost.write_text('{"text": "a red square", "relevant": ["not-in-the-corpus.png"]}\n')
+    for args, message in (
+        (["-q", str(lost), "--tune"], "none of the 1 queries found any of its relevant items"),
+        (["-q", str(EXAMPLE_QUERIES), "--tune", "-m", "text→fused"], "leave --mode out"),
+        (["-q", str(EXAMPLE_QUERIES), "--dry-run"], "--dry-run goes with --tune"),
+    ):
+        result = runner.invoke(app, ["eval", "-c", tune_collection, *args])
+        assert result.exit_code == 2 and message in " ".join(result.output.split()), result.output
+    stats = json.loads(runner.invoke(app, ["stats", "-c", tune_collection, "--json"]).stdout)
+    assert stats["tuned_blends"] == {}
+
+
 def test_similarity_and_classify_as_json(tiny_env) -> None:
     images = [str(CORPUS / "carriage-day.png"), str(CORPUS / "carriage-night.png")]
     result = runner.invoke(app, ["similarity", *images, "-t", "at night", "-t", "by day", "--json"])

@@ -17,6 +17,8 @@ from llama_index.vector_stores.milvus import MilvusVectorStore
 from pymilvus import MilvusClient
 
 from connectors.milvus import (
+    Blend,
+    BlendError,
     CollectionNotFoundError,
     EncoderInfo,
     EncoderMismatchError,
@@ -208,6 +210,30 @@ def test_missing_and_foreign_collections_are_refused(db: str) -> None:
         MilvusStore.open(Path(db).with_suffix(""), "knowledge", encoder_info=ENCODER)
 
 
+def test_a_collection_of_an_older_schema_is_refused(db: str) -> None:
+    with MilvusStore.open(db, "old", encoder_info=ENCODER) as store:
+        store._client.alter_collection_properties("old", properties={"mmrag.schema_version": "1"})
+    with pytest.raises(StoreError, match="schema version 1, this library writes 2; re-ingest"):
+        MilvusStore.open(db, "old", create=False)
+
+
+def test_tuned_blends_are_kept_per_query_kind(store: MilvusStore) -> None:
+    from datetime import datetime, timezone
+
+    from connectors.milvus import TunedBlend
+
+    def tuned(weights: dict[str, float]) -> TunedBlend:
+        return TunedBlend(weights=weights, queries=3, metrics={"ndcg@10": 0.5}, tuned_at=datetime.now(timezone.utc))
+
+    store.save_tuned_blends({"text": tuned({"fused": 0.7, "bm25": 0.3}), "image": tuned({"image": 1.0})})
+    store.save_tuned_blends({"text": tuned({"fused": 0.4, "image": 0.6})})  # a later tuning of text queries only
+    saved = store.tuned_blends()
+    assert saved["text"].blend.weights == pytest.approx({"fused": 0.4, "image": 0.6})
+    assert saved["image"].blend.weights == {"image": 1.0} and store.stats().tuned_blends == saved
+    store.set_properties({"other": 1})
+    assert store.tuned_blends() == saved
+
+
 def test_bad_vectors_and_oversized_items_are_refused(store: MilvusStore) -> None:
     items, fused, image = _corpus()
     with pytest.raises(ValueError, match="shape"):
@@ -240,10 +266,12 @@ def test_bm25_text_and_hybrid_search(store: MilvusStore) -> None:
     assert [h.id for h in store.text_search("zebra", k=5, filter={"modality": "image+text"})] == [items[1].id]
     # Dense on item 3's vector, text on item 4's words: both lead the fused ranking.
     for fusion in ("rrf", "weighted"):
-        top = store.hybrid_search(fused[3], "biting flies", k=2, fusion=fusion)
+        top = store.hybrid_search(fused[3], "biting flies", blend=Blend.of({"fused": 1, "bm25": 1}, fusion), k=2)
         assert {h.id for h in top} == {items[3].id, items[4].id}, fusion
-    image_only = store.hybrid_search(image[0], "zebra", field="image", k=10)
-    assert items[4].id not in {h.id for h in image_only}
+    image_only = store.hybrid_search(image[0], "zebra", blend=Blend.parse("image,bm25", "rrf"), k=10, only_images=True)
+    assert items[4].id not in {h.id for h in image_only} and items[1].id in {h.id for h in image_only}
+    with pytest.raises(BlendError, match="needs query text"):
+        store.hybrid_search(fused[0], " ", blend=Blend.parse("fused,bm25"))
 
 
 def test_without_bm25_text_search_says_why(db: str) -> None:
@@ -252,7 +280,8 @@ def test_without_bm25_text_search_says_why(db: str) -> None:
         with pytest.raises(NotSupportedError, match="created without it"):
             store.text_search("anything")
         with pytest.raises(NotSupportedError):
-            store.hybrid_search(unit_vectors(1)[0], "anything")
+            store.hybrid_search(unit_vectors(1)[0], "anything", blend=Blend.parse("fused,bm25"))
+        assert store.signals == ("fused", "image")
     with MilvusStore.open(db, "plain", create=False) as store:
         assert not store.supports_bm25
 

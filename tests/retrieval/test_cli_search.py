@@ -8,16 +8,24 @@ import os
 import pytest
 from typer.testing import CliRunner
 
+from connectors.milvus import MilvusStore
 from rag.cli import app
 from tests.answer.llm_server import FakeLLMServer, Reply, user_parts
 from tests.conftest import parity_dir
 
-from .corpus import CAPTIONS, COLLECTION, LIGHTHOUSE, Corpus, build
+from .corpus import CAPTIONS, COLLECTION, COPIES, LIGHTHOUSE, Corpus, build, ingest_items
 
 
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory: pytest.TempPathFactory, tiny_base) -> Corpus:
     return build(tmp_path_factory.mktemp("cli"), tiny_base)
+
+
+@pytest.fixture(scope="module")
+def plain(corpus: Corpus, tiny_base) -> str:
+    """A collection without BM25."""
+    ingest_items(corpus.db, "plain", tiny_base, [corpus.items["lighthouse"]], bm25=False)
+    return "plain"
 
 
 @pytest.fixture
@@ -36,7 +44,7 @@ def rag(corpus: Corpus, monkeypatch: pytest.MonkeyPatch):
     runner = CliRunner()
 
     def invoke(command: str, *args: str):
-        # The tiny model puts distinct items within 0.995 cosine of each other: keep them all.
+        # Every hit, the two copies of one item included; a test that counts merges adds --dedup.
         return runner.invoke(app, [command, "--no-dedup", *args], env=env)
 
     return invoke
@@ -72,6 +80,43 @@ def test_search_image_mode_filters_and_hybrid(rag, corpus) -> None:
     hybrid = rag("search", "-t", "rocky cliff", "--hybrid", "--json")
     data = json.loads(hybrid.stdout)
     assert data["hybrid"] is True and data["results"][0]["text"] == LIGHTHOUSE
+    assert data["blend"] == {"weights": {"fused": 0.5, "bm25": 0.5}, "fusion": "rrf", "tuned": False}
+    assert data["score_scale"] == "rrf"
+
+
+def test_search_and_ask_pass_the_blend_to_one_store_search(rag, monkeypatch) -> None:
+    searched = []
+    original = MilvusStore.hybrid_search
+
+    def spy(self, *args, **kwargs):
+        searched.append(kwargs["blend"])
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(MilvusStore, "hybrid_search", spy)
+    result = rag("search", "-t", "rocky cliff", "--blend", "fused=2,image=3,bm25=5", "--min-score", "0.1", "--json")
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    weights = {"fused": 0.2, "image": 0.3, "bm25": 0.5}
+    assert data["blend"] == {"weights": pytest.approx(weights), "fusion": "weighted", "tuned": False}
+    assert data["score_scale"] == "weighted" and data["hybrid"] is True and data["results"][0]["text"] == LIGHTHOUSE
+    assert all(0.1 <= r["score"] < 1 for r in data["results"])
+    table = rag("search", "-t", "rocky cliff", "--blend", "image,bm25", "--fusion", "rrf", "-k", "2")
+    assert "blend image + bm25 (rrf)" in " ".join(table.stdout.split()) and "reciprocal-rank" in table.stdout
+    asked = rag("ask", "Where is the rocky cliff?", "--blend", "fused=0.5,bm25=0.5", "-k", "2")
+    assert asked.exit_code == 0 and "[1] lighthouse: " + LIGHTHOUSE in asked.stdout
+    assert [dict(b.weights) for b in searched] == [weights, {"image": 0.5, "bm25": 0.5}, {"fused": 0.5, "bm25": 0.5}]
+
+
+def test_duplicates_are_merged_by_default_and_counted(rag, corpus) -> None:
+    args = ("search", "-t", COPIES, "-i", str(corpus.pictures[4]), "-k", "3")
+    merged = json.loads(rag(*args, "--dedup", "--json").stdout)
+    assert merged["merged"] == 1 and [r["source"] for r in merged["results"]].count("copies/a") + [
+        r["source"] for r in merged["results"]
+    ].count("copies/b") == 1
+    assert sum(len(r["duplicates"]) for r in merged["results"]) == 1
+    assert "1 duplicate merged" in " ".join(rag(*args, "--dedup").stdout.split())
+    every = json.loads(rag(*args, "--json").stdout)
+    assert every["merged"] == 0 and {"copies/a", "copies/b"} <= {r["source"] for r in every["results"]}
 
 
 @pytest.mark.parametrize(
@@ -85,9 +130,20 @@ def test_search_image_mode_filters_and_hybrid(rag, corpus) -> None:
         (("-t", "x", "--filter", '{"created_at": {"~": 1}}'), "unknown filter operator"),
         (("-i", "/no/such/picture.png"), "is not a file"),
         (("-t", "x", "-c", "missing"), "no collection 'missing'"),
+        (("-t", "x", "--blend", "fused=0.5,colour=0.5"), "unknown signal(s) 'colour'"),
+        (("-t", "x", "--blend", "fused=-1,image=1"), "weights must be 0 or more"),
+        (("-t", "x", "--blend", "fused=0,image=0"), "every weight in the blend is 0"),
+        (("-t", "x", "--blend", "fused:1"), "written as signal=weight pairs"),
+        (("-t", "x", "--blend", "fused=much"), "'much', not a number"),
+        (("-t", "x", "--blend", "fused=1,image=2", "--fusion", "rrf"), "takes no weights"),
+        (("-t", "x", "--blend", "fused,bm25", "--hybrid"), "not both"),
+        (("-t", "x", "--hybrid", "--min-score", "0.5"), "means nothing on RRF"),
+        (("-t", "x", "--blend", "fused,image", "--min-score", "-0.5"), "outside the weighted scale"),
+        (("-t", "x", "--min-score", "1.5"), "outside the cosine scale"),
+        (("-t", "x", "--blend", "fused,bm25", "-c", "plain"), "created without it"),
     ],
 )
-def test_search_errors_are_clear(rag, args, message) -> None:
+def test_search_errors_are_clear(rag, plain, args, message) -> None:
     result = rag("search", *args)
     assert result.exit_code == 2 and message in " ".join(result.stderr.split())
 

@@ -8,15 +8,14 @@ against the ranking computed from the encoder's own vectors, and with BM25 hybri
 from __future__ import annotations
 
 import asyncio
-import logging
 from typing import Iterator
 
 import numpy as np
 import pytest
-from llama_index.core.schema import ImageNode, NodeWithScore, QueryBundle, TextNode
+from llama_index.core.schema import ImageNode, MetadataMode, NodeWithScore, QueryBundle, TextNode
 from llama_index.core.vector_stores.types import FilterCondition, FilterOperator, MetadataFilter, MetadataFilters
 
-from connectors.milvus import EncoderInfo, EncoderMismatchError, FilterError, MilvusStore
+from connectors.milvus import BlendError, EncoderInfo, EncoderMismatchError, FilterError, MilvusStore, NotSupportedError
 from rag.retrieval import Mode, MultimodalRetriever, default_mode, evidence
 
 from .corpus import CAPTIONS, COPIES, LIGHTHOUSE, NOTES, Corpus, build, image_item, ingest_items
@@ -36,7 +35,6 @@ def store(corpus: Corpus) -> Iterator[MilvusStore]:
 
 
 def retriever(store: MilvusStore, encoder, **kwargs) -> MultimodalRetriever:
-    kwargs.setdefault("dedup_threshold", EXACT)
     return MultimodalRetriever(store, encoder, **kwargs)
 
 
@@ -104,19 +102,21 @@ def test_image_to_multimodal_finds_an_uncaptioned_picture(store, tiny_base, corp
     assert sources(results)[0] == "uncaptioned" and results[0].score == pytest.approx(1.0, abs=1e-4)
 
 
-def test_image_to_image_ignores_captions_and_deduplicates_the_same_picture(store, tiny_base, corpus) -> None:
+def test_image_to_image_ignores_captions_and_merges_the_same_picture_when_asked(store, tiny_base, corpus) -> None:
     query = QueryBundle("", image_path=str(corpus.pictures[0]))
-    every = retriever(store, tiny_base, mode="image-to-image", top_k=3, dedup_threshold=None).retrieve(query)
+    # One picture under three captions: three distinct items, all kept by default.
+    every = retriever(store, tiny_base, mode="image-to-image", top_k=3).retrieve(query)
     assert sorted(sources(every)) == ["grid/0-0", "grid/0-1", "grid/0-2"]
     assert all(r.score == pytest.approx(1.0, abs=1e-4) for r in every)  # the picture alone: captions do not count
-    unique = retriever(store, tiny_base, mode=Mode.IMAGE_TO_IMAGE, top_k=3).retrieve(query)
+    unique = retriever(store, tiny_base, mode=Mode.IMAGE_TO_IMAGE, top_k=3, dedup_threshold=EXACT).retrieve(query)
     assert image_of(unique[0]) == str(corpus.pictures[0])
     assert [image_of(r) for r in unique[1:]].count(str(corpus.pictures[0])) == 0
-    assert len(unique) == 3  # fetched further to fill k after dropping duplicates
+    assert len(unique) == 3  # fetched further to fill k after merging
+    assert len(unique[0].node.metadata["merged_duplicates"]) == 2
 
 
 def test_image_to_image_never_returns_text_only_items(store, tiny_base, corpus) -> None:
-    results = retriever(store, tiny_base, mode="image-to-image", top_k=50, dedup_threshold=None).retrieve(
+    results = retriever(store, tiny_base, mode="image-to-image", top_k=50, dedup=False).retrieve(
         QueryBundle("", image_path=str(corpus.pictures[3]))
     )
     assert len(results) == 13 and all(isinstance(r.node, ImageNode) for r in results)
@@ -150,7 +150,7 @@ def _ranking(encoder, query: np.ndarray, items) -> list[float]:
 
 def test_text_to_multimodal_ranks_by_the_fused_vectors(store, tiny_base, corpus) -> None:
     query = "a bridge over a river"
-    results = retriever(store, tiny_base, top_k=4, dedup_threshold=None).retrieve(query)
+    results = retriever(store, tiny_base, top_k=4, dedup=False).retrieve(query)
     with_image = [item for item in corpus.items.values() if item.image is not None]
     expected = _ranking(tiny_base, tiny_base.encode_text([query])[0], with_image)[:4]
     np.testing.assert_allclose([r.score for r in results], expected, atol=1e-4)
@@ -183,21 +183,36 @@ def test_hybrid_with_an_image_only_query_searches_dense(store, tiny_base, corpus
     assert sources(results)[0] == "uncaptioned" and results[0].score == pytest.approx(1.0, abs=1e-4)
 
 
-def test_hybrid_falls_back_to_dense_without_bm25(corpus, tiny_base, caplog) -> None:
+def test_hybrid_without_bm25_is_refused(corpus, tiny_base) -> None:
     items = [corpus.items["lighthouse"], corpus.items["notes/0"]]
     ingest_items(corpus.db, "no_bm25", tiny_base, items, bm25=False)
-    with corpus.open("no_bm25") as plain, caplog.at_level(logging.WARNING):
-        results = retriever(plain, tiny_base, hybrid=True, mode="text-to-text").retrieve(NOTES[0])
-    assert "no BM25" in caplog.text and sources(results) == ["notes/0"]
+    with corpus.open("no_bm25") as plain:
+        for asked in ({"hybrid": True}, {"blend": "fused=0.5,bm25=0.5"}):
+            with pytest.raises(NotSupportedError, match="created without it"):
+                retriever(plain, tiny_base, mode="text-to-text", **asked)
+        assert sources(retriever(plain, tiny_base, mode="text-to-text").retrieve(NOTES[0])) == ["notes/0"]
 
 
-def test_copies_of_one_item_are_deduplicated(store, tiny_base, corpus) -> None:
+def test_copies_of_one_item_are_merged_and_reported(store, tiny_base, corpus) -> None:
+    # The same picture bytes and caption from two sources: true duplicates.
     bundle = QueryBundle(COPIES, image_path=str(corpus.pictures[4]))
-    both = retriever(store, tiny_base, top_k=2, dedup_threshold=None).retrieve(bundle)
+    both = retriever(store, tiny_base, top_k=2, dedup=False).retrieve(bundle)
     assert sorted(sources(both)) == ["copies/a", "copies/b"]
     one = retriever(store, tiny_base, top_k=2).retrieve(bundle)
-    assert sources(one)[0] in ("copies/a", "copies/b") and not set(sources(one)) >= {"copies/a", "copies/b"}
-    assert len(one) == 2
+    kept, other = sources(one)[0], {"copies/a": "copies/b", "copies/b": "copies/a"}[sources(one)[0]]
+    assert other not in sources(one) and len(one) == 2
+    assert one[0].node.metadata["merged_duplicates"] == [corpus.id(other)]
+    assert "merged_duplicates" not in one[0].node.get_content(metadata_mode=MetadataMode.LLM)
+    [first, second] = evidence(one)
+    assert first.duplicates == [corpus.id(other)] and second.duplicates == [] and "merged_duplicates" not in first.metadata
+
+
+def test_distinct_items_are_never_merged_by_default(store, tiny_base, corpus) -> None:
+    # The tiny model puts every item within 0.995 cosine of the others; only the copies are duplicates.
+    results = retriever(store, tiny_base, top_k=50).retrieve(CAPTIONS[0])
+    image_items = [item for item in corpus.items.values() if item.image is not None]
+    assert len(results) == len(image_items) - 1
+    assert sum(len(r.node.metadata.get("merged_duplicates", [])) for r in results) == 1
 
 
 def test_top_k_and_score_threshold(store, tiny_base, corpus) -> None:
@@ -207,7 +222,8 @@ def test_top_k_and_score_threshold(store, tiny_base, corpus) -> None:
     cut = (scores[0] + scores[1]) / 2
     kept = retriever(store, tiny_base, top_k=3, score_threshold=cut).retrieve(bundle)
     assert sources(kept) == ["grid/1-0"]
-    assert retriever(store, tiny_base, score_threshold=1.01).retrieve(bundle) == []
+    with pytest.raises(BlendError, match="outside the cosine scale"):
+        retriever(store, tiny_base, score_threshold=1.01)
 
 
 def test_filters_dict_and_metadata_filters(store, tiny_base, corpus) -> None:

@@ -21,7 +21,7 @@ from rag.server import create_app
 from rag.settings import Settings
 from tests.answer.llm_server import FakeLLMServer, Reply
 from tests.conftest import load_tiny
-from tests.retrieval.corpus import CAPTIONS, NOTES, Corpus
+from tests.retrieval.corpus import CAPTIONS, COPIES, NOTES, Corpus
 
 
 def png_bytes(size: tuple[int, int] = (64, 64), colour: tuple[int, int, int] = (200, 30, 30)) -> bytes:
@@ -77,6 +77,9 @@ def test_health_stats_and_openapi(client: TestClient, corpus: Corpus) -> None:
     schema = client.get("/openapi.json").json()
     routes = {"/api/search", "/api/ask", "/api/ingest", "/api/ingest/{job_id}", "/api/stats", "/health"}
     assert {*routes, "/api/items/{item_id}/image"} <= set(schema["paths"])
+    scale = schema["components"]["schemas"]["SearchResponse"]["properties"]["score_scale"]["description"]
+    assert all(name in scale for name in ("cosine", "weighted", "rrf"))
+    assert stats["tuned_blends"] == {}
     assert schema["components"]["securitySchemes"]["HTTPBearer"]["scheme"] == "bearer"
 
 
@@ -109,6 +112,53 @@ def test_filter_and_hybrid(client: TestClient) -> None:
     assert sources(search(client, text="anything", filter=json.dumps({"tags": "coast"}))) == ["lighthouse"]
     hybrid = search(client, text="lighthouse keeper lamp", mode="text-to-text", hybrid="true", top_k=1)
     assert sources(hybrid) == ["notes/0"]
+
+
+def test_blend_passes_through_to_one_store_search(client: TestClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    from connectors.milvus import MilvusStore
+
+    searched = []
+    original = MilvusStore.hybrid_search
+
+    def spy(self: MilvusStore, *args: Any, **kwargs: Any) -> Any:
+        searched.append(dict(kwargs["blend"].weights))
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(MilvusStore, "hybrid_search", spy)
+    found = search(client, text="lighthouse keeper lamp", mode="text-to-text", blend="fused=1,bm25=3", min_score=0.2)
+    body = found.json()
+    assert sources(found)[0] == "notes/0" and searched == [{"fused": 0.25, "bm25": 0.75}]
+    assert body["blend"] == {"weights": {"fused": 0.25, "bm25": 0.75}, "fusion": "weighted", "tuned": False}
+    assert body["score_scale"] == "weighted" and all(0.2 <= r["score"] < 1 for r in body["results"])
+    asked = client.post("/api/ask", data={"text": "which lamp?", "blend": "image,bm25", "fusion": "rrf", "top_k": 2}).json()
+    assert asked["blend"]["fusion"] == "rrf" and asked["score_scale"] == "rrf" and searched[-1] == {"image": 0.5, "bm25": 0.5}
+    plain = search(client, text="anything", blend="").json()
+    assert plain["blend"] is None and plain["score_scale"] == "cosine"
+
+
+def test_duplicates_are_merged_and_counted(client: TestClient, corpus: Corpus) -> None:
+    picture = corpus.pictures[4].read_bytes()  # copies/a and copies/b: the same picture and caption
+    merged = search(client, picture, text=COPIES, top_k=3).json()
+    assert merged["merged"] == 1 and sum(len(r["duplicates"]) for r in merged["results"]) == 1
+    every = search(client, picture, text=COPIES, top_k=3, dedup="false").json()
+    assert every["merged"] == 0 and {"copies/a", "copies/b"} <= {r["source"] for r in every["results"]}
+
+
+@pytest.mark.parametrize(
+    "form, message",
+    [
+        ({"blend": "fused=1,colour=1"}, "unknown signal(s) 'colour'"),
+        ({"blend": "fused=-1"}, "weights must be 0 or more"),
+        ({"blend": "fused=0,image=0"}, "every weight in the blend is 0"),
+        ({"blend": "fused=2,image=1", "fusion": "rrf"}, "takes no weights"),
+        ({"blend": "fused,bm25", "hybrid": "true"}, "not both"),
+        ({"hybrid": "true", "min_score": "0.5"}, "means nothing on RRF"),
+        ({"min_score": "3"}, "outside the cosine scale"),
+    ],
+)
+def test_bad_blends_are_refused(client: TestClient, form: dict[str, str], message: str) -> None:
+    response = search(client, text="x", **form)
+    assert response.status_code == 400 and message in response.json()["message"]
 
 
 def test_ask_without_an_llm_returns_the_ranked_evidence(client: TestClient, corpus: Corpus) -> None:

@@ -111,7 +111,6 @@ def test_search_page_shows_thumbnails_for_a_composed_query(browser, samples_serv
     picture = SAMPLES / "shapes-red-circle.png"
     driver.execute_script(DROP, picture.name, base64.b64encode(picture.read_bytes()).decode())
     assert driver.find_element(By.ID, "preview").is_displayed()
-    driver.find_element(By.ID, "dedup").click()  # the tiny model puts every item within 0.995 of the others
     driver.find_element(By.ID, "search").click()
 
     wait.until(lambda d: d.execute_script(LOADED_THUMBNAILS) == 7)
@@ -128,3 +127,26 @@ def test_search_page_shows_thumbnails_for_a_composed_query(browser, samples_serv
     answer = driver.find_element(By.ID, "answer-text").text
     assert answer.startswith("No LLM is configured") and "shapes-red-circle.png" in answer.splitlines()[1]
     screenshot(driver, "ask-page.png")
+
+
+def test_the_blend_control_reaches_the_search(browser, samples_server: str) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    driver = browser
+    wait = WebDriverWait(driver, 20)
+    driver.get(samples_server + "/")
+    wait.until(lambda d: "7 items" in d.find_element(By.ID, "stats").text)
+    driver.find_element(By.ID, "text").send_keys("a red circle")
+    driver.find_element(By.ID, "blend").send_keys("fused=3, image=1, bm25=1")
+    driver.find_element(By.ID, "search").click()
+    wait.until(lambda d: "blend" in d.find_element(By.ID, "status").text)
+    status = driver.find_element(By.ID, "status").text
+    assert "blend fused 0.60 + image 0.20 + bm25 0.20" in status and "scores: weighted" in status
+    assert "7 results" in status and "error" not in driver.find_element(By.ID, "status").get_attribute("class")
+    screenshot(driver, "blend-search.png")
+
+    driver.find_element(By.ID, "blend").clear()
+    driver.find_element(By.ID, "blend").send_keys("fused=-1")
+    driver.find_element(By.ID, "search").click()
+    wait.until(lambda d: "weights must be 0 or more" in d.find_element(By.ID, "status").text)

@@ -90,6 +90,8 @@ function queryForm() {
   form.append("top_k", $("top-k").value || "12");
   const filter = filterJson($("filter").value.trim());
   if (filter) form.append("filter", filter);
+  const blend = $("blend").value.trim();
+  if (blend) form.append("blend", blend);
   form.append("hybrid", $("hybrid").checked ? "true" : "false");
   form.append("dedup", $("dedup").checked ? "true" : "false");
   return form;
@@ -120,6 +122,7 @@ function card(item) {
   node.querySelector(".rank").textContent = `[${item.rank}]`;
   node.querySelector(".score").textContent = item.score == null ? "" : item.score.toFixed(4);
   node.querySelector(".modality").textContent = item.metadata.modality || "";
+  node.querySelector(".duplicates").textContent = item.duplicates.length ? `+${item.duplicates.length} merged` : "";
   node.querySelector(".text").textContent = item.text || "(no text)";
   node.querySelector(".source").textContent = item.source.split("/").pop() || item.source;
   node.querySelector(".source").title = item.source;
@@ -161,6 +164,18 @@ function showAnswer(answer) {
   $("answer").hidden = false;
 }
 
+// "blend fused 0.60 + image 0.40", marked when it is the blend `rag eval --tune` saved.
+function describeBlend(blend) {
+  if (!blend) return "";
+  const parts = Object.entries(blend.weights).map(([name, weight]) =>
+    blend.fusion === "rrf" ? name : `${name} ${weight.toFixed(2)}`);
+  return `blend ${parts.join(" + ")}${blend.fusion === "rrf" ? " (rrf)" : ""}${blend.tuned ? " (tuned)" : ""}`;
+}
+
+function mergedNote(merged) {
+  return merged ? `${merged} duplicate${merged === 1 ? "" : "s"} merged` : "";
+}
+
 async function run(kind) {
   if (!$("text").value.trim() && !state.image) {
     setStatus("Type a query or drop an image first.", true);
@@ -179,7 +194,8 @@ async function run(kind) {
     showResults(items);
     if (kind === "ask") showAnswer(body.answer);
     const seconds = ((performance.now() - started) / 1000).toFixed(2);
-    setStatus(`${items.length} results · ${body.mode} · ${seconds} s`);
+    setStatus([`${items.length} results`, body.mode, describeBlend(body.blend), `scores: ${body.score_scale}`,
+      mergedNote(body.merged), `${seconds} s`].filter(Boolean).join(" · "));
   } catch (error) {
     setStatus(error.message, true);
   }
