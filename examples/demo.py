@@ -46,9 +46,9 @@ def main() -> int:
         night = "Make the background dark, as if the camera has taken the photo at night"
         queries = {
             "text → image+text: 'a bridge over a river'": (encoder.encode_text(["a bridge over a river"]), "fused"),
-            "image → image: carriage-day.png": (encoder.encode_image([CORPUS / "carriage-day.png"]), "image"),
-            "composed image+text → image: carriage-day.png + 'at night'": (
-                encoder.encode_fused([CORPUS / "carriage-day.png"], [night]),
+            "image → image: carriage-day.jpg": (encoder.encode_image([CORPUS / "carriage-day.jpg"]), "image"),
+            "composed image+text → image: carriage-day.jpg + 'at night'": (
+                encoder.encode_fused([CORPUS / "carriage-day.jpg"], [night]),
                 "image",
             ),
         }

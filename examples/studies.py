@@ -44,7 +44,7 @@ def main() -> int:
         return 2
     console.print(f"encoder {encoder.name} ({encoder.dim}-d, fused: {encoder.supports_fused})")
 
-    carriages = [CORPUS / "carriage-day.png", CORPUS / "carriage-night.png"]
+    carriages = [CORPUS / "carriage-day.jpg", CORPUS / "carriage-night.jpg"]
     report = similarity_report(encoder, carriages, ["a carriage at night", "a carriage in daylight"])
     table = Table(title="1. similarity")
     for column in ("comparison", "left", "right", "cosine", "euclidean"):

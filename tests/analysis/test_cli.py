@@ -109,7 +109,7 @@ def test_eval_tune_refuses_bad_requests_and_saves_nothing(tiny_env, tune_collect
 
 
 def test_similarity_and_classify_as_json(tiny_env) -> None:
-    images = [str(CORPUS / "carriage-day.png"), str(CORPUS / "carriage-night.png")]
+    images = [str(CORPUS / "carriage-day.jpg"), str(CORPUS / "carriage-night.jpg")]
     result = runner.invoke(app, ["similarity", *images, "-t", "at night", "-t", "by day", "--json"])
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)

@@ -12,7 +12,7 @@ from rag.embeddings import CLIPEncoder
 from tests.analysis.conftest import CORPUS
 from tests.embeddings.tiny_transformers import build_clip
 
-IMAGES = [CORPUS / "carriage-day.png", CORPUS / "carriage-night.png", CORPUS / "shapes-red-square.png"]
+IMAGES = [CORPUS / "carriage-day.jpg", CORPUS / "carriage-night.jpg", CORPUS / "shapes-red-square.png"]
 TEXTS = ["at night", "in daylight", "make it blue"]
 
 
@@ -43,7 +43,7 @@ def test_four_way_report_with_both_measures(tiny_base) -> None:
     # same-kind: each unordered pair once (3); cross-kind: every ordered pair (9)
     assert [kinds.count(k) for k in ("image vs image", "fused vs image", "text vs fused", "fused vs fused")] == [3, 9, 9, 3]
     assert report.skipped == {}
-    assert report.rows[0].left == "image carriage-day.png" and report.rows[0].right == "image carriage-night.png"
+    assert report.rows[0].left == "image carriage-day.jpg" and report.rows[0].right == "image carriage-night.jpg"
     assert any(row.left == 'text "at night"' for row in report.rows)
     for row in report.rows:
         assert row.euclidean**2 == pytest.approx(2 - 2 * row.cosine, abs=1e-5)
