@@ -54,6 +54,13 @@ def test_four_way_report_with_both_measures(tiny_base) -> None:
     assert data["rows"][0]["cosine_rank"] == report.cosine_ranks[0] and data["rank_correlation"] == pytest.approx(1.0)
 
 
+def test_images_alone_are_compared_without_texts(tiny_base) -> None:
+    report = similarity_report(tiny_base, IMAGES)
+    assert {row.kind for row in report.rows} == {"image vs image"} and len(report.rows) == 3
+    assert set(report.skipped) == {"fused vs image", "text vs fused", "fused vs fused"}
+    assert report.cosine_ranks == report.distance_ranks
+
+
 def test_fused_vector_of_an_image_with_empty_text_is_its_image_vector(tiny_base) -> None:
     report = similarity_report(tiny_base, IMAGES[:2], ["", ""], labels=["day", "night"])
     matching = [r for r in report.rows if r.kind == "fused vs image" and r.left.split()[1] == r.right.split()[1]]
