@@ -771,7 +771,7 @@ def evaluate(
         typer.Option(
             "--collection",
             "-c",
-            help="NAME, or NAME=ENCODER[:WEIGHTS] when its encoder is not the configured one (repeat to compare).",
+            help="NAME, or NAME=ENCODER[:WEIGHTS] when its encoder is not --encoder's (repeat to compare).",
         ),
     ] = None,
     mode: Annotated[Optional[list[str]], typer.Option("--mode", "-m", help="Only these modes (repeat).")] = None,
@@ -786,7 +786,10 @@ def evaluate(
     ] = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="With --tune: report the blends, save nothing.")] = False,
     uri: UriOpt = None,
+    encoder: EncoderOpt = None,
+    weights: WeightsOpt = None,
     as_json: JsonOpt = False,
+    verbose: VerboseOpt = False,
 ) -> None:
     """Recall@1/5/10, MRR@10 and nDCG@10 per retrieval mode, for one or more collections on the same queries;
     with --tune, the best blend per query kind."""
@@ -801,8 +804,10 @@ def evaluate(
     if unknown:
         raise _fail(f"unknown mode(s) {', '.join(unknown)}; modes: {', '.join(m.name for m in MODES)}")
     modes = [m for m in MODES if not mode or m.name in mode]
-    every = [_settings(collection=name, milvus_uri=uri, encoder=kind, weights=weights)
-             for name, kind, weights in map(_collection_spec, collection or [None])]
+    every = [
+        _settings(collection=name, milvus_uri=uri, encoder=kind or encoder, weights=own if kind else own or weights)
+        for name, kind, own in map(_collection_spec, collection or [None])
+    ]
     for settings in every:
         _require_collection(settings)
     encoders: dict[tuple[str | None, str | None], object] = {}
@@ -851,19 +856,19 @@ def _print_evaluation(results: list, source: str) -> None:
 
     used = {r.collection: r.encoder for r in results}
     table = Table(
-        title=f"retrieval evaluation · {source}",
-        caption="; ".join(f"{name}: {encoder_name}" for name, encoder_name in used.items()),
+        title=Text(f"retrieval evaluation · {source}"),
+        caption=Text("; ".join(f"{name}: {encoder_name}" for name, encoder_name in used.items())),
         box=box.SIMPLE_HEAD,
     )
     for column in ("collection", "mode", "n", "R@1", "R@5", "R@10", "MRR@10", "nDCG@10"):
         table.add_column(column, justify="left" if column in ("collection", "mode") else "right", no_wrap=True)
     for r in results:
         scores = ["n/a"] * 5 if r.skipped else [f"{r.metrics[m]:.3f}" for m in METRICS]
-        table.add_row(r.collection, r.mode, str(r.queries), *scores)
+        table.add_row(Text(r.collection), r.mode, str(r.queries), *scores)
     Console().print(table)
     for r in results:
         if r.skipped:
-            console.print(f"[yellow]skipped[/] {r.collection} {r.mode}: {r.skipped}")
+            console.print(f"[yellow]skipped[/] {escape(r.collection)} {r.mode}: {escape(r.skipped)}")
 
 
 def _print_tuning(results: list, saved: dict[str, list[str]], dry_run: bool, source: str) -> None:
@@ -875,28 +880,30 @@ def _print_tuning(results: list, saved: dict[str, list[str]], dry_run: bool, sou
     collections = sorted({r.collection for r in results})
     several = len(collections) > 1
     title = f"blend tuning · {source}" + ("" if several else f" · collection {collections[0]}" if collections else "")
-    table = Table(title=title, box=box.SIMPLE_HEAD)
+    table = Table(title=Text(title), box=box.SIMPLE_HEAD)
     columns = (["collection"] if several else []) + ["kind (n)", "search", "R@1", "R@5", "R@10", "MRR@10", "nDCG@10"]
     for column in columns:
         table.add_column(column, justify="left" if column in ("collection", "kind (n)", "search") else "right")
     for r in results:
-        rows = [(f"{signal} alone", scores) for signal, scores in r.alone.items()]
+        rows = [(Text(f"{signal} alone"), scores) for signal, scores in r.alone.items()]
         if r.best is not None:
-            rows.append((f"[bold]★ {Blend.of(r.best).describe()}[/]", r.metrics))
+            rows.append((Text(f"★ {Blend.of(r.best).describe()}", style="bold"), r.metrics))
         for label, scores in rows:
             cells = [f"{r.kind} ({r.queries})", label, *(f"{scores[m]:.3f}" for m in METRICS)]
-            table.add_row(*([r.collection] if several else []), *cells)
+            table.add_row(*([Text(r.collection)] if several else []), *cells)
     Console().print(table)
     for r in results:
         if r.skipped:
-            console.print(f"[yellow]not tuned[/] {r.collection} {r.kind}: {r.skipped}")
+            console.print(f"[yellow]not tuned[/] {escape(r.collection)} {r.kind}: {escape(r.skipped)}")
     if dry_run:
         console.print("--dry-run: nothing saved")
     for name, kinds in saved.items():
         if kinds:
             console.print(
-                f"saved on collection {name!r} for {', '.join(kinds)} queries: they use these blends unless --blend "
-                "or --mode says otherwise (rag stats lists them)"
+                Text(
+                    f"saved on collection {name!r} for {', '.join(kinds)} queries: they use these blends unless "
+                    "--blend or --mode says otherwise (rag stats lists them)"
+                )
             )
 
 

@@ -55,6 +55,7 @@ def invoke(tmp_path: Path, *args: str, store: bool = True) -> dict:
         (["search", "-c", "kb", "-t", "x", "--filter", "{not json"], 2, "not valid JSON"),
         (["search", "-c", "kb", "-t", "x", "--filter", "tags=red,blue"], 2, "filter 'blue': write key=value pairs"),
         (["search", "-c", "kb", "-t", "x", "--encoder", "siglip"], 2, "encoder: Input should be"),
+        (["eval", "-q", str(ROOT / "examples" / "eval" / "queries.jsonl"), "--encoder", "siglip"], 2, "encoder: Input should"),
         (["search", "-c", "kb", "-t", "x", "--filter", '{"created_at": {">=": "yesterday"}}'], 2, "ISO date-time"),
         (["search", "-c", "kb", "-t", "x", "--mode", "image-to-image"], 2, "needs a query image (--image)"),
         (["ask", "", "-c", "kb"], 2, "give a query: the question and/or --image"),
