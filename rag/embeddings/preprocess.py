@@ -153,7 +153,9 @@ class Preprocessor:
                     self.workers, mp_context=get_context("spawn"), initializer=_set_transform, initargs=(self.transform,)
                 )
                 try:
-                    pool.submit(_ping).result(timeout=120)
+                    # One call per worker: every worker is started now, not one by one as work arrives.
+                    for ping in [pool.submit(_ping) for _ in range(self.workers)]:
+                        ping.result(timeout=120)
                 except Exception as e:  # the workers died starting, or never answered
                     pool.shutdown(wait=False, cancel_futures=True)
                     self.processes, self._pool = False, None
