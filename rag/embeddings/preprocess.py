@@ -20,6 +20,18 @@ from .inputs import ImageLoadError, PreparedImage, describe
 Prepared = PreparedImage | ImageLoadError
 
 
+def prepare_one(transform: ImageTransform, image: ImageInput) -> Prepared:
+    """``transform(image)``, or the ``ImageLoadError`` naming the image when it cannot be read."""
+    try:
+        return transform(image)
+    except ImageLoadError as e:
+        return e
+    except Exception as e:  # decoders of hostile files raise odd types: it costs that file only
+        error = ImageLoadError(f"cannot read image {describe(image)}: {type(e).__name__}: {e}")
+        error.__cause__ = e
+        return error
+
+
 class Preprocessor:
     """Runs ``transform`` on ``workers`` threads; results come back in input order, at most ``ahead`` in flight."""
 
@@ -32,14 +44,7 @@ class Preprocessor:
         self._lock = threading.Lock()
 
     def _one(self, image: ImageInput) -> Prepared:
-        try:
-            return self.transform(image)
-        except ImageLoadError as e:
-            return e
-        except Exception as e:  # decoders of hostile files raise odd types: it costs that file only
-            error = ImageLoadError(f"cannot read image {describe(image)}: {type(e).__name__}: {e}")
-            error.__cause__ = e
-            return error
+        return prepare_one(self.transform, image)
 
     def _executor(self) -> ThreadPoolExecutor:
         with self._lock:
