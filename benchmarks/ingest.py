@@ -1,9 +1,14 @@
-"""Ingest pipeline throughput against the encoder alone on the same items, and peak RSS against corpus size.
+"""Ingest pipeline throughput against the encoder alone on the same items, the Ray engine against the local
+one, and peak RSS against corpus size.
 
     .venv/bin/python benchmarks/ingest.py [--items 32] [--dtype bfloat16] [--rss-sizes 200,2000]
+        [--engines local,ray] [--gpus-per-worker 1] [--workers N] [--cpus-per-worker F]
 
 Throughput uses the full-size base model (random weights); the RSS runs use the tiny parity model
 in fresh processes, so that what grows with the corpus is not hidden under the model's weights.
+The engine comparison runs both engines on the same photos in one process, on a local Ray started
+beforehand (as a running cluster would be); where a GPU exists, ``--gpus-per-worker 1`` puts the Ray
+engine's encoder on it (the local engine picks it by itself).
 """
 
 from __future__ import annotations
@@ -21,10 +26,12 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.common import ROOT, SAMPLE_IMAGES, load_full_size  # noqa: E402
+from benchmarks.common import FULL_SIZE, ROOT, SAMPLE_IMAGES, build_full_size, load_full_size  # noqa: E402
 from connectors.milvus import EncoderInfo, MilvusStore  # noqa: E402
 from connectors.sources import open_sources  # noqa: E402
-from rag.ingest import ingest  # noqa: E402
+from rag.embeddings import VisualizedBGE  # noqa: E402
+from rag.ingest import IngestReport, ingest  # noqa: E402
+from rag.settings import Settings  # noqa: E402
 
 
 def make_corpus(folder: Path, n: int, size: tuple[int, int] = (640, 480)) -> list[Path]:
@@ -63,6 +70,71 @@ def throughput(n: int, dtype: str, batch_size: int) -> None:
     print(f"  encoder alone      {alone:6.2f} items/s")
     print(f"  whole pipeline     {pipeline:6.2f} items/s  (decode + encode + Milvus Lite write)")
     print(f"  pipeline / encoder {pipeline / alone:6.0%}")
+
+
+class Clock:
+    """Progress callbacks timed: items/s from the first batch written to the last, which leaves out what a run
+    pays once before its first batch (for Ray: starting the encoder actors and loading the model in them)."""
+
+    def __init__(self) -> None:
+        self.first: tuple[float, int] | None = None
+        self.last: tuple[float, int] = (0.0, 0)
+
+    def __call__(self, report: IngestReport) -> None:
+        now = (time.perf_counter(), report.added)
+        if report.added and self.first is None:
+            self.first = now
+        self.last = now
+
+    @property
+    def steady(self) -> float:
+        if self.first is None or self.last[0] <= self.first[0]:
+            return float("nan")
+        return (self.last[1] - self.first[1]) / (self.last[0] - self.first[0])
+
+
+def engines(n: int, dtype: str, batch_size: int, gpus_per_worker: float, workers: int | None, cpus: float | None) -> None:
+    """The Ray engine against the local one on the same photos, each from its encoder's loading to the last write."""
+    import ray
+
+    from rag.ingest import ray_engine
+
+    cpu_model = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")), "?")
+    ray.init(include_dashboard=False, logging_level="WARNING")
+    with tempfile.TemporaryDirectory(prefix="rag-engines-bench-") as tmp:
+        root = Path(tmp)
+        weights, text_dir = build_full_size("base", root)
+        vision = root / "vision_config.json"
+        vision.write_text(FULL_SIZE["base"][1].model_dump_json())
+        make_corpus(root / "corpus", n)
+        settings = Settings(weights=str(weights), text_model=str(text_dir), vision_config=str(vision), dtype=dtype,
+                            batch_size=batch_size)
+        results = {}
+        for engine in ("local", "ray"):
+            clock = Clock()
+            start = time.perf_counter()
+            if engine == "local":
+                encoder = VisualizedBGE.from_pretrained(weights, text_dir, vision_config=vision, dtype=dtype, batch_size=batch_size)
+            else:  # what `rag ingest --engine ray` loads on the driver: the fingerprint and the image transform
+                encoder = VisualizedBGE.from_pretrained(weights, text_dir, vision_config=vision, device="cpu", dtype="float32")
+            with MilvusStore.open(root / "db" / "milvus.db", engine, encoder_info=EncoderInfo.of(encoder)) as store:
+                items = open_sources([root / "corpus"])
+                if engine == "local":
+                    report = ingest(items, encoder, store, on_progress=clock)
+                else:
+                    options = ray_engine.RayOptions(gpus_per_worker=gpus_per_worker, workers=workers, cpus_per_worker=cpus)
+                    report = ray_engine.ingest(items, settings, store, image_transform=encoder.image_transform,
+                                               options=options, on_progress=clock)
+            assert report.added == n, report.summary()
+            results[engine] = (n / (time.perf_counter() - start), report.items_per_second, clock.steady)
+            encoder.close()
+    ray.shutdown()
+    print(f"engines: full-size base, {dtype}, batch {batch_size}, {n} photos 640x480, CPU {cpu_model}")
+    print(f"  {'':6} {'with model loading':>20} {'ingest call':>14} {'after 1st batch':>16}  (items/s)")
+    for engine, (whole, call, steady) in results.items():
+        print(f"  {engine:6} {whole:20.2f} {call:14.2f} {steady:16.2f}")
+    (lw, lc, ls), (rw, rc, rs) = results["local"], results["ray"]
+    print(f"  ray / local: {rw / lw:.2f} with model loading, {rc / lc:.2f} per ingest call, {rs / ls:.2f} after the first batch")
 
 
 RSS_CHILD = """
@@ -117,8 +189,14 @@ def main() -> None:
     parser.add_argument("--dtype", default="bfloat16", choices=["float32", "bfloat16"])
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--rss-sizes", default="200,2000")
+    parser.add_argument("--engines", default="local,ray", help="'local' alone skips the Ray comparison")
+    parser.add_argument("--gpus-per-worker", type=float, default=0.0)
+    parser.add_argument("--workers", type=int)
+    parser.add_argument("--cpus-per-worker", type=float)
     args = parser.parse_args()
     throughput(args.items, args.dtype, args.batch_size)
+    if "ray" in args.engines.split(","):
+        engines(args.items, args.dtype, args.batch_size, args.gpus_per_worker, args.workers, args.cpus_per_worker)
     peak_rss([int(s) for s in args.rss_sizes.split(",")])
 
 

@@ -158,10 +158,11 @@ def plan_workers(options: RayOptions, nodes: list[dict[str, float]], *, writers:
     writer actor beside each where ``writers``.
 
     Defaults: with ``gpus_per_worker``, as many actors as the GPUs hold, one CPU each; without, one actor
-    per node that takes all of the smallest node's CPUs but the half that decoding shares.
+    per node that takes all of the smallest node's CPUs but the half that decoding shares (and its writer's).
     """
     cpus = sum(node.get("CPU", 0.0) for node in nodes)
     gpus = sum(node.get("GPU", 0.0) for node in nodes)
+    writer_cpus = WRITER_CPUS if writers else 0.0
     per_gpu = options.gpus_per_worker
     if per_gpu:
         if not gpus:
@@ -179,9 +180,10 @@ def plan_workers(options: RayOptions, nodes: list[dict[str, float]], *, writers:
             )
     else:
         decode_cpus = 0.5
-        per_cpu = options.cpus_per_worker or max(decode_cpus, min(node.get("CPU", 0.0) for node in nodes) - decode_cpus)
+        spare = decode_cpus + writer_cpus
+        per_cpu = options.cpus_per_worker or max(decode_cpus, min(node.get("CPU", 0.0) for node in nodes) - spare)
         workers = options.workers or len(nodes)
-    left = cpus - workers * (per_cpu + (WRITER_CPUS if writers else 0.0))
+    left = cpus - workers * (per_cpu + writer_cpus)
     if left < decode_cpus - 1e-9:
         raise RayEngineError(
             f"{workers} encoder actor(s) of {per_cpu:g} CPU{' and their writers' if writers else ''} leave "
@@ -242,6 +244,7 @@ def _dataset(
     from ray.data import ActorPoolStrategy, DataContext
 
     DataContext.get_current().enable_progress_bars = False  # the caller shows its own progress
+    logging.getLogger("ray.data._internal.progress").setLevel(logging.ERROR)  # and needs no notice that Ray's is off
     # Ray Data's actor pools restart an actor that dies and retry its batch on another one.
     dataset = (
         ray.data.from_arrow_refs(blocks)

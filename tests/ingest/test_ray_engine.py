@@ -203,6 +203,28 @@ def test_a_killed_driver_resumes_to_the_exact_count(tiny_base, tmp_path):
         assert store.count() == 60
 
 
+def test_a_milvus_server_is_written_by_the_workers(tiny_base, tmp_path):
+    from milvus_lite.server_manager import server_manager_instance
+
+    # Milvus Lite serves its file over HTTP, as a Milvus server would: every writer actor connects to it.
+    uri = server_manager_instance.start_and_get_uri(str(tmp_path / "server.db"))
+    folder = make_folder(tmp_path / "corpus", 12)
+    try:
+        with MilvusStore.open(uri, "items", encoder_info=EncoderInfo.of(tiny_base)) as store:
+            assert ray_engine.connect(ray_engine.RayOptions(), store.backend).writers
+            report = ray_engine.ingest(
+                open_sources([folder]), tiny_settings(batch_size=4), store, image_transform=tiny_base.image_transform
+            )
+            assert (report.added, store.count()) == (12, 12)
+            path = folder / "img005.png"
+            fused, image = tiny_base.encode_fused_and_image([path], [(folder / "img005.txt").read_text()])
+            [hit] = store.search(fused[0], k=1, with_vectors=True)
+            assert hit.item.image.uri == str(path)
+            assert cosine(hit.embedding, fused[0]) > 0.9999 and cosine(hit.image_embedding, image[0]) > 0.9999
+    finally:
+        server_manager_instance.release_server(str(tmp_path / "server.db"))
+
+
 def test_gpus_asked_of_a_cluster_without_any_is_refused_before_loading_anything(tmp_path):
     result = run(tmp_path, "ingest", str(tmp_path), "-c", "kb", "--engine", "ray", "--gpus-per-worker", "1")
     assert result.exit_code == 2
@@ -224,3 +246,16 @@ def test_an_unreachable_cluster_is_named(tmp_path):
     )
     assert out.returncode == 2, out.stderr
     assert "cannot reach the Ray cluster at ray://127.0.0.1:1" in " ".join(out.stderr.split())
+
+
+def test_workers_are_sized_to_the_cluster():
+    gpu_nodes = [{"CPU": 16.0, "GPU": 4.0}, {"CPU": 16.0, "GPU": 4.0}]
+    plan = ray_engine.plan_workers(ray_engine.RayOptions(gpus_per_worker=0.5), gpu_nodes, writers=True)
+    assert (plan.workers, plan.cpus_per_worker, plan.decode_cpus, plan.torch_threads) == (16, 1.0, 1.0, 1)
+    cpu_nodes = [{"CPU": 8.0}, {"CPU": 4.0}]
+    plan = ray_engine.plan_workers(ray_engine.RayOptions(), cpu_nodes, writers=False)
+    assert (plan.workers, plan.cpus_per_worker, plan.torch_threads) == (2, 3.5, 4)
+    with pytest.raises(ray_engine.RayEngineError, match="lower --workers or --gpus-per-worker"):
+        ray_engine.plan_workers(ray_engine.RayOptions(gpus_per_worker=1, workers=9), gpu_nodes, writers=False)
+    with pytest.raises(ray_engine.RayEngineError, match="leave 0 of the cluster's 12 CPUs for decoding"):
+        ray_engine.plan_workers(ray_engine.RayOptions(workers=3, cpus_per_worker=4), cpu_nodes, writers=False)
