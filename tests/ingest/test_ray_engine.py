@@ -22,7 +22,7 @@ from connectors.sources import open_sources
 from rag.settings import Settings
 from tests.conftest import parity_dir
 from tests.ingest.test_cli_ingest import run
-from tests.ingest.test_pipeline import make_folder
+from tests.ingest.test_pipeline import kill_when_added, make_folder
 
 ray = pytest.importorskip("ray", reason="the Ray engine's tests need the mmrag[ray] extra")
 from rag.ingest import ray_engine  # noqa: E402
@@ -180,19 +180,7 @@ INTERRUPTIBLE = textwrap.dedent(
 def test_a_killed_driver_resumes_to_the_exact_count(tiny_base, tmp_path):
     folder = make_folder(tmp_path / "corpus", 60)
     db = tmp_path / "db" / "milvus.db"
-    script = tmp_path / "run.py"
-    script.write_text(INTERRUPTIBLE)
-    address = ray.get_runtime_context().gcs_address
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    proc = subprocess.Popen(
-        [sys.executable, str(script), str(db), str(folder), address], stdout=subprocess.PIPE, text=True, env=env
-    )
-    for line in proc.stdout:
-        if line.startswith("done") and int(line.split()[1]) >= 8:
-            proc.send_signal(signal.SIGKILL)
-            break
-    proc.wait(timeout=120)
-    assert proc.returncode == -signal.SIGKILL, "the run finished before it could be interrupted"
+    kill_when_added(INTERRUPTIBLE, [str(db), str(folder), ray.get_runtime_context().gcs_address], 8, tmp_path)
 
     with MilvusStore.open(db, "items", encoder_info=EncoderInfo.of(tiny_base)) as store:
         assert 8 <= store.count() < 60
