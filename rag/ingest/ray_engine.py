@@ -227,7 +227,10 @@ def ingest(
     if blocks:
         logger.info("ray engine: %d new item(s) in %d block(s); %s", new, len(blocks), plan.describe())
         rows = _dataset(ray, blocks, settings, store, image_transform, plan, batch_size, new)
-        _consume(rows, ledger, write=not plan.writers)
+        try:
+            _consume(rows, ledger, write=not plan.writers)
+        except ray.exceptions.RayError as e:  # what was written stays; a rerun goes on from there
+            raise RayEngineError(f"the run stopped on the cluster: {_reason(e)}") from e
     return ledger.finish()
 
 
@@ -378,6 +381,15 @@ class _Write:
         if ok:
             self.store.upsert([items[i] for i in ok], batch["fused"][ok], batch["image_vector"][ok])
         return {"item": batch["item"], "error": batch["error"], "runtime": batch["runtime"]}
+
+
+def _reason(error: Exception) -> str:
+    """The error a Ray failure carries, in one line (Ray's own message holds the whole remote traceback)."""
+    cause = getattr(error, "cause", None)
+    if isinstance(cause, BaseException):
+        return f"{type(cause).__name__}: {cause}"
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    return lines[-1] if lines else type(error).__name__
 
 
 def _pack(pixels: np.ndarray) -> bytes:

@@ -213,6 +213,18 @@ def test_a_milvus_server_is_written_by_the_workers(tiny_base, tmp_path):
         server_manager_instance.release_server(str(tmp_path / "server.db"))
 
 
+def test_workers_with_another_model_than_the_collection_stop_the_run_and_say_why(tiny_base, tmp_path):
+    folder = make_folder(tmp_path / "corpus", 2)
+    m3 = parity_dir("m3")
+    elsewhere = Settings(
+        weights=str(m3 / "weights.pth"), text_model=str(m3 / "text_model"), vision_config=str(m3 / "vision_config.json")
+    )
+    with MilvusStore.open(tmp_path / "db" / "milvus.db", "items", encoder_info=EncoderInfo.of(tiny_base)) as store:
+        with pytest.raises(ray_engine.RayEngineError, match="must name the same files on every node"):
+            ray_engine.ingest(open_sources([folder]), elsewhere, store, image_transform=tiny_base.image_transform)
+        assert store.count() == 0
+
+
 def test_gpus_asked_of_a_cluster_without_any_is_refused_before_loading_anything(tmp_path):
     result = run(tmp_path, "ingest", str(tmp_path), "-c", "kb", "--engine", "ray", "--gpus-per-worker", "1")
     assert result.exit_code == 2
