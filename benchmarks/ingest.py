@@ -30,7 +30,7 @@ from benchmarks.common import FULL_SIZE, ROOT, SAMPLE_IMAGES, build_full_size, l
 from connectors.milvus import EncoderInfo, MilvusStore  # noqa: E402
 from connectors.sources import open_sources  # noqa: E402
 from rag.embeddings import VisualizedBGE  # noqa: E402
-from rag.ingest import IngestReport, ingest  # noqa: E402
+from rag.ingest import ingest  # noqa: E402
 from rag.settings import Settings  # noqa: E402
 
 
@@ -72,29 +72,9 @@ def throughput(n: int, dtype: str, batch_size: int) -> None:
     print(f"  pipeline / encoder {pipeline / alone:6.0%}")
 
 
-class Clock:
-    """Progress callbacks timed: items/s from the first batch written to the last, which leaves out what a run
-    pays once before its first batch (for Ray: starting the encoder actors and loading the model in them)."""
-
-    def __init__(self) -> None:
-        self.first: tuple[float, int] | None = None
-        self.last: tuple[float, int] = (0.0, 0)
-
-    def __call__(self, report: IngestReport) -> None:
-        now = (time.perf_counter(), report.added)
-        if report.added and self.first is None:
-            self.first = now
-        self.last = now
-
-    @property
-    def steady(self) -> float:
-        if self.first is None or self.last[0] <= self.first[0]:
-            return float("nan")
-        return (self.last[1] - self.first[1]) / (self.last[0] - self.first[0])
-
-
 def engines(n: int, dtype: str, batch_size: int, gpus_per_worker: float, workers: int | None, cpus: float | None) -> None:
-    """The Ray engine against the local one on the same photos, each from its encoder's loading to the last write."""
+    """The Ray engine against the local one on the same photos: items/s from the encoder's loading to the last
+    write (for Ray: the driver's copy, and the actors' start and loading) and within the ingest call alone."""
     import ray
 
     from rag.ingest import ray_engine
@@ -111,7 +91,6 @@ def engines(n: int, dtype: str, batch_size: int, gpus_per_worker: float, workers
                             batch_size=batch_size)
         results = {}
         for engine in ("local", "ray"):
-            clock = Clock()
             start = time.perf_counter()
             if engine == "local":
                 encoder = VisualizedBGE.from_pretrained(weights, text_dir, vision_config=vision, dtype=dtype, batch_size=batch_size)
@@ -120,21 +99,22 @@ def engines(n: int, dtype: str, batch_size: int, gpus_per_worker: float, workers
             with MilvusStore.open(root / "db" / "milvus.db", engine, encoder_info=EncoderInfo.of(encoder)) as store:
                 items = open_sources([root / "corpus"])
                 if engine == "local":
-                    report = ingest(items, encoder, store, on_progress=clock)
+                    report = ingest(items, encoder, store)
                 else:
                     options = ray_engine.RayOptions(gpus_per_worker=gpus_per_worker, workers=workers, cpus_per_worker=cpus)
                     report = ray_engine.ingest(items, settings, store, image_transform=encoder.image_transform,
-                                               options=options, on_progress=clock)
+                                               options=options)
             assert report.added == n, report.summary()
-            results[engine] = (n / (time.perf_counter() - start), report.items_per_second, clock.steady)
+            results[engine] = (n / (time.perf_counter() - start), report.items_per_second)
             encoder.close()
     ray.shutdown()
-    print(f"engines: full-size base, {dtype}, batch {batch_size}, {n} photos 640x480, CPU {cpu_model}")
-    print(f"  {'':6} {'with model loading':>20} {'ingest call':>14} {'after 1st batch':>16}  (items/s)")
-    for engine, (whole, call, steady) in results.items():
-        print(f"  {engine:6} {whole:20.2f} {call:14.2f} {steady:16.2f}")
-    (lw, lc, ls), (rw, rc, rs) = results["local"], results["ray"]
-    print(f"  ray / local: {rw / lw:.2f} with model loading, {rc / lc:.2f} per ingest call, {rs / ls:.2f} after the first batch")
+    gpus = f", Ray encoder on {gpus_per_worker:g} GPU per worker" if gpus_per_worker else ""
+    print(f"engines: full-size base, {dtype}, batch {batch_size}, {n} photos 640x480{gpus}; CPU {cpu_model}")
+    print(f"  {'':6} {'with model loading':>20} {'ingest call':>12}  (items/s)")
+    for engine, (whole, call) in results.items():
+        print(f"  {engine:6} {whole:20.2f} {call:12.2f}")
+    (local_whole, local_call), (ray_whole, ray_call) = results["local"], results["ray"]
+    print(f"  ray / local: {ray_whole / local_whole:.2f} with model loading, {ray_call / local_call:.2f} per ingest call")
 
 
 RSS_CHILD = """
