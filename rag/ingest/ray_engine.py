@@ -73,7 +73,7 @@ class RayOptions(BaseModel):
     address: str | None = Field(
         default=None,
         description="'auto' (the cluster `ray start` runs on this machine), 'ray://host:10001' (Ray Client) or "
-        "'host:6379'; None: the Ray this process is connected to, else a local one started for the run.",
+        "'host:6379'; None: a local Ray started for the run. A process already connected to Ray keeps that connection.",
     )
     workers: PositiveInt | None = Field(
         default=None,
