@@ -72,15 +72,19 @@ def throughput(n: int, dtype: str, batch_size: int) -> None:
     print(f"  pipeline / encoder {pipeline / alone:6.0%}")
 
 
-def engines(n: int, dtype: str, batch_size: int, gpus_per_worker: float, workers: int | None, cpus: float | None) -> None:
-    """The Ray engine against the local one on the same photos: items/s from the encoder's loading to the last
-    write (for Ray: the driver's copy, and the actors' start and loading) and within the ingest call alone."""
+def engines(
+    n: int, dtype: str, batch_size: int, gpus_per_worker: float, workers: int | None, cpus: float | None, rounds: int = 2
+) -> None:
+    """The Ray engine against the local one on the same photos, in alternating rounds (the best of each kept):
+    items/s from the encoder's loading to the last write, within the ingest call, and once an encoder was ready."""
     import ray
 
     from rag.ingest import ray_engine
 
     cpu_model = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")), "?")
     ray.init(include_dashboard=False, logging_level="WARNING")
+    # A running cluster has Ray Data's own detached actors (statistics, autoscaling requests) already: start them.
+    ray.data.range(1).map_batches(_Identity, compute=ray.data.ActorPoolStrategy(size=1)).take_all()
     with tempfile.TemporaryDirectory(prefix="rag-engines-bench-") as tmp:
         root = Path(tmp)
         weights, text_dir = build_full_size("base", root)
@@ -89,32 +93,44 @@ def engines(n: int, dtype: str, batch_size: int, gpus_per_worker: float, workers
         make_corpus(root / "corpus", n)
         settings = Settings(weights=str(weights), text_model=str(text_dir), vision_config=str(vision), dtype=dtype,
                             batch_size=batch_size)
-        results = {}
-        for engine in ("local", "ray"):
-            start = time.perf_counter()
-            if engine == "local":
-                encoder = VisualizedBGE.from_pretrained(weights, text_dir, vision_config=vision, dtype=dtype, batch_size=batch_size)
-            else:  # what `rag ingest --engine ray` loads on the driver: the fingerprint and the image transform
-                encoder = VisualizedBGE.from_pretrained(weights, text_dir, vision_config=vision, device="cpu", dtype="float32")
-            with MilvusStore.open(root / "db" / "milvus.db", engine, encoder_info=EncoderInfo.of(encoder)) as store:
-                items = open_sources([root / "corpus"])
+        options = ray_engine.RayOptions(gpus_per_worker=gpus_per_worker, workers=workers, cpus_per_worker=cpus)
+        best: dict[str, tuple[float, float, float]] = {}
+        for round_ in range(rounds):
+            for engine in ("local", "ray"):
+                start = time.perf_counter()
                 if engine == "local":
-                    report = ingest(items, encoder, store)
-                else:
-                    options = ray_engine.RayOptions(gpus_per_worker=gpus_per_worker, workers=workers, cpus_per_worker=cpus)
-                    report = ray_engine.ingest(items, settings, store, image_transform=encoder.image_transform,
-                                               options=options)
-            assert report.added == n, report.summary()
-            results[engine] = (n / (time.perf_counter() - start), report.items_per_second)
-            encoder.close()
+                    encoder = VisualizedBGE.from_pretrained(weights, text_dir, vision_config=vision, dtype=dtype,
+                                                            batch_size=batch_size)
+                else:  # what `rag ingest --engine ray` loads on the driver: the fingerprint and the image transform
+                    encoder = VisualizedBGE.from_pretrained(weights, text_dir, vision_config=vision, device="cpu",
+                                                            dtype="float32")
+                collection = f"{engine}{round_}"
+                with MilvusStore.open(root / "db" / "milvus.db", collection, encoder_info=EncoderInfo.of(encoder)) as store:
+                    items = open_sources([root / "corpus"])
+                    if engine == "local":
+                        report = ingest(items, encoder, store)
+                    else:
+                        report = ray_engine.ingest(items, settings, store, image_transform=encoder.image_transform,
+                                                   options=options)
+                assert report.added == n, report.summary()
+                encoder.close()
+                measured = (n / (time.perf_counter() - start), report.items_per_second, report.warm_items_per_second)
+                best[engine] = max(best.get(engine, measured), measured)
     ray.shutdown()
     gpus = f", Ray encoder on {gpus_per_worker:g} GPU per worker" if gpus_per_worker else ""
-    print(f"engines: full-size base, {dtype}, batch {batch_size}, {n} photos 640x480{gpus}; CPU {cpu_model}")
-    print(f"  {'':6} {'with model loading':>20} {'ingest call':>12}  (items/s)")
-    for engine, (whole, call) in results.items():
-        print(f"  {engine:6} {whole:20.2f} {call:12.2f}")
-    (local_whole, local_call), (ray_whole, ray_call) = results["local"], results["ray"]
-    print(f"  ray / local: {ray_whole / local_whole:.2f} with model loading, {ray_call / local_call:.2f} per ingest call")
+    print(f"engines: full-size base, {dtype}, batch {batch_size}, {n} photos 640x480{gpus}, best of {rounds} "
+          f"alternating rounds; CPU {cpu_model}")
+    print(f"  {'':6} {'with model loading':>20} {'ingest call':>12} {'encoder ready':>14}  (items/s)")
+    for engine, (whole, call, warm) in best.items():
+        print(f"  {engine:6} {whole:20.2f} {call:12.2f} {warm:14.2f}")
+    ratios = [best["ray"][i] / best["local"][i] for i in range(3)]
+    print(f"  ray / local: {ratios[0]:.2f} with model loading, {ratios[1]:.2f} per ingest call, "
+          f"{ratios[2]:.2f} once an encoder is ready")
+
+
+class _Identity:
+    def __call__(self, batch: dict) -> dict:
+        return batch
 
 
 RSS_CHILD = """

@@ -210,7 +210,10 @@ def _ingest_on_ray(items, settings: Settings, store, model, options, on_progress
 
 def _print_summary(result, summary: dict) -> None:
     table = Table(title="ingest", show_header=False)
-    for key in ("collection", "added", "unchanged", "replaced", "skipped", "warnings", "items_per_second", "report"):
+    keys = ["collection", "added", "unchanged", "replaced", "skipped", "warnings", "items_per_second", "report"]
+    if summary["warmup_seconds"]:  # the Ray engine's actors started and loaded the model within the run
+        keys.insert(keys.index("items_per_second"), "warmup_seconds")
+    for key in keys:
         table.add_row(key, str(summary[key]))
     console.print(table)
     for problem in result.problems[:20]:

@@ -43,11 +43,19 @@ class Ledger:
         self._versions = _Versions(store)
         self._on_progress = on_progress
         self._start = time.perf_counter()
+        self._started_at = time.time()  # wall clock, comparable with the times workers report
 
     def record_runtime(self, runtime: Mapping[str, Any]) -> None:
         """Record on the collection where and how the encoder ran (``rag stats`` shows it)."""
         with self._lock:
             self.store.set_properties({schema.INGEST_RUNTIME: dict(runtime)})
+
+    def encoder_ready(self, at: float) -> None:
+        """An encoder became ready to encode at wall-clock time ``at``; the first one ends the warm-up."""
+        warmup = max(at - self._started_at, 0.0)
+        with self._lock:
+            if not self.report.warmup_seconds or warmup < self.report.warmup_seconds:
+                self.report.warmup_seconds = warmup
 
     def admit(self, chunk: Sequence[SourceResult]) -> list[KnowledgeItem]:
         """The chunk's items still to embed. Source errors and items the schema cannot hold are reported,

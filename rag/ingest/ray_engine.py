@@ -27,6 +27,7 @@ import logging
 import math
 import pickle
 import socket
+import time
 from dataclasses import dataclass
 from types import ModuleType
 from typing import Any, Callable, Iterable
@@ -284,6 +285,8 @@ def _consume(dataset: Any, ledger: Ledger, *, write: bool) -> None:
     """Account for the rows as they come back: failures reported, vectors written here (``write``) or counted."""
     recorded = False
     for batch in dataset.iter_batches(batch_size=None, batch_format="numpy"):
+        if len(batch["ready_at"]):
+            ledger.encoder_ready(float(batch["ready_at"].min()))
         if not recorded and len(batch["runtime"]):
             ledger.record_runtime(json.loads(batch["runtime"][0]))
             recorded = True
@@ -353,6 +356,7 @@ class _Encode:
                 "same files on every node"
             )
         self.runtime = json.dumps(runtime.to_dict())
+        self.ready_at = time.time()
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         items, ok = _rows(batch)
@@ -367,6 +371,7 @@ class _Encode:
             "fused": fused,
             "image_vector": image,
             "runtime": np.array([self.runtime] * n, dtype=object),
+            "ready_at": np.full(n, self.ready_at),
         }
 
 
@@ -380,7 +385,7 @@ class _Write:
         items, ok = _rows(batch)
         if ok:
             self.store.upsert([items[i] for i in ok], batch["fused"][ok], batch["image_vector"][ok])
-        return {"item": batch["item"], "error": batch["error"], "runtime": batch["runtime"]}
+        return {key: batch[key] for key in ("item", "error", "runtime", "ready_at")}
 
 
 def _reason(error: Exception) -> str:

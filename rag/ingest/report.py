@@ -17,6 +17,9 @@ class IngestReport:
     replaced: int = 0
     problems: list[SourceError] = field(default_factory=list)
     seconds: float = 0.0
+    #: Of ``seconds``, those before the first encoder could encode: the Ray engine starts its actors and
+    #: loads the model in them within the run; the local engine's encoder is loaded before (0 here).
+    warmup_seconds: float = 0.0
 
     @property
     def skipped(self) -> list[SourceError]:
@@ -32,6 +35,12 @@ class IngestReport:
     def items_per_second(self) -> float:
         return self.added / self.seconds if self.seconds else 0.0
 
+    @property
+    def warm_items_per_second(self) -> float:
+        """Items per second once an encoder was ready (the warm-up left out)."""
+        warm = self.seconds - self.warmup_seconds
+        return self.added / warm if warm > 0 else 0.0
+
     def write_jsonl(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         with path.open("w", encoding="utf-8") as f:
@@ -46,5 +55,6 @@ class IngestReport:
             "skipped": len(self.skipped),
             "warnings": len(self.problems) - len(self.skipped),
             "seconds": round(self.seconds, 2),
+            "warmup_seconds": round(self.warmup_seconds, 2),
             "items_per_second": round(self.items_per_second, 2),
         }

@@ -94,6 +94,7 @@ def test_ray_writes_what_local_writes_names_every_bad_file_and_reruns_idempotent
     assert result.exit_code == 1, result.output  # bad files were skipped
     on_ray = summary_of(result)
     assert (on_ray["added"], on_ray["skipped"]) == (local["added"], local["skipped"]) == (10, 2)
+    assert local["warmup_seconds"] == 0 < on_ray["warmup_seconds"] < on_ray["seconds"]  # actors start within the run
     problems = [json.loads(line) for line in Path(on_ray["report"]).read_text().splitlines()]
     skipped = {(Path(p["source"]).name, p["kind"]) for p in problems if p["severity"] == "error"}
     assert skipped == {("broken.png", "corrupt_image"), ("garbled.png", "corrupt_image")}
