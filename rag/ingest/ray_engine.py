@@ -161,10 +161,14 @@ def plan_workers(options: RayOptions, nodes: list[dict[str, float]], *, writers:
     Defaults: with ``gpus_per_worker``, as many actors as the GPUs hold, one CPU each; without, one actor
     per node that takes all of the smallest node's CPUs but the half that decoding shares (and its writer's).
     """
-    cpus = sum(node.get("CPU", 0.0) for node in nodes)
-    gpus = sum(node.get("GPU", 0.0) for node in nodes)
+    cpu_nodes = [node["CPU"] for node in nodes if node.get("CPU")]  # a head node may offer none
+    cpus, gpus = sum(cpu_nodes), sum(node.get("GPU", 0.0) for node in nodes)
     writer_cpus = WRITER_CPUS if writers else 0.0
     per_gpu = options.gpus_per_worker
+    if not cpus:
+        raise RayEngineError("this Ray cluster offers no CPUs (`ray status`), and decoding images needs them")
+    if per_gpu > 1 and not float(per_gpu).is_integer():
+        raise RayEngineError(f"--gpus-per-worker {per_gpu:g}: Ray shares a GPU (0.5) or gives whole ones (2), not {per_gpu:g}")
     if per_gpu:
         if not gpus:
             raise RayEngineError(
@@ -182,8 +186,8 @@ def plan_workers(options: RayOptions, nodes: list[dict[str, float]], *, writers:
     else:
         decode_cpus = 0.5
         spare = decode_cpus + writer_cpus
-        per_cpu = options.cpus_per_worker or max(decode_cpus, min(node.get("CPU", 0.0) for node in nodes) - spare)
-        workers = options.workers or len(nodes)
+        per_cpu = options.cpus_per_worker or max(decode_cpus, min(cpu_nodes) - spare)
+        workers = options.workers or len(cpu_nodes)
     left = cpus - workers * (per_cpu + writer_cpus)
     if left < decode_cpus - 1e-9:
         raise RayEngineError(
