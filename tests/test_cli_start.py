@@ -1,4 +1,4 @@
-"""What answers quickly: `--help`, `rag stats` and argument errors load no torch, transformers or LlamaIndex."""
+"""What answers quickly: `--help`, `rag stats` and argument errors load no torch, transformers, LlamaIndex or Ray."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ PROBE = textwrap.dedent(
     MilvusStore.open(sys.argv[1], "kb", encoder_info=EncoderInfo(variant="v", dim=4, fingerprint="f")).close()
     from rag.cli import app
     result = CliRunner().invoke(app, json.loads(sys.argv[2]), env={"RAG_MILVUS_URI": sys.argv[1]})
-    heavy = sorted(m for m in ("torch", "transformers", "llama_index") if m in sys.modules)
+    heavy = sorted(m for m in ("torch", "transformers", "llama_index", "ray") if m in sys.modules)
     print(json.dumps({"code": result.exit_code, "output": result.output, "heavy": heavy}))
     """
 )
@@ -49,6 +49,8 @@ def invoke(tmp_path: Path, *args: str) -> dict:
         (["search", "-c", "kb", "-t", "x", "--blend", "fused=0.5,colour=0.5"], 2, "unknown signal(s) 'colour'"),
         (["search", "-c", "kb", "-t", "x", "--blend", "image=-1"], 2, "weights must be 0 or more"),
         (["ask", "what?", "-c", "kb", "--hybrid", "--min-score", "0.5"], 2, "means nothing on RRF"),
+        (["ingest", "x", "-c", "kb", "--workers", "2"], 2, "--workers apply to --engine ray"),
+        (["ingest", "x", "-c", "kb", "--engine", "spark"], 2, "--engine must be local or ray"),
     ],
 )
 def test_quick_answers_load_no_heavy_library(tmp_path, args, code, says) -> None:
