@@ -42,7 +42,7 @@ n, loop = int(sys.argv[1]), sys.argv[2] == "loop"
 encoder = load_encoder(Settings())
 images = [SAMPLE_IMAGES[i % len(SAMPLE_IMAGES)] for i in range(n)]
 texts = [f"photo {i}: a bridge over a river at dusk, seen from the eastern bank" for i in range(n)]
-out = {"device": encoder.runtime.device, "dtype": encoder.dtype, "reason": encoder.runtime.reason}
+out = {"device": encoder.runtime.device, "dtype": encoder.runtime.dtype, "reason": encoder.runtime.reason}
 
 
 def best_of(function, repeats):

@@ -250,7 +250,7 @@ def gpu_preprocessing(encoder: VisualizedBGE, paths: list[Path]) -> dict:
 def api(encoder: VisualizedBGE, paths: list[Path], texts: list[str], with_pil: bool = True) -> dict:
     device = encoder.device
     n = len(paths)
-    warm = max(1, min(n, 2 * encoder.batch_size))
+    warm = max(1, min(n, 2 * encoder.runtime.batch_size))
     encoder.encode_fused(paths[:warm], texts[:warm])
     out: dict[str, Any] = {"preprocessing": "processes" if encoder.runtime.processes else "threads", "items": n}
     if with_pil:
