@@ -1,9 +1,14 @@
-"""Ingest pipeline throughput against the encoder alone on the same items, and peak RSS against corpus size.
+"""Ingest pipeline throughput against the encoder alone on the same items, the Ray engine against the local
+one, and peak RSS against corpus size.
 
     .venv/bin/python benchmarks/ingest.py [--items 32] [--dtype bfloat16] [--rss-sizes 200,2000]
+        [--engines local,ray] [--gpus-per-worker 1] [--workers N] [--cpus-per-worker F]
 
 Throughput uses the full-size base model (random weights); the RSS runs use the tiny parity model
 in fresh processes, so that what grows with the corpus is not hidden under the model's weights.
+The engine comparison runs both engines on the same photos in one process, on a local Ray started
+beforehand (as a running cluster would be); where a GPU exists, ``--gpus-per-worker 1`` puts the Ray
+engine's encoder on it (the local engine picks it by itself).
 """
 
 from __future__ import annotations
@@ -21,10 +26,12 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.common import ROOT, SAMPLE_IMAGES, load_full_size  # noqa: E402
+from benchmarks.common import FULL_SIZE, ROOT, SAMPLE_IMAGES, build_full_size, load_full_size  # noqa: E402
 from connectors.milvus import EncoderInfo, MilvusStore  # noqa: E402
 from connectors.sources import open_sources  # noqa: E402
+from rag.embeddings import VisualizedBGE  # noqa: E402
 from rag.ingest import ingest  # noqa: E402
+from rag.settings import Settings  # noqa: E402
 
 
 def make_corpus(folder: Path, n: int, size: tuple[int, int] = (640, 480)) -> list[Path]:
@@ -63,6 +70,67 @@ def throughput(n: int, dtype: str, batch_size: int) -> None:
     print(f"  encoder alone      {alone:6.2f} items/s")
     print(f"  whole pipeline     {pipeline:6.2f} items/s  (decode + encode + Milvus Lite write)")
     print(f"  pipeline / encoder {pipeline / alone:6.0%}")
+
+
+def engines(
+    n: int, dtype: str, batch_size: int, gpus_per_worker: float, workers: int | None, cpus: float | None, rounds: int = 2
+) -> None:
+    """The Ray engine against the local one on the same photos, in alternating rounds (the best of each kept):
+    items/s from the encoder's loading to the last write, within the ingest call, and once an encoder was ready."""
+    import ray
+
+    from rag.ingest import ray_engine
+
+    cpu_model = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")), "?")
+    ray.init(include_dashboard=False, logging_level="WARNING")
+    # A running cluster has Ray Data's own detached actors (statistics, autoscaling requests) already: start them.
+    ray.data.range(1).map_batches(_Identity, compute=ray.data.ActorPoolStrategy(size=1)).take_all()
+    with tempfile.TemporaryDirectory(prefix="rag-engines-bench-") as tmp:
+        root = Path(tmp)
+        weights, text_dir = build_full_size("base", root)
+        vision = root / "vision_config.json"
+        vision.write_text(FULL_SIZE["base"][1].model_dump_json())
+        make_corpus(root / "corpus", n)
+        settings = Settings(weights=str(weights), text_model=str(text_dir), vision_config=str(vision), dtype=dtype,
+                            batch_size=batch_size)
+        options = ray_engine.RayOptions(gpus_per_worker=gpus_per_worker, workers=workers, cpus_per_worker=cpus)
+        best: dict[str, tuple[float, float, float]] = {}
+        for round_ in range(rounds):
+            for engine in ("local", "ray"):
+                start = time.perf_counter()
+                if engine == "local":
+                    encoder = VisualizedBGE.from_pretrained(weights, text_dir, vision_config=vision, dtype=dtype,
+                                                            batch_size=batch_size)
+                else:  # what `rag ingest --engine ray` loads on the driver: the fingerprint and the image transform
+                    encoder = VisualizedBGE.from_pretrained(weights, text_dir, vision_config=vision, device="cpu",
+                                                            dtype="float32")
+                collection = f"{engine}{round_}"
+                with MilvusStore.open(root / "db" / "milvus.db", collection, encoder_info=EncoderInfo.of(encoder)) as store:
+                    items = open_sources([root / "corpus"])
+                    if engine == "local":
+                        report = ingest(items, encoder, store)
+                    else:
+                        report = ray_engine.ingest(items, settings, store, image_transform=encoder.image_transform,
+                                                   options=options)
+                assert report.added == n, report.summary()
+                encoder.close()
+                measured = (n / (time.perf_counter() - start), report.items_per_second, report.warm_items_per_second)
+                best[engine] = max(best.get(engine, measured), measured)
+    ray.shutdown()
+    gpus = f", Ray encoder on {gpus_per_worker:g} GPU per worker" if gpus_per_worker else ""
+    print(f"engines: full-size base, {dtype}, batch {batch_size}, {n} photos 640x480{gpus}, best of {rounds} "
+          f"alternating rounds; CPU {cpu_model}")
+    print(f"  {'':6} {'with model loading':>20} {'ingest call':>12} {'encoder ready':>14}  (items/s)")
+    for engine, (whole, call, warm) in best.items():
+        print(f"  {engine:6} {whole:20.2f} {call:12.2f} {warm:14.2f}")
+    ratios = [best["ray"][i] / best["local"][i] for i in range(3)]
+    print(f"  ray / local: {ratios[0]:.2f} with model loading, {ratios[1]:.2f} per ingest call, "
+          f"{ratios[2]:.2f} once an encoder is ready")
+
+
+class _Identity:
+    def __call__(self, batch: dict) -> dict:
+        return batch
 
 
 RSS_CHILD = """
@@ -117,8 +185,14 @@ def main() -> None:
     parser.add_argument("--dtype", default="bfloat16", choices=["float32", "bfloat16"])
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--rss-sizes", default="200,2000")
+    parser.add_argument("--engines", default="local,ray", help="'local' alone skips the Ray comparison")
+    parser.add_argument("--gpus-per-worker", type=float, default=0.0)
+    parser.add_argument("--workers", type=int)
+    parser.add_argument("--cpus-per-worker", type=float)
     args = parser.parse_args()
     throughput(args.items, args.dtype, args.batch_size)
+    if "ray" in args.engines.split(","):
+        engines(args.items, args.dtype, args.batch_size, args.gpus_per_worker, args.workers, args.cpus_per_worker)
     peak_rss([int(s) for s in args.rss_sizes.split(",")])
 
 

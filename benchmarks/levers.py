@@ -53,13 +53,13 @@ def main() -> None:
     def row(name: str, rate: float, out: np.ndarray, ref: np.ndarray, base: float, peak_key: str) -> None:
         print(f"{name:42} {rate:8.2f} {rate / base:8.2f} {rate * FUSED_GFLOP / peak[peak_key]:8.0%} {cosine(out, ref):8.5f}")
 
-    fp32, tmp = load_full_size("base", batch_size=n)
+    fp32, tmp = load_full_size("base", dtype="float32", batch_size=n)
     base, ref = measure(fp32, n)
     row("fp32, batched", base, ref, ref, base, "fp32")
-    fp32.batch_size = 1
+    fp32.runtime = fp32.runtime.with_batch_size(1)
     rate, out = measure(fp32, n)
     row("fp32, one item per forward", rate, out, ref, base, "fp32")
-    fp32.batch_size = n
+    fp32.runtime = fp32.runtime.with_batch_size(n)
     torch.set_num_threads(1)
     rate, out = measure(fp32, n)
     row("fp32, batched, 1 thread", rate, out, ref, base, "fp32")
@@ -77,10 +77,10 @@ def main() -> None:
     rate, out = measure(bf16, n)
     row("bf16 weights, batched (dtype='bfloat16')", rate, out, ref, base, "bf16")
     for size in (2, 4):
-        bf16.batch_size = size
+        bf16.runtime = bf16.runtime.with_batch_size(size)
         rate, out = measure(bf16, n)
         row(f"bf16 weights, batch {size}", rate, out, ref, base, "bf16")
-    bf16.batch_size = n
+    bf16.runtime = bf16.runtime.with_batch_size(n)
     # The heavy parts: the vision tower and the text transformer.
     bf16.model.model_visual.visual = torch.compile(bf16.model.model_visual.visual)
     bf16.model.bge_encoder = torch.compile(bf16.model.bge_encoder)

@@ -82,13 +82,13 @@ def _require_collection(settings: Settings) -> None:
         raise _fail(str(e)) from e
 
 
-def _load_encoder(settings: Settings, purpose: str = "query", expected_items: int | None = None):
+def _load_encoder(settings: Settings, purpose: str = "query", expected_items: int | None = None, runtime=None):
     from rag.embeddings import CheckpointError
     from rag.embeddings.registry import load_encoder, runtime_from_settings
     from rag.runtime import RuntimeUnavailableError
 
     try:
-        runtime = runtime_from_settings(settings, purpose, expected_items)  # type: ignore[arg-type]
+        runtime = runtime or runtime_from_settings(settings, purpose, expected_items)  # type: ignore[arg-type]
         return load_encoder(settings, runtime)
     except RuntimeUnavailableError as e:
         raise _fail(str(e)) from e
@@ -142,6 +142,22 @@ def ingest(
     allow_urls: Annotated[bool, typer.Option("--allow-urls", help="Fetch http(s) images.")] = False,
     report: Annotated[Optional[Path], typer.Option(help="JSONL file listing every problem met.")] = None,
     as_json: JsonOpt = False,
+    engine: Annotated[
+        str, typer.Option(help="local: this process; ray: a Ray cluster (pip install 'mmrag\\[ray]').")
+    ] = "local",
+    ray_address: Annotated[
+        Optional[str],
+        typer.Option(help="--engine ray: auto, ray://host:10001 or host:6379; default: a local Ray.", show_default=False),
+    ] = None,
+    workers: Annotated[
+        Optional[int], typer.Option(min=1, help="--engine ray: encoder actors; default: one per GPU, else per node.")
+    ] = None,
+    gpus_per_worker: Annotated[
+        Optional[float], typer.Option(min=0, help="--engine ray: GPUs per encoder actor (0.5: two on a GPU).")
+    ] = None,
+    cpus_per_worker: Annotated[
+        Optional[float], typer.Option(min=0.01, help="--engine ray: CPUs per encoder actor (its torch threads).")
+    ] = None,
     verbose: VerboseOpt = False,
 ) -> None:
     """Embed a corpus and store it; re-running adds only what changed. Exit 1 if anything was skipped, or if the
@@ -154,6 +170,12 @@ def ingest(
     from connectors.sources import SourceOptions, count_items, open_sources, peek_items
 
     settings = _settings(collection=collection, milvus_uri=uri, encoder=encoder, weights=weights, batch_size=batch_size)
+    ray_flags = {"--ray-address": ray_address, "--workers": workers, "--gpus-per-worker": gpus_per_worker,
+                 "--cpus-per-worker": cpus_per_worker}
+    if engine not in ("local", "ray"):
+        raise _fail(f"--engine must be local or ray, not {engine!r}")
+    if engine == "local" and (given := [flag for flag, value in ray_flags.items() if value is not None]):
+        raise _fail(f"{', '.join(given)} apply to --engine ray")
     _check_sources(sources)
     options = SourceOptions(
         cache_dir=settings.data_dir,
@@ -165,6 +187,9 @@ def ingest(
     found, results = peek_items(open_sources(sources, **options.model_dump()))
     if not found:
         _no_items(sources, list(results), settings.collection, report, as_json)
+    ray_options = None
+    if engine == "ray":
+        ray_options = _connect_ray(settings, ray_address, workers, gpus_per_worker, cpus_per_worker)
     report_path = report or settings.data_dir / "reports" / f"ingest-{settings.collection}.jsonl"
     with Progress(
         SpinnerColumn(),
@@ -181,7 +206,12 @@ def ingest(
         counted: list[int | None] = []
         counter = threading.Thread(target=lambda: counted.append(count_items(sources, options)), daemon=True)
         counter.start()
-        model = _load_encoder(settings, "batch", counted[0] if counted else None)
+        if ray_options is None:
+            model = _load_encoder(settings, "batch", counted[0] if counted else None)
+        else:  # the actors load their own; this copy gives the collection's fingerprint and the image transform
+            from rag.runtime import resolve_runtime
+
+            model = _load_encoder(settings, runtime=resolve_runtime("cpu", "float32", workers=1))
         progress.update(task, description=f"ingest → {escape(settings.collection)}", total=counted[0] if counted else None)
 
         started = time.perf_counter()
@@ -199,10 +229,13 @@ def ingest(
                 warnings=summary["warnings"],
             )
 
-        from rag.ingest import ingest as run_ingest
-
         with _open_store(settings, model, create=True) as store:
-            result = run_ingest(results, model, store, on_progress=on_progress)
+            if ray_options is None:
+                from rag.ingest import ingest as run_ingest
+
+                result = run_ingest(results, model, store, on_progress=on_progress)
+            else:
+                result = _ingest_on_ray(results, settings, store, model, ray_options, on_progress)
         on_progress(result, done=True)
     result.write_jsonl(report_path)
     summary = {**result.summary(), "collection": settings.collection, "report": str(report_path)}
@@ -244,6 +277,34 @@ def _print_summary(result, summary: dict, as_json: bool) -> None:
         return
     for line in ingest_summary(summary, result.problems):
         console.print(line)
+
+
+def _connect_ray(settings: Settings, address, workers, gpus_per_worker, cpus_per_worker):
+    """The Ray engine's options, connected and checked against the cluster before any model is loaded."""
+    from connectors.milvus.schema import Backend
+    from rag.ingest import ray_engine
+
+    options = ray_engine.RayOptions(
+        address=address, workers=workers, gpus_per_worker=gpus_per_worker or 0.0, cpus_per_worker=cpus_per_worker
+    )
+    if options.gpus_per_worker and settings.device.strip().lower() == "cpu":
+        raise _fail("--gpus-per-worker asks for GPUs, and RAG_DEVICE=cpu keeps the encoder off them: set RAG_DEVICE=auto")
+    try:
+        ray_engine.connect(options, Backend.of(settings.milvus_uri))
+    except (ImportError, ray_engine.RayEngineError) as e:
+        raise _fail(str(e)) from e
+    return options
+
+
+def _ingest_on_ray(items, settings: Settings, store, model, options, on_progress):
+    from rag.ingest import ray_engine
+
+    try:
+        return ray_engine.ingest(
+            items, settings, store, image_transform=model.image_transform, options=options, on_progress=on_progress
+        )
+    except ray_engine.RayEngineError as e:
+        raise _fail(str(e)) from e
 
 
 @app.command()

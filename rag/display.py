@@ -14,8 +14,11 @@ from rich.text import Text
 
 from rag.items import Severity, SourceError
 
-#: The rows of the ingest summary, in order; the progress bar counts skipped inputs and warnings the same way.
-SUMMARY_ROWS = ("collection", "added", "unchanged", "replaced", "skipped", "warnings", "items_per_second", "report")
+#: The rows of the ingest summary, in order (``warmup_seconds`` only when the engine warmed up within the run);
+#: the progress bar counts skipped inputs and warnings the same way.
+SUMMARY_ROWS = (
+    "collection", "added", "unchanged", "replaced", "skipped", "warnings", "warmup_seconds", "items_per_second", "report"
+)
 
 
 def snippet(text: str, limit: int = 100, empty: str = "") -> str:
@@ -44,7 +47,8 @@ def ingest_summary(summary: Mapping[str, Any], problems: Sequence[SourceError], 
     table = Table(title="ingest", show_header=False)
     for key in SUMMARY_ROWS:
         value = summary.get(key)
-        table.add_row(key, Text("-" if value is None else str(value)))
+        if key != "warmup_seconds" or value:  # the Ray engine's actors start and load the model within the run
+            table.add_row(key, Text("-" if value is None else str(value)))
     lines: list[Any] = [table, *(problem_line(problem) for problem in problems[:limit])]
     if len(problems) > limit:
         where = f" in {summary['report']}" if summary.get("report") else ""

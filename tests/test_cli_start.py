@@ -1,5 +1,5 @@
 """What answers quickly: `--help`, `--version`, `rag stats`, argument errors and a missing collection load no torch,
-transformers or LlamaIndex; and the read-only commands create nothing."""
+transformers, LlamaIndex or Ray; and the read-only commands create nothing."""
 
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ PROBE = textwrap.dedent(
         env["RAG_MILVUS_URI"] = sys.argv[1]
     from rag.cli import app
     result = CliRunner().invoke(app, json.loads(sys.argv[2]), env=env, prog_name="rag")
-    heavy = sorted(m for m in ("torch", "transformers", "llama_index") if m in sys.modules)
+    heavy = sorted(m for m in ("torch", "transformers", "llama_index", "ray") if m in sys.modules)
     print(json.dumps({"code": result.exit_code, "output": result.output, "heavy": heavy}))
     """
 )
@@ -66,6 +66,8 @@ def invoke(tmp_path: Path, *args: str, store: bool = True) -> dict:
         (["search", "-c", "kb", "-t", "x", "--blend", "fused=0.5,colour=0.5"], 2, "unknown signal(s) 'colour'"),
         (["search", "-c", "kb", "-t", "x", "--blend", "image=-1"], 2, "weights must be 0 or more"),
         (["ask", "what?", "-c", "kb", "--hybrid", "--min-score", "0.5"], 2, "means nothing on RRF"),
+        (["ingest", "x", "-c", "kb", "--workers", "2"], 2, "--workers apply to --engine ray"),
+        (["ingest", "x", "-c", "kb", "--engine", "spark"], 2, "--engine must be local or ray"),
     ],
 )
 def test_quick_answers_load_no_heavy_library(tmp_path, args, code, says) -> None:

@@ -146,6 +146,11 @@ class MilvusStore:
         return cls(client, uri=uri, collection=collection, encoder=recorded, backend=backend, bm25=has_bm25)
 
     @property
+    def uri(self) -> str:
+        """The Milvus Lite file or server address this store is connected to."""
+        return self._uri
+
+    @property
     def collection(self) -> str:
         return self._collection
 

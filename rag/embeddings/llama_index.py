@@ -44,8 +44,8 @@ class VisualizedBGEEmbedding(MultiModalEmbedding):
     )
     text_model: str | None = Field(default=None, description="Text model folder or hub id; defaults by variant.")
     vision_config: str | None = Field(default=None, description="Vision tower config JSON; defaults by variant.")
-    device: str = Field(default="cpu", description="torch device.")
-    dtype: str = Field(default="float32", description="float32 or bfloat16.")
+    device: str = Field(default="auto", description="torch device: auto, cpu, cuda, cuda:1, mps (see rag.runtime).")
+    dtype: str = Field(default="auto", description="auto, float32, bfloat16 or float16 (see rag.runtime).")
 
     _encoder: Encoder | None = PrivateAttr(default=None)
 

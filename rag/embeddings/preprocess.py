@@ -131,7 +131,7 @@ class Preprocessor:
     # -- internals ---------------------------------------------------------------------------------
 
     def _one(self, image: ImageInput) -> Prepared:
-        return _prepare(self.transform, image)
+        return prepare_one(self.transform, image)
 
     def _thread_pool(self) -> ThreadPoolExecutor:
         with self._lock:
@@ -153,7 +153,9 @@ class Preprocessor:
                     self.workers, mp_context=get_context("spawn"), initializer=_set_transform, initargs=(self.transform,)
                 )
                 try:
-                    pool.submit(_ping).result(timeout=120)
+                    # One call per worker: every worker is started now, not one by one as work arrives.
+                    for ping in [pool.submit(_ping) for _ in range(self.workers)]:
+                        ping.result(timeout=120)
                 except Exception as e:  # the workers died starting, or never answered
                     pool.shutdown(wait=False, cancel_futures=True)
                     self.processes, self._pool = False, None
@@ -236,7 +238,8 @@ def _first_line(error: BaseException) -> str:
     return text.splitlines()[0] if text else type(error).__name__
 
 
-def _prepare(transform: ImageTransform, image: ImageInput) -> Prepared:
+def prepare_one(transform: ImageTransform, image: ImageInput) -> Prepared:
+    """``transform(image)``, or the ``ImageLoadError`` naming the image when it cannot be read."""
     try:
         return transform(image)
     except ImageLoadError as e:
@@ -266,7 +269,7 @@ def _prepare_group(images: list[ImageInput]) -> tuple[np.ndarray | None, list[st
     assert _TRANSFORM is not None, "worker started without a transform"
     arrays, errors = [], []
     for image in images:
-        result = _prepare(_TRANSFORM, image)
+        result = prepare_one(_TRANSFORM, image)
         if isinstance(result, ImageLoadError):
             errors.append(str(result))
         else:

@@ -141,14 +141,6 @@ class TransformersEncoder(ABC):
         """Longest text, special tokens included; longer texts are truncated."""
 
     @property
-    def dtype(self) -> str:
-        return self.runtime.dtype
-
-    @property
-    def batch_size(self) -> int:
-        return self.runtime.batch_size
-
-    @property
     def image_shape(self) -> tuple[int, int, int]:
         """The ``(3, H, W)`` shape of one preprocessed image."""
         return self._transform.shape

@@ -148,7 +148,7 @@ def test_registry_picks_the_encoder_from_settings(folders, monkeypatch: pytest.M
     monkeypatch.setenv("RAG_WEIGHTS", str(folders["bridgetower"]))
     assert isinstance(load_encoder(), BridgeTowerEncoder)
     clip = load_encoder(Settings(encoder="clip", weights=str(folders["clip"]), batch_size=3))
-    assert isinstance(clip, CLIPEncoder) and clip.batch_size == 3
+    assert isinstance(clip, CLIPEncoder) and clip.runtime.batch_size == 3
     with pytest.raises(ValidationError):
         Settings(encoder="siglip")
     with pytest.raises(CheckpointError, match="RAG_ENCODER=clip"):

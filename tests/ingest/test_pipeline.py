@@ -160,19 +160,24 @@ INTERRUPTIBLE = textwrap.dedent(
 )
 
 
+def kill_when_added(script: str, args: list[str], added: int, tmp_path: Path) -> None:
+    """Run ``script`` (it prints ``done <added>`` as it goes) and SIGKILL it once ``added`` items are written."""
+    path = tmp_path / "run.py"
+    path.write_text(script)
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen([sys.executable, str(path), *args], stdout=subprocess.PIPE, text=True, env=env)
+    for line in proc.stdout:
+        if line.startswith("done") and int(line.split()[1]) >= added:
+            proc.send_signal(signal.SIGKILL)
+            break
+    proc.wait(timeout=120)
+    assert proc.returncode == -signal.SIGKILL, "the run finished before it could be interrupted"
+
+
 def test_killed_run_resumes_to_the_exact_count(tiny_base, tmp_path):
     folder = make_folder(tmp_path / "corpus", 120)
     db = tmp_path / "db" / "milvus.db"
-    script = tmp_path / "run.py"
-    script.write_text(INTERRUPTIBLE)
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    proc = subprocess.Popen([sys.executable, str(script), str(db), str(folder)], stdout=subprocess.PIPE, text=True, env=env)
-    for line in proc.stdout:
-        if line.startswith("done") and int(line.split()[1]) >= 12:
-            proc.send_signal(signal.SIGKILL)
-            break
-    proc.wait(timeout=60)
-    assert proc.returncode == -signal.SIGKILL, "the run finished before it could be interrupted"
+    kill_when_added(INTERRUPTIBLE, [str(db), str(folder)], 12, tmp_path)
 
     with MilvusStore.open(db, "items", encoder_info=EncoderInfo.of(tiny_base)) as store:
         partial = store.count()

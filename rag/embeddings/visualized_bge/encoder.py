@@ -114,14 +114,6 @@ class VisualizedBGE:
     def supports_fused(self) -> bool:
         return True
 
-    @property
-    def dtype(self) -> str:
-        return self.runtime.dtype
-
-    @property
-    def batch_size(self) -> int:
-        return self.runtime.batch_size
-
     @cached_property
     def fingerprint(self) -> str:
         """Variant, dimension and the checkpoint's SHA-256: the same on every device and dtype."""

@@ -1,0 +1,162 @@
+"""The bookkeeping every ingestion engine shares: which items are new, what was written or lost, which older
+versions to replace, and the report.
+
+Engines differ only in where images are decoded and vectors computed; they hand the ledger each chunk
+of source results (:meth:`Ledger.admit`), each input that failed later (:meth:`Ledger.failed`) and each
+batch of vectors (:meth:`Ledger.write`, or :meth:`Ledger.written` where workers wrote it themselves),
+then close the run with :meth:`Ledger.finish`. Every method may be called from any thread.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from itertools import islice
+from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
+
+import numpy as np
+
+from connectors.milvus import schema
+from connectors.milvus.store import MilvusStore
+from rag.items import KnowledgeItem, SourceError, SourceErrorKind
+
+from .report import IngestReport
+
+SourceResult = KnowledgeItem | SourceError
+
+
+def chunks(sources: Iterable[SourceResult], size: int) -> Iterator[list[SourceResult]]:
+    """The source results in lists of ``size`` (the last one shorter)."""
+    iterator = iter(sources)
+    while chunk := list(islice(iterator, size)):
+        yield chunk
+
+
+class Ledger:
+    """One run's account of a store: idempotency (content ids already stored are not embedded again),
+    replacement of older versions, the problems met, progress, and the :class:`IngestReport`."""
+
+    def __init__(self, store: MilvusStore, on_progress: Callable[[IngestReport], None] | None = None):
+        self.store = store
+        self.report = IngestReport()
+        self._lock = threading.Lock()  # one store operation (and report update) at a time
+        self._versions = _Versions(store)
+        self._on_progress = on_progress
+        self._start = time.perf_counter()
+        self._started_at = time.time()  # wall clock, comparable with the times workers report
+
+    def record_runtime(self, runtime: Mapping[str, Any]) -> None:
+        """Record on the collection where and how the encoder ran (``rag stats`` shows it)."""
+        with self._lock:
+            self.store.set_properties({schema.INGEST_RUNTIME: dict(runtime)})
+
+    def encoder_ready(self, at: float) -> None:
+        """An encoder became ready to encode at wall-clock time ``at``; the first one ends the warm-up."""
+        warmup = max(at - self._started_at, 0.0)
+        with self._lock:
+            if not self.report.warmup_seconds or warmup < self.report.warmup_seconds:
+                self.report.warmup_seconds = warmup
+
+    def admit(self, chunk: Sequence[SourceResult]) -> list[KnowledgeItem]:
+        """The chunk's items still to embed. Source errors and items the schema cannot hold are reported,
+        items stored already are counted as unchanged, and every valid item is noted as its source's
+        current version."""
+        items, problems = [], []
+        for entry in chunk:
+            if isinstance(entry, SourceError):
+                problems.append(entry)
+            elif issues := schema.item_problems(entry):
+                problems.append(SourceError(source=entry.source, reason="; ".join(issues), kind=SourceErrorKind.INVALID))
+            else:
+                items.append(entry)
+        with self._lock:
+            self.report.problems.extend(problems)
+            present = self.store.existing_ids([item.id for item in items])
+            self.report.unchanged += len(present)
+            self._versions.see(items)
+        new = [item for item in items if item.id not in present]
+        if not new:
+            self.progress()
+        return new
+
+    def failed(self, item: KnowledgeItem, reason: str) -> None:
+        """An admitted item whose image could not be read: reported, and its source keeps its older version
+        if this was all the run had from it."""
+        with self._lock:
+            self.report.problems.append(SourceError(source=item.source, reason=reason, kind=SourceErrorKind.CORRUPT_IMAGE))
+            self._versions.failed(item)
+
+    def write(self, items: Sequence[KnowledgeItem], fused: np.ndarray, image: np.ndarray) -> None:
+        """Upsert a batch of embedded items (by content id, so a batch written twice is stored once)."""
+        with self._lock:
+            self.store.upsert(items, fused, image)
+            self.report.added += len(items)
+        self.progress()
+
+    def written(self, count: int) -> None:
+        """Count a batch that workers upserted into the store themselves."""
+        with self._lock:
+            self.report.added += count
+        self.progress()
+
+    def progress(self) -> None:
+        if self._on_progress:
+            with self._lock:
+                self._on_progress(self.report)
+
+    def finish(self) -> IngestReport:
+        """Replace older versions, flush the store and time the run; call once, after every batch is written."""
+        with self._lock:
+            self.report.replaced = self._versions.finish()
+            self.store.flush()
+        self.report.seconds = time.perf_counter() - self._start
+        return self.report
+
+
+class _Versions:
+    """Older versions of items: a source's stored ids that this run no longer produces.
+
+    Sources yield each source's items together (a folder's file, a manifest's rows, a PDF page), so a
+    source is complete when the next one starts; completed sources are compared with the store in
+    groups. The stale ids are deleted when the run ends, after every new version is written, except
+    for a source all of whose items in this run failed to decode: it keeps what it had.
+    """
+
+    GROUP = 256
+
+    def __init__(self, store: MilvusStore):
+        self._store = store
+        self._current: str | None = None
+        self._open: dict[str, set[str]] = {}  # completed sources not compared yet: the ids this run produced
+        self._stale: dict[str, tuple[set[str], int]] = {}  # source: (stale ids, how many ids this run produced)
+        self._failed: dict[str, set[str]] = {}
+
+    def see(self, items: Iterable[KnowledgeItem]) -> None:
+        for item in items:
+            if item.source != self._current:
+                self._current = item.source
+                if len(self._open) >= self.GROUP and item.source not in self._open:
+                    self._compare()
+            self._open.setdefault(item.source, set()).add(item.id)
+
+    def failed(self, item: KnowledgeItem) -> None:
+        self._failed.setdefault(item.source, set()).add(item.id)
+
+    def finish(self) -> int:
+        """Delete the stale ids; returns how many were deleted."""
+        self._compare()
+        stale = [
+            i
+            for source, (ids, produced) in self._stale.items()
+            if len(self._failed.get(source, ())) < produced
+            for i in ids
+        ]
+        return self._store.delete(ids=stale) if stale else 0
+
+    def _compare(self) -> None:
+        stored = self._store.ids_by_source(list(self._open)) if self._open else {}
+        for source, ids in stored.items():
+            if stale := ids - self._open[source]:
+                before, produced = self._stale.get(source, (set(), 0))
+                self._stale[source] = (before | stale, produced + len(self._open[source]))
+        self._open.clear()

@@ -1,0 +1,426 @@
+"""The Ray engine: the same ingestion as the local one (``rag.ingest.pipeline``), scheduled on a Ray cluster.
+
+The driver reads the sources and splits the new items into blocks (the :class:`~rag.ingest.ledger.Ledger`
+drops those already stored, as locally); only the items, with their image paths, travel. On the
+cluster, Ray Data runs three stages:
+
+* decoding and preprocessing, as Ray tasks on CPU workers, with the encoder's picklable
+  ``image_transform`` (no model is loaded there);
+* encoding, in a pool of actors that each load the encoder once with the runtime resolved on their own
+  machine (``runtime_from_settings``), on a GPU when ``gpus_per_worker`` asks for one;
+* writing: to a Milvus server, a pool of writer actors upserts each batch in parallel; to Milvus Lite,
+  whose file one process owns, the rows come back to the driver, which upserts them.
+
+Either way the rows are those the local engine writes (same ids and fields, the same ``encode_batch``),
+and the ledger keeps the run idempotent and resumable: content ids already stored are skipped, upserts
+are by content id, older versions are replaced when the run ends. A killed actor is restarted by Ray
+and its batch retried; a killed driver leaves a store that a re-run completes.
+
+Importing this module costs no Ray; :func:`connect` imports it, and says what to install when it is missing.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import math
+import pickle
+import socket
+import time
+from dataclasses import dataclass
+from types import ModuleType
+from typing import Any, Callable, Iterable
+from urllib.parse import urlsplit
+
+import numpy as np
+from PIL import Image
+from pydantic import BaseModel, ConfigDict, Field, NonNegativeFloat, PositiveFloat, PositiveInt
+
+from connectors.milvus.schema import Backend, EncoderInfo
+from connectors.milvus.store import MilvusStore
+from rag.embeddings.base import ImageTransform
+from rag.embeddings.inputs import ImageLoadError, PreparedImage
+from rag.embeddings.preprocess import prepare_one
+from rag.items import KnowledgeItem
+from rag.runtime import DEFAULT_BATCH
+from rag.settings import Settings
+
+from .encode import encode_batch
+from .ledger import Ledger, SourceResult, chunks
+from .report import IngestReport
+
+logger = logging.getLogger(__name__)
+
+INSTALL_HINT = "pip install 'mmrag[ray]'"
+#: CPUs a writer actor reserves: it mostly waits on the Milvus server.
+WRITER_CPUS = 0.25
+#: Memory a decoding task reserves: its worker process, and the largest image the decompression-bomb guard
+#: lets through, decoded (4 bytes a pixel). Reserving it also keeps Ray Data from fusing decoding into the
+#: encoder actors.
+DECODE_MEMORY = 512 * 2**20 + Image.MAX_IMAGE_PIXELS * 4
+_REACH_TIMEOUT_S = 5.0
+
+
+class RayEngineError(RuntimeError):
+    """The Ray engine cannot run as asked; the message says what to do."""
+
+
+class RayOptions(BaseModel):
+    """Which Ray cluster the engine runs on, and how many encoder actors with what resources."""
+
+    model_config = ConfigDict(frozen=True)
+
+    address: str | None = Field(
+        default=None,
+        description="'auto' (the cluster `ray start` runs on this machine), 'ray://host:10001' (Ray Client) or "
+        "'host:6379'; None: a local Ray started for the run. A process already connected to Ray keeps that connection.",
+    )
+    workers: PositiveInt | None = Field(
+        default=None,
+        description="Encoder actors. None: as many as the cluster's GPUs hold with gpus_per_worker, else one per node.",
+    )
+    gpus_per_worker: NonNegativeFloat = Field(
+        default=0.0, description="GPUs each encoder actor reserves (0.5 puts two actors on a GPU); 0: encode on CPUs."
+    )
+    cpus_per_worker: PositiveFloat | None = Field(
+        default=None,
+        description="CPUs each encoder actor reserves; its torch threads are these rounded up. None: 1 beside a GPU, "
+        "else all of the smallest node's CPUs but the half one that decoding shares.",
+    )
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The actors and tasks a run starts, checked against the cluster's resources."""
+
+    workers: int
+    cpus_per_worker: float
+    gpus_per_worker: float
+    #: CPUs a decoding task reserves: a whole one beside GPU encoders, where decoding is the CPUs' main
+    #: work; half of one beside CPU encoders, which leave it little of the node (it shares the cores).
+    decode_cpus: float
+    writers: bool  # a writer actor beside each encoder (Milvus server); else the driver writes (Milvus Lite)
+    cpus: float
+    gpus: float
+
+    @property
+    def torch_threads(self) -> int:
+        """Threads each encoder actor gives torch: its CPUs, rounded up."""
+        return max(1, math.ceil(self.cpus_per_worker - 1e-9))
+
+    def describe(self) -> str:
+        gpus = f" and {self.gpus_per_worker:g} GPU" if self.gpus_per_worker else ""
+        return (
+            f"{self.workers} encoder actor(s) of {self.cpus_per_worker:g} CPU{gpus} each, decoding tasks of "
+            f"{self.decode_cpus:g} CPU, on a cluster of {self.cpus:g} CPUs and {self.gpus:g} GPUs"
+        )
+
+
+def import_ray() -> ModuleType:
+    """The ``ray`` module with Ray Data, or an ``ImportError`` that names the extra to install."""
+    try:
+        import ray
+        import ray.data  # noqa: F401
+    except ImportError as e:
+        raise ImportError(f"--engine ray needs Ray Data, which is not installed here: {INSTALL_HINT}") from e
+    return ray
+
+
+def connect(options: RayOptions, backend: Backend) -> Plan:
+    """Connect to the cluster ``options.address`` names (or start a local Ray) and plan the actors on it
+    for a store on ``backend`` (a Milvus server is written by writer actors, Milvus Lite by the driver).
+
+    Raises ``ImportError`` when Ray is missing and :class:`RayEngineError` when the cluster cannot be
+    reached or lacks what is asked (GPUs, CPUs left over for decoding).
+    """
+    ray = import_ray()
+    if not logger.isEnabledFor(logging.INFO):  # Ray Data's per-run notices only where the caller logs ours
+        logging.getLogger("ray.data").setLevel(logging.WARNING)
+    if not ray.is_initialized():
+        if options.address not in (None, "auto"):
+            _check_reachable(options.address)
+        try:
+            if options.address is None:
+                ray.init(include_dashboard=False, logging_level=logging.WARNING)
+            else:
+                ray.init(address=options.address, logging_level=logging.WARNING)
+        except ConnectionError as e:
+            raise RayEngineError(
+                f"cannot reach a Ray cluster at {options.address!r}: {e}. Start one (`ray start --head` on the head "
+                "node, `ray start --address HEAD:6379` on the others), or leave --ray-address out for a local Ray."
+            ) from e
+    nodes = [node["Resources"] for node in ray.nodes() if node["Alive"]]
+    return plan_workers(options, nodes, writers=backend is Backend.SERVER)
+
+
+def plan_workers(options: RayOptions, nodes: list[dict[str, float]], *, writers: bool) -> Plan:
+    """The encoder actors ``options`` asks for on a cluster of these nodes (their Ray resources), with a
+    writer actor beside each where ``writers``.
+
+    Defaults: with ``gpus_per_worker``, as many actors as the GPUs hold, one CPU each; without, one actor
+    per node that takes all of the smallest node's CPUs but the half that decoding shares (and its writer's).
+    """
+    cpu_nodes = [node["CPU"] for node in nodes if node.get("CPU")]  # a head node may offer none
+    cpus, gpus = sum(cpu_nodes), sum(node.get("GPU", 0.0) for node in nodes)
+    writer_cpus = WRITER_CPUS if writers else 0.0
+    per_gpu = options.gpus_per_worker
+    if not cpus:
+        raise RayEngineError("this Ray cluster offers no CPUs (`ray status`), and decoding images needs them")
+    if per_gpu > 1 and not float(per_gpu).is_integer():
+        raise RayEngineError(f"--gpus-per-worker {per_gpu:g}: Ray shares a GPU (0.5) or gives whole ones (2), not {per_gpu:g}")
+    if per_gpu:
+        if not gpus:
+            raise RayEngineError(
+                f"--gpus-per-worker {per_gpu:g} asks for GPUs, and this Ray cluster has none ({cpus:g} CPUs; "
+                "`ray status` lists its resources). Add GPU nodes, or leave --gpus-per-worker out to encode on CPUs."
+            )
+        decode_cpus = 1.0
+        per_cpu = options.cpus_per_worker or 1.0
+        workers = options.workers or max(1, math.floor(gpus / per_gpu + 1e-9))
+        if workers * per_gpu > gpus + 1e-9:
+            raise RayEngineError(
+                f"{workers} workers of {per_gpu:g} GPU need {workers * per_gpu:g} GPUs, and this Ray cluster has "
+                f"{gpus:g}: lower --workers or --gpus-per-worker"
+            )
+    else:
+        decode_cpus = 0.5
+        spare = decode_cpus + writer_cpus
+        per_cpu = options.cpus_per_worker or max(decode_cpus, min(cpu_nodes) - spare)
+        workers = options.workers or len(cpu_nodes)
+    left = cpus - workers * (per_cpu + writer_cpus)
+    if left < decode_cpus - 1e-9:
+        raise RayEngineError(
+            f"{workers} encoder actor(s) of {per_cpu:g} CPU{' and their writers' if writers else ''} leave "
+            f"{max(left, 0):g} of the cluster's {cpus:g} CPUs for decoding images, which needs {decode_cpus:g}: "
+            "lower --workers or --cpus-per-worker"
+        )
+    return Plan(workers, per_cpu, per_gpu, decode_cpus, writers, cpus, gpus)
+
+
+def ingest(
+    sources: Iterable[SourceResult],
+    settings: Settings,
+    store: MilvusStore,
+    *,
+    image_transform: ImageTransform,
+    options: RayOptions | None = None,
+    on_progress: Callable[[IngestReport], None] | None = None,
+) -> IngestReport:
+    """Embed and store every good item of ``sources`` on a Ray cluster; idempotent and safe to re-run after a crash.
+
+    The encoder actors load the encoder ``settings`` describe (``RAG_ENCODER``, ``RAG_WEIGHTS``, ...; the
+    files must be readable at the same paths on every node, like the images), and refuse to run when its
+    fingerprint is not the one ``store`` records. ``image_transform`` is that encoder's
+    (``encoder.image_transform``): it is shipped to the decoding tasks. ``settings.milvus_token`` is
+    what writer actors log in to a Milvus server with. ``on_progress(report)`` is called with the report
+    so far after each batch.
+    """
+    options = options or RayOptions()
+    plan = connect(options, store.backend)
+    ray = import_ray()
+    ledger = Ledger(store, on_progress)
+    batch_size = settings.batch_size or DEFAULT_BATCH["cuda" if plan.gpus_per_worker else "cpu"]
+    # Only the items travel: pickled (as Ray would), with the image path beside them for the decoding tasks.
+    blocks, new = [], 0
+    for chunk in chunks(sources, batch_size):
+        if items := ledger.admit(chunk):
+            blocks.append(ray.put(_block(items)))
+            new += len(items)
+    if not plan.gpus_per_worker and settings.device.strip().lower() == "auto":
+        settings = settings.model_copy(update={"device": "cpu"})  # no GPU reserved: keep off any the node has
+    if blocks:
+        logger.info("ray engine: %d new item(s) in %d block(s); %s", new, len(blocks), plan.describe())
+        rows = _dataset(ray, blocks, settings, store, image_transform, plan, batch_size, new)
+        try:
+            _consume(rows, ledger, write=not plan.writers)
+        except ray.exceptions.RayError as e:  # what was written stays; a rerun goes on from there
+            raise RayEngineError(f"the run stopped on the cluster: {_reason(e)}") from e
+    return ledger.finish()
+
+
+def _dataset(
+    ray: ModuleType,
+    blocks: list[Any],
+    settings: Settings,
+    store: MilvusStore,
+    transform: ImageTransform,
+    plan: Plan,
+    batch_size: int,
+    expected_items: int,
+) -> Any:
+    from ray.data import ActorPoolStrategy, DataContext
+
+    DataContext.get_current().enable_progress_bars = False  # the caller shows its own progress
+    logging.getLogger("ray.data._internal.progress").setLevel(logging.ERROR)  # and needs no notice that Ray's is off
+    # Ray Data's actor pools restart an actor that dies and retry its batch on another one.
+    dataset = (
+        ray.data.from_arrow_refs(blocks)
+        .map_batches(
+            _decode, fn_kwargs={"transform": transform}, batch_size=None, num_cpus=plan.decode_cpus, memory=DECODE_MEMORY
+        )
+        .map_batches(
+            _Encode,
+            fn_constructor_kwargs={
+                "settings": settings, "fingerprint": store.encoder.fingerprint, "expected_items": expected_items,
+                "threads": plan.torch_threads,
+            },
+            compute=ActorPoolStrategy(size=plan.workers),
+            batch_size=batch_size,
+            num_cpus=plan.cpus_per_worker,
+            num_gpus=plan.gpus_per_worker or None,
+        )
+    )
+    if plan.writers:
+        dataset = dataset.map_batches(
+            _Write,
+            fn_constructor_kwargs={
+                "uri": store.uri, "collection": store.collection, "token": settings.milvus_token_value,
+                "encoder": store.encoder,
+            },
+            compute=ActorPoolStrategy(size=plan.workers),
+            batch_size=None,
+            num_cpus=WRITER_CPUS,
+        )
+    return dataset
+
+
+def _consume(dataset: Any, ledger: Ledger, *, write: bool) -> None:
+    """Account for the rows as they come back: failures reported, vectors written here (``write``) or counted."""
+    recorded = False
+    for batch in dataset.iter_batches(batch_size=None, batch_format="numpy"):
+        if len(batch["ready_at"]):
+            ledger.encoder_ready(float(batch["ready_at"].min()))
+        if not recorded and len(batch["runtime"]):
+            ledger.record_runtime(json.loads(batch["runtime"][0]))
+            recorded = True
+        items, ok = _rows(batch, ledger)
+        if not ok:
+            ledger.progress()
+        elif write:
+            ledger.write([items[i] for i in ok], batch["fused"][ok], batch["image_vector"][ok])
+        else:
+            ledger.written(len(ok))
+
+
+def _rows(batch: dict[str, np.ndarray], ledger: Ledger | None = None) -> tuple[list[KnowledgeItem], list[int]]:
+    """The batch's items and the positions of those without an error; each error reported to ``ledger``."""
+    items = [pickle.loads(data) for data in batch["item"]]
+    ok = []
+    for i, error in enumerate(batch["error"]):
+        if not error:
+            ok.append(i)
+        elif ledger is not None:
+            ledger.failed(items[i], str(error))
+    return items, ok
+
+
+def _block(items: list[KnowledgeItem]) -> Any:
+    import pyarrow as pa
+
+    return pa.table(
+        {
+            "item": pa.array([pickle.dumps(item) for item in items], pa.binary()),
+            "image": pa.array([item.image.uri if item.image else None for item in items], pa.string()),
+        }
+    )
+
+
+def _decode(batch: dict[str, np.ndarray], transform: ImageTransform) -> dict[str, np.ndarray]:
+    """Ray task: each row's image decoded and transformed (its pixels as ``.npy`` bytes), or its error."""
+    pixels, errors = [], []
+    for uri in batch["image"]:
+        result = prepare_one(transform, uri) if uri is not None else None
+        errors.append(str(result) if isinstance(result, ImageLoadError) else "")
+        pixels.append(_pack(result.pixels) if isinstance(result, PreparedImage) else b"")
+    return {
+        "item": batch["item"],
+        "image": batch["image"],
+        "pixels": np.array(pixels, dtype=object),
+        "error": np.array(errors, dtype=object),
+    }
+
+
+class _Encode:
+    """Ray actor: loads the encoder once, then turns batches of decoded rows into vectors."""
+
+    def __init__(self, settings: Settings, fingerprint: str, expected_items: int, threads: int):
+        import torch
+
+        from rag.embeddings.registry import load_encoder, runtime_from_settings
+
+        torch.set_num_threads(threads)  # Ray caps OMP_NUM_THREADS at the whole CPUs reserved, rounded down
+
+        runtime = runtime_from_settings(settings, "batch", expected_items)
+        self.encoder = load_encoder(settings, runtime)
+        if self.encoder.fingerprint != fingerprint:
+            raise RayEngineError(
+                f"the encoder loaded on {socket.gethostname()} has fingerprint {self.encoder.fingerprint}, and the "
+                f"collection's is {fingerprint}: RAG_WEIGHTS (and RAG_TEXT_MODEL, RAG_VISION_CONFIG) must name the "
+                "same files on every node"
+            )
+        self.runtime = json.dumps(runtime.to_dict())
+        self.ready_at = time.time()
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        items, ok = _rows(batch)
+        n, dim = len(items), self.encoder.dim
+        fused, image = np.zeros((n, dim), np.float32), np.zeros((n, dim), np.float32)
+        if ok:
+            images = [PreparedImage(_unpack(batch["pixels"][i])) if batch["image"][i] is not None else None for i in ok]
+            fused[ok], image[ok] = encode_batch(self.encoder, [items[i] for i in ok], images)
+        return {
+            "item": batch["item"],
+            "error": batch["error"],
+            "fused": fused,
+            "image_vector": image,
+            "runtime": np.array([self.runtime] * n, dtype=object),
+            "ready_at": np.full(n, self.ready_at),
+        }
+
+
+class _Write:
+    """Ray actor: upserts batches into a Milvus server; passes on what the driver accounts for, not the vectors."""
+
+    def __init__(self, uri: str, collection: str, token: str | None, encoder: EncoderInfo):
+        self.store = MilvusStore.open(uri, collection, encoder_info=encoder, create=False, token=token)
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        items, ok = _rows(batch)
+        if ok:
+            self.store.upsert([items[i] for i in ok], batch["fused"][ok], batch["image_vector"][ok])
+        return {key: batch[key] for key in ("item", "error", "runtime", "ready_at")}
+
+
+def _reason(error: Exception) -> str:
+    """The error a Ray failure carries, in one line (Ray's own message holds the whole remote traceback)."""
+    cause = getattr(error, "cause", None)
+    if isinstance(cause, BaseException):
+        return f"{type(cause).__name__}: {cause}"
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    return lines[-1] if lines else type(error).__name__
+
+
+def _pack(pixels: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    np.save(buffer, pixels, allow_pickle=False)
+    return buffer.getvalue()
+
+
+def _unpack(data: bytes) -> np.ndarray:
+    return np.load(io.BytesIO(data), allow_pickle=False)
+
+
+def _check_reachable(address: str) -> None:
+    """Fail fast, naming the address, where Ray itself would retry for minutes."""
+    parts = urlsplit(address if "://" in address else f"//{address}")
+    host, port = parts.hostname, parts.port
+    if not host or port is None:
+        raise RayEngineError(f"--ray-address {address!r}: use auto, ray://host:10001 or host:6379")
+    try:
+        socket.create_connection((host, port), timeout=_REACH_TIMEOUT_S).close()
+    except OSError as e:
+        raise RayEngineError(
+            f"cannot reach the Ray cluster at {address} ({e}). Is the head node up (`ray start --head`) and its "
+            "port open from here? Ray Client listens on 10001, the cluster itself on 6379."
+        ) from e

@@ -1,0 +1,60 @@
+"""What an ingest run did, whichever engine ran it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from rag.items import Severity, SourceError
+
+
+@dataclass
+class IngestReport:
+    """What a run did: items written, items already present, stale versions replaced, problems met."""
+
+    added: int = 0
+    unchanged: int = 0
+    replaced: int = 0
+    problems: list[SourceError] = field(default_factory=list)
+    seconds: float = 0.0
+    #: Of ``seconds``, those before the first encoder could encode: the Ray engine starts its actors and
+    #: loads the model in them within the run; the local engine's encoder is loaded before (0 here).
+    warmup_seconds: float = 0.0
+
+    @property
+    def skipped(self) -> list[SourceError]:
+        """Problems that cost an input (as opposed to warnings)."""
+        return [p for p in self.problems if p.severity == Severity.ERROR]
+
+    @property
+    def processed(self) -> int:
+        """Inputs dealt with so far: added, already present, or skipped."""
+        return self.added + self.unchanged + len(self.skipped)
+
+    @property
+    def items_per_second(self) -> float:
+        return self.added / self.seconds if self.seconds else 0.0
+
+    @property
+    def warm_items_per_second(self) -> float:
+        """Items per second once an encoder was ready (the warm-up left out)."""
+        warm = self.seconds - self.warmup_seconds
+        return self.added / warm if warm > 0 else 0.0
+
+    def write_jsonl(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("w", encoding="utf-8") as f:
+            for problem in self.problems:
+                f.write(problem.model_dump_json() + "\n")
+
+    def summary(self) -> dict[str, object]:
+        return {
+            "added": self.added,
+            "unchanged": self.unchanged,
+            "replaced": self.replaced,
+            "skipped": len(self.skipped),
+            "warnings": len(self.problems) - len(self.skipped),
+            "seconds": round(self.seconds, 2),
+            "warmup_seconds": round(self.warmup_seconds, 2),
+            "items_per_second": round(self.items_per_second, 2),
+        }

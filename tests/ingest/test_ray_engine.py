@@ -1,0 +1,262 @@
+"""`--engine ray` on a local Ray (2 CPUs) with the tiny Visualized-BGE and Milvus Lite: the rows of the local
+engine, idempotent, and complete after a killed encoder actor or a killed driver."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import struct
+import subprocess
+import sys
+import textwrap
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from connectors.milvus import EncoderInfo, MilvusStore
+from connectors.sources import open_sources
+from rag.settings import Settings
+from tests.conftest import parity_dir
+from tests.ingest.test_cli_ingest import CORPUS, run
+from tests.ingest.test_pipeline import kill_when_added, make_folder
+
+ray = pytest.importorskip("ray", reason="the Ray engine's tests need the mmrag[ray] extra")
+from rag.ingest import ray_engine  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def local_ray():
+    ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING")
+    yield
+    ray.shutdown()
+
+
+def tiny_settings(**overrides) -> Settings:
+    tiny = parity_dir("base")
+    return Settings(
+        weights=str(tiny / "weights.pth"), text_model=str(tiny / "text_model"),
+        vision_config=str(tiny / "vision_config.json"), **overrides,
+    )
+
+
+def garble_png(path: Path) -> None:
+    """Rewrite a PNG so that its chunks' checksums hold (the sources' check passes) but its pixels cannot be
+    inflated: only a full decode, on a Ray worker, finds it broken."""
+    data = bytearray(path.read_bytes())
+    at = data.index(b"IDAT") - 4
+    length = struct.unpack(">I", data[at : at + 4])[0]
+    garbage = bytes(length)
+    chunk = b"IDAT" + garbage
+    data[at + 4 : at + 12 + length] = chunk + struct.pack(">I", zlib.crc32(chunk))
+    path.write_bytes(bytes(data))
+
+
+def make_corpus(root: Path) -> Path:
+    """Captioned images, a manifest (rows on images and a text-only row), a non-image and a garbled PNG."""
+    folder = make_folder(root / "folder", 6)
+    shutil.copy(folder / "img000.png", folder / "garbled.png")
+    garble_png(folder / "garbled.png")
+    (folder / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    rows = [{"image": f"folder/img{i:03d}.png", "text": f"manifest row {i}", "split": "train"} for i in range(3)]
+    rows.append({"text": "a text-only row about bridges"})
+    (root / "manifest.jsonl").write_text("\n".join(json.dumps(r) for r in rows))
+    return root
+
+
+def summary_of(result) -> dict:
+    assert result.exit_code in (0, 1), result.output
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def stored(db: Path, collection: str) -> dict[str, tuple[dict, np.ndarray, np.ndarray | None]]:
+    with MilvusStore.open(db, collection, create=False) as store:
+        return {
+            item.id: (item.model_dump(exclude={"created_at"}), fused, image)
+            for item, fused, image in store.iter_vectors()
+        }
+
+
+def cosine(a: np.ndarray, b: np.ndarray) -> float:
+    return float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b)))
+
+
+def test_ray_writes_what_local_writes_names_every_bad_file_and_reruns_idempotently(tmp_path):
+    corpus = make_corpus(tmp_path / "corpus")
+    sources = [str(corpus / "folder"), str(corpus / "manifest.jsonl")]
+    local = summary_of(run(tmp_path, "ingest", *sources, "-c", "local", "--json"))
+    result = run(tmp_path, "ingest", *sources, "-c", "ray", "--engine", "ray", "--json")
+    assert result.exit_code == 1, result.output  # bad files were skipped
+    on_ray = summary_of(result)
+    assert (on_ray["added"], on_ray["skipped"]) == (local["added"], local["skipped"]) == (10, 2)
+    assert local["warmup_seconds"] == 0 < on_ray["warmup_seconds"] < on_ray["seconds"]  # actors start within the run
+    problems = [json.loads(line) for line in Path(on_ray["report"]).read_text().splitlines()]
+    skipped = {(Path(p["source"]).name, p["kind"]) for p in problems if p["severity"] == "error"}
+    assert skipped == {("broken.png", "corrupt_image"), ("garbled.png", "corrupt_image")}
+
+    db = tmp_path / "db" / "milvus.db"
+    want, got = stored(db, "local"), stored(db, "ray")
+    assert set(got) == set(want)
+    for item_id, (fields, fused, image) in want.items():
+        assert got[item_id][0] == fields
+        assert cosine(got[item_id][1], fused) > 0.9999
+        assert (image is None) == (got[item_id][2] is None)
+        if image is not None:
+            assert cosine(got[item_id][2], image) > 0.9999
+
+    again = summary_of(run(tmp_path, "ingest", *sources, "-c", "ray", "--engine", "ray", "--json"))
+    assert (again["added"], again["unchanged"]) == (0, 10)
+
+    (corpus / "folder" / "img002.txt").write_text("a new caption")
+    changed = summary_of(run(tmp_path, "ingest", *sources, "-c", "ray", "--engine", "ray", "--json"))
+    assert (changed["added"], changed["unchanged"], changed["replaced"]) == (1, 9, 1)
+    with MilvusStore.open(db, "ray", create=False) as store:
+        assert store.count() == 10
+        assert store.count({"text": "a new caption"}) == 1 and store.count({"text": "item 2: a green square"}) == 0
+        assert store.stats().ingest_runtime["device"] == "cpu"
+
+
+def encoder_actor_pids() -> list[int]:
+    """Processes of this machine whose title Ray set to the encoder actor's."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        try:
+            title = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if entry.name.isdigit() and b"MapBatches(_Encode)" in title:
+            pids.append(int(entry.name))
+    return pids
+
+
+def test_a_killed_encoder_actor_is_replaced_and_the_count_is_exact(tiny_base, tmp_path):
+    folder = make_folder(tmp_path / "corpus", 40)
+    killed: list[int] = []
+    added_before_the_kill: list[int] = []
+
+    def kill_an_encoder(report) -> None:
+        if report.added and not killed:
+            killed.extend(encoder_actor_pids()[:1])
+            added_before_the_kill.append(report.added)
+            for pid in killed:
+                os.kill(pid, signal.SIGKILL)
+
+    with MilvusStore.open(tmp_path / "db" / "milvus.db", "items", encoder_info=EncoderInfo.of(tiny_base)) as store:
+        report = ray_engine.ingest(
+            open_sources([folder]), tiny_settings(batch_size=4), store,
+            image_transform=tiny_base.image_transform, on_progress=kill_an_encoder,
+        )
+        assert killed, "no encoder actor was found to kill"
+        assert added_before_the_kill[0] < 40
+        assert (report.added, report.skipped, store.count()) == (40, [], 40)
+
+
+INTERRUPTIBLE = textwrap.dedent(
+    """
+    import sys
+    import ray
+    from connectors.milvus import EncoderInfo, MilvusStore
+    from connectors.sources import open_sources
+    from rag.ingest import ray_engine
+    from tests.conftest import load_tiny
+    from tests.ingest.test_ray_engine import tiny_settings
+
+    ray.init(address=sys.argv[3], logging_level="WARNING")
+    encoder = load_tiny("base")
+    with MilvusStore.open(sys.argv[1], "items", encoder_info=EncoderInfo.of(encoder)) as store:
+        report = ray_engine.ingest(
+            open_sources([sys.argv[2]]), tiny_settings(batch_size=4), store, image_transform=encoder.image_transform,
+            on_progress=lambda progress: print("done", progress.added, flush=True),
+        )
+        print("finished", report.added, flush=True)
+    """
+)
+
+
+def test_a_killed_driver_resumes_to_the_exact_count(tiny_base, tmp_path):
+    folder = make_folder(tmp_path / "corpus", 60)
+    db = tmp_path / "db" / "milvus.db"
+    kill_when_added(INTERRUPTIBLE, [str(db), str(folder), ray.get_runtime_context().gcs_address], 8, tmp_path)
+
+    with MilvusStore.open(db, "items", encoder_info=EncoderInfo.of(tiny_base)) as store:
+        assert 8 <= store.count() < 60
+        report = ray_engine.ingest(
+            open_sources([folder]), tiny_settings(batch_size=4), store, image_transform=tiny_base.image_transform
+        )
+        assert report.added + report.unchanged == 60
+        assert store.count() == 60
+
+
+def test_a_milvus_server_is_written_by_the_workers(tiny_base, tmp_path):
+    from milvus_lite.server_manager import server_manager_instance
+
+    # Milvus Lite serves its file over HTTP, as a Milvus server would: every writer actor connects to it.
+    uri = server_manager_instance.start_and_get_uri(str(tmp_path / "server.db"))
+    folder = make_folder(tmp_path / "corpus", 12)
+    try:
+        with MilvusStore.open(uri, "items", encoder_info=EncoderInfo.of(tiny_base)) as store:
+            assert ray_engine.connect(ray_engine.RayOptions(), store.backend).writers
+            report = ray_engine.ingest(
+                open_sources([folder]), tiny_settings(batch_size=4), store, image_transform=tiny_base.image_transform
+            )
+            assert (report.added, store.count()) == (12, 12)
+            path = folder / "img005.png"
+            fused, image = tiny_base.encode_fused_and_image([path], [(folder / "img005.txt").read_text()])
+            [hit] = store.search(fused[0], k=1, with_vectors=True)
+            assert hit.item.image.uri == str(path)
+            assert cosine(hit.embedding, fused[0]) > 0.9999 and cosine(hit.image_embedding, image[0]) > 0.9999
+    finally:
+        server_manager_instance.release_server(str(tmp_path / "server.db"))
+
+
+def test_workers_with_another_model_than_the_collection_stop_the_run_and_say_why(tiny_base, tmp_path):
+    folder = make_folder(tmp_path / "corpus", 2)
+    m3 = parity_dir("m3")
+    elsewhere = Settings(
+        weights=str(m3 / "weights.pth"), text_model=str(m3 / "text_model"), vision_config=str(m3 / "vision_config.json")
+    )
+    with MilvusStore.open(tmp_path / "db" / "milvus.db", "items", encoder_info=EncoderInfo.of(tiny_base)) as store:
+        with pytest.raises(ray_engine.RayEngineError, match="must name the same files on every node"):
+            ray_engine.ingest(open_sources([folder]), elsewhere, store, image_transform=tiny_base.image_transform)
+        assert store.count() == 0
+
+
+def test_gpus_asked_of_a_cluster_without_any_is_refused_before_loading_anything(tmp_path):
+    result = run(tmp_path, "ingest", str(CORPUS), "-c", "kb", "--engine", "ray", "--gpus-per-worker", "1")
+    assert result.exit_code == 2
+    assert "has none" in " ".join(result.output.split())
+
+
+def test_ray_missing_gives_the_install_hint(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` now fails as it does without the extra
+    result = run(tmp_path, "ingest", str(CORPUS), "-c", "kb", "--engine", "ray")
+    assert result.exit_code == 2
+    assert "pip install 'mmrag[ray]'" in " ".join(result.output.split())
+
+
+def test_an_unreachable_cluster_is_named(tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "RAG_MILVUS_URI": str(tmp_path / "db" / "milvus.db")}
+    out = subprocess.run(
+        [sys.executable, "-m", "rag.cli", "ingest", str(CORPUS), "--engine", "ray", "--ray-address", "ray://127.0.0.1:1"],
+        capture_output=True, text=True, env=env, cwd=ROOT, timeout=120,
+    )
+    assert out.returncode == 2, out.stderr
+    assert "cannot reach the Ray cluster at ray://127.0.0.1:1" in " ".join(out.stderr.split())
+
+
+def test_workers_are_sized_to_the_cluster():
+    gpu_nodes = [{"CPU": 16.0, "GPU": 4.0}, {"CPU": 16.0, "GPU": 4.0}]
+    plan = ray_engine.plan_workers(ray_engine.RayOptions(gpus_per_worker=0.5), gpu_nodes, writers=True)
+    assert (plan.workers, plan.cpus_per_worker, plan.decode_cpus, plan.torch_threads) == (16, 1.0, 1.0, 1)
+    cpu_nodes = [{"CPU": 8.0}, {"CPU": 4.0}, {"CPU": 0.0}]  # the last: a head node that runs no work
+    plan = ray_engine.plan_workers(ray_engine.RayOptions(), cpu_nodes, writers=False)
+    assert (plan.workers, plan.cpus_per_worker, plan.torch_threads) == (2, 3.5, 4)
+    with pytest.raises(ray_engine.RayEngineError, match="lower --workers or --gpus-per-worker"):
+        ray_engine.plan_workers(ray_engine.RayOptions(gpus_per_worker=1, workers=9), gpu_nodes, writers=False)
+    with pytest.raises(ray_engine.RayEngineError, match="leave 0 of the cluster's 12 CPUs for decoding"):
+        ray_engine.plan_workers(ray_engine.RayOptions(workers=3, cpus_per_worker=4), cpu_nodes, writers=False)
