@@ -125,7 +125,8 @@ def main(
         bool, typer.Option("--verbose", "-v", help="Log progress details.", callback=_logging, expose_value=False)
     ] = False,
     version: Annotated[
-        bool, typer.Option("--version", help="Print the version and exit.", callback=_version, is_eager=True, expose_value=False)
+        bool,
+        typer.Option("--version", help="Print the version and exit.", callback=_version, is_eager=True, expose_value=False),
     ] = False,
 ) -> None:
     pass
@@ -212,7 +213,8 @@ def ingest(
             from rag.runtime import resolve_runtime
 
             model = _load_encoder(settings, runtime=resolve_runtime("cpu", "float32", workers=1))
-        progress.update(task, description=f"ingest → {escape(settings.collection)}", total=counted[0] if counted else None)
+        description = f"ingest → {escape(settings.collection)}"
+        progress.update(task, description=description, total=counted[0] if counted else None)
 
         started = time.perf_counter()
 
@@ -308,7 +310,9 @@ def _ingest_on_ray(items, settings: Settings, store, model, options, on_progress
 
 
 @app.command()
-def stats(collection: CollectionOpt = None, uri: UriOpt = None, as_json: JsonOpt = False, verbose: VerboseOpt = False) -> None:
+def stats(
+    collection: CollectionOpt = None, uri: UriOpt = None, as_json: JsonOpt = False, verbose: VerboseOpt = False
+) -> None:
     """Count, vector dimension and encoder of a collection, the device and dtype its last ingest ran on, and the
     blends `rag eval --tune` saved for its queries."""
     settings = _settings(collection=collection, milvus_uri=uri)

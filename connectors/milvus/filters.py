@@ -127,7 +127,7 @@ def parse_filters(values: str | Iterable[str] | None) -> dict[str, Any] | None:
         if value.lstrip().startswith(("{", "[")):
             for key, spec in _json_object(value).items():
                 if key in objects or key in pairs:
-                    raise FilterError(f"filter key {key!r} is given twice; give it once, or repeat it in key=value pairs")
+                    raise _twice(key)
                 objects[key] = spec
             continue
         for pair in value.split(","):
@@ -138,7 +138,7 @@ def parse_filters(values: str | Iterable[str] | None) -> dict[str, Any] | None:
                     'several values), or a JSON object such as {"tags": "cat"} for values holding commas'
                 )
             if key in objects:
-                raise FilterError(f"filter key {key!r} is given twice; give it once, or repeat it in key=value pairs")
+                raise _twice(key)
             if item not in pairs.setdefault(key, []):
                 pairs[key].append(item)
     filters = {**objects, **{key: items[0] if len(items) == 1 else items for key, items in pairs.items()}}
@@ -147,13 +147,18 @@ def parse_filters(values: str | Iterable[str] | None) -> dict[str, Any] | None:
 
 
 def _json_object(value: str) -> dict[str, Any]:
+    example = '{"tags": "cat"}'
     try:
         parsed = json.loads(value)
     except json.JSONDecodeError as e:
-        raise FilterError(f"filter {value!r} is not valid JSON ({e}); write an object such as {{\"tags\": \"cat\"}}") from None
+        raise FilterError(f"filter {value!r} is not valid JSON ({e}); write an object such as {example}") from None
     if not isinstance(parsed, dict):
-        raise FilterError(f"filter {value!r}: a JSON filter must be an object such as {{\"tags\": \"cat\"}}")
+        raise FilterError(f"filter {value!r}: a JSON filter must be an object such as {example}")
     return parsed
+
+
+def _twice(key: str) -> FilterError:
+    return FilterError(f"filter key {key!r} is given twice; give it once, or repeat it in key=value pairs")
 
 
 def quote(value: str) -> str:

@@ -222,7 +222,9 @@ def save_map(
     return path
 
 
-def place_labels(axes: Any, coords: np.ndarray, names: Sequence[str], *, gap: float = 4, fontsize: float = 7) -> list[Any]:
+def place_labels(
+    axes: Any, coords: np.ndarray, names: Sequence[str], *, gap: float = 4, fontsize: float = 7
+) -> list[Any]:
     """Write each name beside its point, at the first spot around it (right, left, above, below, the diagonals,
     then the same further out) where it overlaps no name placed before, or at the least-overlapping spot;
     returns the names' boxes in display pixels."""

@@ -51,7 +51,8 @@ class Evidence(BaseModel):
         if "source" in metadata:
             metadata["source"] = self.name
         is_url = self.image is not None and self.image.startswith(("http://", "https://"))
-        return self.model_copy(update={"source": self.name, "image": self.image if is_url else None, "metadata": metadata})
+        image = self.image if is_url else None
+        return self.model_copy(update={"source": self.name, "image": image, "metadata": metadata})
 
     @classmethod
     def from_node(cls, rank: int, result: "NodeWithScore") -> "Evidence":

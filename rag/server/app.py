@@ -107,7 +107,9 @@ class AskResponse(Searched):
 
 
 class ServerStats(StoreStats):
-    uri: str | None = Field(description="The Milvus URI; null unless the server shows its paths (RAG_SERVER_SHOW_PATHS).")
+    uri: str | None = Field(
+        description="The Milvus URI; null unless the server shows its paths (RAG_SERVER_SHOW_PATHS)."
+    )
     llm: str | None = Field(description="The LLM answering /api/ask; None: answers list the evidence.")
     encoder_runtime: dict[str, Any] = Field(
         description="Where this server's encoder runs: device, dtype, batch size, preprocessing workers, and why."

@@ -99,7 +99,9 @@ def test_colour_groups_must_exist_and_items_are_named_without_paths(tiny_base, t
         embed_items(tiny_base, items, color_by="nosuchkey")
     upload = items[0].image
     uploaded = KnowledgeItem.create(
-        source=str(tmp_path / "uploads" / "0f3a9c.png"), image=ImageRef(uri=upload.uri), metadata={"upload_name": "holiday.jpg"}
+        source=str(tmp_path / "uploads" / "0f3a9c.png"),
+        image=ImageRef(uri=upload.uri),
+        metadata={"upload_name": "holiday.jpg"},
     )
     embedded = embed_items(tiny_base, [*items, uploaded], color_by="modality")
     assert embedded.names[-1] == "holiday.jpg" and embedded.names[0] == "carriage-day.jpg"
