@@ -119,3 +119,23 @@ def test_items_are_counted_cheaply_where_possible(tmp_path) -> None:
     assert count_items([folder, jsonl, csv, tmp_path / "missing"], SourceOptions(cache_dir=tmp_path / "cache")) == 7
     (tmp_path / "doc.pdf").write_bytes(b"%PDF-1.4")
     assert count_items([folder, tmp_path / "doc.pdf"]) is None  # a PDF's figures are found only by reading it
+
+
+def test_verbose_works_before_and_after_the_command(tmp_path, monkeypatch) -> None:
+    import logging
+
+    from typer.testing import CliRunner
+
+    from connectors.milvus import EncoderInfo, MilvusStore
+    from rag.cli import app
+
+    db = str(tmp_path / "milvus.db")
+    MilvusStore.open(db, "kb", encoder_info=EncoderInfo(variant="v", dim=4, fingerprint="f")).close()
+    monkeypatch.setenv("RAG_MILVUS_URI", db)
+    root = logging.getLogger()
+    monkeypatch.setattr(root, "level", root.level)  # put back after the test
+    levels = []
+    for args in (["stats", "-c", "kb"], ["-v", "stats", "-c", "kb"], ["stats", "-c", "kb", "--verbose"]):
+        assert CliRunner().invoke(app, args).exit_code == 0
+        levels.append(root.level)
+    assert levels == [logging.WARNING, logging.INFO, logging.INFO]
