@@ -10,13 +10,17 @@ import sys
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from connectors.milvus import EncoderInfo, MilvusStore
 from connectors.sources import open_sources
+from rag.display import ingest_summary, snippet
 from rag.embeddings import CheckpointError
 from rag.embeddings.registry import load_encoder
 from rag.ingest import ingest
+from rag.items import item_name
 from rag.settings import Settings
 
 HERE = Path(__file__).parent
@@ -29,26 +33,27 @@ def main() -> int:
     try:
         encoder = load_encoder(settings)
     except CheckpointError as e:
-        console.print(f"[bold red]No Visualized-BGE weights:[/] {e}")
+        console.print(f"[bold red]No Visualized-BGE weights:[/] {escape(str(e))}")
         console.print(
             "Set RAG_WEIGHTS to a local Visualized_base_en_v1.5.pth (or Visualized_m3.pth), and RAG_TEXT_MODEL to a "
             "local copy of BAAI/bge-base-en-v1.5 (or BAAI/bge-m3) if the hub is out of reach; RAG_VISION_CONFIG is "
             "needed only for a checkpoint under another file name."
         )
         return 2
-    console.print(f"encoder {encoder.name} ({encoder.dim}-d), store {settings.milvus_uri}")
+    console.print(Text(f"encoder {encoder.name} ({encoder.dim}-d), store {settings.milvus_uri}"))
     info = EncoderInfo.of(encoder)
     with MilvusStore.open(
         settings.milvus_uri, settings.collection, encoder_info=info, token=settings.milvus_token_value
     ) as store:
         report = ingest(open_sources([CORPUS], cache_dir=settings.data_dir), encoder, store)
-        console.print(f"ingest: {report.summary()}")
+        for line in ingest_summary({**report.summary(), "collection": settings.collection}, report.problems):
+            console.print(line)
         night = "Make the background dark, as if the camera has taken the photo at night"
         queries = {
             "text → image+text: 'a bridge over a river'": (encoder.encode_text(["a bridge over a river"]), "fused"),
-            "image → image: carriage-day.png": (encoder.encode_image([CORPUS / "carriage-day.png"]), "image"),
-            "composed image+text → image: carriage-day.png + 'at night'": (
-                encoder.encode_fused([CORPUS / "carriage-day.png"], [night]),
+            "image → image: carriage-day.jpg": (encoder.encode_image([CORPUS / "carriage-day.jpg"]), "image"),
+            "composed image+text → image: carriage-day.jpg + 'at night'": (
+                encoder.encode_fused([CORPUS / "carriage-day.jpg"], [night]),
                 "image",
             ),
         }
@@ -57,7 +62,8 @@ def main() -> int:
             for column in ("score", "source", "text"):
                 table.add_column(column)
             for hit in store.search(vectors[0], field=field, k=3):
-                table.add_row(f"{hit.score:.3f}", Path(hit.item.source).name, hit.item.text[:70])
+                name = item_name(hit.item.source, hit.item.metadata)
+                table.add_row(f"{hit.score:.3f}", Text(name), Text(snippet(hit.item.text, 70)))
             console.print(table)
     return 0
 

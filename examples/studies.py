@@ -17,7 +17,9 @@ import sys
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from connectors.milvus import EncoderInfo, MilvusStore
 from connectors.sources import open_sources
@@ -39,12 +41,12 @@ def main() -> int:
     try:
         encoder = load_encoder(settings)
     except CheckpointError as e:
-        console.print(f"[bold red]No weights for {settings.encoder}:[/] {e}")
+        console.print(f"[bold red]No weights for {settings.encoder}:[/] {escape(str(e))}")
         console.print("Set RAG_ENCODER (visualized-bge, clip, bridgetower) and RAG_WEIGHTS to a local checkpoint.")
         return 2
     console.print(f"encoder {encoder.name} ({encoder.dim}-d, fused: {encoder.supports_fused})")
 
-    carriages = [CORPUS / "carriage-day.png", CORPUS / "carriage-night.png"]
+    carriages = [CORPUS / "carriage-day.jpg", CORPUS / "carriage-night.jpg"]
     report = similarity_report(encoder, carriages, ["a carriage at night", "a carriage in daylight"])
     table = Table(title="1. similarity")
     for column in ("comparison", "left", "right", "cosine", "euclidean"):
@@ -71,7 +73,7 @@ def main() -> int:
     embedded = embed_items(encoder, items, color_by="kind")
     output = settings.data_dir / "studies-map.png"
     save_map(embedded, project(embedded.vectors, "pca"), output, title=f"sample corpus · {encoder.name}", thumbnails=True)
-    console.print(f"3. map of {len(embedded)} items → {output}")
+    console.print(Text(f"3. map of {len(embedded)} items → {output}"))
 
     collection = f"studies_{settings.encoder.replace('-', '_')}"
     with MilvusStore.open(settings.milvus_uri, collection, encoder_info=EncoderInfo.of(encoder)) as store:

@@ -3,11 +3,31 @@
 from __future__ import annotations
 
 import hashlib
+import os
 from datetime import datetime, timezone
 from enum import Enum
-from typing import Any
+from pathlib import Path
+from typing import Any, Mapping
 
 from pydantic import BaseModel, Field, computed_field
+
+
+#: Metadata key: the item's source named relative to the folder (or beside the file) it was ingested from.
+SOURCE_NAME = "source_name"
+#: Metadata key: the file name an item had when it was uploaded to `rag serve`.
+UPLOAD_NAME = "upload_name"
+#: Metadata keys that hold paths on the machine that read the sources.
+PATH_METADATA = ("file_path", "caption_path", "manifest")
+
+
+def item_name(source: str, metadata: Mapping[str, Any]) -> str:
+    """What to call an item without showing paths: its upload name, else its name relative to the ingested
+    folder, else the last part of an absolute path source; other sources (URLs, ids) as they are."""
+    for key in (UPLOAD_NAME, SOURCE_NAME):
+        name = metadata.get(key)
+        if isinstance(name, str) and name:
+            return name
+    return Path(source).name if os.path.isabs(source) else source
 
 
 class Modality(str, Enum):

@@ -54,6 +54,11 @@ class Settings(BaseSettings):
         description="Where rendered PDF pages, downloaded images and ingest reports are written.",
     )
     collection: str = Field(default="knowledge", description="Milvus collection name.")
+    top_k: PositiveInt = Field(
+        default=10,
+        description="How many items a search returns, and an answer reads, unless the query asks for another number "
+        "(rag search and rag ask --top-k, the API's top_k, the page's Results field).",
+    )
     batch_size: PositiveInt | None = Field(
         default=None, description="Items per encoder forward pass and store write; None: by device (cpu 16, cuda 256)."
     )
@@ -97,6 +102,12 @@ class Settings(BaseSettings):
     server_port: int = Field(default=8000, ge=0, le=65535, description="Port `rag serve` listens on.")
     server_token: SecretStr | None = Field(
         default=None, description="Bearer token every /api route of `rag serve` requires; None: no token asked."
+    )
+    server_show_paths: bool = Field(
+        default=False,
+        description="Show clients of `rag serve` the server's own paths (each item's source file, image path and path "
+        "metadata) and the Milvus URI. Off: items are named relative to the folder they were ingested from, and "
+        "their images are served by item id.",
     )
     server_max_upload_bytes: PositiveInt = Field(
         default=20 * 1024 * 1024, description="Largest file `rag serve` accepts (query image, image or manifest to ingest)."

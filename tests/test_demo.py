@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -36,7 +37,11 @@ def test_demo_with_local_weights_ingests_and_queries(tmp_path):
         RAG_VISION_CONFIG=str(d / "vision_config.json"),
     )
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "'added': 7" in result.stdout
+    summary = dict(re.findall(r"│ (\w+) +│ (\S+) +│", result.stdout))  # the ingest table, as `rag ingest` prints it
+    assert (summary["collection"], summary["added"], summary["skipped"]) == ("demo", "7", "0"), result.stdout
     for title in ("text → image+text", "image → image", "composed image+text → image"):
         assert title in result.stdout
+    captions = re.findall(r"│ [\d.]+ +│ \S+ +│ (.+?) +│", result.stdout)
+    assert len(captions) == 9 and all(len(c) <= 70 for c in captions), captions
+    assert any(c.endswith("…") for c in captions), captions  # a long caption is cut with an ellipsis
     assert (tmp_path / "rag_data" / "milvus.db").exists()

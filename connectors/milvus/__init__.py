@@ -1,10 +1,11 @@
 """Milvus knowledge store: schema, filter compiler and store (Milvus Lite or server, chosen by URI)."""
 
 from connectors.milvus.blend import Blend, BlendError, ScoreScale, TunedBlend
-from connectors.milvus.filters import FilterError, Filters, compile_filter
+from connectors.milvus.filters import FilterError, Filters, compile_filter, parse_filters
 from connectors.milvus.schema import Backend, EncoderInfo, ItemTooLargeError, item_problems, to_llama_node
 from connectors.milvus.store import (
     CollectionNotFoundError,
+    DatabaseNotFoundError,
     EncoderMismatchError,
     Hit,
     MilvusStore,
@@ -13,6 +14,7 @@ from connectors.milvus.store import (
     StoreLockedError,
     StoreStats,
     list_collections,
+    require_collection,
 )
 
 __all__ = [
@@ -20,6 +22,7 @@ __all__ = [
     "Blend",
     "BlendError",
     "CollectionNotFoundError",
+    "DatabaseNotFoundError",
     "EncoderInfo",
     "EncoderMismatchError",
     "FilterError",
@@ -36,5 +39,7 @@ __all__ = [
     "compile_filter",
     "item_problems",
     "list_collections",
+    "parse_filters",
+    "require_collection",
     "to_llama_node",
 ]

@@ -17,10 +17,14 @@ joined with AND; use ``MetadataFilters`` for OR, NOT and nesting.
 
 Plain dicts compile without importing LlamaIndex (seconds that ``rag`` commands should not pay
 just to check a filter); ``MetadataFilters`` import it when they are used.
+
+People write filters as text: :func:`parse_filters` reads that text the same way for the command
+line (``--filter``), the HTTP API (the ``filter`` field) and the web page.
 """
 
 from __future__ import annotations
 
+import json
 import math
 from datetime import datetime
 from enum import Enum
@@ -102,6 +106,59 @@ def compile_filter(filters: Filters | None) -> str:
     if isinstance(filters, MetadataFilters):
         return _compile_filters(filters)
     raise FilterError(f"filters must be a dict or MetadataFilters, not {type(filters).__name__}")
+
+
+def parse_filters(values: str | Iterable[str] | None) -> dict[str, Any] | None:
+    """Filters as people write them, checked: a dict for :func:`compile_filter`, or None when there are none.
+
+    Each value is a JSON object (``{"created_at": {">=": "2024-01-01"}}``, ``{"source": ["a.jpg", "b.jpg"]}``)
+    or ``key=value`` pairs separated by commas (``tags=red, kind=shape``); values are given one per
+    ``--filter`` option or API field, or several in one. A key repeated in pairs matches any of its values
+    (``tags=red,tags=blue``); a key may not appear both in a JSON object and elsewhere. Pairs compare
+    strings; JSON reaches operators, numbers and values holding commas. Raises :class:`FilterError`.
+    """
+    if values is None:
+        return None
+    pairs: dict[str, list[str]] = {}
+    objects: dict[str, Any] = {}
+    for value in [values] if isinstance(values, str) else values:
+        if not value.strip():
+            continue
+        if value.lstrip().startswith(("{", "[")):
+            for key, spec in _json_object(value).items():
+                if key in objects or key in pairs:
+                    raise _twice(key)
+                objects[key] = spec
+            continue
+        for pair in value.split(","):
+            key, sep, item = (part.strip() for part in pair.partition("="))
+            if not sep or not key or not item:
+                raise FilterError(
+                    f"filter {pair.strip()!r}: write key=value pairs separated by commas (repeat a key for any of "
+                    'several values), or a JSON object such as {"tags": "cat"} for values holding commas'
+                )
+            if key in objects:
+                raise _twice(key)
+            if item not in pairs.setdefault(key, []):
+                pairs[key].append(item)
+    filters = {**objects, **{key: items[0] if len(items) == 1 else items for key, items in pairs.items()}}
+    compile_filter(filters)
+    return filters or None
+
+
+def _json_object(value: str) -> dict[str, Any]:
+    example = '{"tags": "cat"}'
+    try:
+        parsed = json.loads(value)
+    except json.JSONDecodeError as e:
+        raise FilterError(f"filter {value!r} is not valid JSON ({e}); write an object such as {example}") from None
+    if not isinstance(parsed, dict):
+        raise FilterError(f"filter {value!r}: a JSON filter must be an object such as {example}")
+    return parsed
+
+
+def _twice(key: str) -> FilterError:
+    return FilterError(f"filter key {key!r} is given twice; give it once, or repeat it in key=value pairs")
 
 
 def quote(value: str) -> str:

@@ -25,7 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, PositiveInt
 from pymilvus import CollectionSchema, DataType, Function, FunctionType, MilvusClient
 from pymilvus.milvus_client.index import IndexParams
 
-from rag.items import ImageRef, KnowledgeItem
+from rag.items import PATH_METADATA, ImageRef, KnowledgeItem
 
 if TYPE_CHECKING:
     from llama_index.core.schema import BaseNode
@@ -214,6 +214,8 @@ def to_llama_node(item: KnowledgeItem) -> "BaseNode":
 
     Its metadata is the item's metadata plus ``source``, ``modality``, ``tags`` and ``created_at``
     (these win over metadata keys of the same name); its source relationship is the item's source.
+    An LLM reading the node sees no paths of the machine that ingested it: ``source`` and the path
+    metadata (``rag.items.PATH_METADATA``) are left out of its text.
     """
     from llama_index.core.schema import ImageNode, NodeRelationship, RelatedNodeInfo, TextNode
 
@@ -228,6 +230,7 @@ def to_llama_node(item: KnowledgeItem) -> "BaseNode":
         "id_": item.id,
         "text": item.text,
         "metadata": metadata,
+        "excluded_llm_metadata_keys": [SOURCE, *PATH_METADATA],
         "relationships": {NodeRelationship.SOURCE: RelatedNodeInfo(node_id=item.source)},
     }
     if item.image is None:

@@ -48,6 +48,10 @@ class CollectionNotFoundError(StoreError):
     pass
 
 
+class DatabaseNotFoundError(CollectionNotFoundError):
+    """No Milvus Lite database at the path given, and the caller asked not to create one."""
+
+
 class EncoderMismatchError(StoreError):
     """The collection's vectors were made by another encoder than the one in use."""
 
@@ -120,18 +124,17 @@ class MilvusStore:
         ``encoder_info`` (variant, dim, fingerprint) is required to create a collection; when given
         for an existing one it must match the encoder recorded there. ``bm25``: True requires
         full-text search, False leaves it out, None (default) uses it where the backend has it.
+        With ``create=False`` nothing is created: a missing Milvus Lite database or collection raises
+        :class:`CollectionNotFoundError`.
         """
         info = EncoderInfo.model_validate(encoder_info) if encoder_info is not None else None
-        uri, backend = _resolve(uri)
+        uri, backend = _resolve(uri, create=create)
         client = _connect(uri, token, backend)
         try:
             if client.has_collection(collection):
                 recorded, has_bm25 = _check_existing(client, uri, collection, info)
             elif not create:
-                raise CollectionNotFoundError(
-                    f"there is no collection {collection!r} at {uri}; existing: {client.list_collections() or 'none'}. "
-                    "Ingest into it first, or pick another with --collection / RAG_COLLECTION."
-                )
+                raise _no_collection(uri, collection, client.list_collections())
             elif info is None:
                 raise StoreError(f"creating collection {collection!r} needs encoder_info (variant, dim, fingerprint)")
             else:
@@ -457,8 +460,8 @@ class MilvusStore:
 
 
 def list_collections(uri: str | os.PathLike[str], *, token: str | None = None) -> list[str]:
-    """Every collection at ``uri``, without opening one."""
-    uri, backend = _resolve(uri)
+    """Every collection at ``uri``, without opening one (nor creating a Milvus Lite database)."""
+    uri, backend = _resolve(uri, create=False)
     client = _connect(uri, token, backend)
     try:
         return list(client.list_collections())
@@ -466,8 +469,26 @@ def list_collections(uri: str | os.PathLike[str], *, token: str | None = None) -
         _disconnect(client, uri, backend)
 
 
-def _resolve(uri: str | os.PathLike[str]) -> tuple[str, Backend]:
-    """The URI to hand to pymilvus and its backend; a Lite path gets its parent folder created."""
+def require_collection(uri: str | os.PathLike[str], collection: str, *, token: str | None = None) -> None:
+    """Raise :class:`CollectionNotFoundError` unless ``collection`` exists at ``uri``; creates nothing, loads nothing.
+
+    Cheap next to loading an encoder: callers check first, so a mistyped name is reported at once.
+    """
+    existing = list_collections(uri, token=token)
+    if collection not in existing:
+        raise _no_collection(str(uri), collection, existing)
+
+
+def _no_collection(uri: str, collection: str, existing: Sequence[str]) -> CollectionNotFoundError:
+    return CollectionNotFoundError(
+        f"there is no collection {collection!r} at {uri}; existing: {', '.join(existing) or 'none'}. "
+        "Ingest into it first, or pick another with --collection / RAG_COLLECTION."
+    )
+
+
+def _resolve(uri: str | os.PathLike[str], *, create: bool) -> tuple[str, Backend]:
+    """The URI to hand to pymilvus and its backend. A Lite path gets its parent folder created, or, unless
+    ``create``, must name an existing database."""
     uri = str(uri)
     backend = Backend.of(uri)
     if backend is Backend.LITE:
@@ -476,7 +497,14 @@ def _resolve(uri: str | os.PathLike[str]) -> tuple[str, Backend]:
             raise StoreError(
                 f"a Milvus Lite path must end in .db (got {uri!r}); for a Milvus server use http://host:19530"
             )
-        path.parent.mkdir(parents=True, exist_ok=True)
+        if create:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        elif not path.exists():
+            relative = "" if path.is_absolute() else f" ({uri} is relative to the current folder, {Path.cwd()})"
+            raise DatabaseNotFoundError(
+                f"there is no Milvus Lite database at {path.absolute()}{relative}. Ingest into it first "
+                "(rag ingest), or point --uri or RAG_MILVUS_URI at an existing one."
+            )
         uri = str(path)
     return uri, backend
 

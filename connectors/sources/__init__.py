@@ -9,7 +9,7 @@ images) are written under ``SourceOptions.cache_dir`` so that every image is a l
 
 from ._common import BadInput, SourceResult, check_image, store_image, write_atomic
 from .count import count_items
-from .dispatch import open_source, open_sources
+from .dispatch import missing_sources, open_source, open_sources, peek_items
 from .documents import iter_html, iter_markdown
 from .folder import iter_folder
 from .llamaindex import iter_llama_nodes
@@ -31,8 +31,10 @@ __all__ = [
     "iter_markdown",
     "iter_pdf",
     "iter_urls",
+    "missing_sources",
     "open_source",
     "open_sources",
+    "peek_items",
     "store_image",
     "write_atomic",
 ]

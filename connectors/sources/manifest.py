@@ -15,7 +15,7 @@ import os
 from pathlib import Path
 from typing import Any, BinaryIO, Iterator, Union
 
-from rag.items import SourceError
+from rag.items import SOURCE_NAME, SourceError
 from rag.items import SourceErrorKind as Kind
 
 from ._common import BadInput, SourceResult, make_item, missing_caption, parse_tags
@@ -130,6 +130,7 @@ def _row_items(
     used = {image_col, text_col, options.tags_column}
     metadata = {k: v for k, v in row.items() if k not in used and v not in (None, "")}
     metadata.update(manifest=str(manifest), line=line)
+    metadata.setdefault(SOURCE_NAME, f"{manifest.name}:{line}")
     text = text.strip()
     yield from make_item(
         source=str(manifest), where=where, options=options, text=text, image=image, metadata=metadata, tags=tags

@@ -38,7 +38,9 @@ def load_image_ref(ref: str, base_dir: Path, options: SourceOptions, *, url_enco
     path = path if path.is_absolute() else base_dir / path
     if options.local_root is not None and not path.resolve().is_relative_to(options.local_root.resolve()):
         raise BadInput(
-            Kind.BAD_REFERENCE, f"local image outside {options.local_root}, the only folder images may be read from"
+            Kind.BAD_REFERENCE,
+            "local image outside the folder images may be read from (local_root, not named here: these sources come "
+            "from other hands); reference images inside it, or embed them as data: URIs",
         )
     return load_image_file(path, options)
 

@@ -10,13 +10,13 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
-from typing import TYPE_CHECKING, Callable, Iterable, Literal, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Literal, Sequence
 
 import numpy as np
 
 from rag.embeddings.base import Encoder
 from rag.embeddings.inputs import load_image
-from rag.items import KnowledgeItem
+from rag.items import KnowledgeItem, item_name
 
 if TYPE_CHECKING:
     from connectors.milvus import Filters, MilvusStore
@@ -26,6 +26,10 @@ logger = logging.getLogger(__name__)
 Field = Literal["fused", "image"]
 Method = Literal["pca", "tsne", "umap"]
 METHODS: tuple[Method, ...] = ("pca", "tsne", "umap")
+#: Colour groups every item has; ``color_by`` may also name any metadata key the items carry.
+GROUPINGS = ("modality", "tag", "folder")
+#: The files a map can be saved as, by suffix (matplotlib's formats).
+FORMATS = {".png": "png", ".jpg": "jpeg", ".jpeg": "jpeg", ".webp": "webp", ".svg": "svg", ".pdf": "pdf"}
 _EXACT_TSNE_BELOW = 500
 
 
@@ -40,6 +44,24 @@ class EmbeddedSet:
 
     def __len__(self) -> int:
         return len(self.names)
+
+
+def map_format(path: str | Path) -> str:
+    """The file format a map saved at ``path`` is written in, from its suffix; ValueError for other suffixes."""
+    suffix = Path(path).suffix.lower()
+    if suffix not in FORMATS:
+        raise ValueError(f"cannot save a map as {Path(path).name!r}: name a {', '.join(FORMATS)} file")
+    return FORMATS[suffix]
+
+
+def check_color_by(items: Sequence[KnowledgeItem], color_by: str) -> None:
+    """ValueError unless ``color_by`` is one of ``GROUPINGS`` or a metadata key of at least one item."""
+    keys = sorted({key for item in items for key in item.metadata})
+    if color_by not in GROUPINGS and color_by not in keys:
+        raise ValueError(
+            f"no item has a {color_by!r} to colour by; choose one of {', '.join(GROUPINGS)}"
+            + (f" or a metadata key: {', '.join(keys)}" if keys else " (the items have no metadata keys)")
+        )
 
 
 def label_of(item: KnowledgeItem, color_by: str) -> str:
@@ -65,9 +87,10 @@ def embed_items(
 ) -> EmbeddedSet:
     """Embed items the way ingestion does: ``image`` vectors (items without an image are left out) or
     ``fused`` ones (text-only items get their text vector). ``on_progress(done, total)`` after each batch
-    of ``batch_size`` (default: the encoder's)."""
+    of ``batch_size`` (default: the encoder's). ``color_by`` is checked before anything is embedded."""
     batch_size = batch_size or encoder.runtime.batch_size
     kept = [item for item in items if field == "fused" or item.image is not None]
+    check_color_by(kept, color_by)
     vectors = np.zeros((len(kept), encoder.dim), dtype=np.float32)
     for start in range(0, len(kept), batch_size):
         batch = kept[start : start + batch_size]
@@ -97,13 +120,14 @@ def stored_vectors(
         if vector is not None:
             items.append(item)
             vectors.append(vector)
+    check_color_by(items, color_by)
     matrix = np.stack(vectors) if vectors else np.zeros((0, store.encoder.dim), dtype=np.float32)
     return _embedded(items, matrix, color_by)
 
 
 def _embedded(items: Sequence[KnowledgeItem], vectors: np.ndarray, color_by: str) -> EmbeddedSet:
     return EmbeddedSet(
-        names=[Path(item.source).name or item.id for item in items],
+        names=[item_name(item.source, item.metadata) or item.id for item in items],
         labels=[label_of(item, color_by) for item in items],
         images=[item.image.uri if item.image else None for item in items],
         vectors=vectors,
@@ -153,10 +177,13 @@ def save_map(
     thumbnail_px: int = 40,
     annotate: bool = False,
 ) -> Path:
-    """Draw the scatter plot, coloured by label (with a legend), and save it as PNG.
+    """Draw the scatter plot, coloured by label (with a legend), and save it in the format its suffix names
+    (PNG, JPEG, WebP, SVG or PDF; see ``FORMATS``).
 
-    ``thumbnails`` draws each point's image (items without one stay dots); ``annotate`` writes names.
+    ``thumbnails`` draws each point's image (items without one stay dots); ``annotate`` writes names,
+    each placed beside its point where it overlaps no other name.
     """
+    image_format = map_format(path)
     Figure = _optional("matplotlib.figure", "matplotlib", "analysis").Figure
     offsetbox = _optional("matplotlib.offsetbox", "matplotlib", "analysis")
     path = Path(path)
@@ -183,18 +210,62 @@ def save_map(
                 offsetbox.OffsetImage(np.asarray(picture)), coords[i], frameon=True, bboxprops={"edgecolor": colour}
             )
             axes.add_artist(box)
-    if annotate:
-        offset = thumbnail_px * 0.6 if thumbnails else 4
-        for i, name in enumerate(embedded.names):
-            axes.annotate(name, coords[i], fontsize=7, xytext=(offset, offset), textcoords="offset points")
     axes.margins(0.12)
     axes.legend(loc="best", fontsize=8)
     axes.set_title(title)
     axes.set_xticks([])
     axes.set_yticks([])
     figure.tight_layout()
-    figure.savefig(path, format="png")
+    if annotate:
+        place_labels(axes, coords, embedded.names, gap=thumbnail_px * 0.6 if thumbnails else 4)
+    figure.savefig(path, format=image_format)
     return path
+
+
+def place_labels(
+    axes: Any, coords: np.ndarray, names: Sequence[str], *, gap: float = 4, fontsize: float = 7
+) -> list[Any]:
+    """Write each name beside its point, at the first spot around it (right, left, above, below, the diagonals,
+    then the same further out) where it overlaps no name placed before, or at the least-overlapping spot;
+    returns the names' boxes in display pixels."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    renderer = FigureCanvasAgg(axes.figure).get_renderer()
+    placed: list[Any] = []
+    for point, name in zip(coords, names):
+        best: tuple[float, Any, Any] | None = None
+        for offset, align in _label_spots(gap, fontsize):
+            label = axes.annotate(name, point, xytext=offset, textcoords="offset points", fontsize=fontsize, ha=align)
+            box = label.get_window_extent(renderer)
+            overlap = sum(_overlap(box, other) for other in placed)
+            if best is None or overlap < best[0]:
+                if best is not None:
+                    best[1].remove()
+                best = (overlap, label, box)
+            else:
+                label.remove()
+            if overlap == 0:
+                break
+        assert best is not None
+        placed.append(best[2])
+    return placed
+
+
+def _label_spots(gap: float, size: float) -> Iterator[tuple[tuple[float, float], str]]:
+    """Offsets in points from a point, and the text alignment, nearest first."""
+    for ring in (1, 2, 3):
+        g = gap * ring + size * (ring - 1)
+        below = -g - size
+        yield from (
+            ((g, -size / 2), "left"), ((-g, -size / 2), "right"), ((0, g), "center"), ((0, below), "center"),
+            ((g, g), "left"), ((-g, g), "right"), ((g, below), "left"), ((-g, below), "right"),
+        )
+
+
+def _overlap(a: Any, b: Any) -> float:
+    width = min(a.x1, b.x1) - max(a.x0, b.x0)
+    height = min(a.y1, b.y1) - max(a.y0, b.y0)
+    return max(width, 0.0) * max(height, 0.0)
 
 
 def _palette(n: int) -> list[tuple[float, float, float, float]]:

@@ -7,7 +7,7 @@ each retrieval mode; any other retriever can be measured on the same queries thr
 Queries come from a JSONL file, one object per line::
 
     {"id": "bridge", "text": "a bridge over a river", "relevant": ["mid-hudson-bridge.jpg"]}
-    {"id": "night", "image": "../corpus/carriage-day.png", "text": "at night", "relevant": ["carriage-night.png"]}
+    {"id": "night", "image": "../corpus/carriage-day.jpg", "text": "at night", "relevant": ["carriage-night.jpg"]}
 
 ``text`` and/or ``image`` (a path relative to the file) make the query; ``relevant`` lists the items
 that should be found, each an item id, an item source, or the file name of a source (so a query file

@@ -82,26 +82,32 @@ class SimilarityReport:
 def similarity_report(
     encoder: Encoder,
     images: Sequence[ImageInput],
-    texts: Sequence[str],
+    texts: Sequence[str] = (),
     labels: Sequence[str] | None = None,
 ) -> SimilarityReport:
-    """Compare ``n`` images, their ``n`` texts and the ``n`` fused (image i, text i) pairs with each other.
+    """Compare ``n`` images, their ``n`` texts and the ``n`` fused (image i, text i) pairs with each other;
+    with no texts, the images alone (image vs image).
 
     Same-kind comparisons (image vs image, fused vs fused) take each unordered pair once; cross-kind
     ones (fused vs image, text vs fused) every ordered pair, the matching one included. Image and
     fused vectors are named by ``labels`` (default: image file names, else ``#i``), texts by themselves.
     """
-    texts = check_pairs(images, texts)
+    texts = check_pairs(images, texts) if texts else []
     names = list(labels) if labels is not None else [_label(image, i) for i, image in enumerate(images)]
     if len(names) != len(images):
         raise ValueError(f"need one label per image, got {len(names)} labels and {len(images)} images")
-    vectors = {"text": encoder.encode_text(texts)}
     skipped: dict[str, str] = {}
-    if encoder.supports_fused:
+    if not texts:
+        vectors = {"image": encoder.encode_image(images)}
+        kinds: tuple[str, ...] = ("image vs image",)
+        every = FUSED_KINDS if encoder.supports_fused else UNFUSED_KINDS
+        skipped = {kind: "no texts were given (one per image)" for kind in every if kind not in kinds}
+    elif encoder.supports_fused:
+        vectors = {"text": encoder.encode_text(texts)}
         vectors["fused"], vectors["image"] = encoder.encode_fused_and_image(images, texts)
         kinds = FUSED_KINDS
     else:
-        vectors["image"] = encoder.encode_image(images)
+        vectors = {"text": encoder.encode_text(texts), "image": encoder.encode_image(images)}
         kinds = UNFUSED_KINDS
         reason = f"{encoder.name} has no fused image+text embedding"
         skipped = {kind: reason for kind in FUSED_KINDS if "fused" in kind}

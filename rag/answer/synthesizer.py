@@ -23,6 +23,7 @@ from llama_index.core.prompts.mixin import PromptDictType
 from llama_index.core.response_synthesizers import BaseSynthesizer
 from llama_index.core.schema import MetadataMode, NodeWithScore, QueryBundle, QueryType, TextNode
 
+from rag.display import snippet
 from rag.retrieval.evidence import Evidence, merged_count
 
 from .images import image_block, node_picture
@@ -238,7 +239,7 @@ def _without_answer(nodes: list[NodeWithScore], error: str | None = None) -> Ans
         status = AnswerStatus.LLM_ERROR
         heading = f"The LLM failed: {error.rstrip('.')}. This is the retrieved evidence, best first:"
     citations = _citations(nodes, set())
-    lines = [heading] + [f"[{c.rank}] {c.source}: {_snippet(c.text)}" for c in citations]
+    lines = [heading] + [f"[{c.rank}] {c.name}: {snippet(c.text, 160, '(no text)')}" for c in citations]
     return AnswerResponse(
         response="\n".join(lines),
         source_nodes=nodes,
@@ -248,7 +249,3 @@ def _without_answer(nodes: list[NodeWithScore], error: str | None = None) -> Ans
         rerank_error=_rerank_error(nodes),
     )
 
-
-def _snippet(text: str, limit: int = 160) -> str:
-    text = " ".join(text.split()) or "(no text)"
-    return text if len(text) <= limit else text[: limit - 1] + "…"

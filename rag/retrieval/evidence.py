@@ -6,6 +6,8 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, Field
 
+from rag.items import PATH_METADATA, item_name
+
 if TYPE_CHECKING:
     from llama_index.core.schema import BaseNode, NodeWithScore
 
@@ -21,14 +23,36 @@ class Evidence(BaseModel):
     score: float | None = Field(
         description="Higher is closer: a cosine (-1..1) for one vector; for a blend, its fused score (see score_scale)."
     )
-    source: str
+    source: str = Field(
+        description="Where the item came from. From `rag serve`: its name relative to the folder it was ingested from "
+        "(the upload name for uploads), unless the server shows its paths (RAG_SERVER_SHOW_PATHS)."
+    )
     text: str
-    image: str | None = Field(default=None, description="Local path or URL of the item's image.")
+    image: str | None = Field(
+        default=None,
+        description="Local path or URL of the item's image. From `rag serve`: URLs only, unless the server shows its "
+        "paths; fetch the image from image_url.",
+    )
     mime_type: str | None = None
     metadata: dict[str, Any] = Field(default_factory=dict)
     duplicates: list[str] = Field(
         default_factory=list, description="Ids of the results merged into this one as duplicates of it."
     )
+
+    @property
+    def name(self) -> str:
+        """What to call the item without showing paths (``rag.items.item_name``)."""
+        return item_name(self.source, self.metadata)
+
+    def without_paths(self) -> "Evidence":
+        """This evidence for someone who must not see the ingesting machine's paths: the source by its
+        ``name`` (in ``metadata`` too), no local image path (URLs stay), no path metadata. A ``Citation`` stays one."""
+        metadata = {k: v for k, v in self.metadata.items() if k not in PATH_METADATA}
+        if "source" in metadata:
+            metadata["source"] = self.name
+        is_url = self.image is not None and self.image.startswith(("http://", "https://"))
+        image = self.image if is_url else None
+        return self.model_copy(update={"source": self.name, "image": image, "metadata": metadata})
 
     @classmethod
     def from_node(cls, rank: int, result: "NodeWithScore") -> "Evidence":

@@ -35,6 +35,22 @@ class QueryInputs(Protocol):
     image_path: str | None
 
 
+class QueryError(ValueError):
+    """A query lacks what its mode reads. The message names the inputs as Python callers write them
+    (``query_str``, ``image_path``); :meth:`naming` words it for another surface, such as ``--image``."""
+
+    #: How the library's callers name a query's text and image.
+    PYTHON_NAMES = {"text": "query_str", "image": "image_path"}
+
+    def __init__(self, template: str) -> None:
+        self.template = template
+        super().__init__(self.naming(**self.PYTHON_NAMES))
+
+    def naming(self, *, text: str, image: str) -> str:
+        """The message with the query's text and image called ``text`` and ``image``."""
+        return self.template.format(text=text, image=image)
+
+
 @dataclass(frozen=True)
 class PlainQuery:
     """A query's inputs without LlamaIndex, for checking them before anything heavy is loaded."""
@@ -102,16 +118,16 @@ def default_mode(query: QueryInputs) -> Mode:
         return Mode.IMAGE_TO_MULTIMODAL
     if has_text:
         return Mode.TEXT_TO_MULTIMODAL
-    raise ValueError("the query has neither text (query_str) nor an image (image_path)")
+    raise QueryError("the query has neither text ({text}) nor an image ({image})")
 
 
 def check_query(query: QueryInputs, mode: Mode) -> None:
-    """Raise ``ValueError`` when the bundle lacks what the mode reads."""
+    """Raise :class:`QueryError` (a ``ValueError``) when the bundle lacks what the mode reads."""
     needs_text = mode.query in (QueryKind.TEXT, QueryKind.COMPOSED)
     needs_image = mode.query in (QueryKind.IMAGE, QueryKind.COMPOSED)
     if needs_text and not query.query_str.strip():
-        raise ValueError(f"mode {mode.value} needs query text (query_str)")
+        raise QueryError(f"mode {mode.value} needs query text ({{text}})")
     if needs_image and query.image_path is None:
-        raise ValueError(f"mode {mode.value} needs a query image (image_path)")
+        raise QueryError(f"mode {mode.value} needs a query image ({{image}})")
     if needs_image and str(query.image_path).startswith(("http://", "https://")):
         raise ValueError(f"query image {query.image_path} is a URL; download it and pass the local path")

@@ -1,14 +1,18 @@
 """The HTTP API and the web page: a FastAPI app over one collection, owned for the app's lifetime.
 
 Routes under ``/api`` ask for the bearer token when one is set (``RAG_SERVER_TOKEN``); the page,
-its static files, ``/health`` and the OpenAPI schema do not. Every error is JSON:
-``{"error": <code>, "message": <what went wrong>}``.
+its static files, ``/health``, the OpenAPI schema and its docs at ``/docs`` do not. Every error is
+JSON: ``{"error": <code>, "message": <what went wrong>}``.
+
+Clients see items by name and id, not by this machine's paths: sources named relative to the
+folder they were ingested from, images served by item id, and no Milvus URI, unless
+``RAG_SERVER_SHOW_PATHS`` allows them. The API docs (``/docs``: Swagger UI, ``/redoc``) are
+``fastapi-offline``'s: their scripts are served here, not from a CDN, so they work offline.
 """
 
 from __future__ import annotations
 
 import ipaddress
-import json
 import logging
 import secrets
 from contextlib import asynccontextmanager
@@ -21,17 +25,18 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from fastapi.staticfiles import StaticFiles
+from fastapi_offline import FastAPIOffline
 from llama_index.core.schema import QueryBundle
 from pydantic import BaseModel, Field
 from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from connectors.milvus import Blend, NotSupportedError, ScoreScale, StoreError, StoreStats
+from connectors.milvus import Blend, NotSupportedError, ScoreScale, StoreError, StoreStats, parse_filters
 from connectors.milvus.blend import Fusion, scale_of
 from rag.answer import AnswerStatus, Citation
 from rag.embeddings.base import Encoder
-from rag.retrieval import Evidence, Mode, MultimodalRetriever, merged_count
+from rag.retrieval import Evidence, Mode, MultimodalRetriever, QueryError, merged_count
 from rag.settings import Settings
 
 from .jobs import IngestJob
@@ -102,10 +107,14 @@ class AskResponse(Searched):
 
 
 class ServerStats(StoreStats):
+    uri: str | None = Field(
+        description="The Milvus URI; null unless the server shows its paths (RAG_SERVER_SHOW_PATHS)."
+    )
     llm: str | None = Field(description="The LLM answering /api/ask; None: answers list the evidence.")
     encoder_runtime: dict[str, Any] = Field(
         description="Where this server's encoder runs: device, dtype, batch size, preprocessing workers, and why."
     )
+    top_k: int = Field(description="How many items /api/search returns and /api/ask reads when top_k is not given.")
 
 
 def create_app(settings: Settings | None = None, *, encoder: Encoder | None = None) -> FastAPI:
@@ -122,11 +131,12 @@ def create_app(settings: Settings | None = None, *, encoder: Encoder | None = No
         finally:
             service.close()
 
-    app = FastAPI(
+    app = FastAPIOffline(
         title="mmrag",
         summary="Multimodal search, answers with citations, and ingestion over one collection.",
         lifespan=lifespan,
         responses={code: {"model": ErrorBody} for code in (400, 401, 413, 422)},
+        static_url="/docs/assets",
     )
     token = settings.server_token.get_secret_value() if settings.server_token else None
     app.include_router(_api(settings, token), prefix="/api")
@@ -192,11 +202,16 @@ TextField = Annotated[str, Form(max_length=8192, description="Query text (an ins
 ImageField = Annotated[UploadFile | None, File(description="Query image (PNG, JPEG, WebP, GIF, BMP, TIFF).")]
 ModeField = Annotated[Mode | None, Form(description="Retrieval mode; default: from what the query has.")]
 FilterField = Annotated[
-    str | None,
+    list[str] | None,
     Form(
         alias="filter",
-        description='Metadata filter as a JSON object, e.g. {"tags": "cat"} or {"source": ["a.jpg", "b.jpg"]}.',
+        description="Metadata filter, written as for `rag search --filter`: key=value pairs separated by commas (a "
+        'repeated key matches any of its values: tags=red,tags=blue), or a JSON object such as {"tags": "cat"} or '
+        '{"created_at": {">=": "2024-01-01"}}. Repeat the field to combine several.',
     ),
+]
+TopKField = Annotated[
+    int | None, Form(ge=1, le=MAX_TOP_K, description="How many items; default: the server's RAG_TOP_K (10).")
 ]
 BlendField = Annotated[
     str | None,
@@ -238,6 +253,9 @@ def _api(settings: Settings, token: str | None) -> APIRouter:
     api = APIRouter(dependencies=[Depends(authorize)])
     max_bytes = settings.server_max_upload_bytes
 
+    def shown(item: Evidence) -> Evidence:
+        return item if settings.server_show_paths else item.without_paths()
+
     def read(upload: UploadFile) -> bytes:
         if upload.size is not None and upload.size > max_bytes:
             raise UploadError(f"{upload.filename!r} is {upload.size} bytes, over the {max_bytes}-byte limit", 413)
@@ -252,7 +270,7 @@ def _api(settings: Settings, token: str | None) -> APIRouter:
         text: TextField = "",
         image: ImageField = None,
         mode: ModeField = None,
-        top_k: Annotated[int, Form(ge=1, le=MAX_TOP_K)] = 12,
+        top_k: TopKField = None,
         filters: FilterField = None,
         blend: BlendField = None,
         hybrid: HybridField = False,
@@ -263,13 +281,14 @@ def _api(settings: Settings, token: str | None) -> APIRouter:
     ) -> SearchResponse:
         """Items for a text, an image, or both (a composed query), best first."""
         retriever = service.retriever(
-            mode=mode, top_k=top_k, filters=_filters(filters), blend=_blend(blend), hybrid=hybrid, fusion=fusion,
-            min_score=min_score, dedup=dedup, merge_similar=merge_similar,
+            mode=mode, top_k=top_k or settings.top_k, filters=parse_filters(filters), blend=_blend(blend), hybrid=hybrid,
+            fusion=fusion, min_score=min_score, dedup=dedup, merge_similar=merge_similar,
         )
         with service.query_image(read(image) if image else None) as path:
             used, blended, found = service.search(QueryBundle(text, image_path=path), retriever)
         return SearchResponse(
-            **_searched(used, blended, retriever, found), results=[Result(**e.model_dump(), image_url=_image_url(e)) for e in found]
+            **_searched(used, blended, retriever, found),
+            results=[Result(**shown(e).model_dump(), image_url=_image_url(e)) for e in found],
         )
 
     @api.post("/ask", tags=["search"])
@@ -278,7 +297,7 @@ def _api(settings: Settings, token: str | None) -> APIRouter:
         text: Annotated[str, Form(min_length=1, max_length=8192, description="The question.")],
         image: ImageField = None,
         mode: ModeField = None,
-        top_k: Annotated[int, Form(ge=1, le=MAX_TOP_K)] = 5,
+        top_k: TopKField = None,
         filters: FilterField = None,
         blend: BlendField = None,
         hybrid: HybridField = False,
@@ -289,8 +308,8 @@ def _api(settings: Settings, token: str | None) -> APIRouter:
     ) -> AskResponse:
         """An answer citing the retrieved items; without an LLM (RAG_LLM_MODEL), the ranked evidence."""
         retriever = service.retriever(
-            mode=mode, top_k=top_k, filters=_filters(filters), blend=_blend(blend), hybrid=hybrid, fusion=fusion,
-            min_score=min_score, dedup=dedup, merge_similar=merge_similar,
+            mode=mode, top_k=top_k or settings.top_k, filters=parse_filters(filters), blend=_blend(blend), hybrid=hybrid,
+            fusion=fusion, min_score=min_score, dedup=dedup, merge_similar=merge_similar,
         )
         with service.query_image(read(image) if image else None) as path:
             used, blended, response = service.ask(QueryBundle(text, image_path=path), retriever)
@@ -300,7 +319,7 @@ def _api(settings: Settings, token: str | None) -> APIRouter:
             answer=response.response or "",
             error=response.error,
             rerank_error=response.rerank_error,
-            citations=[CitedResult(**c.model_dump(), image_url=_image_url(c)) for c in response.citations],
+            citations=[CitedResult(**shown(c).model_dump(), image_url=_image_url(c)) for c in response.citations],
         )
 
     @api.post("/ingest", status_code=status.HTTP_202_ACCEPTED, tags=["ingest"])
@@ -349,7 +368,10 @@ def _api(settings: Settings, token: str | None) -> APIRouter:
     def stats(service: ServiceDep) -> ServerStats:
         """Item count, vector size and encoder of the collection, and the LLM in use."""
         llm = service.llm.metadata.model_name if service.llm is not None else None
-        return ServerStats(**service.stats().model_dump(), llm=llm, encoder_runtime=service.encoder.runtime.to_dict())
+        stats = service.stats().model_dump()
+        if not settings.server_show_paths:
+            stats["uri"] = None
+        return ServerStats(**stats, llm=llm, encoder_runtime=service.encoder.runtime.to_dict(), top_k=settings.top_k)
 
     @api.get(
         "/items/{item_id}/image",
@@ -363,18 +385,6 @@ def _api(settings: Settings, token: str | None) -> APIRouter:
         return FileResponse(path, media_type=media_type, headers={"Cache-Control": "private, max-age=300"})
 
     return api
-
-
-def _filters(raw: str | None) -> dict[str, Any] | None:
-    if raw is None or not raw.strip():
-        return None
-    try:
-        value = json.loads(raw)
-    except ValueError as e:
-        raise UploadError(f'filter is not valid JSON ({e}); write an object such as {{"tags": "cat"}}') from None
-    if not isinstance(value, dict):
-        raise UploadError(f'filter must be a JSON object such as {{"tags": "cat"}}, not {type(value).__name__}')
-    return value
 
 
 def _blend(raw: str | None) -> str | None:
@@ -428,6 +438,10 @@ def _add_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(UploadError)
     async def refused(request: Request, exc: UploadError) -> JSONResponse:
         return _error(exc.status, str(exc))
+
+    @app.exception_handler(QueryError)
+    async def incomplete(request: Request, exc: QueryError) -> JSONResponse:
+        return _error(status.HTTP_400_BAD_REQUEST, exc.naming(text="the text field", image="the image field"))
 
     # Library errors whose message is the answer; the library checks its inputs with ValueError
     # (modes, filters, unreadable images).

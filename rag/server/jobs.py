@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 from enum import Enum
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Mapping
 
 from pydantic import BaseModel, Field
 
@@ -64,8 +64,14 @@ class IngestJobs:
         self._stop = threading.Event()
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rag-ingest-job")
 
-    def submit(self, paths: list[Path], refused: list[SourceError]) -> IngestJob:
-        """Queue the ingestion of ``paths``; ``refused`` are uploads turned away already, reported with the job."""
+    def submit(
+        self, paths: list[Path], refused: list[SourceError], names: Mapping[str, str] | None = None
+    ) -> IngestJob:
+        """Queue the ingestion of ``paths``; ``refused`` are uploads turned away already, reported with the job.
+
+        ``names`` (path → name) renames the job's problems about those paths (``path:line`` and ``path#…`` too),
+        so that the job does not show where the server keeps them.
+        """
         job = IngestJob(id=uuid.uuid4().hex, inputs=len(paths), problem_count=len(refused))
         job.skipped = len(refused)
         job.problems = refused[:MAX_LISTED_PROBLEMS]
@@ -75,7 +81,7 @@ class IngestJobs:
             for old in finished[: max(0, len(self._jobs) - self._keep)]:
                 del self._jobs[old]
             snapshot = job.model_copy(deep=True)
-        self._worker.submit(self._execute, job, paths, refused)
+        self._worker.submit(self._execute, job, paths, refused, names or {})
         return snapshot
 
     def get(self, job_id: str) -> IngestJob | None:
@@ -97,7 +103,7 @@ class IngestJobs:
                 if job.status is JobStatus.QUEUED:
                     job.status, job.finished_at = JobStatus.CANCELLED, datetime.now(timezone.utc)
 
-    def _execute(self, job: IngestJob, paths: list[Path], refused: list[SourceError]) -> None:
+    def _execute(self, job: IngestJob, paths: list[Path], refused: list[SourceError], names: Mapping[str, str]) -> None:
         with self._lock:
             job.status, job.started_at = JobStatus.RUNNING, datetime.now(timezone.utc)
 
@@ -113,7 +119,7 @@ class IngestJobs:
                 job.status, job.error = JobStatus.FAILED, f"{type(e).__name__}: {e}"
                 job.finished_at = datetime.now(timezone.utc)
             return
-        problems = refused + report.problems
+        problems = refused + [_renamed(problem, names) for problem in report.problems]
         with self._lock:
             job.added, job.unchanged, job.replaced = report.added, report.unchanged, report.replaced
             job.problem_count, job.skipped = len(problems), len(refused) + len(report.skipped)
@@ -121,3 +127,11 @@ class IngestJobs:
             job.status = JobStatus.CANCELLED if self._stop.is_set() else JobStatus.DONE
             job.finished_at = datetime.now(timezone.utc)
         logger.info("ingest job %s %s: %s", job.id, job.status.value, report.summary())
+
+
+def _renamed(problem: SourceError, names: Mapping[str, str]) -> SourceError:
+    """``problem`` with the path it starts with replaced by that path's name in ``names``."""
+    for path, name in names.items():
+        if problem.source == path or problem.source.startswith((path + ":", path + "#")):
+            return problem.model_copy(update={"source": name + problem.source[len(path) :]})
+    return problem

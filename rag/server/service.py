@@ -19,7 +19,7 @@ from typing import Callable, Iterable, Iterator, TypeVar, cast
 from llama_index.core.llms import LLM
 from llama_index.core.schema import QueryBundle
 
-from connectors.milvus import Blend, EncoderInfo, Filters, MilvusStore, StoreStats
+from connectors.milvus import Blend, EncoderInfo, Filters, MilvusStore, StoreStats, require_collection
 from connectors.milvus.blend import Fusion
 from connectors.sources import BadInput, SourceOptions, check_image, open_sources, store_image, write_atomic
 from rag.answer import AnswerResponse, answer_engine, llm_from_settings
@@ -60,18 +60,23 @@ class Service:
         self.store = serialized(store, threading.Lock())
         self.llm = llm
         self.uploads = (settings.data_dir / "uploads").resolve()
-        self.queries = (settings.data_dir / "queries").resolve()
         self.jobs = IngestJobs(self._ingest)
         self._own_store = store
 
     @classmethod
     def open(cls, settings: Settings, encoder: Encoder | None = None) -> "Service":
-        """Load the encoder (unless given) and the LLM the settings name; open the collection, created if new."""
+        """Load the encoder (unless given) and the LLM the settings name, and open the collection, which must exist:
+        serving creates no database or collection (``CollectionNotFoundError``, before the encoder loads)."""
+        require_collection(settings.milvus_uri, settings.collection, token=settings.milvus_token_value)
         encoder = encoder or load_encoder(settings, runtime_from_settings(settings, "serve"))
         if encoder.runtime.compile:
             _warm_up(encoder)
         store = MilvusStore.open(
-            settings.milvus_uri, settings.collection, encoder_info=EncoderInfo.of(encoder), token=settings.milvus_token_value
+            settings.milvus_uri,
+            settings.collection,
+            encoder_info=EncoderInfo.of(encoder),
+            create=False,
+            token=settings.milvus_token_value,
         )
         try:
             llm = llm_from_settings(settings)
@@ -145,7 +150,8 @@ class Service:
 
     @contextmanager
     def query_image(self, data: bytes | None) -> Iterator[str | None]:
-        """A checked query image as a temporary file (retrievers and LLMs read files), removed afterwards."""
+        """A checked query image as a file in the system's temporary folder (retrievers and LLMs read files),
+        removed afterwards."""
         if data is None:
             yield None
             return
@@ -154,8 +160,7 @@ class Service:
         except BadInput as e:
             status = 413 if e.kind is SourceErrorKind.IMAGE_TOO_LARGE else 400
             raise UploadError(f"query image: {e.reason}", status) from None
-        self.queries.mkdir(parents=True, exist_ok=True)
-        fd, name = tempfile.mkstemp(dir=self.queries, suffix=suffix)
+        fd, name = tempfile.mkstemp(prefix="rag-query-", suffix=suffix)
         try:
             with os.fdopen(fd, "wb") as f:
                 f.write(data)
@@ -166,14 +171,17 @@ class Service:
     def submit_ingest(
         self, images: list[tuple[str, bytes, str]], manifests: list[tuple[str, bytes]], tags: list[str]
     ) -> IngestJob:
-        """Keep the uploads under ``data_dir/uploads`` (named by content hash) and queue their ingestion.
+        """Keep the uploads under ``data_dir/uploads`` (by content hash) and queue their ingestion.
 
-        ``images``: (file name, bytes, caption), the caption written as the image's JSON sidecar;
-        ``manifests``: (file name, bytes), whose local image references must stay in the upload folder.
-        Images that fail the check are reported in the job; a manifest with another suffix is refused.
+        ``images``: (file name, bytes, caption), kept as ``<hash>.<suffix>`` with the caption and the file name
+        in a JSON sidecar; ``manifests``: (file name, bytes), kept as ``<hash>/<file name>`` so that their rows
+        are named after the file, and whose local image references must stay in the upload folder.
+        Images that fail the check are reported in the job; a manifest with another suffix is refused. Unless
+        the server shows its paths, the job names the files in its problems by their upload names.
         """
         options = self._source_options()
         paths: list[Path] = []
+        names: dict[str, str] = {}
         refused: list[SourceError] = []
         for name, data, caption in images:
             try:
@@ -184,14 +192,16 @@ class Service:
             sidecar = {"text": caption, "tags": tags, "upload_name": name}
             write_atomic(saved.path.with_suffix(".json"), json.dumps(sidecar).encode())
             paths.append(saved.path)
+            names[str(saved.path)] = f"upload:{name}"
         for name, data in manifests:
             suffix = Path(name).suffix.lower()
             if suffix not in MANIFEST_SUFFIXES:
                 raise UploadError(f"manifest {name!r}: the name must end in {', '.join(MANIFEST_SUFFIXES)}")
-            path = self.uploads / (hashlib.sha256(data).hexdigest()[:32] + suffix)
+            path = self.uploads / hashlib.sha256(data).hexdigest()[:32] / name
             write_atomic(path, data)
             paths.append(path)
-        return self.jobs.submit(paths, refused)
+            names[str(path)] = f"upload:{name}"
+        return self.jobs.submit(paths, refused, names=None if self.settings.server_show_paths else names)
 
     def _source_options(self) -> SourceOptions:
         return SourceOptions(

@@ -109,13 +109,17 @@ def test_eval_tune_refuses_bad_requests_and_saves_nothing(tiny_env, tune_collect
 
 
 def test_similarity_and_classify_as_json(tiny_env) -> None:
-    images = [str(CORPUS / "carriage-day.png"), str(CORPUS / "carriage-night.png")]
+    images = [str(CORPUS / "carriage-day.jpg"), str(CORPUS / "carriage-night.jpg")]
     result = runner.invoke(app, ["similarity", *images, "-t", "at night", "-t", "by day", "--json"])
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
     assert len(report["rows"]) == 1 + 4 + 4 + 1 and report["rank_correlation"] == pytest.approx(1.0)
     table = runner.invoke(app, ["similarity", *images, "-t", "at night", "-t", "by day"])
     assert "Spearman" in table.stdout and "identical order" in table.stdout
+    alone = runner.invoke(app, ["similarity", *images, "--json"])
+    assert alone.exit_code == 0 and [row["kind"] for row in json.loads(alone.stdout)["rows"]] == ["image vs image"]
+    uneven = runner.invoke(app, ["similarity", *images, "-t", "at night"])
+    assert uneven.exit_code == 2 and "give one --text per image, or none: 2 images and 1 texts" in uneven.output
     result = runner.invoke(app, ["classify", images[0], "-l", "carriage", "-l", "bridge", "-l", "square", "-k", "2", "--json"])
     assert result.exit_code == 0, result.output
     (predictions,) = json.loads(result.stdout).values()
@@ -135,4 +139,25 @@ def test_map_from_a_collection_and_from_a_folder(tiny_env, tmp_path: Path) -> No
     for path in (stored, folder):
         with Image.open(path) as image:
             assert image.format == "PNG"
-    assert runner.invoke(app, ["map", "-c", "corpus", "--method", "mds"]).exit_code == 2
+    photo = tmp_path / "map.jpg"
+    assert runner.invoke(app, ["map", "-c", "corpus", "--names", "-o", str(photo)]).exit_code == 0
+    with Image.open(photo) as image:
+        assert image.format == "JPEG"
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["-c", "corpus", "--method", "mds"], "--method must be one of pca, tsne, umap, not 'mds'"),
+        (["-c", "corpus", "--field", "text"], "--field must be image or fused, not 'text'"),
+        (["-c", "corpus", "-o", "map.gif"], "cannot save a map as 'map.gif'"),
+        (["-c", "corpus", "--color-by", "nosuchkey"], "no item has a 'nosuchkey' to colour by; choose one of modality, tag"),
+        ([str(CORPUS), "--color-by", "nosuchkey"], "or a metadata key: caption_path, file_name, file_path, kind, source_name"),
+        (["-c", "corpus", "--method", "umap"], "pip install 'mmrag[umap]'"),
+    ],
+)
+def test_map_errors_name_the_option_and_keep_their_brackets(tiny_env, args, message, monkeypatch) -> None:
+    monkeypatch.setitem(__import__("sys").modules, "umap", None)  # as where umap-learn is not installed
+    monkeypatch.setenv("COLUMNS", "300")
+    result = runner.invoke(app, ["map", *args])
+    assert result.exit_code == 2 and message in result.output, result.output

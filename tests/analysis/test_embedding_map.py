@@ -11,8 +11,8 @@ from PIL import Image
 
 from connectors.sources import open_sources
 from rag.analysis import embed_items, pca_2d, project, save_map, stored_vectors
-from rag.analysis.embedding_map import label_of
-from rag.items import KnowledgeItem
+from rag.analysis.embedding_map import EmbeddedSet, label_of, place_labels
+from rag.items import ImageRef, KnowledgeItem
 from tests.analysis.conftest import CORPUS
 
 
@@ -79,3 +79,43 @@ def test_the_map_is_a_png_with_a_point_per_item(tiny_base, tmp_path: Path) -> No
         with Image.open(path) as image:
             assert image.format == "PNG" and image.size[0] > 500
     assert rich.stat().st_size > plain.stat().st_size  # the thumbnails are drawn
+
+
+def test_maps_are_saved_in_the_format_their_name_asks_for(tmp_path: Path) -> None:
+    embedded = EmbeddedSet(names=["a", "b", "c"], labels=["x", "y", "x"], images=[None] * 3, vectors=np.eye(3))
+    coords = pca_2d(embedded.vectors)
+    for name, image_format in (("map.jpg", "JPEG"), ("map.JPEG", "JPEG"), ("map.webp", "WEBP")):
+        with Image.open(save_map(embedded, coords, tmp_path / name)) as image:
+            assert image.format == image_format
+    assert save_map(embedded, coords, tmp_path / "map.svg").read_text().lstrip().startswith("<?xml")
+    with pytest.raises(ValueError, match=r"cannot save a map as 'map.gif': name a \.png, \.jpg"):
+        save_map(embedded, coords, tmp_path / "map.gif")
+    assert not (tmp_path / "map.gif").exists()
+
+
+def test_colour_groups_must_exist_and_items_are_named_without_paths(tiny_base, tmp_path: Path) -> None:
+    items = corpus_items(tmp_path)
+    with pytest.raises(ValueError, match="no item has a 'nosuchkey'.*modality, tag, folder or a metadata key: .*kind"):
+        embed_items(tiny_base, items, color_by="nosuchkey")
+    upload = items[0].image
+    uploaded = KnowledgeItem.create(
+        source=str(tmp_path / "uploads" / "0f3a9c.png"),
+        image=ImageRef(uri=upload.uri),
+        metadata={"upload_name": "holiday.jpg"},
+    )
+    embedded = embed_items(tiny_base, [*items, uploaded], color_by="modality")
+    assert embedded.names[-1] == "holiday.jpg" and embedded.names[0] == "carriage-day.jpg"
+
+
+def test_names_do_not_overlap_even_on_one_spot() -> None:
+    from matplotlib.figure import Figure
+
+    coords = np.array([[0.0, 0.0]] * 6 + [[0.02, 0.01], [1.0, 1.0]])
+    names = [f"shapes-{i}-a-long-file-name.png" for i in range(len(coords))]
+    axes = Figure(figsize=(9, 7)).add_subplot()
+    axes.scatter(coords[:, 0], coords[:, 1])
+    boxes = place_labels(axes, coords, names)
+    assert len(boxes) == len(names) and len(axes.texts) == len(names)
+    for i, a in enumerate(boxes):
+        for b in boxes[i + 1 :]:
+            assert min(a.x1, b.x1) <= max(a.x0, b.x0) or min(a.y1, b.y1) <= max(a.y0, b.y0), (a, b)

@@ -12,7 +12,7 @@ from rag.embeddings import CLIPEncoder
 from tests.analysis.conftest import CORPUS
 from tests.embeddings.tiny_transformers import build_clip
 
-IMAGES = [CORPUS / "carriage-day.png", CORPUS / "carriage-night.png", CORPUS / "shapes-red-square.png"]
+IMAGES = [CORPUS / "carriage-day.jpg", CORPUS / "carriage-night.jpg", CORPUS / "shapes-red-square.png"]
 TEXTS = ["at night", "in daylight", "make it blue"]
 
 
@@ -43,7 +43,7 @@ def test_four_way_report_with_both_measures(tiny_base) -> None:
     # same-kind: each unordered pair once (3); cross-kind: every ordered pair (9)
     assert [kinds.count(k) for k in ("image vs image", "fused vs image", "text vs fused", "fused vs fused")] == [3, 9, 9, 3]
     assert report.skipped == {}
-    assert report.rows[0].left == "image carriage-day.png" and report.rows[0].right == "image carriage-night.png"
+    assert report.rows[0].left == "image carriage-day.jpg" and report.rows[0].right == "image carriage-night.jpg"
     assert any(row.left == 'text "at night"' for row in report.rows)
     for row in report.rows:
         assert row.euclidean**2 == pytest.approx(2 - 2 * row.cosine, abs=1e-5)
@@ -52,6 +52,13 @@ def test_four_way_report_with_both_measures(tiny_base) -> None:
     assert report.rank_correlation == pytest.approx(1.0)
     data = report.to_dict()
     assert data["rows"][0]["cosine_rank"] == report.cosine_ranks[0] and data["rank_correlation"] == pytest.approx(1.0)
+
+
+def test_images_alone_are_compared_without_texts(tiny_base) -> None:
+    report = similarity_report(tiny_base, IMAGES)
+    assert {row.kind for row in report.rows} == {"image vs image"} and len(report.rows) == 3
+    assert set(report.skipped) == {"fused vs image", "text vs fused", "fused vs fused"}
+    assert report.cosine_ranks == report.distance_ranks
 
 
 def test_fused_vector_of_an_image_with_empty_text_is_its_image_vector(tiny_base) -> None:

@@ -16,7 +16,7 @@ from llama_index.core.vector_stores.types import (
 )
 
 from connectors.milvus import FilterError, MilvusStore, compile_filter
-from connectors.milvus.filters import and_, id_in, quote
+from connectors.milvus.filters import and_, id_in, parse_filters, quote
 from rag.items import KnowledgeItem
 
 from .milvus_corpus import ENCODER, image_item, text_item, unit_vectors
@@ -73,6 +73,38 @@ def test_helpers() -> None:
     assert id_in(["a", 'b"']) == 'id in ["a", "b\\""]'
     assert and_("", "a == 1") == "a == 1"
     assert and_("a == 1", "b == 2 or c == 3") == "(a == 1) and (b == 2 or c == 3)"
+
+
+def test_filters_as_people_write_them() -> None:
+    assert parse_filters(None) is parse_filters("") is parse_filters(["", " "]) is None
+    assert parse_filters("tags=red") == {"tags": "red"}
+    both = {"tags": ["red", "blue"], "kind": "shape"}
+    assert parse_filters("tags=red, tags=blue,kind = shape") == both  # one field, as the page and the API send it
+    assert parse_filters(["tags=red", "tags=blue", "kind=shape", "tags=red"]) == both  # repeated --filter options
+    assert parse_filters('source=" or 1==1 or "') == {"source": '" or 1==1 or "'}
+    dated = {"created_at": {">=": "2024-01-01"}, "source": ["a,b.jpg"]}
+    assert parse_filters(['{"created_at": {">=": "2024-01-01"}}', '{"source": ["a,b.jpg"]}']) == dated
+    assert parse_filters(['{"rank": 2}', "tags=red"]) == {"rank": 2, "tags": "red"}
+
+
+@pytest.mark.parametrize(
+    "values, message",
+    [
+        ("novalue", "write key=value pairs separated by commas"),
+        ("tags=red,blue", "'blue': write key=value"),
+        ("tags=", "'tags=': write key=value"),
+        ("=red", "write key=value"),
+        ("{bad json", "not valid JSON"),
+        ("[1]", "must be an object"),
+        (['{"tags": "a"}', "tags=b"], "'tags' is given twice"),
+        (["tags=b", '{"tags": "a"}'], "'tags' is given twice"),
+        ('{"created_at": "yesterday"}', "not an ISO date-time"),
+        ('{"tags": {"~": 1}}', "unknown filter operator"),
+    ],
+)
+def test_filter_text_refusals(values: Any, message: str) -> None:
+    with pytest.raises(FilterError, match=message):
+        parse_filters(values)
 
 
 @pytest.mark.parametrize(

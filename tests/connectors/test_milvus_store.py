@@ -20,6 +20,7 @@ from connectors.milvus import (
     Blend,
     BlendError,
     CollectionNotFoundError,
+    DatabaseNotFoundError,
     EncoderInfo,
     EncoderMismatchError,
     MilvusStore,
@@ -28,6 +29,7 @@ from connectors.milvus import (
     StoreLockedError,
     item_problems,
     list_collections,
+    require_collection,
 )
 from connectors.milvus.interop import llama_vector_store
 from rag.items import KnowledgeItem
@@ -73,6 +75,25 @@ def test_open_creates_the_folder_and_records_the_encoder(tmp_path: Path) -> None
     assert db.parent.is_dir()
     assert (stats.count, stats.dim, stats.encoder, stats.bm25, stats.backend.value) == (0, DIM, ENCODER, True, "lite")
     assert list_collections(db) == ["knowledge"]
+
+
+def test_opening_without_create_creates_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    for attempt in (
+        lambda: MilvusStore.open("rag_data/milvus.db", "knowledge", create=False),
+        lambda: list_collections("rag_data/milvus.db"),
+        lambda: require_collection("rag_data/milvus.db", "knowledge"),
+    ):
+        with pytest.raises(DatabaseNotFoundError) as refused:
+            attempt()
+        message = str(refused.value)
+        assert f"no Milvus Lite database at {tmp_path / 'rag_data' / 'milvus.db'}" in message
+        assert "rag_data/milvus.db is relative to the current folder" in message and "--uri or RAG_MILVUS_URI" in message
+    assert list(tmp_path.iterdir()) == []
+    MilvusStore.open("rag_data/milvus.db", "knowledge", encoder_info=ENCODER).close()
+    with pytest.raises(CollectionNotFoundError, match="no collection 'other' at .*; existing: knowledge"):
+        require_collection("rag_data/milvus.db", "other")
+    require_collection("rag_data/milvus.db", "knowledge")
 
 
 def test_upsert_then_get_returns_the_same_items(store: MilvusStore) -> None:
@@ -196,10 +217,12 @@ def test_another_encoder_is_refused(db: str) -> None:
 
 
 def test_missing_and_foreign_collections_are_refused(db: str) -> None:
-    with pytest.raises(CollectionNotFoundError, match="no collection 'nothing'"):
+    with pytest.raises(DatabaseNotFoundError, match="no Milvus Lite database"):
         MilvusStore.open(db, "nothing", create=False)
     with pytest.raises(StoreError, match="needs encoder_info"):
         MilvusStore.open(db, "nothing")
+    with pytest.raises(CollectionNotFoundError, match="no collection 'nothing'"):
+        MilvusStore.open(db, "nothing", create=False)  # the database exists now
     with MilvusStore.open(db, "knowledge", encoder_info=ENCODER):
         client = MilvusClient(db)
         client.create_collection("foreign", dimension=DIM)

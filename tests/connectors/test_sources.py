@@ -27,9 +27,12 @@ from connectors.sources import (
     iter_markdown,
     iter_pdf,
     iter_urls,
+    missing_sources,
     open_sources,
+    peek_items,
 )
-from rag.items import KnowledgeItem, Modality, Severity, SourceError, SourceErrorKind as Kind
+from rag.items import SOURCE_NAME, KnowledgeItem, Modality, Severity, SourceError, item_name
+from rag.items import SourceErrorKind as Kind
 
 # -- helpers --------------------------------------------------------------------------------
 
@@ -184,7 +187,7 @@ def test_csv_manifest_rows_and_bad_rows_by_line(tmp_path: Path, images: Path, op
     ]
     red = items[0]
     assert red.tags == ["warm", "bright"] and red.source == str(manifest)
-    assert red.metadata == {"category": "colour", "manifest": str(manifest), "line": 2}
+    assert red.metadata == {"category": "colour", "manifest": str(manifest), "line": 2, SOURCE_NAME: "manifest.csv:2"}
     assert red.image.uri == str(images / "red.jpg")
     assert items[2].metadata["line"] == 5  # the quoted cell on line 3 spans two lines
     assert [(e.source.rsplit(":", 1)[1], e.kind) for e in errors] == [
@@ -218,7 +221,8 @@ def test_jsonl_manifest_with_custom_columns(tmp_path: Path, images: Path) -> Non
     options = SourceOptions(cache_dir=tmp_path / "cache", image_columns=("img",), text_columns=("desc",))
     items, errors = split(iter_manifest(manifest, options))
     assert [i.text for i in items] == ["Red", "Text only"]
-    assert items[0].metadata == {"score": 3, "nested": {"k": [1, 2]}, "manifest": str(manifest), "line": 1}
+    expected = {"score": 3, "nested": {"k": [1, 2]}, "manifest": str(manifest), "line": 1, SOURCE_NAME: "rows.jsonl:1"}
+    assert items[0].metadata == expected
     assert items[0].tags == ["a"]
     assert [(int(e.source.rsplit(":", 1)[1]), e.kind) for e in errors] == [
         (2, Kind.BAD_ROW), (3, Kind.BAD_ROW), (4, Kind.BAD_ROW), (6, Kind.BAD_ROW)
@@ -583,6 +587,34 @@ def test_open_sources_picks_the_source_by_path_type(
         ("ftp://h/x.png", Kind.UNSUPPORTED),
     ]
     assert "supported:" in errors[-3].reason
+
+
+def test_items_are_named_relative_to_the_path_they_were_read_from(
+    tmp_path: Path, corpus: Path, images: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pdf = make_pdf(tmp_path / "doc.pdf", jpeg((200, 0, 0), (128, 96)))
+    manifest = write(tmp_path / "data" / "m.jsonl", json.dumps({"image": "img/red.jpg", "text": "Red"}) + "\n")
+    single = write(tmp_path / "single.png", png((5, 5, 5)))
+    write(tmp_path / "docs" / "a.md", "# A\n\n![red](../data/img/red.jpg)\n")
+    monkeypatch.chdir(tmp_path)  # a relative path names its items as well as an absolute one
+    items, _ = split(open_sources([corpus, manifest, pdf, single, "docs/a.md"], cache_dir=tmp_path / "cache"))
+    names = [item.metadata[SOURCE_NAME] for item in items]
+    assert names[:5] == ["a.jpg", "b.png", "e.jpg", "sub/c.jpg", "sub/d.jpg"]  # the folder's items, by their path in it
+    assert {n for n in names if n.startswith("doc.pdf")} == {"doc.pdf#page=1", "doc.pdf#page=2"}  # pages, figures
+    assert [n for n in names[5:] if not n.startswith("doc.pdf")] == ["m.jsonl:1", "single.png", "a.md"]
+    assert all(item_name(item.source, item.metadata) == name for item, name in zip(items, names))
+
+
+def test_missing_sources_and_peeking_for_items(tmp_path: Path, corpus: Path) -> None:
+    assert missing_sources([corpus, tmp_path / "absent", "https://example.org/x.png", "ftp://h/x.png"]) == [
+        str(tmp_path / "absent"), "ftp://h/x.png"
+    ]
+    (tmp_path / "empty").mkdir()
+    found, results = peek_items(open_sources([tmp_path / "empty", tmp_path / "absent"]))
+    assert not found and [e.kind for e in results] == [Kind.NOT_FOUND]
+    found, results = peek_items(open_sources([tmp_path / "absent", corpus]))
+    everything = list(results)
+    assert found and everything[0].kind is Kind.NOT_FOUND and len(everything) == len(list(open_sources([corpus]))) + 1
 
 
 def test_open_sources_refuses_unknown_options_and_a_bare_path_at_once() -> None:

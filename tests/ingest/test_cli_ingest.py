@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from rag.cli import app
@@ -24,8 +26,14 @@ def run(tmp_path: Path, *args: str):
         RAG_VISION_CONFIG=str(tiny / "vision_config.json"),
         RAG_MILVUS_URI=str(tmp_path / "db" / "milvus.db"),
         RAG_DATA_DIR=str(tmp_path / "data"),
+        COLUMNS="300",  # long temporary paths stay on one line
     )
     return CliRunner().invoke(app, list(args), env=env)
+
+
+def created(tmp_path: Path) -> list[str]:
+    """What a run left under ``tmp_path`` besides the corpus: the database and data folders, if any."""
+    return sorted(p.name for p in tmp_path.iterdir() if p.name in ("db", "data"))
 
 
 def test_ingest_reports_problems_exits_1_and_reruns_idempotently(tmp_path):
@@ -54,7 +62,71 @@ def test_ingest_reports_problems_exits_1_and_reruns_idempotently(tmp_path):
     assert "ingested on" in table.output and "because" in table.output
 
 
+def test_search_and_ask_name_items_as_ingested_and_show_each_path_once(tmp_path):
+    corpus = tmp_path / "corpus"
+    shutil.copytree(CORPUS, corpus / "photos")
+    assert run(tmp_path, "ingest", str(corpus), "-c", "kb").exit_code == 0
+
+    table = run(tmp_path, "search", "-c", "kb", "-t", "a white carriage", "-k", "7").stdout
+    rows = [line for line in table.splitlines() if "photos/" in line]
+    assert len(rows) == 7 and str(corpus) not in table  # one column of names relative to the ingested folder
+    assert all(line.count("photos/") == 1 for line in rows)
+    found = json.loads(run(tmp_path, "search", "-c", "kb", "-t", "a white carriage", "--json").stdout)["results"]
+    assert {Path(r["source"]).parent for r in found} == {corpus / "photos"}  # JSON keeps the full paths
+    assert {r["metadata"]["source_name"] for r in found} == {f"photos/{p.name}" for p in CORPUS.glob("*.[jp][pn]g")}
+
+    answer = run(tmp_path, "ask", "Which carriage?", "-c", "kb", "-k", "2").stdout
+    evidence = [line for line in answer.splitlines() if line.startswith("[")]
+    assert len(evidence) == 2 and all(line.split(":")[0].split()[1].startswith("photos/") for line in evidence)
+    assert str(corpus) not in "\n".join(evidence)
+
+
 def test_stats_of_a_missing_collection_says_so(tmp_path):
+    corpus = tmp_path / "corpus"
+    shutil.copytree(CORPUS, corpus, ignore=shutil.ignore_patterns("shapes-*", "mid-*", "carriage-night.*"))
+    assert run(tmp_path, "ingest", str(corpus), "-c", "kb").exit_code == 0
     result = run(tmp_path, "stats", "-c", "nothing-here")
     assert result.exit_code == 2
-    assert "nothing-here" in result.output
+    assert "no collection 'nothing-here'" in result.output and "existing: kb" in result.output
+
+
+def test_the_progress_line_and_the_summary_agree_and_brackets_survive(tmp_path):
+    corpus = tmp_path / "corpus"
+    shutil.copytree(CORPUS, corpus)
+    (corpus / "scan[draft].jpg").write_bytes(b"\xff\xd8\xff not really a JPEG")
+    shutil.copy(CORPUS / "shapes-red-square.png", corpus / "copy[1].png")  # kept, with a warning: no caption
+
+    result = run(tmp_path, "ingest", str(corpus), "-c", "kb")
+    assert result.exit_code == 1
+    progress = re.search(r"(\d+)/(\d+) [\d.]+ items/s +(\d+) skipped +(\d+) warnings", result.output)
+    assert progress is not None, result.output
+    done, total, skipped, warnings = map(int, progress.groups())
+    summary = dict(re.findall(r"│ (\w+) +│ (\S+) +│", result.output))
+    assert (done, total) == (9, 9) and (skipped, warnings) == (1, 1)
+    assert (summary["added"], summary["skipped"], summary["warnings"]) == ("8", "1", "1")
+    assert f"error {corpus / 'scan[draft].jpg'}: " in result.output
+    assert f"warning {corpus / 'copy[1].png'}: no copy[1].txt or copy[1].json beside it" in result.output
+
+
+def test_a_missing_source_is_refused_before_anything_is_created(tmp_path):
+    result = run(tmp_path, "ingest", str(CORPUS), str(tmp_path / "no" / "such"), "-c", "kb")
+    assert result.exit_code == 2 and f"no such file or folder: {tmp_path / 'no' / 'such'}" in result.output
+    assert created(tmp_path) == []
+
+
+@pytest.mark.parametrize("as_json", [False, True])
+def test_sources_without_items_say_so_and_create_nothing(tmp_path, as_json):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "a.png").write_bytes(b"")
+    result = run(tmp_path, "ingest", str(empty), str(broken), "-c", "kb", *(["--json"] if as_json else []))
+    assert result.exit_code == 1
+    assert "no items found" in result.output and "'kb' was neither created nor changed" in result.output
+    if as_json:
+        summary = json.loads(result.stdout)
+        assert (summary["added"], summary["skipped"], summary["report"]) == (0, 1, None)
+    else:
+        assert f"error {broken / 'a.png'}: empty file" in result.output
+    assert created(tmp_path) == []

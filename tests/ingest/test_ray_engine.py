@@ -21,7 +21,7 @@ from connectors.milvus import EncoderInfo, MilvusStore
 from connectors.sources import open_sources
 from rag.settings import Settings
 from tests.conftest import parity_dir
-from tests.ingest.test_cli_ingest import run
+from tests.ingest.test_cli_ingest import CORPUS, run
 from tests.ingest.test_pipeline import kill_when_added, make_folder
 
 ray = pytest.importorskip("ray", reason="the Ray engine's tests need the mmrag[ray] extra")
@@ -227,14 +227,14 @@ def test_workers_with_another_model_than_the_collection_stop_the_run_and_say_why
 
 
 def test_gpus_asked_of_a_cluster_without_any_is_refused_before_loading_anything(tmp_path):
-    result = run(tmp_path, "ingest", str(tmp_path), "-c", "kb", "--engine", "ray", "--gpus-per-worker", "1")
+    result = run(tmp_path, "ingest", str(CORPUS), "-c", "kb", "--engine", "ray", "--gpus-per-worker", "1")
     assert result.exit_code == 2
     assert "has none" in " ".join(result.output.split())
 
 
 def test_ray_missing_gives_the_install_hint(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` now fails as it does without the extra
-    result = run(tmp_path, "ingest", str(tmp_path), "-c", "kb", "--engine", "ray")
+    result = run(tmp_path, "ingest", str(CORPUS), "-c", "kb", "--engine", "ray")
     assert result.exit_code == 2
     assert "pip install 'mmrag[ray]'" in " ".join(result.output.split())
 
@@ -242,7 +242,7 @@ def test_ray_missing_gives_the_install_hint(tmp_path, monkeypatch):
 def test_an_unreachable_cluster_is_named(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(ROOT), "RAG_MILVUS_URI": str(tmp_path / "db" / "milvus.db")}
     out = subprocess.run(
-        [sys.executable, "-m", "rag.cli", "ingest", str(tmp_path), "--engine", "ray", "--ray-address", "ray://127.0.0.1:1"],
+        [sys.executable, "-m", "rag.cli", "ingest", str(CORPUS), "--engine", "ray", "--ray-address", "ray://127.0.0.1:1"],
         capture_output=True, text=True, env=env, cwd=ROOT, timeout=120,
     )
     assert out.returncode == 2, out.stderr

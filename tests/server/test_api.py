@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import random
+import shutil
 import struct
 import time
 import zlib
@@ -17,11 +18,16 @@ import torch
 from fastapi.testclient import TestClient
 from PIL import Image
 
+from connectors.milvus import EncoderInfo, MilvusStore
+from connectors.sources import open_sources
+from rag.ingest import ingest
 from rag.server import create_app
 from rag.settings import Settings
 from tests.answer.llm_server import FakeLLMServer, Reply
 from tests.conftest import load_tiny
 from tests.retrieval.corpus import CAPTIONS, COPIES, NOTES, Corpus
+
+SAMPLES = Path(__file__).resolve().parents[2] / "examples" / "corpus"
 
 
 def png_bytes(size: tuple[int, int] = (64, 64), colour: tuple[int, int, int] = (200, 30, 30)) -> bytes:
@@ -53,11 +59,15 @@ def sources(response: Any) -> list[str]:
 
 @pytest.fixture(scope="module")
 def make_client(settings: Settings, tiny_base) -> Iterator[Any]:
-    """Apps with other settings (token, limits, LLM) over the same corpus; closed at the end of the module."""
+    """Apps with other settings (token, limits, LLM) over the same corpus, or over a new collection (``create``);
+    closed at the end of the module."""
     clients: list[TestClient] = []
 
-    def make(**overrides: Any) -> TestClient:
-        test_client = TestClient(create_app(Settings(**{**settings.model_dump(), **overrides}), encoder=tiny_base))
+    def make(create: bool = False, **overrides: Any) -> TestClient:
+        changed = Settings(**{**settings.model_dump(), **overrides})
+        if create:  # the server opens collections that exist, and creates none
+            MilvusStore.open(changed.milvus_uri, changed.collection, encoder_info=EncoderInfo.of(tiny_base)).close()
+        test_client = TestClient(create_app(changed, encoder=tiny_base))
         clients.append(test_client.__enter__())
         return test_client
 
@@ -73,6 +83,7 @@ def test_health_stats_and_openapi(client: TestClient, corpus: Corpus) -> None:
     assert client.get("/health").json() == {"status": "ok", "device": "cpu", "dtype": "float32"}
     stats = client.get("/api/stats").json()
     assert (stats["collection"], stats["count"], stats["dim"], stats["llm"]) == ("known", len(corpus.items), 64, None)
+    assert (stats["uri"], stats["top_k"]) == (None, 10)  # the server's paths are its own
     assert stats["encoder_runtime"]["device"] == "cpu" and stats["encoder_runtime"]["reason"]
     schema = client.get("/openapi.json").json()
     routes = {"/api/search", "/api/ask", "/api/ingest", "/api/ingest/{job_id}", "/api/stats", "/health"}
@@ -81,6 +92,16 @@ def test_health_stats_and_openapi(client: TestClient, corpus: Corpus) -> None:
     assert all(name in scale for name in ("cosine", "weighted", "rrf"))
     assert stats["tuned_blends"] == {}
     assert schema["components"]["securitySchemes"]["HTTPBearer"]["scheme"] == "bearer"
+
+
+def test_the_api_docs_are_served_by_the_app(client: TestClient) -> None:
+    for url, script in (("/docs", "/docs/assets/swagger-ui-bundle.js"), ("/redoc", "/docs/assets/redoc.standalone.js")):
+        page = client.get(url)
+        assert page.status_code == 200 and script in page.text and "/openapi.json" in page.text
+        assert "cdn" not in page.text and "https://" not in page.text  # nothing from elsewhere: the docs work offline
+    for name, kind in (("swagger-ui-bundle.js", "javascript"), ("swagger-ui.css", "text/css"), ("favicon.png", "image/png")):
+        asset = client.get(f"/docs/assets/{name}")
+        assert asset.status_code == 200 and kind in asset.headers["content-type"]
 
 
 def test_page_and_its_files_are_served(client: TestClient) -> None:
@@ -110,6 +131,11 @@ def test_text_image_and_composed_searches(client: TestClient, corpus: Corpus) ->
 
 def test_filter_and_hybrid(client: TestClient) -> None:
     assert sources(search(client, text="anything", filter=json.dumps({"tags": "coast"}))) == ["lighthouse"]
+    assert sources(search(client, text="anything", filter="tags=coast")) == ["lighthouse"]
+    either = sources(search(client, text="anything", filter="tags=coast, tags=note", mode="text-to-text"))
+    assert sorted(either) == ["notes/0", "notes/1", "notes/2"]
+    repeated = {"text": "x", "filter": ["tags=grid", '{"source": ["grid/0-0", "lighthouse"]}']}
+    assert sources(client.post("/api/search", data=repeated)) == ["grid/0-0"]
     hybrid = search(client, text="lighthouse keeper lamp", mode="text-to-text", hybrid="true", top_k=1)
     assert sources(hybrid) == ["notes/0"]
 
@@ -134,6 +160,7 @@ def test_blend_passes_through_to_one_store_search(client: TestClient, monkeypatc
     assert asked["blend"]["fusion"] == "rrf" and asked["score_scale"] == "rrf" and searched[-1] == {"image": 0.5, "bm25": 0.5}
     plain = search(client, text="anything", blend="").json()
     assert plain["blend"] is None and plain["score_scale"] == "cosine"
+    assert len(plain["results"]) == 10  # RAG_TOP_K, as for `rag search`
 
 
 def test_duplicates_are_merged_and_counted(client: TestClient, corpus: Corpus) -> None:
@@ -180,6 +207,36 @@ def test_ask_with_an_llm_cites_items(make_client: Any, corpus: Corpus) -> None:
     assert body["status"] == "answered" and body["answer"] == "A red dress [1]."
     assert [c["cited"] for c in body["citations"]] == [True, False]
     assert len(llm.requests) == 1
+
+
+def test_clients_see_names_and_ids_not_the_servers_paths(
+    make_client: Any, settings: Settings, tiny_base, tmp_path: Path
+) -> None:
+    corpus = tmp_path / "corpus"
+    shutil.copytree(SAMPLES, corpus / "photos")
+    with MilvusStore.open(settings.milvus_uri, "paths", encoder_info=EncoderInfo.of(tiny_base)) as store:
+        ingest(open_sources([corpus], cache_dir=tmp_path / "cache"), tiny_base, store)
+    hidden = make_client(collection="paths")
+    responses = [
+        search(hidden, text="a white carriage"),
+        hidden.post("/api/ask", data={"text": "Which carriage?"}),
+        hidden.get("/api/stats"),
+    ]
+    for response in responses:
+        assert response.status_code == 200, response.text
+        assert str(tmp_path) not in response.text and settings.milvus_uri not in response.text
+    results = responses[0].json()["results"]
+    assert {r["source"] for r in results} == {f"photos/{p.name}" for p in SAMPLES.glob("*.[jp][pn]g")}
+    assert all(r["image"] is None and r["metadata"]["source"] == r["source"] for r in results)
+    assert all(key not in r["metadata"] for r in results for key in ("file_path", "caption_path"))
+    assert hidden.get(results[0]["image_url"]).content == (corpus / results[0]["source"]).read_bytes()
+    answer = responses[1].json()["answer"].splitlines()
+    assert answer[0].startswith("No LLM is configured") and answer[1].startswith("[1] photos/")
+
+    shown = make_client(collection="paths", server_show_paths=True)
+    first = search(shown, text="a white carriage", top_k=1).json()["results"][0]
+    assert first["source"] == first["image"] == first["metadata"]["file_path"] == str(corpus / results[0]["source"])
+    assert shown.get("/api/stats").json()["uri"] == settings.milvus_uri
 
 
 # -- item images -----------------------------------------------------------------------------
@@ -281,10 +338,12 @@ def test_errors_are_json_with_a_clear_message(client: TestClient, settings: Sett
         (search(client, text="x", top_k=0), 422, "invalid_request", "top_k"),
         (search(client, text="x", mode="sideways"), 422, "invalid_request", "mode"),
         (search(client, text="x", filter="{nope"), 400, "bad_request", "not valid JSON"),
-        (search(client, text="x", filter="[1]"), 400, "bad_request", "JSON object"),
+        (search(client, text="x", filter="[1]"), 400, "bad_request", "a JSON filter must be an object"),
+        (search(client, text="x", filter="tags"), 400, "bad_request", "write key=value pairs"),
         (search(client, text="x", filter='{"tags": {"~": 1}}'), 400, "bad_request", "unknown filter operator"),
-        (search(client, text="  "), 400, "bad_request", "neither text"),
-        (search(client, mode="text-to-text", image=png_bytes()), 400, "bad_request", "needs query text"),
+        (search(client, text="  "), 400, "bad_request", "neither text (the text field) nor an image (the image field)"),
+        (search(client, mode="text-to-text", image=png_bytes()), 400, "bad_request", "needs query text (the text field)"),
+        (search(client, text="x", mode="image-to-image"), 400, "bad_request", "needs a query image (the image field)"),
         (client.post("/api/ask", data={"text": ""}), 422, "invalid_request", "text"),
         (client.get("/api/ingest/unknown"), 404, "not_found", "no ingest job"),
     ]
@@ -320,7 +379,7 @@ def wait_for(client: TestClient, job_id: str, timeout: float = 30.0) -> dict[str
 
 
 def test_ingest_uploads_in_the_background(make_client: Any, tmp_path: Path) -> None:
-    client = make_client(collection="uploads", data_dir=tmp_path / "data")
+    client = make_client(create=True, collection="uploads", data_dir=tmp_path / "data")
     pictures = [png_bytes((48, 40 + i), (40 * i, 90, 200 - 30 * i)) for i in range(3)]
     files = [("files", (f"../../photo {i}.png", data, "image/png")) for i, data in enumerate(pictures)]
     files.append(("files", ("notes.txt", b"not a picture", "text/plain")))
@@ -329,8 +388,8 @@ def test_ingest_uploads_in_the_background(make_client: Any, tmp_path: Path) -> N
     assert accepted.status_code == 202 and accepted.headers["location"] == f"/api/ingest/{accepted.json()['id']}"
     job = wait_for(client, accepted.json()["id"])
     assert (job["status"], job["inputs"], job["added"], job["skipped"]) == ("done", 3, 3, 1)
-    kinds = sorted((p["kind"], p["source"].split("/")[-1]) for p in job["problems"])
-    assert kinds[-1] == ("not_an_image", "upload:notes.txt") and kinds[0][0] == "missing_caption"
+    kinds = sorted((p["kind"], p["source"]) for p in job["problems"])
+    assert kinds == [("missing_caption", "upload:photo 2.png"), ("not_an_image", "upload:notes.txt")]
 
     uploads = tmp_path / "data" / "uploads"
     saved = sorted(p.name for p in uploads.iterdir())
@@ -340,6 +399,7 @@ def test_ingest_uploads_in_the_background(make_client: Any, tmp_path: Path) -> N
     found = client.post("/api/search", data={"text": "x", "filter": '{"tags": "upload"}'}).json()["results"]
     assert sorted(r["text"] for r in found) == ["", "a first photo", "a second photo"]
     assert {r["metadata"]["upload_name"] for r in found} == {"photo 0.png", "photo 1.png", "photo 2.png"}
+    assert {r["source"] for r in found} == {"photo 0.png", "photo 1.png", "photo 2.png"}  # named as uploaded
     image = client.get(found[0]["image_url"])
     assert image.status_code == 200 and image.content in pictures
 
@@ -359,7 +419,7 @@ def test_ingest_uploads_in_the_background(make_client: Any, tmp_path: Path) -> N
 
 
 def test_ingest_a_manifest_confined_to_the_upload_folder(make_client: Any, tmp_path: Path) -> None:
-    client = make_client(collection="manifests", data_dir=tmp_path / "data")
+    client = make_client(create=True, collection="manifests", data_dir=tmp_path / "data")
     secret = tmp_path / "secret.png"
     secret.write_bytes(png_bytes(colour=(1, 2, 3)))
     inline = "data:image/png;base64," + __import__("base64").b64encode(png_bytes(colour=(9, 9, 9))).decode()
@@ -375,6 +435,8 @@ def test_ingest_a_manifest_confined_to_the_upload_folder(make_client: Any, tmp_p
     job = wait_for(client, accepted.json()["id"])
     assert (job["status"], job["added"], job["skipped"]) == ("done", 2, 3)
     assert sorted(p["kind"] for p in job["problems"]) == ["bad_reference", "bad_reference", "url_disabled"]
+    assert sorted(p["source"] for p in job["problems"]) == ["upload:rows.jsonl:3", "upload:rows.jsonl:4", "upload:rows.jsonl:5"]
+    assert str(tmp_path / "data") not in json.dumps(job)  # where the server keeps uploads is its own business
     assert client.get("/api/stats").json()["count"] == 2
     [picture] = client.post("/api/search", data={"text": "x", "mode": "text-to-multimodal"}).json()["results"]
     assert picture["text"] == "an inline picture"

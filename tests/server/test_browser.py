@@ -2,7 +2,9 @@
 
 Over the sample corpus (examples/corpus) with the tiny parity encoder: types a query, drops an
 image on the drop zone, and waits for the result thumbnails; then asks and waits for the answer
-panel. Screenshots go to tests/artifacts/ (ignored by git).
+panel; filters, fails, and reads the API docs. The browser has no network: no host name resolves
+but the test server's address, so the page and /docs must need nothing from elsewhere.
+Screenshots go to tests/artifacts/ (ignored by git).
 """
 
 from __future__ import annotations
@@ -39,7 +41,15 @@ FLAGS = [
     "--disable-sync",
     "--disable-dev-shm-usage",
     "--window-size=1280,1000",
+    "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",  # offline: no name resolves (CDNs included)
 ]
+# A CDN request as the default FastAPI docs page makes it; offline, it must fail.
+CDN_FETCH = """
+const done = arguments[arguments.length - 1];
+fetch("https://cdn.jsdelivr.net/npm/swagger-ui-dist@5/swagger-ui.css", { mode: "no-cors" })
+  .then(() => done("reached"), () => done("unreachable"));
+"""
+CARDS = "return document.querySelectorAll('#results .card').length;"
 DROP = """
 const [name, data] = arguments;
 const bytes = Uint8Array.from(atob(data), (c) => c.charCodeAt(0));
@@ -125,8 +135,51 @@ def test_search_page_shows_thumbnails_for_a_composed_query(browser, samples_serv
     wait.until(lambda d: d.find_element(By.ID, "answer-text").text)
     wait.until(lambda d: d.execute_script(LOADED_THUMBNAILS) == 4)
     answer = driver.find_element(By.ID, "answer-text").text
-    assert answer.startswith("No LLM is configured") and "shapes-red-circle.png" in answer.splitlines()[1]
+    assert answer.startswith("No LLM is configured") and answer.splitlines()[1].startswith("[1] shapes-red-circle.png: ")
+    assert str(SAMPLES) not in driver.find_element(By.TAG_NAME, "body").text  # names, not the server's paths
     screenshot(driver, "ask-page.png")
+
+
+def test_filters_read_as_on_the_command_line_and_an_error_clears_the_results(browser, samples_server: str) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    driver = browser
+    wait = WebDriverWait(driver, 20)
+    driver.get(samples_server + "/")
+    wait.until(lambda d: "7 items" in d.find_element(By.ID, "stats").text)
+    assert driver.find_element(By.ID, "top-k").get_attribute("placeholder") == "10"  # the server's RAG_TOP_K
+    driver.find_element(By.ID, "text").send_keys("a red shape")
+    driver.find_element(By.ID, "filter").send_keys("tags=red, tags=bridge")  # a repeated key: any of its values
+    driver.find_element(By.ID, "ask").click()
+    wait.until(lambda d: d.execute_script(LOADED_THUMBNAILS) == 3)
+    names = sorted(e.text for e in driver.find_elements(By.CSS_SELECTOR, "#results .card .source"))
+    assert names == ["mid-hudson-bridge.jpg", "shapes-red-circle.png", "shapes-red-square.png"]
+    assert driver.find_element(By.ID, "answer").is_displayed()
+    screenshot(driver, "filter-any-of.png")
+
+    driver.find_element(By.ID, "filter").clear()
+    driver.find_element(By.ID, "filter").send_keys("tags")
+    driver.find_element(By.ID, "search").click()
+    wait.until(lambda d: "write key=value pairs" in d.find_element(By.ID, "status").text)
+    assert "error" in driver.find_element(By.ID, "status").get_attribute("class")
+    assert driver.execute_script(CARDS) == 0 and not driver.find_element(By.ID, "answer").is_displayed()
+    screenshot(driver, "error-clears-results.png")
+
+
+def test_the_api_docs_work_offline(browser, samples_server: str) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    driver = browser
+    driver.set_script_timeout(20)
+    driver.get(samples_server + "/docs")
+    assert driver.execute_async_script(CDN_FETCH) == "unreachable"  # the browser really is offline
+    wait = WebDriverWait(driver, 20)
+    wait.until(lambda d: "mmrag" in d.execute_script("return document.querySelector('.swagger-ui .info .title')?.textContent || ''"))
+    paths = {e.text for e in driver.find_elements(By.CSS_SELECTOR, ".opblock-summary-path")}
+    assert {"/api/search", "/api/ask", "/api/stats"} <= paths, paths
+    screenshot(driver, "docs-offline.png")
 
 
 def test_the_blend_control_reaches_the_search(browser, samples_server: str) -> None:

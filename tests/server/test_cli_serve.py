@@ -58,3 +58,16 @@ def test_serve_warns_when_exposed_without_a_token(
 def test_loopback_addresses() -> None:
     assert all(is_loopback(host) for host in ("127.0.0.1", "127.8.0.1", "::1", "localhost"))
     assert not any(is_loopback(host) for host in ("0.0.0.0", "::", "192.168.1.10", "example.org"))
+
+
+def test_serve_opens_only_an_existing_collection_and_shows_paths_on_request(started: list, corpus: Corpus) -> None:
+    missing = CliRunner().invoke(app, ["serve", "--collection", "nope", "--uri", corpus.db])
+    assert missing.exit_code == 2 and "there is no collection 'nope'" in missing.output and started == []
+    args = ["serve", "--collection", COLLECTION, "--uri", corpus.db]
+    assert CliRunner().invoke(app, args).exit_code == 0
+    assert CliRunner().invoke(app, [*args, "--show-paths"]).exit_code == 0
+    uris = []
+    for asgi, _ in started:
+        with TestClient(asgi) as client:
+            uris.append(client.get("/api/stats").json()["uri"])
+    assert uris == [None, corpus.db]

@@ -35,6 +35,7 @@ async function loadStats() {
     const stats = await call("/api/stats");
     const llm = stats.llm ? `answers by ${stats.llm}` : "no LLM: answers list the evidence";
     $("stats").textContent = `${stats.collection} · ${stats.count} items · ${stats.encoder.variant} · ${llm}`;
+    $("top-k").placeholder = String(stats.top_k);
   } catch (error) {
     $("stats").textContent = error.message;
   }
@@ -87,25 +88,15 @@ function queryForm() {
   form.append("text", $("text").value);
   if (state.image) form.append("image", state.image, state.image.name || "query.png");
   if ($("mode").value) form.append("mode", $("mode").value);
-  form.append("top_k", $("top-k").value || "12");
-  const filter = filterJson($("filter").value.trim());
+  if ($("top-k").value) form.append("top_k", $("top-k").value);
+  // Sent as typed: the server reads key=value pairs and JSON objects alike (one parser for the CLI, API and page).
+  const filter = $("filter").value.trim();
   if (filter) form.append("filter", filter);
   const blend = $("blend").value.trim();
   if (blend) form.append("blend", blend);
   form.append("hybrid", $("hybrid").checked ? "true" : "false");
   form.append("dedup", $("dedup").checked ? "true" : "false");
   return form;
-}
-
-// A JSON object as typed, or `key=value, key2=value2` turned into one (the API takes JSON).
-function filterJson(raw) {
-  if (!raw || raw.startsWith("{")) return raw;
-  const filter = {};
-  for (const pair of raw.split(",")) {
-    const [key, ...rest] = pair.split("=");
-    if (key.trim()) filter[key.trim()] = rest.join("=").trim();
-  }
-  return JSON.stringify(filter);
 }
 
 async function loadThumbnail(img, url) {
@@ -124,8 +115,8 @@ function card(item) {
   node.querySelector(".modality").textContent = item.metadata.modality || "";
   node.querySelector(".duplicates").textContent = item.duplicates.length ? `+${item.duplicates.length} merged` : "";
   node.querySelector(".text").textContent = item.text || "(no text)";
-  node.querySelector(".source").textContent = item.source.split("/").pop() || item.source;
-  node.querySelector(".source").title = item.source;
+  node.querySelector(".source").textContent = item.source;
+  node.querySelector(".source").title = `${item.source} · id ${item.id}`;
   const thumb = node.querySelector(".thumb");
   if (item.image_url) {
     const img = document.createElement("img");
@@ -144,6 +135,13 @@ function showResults(items) {
   state.objectUrls.forEach((url) => URL.revokeObjectURL(url));
   state.objectUrls = [];
   $("results").replaceChildren(...items.map(card));
+}
+
+// Nothing from an earlier query stays on screen: its results and answer would read as this query's.
+function clearResults() {
+  showResults([]);
+  $("answer").hidden = true;
+  $("answer-text").replaceChildren();
 }
 
 // The answer as text nodes, with each [n] marker a link to its card (nothing is parsed as HTML).
@@ -186,7 +184,7 @@ async function run(kind) {
     return;
   }
   setStatus(kind === "ask" ? "Asking…" : "Searching…");
-  $("answer").hidden = true;
+  clearResults();
   const started = performance.now();
   try {
     const body = await call(`/api/${kind}`, queryForm());
@@ -197,6 +195,7 @@ async function run(kind) {
     setStatus([`${items.length} results`, body.mode, describeBlend(body.blend), `scores: ${body.score_scale}`,
       mergedNote(body.merged), `${seconds} s`].filter(Boolean).join(" · "));
   } catch (error) {
+    clearResults();
     setStatus(error.message, true);
   }
 }
