@@ -120,7 +120,7 @@ def _version(value: bool) -> None:
 
 
 @app.callback()
-def main(
+def _global_options(
     verbose: Annotated[
         bool, typer.Option("--verbose", "-v", help="Log progress details.", callback=_logging, expose_value=False)
     ] = False,
