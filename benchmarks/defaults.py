@@ -30,7 +30,7 @@ ROOT = Path(__file__).resolve().parents[1]
 CHILD = """
 import json, statistics, sys, tempfile, time
 from pathlib import Path
-from benchmarks.common import SAMPLE_IMAGES
+from benchmarks.common import SAMPLE_IMAGES, timed
 from benchmarks.ingest import make_corpus
 from connectors.milvus import EncoderInfo, MilvusStore
 from connectors.sources import open_sources
@@ -43,22 +43,10 @@ encoder = load_encoder(Settings())
 images = [SAMPLE_IMAGES[i % len(SAMPLE_IMAGES)] for i in range(n)]
 texts = [f"photo {i}: a bridge over a river at dusk, seen from the eastern bank" for i in range(n)]
 out = {"device": encoder.runtime.device, "dtype": encoder.runtime.dtype, "reason": encoder.runtime.reason}
-
-
-def best_of(function, repeats):
-    function()  # warm-up at the measured shapes: oneDNN builds its kernels per shape
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        function()
-        best = min(best, time.perf_counter() - start)
-    return best
-
-
-repeats = 1 if n == 1 else 2
-out["fused_items_per_s"] = n / best_of(lambda: encoder.encode_fused(images, texts), repeats)
+repeats = 1 if n == 1 else 2  # best of, after a warm-up at the measured shapes (oneDNN builds kernels per shape)
+out["fused_items_per_s"] = n / timed(lambda: encoder.encode_fused(images, texts), repeats)
 if loop:
-    out["one_item_loop_items_per_s"] = n / best_of(lambda: [encoder.encode_fused([i], [t]) for i, t in zip(images, texts)], repeats)
+    out["one_item_loop_items_per_s"] = n / timed(lambda: [encoder.encode_fused([i], [t]) for i, t in zip(images, texts)], repeats)
 query = ["a red dress with flowers"]
 encoder.encode_text(query)
 times = []

@@ -35,7 +35,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from connectors.milvus import Blend, NotSupportedError, ScoreScale, StoreError, StoreStats, parse_filters
 from connectors.milvus.blend import Fusion, scale_of
 from rag.answer import AnswerStatus, Citation
-from rag.embeddings.base import Encoder
+from rag.embeddings.base import Encoder, FusedNotSupportedError
 from rag.retrieval import Evidence, Mode, MultimodalRetriever, QueryError, merged_count
 from rag.settings import Settings
 
@@ -449,6 +449,7 @@ def _add_error_handlers(app: FastAPI) -> None:
         (ImageNotFoundError, status.HTTP_404_NOT_FOUND),
         (ValueError, status.HTTP_400_BAD_REQUEST),
         (NotSupportedError, status.HTTP_400_BAD_REQUEST),
+        (FusedNotSupportedError, status.HTTP_400_BAD_REQUEST),
         (StoreError, status.HTTP_503_SERVICE_UNAVAILABLE),
     ):
         app.add_exception_handler(error_type, _message_as(status_code))

@@ -458,3 +458,24 @@ def test_a_compiling_server_compiles_its_query_shapes_at_start(settings: Setting
     encoder.runtime = replace(encoder.runtime, compile=True)
     with TestClient(create_app(settings, encoder=encoder)):
         assert {name for name, _ in compiled_for} == {"embed_text", "embed_fused"}  # before any request
+
+
+def test_a_composed_query_on_an_encoder_without_fused_vectors_is_a_client_error(tmp_path) -> None:
+    from connectors.milvus import EncoderInfo, MilvusStore
+    from connectors.sources import open_sources
+    from rag.embeddings.clip import CLIPEncoder
+    from rag.ingest import ingest
+    from tests.embeddings.tiny_transformers import build_clip
+
+    clip = CLIPEncoder.from_pretrained(build_clip(tmp_path / "clip"), device="cpu", dtype="float32")
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    (folder / "red.png").write_bytes(png_bytes())
+    db = tmp_path / "db" / "milvus.db"
+    with MilvusStore.open(db, "clipkb", encoder_info=EncoderInfo.of(clip)) as store:
+        ingest(open_sources([folder]), clip, store)
+    settings = Settings(milvus_uri=str(db), collection="clipkb", data_dir=tmp_path / "data")
+    with TestClient(create_app(settings, encoder=clip)) as client:
+        response = search(client, image=png_bytes(), text="in blue")
+    assert response.status_code == 400, response.text
+    assert "no joint image+text embedding" in response.json()["message"]
