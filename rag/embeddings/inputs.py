@@ -9,7 +9,7 @@ from __future__ import annotations
 import io
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Iterable, Sequence
 
 import numpy as np
 from PIL import Image, ImageOps
@@ -118,6 +118,22 @@ def normalisation_table(mean: Sequence[float], std: Sequence[float]) -> np.ndarr
 def normalise_on_host(pixels: np.ndarray, table: np.ndarray) -> np.ndarray:
     """A ``(3, H, W)`` uint8 image through ``table`` (see :func:`normalisation_table`)."""
     return table[np.arange(table.shape[0])[:, None, None], pixels]
+
+
+def stack_on_host(
+    results: Iterable["PreparedImage | ImageLoadError"], shape: tuple[int, ...], table: np.ndarray | None = None
+) -> "torch.Tensor":
+    """Prepared images as the float32 ``(n, *shape)`` tensor the model reads, on the CPU (uint8 ones through
+    ``table``); raises the first ``ImageLoadError`` among ``results``."""
+    import torch
+
+    arrays = []
+    for result in results:
+        if isinstance(result, ImageLoadError):
+            raise result
+        pixels = result.pixels
+        arrays.append(normalise_on_host(pixels, table) if table is not None and pixels.dtype == np.uint8 else pixels)
+    return torch.from_numpy(np.stack(arrays)) if arrays else torch.empty((0, *shape))
 
 
 class PixelBatcher:

@@ -193,11 +193,10 @@ class _GroupTask:
     def results(self) -> list[Prepared]:
         if self._results is None:
             try:
-                if self.future is None:
-                    raise BrokenProcessPool("no pool took the task")
-                self._results = _unpack(self.future.result())
+                packed = self.future.result() if self.future is not None else None
             except BrokenProcessPool:
-                self._results = [self._alone(image) for image in self.images]
+                packed = None
+            self._results = _unpack(packed) if packed is not None else [self._alone(image) for image in self.images]
         return self._results
 
     def _alone(self, image: ImageInput, attempts: int = 2) -> Prepared:

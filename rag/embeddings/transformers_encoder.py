@@ -25,7 +25,16 @@ from rag.runtime import Runtime, resolve_runtime
 
 from .base import FusedNotSupportedError, ImageInput
 from .hub import CheckpointError, pretrained_source
-from .inputs import ImageLoadError, PixelBatcher, PreparedImage, as_texts, check_pairs, prepare_image, run_batches
+from .inputs import (
+    ImageLoadError,
+    PixelBatcher,
+    PreparedImage,
+    as_texts,
+    check_pairs,
+    prepare_image,
+    run_batches,
+    stack_on_host,
+)
 from .preprocess import Preprocessor
 
 logger = logging.getLogger(__name__)
@@ -157,12 +166,7 @@ class TransformersEncoder(ABC):
 
     def preprocess(self, images: Sequence[ImageInput]) -> torch.Tensor:
         """Images to the ``(n, 3, H, W)`` float32 tensor the vision tower reads (on the CPU)."""
-        arrays = []
-        for result in self.prepare(images):
-            if isinstance(result, ImageLoadError):
-                raise result
-            arrays.append(result.pixels)
-        return torch.from_numpy(np.stack(arrays)) if arrays else torch.empty((0, *self.image_shape))
+        return stack_on_host(self.prepare(images), self.image_shape)
 
     def encode_text(self, texts: Sequence[str]) -> np.ndarray:
         texts = as_texts(texts)

@@ -16,7 +16,7 @@ from rag.runtime import Runtime, resolve_runtime
 
 from ..base import ImageInput
 from ..compiled import BucketedCompile
-from ..inputs import ImageLoadError, PixelBatcher, PreparedImage, as_texts, check_pairs, normalise_on_host, run_batches
+from ..inputs import ImageLoadError, PixelBatcher, PreparedImage, as_texts, check_pairs, run_batches, stack_on_host
 from ..preprocess import Preprocessor
 from .configuration import VisionConfig
 from .loading import CheckpointError, build_model, checkpoint_sha256, load_weights, resolve_checkpoint
@@ -149,13 +149,7 @@ class VisualizedBGE:
 
     def preprocess(self, images: Sequence[ImageInput]) -> torch.Tensor:
         """Images to the ``(n, 3, size, size)`` float32 tensor the vision tower reads (on the CPU)."""
-        arrays = []
-        for result in self.prepare(images):
-            if isinstance(result, ImageLoadError):
-                raise result
-            pixels = result.pixels
-            arrays.append(normalise_on_host(pixels, NORMALISATION) if pixels.dtype == np.uint8 else pixels)
-        return torch.from_numpy(np.stack(arrays)) if arrays else torch.empty((0, 3, self.image_size, self.image_size))
+        return stack_on_host(self.prepare(images), (3, self.image_size, self.image_size), NORMALISATION)
 
     def tokenize(self, texts: Sequence[str], max_length: int) -> dict[str, torch.Tensor]:
         return self.tokenizer(
