@@ -122,7 +122,7 @@ def test_sources_without_items_say_so_and_create_nothing(tmp_path, as_json):
     broken.mkdir()
     (broken / "a.png").write_bytes(b"")
     result = run(tmp_path, "ingest", str(empty), str(broken), "-c", "kb", *(["--json"] if as_json else []))
-    assert result.exit_code == 1
+    assert result.exit_code == 3
     assert "no items found" in result.output and "'kb' was neither created nor changed" in result.output
     if as_json:
         summary = json.loads(result.stdout)

@@ -170,10 +170,10 @@ def test_ask_with_an_llm_prints_the_answer_and_citations(rag, corpus) -> None:
     assert data["status"] == "answered" and data["citations"][0]["cited"] is True
 
 
-def test_ask_when_the_llm_fails_exits_1_with_the_evidence(rag, corpus, monkeypatch) -> None:
+def test_ask_when_the_llm_fails_exits_4_with_the_evidence(rag, corpus, monkeypatch) -> None:
     with FakeLLMServer(Reply(status=503)) as server:
         monkeypatch.setenv("RAG_LLM_MAX_RETRIES", "0")
         result = rag("ask", "Where is the lighthouse?", "-k", "2", "--llm-base-url", server.url, "--llm-model", "m", "--json")
-    assert result.exit_code == 1
+    assert result.exit_code == 4
     data = json.loads(result.stdout)
     assert data["status"] == "llm_error" and "HTTP 503" in data["error"] and len(data["citations"]) == 2

@@ -1,0 +1,144 @@
+"""What every ``rag`` command shares: the Typer app, common options, settings, errors and the openers of the
+store and the encoder.
+
+Rich reads ``[word]`` as markup: every string from the user or the data is printed escaped or as ``Text``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Annotated, Optional, TypeVar
+
+import typer
+from pydantic import ValidationError
+from rich.console import Console
+from rich.markup import escape
+
+from rag.cli.exit_codes import ExitCode
+from rag.settings import Settings
+
+T = TypeVar("T")
+
+app = typer.Typer(help="Multimodal RAG over images and text: ingest, search, ask.", no_args_is_help=True)
+console = Console(stderr=True)
+
+
+def _verbose(value: bool) -> None:
+    if value:
+        logging.getLogger().setLevel(logging.INFO)
+
+
+CollectionOpt = Annotated[Optional[str], typer.Option("--collection", "-c", help="Collection name [RAG_COLLECTION].")]
+UriOpt = Annotated[
+    Optional[str], typer.Option("--uri", help="Milvus Lite file (*.db) or http://host:19530 [RAG_MILVUS_URI].")
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON on stdout.")]
+EncoderOpt = Annotated[
+    Optional[str], typer.Option("--encoder", help="visualized-bge, clip or bridgetower [RAG_ENCODER].")
+]
+WeightsOpt = Annotated[
+    Optional[str], typer.Option("--weights", help="Variant, .pth, hub id or model folder [RAG_WEIGHTS].")
+]
+# Accepted after the command as well as before it (`rag -v search ...`, `rag search ... -v`); it acts through
+# its callback, so the commands ignore the value they are passed.
+VerboseOpt = Annotated[
+    bool, typer.Option("--verbose", "-v", help="Log progress details.", callback=_verbose, expose_value=False)
+]
+
+
+
+def settings_from(**overrides: object) -> Settings:
+    try:
+        return Settings(**{k: v for k, v in overrides.items() if v is not None})
+    except ValidationError as e:
+        problems = "; ".join(f"{'.'.join(map(str, err['loc']))}: {err['msg']}" for err in e.errors())
+        raise fail(problems) from e
+
+
+def fail(message: str, code: ExitCode = ExitCode.USAGE) -> typer.Exit:
+    console.print(f"[bold red]error:[/] {escape(message)}")
+    return typer.Exit(code)
+
+
+def open_store(settings: Settings, encoder=None, create: bool = False):
+    from connectors.milvus import EncoderInfo, MilvusStore, StoreError
+
+    info = EncoderInfo.of(encoder, encoder.name) if encoder is not None else None
+    try:
+        return MilvusStore.open(
+            settings.milvus_uri, settings.collection, encoder_info=info, create=create, token=settings.milvus_token_value
+        )
+    except StoreError as e:
+        raise fail(str(e)) from e
+
+
+def require_collection(settings: Settings) -> None:
+    """Stop at once, before any model loads, when the database or the collection is missing (nothing is created)."""
+    from connectors.milvus import StoreError
+    from connectors.milvus import require_collection as require
+
+    try:
+        require(settings.milvus_uri, settings.collection, token=settings.milvus_token_value)
+    except StoreError as e:
+        raise fail(str(e)) from e
+
+
+def load_encoder(settings: Settings, purpose: str = "query", expected_items: int | None = None, runtime=None):
+    from rag.embeddings import CheckpointError
+    from rag.embeddings.registry import load_encoder as load, runtime_from_settings
+    from rag.runtime import RuntimeUnavailableError
+
+    try:
+        runtime = runtime or runtime_from_settings(settings, purpose, expected_items)  # type: ignore[arg-type]
+        return load(settings, runtime)
+    except RuntimeUnavailableError as e:
+        raise fail(str(e)) from e
+    except CheckpointError as e:
+        if settings.encoder == "visualized-bge":
+            hint = (
+                "Point RAG_WEIGHTS at a local Visualized-BGE .pth (with RAG_TEXT_MODEL and RAG_VISION_CONFIG "
+                "for a checkpoint under another name), or pass --weights."
+            )
+        else:
+            hint = (
+                f"Point RAG_WEIGHTS at a local {settings.encoder} model folder (config.json, weights, tokenizer, "
+                "preprocessor_config.json), or pass --weights."
+            )
+        raise fail(f"{e}\n{hint}") from e
+
+
+def _logging(verbose: bool) -> None:
+    logging.basicConfig(format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger().setLevel(logging.INFO if verbose else logging.WARNING)
+
+
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import version
+
+        typer.echo(f"rag (mmrag) {version('mmrag')}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _global_options(
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help="Log progress details.", callback=_logging, expose_value=False)
+    ] = False,
+    version: Annotated[
+        bool,
+        typer.Option("--version", help="Print the version and exit.", callback=_version, is_eager=True, expose_value=False),
+    ] = False,
+) -> None:
+    pass
+
+
+def checked(action: Callable[[], T]) -> T:
+    """Run a library call, turning the errors a user can fix (bad input, missing extra, store) into a message."""
+    from connectors.milvus import StoreError
+
+    try:
+        return action()
+    except (ValueError, OSError, ImportError, NotImplementedError, StoreError) as e:
+        raise fail(str(e)) from e

@@ -1,0 +1,239 @@
+"""``rag ingest`` and ``rag stats``: put a corpus into a collection, and describe one."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import Progress, SpinnerColumn, TextColumn
+from rich.table import Table
+from rich.text import Text
+
+from rag.cli.common import (
+    CollectionOpt,
+    EncoderOpt,
+    ExitCode,
+    JsonOpt,
+    UriOpt,
+    VerboseOpt,
+    WeightsOpt,
+    app,
+    console,
+    fail,
+    load_encoder,
+    open_store,
+    settings_from,
+)
+from rag.settings import Settings
+
+
+@app.command()
+def ingest(
+    sources: Annotated[list[str], typer.Argument(help="Folders, manifests (.jsonl/.csv), PDFs, .md/.html, URLs.")],
+    collection: CollectionOpt = None,
+    uri: UriOpt = None,
+    encoder: EncoderOpt = None,
+    weights: WeightsOpt = None,
+    batch_size: Annotated[Optional[int], typer.Option(help="Items per batch [RAG_BATCH_SIZE].")] = None,
+    allow_urls: Annotated[bool, typer.Option("--allow-urls", help="Fetch http(s) images.")] = False,
+    report: Annotated[Optional[Path], typer.Option(help="JSONL file listing every problem met.")] = None,
+    as_json: JsonOpt = False,
+    engine: Annotated[
+        str, typer.Option(help="local: this process; ray: a Ray cluster (pip install 'mmrag\\[ray]').")
+    ] = "local",
+    ray_address: Annotated[
+        Optional[str],
+        typer.Option(help="--engine ray: auto, ray://host:10001 or host:6379; default: a local Ray.", show_default=False),
+    ] = None,
+    workers: Annotated[
+        Optional[int], typer.Option(min=1, help="--engine ray: encoder actors; default: one per GPU, else per node.")
+    ] = None,
+    gpus_per_worker: Annotated[
+        Optional[float], typer.Option(min=0, help="--engine ray: GPUs per encoder actor (0.5: two on a GPU).")
+    ] = None,
+    cpus_per_worker: Annotated[
+        Optional[float], typer.Option(min=0.01, help="--engine ray: CPUs per encoder actor (its torch threads).")
+    ] = None,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Embed a corpus and store it; re-running adds only what changed. Exit 1 if anything was skipped, 3 if the
+    sources hold no item (then nothing is created)."""
+    import threading
+    import time
+
+    from rich.progress import BarColumn, MofNCompleteColumn, TimeRemainingColumn
+
+    from connectors.sources import SourceOptions, count_items, open_sources, peek_items
+
+    settings = settings_from(collection=collection, milvus_uri=uri, encoder=encoder, weights=weights, batch_size=batch_size)
+    ray_flags = {"--ray-address": ray_address, "--workers": workers, "--gpus-per-worker": gpus_per_worker,
+                 "--cpus-per-worker": cpus_per_worker}
+    if engine not in ("local", "ray"):
+        raise fail(f"--engine must be local or ray, not {engine!r}")
+    if engine == "local" and (given := [flag for flag, value in ray_flags.items() if value is not None]):
+        raise fail(f"{', '.join(given)} apply to --engine ray")
+    check_sources(sources)
+    options = SourceOptions(
+        cache_dir=settings.data_dir,
+        allow_urls=allow_urls or settings.allow_urls,
+        max_download_bytes=settings.url_max_bytes,
+        url_timeout=settings.url_timeout,
+        decode_check=False,  # the preprocessing workers decode every image and report the broken ones
+    )
+    found, results = peek_items(open_sources(sources, **options.model_dump()))
+    if not found:
+        _no_items(sources, list(results), settings.collection, report, as_json)
+    ray_options = None
+    if engine == "ray":
+        ray_options = _connect_ray(settings, ray_address, workers, gpus_per_worker, cpus_per_worker)
+    report_path = report or settings.data_dir / "reports" / f"ingest-{settings.collection}.jsonl"
+    with Progress(
+        SpinnerColumn(),
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[rate]:.2f} items/s  {task.fields[skipped]} skipped  {task.fields[warnings]} warnings"),
+        TimeRemainingColumn(),
+        console=console,
+        transient=as_json,
+    ) as progress:
+        task = progress.add_task("loading the encoder", total=None, rate=0.0, skipped=0, warnings=0)
+        # Counting a folder or a manifest is cheap: the bar gets its total (and an ETA) while the model loads.
+        counted: list[int | None] = []
+        counter = threading.Thread(target=lambda: counted.append(count_items(sources, options)), daemon=True)
+        counter.start()
+        if ray_options is None:
+            model = load_encoder(settings, "batch", counted[0] if counted else None)
+        else:  # the actors load their own; this copy gives the collection's fingerprint and the image transform
+            from rag.runtime import resolve_runtime
+
+            model = load_encoder(settings, runtime=resolve_runtime("cpu", "float32", workers=1))
+        description = f"ingest → {escape(settings.collection)}"
+        progress.update(task, description=description, total=counted[0] if counted else None)
+
+        started = time.perf_counter()
+
+        def on_progress(current, done: bool = False) -> None:
+            total = progress.tasks[task].total
+            if done or (total is not None and current.processed > total):  # the count was a guess: the bar ends full
+                total = current.processed
+            elif total is None and counted:
+                total = counted[0]
+            summary = current.summary()
+            rate = summary["items_per_second"] if done else current.added / max(time.perf_counter() - started, 1e-9)
+            progress.update(
+                task, total=total, completed=current.processed, rate=rate, skipped=summary["skipped"],
+                warnings=summary["warnings"],
+            )
+
+        with open_store(settings, model, create=True) as store:
+            if ray_options is None:
+                from rag.ingest import ingest as run_ingest
+
+                result = run_ingest(results, model, store, on_progress=on_progress)
+            else:
+                result = _ingest_on_ray(results, settings, store, model, ray_options, on_progress)
+        on_progress(result, done=True)
+    result.write_jsonl(report_path)
+    summary = {**result.summary(), "collection": settings.collection, "report": str(report_path)}
+    _print_summary(result, summary, as_json)
+    if result.skipped:
+        raise typer.Exit(ExitCode.ITEMS_SKIPPED)
+
+
+def check_sources(sources: list[str]) -> None:
+    """Refuse sources that do not exist, before anything is loaded or created."""
+    from connectors.sources import missing_sources
+
+    missing = missing_sources(sources)
+    if missing:
+        raise fail(f"no such file or folder: {', '.join(missing)} (give folders, files or http(s) URLs)")
+
+
+def _no_items(sources: list[str], problems: list, collection: str, report: Path | None, as_json: bool) -> None:
+    """Say that the sources hold no item, list why, and stop (exit 3): no model loaded, nothing created."""
+    from rag.ingest import IngestReport
+
+    result = IngestReport(problems=problems)
+    if report is not None:
+        result.write_jsonl(report)
+    summary = {**result.summary(), "collection": collection, "report": str(report) if report else None}
+    _print_summary(result, summary, as_json)
+    console.print(
+        f"[bold red]no items found[/] in {escape(', '.join(sources))}: nothing was ingested, and collection "
+        f"{escape(repr(collection))} was neither created nor changed"
+    )
+    raise typer.Exit(ExitCode.NO_ITEMS)
+
+
+def _print_summary(result, summary: dict, as_json: bool) -> None:
+    from rag.display import ingest_summary
+
+    if as_json:
+        print(json.dumps(summary))
+        return
+    for line in ingest_summary(summary, result.problems):
+        console.print(line)
+
+
+def _connect_ray(settings: Settings, address, workers, gpus_per_worker, cpus_per_worker):
+    """The Ray engine's options, connected and checked against the cluster before any model is loaded."""
+    from connectors.milvus.schema import Backend
+    from rag.ingest import ray_engine
+
+    options = ray_engine.RayOptions(
+        address=address, workers=workers, gpus_per_worker=gpus_per_worker or 0.0, cpus_per_worker=cpus_per_worker
+    )
+    if options.gpus_per_worker and settings.device.strip().lower() == "cpu":
+        raise fail("--gpus-per-worker asks for GPUs, and RAG_DEVICE=cpu keeps the encoder off them: set RAG_DEVICE=auto")
+    try:
+        ray_engine.connect(options, Backend.of(settings.milvus_uri))
+    except (ImportError, ray_engine.RayEngineError) as e:
+        raise fail(str(e)) from e
+    return options
+
+
+def _ingest_on_ray(items, settings: Settings, store, model, options, on_progress):
+    from rag.ingest import ray_engine
+
+    try:
+        return ray_engine.ingest(
+            items, settings, store, image_transform=model.image_transform, options=options, on_progress=on_progress
+        )
+    except ray_engine.RayEngineError as e:
+        raise fail(str(e)) from e
+
+
+@app.command()
+def stats(
+    collection: CollectionOpt = None, uri: UriOpt = None, as_json: JsonOpt = False, verbose: VerboseOpt = False
+) -> None:
+    """Count, vector dimension and encoder of a collection, the device and dtype its last ingest ran on, and the
+    blends `rag eval --tune` saved for its queries."""
+    settings = settings_from(collection=collection, milvus_uri=uri)
+    with open_store(settings) as store:
+        info = store.stats()
+    data = info.model_dump(mode="json")
+    if as_json:
+        print(json.dumps(data))
+        return
+    table = Table(title=Text(f"collection {info.collection}"), show_header=False)
+    runtime = data.pop("ingest_runtime", None)
+    data.pop("tuned_blends")
+    for key, value in data.items():
+        table.add_row(key, Text(json.dumps(value) if isinstance(value, dict) else str(value)))
+    if runtime:
+        table.add_row("ingested on", Text(f"{runtime['device']} {runtime['dtype']}, batch {runtime['batch_size']}"))
+        table.add_row("because", Text(str(runtime["reason"])))
+    for kind, tuned in info.tuned_blends.items():
+        scores = f"nDCG@10 {tuned.metrics.get('ndcg@10', 0):.3f}, MRR@10 {tuned.metrics.get('mrr@10', 0):.3f}"
+        when = tuned.tuned_at.strftime("%Y-%m-%d")
+        table.add_row(
+            f"blend for {kind} queries", Text(f"{tuned.blend.describe()} · {scores} on {tuned.queries} queries, {when}")
+        )
+    Console().print(table)
+

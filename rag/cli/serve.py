@@ -1,0 +1,53 @@
+"""``rag serve``: the web page and the HTTP API over one collection."""
+
+from __future__ import annotations
+
+import logging
+from typing import Annotated, Optional
+
+import typer
+
+from rag.cli.common import (
+    CollectionOpt,
+    EncoderOpt,
+    UriOpt,
+    VerboseOpt,
+    WeightsOpt,
+    app,
+    fail,
+    require_collection,
+    settings_from,
+)
+
+@app.command()
+def serve(
+    collection: CollectionOpt = None,
+    uri: UriOpt = None,
+    host: Annotated[Optional[str], typer.Option(help="Address to bind; loopback by default [RAG_SERVER_HOST].")] = None,
+    port: Annotated[Optional[int], typer.Option(help="Port [RAG_SERVER_PORT].")] = None,
+    token: Annotated[
+        Optional[str], typer.Option(help="Bearer token every /api route requires [RAG_SERVER_TOKEN, preferred].")
+    ] = None,
+    show_paths: Annotated[
+        bool,
+        typer.Option(
+            "--show-paths",
+            help="Show clients this machine's paths (sources, image files) and the Milvus URI [RAG_SERVER_SHOW_PATHS].",
+        ),
+    ] = False,
+    encoder: EncoderOpt = None,
+    weights: WeightsOpt = None,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Serve the web page and the HTTP API (search, ask, ingest, stats, images) for one existing collection."""
+    settings = settings_from(
+        collection=collection, milvus_uri=uri, server_host=host, server_port=port, server_token=token,
+        server_show_paths=show_paths or None, encoder=encoder, weights=weights,
+    )
+    require_collection(settings)
+    try:
+        from rag.server import serve as run_server
+    except ImportError as e:
+        raise fail(str(e)) from e
+    logging.getLogger("rag").setLevel(logging.INFO)
+    run_server(settings)

@@ -1,0 +1,63 @@
+"""``/api/ingest``: uploads ingested in the background, and the jobs that do it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+from fastapi import APIRouter, File, Form, Response, UploadFile, status
+from starlette.exceptions import HTTPException
+
+from ..jobs import IngestJob
+from ..models import ErrorBody
+from ..service import MANIFEST_SUFFIXES, UploadError
+from .deps import ServiceDep, SettingsDep, read_upload
+
+router = APIRouter(tags=["ingest"])
+
+
+@router.post("/ingest", status_code=status.HTTP_202_ACCEPTED)
+def ingest(
+    service: ServiceDep,
+    settings: SettingsDep,
+    response: Response,
+    files: Annotated[
+        list[UploadFile],
+        File(description="Images to add, and manifests (.jsonl, .ndjson, .csv) whose rows name images or URLs."),
+    ],
+    captions: Annotated[
+        list[str] | None, Form(description="One caption per file, in the same order (ignored for manifests).")
+    ] = None,
+    tags: Annotated[str, Form(description="Comma-separated tags for every uploaded image.")] = "",
+) -> IngestJob:
+    """Keep the files and ingest them in the background; poll the job's URL for progress."""
+    if captions and len(captions) != len(files):
+        raise UploadError(f"{len(captions)} captions for {len(files)} files: give one per file, or none")
+    max_bytes = settings.server_max_upload_bytes
+    images: list[tuple[str, bytes, str]] = []
+    manifests: list[tuple[str, bytes]] = []
+    for index, upload in enumerate(files):
+        name = Path(upload.filename or f"file-{index}").name
+        if Path(name).suffix.lower() in MANIFEST_SUFFIXES:
+            manifests.append((name, read_upload(upload, max_bytes)))
+        else:
+            images.append((name, read_upload(upload, max_bytes), captions[index] if captions else ""))
+    job = service.submit_ingest(images, manifests, [t.strip() for t in tags.split(",") if t.strip()])
+    response.headers["Location"] = f"/api/ingest/{job.id}"
+    return job
+
+
+@router.get("/ingest")
+def ingest_jobs(service: ServiceDep) -> list[IngestJob]:
+    """The recent ingest jobs, newest first."""
+    return service.jobs.all()
+
+
+@router.get("/ingest/{job_id}", responses={404: {"model": ErrorBody}})
+def ingest_job(service: ServiceDep, job_id: str) -> IngestJob:
+    """One ingest job: status, items added so far, problems."""
+    job = service.jobs.get(job_id)
+    if job is None:
+        message = f"no ingest job {job_id!r} (jobs are listed while the server runs)"
+        raise HTTPException(status.HTTP_404_NOT_FOUND, message)
+    return job
