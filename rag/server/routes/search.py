@@ -124,6 +124,7 @@ def ask(
         answer=response.response or "",
         error=response.error,
         rerank_error=response.rerank_error,
+        citation_check=response.citation_check,
         citations=[CitedResult(**_shown(c, settings).model_dump(), image_url=_image_url(c)) for c in response.citations],
     )
 
