@@ -257,8 +257,10 @@ class MilvusStore:
     ) -> list[Hit]:
         """The k best items by the blend's signals, searched and fused by Milvus in one ``hybrid_search``.
 
-        ``vector`` feeds the ``fused`` and ``image`` signals, ``text`` the ``bm25`` one. The ``image``
-        signal sees only items that have an image; ``only_images`` restricts every signal so.
+        ``vector`` feeds the ``fused`` and ``image`` signals, ``text`` the ``bm25`` one. An item without an
+        image answers the ``image`` signal with its one vector (its text's, stored in its image field), so a
+        blend neither drops nor favours it for lacking a picture; ``only_images`` restricts every signal to
+        items that have an image.
         Scores are on the blend's scale (``connectors.milvus.blend``).
         """
         self.check_signals(blend.signals)
@@ -424,7 +426,7 @@ class MilvusStore:
         self, signal: str, query: list[float], text: str, filters: Filters | None, only_images: bool, limit: int
     ) -> AnnSearchRequest:
         """One signal's part of a hybrid search: its field, its query, its filter."""
-        expr = self._filter(filters, images_only=only_images or signal == "image")
+        expr = self._filter(filters, images_only=only_images)
         if signal == "bm25":
             return AnnSearchRequest(data=[text], anns_field=schema.SPARSE, param={"metric_type": "BM25"}, limit=limit, expr=expr)
         params = self._backend.search_params(limit)

@@ -34,8 +34,11 @@ ModeOpt = Annotated[
     typer.Option(
         "--mode",
         "-m",
-        help="query-to-target: text-to-multimodal, text-to-text, image-to-image, image-to-multimodal, composed-to-image, "
-        "composed-to-multimodal, composed-to-text. Default: from the query (text, image or both → …-to-multimodal).",
+        help="query-to-target. Targets: any (every item: text chunks, pages, pictures), multimodal (items with a "
+        "picture), image (pictures alone), text (text-only items). Modes: text-to-any, text-to-multimodal, "
+        "text-to-text, image-to-any, image-to-image, image-to-multimodal, composed-to-any, composed-to-image, "
+        "composed-to-multimodal, composed-to-text. Default: text-to-any for text, image-to-multimodal for an image, "
+        "composed-to-multimodal for both.",
     ),
 ]
 ImageOpt = Annotated[Optional[Path], typer.Option("--image", "-i", help="Query image (a local file).")]
@@ -48,8 +51,8 @@ FilterOpt = Annotated[
         "--filter",
         "-f",
         help="key=value pairs, comma-separated or one per --filter (a repeated key matches any of its values), or a "
-        'JSON object such as \'{"created_at": {">=": "2024-01-01"}}\'. Keys: source, tags, modality, mime_type, … '
-        "or metadata keys.",
+        'JSON object such as \'{"created_at": {">=": "2024-01-01"}}\'. Keys: source, tags, modality (text, image, '
+        "image+text), mime_type, … or metadata keys.",
     ),
 ]
 BlendOpt = Annotated[
@@ -116,7 +119,7 @@ def _checked_query(
     reported at once. ``text_name`` is what the user called the text (``--text``, the question)."""
     from connectors.milvus.blend import Blend, BlendError, check_threshold, scale_of
     from connectors.milvus.filters import FilterError, parse_filters
-    from rag.retrieval import Mode, PlainQuery, QueryError, check_query, default_mode
+    from rag.retrieval import Mode, PlainQuery, QueryError, check_query, default_mode, searched_modalities
 
     if mode is not None and mode not in {m.value for m in Mode}:
         raise fail(f"unknown mode {mode!r}; choose one of {', '.join(m.value for m in Mode)}")
@@ -140,13 +143,14 @@ def _checked_query(
     except BlendError as e:
         raise fail(f"--min-score: {e}") from e
     try:
-        check_query(query, chosen)
-    except QueryError as e:
-        raise fail(e.naming(text=text_name, image="--image")) from e
-    try:
         parsed = parse_filters(filters)
     except FilterError as e:
         raise fail(str(e)) from e
+    try:
+        check_query(query, chosen)
+        searched_modalities(chosen, parsed)
+    except QueryError as e:
+        raise fail(e.naming(text=text_name, image="--image", mode="--mode")) from e
     options = {
         "mode": chosen if mode is not None else None,
         "filters": parsed,

@@ -61,9 +61,10 @@ def test_each_item_goes_to_the_llm_as_picture_and_caption_with_its_marker(retrie
     assert response.to_dict()["citations"][0]["cited"] is True
 
 
-def test_pictures_follow_their_item_in_the_request(retriever, corpus) -> None:
+def test_pictures_follow_their_item_in_the_request(store, tiny_base, corpus) -> None:
+    pictures = MultimodalRetriever(store, tiny_base, mode="text-to-multimodal", top_k=3)
     with FakeLLMServer(Reply("[1]")) as server:
-        answer_engine(retriever, llm(server)).query(query(corpus).query_str)
+        answer_engine(pictures, llm(server)).query(query(corpus).query_str)
     content = [m for m in server.requests[0]["body"]["messages"] if m["role"] == "user"][0]["content"]
     kinds = [part["type"] for part in content]
     # "Evidence items:", then text + picture per item, then the question.
