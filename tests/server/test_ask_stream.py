@@ -66,7 +66,7 @@ def test_tokens_arrive_while_the_llm_is_still_writing(server: str, llm: FakeLLMS
     assert name == "done" and done["status"] == "answered" and done["answer"] == ANSWER
     assert [c["cited"] for c in done["citations"]] == [True, True, False]
     assert done["citation_check"] == {"unknown_citations": [5], "uncited_sentences": [], "uncited": False}
-    assert done["mode"] == "text-to-multimodal" and all(c["image_url"] for c in done["citations"])
+    assert done["mode"] == "text-to-any" and all(c["image_url"] for c in done["citations"])
 
 
 def test_a_failure_mid_answer_ends_with_a_partial_answer_and_the_evidence(server: str, llm: FakeLLMServer) -> None:
