@@ -3,7 +3,8 @@
 Each item is stored with three signals:
 
 - ``fused``: the vector of the item as a whole (picture read with its caption; text for text-only items);
-- ``image``: the vector of the picture alone (only items that have an image);
+- ``image``: the vector of the picture alone; an item without a picture answers it with its text's vector,
+  so text chunks are neither dropped nor favoured by a blend for having no picture;
 - ``bm25``: full-text search over the item's text (collections created with BM25).
 
 A blend searches some of them: each signal returns a fixed number of candidates (100, or k when

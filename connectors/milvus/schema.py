@@ -6,8 +6,9 @@ written here and read its rows back as nodes.
 
 Items without an image have no image vector: their ``image_embedding`` holds a copy of the fused
 vector (Milvus vectors cannot be null, and a zero vector scores 0 for every query, which would
-rank such items in the middle of image results) and ``has_image`` is false, so image searches
-filter them out.
+rank such items in the middle of image results) and ``has_image`` is false, so searches of the
+pictures alone filter them out. In a blend, that copy answers the ``image`` signal for them: an item
+without a picture is scored by its one vector on both vector signals (``MilvusStore.hybrid_search``).
 
 ``image_sha256`` is the SHA-256 of an item's image bytes (empty when unknown or without an image):
 two items with the same digest and the same text are duplicates, whatever their sources.

@@ -292,8 +292,10 @@ class MilvusStore:
     ) -> list[Hit]:
         """The k best items by the blend's signals, each searched by Milvus, fused here (``connectors.milvus.fusion``).
 
-        ``vector`` feeds the ``fused`` and ``image`` signals, ``text`` the ``bm25`` one. The ``image``
-        signal sees only items that have an image; ``only_images`` restricts every signal so.
+        ``vector`` feeds the ``fused`` and ``image`` signals, ``text`` the ``bm25`` one. An item without an
+        image answers the ``image`` signal with its one vector (its text's, stored in its image field), so a
+        blend neither drops nor favours it for lacking a picture; ``only_images`` restricts every signal to
+        items that have an image.
         Scores are on the blend's scale (``connectors.milvus.blend``). Each signal fetches a fixed number of
         candidates (:data:`BLEND_CANDIDATES`, or k when larger) and ties break by id, so for any k up to that
         number the results are the first k of one ranking.
@@ -461,7 +463,7 @@ class MilvusStore:
         self, signal: str, query: list[float], text: str, filters: Filters | None, only_images: bool, limit: int
     ) -> list[tuple[str, float]]:
         """One signal's candidates of a blend, as ``(id, raw score)``: its field, its query, its filter."""
-        expr = self._filter(filters, images_only=only_images or signal == "image")
+        expr = self._filter(filters, images_only=only_images)
         if signal == "bm25":
             data, params = self._bm25_query(text)
             field = schema.SPARSE
