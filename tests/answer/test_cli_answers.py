@@ -65,7 +65,7 @@ def test_ask_prints_tokens_while_the_llm_is_still_writing(corpus) -> None:
     reply = Reply("On a rocky cliff [1]. It is dawn.", hold_after=2)
     with FakeLLMServer(reply) as server:
         process = subprocess.Popen(
-            [sys.executable, "-m", "rag.cli", "ask", QUESTION, "-k", "2"],
+            [sys.executable, "-m", "rag.cli", "ask", QUESTION, "-k", "2", "--mode", "text-to-multimodal"],
             env=environment(corpus, server), stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT,
         )
         try:
