@@ -9,6 +9,7 @@ from llama_index.core.callbacks import CallbackManager
 from llama_index.core.llms import LLM
 from llama_index.core.query_engine import RetrieverQueryEngine
 
+from .budget import DEFAULT_EVIDENCE_TOKENS
 from .rerank import GridReranker
 from .synthesizer import MultimodalSynthesizer
 
@@ -20,6 +21,7 @@ def answer_engine(
     llm: LLM | None = None,
     *,
     max_image_side: int = 1024,
+    max_evidence_tokens: int = DEFAULT_EVIDENCE_TOKENS,
     rerank_top_n: int | None = None,
     streaming: bool = False,
     callback_manager: CallbackManager | None = None,
@@ -29,7 +31,8 @@ def answer_engine(
     ``llm``: any LlamaIndex chat LLM that accepts images (see ``rag.answer.llm``); None answers
     with the ranked evidence. ``rerank_top_n``: let the LLM rerank the retrieved candidates from
     a numbered grid picture and keep that many (retrieve more than you keep, e.g. top_k=10, 4).
-    ``streaming``: ``query`` returns a ``StreamingAnswerResponse`` (``aquery``: ``AsyncStreamingAnswerResponse``).
+    ``max_evidence_tokens``: the tokens of item text (and metadata) sent with a question, shared fairly
+    (``rag.answer.budget``). ``streaming``: ``query`` returns a ``StreamingAnswerResponse`` (``aquery``: ``AsyncStreamingAnswerResponse``).
     """
     postprocessors = []
     if rerank_top_n:
@@ -40,7 +43,11 @@ def answer_engine(
     return RetrieverQueryEngine(
         retriever,
         response_synthesizer=MultimodalSynthesizer(
-            llm, max_image_side=max_image_side, streaming=streaming, callback_manager=callback_manager
+            llm,
+            max_image_side=max_image_side,
+            max_evidence_tokens=max_evidence_tokens,
+            streaming=streaming,
+            callback_manager=callback_manager,
         ),
         node_postprocessors=postprocessors,
         callback_manager=callback_manager,

@@ -302,7 +302,8 @@ def ask(
     with open_store(settings, model) as store:
         retriever = _retriever(store, model, top_k=settings.top_k, dedup=dedup, **options)
         engine = answer_engine(
-            retriever, llm, max_image_side=settings.llm_max_image_side, rerank_top_n=rerank, streaming=True
+            retriever, llm, max_image_side=settings.llm_max_image_side, rerank_top_n=rerank, streaming=True,
+            max_evidence_tokens=settings.llm_max_evidence_tokens,
         )
         streamed = checked(lambda: engine.query(query))
         response = streamed_answer(streamed, echo=not as_json)

@@ -129,7 +129,12 @@ class Service:
     def ask(self, query: QueryBundle, retriever: MultimodalRetriever) -> tuple[Mode, Blend | None, AnswerResponse]:
         """The mode and blend used and the answer with citations (the ranked evidence when no LLM is configured)."""
         mode, blend = retriever.resolve_mode(query), retriever.resolve_blend(query)
-        engine = answer_engine(retriever, self.llm, max_image_side=self.settings.llm_max_image_side)
+        engine = answer_engine(
+            retriever,
+            self.llm,
+            max_image_side=self.settings.llm_max_image_side,
+            max_evidence_tokens=self.settings.llm_max_evidence_tokens,
+        )
         return mode, blend, cast(AnswerResponse, engine.query(query))
 
     def stats(self) -> StoreStats:
