@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from rag.answer.budget import count_tokens, fair_shares, within_budget
 from rag.cli import app
-from rag.items import SOURCE_NAME, KnowledgeItem
+from rag.items import KnowledgeItem
 from tests.conftest import parity_dir
 from tests.retrieval.corpus import draw, image_item, ingest_items
 
@@ -32,10 +32,10 @@ def db(tmp_path_factory: pytest.TempPathFactory, tiny_base) -> str:
     root = tmp_path_factory.mktemp("text-evidence")
     picture = draw(root / "photo.png", seed=3)
     items = [
-        KnowledgeItem.create(source=f"/srv/docs/{name}", text=text, metadata={SOURCE_NAME: name})
+        KnowledgeItem.create(source=f"/srv/docs/{name}", text=text)  # named by its file name and anchor
         for name, text in [*CHUNKS.items(), LONG]
     ]
-    items.append(image_item(f"/srv/docs/{PHOTO[0]}", PHOTO[1], picture, metadata={SOURCE_NAME: PHOTO[0]}))
+    items.append(image_item(f"/srv/docs/{PHOTO[0]}", PHOTO[1], picture))
     db = str(root / "milvus.db")
     ingest_items(db, "docs", tiny_base, items)
     return db

@@ -211,15 +211,15 @@ CHUNK = ("report.docx#tracking-faults", "Tracking faults are reported by the wat
 @pytest.fixture(scope="module")
 def text_server(settings: Settings, tiny_base) -> Iterator[str]:
     """The app over a text chunk and a picture, in their own collection."""
-    from rag.items import SOURCE_NAME, ImageRef, KnowledgeItem
+    from rag.items import ImageRef, KnowledgeItem
 
     texts = Settings(**{**settings.model_dump(), "collection": "texts"})
     picture = SAMPLES / "shapes-red-circle.png"
     items = [
-        KnowledgeItem.create(source=f"/srv/docs/{CHUNK[0]}", text=CHUNK[1], metadata={SOURCE_NAME: CHUNK[0]}),
+        KnowledgeItem.create(source=f"/srv/docs/{CHUNK[0]}", text=CHUNK[1]),  # named by its file name and anchor
         KnowledgeItem.create(
             source=str(picture), text="a red circle", image=ImageRef(uri=str(picture), mime_type="image/png"),
-            image_bytes=picture.read_bytes(), metadata={SOURCE_NAME: picture.name},
+            image_bytes=picture.read_bytes(),
         ),
     ]
     with MilvusStore.open(texts.milvus_uri, "texts", encoder_info=EncoderInfo.of(tiny_base)) as store:
