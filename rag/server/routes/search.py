@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Sequence
+from dataclasses import dataclass
+from typing import Annotated, Any, Iterator, Sequence
 from urllib.parse import quote
 
-from fastapi import APIRouter, File, Form, UploadFile
+from fastapi import APIRouter, Depends, File, Form, UploadFile
+from fastapi.sse import EventSourceResponse, ServerSentEvent
 from llama_index.core.schema import QueryBundle
 
 from connectors.milvus import Blend, parse_filters
 from connectors.milvus.blend import Fusion, scale_of
+from rag.answer import AnswerResponse, StreamingAnswerResponse
 from rag.retrieval import Evidence, Mode, MultimodalRetriever, merged_count
 from rag.settings import Settings
 
-from ..models import AskResponse, BlendUsed, CitedResult, Result, SearchResponse
+from ..models import AskResponse, BlendUsed, CitedResult, Result, SearchResponse, TokenEvent
 from .deps import ServiceDep, SettingsDep, read_upload
 
 MAX_TOP_K = 100
@@ -94,11 +97,14 @@ def search(
     )
 
 
+QuestionField = Annotated[str, Form(min_length=1, max_length=8192, description="The question.")]
+
+
 @router.post("/ask")
 def ask(
     service: ServiceDep,
     settings: SettingsDep,
-    text: Annotated[str, Form(min_length=1, max_length=8192, description="The question.")],
+    text: QuestionField,
     image: ImageField = None,
     mode: ModeField = None,
     top_k: TopKField = None,
@@ -118,8 +124,69 @@ def ask(
     upload = read_upload(image, settings.server_max_upload_bytes) if image else None
     with service.query_image(upload) as path:
         used, blended, response = service.ask(QueryBundle(text, image_path=path), retriever)
+    return _asked(used, blended, retriever, response, settings)
+
+
+@dataclass
+class _Streaming:
+    """A question retrieved for, its answer's stream not started yet (errors so far are plain HTTP errors)."""
+
+    mode: Mode
+    blend: Blend | None
+    retriever: MultimodalRetriever
+    stream: StreamingAnswerResponse
+
+
+def _streaming(
+    service: ServiceDep,
+    settings: SettingsDep,
+    text: QuestionField,
+    image: ImageField = None,
+    mode: ModeField = None,
+    top_k: TopKField = None,
+    filters: FilterField = None,
+    blend: BlendField = None,
+    hybrid: HybridField = False,
+    fusion: FusionField = None,
+    min_score: MinScoreField = None,
+    dedup: DedupField = True,
+    merge_similar: MergeSimilarField = None,
+) -> _Streaming:
+    retriever = service.retriever(
+        mode=mode, top_k=top_k or settings.top_k, filters=parse_filters(filters), blend=_blend(blend), hybrid=hybrid,
+        fusion=fusion, min_score=min_score, dedup=dedup, merge_similar=merge_similar,
+    )
+    upload = read_upload(image, settings.server_max_upload_bytes) if image else None
+    with service.query_image(upload) as path:  # the pictures are read into the LLM's request before this ends
+        used, blended, stream = service.ask(QueryBundle(text, image_path=path), retriever, streaming=True)
+    return _Streaming(used, blended, retriever, stream)
+
+
+@router.post("/ask/stream", response_class=EventSourceResponse)
+def ask_stream(
+    settings: SettingsDep, asked: Annotated[_Streaming, Depends(_streaming)]
+) -> Iterator[TokenEvent | AskResponse]:  # the data of the events, as the OpenAPI schema documents them
+    """The answer of `/api/ask` as server-sent events (`text/event-stream`), token by token as the LLM writes it.
+
+    The form is `/api/ask`'s. Errors before the answer starts (a bad field, a missing collection) are
+    JSON errors as elsewhere. Then come events named `token`, whose data is `{"text": "..."}` (the next
+    piece of the answer; without an LLM, or when it fails before its first word, one token holds the
+    ranked evidence), and one last event named `done`, whose data is the `/api/ask` response: status,
+    the whole answer, citations and their check. When the LLM fails mid-answer, `done` has status
+    `partial`, the answer so far, the error and every item.
+    """
+    for token in asked.stream.response_gen:
+        yield ServerSentEvent(event="token", data=TokenEvent(text=token))  # type: ignore[misc]
+    response = asked.stream.get_response()
+    done = _asked(asked.mode, asked.blend, asked.retriever, response, settings)
+    yield ServerSentEvent(event="done", data=done)  # type: ignore[misc]
+
+
+def _asked(
+    mode: Mode, blend: Blend | None, retriever: MultimodalRetriever, response: AnswerResponse, settings: Settings
+) -> AskResponse:
     return AskResponse(
-        **_searched(used, blended, retriever, response.citations),
+        **_searched(mode, blend, retriever, response.citations),
         status=response.status,
         answer=response.response or "",
         error=response.error,
