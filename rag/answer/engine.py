@@ -25,15 +25,17 @@ def answer_engine(
     *,
     max_image_side: int | None = None,
     rerank_top_n: int | None = None,
+    streaming: bool = False,
     callback_manager: CallbackManager | None = None,
 ) -> RetrieverQueryEngine:
-    """A ``RetrieverQueryEngine`` whose ``query`` returns an ``AnswerResponse``.
+    """A ``RetrieverQueryEngine`` whose ``query`` returns an ``AnswerResponse`` (or streams one).
 
     ``llm``: any LlamaIndex chat LLM that accepts images (see ``rag.answer.llm``); None answers
     with the ranked evidence. ``options.rerank`` (or ``rerank_top_n``, which wins): let the LLM rerank
     the retrieved candidates from a numbered grid picture and keep that many (retrieve more than you
     keep, e.g. top_k=10, 4). ``max_image_side``: the longer side of images sent to the LLM; default
     ``Settings().llm_max_image_side`` (``RAG_LLM_MAX_IMAGE_SIDE``).
+    ``streaming``: ``query`` returns a ``StreamingAnswerResponse`` (``aquery``: ``AsyncStreamingAnswerResponse``).
     """
     if max_image_side is None:
         max_image_side = Settings().llm_max_image_side
@@ -47,7 +49,9 @@ def answer_engine(
             postprocessors.append(GridReranker(llm=llm, top_n=rerank_top_n, max_image_side=max_image_side))
     return RetrieverQueryEngine(
         retriever,
-        response_synthesizer=MultimodalSynthesizer(llm, max_image_side=max_image_side, callback_manager=callback_manager),
+        response_synthesizer=MultimodalSynthesizer(
+            llm, max_image_side=max_image_side, streaming=streaming, callback_manager=callback_manager
+        ),
         node_postprocessors=postprocessors,
         callback_manager=callback_manager,
     )

@@ -7,12 +7,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
-from pydantic import ValidationError
 from rich.console import Console
-from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
+from rag.cli.answers import checked_llm, merged_note, print_after_answer, streamed_answer
 from rag.cli.common import (
     CollectionOpt,
     EncoderOpt,
@@ -23,7 +22,6 @@ from rag.cli.common import (
     WeightsOpt,
     app,
     checked,
-    console,
     fail,
     load_encoder,
     open_store,
@@ -47,7 +45,7 @@ ImageOpt = Annotated[Optional[Path], typer.Option("--image", "-i", help="Query i
 def _checked_query(text: str, image: Path | None, options: QueryOptions, *, text_name: str) -> PlainQuery:
     """The query's inputs, checked against the mode before any model or store is opened: a typo is reported at
     once. ``text_name`` is what the user called the text (``--text``, the question)."""
-    from rag.retrieval import PlainQuery, QueryError, check_query, default_mode
+    from rag.retrieval import PlainQuery, QueryError, check_query, default_mode, searched_modalities
 
     if not text.strip() and image is None:
         raise fail(f"give a query: {text_name} and/or --image")
@@ -55,9 +53,11 @@ def _checked_query(text: str, image: Path | None, options: QueryOptions, *, text
         raise fail(f"--image {image} is not a file")
     query = PlainQuery(text, str(image) if image is not None else None)
     try:
-        check_query(query, options.mode or default_mode(query))
+        mode = options.mode or default_mode(query)
+        check_query(query, mode)
+        searched_modalities(mode, options.parsed_filters)
     except QueryError as e:
-        raise fail(e.naming(text=text_name, image="--image")) from e
+        raise fail(e.naming(text=text_name, image="--image", mode="--mode")) from e
     return query
 
 
@@ -136,11 +136,7 @@ def search(
         table.add_row(str(r.rank), f"{r.score:.4f}", Text(short_name(r.name)), Text(snippet(r.text)))
     Console().print(table if results else "no matching items")
     if merged:
-        Console().print(_merged_note(merged))
-
-
-def _merged_note(merged: int) -> str:
-    return f"{merged} duplicate{'s' if merged != 1 else ''} merged (same item, or same image and text); --no-dedup lists them"
+        Console().print(merged_note(merged))
 
 
 @app.command()
@@ -165,7 +161,8 @@ def ask(
     as_json: JsonOpt = False,
     verbose: VerboseOpt = False,
 ) -> None:
-    """Answer a question from the collection, citing the items used. Exit 4 if the LLM failed (the evidence is printed)."""
+    """Answer a question from the collection, citing the items used; the answer is printed as the LLM writes it,
+    then the items it cites and the check of its citations. Exit 4 if the LLM failed (the evidence is printed)."""
     settings = settings_from(
         collection=collection, milvus_uri=uri, encoder=encoder, weights=weights, llm_provider=llm_provider,
         llm_base_url=llm_base_url, llm_model=llm_model, llm_api_key=llm_api_key, llm_timeout=llm_timeout,
@@ -173,40 +170,19 @@ def ask(
     )
     plain = _checked_query(question, image, options, text_name="the question")
     require_collection(settings)
-    from rag.answer import AnswerStatus, answer_engine, llm_from_settings
+    from rag.answer import answer_engine
 
-    try:
-        llm = llm_from_settings(settings)
-    except (ValidationError, ImportError) as e:
-        raise fail(str(e)) from e
+    llm = checked_llm(settings)
     model = load_encoder(settings)
     query = _bundle(plain)
     with open_store(settings, model) as store:
         retriever = _retriever(store, model, options, settings)
-        engine = answer_engine(retriever, llm, options, max_image_side=settings.llm_max_image_side)
-        response = checked(lambda: engine.query(query))
+        engine = answer_engine(retriever, llm, options, max_image_side=settings.llm_max_image_side, streaming=True)
+        streamed = checked(lambda: engine.query(query))
+        response = streamed_answer(streamed, echo=not as_json)
     if as_json:
         print(json.dumps(response.to_dict()))
     else:
-        _print_answer(response)
-    if response.status is AnswerStatus.LLM_ERROR:
+        print_after_answer(response)
+    if response.failed:
         raise typer.Exit(ExitCode.LLM_FAILED)
-
-
-def _print_answer(response) -> None:
-    from rag.answer import AnswerStatus
-    from rag.retrieval import merged_count
-
-    typer.echo(str(response))
-    merged = merged_count(response.citations)
-    if response.status is AnswerStatus.ANSWERED:
-        cited = response.cited
-        typer.echo("\nCited:" if cited else "\nThe answer cites no item; the evidence was:")
-        for c in cited or response.citations:
-            reason = f"  (rerank: {c.rerank_reason})" if c.rerank_reason else ""
-            typer.echo(f"[{c.rank}] {c.name}  id={c.id}  image={c.image or '-'}{reason}")
-    if merged:
-        typer.echo(_merged_note(merged))
-    if response.rerank_error:
-        console.print(f"[yellow]warning:[/] {escape(response.rerank_error)}")
-

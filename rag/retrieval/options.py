@@ -67,7 +67,9 @@ class QueryOptions(BaseModel):
 
     mode: Mode | None = Field(
         default=None,
-        description=f"query-to-target: {_MODES}. Default: from the query (text, image or both → …-to-multimodal).",
+        description="query-to-target. Targets: any (every item: text chunks, pages, pictures), multimodal (items "
+        f"with a picture), image (pictures alone), text (text-only items). Modes: {_MODES}. Default: text-to-any for "
+        "text, image-to-multimodal for an image, composed-to-multimodal for both.",
     )
     top_k: int | None = Field(
         default=None, ge=1, le=MAX_TOP_K, description="How many items to retrieve; default: RAG_TOP_K (10)."
@@ -77,7 +79,7 @@ class QueryOptions(BaseModel):
         alias="filter",
         description="key=value pairs, comma-separated or one per value (a repeated key matches any of its values: "
         'tags=red,tags=blue), or a JSON object such as {"created_at": {">=": "2024-01-01"}}. Keys: source, tags, '
-        "modality, mime_type, … or metadata keys.",
+        "modality (text, image, image+text), mime_type, … or metadata keys.",
     )
     blend: str | dict[str, float] | None = Field(
         default=None,

@@ -54,6 +54,7 @@ def ask(service: ServiceDep, settings: SettingsDep, body: AskBody) -> AskRespons
         answer=response.response or "",
         error=response.error,
         rerank_error=response.rerank_error,
+        citation_check=response.citation_check,
         citations=[CitedResult(**_shown(c, settings).model_dump(), image_url=_image_url(c)) for c in response.citations],
     )
 
