@@ -51,7 +51,7 @@ def invoke(tmp_path: Path, *args: str, store: bool = True) -> dict:
         (["stats", "-c", "kb"], 0, "kb"),
         (["stats", "-c", "kb", "-v"], 0, "kb"),
         (["search", "-c", "nope", "-t", "x"], 2, "there is no collection 'nope'"),
-        (["search", "-c", "kb", "-t", "x", "--mode", "bogus"], 2, "--mode must be one of text-to-multimodal"),
+        (["search", "-c", "kb", "-t", "x", "--mode", "bogus"], 2, "--mode must be one of text-to-any, text-to-multimodal"),
         (["search", "-c", "kb", "-t", "x", "--filter", "{not json"], 2, "not valid JSON"),
         (["search", "-c", "kb", "-t", "x", "--filter", "tags=red,blue"], 2, "filter 'blue': write key=value pairs"),
         (["search", "-c", "kb", "-t", "x", "--encoder", "siglip"], 2, "encoder: Input should be"),

@@ -28,7 +28,7 @@ def test_values_are_parsed_once_and_kept() -> None:
 @pytest.mark.parametrize(
     "values, python, cli",
     [
-        ({"mode": "sideways"}, "mode must be one of text-to-multimodal", "--mode must be one of text-to-multimodal"),
+        ({"mode": "sideways"}, "mode must be one of text-to-any, text-to-multimodal", "--mode must be one of text-to-any, text-to-multimodal"),
         ({"blend": "fused", "hybrid": True}, "give blend or hybrid, not both", "give --blend or --hybrid, not both"),
         ({"min_score": 2}, "min_score: minimum score 2.0 is outside", "--min-score: minimum score 2.0 is outside"),
         ({"filter": "tags"}, "filter 'tags': write key=value", "filter 'tags': write key=value"),

@@ -50,7 +50,7 @@ def test_form_fields_and_an_upload_read_the_same_model(client: TestClient, corpu
     [
         ({"json": {"text": "x", "top_k": 0}}, 422, "top_k: Input should be greater than or equal to 1"),
         ({"json": {"text": "x", "top_k": 101}}, 422, "top_k: Input should be less than or equal to 100"),
-        ({"json": {"text": "x", "mode": "sideways"}}, 422, "mode must be one of text-to-multimodal"),
+        ({"json": {"text": "x", "mode": "sideways"}}, 422, "mode must be one of text-to-any, text-to-multimodal"),
         ({"json": {"text": "x", "colour": "red"}}, 422, "colour: Extra inputs are not permitted"),
         ({"json": {"text": "x", "blend": "fused,bm25", "hybrid": True}}, 400, "give blend or hybrid, not both"),
         ({"json": {"text": "x", "hybrid": True, "min_score": 0.5}}, 400, "min_score: a minimum score means nothing"),
