@@ -78,6 +78,12 @@ class AskResponse(Searched):
     )
 
 
+class TokenEvent(BaseModel):
+    """The data of a `token` event of `/api/ask/stream`."""
+
+    text: str = Field(description="The next piece of the answer, to append to what came before.")
+
+
 class ServerStats(StoreStats):
     uri: str | None = Field(
         description="The Milvus URI; null unless the server shows its paths (RAG_SERVER_SHOW_PATHS)."

@@ -14,14 +14,14 @@ import tempfile
 import threading
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, TypeVar, cast
+from typing import Any, Callable, Iterable, Iterator, TypeVar
 
 from llama_index.core.llms import LLM
 from llama_index.core.schema import QueryBundle
 
 from connectors.milvus import Blend, EncoderInfo, MilvusStore, StoreStats, require_collection
 from connectors.sources import BadInput, SourceOptions, check_image, open_sources, store_image, write_atomic
-from rag.answer import AnswerResponse, answer_engine, llm_from_settings
+from rag.answer import answer_engine, llm_from_settings
 from rag.embeddings.base import Encoder
 from rag.embeddings.registry import load_encoder, runtime_from_settings
 from rag.ingest import IngestReport, ingest
@@ -101,12 +101,20 @@ class Service:
         return mode, blend, evidence(retriever.retrieve(query))
 
     def ask(
-        self, query: QueryBundle, retriever: MultimodalRetriever, options: AnswerOptions | None = None
-    ) -> tuple[Mode, Blend | None, AnswerResponse]:
-        """The mode and blend used and the answer with citations (the ranked evidence when no LLM is configured)."""
+        self,
+        query: QueryBundle,
+        retriever: MultimodalRetriever,
+        options: AnswerOptions | None = None,
+        streaming: bool = False,
+    ) -> tuple[Mode, Blend | None, Any]:
+        """The mode and blend used and the answer with citations (the ranked evidence when no LLM is configured):
+        an ``AnswerResponse``, or with ``streaming`` a ``StreamingAnswerResponse`` whose LLM call starts when its
+        tokens are read."""
         mode, blend = retriever.resolve_mode(query), retriever.resolve_blend(query)
-        engine = answer_engine(retriever, self.llm, options, max_image_side=self.settings.llm_max_image_side)
-        return mode, blend, cast(AnswerResponse, engine.query(query))
+        engine = answer_engine(
+            retriever, self.llm, options, max_image_side=self.settings.llm_max_image_side, streaming=streaming
+        )
+        return mode, blend, engine.query(query)
 
     def stats(self) -> StoreStats:
         return self.store.stats()

@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Sequence
+from dataclasses import dataclass
+from typing import Annotated, Any, Iterator, Sequence
 from urllib.parse import quote
 
 from fastapi import APIRouter, Depends
+from fastapi.sse import EventSourceResponse, ServerSentEvent
 from llama_index.core.schema import QueryBundle
 
 from connectors.milvus import Blend
 from connectors.milvus.blend import scale_of
+from rag.answer import AnswerResponse, StreamingAnswerResponse
 from rag.retrieval import Evidence, Mode, MultimodalRetriever, merged_count
 from rag.settings import Settings
 
-from ..models import AskRequest, AskResponse, BlendUsed, CitedResult, Result, SearchRequest, SearchResponse
+from ..models import AskRequest, AskResponse, BlendUsed, CitedResult, Result, SearchRequest, SearchResponse, TokenEvent
 from .body import Query, openapi_body, query_body
 from .deps import ServiceDep, SettingsDep, read_upload
 
@@ -48,8 +51,55 @@ def ask(service: ServiceDep, settings: SettingsDep, body: AskBody) -> AskRespons
     upload = read_upload(body.image, settings.server_max_upload_bytes) if body.image else None
     with service.query_image(upload) as path:
         used, blended, response = service.ask(QueryBundle(request.text, image_path=path), retriever, request)
+    return _asked(used, blended, retriever, response, settings)
+
+
+@dataclass
+class _Streaming:
+    """A question retrieved for, its answer's stream not started yet (errors so far are plain HTTP errors)."""
+
+    mode: Mode
+    blend: Blend | None
+    retriever: MultimodalRetriever
+    stream: StreamingAnswerResponse
+
+
+def _streaming(service: ServiceDep, settings: SettingsDep, body: AskBody) -> _Streaming:
+    request = body.options
+    retriever = service.retriever(request)
+    upload = read_upload(body.image, settings.server_max_upload_bytes) if body.image else None
+    with service.query_image(upload) as path:  # the pictures are read into the LLM's request before this ends
+        used, blended, stream = service.ask(
+            QueryBundle(request.text, image_path=path), retriever, request, streaming=True
+        )
+    return _Streaming(used, blended, retriever, stream)
+
+
+@router.post("/ask/stream", response_class=EventSourceResponse, openapi_extra=openapi_body(AskRequest))
+def ask_stream(
+    settings: SettingsDep, asked: Annotated[_Streaming, Depends(_streaming)]
+) -> Iterator[TokenEvent | AskResponse]:  # the data of the events, as the OpenAPI schema documents them
+    """The answer of `/api/ask` as server-sent events (`text/event-stream`), token by token as the LLM writes it.
+
+    The request is `/api/ask`'s (a JSON body, or a form with the image). Errors before the answer starts (a bad field, a missing collection) are
+    JSON errors as elsewhere. Then come events named `token`, whose data is `{"text": "..."}` (the next
+    piece of the answer; without an LLM, or when it fails before its first word, one token holds the
+    ranked evidence), and one last event named `done`, whose data is the `/api/ask` response: status,
+    the whole answer, citations and their check. When the LLM fails mid-answer, `done` has status
+    `partial`, the answer so far, the error and every item.
+    """
+    for token in asked.stream.response_gen:
+        yield ServerSentEvent(event="token", data=TokenEvent(text=token))  # type: ignore[misc]
+    response = asked.stream.get_response()
+    done = _asked(asked.mode, asked.blend, asked.retriever, response, settings)
+    yield ServerSentEvent(event="done", data=done)  # type: ignore[misc]
+
+
+def _asked(
+    mode: Mode, blend: Blend | None, retriever: MultimodalRetriever, response: AnswerResponse, settings: Settings
+) -> AskResponse:
     return AskResponse(
-        **_searched(used, blended, retriever, response.citations),
+        **_searched(mode, blend, retriever, response.citations),
         status=response.status,
         answer=response.response or "",
         error=response.error,
