@@ -17,8 +17,14 @@ function setStatus(message, isError = false) {
   $("status").classList.toggle("error", isError);
 }
 
-async function call(path, form) {
-  const response = await fetch(path, { method: form ? "POST" : "GET", body: form, headers: headers() });
+// A fetch() request: GET without a payload; a POST of JSON (a string) or of a form.
+function request(payload) {
+  const json = typeof payload === "string" ? { "Content-Type": "application/json" } : {};
+  return { method: payload ? "POST" : "GET", body: payload, headers: { ...headers(), ...json } };
+}
+
+async function call(path, payload) {
+  const response = await fetch(path, request(payload));
   await refused(response);
   return response.json();
 }
@@ -59,8 +65,8 @@ async function* serverEvents(response) {
 }
 
 // /api/ask/stream: the answer shown as its tokens arrive; resolves to the final (done) event's data.
-async function askStreaming(form) {
-  const response = await fetch("/api/ask/stream", { method: "POST", body: form, headers: headers() });
+async function askStreaming(payload) {
+  const response = await fetch("/api/ask/stream", request(payload));
   await refused(response);
   const out = $("answer-text");
   out.replaceChildren();
@@ -130,19 +136,27 @@ function wireDropZone() {
 
 // -- results ------------------------------------------------------------------------------------
 
-function queryForm() {
-  const form = new FormData();
-  form.append("text", $("text").value);
-  if (state.image) form.append("image", state.image, state.image.name || "query.png");
-  if ($("mode").value) form.append("mode", $("mode").value);
-  if ($("top-k").value) form.append("top_k", $("top-k").value);
+// The query options by the names of the API's model (QueryOptions in rag/retrieval/options.py); a new option
+// with a control on this page is one more line here.
+function queryOptions() {
+  const options = { text: $("text").value, hybrid: $("hybrid").checked, dedup: $("dedup").checked };
+  if ($("mode").value) options.mode = $("mode").value;
+  if ($("top-k").value) options.top_k = Number($("top-k").value);
   // Sent as typed: the server reads key=value pairs and JSON objects alike (one parser for the CLI, API and page).
   const filter = $("filter").value.trim();
-  if (filter) form.append("filter", filter);
+  if (filter) options.filter = filter;
   const blend = $("blend").value.trim();
-  if (blend) form.append("blend", blend);
-  form.append("hybrid", $("hybrid").checked ? "true" : "false");
-  form.append("dedup", $("dedup").checked ? "true" : "false");
+  if (blend) options.blend = blend;
+  return options;
+}
+
+// A JSON body; with a query image, the same fields as a form that carries the image as a file.
+function queryBody() {
+  const options = queryOptions();
+  if (!state.image) return JSON.stringify(options);
+  const form = new FormData();
+  for (const [name, value] of Object.entries(options)) form.append(name, String(value));
+  form.append("image", state.image, state.image.name || "query.png");
   return form;
 }
 
@@ -154,6 +168,12 @@ async function loadThumbnail(img, url) {
   img.src = objectUrl;
 }
 
+// The text on one line, cut to `limit` characters with an ellipsis (as the command line shows it).
+function snippet(text, limit) {
+  const line = (text || "").split(/\s+/).join(" ").trim();
+  return line.length <= limit ? line : `${line.slice(0, limit - 1)}…`;
+}
+
 function card(item) {
   const node = $("card").content.firstElementChild.cloneNode(true);
   node.id = `result-${item.rank}`;
@@ -162,17 +182,25 @@ function card(item) {
   node.querySelector(".modality").textContent = item.metadata.modality || "";
   node.querySelector(".duplicates").textContent = item.duplicates.length ? `+${item.duplicates.length} merged` : "";
   node.querySelector(".text").textContent = item.text || "(no text)";
-  node.querySelector(".source").textContent = item.source;
+  // Named by its document and, apart, where in it the item is (#page=7, #tracking-faults).
+  node.querySelector(".document").textContent = item.document;
+  node.querySelector(".anchor").textContent = item.anchor || "";
   node.querySelector(".source").title = `${item.source} · id ${item.id}`;
   const thumb = node.querySelector(".thumb");
   if (item.image_url) {
     const img = document.createElement("img");
-    img.alt = item.text || item.source;
+    img.alt = item.text || item.name;
     thumb.prepend(img);
     loadThumbnail(img, item.image_url).catch(() => thumb.classList.add("broken"));
   } else {
+    // A text chunk reads in place of a picture: a snippet of it, the whole text on hover.
     thumb.classList.add("text-only");
-    thumb.append(document.createTextNode("text"));
+    const excerpt = document.createElement("blockquote");
+    excerpt.className = "excerpt";
+    excerpt.textContent = snippet(item.text, 600);
+    excerpt.title = item.text;
+    thumb.append(excerpt);
+    node.querySelector(".text").hidden = true;
   }
   if (item.cited) node.classList.add("cited");
   return node;
@@ -267,7 +295,7 @@ async function run(kind) {
   clearResults();
   const started = performance.now();
   try {
-    const body = kind === "ask" ? await askStreaming(queryForm()) : await call("/api/search", queryForm());
+    const body = kind === "ask" ? await askStreaming(queryBody()) : await call("/api/search", queryBody());
     const items = kind === "ask" ? body.citations : body.results;
     showResults(items);
     if (kind === "ask") {
