@@ -21,13 +21,15 @@ def answer_engine(
     *,
     max_image_side: int = 1024,
     rerank_top_n: int | None = None,
+    streaming: bool = False,
     callback_manager: CallbackManager | None = None,
 ) -> RetrieverQueryEngine:
-    """A ``RetrieverQueryEngine`` whose ``query`` returns an ``AnswerResponse``.
+    """A ``RetrieverQueryEngine`` whose ``query`` returns an ``AnswerResponse`` (or streams one).
 
     ``llm``: any LlamaIndex chat LLM that accepts images (see ``rag.answer.llm``); None answers
     with the ranked evidence. ``rerank_top_n``: let the LLM rerank the retrieved candidates from
     a numbered grid picture and keep that many (retrieve more than you keep, e.g. top_k=10, 4).
+    ``streaming``: ``query`` returns a ``StreamingAnswerResponse`` (``aquery``: ``AsyncStreamingAnswerResponse``).
     """
     postprocessors = []
     if rerank_top_n:
@@ -37,7 +39,9 @@ def answer_engine(
             postprocessors.append(GridReranker(llm=llm, top_n=rerank_top_n, max_image_side=max_image_side))
     return RetrieverQueryEngine(
         retriever,
-        response_synthesizer=MultimodalSynthesizer(llm, max_image_side=max_image_side, callback_manager=callback_manager),
+        response_synthesizer=MultimodalSynthesizer(
+            llm, max_image_side=max_image_side, streaming=streaming, callback_manager=callback_manager
+        ),
         node_postprocessors=postprocessors,
         callback_manager=callback_manager,
     )

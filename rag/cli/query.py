@@ -7,12 +7,11 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from pydantic import ValidationError
 from rich.console import Console
-from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
+from rag.cli.answers import checked_llm, merged_note, print_after_answer, streamed_answer
 from rag.cli.common import (
     CollectionOpt,
     EncoderOpt,
@@ -23,7 +22,6 @@ from rag.cli.common import (
     WeightsOpt,
     app,
     checked,
-    console,
     fail,
     load_encoder,
     open_store,
@@ -36,8 +34,11 @@ ModeOpt = Annotated[
     typer.Option(
         "--mode",
         "-m",
-        help="query-to-target: text-to-multimodal, text-to-text, image-to-image, image-to-multimodal, composed-to-image, "
-        "composed-to-multimodal, composed-to-text. Default: from the query (text, image or both → …-to-multimodal).",
+        help="query-to-target. Targets: any (every item: text chunks, pages, pictures), multimodal (items with a "
+        "picture), image (pictures alone), text (text-only items). Modes: text-to-any, text-to-multimodal, "
+        "text-to-text, image-to-any, image-to-image, image-to-multimodal, composed-to-any, composed-to-image, "
+        "composed-to-multimodal, composed-to-text. Default: text-to-any for text, image-to-multimodal for an image, "
+        "composed-to-multimodal for both.",
     ),
 ]
 ImageOpt = Annotated[Optional[Path], typer.Option("--image", "-i", help="Query image (a local file).")]
@@ -50,8 +51,8 @@ FilterOpt = Annotated[
         "--filter",
         "-f",
         help="key=value pairs, comma-separated or one per --filter (a repeated key matches any of its values), or a "
-        'JSON object such as \'{"created_at": {">=": "2024-01-01"}}\'. Keys: source, tags, modality, mime_type, … '
-        "or metadata keys.",
+        'JSON object such as \'{"created_at": {">=": "2024-01-01"}}\'. Keys: source, tags, modality (text, image, '
+        "image+text), mime_type, … or metadata keys.",
     ),
 ]
 BlendOpt = Annotated[
@@ -118,7 +119,7 @@ def _checked_query(
     reported at once. ``text_name`` is what the user called the text (``--text``, the question)."""
     from connectors.milvus.blend import Blend, BlendError, check_threshold, scale_of
     from connectors.milvus.filters import FilterError, parse_filters
-    from rag.retrieval import Mode, PlainQuery, QueryError, check_query, default_mode
+    from rag.retrieval import Mode, PlainQuery, QueryError, check_query, default_mode, searched_modalities
 
     if mode is not None and mode not in {m.value for m in Mode}:
         raise fail(f"unknown mode {mode!r}; choose one of {', '.join(m.value for m in Mode)}")
@@ -142,13 +143,14 @@ def _checked_query(
     except BlendError as e:
         raise fail(f"--min-score: {e}") from e
     try:
-        check_query(query, chosen)
-    except QueryError as e:
-        raise fail(e.naming(text=text_name, image="--image")) from e
-    try:
         parsed = parse_filters(filters)
     except FilterError as e:
         raise fail(str(e)) from e
+    try:
+        check_query(query, chosen)
+        searched_modalities(chosen, parsed)
+    except QueryError as e:
+        raise fail(e.naming(text=text_name, image="--image", mode="--mode")) from e
     options = {
         "mode": chosen if mode is not None else None,
         "filters": parsed,
@@ -246,11 +248,7 @@ def search(
         table.add_row(str(r.rank), f"{r.score:.4f}", Text(short_name(r.name)), Text(snippet(r.text)))
     Console().print(table if results else "no matching items")
     if merged:
-        Console().print(_merged_note(merged))
-
-
-def _merged_note(merged: int) -> str:
-    return f"{merged} duplicate{'s' if merged != 1 else ''} merged (same item, or same image and text); --no-dedup lists them"
+        Console().print(merged_note(merged))
 
 
 @app.command()
@@ -284,7 +282,8 @@ def ask(
     as_json: JsonOpt = False,
     verbose: VerboseOpt = False,
 ) -> None:
-    """Answer a question from the collection, citing the items used. Exit 4 if the LLM failed (the evidence is printed)."""
+    """Answer a question from the collection, citing the items used; the answer is printed as the LLM writes it,
+    then the items it cites and the check of its citations. Exit 4 if the LLM failed (the evidence is printed)."""
     settings = settings_from(
         collection=collection, milvus_uri=uri, encoder=encoder, weights=weights, top_k=top_k, llm_provider=llm_provider,
         llm_base_url=llm_base_url, llm_model=llm_model, llm_api_key=llm_api_key, llm_timeout=llm_timeout,
@@ -295,42 +294,21 @@ def ask(
         fusion=fusion, min_score=min_score, merge_similar=merge_similar,
     )
     require_collection(settings)
-    from rag.answer import AnswerStatus, answer_engine, llm_from_settings
+    from rag.answer import answer_engine
 
-    try:
-        llm = llm_from_settings(settings)
-    except (ValidationError, ImportError) as e:
-        raise fail(str(e)) from e
+    llm = checked_llm(settings)
     model = load_encoder(settings)
     query = _bundle(plain)
     with open_store(settings, model) as store:
         retriever = _retriever(store, model, top_k=settings.top_k, dedup=dedup, **options)
-        engine = answer_engine(retriever, llm, max_image_side=settings.llm_max_image_side, rerank_top_n=rerank)
-        response = checked(lambda: engine.query(query))
+        engine = answer_engine(
+            retriever, llm, max_image_side=settings.llm_max_image_side, rerank_top_n=rerank, streaming=True
+        )
+        streamed = checked(lambda: engine.query(query))
+        response = streamed_answer(streamed, echo=not as_json)
     if as_json:
         print(json.dumps(response.to_dict()))
     else:
-        _print_answer(response)
-    if response.status is AnswerStatus.LLM_ERROR:
+        print_after_answer(response)
+    if response.failed:
         raise typer.Exit(ExitCode.LLM_FAILED)
-
-
-def _print_answer(response) -> None:
-    from rag.answer import AnswerStatus
-    from rag.retrieval import merged_count
-
-    typer.echo(str(response))
-    merged = merged_count(response.citations)
-    if response.status is AnswerStatus.ANSWERED:
-        cited = response.cited
-        typer.echo("\nCited:" if cited else "\nThe answer cites no item; the evidence was:")
-        for c in cited or response.citations:
-            reason = f"  (rerank: {c.rerank_reason})" if c.rerank_reason else ""
-            typer.echo(f"[{c.rank}] {c.name}  id={c.id}  image={c.image or '-'}{reason}")
-    if merged:
-        typer.echo(_merged_note(merged))
-    if response.rerank_error:
-        console.print(f"[yellow]warning:[/] {escape(response.rerank_error)}")
-
-
-# -- analyses: similarity, zero-shot classification, embedding map, retrieval evaluation -----------

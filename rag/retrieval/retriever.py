@@ -26,10 +26,10 @@ from connectors.milvus import (
 from connectors.milvus.blend import FUSIONS, Fusion, check_threshold, scale_of
 from connectors.milvus.schema import MODALITY
 from rag.embeddings.base import Encoder, FusedNotSupportedError
-from rag.items import KnowledgeItem
+from rag.items import KnowledgeItem, Modality
 
 from .evidence import MERGED_DUPLICATES, annotate
-from .modes import Mode, QueryKind, Target, check_query, default_mode
+from .modes import Mode, QueryKind, Target, check_query, default_mode, searched_modalities
 
 logger = logging.getLogger(__name__)
 
@@ -91,6 +91,8 @@ class MultimodalRetriever(BaseRetriever):
                 f"retriever's encoder is {info.describe()}: their vectors are not comparable"
             )
         compile_filter(filters)  # a bad filter fails here, not at the first query
+        if mode is not None:
+            searched_modalities(Mode(mode), filters)  # and so does a modality the mode never returns
         super().__init__(callback_manager=callback_manager)
         self.store = store
         self.encoder = encoder
@@ -211,20 +213,21 @@ class MultimodalRetriever(BaseRetriever):
             limit = min(4 * limit, _MAX_K)
 
     def _filters_for(self, mode: Mode) -> Filters | None:
-        """The caller's filters and the mode's target condition, joined with AND."""
-        target = mode.target_filter
-        if target is None:
-            return self.filters
-        if self.filters is None:
-            return MetadataFilters(filters=[target])
-        if isinstance(self.filters, MetadataFilters):
-            return MetadataFilters(filters=[target, self.filters])
-        if MODALITY in self.filters:
-            raise ValueError(
-                f"mode {mode.value} sets the modality condition itself; pass MetadataFilters to combine it with "
-                "another condition on modality"
-            )
-        return {**self.filters, MODALITY: {target.operator.value: target.value}}
+        """The caller's filters and the mode's target condition, joined with AND.
+
+        A ``modality`` entry of a dict narrows the mode's targets (``searched_modalities``), and is refused
+        with a ``QueryError`` when the mode never returns what it asks for.
+        """
+        modalities = searched_modalities(mode, self.filters)
+        if self.filters is None or isinstance(self.filters, MetadataFilters):
+            target = mode.target_filter
+            if target is None:
+                return self.filters
+            return MetadataFilters(filters=[target, *([self.filters] if self.filters is not None else [])])
+        rest = {key: value for key, value in self.filters.items() if key != MODALITY}
+        if len(modalities) == len(Modality):
+            return rest
+        return {**rest, MODALITY: [m.value for m in modalities]}
 
 
 def _as_blend(blend: Blend | Mapping[str, float] | str, fusion: Fusion) -> Blend:

@@ -8,7 +8,7 @@ from pydantic import BaseModel, Field
 
 from connectors.milvus import ScoreScale, StoreStats
 from connectors.milvus.blend import Fusion
-from rag.answer import AnswerStatus, Citation
+from rag.answer import AnswerStatus, Citation, CitationCheck
 from rag.retrieval import Evidence, Mode
 
 
@@ -56,6 +56,11 @@ class AskResponse(Searched):
     error: str | None = None
     rerank_error: str | None = None
     citations: list[CitedResult] = Field(description="Every item the answer saw; rank n is marker [n].")
+    citation_check: CitationCheck | None = Field(
+        default=None,
+        description="The answer's markers checked against the items it saw (answered and partial answers only); "
+        "the answer itself is never changed.",
+    )
 
 
 class ServerStats(StoreStats):

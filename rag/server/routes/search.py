@@ -21,7 +21,13 @@ router = APIRouter(tags=["search"])
 
 TextField = Annotated[str, Form(max_length=8192, description="Query text (an instruction, for composed queries).")]
 ImageField = Annotated[UploadFile | None, File(description="Query image (PNG, JPEG, WebP, GIF, BMP, TIFF).")]
-ModeField = Annotated[Mode | None, Form(description="Retrieval mode; default: from what the query has.")]
+ModeField = Annotated[
+    Mode | None,
+    Form(
+        description="Retrieval mode; default: text-to-any for text (every item), image-to-multimodal for an image, "
+        "composed-to-multimodal for both."
+    ),
+]
 FilterField = Annotated[
     list[str] | None,
     Form(
@@ -118,6 +124,7 @@ def ask(
         answer=response.response or "",
         error=response.error,
         rerank_error=response.rerank_error,
+        citation_check=response.citation_check,
         citations=[CitedResult(**_shown(c, settings).model_dump(), image_url=_image_url(c)) for c in response.citations],
     )
 
