@@ -106,7 +106,8 @@ class KnowledgeItem(BaseModel):
         **fields: Any,
     ) -> "KnowledgeItem":
         """Build an item whose id is derived from its content and place (source and, unless ``anchor_in_id`` is
-        off, anchor), so re-ingesting the same content is a no-op; ``name`` defaults to :func:`default_name`."""
+        off, anchor), so re-ingesting the same content is a no-op; ``name`` defaults to :func:`default_name`
+        (of the upload name, if any)."""
         if image is None and not text:
             raise ValueError(f"{source}: an item needs an image, a text, or both")
         if image is not None and image_bytes is not None:
@@ -117,7 +118,7 @@ class KnowledgeItem(BaseModel):
             text=text,
             image=image,
             anchor=anchor,
-            name=name or default_name(source, anchor),
+            name=name or default_name(fields.get("metadata", {}).get(UPLOAD_NAME) or source, anchor),
             **fields,
         )
 
