@@ -96,6 +96,12 @@ class Settings(BaseSettings):
     llm_max_image_side: PositiveInt = Field(
         default=1024, description="Local images are downscaled to this many pixels on their longer side for the LLM."
     )
+    chat_history_tokens: PositiveInt = Field(
+        default=3000,
+        description="Token budget of a conversation's history (`rag chat`, the API's history): the oldest turns leave "
+        "first. Counted with the LLM's tokenizer where LlamaIndex knows it, else at 4 characters a token; a picture "
+        "counts 765.",
+    )
     server_host: str = Field(
         default="127.0.0.1", description="Address `rag serve` binds to; loopback unless told otherwise."
     )
