@@ -17,8 +17,14 @@ function setStatus(message, isError = false) {
   $("status").classList.toggle("error", isError);
 }
 
-async function call(path, form) {
-  const response = await fetch(path, { method: form ? "POST" : "GET", body: form, headers: headers() });
+// A fetch() request: GET without a payload; a POST of JSON (a string) or of a form.
+function request(payload) {
+  const json = typeof payload === "string" ? { "Content-Type": "application/json" } : {};
+  return { method: payload ? "POST" : "GET", body: payload, headers: { ...headers(), ...json } };
+}
+
+async function call(path, payload) {
+  const response = await fetch(path, request(payload));
   await refused(response);
   return response.json();
 }
@@ -59,8 +65,8 @@ async function* serverEvents(response) {
 }
 
 // /api/ask/stream: the answer shown as its tokens arrive; resolves to the final (done) event's data.
-async function askStreaming(form) {
-  const response = await fetch("/api/ask/stream", { method: "POST", body: form, headers: headers() });
+async function askStreaming(payload) {
+  const response = await fetch("/api/ask/stream", request(payload));
   await refused(response);
   const out = $("answer-text");
   out.replaceChildren();
@@ -130,19 +136,27 @@ function wireDropZone() {
 
 // -- results ------------------------------------------------------------------------------------
 
-function queryForm() {
-  const form = new FormData();
-  form.append("text", $("text").value);
-  if (state.image) form.append("image", state.image, state.image.name || "query.png");
-  if ($("mode").value) form.append("mode", $("mode").value);
-  if ($("top-k").value) form.append("top_k", $("top-k").value);
+// The query options by the names of the API's model (QueryOptions in rag/retrieval/options.py); a new option
+// with a control on this page is one more line here.
+function queryOptions() {
+  const options = { text: $("text").value, hybrid: $("hybrid").checked, dedup: $("dedup").checked };
+  if ($("mode").value) options.mode = $("mode").value;
+  if ($("top-k").value) options.top_k = Number($("top-k").value);
   // Sent as typed: the server reads key=value pairs and JSON objects alike (one parser for the CLI, API and page).
   const filter = $("filter").value.trim();
-  if (filter) form.append("filter", filter);
+  if (filter) options.filter = filter;
   const blend = $("blend").value.trim();
-  if (blend) form.append("blend", blend);
-  form.append("hybrid", $("hybrid").checked ? "true" : "false");
-  form.append("dedup", $("dedup").checked ? "true" : "false");
+  if (blend) options.blend = blend;
+  return options;
+}
+
+// A JSON body; with a query image, the same fields as a form that carries the image as a file.
+function queryBody() {
+  const options = queryOptions();
+  if (!state.image) return JSON.stringify(options);
+  const form = new FormData();
+  for (const [name, value] of Object.entries(options)) form.append(name, String(value));
+  form.append("image", state.image, state.image.name || "query.png");
   return form;
 }
 
@@ -267,7 +281,7 @@ async function run(kind) {
   clearResults();
   const started = performance.now();
   try {
-    const body = kind === "ask" ? await askStreaming(queryForm()) : await call("/api/search", queryForm());
+    const body = kind === "ask" ? await askStreaming(queryBody()) : await call("/api/search", queryBody());
     const items = kind === "ask" ? body.citations : body.results;
     showResults(items);
     if (kind === "ask") {
