@@ -29,23 +29,25 @@ from rag.cli.common import (
     app,
     checked,
     console,
-    fail,
     load_encoder,
     open_store,
     require_collection,
     settings_from,
 )
-from rag.cli.query import FilterOpt, TopKOpt, _retriever
+from rag.cli.options import with_options
+from rag.cli.query import _retriever
+from rag.retrieval.options import AnswerOptions
 
 HELP = "Type a question. /image PATH attaches a picture to the next one, /reset forgets the conversation, /quit ends."
 
 
 @app.command()
+@with_options(AnswerOptions)
 def chat(
     collection: CollectionOpt = None,
     uri: UriOpt = None,
-    top_k: TopKOpt = None,
-    filters: FilterOpt = None,
+    *,
+    options: AnswerOptions,
     history_tokens: Annotated[
         Optional[int],
         typer.Option(min=1, help="History budget in tokens; the oldest turns leave first [RAG_CHAT_HISTORY_TOKENS]."),
@@ -61,26 +63,21 @@ def chat(
     verbose: VerboseOpt = False,
 ) -> None:
     """Talk with the collection: follow-up questions understand the ones before (/image PATH, /reset, /quit)."""
-    from connectors.milvus.filters import FilterError, parse_filters
-
     settings = settings_from(
-        collection=collection, milvus_uri=uri, encoder=encoder, weights=weights, top_k=top_k, llm_provider=llm_provider,
+        collection=collection, milvus_uri=uri, encoder=encoder, weights=weights, llm_provider=llm_provider,
         llm_base_url=llm_base_url, llm_model=llm_model, llm_api_key=llm_api_key, llm_timeout=llm_timeout,
         llm_max_image_side=max_image_side, chat_history_tokens=history_tokens,
     )
-    try:
-        parsed = parse_filters(filters)
-    except FilterError as e:
-        raise fail(str(e)) from e
     require_collection(settings)
     from rag.answer.chat import MultimodalChatEngine
 
     llm = checked_llm(settings)
     model = load_encoder(settings)
     with open_store(settings, model) as store:
-        retriever = _retriever(store, model, top_k=settings.top_k, filters=parsed)
+        retriever = _retriever(store, model, options, settings)
         engine = MultimodalChatEngine(
-            retriever, llm, history_tokens=settings.chat_history_tokens, max_image_side=settings.llm_max_image_side
+            retriever, llm, history_tokens=settings.chat_history_tokens, max_image_side=settings.llm_max_image_side,
+            rerank_top_n=options.rerank,
         )
         console.print(escape(HELP))
         if llm is None:
@@ -126,7 +123,11 @@ def _attach(raw: str) -> str | None:
 
 
 def _answer(engine, question: str, image: str | None) -> None:
-    stream = checked(lambda: engine.stream_chat(question, image_path=image))
+    """One turn; a question that cannot be searched (its error printed) leaves the conversation open."""
+    try:
+        stream = checked(lambda: engine.stream_chat(question, image_path=image))
+    except typer.Exit:
+        return
     searched = stream.metadata or {}
     if searched.get("query") != question or searched.get("query_image") != image:
         picture = " + picture" if searched.get("query_image") else ""
