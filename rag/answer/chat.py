@@ -118,6 +118,8 @@ def parse_condensed(reply: str) -> tuple[str, int | None]:
 class MultimodalChatEngine(BaseChatEngine):
     """A LlamaIndex chat engine over a retriever: condense, retrieve, answer with citations (see the module).
 
+    The answering options are ``answer_engine``'s; ``history_tokens`` and ``image_tokens`` bound the history.
+
     ``chat`` returns an ``AnswerResponse``, ``stream_chat`` a ``StreamingAnswerResponse`` (the turn joins the
     history once its tokens are consumed); both take the follow-up's own picture as ``image_path``. The
     standalone query is the response's ``metadata["query"]`` (and ``["query_image"]``). Without an LLM the
@@ -132,13 +134,18 @@ class MultimodalChatEngine(BaseChatEngine):
         memory: Memory | None = None,
         history_tokens: int = HISTORY_TOKENS,
         image_tokens: int = IMAGE_TOKENS,
-        max_image_side: int = 1024,
+        max_image_side: int | None = None,
+        max_evidence_tokens: int | None = None,
         rerank_top_n: int | None = None,
     ) -> None:
         self._retriever = retriever
         self._llm = llm
         self._memory = memory or history_memory(llm, history_tokens, image_tokens)
-        self._options = {"max_image_side": max_image_side, "rerank_top_n": rerank_top_n}
+        self._options = {
+            "max_image_side": max_image_side,
+            "max_evidence_tokens": max_evidence_tokens,
+            "rerank_top_n": rerank_top_n,
+        }
 
     @property
     def chat_history(self) -> list[ChatMessage]:

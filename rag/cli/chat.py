@@ -77,7 +77,7 @@ def chat(
         retriever = _retriever(store, model, options, settings)
         engine = MultimodalChatEngine(
             retriever, llm, history_tokens=settings.chat_history_tokens, max_image_side=settings.llm_max_image_side,
-            rerank_top_n=options.rerank,
+            max_evidence_tokens=settings.llm_max_evidence_tokens, rerank_top_n=options.rerank,
         )
         console.print(escape(HELP))
         if llm is None:
