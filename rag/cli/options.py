@@ -54,8 +54,12 @@ def with_options(model: type[BaseModel], param: str = "options") -> Callable[[F]
         hints = get_type_hints(command, include_extras=True)
         signature = inspect.signature(command)
         fields = [
-            inspect.Parameter(name, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=_default(info),
-                              annotation=_typer_annotation(name, info, model))
+            inspect.Parameter(
+                name,
+                inspect.Parameter.POSITIONAL_OR_KEYWORD,
+                default=_default(info),
+                annotation=_typer_annotation(name, info, model),
+            )
             for name, info in model.model_fields.items()
         ]
         parameters: list[inspect.Parameter] = []
@@ -68,7 +72,7 @@ def with_options(model: type[BaseModel], param: str = "options") -> Callable[[F]
             values = {name: kwargs.pop(name) for name in model.model_fields}
             command(**kwargs, **{param: checked_options(model, values)})
 
-        del run.__wrapped__  # type: ignore[attr-defined]  # typer reads the signature below, not the command's
+        del run.__wrapped__  # typer reads the signature below, not the command's
         run.__signature__ = signature.replace(parameters=parameters)  # type: ignore[attr-defined]
         run.__annotations__ = {p.name: p.annotation for p in parameters}
         return run  # type: ignore[return-value]
@@ -82,14 +86,14 @@ def _default(info: FieldInfo) -> object:
 
 def _typer_annotation(name: str, info: FieldInfo, model: type[BaseModel]) -> object:
     """``Annotated[<the type the CLI reads>, typer.Option(...)]`` for one field."""
-    cli_type = _cli_type(info.annotation)
+    cli_type: object = _cli_type(info.annotation)
     decls = [flag(name, model)]
     if cli_type is bool and info.default is True:
         decls = [f"{decls[0]}/--no-{decls[0][2:]}"]
     if name in SHORT_FLAGS:
         decls.append(SHORT_FLAGS[name])
     if _default(info) is None:
-        cli_type = Optional[cli_type]  # noqa: UP007  # typer reads typing's Optional
+        cli_type = Optional[cli_type]  # noqa: UP045
     return Annotated[cli_type, typer.Option(*decls, help=info.description)]
 
 
@@ -101,7 +105,7 @@ def _cli_type(annotation: object) -> type:
     if get_origin(annotation) is Literal or (isinstance(annotation, type) and issubclass(annotation, Enum)):
         return str
     if get_origin(annotation) is list:
-        return list[str]  # type: ignore[return-value]
+        return list[str]
     if get_origin(annotation) is dict:
         return str
     if not isinstance(annotation, type):

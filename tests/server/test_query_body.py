@@ -60,7 +60,9 @@ def test_form_fields_and_an_upload_read_the_same_model(client: TestClient, corpu
         ({"content": b"{not json", "headers": {"content-type": "application/json"}}, 422, "not valid JSON"),
     ],
 )
-def test_refused_options_name_the_fields(client: TestClient, request_kwargs: dict[str, Any], status: int, says: str) -> None:
+def test_refused_options_name_the_fields(
+    client: TestClient, request_kwargs: dict[str, Any], status: int, says: str
+) -> None:
     response = client.post("/api/search", **request_kwargs)
     assert response.status_code == status and says in response.json()["message"], response.json()
     assert "--" not in response.json()["message"]  # fields, not the CLI's flags
