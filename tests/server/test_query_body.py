@@ -9,8 +9,9 @@ import typer
 from fastapi.testclient import TestClient
 
 from rag.cli import app
-from rag.cli.options import flag
+from rag.cli.options import LLM_FLAGS, flag
 from rag.retrieval.options import AnswerOptions, QueryOptions
+from rag.settings import Settings
 from tests.retrieval.corpus import CAPTIONS, NOTES, Corpus
 
 
@@ -74,6 +75,10 @@ def test_one_declaration_reaches_the_cli_help_and_the_openapi_schema(client: Tes
         flags = {param.name: param for param in commands[command].params}
         for field, info in model.model_fields.items():
             assert flags[field].help == info.description and flag(field, model) in flags[field].opts
+    llm_flags = {param.name: param for param in commands["ask"].params}
+    for field, spelled in LLM_FLAGS.items():
+        assert llm_flags[field].help == f"{Settings.model_fields[field].description} [RAG_{field.upper()}]"
+        assert llm_flags[field].opts == [spelled]
     schema = client.get("/openapi.json").json()
     for path, model in (("/api/search", "SearchRequest"), ("/api/ask", "AskRequest")):
         content = schema["paths"][path]["post"]["requestBody"]["content"]
