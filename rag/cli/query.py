@@ -167,7 +167,10 @@ def ask(
     query = _bundle(plain)
     with open_store(settings, model) as store:
         retriever = _retriever(store, model, options, settings)
-        engine = answer_engine(retriever, llm, options, max_image_side=settings.llm_max_image_side, streaming=True)
+        engine = answer_engine(
+            retriever, llm, options, max_image_side=settings.llm_max_image_side, streaming=True,
+            max_evidence_tokens=settings.llm_max_evidence_tokens,
+        )
         streamed = checked(lambda: engine.query(query))
         response = streamed_answer(streamed, echo=not as_json)
     if as_json:
