@@ -225,7 +225,9 @@ TEXT_MARKER = "s"
 TEXT_LEGEND = "text-only item (square)"
 
 
-def draw_points(axes: Any, embedded: EmbeddedSet, coords: np.ndarray, groups: Sequence[str], palette: Sequence[Any]) -> None:
+def draw_points(
+    axes: Any, embedded: EmbeddedSet, coords: np.ndarray, groups: Sequence[str], palette: Sequence[Any]
+) -> None:
     """One scatter per colour group: items with a picture as dots, text-only items as squares of the same colour
     (labelled ``_text-only:<group>``, out of the legend, which names the square once)."""
     for group, colour in zip(groups, palette):

@@ -39,18 +39,24 @@ class Evidence(BaseModel):
         default_factory=list, description="Ids of the results merged into this one as duplicates of it."
     )
 
-    @computed_field(description="What to call the item: its path relative to what was ingested, and its anchor.")  # type: ignore[prop-decorator]
+    @computed_field(  # type: ignore[prop-decorator]
+        description="What to call the item: its path relative to what was ingested, and its anchor."
+    )
     @property
     def name(self) -> str:
         """What to call the item without showing paths (``rag.items.item_name``)."""
         return item_name(self.source, self.metadata)
 
-    @computed_field(description="The document (or picture) the item comes from: its name without the anchor.")  # type: ignore[prop-decorator]
+    @computed_field(  # type: ignore[prop-decorator]
+        description="The document (or picture) the item comes from: its name without the anchor."
+    )
     @property
     def document(self) -> str:
         return self.name.partition("#")[0]
 
-    @computed_field(description="Where in its document the item is, e.g. #page=7 or #tracking-faults; null: all of it.")  # type: ignore[prop-decorator]
+    @computed_field(  # type: ignore[prop-decorator]
+        description="Where in its document the item is, e.g. #page=7 or #tracking-faults; null: all of it."
+    )
     @property
     def anchor(self) -> str | None:
         _, sep, anchor = self.name.partition("#")
