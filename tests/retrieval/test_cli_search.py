@@ -97,6 +97,8 @@ def test_a_default_text_search_reaches_text_items_and_filters_by_modality(rag, c
     message = " ".join(refused.stderr.split())
     assert refused.exit_code == 2 and "set --mode to text-to-any or text-to-text" in message
     assert "MetadataFilters" not in message
+    table = " ".join(rag("search", "-t", NOTES[1], "-k", "20").stdout.split())
+    assert "│ 1 │" in table and "notes/1 │ text │" in table and "│ image+text │" in table  # one list, kinds shown
     unknown = rag("search", "-t", "x", "-f", "modality=txt")
     assert unknown.exit_code == 2 and "unknown value(s) 'txt'" in unknown.stderr
 
@@ -140,7 +142,7 @@ def test_duplicates_are_merged_by_default_and_counted(rag, corpus) -> None:
     "args, message",
     [
         ((), "give a query"),
-        (("-t", "x", "--mode", "sideways"), "unknown mode"),
+        (("-t", "x", "--mode", "sideways"), "--mode must be one of text-to-any, text-to-multimodal"),
         (("-t", "x", "--mode", "image-to-image"), "needs a query image"),
         (("-t", "x", "--filter", "novalue"), "key=value"),
         (("-t", "x", "--filter", "{bad json"), "not valid JSON"),
