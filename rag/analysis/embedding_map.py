@@ -127,7 +127,7 @@ def stored_vectors(
 
 def _embedded(items: Sequence[KnowledgeItem], vectors: np.ndarray, color_by: str) -> EmbeddedSet:
     return EmbeddedSet(
-        names=[item_name(item.source, item.metadata) or item.id for item in items],
+        names=[item.name or item_name(item.source, item.metadata) or item.id for item in items],
         labels=[label_of(item, color_by) for item in items],
         images=[item.image.uri if item.image else None for item in items],
         vectors=vectors,
@@ -232,7 +232,9 @@ TEXT_MARKER = "s"
 TEXT_LEGEND = "text-only item (square)"
 
 
-def draw_points(axes: Any, embedded: EmbeddedSet, coords: np.ndarray, groups: Sequence[str], palette: Sequence[Any]) -> None:
+def draw_points(
+    axes: Any, embedded: EmbeddedSet, coords: np.ndarray, groups: Sequence[str], palette: Sequence[Any]
+) -> None:
     """One scatter per colour group: items with a picture as dots, text-only items as squares of the same colour
     (labelled ``_text-only:<group>``, out of the legend, which names the square once)."""
     for group, colour in zip(groups, palette):

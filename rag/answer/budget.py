@@ -25,7 +25,8 @@ def fair_shares(sizes: Sequence[int], budget: int) -> list[int]:
     share of what is left (water-filling), so one long text never crowds out the others."""
     shares = [0] * len(sizes)
     left, waiting = budget, len(sizes)
-    for index in sorted(range(len(sizes)), key=lambda i: (sizes[i], -i)):  # ties: the better ranked last, to keep the rest
+    # Among equal sizes the better ranked come last, so that they keep what the division leaves over.
+    for index in sorted(range(len(sizes)), key=lambda i: (sizes[i], -i)):
         shares[index] = min(sizes[index], left // waiting)
         left -= shares[index]
         waiting -= 1

@@ -98,6 +98,8 @@ def test_a_default_text_search_reaches_text_items_and_filters_by_modality(rag, c
     message = " ".join(refused.stderr.split())
     assert refused.exit_code == 2 and "set --mode to text-to-any or text-to-text" in message
     assert "MetadataFilters" not in message
+    table = " ".join(rag("search", "-t", NOTES[1], "-k", "20").stdout.split())
+    assert "│ 1 │" in table and "notes/1 │ text │" in table and "│ image+text │" in table  # one list, kinds shown
     unknown = rag("search", "-t", "x", "-f", "modality=txt")
     assert unknown.exit_code == 2 and "unknown value(s) 'txt'" in unknown.stderr
 
