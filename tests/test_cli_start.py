@@ -51,7 +51,7 @@ def invoke(tmp_path: Path, *args: str, store: bool = True) -> dict:
         (["stats", "-c", "kb"], 0, "kb"),
         (["stats", "-c", "kb", "-v"], 0, "kb"),
         (["search", "-c", "nope", "-t", "x"], 2, "there is no collection 'nope'"),
-        (["search", "-c", "kb", "-t", "x", "--mode", "bogus"], 2, "unknown mode 'bogus'"),
+        (["search", "-c", "kb", "-t", "x", "--mode", "bogus"], 2, "--mode must be one of text-to-any, text-to-multimodal"),
         (["search", "-c", "kb", "-t", "x", "--filter", "{not json"], 2, "not valid JSON"),
         (["search", "-c", "kb", "-t", "x", "--filter", "tags=red,blue"], 2, "filter 'blue': write key=value pairs"),
         (["search", "-c", "kb", "-t", "x", "--encoder", "siglip"], 2, "encoder: Input should be"),
@@ -62,7 +62,7 @@ def invoke(tmp_path: Path, *args: str, store: bool = True) -> dict:
         (["ask", "what?", "-c", "kb", "--mode", "composed-to-image"], 2, "needs a query image (--image)"),
         (["map", "-c", "kb", "--method", "foo"], 2, "--method must be one of pca, tsne, umap, not 'foo'"),
         (["map", "-c", "kb", "-o", "map.gif"], 2, "cannot save a map as 'map.gif'"),
-        (["ask", "what?", "-c", "kb", "--fusion", "max"], 2, "--fusion must be rrf or weighted"),
+        (["ask", "what?", "-c", "kb", "--fusion", "max"], 2, "--fusion must be one of weighted, rrf, not 'max'"),
         (["search", "-c", "kb", "-t", "x", "--blend", "fused=0.5,colour=0.5"], 2, "unknown signal(s) 'colour'"),
         (["search", "-c", "kb", "-t", "x", "--blend", "image=-1"], 2, "weights must be 0 or more"),
         (["ask", "what?", "-c", "kb", "--hybrid", "--min-score", "0.5"], 2, "means nothing on RRF"),
@@ -139,3 +139,18 @@ def test_verbose_works_before_and_after_the_command(tmp_path, monkeypatch) -> No
         assert CliRunner().invoke(app, args).exit_code == 0
         levels.append(root.level)
     assert levels == [logging.WARNING, logging.INFO, logging.INFO]
+
+
+def test_verbose_logs_progress_without_the_faiss_loader(tmp_path) -> None:
+    from connectors.milvus import EncoderInfo, MilvusStore
+
+    db = str(tmp_path / "milvus.db")
+    MilvusStore.open(db, "kb", encoder_info=EncoderInfo(variant="v", dim=4, fingerprint="f")).close()
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("RAG_")}, "PYTHONPATH": str(ROOT)}
+    run = subprocess.run(
+        [sys.executable, "-m", "rag.cli", "-v", "stats", "-c", "kb", "--uri", db],
+        capture_output=True, text=True, cwd=tmp_path, timeout=120, env=env,
+    )
+    assert run.returncode == 0, run.stderr
+    assert "INFO milvus_lite" in run.stderr  # -v still logs
+    assert "faiss" not in run.stderr

@@ -6,8 +6,13 @@ written here and read its rows back as nodes.
 
 Items without an image have no image vector: their ``image_embedding`` holds a copy of the fused
 vector (Milvus vectors cannot be null, and a zero vector scores 0 for every query, which would
-rank such items in the middle of image results) and ``has_image`` is false, so image searches
-filter them out.
+rank such items in the middle of image results) and ``has_image`` is false, so searches of the
+pictures alone filter them out. In a blend, that copy answers the ``image`` signal for them: an item
+without a picture is scored by its one vector on both vector signals (``MilvusStore.hybrid_search``).
+
+``name`` is what every surface calls an item (its path relative to what was ingested, plus its anchor);
+``document`` is that name without the anchor and ``file_name`` the document's last part, so that a filter on
+``source`` finds an item by its stored path, its name, its document or its file name.
 
 ``image_sha256`` is the SHA-256 of an item's image bytes (empty when unknown or without an image):
 two items with the same digest and the same text are duplicates, whatever their sources.
@@ -25,14 +30,14 @@ from pydantic import BaseModel, ConfigDict, Field, PositiveInt
 from pymilvus import CollectionSchema, DataType, Function, FunctionType, MilvusClient
 from pymilvus.milvus_client.index import IndexParams
 
-from rag.items import PATH_METADATA, ImageRef, KnowledgeItem
+from rag.items import MAX_TEXT_BYTES, PATH_METADATA, ImageRef, KnowledgeItem, document_of, file_name_of
 
 if TYPE_CHECKING:
     from llama_index.core.schema import BaseNode
 
     from rag.embeddings.base import Encoder
 
-SCHEMA_VERSION = "2"  # 2: image_sha256 (true duplicates are found by it)
+SCHEMA_VERSION = "3"  # 2: image_sha256 (true duplicates are found by it); 3: name, anchor, document, file_name
 
 ID = "id"
 FUSED = "embedding"
@@ -40,6 +45,10 @@ IMAGE = "image_embedding"
 TEXT = "text"
 SPARSE = "sparse_embedding"
 SOURCE = "source"
+NAME = "name"
+ANCHOR = "anchor"
+DOCUMENT = "document"
+FILE_NAME = "file_name"
 MODALITY = "modality"
 MIME_TYPE = "mime_type"
 IMAGE_URI = "image_uri"
@@ -52,13 +61,19 @@ NODE_CONTENT = "_node_content"
 NODE_TYPE = "_node_type"
 
 #: Every stored field except the vectors and the LlamaIndex node copy: what a hit carries.
-ITEM_FIELDS = [ID, TEXT, SOURCE, MODALITY, MIME_TYPE, IMAGE_URI, IMAGE_SHA256, HAS_IMAGE, CREATED_AT, TAGS, METADATA]
+ITEM_FIELDS = [
+    ID, TEXT, SOURCE, NAME, ANCHOR, MODALITY, MIME_TYPE, IMAGE_URI, IMAGE_SHA256, HAS_IMAGE, CREATED_AT, TAGS, METADATA
+]
 
 #: Byte limits (UTF-8) of the VARCHAR fields, and the tag list capacity.
 MAX_BYTES = {
     ID: 256,
-    TEXT: 65_535,
+    TEXT: MAX_TEXT_BYTES,
     SOURCE: 4_096,
+    NAME: 4_096,
+    ANCHOR: 1_024,
+    DOCUMENT: 4_096,
+    FILE_NAME: 1_024,
     MODALITY: 16,
     MIME_TYPE: 128,
     IMAGE_URI: 4_096,
@@ -75,6 +90,9 @@ _PROPERTY_PREFIX = "mmrag."
 _VALUE_PREFIX = f"{_PROPERTY_PREFIX}value."
 #: Collection property: the runtime (device, dtype, why) of the last ingest.
 INGEST_RUNTIME = "ingest_runtime"
+#: Collection property: how BM25 is scored; ``statistics``: the store keeps whole-collection statistics.
+BM25_PROPERTY = f"{_PROPERTY_PREFIX}bm25"
+BM25_STATISTICS = "statistics"
 
 
 class Backend(str, Enum):
@@ -162,8 +180,9 @@ def read_properties(properties: Mapping[str, str]) -> dict[str, Any]:
     return values
 
 
-def build_schema(dim: int, *, bm25: bool) -> CollectionSchema:
-    """The typed collection schema; with ``bm25`` the text field is analysed into a BM25 sparse vector."""
+def build_schema(dim: int, *, bm25: bool, bm25_stats: bool = False) -> CollectionSchema:
+    """The typed collection schema; with ``bm25`` the text field is analysed into a BM25 sparse vector,
+    by Milvus's BM25 function, or with ``bm25_stats`` by the store (``connectors.milvus.bm25``)."""
     schema = MilvusClient.create_schema(auto_id=False, enable_dynamic_field=False)
     schema.add_field(ID, DataType.VARCHAR, is_primary=True, max_length=MAX_BYTES[ID])
     schema.add_field(FUSED, DataType.FLOAT_VECTOR, dim=dim)
@@ -171,12 +190,14 @@ def build_schema(dim: int, *, bm25: bool) -> CollectionSchema:
     if bm25:
         schema.add_field(TEXT, DataType.VARCHAR, max_length=MAX_BYTES[TEXT], enable_analyzer=True, enable_match=True)
         schema.add_field(SPARSE, DataType.SPARSE_FLOAT_VECTOR)
-        schema.add_function(
-            Function(name="text_bm25", function_type=FunctionType.BM25, input_field_names=[TEXT], output_field_names=[SPARSE])
-        )
+        if not bm25_stats:
+            function = Function(
+                name="text_bm25", function_type=FunctionType.BM25, input_field_names=[TEXT], output_field_names=[SPARSE]
+            )
+            schema.add_function(function)
     else:
         schema.add_field(TEXT, DataType.VARCHAR, max_length=MAX_BYTES[TEXT])
-    for name in (SOURCE, MODALITY, MIME_TYPE, IMAGE_URI, IMAGE_SHA256):
+    for name in (SOURCE, NAME, ANCHOR, DOCUMENT, FILE_NAME, MODALITY, MIME_TYPE, IMAGE_URI, IMAGE_SHA256):
         schema.add_field(name, DataType.VARCHAR, max_length=MAX_BYTES[name])
     schema.add_field(HAS_IMAGE, DataType.BOOL)
     schema.add_field(CREATED_AT, DataType.INT64, description="epoch milliseconds, UTC")
@@ -189,12 +210,13 @@ def build_schema(dim: int, *, bm25: bool) -> CollectionSchema:
     return schema
 
 
-def build_index_params(backend: Backend, *, bm25: bool) -> IndexParams:
+def build_index_params(backend: Backend, *, bm25: bool, bm25_stats: bool = False) -> IndexParams:
     params = MilvusClient.prepare_index_params()
     for field in (FUSED, IMAGE):
         params.add_index(field_name=field, index_name=field, **backend.dense_index())
     if bm25:
-        params.add_index(field_name=SPARSE, index_name=SPARSE, index_type="SPARSE_INVERTED_INDEX", metric_type="BM25")
+        metric = "IP" if bm25_stats else "BM25"
+        params.add_index(field_name=SPARSE, index_name=SPARSE, index_type="SPARSE_INVERTED_INDEX", metric_type=metric)
     return params
 
 
@@ -222,6 +244,8 @@ def to_llama_node(item: KnowledgeItem) -> "BaseNode":
     metadata = {
         **item.metadata,
         SOURCE: item.source,
+        NAME: item.name,
+        ANCHOR: item.anchor,
         MODALITY: item.modality.value,
         TAGS: list(item.tags),
         CREATED_AT: item.created_at.isoformat(),
@@ -230,7 +254,7 @@ def to_llama_node(item: KnowledgeItem) -> "BaseNode":
         "id_": item.id,
         "text": item.text,
         "metadata": metadata,
-        "excluded_llm_metadata_keys": [SOURCE, *PATH_METADATA],
+        "excluded_llm_metadata_keys": [SOURCE, ANCHOR, *PATH_METADATA],
         "relationships": {NodeRelationship.SOURCE: RelatedNodeInfo(node_id=item.source)},
     }
     if item.image is None:
@@ -279,6 +303,10 @@ def _fields(item: KnowledgeItem) -> tuple[dict[str, Any], list[str]]:
         ID: item.id,
         TEXT: item.text,
         SOURCE: item.source,
+        NAME: item.name,
+        ANCHOR: item.anchor,
+        DOCUMENT: document_of(item.name),
+        FILE_NAME: file_name_of(item.name),
         MODALITY: item.modality.value,
         MIME_TYPE: (item.image.mime_type or "") if item.image else "",
         IMAGE_URI: item.image.uri if item.image else "",
@@ -331,6 +359,8 @@ def from_row(row: Mapping[str, Any]) -> KnowledgeItem:
         text=row[TEXT],
         image=image,
         source=row[SOURCE],
+        anchor=row[ANCHOR],
+        name=row[NAME],
         metadata=row[METADATA] or {},
         tags=list(row[TAGS] or []),
         created_at=from_epoch_ms(row[CREATED_AT]),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, computed_field
 
 from rag.items import PATH_METADATA, item_name
 
@@ -27,6 +27,12 @@ class Evidence(BaseModel):
         description="Where the item came from. From `rag serve`: its name relative to the folder it was ingested from "
         "(the upload name for uploads), unless the server shows its paths (RAG_SERVER_SHOW_PATHS)."
     )
+    name: str = Field(
+        default="",
+        description="What to call the item: its path relative to what was ingested plus its anchor "
+        "(e.g. guide/install.md#linux, spec.pdf#page=7&chunk=2); uploads by their file name. "
+        "`-f source=<name>` finds it.",
+    )
     text: str
     image: str | None = Field(
         default=None,
@@ -39,10 +45,20 @@ class Evidence(BaseModel):
         default_factory=list, description="Ids of the results merged into this one as duplicates of it."
     )
 
+    @computed_field(  # type: ignore[prop-decorator]
+        description="The document (or picture) the item comes from: its name without the anchor."
+    )
     @property
-    def name(self) -> str:
-        """What to call the item without showing paths (``rag.items.item_name``)."""
-        return item_name(self.source, self.metadata)
+    def document(self) -> str:
+        return self.name.partition("#")[0]
+
+    @computed_field(  # type: ignore[prop-decorator]
+        description="Where in its document the item is, e.g. #page=7 or #tracking-faults; null: all of it."
+    )
+    @property
+    def anchor(self) -> str | None:
+        _, sep, anchor = self.name.partition("#")
+        return f"#{anchor}" if sep else None
 
     def without_paths(self) -> "Evidence":
         """This evidence for someone who must not see the ingesting machine's paths: the source by its
@@ -66,11 +82,13 @@ class Evidence(BaseModel):
         image = mime_type = None
         if isinstance(node, ImageNode):
             image, mime_type = node.image_path or node.image_url, node.image_mimetype
+        source = str(node.metadata.get(SOURCE, ""))
         return cls(
             rank=rank,
             id=node.node_id,
             score=result.score,
-            source=str(node.metadata.get(SOURCE, "")),
+            source=source,
+            name=item_name(source, metadata),
             text=node.get_content(),
             image=image,
             mime_type=mime_type,

@@ -14,20 +14,29 @@ import tempfile
 import threading
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, TypeVar, cast
+from typing import Any, Callable, Iterable, Iterator, TypeVar
 
 from llama_index.core.llms import LLM
 from llama_index.core.schema import QueryBundle
 
-from connectors.milvus import Blend, EncoderInfo, Filters, MilvusStore, StoreStats, require_collection
-from connectors.milvus.blend import Fusion
-from connectors.sources import BadInput, SourceOptions, check_image, open_sources, store_image, write_atomic
-from rag.answer import AnswerResponse, answer_engine, llm_from_settings
+from connectors.milvus import Blend, EncoderInfo, MilvusStore, StoreStats, require_collection
+from connectors.sources import (
+    SUPPORTED_SUFFIXES,
+    BadInput,
+    SourceOptions,
+    check_image,
+    open_sources,
+    store_image,
+    write_atomic,
+)
+from connectors.sources._common import IMAGE_SUFFIXES
+from rag.answer import answer_engine, llm_from_settings
 from rag.embeddings.base import Encoder
 from rag.embeddings.registry import load_encoder, runtime_from_settings
 from rag.ingest import IngestReport, ingest
 from rag.items import SourceError, SourceErrorKind
 from rag.retrieval import Evidence, Mode, MultimodalRetriever, evidence
+from rag.retrieval.options import AnswerOptions, QueryOptions
 from rag.settings import Settings
 
 from .jobs import IngestJob, IngestJobs
@@ -35,7 +44,8 @@ from .shared import serialized
 
 logger = logging.getLogger(__name__)
 
-MANIFEST_SUFFIXES = (".jsonl", ".ndjson", ".csv")
+#: Uploads kept under their own name and read by the source their type calls for (images are kept by hash).
+DOCUMENT_SUFFIXES = tuple(sorted(SUPPORTED_SUFFIXES - IMAGE_SUFFIXES))
 _T = TypeVar("_T")
 
 
@@ -90,47 +100,36 @@ class Service:
         self.jobs.close()
         self._own_store.close()
 
-    def retriever(
-        self,
-        *,
-        mode: Mode | None = None,
-        top_k: int = 10,
-        filters: Filters | None = None,
-        blend: str | None = None,
-        hybrid: bool = False,
-        fusion: Fusion | None = None,
-        min_score: float | None = None,
-        dedup: bool = True,
-        merge_similar: float | None = None,
-    ) -> MultimodalRetriever:
-        """A retriever over the shared encoder and store (cheap: make one per request); see ``MultimodalRetriever``.
-
-        ``blend`` is written ``fused=0.6,image=0.3,bm25=0.1``; ``merge_similar`` is its ``dedup_threshold``.
-        """
-        return MultimodalRetriever(
-            self.store,
-            self.encoder,
-            mode=mode,
-            top_k=top_k,
-            filters=filters,
-            blend=blend,
-            hybrid=hybrid,
-            fusion=fusion,
-            score_threshold=min_score,
-            dedup=dedup,
-            dedup_threshold=merge_similar,
-        )
+    def retriever(self, options: QueryOptions) -> MultimodalRetriever:
+        """A retriever over the shared encoder and store (cheap: make one per request); ``top_k`` defaults to the
+        server's (RAG_TOP_K)."""
+        return MultimodalRetriever.from_options(self.store, self.encoder, options, settings=self.settings)
 
     def search(self, query: QueryBundle, retriever: MultimodalRetriever) -> tuple[Mode, Blend | None, list[Evidence]]:
         """The mode and blend used and the ranked evidence for ``query``."""
         mode, blend = retriever.resolve_mode(query), retriever.resolve_blend(query)
         return mode, blend, evidence(retriever.retrieve(query))
 
-    def ask(self, query: QueryBundle, retriever: MultimodalRetriever) -> tuple[Mode, Blend | None, AnswerResponse]:
-        """The mode and blend used and the answer with citations (the ranked evidence when no LLM is configured)."""
+    def ask(
+        self,
+        query: QueryBundle,
+        retriever: MultimodalRetriever,
+        options: AnswerOptions | None = None,
+        streaming: bool = False,
+    ) -> tuple[Mode, Blend | None, Any]:
+        """The mode and blend used and the answer with citations (the ranked evidence when no LLM is configured):
+        an ``AnswerResponse``, or with ``streaming`` a ``StreamingAnswerResponse`` whose LLM call starts when its
+        tokens are read."""
         mode, blend = retriever.resolve_mode(query), retriever.resolve_blend(query)
-        engine = answer_engine(retriever, self.llm, max_image_side=self.settings.llm_max_image_side)
-        return mode, blend, cast(AnswerResponse, engine.query(query))
+        engine = answer_engine(
+            retriever,
+            self.llm,
+            options,
+            max_image_side=self.settings.llm_max_image_side,
+            max_evidence_tokens=self.settings.llm_max_evidence_tokens,
+            streaming=streaming,
+        )
+        return mode, blend, engine.query(query)
 
     def stats(self) -> StoreStats:
         return self.store.stats()
@@ -195,8 +194,8 @@ class Service:
             names[str(saved.path)] = f"upload:{name}"
         for name, data in manifests:
             suffix = Path(name).suffix.lower()
-            if suffix not in MANIFEST_SUFFIXES:
-                raise UploadError(f"manifest {name!r}: the name must end in {', '.join(MANIFEST_SUFFIXES)}")
+            if suffix not in DOCUMENT_SUFFIXES:
+                raise UploadError(f"file {name!r}: the name must end in {', '.join(DOCUMENT_SUFFIXES)}")
             path = self.uploads / hashlib.sha256(data).hexdigest()[:32] / name
             write_atomic(path, data)
             paths.append(path)
@@ -211,6 +210,8 @@ class Service:
             url_timeout=self.settings.url_timeout,
             max_image_pixels=self.settings.server_max_image_pixels,
             local_root=self.uploads,
+            text_window=self.encoder.text_window.capped(self.settings.chunk_size),
+            chunk_overlap=self.settings.chunk_overlap,
         )
 
     def _ingest(

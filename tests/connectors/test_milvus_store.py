@@ -236,7 +236,7 @@ def test_missing_and_foreign_collections_are_refused(db: str) -> None:
 def test_a_collection_of_an_older_schema_is_refused(db: str) -> None:
     with MilvusStore.open(db, "old", encoder_info=ENCODER) as store:
         store._client.alter_collection_properties("old", properties={"mmrag.schema_version": "1"})
-    with pytest.raises(StoreError, match="schema version 1, this library writes 2; re-ingest"):
+    with pytest.raises(StoreError, match="schema version 1, this library writes 3; re-ingest"):
         MilvusStore.open(db, "old", create=False)
 
 
@@ -341,7 +341,7 @@ def test_a_folder_held_by_another_process_is_reported_and_freed_on_close(db: str
         pass
     # Closed: another process can open the folder now.
     reader = _python("import sys; from pymilvus import MilvusClient; print(MilvusClient(sys.argv[1]).list_collections())", db)
-    assert reader.communicate(timeout=30)[0].strip() == "['knowledge']"
+    assert "'knowledge'" in reader.communicate(timeout=30)[0]
 
 
 def test_llama_index_milvus_vector_store_reads_our_rows(db: str) -> None:

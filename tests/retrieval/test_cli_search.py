@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 
 import pytest
@@ -13,7 +14,7 @@ from rag.cli import app
 from tests.answer.llm_server import FakeLLMServer, Reply, user_parts
 from tests.conftest import parity_dir
 
-from .corpus import CAPTIONS, COLLECTION, COPIES, LIGHTHOUSE, Corpus, build, ingest_items
+from .corpus import CAPTIONS, COLLECTION, COPIES, LIGHTHOUSE, NOTES, Corpus, build, ingest_items
 
 
 @pytest.fixture(scope="module")
@@ -84,6 +85,25 @@ def test_search_image_mode_filters_and_hybrid(rag, corpus) -> None:
     assert data["score_scale"] == "rrf"
 
 
+def test_a_default_text_search_reaches_text_items_and_filters_by_modality(rag, corpus) -> None:
+    everything = json.loads(rag("search", "-t", NOTES[1], "-k", "20", "--json").stdout)
+    assert everything["mode"] == "text-to-any" and everything["results"][0]["source"] == "notes/1"
+    assert {r["metadata"]["modality"] for r in everything["results"]} == {"text", "image+text", "image"}
+    texts = json.loads(rag("search", "-t", NOTES[1], "-f", "modality=text", "-k", "20", "--json").stdout)
+    assert [r["source"] for r in texts["results"]][0] == "notes/1" and len(texts["results"]) == 3
+    assert {r["metadata"]["modality"] for r in texts["results"]} == {"text"}
+    pictures = json.loads(rag("search", "-t", "x", "-f", "modality=image", "--json").stdout)
+    assert [r["source"] for r in pictures["results"]] == ["uncaptioned"]
+    refused = rag("search", "-t", "x", "--mode", "text-to-multimodal", "-f", "modality=text")
+    message = " ".join(refused.stderr.split())
+    assert refused.exit_code == 2 and "set --mode to text-to-any or text-to-text" in message
+    assert "MetadataFilters" not in message
+    table = " ".join(rag("search", "-t", NOTES[1], "-k", "20").stdout.split())
+    assert "│ 1 │" in table and "notes/1 │ text │" in table and "│ image+text │" in table  # one list, kinds shown
+    unknown = rag("search", "-t", "x", "-f", "modality=txt")
+    assert unknown.exit_code == 2 and "unknown value(s) 'txt'" in unknown.stderr
+
+
 def test_search_and_ask_pass_the_blend_to_one_store_search(rag, monkeypatch) -> None:
     searched = []
     original = MilvusStore.hybrid_search
@@ -123,7 +143,7 @@ def test_duplicates_are_merged_by_default_and_counted(rag, corpus) -> None:
     "args, message",
     [
         ((), "give a query"),
-        (("-t", "x", "--mode", "sideways"), "unknown mode"),
+        (("-t", "x", "--mode", "sideways"), "--mode must be one of text-to-any, text-to-multimodal"),
         (("-t", "x", "--mode", "image-to-image"), "needs a query image"),
         (("-t", "x", "--filter", "novalue"), "key=value"),
         (("-t", "x", "--filter", "{bad json"), "not valid JSON"),
@@ -177,3 +197,16 @@ def test_ask_when_the_llm_fails_exits_4_with_the_evidence(rag, corpus, monkeypat
     assert result.exit_code == 4
     data = json.loads(result.stdout)
     assert data["status"] == "llm_error" and "HTTP 503" in data["error"] and len(data["citations"]) == 2
+
+
+def test_ask_says_a_failed_rerank_once_and_names_the_endpoint(rag, corpus, caplog) -> None:
+    with FakeLLMServer(Reply("the second one"), Reply("See [1].")) as server:
+        result = rag(
+            "ask", "Where is the lighthouse?", "-k", "2", "--rerank", "1", "--llm-base-url", server.url, "--llm-model", "m"
+        )
+        url = server.url
+    assert result.exit_code == 0, result.output
+    assert " ".join(result.output.split()).count("rerank skipped") == 1
+    assert not [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    unreachable = rag("ask", "Where is the lighthouse?", "-k", "2", "--llm-base-url", url, "--llm-model", "m")
+    assert unreachable.exit_code == 4 and f"cannot reach the LLM endpoint {url}" in unreachable.stdout
