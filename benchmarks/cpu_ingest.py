@@ -109,7 +109,8 @@ def measure(label: str, extra: dict[str, str], work: Path, before: Path, args) -
     for round_ in range(args.rounds):
         for name in (("now", "before", "loop") if round_ % 2 == 0 else ("loop", "before", "now")):
             if name == "loop":
-                rate = run_child(["-c", LOOP, str(work / "corpus"), str(args.loop_items)], env, ROOT)["items_per_second"]
+                loop = run_child(["-c", LOOP, str(work / "corpus"), str(args.loop_items)], env, ROOT)
+                rate = loop["items_per_second"]
             else:
                 tree = ROOT if name == "now" else before
                 rate = ingest_command(tree, work, f"{name}_{label}_{round_}", env)["items_per_second"]
@@ -148,7 +149,8 @@ def main() -> None:
         work, before = Path(tmp), Path(tmp) / "before"
         env = {**os.environ, "PYTHONPATH": str(ROOT)}
         subprocess.run([sys.executable, "-c", PREPARE, str(work), str(args.items)], env=env, cwd=ROOT, check=True)
-        subprocess.run(["git", "worktree", "add", "--detach", "--quiet", str(before), args.before], cwd=ROOT, check=True)
+        add = ["git", "worktree", "add", "--detach", "--quiet", str(before), args.before]
+        subprocess.run(add, cwd=ROOT, check=True)
         try:
             for label, extra in (("native", {}), ("avx2", NO_BF16)):
                 if args.only in (None, label):

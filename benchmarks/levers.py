@@ -8,8 +8,9 @@ Each lever's GFLOP per item are counted from the computation it actually perform
 share of the peak is honest: sharing one vision pass between the two vectors does fewer FLOPs than the
 reference's two calls, and one padded BERT batch does more. "vs default" compares items/s with the first lever
 (what ``rag ingest`` runs on a bf16 CPU, on ready pixels); cosines are the lowest over items, fused and image-only,
-to the fp32 batched vectors. Levers on "files" read JPEGs: decoding and resizing run on worker threads that share
-the cores with torch's threads. ``--profile`` adds where the default lever's time goes, by kind of op.
+to the fp32 batched vectors of the same inputs. Levers on "files" read JPEGs: decoding and resizing run on
+worker threads that share the cores with torch's threads. ``--profile`` adds where the default lever's time
+goes, by kind of op.
 """
 
 from __future__ import annotations
@@ -21,9 +22,10 @@ import os
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Callable, ContextManager, Iterator
 
 import numpy as np
 import torch
@@ -73,7 +75,7 @@ def swapped(obj: object, attribute: str, value: object) -> Iterator[None]:
         setattr(obj, attribute, before)
 
 
-def within(context: Callable[[], ContextManager], function: Callable[[], Vectors]) -> Callable[[], Vectors]:
+def within(context: Callable[[], AbstractContextManager], function: Callable[[], Vectors]) -> Callable[[], Vectors]:
     def run() -> Vectors:
         with context():
             return function()
@@ -116,15 +118,24 @@ class Setup:
         self.bf16, self._tmp16 = load_full_size("base", dtype="bfloat16", batch_size=n)
         self.prepared = list(self.bf16.prepare(self.images))
         self.cores = torch.get_num_threads()
+        self._references: dict[str, Vectors] = {}
 
     def both(self, encoder, inputs=None) -> Vectors:
         return encoder.encode_fused_and_image(self.prepared if inputs is None else inputs, self.texts)
+
+    def reference(self, lever: Lever) -> Vectors:
+        """The fp32 batched vectors of the lever's inputs (the photos as files, or the sample images)."""
+        key = "files" if lever.name.startswith("files") else "prepared"
+        if key not in self._references:
+            self._references[key] = self.both(self.fp32, self.files if key == "files" else None)
+        return self._references[key]
 
     def reference_loop(self, inputs) -> Vectors:
         """The reference's way: one item per forward, a fused call and an image-only call (two vision passes)."""
         fp32 = self.fp32
         with swapped(fp32, "runtime", fp32.runtime.with_batch_size(1)):
-            rows = [(fp32.encode_fused([i], [t]), fp32.encode_image([i])) for i, t in zip(inputs, self.texts)]
+            pairs = zip(inputs, self.texts, strict=True)
+            rows = [(fp32.encode_fused([i], [t]), fp32.encode_image([i])) for i, t in pairs]
         return np.concatenate([f for f, _ in rows]), np.concatenate([g for _, g in rows])
 
     def batch(self, size: int) -> Vectors:
@@ -168,7 +179,8 @@ class Setup:
                                 within(lambda: swapped(fp32, "model", quantized), lambda: self.both(fp32))))
         if compile:  # the library's own path: BucketedCompile, as RAG_COMPILE=true runs it
             compiled = replace(bf16.runtime, compile=True)
-            levers.append(Lever("bf16 + torch.compile", "bf16", within(lambda: swapped(bf16, "runtime", compiled), default.run)))
+            on = within(lambda: swapped(bf16, "runtime", compiled), default.run)
+            levers.append(Lever("bf16 + torch.compile", "bf16", on))
         return levers
 
     def cleanup(self) -> None:
@@ -184,21 +196,16 @@ def count_flops(lever: Lever, items: int) -> None:
     lever.flops = counter.get_total_flops() / items
 
 
-def measure(levers: list[Lever], items: int, rounds: int) -> dict[str, float]:
+def measure(levers: list[Lever], items: int, rounds: int, reference: Callable[[Lever], Vectors]) -> dict[str, float]:
     """Every lever timed once per round, in turn (after one warm-up each); the peaks measured each round too."""
     peaks = {"fp32": 0.0, "bf16": 0.0}
-    reference = None
     for lever in levers:  # warm-up at the measured shapes; the compiled lever compiles here
         start = time.perf_counter()
         out = lever.run()
         if "compile" in lever.name:
             lever.note = f"compiled in {time.perf_counter() - start:.0f} s"
-        if lever.name.startswith("fp32, one batch"):
-            reference = out
-        lever.cosine = out
+        lever.cosine = cosine(out, reference(lever))
         count_flops(lever, items)
-    for lever in levers:
-        lever.cosine = cosine(lever.cosine, reference) if reference is not None else float("nan")
     for round_ in range(rounds):
         peaks["fp32"] = max(peaks["fp32"], matmul_gflops(torch.float32, seconds=1.0))
         peaks["bf16"] = max(peaks["bf16"], matmul_gflops(torch.bfloat16, seconds=1.0))
@@ -216,7 +223,8 @@ def measure(levers: list[Lever], items: int, rounds: int) -> dict[str, float]:
 
 
 def report(levers: list[Lever], peaks: dict[str, float]) -> None:
-    print(f"{'lever':52} {'items/s':>8} {'vs default':>10} {'GFLOP/item':>10} {'GFLOP/s':>8} {'of peak':>8} {'min cos':>8}")
+    print(f"{'lever':52} {'items/s':>8} {'vs default':>10} {'GFLOP/item':>10} {'GFLOP/s':>8} {'of peak':>8} "
+          f"{'min cos':>8}")
     base = levers[0].best
     for lever in levers:
         achieved = lever.best * lever.flops / 1e9
@@ -242,7 +250,7 @@ def main() -> None:
             wanted = [w.strip() for w in args.only.split(",")]
             levers = [lv for i, lv in enumerate(levers) if i == 0 or lv.name.startswith("fp32, one batch")
                       or any(w in lv.name for w in wanted)]
-        peaks = measure(levers, args.items, args.rounds)
+        peaks = measure(levers, args.items, args.rounds, setup.reference)
         print(f"matmul peak (best of the rounds): fp32 {peaks['fp32']:.0f} GFLOP/s, bf16 {peaks['bf16']:.0f} GFLOP/s; "
               f"load {os.getloadavg()[0]:.1f}")
         report(levers, peaks)

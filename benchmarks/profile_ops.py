@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 from collections import defaultdict
-from typing import Callable
+from collections.abc import Callable
 
 from torch import nn
 from torch.profiler import ProfilerActivity, profile, record_function

@@ -220,7 +220,9 @@ def resolve_runtime(
         workers=workers,
         compile=compiled,
         processes=processes,
-        reason="; ".join((device_reason, dtype_reason, batch_reason, f"{workers_reason}, {pool_reason}", compile_reason)),
+        reason="; ".join((
+            device_reason, dtype_reason, batch_reason, f"{workers_reason}, {pool_reason}", compile_reason
+        )),
     )
     logger.info("encoder runtime: %s", runtime.describe())
     return runtime
@@ -301,12 +303,14 @@ def _workers(requested: int | None, hardware: Hardware) -> tuple[int, str]:
 def _pool(requested: str, kind: str, hardware: Hardware) -> tuple[bool, str]:
     value = (requested or AUTO).strip().lower()
     if value not in (AUTO, "threads", "processes"):
-        raise RuntimeUnavailableError(f"preprocess must be auto, threads or processes, got {requested!r} (RAG_PREPROCESS)")
+        raise RuntimeUnavailableError(
+            f"preprocess must be auto, threads or processes, got {requested!r} (RAG_PREPROCESS)"
+        )
     if value != AUTO:
         return value == "processes", f"{value} as set"
     if kind == "cuda" and hardware.cores >= PROCESSES_MIN_CORES:
-        return True, f"processes: a GPU outruns threads sharing one interpreter, with {hardware.cores} cores to run them"
-    return False, "threads" + (f": only {hardware.cores} cores" if kind == "cuda" else ": the model shares the cores")
+        return True, f"processes: a GPU outruns threads sharing one interpreter, and {hardware.cores} cores run them"
+    return False, f"threads: only {hardware.cores} cores" if kind == "cuda" else "threads: the model shares the cores"
 
 
 def _compile(requested: bool | str, kind: str, purpose: Purpose, expected_items: int | None) -> tuple[bool, str]:
