@@ -127,7 +127,7 @@ def stored_vectors(
 
 def _embedded(items: Sequence[KnowledgeItem], vectors: np.ndarray, color_by: str) -> EmbeddedSet:
     return EmbeddedSet(
-        names=[item_name(item.source, item.metadata) or item.id for item in items],
+        names=[item.name or item_name(item.source, item.metadata) or item.id for item in items],
         labels=[label_of(item, color_by) for item in items],
         images=[item.image.uri if item.image else None for item in items],
         vectors=vectors,

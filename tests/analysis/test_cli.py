@@ -171,7 +171,7 @@ def test_map_from_a_collection_and_from_a_folder(tiny_env, tmp_path: Path) -> No
         (["-c", "corpus", "--field", "text"], "--field must be image or fused, not 'text'"),
         (["-c", "corpus", "-o", "map.gif"], "cannot save a map as 'map.gif'"),
         (["-c", "corpus", "--color-by", "nosuchkey"], "no item has a 'nosuchkey' to colour by; choose one of modality, tag"),
-        ([str(CORPUS), "--color-by", "nosuchkey"], "or a metadata key: caption_path, file_name, file_path, kind, source_name"),
+        ([str(CORPUS), "--color-by", "nosuchkey"], "or a metadata key: caption_path, file_name, file_path, kind"),
         (["-c", "corpus", "--method", "umap"], "pip install 'mmrag[umap]'"),
     ],
 )

@@ -73,7 +73,8 @@ def test_search_and_ask_name_items_as_ingested_and_show_each_path_once(tmp_path)
     assert all(line.count("photos/") == 1 for line in rows)
     found = json.loads(run(tmp_path, "search", "-c", "kb", "-t", "a white carriage", "--json").stdout)["results"]
     assert {Path(r["source"]).parent for r in found} == {corpus / "photos"}  # JSON keeps the full paths
-    assert {r["metadata"]["source_name"] for r in found} == {f"photos/{p.name}" for p in CORPUS.glob("*.[jp][pn]g")}
+    assert {r["name"] for r in found} == {f"photos/{p.name}" for p in CORPUS.glob("*.[jp][pn]g")}
+    assert {r["metadata"]["name"] for r in found} == {r["name"] for r in found}
 
     answer = run(tmp_path, "ask", "Which carriage?", "-c", "kb", "-k", "2").stdout
     evidence = [line for line in answer.splitlines() if line.startswith("[")]
