@@ -4,7 +4,8 @@ then one `done` event with the status, the citations and their check; errors bef
 from __future__ import annotations
 
 import json
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import httpx
 import pytest
@@ -46,7 +47,8 @@ def events(response: httpx.Response) -> Iterator[tuple[str, Any]]:
 
 
 def ask(url: str, **form: Any):
-    return httpx.stream("POST", f"{url}/api/ask/stream", data={"filter": '{"tags": "grid"}', "top_k": 3, **form}, timeout=60)
+    data = {"filter": '{"tags": "grid"}', "top_k": 3, **form}
+    return httpx.stream("POST", f"{url}/api/ask/stream", data=data, timeout=60)
 
 
 def test_tokens_arrive_while_the_llm_is_still_writing(server: str, llm: FakeLLMServer) -> None:
