@@ -14,6 +14,7 @@ import logging
 import math
 import re
 from collections.abc import AsyncGenerator, Callable, Generator, Sequence
+from pathlib import Path
 from typing import Any, cast
 
 from llama_index.core.base.base_retriever import BaseRetriever
@@ -68,8 +69,11 @@ def history_memory(llm: LLM | None, token_limit: int = HISTORY_TOKENS, image_tok
 
 
 def user_message(text: str, image_path: str | None = None) -> ChatMessage:
+    """A user turn: its text, and its picture (a local file or an http(s) URL) if any."""
     blocks: list[Any] = [TextBlock(text=text)]
-    if image_path:
+    if image_path and image_path.startswith(("http://", "https://")):
+        blocks.append(ImageBlock(url=image_path))
+    elif image_path:
         blocks.append(ImageBlock(path=image_path))
     return ChatMessage(role=MessageRole.USER, blocks=blocks)
 
@@ -271,7 +275,10 @@ def _describe(response: Any, query: QueryBundle) -> None:
 
 
 def _turn(message: str, image_path: str | None, response: AnswerResponse) -> list[ChatMessage]:
-    """The turn as the history keeps it: the follow-up as asked, and the answer (a note when there was none)."""
+    """The turn as the history keeps it: the follow-up as asked (with its picture, unless that file is gone: a
+    server's temporary copy), and the answer (a note when there was none)."""
+    if image_path and not image_path.startswith(("http://", "https://")) and not Path(image_path).is_file():
+        image_path = None
     if response.status in (AnswerStatus.ANSWERED, AnswerStatus.PARTIAL):
         said = response.response or ""
     else:
