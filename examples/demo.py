@@ -20,7 +20,6 @@ from rag.display import ingest_summary, snippet
 from rag.embeddings import CheckpointError
 from rag.embeddings.registry import load_encoder
 from rag.ingest import ingest
-from rag.items import item_name
 from rag.settings import Settings
 
 HERE = Path(__file__).parent
@@ -62,8 +61,7 @@ def main() -> int:
             for column in ("score", "source", "text"):
                 table.add_column(column)
             for hit in store.search(vectors[0], field=field, k=3):
-                name = item_name(hit.item.source, hit.item.metadata)
-                table.add_row(f"{hit.score:.3f}", Text(name), Text(snippet(hit.item.text, 70)))
+                table.add_row(f"{hit.score:.3f}", Text(hit.item.name), Text(snippet(hit.item.text, 70)))
             console.print(table)
     return 0
 

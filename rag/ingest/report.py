@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from rag.items import Severity, SourceError
+from rag.items import Severity, SourceError, SourceErrorKind
 
 
 @dataclass
@@ -25,6 +25,17 @@ class IngestReport:
     def skipped(self) -> list[SourceError]:
         """Problems that cost an input (as opposed to warnings)."""
         return [p for p in self.problems if p.severity == Severity.ERROR]
+
+    @property
+    def passed_over(self) -> list[SourceError]:
+        """Files in a folder that no source reads, each named."""
+        return [p for p in self.problems if p.kind is SourceErrorKind.PASSED_OVER]
+
+    @property
+    def warnings(self) -> list[SourceError]:
+        """Problems that cost nothing but need a look (passed-over files are counted apart)."""
+        passed = SourceErrorKind.PASSED_OVER
+        return [p for p in self.problems if p.severity == Severity.WARNING and p.kind is not passed]
 
     @property
     def processed(self) -> int:
@@ -53,7 +64,8 @@ class IngestReport:
             "unchanged": self.unchanged,
             "replaced": self.replaced,
             "skipped": len(self.skipped),
-            "warnings": len(self.problems) - len(self.skipped),
+            "warnings": len(self.warnings),
+            "passed_over": len(self.passed_over),
             "seconds": round(self.seconds, 2),
             "warmup_seconds": round(self.warmup_seconds, 2),
             "items_per_second": round(self.items_per_second, 2),
