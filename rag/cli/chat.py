@@ -4,22 +4,11 @@ query, retrieved for and answered with citations, printed as the LLM writes it."
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
 
 import typer
 from rich.markup import escape
 
-from rag.cli.answers import (
-    LlmApiKeyOpt,
-    LlmBaseUrlOpt,
-    LlmModelOpt,
-    LlmProviderOpt,
-    LlmTimeoutOpt,
-    MaxImageSideOpt,
-    checked_llm,
-    print_after_answer,
-    streamed_answer,
-)
+from rag.cli.answers import checked_llm, print_after_answer, streamed_answer
 from rag.cli.common import (
     CollectionOpt,
     EncoderOpt,
@@ -34,7 +23,7 @@ from rag.cli.common import (
     require_collection,
     settings_from,
 )
-from rag.cli.options import with_options
+from rag.cli.options import LLM_FLAGS, with_options, with_settings
 from rag.cli.query import _retriever
 from rag.retrieval.options import AnswerOptions
 
@@ -43,31 +32,19 @@ HELP = "Type a question. /image PATH attaches a picture to the next one, /reset 
 
 @app.command()
 @with_options(AnswerOptions)
+@with_settings({**LLM_FLAGS, "chat_history_tokens": "--history-tokens"}, param="llm_settings")
 def chat(
     collection: CollectionOpt = None,
     uri: UriOpt = None,
     *,
     options: AnswerOptions,
-    history_tokens: Annotated[
-        Optional[int],
-        typer.Option(min=1, help="History budget in tokens; the oldest turns leave first [RAG_CHAT_HISTORY_TOKENS]."),
-    ] = None,
-    llm_provider: LlmProviderOpt = None,
-    llm_base_url: LlmBaseUrlOpt = None,
-    llm_model: LlmModelOpt = None,
-    llm_api_key: LlmApiKeyOpt = None,
-    llm_timeout: LlmTimeoutOpt = None,
-    max_image_side: MaxImageSideOpt = None,
+    llm_settings: dict[str, object],
     encoder: EncoderOpt = None,
     weights: WeightsOpt = None,
     verbose: VerboseOpt = False,
 ) -> None:
     """Talk with the collection: follow-up questions understand the ones before (/image PATH, /reset, /quit)."""
-    settings = settings_from(
-        collection=collection, milvus_uri=uri, encoder=encoder, weights=weights, llm_provider=llm_provider,
-        llm_base_url=llm_base_url, llm_model=llm_model, llm_api_key=llm_api_key, llm_timeout=llm_timeout,
-        llm_max_image_side=max_image_side, chat_history_tokens=history_tokens,
-    )
+    settings = settings_from(collection=collection, milvus_uri=uri, encoder=encoder, weights=weights, **llm_settings)
     require_collection(settings)
     from rag.answer.chat import MultimodalChatEngine
 
