@@ -4,6 +4,7 @@ query, retrieved for and answered with citations, printed as the LLM writes it."
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.markup import escape
@@ -27,6 +28,9 @@ from rag.cli.options import LLM_FLAGS, with_options, with_settings
 from rag.cli.query import _retriever
 from rag.retrieval.options import AnswerOptions
 
+if TYPE_CHECKING:
+    from rag.answer.chat import MultimodalChatEngine
+
 HELP = "Type a question. /image PATH attaches a picture to the next one, /reset forgets the conversation, /quit ends."
 
 
@@ -48,22 +52,27 @@ def chat(
     require_collection(settings)
     from rag.answer.chat import MultimodalChatEngine
 
-    llm = checked_llm(settings)
+    answering = checked_llm(settings)
     model = load_encoder(settings)
     with open_store(settings, model) as store:
         retriever = _retriever(store, model, options, settings)
         engine = MultimodalChatEngine(
-            retriever, llm, history_tokens=settings.chat_history_tokens, max_image_side=settings.llm_max_image_side,
-            max_evidence_tokens=settings.llm_max_evidence_tokens, rerank_top_n=options.rerank,
+            retriever,
+            answering,
+            history_tokens=settings.chat_history_tokens,
+            max_image_side=settings.llm_max_image_side,
+            max_evidence_tokens=settings.llm_max_evidence_tokens,
+            rerank_top_n=options.rerank,
         )
         console.print(escape(HELP))
-        if llm is None:
-            console.print("No LLM is configured (RAG_LLM_MODEL): follow-ups are searched as written, answers list "
-                          "the evidence.")
+        if answering is None:
+            console.print(
+                "No LLM is configured (RAG_LLM_MODEL): follow-ups are searched as written, answers list the evidence."
+            )
         _converse(engine)
 
 
-def _converse(engine) -> None:
+def _converse(engine: MultimodalChatEngine) -> None:
     """Read lines until /quit or the end of the input; answer each question, keeping the conversation."""
     image: str | None = None
     while (line := _read()) is not None:
@@ -99,7 +108,7 @@ def _attach(raw: str) -> str | None:
     return str(path)
 
 
-def _answer(engine, question: str, image: str | None) -> None:
+def _answer(engine: MultimodalChatEngine, question: str, image: str | None) -> None:
     """One turn; a question that cannot be searched (its error printed) leaves the conversation open."""
     try:
         stream = checked(lambda: engine.stream_chat(question, image_path=image))

@@ -108,10 +108,12 @@ class Ledger:
         """Replace older versions, flush the store and time the run; call once, after every batch is written.
 
         A new version written in place of an older one counts as replaced, not added: ``added`` is left with
-        the items that are new to the collection."""
+        the items that are new to the collection, ``removed`` with the older versions that no new one replaced."""
         with self._lock:
-            self.report.replaced, new_versions = self._versions.finish()
-            self.report.added = max(self.report.added - new_versions, 0)
+            deleted, new_versions = self._versions.finish()
+            self.report.replaced = new_versions
+            self.report.removed = deleted - new_versions
+            self.report.added -= new_versions
             self.store.flush()
         self.report.seconds = time.perf_counter() - self._start
         return self.report

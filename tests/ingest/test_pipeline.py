@@ -59,7 +59,7 @@ def test_reingest_adds_nothing_and_a_changed_item_replaces_its_old_version(tiny_
         assert (again.added, again.unchanged) == (0, 4)
         (folder / "img001.txt").write_text("a new caption")
         changed = ingest(open_sources([folder]), tiny_base, store)
-        assert (changed.added, changed.unchanged, changed.replaced) == (0, 3, 1)  # a new version is no new item
+        assert (changed.added, changed.unchanged, changed.replaced, changed.removed) == (0, 3, 1, 0)  # no new item
         assert store.count() == 4
         texts = sorted(hit.item.text for hit in store.search(tiny_base.encode_text(["a new caption"])[0], k=10))
         assert "a new caption" in texts and "item 1: a blue square" not in texts
