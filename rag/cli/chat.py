@@ -36,19 +36,19 @@ HELP = "Type a question. /image PATH attaches a picture to the next one, /reset 
 
 @app.command()
 @with_options(AnswerOptions)
-@with_settings({**LLM_FLAGS, "chat_history_tokens": "--history-tokens"}, param="llm")
+@with_settings({**LLM_FLAGS, "chat_history_tokens": "--history-tokens"}, param="llm_settings")
 def chat(
     collection: CollectionOpt = None,
     uri: UriOpt = None,
     *,
     options: AnswerOptions,
-    llm: dict[str, object],
+    llm_settings: dict[str, object],
     encoder: EncoderOpt = None,
     weights: WeightsOpt = None,
     verbose: VerboseOpt = False,
 ) -> None:
     """Talk with the collection: follow-up questions understand the ones before (/image PATH, /reset, /quit)."""
-    settings = settings_from(collection=collection, milvus_uri=uri, encoder=encoder, weights=weights, **llm)
+    settings = settings_from(collection=collection, milvus_uri=uri, encoder=encoder, weights=weights, **llm_settings)
     require_collection(settings)
     from rag.answer.chat import MultimodalChatEngine
 

@@ -144,7 +144,7 @@ def search(
 
 @app.command()
 @with_options(AnswerOptions)
-@with_settings(LLM_FLAGS, param="llm")
+@with_settings(LLM_FLAGS, param="llm_settings")
 def ask(
     question: Annotated[str, typer.Argument(help="The question.")],
     collection: CollectionOpt = None,
@@ -152,7 +152,7 @@ def ask(
     image: ImageOpt = None,
     *,
     options: AnswerOptions,
-    llm: dict[str, object],
+    llm_settings: dict[str, object],
     encoder: EncoderOpt = None,
     weights: WeightsOpt = None,
     as_json: JsonOpt = False,
@@ -160,7 +160,7 @@ def ask(
 ) -> None:
     """Answer a question from the collection, citing the items used; the answer is printed as the LLM writes it,
     then the items it cites and the check of its citations. Exit 4 if the LLM failed (the evidence is printed)."""
-    settings = settings_from(collection=collection, milvus_uri=uri, encoder=encoder, weights=weights, **llm)
+    settings = settings_from(collection=collection, milvus_uri=uri, encoder=encoder, weights=weights, **llm_settings)
     plain = _checked_query(question, image, options, text_name="the question")
     require_collection(settings)
     from rag.answer import answer_engine
