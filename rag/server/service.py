@@ -19,7 +19,17 @@ from typing import Callable, Iterable, Iterator, TypeVar, cast
 from llama_index.core.llms import LLM
 from llama_index.core.schema import QueryBundle
 
-from connectors.milvus import Blend, EncoderInfo, Filters, MilvusStore, StoreStats, require_collection
+from connectors.milvus import (
+    Blend,
+    ConnectOptions,
+    EncoderInfo,
+    Filters,
+    MilvusStore,
+    StoreError,
+    StoreStats,
+    StoreUnavailableError,
+    require_collection,
+)
 from connectors.milvus.blend import Fusion
 from connectors.sources import BadInput, SourceOptions, check_image, open_sources, store_image, write_atomic
 from rag.answer import AnswerResponse, answer_engine, llm_from_settings
@@ -36,6 +46,7 @@ from .shared import serialized
 logger = logging.getLogger(__name__)
 
 MANIFEST_SUFFIXES = (".jsonl", ".ndjson", ".csv")
+_HEALTH_TIMEOUT = 5.0
 _T = TypeVar("_T")
 
 
@@ -67,7 +78,8 @@ class Service:
     def open(cls, settings: Settings, encoder: Encoder | None = None) -> "Service":
         """Load the encoder (unless given) and the LLM the settings name, and open the collection, which must exist:
         serving creates no database or collection (``CollectionNotFoundError``, before the encoder loads)."""
-        require_collection(settings.milvus_uri, settings.collection, token=settings.milvus_token_value)
+        options = ConnectOptions.from_settings(settings)
+        require_collection(settings.milvus_uri, settings.collection, token=settings.milvus_token_value, options=options)
         encoder = encoder or load_encoder(settings, runtime_from_settings(settings, "serve"))
         if encoder.runtime.compile:
             _warm_up(encoder)
@@ -77,6 +89,7 @@ class Service:
             encoder_info=EncoderInfo.of(encoder),
             create=False,
             token=settings.milvus_token_value,
+            options=options,
         )
         try:
             llm = llm_from_settings(settings)
@@ -134,6 +147,17 @@ class Service:
 
     def stats(self) -> StoreStats:
         return self.store.stats()
+
+    def store_problem(self) -> str | None:
+        """Why the store cannot serve now (unreachable, collection gone), or None when it answers."""
+        try:
+            self.store.ping(timeout=min(_HEALTH_TIMEOUT, self.settings.milvus_timeout))
+        except StoreError as e:
+            if self.settings.server_show_paths:
+                return str(e)
+            kind = "cannot be reached" if isinstance(e, StoreUnavailableError) else "has no such collection now"
+            return f"the Milvus store {kind}; the server log and RAG_SERVER_SHOW_PATHS=true say more"
+        return None
 
     def image_file(self, item_id: str) -> tuple[Path, str]:
         """The local image file of a stored item and its media type; looked up by id only, never by path."""
