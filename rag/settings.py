@@ -113,6 +113,11 @@ class Settings(BaseSettings):
     llm_max_image_side: PositiveInt = Field(
         default=1024, description="Local images are downscaled to this many pixels on their longer side for the LLM."
     )
+    llm_max_evidence_tokens: PositiveInt = Field(
+        default=6000,
+        description="Tokens of item text (with its metadata) sent to the LLM with one question, shared fairly among "
+        "the items: short texts whole, long ones cut (counted with LlamaIndex's tokenizer, cl100k_base by default).",
+    )
     server_host: str = Field(
         default="127.0.0.1", description="Address `rag serve` binds to; loopback unless told otherwise."
     )

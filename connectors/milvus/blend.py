@@ -3,18 +3,20 @@
 Each item is stored with three signals:
 
 - ``fused``: the vector of the item as a whole (picture read with its caption; text for text-only items);
-- ``image``: the vector of the picture alone (only items that have an image);
+- ``image``: the vector of the picture alone; an item without a picture answers it with its text's vector,
+  so text chunks are neither dropped nor favoured by a blend for having no picture;
 - ``bm25``: full-text search over the item's text (collections created with BM25).
 
-A blend searches some of them in one Milvus ``hybrid_search``: each signal returns its candidates
-and Milvus fuses them server-side, by weights (``WeightedRanker``) or by reciprocal rank
-(``RRFRanker``). ``--blend fused=0.6,image=0.3,bm25=0.1`` is written ``Blend.parse``'s way.
+A blend searches some of them: each signal returns a fixed number of candidates (100, or k when
+larger) and the store fuses them (``connectors.milvus.fusion``), by weights or by reciprocal rank,
+ties broken by id, so the first n results of any k are the same. ``--blend
+fused=0.6,image=0.3,bm25=0.1`` is written ``Blend.parse``'s way.
 
 What a score means (:class:`ScoreScale`):
 
 - ``cosine``: one vector searched (no blend): the cosine of the query and item vectors, -1 to 1.
 - ``weighted``: ``Σ wᵢ·sᵢ`` with the weights scaled to sum to 1 and each signal's raw score
-  mapped into 0..1 by Milvus (``norm_score``): ``0.5 + arctan(cosine)/π`` for a vector (cosine 1
+  mapped into 0..1 as Milvus's ``norm_score`` maps it: ``0.5 + arctan(cosine)/π`` for a vector (cosine 1
   gives 0.75, 0 gives 0.5, -1 gives 0.25) and ``2·arctan(bm25)/π`` for BM25. A signal that did not
   return the item among its candidates adds 0. Scores lie in 0..1; a blend of vectors alone
   reaches at most 0.75.

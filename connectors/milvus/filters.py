@@ -161,6 +161,31 @@ def _twice(key: str) -> FilterError:
     return FilterError(f"filter key {key!r} is given twice; give it once, or repeat it in key=value pairs")
 
 
+def admitted(spec: Any, values: Iterable[str]) -> set[str]:
+    """Which of ``values`` one dict entry's condition (``spec``, as in ``{"modality": spec}``) lets through.
+
+    For fields whose values are few and known (``modality``): a value, a list (any of), or operators
+    ``==``, ``!=``, ``in``, ``nin`` by value or name. Raises :class:`FilterError` for other operators and for
+    values not among ``values``.
+    """
+    known = list(values)
+    admitted = set(known)
+    conditions = spec.items() if isinstance(spec, Mapping) else [(FilterOperator.EQ, spec)]
+    for name, value in conditions:
+        op = _operator(name)
+        many = isinstance(value, (list, tuple, set, frozenset))
+        if op is FilterOperator.EQ and many:
+            op = FilterOperator.IN
+        if op not in (FilterOperator.EQ, FilterOperator.NE, FilterOperator.IN, FilterOperator.NIN):
+            raise FilterError(f"operator {op.value!r} is not supported here; use ==, !=, in or nin")
+        listed = {str(v.value if isinstance(v, Enum) else v) for v in (value if many else [value])}
+        unknown = sorted(listed - set(known))
+        if unknown:
+            raise FilterError(f"unknown value(s) {', '.join(map(repr, unknown))}; the values are {', '.join(known)}")
+        admitted = admitted & listed if op in (FilterOperator.EQ, FilterOperator.IN) else admitted - listed
+    return admitted
+
+
 def quote(value: str) -> str:
     """``value`` as a double-quoted Milvus string literal."""
     escaped = (

@@ -6,8 +6,9 @@ written here and read its rows back as nodes.
 
 Items without an image have no image vector: their ``image_embedding`` holds a copy of the fused
 vector (Milvus vectors cannot be null, and a zero vector scores 0 for every query, which would
-rank such items in the middle of image results) and ``has_image`` is false, so image searches
-filter them out.
+rank such items in the middle of image results) and ``has_image`` is false, so searches of the
+pictures alone filter them out. In a blend, that copy answers the ``image`` signal for them: an item
+without a picture is scored by its one vector on both vector signals (``MilvusStore.hybrid_search``).
 
 ``image_sha256`` is the SHA-256 of an item's image bytes (empty when unknown or without an image):
 two items with the same digest and the same text are duplicates, whatever their sources.
@@ -75,6 +76,9 @@ _PROPERTY_PREFIX = "mmrag."
 _VALUE_PREFIX = f"{_PROPERTY_PREFIX}value."
 #: Collection property: the runtime (device, dtype, why) of the last ingest.
 INGEST_RUNTIME = "ingest_runtime"
+#: Collection property: how BM25 is scored; ``statistics``: the store keeps whole-collection statistics.
+BM25_PROPERTY = f"{_PROPERTY_PREFIX}bm25"
+BM25_STATISTICS = "statistics"
 
 
 class Backend(str, Enum):
@@ -162,8 +166,9 @@ def read_properties(properties: Mapping[str, str]) -> dict[str, Any]:
     return values
 
 
-def build_schema(dim: int, *, bm25: bool) -> CollectionSchema:
-    """The typed collection schema; with ``bm25`` the text field is analysed into a BM25 sparse vector."""
+def build_schema(dim: int, *, bm25: bool, bm25_stats: bool = False) -> CollectionSchema:
+    """The typed collection schema; with ``bm25`` the text field is analysed into a BM25 sparse vector,
+    by Milvus's BM25 function, or with ``bm25_stats`` by the store (``connectors.milvus.bm25``)."""
     schema = MilvusClient.create_schema(auto_id=False, enable_dynamic_field=False)
     schema.add_field(ID, DataType.VARCHAR, is_primary=True, max_length=MAX_BYTES[ID])
     schema.add_field(FUSED, DataType.FLOAT_VECTOR, dim=dim)
@@ -171,9 +176,11 @@ def build_schema(dim: int, *, bm25: bool) -> CollectionSchema:
     if bm25:
         schema.add_field(TEXT, DataType.VARCHAR, max_length=MAX_BYTES[TEXT], enable_analyzer=True, enable_match=True)
         schema.add_field(SPARSE, DataType.SPARSE_FLOAT_VECTOR)
-        schema.add_function(
-            Function(name="text_bm25", function_type=FunctionType.BM25, input_field_names=[TEXT], output_field_names=[SPARSE])
-        )
+        if not bm25_stats:
+            function = Function(
+                name="text_bm25", function_type=FunctionType.BM25, input_field_names=[TEXT], output_field_names=[SPARSE]
+            )
+            schema.add_function(function)
     else:
         schema.add_field(TEXT, DataType.VARCHAR, max_length=MAX_BYTES[TEXT])
     for name in (SOURCE, MODALITY, MIME_TYPE, IMAGE_URI, IMAGE_SHA256):
@@ -189,12 +196,13 @@ def build_schema(dim: int, *, bm25: bool) -> CollectionSchema:
     return schema
 
 
-def build_index_params(backend: Backend, *, bm25: bool) -> IndexParams:
+def build_index_params(backend: Backend, *, bm25: bool, bm25_stats: bool = False) -> IndexParams:
     params = MilvusClient.prepare_index_params()
     for field in (FUSED, IMAGE):
         params.add_index(field_name=field, index_name=field, **backend.dense_index())
     if bm25:
-        params.add_index(field_name=SPARSE, index_name=SPARSE, index_type="SPARSE_INVERTED_INDEX", metric_type="BM25")
+        metric = "IP" if bm25_stats else "BM25"
+        params.add_index(field_name=SPARSE, index_name=SPARSE, index_type="SPARSE_INVERTED_INDEX", metric_type=metric)
     return params
 
 

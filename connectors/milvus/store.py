@@ -12,9 +12,11 @@ from typing import Any, Iterator, Literal, Mapping, Sequence, TypeVar
 
 import numpy as np
 from pydantic import BaseModel, Field
-from pymilvus import AnnSearchRequest, FunctionType, MilvusException, RRFRanker, WeightedRanker
+from pymilvus import FunctionType, MilvusException
 
 from connectors.milvus import schema
+from connectors.milvus.bm25 import SUFFIX as _BM25_SUFFIX
+from connectors.milvus.bm25 import CollectionBm25
 from connectors.milvus.blend import SIGNALS, TUNED_BLENDS, Blend, BlendError, TunedBlend
 from connectors.milvus.connection import ConnectOptions, Connection
 from connectors.milvus.errors import (
@@ -27,6 +29,7 @@ from connectors.milvus.errors import (
     StoreUnavailableError,
 )
 from connectors.milvus.filters import Filters, and_, compile_filter, id_in
+from connectors.milvus.fusion import fuse
 from connectors.milvus.schema import Backend, EncoderInfo
 from rag.items import KnowledgeItem
 
@@ -38,6 +41,8 @@ _WRITE_BATCH = 256
 _QUERY_PAGE = 4096
 _ID_BATCH = 1_000
 _NORM_TOLERANCE = 1e-2
+#: Candidates each signal of a blend fetches (or k when larger): fixed, so the top n of any k are the same.
+BLEND_CANDIDATES = 100
 _T = TypeVar("_T")
 
 __all__ = [
@@ -95,9 +100,19 @@ class MilvusStore:
     """
 
     def __init__(
-        self, client: Connection, *, uri: str, collection: str, encoder: EncoderInfo, backend: Backend, bm25: bool
+        self,
+        client: Connection,
+        *,
+        uri: str,
+        collection: str,
+        encoder: EncoderInfo,
+        backend: Backend,
+        bm25: bool,
+        bm25_stats: bool = False,
     ) -> None:
         self._client = client
+        # BM25 scored with whole-collection statistics the store keeps (Milvus Lite; see connectors.milvus.bm25).
+        self._terms = CollectionBm25(client, collection) if bm25_stats else None
         self._uri = uri
         self._collection = collection
         self._encoder = encoder
@@ -131,18 +146,22 @@ class MilvusStore:
         uri, backend = client.uri, client.backend
         try:
             if client.has_collection(collection):
-                recorded, has_bm25 = _check_existing(client, uri, collection, info)
+                recorded, has_bm25, stats = _check_existing(client, uri, collection, info)
             elif not create:
-                raise _no_collection(uri, collection, client.list_collections())
+                raise _no_collection(uri, collection, _ours(client.list_collections()))
             elif info is None:
                 raise StoreError(f"creating collection {collection!r} needs encoder_info (variant, dim, fingerprint)")
             else:
-                recorded, has_bm25 = info, _create(client, uri, collection, info, backend, bm25)
+                recorded, (has_bm25, stats) = info, _create(client, uri, collection, info, backend, bm25)
             client.load_collection(collection)
+            if stats:
+                CollectionBm25(client, collection).stats.load()
         except BaseException:
             client.close()
             raise
-        return cls(client, uri=uri, collection=collection, encoder=recorded, backend=backend, bm25=has_bm25)
+        return cls(
+            client, uri=uri, collection=collection, encoder=recorded, backend=backend, bm25=has_bm25, bm25_stats=stats
+        )
 
     @property
     def uri(self) -> str:
@@ -176,6 +195,11 @@ class MilvusStore:
     def supports_bm25(self) -> bool:
         return self._bm25
 
+    @property
+    def keeps_bm25_statistics(self) -> bool:
+        """Whether BM25 is scored with statistics this store keeps (Milvus Lite), not by Milvus's BM25 function."""
+        return self._terms is not None
+
     def upsert(self, items: Sequence[KnowledgeItem], fused: np.ndarray, image: np.ndarray | None = None) -> int:
         """Insert the items, replacing stored items with the same ids; returns how many rows were written.
 
@@ -203,13 +227,23 @@ class MilvusStore:
         if len(rows_by_id) < len(items):
             logger.debug("upsert: %d duplicate id(s) in one call, the last of each kept", len(items) - len(rows_by_id))
         for batch in _chunks(list(rows_by_id.values()), _WRITE_BATCH):
+            if self._terms is not None:
+                replaced = self._client.query(
+                    self._collection, filter=id_in([row[schema.ID] for row in batch]), output_fields=[schema.TEXT], limit=len(batch)
+                )
+                self._terms.weigh(batch, [row[schema.TEXT] for row in replaced])
             self._client.upsert(self._collection, batch)
         logger.debug("upserted %d item(s) into %s", len(rows_by_id), self._collection)
         return len(rows_by_id)
 
     def flush(self) -> None:
-        """Seal written data to storage; call once after a bulk load, not after every batch."""
+        """Seal written data to storage; call once after a bulk load, not after every batch.
+
+        With the store's own BM25 statistics, also brings them and the stored weights up to date.
+        """
         self._client.flush(self._collection)
+        if self._terms is not None:
+            self._terms.settle(self._count(""))
 
     def search(
         self,
@@ -241,14 +275,15 @@ class MilvusStore:
     def text_search(self, query: str, *, k: int = 10, filter: Filters | None = None, with_vectors: bool = False) -> list[Hit]:
         """BM25 full-text search over the items' text; scores are BM25 scores (higher is better)."""
         self._require_bm25("text_search")
+        data, params = self._bm25_query(query)
         result = self._client.search(
             self._collection,
-            data=[query],
+            data=[data],
             anns_field=schema.SPARSE,
             limit=_check_k(k),
             filter=compile_filter(filter),
             output_fields=_output_fields(with_vectors),
-            search_params={"metric_type": "BM25"},
+            search_params=params,
         )
         # Milvus Lite reports BM25 scores negated; Milvus server reports them as they are.
         return [_hit(hit["entity"], abs(hit["distance"])) for hit in result[0]]
@@ -265,11 +300,15 @@ class MilvusStore:
         rrf_k: int = 60,
         with_vectors: bool = False,
     ) -> list[Hit]:
-        """The k best items by the blend's signals, searched and fused by Milvus in one ``hybrid_search``.
+        """The k best items by the blend's signals, each searched by Milvus, fused here (``connectors.milvus.fusion``).
 
-        ``vector`` feeds the ``fused`` and ``image`` signals, ``text`` the ``bm25`` one. The ``image``
-        signal sees only items that have an image; ``only_images`` restricts every signal so.
-        Scores are on the blend's scale (``connectors.milvus.blend``).
+        ``vector`` feeds the ``fused`` and ``image`` signals, ``text`` the ``bm25`` one. An item without an
+        image answers the ``image`` signal with its one vector (its text's, stored in its image field), so a
+        blend neither drops nor favours it for lacking a picture; ``only_images`` restricts every signal to
+        items that have an image.
+        Scores are on the blend's scale (``connectors.milvus.blend``). Each signal fetches a fixed number of
+        candidates (:data:`BLEND_CANDIDATES`, or k when larger) and ties break by id, so for any k up to that
+        number the results are the first k of one ranking.
         """
         self.check_signals(blend.signals)
         if "bm25" in blend.signals and not text.strip():
@@ -277,13 +316,9 @@ class MilvusStore:
         if vector is None and any(signal in _VECTOR_FIELDS for signal in blend.signals):
             raise ValueError(f"the blend {blend.describe()} searches vectors: give a query vector")
         query = self._check_query(vector) if vector is not None else []
-        candidates = min(max(4 * _check_k(k), 50), 16_384)
-        requests = [self._request(signal, query, text, filter, only_images, candidates) for signal in blend.signals]
-        ranker = RRFRanker(rrf_k) if blend.fusion == "rrf" else WeightedRanker(*blend.weights.values(), norm_score=True)
-        result = self._client.hybrid_search(
-            self._collection, requests, ranker=ranker, limit=k, output_fields=_output_fields(with_vectors)
-        )
-        return [_hit(hit["entity"], hit["distance"]) for hit in result[0]]
+        candidates = max(BLEND_CANDIDATES, _check_k(k))
+        found = {signal: self._signal(signal, query, text, filter, only_images, candidates) for signal in blend.signals}
+        return self._hits(fuse(found, blend, rrf_k)[:k], with_vectors)
 
     @property
     def signals(self) -> tuple[str, ...]:
@@ -367,6 +402,8 @@ class MilvusStore:
         deleted = 0
         for expr in expressions:
             deleted += self._count(expr)
+            if self._terms is not None:
+                self._terms.forget(self._texts(expr))
             self._client.delete(self._collection, filter=expr)
         return deleted
 
@@ -397,12 +434,14 @@ class MilvusStore:
         self._client.alter_collection_properties(self._collection, properties=schema.write_properties(values))
 
     def list_collections(self) -> list[str]:
-        """Every collection at this URI, ours or not."""
-        return list(self._client.list_collections())
+        """Every collection at this URI, ours or not (but not the BM25 statistics kept beside ours)."""
+        return _ours(self._client.list_collections())
 
     def drop(self) -> None:
         """Delete the collection and everything in it, then close the store."""
         self._client.drop_collection(self._collection)
+        if self._terms is not None:
+            self._terms.stats.drop()
         logger.info("dropped collection %s at %s", self._collection, self._uri)
         self.close()
 
@@ -430,15 +469,56 @@ class MilvusStore:
         """The expression for ``filters``, restricted to items that have an image where asked."""
         return and_(f"{schema.HAS_IMAGE} == true" if images_only else "", compile_filter(filters))
 
-    def _request(
+    def _signal(
         self, signal: str, query: list[float], text: str, filters: Filters | None, only_images: bool, limit: int
-    ) -> AnnSearchRequest:
-        """One signal's part of a hybrid search: its field, its query, its filter."""
-        expr = self._filter(filters, images_only=only_images or signal == "image")
+    ) -> list[tuple[str, float]]:
+        """One signal's candidates of a blend, as ``(id, raw score)``: its field, its query, its filter."""
+        expr = self._filter(filters, images_only=only_images)
         if signal == "bm25":
-            return AnnSearchRequest(data=[text], anns_field=schema.SPARSE, param={"metric_type": "BM25"}, limit=limit, expr=expr)
-        params = self._backend.search_params(limit)
-        return AnnSearchRequest(data=[query], anns_field=_VECTOR_FIELDS[signal], param=params, limit=limit, expr=expr)
+            data, params = self._bm25_query(text)
+            field = schema.SPARSE
+        else:
+            data, params, field = query, self._backend.search_params(limit), _VECTOR_FIELDS[signal]
+        result = self._client.search(
+            self._collection,
+            data=[data],
+            anns_field=field,
+            limit=limit,
+            filter=expr,
+            output_fields=[schema.ID],
+            search_params=params,
+        )
+        # Milvus Lite reports BM25 scores negated; every other score is positive-is-better already.
+        return [(hit["id"], abs(hit["distance"]) if signal == "bm25" else hit["distance"]) for hit in result[0]]
+
+    def _bm25_query(self, text: str) -> tuple[str | dict[int, float], dict[str, str]]:
+        """The BM25 query and search parameters: the text for Milvus's BM25 function, or with the store's own
+        statistics the query's weighted terms."""
+        if self._terms is None:
+            return text, {"metric_type": "BM25"}
+        return self._terms.query_vector(text), {"metric_type": "IP"}
+
+    def _hits(self, ranked: Sequence[tuple[str, float]], with_vectors: bool) -> list[Hit]:
+        """Hits for ``(id, score)`` pairs, in their order; ids no longer stored are left out."""
+        ids = [item_id for item_id, _ in ranked]
+        rows = self._client.query(
+            self._collection, filter=id_in(ids), output_fields=_output_fields(with_vectors), limit=len(ids)
+        ) if ids else []
+        by_id = {row[schema.ID]: row for row in rows}
+        return [_hit(by_id[item_id], score) for item_id, score in ranked if item_id in by_id]
+
+    def _texts(self, expr: str) -> list[str]:
+        """The text of every row matching ``expr``."""
+        iterator = self._client.query_iterator(
+            self._collection, batch_size=_QUERY_PAGE, filter=expr, output_fields=[schema.TEXT]
+        )
+        texts: list[str] = []
+        try:
+            while page := iterator.next():
+                texts.extend(row[schema.TEXT] for row in page)
+        finally:
+            iterator.close()
+        return texts
 
     def _require_bm25(self, what: str) -> None:
         if not self._bm25:
@@ -475,7 +555,7 @@ def list_collections(
     """Every collection at ``uri``, without opening one (nor creating a Milvus Lite database)."""
     client = Connection(uri, token=token, create=False, options=options or ConnectOptions.from_settings())
     try:
-        return list(client.list_collections())
+        return _ours(client.list_collections())
     finally:
         client.close()
 
@@ -501,7 +581,8 @@ def _no_collection(uri: str, collection: str, existing: Sequence[str]) -> Collec
 
 def _check_existing(
     client: Connection, uri: str, collection: str, info: EncoderInfo | None
-) -> tuple[EncoderInfo, bool]:
+) -> tuple[EncoderInfo, bool, bool]:
+    """The recorded encoder, whether the collection has BM25, and whether the store keeps its statistics."""
     description = client.describe_collection(collection)
     properties = description.get("properties") or {}
     recorded = EncoderInfo.from_properties(properties)
@@ -524,18 +605,21 @@ def _check_existing(
             "and re-ingest."
         )
     functions = description.get("functions") or []
-    has_bm25 = any(f.get("type") == FunctionType.BM25 for f in functions)
-    return recorded, has_bm25
+    stats = properties.get(schema.BM25_PROPERTY) == schema.BM25_STATISTICS
+    has_bm25 = stats or any(f.get("type") == FunctionType.BM25 for f in functions)
+    return recorded, has_bm25, stats
 
 
 def _create(
     client: Connection, uri: str, collection: str, info: EncoderInfo, backend: Backend, bm25: bool | None
-) -> bool:
-    """Create the collection; returns whether it has BM25."""
+) -> tuple[bool, bool]:
+    """Create the collection; returns whether it has BM25, and whether the store keeps its statistics (on Lite,
+    whose own BM25 is scored per segment)."""
     if bm25 is not False:
         try:
-            _create_collection(client, collection, info, backend, bm25=True)
-            return True
+            stats = backend is Backend.LITE
+            _create_collection(client, collection, info, backend, bm25=True, bm25_stats=stats)
+            return True, stats
         except MilvusException as exc:
             if bm25:
                 raise NotSupportedError(f"Milvus at {uri} cannot create a BM25 full-text index: {exc.message}") from exc
@@ -549,19 +633,35 @@ def _create(
                 collection,
             )
     _create_collection(client, collection, info, backend, bm25=False)
-    return False
+    return False, False
 
 
-def _create_collection(client: Connection, collection: str, info: EncoderInfo, backend: Backend, *, bm25: bool) -> None:
+def _create_collection(
+    client: Connection, collection: str, info: EncoderInfo, backend: Backend, *, bm25: bool, bm25_stats: bool = False
+) -> None:
+    properties = info.to_properties()
+    if bm25_stats:
+        properties[schema.BM25_PROPERTY] = schema.BM25_STATISTICS
     client.create_collection(
         collection,
-        schema=schema.build_schema(info.dim, bm25=bm25),
+        schema=schema.build_schema(info.dim, bm25=bm25, bm25_stats=bm25_stats),
         consistency_level="Strong",
-        properties=info.to_properties(),
+        properties=properties,
     )
     # The collection is empty, so there is nothing to wait for (pymilvus would poll each index).
-    client.create_index(collection, schema.build_index_params(backend, bm25=bm25), sync=False)
+    client.create_index(collection, schema.build_index_params(backend, bm25=bm25, bm25_stats=bm25_stats), sync=False)
+    if bm25_stats:
+        terms = CollectionBm25(client, collection)
+        if terms.stats.exists():  # left by a collection of the same name dropped outside this library
+            terms.stats.drop()
+        terms.stats.create()
     logger.info("created collection %s (%s, encoder %s, bm25=%s)", collection, backend.value, info.describe(), bm25)
+
+
+def _ours(collections: Sequence[str]) -> list[str]:
+    """The collections, less the BM25 statistics kept beside those of this library."""
+    names = set(collections)
+    return [name for name in collections if not (name.endswith(_BM25_SUFFIX) and name[: -len(_BM25_SUFFIX)] in names)]
 
 
 def _output_fields(with_vectors: bool) -> list[str]:

@@ -21,7 +21,7 @@ from rag.retrieval.evidence import annotate
 
 from .images import grid, image_block, load_image, node_picture
 from .llm import LLMError, chat_text
-from .synthesizer import RERANK_ERROR, RERANK_REASON
+from .response import RERANK_ERROR, RERANK_REASON
 
 logger = logging.getLogger(__name__)
 

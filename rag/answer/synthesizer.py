@@ -3,19 +3,16 @@
 LlamaIndex's own multimodal synthesis turns an ``ImageNode`` into its image alone and drops the
 caption; here each item becomes ``[n]`` + its text (with metadata) + its picture, followed by the
 question (and the question's own picture, if any). The response lists which items the answer
-cites. Without an LLM, or when the LLM fails, the response is the ranked evidence, labelled as
-such, so retrieval results are never lost.
+cites and checks its markers (``rag.answer.citations``). Without an LLM, or when the LLM fails,
+the response is the ranked evidence, labelled as such, so retrieval results are never lost.
+With ``streaming=True`` the responses are LlamaIndex streams (``rag.answer.streaming``).
 """
 
 from __future__ import annotations
 
 import logging
-import re
-from dataclasses import dataclass, field
-from enum import Enum
 from typing import Any, Sequence
 
-from llama_index.core.base.response.schema import Response
 from llama_index.core.llms import LLM, ChatMessage, MessageRole, TextBlock
 from llama_index.core.llms.mock import MockLLM
 from llama_index.core.prompts import PromptTemplate
@@ -23,11 +20,15 @@ from llama_index.core.prompts.mixin import PromptDictType
 from llama_index.core.response_synthesizers import BaseSynthesizer
 from llama_index.core.schema import MetadataMode, NodeWithScore, QueryBundle, QueryType, TextNode
 
-from rag.display import snippet
-from rag.retrieval.evidence import Evidence, merged_count
+from connectors.milvus.schema import SOURCE
+from rag.items import item_name
 
+from .budget import DEFAULT_EVIDENCE_TOKENS, within_budget
+from .citations import cited_markers
 from .images import image_block, node_picture
 from .llm import LLMError, achat_text, chat_text
+from .response import AnswerResponse, AnswerStatus, Citation, without_answer, written
+from .streaming import AsyncStreamingAnswerResponse, StreamingAnswerResponse, astream, asettled, settled, stream
 
 logger = logging.getLogger(__name__)
 
@@ -36,48 +37,14 @@ ANSWER_INSTRUCTIONS = (
     "Cite the items you use by their numbers in square brackets, such as [1] or [2][3], right after the "
     "statement they support. If the evidence does not answer the question, say so."
 )
-RERANK_REASON = "rerank_reason"
-RERANK_ERROR = "rerank_error"
-_MARKERS = re.compile(r"\[(\d+(?:\s*[,;]\s*\d+)*)\]")
-
-
-class AnswerStatus(str, Enum):
-    ANSWERED = "answered"
-    NO_LLM = "no_llm"  # no LLM configured: the response is the ranked evidence
-    LLM_ERROR = "llm_error"  # the LLM failed: the response is the ranked evidence and the error
-    NO_EVIDENCE = "no_evidence"  # nothing matched; the LLM is not asked
-
-
-class Citation(Evidence):
-    """An evidence item as the answer saw it: ``rank`` is its marker ``[n]``."""
-
-    cited: bool = False
-    rerank_reason: str | None = None
-
-
-@dataclass
-class AnswerResponse(Response):
-    """A LlamaIndex ``Response`` that also says how it was made and which items it cites."""
-
-    status: AnswerStatus = AnswerStatus.ANSWERED
-    error: str | None = None
-    citations: list[Citation] = field(default_factory=list)  # every item sent, in marker order
-    rerank_error: str | None = None
-
-    @property
-    def cited(self) -> list[Citation]:
-        """The items whose markers appear in the answer."""
-        return [c for c in self.citations if c.cited]
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "status": self.status.value,
-            "answer": self.response,
-            "error": self.error,
-            "rerank_error": self.rerank_error,
-            "citations": [c.model_dump(mode="json") for c in self.citations],
-            "merged": merged_count(self.citations),
-        }
+__all__ = [
+    "ANSWER_INSTRUCTIONS",
+    "AnswerResponse",
+    "AnswerStatus",
+    "Citation",
+    "MultimodalSynthesizer",
+    "cited_markers",
+]
 
 
 class MultimodalSynthesizer(BaseSynthesizer):
@@ -86,7 +53,8 @@ class MultimodalSynthesizer(BaseSynthesizer):
     Use it as the ``response_synthesizer`` of a ``RetrieverQueryEngine`` (see ``answer_engine``).
     ``llm=None`` makes responses that list the evidence instead of answering. Local images are
     sent inline, downscaled to ``max_image_side``; URLs are passed on for the endpoint to fetch.
-    Responses are ``AnswerResponse`` objects; streaming is not supported.
+    Responses are ``AnswerResponse`` objects; with ``streaming=True``, ``StreamingAnswerResponse`` (async:
+    ``AsyncStreamingAnswerResponse``) objects whose tokens come from the LLM's ``stream_chat`` as it writes.
     """
 
     def __init__(
@@ -94,6 +62,7 @@ class MultimodalSynthesizer(BaseSynthesizer):
         llm: LLM | None = None,
         *,
         max_image_side: int = 1024,
+        max_evidence_tokens: int = DEFAULT_EVIDENCE_TOKENS,
         instructions: str = ANSWER_INSTRUCTIONS,
         **kwargs: Any,
     ) -> None:
@@ -101,6 +70,7 @@ class MultimodalSynthesizer(BaseSynthesizer):
         super().__init__(llm=llm or MockLLM(), **kwargs)
         self.answer_llm = llm
         self.max_image_side = max_image_side
+        self.max_evidence_tokens = max_evidence_tokens
         self.instructions = instructions
 
     def _get_prompts(self) -> PromptDictType:
@@ -111,19 +81,26 @@ class MultimodalSynthesizer(BaseSynthesizer):
             self.instructions = prompts["instructions"].get_template()
 
     def messages(self, query: QueryBundle, nodes: Sequence[NodeWithScore]) -> list[ChatMessage]:
-        """The chat the LLM receives: instructions, then the numbered items, the question's picture, the question."""
+        """The chat the LLM receives: instructions, then the numbered items, the question's picture, the question.
+
+        Each item is headed by its marker and its name (``report.docx#tracking-faults``); the items' texts share
+        ``max_evidence_tokens`` (``rag.answer.budget``), and pictures are sent beside them.
+        """
         blocks: list[Any] = [TextBlock(text="Evidence items:\n")]
         pictures = 0
-        for rank, result in enumerate(nodes, start=1):
+        contents = [result.node.get_content(metadata_mode=MetadataMode.LLM) for result in nodes]
+        texts = within_budget(contents, self.max_evidence_tokens)
+        for rank, (result, text) in enumerate(zip(nodes, texts), start=1):
             node = result.node
-            text = node.get_content(metadata_mode=MetadataMode.LLM)
+            name = item_name(str(node.metadata.get(SOURCE, "")), node.metadata)
+            heading = f"[{rank}] {name}" if name else f"[{rank}]"
             picture = node_picture(node)
             if picture is not None:
                 pictures += 1
-                blocks.append(TextBlock(text=f"\n[{rank}] (its picture is image #{pictures})\n{text}\n"))
+                blocks.append(TextBlock(text=f"\n{heading} (its picture is image #{pictures})\n{text}\n"))
                 blocks.append(self._picture(picture, f"[{rank}]"))
             else:
-                blocks.append(TextBlock(text=f"\n[{rank}]\n{text}\n"))
+                blocks.append(TextBlock(text=f"\n{heading} (text)\n{text}\n"))
         if query.image_path:
             pictures += 1
             blocks.append(TextBlock(text=f"\nThe question is about this picture (image #{pictures}):\n"))
@@ -140,15 +117,17 @@ class MultimodalSynthesizer(BaseSynthesizer):
         nodes: list[NodeWithScore],
         additional_source_nodes: Sequence[NodeWithScore] | None = None,
         **response_kwargs: Any,
-    ) -> AnswerResponse:
+    ) -> AnswerResponse | StreamingAnswerResponse:
         bundle, nodes = _inputs(query, nodes, additional_source_nodes)
         if not nodes or self.answer_llm is None:
-            return _without_answer(nodes)
+            return settled(without_answer(nodes)) if self._streaming else without_answer(nodes)
+        messages = self.messages(bundle, nodes)  # pictures are read now, while their files exist
+        if self._streaming:
+            return stream(self.answer_llm, messages, nodes)
         try:
-            text = chat_text(self.answer_llm, self.messages(bundle, nodes))
+            return written(chat_text(self.answer_llm, messages), nodes)
         except LLMError as e:
-            return _without_answer(nodes, error=str(e))
-        return _answered(text, nodes)
+            return without_answer(nodes, error=str(e))
 
     async def asynthesize(
         self,
@@ -156,15 +135,17 @@ class MultimodalSynthesizer(BaseSynthesizer):
         nodes: list[NodeWithScore],
         additional_source_nodes: Sequence[NodeWithScore] | None = None,
         **response_kwargs: Any,
-    ) -> AnswerResponse:
+    ) -> AnswerResponse | AsyncStreamingAnswerResponse:
         bundle, nodes = _inputs(query, nodes, additional_source_nodes)
         if not nodes or self.answer_llm is None:
-            return _without_answer(nodes)
+            return asettled(without_answer(nodes)) if self._streaming else without_answer(nodes)
+        messages = self.messages(bundle, nodes)
+        if self._streaming:
+            return astream(self.answer_llm, messages, nodes)
         try:
-            text = await achat_text(self.answer_llm, self.messages(bundle, nodes))
+            return written(await achat_text(self.answer_llm, messages), nodes)
         except LLMError as e:
-            return _without_answer(nodes, error=str(e))
-        return _answered(text, nodes)
+            return without_answer(nodes, error=str(e))
 
     def get_response(self, query_str: str, text_chunks: Sequence[str], **response_kwargs: Any) -> str:
         """An answer from plain text chunks (numbered like items); raises ``LLMError`` on failure."""
@@ -195,57 +176,3 @@ def _inputs(
 ) -> tuple[QueryBundle, list[NodeWithScore]]:
     bundle = QueryBundle(query) if isinstance(query, str) else query
     return bundle, list(nodes) + list(additional or [])
-
-
-def _citations(nodes: Sequence[NodeWithScore], cited: set[int]) -> list[Citation]:
-    return [
-        Citation(
-            **Evidence.from_node(rank, result).model_dump(),
-            cited=rank in cited,
-            rerank_reason=result.node.metadata.get(RERANK_REASON),
-        )
-        for rank, result in enumerate(nodes, start=1)
-    ]
-
-
-def _rerank_error(nodes: Sequence[NodeWithScore]) -> str | None:
-    return next((n.node.metadata[RERANK_ERROR] for n in nodes if RERANK_ERROR in n.node.metadata), None)
-
-
-def cited_markers(answer: str, count: int) -> set[int]:
-    """The markers ``[n]`` (also ``[1, 2]``) in ``answer`` that name one of ``count`` items."""
-    numbers = {int(n) for group in _MARKERS.findall(answer) for n in re.split(r"[,;]", group)}
-    return {n for n in numbers if 1 <= n <= count}
-
-
-def _answered(text: str, nodes: list[NodeWithScore]) -> AnswerResponse:
-    return AnswerResponse(
-        response=text,
-        source_nodes=nodes,
-        status=AnswerStatus.ANSWERED,
-        citations=_citations(nodes, cited_markers(text, len(nodes))),
-        rerank_error=_rerank_error(nodes),
-    )
-
-
-def _without_answer(nodes: list[NodeWithScore], error: str | None = None) -> AnswerResponse:
-    """The ranked evidence as the response: no evidence, no LLM configured, or the LLM failed."""
-    if not nodes:
-        status, heading = AnswerStatus.NO_EVIDENCE, "No items in the collection match this query."
-    elif error is None:
-        status = AnswerStatus.NO_LLM
-        heading = "No LLM is configured (set RAG_LLM_MODEL), so this is the retrieved evidence, best first:"
-    else:
-        status = AnswerStatus.LLM_ERROR
-        heading = f"The LLM failed: {error.rstrip('.')}. This is the retrieved evidence, best first:"
-    citations = _citations(nodes, set())
-    lines = [heading] + [f"[{c.rank}] {c.name}: {snippet(c.text, 160, '(no text)')}" for c in citations]
-    return AnswerResponse(
-        response="\n".join(lines),
-        source_nodes=nodes,
-        status=status,
-        error=error,
-        citations=citations,
-        rerank_error=_rerank_error(nodes),
-    )
-

@@ -13,7 +13,7 @@ class ExitCode(IntEnum):
     USAGE = 2
     #: ingest: the sources hold no item; nothing was created or changed
     NO_ITEMS = 3
-    #: ask: the LLM failed; the evidence was printed
+    #: ask: the LLM failed, before or during its answer; the evidence (and any partial answer) was printed
     LLM_FAILED = 4
     #: the Milvus store could not be reached, or went away mid-command
     STORE_UNAVAILABLE = 5

@@ -6,11 +6,11 @@ Modes and evidence import without LlamaIndex; the retriever loads it on first us
 from typing import Any
 
 from .evidence import Evidence, evidence, merged_count
-from .modes import Mode, PlainQuery, QueryError, QueryKind, Target, check_query, default_mode
+from .modes import Mode, PlainQuery, QueryError, QueryKind, Target, check_query, default_mode, searched_modalities
 
 __all__ = [
     "Evidence", "Mode", "MultimodalRetriever", "PlainQuery", "QueryError", "QueryKind", "Target", "check_query",
-    "default_mode", "evidence", "merged_count",
+    "default_mode", "evidence", "merged_count", "searched_modalities",
 ]
 
 

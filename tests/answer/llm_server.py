@@ -1,17 +1,23 @@
 """A chat LLM endpoint on 127.0.0.1 for tests: OpenAI-compatible ``/v1/chat/completions`` and Ollama ``/api/chat``.
 
-It records every request and answers from a script of replies (the last one repeats). A reply
-may be delayed (to make clients time out; the delay ends early when the server stops) or be
-any status and raw body. Stdlib only, one daemon thread, stopped on exit.
+It records every request and answers from a script of replies (the last one repeats), so a
+multi-turn exchange is a list of replies. A reply may be delayed (to make clients time out; the
+delay ends early when the server stops) or be any status and raw body. A request that asks to
+stream (``"stream": true``) is answered in chunks: OpenAI's server-sent events or Ollama's JSON
+lines. A streamed reply can hold back after its first chunks until the test releases it (which
+shows that the client had those chunks before the rest existed), and can break off mid-stream.
+Stdlib only, one daemon thread, stopped on exit.
 """
 
 from __future__ import annotations
 
 import json
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+
+HOLD_LIMIT = 20.0  # seconds a held stream waits for its release before going on anyway
 
 
 @dataclass
@@ -20,6 +26,17 @@ class Reply:
     status: int = 200
     raw: bytes | None = None  # sent as the body instead of a well-formed reply
     delay: float = 0.0
+    chunks: list[str] | None = None  # streamed pieces; default: the text split after each space
+    hold_after: int | None = None  # streamed: send this many chunks, then wait for `release`
+    release: threading.Event = field(default_factory=threading.Event)
+    released: bool | None = None  # set by the server: True when `release` (not the time limit) ended the hold
+    break_after: int | None = None  # streamed: after this many chunks, drop the connection mid-body
+
+    def pieces(self) -> list[str]:
+        if self.chunks is not None:
+            return self.chunks
+        words = self.text.split(" ")
+        return [w + " " for w in words[:-1]] + words[-1:]
 
 
 class FakeLLMServer:
@@ -46,6 +63,8 @@ class FakeLLMServer:
 
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
+        for reply in self.replies:
+            reply.release.set()
         self._server.shutdown()
         self._server.server_close()
         self._thread.join(timeout=5)
@@ -54,42 +73,78 @@ class FakeLLMServer:
         return self.replies.pop(0) if len(self.replies) > 1 else self.replies[0]
 
     def _handler(self) -> type[BaseHTTPRequestHandler]:
-        server = self
+        return type("Handler", (_Handler,), {"fake": self})
 
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                if self.path.startswith("/api/show"):  # Ollama clients ask for the context length first
-                    self._send(200, json.dumps({"model_info": {"test.context_length": 4096}}).encode())
+
+class _Handler(BaseHTTPRequestHandler):
+    fake: FakeLLMServer
+
+    protocol_version = "HTTP/1.1"  # chunked bodies for streams; every other reply closes its connection
+
+    def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        if self.path.startswith("/api/show"):  # Ollama clients ask for the context length first
+            self._send(200, json.dumps({"model_info": {"test.context_length": 4096}}).encode())
+            return
+        self.fake.requests.append({"path": self.path, "body": body})
+        reply = self.fake._next()
+        if reply.delay:
+            self.fake._stop.wait(reply.delay)
+        if reply.raw is None and reply.status == 200 and body.get("stream"):
+            self._stream(body, reply)
+        else:
+            self._send(reply.status, self._payload(body, reply))
+
+    def _payload(self, body: dict[str, Any], reply: Reply) -> bytes:
+        if reply.raw is not None:
+            return reply.raw
+        if reply.status != 200:
+            return json.dumps({"error": {"message": f"scripted failure {reply.status}"}}).encode()
+        if self.path.startswith("/api/chat"):
+            return json.dumps(_ollama(body, reply.text)).encode()
+        return json.dumps(_openai(body, reply.text)).encode()
+
+    def _send(self, status: int, payload: bytes) -> None:
+        try:
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(payload)))
+            self.send_header("Connection", "close")
+            self.end_headers()
+            self.wfile.write(payload)
+        except (BrokenPipeError, ConnectionResetError):  # the client gave up (timeout test)
+            pass
+        self.close_connection = True
+
+    def _stream(self, request: dict[str, Any], reply: Reply) -> None:
+        ollama = self.path.startswith("/api/chat")
+        self.close_connection = True
+        try:
+            self.send_response(200)
+            self.send_header("Content-Type", "application/x-ndjson" if ollama else "text/event-stream")
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            pieces = reply.pieces()
+            for index, piece in enumerate(pieces):
+                if index == reply.break_after:
+                    self.wfile.write(b"400\r\n" + b"{" * 10)  # a chunk cut short, then the connection drops
+                    self.wfile.flush()
                     return
-                server.requests.append({"path": self.path, "body": body})
-                reply = server._next()
-                if reply.delay:
-                    server._stop.wait(reply.delay)
-                if reply.raw is not None:
-                    payload = reply.raw
-                elif reply.status != 200:
-                    payload = json.dumps({"error": {"message": f"scripted failure {reply.status}"}}).encode()
-                elif self.path.startswith("/api/chat"):
-                    payload = json.dumps(_ollama(body, reply.text)).encode()
-                else:
-                    payload = json.dumps(_openai(body, reply.text)).encode()
-                self._send(reply.status, payload)
+                if index == reply.hold_after:
+                    reply.released = reply.release.wait(HOLD_LIMIT)
+                self._chunk(_ollama_line(request, piece) if ollama else _openai_event(request, piece))
+            self._chunk(_ollama_line(request, None) if ollama else _openai_event(request, None))
+            self.wfile.write(b"0\r\n\r\n")
+            self.wfile.flush()
+        except (BrokenPipeError, ConnectionResetError):
+            pass
 
-            def _send(self, status: int, payload: bytes) -> None:
-                try:
-                    self.send_response(status)
-                    self.send_header("Content-Type", "application/json")
-                    self.send_header("Content-Length", str(len(payload)))
-                    self.end_headers()
-                    self.wfile.write(payload)
-                except (BrokenPipeError, ConnectionResetError):  # the client gave up (timeout test)
-                    pass
+    def _chunk(self, data: bytes) -> None:
+        self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
+        self.wfile.flush()
 
-            def log_message(self, *args: object) -> None:
-                pass
-
-        return Handler
+    def log_message(self, *args: object) -> None:
+        pass
 
 
 def _openai(request: dict[str, Any], text: str) -> dict[str, Any]:
@@ -103,6 +158,20 @@ def _openai(request: dict[str, Any], text: str) -> dict[str, Any]:
     }
 
 
+def _openai_event(request: dict[str, Any], piece: str | None) -> bytes:
+    """One server-sent event of a streamed chat completion; ``None``: the last one, then ``[DONE]``."""
+    delta = {"content": piece} if piece is not None else {}
+    chunk = {
+        "id": "chatcmpl-test",
+        "object": "chat.completion.chunk",
+        "created": 0,
+        "model": request.get("model", "test"),
+        "choices": [{"index": 0, "delta": delta, "finish_reason": None if piece is not None else "stop"}],
+    }
+    event = f"data: {json.dumps(chunk)}\n\n"
+    return (event + ("data: [DONE]\n\n" if piece is None else "")).encode()
+
+
 def _ollama(request: dict[str, Any], text: str) -> dict[str, Any]:
     return {
         "model": request.get("model", "test"),
@@ -113,10 +182,24 @@ def _ollama(request: dict[str, Any], text: str) -> dict[str, Any]:
     }
 
 
+def _ollama_line(request: dict[str, Any], piece: str | None) -> bytes:
+    line = _ollama(request, piece or "")
+    if piece is not None:
+        line.update(done=False, done_reason=None)
+    return (json.dumps(line) + "\n").encode()
+
+
 def user_parts(request: dict[str, Any]) -> tuple[str, list[str]]:
     """The user message of an OpenAI-style request: its text parts joined, and its image URLs."""
     [user] = [m for m in request["body"]["messages"] if m["role"] == "user"]
-    content = user["content"] if isinstance(user["content"], list) else [{"type": "text", "text": user["content"]}]
+    return message_parts(user)
+
+
+def message_parts(message: dict[str, Any]) -> tuple[str, list[str]]:
+    """One OpenAI-style message: its text parts joined, and its image URLs."""
+    content = message["content"]
+    if not isinstance(content, list):
+        content = [{"type": "text", "text": content}]
     text = "".join(part["text"] for part in content if part["type"] == "text")
     images = [part["image_url"]["url"] for part in content if part["type"] == "image_url"]
     return text, images

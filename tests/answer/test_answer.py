@@ -7,13 +7,11 @@ import asyncio
 import base64
 import time
 from io import BytesIO
-from typing import Iterator
 
 import pytest
-from llama_index.core.schema import ImageNode, NodeWithScore, QueryBundle
+from llama_index.core.schema import ImageNode, NodeWithScore
 from PIL import Image
 
-from connectors.milvus import MilvusStore
 from rag.answer import (
     AnswerStatus,
     LLMError,
@@ -27,37 +25,10 @@ from rag.answer.rerank import parse_ranking
 from rag.answer.synthesizer import cited_markers
 from rag.retrieval import MultimodalRetriever
 from rag.settings import Settings
-from tests.retrieval.corpus import CAPTIONS, LIGHTHOUSE, Corpus, build
+from tests.retrieval.corpus import CAPTIONS, LIGHTHOUSE
 
+from .conftest import QUESTION, llm, query
 from .llm_server import FakeLLMServer, Reply, user_parts
-
-QUESTION = "Which picture shows the bridge, and what is near it?"
-
-
-@pytest.fixture(scope="module")
-def corpus(tmp_path_factory: pytest.TempPathFactory, tiny_base) -> Corpus:
-    return build(tmp_path_factory.mktemp("answer"), tiny_base)
-
-
-@pytest.fixture(scope="module")
-def store(corpus: Corpus) -> Iterator[MilvusStore]:
-    with corpus.open() as opened:
-        yield opened
-
-
-@pytest.fixture
-def retriever(store, tiny_base) -> MultimodalRetriever:
-    # The three items of picture 1; the question's text also matches the bridge caption by BM25.
-    return MultimodalRetriever(store, tiny_base, top_k=3, dedup_threshold=None)
-
-
-def query(corpus: Corpus) -> QueryBundle:
-    return QueryBundle(QUESTION, image_path=str(corpus.pictures[1]))
-
-
-def llm(server: FakeLLMServer, **kwargs):
-    kwargs.setdefault("timeout", 5.0)
-    return openai_compatible_llm("vision-test", base_url=server.url, api_key="sk-test", max_retries=0, **kwargs)
 
 
 def decoded(data_url: str) -> Image.Image:
@@ -77,7 +48,7 @@ def test_each_item_goes_to_the_llm_as_picture_and_caption_with_its_marker(retrie
     assert len(images) == 4  # three items and the question's own picture
     assert all(max(decoded(url).size) == 64 for url in images)  # 224 px pictures, downscaled
     for rank, result in enumerate(response.source_nodes, start=1):
-        assert f"[{rank}] (its picture is image #{rank})\n" in text
+        assert f"[{rank}] {result.node.metadata['source']} (its picture is image #{rank})\n" in text
         assert result.node.get_content() in text  # the caption travels with the picture
     assert text.index("[1]") < text.index("[2]") < text.index("[3]") < text.index(f"Question: {QUESTION}")
     assert set(CAPTIONS) <= {n.node.get_content() for n in response.source_nodes}
@@ -90,9 +61,10 @@ def test_each_item_goes_to_the_llm_as_picture_and_caption_with_its_marker(retrie
     assert response.to_dict()["citations"][0]["cited"] is True
 
 
-def test_pictures_follow_their_item_in_the_request(retriever, corpus) -> None:
+def test_pictures_follow_their_item_in_the_request(store, tiny_base, corpus) -> None:
+    pictures = MultimodalRetriever(store, tiny_base, mode="text-to-multimodal", top_k=3)
     with FakeLLMServer(Reply("[1]")) as server:
-        answer_engine(retriever, llm(server)).query(query(corpus).query_str)
+        answer_engine(pictures, llm(server)).query(query(corpus).query_str)
     content = [m for m in server.requests[0]["body"]["messages"] if m["role"] == "user"][0]["content"]
     kinds = [part["type"] for part in content]
     # "Evidence items:", then text + picture per item, then the question.
@@ -214,7 +186,7 @@ def test_get_response_answers_from_text_chunks() -> None:
     with FakeLLMServer(Reply("From [2].")) as server:
         assert MultimodalSynthesizer(llm(server)).get_response("q?", ["first", "second"]) == "From [2]."
     text, images = user_parts(server.requests[0])
-    assert "[1]\nfirst" in text and "[2]\nsecond" in text and images == []
+    assert "[1] (text)\nfirst" in text and "[2] (text)\nsecond" in text and images == []
     with pytest.raises(LLMError, match="no LLM"):
         MultimodalSynthesizer().get_response("q?", ["first"])
 

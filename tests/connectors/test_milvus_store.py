@@ -351,7 +351,7 @@ def test_a_folder_held_by_another_process_is_reported_and_freed_on_close(lite_db
         pass
     # Closed, and opened in this process: another process can open the folder in-process now.
     reader = _python("import sys; from pymilvus import MilvusClient; print(MilvusClient(sys.argv[1]).list_collections())", db)
-    assert reader.communicate(timeout=30)[0].strip() == "['knowledge']"
+    assert "'knowledge'" in reader.communicate(timeout=30)[0]
 
 
 def test_llama_index_milvus_vector_store_reads_our_rows(lite_db: str) -> None:

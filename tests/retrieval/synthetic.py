@@ -46,7 +46,7 @@ class VectorEncoder:
 
 @dataclass
 class Synthetic:
-    """Items named by their source, each with its cosines (fused, image) to one query."""
+    """Items named by their source, each with its cosines (fused, image) to one query; text-only items have one."""
 
     axes: dict[str, int] = field(default_factory=dict)  # query text → its axis
     items: list[KnowledgeItem] = field(default_factory=list)
@@ -57,12 +57,13 @@ class Synthetic:
         self.axes.setdefault(text, len(self.axes))
         return _axis(self.axes[text])
 
-    def add(self, source: str, query: str, fused: float, image: float, *, text: str = "", pixels: bytes = b"",
+    def add(self, source: str, query: str, fused: float, image: float, *, text: str | None = None, pixels: bytes = b"",
             tags: Sequence[str] = ()) -> KnowledgeItem:
-        """An image+text item whose fused and image vectors have these cosines with ``query``'s vector."""
+        """An image+text item (an image alone with ``text=""``) whose fused and image vectors have these cosines with
+        ``query``'s vector."""
         item = KnowledgeItem.create(
             source=source,
-            text=text or f"caption of {source}",
+            text=f"caption of {source}" if text is None else text,
             image=ImageRef(uri=f"/synthetic/{source}.png", mime_type="image/png"),
             image_bytes=pixels or source.encode(),
             tags=list(tags),
@@ -70,6 +71,16 @@ class Synthetic:
         along, own = self.query(query), DIM - 1 - 2 * len(self.items)  # queries count up, items' own axes down
         self.fused.append(fused * along + math.sqrt(1 - fused**2) * _axis(own))
         self.image.append(image * along + math.sqrt(1 - image**2) * _axis(own - 1))
+        self.items.append(item)
+        return item
+
+    def add_text(self, source: str, query: str, cosine: float, *, text: str = "") -> KnowledgeItem:
+        """A text-only item whose one vector has this cosine with ``query``'s vector (stored in both fields)."""
+        item = KnowledgeItem.create(source=source, text=text or f"text of {source}")
+        along, own = self.query(query), DIM - 1 - 2 * len(self.items)
+        vector = cosine * along + math.sqrt(1 - cosine**2) * _axis(own)
+        self.fused.append(vector)
+        self.image.append(vector)  # ignored by the store: an item without an image has no image vector
         self.items.append(item)
         return item
 

@@ -13,7 +13,7 @@ from rag.cli import app
 from tests.answer.llm_server import FakeLLMServer, Reply, user_parts
 from tests.conftest import parity_dir
 
-from .corpus import CAPTIONS, COLLECTION, COPIES, LIGHTHOUSE, Corpus, build, ingest_items
+from .corpus import CAPTIONS, COLLECTION, COPIES, LIGHTHOUSE, NOTES, Corpus, build, ingest_items
 
 
 @pytest.fixture(scope="module")
@@ -84,6 +84,23 @@ def test_search_image_mode_filters_and_hybrid(rag, corpus) -> None:
     assert data["score_scale"] == "rrf"
 
 
+def test_a_default_text_search_reaches_text_items_and_filters_by_modality(rag, corpus) -> None:
+    everything = json.loads(rag("search", "-t", NOTES[1], "-k", "20", "--json").stdout)
+    assert everything["mode"] == "text-to-any" and everything["results"][0]["source"] == "notes/1"
+    assert {r["metadata"]["modality"] for r in everything["results"]} == {"text", "image+text", "image"}
+    texts = json.loads(rag("search", "-t", NOTES[1], "-f", "modality=text", "-k", "20", "--json").stdout)
+    assert [r["source"] for r in texts["results"]][0] == "notes/1" and len(texts["results"]) == 3
+    assert {r["metadata"]["modality"] for r in texts["results"]} == {"text"}
+    pictures = json.loads(rag("search", "-t", "x", "-f", "modality=image", "--json").stdout)
+    assert [r["source"] for r in pictures["results"]] == ["uncaptioned"]
+    refused = rag("search", "-t", "x", "--mode", "text-to-multimodal", "-f", "modality=text")
+    message = " ".join(refused.stderr.split())
+    assert refused.exit_code == 2 and "set --mode to text-to-any or text-to-text" in message
+    assert "MetadataFilters" not in message
+    unknown = rag("search", "-t", "x", "-f", "modality=txt")
+    assert unknown.exit_code == 2 and "unknown value(s) 'txt'" in unknown.stderr
+
+
 def test_search_and_ask_pass_the_blend_to_one_store_search(rag, monkeypatch) -> None:
     searched = []
     original = MilvusStore.hybrid_search
@@ -123,7 +140,7 @@ def test_duplicates_are_merged_by_default_and_counted(rag, corpus) -> None:
     "args, message",
     [
         ((), "give a query"),
-        (("-t", "x", "--mode", "sideways"), "unknown mode"),
+        (("-t", "x", "--mode", "sideways"), "--mode must be one of text-to-any, text-to-multimodal"),
         (("-t", "x", "--mode", "image-to-image"), "needs a query image"),
         (("-t", "x", "--filter", "novalue"), "key=value"),
         (("-t", "x", "--filter", "{bad json"), "not valid JSON"),

@@ -17,6 +17,8 @@ from llama_index.core.vector_stores.types import FilterCondition, FilterOperator
 
 from connectors.milvus import BlendError, EncoderInfo, EncoderMismatchError, FilterError, MilvusStore, NotSupportedError
 from rag.retrieval import Mode, MultimodalRetriever, default_mode, evidence
+from rag.retrieval.options import QueryOptions
+from rag.settings import Settings
 
 from .corpus import CAPTIONS, COPIES, LIGHTHOUSE, NOTES, Corpus, build, image_item, ingest_items
 
@@ -48,7 +50,7 @@ def image_of(result: NodeWithScore) -> str:
 
 
 def test_default_mode_follows_the_bundle() -> None:
-    assert default_mode(QueryBundle("a bridge")) is Mode.TEXT_TO_MULTIMODAL
+    assert default_mode(QueryBundle("a bridge")) is Mode.TEXT_TO_ANY
     assert default_mode(QueryBundle("", image_path="q.png")) is Mode.IMAGE_TO_MULTIMODAL
     assert default_mode(QueryBundle("in red", image_path="q.png")) is Mode.COMPOSED_TO_MULTIMODAL
     with pytest.raises(ValueError, match="neither text"):
@@ -58,6 +60,9 @@ def test_default_mode_follows_the_bundle() -> None:
 def test_modes_name_their_query_field_and_target() -> None:
     table = {m.value: (m.query.value, m.field, m.target.value) for m in Mode}
     assert table == {
+        "text-to-any": ("text", "fused", "any"),
+        "image-to-any": ("image", "fused", "any"),
+        "composed-to-any": ("composed", "fused", "any"),
         "text-to-multimodal": ("text", "fused", "multimodal"),
         "text-to-text": ("text", "fused", "text"),
         "image-to-image": ("image", "image", "image"),
@@ -136,6 +141,16 @@ def test_text_to_text_finds_the_exact_note(store, tiny_base) -> None:
     assert all(isinstance(r.node, TextNode) and not isinstance(r.node, ImageNode) for r in results)
 
 
+def test_a_retriever_from_options_takes_its_count_from_the_settings(store, tiny_base) -> None:
+    options = QueryOptions(mode="text-to-text", filters="tags=note", min_score=-1)
+    made = MultimodalRetriever.from_options(store, tiny_base, options, settings=Settings(top_k=2))
+    assert made.top_k == 2 and made.filters == {"tags": "note"} and made.score_threshold == -1
+    results = made.retrieve(NOTES[1])
+    assert sources(results) == ["notes/1", sources(results)[1]] and len(results) == 2
+    asked = MultimodalRetriever.from_options(store, tiny_base, options.model_copy(update={"top_k": 1}))
+    assert asked.top_k == 1
+
+
 def _ranking(encoder, query: np.ndarray, items) -> list[float]:
     """Scores of ``items`` for ``query``, best first, from the encoder's own vectors (as ingest makes them)."""
     pictures = [item for item in items if item.image is not None]
@@ -150,7 +165,7 @@ def _ranking(encoder, query: np.ndarray, items) -> list[float]:
 
 def test_text_to_multimodal_ranks_by_the_fused_vectors(store, tiny_base, corpus) -> None:
     query = "a bridge over a river"
-    results = retriever(store, tiny_base, top_k=4, dedup=False).retrieve(query)
+    results = retriever(store, tiny_base, mode="text-to-multimodal", top_k=4, dedup=False).retrieve(query)
     with_image = [item for item in corpus.items.values() if item.image is not None]
     expected = _ranking(tiny_base, tiny_base.encode_text([query])[0], with_image)[:4]
     np.testing.assert_allclose([r.score for r in results], expected, atol=1e-4)
@@ -175,7 +190,11 @@ def test_hybrid_brings_the_words_match_first(store, tiny_base, corpus, fusion) -
     hybrid = retriever(store, tiny_base, mode="composed-to-text", hybrid=True, fusion=fusion).retrieve(bundle)
     assert sources(hybrid)[0] == "notes/0"
     text_query = retriever(store, tiny_base, hybrid=True, fusion=fusion).retrieve("rocky cliff")
-    assert sources(text_query)[0] == "lighthouse" and all(isinstance(r.node, ImageNode) for r in text_query)
+    assert sources(text_query)[0] == "lighthouse"
+    pictures = retriever(store, tiny_base, mode="text-to-multimodal", hybrid=True, fusion=fusion).retrieve("rocky cliff")
+    assert sources(pictures)[0] == "lighthouse" and all(isinstance(r.node, ImageNode) for r in pictures)
+    notes = retriever(store, tiny_base, hybrid=True, fusion=fusion).retrieve("keeper polished lamp")
+    assert sources(notes)[0] == "notes/0"  # the default text search reaches text-only items
 
 
 def test_hybrid_with_an_image_only_query_searches_dense(store, tiny_base, corpus) -> None:
@@ -210,8 +229,7 @@ def test_copies_of_one_item_are_merged_and_reported(store, tiny_base, corpus) ->
 def test_distinct_items_are_never_merged_by_default(store, tiny_base, corpus) -> None:
     # The tiny model puts every item within 0.995 cosine of the others; only the copies are duplicates.
     results = retriever(store, tiny_base, top_k=50).retrieve(CAPTIONS[0])
-    image_items = [item for item in corpus.items.values() if item.image is not None]
-    assert len(results) == len(image_items) - 1
+    assert len(results) == len(corpus.items) - 1
     assert sum(len(r.node.metadata.get("merged_duplicates", [])) for r in results) == 1
 
 
@@ -239,8 +257,10 @@ def test_filters_dict_and_metadata_filters(store, tiny_base, corpus) -> None:
     assert retriever(store, tiny_base, filters={"tags": ["note", "coast"]}).retrieve(bundle)[0].node.metadata[
         "source"
     ] == "lighthouse"
-    with pytest.raises(ValueError, match="modality"):
-        retriever(store, tiny_base, filters={"modality": "image"}).retrieve(bundle)
+    # A modality the mode returns narrows it; one it never returns is refused with the modes that return it.
+    assert sources(retriever(store, tiny_base, filters={"modality": "image"}).retrieve(bundle)) == ["uncaptioned"]
+    with pytest.raises(ValueError, match="set mode to composed-to-any or composed-to-text"):
+        retriever(store, tiny_base, filters={"modality": "text"}).retrieve(bundle)
 
 
 def test_a_bad_filter_fails_when_the_retriever_is_made(store, tiny_base) -> None:

@@ -6,10 +6,10 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
-from pymilvus import WeightedRanker
 
 from connectors.milvus import Blend, BlendError, MilvusStore, NotSupportedError, ScoreScale
 from connectors.milvus.blend import scale_of
+from connectors.milvus.store import BLEND_CANDIDATES
 from rag.retrieval import Mode, MultimodalRetriever, evidence
 
 from .synthetic import Synthetic, normalised
@@ -66,24 +66,21 @@ def test_a_weighted_score_is_the_documented_mix_of_normalised_scores(store, synt
     assert scale_of(MultimodalRetriever(store, synthetic.encoder()).resolve_blend(_bundle())) is ScoreScale.COSINE
 
 
-def test_fusion_runs_in_milvus_in_one_hybrid_search(store, synthetic, monkeypatch) -> None:
-    calls: dict[str, list[Any]] = {"hybrid_search": [], "search": []}
+def test_each_signal_fetches_a_fixed_number_of_candidates_whatever_k(store, synthetic, monkeypatch) -> None:
+    calls: list[dict[str, Any]] = []
     client = store._client
-    for name in calls:
-        original = getattr(client, name)
+    original = client.search
 
-        def spy(*args: Any, _original: Any = original, _name: str = name, **kwargs: Any) -> Any:
-            calls[_name].append((args, kwargs))
-            return _original(*args, **kwargs)
+    def spy(*args: Any, **kwargs: Any) -> Any:
+        calls.append(kwargs)
+        return original(*args, **kwargs)
 
-        monkeypatch.setattr(client, name, spy)
-    results = MultimodalRetriever(store, synthetic.encoder(), top_k=2, blend="fused=0.5,image=0.3,bm25=0.2").retrieve(QUERY)
-    assert sources(results)[0] == "balanced" and not calls["search"]
-    [(args, kwargs)] = calls["hybrid_search"]
-    requests = args[1]
-    assert [r.anns_field for r in requests] == ["embedding", "image_embedding", "sparse_embedding"]
-    assert isinstance(kwargs["ranker"], WeightedRanker)
-    assert kwargs["ranker"].dict()["params"] == {"weights": [0.5, 0.3, 0.2], "norm_score": True}
+    monkeypatch.setattr(client, "search", spy)
+    for top_k in (1, 2, 5):
+        results = MultimodalRetriever(store, synthetic.encoder(), top_k=top_k, blend="fused=0.5,image=0.3,bm25=0.2")
+        assert sources(results.retrieve(QUERY))[0] == "balanced"
+    assert [c["anns_field"] for c in calls] == ["embedding", "image_embedding", "sparse_embedding"] * 3
+    assert {c["limit"] for c in calls} == {BLEND_CANDIDATES}
 
 
 def test_filters_threshold_and_duplicates_hold_for_blends(store, synthetic) -> None:

@@ -140,6 +140,18 @@ def test_filter_and_hybrid(client: TestClient) -> None:
     assert sources(hybrid) == ["notes/0"]
 
 
+def test_text_items_come_back_from_a_default_search_and_by_modality(client: TestClient) -> None:
+    everything = search(client, text=NOTES[2], top_k=20)
+    assert everything.json()["mode"] == "text-to-any" and sources(everything)[0] == "notes/2"
+    texts = search(client, text=NOTES[2], filter="modality=text", top_k=20)
+    assert sources(texts)[0] == "notes/2" and {r["metadata"]["modality"] for r in texts.json()["results"]} == {"text"}
+    assert sources(search(client, text="x", filter='{"modality": "image"}')) == ["uncaptioned"]
+    refused = search(client, text="x", mode="text-to-multimodal", filter="modality=text")
+    message = refused.json()["message"]
+    assert refused.status_code == 400 and "set the mode field to text-to-any or text-to-text" in message
+    assert "MetadataFilters" not in message
+
+
 def test_blend_passes_through_to_one_store_search(client: TestClient, monkeypatch: pytest.MonkeyPatch) -> None:
     from connectors.milvus import MilvusStore
 

@@ -1,0 +1,117 @@
+"""`rag ask` streams: tokens on stdout while the LLM is still writing (a real process on a pipe), then the cited
+items and the citation check; --json is one object at the end; a stream that breaks off exits 4 with the evidence."""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from rag.cli import app
+from tests.conftest import parity_dir
+from tests.retrieval.corpus import COLLECTION, Corpus
+
+from .llm_server import FakeLLMServer, Reply
+
+ROOT = Path(__file__).resolve().parents[2]
+QUESTION = "Where is the lighthouse?"
+
+
+def environment(corpus: Corpus, server: FakeLLMServer) -> dict[str, str]:
+    tiny = parity_dir("base")
+    env = {name: value for name, value in os.environ.items() if not name.startswith("RAG_")}
+    env.update(
+        RAG_WEIGHTS=str(tiny / "weights.pth"),
+        RAG_TEXT_MODEL=str(tiny / "text_model"),
+        RAG_VISION_CONFIG=str(tiny / "vision_config.json"),
+        RAG_MILVUS_URI=corpus.db,
+        RAG_COLLECTION=COLLECTION,
+        RAG_LLM_BASE_URL=server.url,
+        RAG_LLM_MODEL="vision-test",
+        RAG_LLM_MAX_RETRIES="0",
+        RAG_LLM_TIMEOUT="30",
+        COLUMNS="300",
+        PYTHONPATH=str(ROOT),
+    )
+    return env
+
+
+def rag(corpus: Corpus, server: FakeLLMServer, *args: str):
+    return CliRunner().invoke(app, list(args), env=environment(corpus, server))
+
+
+def read_until(process: subprocess.Popen, wanted: str, limit: float = 120.0) -> str:
+    """Stdout of ``process`` until it holds ``wanted`` (or the process ends, or ``limit`` seconds pass)."""
+    out = b""
+    deadline = time.monotonic() + limit
+    while wanted.encode() not in out and time.monotonic() < deadline:
+        ready, _, _ = select.select([process.stdout], [], [], 0.5)
+        if ready:
+            data = os.read(process.stdout.fileno(), 4096)
+            if not data:
+                break
+            out += data
+    return out.decode()
+
+
+def test_ask_prints_tokens_while_the_llm_is_still_writing(corpus) -> None:
+    reply = Reply("On a rocky cliff [1]. It is dawn.", hold_after=2)
+    with FakeLLMServer(reply) as server:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "rag.cli", "ask", QUESTION, "-k", "2", "--mode", "text-to-multimodal"],
+            env=environment(corpus, server), stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT,
+        )
+        try:
+            early = read_until(process, "On a ")
+            reply.release.set()
+            rest, errors = process.communicate(timeout=120)
+        finally:
+            process.kill()
+    assert early == "On a " and reply.released is True, errors  # printed before the LLM wrote the rest
+    printed = early + rest.decode()
+    assert process.returncode == 0, errors
+    assert printed.startswith("On a rocky cliff [1]. It is dawn.\n\nCited:\n[1] ")
+    assert "Citation check:\n  1 sentence(s) cite no item:\n    - It is dawn.\n" in printed
+
+
+def test_ask_json_is_one_object_with_the_citation_check(corpus) -> None:
+    with FakeLLMServer(Reply("A cliff [1]. Also [9].")) as server:
+        result = rag(corpus, server, "ask", QUESTION, "-k", "2", "--json")
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["status"] == "answered" and data["answer"] == "A cliff [1]. Also [9]."
+    assert data["citation_check"] == {"unknown_citations": [9], "uncited_sentences": [], "uncited": False}
+    assert [c["cited"] for c in data["citations"]] == [True, False]
+
+
+def test_ask_shows_unknown_and_missing_citations_plainly(corpus) -> None:
+    with FakeLLMServer(Reply("See [7]. Nothing else.")) as server:
+        result = rag(corpus, server, "ask", QUESTION, "-k", "2")
+    assert result.exit_code == 0, result.output
+    assert result.stdout.startswith("See [7]. Nothing else.\n\nThe answer cites no item; the evidence was:\n[1] ")
+    assert "  [7] is not one of the 2 items the answer was given (unknown citation)" in result.stdout
+    assert "  the answer cites none of the 2 items it was given" in result.stdout
+    assert "    - Nothing else." in result.stdout
+
+
+@pytest.mark.parametrize("as_json", [False, True], ids=["plain", "json"])
+def test_ask_when_the_stream_breaks_off_exits_4_keeping_the_partial_answer(corpus, as_json) -> None:
+    with FakeLLMServer(Reply("On a rocky cliff [1] at", break_after=5)) as server:
+        result = rag(corpus, server, "ask", QUESTION, "-k", "2", *(["--json"] if as_json else []))
+    assert result.exit_code == 4, result.output
+    if as_json:
+        data = json.loads(result.stdout)
+        assert data["status"] == "partial" and data["answer"] == "On a rocky cliff [1]"
+        assert "stopped mid-answer" in data["error"] and len(data["citations"]) == 2
+    else:
+        answer, evidence = result.stdout.split("\n\n", 1)
+        assert answer.rstrip() == "On a rocky cliff [1]"
+        assert evidence.startswith("The answer broke off; the evidence was:\n[1] ")
+        assert "\n[2] " in evidence and "stopped mid-answer" in " ".join(result.stderr.split())
