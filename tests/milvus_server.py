@@ -35,7 +35,7 @@ class MilvusLiteServer:
     def uri(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self, wait: float = 60.0) -> "MilvusLiteServer":
+    def start(self, wait: float = 60.0) -> MilvusLiteServer:
         command = [sys.executable, "-m", "milvus_lite", "server", "--data-dir", str(self.data_dir)]
         command += ["--host", "127.0.0.1", "--port", str(self.port)]
         log = open(self.data_dir.parent / f"{self.data_dir.name}.log", "ab")

@@ -14,9 +14,10 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Literal
+from typing import Any, Literal
 
 from pymilvus import MilvusClient, MilvusException
 
@@ -47,7 +48,7 @@ class ConnectOptions:
     idle: float = 15.0
 
     @classmethod
-    def from_settings(cls, settings: Any = None) -> "ConnectOptions":
+    def from_settings(cls, settings: Any = None) -> ConnectOptions:
         """The options ``settings`` name (default: ``Settings()``, i.e. the ``RAG_*`` environment)."""
         if settings is None:
             from rag.settings import Settings
@@ -138,6 +139,10 @@ class Connection:
         except BaseException:
             self._release()
             raise
+        if self.backend is Backend.LITE:
+            # Lite keeps no MVCC timestamps, so every query iterator warns that it uses the client's clock
+            # instead: expected there, and noise in every ingest run.
+            logging.getLogger("pymilvus.orm.iterator").setLevel(logging.ERROR)
 
     @property
     def client(self) -> MilvusClient:
@@ -208,10 +213,11 @@ class Connection:
 
     def _translate(self, exc: MilvusException) -> Exception:
         if not is_unreachable(exc):
-            return exc
-        return StoreUnavailableError(
-            f"the Milvus store at {self.uri} cannot be reached (at {self.address}; {exc.message})", self.uri
-        )
+            same: Exception = exc
+            return same
+        via = f"at {self.address}: " if self.address != self.uri else ""
+        reason = f"{via}{exc.message}"
+        return StoreUnavailableError(f"the Milvus store at {self.uri} cannot be reached ({reason})", self.uri, reason)
 
     def _address(self) -> str:
         """The URI the client connects to for a Lite path: the shared server's, or the path itself (in-process)."""
@@ -272,9 +278,10 @@ class _Pages:
 
     def next(self) -> list[dict[str, Any]]:
         try:
-            return self._iterator.next()
+            page: list[dict[str, Any]] = self._iterator.next()
         except MilvusException as exc:
             raise self._translate(exc) from exc
+        return page
 
     def close(self) -> None:
         self._iterator.close()
@@ -286,7 +293,8 @@ def _backend_of(client: MilvusClient, uri: str, timeout: float) -> Backend:
         version = str(client.get_server_version(timeout=timeout))
     except MilvusException as exc:
         if is_unreachable(exc):
-            raise StoreUnavailableError(f"the Milvus store at {uri} cannot be reached ({exc.message})", uri) from exc
+            message = f"the Milvus store at {uri} cannot be reached ({exc.message})"
+            raise StoreUnavailableError(message, uri, exc.message) from exc
         return Backend.SERVER
     return Backend.LITE if version.startswith("milvus_lite") else Backend.SERVER
 

@@ -13,11 +13,12 @@ class StoreLockedError(StoreError):
 
 class StoreUnavailableError(StoreError):
     """The store cannot be reached, or stopped answering: the Milvus server or shared Milvus Lite server is down,
-    hung or was restarted. ``uri`` is the store's address as the user gave it."""
+    hung or was restarted. ``uri`` is the store's address as the user gave it, ``reason`` what the client said."""
 
-    def __init__(self, message: str, uri: str) -> None:
+    def __init__(self, message: str, uri: str, reason: str = "") -> None:
         super().__init__(message)
         self.uri = uri
+        self.reason = reason or message
 
 
 class CollectionNotFoundError(StoreError):

@@ -23,10 +23,10 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 import psutil
 from filelock import FileLock, Timeout
@@ -64,7 +64,7 @@ class ServerState:
         return f"http://{HOST}:{self.port}"
 
     @classmethod
-    def read(cls, folder: Path) -> "ServerState | None":
+    def read(cls, folder: Path) -> ServerState | None:
         """The recorded server, or None when there is none or the file is unreadable (then it is replaced)."""
         try:
             data = json.loads((folder / STATE).read_text())
@@ -87,7 +87,7 @@ def process_started(pid: int) -> float | None:
         process = psutil.Process(pid)
         if process.status() == psutil.STATUS_ZOMBIE:
             return None
-        return process.create_time()
+        return float(process.create_time())
     except (psutil.NoSuchProcess, psutil.AccessDenied):
         return None
 
@@ -125,7 +125,8 @@ class _Registry:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._users: dict[Path, int] = {}
-        self._me = client_name(os.getpid(), psutil.Process().create_time())
+        self._pid = os.getpid()
+        self._me = client_name(self._pid, psutil.Process().create_time())
         atexit.register(self.release_all)
 
     def register(self, folder: Path) -> None:
@@ -143,6 +144,8 @@ class _Registry:
                 (folder / CLIENTS / self._me).unlink(missing_ok=True)
 
     def release_all(self) -> None:
+        if os.getpid() != self._pid:  # a forked child leaving: the registrations are its parent's
+            return
         with self._lock:
             for folder in self._users:
                 (folder / CLIENTS / self._me).unlink(missing_ok=True)

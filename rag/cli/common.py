@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import Annotated, Optional, TypeVar
+from typing import Annotated, TypeVar
 
 import typer
 from pydantic import ValidationError
@@ -29,16 +29,16 @@ def _verbose(value: bool) -> None:
         logging.getLogger().setLevel(logging.INFO)
 
 
-CollectionOpt = Annotated[Optional[str], typer.Option("--collection", "-c", help="Collection name [RAG_COLLECTION].")]
+CollectionOpt = Annotated[str | None, typer.Option("--collection", "-c", help="Collection name [RAG_COLLECTION].")]
 UriOpt = Annotated[
-    Optional[str], typer.Option("--uri", help="Milvus Lite file (*.db) or http://host:19530 [RAG_MILVUS_URI].")
+    str | None, typer.Option("--uri", help="Milvus Lite file (*.db) or http://host:19530 [RAG_MILVUS_URI].")
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON on stdout.")]
 EncoderOpt = Annotated[
-    Optional[str], typer.Option("--encoder", help="visualized-bge, clip or bridgetower [RAG_ENCODER].")
+    str | None, typer.Option("--encoder", help="visualized-bge, clip or bridgetower [RAG_ENCODER].")
 ]
 WeightsOpt = Annotated[
-    Optional[str], typer.Option("--weights", help="Variant, .pth, hub id or model folder [RAG_WEIGHTS].")
+    str | None, typer.Option("--weights", help="Variant, .pth, hub id or model folder [RAG_WEIGHTS].")
 ]
 # Accepted after the command as well as before it (`rag -v search ...`, `rag search ... -v`); it acts through
 # its callback, so the commands ignore the value they are passed.
@@ -64,7 +64,8 @@ def fail(message: str, code: ExitCode = ExitCode.USAGE) -> typer.Exit:
 def store_unavailable(error: Exception, stored: str | None = None) -> typer.Exit:
     """Say in one paragraph that the store cannot be reached (where, what was stored so far, how to go on); exit 5."""
     uri = getattr(error, "uri", None) or "the Milvus store"
-    message = f"the store at {uri} cannot be reached or stopped answering ({error}). "
+    reason = getattr(error, "reason", None) or str(error)
+    message = f"the store at {uri} cannot be reached or stopped answering ({reason}). "
     if stored:
         message += f"Stored so far: {stored}. "
     message += (
@@ -109,7 +110,8 @@ def require_collection(settings: Settings) -> None:
     from connectors.milvus import require_collection as require
 
     try:
-        require(settings.milvus_uri, settings.collection, token=settings.milvus_token_value, options=store_options(settings))
+        options = store_options(settings)
+        require(settings.milvus_uri, settings.collection, token=settings.milvus_token_value, options=options)
     except StoreUnavailableError as e:
         raise store_unavailable(e) from e
     except StoreError as e:
@@ -118,7 +120,8 @@ def require_collection(settings: Settings) -> None:
 
 def load_encoder(settings: Settings, purpose: str = "query", expected_items: int | None = None, runtime=None):
     from rag.embeddings import CheckpointError
-    from rag.embeddings.registry import load_encoder as load, runtime_from_settings
+    from rag.embeddings.registry import load_encoder as load
+    from rag.embeddings.registry import runtime_from_settings
     from rag.runtime import RuntimeUnavailableError
 
     try:

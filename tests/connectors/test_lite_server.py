@@ -8,7 +8,6 @@ import os
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 import psutil
@@ -196,7 +195,11 @@ def test_in_process_lite_stays_available(tmp_path: Path) -> None:
 
 def test_acquire_says_why_the_server_did_not_start(tmp_path: Path) -> None:
     db = tmp_path / "milvus.db"
-    holder = _python("import sys; from pymilvus import MilvusClient; MilvusClient(sys.argv[1]); print('ready', flush=True); sys.stdin.read()", str(db))
+    holder = _python(
+        "import sys; from pymilvus import MilvusClient\n"
+        "MilvusClient(sys.argv[1]); print('ready', flush=True); sys.stdin.read()",
+        str(db),
+    )
     try:
         assert holder.stdout is not None and holder.stdout.readline().strip() == "ready"
         with pytest.raises(LiteServerError, match="did not start: DataDirLockedError"):

@@ -11,8 +11,9 @@ import subprocess
 import sys
 import textwrap
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import pytest
@@ -124,7 +125,8 @@ def _rag(tmp_path: Path, uri: str, *args: str, kill: str | None = None) -> subpr
         RAG_WEIGHTS=str(tiny / "weights.pth"), RAG_TEXT_MODEL=str(tiny / "text_model"),
         RAG_VISION_CONFIG=str(tiny / "vision_config.json"), RAG_MILVUS_TIMEOUT="10", RAG_MILVUS_LITE_IDLE="3",
     )
-    command = [sys.executable, "-c", KILLING_INGEST, kill, "2", *args] if kill else [sys.executable, "-m", "rag.cli", *args]
+    command = [sys.executable, "-c", KILLING_INGEST, kill, "2", *args] if kill else [sys.executable, "-m", "rag.cli"]
+    command += [] if kill else list(args)
     return subprocess.run(command, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)
 
 
