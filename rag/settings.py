@@ -93,6 +93,14 @@ class Settings(BaseSettings):
         "(at start; queries then take ~1 ms of GPU time) and for ingests of 500,000 items or more, where the "
         "compile time pays back; never for one-shot commands.",
     )
+    chunk_size: PositiveInt | None = Field(
+        default=None,
+        description="Tokens per text chunk of a document, special tokens included, counted with the encoder's "
+        "tokenizer; None: the encoder's window (512 for Visualized-BGE base and m3, 77 for CLIP). Never above it.",
+    )
+    chunk_overlap: NonNegativeInt = Field(
+        default=32, description="Tokens each text chunk repeats from the one before it, so no sentence is cut off."
+    )
     allow_urls: bool = Field(default=False, description="Fetch http(s) images named by sources.")
     url_max_bytes: PositiveInt = Field(default=20 * 1024 * 1024, description="Largest image fetched from a URL.")
     url_timeout: PositiveFloat = Field(default=15.0, description="Seconds before a URL fetch is abandoned.")
@@ -117,6 +125,12 @@ class Settings(BaseSettings):
         default=6000,
         description="Tokens of item text (with its metadata) sent to the LLM with one question, shared fairly among "
         "the items: short texts whole, long ones cut (counted with LlamaIndex's tokenizer, cl100k_base by default).",
+    )
+    chat_history_tokens: PositiveInt = Field(
+        default=3000,
+        description="Token budget of a conversation's history (`rag chat`, the API's history): the oldest turns leave "
+        "first. Counted with the LLM's tokenizer where LlamaIndex knows it, else at 4 characters a token; a picture "
+        "counts 765.",
     )
     server_host: str = Field(
         default="127.0.0.1", description="Address `rag serve` binds to; loopback unless told otherwise."

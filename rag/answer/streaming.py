@@ -16,7 +16,7 @@ from llama_index.core.base.response.schema import AsyncStreamingResponse, Stream
 from llama_index.core.llms import LLM, ChatMessage, ChatResponse
 from llama_index.core.schema import NodeWithScore
 
-from .llm import describe_error
+from .llm import describe_error, endpoint_of
 from .response import AnswerResponse, finished
 
 
@@ -67,7 +67,7 @@ def stream(llm: LLM, messages: Sequence[ChatMessage], nodes: list[NodeWithScore]
                     parts.append(delta)
                     yield delta
         except Exception as e:  # every client library fails its own way; the tokens so far are kept
-            error = _stream_error(e, parts)
+            error = _stream_error(e, parts, llm)
         response.answer = finished("".join(parts), nodes, error)
         if not parts:
             yield response.answer.response or ""
@@ -89,7 +89,7 @@ def astream(llm: LLM, messages: Sequence[ChatMessage], nodes: list[NodeWithScore
                     parts.append(delta)
                     yield delta
         except Exception as e:
-            error = _stream_error(e, parts)
+            error = _stream_error(e, parts, llm)
         response.answer = finished("".join(parts), nodes, error)
         if not parts:
             yield response.answer.response or ""
@@ -122,6 +122,6 @@ def _delta(chunk: ChatResponse, parts: list[str]) -> str:
     return delta if parts else delta.lstrip()
 
 
-def _stream_error(error: Exception, parts: list[str]) -> str:
-    described = describe_error(error)
+def _stream_error(error: Exception, parts: list[str], llm: LLM) -> str:
+    described = describe_error(error, endpoint_of(llm))
     return f"the LLM stopped mid-answer: {described}" if parts else described

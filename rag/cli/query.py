@@ -131,9 +131,11 @@ def search(
     table.add_column("#", justify="right")
     table.add_column("score", justify="right")
     table.add_column("item", no_wrap=True)
+    table.add_column("kind", no_wrap=True)  # text chunks and pictures share one ranking
     table.add_column("text", overflow="fold")
     for r in results:
-        table.add_row(str(r.rank), f"{r.score:.4f}", Text(short_name(r.name)), Text(snippet(r.text)))
+        kind = str(r.metadata.get("modality", ""))
+        table.add_row(str(r.rank), f"{r.score:.4f}", Text(short_name(r.name)), kind, Text(snippet(r.text)))
     Console().print(table if results else "no matching items")
     if merged:
         Console().print(merged_note(merged))

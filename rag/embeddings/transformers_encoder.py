@@ -14,6 +14,7 @@ import logging
 import os
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any, Callable, ClassVar, Iterator, Sequence
 
 import numpy as np
@@ -36,6 +37,7 @@ from .inputs import (
     stack_on_host,
 )
 from .preprocess import Preprocessor
+from .text_window import TextWindow, window_of
 
 logger = logging.getLogger(__name__)
 
@@ -148,6 +150,10 @@ class TransformersEncoder(ABC):
     @abstractmethod
     def max_text_tokens(self) -> int:
         """Longest text, special tokens included; longer texts are truncated."""
+
+    @cached_property
+    def text_window(self) -> TextWindow:
+        return window_of(self.tokenizer, self.max_text_tokens)
 
     @property
     def image_shape(self) -> tuple[int, int, int]:

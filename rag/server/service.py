@@ -29,7 +29,16 @@ from connectors.milvus import (
     StoreUnavailableError,
     require_collection,
 )
-from connectors.sources import BadInput, SourceOptions, check_image, open_sources, store_image, write_atomic
+from connectors.sources import (
+    SUPPORTED_SUFFIXES,
+    BadInput,
+    SourceOptions,
+    check_image,
+    open_sources,
+    store_image,
+    write_atomic,
+)
+from connectors.sources._common import IMAGE_SUFFIXES
 from rag.answer import answer_engine, llm_from_settings
 from rag.embeddings.base import Encoder
 from rag.embeddings.registry import load_encoder, runtime_from_settings
@@ -44,7 +53,8 @@ from .shared import serialized
 
 logger = logging.getLogger(__name__)
 
-MANIFEST_SUFFIXES = (".jsonl", ".ndjson", ".csv")
+#: Uploads kept under their own name and read by the source their type calls for (images are kept by hash).
+DOCUMENT_SUFFIXES = tuple(sorted(SUPPORTED_SUFFIXES - IMAGE_SUFFIXES))
 _HEALTH_TIMEOUT = 5.0
 _T = TypeVar("_T")
 
@@ -207,8 +217,8 @@ class Service:
             names[str(saved.path)] = f"upload:{name}"
         for name, data in manifests:
             suffix = Path(name).suffix.lower()
-            if suffix not in MANIFEST_SUFFIXES:
-                raise UploadError(f"manifest {name!r}: the name must end in {', '.join(MANIFEST_SUFFIXES)}")
+            if suffix not in DOCUMENT_SUFFIXES:
+                raise UploadError(f"file {name!r}: the name must end in {', '.join(DOCUMENT_SUFFIXES)}")
             path = self.uploads / hashlib.sha256(data).hexdigest()[:32] / name
             write_atomic(path, data)
             paths.append(path)
@@ -223,6 +233,8 @@ class Service:
             url_timeout=self.settings.url_timeout,
             max_image_pixels=self.settings.server_max_image_pixels,
             local_root=self.uploads,
+            text_window=self.encoder.text_window.capped(self.settings.chunk_size),
+            chunk_overlap=self.settings.chunk_overlap,
         )
 
     def _ingest(

@@ -18,6 +18,7 @@ from ..base import ImageInput
 from ..compiled import BucketedCompile
 from ..inputs import ImageLoadError, PixelBatcher, PreparedImage, as_texts, check_pairs, run_batches, stack_on_host
 from ..preprocess import Preprocessor
+from ..text_window import TextWindow, window_of
 from .configuration import VisionConfig
 from .loading import CheckpointError, build_model, checkpoint_sha256, load_weights, resolve_checkpoint
 from .modeling import VisualizedBGEModel
@@ -134,6 +135,10 @@ class VisualizedBGE:
         # RoBERTa-style models number positions from padding_idx + 1.
         offset = config.pad_token_id + 1 if config.model_type in ("roberta", "xlm-roberta") else 0
         return min(self.tokenizer.model_max_length, config.max_position_embeddings - offset)
+
+    @cached_property
+    def text_window(self) -> TextWindow:
+        return window_of(self.tokenizer, self.max_text_tokens)
 
     @property
     def max_fused_text_tokens(self) -> int:
