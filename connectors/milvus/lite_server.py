@@ -205,6 +205,7 @@ def _find_or_start(data_dir: Path, folder: Path, idle: float) -> str:
     if state is not None:
         if is_running(state.pid, state.started):
             if answers(state.port):
+                logger.info("using the Milvus Lite server for %s on %s (pid %d)", data_dir, state.uri, state.pid)
                 return state.uri
             raise LiteServerError(
                 f"the Milvus Lite server for {data_dir} (pid {state.pid}) does not answer on {HOST}:{state.port}. "
