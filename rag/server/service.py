@@ -21,7 +21,16 @@ from typing import Any, Callable, Iterable, Iterator, Sequence, TypeVar
 from llama_index.core.llms import LLM, ChatMessage, MessageRole
 from llama_index.core.schema import QueryBundle
 
-from connectors.milvus import Blend, EncoderInfo, MilvusStore, StoreStats, require_collection
+from connectors.milvus import (
+    Blend,
+    ConnectOptions,
+    EncoderInfo,
+    MilvusStore,
+    StoreError,
+    StoreStats,
+    StoreUnavailableError,
+    require_collection,
+)
 from connectors.sources import (
     SUPPORTED_SUFFIXES,
     BadInput,
@@ -51,6 +60,7 @@ logger = logging.getLogger(__name__)
 
 #: Uploads kept under their own name and read by the source their type calls for (images are kept by hash).
 DOCUMENT_SUFFIXES = tuple(sorted(SUPPORTED_SUFFIXES - IMAGE_SUFFIXES))
+_HEALTH_TIMEOUT = 5.0
 _T = TypeVar("_T")
 
 
@@ -87,7 +97,8 @@ class Service:
     def open(cls, settings: Settings, encoder: Encoder | None = None) -> "Service":
         """Load the encoder (unless given) and the LLM the settings name, and open the collection, which must exist:
         serving creates no database or collection (``CollectionNotFoundError``, before the encoder loads)."""
-        require_collection(settings.milvus_uri, settings.collection, token=settings.milvus_token_value)
+        options = ConnectOptions.from_settings(settings)
+        require_collection(settings.milvus_uri, settings.collection, token=settings.milvus_token_value, options=options)
         encoder = encoder or load_encoder(settings, runtime_from_settings(settings, "serve"))
         if encoder.runtime.compile:
             _warm_up(encoder)
@@ -97,6 +108,7 @@ class Service:
             encoder_info=EncoderInfo.of(encoder),
             create=False,
             token=settings.milvus_token_value,
+            options=options,
         )
         try:
             llm = llm_from_settings(settings)
@@ -202,6 +214,17 @@ class Service:
 
     def stats(self) -> StoreStats:
         return self.store.stats()
+
+    def store_problem(self) -> str | None:
+        """Why the store cannot serve now (unreachable, collection gone), or None when it answers."""
+        try:
+            self.store.ping(timeout=min(_HEALTH_TIMEOUT, self.settings.milvus_timeout))
+        except StoreError as e:
+            if self.settings.server_show_paths:
+                return str(e)
+            kind = "cannot be reached" if isinstance(e, StoreUnavailableError) else "has no such collection now"
+            return f"the Milvus store {kind}; the server log and RAG_SERVER_SHOW_PATHS=true say more"
+        return None
 
     def image_file(self, item_id: str) -> tuple[Path, str]:
         """The local image file of a stored item and its media type; looked up by id only, never by path."""
