@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import re
 import os
 import tempfile
 from pathlib import Path
@@ -96,7 +97,12 @@ def check_image(data: bytes, max_pixels: int, *, decode: bool = True) -> ImageIn
             raise BadInput(Kind.CORRUPT_IMAGE, f"starts like a {claimed} but cannot be read") from None
         raise BadInput(Kind.NOT_AN_IMAGE, "not an image (no known image format)") from None
     except Image.DecompressionBombError as e:
-        raise BadInput(Kind.IMAGE_TOO_LARGE, str(e)) from None
+        # Pillow refuses past twice Image.MAX_IMAGE_PIXELS before the size can be read; its message holds the count.
+        counted = re.search(r"\((\d+) pixels\)", str(e))
+        image = f"{counted[1]}-pixel image" if counted else "image"
+        raise BadInput(
+            Kind.IMAGE_TOO_LARGE, f"{image} exceeds the {max_pixels}-pixel limit (decompression-bomb guard)"
+        ) from None
     except Exception as e:  # decoders of untrusted bytes raise OSError, SyntaxError, struct.error, ...
         raise BadInput(Kind.CORRUPT_IMAGE, f"corrupt or truncated {fmt}: {e}") from None
     return ImageInfo(mime_type, _SUFFIX_BY_FORMAT.get(fmt, "." + fmt.lower()))

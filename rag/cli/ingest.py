@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import json
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Iterator, Optional
 
 import typer
 from rich.console import Console
@@ -79,8 +80,6 @@ def ingest(
     import threading
     import time
 
-    from rich.progress import BarColumn, MofNCompleteColumn, TimeRemainingColumn
-
     from connectors.sources import SourceOptions, count_items, open_sources, peek_items
 
     settings = settings_from(
@@ -112,16 +111,7 @@ def ingest(
     if engine == "ray":
         ray_options = _connect_ray(settings, ray_address, workers, gpus_per_worker, cpus_per_worker)
     report_path = report or settings.data_dir / "reports" / f"ingest-{settings.collection}.jsonl"
-    with Progress(
-        SpinnerColumn(),
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[rate]:.2f} items/s  {task.fields[skipped]} skipped  {task.fields[warnings]} warnings"),
-        TimeRemainingColumn(),
-        console=console,
-        transient=as_json,
-    ) as progress:
+    with _progress_bar(as_json) as progress:
         task = progress.add_task("loading the encoder", total=None, rate=0.0, skipped=0, warnings=0)
         # Counting a folder or a manifest is cheap: the bar gets its total (and an ETA) while the model loads.
         counted: list[int | None] = []
@@ -164,6 +154,28 @@ def ingest(
     _print_summary(result, summary, as_json)
     if result.skipped:
         raise typer.Exit(ExitCode.ITEMS_SKIPPED)
+
+
+@contextmanager
+def _progress_bar(transient: bool) -> Iterator[Progress]:
+    """The ingest progress bar; a run that stops on an error takes its bar away, leaving the message last."""
+    from rich.progress import BarColumn, MofNCompleteColumn, TimeRemainingColumn
+
+    with Progress(
+        SpinnerColumn(),
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[rate]:.2f} items/s  {task.fields[skipped]} skipped  {task.fields[warnings]} warnings"),
+        TimeRemainingColumn(),
+        console=console,
+        transient=transient,
+    ) as progress:
+        try:
+            yield progress
+        except BaseException:
+            progress.live.transient = True
+            raise
 
 
 def check_sources(sources: list[str]) -> None:

@@ -10,11 +10,13 @@ from rag.items import Severity, SourceError, SourceErrorKind
 
 @dataclass
 class IngestReport:
-    """What a run did: items written, items already present, stale versions replaced, problems met."""
+    """What a run did: new items, items already present, stored versions replaced by new ones, stored items
+    removed without a new version, problems met. The collection's count changes by ``added - removed``."""
 
     added: int = 0
     unchanged: int = 0
     replaced: int = 0
+    removed: int = 0
     problems: list[SourceError] = field(default_factory=list)
     seconds: float = 0.0
     #: Of ``seconds``, those before the first encoder could encode: the Ray engine starts its actors and
@@ -63,6 +65,7 @@ class IngestReport:
             "added": self.added,
             "unchanged": self.unchanged,
             "replaced": self.replaced,
+            "removed": self.removed,
             "skipped": len(self.skipped),
             "warnings": len(self.warnings),
             "passed_over": len(self.passed_over),

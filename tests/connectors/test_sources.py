@@ -7,8 +7,10 @@ import ctypes
 import http.server
 import io
 import json
+import struct
 import threading
 import time
+import zlib
 from pathlib import Path
 from typing import Iterable, Iterator
 
@@ -151,6 +153,16 @@ def test_decompression_bomb_guard(tmp_path: Path) -> None:
     write(tmp_path / "big.png", png((0, 0, 0), (100, 100)))
     _, errors = split(iter_folder(tmp_path, SourceOptions(cache_dir=tmp_path / "cache", max_image_pixels=5000)))
     assert [e.kind for e in errors] == [Kind.IMAGE_TOO_LARGE]
+    assert errors[0].reason == "100x100 image exceeds the 5000-pixel limit (decompression-bomb guard)"
+    # A PNG header announcing 30000x30000 pixels, past the limit Pillow applies itself.
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", 30_000, 30_000, 8, 2, 0, 0, 0)
+    body = chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + chunk(b"IEND", b"")
+    write(tmp_path / "big.png", b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + body)
+    _, errors = split(iter_folder(tmp_path, SourceOptions(cache_dir=tmp_path / "cache", max_image_pixels=5000)))
+    assert [e.reason for e in errors] == ["900000000-pixel image exceeds the 5000-pixel limit (decompression-bomb guard)"]
 
 
 # -- manifests ------------------------------------------------------------------------------
@@ -321,6 +333,7 @@ def server() -> Iterator[str]:
 def test_urls_are_refused_when_fetching_is_disabled(server: str, options: SourceOptions) -> None:
     _, errors = split(iter_urls([f"{server}/ok.png"], options))
     assert [e.kind for e in errors] == [Kind.URL_DISABLED]
+    assert "pass --allow-urls to rag ingest, or set RAG_ALLOW_URLS=true" in errors[0].reason
     assert _Handler.requests == []
 
 

@@ -325,7 +325,7 @@ def test_upload_size_and_pixel_limits(make_client: Any, settings: Settings) -> N
     cases = [
         (noisy.getvalue(), 413, "4000-byte limit"),
         (png_bytes((101, 100)), 413, "10000-pixel limit"),
-        (bomb_png(100_000, 100_000), 413, "decompression bomb"),
+        (bomb_png(30_000, 30_000), 413, "900000000-pixel image exceeds the 10000-pixel limit"),  # past Pillow's own
         (bomb_png(200, 200), 413, "10000-pixel limit"),
         (b"%PDF-1.4 not an image", 400, "not an image"),
         (png_bytes()[:60], 400, "corrupt or truncated"),
@@ -423,7 +423,7 @@ def test_ingest_uploads_in_the_background(make_client: Any, tmp_path: Path) -> N
     assert (again["added"], again["unchanged"]) == (0, 3)
     renamed = client.post("/api/ingest", files=files[:1], data={"captions": ["renamed"]})
     recaptioned = wait_for(client, renamed.json()["id"])
-    assert (recaptioned["added"], recaptioned["replaced"]) == (1, 1)
+    assert (recaptioned["added"], recaptioned["replaced"]) == (0, 1)
     assert [j["id"] for j in client.get("/api/ingest").json()][0] == recaptioned["id"]
     assert client.get("/api/stats").json()["count"] == 3
 
