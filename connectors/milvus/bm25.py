@@ -29,8 +29,8 @@ import math
 import re
 import zlib
 from collections import Counter
-from dataclasses import dataclass, field
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 
 from pymilvus import DataType, MilvusClient
 

@@ -81,6 +81,14 @@ BM25_PROPERTY = f"{_PROPERTY_PREFIX}bm25"
 BM25_STATISTICS = "statistics"
 
 
+#: From this many rows on, a Milvus Lite collection's vectors get an HNSW index instead of exact search
+#: (measured with ``benchmarks/query.py --index``: see the README's Performance section).
+LITE_HNSW_ROWS = 50_000
+HNSW_BUILD = {"M": 16, "efConstruction": 200}
+HNSW_EF = 64
+HNSW_FILTERED_EF = 8
+
+
 class Backend(str, Enum):
     """Which Milvus the URI points at; decides index types and search parameters."""
 
@@ -91,17 +99,18 @@ class Backend(str, Enum):
     def of(cls, uri: str) -> "Backend":
         return cls.SERVER if uri.split("://", 1)[0].lower() in ("http", "https", "tcp", "unix") else cls.LITE
 
-    def dense_index(self) -> dict[str, Any]:
-        # FLAT on Lite: exact, fast enough at Lite's scale, and filtered searches never come back
-        # short the way a graph index can when the filter keeps few rows.
-        if self is Backend.LITE:
+    def dense_index(self, rows: int = 0) -> dict[str, Any]:
+        """The vector index for a collection of ``rows`` items: on Lite exact (FLAT) below
+        :data:`LITE_HNSW_ROWS`, an HNSW graph (faiss, built by Lite per segment) from there on; HNSW on a server.
+        A filtered graph search that comes back short is completed by an exact one (``MilvusStore.search``)."""
+        if self is Backend.LITE and rows < LITE_HNSW_ROWS:
             return {"index_type": "FLAT", "metric_type": "IP"}
-        return {"index_type": "HNSW", "metric_type": "IP", "params": {"M": 16, "efConstruction": 200}}
+        return {"index_type": "HNSW", "metric_type": "IP", "params": dict(HNSW_BUILD)}
 
-    def search_params(self, k: int) -> dict[str, Any]:
-        if self is Backend.LITE:
-            return {"metric_type": "IP"}
-        return {"metric_type": "IP", "params": {"ef": max(64, k)}}
+    def search_params(self, k: int, *, filtered: bool = False) -> dict[str, Any]:
+        """HNSW's search breadth for k results; a filtered search explores :data:`HNSW_FILTERED_EF` times as
+        wide, since the graph walk passes over the rows the filter leaves out (FLAT ignores it)."""
+        return {"metric_type": "IP", "params": {"ef": max(HNSW_EF, k) * (HNSW_FILTERED_EF if filtered else 1)}}
 
 
 class EncoderInfo(BaseModel):
@@ -201,9 +210,14 @@ def build_index_params(backend: Backend, *, bm25: bool, bm25_stats: bool = False
     for field in (FUSED, IMAGE):
         params.add_index(field_name=field, index_name=field, **backend.dense_index())
     if bm25:
-        metric = "IP" if bm25_stats else "BM25"
-        params.add_index(field_name=SPARSE, index_name=SPARSE, index_type="SPARSE_INVERTED_INDEX", metric_type=metric)
+        add_sparse_index(params, bm25_stats=bm25_stats)
     return params
+
+
+def add_sparse_index(params: IndexParams, *, bm25_stats: bool) -> None:
+    """The BM25 field's index: scored by Milvus (metric BM25), or an inner product over the store's weights."""
+    metric = "IP" if bm25_stats else "BM25"
+    params.add_index(field_name=SPARSE, index_name=SPARSE, index_type="SPARSE_INVERTED_INDEX", metric_type=metric)
 
 
 def to_epoch_ms(moment: datetime) -> int:

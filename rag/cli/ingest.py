@@ -128,6 +128,7 @@ def ingest(
             progress.update(
                 task, total=total, completed=current.processed, rate=rate, skipped=summary["skipped"],
                 warnings=summary["warnings"],
+                description=f"{description}: indexing" if current.indexing else description,
             )
 
         with open_store(settings, model, create=True) as store:

@@ -105,10 +105,15 @@ class Ledger:
                 self._on_progress(self.report)
 
     def finish(self) -> IngestReport:
-        """Replace older versions, flush the store and time the run; call once, after every batch is written."""
+        """Replace older versions, flush and index the store, and time the run; call once, after every batch
+        is written."""
         with self._lock:
             self.report.replaced = self._versions.finish()
+            self.report.indexing = True
+        self.progress()
+        with self._lock:
             self.store.flush()
+            self.report.indexing = False
         self.report.seconds = time.perf_counter() - self._start
         return self.report
 
