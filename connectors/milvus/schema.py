@@ -83,7 +83,7 @@ BM25_STATISTICS = "statistics"
 
 #: From this many rows on, a Milvus Lite collection's vectors get an HNSW index instead of exact search
 #: (measured with ``benchmarks/query.py --index``: see the README's Performance section).
-LITE_HNSW_ROWS = 50_000
+LITE_HNSW_ROWS = 20_000
 HNSW_BUILD = {"M": 16, "efConstruction": 200}
 HNSW_EF = 64
 HNSW_FILTERED_EF = 8
@@ -276,8 +276,11 @@ class ItemTooLargeError(ValueError):
 
 
 def item_problems(item: KnowledgeItem) -> list[str]:
-    """Why the item cannot be stored as it is (empty when it can): sizes over the schema limits."""
-    return _fields(item)[1]
+    """Why the item cannot be stored as it is (empty when it can): sizes over the schema limits.
+
+    Cheap: the LlamaIndex node copy is built only when a bound on its size does not rule out the limit.
+    """
+    return _fields(item, with_node=False)[1]
 
 
 def to_row(item: KnowledgeItem, fused: np.ndarray, image: np.ndarray | None) -> dict[str, Any]:
@@ -287,16 +290,18 @@ def to_row(item: KnowledgeItem, fused: np.ndarray, image: np.ndarray | None) -> 
     """
     if item.image is not None and image is None:
         raise ValueError(f"item {item.id}: it has an image but no image vector was given")
-    fields, problems = _fields(item)
+    fields, problems = _fields(item, with_node=True)
     if problems:
         raise ItemTooLargeError(item.id, problems)
-    fields[FUSED] = fused.tolist()
-    fields[IMAGE] = (fused if item.image is None or image is None else image).tolist()
+    # pymilvus packs float32 arrays as they are (a list would be turned into an array and back).
+    fields[FUSED] = np.asarray(fused, dtype=np.float32)
+    fields[IMAGE] = np.asarray(fused if item.image is None or image is None else image, dtype=np.float32)
     return fields
 
 
-def _fields(item: KnowledgeItem) -> tuple[dict[str, Any], list[str]]:
-    """The row without its vectors, and what in it is over the limits."""
+def _fields(item: KnowledgeItem, *, with_node: bool) -> tuple[dict[str, Any], list[str]]:
+    """The row without its vectors (without the node copy unless ``with_node`` or it may be too large), and what
+    in it is over the limits."""
     fields: dict[str, Any] = {
         ID: item.id,
         TEXT: item.text,
@@ -323,12 +328,27 @@ def _fields(item: KnowledgeItem) -> tuple[dict[str, Any], list[str]]:
     else:
         if metadata_bytes > MAX_METADATA_BYTES:
             problems.append(f"metadata is {metadata_bytes} bytes of JSON (limit {MAX_METADATA_BYTES})")
-        fields[NODE_CONTENT], fields[NODE_TYPE] = node_content(item)
+        if with_node or node_content_bound(item) > MAX_BYTES[NODE_CONTENT]:
+            fields[NODE_CONTENT], fields[NODE_TYPE] = node_content(item)
     for name, limit in MAX_BYTES.items():
         if name in fields and _utf8_len(fields[name]) > limit:
             why = ", the LlamaIndex node copy: metadata too large" if name == NODE_CONTENT else ""
             problems.append(f"{name} is {_utf8_len(fields[name])} bytes (limit {limit}{why})")
     return fields, problems
+
+
+#: What the LlamaIndex node copy holds besides the item's own strings (field names, templates, defaults),
+#: with room to spare: tests check the bound against the node copy itself.
+_NODE_SLACK = 4_096
+
+
+def node_content_bound(item: KnowledgeItem) -> int:
+    """An upper bound on the bytes of the item's ``_node_content``, without building the node: its strings
+    escaped as LlamaIndex's JSON escapes them (ASCII), plus :data:`_NODE_SLACK`."""
+    image = item.image
+    pieces = [item.id, item.source, item.source, item.modality.value, item.tags, item.metadata, *PATH_METADATA]
+    pieces += [image.uri, image.mime_type or ""] if image is not None else []
+    return len(json.dumps(pieces, default=str)) + _NODE_SLACK
 
 
 def node_content(item: KnowledgeItem) -> tuple[str, str]:
