@@ -9,6 +9,9 @@ from llama_index.core.callbacks import CallbackManager
 from llama_index.core.llms import LLM
 from llama_index.core.query_engine import RetrieverQueryEngine
 
+from rag.retrieval.options import AnswerOptions
+from rag.settings import Settings
+
 from .rerank import GridReranker
 from .synthesizer import MultimodalSynthesizer
 
@@ -18,8 +21,9 @@ logger = logging.getLogger(__name__)
 def answer_engine(
     retriever: BaseRetriever,
     llm: LLM | None = None,
+    options: AnswerOptions | None = None,
     *,
-    max_image_side: int = 1024,
+    max_image_side: int | None = None,
     rerank_top_n: int | None = None,
     streaming: bool = False,
     callback_manager: CallbackManager | None = None,
@@ -27,10 +31,16 @@ def answer_engine(
     """A ``RetrieverQueryEngine`` whose ``query`` returns an ``AnswerResponse`` (or streams one).
 
     ``llm``: any LlamaIndex chat LLM that accepts images (see ``rag.answer.llm``); None answers
-    with the ranked evidence. ``rerank_top_n``: let the LLM rerank the retrieved candidates from
-    a numbered grid picture and keep that many (retrieve more than you keep, e.g. top_k=10, 4).
+    with the ranked evidence. ``options.rerank`` (or ``rerank_top_n``, which wins): let the LLM rerank
+    the retrieved candidates from a numbered grid picture and keep that many (retrieve more than you
+    keep, e.g. top_k=10, 4). ``max_image_side``: the longer side of images sent to the LLM; default
+    ``Settings().llm_max_image_side`` (``RAG_LLM_MAX_IMAGE_SIDE``).
     ``streaming``: ``query`` returns a ``StreamingAnswerResponse`` (``aquery``: ``AsyncStreamingAnswerResponse``).
     """
+    if max_image_side is None:
+        max_image_side = Settings().llm_max_image_side
+    if rerank_top_n is None and options is not None:
+        rerank_top_n = options.rerank
     postprocessors = []
     if rerank_top_n:
         if llm is None:

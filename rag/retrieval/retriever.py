@@ -27,13 +27,13 @@ from connectors.milvus.blend import FUSIONS, Fusion, check_threshold, scale_of
 from connectors.milvus.schema import MODALITY
 from rag.embeddings.base import Encoder, FusedNotSupportedError
 from rag.items import KnowledgeItem, Modality
+from rag.settings import Settings
 
 from .evidence import MERGED_DUPLICATES, annotate
 from .modes import Mode, QueryKind, Target, check_query, default_mode, searched_modalities
+from .options import MAX_TOP_K, QueryOptions
 
 logger = logging.getLogger(__name__)
-
-_MAX_K = 16_384
 
 
 class MultimodalRetriever(BaseRetriever):
@@ -78,8 +78,8 @@ class MultimodalRetriever(BaseRetriever):
         dedup_threshold: float | None = None,
         callback_manager: CallbackManager | None = None,
     ) -> None:
-        if not 1 <= top_k <= _MAX_K:
-            raise ValueError(f"top_k must be between 1 and {_MAX_K}, not {top_k}")
+        if not 1 <= top_k <= MAX_TOP_K:
+            raise ValueError(f"top_k must be between 1 and {MAX_TOP_K}, not {top_k}")
         if fusion is not None and fusion not in FUSIONS:
             raise ValueError(f"fusion must be 'rrf' or 'weighted', not {fusion!r}")
         if blend is not None and hybrid:
@@ -118,6 +118,35 @@ class MultimodalRetriever(BaseRetriever):
         check_threshold(score_threshold, scale_of(asked))
         self.dedup = dedup
         self.dedup_threshold = dedup_threshold
+
+    @classmethod
+    def from_options(
+        cls,
+        store: MilvusStore,
+        encoder: Encoder,
+        options: QueryOptions | None = None,
+        *,
+        settings: Settings | None = None,
+        callback_manager: CallbackManager | None = None,
+    ) -> MultimodalRetriever:
+        """A retriever searching as ``options`` say (checked already); ``top_k`` defaults to ``settings.top_k``
+        (``Settings()``: ``RAG_TOP_K``)."""
+        options = options or QueryOptions()
+        top_k = options.top_k or (settings or Settings()).top_k
+        return cls(
+            store,
+            encoder,
+            mode=options.mode,
+            top_k=top_k,
+            filters=options.parsed_filters,
+            blend=options.parsed_blend,
+            hybrid=options.hybrid,
+            fusion=options.fusion,
+            score_threshold=options.min_score,
+            dedup=options.dedup,
+            dedup_threshold=options.merge_similar,
+            callback_manager=callback_manager,
+        )
 
     def resolve_mode(self, query: QueryBundle) -> Mode:
         """The mode this retriever uses for ``query``.
@@ -195,7 +224,7 @@ class MultimodalRetriever(BaseRetriever):
         filters = self._filters_for(mode)
         similar = self.dedup_threshold is not None
         compared = _compared_field(mode, blend)
-        limit = min(2 * self.top_k + 8, _MAX_K) if self.dedup or similar else self.top_k
+        limit = min(2 * self.top_k + 8, MAX_TOP_K) if self.dedup or similar else self.top_k
         while True:
             if blend is None:
                 hits = self.store.search(vector, field=mode.field, k=limit, filter=filters, with_vectors=similar)
@@ -207,10 +236,10 @@ class MultimodalRetriever(BaseRetriever):
             above = [h for h in hits if self.score_threshold is None or h.score >= self.score_threshold]
             kept = _merge_duplicates(above, exact=self.dedup, field=compared, threshold=self.dedup_threshold)
             # No more to fetch: the store ran out, the threshold cut the list, or k is at its maximum.
-            exhausted = len(hits) < limit or len(above) < len(hits) or limit == _MAX_K
+            exhausted = len(hits) < limit or len(above) < len(hits) or limit == MAX_TOP_K
             if len(kept) >= self.top_k or exhausted:
                 return kept[: self.top_k]
-            limit = min(4 * limit, _MAX_K)
+            limit = min(4 * limit, MAX_TOP_K)
 
     def _filters_for(self, mode: Mode) -> Filters | None:
         """The caller's filters and the mode's target condition, joined with AND.

@@ -29,6 +29,7 @@ from rag.settings import Settings
 from .errors import BodyLimit, add_error_handlers
 from .models import ErrorBody
 from .routes import api_router
+from .routes.body import BODY_SCHEMAS
 from .service import Service
 
 logger = logging.getLogger(__name__)
@@ -62,6 +63,7 @@ def create_app(settings: Settings | None = None, *, encoder: Encoder | None = No
     )
     app.state.settings = settings
     app.include_router(api_router(), prefix="/api")
+    app.openapi = lambda: _with_body_schemas(app)  # type: ignore[method-assign]
     app.add_middleware(BodyLimit, max_bytes=settings.server_max_request_bytes)
     add_error_handlers(app)
 
@@ -84,6 +86,15 @@ def create_app(settings: Settings | None = None, *, encoder: Encoder | None = No
         return response
 
     return app
+
+
+def _with_body_schemas(app: FastAPI) -> dict[str, Any]:
+    """The OpenAPI schema, with the query request bodies the routes document by reference (``routes.body``)."""
+    if app.openapi_schema is None:
+        schema = FastAPI.openapi(app)
+        schema.setdefault("components", {}).setdefault("schemas", {}).update(BODY_SCHEMAS)
+        app.openapi_schema = schema
+    return app.openapi_schema
 
 
 def is_loopback(host: str) -> bool:

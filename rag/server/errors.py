@@ -15,6 +15,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from connectors.milvus import NotSupportedError, StoreError
 from rag.embeddings.base import FusedNotSupportedError
 from rag.retrieval import QueryError
+from rag.retrieval.options import OptionError, describe_one
 
 from .models import ErrorBody
 from .service import ImageNotFoundError, UploadError
@@ -86,11 +87,16 @@ def add_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        """422 for a malformed request (a field missing, of the wrong type or out of range); 400 when every
+        problem is a well-formed option value the library refuses (a filter, blend or score it cannot search)."""
+        problems = list(exc.errors())
         details = [
-            {"field": ".".join(str(part) for part in e["loc"][1:]) or str(e["loc"][0]), "problem": e["msg"]}
-            for e in exc.errors()
+            {"field": ".".join(str(part) for part in e["loc"][1:]) or str(e["loc"][0]), "problem": describe_one(e)}
+            for e in problems
         ]
-        message = "; ".join(f"{d['field']}: {d['problem']}" for d in details)
+        message = "; ".join(d["problem"] for d in details)
+        if all(isinstance((e.get("ctx") or {}).get("error"), OptionError) for e in problems):
+            return error_response(status.HTTP_400_BAD_REQUEST, message)
         return error_response(422, message, details=details)
 
     @app.exception_handler(UploadError)

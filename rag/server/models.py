@@ -10,6 +10,21 @@ from connectors.milvus import ScoreScale, StoreStats
 from connectors.milvus.blend import Fusion
 from rag.answer import AnswerStatus, Citation, CitationCheck
 from rag.retrieval import Evidence, Mode
+from rag.retrieval.options import AnswerOptions, QueryOptions
+
+MAX_TEXT = 8192
+
+
+class SearchRequest(QueryOptions):
+    """A search: a text (an image comes as a form's file), and how to search it."""
+
+    text: str = Field(default="", max_length=MAX_TEXT, description="Query text (an instruction, for composed queries).")
+
+
+class AskRequest(AnswerOptions):
+    """A question (with an image, as a form's file), and how to search for and answer it."""
+
+    text: str = Field(min_length=1, max_length=MAX_TEXT, description="The question.")
 
 
 class ErrorBody(BaseModel):
@@ -61,6 +76,12 @@ class AskResponse(Searched):
         description="The answer's markers checked against the items it saw (answered and partial answers only); "
         "the answer itself is never changed.",
     )
+
+
+class TokenEvent(BaseModel):
+    """The data of a `token` event of `/api/ask/stream`."""
+
+    text: str = Field(description="The next piece of the answer, to append to what came before.")
 
 
 class ServerStats(StoreStats):

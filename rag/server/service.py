@@ -14,20 +14,20 @@ import tempfile
 import threading
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, TypeVar, cast
+from typing import Any, Callable, Iterable, Iterator, TypeVar
 
 from llama_index.core.llms import LLM
 from llama_index.core.schema import QueryBundle
 
-from connectors.milvus import Blend, EncoderInfo, Filters, MilvusStore, StoreStats, require_collection
-from connectors.milvus.blend import Fusion
+from connectors.milvus import Blend, EncoderInfo, MilvusStore, StoreStats, require_collection
 from connectors.sources import BadInput, SourceOptions, check_image, open_sources, store_image, write_atomic
-from rag.answer import AnswerResponse, answer_engine, llm_from_settings
+from rag.answer import answer_engine, llm_from_settings
 from rag.embeddings.base import Encoder
 from rag.embeddings.registry import load_encoder, runtime_from_settings
 from rag.ingest import IngestReport, ingest
 from rag.items import SourceError, SourceErrorKind
 from rag.retrieval import Evidence, Mode, MultimodalRetriever, evidence
+from rag.retrieval.options import AnswerOptions, QueryOptions
 from rag.settings import Settings
 
 from .jobs import IngestJob, IngestJobs
@@ -90,47 +90,31 @@ class Service:
         self.jobs.close()
         self._own_store.close()
 
-    def retriever(
-        self,
-        *,
-        mode: Mode | None = None,
-        top_k: int = 10,
-        filters: Filters | None = None,
-        blend: str | None = None,
-        hybrid: bool = False,
-        fusion: Fusion | None = None,
-        min_score: float | None = None,
-        dedup: bool = True,
-        merge_similar: float | None = None,
-    ) -> MultimodalRetriever:
-        """A retriever over the shared encoder and store (cheap: make one per request); see ``MultimodalRetriever``.
-
-        ``blend`` is written ``fused=0.6,image=0.3,bm25=0.1``; ``merge_similar`` is its ``dedup_threshold``.
-        """
-        return MultimodalRetriever(
-            self.store,
-            self.encoder,
-            mode=mode,
-            top_k=top_k,
-            filters=filters,
-            blend=blend,
-            hybrid=hybrid,
-            fusion=fusion,
-            score_threshold=min_score,
-            dedup=dedup,
-            dedup_threshold=merge_similar,
-        )
+    def retriever(self, options: QueryOptions) -> MultimodalRetriever:
+        """A retriever over the shared encoder and store (cheap: make one per request); ``top_k`` defaults to the
+        server's (RAG_TOP_K)."""
+        return MultimodalRetriever.from_options(self.store, self.encoder, options, settings=self.settings)
 
     def search(self, query: QueryBundle, retriever: MultimodalRetriever) -> tuple[Mode, Blend | None, list[Evidence]]:
         """The mode and blend used and the ranked evidence for ``query``."""
         mode, blend = retriever.resolve_mode(query), retriever.resolve_blend(query)
         return mode, blend, evidence(retriever.retrieve(query))
 
-    def ask(self, query: QueryBundle, retriever: MultimodalRetriever) -> tuple[Mode, Blend | None, AnswerResponse]:
-        """The mode and blend used and the answer with citations (the ranked evidence when no LLM is configured)."""
+    def ask(
+        self,
+        query: QueryBundle,
+        retriever: MultimodalRetriever,
+        options: AnswerOptions | None = None,
+        streaming: bool = False,
+    ) -> tuple[Mode, Blend | None, Any]:
+        """The mode and blend used and the answer with citations (the ranked evidence when no LLM is configured):
+        an ``AnswerResponse``, or with ``streaming`` a ``StreamingAnswerResponse`` whose LLM call starts when its
+        tokens are read."""
         mode, blend = retriever.resolve_mode(query), retriever.resolve_blend(query)
-        engine = answer_engine(retriever, self.llm, max_image_side=self.settings.llm_max_image_side)
-        return mode, blend, cast(AnswerResponse, engine.query(query))
+        engine = answer_engine(
+            retriever, self.llm, options, max_image_side=self.settings.llm_max_image_side, streaming=streaming
+        )
+        return mode, blend, engine.query(query)
 
     def stats(self) -> StoreStats:
         return self.store.stats()

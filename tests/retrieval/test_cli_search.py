@@ -140,7 +140,7 @@ def test_duplicates_are_merged_by_default_and_counted(rag, corpus) -> None:
     "args, message",
     [
         ((), "give a query"),
-        (("-t", "x", "--mode", "sideways"), "unknown mode"),
+        (("-t", "x", "--mode", "sideways"), "--mode must be one of text-to-any, text-to-multimodal"),
         (("-t", "x", "--mode", "image-to-image"), "needs a query image"),
         (("-t", "x", "--filter", "novalue"), "key=value"),
         (("-t", "x", "--filter", "{bad json"), "not valid JSON"),

@@ -17,6 +17,8 @@ from llama_index.core.vector_stores.types import FilterCondition, FilterOperator
 
 from connectors.milvus import BlendError, EncoderInfo, EncoderMismatchError, FilterError, MilvusStore, NotSupportedError
 from rag.retrieval import Mode, MultimodalRetriever, default_mode, evidence
+from rag.retrieval.options import QueryOptions
+from rag.settings import Settings
 
 from .corpus import CAPTIONS, COPIES, LIGHTHOUSE, NOTES, Corpus, build, image_item, ingest_items
 
@@ -137,6 +139,16 @@ def test_text_to_text_finds_the_exact_note(store, tiny_base) -> None:
     results = retriever(store, tiny_base, mode="text-to-text", top_k=5).retrieve(NOTES[1])
     assert sources(results)[0] == "notes/1" and len(results) == 3
     assert all(isinstance(r.node, TextNode) and not isinstance(r.node, ImageNode) for r in results)
+
+
+def test_a_retriever_from_options_takes_its_count_from_the_settings(store, tiny_base) -> None:
+    options = QueryOptions(mode="text-to-text", filters="tags=note", min_score=-1)
+    made = MultimodalRetriever.from_options(store, tiny_base, options, settings=Settings(top_k=2))
+    assert made.top_k == 2 and made.filters == {"tags": "note"} and made.score_threshold == -1
+    results = made.retrieve(NOTES[1])
+    assert sources(results) == ["notes/1", sources(results)[1]] and len(results) == 2
+    asked = MultimodalRetriever.from_options(store, tiny_base, options.model_copy(update={"top_k": 1}))
+    assert asked.top_k == 1
 
 
 def _ranking(encoder, query: np.ndarray, items) -> list[float]:

@@ -2,7 +2,8 @@
 
 Over the sample corpus (examples/corpus) with the tiny parity encoder: types a query, drops an
 image on the drop zone, and waits for the result thumbnails; then asks and waits for the answer
-panel; filters, fails, and reads the API docs. The browser has no network: no host name resolves
+panel; filters, fails, and reads the API docs; then asks an LLM (the fake one) and watches the answer
+stream in, the citations and their check after it, and an answer that breaks off. The browser has no network: no host name resolves
 but the test server's address, so the page and /docs must need nothing from elsewhere.
 Screenshots go to tests/artifacts/ (ignored by git).
 """
@@ -23,6 +24,7 @@ from connectors.milvus import EncoderInfo, MilvusStore
 from connectors.sources import open_sources
 from rag.ingest import ingest
 from rag.settings import Settings
+from tests.answer.llm_server import FakeLLMServer, Reply
 
 from .conftest import serve_in_thread
 
@@ -203,3 +205,81 @@ def test_the_blend_control_reaches_the_search(browser, samples_server: str) -> N
     driver.find_element(By.ID, "blend").send_keys("fused=-1")
     driver.find_element(By.ID, "search").click()
     wait.until(lambda d: "weights must be 0 or more" in d.find_element(By.ID, "status").text)
+
+
+@pytest.fixture(scope="module")
+def llm() -> Iterator[FakeLLMServer]:
+    with FakeLLMServer() as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def answering_server(samples_server: str, settings: Settings, tiny_base, llm: FakeLLMServer) -> Iterator[str]:
+    """The app over the sample corpus (ingested by ``samples_server``), answering with the fake LLM."""
+    answering = Settings(
+        **{**settings.model_dump(), "collection": "samples", "llm_model": "vision-test", "llm_base_url": llm.url}
+    )
+    with serve_in_thread(answering.model_copy(update={"llm_max_retries": 0}), tiny_base) as url:
+        yield url
+
+
+def test_the_answer_streams_into_the_page_then_its_citations_and_their_check(
+    browser, answering_server: str, llm: FakeLLMServer
+) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    driver = browser
+    wait = WebDriverWait(driver, 30)
+    reply = Reply("A red circle [1]. A square [9]. Nothing else here.", hold_after=4)
+    llm.replies[:] = [reply]
+    driver.get(answering_server + "/")
+    wait.until(lambda d: "answers by vision-test" in d.find_element(By.ID, "stats").text)
+    driver.find_element(By.ID, "text").send_keys("a red shape")
+    driver.find_element(By.ID, "filter").send_keys("tags=shape")
+    driver.find_element(By.ID, "ask").click()
+
+    # Four tokens are on the page while the LLM holds back the rest: the page renders as it reads the stream.
+    wait.until(lambda d: d.find_element(By.ID, "answer-text").text.rstrip() == "A red circle [1].")
+    assert "streaming" in driver.find_element(By.ID, "answer").get_attribute("class")
+    assert driver.execute_script(CARDS) == 0
+    screenshot(driver, "ask-streaming.png")
+    reply.release.set()
+
+    wait.until(lambda d: d.execute_script(LOADED_THUMBNAILS) == 4)
+    wait.until(lambda d: d.find_element(By.ID, "citation-check").is_displayed())
+    assert reply.released is True
+    answer = driver.find_element(By.ID, "answer-text")
+    assert answer.text == "A red circle [1]. A square [9]. Nothing else here."
+    assert [a.get_attribute("href").split("#")[1] for a in answer.find_elements(By.TAG_NAME, "a")] == ["result-1"]
+    assert answer.find_element(By.CSS_SELECTOR, ".unknown-citation").text == "[9]"
+    checks = [li.text for li in driver.find_elements(By.CSS_SELECTOR, "#citation-check li")]
+    assert checks == [
+        "[9] is not one of the 4 items the answer was given (unknown citation)",
+        "No citation: “Nothing else here.”",
+    ]
+    assert driver.find_element(By.ID, "result-1").get_attribute("class").split() == ["card", "cited"]
+    assert "streaming" not in driver.find_element(By.ID, "answer").get_attribute("class")
+    screenshot(driver, "ask-streamed.png")
+
+
+def test_an_answer_that_breaks_off_stays_with_the_error_and_the_evidence(
+    browser, answering_server: str, llm: FakeLLMServer
+) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    driver = browser
+    wait = WebDriverWait(driver, 30)
+    llm.replies[:] = [Reply("A red circle [1] and", break_after=4)]
+    driver.get(answering_server + "/")
+    wait.until(lambda d: "answers by vision-test" in d.find_element(By.ID, "stats").text)
+    driver.find_element(By.ID, "text").send_keys("a red shape")
+    driver.find_element(By.ID, "filter").send_keys("tags=shape")
+    driver.find_element(By.ID, "ask").click()
+    wait.until(lambda d: "The answer broke off:" in d.find_element(By.ID, "status").text)
+    assert "error" in driver.find_element(By.ID, "status").get_attribute("class")
+    assert "stopped mid-answer" in driver.find_element(By.ID, "status").text
+    assert driver.find_element(By.ID, "answer-text").text == "A red circle [1]"
+    wait.until(lambda d: d.execute_script(LOADED_THUMBNAILS) == 4)
+    screenshot(driver, "ask-partial.png")

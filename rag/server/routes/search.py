@@ -2,124 +2,104 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Sequence
+from dataclasses import dataclass
+from typing import Annotated, Any, Iterator, Sequence
 from urllib.parse import quote
 
-from fastapi import APIRouter, File, Form, UploadFile
+from fastapi import APIRouter, Depends
+from fastapi.sse import EventSourceResponse, ServerSentEvent
 from llama_index.core.schema import QueryBundle
 
-from connectors.milvus import Blend, parse_filters
-from connectors.milvus.blend import Fusion, scale_of
+from connectors.milvus import Blend
+from connectors.milvus.blend import scale_of
+from rag.answer import AnswerResponse, StreamingAnswerResponse
 from rag.retrieval import Evidence, Mode, MultimodalRetriever, merged_count
 from rag.settings import Settings
 
-from ..models import AskResponse, BlendUsed, CitedResult, Result, SearchResponse
+from ..models import AskRequest, AskResponse, BlendUsed, CitedResult, Result, SearchRequest, SearchResponse, TokenEvent
+from .body import Query, openapi_body, query_body
 from .deps import ServiceDep, SettingsDep, read_upload
 
-MAX_TOP_K = 100
 router = APIRouter(tags=["search"])
+SearchBody = Annotated[Query[SearchRequest], Depends(query_body(SearchRequest))]
+AskBody = Annotated[Query[AskRequest], Depends(query_body(AskRequest))]
 
-TextField = Annotated[str, Form(max_length=8192, description="Query text (an instruction, for composed queries).")]
-ImageField = Annotated[UploadFile | None, File(description="Query image (PNG, JPEG, WebP, GIF, BMP, TIFF).")]
-ModeField = Annotated[
-    Mode | None,
-    Form(
-        description="Retrieval mode; default: text-to-any for text (every item), image-to-multimodal for an image, "
-        "composed-to-multimodal for both."
-    ),
-]
-FilterField = Annotated[
-    list[str] | None,
-    Form(
-        alias="filter",
-        description="Metadata filter, written as for `rag search --filter`: key=value pairs separated by commas (a "
-        'repeated key matches any of its values: tags=red,tags=blue), or a JSON object such as {"tags": "cat"} or '
-        '{"created_at": {">=": "2024-01-01"}}. Repeat the field to combine several.',
-    ),
-]
-TopKField = Annotated[
-    int | None, Form(ge=1, le=MAX_TOP_K, description="How many items; default: the server's RAG_TOP_K (10).")
-]
-BlendField = Annotated[
-    str | None,
-    Form(
-        description="Signals searched together, fused by Milvus: fused=0.6,image=0.3,bm25=0.1 (fused: the item as a "
-        "whole, image: the picture alone, bm25: words of the text; weights scaled to sum to 1), or names alone for "
-        "equal parts. Default: the blend `rag eval --tune` saved for the query's kind, unless a mode is given.",
-    ),
-]
-HybridField = Annotated[bool, Form(description="The mode's vector and BM25 over the items' text (the blend <vector>,bm25).")]
-FusionField = Annotated[
-    Fusion | None, Form(description="weighted (the default for a blend) or rrf, reciprocal rank (the default for hybrid).")
-]
-MinScoreField = Annotated[
-    float | None,
-    Form(description="Drop results scoring below this, on the score_scale: cosine -1..1, weighted 0..1; refused for rrf."),
-]
-DedupField = Annotated[
-    bool, Form(description="Merge true duplicates: the same item, or the same image bytes with the same text.")
-]
-MergeSimilarField = Annotated[
-    float | None,
-    Form(ge=-1, le=1, description="Also merge results whose vectors have a cosine above this, e.g. 0.995. Off by default."),
-]
 
-@router.post("/search")
-def search(
-    service: ServiceDep,
-    settings: SettingsDep,
-    text: TextField = "",
-    image: ImageField = None,
-    mode: ModeField = None,
-    top_k: TopKField = None,
-    filters: FilterField = None,
-    blend: BlendField = None,
-    hybrid: HybridField = False,
-    fusion: FusionField = None,
-    min_score: MinScoreField = None,
-    dedup: DedupField = True,
-    merge_similar: MergeSimilarField = None,
-) -> SearchResponse:
-    """Items for a text, an image, or both (a composed query), best first."""
-    retriever = service.retriever(
-        mode=mode, top_k=top_k or settings.top_k, filters=parse_filters(filters), blend=_blend(blend), hybrid=hybrid,
-        fusion=fusion, min_score=min_score, dedup=dedup, merge_similar=merge_similar,
-    )
-    upload = read_upload(image, settings.server_max_upload_bytes) if image else None
+@router.post("/search", openapi_extra=openapi_body(SearchRequest))
+def search(service: ServiceDep, settings: SettingsDep, body: SearchBody) -> SearchResponse:
+    """Items for a text, an image, or both (a composed query), best first.
+
+    The options come as a JSON body, or as form fields with the query image as the file ``image``."""
+    request = body.options
+    retriever = service.retriever(request)
+    upload = read_upload(body.image, settings.server_max_upload_bytes) if body.image else None
     with service.query_image(upload) as path:
-        used, blended, found = service.search(QueryBundle(text, image_path=path), retriever)
+        used, blended, found = service.search(QueryBundle(request.text, image_path=path), retriever)
     return SearchResponse(
         **_searched(used, blended, retriever, found),
         results=[Result(**_shown(e, settings).model_dump(), image_url=_image_url(e)) for e in found],
     )
 
 
-@router.post("/ask")
-def ask(
-    service: ServiceDep,
-    settings: SettingsDep,
-    text: Annotated[str, Form(min_length=1, max_length=8192, description="The question.")],
-    image: ImageField = None,
-    mode: ModeField = None,
-    top_k: TopKField = None,
-    filters: FilterField = None,
-    blend: BlendField = None,
-    hybrid: HybridField = False,
-    fusion: FusionField = None,
-    min_score: MinScoreField = None,
-    dedup: DedupField = True,
-    merge_similar: MergeSimilarField = None,
-) -> AskResponse:
-    """An answer citing the retrieved items; without an LLM (RAG_LLM_MODEL), the ranked evidence."""
-    retriever = service.retriever(
-        mode=mode, top_k=top_k or settings.top_k, filters=parse_filters(filters), blend=_blend(blend), hybrid=hybrid,
-        fusion=fusion, min_score=min_score, dedup=dedup, merge_similar=merge_similar,
-    )
-    upload = read_upload(image, settings.server_max_upload_bytes) if image else None
+@router.post("/ask", openapi_extra=openapi_body(AskRequest))
+def ask(service: ServiceDep, settings: SettingsDep, body: AskBody) -> AskResponse:
+    """An answer citing the retrieved items; without an LLM (RAG_LLM_MODEL), the ranked evidence.
+
+    The options come as a JSON body, or as form fields with the query image as the file ``image``."""
+    request = body.options
+    retriever = service.retriever(request)
+    upload = read_upload(body.image, settings.server_max_upload_bytes) if body.image else None
     with service.query_image(upload) as path:
-        used, blended, response = service.ask(QueryBundle(text, image_path=path), retriever)
+        used, blended, response = service.ask(QueryBundle(request.text, image_path=path), retriever, request)
+    return _asked(used, blended, retriever, response, settings)
+
+
+@dataclass
+class _Streaming:
+    """A question retrieved for, its answer's stream not started yet (errors so far are plain HTTP errors)."""
+
+    mode: Mode
+    blend: Blend | None
+    retriever: MultimodalRetriever
+    stream: StreamingAnswerResponse
+
+
+def _streaming(service: ServiceDep, settings: SettingsDep, body: AskBody) -> _Streaming:
+    request = body.options
+    retriever = service.retriever(request)
+    upload = read_upload(body.image, settings.server_max_upload_bytes) if body.image else None
+    with service.query_image(upload) as path:  # the pictures are read into the LLM's request before this ends
+        used, blended, stream = service.ask(
+            QueryBundle(request.text, image_path=path), retriever, request, streaming=True
+        )
+    return _Streaming(used, blended, retriever, stream)
+
+
+@router.post("/ask/stream", response_class=EventSourceResponse, openapi_extra=openapi_body(AskRequest))
+def ask_stream(
+    settings: SettingsDep, asked: Annotated[_Streaming, Depends(_streaming)]
+) -> Iterator[TokenEvent | AskResponse]:  # the data of the events, as the OpenAPI schema documents them
+    """The answer of `/api/ask` as server-sent events (`text/event-stream`), token by token as the LLM writes it.
+
+    The request is `/api/ask`'s (a JSON body, or a form with the image). Errors before the answer starts (a bad field, a missing collection) are
+    JSON errors as elsewhere. Then come events named `token`, whose data is `{"text": "..."}` (the next
+    piece of the answer; without an LLM, or when it fails before its first word, one token holds the
+    ranked evidence), and one last event named `done`, whose data is the `/api/ask` response: status,
+    the whole answer, citations and their check. When the LLM fails mid-answer, `done` has status
+    `partial`, the answer so far, the error and every item.
+    """
+    for token in asked.stream.response_gen:
+        yield ServerSentEvent(event="token", data=TokenEvent(text=token))  # type: ignore[misc]
+    response = asked.stream.get_response()
+    done = _asked(asked.mode, asked.blend, asked.retriever, response, settings)
+    yield ServerSentEvent(event="done", data=done)  # type: ignore[misc]
+
+
+def _asked(
+    mode: Mode, blend: Blend | None, retriever: MultimodalRetriever, response: AnswerResponse, settings: Settings
+) -> AskResponse:
     return AskResponse(
-        **_searched(used, blended, retriever, response.citations),
+        **_searched(mode, blend, retriever, response.citations),
         status=response.status,
         answer=response.response or "",
         error=response.error,
@@ -131,10 +111,6 @@ def ask(
 
 def _shown(item: Evidence, settings: Settings) -> Evidence:
     return item if settings.server_show_paths else item.without_paths()
-
-
-def _blend(raw: str | None) -> str | None:
-    return raw if raw is not None and raw.strip() else None
 
 
 def _searched(mode: Mode, blend: Blend | None, retriever: MultimodalRetriever, results: Sequence[Evidence]) -> dict[str, Any]:

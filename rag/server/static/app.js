@@ -17,17 +17,70 @@ function setStatus(message, isError = false) {
   $("status").classList.toggle("error", isError);
 }
 
-async function call(path, form) {
-  const response = await fetch(path, { method: form ? "POST" : "GET", body: form, headers: headers() });
+// A fetch() request: GET without a payload; a POST of JSON (a string) or of a form.
+function request(payload) {
+  const json = typeof payload === "string" ? { "Content-Type": "application/json" } : {};
+  return { method: payload ? "POST" : "GET", body: payload, headers: { ...headers(), ...json } };
+}
+
+async function call(path, payload) {
+  const response = await fetch(path, request(payload));
+  await refused(response);
+  return response.json();
+}
+
+// An error response as an Error with the server's message (and the token box shown on a 401).
+async function refused(response) {
+  if (response.ok) return;
   const body = await response.json().catch(() => ({ message: `HTTP ${response.status}` }));
   if (response.status === 401) {
     $("token-box").hidden = false;
     $("token").focus();
   }
-  if (!response.ok) {
-    throw new Error(body.message || `HTTP ${response.status}`);
+  throw new Error(body.message || `HTTP ${response.status}`);
+}
+
+// The server-sent events of a streamed response, as {name, data} objects, while they arrive.
+// (EventSource cannot POST a form or send the bearer token: this reads fetch()'s ReadableStream.)
+async function* serverEvents(response) {
+  const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
+  let buffer = "";
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) return;
+    buffer += value.replace(/\r\n?/g, "\n");
+    let end;
+    while ((end = buffer.indexOf("\n\n")) >= 0) {
+      const block = buffer.slice(0, end);
+      buffer = buffer.slice(end + 2);
+      let name = "message";
+      const data = [];
+      for (const line of block.split("\n")) {
+        if (line.startsWith("event:")) name = line.slice(6).trim();
+        else if (line.startsWith("data:")) data.push(line.slice(5).replace(/^ /, ""));
+      }
+      if (data.length) yield { name, data: JSON.parse(data.join("\n")) };
+    }
   }
-  return body;
+}
+
+// /api/ask/stream: the answer shown as its tokens arrive; resolves to the final (done) event's data.
+async function askStreaming(payload) {
+  const response = await fetch("/api/ask/stream", request(payload));
+  await refused(response);
+  const out = $("answer-text");
+  out.replaceChildren();
+  $("answer").hidden = false;
+  $("answer").classList.add("streaming");
+  try {
+    for await (const event of serverEvents(response)) {
+      if (event.name === "token") out.append(document.createTextNode(event.data.text));
+      else if (event.name === "done") return event.data;
+    }
+  } finally {
+    $("answer").classList.remove("streaming");
+  }
+  throw new Error("the answer stopped before its end (the connection closed)");
 }
 
 async function loadStats() {
@@ -83,19 +136,27 @@ function wireDropZone() {
 
 // -- results ------------------------------------------------------------------------------------
 
-function queryForm() {
-  const form = new FormData();
-  form.append("text", $("text").value);
-  if (state.image) form.append("image", state.image, state.image.name || "query.png");
-  if ($("mode").value) form.append("mode", $("mode").value);
-  if ($("top-k").value) form.append("top_k", $("top-k").value);
+// The query options by the names of the API's model (QueryOptions in rag/retrieval/options.py); a new option
+// with a control on this page is one more line here.
+function queryOptions() {
+  const options = { text: $("text").value, hybrid: $("hybrid").checked, dedup: $("dedup").checked };
+  if ($("mode").value) options.mode = $("mode").value;
+  if ($("top-k").value) options.top_k = Number($("top-k").value);
   // Sent as typed: the server reads key=value pairs and JSON objects alike (one parser for the CLI, API and page).
   const filter = $("filter").value.trim();
-  if (filter) form.append("filter", filter);
+  if (filter) options.filter = filter;
   const blend = $("blend").value.trim();
-  if (blend) form.append("blend", blend);
-  form.append("hybrid", $("hybrid").checked ? "true" : "false");
-  form.append("dedup", $("dedup").checked ? "true" : "false");
+  if (blend) options.blend = blend;
+  return options;
+}
+
+// A JSON body; with a query image, the same fields as a form that carries the image as a file.
+function queryBody() {
+  const options = queryOptions();
+  if (!state.image) return JSON.stringify(options);
+  const form = new FormData();
+  for (const [name, value] of Object.entries(options)) form.append(name, String(value));
+  form.append("image", state.image, state.image.name || "query.png");
   return form;
 }
 
@@ -142,15 +203,44 @@ function clearResults() {
   showResults([]);
   $("answer").hidden = true;
   $("answer-text").replaceChildren();
+  $("citation-check").replaceChildren();
+  $("citation-check").hidden = true;
 }
 
-// The answer as text nodes, with each [n] marker a link to its card (nothing is parsed as HTML).
-function showAnswer(answer) {
+// The check of the answer's citation markers, in plain words; the answer itself is shown as written.
+function showCheck(check, shown) {
+  const box = $("citation-check");
+  box.replaceChildren();
+  if (!check) return;
+  const lines = [];
+  for (const number of check.unknown_citations) {
+    lines.push(`[${number}] is not one of the ${shown} items the answer was given (unknown citation)`);
+  }
+  if (check.uncited) lines.push(`The answer cites none of the ${shown} items it was given.`);
+  for (const sentence of check.uncited_sentences) lines.push(`No citation: “${sentence}”`);
+  for (const line of lines) {
+    const item = document.createElement("li");
+    item.textContent = line;
+    box.append(item);
+  }
+  box.hidden = lines.length === 0;
+}
+
+// The answer as text nodes, with each [n] marker a link to its card (nothing is parsed as HTML); a marker that
+// names none of the `shown` items is marked as unknown, not linked.
+function showAnswer(answer, shown) {
   const out = $("answer-text");
   out.replaceChildren();
   for (const part of answer.split(/(\[\d+\])/)) {
     const marker = part.match(/^\[(\d+)\]$/);
-    if (marker) {
+    const number = marker ? Number(marker[1]) : 0;
+    if (marker && (number < 1 || number > shown)) {
+      const unknown = document.createElement("span");
+      unknown.className = "unknown-citation";
+      unknown.title = "unknown citation: no item has this number";
+      unknown.textContent = part;
+      out.append(unknown);
+    } else if (marker) {
       const link = document.createElement("a");
       link.href = `#result-${marker[1]}`;
       link.textContent = part;
@@ -160,6 +250,10 @@ function showAnswer(answer) {
     }
   }
   $("answer").hidden = false;
+}
+
+function answerFailure(body) {
+  return body.status === "partial" ? "The answer broke off:" : "The LLM failed:";
 }
 
 // "blend fused 0.60 + image 0.40", marked when it is the blend `rag eval --tune` saved.
@@ -187,13 +281,18 @@ async function run(kind) {
   clearResults();
   const started = performance.now();
   try {
-    const body = await call(`/api/${kind}`, queryForm());
+    const body = kind === "ask" ? await askStreaming(queryBody()) : await call("/api/search", queryBody());
     const items = kind === "ask" ? body.citations : body.results;
     showResults(items);
-    if (kind === "ask") showAnswer(body.answer);
+    if (kind === "ask") {
+      showAnswer(body.answer, items.length);
+      showCheck(body.citation_check, items.length);
+    }
     const seconds = ((performance.now() - started) / 1000).toFixed(2);
-    setStatus([`${items.length} results`, body.mode, describeBlend(body.blend), `scores: ${body.score_scale}`,
-      mergedNote(body.merged), `${seconds} s`].filter(Boolean).join(" · "));
+    const summary = [`${items.length} results`, body.mode, describeBlend(body.blend), `scores: ${body.score_scale}`,
+      mergedNote(body.merged), `${seconds} s`].filter(Boolean).join(" · ");
+    if (body.error) setStatus(`${answerFailure(body)} ${body.error} · ${summary}`, true);
+    else setStatus(summary);
   } catch (error) {
     clearResults();
     setStatus(error.message, true);

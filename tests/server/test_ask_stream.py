@@ -1,0 +1,111 @@
+"""`POST /api/ask/stream`: server-sent events from uvicorn on loopback, token by token while the LLM still writes,
+then one `done` event with the status, the citations and their check; errors before the stream are JSON."""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Iterator
+
+import httpx
+import pytest
+
+from rag.settings import Settings
+from tests.answer.llm_server import FakeLLMServer, Reply
+from tests.retrieval.corpus import CAPTIONS
+
+from .conftest import serve_in_thread
+
+ANSWER = "A red dress [1]. It hangs there [2]. Nothing else [5]."
+
+
+@pytest.fixture(scope="module")
+def llm() -> Iterator[FakeLLMServer]:
+    with FakeLLMServer() as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def server(settings: Settings, tiny_base, llm: FakeLLMServer) -> Iterator[str]:
+    answering = Settings(**{**settings.model_dump(), "llm_model": "vision-test", "llm_base_url": llm.url})
+    answering = answering.model_copy(update={"llm_max_retries": 0})
+    with serve_in_thread(answering, tiny_base) as url:
+        yield url
+
+
+def events(response: httpx.Response) -> Iterator[tuple[str, Any]]:
+    """The (event, data) pairs of a server-sent event stream, as they arrive."""
+    name, data = "message", []
+    for line in response.iter_lines():
+        if line.startswith("event: "):
+            name = line[len("event: ") :]
+        elif line.startswith("data: "):
+            data.append(line[len("data: ") :])
+        elif not line and data:
+            yield name, json.loads("\n".join(data))
+            name, data = "message", []
+
+
+def ask(url: str, **form: Any):
+    return httpx.stream("POST", f"{url}/api/ask/stream", data={"filter": '{"tags": "grid"}', "top_k": 3, **form}, timeout=60)
+
+
+def test_tokens_arrive_while_the_llm_is_still_writing(server: str, llm: FakeLLMServer) -> None:
+    reply = Reply(ANSWER, hold_after=2)
+    llm.replies[:] = [reply]
+    received: list[tuple[str, Any]] = []
+    with ask(server, text="what hangs there?") as response:
+        assert response.status_code == 200 and response.headers["content-type"].startswith("text/event-stream")
+        for name, data in events(response):
+            received.append((name, data))
+            if len(received) == 2:
+                reply.release.set()  # the endpoint has sent two chunks; the rest only now
+    assert reply.released is True
+    tokens = [data["text"] for name, data in received if name == "token"]
+    assert tokens[:2] == ["A ", "red "] and "".join(tokens) == ANSWER
+    [(name, done)] = received[len(tokens) :]
+    assert name == "done" and done["status"] == "answered" and done["answer"] == ANSWER
+    assert [c["cited"] for c in done["citations"]] == [True, True, False]
+    assert done["citation_check"] == {"unknown_citations": [5], "uncited_sentences": [], "uncited": False}
+    assert done["mode"] == "text-to-any" and all(c["image_url"] for c in done["citations"])
+
+
+def test_a_failure_mid_answer_ends_with_a_partial_answer_and_the_evidence(server: str, llm: FakeLLMServer) -> None:
+    llm.replies[:] = [Reply("A red dress [1] and", break_after=4)]
+    with ask(server, text="what hangs there?") as response:
+        received = list(events(response))
+    assert [name for name, _ in received] == ["token"] * 4 + ["done"]
+    done = received[-1][1]
+    assert done["status"] == "partial" and done["answer"] == "A red dress [1]"
+    assert "stopped mid-answer" in done["error"] and len(done["citations"]) == 3
+    assert done["citation_check"]["uncited"] is False
+
+
+def test_a_failure_before_the_first_word_streams_the_evidence(server: str, llm: FakeLLMServer) -> None:
+    llm.replies[:] = [Reply(status=500)]
+    with ask(server, text="what hangs there?") as response:
+        [(token, listing), (done, body)] = list(events(response))
+    assert (token, done) == ("token", "done") and listing["text"].startswith("The LLM failed:")
+    assert body["status"] == "llm_error" and "HTTP 500" in body["error"] and len(body["citations"]) == 3
+
+
+def test_errors_before_the_stream_are_json(server: str) -> None:
+    empty = httpx.post(f"{server}/api/ask/stream", data={"text": ""}, timeout=60)
+    assert empty.status_code == 422 and empty.json()["error"] == "invalid_request"
+    bad = httpx.post(f"{server}/api/ask/stream", data={"text": "x", "filter": "tags"}, timeout=60)
+    assert bad.status_code == 400 and "key=value" in bad.json()["message"]
+
+
+def test_without_an_llm_one_token_holds_the_evidence(client) -> None:
+    with client.stream("POST", "/api/ask/stream", data={"text": CAPTIONS[0], "top_k": 2}) as response:
+        [(token, listing), (done, body)] = list(events(response))
+    assert listing["text"].startswith("No LLM is configured") and body["status"] == "no_llm"
+    assert body["answer"] == listing["text"] and body["citation_check"] is None
+
+
+def test_the_openapi_schema_documents_the_events(client) -> None:
+    operation = client.get("/openapi.json").json()["paths"]["/api/ask/stream"]["post"]
+    stream = operation["responses"]["200"]["content"]["text/event-stream"]["itemSchema"]
+    refs = json.dumps(stream["properties"]["data"]["contentSchema"])
+    assert "TokenEvent" in refs and "AskResponse" in refs
+    assert "`token`" in operation["description"] and "`done`" in operation["description"]
+    assert "multipart/form-data" in operation["requestBody"]["content"]
