@@ -61,7 +61,7 @@ def fill(store: MilvusStore, n: int, rng: np.random.Generator, centres: np.ndarr
             KnowledgeItem(
                 id=f"item-{first + k:07d}",
                 text=" ".join(rng.choice(WORDS, size=8)),
-                image=None if (first + k) % 10 == 0 else ImageRef(uri=f"/bench/{first + k}.jpg", mime_type="image/jpeg"),
+                image=None if (first + k) % 10 == 0 else ImageRef(uri=f"/bench/{first + k}.jpg"),
                 source=f"bench/{first + k}",
             )
             for k in range(count)
@@ -119,7 +119,8 @@ def study(size: int, folder: Path, queries_n: int, k: int) -> None:
         hnsw = measure(store, fused, queries, k)
     print(f"\n{size:,} items: written in {filled:.0f} s; switching to HNSW (two vector fields) took {indexed:.0f} s; "
           f"first search after it {first:.0f} ms; peak RSS {peak_rss_gib():.2f} GiB")
-    print(f"{'index':6} {'p50 ms, all':>12} {'recall@' + str(k):>10} {'p50 ms, 10% filter':>19} {'recall@' + str(k):>10}")
+    recall = f"recall@{k}"
+    print(f"{'index':6} {'p50 ms, all':>12} {recall:>10} {'p50 ms, 10% filter':>19} {recall:>10}")
     for name, result in (("FLAT", flat), ("HNSW", hnsw)):
         (p_all, r_all), (p_ten, r_ten) = result["all"], result["10%"]
         print(f"{name:6} {p_all:12.1f} {r_all:10.3f} {p_ten:19.1f} {r_ten:10.3f}")

@@ -80,31 +80,42 @@ def make_corpus(folder: Path, n: int) -> None:
     rng = np.random.default_rng(0)
     for i in range(n):
         Image.fromarray(rng.integers(0, 255, size=(64, 64, 3), dtype=np.uint8)).save(folder / f"img{i:05d}.png")
-        (folder / f"img{i:05d}.txt").write_text(f"picture {i}: a small {['red', 'blue', 'green'][i % 3]} square, variant {i % 17}")
+        colour = ["red", "blue", "green"][i % 3]
+        (folder / f"img{i:05d}.txt").write_text(f"picture {i}: a small {colour} square, variant {i % 17}")
 
 
 def run(tree: Path, corpus: Path, db: Path, profile: str = "") -> dict:
     """One ingest in a fresh process; with ``profile``, sampled by py-spy (every thread) into that file."""
     env = {**os.environ, "PYTHONPATH": str(tree)}
-    command = [sys.executable, "-c", RUN, str(corpus), str(db)]
+    script = db.parent / "run_ingest.py"
+    script.write_text(RUN)
+    command = [sys.executable, str(script), str(corpus), str(db)]
     if profile:
         command = [str(Path(sys.executable).with_name("py-spy")), "record", "--format", "raw", "--rate", "50",
                    "--subprocesses", "--output", profile, "--", *command]
     out = subprocess.run(command, env=env, cwd=tree, check=True, capture_output=True, text=True).stdout
-    return json.loads(out.strip().splitlines()[-1])
+    return json.loads(next(line for line in reversed(out.splitlines()) if line.startswith("{")))
 
 
-def summarise(profile: Path, top: int = 30) -> None:
-    """Where the samples went: the share of samples each function was on the stack of (any thread)."""
+def summarise(profile: Path, top: int = 40) -> None:
+    """Where the samples went (any thread; the process's start, imports and hardware probe, left out): the
+    share of samples each function was on the stack of, and the share it was running itself."""
     inclusive: dict[str, int] = {}
+    own: dict[str, int] = {}
     total = 0
     for line in profile.read_text().splitlines():
         stack, _, count = line.rpartition(" ")
+        frames = stack.split(";")[1:]  # the first names the process
+        if not count.isdigit() or not frames or any("importlib" in f or "probe_hardware" in f for f in frames):
+            continue
         total += int(count)
-        for frame in set(stack.split(";")):
+        own[frames[-1]] = own.get(frames[-1], 0) + int(count)
+        for frame in set(frames):
             inclusive[frame] = inclusive.get(frame, 0) + int(count)
-    for frame, count in sorted(inclusive.items(), key=lambda pair: -pair[1])[:top]:
-        print(f"{100 * count / total:5.1f}%  {frame[:150]}")
+    for title, shares in (("on the stack", inclusive), ("running", own)):
+        print(f"-- {title} (% of {total} samples)")
+        for frame, count in sorted(shares.items(), key=lambda pair: -pair[1])[:top]:
+            print(f"{100 * count / total:5.1f}%  {frame[:150]}")
 
 
 def main() -> None:
@@ -133,7 +144,8 @@ def main() -> None:
         print(f"cpu: {cpu_model()} (a shared machine); {args.items} 64x64 PNGs with captions, encoder free, "
               f"{result['workers']} preprocessing workers, {args.rounds} rounds alternating")
         for name, values in rates.items():
-            print(f"  {name:10} median {statistics.median(values):7.0f} items/s  (rounds: {', '.join(f'{v:.0f}' for v in values)})")
+            rounds = ", ".join(f"{v:.0f}" for v in values)
+            print(f"  {name:10} median {statistics.median(values):7.0f} items/s  (rounds: {rounds})")
         if args.baseline:
             ratio = statistics.median(rates["this tree"]) / statistics.median(rates["baseline"])
             print(f"  this tree ÷ baseline: {ratio:.2f}x")

@@ -27,7 +27,7 @@ logger = logging.getLogger(__name__)
 
 VectorField = Literal["fused", "image"]
 _VECTOR_FIELDS: dict[str, str] = {"fused": schema.FUSED, "image": schema.IMAGE}
-_WRITE_BATCH = 256
+_WRITE_BATCH = 1_024
 _QUERY_PAGE = 4096
 _ID_BATCH = 1_000
 _NORM_TOLERANCE = 1e-2
@@ -191,12 +191,16 @@ class MilvusStore:
         """Whether BM25 is scored with statistics this store keeps (Milvus Lite), not by Milvus's BM25 function."""
         return self._terms is not None
 
-    def upsert(self, items: Sequence[KnowledgeItem], fused: np.ndarray, image: np.ndarray | None = None) -> int:
+    def upsert(
+        self, items: Sequence[KnowledgeItem], fused: np.ndarray, image: np.ndarray | None = None, *, new: bool = False
+    ) -> int:
         """Insert the items, replacing stored items with the same ids; returns how many rows were written.
 
         ``fused[i]`` and ``image[i]`` are item i's unit vectors; ``image`` may be None only when no
         item has an image, and its rows for items without an image are ignored. A later duplicate
-        id within one call wins. Call :meth:`flush` after a bulk load.
+        id within one call wins. Call :meth:`flush` after a bulk load. ``new``: the caller checked that none of
+        the ids is stored yet, so the BM25 statistics need not look up texts being replaced (were one stored
+        after all, :meth:`flush` finds the counts off and recounts).
         """
         if not items:
             return 0
@@ -219,10 +223,7 @@ class MilvusStore:
             logger.debug("upsert: %d duplicate id(s) in one call, the last of each kept", len(items) - len(rows_by_id))
         for batch in _chunks(list(rows_by_id.values()), _WRITE_BATCH):
             if self._terms is not None:
-                replaced = self._client.query(
-                    self._collection, filter=id_in([row[schema.ID] for row in batch]), output_fields=[schema.TEXT], limit=len(batch)
-                )
-                self._terms.weigh(batch, [row[schema.TEXT] for row in replaced])
+                self._terms.weigh(batch, [] if new else self._stored_texts([row[schema.ID] for row in batch]))
             self._client.upsert(self._collection, batch)
         logger.debug("upserted %d item(s) into %s", len(rows_by_id), self._collection)
         return len(rows_by_id)
@@ -462,7 +463,8 @@ class MilvusStore:
         """One signal's candidates of a blend, as ``(id, raw score)``: its field, its query, its filter."""
         expr = self._filter(filters, images_only=only_images)
         if signal != "bm25":
-            return [(entity[schema.ID], score) for entity, score in self._vector_search(query, signal, limit, expr, [schema.ID])]
+            found = self._vector_search(query, signal, limit, expr, [schema.ID])
+            return [(entity[schema.ID], score) for entity, score in found]
         data, params = self._bm25_query(text)
         result = self._client.search(
             self._collection,
@@ -569,6 +571,10 @@ class MilvusStore:
         ) if ids else []
         by_id = {row[schema.ID]: row for row in rows}
         return [_hit(by_id[item_id], score) for item_id, score in ranked if item_id in by_id]
+
+    def _stored_texts(self, ids: list[str]) -> list[str]:
+        rows = self._client.query(self._collection, filter=id_in(ids), output_fields=[schema.TEXT], limit=len(ids))
+        return [row[schema.TEXT] for row in rows]
 
     def _texts(self, expr: str) -> list[str]:
         """The text of every row matching ``expr``."""

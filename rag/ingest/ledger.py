@@ -89,7 +89,7 @@ class Ledger:
     def write(self, items: Sequence[KnowledgeItem], fused: np.ndarray, image: np.ndarray) -> None:
         """Upsert a batch of embedded items (by content id, so a batch written twice is stored once)."""
         with self._lock:
-            self.store.upsert(items, fused, image)
+            self.store.upsert(items, fused, image, new=True)  # admit() left out the ids stored already
             self.report.added += len(items)
         self.progress()
 

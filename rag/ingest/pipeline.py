@@ -37,6 +37,8 @@ _BATCHES_AHEAD = 3
 #: Encoded batches waiting for the writer, which upserts those waiting together, up to _WRITE_ROWS items.
 _ENCODED_AHEAD = 8
 _WRITE_ROWS = 1_024
+#: Source results the reader checks against the store at once (one query for the ids already stored).
+_ADMIT_ROWS = 512
 
 
 @dataclass
@@ -79,10 +81,12 @@ def ingest(
 
     def read() -> None:
         try:
-            for chunk in chunks(sources, batch_size):
-                if stop.is_set():
-                    break
-                if items := ledger.admit(chunk):
+            for chunk in chunks(sources, max(batch_size, _ADMIT_ROWS)):
+                admitted = ledger.admit(chunk)
+                for start in range(0, len(admitted), batch_size):
+                    if stop.is_set():
+                        return
+                    items = admitted[start : start + batch_size]
                     images = preprocessor.submit([item.image.uri for item in items if item.image is not None])
                     pending.put(_Pending(items, images))
         except BaseException as e:  # surfaced in the caller's thread

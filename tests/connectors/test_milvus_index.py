@@ -1,4 +1,4 @@
-"""The vector index as a Milvus Lite collection grows: exact below a size, HNSW from there on, filtered searches complete."""
+"""The vector index as a Milvus Lite collection grows: exact, then HNSW past a size; filtered searches complete."""
 
 from __future__ import annotations
 
@@ -29,9 +29,10 @@ def _vectors(n: int, seed: int) -> np.ndarray:
 
 def _fill(store: MilvusStore, first: int, n: int) -> tuple[list[Any], np.ndarray]:
     """``n`` items (every tenth tagged ``tenth``), written and flushed as one ingest."""
+    tags = [["tenth"] if i % 10 == 0 else [] for i in range(first, first + n)]
     items = [
-        image_item(i, text=f"picture {i}", tags=["tenth"] if i % 10 == 0 else []) if i % 2 else text_item(i, tags=["tenth"] if i % 10 == 0 else [])
-        for i in range(first, first + n)
+        image_item(i, text=f"picture {i}", tags=tag) if i % 2 else text_item(i, tags=tag)
+        for i, tag in zip(range(first, first + n), tags)
     ]
     vectors = _vectors(n, seed=first)
     store.upsert(items, vectors, vectors)

@@ -55,7 +55,9 @@ def test_progress_says_indexing_between_the_last_batch_and_the_end(tiny_base, tm
     folder = make_folder(tmp_path / "corpus", 3)
     seen: list[tuple[int, bool]] = []
     with open_store(tmp_path, tiny_base) as store:
-        report = ingest(open_sources([folder]), tiny_base, store, on_progress=lambda r: seen.append((r.added, r.indexing)))
+        report = ingest(
+            open_sources([folder]), tiny_base, store, on_progress=lambda r: seen.append((r.added, r.indexing))
+        )
     assert seen[-1] == (3, True) and (3, False) not in seen[seen.index((3, True)) :]
     assert not report.indexing
 
