@@ -96,6 +96,17 @@ class Settings(BaseSettings):
     llm_max_image_side: PositiveInt = Field(
         default=1024, description="Local images are downscaled to this many pixels on their longer side for the LLM."
     )
+    llm_max_evidence_tokens: PositiveInt = Field(
+        default=6000,
+        description="Tokens of item text (with its metadata) sent to the LLM with one question, shared fairly among "
+        "the items: short texts whole, long ones cut (counted with LlamaIndex's tokenizer, cl100k_base by default).",
+    )
+    chat_history_tokens: PositiveInt = Field(
+        default=3000,
+        description="Token budget of a conversation's history (`rag chat`, the API's history): the oldest turns leave "
+        "first. Counted with the LLM's tokenizer where LlamaIndex knows it, else at 4 characters a token; a picture "
+        "counts 765.",
+    )
     server_host: str = Field(
         default="127.0.0.1", description="Address `rag serve` binds to; loopback unless told otherwise."
     )

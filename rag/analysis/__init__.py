@@ -11,6 +11,7 @@ from .evaluation import (
     evaluate,
     evaluate_collection,
     load_queries,
+    missing_relevant,
     ranking_metrics,
     store_ranker,
 )
@@ -33,6 +34,7 @@ __all__ = [
     "evaluate",
     "evaluate_collection",
     "load_queries",
+    "missing_relevant",
     "logit_scale",
     "pca_2d",
     "project",

@@ -192,9 +192,7 @@ def save_map(
     axes = figure.add_subplot()
     groups = sorted(set(embedded.labels))
     palette = _palette(len(groups))
-    for group, colour in zip(groups, palette):
-        rows = [i for i, label in enumerate(embedded.labels) if label == group]
-        axes.scatter(coords[rows, 0], coords[rows, 1], s=36, color=colour, label=group, alpha=0.85)
+    draw_points(axes, embedded, coords, groups, palette)
     if thumbnails:
         for i, image in enumerate(embedded.images):
             if image is None:
@@ -220,6 +218,30 @@ def save_map(
         place_labels(axes, coords, embedded.names, gap=thumbnail_px * 0.6 if thumbnails else 4)
     figure.savefig(path, format=image_format)
     return path
+
+
+#: How a text-only item is drawn (an item with a picture is a dot): a square, named once in the legend.
+TEXT_MARKER = "s"
+TEXT_LEGEND = "text-only item (square)"
+
+
+def draw_points(
+    axes: Any, embedded: EmbeddedSet, coords: np.ndarray, groups: Sequence[str], palette: Sequence[Any]
+) -> None:
+    """One scatter per colour group: items with a picture as dots, text-only items as squares of the same colour
+    (labelled ``_text-only:<group>``, out of the legend, which names the square once)."""
+    for group, colour in zip(groups, palette):
+        rows = [i for i, label in enumerate(embedded.labels) if label == group]
+        pictured = [i for i in rows if embedded.images[i] is not None]
+        texts = [i for i in rows if embedded.images[i] is None]
+        axes.scatter(coords[pictured, 0], coords[pictured, 1], s=36, color=colour, label=group, alpha=0.85)
+        if texts:
+            axes.scatter(
+                coords[texts, 0], coords[texts, 1], s=40, color=colour, marker=TEXT_MARKER, edgecolors="black",
+                linewidths=0.6, alpha=0.85, label=f"_text-only:{group}",
+            )
+    if any(image is None for image in embedded.images):
+        axes.scatter([], [], s=40, marker=TEXT_MARKER, color="white", edgecolors="black", label=TEXT_LEGEND)
 
 
 def place_labels(

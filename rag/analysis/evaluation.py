@@ -176,6 +176,25 @@ def store_ranker(encoder: Encoder, store: MilvusStore, mode: Mode) -> Ranker:
     return rank
 
 
+def missing_relevant(store: MilvusStore, queries: Sequence[EvalQuery]) -> dict[str, list[str]]:
+    """The relevant entries of each query that name no item of the collection, by query id; queries whose entries
+    all exist are left out. An entry exists when it is an item's id, matches the ``source`` filter, or follows a
+    ``/`` in a stored source (a file name; an entry holding a LIKE wildcard is not looked up so): a warning's test,
+    which may take a look-alike for the entry, never the other way round."""
+    entries = sorted({entry for query in queries for entry in query.relevant})
+    found = store.existing_ids(entries)
+    found.update(entry for entry in entries if entry not in found and _stored(store, entry))
+    missing = {query.id: [entry for entry in query.relevant if entry not in found] for query in queries}
+    return {query_id: entries for query_id, entries in missing.items() if entries}
+
+
+def _stored(store: MilvusStore, entry: str) -> bool:
+    if store.count({"source": entry}) > 0:
+        return True
+    wildcard = any(ch in entry for ch in "%_\\")
+    return not wildcard and store.count({"source": {"text_match": f"/{entry}"}}) > 0
+
+
 def evaluate_collection(
     encoder: Encoder, store: MilvusStore, queries: Sequence[EvalQuery], modes: Sequence[Mode] = MODES
 ) -> list[ModeResult]:

@@ -24,6 +24,7 @@ def answer_engine(
     options: AnswerOptions | None = None,
     *,
     max_image_side: int | None = None,
+    max_evidence_tokens: int | None = None,
     rerank_top_n: int | None = None,
     streaming: bool = False,
     callback_manager: CallbackManager | None = None,
@@ -34,11 +35,15 @@ def answer_engine(
     with the ranked evidence. ``options.rerank`` (or ``rerank_top_n``, which wins): let the LLM rerank
     the retrieved candidates from a numbered grid picture and keep that many (retrieve more than you
     keep, e.g. top_k=10, 4). ``max_image_side``: the longer side of images sent to the LLM; default
-    ``Settings().llm_max_image_side`` (``RAG_LLM_MAX_IMAGE_SIDE``).
+    ``Settings().llm_max_image_side`` (``RAG_LLM_MAX_IMAGE_SIDE``). ``max_evidence_tokens``: the tokens of
+    item text (and metadata) sent with a question, shared fairly (``rag.answer.budget``); default
+    ``Settings().llm_max_evidence_tokens`` (``RAG_LLM_MAX_EVIDENCE_TOKENS``).
     ``streaming``: ``query`` returns a ``StreamingAnswerResponse`` (``aquery``: ``AsyncStreamingAnswerResponse``).
     """
-    if max_image_side is None:
-        max_image_side = Settings().llm_max_image_side
+    if max_image_side is None or max_evidence_tokens is None:
+        settings = Settings()
+        max_image_side = max_image_side or settings.llm_max_image_side
+        max_evidence_tokens = max_evidence_tokens or settings.llm_max_evidence_tokens
     if rerank_top_n is None and options is not None:
         rerank_top_n = options.rerank
     postprocessors = []
@@ -50,7 +55,11 @@ def answer_engine(
     return RetrieverQueryEngine(
         retriever,
         response_synthesizer=MultimodalSynthesizer(
-            llm, max_image_side=max_image_side, streaming=streaming, callback_manager=callback_manager
+            llm,
+            max_image_side=max_image_side,
+            max_evidence_tokens=max_evidence_tokens,
+            streaming=streaming,
+            callback_manager=callback_manager,
         ),
         node_postprocessors=postprocessors,
         callback_manager=callback_manager,

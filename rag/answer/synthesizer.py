@@ -20,6 +20,10 @@ from llama_index.core.prompts.mixin import PromptDictType
 from llama_index.core.response_synthesizers import BaseSynthesizer
 from llama_index.core.schema import MetadataMode, NodeWithScore, QueryBundle, QueryType, TextNode
 
+from connectors.milvus.schema import SOURCE
+from rag.items import item_name
+
+from .budget import DEFAULT_EVIDENCE_TOKENS, within_budget
 from .citations import cited_markers
 from .images import image_block, node_picture
 from .llm import LLMError, achat_text, chat_text
@@ -58,6 +62,7 @@ class MultimodalSynthesizer(BaseSynthesizer):
         llm: LLM | None = None,
         *,
         max_image_side: int = 1024,
+        max_evidence_tokens: int = DEFAULT_EVIDENCE_TOKENS,
         instructions: str = ANSWER_INSTRUCTIONS,
         **kwargs: Any,
     ) -> None:
@@ -65,6 +70,7 @@ class MultimodalSynthesizer(BaseSynthesizer):
         super().__init__(llm=llm or MockLLM(), **kwargs)
         self.answer_llm = llm
         self.max_image_side = max_image_side
+        self.max_evidence_tokens = max_evidence_tokens
         self.instructions = instructions
 
     def _get_prompts(self) -> PromptDictType:
@@ -75,19 +81,26 @@ class MultimodalSynthesizer(BaseSynthesizer):
             self.instructions = prompts["instructions"].get_template()
 
     def messages(self, query: QueryBundle, nodes: Sequence[NodeWithScore]) -> list[ChatMessage]:
-        """The chat the LLM receives: instructions, then the numbered items, the question's picture, the question."""
+        """The chat the LLM receives: instructions, then the numbered items, the question's picture, the question.
+
+        Each item is headed by its marker and its name (``report.docx#tracking-faults``); the items' texts share
+        ``max_evidence_tokens`` (``rag.answer.budget``), and pictures are sent beside them.
+        """
         blocks: list[Any] = [TextBlock(text="Evidence items:\n")]
         pictures = 0
-        for rank, result in enumerate(nodes, start=1):
+        contents = [result.node.get_content(metadata_mode=MetadataMode.LLM) for result in nodes]
+        texts = within_budget(contents, self.max_evidence_tokens)
+        for rank, (result, text) in enumerate(zip(nodes, texts), start=1):
             node = result.node
-            text = node.get_content(metadata_mode=MetadataMode.LLM)
+            name = item_name(str(node.metadata.get(SOURCE, "")), node.metadata)
+            heading = f"[{rank}] {name}" if name else f"[{rank}]"
             picture = node_picture(node)
             if picture is not None:
                 pictures += 1
-                blocks.append(TextBlock(text=f"\n[{rank}] (its picture is image #{pictures})\n{text}\n"))
+                blocks.append(TextBlock(text=f"\n{heading} (its picture is image #{pictures})\n{text}\n"))
                 blocks.append(self._picture(picture, f"[{rank}]"))
             else:
-                blocks.append(TextBlock(text=f"\n[{rank}]\n{text}\n"))
+                blocks.append(TextBlock(text=f"\n{heading} (text)\n{text}\n"))
         if query.image_path:
             pictures += 1
             blocks.append(TextBlock(text=f"\nThe question is about this picture (image #{pictures}):\n"))

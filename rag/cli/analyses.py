@@ -129,7 +129,13 @@ def embedding_map(
         Path, typer.Option("--output", "-o", help="Image to write: .png, .jpg, .webp, .svg or .pdf.")
     ] = Path("embedding-map.png"),
     method: Annotated[str, typer.Option(help="pca, tsne (scikit-learn) or umap (umap-learn).")] = "pca",
-    field: Annotated[str, typer.Option(help="Which vector: image or fused.")] = "image",
+    field: Annotated[
+        str,
+        typer.Option(
+            help="Which vector: fused (every item as a whole, as a search compares them; text-only items are squares) "
+            "or image (the pictures alone)."
+        ),
+    ] = "fused",
     color_by: Annotated[
         str, typer.Option(help="modality, tag, folder, or a metadata key such as kind.")
     ] = "modality",

@@ -7,12 +7,22 @@ plain text (never as Rich markup).
 from __future__ import annotations
 
 import sys
+from typing import Annotated, Optional
 
 import typer
 from pydantic import ValidationError
 from rich.markup import escape
 
 from rag.cli.common import console, fail
+
+LlmProviderOpt = Annotated[Optional[str], typer.Option(help="openai (compatible) or ollama [RAG_LLM_PROVIDER].")]
+LlmBaseUrlOpt = Annotated[Optional[str], typer.Option(help="LLM endpoint [RAG_LLM_BASE_URL].")]
+LlmModelOpt = Annotated[Optional[str], typer.Option(help="LLM model; none: list the evidence [RAG_LLM_MODEL].")]
+LlmApiKeyOpt = Annotated[Optional[str], typer.Option(help="LLM API key [RAG_LLM_API_KEY].")]
+LlmTimeoutOpt = Annotated[Optional[float], typer.Option(help="Seconds per LLM request [RAG_LLM_TIMEOUT].")]
+MaxImageSideOpt = Annotated[
+    Optional[int], typer.Option(help="Downscale images sent to the LLM to this side [RAG_LLM_MAX_IMAGE_SIDE].")
+]
 
 
 def merged_note(merged: int) -> str:

@@ -78,12 +78,14 @@ def evaluate(
     encoders: dict[tuple[str | None, str | None], object] = {}
     results: list = []
     to_save = []
+    missing: dict[str, dict[str, list[str]]] = {}
     for settings in every:
         key = (settings.encoder, settings.weights)
         if key not in encoders:
             encoders[key] = load_encoder(settings)
         model = encoders[key]
         with open_store(settings, model) as store:
+            missing[settings.collection] = _warn_missing(store, asked)
             if tune:
                 from rag.analysis.tuning import tune_blends
 
@@ -99,7 +101,12 @@ def evaluate(
         for settings, tuned in to_save:
             with open_store(settings) as store:
                 saved[settings.collection] = sorted(checked(lambda: save_tuned(store, tuned)))
-    data = {"queries": str(queries), "count": len(asked), "results": [r.to_dict() for r in results]}
+    data = {
+        "queries": str(queries),
+        "count": len(asked),
+        "results": [r.to_dict() for r in results],
+        "missing_relevant": {name: entries for name, entries in missing.items() if entries},
+    }
     if tune:
         data["saved"] = saved
     if output is not None:
@@ -112,6 +119,24 @@ def evaluate(
         _print_tuning(results, saved, dry_run, f"{len(asked)} queries from {queries.name}")
     else:
         _print_evaluation(results, f"{len(asked)} queries from {queries.name}")
+
+
+def _warn_missing(store, asked: list) -> dict[str, list[str]]:
+    """Warn, on stderr, about queries whose relevant items are not in the collection; returns them by query id."""
+    from rag.analysis.evaluation import missing_relevant
+
+    missing = checked(lambda: missing_relevant(store, asked))
+    if missing:
+        listed = "; ".join(f"{query}: {', '.join(entries)}" for query, entries in list(missing.items())[:5])
+        more = f"; … and {len(missing) - 5} more" if len(missing) > 5 else ""
+        console.print(
+            Text.assemble(
+                ("warning: ", "yellow"),
+                f"collection {store.collection!r} has no item for relevant ids of {len(missing)} of {len(asked)} "
+                f"queries, so their recall cannot reach 1 (ingest those items, or fix the ids): {listed}{more}",
+            )
+        )
+    return missing
 
 
 def _print_evaluation(results: list, source: str) -> None:

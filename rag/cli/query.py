@@ -28,7 +28,7 @@ from rag.cli.common import (
     require_collection,
     settings_from,
 )
-from rag.cli.options import with_options
+from rag.cli.options import LLM_FLAGS, with_options, with_settings
 from rag.retrieval.options import AnswerOptions, QueryOptions
 
 if TYPE_CHECKING:
@@ -141,6 +141,7 @@ def search(
 
 @app.command()
 @with_options(AnswerOptions)
+@with_settings(LLM_FLAGS, param="llm")
 def ask(
     question: Annotated[str, typer.Argument(help="The question.")],
     collection: CollectionOpt = None,
@@ -148,14 +149,7 @@ def ask(
     image: ImageOpt = None,
     *,
     options: AnswerOptions,
-    llm_provider: Annotated[Optional[str], typer.Option(help="openai (compatible) or ollama [RAG_LLM_PROVIDER].")] = None,
-    llm_base_url: Annotated[Optional[str], typer.Option(help="LLM endpoint [RAG_LLM_BASE_URL].")] = None,
-    llm_model: Annotated[Optional[str], typer.Option(help="LLM model; none: list the evidence [RAG_LLM_MODEL].")] = None,
-    llm_api_key: Annotated[Optional[str], typer.Option(help="LLM API key [RAG_LLM_API_KEY].")] = None,
-    llm_timeout: Annotated[Optional[float], typer.Option(help="Seconds per LLM request [RAG_LLM_TIMEOUT].")] = None,
-    max_image_side: Annotated[
-        Optional[int], typer.Option(help="Downscale images sent to the LLM to this side [RAG_LLM_MAX_IMAGE_SIDE].")
-    ] = None,
+    llm: dict[str, object],
     encoder: EncoderOpt = None,
     weights: WeightsOpt = None,
     as_json: JsonOpt = False,
@@ -163,11 +157,7 @@ def ask(
 ) -> None:
     """Answer a question from the collection, citing the items used; the answer is printed as the LLM writes it,
     then the items it cites and the check of its citations. Exit 4 if the LLM failed (the evidence is printed)."""
-    settings = settings_from(
-        collection=collection, milvus_uri=uri, encoder=encoder, weights=weights, llm_provider=llm_provider,
-        llm_base_url=llm_base_url, llm_model=llm_model, llm_api_key=llm_api_key, llm_timeout=llm_timeout,
-        llm_max_image_side=max_image_side,
-    )
+    settings = settings_from(collection=collection, milvus_uri=uri, encoder=encoder, weights=weights, **llm)
     plain = _checked_query(question, image, options, text_name="the question")
     require_collection(settings)
     from rag.answer import answer_engine
@@ -177,7 +167,10 @@ def ask(
     query = _bundle(plain)
     with open_store(settings, model) as store:
         retriever = _retriever(store, model, options, settings)
-        engine = answer_engine(retriever, llm, options, max_image_side=settings.llm_max_image_side, streaming=True)
+        engine = answer_engine(
+            retriever, llm, options, max_image_side=settings.llm_max_image_side, streaming=True,
+            max_evidence_tokens=settings.llm_max_evidence_tokens,
+        )
         streamed = checked(lambda: engine.query(query))
         response = streamed_answer(streamed, echo=not as_json)
     if as_json:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, computed_field
 
 from rag.items import PATH_METADATA, item_name
 
@@ -39,10 +39,28 @@ class Evidence(BaseModel):
         default_factory=list, description="Ids of the results merged into this one as duplicates of it."
     )
 
+    @computed_field(  # type: ignore[prop-decorator]
+        description="What to call the item: its path relative to what was ingested, and its anchor."
+    )
     @property
     def name(self) -> str:
         """What to call the item without showing paths (``rag.items.item_name``)."""
         return item_name(self.source, self.metadata)
+
+    @computed_field(  # type: ignore[prop-decorator]
+        description="The document (or picture) the item comes from: its name without the anchor."
+    )
+    @property
+    def document(self) -> str:
+        return self.name.partition("#")[0]
+
+    @computed_field(  # type: ignore[prop-decorator]
+        description="Where in its document the item is, e.g. #page=7 or #tracking-faults; null: all of it."
+    )
+    @property
+    def anchor(self) -> str | None:
+        _, sep, anchor = self.name.partition("#")
+        return f"#{anchor}" if sep else None
 
     def without_paths(self) -> "Evidence":
         """This evidence for someone who must not see the ingesting machine's paths: the source by its

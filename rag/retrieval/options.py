@@ -19,9 +19,17 @@ from collections.abc import Callable
 from enum import Enum
 from typing import TYPE_CHECKING, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, JsonValue, PrivateAttr, ValidationError, field_validator
-from pydantic import ValidationInfo, model_validator
-from pydantic_core import ErrorDetails, PydanticKnownError
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    JsonValue,
+    PrivateAttr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import ErrorDetails
 
 from .modes import Mode
 
@@ -32,8 +40,6 @@ if TYPE_CHECKING:
 MAX_TOP_K = 16_384
 #: How a blend's signals are fused (``connectors.milvus.blend.Fusion``, restated to keep pymilvus out of start-up).
 Fusion = Literal["weighted", "rrf"]
-#: Validation context key: a lower cap on ``top_k`` (a server's).
-TOP_K_CAP = "max_top_k"
 
 
 class OptionError(ValueError):
@@ -116,14 +122,6 @@ class QueryOptions(BaseModel):
 
     _filters: dict[str, JsonValue] | None = PrivateAttr(default=None)
     _blend: Blend | None = PrivateAttr(default=None)
-
-    @field_validator("top_k")
-    @classmethod
-    def _within_cap(cls, top_k: int | None, info: ValidationInfo) -> int | None:
-        cap = (info.context or {}).get(TOP_K_CAP)
-        if top_k is not None and cap is not None and top_k > cap:
-            raise PydanticKnownError("less_than_equal", {"le": cap})
-        return top_k
 
     @field_validator("filters", mode="before", json_schema_input_type=str | list[str] | dict[str, JsonValue] | None)
     @classmethod

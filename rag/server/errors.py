@@ -105,7 +105,8 @@ def add_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(QueryError)
     async def incomplete(request: Request, exc: QueryError) -> JSONResponse:
-        return error_response(status.HTTP_400_BAD_REQUEST, exc.naming(text="the text field", image="the image field", mode="the mode field"))
+        message = exc.naming(text="the text field", image="the image field", mode="the mode field")
+        return error_response(status.HTTP_400_BAD_REQUEST, message)
 
     # Library errors whose message is the answer; the library checks its inputs with ValueError
     # (modes, filters, unreadable images).

@@ -112,7 +112,12 @@ class Service:
         tokens are read."""
         mode, blend = retriever.resolve_mode(query), retriever.resolve_blend(query)
         engine = answer_engine(
-            retriever, self.llm, options, max_image_side=self.settings.llm_max_image_side, streaming=streaming
+            retriever,
+            self.llm,
+            options,
+            max_image_side=self.settings.llm_max_image_side,
+            max_evidence_tokens=self.settings.llm_max_evidence_tokens,
+            streaming=streaming,
         )
         return mode, blend, engine.query(query)
 

@@ -42,6 +42,25 @@ def test_eval_prints_a_table_and_writes_json(tiny_env, tmp_path: Path) -> None:
     assert len(as_json["results"]) == 6
 
 
+def test_eval_warns_when_relevant_items_are_not_in_the_collection(tiny_env, tmp_path: Path) -> None:
+    queries = tmp_path / "queries.jsonl"
+    lines = EXAMPLE_QUERIES.read_text().splitlines()[:2] + [
+        json.dumps({"id": "gone", "text": "a lighthouse", "relevant": ["lighthouse.jpg", "mid-hudson-bridge.jpg"]}),
+        json.dumps({"id": "typo", "text": "a bridge", "relevant": ["mid-hudson-brige.jpg"]}),
+    ]
+    queries.write_text("\n".join(lines) + "\n")
+    result = runner.invoke(app, ["eval", "-q", str(queries), "-c", "corpus", "-m", "text→fused", "--json"])
+    assert result.exit_code == 0, result.output
+    warning = " ".join(result.stderr.split())
+    assert "collection 'corpus' has no item for relevant ids of 2 of 4 queries" in warning
+    assert "gone: lighthouse.jpg; typo: mid-hudson-brige.jpg" in warning
+    assert json.loads(result.stdout)["missing_relevant"] == {
+        "corpus": {"gone": ["lighthouse.jpg"], "typo": ["mid-hudson-brige.jpg"]}
+    }
+    clean = runner.invoke(app, ["eval", "-q", str(EXAMPLE_QUERIES), "-c", "corpus", "-m", "text→fused", "--json"])
+    assert "warning" not in clean.stderr and json.loads(clean.stdout)["missing_relevant"] == {}
+
+
 def test_eval_rejects_unknown_modes_and_encoders(tiny_env) -> None:
     result = runner.invoke(app, ["eval", "-q", str(EXAMPLE_QUERIES), "-c", "corpus", "-m", "telepathy"])
     assert result.exit_code == 2 and "unknown mode" in result.output

@@ -93,6 +93,27 @@ def test_maps_are_saved_in_the_format_their_name_asks_for(tmp_path: Path) -> Non
     assert not (tmp_path / "map.gif").exists()
 
 
+def test_text_only_items_are_drawn_with_their_own_marker() -> None:
+    from matplotlib.figure import Figure
+
+    from rag.analysis.embedding_map import TEXT_LEGEND, draw_points
+
+    images: list[str | None] = ["a.png", None, "b.png", None]
+    embedded = EmbeddedSet(names=list("abcd"), labels=["x", "x", "y", "y"], images=images, vectors=np.eye(4))
+    coords = pca_2d(embedded.vectors)
+    axes = Figure().add_subplot()
+    draw_points(axes, embedded, coords, ["x", "y"], ["red", "blue"])
+    drawn = {collection.get_label(): collection for collection in axes.collections}
+    for group, pictured, text in (("x", 0, 1), ("y", 2, 3)):
+        np.testing.assert_allclose(drawn[group].get_offsets(), coords[[pictured]])
+        np.testing.assert_allclose(drawn[f"_text-only:{group}"].get_offsets(), coords[[text]])
+        square, dot = drawn[f"_text-only:{group}"].get_paths()[0], drawn[group].get_paths()[0]
+        assert len(square.vertices) != len(dot.vertices)  # another marker, not another size
+    assert len(drawn[TEXT_LEGEND].get_offsets()) == 0  # the legend's entry for the squares, drawn nowhere
+    legend = [text.get_text() for text in axes.legend().get_texts()]
+    assert legend == ["x", "y", TEXT_LEGEND]
+
+
 def test_colour_groups_must_exist_and_items_are_named_without_paths(tiny_base, tmp_path: Path) -> None:
     items = corpus_items(tmp_path)
     with pytest.raises(ValueError, match="no item has a 'nosuchkey'.*modality, tag, folder or a metadata key: .*kind"):

@@ -48,7 +48,7 @@ def test_each_item_goes_to_the_llm_as_picture_and_caption_with_its_marker(retrie
     assert len(images) == 4  # three items and the question's own picture
     assert all(max(decoded(url).size) == 64 for url in images)  # 224 px pictures, downscaled
     for rank, result in enumerate(response.source_nodes, start=1):
-        assert f"[{rank}] (its picture is image #{rank})\n" in text
+        assert f"[{rank}] {result.node.metadata['source']} (its picture is image #{rank})\n" in text
         assert result.node.get_content() in text  # the caption travels with the picture
     assert text.index("[1]") < text.index("[2]") < text.index("[3]") < text.index(f"Question: {QUESTION}")
     assert set(CAPTIONS) <= {n.node.get_content() for n in response.source_nodes}
@@ -186,7 +186,7 @@ def test_get_response_answers_from_text_chunks() -> None:
     with FakeLLMServer(Reply("From [2].")) as server:
         assert MultimodalSynthesizer(llm(server)).get_response("q?", ["first", "second"]) == "From [2]."
     text, images = user_parts(server.requests[0])
-    assert "[1]\nfirst" in text and "[2]\nsecond" in text and images == []
+    assert "[1] (text)\nfirst" in text and "[2] (text)\nsecond" in text and images == []
     with pytest.raises(LLMError, match="no LLM"):
         MultimodalSynthesizer().get_response("q?", ["first"])
 

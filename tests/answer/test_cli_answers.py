@@ -18,7 +18,7 @@ from rag.cli import app
 from tests.conftest import parity_dir
 from tests.retrieval.corpus import COLLECTION, Corpus
 
-from .llm_server import FakeLLMServer, Reply
+from .llm_server import FakeLLMServer, Reply, user_parts
 
 ROOT = Path(__file__).resolve().parents[2]
 QUESTION = "Where is the lighthouse?"
@@ -115,3 +115,49 @@ def test_ask_when_the_stream_breaks_off_exits_4_keeping_the_partial_answer(corpu
         assert answer.rstrip() == "On a rocky cliff [1]"
         assert evidence.startswith("The answer broke off; the evidence was:\n[1] ")
         assert "\n[2] " in evidence and "stopped mid-answer" in " ".join(result.stderr.split())
+
+
+def test_chat_streams_each_answer_while_the_llm_is_still_writing(corpus) -> None:
+    reply = Reply("On a rocky cliff [1].", hold_after=2)
+    with FakeLLMServer(reply) as server:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "rag.cli", "chat", "-k", "2"], env=environment(corpus, server),
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT,
+        )
+        try:
+            process.stdin.write(f"{QUESTION}\n".encode())
+            process.stdin.flush()
+            early = read_until(process, "On a ")
+            reply.release.set()
+            rest, errors = process.communicate(b"/quit\n", timeout=120)
+        finally:
+            process.kill()
+    assert early == "On a " and reply.released is True, errors
+    assert process.returncode == 0, errors
+    assert (early + rest.decode()).startswith("On a rocky cliff [1].\n\nCited:\n[1] ")
+
+
+def test_chat_condenses_follow_ups_carries_the_picture_and_resets(corpus) -> None:
+    picture = str(corpus.pictures[3])
+    script = [
+        Reply("A lighthouse [1]."),
+        Reply("Is the lighthouse lit at night?\nPICTURE: 1"),
+        Reply("Yes, at dawn too [2]."),
+        Reply("No idea."),
+    ]
+    lines = [f"/image {picture}", "What is this?", "And at night?", "/nonsense", "/reset", "Hello?", "/quit"]
+    with FakeLLMServer(*script) as server:
+        result = CliRunner().invoke(app, ["chat", "-k", "2"], input="\n".join(lines) + "\n", env=environment(corpus, server))
+    assert result.exit_code == 0, result.output
+    out = result.stdout
+    assert "A lighthouse [1].\n\nCited:\n[1] " in out
+    assert "(searched: Is the lighthouse lit at night? + picture)\nYes, at dawn too [2].\n" in out
+    assert "No idea.\n\nThe answer cites no item; the evidence was:" in out  # after /reset: no condensing
+    assert len(server.requests) == 4
+    condensing, _ = user_parts(server.requests[1])
+    assert "User: What is this? [attached picture 1]\nAssistant: A lighthouse [1]." in condensing
+    assert "Question: Is the lighthouse lit at night?" in user_parts(server.requests[2])[0]
+    assert len(user_parts(server.requests[2])[1]) == 3  # two items' pictures and the earlier turn's picture
+    assert "Question: Hello?" in user_parts(server.requests[3])[0]
+    errors = " ".join(result.stderr.split())
+    assert "unknown command /nonsense" in errors and "The conversation is forgotten." in errors

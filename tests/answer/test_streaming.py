@@ -37,7 +37,7 @@ def test_tokens_arrive_before_the_llm_has_finished(retriever, corpus) -> None:
     assert answer.citation_check.unknown_citations == [] and not answer.citation_check.uncited
     assert server.requests[0]["body"]["stream"] is True
     text, images = user_parts(server.requests[0])
-    assert len(images) == 4 and "[3] (its picture is image #3)" in text  # the same request as without streaming
+    assert len(images) == 4 and "(its picture is image #3)" in text  # the same request as without streaming
 
 
 def test_streaming_and_plain_answers_agree(retriever, corpus) -> None:

@@ -13,14 +13,20 @@ from rag.retrieval.options import AnswerOptions, QueryOptions, describe
 
 
 def test_values_are_parsed_once_and_kept() -> None:
-    options = QueryOptions.model_validate({"filter": ["tags=red,tags=blue", '{"year": {">=": 2020}}'], "blend": "fused=3,bm25=1"})
+    options = QueryOptions.model_validate(
+        {"filter": ["tags=red,tags=blue", '{"year": {">=": 2020}}'], "blend": "fused=3,bm25=1"}
+    )
     assert options.parsed_filters == {"year": {">=": 2020}, "tags": ["red", "blue"]}
     assert options.parsed_blend is not None and dict(options.parsed_blend.weights) == {"fused": 0.75, "bm25": 0.25}
     assert QueryOptions(filters={"tags": "red"}, mode="text-to-text").parsed_filters == {"tags": "red"}
     rrf = QueryOptions(blend={"fused": 1, "image": 1}, fusion="rrf")
     assert rrf.parsed_blend is not None and rrf.parsed_blend.fusion == "rrf"
     hybrid = QueryOptions(hybrid=True)
-    assert hybrid.parsed_blend is None and hybrid.asked_blend is not None and hybrid.asked_blend.signals == ("fused", "bm25")
+    assert (
+        hybrid.parsed_blend is None
+        and hybrid.asked_blend is not None
+        and hybrid.asked_blend.signals == ("fused", "bm25")
+    )
     assert QueryOptions(blend="  ").blend is None and QueryOptions().mode is None
     assert AnswerOptions(rerank=2, top_k=8).rerank == 2
 
@@ -28,7 +34,11 @@ def test_values_are_parsed_once_and_kept() -> None:
 @pytest.mark.parametrize(
     "values, python, cli",
     [
-        ({"mode": "sideways"}, "mode must be one of text-to-any, text-to-multimodal", "--mode must be one of text-to-any, text-to-multimodal"),
+        (
+            {"mode": "sideways"},
+            "mode must be one of text-to-any, text-to-multimodal",
+            "--mode must be one of text-to-any, text-to-multimodal",
+        ),
         ({"blend": "fused", "hybrid": True}, "give blend or hybrid, not both", "give --blend or --hybrid, not both"),
         ({"min_score": 2}, "min_score: minimum score 2.0 is outside", "--min-score: minimum score 2.0 is outside"),
         ({"filter": "tags"}, "filter 'tags': write key=value", "filter 'tags': write key=value"),
@@ -70,4 +80,6 @@ def test_a_new_field_is_a_new_flag_of_every_command_declared_from_the_model() ->
     help_text = " ".join(runner.invoke(app, ["--help"], env={"COLUMNS": "200"}).output.split())
     assert "--language" in help_text and "Answer in this language." in help_text and "--loud" in help_text
     refused = runner.invoke(app, ["--hybrid", "--min-score", "0.5"])
-    assert refused.exit_code == 2 and "--min-score: a minimum score means nothing on RRF" in " ".join(refused.output.split())
+    assert refused.exit_code == 2 and "--min-score: a minimum score means nothing on RRF" in " ".join(
+        refused.output.split()
+    )

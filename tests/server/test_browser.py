@@ -283,3 +283,48 @@ def test_an_answer_that_breaks_off_stays_with_the_error_and_the_evidence(
     assert driver.find_element(By.ID, "answer-text").text == "A red circle [1]"
     wait.until(lambda d: d.execute_script(LOADED_THUMBNAILS) == 4)
     screenshot(driver, "ask-partial.png")
+
+
+CHUNK = ("report.docx#tracking-faults", "Tracking faults are reported by the watchdog within two seconds. " * 3)
+
+
+@pytest.fixture(scope="module")
+def text_server(settings: Settings, tiny_base) -> Iterator[str]:
+    """The app over a text chunk and a picture, in their own collection."""
+    from rag.items import ImageRef, KnowledgeItem
+
+    texts = Settings(**{**settings.model_dump(), "collection": "texts"})
+    picture = SAMPLES / "shapes-red-circle.png"
+    items = [
+        KnowledgeItem.create(source=f"/srv/docs/{CHUNK[0]}", text=CHUNK[1]),  # named by its file name and anchor
+        KnowledgeItem.create(
+            source=str(picture), text="a red circle", image=ImageRef(uri=str(picture), mime_type="image/png"),
+            image_bytes=picture.read_bytes(),
+        ),
+    ]
+    with MilvusStore.open(texts.milvus_uri, "texts", encoder_info=EncoderInfo.of(tiny_base)) as store:
+        assert ingest(items, tiny_base, store).added == 2
+    with serve_in_thread(texts, tiny_base) as url:
+        yield url
+
+
+def test_a_text_result_shows_a_snippet_its_document_and_its_anchor(browser, text_server: str) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    driver = browser
+    wait = WebDriverWait(driver, 20)
+    driver.get(text_server + "/")
+    wait.until(lambda d: "2 items" in d.find_element(By.ID, "stats").text)
+    driver.find_element(By.ID, "text").send_keys("tracking faults")
+    driver.find_element(By.ID, "filter").send_keys("modality=text")
+    driver.find_element(By.ID, "search").click()
+    wait.until(lambda d: d.execute_script(CARDS) == 1)
+    card = driver.find_element(By.CSS_SELECTOR, "#results .card")
+    excerpt = card.find_element(By.CSS_SELECTOR, ".thumb .excerpt")
+    assert excerpt.is_displayed() and excerpt.text.startswith("Tracking faults are reported by the watchdog")
+    assert card.find_element(By.CSS_SELECTOR, ".document").text == "report.docx"
+    assert card.find_element(By.CSS_SELECTOR, ".anchor").text == "#tracking-faults"
+    assert not card.find_element(By.CSS_SELECTOR, ".body .text").is_displayed()  # shown once, in the excerpt
+    assert "text-to-any" in driver.find_element(By.ID, "status").text
+    screenshot(driver, "text-result.png")

@@ -9,8 +9,9 @@ import typer
 from fastapi.testclient import TestClient
 
 from rag.cli import app
-from rag.cli.options import flag
+from rag.cli.options import LLM_FLAGS, flag
 from rag.retrieval.options import AnswerOptions, QueryOptions
+from rag.settings import Settings
 from tests.retrieval.corpus import CAPTIONS, NOTES, Corpus
 
 
@@ -60,7 +61,9 @@ def test_form_fields_and_an_upload_read_the_same_model(client: TestClient, corpu
         ({"content": b"{not json", "headers": {"content-type": "application/json"}}, 422, "not valid JSON"),
     ],
 )
-def test_refused_options_name_the_fields(client: TestClient, request_kwargs: dict[str, Any], status: int, says: str) -> None:
+def test_refused_options_name_the_fields(
+    client: TestClient, request_kwargs: dict[str, Any], status: int, says: str
+) -> None:
     response = client.post("/api/search", **request_kwargs)
     assert response.status_code == status and says in response.json()["message"], response.json()
     assert "--" not in response.json()["message"]  # fields, not the CLI's flags
@@ -72,6 +75,10 @@ def test_one_declaration_reaches_the_cli_help_and_the_openapi_schema(client: Tes
         flags = {param.name: param for param in commands[command].params}
         for field, info in model.model_fields.items():
             assert flags[field].help == info.description and flag(field, model) in flags[field].opts
+    llm_flags = {param.name: param for param in commands["ask"].params}
+    for field, spelled in LLM_FLAGS.items():
+        assert llm_flags[field].help == f"{Settings.model_fields[field].description} [RAG_{field.upper()}]"
+        assert llm_flags[field].opts == [spelled]
     schema = client.get("/openapi.json").json()
     for path, model in (("/api/search", "SearchRequest"), ("/api/ask", "AskRequest")):
         content = schema["paths"][path]["post"]["requestBody"]["content"]

@@ -18,14 +18,14 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ValidationError
 from starlette.datastructures import FormData, UploadFile
 
-from rag.retrieval.options import TOP_K_CAP
+from rag.retrieval.options import QueryOptions
 
 #: The most items one API query returns.
 MAX_TOP_K = 100
 #: The schemas of the request bodies, by name, for the OpenAPI schema's components (see ``openapi_body``).
 BODY_SCHEMAS: dict[str, dict[str, Any]] = {}
 
-R = TypeVar("R", bound=BaseModel)
+R = TypeVar("R", bound=QueryOptions)
 
 
 @dataclass(frozen=True)
@@ -104,8 +104,14 @@ def _is_list(annotation: object) -> bool:
 
 
 def _checked(model: type[R], data: object) -> R:
+    """The model's options, within this server's cap on ``top_k``."""
     try:
-        return model.model_validate(data, context={TOP_K_CAP: MAX_TOP_K})
+        options = model.model_validate(data)
     except ValidationError as e:
         errors = [{**error, "loc": ("body", *error["loc"])} for error in e.errors(include_url=False)]
         raise RequestValidationError(errors, body=data) from None
+    if options.top_k is not None and options.top_k > MAX_TOP_K:
+        message = f"Input should be less than or equal to {MAX_TOP_K}"
+        error = {"type": "less_than_equal", "loc": ("body", "top_k"), "msg": message, "input": options.top_k}
+        raise RequestValidationError([error], body=data)
+    return options

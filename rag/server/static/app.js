@@ -168,6 +168,12 @@ async function loadThumbnail(img, url) {
   img.src = objectUrl;
 }
 
+// The text on one line, cut to `limit` characters with an ellipsis (as the command line shows it).
+function snippet(text, limit) {
+  const line = (text || "").split(/\s+/).join(" ").trim();
+  return line.length <= limit ? line : `${line.slice(0, limit - 1)}…`;
+}
+
 function card(item) {
   const node = $("card").content.firstElementChild.cloneNode(true);
   node.id = `result-${item.rank}`;
@@ -176,17 +182,25 @@ function card(item) {
   node.querySelector(".modality").textContent = item.metadata.modality || "";
   node.querySelector(".duplicates").textContent = item.duplicates.length ? `+${item.duplicates.length} merged` : "";
   node.querySelector(".text").textContent = item.text || "(no text)";
-  node.querySelector(".source").textContent = item.source;
+  // Named by its document and, apart, where in it the item is (#page=7, #tracking-faults).
+  node.querySelector(".document").textContent = item.document;
+  node.querySelector(".anchor").textContent = item.anchor || "";
   node.querySelector(".source").title = `${item.source} · id ${item.id}`;
   const thumb = node.querySelector(".thumb");
   if (item.image_url) {
     const img = document.createElement("img");
-    img.alt = item.text || item.source;
+    img.alt = item.text || item.name;
     thumb.prepend(img);
     loadThumbnail(img, item.image_url).catch(() => thumb.classList.add("broken"));
   } else {
+    // A text chunk reads in place of a picture: a snippet of it, the whole text on hover.
     thumb.classList.add("text-only");
-    thumb.append(document.createTextNode("text"));
+    const excerpt = document.createElement("blockquote");
+    excerpt.className = "excerpt";
+    excerpt.textContent = snippet(item.text, 600);
+    excerpt.title = item.text;
+    thumb.append(excerpt);
+    node.querySelector(".text").hidden = true;
   }
   if (item.cited) node.classList.add("cited");
   return node;

@@ -1,0 +1,136 @@
+"""``rag chat``: a conversation in the terminal. Each follow-up is condensed with the history into a standalone
+query, retrieved for and answered with citations, printed as the LLM writes it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.markup import escape
+
+from rag.cli.answers import (
+    LlmApiKeyOpt,
+    LlmBaseUrlOpt,
+    LlmModelOpt,
+    LlmProviderOpt,
+    LlmTimeoutOpt,
+    MaxImageSideOpt,
+    checked_llm,
+    print_after_answer,
+    streamed_answer,
+)
+from rag.cli.common import (
+    CollectionOpt,
+    EncoderOpt,
+    UriOpt,
+    VerboseOpt,
+    WeightsOpt,
+    app,
+    checked,
+    console,
+    load_encoder,
+    open_store,
+    require_collection,
+    settings_from,
+)
+from rag.cli.options import with_options
+from rag.cli.query import _retriever
+from rag.retrieval.options import AnswerOptions
+
+HELP = "Type a question. /image PATH attaches a picture to the next one, /reset forgets the conversation, /quit ends."
+
+
+@app.command()
+@with_options(AnswerOptions)
+def chat(
+    collection: CollectionOpt = None,
+    uri: UriOpt = None,
+    *,
+    options: AnswerOptions,
+    history_tokens: Annotated[
+        Optional[int],
+        typer.Option(min=1, help="History budget in tokens; the oldest turns leave first [RAG_CHAT_HISTORY_TOKENS]."),
+    ] = None,
+    llm_provider: LlmProviderOpt = None,
+    llm_base_url: LlmBaseUrlOpt = None,
+    llm_model: LlmModelOpt = None,
+    llm_api_key: LlmApiKeyOpt = None,
+    llm_timeout: LlmTimeoutOpt = None,
+    max_image_side: MaxImageSideOpt = None,
+    encoder: EncoderOpt = None,
+    weights: WeightsOpt = None,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Talk with the collection: follow-up questions understand the ones before (/image PATH, /reset, /quit)."""
+    settings = settings_from(
+        collection=collection, milvus_uri=uri, encoder=encoder, weights=weights, llm_provider=llm_provider,
+        llm_base_url=llm_base_url, llm_model=llm_model, llm_api_key=llm_api_key, llm_timeout=llm_timeout,
+        llm_max_image_side=max_image_side, chat_history_tokens=history_tokens,
+    )
+    require_collection(settings)
+    from rag.answer.chat import MultimodalChatEngine
+
+    llm = checked_llm(settings)
+    model = load_encoder(settings)
+    with open_store(settings, model) as store:
+        retriever = _retriever(store, model, options, settings)
+        engine = MultimodalChatEngine(
+            retriever, llm, history_tokens=settings.chat_history_tokens, max_image_side=settings.llm_max_image_side,
+            max_evidence_tokens=settings.llm_max_evidence_tokens, rerank_top_n=options.rerank,
+        )
+        console.print(escape(HELP))
+        if llm is None:
+            console.print("No LLM is configured (RAG_LLM_MODEL): follow-ups are searched as written, answers list "
+                          "the evidence.")
+        _converse(engine)
+
+
+def _converse(engine) -> None:
+    """Read lines until /quit or the end of the input; answer each question, keeping the conversation."""
+    image: str | None = None
+    while (line := _read()) is not None:
+        if line in ("/quit", "/exit"):
+            return
+        if line == "/reset":
+            engine.reset()
+            image = None
+            console.print("The conversation is forgotten.")
+        elif line.startswith("/image"):
+            image = _attach(line[len("/image") :].strip()) or image
+        elif line.startswith("/"):
+            console.print(f"[yellow]unknown command {escape(line.split()[0])}[/]. {escape(HELP)}")
+        elif line:
+            _answer(engine, line, image)
+            image = None
+
+
+def _read() -> str | None:
+    console.print("[bold]>[/] ", end="")
+    try:
+        return input().strip()
+    except EOFError:
+        return None
+
+
+def _attach(raw: str) -> str | None:
+    path = Path(raw).expanduser()
+    if not raw or not path.is_file():
+        console.print(f"[red]not a file:[/] {escape(raw) or '(no path given)'}; nothing attached")
+        return None
+    console.print(f"The next question comes with the picture {escape(str(path))}.")
+    return str(path)
+
+
+def _answer(engine, question: str, image: str | None) -> None:
+    """One turn; a question that cannot be searched (its error printed) leaves the conversation open."""
+    try:
+        stream = checked(lambda: engine.stream_chat(question, image_path=image))
+    except typer.Exit:
+        return
+    searched = stream.metadata or {}
+    if searched.get("query") != question or searched.get("query_image") != image:
+        picture = " + picture" if searched.get("query_image") else ""
+        typer.echo(f"(searched: {searched.get('query')}{picture})")
+    print_after_answer(streamed_answer(stream, echo=True))
+    typer.echo()
