@@ -430,13 +430,18 @@ class MilvusStore:
         self._client.drop_collection(self._collection)
         if self._terms is not None:
             self._terms.stats.drop()
+            self._terms = None
         logger.info("dropped collection %s at %s", self._collection, self._uri)
         self.close()
 
     def close(self) -> None:
         if not self._closed:
             self._closed = True
-            _disconnect(self._client, self._uri, self._backend)
+            try:
+                if self._terms is not None:
+                    self._terms.commit()  # the BM25 counts of writes not flushed
+            finally:
+                _disconnect(self._client, self._uri, self._backend)
 
     def __enter__(self) -> "MilvusStore":
         return self
