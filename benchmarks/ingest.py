@@ -1,8 +1,9 @@
 """Ingest pipeline throughput against the encoder alone on the same items, the Ray engine against the local
-one, and peak RSS against corpus size.
+one, peak RSS against corpus size, and documents: reading and chunking against encoding the chunks.
 
     .venv/bin/python benchmarks/ingest.py [--items 32] [--dtype bfloat16] [--rss-sizes 200,2000]
         [--engines local,ray] [--gpus-per-worker 1] [--workers N] [--cpus-per-worker F]
+        [--cases photos,documents] [--pdf-pages 200] [--text-mb 2]
 
 Throughput uses the full-size base model (random weights); the RSS runs use the tiny parity model
 in fresh processes, so that what grows with the corpus is not hidden under the model's weights.
@@ -179,6 +180,50 @@ def peak_rss(sizes: list[int]) -> None:
               f"{result['items_per_s']:.0f} items/s")
 
 
+def documents(pages: int, text_mb: float, dtype: str, batch_size: int, sample: int = 48) -> None:
+    """Documents: chunks/s of reading and chunking alone (PDF pages rendered beforehand and timed apart) against
+    the full-size model's rate on those chunks, and whole ingests with the tiny and the full-size model."""
+    from benchmarks.documents import make_documents
+    from tests.conftest import load_tiny
+
+    cpu_model = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")), "?")
+    full, model_dir = load_full_size("base", dtype=dtype, batch_size=batch_size)
+    tiny = load_tiny("base", batch_size=batch_size)
+    with tempfile.TemporaryDirectory(prefix="rag-docs-bench-") as tmp:
+        root = Path(tmp)
+        corpus = make_documents(root / "docs", pages, int(text_mb * 1e6))
+        options = {"cache_dir": root / "cache", "text_window": full.text_window, "pdf_figures": False}
+        start = time.perf_counter()
+        first = list(open_sources([corpus], **options))  # renders the PDF's pages into the cache
+        with_rendering = time.perf_counter() - start
+        start = time.perf_counter()
+        again = list(open_sources([corpus], **options))  # the pages are read back from the cache
+        reading = time.perf_counter() - start
+        chunks = [item.text for item in again if getattr(item, "image", True) is None]
+        assert len(again) == len(first)
+        sample_texts = chunks[:: max(1, len(chunks) // sample)][:sample]
+        full.encode_text(sample_texts[:batch_size])  # warm-up
+        start = time.perf_counter()
+        full.encode_text(sample_texts)
+        encoding = len(sample_texts) / (time.perf_counter() - start)
+        read_rate = len(chunks) / reading
+        print(f"documents: {pages} PDF pages + {text_mb:g} MB of Markdown and TXT, {len(chunks)} text chunks of at most "
+              f"{full.text_window.window} tokens; full-size base {dtype}, batch {batch_size}; CPU {cpu_model}")
+        print(f"  reading + chunking       {read_rate:9.1f} chunks/s  ({reading:.2f} s, pages from the cache)")
+        print(f"  rendering {pages} pages    {with_rendering - reading:9.2f} s")
+        print(f"  full-size text encoding  {encoding:9.1f} chunks/s  ({len(sample_texts)} chunks sampled)")
+        print(f"  reading / encoding       {read_rate / encoding:9.0f}x")
+        small = make_documents(root / "small", max(2, pages // 20), int(text_mb * 1e6 / 40))
+        for name, encoder in (("tiny", tiny), ("full-size", full)):
+            db = root / f"{name}.db"
+            with MilvusStore.open(db, "docs", encoder_info=EncoderInfo.of(encoder)) as store:
+                target = corpus if name == "tiny" else small
+                report = ingest(open_sources([target], **options), encoder, store, batch_size=batch_size)
+            print(f"  whole ingest, {name:9} {report.items_per_second:9.1f} items/s  ({report.added} items of "
+                  f"{'the corpus' if name == 'tiny' else 'a 1/20 sample'}: pages, chunks)")
+    model_dir.cleanup()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--items", type=int, default=32)
@@ -189,11 +234,18 @@ def main() -> None:
     parser.add_argument("--gpus-per-worker", type=float, default=0.0)
     parser.add_argument("--workers", type=int)
     parser.add_argument("--cpus-per-worker", type=float)
+    parser.add_argument("--cases", default="photos,documents", help="photos: throughput, engines, RSS; documents")
+    parser.add_argument("--pdf-pages", type=int, default=200)
+    parser.add_argument("--text-mb", type=float, default=2.0)
     args = parser.parse_args()
-    throughput(args.items, args.dtype, args.batch_size)
-    if "ray" in args.engines.split(","):
-        engines(args.items, args.dtype, args.batch_size, args.gpus_per_worker, args.workers, args.cpus_per_worker)
-    peak_rss([int(s) for s in args.rss_sizes.split(",")])
+    cases = args.cases.split(",")
+    if "photos" in cases:
+        throughput(args.items, args.dtype, args.batch_size)
+        if "ray" in args.engines.split(","):
+            engines(args.items, args.dtype, args.batch_size, args.gpus_per_worker, args.workers, args.cpus_per_worker)
+        peak_rss([int(s) for s in args.rss_sizes.split(",")])
+    if "documents" in cases:
+        documents(args.pdf_pages, args.text_mb, args.dtype, args.batch_size)
 
 
 if __name__ == "__main__":

@@ -6,18 +6,34 @@ string that comes from data or from the user reaches Rich as :class:`~rich.text.
 
 from __future__ import annotations
 
+from collections import Counter
+from pathlib import PurePath
 from typing import Any, Mapping, Sequence
 
 from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-from rag.items import Severity, SourceError
+from rag.items import Severity, SourceError, SourceErrorKind
+
+#: What a warning of each kind is about, in the plural: "31 images without a caption".
+_WARNING_KINDS = {
+    SourceErrorKind.MISSING_CAPTION: "images without a caption",
+    SourceErrorKind.TEXT_OVER_WINDOW: "texts longer than the encoder's window (the vector reads their start)",
+    SourceErrorKind.TEXT_TOO_LONG: "texts cut to the store's text field",
+    SourceErrorKind.BAD_SIDECAR: "caption files not used",
+    SourceErrorKind.NOT_TEXT: "files not in UTF-8, read as Latin-1",
+    SourceErrorKind.TOO_MANY_CHUNKS: "documents over the chunk cap, the rest left out",
+    SourceErrorKind.TOO_MANY_IMAGES: "documents over the image cap, the rest left out",
+    SourceErrorKind.SYMLINK_LOOP: "folder links not followed again",
+    SourceErrorKind.EMPTY_FILE: "empty files",
+}
 
 #: The rows of the ingest summary, in order (``warmup_seconds`` only when the engine warmed up within the run);
 #: the progress bar counts skipped inputs and warnings the same way.
 SUMMARY_ROWS = (
-    "collection", "added", "unchanged", "replaced", "skipped", "warnings", "warmup_seconds", "items_per_second", "report"
+    "collection", "added", "unchanged", "replaced", "removed", "skipped", "warnings", "passed_over", "warmup_seconds",
+    "items_per_second", "report",
 )
 
 
@@ -43,14 +59,39 @@ def problem_line(problem: SourceError) -> str:
 
 
 def ingest_summary(summary: Mapping[str, Any], problems: Sequence[SourceError], limit: int = 20) -> list[Any]:
-    """Renderables for an ingest: the summary table (keys of ``SUMMARY_ROWS``), then the first problems."""
+    """Renderables for an ingest: the summary table (keys of ``SUMMARY_ROWS``), then the errors, each with its
+    reason (the first ``limit``), the warnings as one line per kind with a count, the files passed over, and
+    the report's path."""
     table = Table(title="ingest", show_header=False)
     for key in SUMMARY_ROWS:
         value = summary.get(key)
         if key != "warmup_seconds" or value:  # the Ray engine's actors start and load the model within the run
             table.add_row(key, Text("-" if value is None else str(value)))
-    lines: list[Any] = [table, *(problem_line(problem) for problem in problems[:limit])]
-    if len(problems) > limit:
-        where = f" in {summary['report']}" if summary.get("report") else ""
-        lines.append(Text(f"… and {len(problems) - limit} more{where}"))
+    errors = [p for p in problems if p.severity is Severity.ERROR]
+    lines: list[Any] = [table, *(problem_line(problem) for problem in errors[:limit])]
+    if len(errors) > limit:
+        lines.append(Text(f"… and {len(errors) - limit} more errors"))
+    lines.extend(_warning_lines(problems))
+    passed = [p for p in problems if p.kind is SourceErrorKind.PASSED_OVER]
+    if passed:
+        names = ", ".join(PurePath(p.source).name for p in passed[:limit])
+        more = f", … and {len(passed) - limit} more" if len(passed) > limit else ""
+        lines.append(Text(f"passed over {len(passed)} file{'s' if len(passed) > 1 else ''}: {names}{more}"))
+    if summary.get("report") and problems:
+        lines.append(Text(f"every problem, one per line: {summary['report']}"))
+    return lines
+
+
+def _warning_lines(problems: Sequence[SourceError]) -> list[str]:
+    """One line per kind of warning: how many, what about, and the first one as an example."""
+    warnings = [p for p in problems if p.severity is Severity.WARNING and p.kind is not SourceErrorKind.PASSED_OVER]
+    counts = Counter(p.kind for p in warnings)
+    lines = []
+    for kind, count in counts.items():
+        first = next(p for p in warnings if p.kind is kind)
+        if count == 1:
+            lines.append(problem_line(first))
+            continue
+        about = _WARNING_KINDS.get(kind, f"warnings ({kind.value.replace('_', ' ')})")
+        lines.append(f"[yellow]warning[/] {count} {about}, e.g. {escape(first.source)}: {escape(first.reason)}")
     return lines

@@ -11,23 +11,40 @@ from typing import Any, Mapping
 
 from pydantic import BaseModel, Field, computed_field
 
-
-#: Metadata key: the item's source named relative to the folder (or beside the file) it was ingested from.
-SOURCE_NAME = "source_name"
+#: Metadata key: the item's name (:attr:`KnowledgeItem.name`), where an item is shown as a node.
+NAME = "name"
 #: Metadata key: the file name an item had when it was uploaded to `rag serve`.
 UPLOAD_NAME = "upload_name"
 #: Metadata keys that hold paths on the machine that read the sources.
 PATH_METADATA = ("file_path", "caption_path", "manifest")
+#: The longest text an item keeps, in UTF-8 bytes (the store's text field holds no more); sources cut longer ones.
+MAX_TEXT_BYTES = 65_535
 
 
 def item_name(source: str, metadata: Mapping[str, Any]) -> str:
-    """What to call an item without showing paths: its upload name, else its name relative to the ingested
-    folder, else the last part of an absolute path source; other sources (URLs, ids) as they are."""
-    for key in (UPLOAD_NAME, SOURCE_NAME):
+    """What to call an item without showing paths: its stored name, else its upload name, else the last part
+    of an absolute path source; other sources (URLs, ids) as they are."""
+    for key in (NAME, UPLOAD_NAME):
         name = metadata.get(key)
         if isinstance(name, str) and name:
             return name
-    return Path(source).name if os.path.isabs(source) else source
+    return default_name(source)
+
+
+def default_name(source: str, anchor: str = "") -> str:
+    """A name for an item no folder named: the file name of an absolute path (else the source), plus the anchor."""
+    base = Path(source).name if os.path.isabs(source) else source
+    return f"{base}#{anchor}" if anchor else base
+
+
+def document_of(name: str) -> str:
+    """The document part of a name: ``guide/install.md`` of ``guide/install.md#linux``."""
+    return name.split("#", 1)[0]
+
+
+def file_name_of(name: str) -> str:
+    """The file name of a name's document: ``install.md`` of ``guide/install.md#linux`` (URLs: the last segment)."""
+    return document_of(name).rstrip("/").rsplit("/", 1)[-1]
 
 
 class Modality(str, Enum):
@@ -53,7 +70,17 @@ class KnowledgeItem(BaseModel):
     id: str = Field(description="Stable content id: hash of image bytes, text and source.")
     text: str = ""
     image: ImageRef | None = None
-    source: str = Field(description="Where the item came from (file, manifest row, PDF page, URL).")
+    source: str = Field(
+        description="The document the item came from (absolute file path, manifest, URL): a re-ingest of it "
+        "replaces exactly the items it no longer yields."
+    )
+    anchor: str = Field(
+        default="", description="Where in its document the item lies, e.g. page=7&chunk=2, install-2, slide=3."
+    )
+    name: str = Field(
+        default="",
+        description="What every surface calls the item: its path relative to what was ingested, plus #anchor.",
+    )
     metadata: dict[str, Any] = Field(default_factory=dict)
     tags: list[str] = Field(default_factory=list)
     created_at: datetime = Field(default_factory=lambda: datetime.now(timezone.utc))
@@ -73,19 +100,34 @@ class KnowledgeItem(BaseModel):
         text: str = "",
         image: ImageRef | None = None,
         image_bytes: bytes | None = None,
+        anchor: str = "",
+        name: str = "",
+        anchor_in_id: bool = True,
         **fields: Any,
     ) -> "KnowledgeItem":
-        """Build an item whose id is derived from its content, so re-ingesting the same content is a no-op."""
+        """Build an item whose id is derived from its content and place (source and, unless ``anchor_in_id`` is
+        off, anchor), so re-ingesting the same content is a no-op; ``name`` defaults to :func:`default_name`
+        (of the upload name, if any)."""
         if image is None and not text:
             raise ValueError(f"{source}: an item needs an image, a text, or both")
         if image is not None and image_bytes is not None:
             image = image.model_copy(update={"sha256": hashlib.sha256(image_bytes).hexdigest()})
-        return cls(id=content_id(source, text, image_bytes), source=source, text=text, image=image, **fields)
+        return cls(
+            id=content_id(source, text, image_bytes, anchor if anchor_in_id else ""),
+            source=source,
+            text=text,
+            image=image,
+            anchor=anchor,
+            name=name or default_name(fields.get("metadata", {}).get(UPLOAD_NAME) or source, anchor),
+            **fields,
+        )
 
 
-def content_id(source: str, text: str, image_bytes: bytes | None) -> str:
+def content_id(source: str, text: str, image_bytes: bytes | None, anchor: str = "") -> str:
+    """The id of an item: a hash of its image bytes, text, source and (when it has one) anchor."""
     h = hashlib.sha256()
-    for part in (image_bytes or b"", text.encode("utf-8"), source.encode("utf-8")):
+    parts = (image_bytes or b"", text.encode("utf-8"), source.encode("utf-8"))
+    for part in parts + ((anchor.encode("utf-8"),) if anchor else ()):
         h.update(len(part).to_bytes(8, "little"))
         h.update(part)
     return h.hexdigest()[:32]
@@ -107,6 +149,7 @@ class SourceErrorKind(str, Enum):
     IMAGE_TOO_LARGE = "image_too_large"
     MISSING_CAPTION = "missing_caption"
     TEXT_TOO_LONG = "text_too_long"
+    TEXT_OVER_WINDOW = "text_over_window"
     BAD_SIDECAR = "bad_sidecar"
     BAD_ROW = "bad_row"
     BAD_REFERENCE = "bad_reference"
@@ -114,6 +157,12 @@ class SourceErrorKind(str, Enum):
     URL_DISABLED = "url_disabled"
     FETCH_FAILED = "fetch_failed"
     NO_IMAGES = "no_images"
+    PASSED_OVER = "passed_over"
+    UNREADABLE_DOCUMENT = "unreadable_document"
+    NOT_TEXT = "not_text"
+    TOO_MANY_CHUNKS = "too_many_chunks"
+    TOO_MANY_IMAGES = "too_many_images"
+    SYMLINK_LOOP = "symlink_loop"
 
 
 class SourceError(BaseModel):

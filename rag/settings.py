@@ -76,6 +76,14 @@ class Settings(BaseSettings):
         "(at start; queries then take ~1 ms of GPU time) and for ingests of 500,000 items or more, where the "
         "compile time pays back; never for one-shot commands.",
     )
+    chunk_size: PositiveInt | None = Field(
+        default=None,
+        description="Tokens per text chunk of a document, special tokens included, counted with the encoder's "
+        "tokenizer; None: the encoder's window (512 for Visualized-BGE base and m3, 77 for CLIP). Never above it.",
+    )
+    chunk_overlap: NonNegativeInt = Field(
+        default=32, description="Tokens each text chunk repeats from the one before it, so no sentence is cut off."
+    )
     allow_urls: bool = Field(default=False, description="Fetch http(s) images named by sources.")
     url_max_bytes: PositiveInt = Field(default=20 * 1024 * 1024, description="Largest image fetched from a URL.")
     url_timeout: PositiveFloat = Field(default=15.0, description="Seconds before a URL fetch is abandoned.")

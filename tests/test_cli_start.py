@@ -139,3 +139,18 @@ def test_verbose_works_before_and_after_the_command(tmp_path, monkeypatch) -> No
         assert CliRunner().invoke(app, args).exit_code == 0
         levels.append(root.level)
     assert levels == [logging.WARNING, logging.INFO, logging.INFO]
+
+
+def test_verbose_logs_progress_without_the_faiss_loader(tmp_path) -> None:
+    from connectors.milvus import EncoderInfo, MilvusStore
+
+    db = str(tmp_path / "milvus.db")
+    MilvusStore.open(db, "kb", encoder_info=EncoderInfo(variant="v", dim=4, fingerprint="f")).close()
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("RAG_")}, "PYTHONPATH": str(ROOT)}
+    run = subprocess.run(
+        [sys.executable, "-m", "rag.cli", "-v", "stats", "-c", "kb", "--uri", db],
+        capture_output=True, text=True, cwd=tmp_path, timeout=120, env=env,
+    )
+    assert run.returncode == 0, run.stderr
+    assert "INFO milvus_lite" in run.stderr  # -v still logs
+    assert "faiss" not in run.stderr

@@ -3,8 +3,10 @@
 The only place that writes Milvus expressions. Every value becomes an escaped literal, so no value
 can change an expression's structure (Milvus Lite has no filter templates to lean on).
 
-Keys naming a typed field (``id``, ``source``, ``modality``, ``mime_type``, ``image_uri``,
-``image_sha256``, ``text``, ``tags``, ``created_at``, ``has_image``) filter on that field; any
+Keys naming a typed field (``id``, ``source``, ``name``, ``anchor``, ``document``, ``file_name``, ``modality``,
+``mime_type``, ``image_uri``, ``image_sha256``, ``text``, ``tags``, ``created_at``, ``has_image``) filter on that
+field; ``source`` matches an item's stored path, its name, its document (the name without its anchor) or its file
+name, so a name as any surface shows it finds the item, and a file name every item of that file. Any
 other key is a path into the ``metadata`` JSON field, which is slower. Prefix ``metadata.``
 reaches a metadata key that shares a typed field's name (``metadata.source``).
 
@@ -84,6 +86,10 @@ class _Kind(Enum):
 _TYPED = {
     schema.ID: _Kind.STRING,
     schema.SOURCE: _Kind.STRING,
+    schema.NAME: _Kind.STRING,
+    schema.ANCHOR: _Kind.STRING,
+    schema.DOCUMENT: _Kind.STRING,
+    schema.FILE_NAME: _Kind.STRING,
     schema.MODALITY: _Kind.STRING,
     schema.MIME_TYPE: _Kind.STRING,
     schema.IMAGE_URI: _Kind.STRING,
@@ -196,8 +202,13 @@ def quote(value: str) -> str:
 
 def id_in(ids: Iterable[str]) -> str:
     """``id in [...]`` for the given primary keys."""
-    literals = [_literal(value, _Kind.STRING, schema.ID) for value in ids]
-    return f"{schema.ID} in [{', '.join(literals)}]"
+    return field_in(schema.ID, ids)
+
+
+def field_in(field: str, values: Iterable[str]) -> str:
+    """``field in [...]`` for a string field, on that field alone (``source`` here is the stored path only)."""
+    literals = [_literal(value, _Kind.STRING, field) for value in values]
+    return f"{field} in [{', '.join(literals)}]"
 
 
 def and_(*expressions: str) -> str:
@@ -267,8 +278,20 @@ def _resolve(key: Any) -> tuple[str, _Kind]:
     return f"{schema.METADATA}[{quote(name)}]", _Kind.JSON
 
 
+#: What the ``source`` key matches: the stored path, the name, the document and the file name.
+_SOURCE_FIELDS = (schema.SOURCE, schema.NAME, schema.DOCUMENT, schema.FILE_NAME)
+
+
 def _condition(key: str, op: FilterOperator, value: Any) -> str:
+    if key == schema.SOURCE and op in (FilterOperator.EQ, FilterOperator.IN, FilterOperator.NE, FilterOperator.NIN):
+        positive = FilterOperator.EQ if op in (FilterOperator.EQ, FilterOperator.NE) else FilterOperator.IN
+        expr = " or ".join(_field_condition(field, _Kind.STRING, key, positive, value) for field in _SOURCE_FIELDS)
+        return f"({expr})" if op in (FilterOperator.EQ, FilterOperator.IN) else f"not ({expr})"
     field, kind = _resolve(key)
+    return _field_condition(field, kind, key, op, value)
+
+
+def _field_condition(field: str, kind: _Kind, key: str, op: FilterOperator, value: Any) -> str:
     if op is FilterOperator.IS_EMPTY:
         return _is_empty(key, field, kind)
     if kind is _Kind.TAGS:

@@ -10,6 +10,10 @@ rank such items in the middle of image results) and ``has_image`` is false, so s
 pictures alone filter them out. In a blend, that copy answers the ``image`` signal for them: an item
 without a picture is scored by its one vector on both vector signals (``MilvusStore.hybrid_search``).
 
+``name`` is what every surface calls an item (its path relative to what was ingested, plus its anchor);
+``document`` is that name without the anchor and ``file_name`` the document's last part, so that a filter on
+``source`` finds an item by its stored path, its name, its document or its file name.
+
 ``image_sha256`` is the SHA-256 of an item's image bytes (empty when unknown or without an image):
 two items with the same digest and the same text are duplicates, whatever their sources.
 """
@@ -26,14 +30,14 @@ from pydantic import BaseModel, ConfigDict, Field, PositiveInt
 from pymilvus import CollectionSchema, DataType, Function, FunctionType, MilvusClient
 from pymilvus.milvus_client.index import IndexParams
 
-from rag.items import PATH_METADATA, ImageRef, KnowledgeItem
+from rag.items import MAX_TEXT_BYTES, PATH_METADATA, ImageRef, KnowledgeItem, document_of, file_name_of
 
 if TYPE_CHECKING:
     from llama_index.core.schema import BaseNode
 
     from rag.embeddings.base import Encoder
 
-SCHEMA_VERSION = "2"  # 2: image_sha256 (true duplicates are found by it)
+SCHEMA_VERSION = "3"  # 2: image_sha256 (true duplicates are found by it); 3: name, anchor, document, file_name
 
 ID = "id"
 FUSED = "embedding"
@@ -41,6 +45,10 @@ IMAGE = "image_embedding"
 TEXT = "text"
 SPARSE = "sparse_embedding"
 SOURCE = "source"
+NAME = "name"
+ANCHOR = "anchor"
+DOCUMENT = "document"
+FILE_NAME = "file_name"
 MODALITY = "modality"
 MIME_TYPE = "mime_type"
 IMAGE_URI = "image_uri"
@@ -53,13 +61,19 @@ NODE_CONTENT = "_node_content"
 NODE_TYPE = "_node_type"
 
 #: Every stored field except the vectors and the LlamaIndex node copy: what a hit carries.
-ITEM_FIELDS = [ID, TEXT, SOURCE, MODALITY, MIME_TYPE, IMAGE_URI, IMAGE_SHA256, HAS_IMAGE, CREATED_AT, TAGS, METADATA]
+ITEM_FIELDS = [
+    ID, TEXT, SOURCE, NAME, ANCHOR, MODALITY, MIME_TYPE, IMAGE_URI, IMAGE_SHA256, HAS_IMAGE, CREATED_AT, TAGS, METADATA
+]
 
 #: Byte limits (UTF-8) of the VARCHAR fields, and the tag list capacity.
 MAX_BYTES = {
     ID: 256,
-    TEXT: 65_535,
+    TEXT: MAX_TEXT_BYTES,
     SOURCE: 4_096,
+    NAME: 4_096,
+    ANCHOR: 1_024,
+    DOCUMENT: 4_096,
+    FILE_NAME: 1_024,
     MODALITY: 16,
     MIME_TYPE: 128,
     IMAGE_URI: 4_096,
@@ -192,7 +206,7 @@ def build_schema(dim: int, *, bm25: bool, bm25_stats: bool = False) -> Collectio
             schema.add_function(function)
     else:
         schema.add_field(TEXT, DataType.VARCHAR, max_length=MAX_BYTES[TEXT])
-    for name in (SOURCE, MODALITY, MIME_TYPE, IMAGE_URI, IMAGE_SHA256):
+    for name in (SOURCE, NAME, ANCHOR, DOCUMENT, FILE_NAME, MODALITY, MIME_TYPE, IMAGE_URI, IMAGE_SHA256):
         schema.add_field(name, DataType.VARCHAR, max_length=MAX_BYTES[name])
     schema.add_field(HAS_IMAGE, DataType.BOOL)
     schema.add_field(CREATED_AT, DataType.INT64, description="epoch milliseconds, UTC")
@@ -244,6 +258,8 @@ def to_llama_node(item: KnowledgeItem) -> "BaseNode":
     metadata = {
         **item.metadata,
         SOURCE: item.source,
+        NAME: item.name,
+        ANCHOR: item.anchor,
         MODALITY: item.modality.value,
         TAGS: list(item.tags),
         CREATED_AT: item.created_at.isoformat(),
@@ -252,7 +268,7 @@ def to_llama_node(item: KnowledgeItem) -> "BaseNode":
         "id_": item.id,
         "text": item.text,
         "metadata": metadata,
-        "excluded_llm_metadata_keys": [SOURCE, *PATH_METADATA],
+        "excluded_llm_metadata_keys": [SOURCE, ANCHOR, *PATH_METADATA],
         "relationships": {NodeRelationship.SOURCE: RelatedNodeInfo(node_id=item.source)},
     }
     if item.image is None:
@@ -306,6 +322,10 @@ def _fields(item: KnowledgeItem, *, with_node: bool) -> tuple[dict[str, Any], li
         ID: item.id,
         TEXT: item.text,
         SOURCE: item.source,
+        NAME: item.name,
+        ANCHOR: item.anchor,
+        DOCUMENT: document_of(item.name),
+        FILE_NAME: file_name_of(item.name),
         MODALITY: item.modality.value,
         MIME_TYPE: (item.image.mime_type or "") if item.image else "",
         IMAGE_URI: item.image.uri if item.image else "",
@@ -373,6 +393,8 @@ def from_row(row: Mapping[str, Any]) -> KnowledgeItem:
         text=row[TEXT],
         image=image,
         source=row[SOURCE],
+        anchor=row[ANCHOR],
+        name=row[NAME],
         metadata=row[METADATA] or {},
         tags=list(row[TAGS] or []),
         created_at=from_epoch_ms(row[CREATED_AT]),

@@ -18,7 +18,7 @@ from connectors.milvus import schema
 from connectors.milvus.bm25 import SUFFIX as _BM25_SUFFIX
 from connectors.milvus.bm25 import CollectionBm25
 from connectors.milvus.blend import SIGNALS, TUNED_BLENDS, Blend, BlendError, TunedBlend
-from connectors.milvus.filters import Filters, and_, compile_filter, id_in
+from connectors.milvus.filters import Filters, and_, compile_filter, field_in, id_in
 from connectors.milvus.fusion import fuse
 from connectors.milvus.schema import Backend, EncoderInfo
 from rag.items import KnowledgeItem
@@ -362,13 +362,13 @@ class MilvusStore:
         return existing
 
     def ids_by_source(self, sources: Sequence[str]) -> dict[str, set[str]]:
-        """The stored ids of each of these sources (for replacing older versions of an item)."""
+        """The stored ids of each of these sources, by stored path (for replacing a document's older items)."""
         found: dict[str, set[str]] = {source: set() for source in sources}
         for batch in _chunks(list(found), _ID_BATCH):
             iterator = self._client.query_iterator(
                 self._collection,
                 batch_size=_QUERY_PAGE,
-                filter=compile_filter({schema.SOURCE: batch}),
+                filter=field_in(schema.SOURCE, batch),
                 output_fields=[schema.ID, schema.SOURCE],
             )
             while page := iterator.next():

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import re
 import os
 import tempfile
 from pathlib import Path
@@ -16,7 +17,7 @@ from typing import Any, Iterable, Iterator, NamedTuple, Union
 
 from PIL import Image, UnidentifiedImageError
 
-from rag.items import ImageRef, KnowledgeItem, Severity, SourceError
+from rag.items import MAX_TEXT_BYTES, UPLOAD_NAME, ImageRef, KnowledgeItem, Severity, SourceError
 from rag.items import SourceErrorKind as Kind
 
 from .options import SourceOptions
@@ -96,7 +97,12 @@ def check_image(data: bytes, max_pixels: int, *, decode: bool = True) -> ImageIn
             raise BadInput(Kind.CORRUPT_IMAGE, f"starts like a {claimed} but cannot be read") from None
         raise BadInput(Kind.NOT_AN_IMAGE, "not an image (no known image format)") from None
     except Image.DecompressionBombError as e:
-        raise BadInput(Kind.IMAGE_TOO_LARGE, str(e)) from None
+        # Pillow refuses past twice Image.MAX_IMAGE_PIXELS before the size can be read; its message holds the count.
+        counted = re.search(r"\((\d+) pixels\)", str(e))
+        image = f"{counted[1]}-pixel image" if counted else "image"
+        raise BadInput(
+            Kind.IMAGE_TOO_LARGE, f"{image} exceeds the {max_pixels}-pixel limit (decompression-bomb guard)"
+        ) from None
     except Exception as e:  # decoders of untrusted bytes raise OSError, SyntaxError, struct.error, ...
         raise BadInput(Kind.CORRUPT_IMAGE, f"corrupt or truncated {fmt}: {e}") from None
     return ImageInfo(mime_type, _SUFFIX_BY_FORMAT.get(fmt, "." + fmt.lower()))
@@ -172,25 +178,60 @@ def make_item(
     image: LoadedImage | None = None,
     metadata: dict[str, Any] | None = None,
     tags: Iterable[str] = (),
+    anchor: str = "",
+    anchor_in_id: bool = True,
+    chunked: bool = False,
 ) -> Iterator[SourceResult]:
-    """Yield the item, then a warning when its text is over ``options.max_text_chars``."""
+    """Yield the item, then one warning when its text is longer than the encoder's window (the vector reads
+    its start, keyword search and display the whole) or than the store's text field (then it is cut to fit).
+    ``chunked`` texts were cut to the window already and are not counted again."""
+    kept = fit_text(text)
     yield KnowledgeItem.create(
         source=source,
-        text=text,
+        text=kept,
         image=ImageRef(uri=str(image.path), mime_type=image.mime_type) if image else None,
         image_bytes=image.data if image else None,
         metadata={**(metadata or {}), **(image.metadata if image else {})},
         tags=list(tags),
+        anchor=anchor,
+        anchor_in_id=anchor_in_id,
     )
-    limit = options.max_text_chars
-    if limit is not None and len(text) > limit:
-        yield SourceError(
-            source=where,
-            reason=f"text is {len(text)} characters, over the {limit} limit; kept whole",
-            kind=Kind.TEXT_TOO_LONG,
-            severity=Severity.WARNING,
+    if len(kept) < len(text):
+        reason = (
+            f"text is {len(text.encode('utf-8'))} bytes, over the store's {MAX_TEXT_BYTES}-byte text field: "
+            f"cut to its first {len(kept)} characters"
         )
+        yield SourceError(source=where, reason=reason, kind=Kind.TEXT_TOO_LONG, severity=Severity.WARNING)
+    elif not chunked and len(text) > options.window.text_tokens:
+        tokens = options.window.count(text) + options.window.specials
+        if tokens > options.window.window:
+            reason = (
+                f"text is {tokens} tokens, over the encoder's {options.window.window}-token window: its vector reads "
+                "the start, keyword search and display the whole text"
+            )
+            yield SourceError(source=where, reason=reason, kind=Kind.TEXT_OVER_WINDOW, severity=Severity.WARNING)
+
+
+def fit_text(text: str, limit: int = MAX_TEXT_BYTES) -> str:
+    """``text`` cut to at most ``limit`` UTF-8 bytes (at a character boundary)."""
+    data = text.encode("utf-8")
+    if len(data) <= limit:
+        return text
+    return data[:limit].decode("utf-8", errors="ignore")
 
 
 def missing_caption(where: str, reason: str = "no caption; kept as an image-only item") -> SourceError:
     return SourceError(source=where, reason=reason, kind=Kind.MISSING_CAPTION, severity=Severity.WARNING)
+
+
+def name_items(results: Iterable[SourceResult], base: str) -> Iterator[SourceResult]:
+    """The results, each item named ``base`` (a file's path relative to what was ingested) plus ``#anchor``;
+    an uploaded file keeps the name it was uploaded under (``rag.items.UPLOAD_NAME``)."""
+    for result in results:
+        if isinstance(result, KnowledgeItem):
+            upload = result.metadata.get(UPLOAD_NAME)
+            stem = upload if isinstance(upload, str) and upload else base
+            name = f"{stem}#{result.anchor}" if result.anchor else stem
+            if name != result.name:
+                result = result.model_copy(update={"name": name})
+        yield result

@@ -1,7 +1,8 @@
 """How many items the sources will yield, where that is cheap to know: for progress bars and their ETA.
 
-Folders count their image files and manifests their rows, without decoding or hashing anything;
-PDFs and Markdown/HTML pages are not counted (their figures are only found by reading them).
+Folders of images count their image files and manifests their rows, without decoding or hashing anything;
+documents (PDF, Markdown, HTML, text, DOCX, PPTX) are not counted (their chunks and figures are only found by
+reading them), nor are folders holding any.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ from urllib.parse import urlsplit
 from ._common import IMAGE_SUFFIXES
 from .manifest import JSONL_SUFFIXES
 from .options import SourceOptions
+
+_DOCUMENT_SUFFIXES = frozenset({".pdf", ".md", ".markdown", ".html", ".htm", ".docx", ".pptx", ".csv", *JSONL_SUFFIXES})
 
 
 def count_items(paths: Sequence[str | os.PathLike[str]], options: SourceOptions | None = None) -> int | None:
@@ -52,10 +55,16 @@ def _count(text: str, options: SourceOptions) -> int | None:
     return None
 
 
-def _count_folder(root: Path, cache_dir: Path) -> int:
+def _count_folder(root: Path, cache_dir: Path) -> int | None:
     count = 0
     for dirpath, dirnames, filenames in os.walk(root.resolve()):
         current = Path(dirpath)
         dirnames[:] = [d for d in dirnames if not d.startswith(".") and (current / d).resolve() != cache_dir]
-        count += sum(1 for n in filenames if not n.startswith(".") and Path(n).suffix.lower() in IMAGE_SUFFIXES)
+        suffixes = [Path(n).suffix.lower() for n in filenames if not n.startswith(".")]
+        stems = {Path(n).stem for n in filenames if Path(n).suffix.lower() in IMAGE_SUFFIXES}
+        if any(s in _DOCUMENT_SUFFIXES for s in suffixes) or any(
+            Path(n).suffix.lower() == ".txt" and Path(n).stem not in stems for n in filenames if not n.startswith(".")
+        ):
+            return None
+        count += sum(1 for s in suffixes if s in IMAGE_SUFFIXES)
     return count

@@ -1,4 +1,10 @@
-"""Markdown and HTML documents: each referenced image becomes an item with the text around it.
+"""Markdown and HTML documents: their text as chunks by section, and each referenced image as an item with the
+text around it.
+
+Every section (a heading and the blocks up to the next heading) becomes text-only chunks that fit the encoder's
+window (``chunking``), anchored by the heading's slug (``#install``, then ``#install-2`` within a long section);
+their metadata holds the heading path (``Guide > Install``). Text before the first heading is ``#chunk=N``.
+Images are ``#image=N``, at most ``max_images_per_document`` per document.
 
 A document is read as a sequence of blocks (headings, paragraphs, list items, table cells,
 figures). An image's text is its alt text and title, the nearest heading above it, and the text of
@@ -6,26 +12,22 @@ its own block; when the image stands alone in its block, the nearest text blocks
 it in the same section are used instead. An HTML ``<figure>`` is one block, so its
 ``<figcaption>`` is the image's context. Surrounding text is capped at ``context_chars``.
 
-Markdown is parsed with markdown-it-py (CommonMark plus tables); raw HTML inside it, and HTML
-documents, with the standard library's ``html.parser``. Relative references are resolved
+Blocks come from ``markup``. Relative references are resolved
 against the document's folder; remote images are fetched only when ``allow_urls`` is on.
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
-from html.parser import HTMLParser
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, Sequence
-
-from markdown_it import MarkdownIt
-from markdown_it.token import Token
 
 from rag.items import Severity, SourceError
 from rag.items import SourceErrorKind as Kind
 
-from ._common import BadInput, SourceResult, make_item, missing_caption, read_file
+from ._common import BadInput, SourceResult, make_item, missing_caption, store_image
+from .chunking import Chunker, slug
+from .markup import Block, Image, html_blocks, markdown_blocks
 from .options import SourceOptions
 from .refs import load_image_ref
 
@@ -33,79 +35,126 @@ MARKDOWN_SUFFIXES = (".md", ".markdown")
 HTML_SUFFIXES = (".html", ".htm")
 
 
-@dataclass
-class _Image:
-    src: str
-    alt: str = ""
-    title: str = ""
-
-
-@dataclass
-class _Block:
-    text: str
-    heading: bool = False
-    images: list[_Image] = field(default_factory=list)
-
-
 def iter_markdown(path: str | os.PathLike[str], options: SourceOptions | None = None) -> Iterator[SourceResult]:
-    """Yield one item per image referenced in a Markdown document."""
-    return _iter_document(Path(path), _markdown_blocks, options or SourceOptions())
+    """Yield a Markdown document's text chunks and one item per image it references."""
+    return _iter_document(Path(path), markdown_blocks, options or SourceOptions())
 
 
 def iter_html(path: str | os.PathLike[str], options: SourceOptions | None = None) -> Iterator[SourceResult]:
-    """Yield one item per ``<img>`` in an HTML document."""
-    return _iter_document(Path(path), _html_blocks, options or SourceOptions())
+    """Yield an HTML document's text chunks and one item per ``<img>``."""
+    return _iter_document(Path(path), html_blocks, options or SourceOptions())
 
 
 def _iter_document(
-    path: Path, parse: Callable[[str], list[_Block]], options: SourceOptions
+    path: Path, parse: Callable[[str], list[Block]], options: SourceOptions
 ) -> Iterator[SourceResult]:
     doc = path.resolve()
     try:
-        raw = read_file(doc)
+        content = yield from read_text(doc, options)
     except BadInput as e:
         yield e.report(str(doc))
         return
+    yield from block_items(doc, parse(content), options)
+
+
+def block_items(doc: Path, blocks: Sequence[Block], options: SourceOptions) -> Iterator[SourceResult]:
+    """A document's items from its blocks: text chunks by section, then its images (Markdown, HTML, DOCX)."""
+    chunker = Chunker(options)
+    yield from _section_items(doc, blocks, chunker, options)
+    yield from chunker.report(str(doc))
+    yield from _images(doc, blocks, options)
+
+
+def read_text(path: Path, options: SourceOptions) -> Iterator[SourceError]:
+    """Generator returning a file's text (``yield from``): UTF-8, else Latin-1 with a warning; binary data and
+    files over ``max_document_bytes`` raise ``BadInput``."""
     try:
-        content = raw.decode("utf-8-sig")
+        size = path.stat().st_size
+    except OSError as e:
+        raise BadInput(Kind.NOT_FOUND if isinstance(e, FileNotFoundError) else Kind.UNREADABLE, f"cannot read: {e}")
+    if size > options.max_document_bytes:
+        raise BadInput(
+            Kind.UNREADABLE_DOCUMENT,
+            f"{size:,} bytes, over the {options.max_document_bytes:,}-byte limit for a document read whole",
+        )
+    raw = path.read_bytes()
+    if b"\x00" in raw[:8192]:
+        raise BadInput(Kind.NOT_TEXT, "binary data, not text (NUL bytes)")
+    try:
+        return raw.decode("utf-8-sig")
     except UnicodeDecodeError as e:
-        content = raw.decode("utf-8-sig", errors="replace")
         yield SourceError(
-            source=str(doc),
-            reason=f"not valid UTF-8 ({e.reason} at byte {e.start}); undecodable bytes replaced",
-            kind=Kind.UNREADABLE,
+            source=str(path),
+            reason=f"not valid UTF-8 ({e.reason} at byte {e.start}); read as Latin-1",
+            kind=Kind.NOT_TEXT,
             severity=Severity.WARNING,
         )
-    blocks = parse(content)
-    if not any(block.images for block in blocks):
-        reason = "no images referenced"
-        yield SourceError(source=str(doc), reason=reason, kind=Kind.NO_IMAGES, severity=Severity.WARNING)
+        return raw.decode("latin-1")
+
+
+def _section_items(
+    doc: Path, blocks: Sequence[Block], chunker: Chunker, options: SourceOptions
+) -> Iterator[SourceResult]:
+    """Text chunks of each section, anchored by its heading's slug; text before any heading as ``chunk=N``."""
+    path: list[tuple[int, str]] = []  # (level, heading) from the top
+    texts: list[str] = []
+    for block in [*blocks, Block(text="", level=1)]:  # a last heading closes the last section
+        if not block.heading:
+            if block.text:
+                texts.append(block.text)
+            continue
+        if texts:
+            headings = [h for _, h in path]
+            metadata = {"file_path": str(doc), "heading": headings[-1] if headings else "", "heading_path": headings}
+            anchor, style = (slug(headings[-1]), "suffix") if headings else ("", "chunk")
+            yield from chunker.items(
+                "\n\n".join(texts), source=str(doc), where=str(doc), anchor=anchor, metadata=metadata, style=style
+            )
+        while path and path[-1][0] >= block.level:
+            path.pop()
+        path.append((block.level, block.text))
+        texts = [block.text] if block.text else []
+
+
+def _images(doc: Path, blocks: Sequence[Block], options: SourceOptions) -> Iterator[SourceResult]:
     heading = ""
     count = 0
+    cap = options.max_images_per_document
     for index, block in enumerate(blocks):
         if block.heading:
             heading = block.text
         for image in block.images:
             count += 1
+            if count > cap:
+                continue
             context = _context(blocks, index, options.context_chars)
             text = "\n".join(_unique([image.alt, image.title, heading, context]))
             metadata = {"file_path": str(doc), "src": _shown(image.src), "alt": image.alt, "heading": heading}
             yield from _image_items(doc, image, count, text, {**metadata, "image_index": count}, options)
+    if count > cap:
+        reason = f"{count} images, over the {cap}-image cap per document: {count - cap} left out"
+        yield SourceError(source=str(doc), reason=reason, kind=Kind.TOO_MANY_IMAGES, severity=Severity.WARNING)
 
 
 def _image_items(
-    doc: Path, image: _Image, number: int, text: str, metadata: dict[str, object], options: SourceOptions
+    doc: Path, image: Image, number: int, text: str, metadata: dict[str, object], options: SourceOptions
 ) -> Iterator[SourceResult]:
     where = f"{doc} -> {_shown(image.src) or f'image {number} (no src)'}"
     if not image.src.strip():
         yield SourceError(source=where, reason="image without a src", kind=Kind.BAD_REFERENCE)
         return
     try:
-        loaded = load_image_ref(image.src, doc.parent, options, url_encoded=True)
+        if image.data is not None:
+            loaded = store_image(image.data, "figures", options)
+        else:
+            loaded = load_image_ref(image.src, doc.parent, options, url_encoded=True)
     except BadInput as e:
         yield e.report(where)
         return
-    yield from make_item(source=str(doc), where=where, options=options, text=text, image=loaded, metadata=metadata)
+    yield from make_item(
+        source=str(doc), where=where, options=options, text=text, image=loaded, metadata=metadata,
+        anchor=f"image={number}",
+    )
     if not text:
         yield missing_caption(where, "no alt text and no surrounding text; kept as an image-only item")
 
@@ -117,7 +166,7 @@ def _shown(src: str) -> str:
     return src
 
 
-def _context(blocks: Sequence[_Block], index: int, limit: int) -> str:
+def _context(blocks: Sequence[Block], index: int, limit: int) -> str:
     """The image's own block text, else the nearest text blocks before and after it within its section."""
     block = blocks[index]
     if block.text and not block.heading:
@@ -127,7 +176,7 @@ def _context(blocks: Sequence[_Block], index: int, limit: int) -> str:
     return _shorten("\n".join(t for t in (before, after) if t), limit)
 
 
-def _section(blocks: Iterable[_Block]) -> Iterator[_Block]:
+def _section(blocks: Iterable[Block]) -> Iterator[Block]:
     for block in blocks:
         if block.heading:
             return
@@ -148,131 +197,3 @@ def _unique(parts: Sequence[str]) -> list[str]:
         if part and part not in seen:
             seen.append(part)
     return seen
-
-
-def _squash(text: str) -> str:
-    return " ".join(text.split())
-
-
-# -- Markdown -------------------------------------------------------------------------------
-
-
-def _markdown_blocks(content: str) -> list[_Block]:
-    blocks: list[_Block] = []
-    in_heading = False
-    for token in MarkdownIt("commonmark").enable("table").parse(content):
-        if token.type == "heading_open":
-            in_heading = True
-        elif token.type == "heading_close":
-            in_heading = False
-        elif token.type == "inline":
-            blocks.append(_inline_block(token.children or [], in_heading))
-        elif token.type == "html_block":
-            blocks.extend(_html_blocks(token.content))
-    return blocks
-
-
-def _inline_block(children: list[Token], heading: bool) -> _Block:
-    block = _Block(text="", heading=heading)
-    words: list[str] = []
-    for child in children:
-        if child.type == "image":
-            attrs = child.attrs
-            src, title = str(attrs.get("src", "")), str(attrs.get("title", ""))
-            block.images.append(_Image(src=src, alt=_plain(child.children or []), title=title))
-        elif child.type == "html_inline":
-            block.images.extend(image for b in _html_blocks(child.content) for image in b.images)
-        else:
-            words.append(_plain([child]))
-    block.text = _squash("".join(words))
-    return block
-
-
-def _plain(tokens: list[Token]) -> str:
-    """The visible text of inline tokens (emphasis and links unwrapped, breaks as spaces)."""
-    out = []
-    for token in tokens:
-        if token.type in ("text", "code_inline"):
-            out.append(token.content)
-        elif token.type in ("softbreak", "hardbreak"):
-            out.append(" ")
-        elif token.type == "image":
-            out.append(_plain(token.children or []))
-    return "".join(out)
-
-
-# -- HTML -----------------------------------------------------------------------------------
-
-_BLOCK_TAGS = frozenset(
-    "address article aside blockquote body caption dd div dl dt figcaption footer form header hr html "
-    "li main nav ol p pre section table tbody td tfoot th thead tr ul".split()
-)
-_HEADING_TAGS = frozenset({"h1", "h2", "h3", "h4", "h5", "h6"})
-_SKIPPED_TAGS = frozenset({"script", "style", "template", "noscript", "title", "head"})
-
-
-class _HtmlBlocks(HTMLParser):
-    """Collects text blocks and the images inside them; a <figure> is kept as one block."""
-
-    def __init__(self) -> None:
-        super().__init__(convert_charrefs=True)
-        self.blocks: list[_Block] = []
-        self._words: list[str] = []
-        self._images: list[_Image] = []
-        self._heading = False
-        self._skip_depth = 0
-        self._figure_depth = 0
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        if tag in _SKIPPED_TAGS:
-            self._skip_depth += 1
-        elif self._skip_depth:
-            return
-        elif tag == "img":
-            a = {k: v or "" for k, v in attrs}
-            self._images.append(_Image(src=a.get("src", ""), alt=a.get("alt", ""), title=a.get("title", "")))
-        elif tag == "br":
-            self._words.append(" ")
-        elif tag == "figure":
-            self._flush()
-            self._figure_depth += 1
-        elif tag in _HEADING_TAGS:
-            self._flush()
-            self._heading = True
-        elif tag in _BLOCK_TAGS and not self._figure_depth:
-            self._flush()
-
-    def handle_endtag(self, tag: str) -> None:
-        if tag in _SKIPPED_TAGS:
-            self._skip_depth = max(0, self._skip_depth - 1)
-        elif tag == "figure" and self._figure_depth:
-            self._figure_depth -= 1
-            if not self._figure_depth:
-                self._flush()
-        elif tag in _HEADING_TAGS:
-            self._flush()
-            self._heading = False
-        elif tag in _BLOCK_TAGS and not self._figure_depth:
-            self._flush()
-
-    def handle_data(self, data: str) -> None:
-        if not self._skip_depth:
-            self._words.append(data)
-
-    def close(self) -> None:
-        super().close()
-        self._flush()
-
-    def _flush(self) -> None:
-        text = _squash("".join(self._words))
-        if text or self._images:
-            self.blocks.append(_Block(text=text, heading=self._heading, images=self._images))
-        self._words, self._images = [], []
-
-
-def _html_blocks(content: str) -> list[_Block]:
-    parser = _HtmlBlocks()
-    parser.feed(content)
-    parser.close()
-    return parser.blocks
-

@@ -1,11 +1,13 @@
-"""A folder of images with sidecar captions: ``name.txt`` or ``name.json`` beside ``name.jpg``.
+"""A folder read whole: every file by the source its type calls for (``files``), images with sidecar captions
+(``name.txt`` or ``name.json`` beside ``name.jpg``).
 
 The folder is walked recursively in sorted order, skipping hidden files and folders and the
-cache directory. A JSON sidecar is an object: ``text`` (or ``caption``) is the item's text,
-``tags`` a list of strings (or one comma-separated string), every other key goes to metadata.
-When both sidecars exist the JSON one is used and the other is reported. Images without a
-caption become image-only items and are reported as ``missing_caption`` warnings; a ``.txt`` or
-``.json`` file matching no image is reported as a ``bad_sidecar`` warning.
+cache directory, following folder symlinks once. Items are named by their file's path inside the folder. A
+caption file stays a caption: a ``.txt`` beside an image of the same stem is not a document. A JSON sidecar is
+an object: ``text`` (or ``caption``) is the item's text, ``tags`` a list of strings (or one comma-separated
+string), every other key goes to metadata. When both sidecars exist the JSON one is used and the other is reported. Images without a
+caption become image-only items and are reported as ``missing_caption`` warnings; a ``.json`` file matching no
+image is passed over, a ``.txt`` one read as a text document.
 """
 
 from __future__ import annotations
@@ -25,43 +27,66 @@ from ._common import (
     load_image_file,
     make_item,
     missing_caption,
+    name_items,
     parse_tags,
     read_file,
 )
+from .files import passed_over
+from .files import read_file as read_by_type
 from .options import SourceOptions
 
 _SIDECAR_SUFFIXES = (".json", ".txt")
 
 
 def iter_folder(root: str | os.PathLike[str], options: SourceOptions | None = None) -> Iterator[SourceResult]:
-    """Yield one item per image under ``root`` (recursively, sorted), with its sidecar caption."""
+    """Yield the items of every file under ``root`` (recursively, sorted), each read by the source its type
+    calls for and named by its path inside ``root``; files no source reads are passed over, each named."""
     options = options or SourceOptions()
-    root_path = Path(root).resolve()
+    root_path = Path(root).absolute()
     if not root_path.is_dir():
         yield SourceError(source=str(root_path), reason="not a directory", kind=Kind.NOT_FOUND)
         return
-    cache_dir = options.cache_dir.resolve()
+    for entry in _walk(root_path, options.cache_dir.resolve()):
+        if isinstance(entry, SourceError):
+            yield entry
+            continue
+        current, names = entry
+        images = {Path(n).stem for n in names if Path(n).suffix.lower() in IMAGE_SUFFIXES}
+        for name in names:
+            path = current / name
+            if path.suffix.lower() in _SIDECAR_SUFFIXES and path.stem in images:
+                continue  # a caption, read with its image
+            if path.suffix.lower() == ".json":
+                yield from passed_over(path, "a .json file that is no image's caption")
+                continue
+            relative = path.relative_to(root_path).as_posix()
+            yield from name_items(read_by_type(path, options, in_folder=True), relative)
+
+
+def _walk(root: Path, cache_dir: Path) -> Iterator[tuple[Path, list[str]] | SourceError]:
+    """Each folder under ``root`` with its file names, sorted, hidden ones and the cache left out; folder
+    symlinks are followed once (a link back to a folder read already is reported, not followed)."""
     walk_errors: list[OSError] = []
-    for dirpath, dirnames, filenames in os.walk(root_path, onerror=walk_errors.append):
+    seen = {root.resolve()}
+    for dirpath, dirnames, filenames in os.walk(root, onerror=walk_errors.append, followlinks=True):
         yield from _drain(walk_errors)
         current = Path(dirpath)
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith(".") and (current / d).resolve() != cache_dir)
-        names = sorted(n for n in filenames if not n.startswith("."))
-        image_stems = set()
-        for name in names:
-            path = current / name
-            if path.suffix.lower() in IMAGE_SUFFIXES:
-                image_stems.add(path.stem)
-                yield from image_with_sidecar(path, options)
-        for name in names:
-            path = current / name
-            if path.suffix in _SIDECAR_SUFFIXES and path.stem not in image_stems:
+        kept = []
+        visible = [d for d in dirnames if not d.startswith(".")]
+        for name in sorted(visible, key=lambda d: ((current / d).is_symlink(), d)):  # real folders before links
+            real = (current / name).resolve()
+            if real == cache_dir:
+                continue
+            if real in seen:
+                reason = f"links to {real}, a folder read already (a symlink loop?): not read again"
                 yield SourceError(
-                    source=str(path),
-                    reason="caption file without a matching image",
-                    kind=Kind.BAD_SIDECAR,
-                    severity=Severity.WARNING,
+                    source=str(current / name), reason=reason, kind=Kind.SYMLINK_LOOP, severity=Severity.WARNING
                 )
+                continue
+            seen.add(real)
+            kept.append(name)
+        dirnames[:] = sorted(kept)
+        yield current, sorted(n for n in filenames if not n.startswith("."))
     yield from _drain(walk_errors)
 
 

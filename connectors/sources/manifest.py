@@ -15,7 +15,7 @@ import os
 from pathlib import Path
 from typing import Any, BinaryIO, Iterator, Union
 
-from rag.items import SOURCE_NAME, SourceError
+from rag.items import SourceError
 from rag.items import SourceErrorKind as Kind
 
 from ._common import BadInput, SourceResult, make_item, missing_caption, parse_tags
@@ -49,6 +49,26 @@ def iter_manifest(path: str | os.PathLike[str], options: SourceOptions | None = 
             yield row.report(where)
         else:
             yield from _row_items(row, manifest, line, where, options)
+
+
+def manifest_columns(path: Path, options: SourceOptions) -> list[str]:
+    """The manifest columns (image or text, as ``options`` names them) the file's header or first JSON object
+    has: empty for a CSV or JSONL file that is not a manifest. Reads one line; unreadable files have none."""
+    wanted = set(options.image_columns) | set(options.text_columns)
+    try:
+        with path.open("rb") as f:
+            first = next((line for line in f if line.strip()), b"")
+    except OSError:
+        return []
+    if path.suffix.lower() in JSONL_SUFFIXES:
+        try:
+            row = json.loads(first)
+        except ValueError:
+            return []
+        keys = list(row) if isinstance(row, dict) else []
+    else:
+        keys = next(csv.reader([first.decode("utf-8-sig", errors="replace")]), [])
+    return [k.strip() for k in keys if isinstance(k, str) and k.strip() in wanted]
 
 
 def _jsonl_rows(path: Path) -> Iterator[tuple[int, _Row]]:
@@ -130,10 +150,17 @@ def _row_items(
     used = {image_col, text_col, options.tags_column}
     metadata = {k: v for k, v in row.items() if k not in used and v not in (None, "")}
     metadata.update(manifest=str(manifest), line=line)
-    metadata.setdefault(SOURCE_NAME, f"{manifest.name}:{line}")
     text = text.strip()
     yield from make_item(
-        source=str(manifest), where=where, options=options, text=text, image=image, metadata=metadata, tags=tags
+        source=str(manifest),
+        where=where,
+        options=options,
+        text=text,
+        image=image,
+        metadata=metadata,
+        tags=tags,
+        anchor=f"line={line}",
+        anchor_in_id=False,  # a row is its content: reordering a manifest embeds nothing again
     )
     if image is not None and not text:
         yield missing_caption(where)

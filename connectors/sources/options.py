@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from rag.embeddings.text_window import DEFAULT_WINDOW, TextWindow
 
 
 class SourceOptions(BaseModel):
     """How sources read a corpus; unknown option names are refused so a typo does not pass silently."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
 
     cache_dir: Path = Field(
         default=Path("rag_data"),
@@ -26,11 +29,24 @@ class SourceOptions(BaseModel):
     )
     max_download_bytes: int = Field(default=20 * 1024 * 1024, gt=0, description="Size cap for one fetched image.")
     url_timeout: float = Field(default=15.0, gt=0, description="Seconds allowed for one download, connection included.")
-    max_text_chars: int | None = Field(
-        default=8000,
+    text_window: Any = Field(
+        default=None,
+        description="The encoder's token counter and window (rag.embeddings.text_window.TextWindow, from "
+        "encoder.text_window or registry.load_text_window): document text is chunked to fit it, and a caption "
+        "over it is reported. None: tokens estimated, a 512-token window.",
+    )
+    chunk_overlap: int = Field(default=32, ge=0, description="Tokens each text chunk repeats from the one before it.")
+    max_chunks_per_document: int = Field(
+        default=2000, gt=0, description="Text chunks one document may give; the rest is left out with a warning."
+    )
+    max_images_per_document: int = Field(
+        default=500, gt=0, description="Images one Markdown/HTML/DOCX/PPTX document may give; the rest with a warning."
+    )
+    max_document_bytes: int = Field(
+        default=64 * 1024 * 1024,
         gt=0,
-        description="Texts longer than this are kept whole but reported as a warning (the encoder "
-        "truncates to its own token limit); None turns the report off.",
+        description="Largest Markdown/HTML file read whole, and largest uncompressed DOCX/PPTX (zip-bomb guard); "
+        "plain text files are streamed and capped by max_chunks_per_document instead.",
     )
     max_image_pixels: int = Field(
         default=89_478_485,
@@ -61,3 +77,15 @@ class SourceOptions(BaseModel):
     context_chars: int = Field(
         default=1000, gt=0, description="Cap on the surrounding text taken for an image in a Markdown/HTML document."
     )
+
+    @field_validator("text_window")
+    @classmethod
+    def _a_window(cls, value: Any) -> Any:
+        if value is not None and not isinstance(value, TextWindow):
+            raise ValueError("text_window must be a rag.embeddings.text_window.TextWindow")
+        return value
+
+    @property
+    def window(self) -> TextWindow:
+        """The window to chunk to: ``text_window``, else an estimate over 512 tokens."""
+        return self.text_window if self.text_window is not None else TextWindow(None, DEFAULT_WINDOW)

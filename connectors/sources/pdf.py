@@ -1,4 +1,8 @@
-"""PDFs: every page rendered to a PNG with its extracted text, and embedded images as items of their own.
+"""PDFs: every page rendered to a PNG with its extracted text (``#page=N``), the page's text as chunks
+(``#page=N&chunk=K``) and embedded images as items of their own (``#page=N&figure=K``). Every item's source is
+the PDF itself, so a re-ingest of a PDF that lost pages drops the items of the lost pages.
+
+Extracted text is cleaned (``chunking.clean_extracted``: ligatures, soft hyphens, words hyphenated at line ends).
 
 Pages are written once to ``cache_dir/pages/<pdf-sha>/page-0001-144dpi.png`` and reused on later
 runs, so a rerun neither re-renders nor changes ids. Embedded images go to
@@ -27,6 +31,7 @@ from rag.items import SourceError
 from rag.items import SourceErrorKind as Kind
 
 from ._common import BadInput, LoadedImage, SourceResult, check_image, clean_text, make_item, write_atomic
+from .chunking import Chunker, clean_extracted
 from .options import SourceOptions
 
 logger = logging.getLogger(__name__)
@@ -52,8 +57,10 @@ def iter_pdf(path: str | os.PathLike[str], options: SourceOptions | None = None)
     try:
         if len(doc) == 0:
             yield SourceError(source=str(pdf_path), reason="PDF has no pages", kind=Kind.UNREADABLE_PDF)
+        chunker = Chunker(options)
         for index in range(len(doc)):
-            yield from _page_items(doc, index, pdf_path, digest, options)
+            yield from _page_items(doc, index, pdf_path, digest, options, chunker)
+        yield from chunker.report(str(pdf_path))
     finally:
         doc.close()
 
@@ -67,10 +74,11 @@ def _file_digest(path: Path) -> str:
 
 
 def _page_items(
-    doc: pdfium.PdfDocument, index: int, pdf_path: Path, digest: str, options: SourceOptions
+    doc: pdfium.PdfDocument, index: int, pdf_path: Path, digest: str, options: SourceOptions, chunker: Chunker
 ) -> Iterator[SourceResult]:
     number = index + 1
-    where = f"{pdf_path}#page={number}"
+    anchor = f"page={number}"
+    where = f"{pdf_path}#{anchor}"
     metadata = {"file_path": str(pdf_path), "page": number, "page_count": len(doc)}
     try:
         page = doc[index]
@@ -79,9 +87,14 @@ def _page_items(
         return
     try:
         textpage = page.get_textpage()
-        text = clean_text(textpage.get_text_range())
+        text = clean_text(clean_extracted(textpage.get_text_range()))
         image = _rendered_page(page, number, digest, options)
-        yield from make_item(source=where, where=where, options=options, text=text, image=image, metadata=metadata)
+        source = str(pdf_path)
+        yield from make_item(
+            source=source, where=where, options=options, text=text, image=image, metadata=metadata, anchor=anchor,
+            chunked=True,  # the page's text is in its chunks, whole
+        )
+        yield from chunker.items(text, source=source, where=source, anchor=anchor, metadata=metadata, style="chunk")
         if options.pdf_figures:
             yield from _figure_items(page, textpage, text, where, number, digest, metadata, options)
     except BadInput as e:
@@ -120,7 +133,8 @@ def _figure_items(
 ) -> Iterator[SourceResult]:
     images = page.get_objects(filter=(pdfium_c.FPDF_PAGEOBJ_IMAGE,))
     for figure, obj in enumerate(images, start=1):
-        where = f"{page_where} figure {figure}"
+        anchor = f"page={number}&figure={figure}"
+        where = f"{page_where.split('#', 1)[0]}#{anchor}"
         try:
             width, height = obj.get_px_size()
             if min(width, height) < options.min_figure_pixels:
@@ -140,7 +154,7 @@ def _figure_items(
             yield SourceError(source=where, reason=f"cannot extract embedded image: {e}", kind=Kind.UNREADABLE_PDF)
             continue
         margin = options.figure_context_pt
-        nearby = clean_text(textpage.get_text_bounded(bottom=bottom - margin, top=top + margin))
+        nearby = clean_text(clean_extracted(textpage.get_text_bounded(bottom=bottom - margin, top=top + margin)))
         name = f"page-{number:04d}-figure-{figure:02d}{info.suffix}"
         path = (options.cache_dir / "figures" / digest / name).resolve()
         if not path.is_file():
@@ -153,5 +167,6 @@ def _figure_items(
         }
         image = LoadedImage(path, data, info.mime_type, {})
         yield from make_item(
-            source=page_where, where=where, options=options, text=nearby or page_text, image=image, metadata=metadata
+            source=page_where.split("#", 1)[0], where=where, options=options, text=nearby or page_text, image=image,
+            metadata=metadata, anchor=anchor, chunked=not nearby,
         )

@@ -127,7 +127,7 @@ def stored_vectors(
 
 def _embedded(items: Sequence[KnowledgeItem], vectors: np.ndarray, color_by: str) -> EmbeddedSet:
     return EmbeddedSet(
-        names=[item_name(item.source, item.metadata) or item.id for item in items],
+        names=[item.name or item_name(item.source, item.metadata) or item.id for item in items],
         labels=[label_of(item, color_by) for item in items],
         images=[item.image.uri if item.image else None for item in items],
         vectors=vectors,
@@ -185,7 +185,6 @@ def save_map(
     """
     image_format = map_format(path)
     Figure = _optional("matplotlib.figure", "matplotlib", "analysis").Figure
-    offsetbox = _optional("matplotlib.offsetbox", "matplotlib", "analysis")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     figure = Figure(figsize=(9, 7), dpi=110)
@@ -193,21 +192,7 @@ def save_map(
     groups = sorted(set(embedded.labels))
     palette = _palette(len(groups))
     draw_points(axes, embedded, coords, groups, palette)
-    if thumbnails:
-        for i, image in enumerate(embedded.images):
-            if image is None:
-                continue
-            try:
-                picture = load_image(image).convert("RGB")
-            except (OSError, ValueError) as e:
-                logger.warning("no thumbnail for %s: %s", image, e)
-                continue
-            picture.thumbnail((thumbnail_px, thumbnail_px))
-            colour = palette[groups.index(embedded.labels[i])]
-            box = offsetbox.AnnotationBbox(
-                offsetbox.OffsetImage(np.asarray(picture)), coords[i], frameon=True, bboxprops={"edgecolor": colour}
-            )
-            axes.add_artist(box)
+    pictures = _thumbnails(axes, embedded, coords, dict(zip(groups, palette)), thumbnail_px) if thumbnails else []
     axes.margins(0.12)
     axes.legend(loc="best", fontsize=8)
     axes.set_title(title)
@@ -215,9 +200,31 @@ def save_map(
     axes.set_yticks([])
     figure.tight_layout()
     if annotate:
-        place_labels(axes, coords, embedded.names, gap=thumbnail_px * 0.6 if thumbnails else 4)
+        obstacles = [*pictures, axes.get_legend()]
+        place_labels(axes, coords, embedded.names, gap=thumbnail_px * 0.7 if thumbnails else 4, obstacles=obstacles)
     figure.savefig(path, format=image_format)
     return path
+
+
+def _thumbnails(axes: Any, embedded: EmbeddedSet, coords: np.ndarray, colours: dict[str, Any], px: int) -> list[Any]:
+    """Draw each item's picture at its point, framed in its group's colour; returns the drawn boxes."""
+    offsetbox = _optional("matplotlib.offsetbox", "matplotlib", "analysis")
+    drawn = []
+    for i, image in enumerate(embedded.images):
+        if image is None:
+            continue
+        try:
+            picture = load_image(image).convert("RGBA")  # transparent parts show the frame's white, not black
+        except (OSError, ValueError) as e:
+            logger.warning("no thumbnail for %s: %s", image, e)
+            continue
+        picture.thumbnail((px, px))
+        box = offsetbox.AnnotationBbox(
+            offsetbox.OffsetImage(np.asarray(picture)), coords[i], frameon=True,
+            bboxprops={"edgecolor": colours[embedded.labels[i]]},
+        )
+        drawn.append(axes.add_artist(box))
+    return drawn
 
 
 #: How a text-only item is drawn (an item with a picture is a dot): a square, named once in the legend.
@@ -245,28 +252,44 @@ def draw_points(
 
 
 def place_labels(
-    axes: Any, coords: np.ndarray, names: Sequence[str], *, gap: float = 4, fontsize: float = 7
+    axes: Any,
+    coords: np.ndarray,
+    names: Sequence[str],
+    *,
+    gap: float = 4,
+    fontsize: float = 7,
+    obstacles: Sequence[Any] = (),
 ) -> list[Any]:
     """Write each name beside its point, at the first spot around it (right, left, above, below, the diagonals,
-    then the same further out) where it overlaps no name placed before, or at the least-overlapping spot;
-    returns the names' boxes in display pixels."""
+    then the same further out) that stays inside the axes and overlaps no name placed before and none of the
+    ``obstacles`` (artists such as thumbnails or the legend), else at the spot that does so least (a name cut
+    off by the figure's edge costing most, then overlaps, then crossing the axes' frame); returns the names'
+    boxes in display pixels."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
 
     renderer = FigureCanvasAgg(axes.figure).get_renderer()
+    axes.figure.draw_without_rendering()  # data limits and layout final, so boxes land where they will be drawn
+    frame, page = axes.get_window_extent(renderer), axes.figure.bbox
+    blocked = [artist.get_window_extent(renderer) for artist in obstacles if artist is not None]
     placed: list[Any] = []
     for point, name in zip(coords, names):
-        best: tuple[float, Any, Any] | None = None
+        best: tuple[tuple[float, float, float], Any, Any] | None = None
         for offset, align in _label_spots(gap, fontsize):
             label = axes.annotate(name, point, xytext=offset, textcoords="offset points", fontsize=fontsize, ha=align)
             box = label.get_window_extent(renderer)
-            overlap = sum(_overlap(box, other) for other in placed)
-            if best is None or overlap < best[0]:
+            area = box.width * box.height
+            cost = (
+                area - _overlap(box, page),
+                sum(_overlap(box, other) for other in (*placed, *blocked)),
+                area - _overlap(box, frame),
+            )
+            if best is None or cost < best[0]:
                 if best is not None:
                     best[1].remove()
-                best = (overlap, label, box)
+                best = (cost, label, box)
             else:
                 label.remove()
-            if overlap == 0:
+            if not any(cost):
                 break
         assert best is not None
         placed.append(best[2])

@@ -59,10 +59,11 @@ class SimilarityReport:
         return max(abs(row.euclidean**2 - (2.0 - 2.0 * row.cosine)) for row in self.rows)
 
     @property
-    def rank_correlation(self) -> float:
-        """Spearman correlation of the cosine order and the distance order: 1.0 when they agree."""
+    def rank_correlation(self) -> float | None:
+        """Spearman correlation of the cosine order and the distance order: 1.0 when they agree; None for a single
+        row, which has no order."""
         if len(self.rows) < 2:
-            return 1.0
+            return None
         cos, dist = np.array(self.cosine_ranks, float), np.array(self.distance_ranks, float)
         return float(np.corrcoef(cos, dist)[0, 1]) if cos.std() and dist.std() else 1.0
 
@@ -92,16 +93,15 @@ def similarity_report(
     ones (fused vs image, text vs fused) every ordered pair, the matching one included. Image and
     fused vectors are named by ``labels`` (default: image file names, else ``#i``), texts by themselves.
     """
+    check_comparable(images, texts)
     texts = check_pairs(images, texts) if texts else []
     names = list(labels) if labels is not None else [_label(image, i) for i, image in enumerate(images)]
     if len(names) != len(images):
         raise ValueError(f"need one label per image, got {len(names)} labels and {len(images)} images")
     skipped: dict[str, str] = {}
-    if not texts:
+    if not texts:  # the images alone, as asked: nothing is skipped
         vectors = {"image": encoder.encode_image(images)}
         kinds: tuple[str, ...] = ("image vs image",)
-        every = FUSED_KINDS if encoder.supports_fused else UNFUSED_KINDS
-        skipped = {kind: "no texts were given (one per image)" for kind in every if kind not in kinds}
     elif encoder.supports_fused:
         vectors = {"text": encoder.encode_text(texts)}
         vectors["fused"], vectors["image"] = encoder.encode_fused_and_image(images, texts)
@@ -129,6 +129,15 @@ def similarity_report(
                 )
             )
     return SimilarityReport(encoder=encoder.name, rows=rows, skipped=skipped)
+
+
+def check_comparable(images: Sequence[ImageInput], texts: Sequence[str]) -> None:
+    """Refuse inputs that make no pair: a single image without a text has nothing to be compared with."""
+    if len(images) < 2 and not texts:
+        raise ValueError(
+            f"give two images or more to compare, or one text per image (--text): {len(images)} image(s) alone "
+            "make no pair"
+        )
 
 
 def _label(image: ImageInput, index: int) -> str:

@@ -15,6 +15,7 @@ from llama_index.core.llms import LLM, ChatMessage, ChatResponse
 from rag.settings import Settings
 
 OLLAMA_URL = "http://localhost:11434"
+OPENAI_URL = "https://api.openai.com/v1"  # the openai client's default, which OpenAILike keeps
 
 
 class LLMError(RuntimeError):
@@ -84,7 +85,7 @@ def chat_text(llm: LLM, messages: Sequence[ChatMessage]) -> str:
     try:
         reply = llm.chat(messages)
     except Exception as e:  # every client library fails its own way; the caller keeps its results
-        raise LLMError(describe_error(e)) from e
+        raise LLMError(describe_error(e, endpoint_of(llm))) from e
     return _reply_text(reply)
 
 
@@ -92,8 +93,14 @@ async def achat_text(llm: LLM, messages: Sequence[ChatMessage]) -> str:
     try:
         reply = await llm.achat(messages)
     except Exception as e:
-        raise LLMError(describe_error(e)) from e
+        raise LLMError(describe_error(e, endpoint_of(llm))) from e
     return _reply_text(reply)
+
+
+def endpoint_of(llm: LLM) -> str | None:
+    """The URL an LLM client sends its requests to, where it says (OpenAI-compatible clients, Ollama)."""
+    url = getattr(llm, "api_base", None) or getattr(llm, "base_url", None)
+    return str(url) if url else None
 
 
 def _reply_text(reply: ChatResponse) -> str:
@@ -103,19 +110,21 @@ def _reply_text(reply: ChatResponse) -> str:
     return text
 
 
-def describe_error(error: BaseException) -> str:
-    """A one-line account of an LLM call's failure, whatever client library raised it."""
+def describe_error(error: BaseException, endpoint: str | None = None) -> str:
+    """A one-line account of an LLM call's failure, whatever client library raised it, naming the endpoint."""
     detail = _short(str(error) or type(error).__name__)
+    where = f"the LLM endpoint {endpoint}" if endpoint else "the LLM endpoint"
     if isinstance(error, _error_types(TimeoutError, httpx.TimeoutException, openai_name="APITimeoutError")):
-        return f"the LLM endpoint did not answer in time ({detail}; RAG_LLM_TIMEOUT sets the limit)"
+        return f"{where} did not answer in time ({detail}; RAG_LLM_TIMEOUT sets the limit)"
     status = getattr(error, "status_code", None)
     if status is None and isinstance(error, httpx.HTTPStatusError):
         status = error.response.status_code
     if isinstance(status, int):
-        return f"the LLM endpoint answered HTTP {status}: {detail}"
+        return f"{where} answered HTTP {status}: {detail}"
     if isinstance(error, _error_types(ConnectionError, httpx.TransportError, openai_name="APIConnectionError")):
-        return f"cannot reach the LLM endpoint: {detail}"
-    return f"the LLM endpoint's reply could not be read ({type(error).__name__}: {detail})"
+        hint = " (OpenAI's API, the default: RAG_LLM_BASE_URL names another)" if endpoint == OPENAI_URL else ""
+        return f"cannot reach {where}{hint}: {detail}"
+    return f"{where}'s reply could not be read ({type(error).__name__}: {detail})"
 
 
 def _error_types(*base: type[BaseException], openai_name: str) -> tuple[type[BaseException], ...]:

@@ -57,7 +57,8 @@ class GridReranker(BaseNodePostprocessor):
         try:
             order, reasons = parse_ranking(chat_text(self.llm, self.messages(query_bundle, nodes)), len(nodes))
         except (LLMError, OSError) as e:  # OSError: the question's picture cannot be read
-            logger.warning("rerank skipped, retrieval order kept: %s", e)
+            # Not a warning of its own: the error goes with the response, and whoever shows it says it once.
+            logger.info("rerank skipped, retrieval order kept: %s", e)
             for result in nodes:
                 annotate(result.node, RERANK_ERROR, f"rerank skipped: {e}")
             return nodes[: self.top_n]

@@ -9,14 +9,14 @@ without streaming; when it fails later, the tokens so far stay the answer (statu
 
 from __future__ import annotations
 
+from collections.abc import AsyncGenerator, Generator, Sequence
 from dataclasses import dataclass
-from typing import AsyncIterator, Iterator, Sequence
 
 from llama_index.core.base.response.schema import AsyncStreamingResponse, StreamingResponse
 from llama_index.core.llms import LLM, ChatMessage, ChatResponse
 from llama_index.core.schema import NodeWithScore
 
-from .llm import describe_error
+from .llm import describe_error, endpoint_of
 from .response import AnswerResponse, finished
 
 
@@ -26,7 +26,7 @@ class StreamingAnswerResponse(StreamingResponse):
 
     answer: AnswerResponse | None = None
 
-    def get_response(self) -> AnswerResponse:  # type: ignore[override]
+    def get_response(self) -> AnswerResponse:
         """The finished answer, after consuming whatever tokens are left."""
         for _ in self.response_gen:
             pass
@@ -42,7 +42,7 @@ class AsyncStreamingAnswerResponse(AsyncStreamingResponse):
 
     answer: AnswerResponse | None = None
 
-    async def get_response(self) -> AnswerResponse:  # type: ignore[override]
+    async def get_response(self) -> AnswerResponse:
         async for _ in self.async_response_gen():
             pass
         return _finished(self.answer)
@@ -56,9 +56,9 @@ def _finished(answer: AnswerResponse | None) -> AnswerResponse:
 
 def stream(llm: LLM, messages: Sequence[ChatMessage], nodes: list[NodeWithScore]) -> StreamingAnswerResponse:
     """The LLM's answer as it is written (nothing is sent before the first token is asked for)."""
-    response = StreamingAnswerResponse(response_gen=iter(()), source_nodes=nodes)
+    response = StreamingAnswerResponse(response_gen=_nothing(), source_nodes=nodes)
 
-    def tokens() -> Iterator[str]:
+    def tokens() -> Generator[str, None, None]:
         parts: list[str] = []
         error = None
         try:
@@ -67,7 +67,7 @@ def stream(llm: LLM, messages: Sequence[ChatMessage], nodes: list[NodeWithScore]
                     parts.append(delta)
                     yield delta
         except Exception as e:  # every client library fails its own way; the tokens so far are kept
-            error = _stream_error(e, parts)
+            error = _stream_error(e, parts, llm)
         response.answer = finished("".join(parts), nodes, error)
         if not parts:
             yield response.answer.response or ""
@@ -78,9 +78,9 @@ def stream(llm: LLM, messages: Sequence[ChatMessage], nodes: list[NodeWithScore]
 
 def astream(llm: LLM, messages: Sequence[ChatMessage], nodes: list[NodeWithScore]) -> AsyncStreamingAnswerResponse:
     """``stream`` for async callers, over the LLM's ``astream_chat``."""
-    response = AsyncStreamingAnswerResponse(response_gen=_nothing(), source_nodes=nodes)
+    response = AsyncStreamingAnswerResponse(response_gen=_anothing(), source_nodes=nodes)
 
-    async def tokens() -> AsyncIterator[str]:
+    async def tokens() -> AsyncGenerator[str, None]:
         parts: list[str] = []
         error = None
         try:
@@ -89,7 +89,7 @@ def astream(llm: LLM, messages: Sequence[ChatMessage], nodes: list[NodeWithScore
                     parts.append(delta)
                     yield delta
         except Exception as e:
-            error = _stream_error(e, parts)
+            error = _stream_error(e, parts, llm)
         response.answer = finished("".join(parts), nodes, error)
         if not parts:
             yield response.answer.response or ""
@@ -100,18 +100,24 @@ def astream(llm: LLM, messages: Sequence[ChatMessage], nodes: list[NodeWithScore
 
 def settled(answer: AnswerResponse) -> StreamingAnswerResponse:
     """An answer known at once (no evidence, no LLM) as a stream of one token."""
-    tokens = iter([answer.response or ""])
-    return StreamingAnswerResponse(response_gen=tokens, source_nodes=answer.source_nodes, answer=answer)
+    def token() -> Generator[str, None, None]:
+        yield answer.response or ""
+
+    return StreamingAnswerResponse(response_gen=token(), source_nodes=answer.source_nodes, answer=answer)
 
 
 def asettled(answer: AnswerResponse) -> AsyncStreamingAnswerResponse:
-    async def token() -> AsyncIterator[str]:
+    async def token() -> AsyncGenerator[str, None]:
         yield answer.response or ""
 
     return AsyncStreamingAnswerResponse(response_gen=token(), source_nodes=answer.source_nodes, answer=answer)
 
 
-async def _nothing() -> AsyncIterator[str]:
+def _nothing() -> Generator[str, None, None]:
+    yield from ()
+
+
+async def _anothing() -> AsyncGenerator[str, None]:
     return
     yield  # an async generator that yields nothing
 
@@ -122,6 +128,6 @@ def _delta(chunk: ChatResponse, parts: list[str]) -> str:
     return delta if parts else delta.lstrip()
 
 
-def _stream_error(error: Exception, parts: list[str]) -> str:
-    described = describe_error(error)
+def _stream_error(error: Exception, parts: list[str], llm: LLM) -> str:
+    described = describe_error(error, endpoint_of(llm))
     return f"the LLM stopped mid-answer: {described}" if parts else described

@@ -60,10 +60,12 @@ def similarity(
     from rich import box
 
     from rag.analysis import similarity_report
+    from rag.analysis.similarity import check_comparable
 
     texts = text or []
     if texts and len(texts) != len(images):
         raise fail(f"give one --text per image, or none: {len(images)} images and {len(texts)} texts")
+    checked(lambda: check_comparable(images, texts))
     model = load_encoder(settings_from(encoder=encoder, weights=weights))
     report = checked(lambda: similarity_report(model, images, texts))
     if as_json:
@@ -79,10 +81,13 @@ def similarity(
             str(by_dist),
         )
     Console().print(table)
-    Console().print(
-        f"unit vectors: max |d² − (2 − 2·cos)| = {report.identity_error:.1e}; Spearman ρ of the two rankings = "
-        f"{report.rank_correlation:.4f}" + (" (identical order)" if report.cosine_ranks == report.distance_ranks else "")
+    ranking = (
+        f"; Spearman ρ of the two rankings = {report.rank_correlation:.4f}"
+        + (" (identical order)" if report.cosine_ranks == report.distance_ranks else "")
+        if report.rank_correlation is not None
+        else ""
     )
+    Console().print(f"unit vectors: max |d² − (2 − 2·cos)| = {report.identity_error:.1e}{ranking}")
     for kind, reason in report.skipped.items():
         console.print(f"[yellow]skipped[/] {kind}: {escape(reason)}")
 

@@ -24,9 +24,16 @@ app = typer.Typer(help="Multimodal RAG over images and text: ingest, search, ask
 console = Console(stderr=True)
 
 
+# Libraries whose INFO lines say nothing a user can act on (faiss, loaded by Milvus Lite, logs each CPU variant
+# it fails to find): -v leaves them at WARNING.
+_CHATTY = ("faiss.loader",)
+
+
 def _verbose(value: bool) -> None:
     if value:
         logging.getLogger().setLevel(logging.INFO)
+        for name in _CHATTY:
+            logging.getLogger(name).setLevel(logging.WARNING)
 
 
 CollectionOpt = Annotated[Optional[str], typer.Option("--collection", "-c", help="Collection name [RAG_COLLECTION].")]
@@ -45,7 +52,6 @@ WeightsOpt = Annotated[
 VerboseOpt = Annotated[
     bool, typer.Option("--verbose", "-v", help="Log progress details.", callback=_verbose, expose_value=False)
 ]
-
 
 
 def settings_from(**overrides: object) -> Settings:
@@ -110,7 +116,8 @@ def load_encoder(settings: Settings, purpose: str = "query", expected_items: int
 
 def _logging(verbose: bool) -> None:
     logging.basicConfig(format="%(levelname)s %(name)s: %(message)s")
-    logging.getLogger().setLevel(logging.INFO if verbose else logging.WARNING)
+    logging.getLogger().setLevel(logging.WARNING)
+    _verbose(verbose)
 
 
 def _version(value: bool) -> None:

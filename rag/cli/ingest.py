@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import json
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Iterator, Optional
 
 import typer
 from rich.console import Console
@@ -33,12 +34,26 @@ from rag.settings import Settings
 
 @app.command()
 def ingest(
-    sources: Annotated[list[str], typer.Argument(help="Folders, manifests (.jsonl/.csv), PDFs, .md/.html, URLs.")],
+    sources: Annotated[
+        list[str],
+        typer.Argument(
+            help="Folders (read whole), manifests (.jsonl/.csv), PDFs, .md/.html, .txt, .docx, .pptx, images, URLs."
+        ),
+    ],
     collection: CollectionOpt = None,
     uri: UriOpt = None,
     encoder: EncoderOpt = None,
     weights: WeightsOpt = None,
     batch_size: Annotated[Optional[int], typer.Option(help="Items per batch [RAG_BATCH_SIZE].")] = None,
+    chunk_size: Annotated[
+        Optional[int],
+        typer.Option(min=8, help="Tokens per document text chunk, special tokens included; default and most: the "
+                     "encoder's window (512; CLIP 77) [RAG_CHUNK_SIZE].", show_default=False),
+    ] = None,
+    chunk_overlap: Annotated[
+        Optional[int], typer.Option(min=0, help="Tokens a chunk repeats from the one before [RAG_CHUNK_OVERLAP: 32].",
+                                    show_default=False)
+    ] = None,
     allow_urls: Annotated[bool, typer.Option("--allow-urls", help="Fetch http(s) images.")] = False,
     report: Annotated[Optional[Path], typer.Option(help="JSONL file listing every problem met.")] = None,
     as_json: JsonOpt = False,
@@ -65,11 +80,12 @@ def ingest(
     import threading
     import time
 
-    from rich.progress import BarColumn, MofNCompleteColumn, TimeRemainingColumn
-
     from connectors.sources import SourceOptions, count_items, open_sources, peek_items
 
-    settings = settings_from(collection=collection, milvus_uri=uri, encoder=encoder, weights=weights, batch_size=batch_size)
+    settings = settings_from(
+        collection=collection, milvus_uri=uri, encoder=encoder, weights=weights, batch_size=batch_size,
+        chunk_size=chunk_size, chunk_overlap=chunk_overlap,
+    )
     ray_flags = {"--ray-address": ray_address, "--workers": workers, "--gpus-per-worker": gpus_per_worker,
                  "--cpus-per-worker": cpus_per_worker}
     if engine not in ("local", "ray"):
@@ -77,12 +93,16 @@ def ingest(
     if engine == "local" and (given := [flag for flag, value in ray_flags.items() if value is not None]):
         raise fail(f"{', '.join(given)} apply to --engine ray")
     check_sources(sources)
+    from rag.embeddings.registry import load_text_window
+
     options = SourceOptions(
         cache_dir=settings.data_dir,
         allow_urls=allow_urls or settings.allow_urls,
         max_download_bytes=settings.url_max_bytes,
         url_timeout=settings.url_timeout,
         decode_check=False,  # the preprocessing workers decode every image and report the broken ones
+        text_window=load_text_window(settings),  # the tokenizer alone: documents are chunked before the model loads
+        chunk_overlap=settings.chunk_overlap,
     )
     found, results = peek_items(open_sources(sources, **options.model_dump()))
     if not found:
@@ -91,16 +111,7 @@ def ingest(
     if engine == "ray":
         ray_options = _connect_ray(settings, ray_address, workers, gpus_per_worker, cpus_per_worker)
     report_path = report or settings.data_dir / "reports" / f"ingest-{settings.collection}.jsonl"
-    with Progress(
-        SpinnerColumn(),
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[rate]:.2f} items/s  {task.fields[skipped]} skipped  {task.fields[warnings]} warnings"),
-        TimeRemainingColumn(),
-        console=console,
-        transient=as_json,
-    ) as progress:
+    with _progress_bar(as_json) as progress:
         task = progress.add_task("loading the encoder", total=None, rate=0.0, skipped=0, warnings=0)
         # Counting a folder or a manifest is cheap: the bar gets its total (and an ETA) while the model loads.
         counted: list[int | None] = []
@@ -144,6 +155,28 @@ def ingest(
     _print_summary(result, summary, as_json)
     if result.skipped:
         raise typer.Exit(ExitCode.ITEMS_SKIPPED)
+
+
+@contextmanager
+def _progress_bar(transient: bool) -> Iterator[Progress]:
+    """The ingest progress bar; a run that stops on an error takes its bar away, leaving the message last."""
+    from rich.progress import BarColumn, MofNCompleteColumn, TimeRemainingColumn
+
+    with Progress(
+        SpinnerColumn(),
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[rate]:.2f} items/s  {task.fields[skipped]} skipped  {task.fields[warnings]} warnings"),
+        TimeRemainingColumn(),
+        console=console,
+        transient=transient,
+    ) as progress:
+        try:
+            yield progress
+        except BaseException:
+            progress.live.transient = True
+            raise
 
 
 def check_sources(sources: list[str]) -> None:

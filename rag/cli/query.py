@@ -131,9 +131,11 @@ def search(
     table.add_column("#", justify="right")
     table.add_column("score", justify="right")
     table.add_column("item", no_wrap=True)
+    table.add_column("kind", no_wrap=True)  # text chunks and pictures share one ranking
     table.add_column("text", overflow="fold")
     for r in results:
-        table.add_row(str(r.rank), f"{r.score:.4f}", Text(short_name(r.name)), Text(snippet(r.text)))
+        kind = str(r.metadata.get("modality", ""))
+        table.add_row(str(r.rank), f"{r.score:.4f}", Text(short_name(r.name)), kind, Text(snippet(r.text)))
     Console().print(table if results else "no matching items")
     if merged:
         Console().print(merged_note(merged))
@@ -141,7 +143,7 @@ def search(
 
 @app.command()
 @with_options(AnswerOptions)
-@with_settings(LLM_FLAGS, param="llm")
+@with_settings(LLM_FLAGS, param="llm_settings")
 def ask(
     question: Annotated[str, typer.Argument(help="The question.")],
     collection: CollectionOpt = None,
@@ -149,7 +151,7 @@ def ask(
     image: ImageOpt = None,
     *,
     options: AnswerOptions,
-    llm: dict[str, object],
+    llm_settings: dict[str, object],
     encoder: EncoderOpt = None,
     weights: WeightsOpt = None,
     as_json: JsonOpt = False,
@@ -157,7 +159,7 @@ def ask(
 ) -> None:
     """Answer a question from the collection, citing the items used; the answer is printed as the LLM writes it,
     then the items it cites and the check of its citations. Exit 4 if the LLM failed (the evidence is printed)."""
-    settings = settings_from(collection=collection, milvus_uri=uri, encoder=encoder, weights=weights, **llm)
+    settings = settings_from(collection=collection, milvus_uri=uri, encoder=encoder, weights=weights, **llm_settings)
     plain = _checked_query(question, image, options, text_name="the question")
     require_collection(settings)
     from rag.answer import answer_engine

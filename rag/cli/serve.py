@@ -47,7 +47,11 @@ def serve(
     require_collection(settings)
     try:
         from rag.server import serve as run_server
+        from rag.server.app import PortUnavailableError
     except ImportError as e:
         raise fail(str(e)) from e
     logging.getLogger("rag").setLevel(logging.INFO)
-    run_server(settings)
+    try:
+        run_server(settings)
+    except PortUnavailableError as e:
+        raise fail(str(e)) from e

@@ -14,6 +14,7 @@ if TYPE_CHECKING:
 
     from .inputs import PreparedImage
     from .preprocess import Preprocessor
+    from .text_window import TextWindow
 
 #: An image as callers hand it over: a path, raw bytes, a PIL image, an already preprocessed
 #: ``(3, H, W)`` tensor, or a :class:`~rag.embeddings.inputs.PreparedImage` from ``prepare``.
@@ -62,6 +63,13 @@ class Encoder(Protocol):
     def preprocessor(self) -> "Preprocessor":
         """The preprocessing stage (``rag.embeddings.preprocess``) running ``image_transform`` on the
         runtime's workers: the encode methods feed from it, and so do ingestion engines."""
+        ...
+
+    @property
+    def text_window(self) -> "TextWindow":
+        """Its tokenizer as a token counter and the window a text chunk must fit (special tokens included,
+        at most 512): what sources chunk documents to. ``rag.embeddings.registry.load_text_window`` gives the
+        same without the model."""
         ...
 
     def encode_text(self, texts: Sequence[str]) -> "np.ndarray": ...

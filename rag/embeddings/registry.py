@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rag.runtime import Purpose, Runtime, resolve_runtime
 from rag.settings import Settings
 
 from .base import Encoder
-from .hub import CheckpointError
+from .hub import CheckpointError, pretrained_source
+
+if TYPE_CHECKING:
+    from .text_window import TextWindow
+
+logger = logging.getLogger(__name__)
 
 #: What each encoder loads when ``RAG_WEIGHTS`` is not set.
 DEFAULT_WEIGHTS = {
@@ -16,6 +23,14 @@ DEFAULT_WEIGHTS = {
     "clip": "openai/clip-vit-base-patch32",
     "bridgetower": "BridgeTower/bridgetower-large-itm-mlm-itc",
 }
+
+
+def settings_with(settings: Settings | None = None, **given: object) -> Settings:
+    """``settings`` (default ``Settings()``: the ``RAG_*`` environment) with the values given explicitly (those not
+    None) in their place: what a factory called with some arguments and not others should read."""
+    base = settings or Settings()
+    explicit = {name: value for name, value in given.items() if value is not None}
+    return base.model_copy(update=explicit) if explicit else base
 
 
 def runtime_from_settings(settings: Settings, purpose: Purpose = "query", expected_items: int | None = None) -> Runtime:
@@ -46,13 +61,41 @@ def load_encoder(settings: Settings | None = None, runtime: Runtime | None = Non
             )
         from .visualized_bge import VisualizedBGE
 
-        return VisualizedBGE.from_pretrained(
-            weights, settings.text_model, vision_config=settings.vision_config, runtime=runtime
-        )
+        return VisualizedBGE.from_pretrained(weights, runtime=runtime, settings=settings)
     if settings.encoder == "clip":
         from .clip import CLIPEncoder
 
-        return CLIPEncoder.from_pretrained(weights, runtime=runtime)
+        return CLIPEncoder.from_pretrained(weights, runtime=runtime, settings=settings)
     from .bridgetower import BridgeTowerEncoder
 
-    return BridgeTowerEncoder.from_pretrained(weights, runtime=runtime)
+    return BridgeTowerEncoder.from_pretrained(weights, runtime=runtime, settings=settings)
+
+
+def load_text_window(settings: Settings | None = None) -> "TextWindow":
+    """The configured encoder's tokenizer and text window, capped at ``settings.chunk_size``, without loading
+    the model: sources chunk text to it before the model is ready. When the tokenizer cannot be found here
+    (a hub id not in the cache, no network), tokens are estimated, erring high, and the window is 512."""
+    from .text_window import DEFAULT_WINDOW, TextWindow, load_tokenizer_window
+
+    settings = settings or Settings()
+    source = _text_source(settings)
+    if source is not None:
+        try:
+            name, local_only = pretrained_source(source)
+            return load_tokenizer_window(name, local_only=local_only, limit=settings.chunk_size)
+        except (OSError, ValueError, CheckpointError) as e:
+            logger.warning("tokenizer of %s not loaded (%s); chunk sizes are estimated", source, e)
+    return TextWindow(None, settings.chunk_size or DEFAULT_WINDOW)
+
+
+def _text_source(settings: Settings) -> str | None:
+    """Where the encoder's tokenizer lives: the text model of Visualized-BGE, the model folder of the others."""
+    weights = settings.weights or DEFAULT_WEIGHTS[settings.encoder]
+    if settings.encoder != "visualized-bge":
+        return weights
+    if settings.text_model:
+        return settings.text_model
+    from .visualized_bge.configuration import VARIANTS, variant_for_checkpoint
+
+    variant = VARIANTS.get(weights) or variant_for_checkpoint(Path(weights).name)
+    return variant.text_model if variant else None

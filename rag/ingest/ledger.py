@@ -73,7 +73,7 @@ class Ledger:
             self.report.problems.extend(problems)
             present = self.store.existing_ids([item.id for item in items])
             self.report.unchanged += len(present)
-            self._versions.see(items)
+            self._versions.see(items, present)
         new = [item for item in items if item.id not in present]
         if not new:
             self.progress()
@@ -106,9 +106,15 @@ class Ledger:
 
     def finish(self) -> IngestReport:
         """Replace older versions, flush and index the store, and time the run; call once, after every batch
-        is written."""
+        is written.
+
+        A new version written in place of an older one counts as replaced, not added: ``added`` is left with
+        the items that are new to the collection, ``removed`` with the older versions that no new one replaced."""
         with self._lock:
-            self.report.replaced = self._versions.finish()
+            deleted, new_versions = self._versions.finish()
+            self.report.replaced = new_versions
+            self.report.removed = deleted - new_versions
+            self.report.added -= new_versions
             self.report.indexing = True
         self.progress()
         with self._lock:
@@ -133,35 +139,42 @@ class _Versions:
         self._store = store
         self._current: str | None = None
         self._open: dict[str, set[str]] = {}  # completed sources not compared yet: the ids this run produced
-        self._stale: dict[str, tuple[set[str], int]] = {}  # source: (stale ids, how many ids this run produced)
+        self._new: dict[str, set[str]] = {}  # the same sources: their ids not stored before this run
+        # source: (stale ids, how many ids this run produced, the new ids among them)
+        self._stale: dict[str, tuple[set[str], int, set[str]]] = {}
         self._failed: dict[str, set[str]] = {}
 
-    def see(self, items: Iterable[KnowledgeItem]) -> None:
+    def see(self, items: Iterable[KnowledgeItem], present: set[str]) -> None:
         for item in items:
             if item.source != self._current:
                 self._current = item.source
                 if len(self._open) >= self.GROUP and item.source not in self._open:
                     self._compare()
             self._open.setdefault(item.source, set()).add(item.id)
+            new = self._new.setdefault(item.source, set())
+            if item.id not in present:
+                new.add(item.id)
 
     def failed(self, item: KnowledgeItem) -> None:
         self._failed.setdefault(item.source, set()).add(item.id)
 
-    def finish(self) -> int:
-        """Delete the stale ids; returns how many were deleted."""
+    def finish(self) -> tuple[int, int]:
+        """Delete the stale ids. Returns how many were deleted, and how many of the items written took the
+        place of one of them (a source's new versions, up to the number of its stale ones)."""
         self._compare()
-        stale = [
-            i
-            for source, (ids, produced) in self._stale.items()
-            if len(self._failed.get(source, ())) < produced
-            for i in ids
-        ]
-        return self._store.delete(ids=stale) if stale else 0
+        stale, new_versions = [], 0
+        for source, (ids, produced, new) in self._stale.items():
+            failed = self._failed.get(source, set())
+            if len(failed) < produced:
+                stale.extend(ids)
+                new_versions += min(len(new - failed), len(ids))
+        return (self._store.delete(ids=stale) if stale else 0), new_versions
 
     def _compare(self) -> None:
         stored = self._store.ids_by_source(list(self._open)) if self._open else {}
         for source, ids in stored.items():
             if stale := ids - self._open[source]:
-                before, produced = self._stale.get(source, (set(), 0))
-                self._stale[source] = (before | stale, produced + len(self._open[source]))
+                before, produced, new = self._stale.get(source, (set(), 0, set()))
+                self._stale[source] = (before | stale, produced + len(self._open[source]), new | self._new[source])
         self._open.clear()
+        self._new.clear()

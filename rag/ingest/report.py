@@ -5,16 +5,18 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from rag.items import Severity, SourceError
+from rag.items import Severity, SourceError, SourceErrorKind
 
 
 @dataclass
 class IngestReport:
-    """What a run did: items written, items already present, stale versions replaced, problems met."""
+    """What a run did: new items, items already present, stored versions replaced by new ones, stored items
+    removed without a new version, problems met. The collection's count changes by ``added - removed``."""
 
     added: int = 0
     unchanged: int = 0
     replaced: int = 0
+    removed: int = 0
     problems: list[SourceError] = field(default_factory=list)
     seconds: float = 0.0
     #: Of ``seconds``, those before the first encoder could encode: the Ray engine starts its actors and
@@ -27,6 +29,17 @@ class IngestReport:
     def skipped(self) -> list[SourceError]:
         """Problems that cost an input (as opposed to warnings)."""
         return [p for p in self.problems if p.severity == Severity.ERROR]
+
+    @property
+    def passed_over(self) -> list[SourceError]:
+        """Files in a folder that no source reads, each named."""
+        return [p for p in self.problems if p.kind is SourceErrorKind.PASSED_OVER]
+
+    @property
+    def warnings(self) -> list[SourceError]:
+        """Problems that cost nothing but need a look (passed-over files are counted apart)."""
+        passed = SourceErrorKind.PASSED_OVER
+        return [p for p in self.problems if p.severity == Severity.WARNING and p.kind is not passed]
 
     @property
     def processed(self) -> int:
@@ -54,8 +67,10 @@ class IngestReport:
             "added": self.added,
             "unchanged": self.unchanged,
             "replaced": self.replaced,
+            "removed": self.removed,
             "skipped": len(self.skipped),
-            "warnings": len(self.problems) - len(self.skipped),
+            "warnings": len(self.warnings),
+            "passed_over": len(self.passed_over),
             "seconds": round(self.seconds, 2),
             "warmup_seconds": round(self.warmup_seconds, 2),
             "items_per_second": round(self.items_per_second, 2),

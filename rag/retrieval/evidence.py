@@ -27,6 +27,12 @@ class Evidence(BaseModel):
         description="Where the item came from. From `rag serve`: its name relative to the folder it was ingested from "
         "(the upload name for uploads), unless the server shows its paths (RAG_SERVER_SHOW_PATHS)."
     )
+    name: str = Field(
+        default="",
+        description="What to call the item: its path relative to what was ingested plus its anchor "
+        "(e.g. guide/install.md#linux, spec.pdf#page=7&chunk=2); uploads by their file name. "
+        "`-f source=<name>` finds it.",
+    )
     text: str
     image: str | None = Field(
         default=None,
@@ -38,14 +44,6 @@ class Evidence(BaseModel):
     duplicates: list[str] = Field(
         default_factory=list, description="Ids of the results merged into this one as duplicates of it."
     )
-
-    @computed_field(  # type: ignore[prop-decorator]
-        description="What to call the item: its path relative to what was ingested, and its anchor."
-    )
-    @property
-    def name(self) -> str:
-        """What to call the item without showing paths (``rag.items.item_name``)."""
-        return item_name(self.source, self.metadata)
 
     @computed_field(  # type: ignore[prop-decorator]
         description="The document (or picture) the item comes from: its name without the anchor."
@@ -84,11 +82,13 @@ class Evidence(BaseModel):
         image = mime_type = None
         if isinstance(node, ImageNode):
             image, mime_type = node.image_path or node.image_url, node.image_mimetype
+        source = str(node.metadata.get(SOURCE, ""))
         return cls(
             rank=rank,
             id=node.node_id,
             score=result.score,
-            source=str(node.metadata.get(SOURCE, "")),
+            source=source,
+            name=item_name(source, metadata),
             text=node.get_content(),
             image=image,
             mime_type=mime_type,

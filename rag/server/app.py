@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import socket
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, AsyncIterator
@@ -106,8 +107,30 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+class PortUnavailableError(OSError):
+    """The server's address cannot be bound (a port in use, an address not of this machine)."""
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """The server's socket, bound as uvicorn binds it, before anything is loaded: a busy port fails at once."""
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+        sock.listen(2048)  # uvicorn's backlog; listening now keeps another server off the port while this one loads
+    except OSError as e:
+        sock.close()
+        raise PortUnavailableError(
+            f"cannot listen on {host}:{port}: {e.strerror or e} (is another server there? --port or RAG_SERVER_PORT "
+            "picks another)"
+        ) from e
+    return sock
+
+
 def serve(settings: Settings | None = None, *, host: str | None = None, port: int | None = None) -> None:
-    """Run the app with uvicorn until interrupted (one process: Milvus Lite allows one per data folder)."""
+    """Run the app with uvicorn until interrupted (one process: Milvus Lite allows one per data folder).
+
+    The port is bound first; the encoder and the store load only once it is ours."""
     import uvicorn
 
     settings = settings or Settings()
@@ -115,4 +138,7 @@ def serve(settings: Settings | None = None, *, host: str | None = None, port: in
     port = settings.server_port if port is None else port
     if not is_loopback(host) and settings.server_token is None:
         logger.warning("serving on %s without a token: anyone who can reach it can read and add items", host)
-    uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
+    with bind(host, port) as sock:
+        shown = f"[{host}]" if ":" in host else host
+        logger.info("listening on http://%s:%d (answering once the encoder is loaded; Ctrl+C stops)", shown, port)
+        uvicorn.Server(uvicorn.Config(create_app(settings), host=host, port=port, log_level="info")).run([sock])

@@ -41,7 +41,8 @@ class IngestJob(BaseModel):
     inputs: int = Field(description="Image files and manifests received (refused uploads not counted).")
     added: int = 0
     unchanged: int = Field(default=0, description="Items stored already (same content).")
-    replaced: int = Field(default=0, description="Older versions of re-uploaded items removed.")
+    replaced: int = Field(default=0, description="Stored items whose new version (a changed caption) took their place.")
+    removed: int = Field(default=0, description="Stored items of re-uploaded sources removed without a new version.")
     problem_count: int = Field(default=0, description="Problems met so far: refused uploads, bad rows, warnings.")
     skipped: int = Field(default=0, description="Of the problems, those that cost an input (known when done).")
     problems: list[SourceError] = Field(
@@ -122,6 +123,7 @@ class IngestJobs:
         problems = refused + [_renamed(problem, names) for problem in report.problems]
         with self._lock:
             job.added, job.unchanged, job.replaced = report.added, report.unchanged, report.replaced
+            job.removed = report.removed
             job.problem_count, job.skipped = len(problems), len(refused) + len(report.skipped)
             job.problems = problems[:MAX_LISTED_PROBLEMS]
             job.status = JobStatus.CANCELLED if self._stop.is_set() else JobStatus.DONE

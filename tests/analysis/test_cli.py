@@ -137,6 +137,11 @@ def test_similarity_and_classify_as_json(tiny_env) -> None:
     assert "Spearman" in table.stdout and "identical order" in table.stdout
     alone = runner.invoke(app, ["similarity", *images, "--json"])
     assert alone.exit_code == 0 and [row["kind"] for row in json.loads(alone.stdout)["rows"]] == ["image vs image"]
+    alone_table = runner.invoke(app, ["similarity", *images], env={"COLUMNS": "200"})
+    assert alone_table.exit_code == 0 and "carriage-night.jpg" in alone_table.stdout
+    assert "skipped" not in alone_table.output and "ρ" not in alone_table.stdout  # one pair has no order
+    one = runner.invoke(app, ["similarity", images[0]])
+    assert one.exit_code == 2 and one.stdout == "" and "give two images or more" in " ".join(one.output.split())
     uneven = runner.invoke(app, ["similarity", *images, "-t", "at night"])
     assert uneven.exit_code == 2 and "give one --text per image, or none: 2 images and 1 texts" in uneven.output
     result = runner.invoke(app, ["classify", images[0], "-l", "carriage", "-l", "bridge", "-l", "square", "-k", "2", "--json"])
@@ -171,7 +176,7 @@ def test_map_from_a_collection_and_from_a_folder(tiny_env, tmp_path: Path) -> No
         (["-c", "corpus", "--field", "text"], "--field must be image or fused, not 'text'"),
         (["-c", "corpus", "-o", "map.gif"], "cannot save a map as 'map.gif'"),
         (["-c", "corpus", "--color-by", "nosuchkey"], "no item has a 'nosuchkey' to colour by; choose one of modality, tag"),
-        ([str(CORPUS), "--color-by", "nosuchkey"], "or a metadata key: caption_path, file_name, file_path, kind, source_name"),
+        ([str(CORPUS), "--color-by", "nosuchkey"], "or a metadata key: caption_path, file_name, file_path, kind"),
         (["-c", "corpus", "--method", "umap"], "pip install 'mmrag[umap]'"),
     ],
 )

@@ -131,7 +131,7 @@ def test_colour_groups_must_exist_and_items_are_named_without_paths(tiny_base, t
 def test_names_do_not_overlap_even_on_one_spot() -> None:
     from matplotlib.figure import Figure
 
-    coords = np.array([[0.0, 0.0]] * 6 + [[0.02, 0.01], [1.0, 1.0]])
+    coords = np.array([[0.0, 0.0]] * 6 + [[0.02, 0.01], [1.0, 1.0], [-1.0, -1.0]])  # the six in the middle
     names = [f"shapes-{i}-a-long-file-name.png" for i in range(len(coords))]
     axes = Figure(figsize=(9, 7)).add_subplot()
     axes.scatter(coords[:, 0], coords[:, 1])
@@ -140,3 +140,38 @@ def test_names_do_not_overlap_even_on_one_spot() -> None:
     for i, a in enumerate(boxes):
         for b in boxes[i + 1 :]:
             assert min(a.x1, b.x1) <= max(a.x0, b.x0) or min(a.y1, b.y1) <= max(a.y0, b.y0), (a, b)
+
+
+def test_names_stay_inside_the_axes_and_off_the_thumbnails() -> None:
+    from matplotlib.figure import Figure
+    from matplotlib.offsetbox import AnnotationBbox, OffsetImage
+
+    coords = np.array([[1.0, 0.5], [0.98, 0.52], [0.0, 0.0], [0.5, 1.0], [0.02, 0.98]])  # two at the right edge
+    names = [f"a-rather-long-name-{i}.png" for i in range(len(coords))]
+    axes = Figure(figsize=(6, 4), dpi=100).add_subplot()
+    axes.scatter(coords[:, 0], coords[:, 1])
+    icon = np.zeros((40, 40, 4), dtype=np.uint8)
+    thumbs = [axes.add_artist(AnnotationBbox(OffsetImage(icon), point)) for point in coords]
+    boxes = place_labels(axes, coords, names, gap=24, obstacles=thumbs)
+    renderer = axes.figure.canvas.get_renderer()
+    frame = axes.get_window_extent(renderer)
+    for box in boxes:
+        assert frame.x0 <= box.x0 and box.x1 <= frame.x1 and frame.y0 <= box.y0 and box.y1 <= frame.y1, (box, frame)
+        for thumb in thumbs:
+            other = thumb.get_window_extent(renderer)
+            assert min(box.x1, other.x1) <= max(box.x0, other.x0) or min(box.y1, other.y1) <= max(box.y0, other.y0)
+
+
+def test_transparent_pictures_are_drawn_on_white(tmp_path: Path) -> None:
+    icon = tmp_path / "icon.png"
+    Image.new("RGBA", (40, 40), (0, 0, 0, 0)).save(icon)  # fully transparent, black underneath
+    embedded = EmbeddedSet(names=["a", "b"], labels=["x", "x"], images=[str(icon)] * 2, vectors=np.eye(2))
+    coords = np.array([[0.0, 0.0], [1.0, 1.0]])
+
+    def black_pixels(thumbnails: bool) -> int:
+        path = save_map(embedded, coords, tmp_path / f"map-{thumbnails}.png", thumbnails=thumbnails)
+        with Image.open(path) as drawn:
+            return int((np.asarray(drawn.convert("RGB")).astype(int).sum(axis=2) < 30).sum())
+
+    added = black_pixels(True) - black_pixels(False)  # the axes' frame and text are black in both
+    assert added < 200, added  # two black 40x40 squares would add over 3,000

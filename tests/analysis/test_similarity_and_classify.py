@@ -57,15 +57,32 @@ def test_four_way_report_with_both_measures(tiny_base) -> None:
 def test_images_alone_are_compared_without_texts(tiny_base) -> None:
     report = similarity_report(tiny_base, IMAGES)
     assert {row.kind for row in report.rows} == {"image vs image"} and len(report.rows) == 3
-    assert set(report.skipped) == {"fused vs image", "text vs fused", "fused vs fused"}
+    assert report.skipped == {}  # the images alone were asked for: nothing is left out
     assert report.cosine_ranks == report.distance_ranks
 
 
-def test_fused_vector_of_an_image_with_empty_text_is_its_image_vector(tiny_base) -> None:
-    report = similarity_report(tiny_base, IMAGES[:2], ["", ""], labels=["day", "night"])
-    matching = [r for r in report.rows if r.kind == "fused vs image" and r.left.split()[1] == r.right.split()[1]]
-    assert [r.left for r in matching] == ["fused day", "fused night"]
-    assert all(r.cosine == pytest.approx(1.0, abs=1e-5) for r in matching)
+def test_a_single_image_alone_is_refused_and_a_single_row_has_no_rank_correlation(tiny_base, tmp_path) -> None:
+    with pytest.raises(ValueError, match="give two images or more to compare"):
+        similarity_report(tiny_base, IMAGES[:1])
+    clip = CLIPEncoder.from_pretrained(build_clip(tmp_path / "clip"), dtype="float32")
+    single = similarity_report(clip, IMAGES[:1], TEXTS[:1])
+    assert [row.kind for row in single.rows] == ["text vs image"] and single.rank_correlation is None
+
+
+def test_each_row_holds_the_vectors_it_names(tiny_base) -> None:
+    report = similarity_report(tiny_base, IMAGES[:2], TEXTS[:2], labels=["day", "night"])
+    fused, image, text = (
+        tiny_base.encode_fused(IMAGES[:2], TEXTS[:2]), tiny_base.encode_image(IMAGES[:2]), tiny_base.encode_text(TEXTS[:2])
+    )
+    vectors = {
+        "fused day": fused[0], "fused night": fused[1], "image day": image[0], "image night": image[1],
+        'text "at night"': text[0], 'text "in daylight"': text[1],
+    }
+    assert len(report.rows) == 1 + 4 + 4 + 1
+    for row in report.rows:
+        a, b = vectors[row.left], vectors[row.right]
+        assert row.cosine == pytest.approx(float(a @ b), abs=1e-5), row
+        assert row.euclidean == pytest.approx(float(np.linalg.norm(a - b)), abs=1e-5), row
 
 
 def test_report_without_fused_embedding_says_what_it_left_out(tmp_path: Path) -> None:

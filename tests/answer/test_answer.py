@@ -8,6 +8,7 @@ import base64
 import time
 from io import BytesIO
 
+import httpx
 import pytest
 from llama_index.core.schema import ImageNode, NodeWithScore
 from PIL import Image
@@ -110,8 +111,21 @@ def test_unreachable_endpoint_keeps_the_evidence(retriever, corpus) -> None:
     response = answer_engine(retriever, openai_compatible_llm("m", base_url=url, max_retries=0, timeout=2)).query(
         query(corpus)
     )
-    assert response.status is AnswerStatus.LLM_ERROR and "cannot reach" in response.error
+    assert response.status is AnswerStatus.LLM_ERROR and f"cannot reach the LLM endpoint {url}:" in response.error
     assert len(response.citations) == 3
+
+
+def test_an_unreachable_default_endpoint_is_named_as_openai() -> None:
+    import openai
+
+    from rag.answer.llm import OPENAI_URL, describe_error, endpoint_of
+
+    default = openai_compatible_llm("m")  # no base URL: OpenAI's API
+    assert endpoint_of(default) == OPENAI_URL
+    refused = openai.APIConnectionError(request=httpx.Request("POST", OPENAI_URL + "/chat/completions"))
+    message = describe_error(refused, endpoint_of(default))
+    assert message.startswith(f"cannot reach the LLM endpoint {OPENAI_URL} (OpenAI's API, the default: RAG_LLM_BASE_URL")
+    assert endpoint_of(ollama_llm("llava")) == "http://localhost:11434"
 
 
 def test_rerank_reorders_with_reasons_kept(retriever, corpus) -> None:

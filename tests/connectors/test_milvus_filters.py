@@ -36,8 +36,16 @@ def test_quote_escapes_every_special_character() -> None:
 
 def test_dict_filters() -> None:
     assert compile_filter(None) == compile_filter({}) == ""
-    assert compile_filter({"source": "a.jpg"}) == 'source == "a.jpg"'
-    assert compile_filter({"source": ["a", "b"], "tags": "cat"}) == '(source in ["a", "b"]) and (array_contains(tags, "cat"))'
+    # source: the stored path, the name, the document or the file name
+    assert compile_filter({"source": "a.jpg"}) == (
+        '(source == "a.jpg" or name == "a.jpg" or document == "a.jpg" or file_name == "a.jpg")'
+    )
+    assert compile_filter({"source": ["a", "b"], "tags": "cat"}) == (
+        '((source in ["a", "b"] or name in ["a", "b"] or document in ["a", "b"] or file_name in ["a", "b"])) '
+        'and (array_contains(tags, "cat"))'
+    )
+    assert compile_filter({"source": {"!=": "a"}}).startswith('not (source == "a" or name == "a"')
+    assert compile_filter({"name": "a.md#x"}) == 'name == "a.md#x"'
     assert compile_filter({"lang": "en"}) == 'metadata["lang"] == "en"'
     assert compile_filter({"metadata.source": "x"}) == 'metadata["source"] == "x"'
     assert compile_filter({'we"ird': 1}) == 'metadata["we\\"ird"] == 1'
@@ -61,7 +69,8 @@ def test_metadata_filters_with_conditions() -> None:
         ]
     )
     assert compile_filter(filters) == (
-        '(metadata["rank"] > 1) and ((array_contains_all(tags, ["a", "b"])) or (source == "s"))'
+        '(metadata["rank"] > 1) and ((array_contains_all(tags, ["a", "b"])) or '
+        '((source == "s" or name == "s" or document == "s" or file_name == "s")))'
     )
     negated = MetadataFilters(filters=[_filter("a", "x"), _filter("b", "y")], condition=FilterCondition.NOT)
     assert compile_filter(negated) == 'not ((metadata["a"] == "x") or (metadata["b"] == "y"))'
@@ -175,7 +184,7 @@ def _selected(corpus: tuple[MilvusStore, list[KnowledgeItem]], filters: Any) -> 
         ({"colors": {"any": ["blue", "green"]}}, {0}),
         ({"lang": {"is_empty": None}}, {3, 4}),
         ({"source": {"text_match": "special"}}, {4}),
-        ({"name": {"text_match": "off"}}, {2}),
+        ({"metadata.name": {"text_match": "off"}}, {2}),  # a metadata key that shares a field's name
         ({"text": {"text_match": "mat"}}, {3}),
         ({"created_at": {">=": "2024-05-03T12:00:00+00:00"}}, {2, 3, 4}),
         ({"source": "pictures/1.jpg"}, {1}),

@@ -7,8 +7,10 @@ import ctypes
 import http.server
 import io
 import json
+import struct
 import threading
 import time
+import zlib
 from pathlib import Path
 from typing import Iterable, Iterator
 
@@ -31,7 +33,7 @@ from connectors.sources import (
     open_sources,
     peek_items,
 )
-from rag.items import SOURCE_NAME, KnowledgeItem, Modality, Severity, SourceError, item_name
+from rag.items import KnowledgeItem, Modality, Severity, SourceError
 from rag.items import SourceErrorKind as Kind
 
 # -- helpers --------------------------------------------------------------------------------
@@ -98,7 +100,8 @@ def corpus(tmp_path: Path) -> Path:
 
 
 def test_folder_items_text_tags_metadata_and_order(corpus: Path, options: SourceOptions) -> None:
-    items, _ = split(iter_folder(corpus, options))
+    everything, _ = split(iter_folder(corpus, options))
+    items = [i for i in everything if i.image is not None]
     by_name = {Path(i.image.uri).name: i for i in items}
     assert [Path(i.image.uri).relative_to(corpus).as_posix() for i in items] == [
         "a.jpg", "b.png", "e.jpg", "sub/c.jpg", "sub/d.jpg"
@@ -111,6 +114,8 @@ def test_folder_items_text_tags_metadata_and_order(corpus: Path, options: Source
     assert b.image.mime_type == "image/png"
     assert c.text == "" and c.modality == Modality.IMAGE
     assert len(by_name["d.jpg"].text) == len("word " * 2000) - 1  # kept whole, only stripped
+    orphan = [i for i in everything if i.image is None]  # a .txt beside no image is a document, not a caption
+    assert [(i.name, i.text, i.modality) for i in orphan] == [("orphan.txt#chunk=1", "a caption for nothing", Modality.TEXT)]
 
 
 def test_folder_reports_every_bad_file_and_warns_on_captions(corpus: Path, options: SourceOptions) -> None:
@@ -123,19 +128,18 @@ def test_folder_reports_every_bad_file_and_warns_on_captions(corpus: Path, optio
         ("notes.jpg", Kind.NOT_AN_IMAGE, Severity.ERROR),
         ("e.json", Kind.BAD_SIDECAR, Severity.ERROR),
         ("c.jpg", Kind.MISSING_CAPTION, Severity.WARNING),
-        ("d.jpg", Kind.TEXT_TOO_LONG, Severity.WARNING),
-        ("orphan.txt", Kind.BAD_SIDECAR, Severity.WARNING),
+        ("d.jpg", Kind.TEXT_OVER_WINDOW, Severity.WARNING),  # over the window, kept whole: one warning
     }
     assert all(e.reason for e in errors)
 
 
 def test_folder_ids_are_stable_and_follow_the_content(corpus: Path, options: SourceOptions) -> None:
-    first = {i.image.uri: i.id for i in split(iter_folder(corpus, options))[0]}
-    assert first == {i.image.uri: i.id for i in split(iter_folder(corpus, options))[0]}
+    first = {i.name: i.id for i in split(iter_folder(corpus, options))[0]}
+    assert first == {i.name: i.id for i in split(iter_folder(corpus, options))[0]}
     write(corpus / "a.txt", "A red rectangle, recaptioned.")
-    third = {i.image.uri: i.id for i in split(iter_folder(corpus, options))[0]}
+    third = {i.name: i.id for i in split(iter_folder(corpus, options))[0]}
     changed = {uri for uri in first if first[uri] != third[uri]}
-    assert changed == {str(corpus / "a.jpg")}
+    assert changed == {"a.jpg"}
 
 
 def test_folder_is_lazy_and_skips_its_own_cache(corpus: Path) -> None:
@@ -149,6 +153,16 @@ def test_decompression_bomb_guard(tmp_path: Path) -> None:
     write(tmp_path / "big.png", png((0, 0, 0), (100, 100)))
     _, errors = split(iter_folder(tmp_path, SourceOptions(cache_dir=tmp_path / "cache", max_image_pixels=5000)))
     assert [e.kind for e in errors] == [Kind.IMAGE_TOO_LARGE]
+    assert errors[0].reason == "100x100 image exceeds the 5000-pixel limit (decompression-bomb guard)"
+    # A PNG header announcing 30000x30000 pixels, past the limit Pillow applies itself.
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", 30_000, 30_000, 8, 2, 0, 0, 0)
+    body = chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + chunk(b"IEND", b"")
+    write(tmp_path / "big.png", b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + body)
+    _, errors = split(iter_folder(tmp_path, SourceOptions(cache_dir=tmp_path / "cache", max_image_pixels=5000)))
+    assert [e.reason for e in errors] == ["900000000-pixel image exceeds the 5000-pixel limit (decompression-bomb guard)"]
 
 
 # -- manifests ------------------------------------------------------------------------------
@@ -187,7 +201,8 @@ def test_csv_manifest_rows_and_bad_rows_by_line(tmp_path: Path, images: Path, op
     ]
     red = items[0]
     assert red.tags == ["warm", "bright"] and red.source == str(manifest)
-    assert red.metadata == {"category": "colour", "manifest": str(manifest), "line": 2, SOURCE_NAME: "manifest.csv:2"}
+    assert red.metadata == {"category": "colour", "manifest": str(manifest), "line": 2}
+    assert red.name == "manifest.csv#line=2"
     assert red.image.uri == str(images / "red.jpg")
     assert items[2].metadata["line"] == 5  # the quoted cell on line 3 spans two lines
     assert [(e.source.rsplit(":", 1)[1], e.kind) for e in errors] == [
@@ -221,7 +236,7 @@ def test_jsonl_manifest_with_custom_columns(tmp_path: Path, images: Path) -> Non
     options = SourceOptions(cache_dir=tmp_path / "cache", image_columns=("img",), text_columns=("desc",))
     items, errors = split(iter_manifest(manifest, options))
     assert [i.text for i in items] == ["Red", "Text only"]
-    expected = {"score": 3, "nested": {"k": [1, 2]}, "manifest": str(manifest), "line": 1, SOURCE_NAME: "rows.jsonl:1"}
+    expected = {"score": 3, "nested": {"k": [1, 2]}, "manifest": str(manifest), "line": 1}
     assert items[0].metadata == expected
     assert items[0].tags == ["a"]
     assert [(int(e.source.rsplit(":", 1)[1]), e.kind) for e in errors] == [
@@ -318,6 +333,7 @@ def server() -> Iterator[str]:
 def test_urls_are_refused_when_fetching_is_disabled(server: str, options: SourceOptions) -> None:
     _, errors = split(iter_urls([f"{server}/ok.png"], options))
     assert [e.kind for e in errors] == [Kind.URL_DISABLED]
+    assert "pass --allow-urls to rag ingest, or set RAG_ALLOW_URLS=true" in errors[0].reason
     assert _Handler.requests == []
 
 
@@ -402,8 +418,12 @@ def test_pdf_pages_and_figures(tmp_path: Path, options: SourceOptions) -> None:
     pdf = make_pdf(tmp_path / "doc.pdf", figure)
     items, errors = split(iter_pdf(pdf, options))
     assert errors == []
-    page1, fig, page2 = items
-    assert page1.source == f"{pdf}#page=1" and page2.source == f"{pdf}#page=2"
+    page1, chunk1, fig, page2, chunk2 = items
+    assert {i.source for i in items} == {str(pdf)}  # the document: a re-ingest replaces its items, lost pages too
+    assert [i.name for i in items] == [
+        "doc.pdf#page=1", "doc.pdf#page=1&chunk=1", "doc.pdf#page=1&figure=1", "doc.pdf#page=2", "doc.pdf#page=2&chunk=1"
+    ]
+    assert chunk1.text == page1.text and chunk1.modality == Modality.TEXT and chunk2.text == "Second page text"
     assert "Chapter title far above" in page1.text and "Figure 1: a red rectangle" in page1.text
     assert page2.text == "Second page text" and page2.metadata["page"] == 2 and page2.metadata["page_count"] == 2
     page_png = Path(page1.image.uri)
@@ -424,7 +444,7 @@ def test_pdf_rerun_reuses_rendered_pages_and_keeps_ids(tmp_path: Path, options: 
     assert [i.id for i in again] == [i.id for i in first]
     assert Path(again[0].image.uri).stat().st_mtime_ns == stamp
     no_figures = split(iter_pdf(pdf, SourceOptions(cache_dir=options.cache_dir, pdf_figures=False)))[0]
-    assert len(no_figures) == 2
+    assert len(no_figures) == 4  # two pages, two text chunks
 
 
 def test_unreadable_pdfs_are_reported(tmp_path: Path, options: SourceOptions) -> None:
@@ -470,7 +490,14 @@ def test_markdown_images_with_their_context(docs: Path, options: SourceOptions) 
         '<p>Raw <img src="img/red%20cat.jpg" alt="html in markdown"></p>\n\n'
         f"![inline](data:image/png;base64,{inline})\n",
     )
-    items, errors = split(iter_markdown(doc, options))
+    everything, errors = split(iter_markdown(doc, options))
+    chunks = [i for i in everything if i.image is None]
+    assert [i.name for i in chunks] == ["guide.md#guide", "guide.md#cats", "guide.md#broken"]
+    assert chunks[1].text.startswith("Cats\n\nHere is a cat sitting on a mat.") and chunks[1].metadata["heading_path"] == [
+        "Guide", "Cats"
+    ]
+    items = [i for i in everything if i.image is not None]
+    assert [i.anchor for i in items] == ["image=1", "image=2", "image=6", "image=7", "image=8"]  # 3-5 failed
     texts = [i.text for i in items]
     assert texts[0] == "A red cat\nTabby\nCats\nHere is a cat sitting on a mat."
     assert items[0].image.uri == str(docs / "img" / "red cat.jpg")
@@ -501,7 +528,12 @@ def test_html_images_figures_and_bad_references(docs: Path, options: SourceOptio
         "<p><img alt='no source'> <img src='ftp://host/x.png'></p>"
         "</body></html>",
     )
-    items, errors = split(iter_html(doc, options))
+    everything, errors = split(iter_html(doc, options))
+    assert [(i.name, i.text) for i in everything if i.image is None] == [
+        ("page.html#shapes", "Shapes\n\nBefore the figure.\n\nFig. 1 & a blue box\n\nA red inline."),
+        ("page.html#empty", "Empty"),
+    ]
+    items = [i for i in everything if i.image is not None]
     assert [i.text for i in items] == [
         "blue\nShapes\nFig. 1 & a blue box",
         "Shapes\nA red inline.",
@@ -512,10 +544,11 @@ def test_html_images_figures_and_bad_references(docs: Path, options: SourceOptio
 
 def test_document_without_images_and_unreadable_document(docs: Path, options: SourceOptions) -> None:
     plain = write(docs / "plain.md", "# Nothing\n\nJust words.\n")
-    assert [(e.kind, e.severity) for e in iter_markdown(plain, options)] == [(Kind.NO_IMAGES, Severity.WARNING)]
+    assert [(i.name, i.text) for i in iter_markdown(plain, options)] == [("plain.md#nothing", "Nothing\n\nJust words.")]
     latin = write(docs / "latin.html", "<p>caf\xe9 <img src='img/blue.png'></p>".encode("latin-1"))
     items, errors = split(iter_html(latin, options))
-    assert items[0].text == "caf\ufffd" and [e.kind for e in errors] == [Kind.UNREADABLE]
+    assert [i.text for i in items] == ["caf\xe9", "caf\xe9"]  # a chunk, and the image with its context
+    assert [(e.kind, e.severity) for e in errors] == [(Kind.NOT_TEXT, Severity.WARNING)]
     assert [e.kind for e in iter_html(docs / "missing.html", options)] == [Kind.NOT_FOUND]
 
 
@@ -568,16 +601,16 @@ def test_open_sources_picks_the_source_by_path_type(
     html = write(docs / "b.html", "<p>Red <img src='img/red%20cat.jpg'></p>")
     write(tmp_path / "single.txt", "Single caption")
     single = write(tmp_path / "single.png", png((5, 5, 5)))
-    unknown = write(tmp_path / "notes.docx", b"PK")
+    unknown = write(tmp_path / "budget.xlsx", b"PK")
     url = f"{server}/ok.png"
     paths = [corpus, manifest, pdf, markdown, html, single, url, unknown, tmp_path / "absent.pdf", "ftp://h/x.png"]
     results = list(open_sources(paths, cache_dir=tmp_path / "cache", allow_urls=True))
     items, errors = split(results)
     sources = [i.source for i in items]
-    assert sum(s.startswith(str(corpus)) for s in sources) == 5
+    assert sum(s.startswith(str(corpus)) for s in sources) == 6  # 5 images and a text file
     assert sources.count(str(manifest.resolve())) == 1
-    assert sum(s.startswith(f"{pdf}#page=") for s in sources) == 3
-    assert sources.count(str(markdown)) == 1 and sources.count(str(html)) == 1
+    assert sources.count(str(pdf)) == 5  # 2 pages, 2 page text chunks, a figure
+    assert sources.count(str(markdown)) == 2 and sources.count(str(html)) == 2  # a text chunk and an image each
     assert [i.text for i in items if i.source == str(single)] == ["Single caption"]
     assert sources[-1] == url
     tail = [(e.source, e.kind) for e in errors[-3:]]
@@ -598,11 +631,12 @@ def test_items_are_named_relative_to_the_path_they_were_read_from(
     write(tmp_path / "docs" / "a.md", "# A\n\n![red](../data/img/red.jpg)\n")
     monkeypatch.chdir(tmp_path)  # a relative path names its items as well as an absolute one
     items, _ = split(open_sources([corpus, manifest, pdf, single, "docs/a.md"], cache_dir=tmp_path / "cache"))
-    names = [item.metadata[SOURCE_NAME] for item in items]
-    assert names[:5] == ["a.jpg", "b.png", "e.jpg", "sub/c.jpg", "sub/d.jpg"]  # the folder's items, by their path in it
-    assert {n for n in names if n.startswith("doc.pdf")} == {"doc.pdf#page=1", "doc.pdf#page=2"}  # pages, figures
-    assert [n for n in names[5:] if not n.startswith("doc.pdf")] == ["m.jsonl:1", "single.png", "a.md"]
-    assert all(item_name(item.source, item.metadata) == name for item, name in zip(items, names))
+    names = [item.name for item in items]
+    assert names[:6] == ["a.jpg", "b.png", "e.jpg", "orphan.txt#chunk=1", "sub/c.jpg", "sub/d.jpg"]  # by path in it
+    pdf_names = [n for n in names if n.startswith("doc.pdf")]
+    assert {"doc.pdf#page=1", "doc.pdf#page=2", "doc.pdf#page=1&chunk=1", "doc.pdf#page=1&figure=1"} <= set(pdf_names)
+    assert [n for n in names[6:] if not n.startswith("doc.pdf")] == ["m.jsonl#line=1", "single.png", "a.md#a", "a.md#image=1"]
+    assert len(set(names)) == len(names)  # unique
 
 
 def test_missing_sources_and_peeking_for_items(tmp_path: Path, corpus: Path) -> None:

@@ -63,8 +63,15 @@ def test_overlong_text_m3_uses_its_own_budget():
 
 
 def test_empty_text_is_valid(tiny_base):
-    np.testing.assert_allclose(tiny_base.encode_fused([PHOTO], [""]), tiny_base.encode_image([PHOTO]), atol=1e-6)
-    assert np.isfinite(tiny_base.encode_text([""])).all()
+    # The reference's image embedding of PHOTO (image 4 of the base fixture), computed by its own image path.
+    reference = np.load(parity_dir("base") / "expected.npz")["image/4"]
+    fused, image_part = tiny_base.encode_fused_and_image([PHOTO], ["a caption"])
+    for with_empty_text in (tiny_base.encode_fused([PHOTO], [""]), tiny_base.encode_fused_and_image([PHOTO], [""])[0]):
+        np.testing.assert_allclose(with_empty_text, reference, atol=1e-6)
+    np.testing.assert_allclose(image_part, reference, atol=1e-6)
+    assert float(fused[0] @ reference[0]) < 0.9999  # the caption changed the fused vector
+    empty, word = tiny_base.encode_text(["", "x"])
+    assert np.isfinite(empty).all() and abs(np.linalg.norm(empty) - 1) < 1e-6 and float(empty @ word) < 0.9999
 
 
 def test_text_arguments_are_checked(tiny_base):

@@ -9,8 +9,9 @@ from PIL import Image
 
 from tests.conftest import load_tiny
 
-ATOL = 1e-5  # from pixels and token ids
-MIN_COSINE = 0.9999  # from image files, end to end
+# Float32 embeddings agree with the reference's to a few units in the last place (the largest difference measured
+# was 1.5e-7, on values up to about 0.5); the README states this bound.
+ATOL = 3e-7
 
 
 def cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -29,7 +30,7 @@ def ids(p, i: int) -> tuple[torch.Tensor, torch.Tensor]:
 def test_preprocessing_matches_reference_pixels(parity):
     p, enc = parity
     for i, path in enumerate(p.images):
-        np.testing.assert_allclose(enc.preprocess([path]).numpy(), p.expected[f"pixels/{i}"], atol=ATOL, rtol=0)
+        np.testing.assert_array_equal(enc.preprocess([path]).numpy(), p.expected[f"pixels/{i}"])  # bit for bit
 
 
 def test_tokenizer_ids_match_reference(parity):
@@ -67,12 +68,15 @@ def test_fused_from_pixels_and_token_ids(parity):
 def test_end_to_end_from_files(parity):
     p, enc = parity
     texts = p.cases["texts"]
-    assert cosines(enc.encode_text(texts), np.concatenate([p.expected[f"text/{i}"] for i in range(len(texts))])).min() >= MIN_COSINE
+    expected_texts = np.concatenate([p.expected[f"text/{i}"] for i in range(len(texts))])
+    np.testing.assert_allclose(enc.encode_text(texts), expected_texts, atol=ATOL, rtol=0)
     images = enc.encode_image(p.images)
-    assert cosines(images, np.concatenate([p.expected[f"image/{i}"] for i in range(len(p.images))])).min() >= MIN_COSINE
+    expected_images = np.concatenate([p.expected[f"image/{i}"] for i in range(len(p.images))])
+    np.testing.assert_allclose(images, expected_images, atol=ATOL, rtol=0)
     fused = p.cases["fused"]
     ours = enc.encode_fused([p.images[c["image"]] for c in fused], [texts[c["text"]] for c in fused])
-    assert cosines(ours, np.concatenate([p.expected[f"fused/{k}"] for k in range(len(fused))])).min() >= MIN_COSINE
+    expected_fused = np.concatenate([p.expected[f"fused/{k}"] for k in range(len(fused))])
+    np.testing.assert_allclose(ours, expected_fused, atol=ATOL, rtol=0)
 
 
 def test_padded_batches_match_reference(parity):
@@ -81,7 +85,7 @@ def test_padded_batches_match_reference(parity):
     stacked = [pixels(p, i)[0] for i in range(len(p.images))]
     np.testing.assert_allclose(enc.encode_image(stacked), p.expected["batch_image"], atol=ATOL, rtol=0)
     fused = enc.encode_fused(p.images, p.cases["batch_fused_texts"])
-    assert cosines(fused, p.expected["batch_fused"]).min() >= MIN_COSINE
+    np.testing.assert_allclose(fused, p.expected["batch_fused"], atol=ATOL, rtol=0)
 
 
 @pytest.mark.parametrize("batch_size", [1, 2, 16])

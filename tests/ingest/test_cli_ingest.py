@@ -73,7 +73,8 @@ def test_search_and_ask_name_items_as_ingested_and_show_each_path_once(tmp_path)
     assert all(line.count("photos/") == 1 for line in rows)
     found = json.loads(run(tmp_path, "search", "-c", "kb", "-t", "a white carriage", "--json").stdout)["results"]
     assert {Path(r["source"]).parent for r in found} == {corpus / "photos"}  # JSON keeps the full paths
-    assert {r["metadata"]["source_name"] for r in found} == {f"photos/{p.name}" for p in CORPUS.glob("*.[jp][pn]g")}
+    assert {r["name"] for r in found} == {f"photos/{p.name}" for p in CORPUS.glob("*.[jp][pn]g")}
+    assert {r["metadata"]["name"] for r in found} == {r["name"] for r in found}
 
     answer = run(tmp_path, "ask", "Which carriage?", "-c", "kb", "-k", "2").stdout
     evidence = [line for line in answer.splitlines() if line.startswith("[")]
@@ -130,3 +131,38 @@ def test_sources_without_items_say_so_and_create_nothing(tmp_path, as_json):
     else:
         assert f"error {broken / 'a.png'}: empty file" in result.output
     assert created(tmp_path) == []
+
+
+def screen(stream: str) -> list[str]:
+    """The lines a terminal shows after ``stream``: carriage returns, newlines, erase-line and cursor-up applied,
+    other escape sequences dropped."""
+    lines, row = [""], 0
+    for token in re.findall(r"\x1b\[[0-9;?]*[A-Za-z]|\r|\n|[^\x1b\r\n]+", stream):
+        if token == "\n":
+            row += 1
+            lines += [""] * (row + 1 - len(lines))
+        elif token == "\r" or token == "\x1b[2K":
+            lines[row] = "" if token == "\x1b[2K" else lines[row]
+        elif re.fullmatch(r"\x1b\[(\d*)A", token):
+            row = max(row - int(token[2:-1] or 1), 0)
+        elif not token.startswith("\x1b"):
+            lines[row] += token
+    return [line for line in lines if line.strip()]
+
+
+def test_an_error_leaves_no_progress_bar_under_its_message(tmp_path, monkeypatch):
+    from io import StringIO
+
+    from rich.console import Console
+
+    import rag.cli.common
+    import rag.cli.ingest
+
+    terminal = Console(file=StringIO(), force_terminal=True, width=200)
+    monkeypatch.setattr(rag.cli.common, "console", terminal)
+    monkeypatch.setattr(rag.cli.ingest, "console", terminal)
+    result = run(tmp_path, "ingest", str(CORPUS), "-c", "kb", "--weights", str(tmp_path / "missing.pth"))
+    assert result.exit_code == 2
+    shown = screen(terminal.file.getvalue())
+    assert shown[0].startswith("error:") and "missing.pth" in shown[0], shown
+    assert not any("loading the encoder" in line for line in shown), shown

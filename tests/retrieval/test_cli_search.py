@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 
 import pytest
@@ -97,6 +98,8 @@ def test_a_default_text_search_reaches_text_items_and_filters_by_modality(rag, c
     message = " ".join(refused.stderr.split())
     assert refused.exit_code == 2 and "set --mode to text-to-any or text-to-text" in message
     assert "MetadataFilters" not in message
+    table = " ".join(rag("search", "-t", NOTES[1], "-k", "20").stdout.split())
+    assert "│ 1 │" in table and "notes/1 │ text │" in table and "│ image+text │" in table  # one list, kinds shown
     unknown = rag("search", "-t", "x", "-f", "modality=txt")
     assert unknown.exit_code == 2 and "unknown value(s) 'txt'" in unknown.stderr
 
@@ -194,3 +197,16 @@ def test_ask_when_the_llm_fails_exits_4_with_the_evidence(rag, corpus, monkeypat
     assert result.exit_code == 4
     data = json.loads(result.stdout)
     assert data["status"] == "llm_error" and "HTTP 503" in data["error"] and len(data["citations"]) == 2
+
+
+def test_ask_says_a_failed_rerank_once_and_names_the_endpoint(rag, corpus, caplog) -> None:
+    with FakeLLMServer(Reply("the second one"), Reply("See [1].")) as server:
+        result = rag(
+            "ask", "Where is the lighthouse?", "-k", "2", "--rerank", "1", "--llm-base-url", server.url, "--llm-model", "m"
+        )
+        url = server.url
+    assert result.exit_code == 0, result.output
+    assert " ".join(result.output.split()).count("rerank skipped") == 1
+    assert not [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    unreachable = rag("ask", "Where is the lighthouse?", "-k", "2", "--llm-base-url", url, "--llm-model", "m")
+    assert unreachable.exit_code == 4 and f"cannot reach the LLM endpoint {url}" in unreachable.stdout

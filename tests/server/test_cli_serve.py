@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import socket
 from typing import Any
 
 import pytest
@@ -10,6 +11,7 @@ import uvicorn
 from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
+import rag.server.app as app_module
 from rag.cli import app
 from rag.server.app import is_loopback
 from tests.conftest import parity_dir
@@ -20,7 +22,20 @@ from tests.retrieval.corpus import COLLECTION, Corpus
 def started(monkeypatch: pytest.MonkeyPatch) -> list[tuple[Any, dict[str, Any]]]:
     """What `rag serve` hands to uvicorn, instead of serving."""
     calls: list[tuple[Any, dict[str, Any]]] = []
-    monkeypatch.setattr(uvicorn, "run", lambda asgi, **kwargs: calls.append((asgi, kwargs)))
+    binds: list[tuple[str, int]] = []
+
+    def run(server: uvicorn.Server, sockets: list[socket.socket]) -> None:
+        calls.append((server.config.app, {"host": server.config.host, "port": server.config.port}))
+        assert binds[-1] == (server.config.host, server.config.port) and sockets[0].fileno() != -1
+
+    real_bind = app_module.bind
+
+    def bind(host: str, port: int) -> socket.socket:  # a free port stands in: the tests ask for 8000 and 9123
+        binds.append((host, port))
+        return real_bind("127.0.0.1", 0)
+
+    monkeypatch.setattr(uvicorn.Server, "run", run)
+    monkeypatch.setattr(app_module, "bind", bind)
     tiny = parity_dir("base")
     monkeypatch.setenv("RAG_WEIGHTS", str(tiny / "weights.pth"))
     monkeypatch.setenv("RAG_TEXT_MODEL", str(tiny / "text_model"))
@@ -71,3 +86,17 @@ def test_serve_opens_only_an_existing_collection_and_shows_paths_on_request(star
         with TestClient(asgi) as client:
             uris.append(client.get("/api/stats").json()["uri"])
     assert uris == [None, corpus.db]
+
+
+def test_serve_on_a_busy_port_fails_before_loading_anything(corpus: Corpus, monkeypatch: pytest.MonkeyPatch) -> None:
+    def no_app(settings: Any) -> None:
+        raise AssertionError("the app (and its encoder) must not be built when the port is taken")
+
+    monkeypatch.setattr(app_module, "create_app", no_app)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = CliRunner().invoke(app, ["serve", "--collection", COLLECTION, "--uri", corpus.db, "--port", str(port)])
+    assert result.exit_code == 2, result.output
+    assert f"cannot listen on 127.0.0.1:{port}: Address already in use" in " ".join(result.output.split())

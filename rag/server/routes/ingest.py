@@ -10,7 +10,7 @@ from starlette.exceptions import HTTPException
 
 from ..jobs import IngestJob
 from ..models import ErrorBody
-from ..service import MANIFEST_SUFFIXES, UploadError
+from ..service import DOCUMENT_SUFFIXES, UploadError
 from .deps import ServiceDep, SettingsDep, read_upload
 
 router = APIRouter(tags=["ingest"])
@@ -23,7 +23,10 @@ def ingest(
     response: Response,
     files: Annotated[
         list[UploadFile],
-        File(description="Images to add, and manifests (.jsonl, .ndjson, .csv) whose rows name images or URLs."),
+        File(
+            description="Images to add, documents (.pdf, .md, .html, .txt, .docx, .pptx) and manifests (.jsonl, "
+            ".ndjson, .csv) whose rows name images or URLs. Items are named by the uploaded file's name."
+        ),
     ],
     captions: Annotated[
         list[str] | None, Form(description="One caption per file, in the same order (ignored for manifests).")
@@ -38,7 +41,7 @@ def ingest(
     manifests: list[tuple[str, bytes]] = []
     for index, upload in enumerate(files):
         name = Path(upload.filename or f"file-{index}").name
-        if Path(name).suffix.lower() in MANIFEST_SUFFIXES:
+        if Path(name).suffix.lower() in DOCUMENT_SUFFIXES:
             manifests.append((name, read_upload(upload, max_bytes)))
         else:
             images.append((name, read_upload(upload, max_bytes), captions[index] if captions else ""))

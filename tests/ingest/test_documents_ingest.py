@@ -1,0 +1,116 @@
+"""Documents through the whole ingest: idempotent, a changed document replaces exactly its old items, a killed run
+resumes to the exact set, and names work as filters in the CLI."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+from pathlib import Path
+
+from connectors.milvus import EncoderInfo, MilvusStore
+from connectors.sources import open_sources
+from rag.ingest import ingest
+from tests.connectors.documents_corpus import make_docx, make_text_pdf, png
+from tests.ingest.test_cli_ingest import run
+from tests.ingest.test_pipeline import kill_when_added
+
+STOPS = " ".join(f"Stop {i} is on the {['north', 'east', 'west'][i % 3]} line." for i in range(600))
+
+
+def _options(encoder, tmp_path: Path) -> dict:
+    return {"cache_dir": tmp_path / "cache", "text_window": encoder.text_window.capped(64), "chunk_overlap": 8}
+
+
+def _store(tmp_path: Path, encoder) -> MilvusStore:
+    return MilvusStore.open(tmp_path / "db" / "milvus.db", "docs", encoder_info=EncoderInfo.of(encoder))
+
+
+def test_documents_reingest_idempotently_and_replace_exactly_their_old_items(tiny_base, tmp_path):
+    docs = tmp_path / "docs"
+    (docs / "notes.txt").parent.mkdir(parents=True)
+    (docs / "notes.txt").write_text(STOPS)
+    make_text_pdf(docs / "manual.pdf", [["page one"], ["page two"], ["page three"]])
+    (docs / "guide.md").write_text("# Guide\n\nRead me.\n\n## Install\n\nRun it.\n")
+    options = _options(tiny_base, tmp_path)
+    with _store(tmp_path, tiny_base) as store:
+        first = ingest(open_sources([docs], **options), tiny_base, store)
+        assert first.skipped == [] and first.added == store.count() > 30
+        again = ingest(open_sources([docs], **options), tiny_base, store)
+        assert (again.added, again.unchanged, again.replaced) == (0, first.added, 0)  # +0
+
+        (docs / "notes.txt").write_text(" ".join(STOPS.split(". ")[:40]))  # a shorter version
+        make_text_pdf(docs / "manual.pdf", [["page one"], ["page two, changed"]])  # one page lost
+        changed = ingest(open_sources([docs], **options), tiny_base, store)
+        with MilvusStore.open(tmp_path / "clean.db", "docs", encoder_info=EncoderInfo.of(tiny_base)) as fresh:
+            ingest(open_sources([docs], **options), tiny_base, fresh)
+            expected = {(h.item.name, h.item.text) for h in fresh.search(tiny_base.encode_text(["x"])[0], k=1000)}
+        stored = {(h.item.name, h.item.text) for h in store.search(tiny_base.encode_text(["x"])[0], k=1000)}
+        assert stored == expected  # no orphan chunk of the longer text, nothing of the lost page
+        assert not any(name.startswith("manual.pdf#page=3") for name, _ in stored)
+        assert store.count() == first.added + changed.added - changed.removed  # the report accounts for the count
+        assert changed.replaced > 0 and changed.removed > 0  # changed chunks and pages, and the lost page's items
+
+
+INTERRUPTIBLE = textwrap.dedent(
+    """
+    import sys
+    from pathlib import Path
+    from tests.conftest import load_tiny
+    from connectors.milvus import EncoderInfo, MilvusStore
+    from connectors.sources import open_sources
+    from rag.ingest import ingest
+
+    encoder = load_tiny("base")
+    options = {"cache_dir": Path(sys.argv[3]), "text_window": encoder.text_window.capped(64), "chunk_overlap": 8}
+    with MilvusStore.open(sys.argv[1], "docs", encoder_info=EncoderInfo.of(encoder)) as store:
+        report = ingest(open_sources([sys.argv[2]], **options), encoder, store, batch_size=4,
+                        on_progress=lambda progress: print("done", progress.added, flush=True))
+        print("finished", report.added, flush=True)
+    """
+)
+
+
+def test_a_killed_document_ingest_resumes_to_the_exact_items(tiny_base, tmp_path):
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "notes.txt").write_text(STOPS)
+    make_docx(docs / "report.docx", png((0, 90, 0)))
+    db = tmp_path / "db" / "milvus.db"
+    kill_when_added(INTERRUPTIBLE, [str(db), str(docs), str(tmp_path / "cache")], 12, tmp_path)
+    options = _options(tiny_base, tmp_path)
+    query = tiny_base.encode_text(["x"])[0]
+    with MilvusStore.open(db, "docs", encoder_info=EncoderInfo.of(tiny_base)) as store:
+        partial = store.count()
+        report = ingest(open_sources([docs], **options), tiny_base, store)
+        resumed = {h.id for h in store.search(query, k=1000)}
+    with MilvusStore.open(tmp_path / "clean.db", "docs", encoder_info=EncoderInfo.of(tiny_base)) as fresh:
+        ingest(open_sources([docs], **options), tiny_base, fresh)
+        clean = {h.id for h in fresh.search(query, k=1000)}
+    assert 12 <= partial < len(clean) and report.unchanged >= 12
+    assert resumed == clean
+
+
+def test_names_are_filters_in_the_cli_and_the_summary_names_what_was_passed_over(tmp_path):
+    docs = tmp_path / "docs"
+    (docs / "sub").mkdir(parents=True)
+    (docs / "sub" / "guide.md").write_text("# Guide\n\nRead the signals.\n\n## Install\n\nRun the installer.\n")
+    (docs / "notes.txt").write_text("The depot opens at dawn.")
+    (docs / "budget.xlsx").write_bytes(b"PK\x03\x04")
+    (docs / "backup.zip").write_bytes(b"PK\x03\x04")
+    result = run(tmp_path, "ingest", str(docs), "-c", "kb")
+    assert result.exit_code == 0, result.output
+    assert "passed over 2 files: backup.zip, budget.xlsx" in result.output
+    summary = json.loads(run(tmp_path, "ingest", str(docs), "-c", "kb", "--json").stdout)
+    assert (summary["added"], summary["unchanged"], summary["passed_over"]) == (0, 3, 2)
+
+    def names(*flags: str) -> list[str]:
+        found = run(tmp_path, "search", "-c", "kb", "-t", "signals", "--mode", "text-to-text", *flags, "--json")
+        return sorted(r["name"] for r in json.loads(found.stdout)["results"])
+
+    assert names() == ["notes.txt#chunk=1", "sub/guide.md#guide", "sub/guide.md#install"]
+    assert names("-f", "source=sub/guide.md#install") == ["sub/guide.md#install"]  # the name as shown
+    assert names("-f", "source=guide.md") == ["sub/guide.md#guide", "sub/guide.md#install"]  # the file name
+    assert names("-f", "source=sub/guide.md") == ["sub/guide.md#guide", "sub/guide.md#install"]  # its path
+    assert names("-f", f"source={(docs / 'notes.txt').resolve()}") == ["notes.txt#chunk=1"]  # the stored path
+    table = run(tmp_path, "search", "-c", "kb", "-t", "signals", "--mode", "text-to-text").stdout
+    assert "sub/guide.md#install" in table
