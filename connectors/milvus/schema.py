@@ -366,7 +366,9 @@ def node_content_bound(item: KnowledgeItem) -> int:
     """An upper bound on the bytes of the item's ``_node_content``, without building the node: its strings
     escaped as LlamaIndex's JSON escapes them (ASCII), plus :data:`_NODE_SLACK`."""
     image = item.image
-    pieces = [item.id, item.source, item.source, item.modality.value, item.tags, item.metadata, *PATH_METADATA]
+    # Every string the node copies (the name and the anchor stand for the names derived from them).
+    pieces = [item.id, item.source, item.source, item.name, item.name, item.anchor, item.anchor]
+    pieces += [item.modality.value, item.tags, item.metadata, *PATH_METADATA]
     pieces += [image.uri, image.mime_type or ""] if image is not None else []
     return len(json.dumps(pieces, default=str)) + _NODE_SLACK
 
