@@ -12,7 +12,7 @@ from typing import Any, Iterator, Literal, Mapping, Sequence, TypeVar
 
 import numpy as np
 from pydantic import BaseModel, Field
-from pymilvus import FunctionType, MilvusException
+from pymilvus import FunctionType, MilvusClient, MilvusException
 
 from connectors.milvus import schema
 from connectors.milvus.bm25 import SUFFIX as _BM25_SUFFIX
