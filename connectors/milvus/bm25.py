@@ -29,8 +29,8 @@ import math
 import re
 import zlib
 from collections import Counter
-from dataclasses import dataclass, field
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 
 from pymilvus import DataType, MilvusClient
 
@@ -225,7 +225,8 @@ class CollectionBm25:
             self._reweigh(corpus.avgdl or 1.0)
 
     def _texts(self) -> Iterator[list[dict]]:
-        iterator = self._client.query_iterator(self._collection, batch_size=_BATCH, output_fields=[self._id, self._text])
+        fields = [self._id, self._text]
+        iterator = self._client.query_iterator(self._collection, batch_size=_BATCH, output_fields=fields)
         try:
             while page := iterator.next():
                 yield page
@@ -240,7 +241,10 @@ class CollectionBm25:
 
     def _reweigh(self, avgdl: float) -> None:
         for page in self._texts():
-            rows = [{self._id: row[self._id], self._sparse: Corpus().doc_vector(tokenize(row[self._text]), avgdl)} for row in page]
+            rows = [
+                {self._id: row[self._id], self._sparse: Corpus().doc_vector(tokenize(row[self._text]), avgdl)}
+                for row in page
+            ]
             self._client.upsert(self._collection, rows, partial_update=True)
         corpus = self.stats.read()
         corpus.avgdl_written = avgdl

@@ -21,9 +21,10 @@ two items with the same digest and the same text are duplicates, whatever their 
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from datetime import datetime, timedelta, timezone
 from enum import Enum
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt
@@ -102,7 +103,7 @@ class Backend(str, Enum):
     SERVER = "server"
 
     @classmethod
-    def of(cls, uri: str) -> "Backend":
+    def of(cls, uri: str) -> Backend:
         return cls.SERVER if uri.split("://", 1)[0].lower() in ("http", "https", "tcp", "unix") else cls.LITE
 
     def dense_index(self) -> dict[str, Any]:
@@ -128,11 +129,11 @@ class EncoderInfo(BaseModel):
     fingerprint: str = Field(min_length=1, description="The encoder's weights fingerprint.")
 
     @classmethod
-    def of(cls, encoder: "Encoder", variant: str | None = None) -> "EncoderInfo":
+    def of(cls, encoder: Encoder, variant: str | None = None) -> EncoderInfo:
         """The encoder's record; ``variant`` defaults to ``encoder.name``."""
         return cls(variant=variant or encoder.name, dim=encoder.dim, fingerprint=encoder.fingerprint)
 
-    def compatible_with(self, other: "EncoderInfo") -> bool:
+    def compatible_with(self, other: EncoderInfo) -> bool:
         return self.dim == other.dim and self.fingerprint == other.fingerprint
 
     def describe(self) -> str:
@@ -147,7 +148,7 @@ class EncoderInfo(BaseModel):
         }
 
     @classmethod
-    def from_properties(cls, properties: Mapping[str, str]) -> "EncoderInfo | None":
+    def from_properties(cls, properties: Mapping[str, str]) -> EncoderInfo | None:
         """The record written by ``to_properties``, or None when the collection has none."""
         try:
             return cls(
@@ -231,7 +232,7 @@ def from_epoch_ms(ms: int) -> datetime:
     return _EPOCH + timedelta(milliseconds=ms)
 
 
-def to_llama_node(item: KnowledgeItem) -> "BaseNode":
+def to_llama_node(item: KnowledgeItem) -> BaseNode:
     """The item as a LlamaIndex node: an ``ImageNode`` when it has an image, else a ``TextNode``.
 
     Its metadata is the item's metadata plus ``source``, ``modality``, ``tags`` and ``created_at``

@@ -5,19 +5,20 @@ from __future__ import annotations
 import logging
 import os
 import threading
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Iterator, Literal, Mapping, Sequence, TypeVar
+from typing import Any, Literal, TypeVar
 
 import numpy as np
 from pydantic import BaseModel, Field
 from pymilvus import FunctionType, MilvusClient, MilvusException
 
 from connectors.milvus import schema
+from connectors.milvus.blend import SIGNALS, TUNED_BLENDS, Blend, BlendError, TunedBlend
 from connectors.milvus.bm25 import SUFFIX as _BM25_SUFFIX
 from connectors.milvus.bm25 import CollectionBm25
-from connectors.milvus.blend import SIGNALS, TUNED_BLENDS, Blend, BlendError, TunedBlend
 from connectors.milvus.filters import Filters, and_, compile_filter, field_in, id_in
 from connectors.milvus.fusion import fuse
 from connectors.milvus.schema import Backend, EncoderInfo
@@ -91,7 +92,8 @@ class StoreStats(BaseModel):
         default=None, description="Device, dtype and why, as the last ingest into the collection ran (rag.runtime)."
     )
     tuned_blends: dict[str, TunedBlend] = Field(
-        default_factory=dict, description="The blends `rag eval --tune` saved, by query kind: queries of that kind use them."
+        default_factory=dict,
+        description="The blends `rag eval --tune` saved, by query kind: queries of that kind use them.",
     )
 
 
@@ -133,7 +135,7 @@ class MilvusStore:
         create: bool = True,
         token: str | None = None,
         bm25: bool | None = None,
-    ) -> "MilvusStore":
+    ) -> MilvusStore:
         """Connect, check (or create) the collection, and load it.
 
         ``encoder_info`` (variant, dim, fingerprint) is required to create a collection; when given
@@ -219,7 +221,10 @@ class MilvusStore:
         for batch in _chunks(list(rows_by_id.values()), _WRITE_BATCH):
             if self._terms is not None:
                 replaced = self._client.query(
-                    self._collection, filter=id_in([row[schema.ID] for row in batch]), output_fields=[schema.TEXT], limit=len(batch)
+                    self._collection,
+                    filter=id_in([row[schema.ID] for row in batch]),
+                    output_fields=[schema.TEXT],
+                    limit=len(batch),
                 )
                 self._terms.weigh(batch, [row[schema.TEXT] for row in replaced])
             self._client.upsert(self._collection, batch)
@@ -262,7 +267,9 @@ class MilvusStore:
         )
         return [_hit(hit["entity"], hit["distance"]) for hit in result[0]]
 
-    def text_search(self, query: str, *, k: int = 10, filter: Filters | None = None, with_vectors: bool = False) -> list[Hit]:
+    def text_search(
+        self, query: str, *, k: int = 10, filter: Filters | None = None, with_vectors: bool = False
+    ) -> list[Hit]:
         """BM25 full-text search over the items' text; scores are BM25 scores (higher is better)."""
         self._require_bm25("text_search")
         data, params = self._bm25_query(query)
@@ -333,7 +340,9 @@ class MilvusStore:
         """The stored items with these ids, in the order asked; unknown ids are left out."""
         found: dict[str, KnowledgeItem] = {}
         for batch in _chunks(list(dict.fromkeys(ids)), _ID_BATCH):
-            for row in self._client.query(self._collection, filter=id_in(batch), output_fields=schema.ITEM_FIELDS, limit=len(batch)):
+            for row in self._client.query(
+                self._collection, filter=id_in(batch), output_fields=schema.ITEM_FIELDS, limit=len(batch)
+            ):
                 found[row[schema.ID]] = schema.from_row(row)
         return [found[i] for i in ids if i in found]
 
@@ -359,7 +368,9 @@ class MilvusStore:
         """Which of these ids are stored already (for idempotent ingestion)."""
         existing: set[str] = set()
         for batch in _chunks(list(dict.fromkeys(ids)), _ID_BATCH):
-            rows = self._client.query(self._collection, filter=id_in(batch), output_fields=[schema.ID], limit=len(batch))
+            rows = self._client.query(
+                self._collection, filter=id_in(batch), output_fields=[schema.ID], limit=len(batch)
+            )
             existing.update(row[schema.ID] for row in rows)
         return existing
 
@@ -440,7 +451,7 @@ class MilvusStore:
             self._closed = True
             _disconnect(self._client, self._uri, self._backend)
 
-    def __enter__(self) -> "MilvusStore":
+    def __enter__(self) -> MilvusStore:
         return self
 
     def __exit__(
@@ -491,9 +502,13 @@ class MilvusStore:
     def _hits(self, ranked: Sequence[tuple[str, float]], with_vectors: bool) -> list[Hit]:
         """Hits for ``(id, score)`` pairs, in their order; ids no longer stored are left out."""
         ids = [item_id for item_id, _ in ranked]
-        rows = self._client.query(
-            self._collection, filter=id_in(ids), output_fields=_output_fields(with_vectors), limit=len(ids)
-        ) if ids else []
+        rows = (
+            self._client.query(
+                self._collection, filter=id_in(ids), output_fields=_output_fields(with_vectors), limit=len(ids)
+            )
+            if ids
+            else []
+        )
         by_id = {row[schema.ID]: row for row in rows}
         return [_hit(by_id[item_id], score) for item_id, score in ranked if item_id in by_id]
 
@@ -521,7 +536,9 @@ class MilvusStore:
     def _check_query(self, vector: np.ndarray | Sequence[float]) -> list[float]:
         query = np.asarray(vector, dtype=np.float32).reshape(-1)
         if query.shape != (self._encoder.dim,):
-            raise ValueError(f"query vector has {query.size} values; the collection's encoder gives {self._encoder.dim}")
+            raise ValueError(
+                f"query vector has {query.size} values; the collection's encoder gives {self._encoder.dim}"
+            )
         if not np.isfinite(query).all():
             raise ValueError("query vector has NaN or infinite values")
         return query.tolist()
@@ -661,8 +678,8 @@ def _check_existing(
         raise EncoderMismatchError(
             f"collection {collection!r} at {uri} was made with encoder {recorded.describe()}, but the encoder in "
             f"use is {info.describe()}. Its vectors are not comparable: use the same encoder and weights (RAG_ENCODER, "
-            f"RAG_WEIGHTS={recorded.variant}), choose another collection (--collection / RAG_COLLECTION), or drop this one "
-            "and re-ingest."
+            f"RAG_WEIGHTS={recorded.variant}), choose another collection (--collection / RAG_COLLECTION), or drop "
+            "this one and re-ingest."
         )
     functions = description.get("functions") or []
     stats = properties.get(schema.BM25_PROPERTY) == schema.BM25_STATISTICS

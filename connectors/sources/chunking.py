@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 from rag.items import Severity, SourceError
 from rag.items import SourceErrorKind as Kind

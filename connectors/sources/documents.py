@@ -19,8 +19,8 @@ against the document's folder; remote images are fetched only when ``allow_urls`
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, Sequence
 
 from rag.items import Severity, SourceError
 from rag.items import SourceErrorKind as Kind
@@ -71,7 +71,9 @@ def read_text(path: Path, options: SourceOptions) -> Iterator[SourceError]:
     try:
         size = path.stat().st_size
     except OSError as e:
-        raise BadInput(Kind.NOT_FOUND if isinstance(e, FileNotFoundError) else Kind.UNREADABLE, f"cannot read: {e}")
+        raise BadInput(
+            Kind.NOT_FOUND if isinstance(e, FileNotFoundError) else Kind.UNREADABLE, f"cannot read: {e}"
+        ) from e
     if size > options.max_document_bytes:
         raise BadInput(
             Kind.UNREADABLE_DOCUMENT,

@@ -72,7 +72,10 @@ class GridReranker(BaseNodePostprocessor):
         texts = "\n".join(f"[{i}] {_one_line(r.node.get_content())}" for i, r in enumerate(nodes, start=1))
         blocks: list[Any] = [TextBlock(text=f"Question: {query.query_str}\n")]
         if query.image_path:
-            blocks += [TextBlock(text="The question is about this picture:\n"), image_block(query.image_path, self.max_image_side)]
+            blocks += [
+                TextBlock(text="The question is about this picture:\n"),
+                image_block(query.image_path, self.max_image_side),
+            ]
         blocks += [
             TextBlock(
                 text=f"\nThe next picture shows the {len(nodes)} candidates, each numbered in its top-left corner "

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import Annotated, Optional, TypeVar
+from typing import Annotated, TypeVar
 
 import typer
 from pydantic import ValidationError
@@ -36,16 +36,16 @@ def _verbose(value: bool) -> None:
             logging.getLogger(name).setLevel(logging.WARNING)
 
 
-CollectionOpt = Annotated[Optional[str], typer.Option("--collection", "-c", help="Collection name [RAG_COLLECTION].")]
+CollectionOpt = Annotated[str | None, typer.Option("--collection", "-c", help="Collection name [RAG_COLLECTION].")]
 UriOpt = Annotated[
-    Optional[str], typer.Option("--uri", help="Milvus Lite file (*.db) or http://host:19530 [RAG_MILVUS_URI].")
+    str | None, typer.Option("--uri", help="Milvus Lite file (*.db) or http://host:19530 [RAG_MILVUS_URI].")
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON on stdout.")]
 EncoderOpt = Annotated[
-    Optional[str], typer.Option("--encoder", help="visualized-bge, clip or bridgetower [RAG_ENCODER].")
+    str | None, typer.Option("--encoder", help="visualized-bge, clip or bridgetower [RAG_ENCODER].")
 ]
 WeightsOpt = Annotated[
-    Optional[str], typer.Option("--weights", help="Variant, .pth, hub id or model folder [RAG_WEIGHTS].")
+    str | None, typer.Option("--weights", help="Variant, .pth, hub id or model folder [RAG_WEIGHTS].")
 ]
 # Accepted after the command as well as before it (`rag -v search ...`, `rag search ... -v`); it acts through
 # its callback, so the commands ignore the value they are passed.
@@ -73,7 +73,11 @@ def open_store(settings: Settings, encoder=None, create: bool = False):
     info = EncoderInfo.of(encoder, encoder.name) if encoder is not None else None
     try:
         return MilvusStore.open(
-            settings.milvus_uri, settings.collection, encoder_info=info, create=create, token=settings.milvus_token_value
+            settings.milvus_uri,
+            settings.collection,
+            encoder_info=info,
+            create=create,
+            token=settings.milvus_token_value,
         )
     except StoreError as e:
         raise fail(str(e)) from e
@@ -92,7 +96,8 @@ def require_collection(settings: Settings) -> None:
 
 def load_encoder(settings: Settings, purpose: str = "query", expected_items: int | None = None, runtime=None):
     from rag.embeddings import CheckpointError
-    from rag.embeddings.registry import load_encoder as load, runtime_from_settings
+    from rag.embeddings.registry import load_encoder as load
+    from rag.embeddings.registry import runtime_from_settings
     from rag.runtime import RuntimeUnavailableError
 
     try:
@@ -135,7 +140,9 @@ def _global_options(
     ] = False,
     version: Annotated[
         bool,
-        typer.Option("--version", help="Print the version and exit.", callback=_version, is_eager=True, expose_value=False),
+        typer.Option(
+            "--version", help="Print the version and exit.", callback=_version, is_eager=True, expose_value=False
+        ),
     ] = False,
 ) -> None:
     pass

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import json
+from functools import partial
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -28,19 +29,22 @@ from rag.cli.common import (
     settings_from,
 )
 
+
 @app.command(name="eval")
 def evaluate(
-    queries: Annotated[Path, typer.Option("--queries", "-q", help="JSONL: text and/or image, relevant ids.", exists=True)],
+    queries: Annotated[
+        Path, typer.Option("--queries", "-q", help="JSONL: text and/or image, relevant ids.", exists=True)
+    ],
     collection: Annotated[
-        Optional[list[str]],
+        list[str] | None,
         typer.Option(
             "--collection",
             "-c",
             help="NAME, or NAME=ENCODER[:WEIGHTS] when its encoder is not --encoder's (repeat to compare).",
         ),
     ] = None,
-    mode: Annotated[Optional[list[str]], typer.Option("--mode", "-m", help="Only these modes (repeat).")] = None,
-    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Also write the JSON here.")] = None,
+    mode: Annotated[list[str] | None, typer.Option("--mode", "-m", help="Only these modes (repeat).")] = None,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Also write the JSON here.")] = None,
     tune: Annotated[
         bool,
         typer.Option(
@@ -89,18 +93,18 @@ def evaluate(
             if tune:
                 from rag.analysis.tuning import tune_blends
 
-                tuned = checked(lambda: tune_blends(model, store, asked))
+                tuned = checked(partial(tune_blends, model, store, asked))
                 results += tuned
                 to_save.append((settings, tuned))
             else:
-                results += checked(lambda: evaluate_collection(model, store, asked, modes))
+                results += checked(partial(evaluate_collection, model, store, asked, modes))
     saved: dict[str, list[str]] = {}
     if tune and not dry_run:  # only once every collection is tuned: an error above leaves them all as they were
         from rag.analysis.tuning import save_tuned
 
         for settings, tuned in to_save:
             with open_store(settings) as store:
-                saved[settings.collection] = sorted(checked(lambda: save_tuned(store, tuned)))
+                saved[settings.collection] = sorted(checked(partial(save_tuned, store, tuned)))
     data = {
         "queries": str(queries),
         "count": len(asked),

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Iterator, Optional
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -44,34 +45,42 @@ def ingest(
     uri: UriOpt = None,
     encoder: EncoderOpt = None,
     weights: WeightsOpt = None,
-    batch_size: Annotated[Optional[int], typer.Option(help="Items per batch [RAG_BATCH_SIZE].")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Items per batch [RAG_BATCH_SIZE].")] = None,
     chunk_size: Annotated[
-        Optional[int],
-        typer.Option(min=8, help="Tokens per document text chunk, special tokens included; default and most: the "
-                     "encoder's window (512; CLIP 77) [RAG_CHUNK_SIZE].", show_default=False),
+        int | None,
+        typer.Option(
+            min=8,
+            help="Tokens per document text chunk, special tokens included; default and most: the "
+            "encoder's window (512; CLIP 77) [RAG_CHUNK_SIZE].",
+            show_default=False,
+        ),
     ] = None,
     chunk_overlap: Annotated[
-        Optional[int], typer.Option(min=0, help="Tokens a chunk repeats from the one before [RAG_CHUNK_OVERLAP: 32].",
-                                    show_default=False)
+        int | None,
+        typer.Option(
+            min=0, help="Tokens a chunk repeats from the one before [RAG_CHUNK_OVERLAP: 32].", show_default=False
+        ),
     ] = None,
     allow_urls: Annotated[bool, typer.Option("--allow-urls", help="Fetch http(s) images.")] = False,
-    report: Annotated[Optional[Path], typer.Option(help="JSONL file listing every problem met.")] = None,
+    report: Annotated[Path | None, typer.Option(help="JSONL file listing every problem met.")] = None,
     as_json: JsonOpt = False,
     engine: Annotated[
         str, typer.Option(help="local: this process; ray: a Ray cluster (pip install 'mmrag\\[ray]').")
     ] = "local",
     ray_address: Annotated[
-        Optional[str],
-        typer.Option(help="--engine ray: auto, ray://host:10001 or host:6379; default: a local Ray.", show_default=False),
+        str | None,
+        typer.Option(
+            help="--engine ray: auto, ray://host:10001 or host:6379; default: a local Ray.", show_default=False
+        ),
     ] = None,
     workers: Annotated[
-        Optional[int], typer.Option(min=1, help="--engine ray: encoder actors; default: one per GPU, else per node.")
+        int | None, typer.Option(min=1, help="--engine ray: encoder actors; default: one per GPU, else per node.")
     ] = None,
     gpus_per_worker: Annotated[
-        Optional[float], typer.Option(min=0, help="--engine ray: GPUs per encoder actor (0.5: two on a GPU).")
+        float | None, typer.Option(min=0, help="--engine ray: GPUs per encoder actor (0.5: two on a GPU).")
     ] = None,
     cpus_per_worker: Annotated[
-        Optional[float], typer.Option(min=0.01, help="--engine ray: CPUs per encoder actor (its torch threads).")
+        float | None, typer.Option(min=0.01, help="--engine ray: CPUs per encoder actor (its torch threads).")
     ] = None,
     verbose: VerboseOpt = False,
 ) -> None:
@@ -83,11 +92,20 @@ def ingest(
     from connectors.sources import SourceOptions, count_items, open_sources, peek_items
 
     settings = settings_from(
-        collection=collection, milvus_uri=uri, encoder=encoder, weights=weights, batch_size=batch_size,
-        chunk_size=chunk_size, chunk_overlap=chunk_overlap,
+        collection=collection,
+        milvus_uri=uri,
+        encoder=encoder,
+        weights=weights,
+        batch_size=batch_size,
+        chunk_size=chunk_size,
+        chunk_overlap=chunk_overlap,
     )
-    ray_flags = {"--ray-address": ray_address, "--workers": workers, "--gpus-per-worker": gpus_per_worker,
-                 "--cpus-per-worker": cpus_per_worker}
+    ray_flags = {
+        "--ray-address": ray_address,
+        "--workers": workers,
+        "--gpus-per-worker": gpus_per_worker,
+        "--cpus-per-worker": cpus_per_worker,
+    }
     if engine not in ("local", "ray"):
         raise fail(f"--engine must be local or ray, not {engine!r}")
     if engine == "local" and (given := [flag for flag, value in ray_flags.items() if value is not None]):
@@ -137,7 +155,11 @@ def ingest(
             summary = current.summary()
             rate = summary["items_per_second"] if done else current.added / max(time.perf_counter() - started, 1e-9)
             progress.update(
-                task, total=total, completed=current.processed, rate=rate, skipped=summary["skipped"],
+                task,
+                total=total,
+                completed=current.processed,
+                rate=rate,
+                skipped=summary["skipped"],
                 warnings=summary["warnings"],
             )
 
@@ -222,7 +244,9 @@ def _connect_ray(settings: Settings, address, workers, gpus_per_worker, cpus_per
         address=address, workers=workers, gpus_per_worker=gpus_per_worker or 0.0, cpus_per_worker=cpus_per_worker
     )
     if options.gpus_per_worker and settings.device.strip().lower() == "cpu":
-        raise fail("--gpus-per-worker asks for GPUs, and RAG_DEVICE=cpu keeps the encoder off them: set RAG_DEVICE=auto")
+        raise fail(
+            "--gpus-per-worker asks for GPUs, and RAG_DEVICE=cpu keeps the encoder off them: set RAG_DEVICE=auto"
+        )
     try:
         ray_engine.connect(options, Backend.of(settings.milvus_uri))
     except (ImportError, ray_engine.RayEngineError) as e:
@@ -269,4 +293,3 @@ def stats(
             f"blend for {kind} queries", Text(f"{tuned.blend.describe()} · {scores} on {tuned.queries} queries, {when}")
         )
     Console().print(table)
-

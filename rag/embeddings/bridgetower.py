@@ -8,7 +8,7 @@ vector needs the whole model.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -20,7 +20,8 @@ from .transformers_encoder import TransformersEncoder
 
 
 class BridgeTowerEncoder(TransformersEncoder):
-    """Text, image and fused embeddings of a BridgeTower ITC checkpoint, e.g. ``BridgeTower/bridgetower-large-itm-mlm-itc``."""
+    """Text, image and fused embeddings of a BridgeTower ITC checkpoint, e.g.
+    ``BridgeTower/bridgetower-large-itm-mlm-itc``."""
 
     model_type = "bridgetower"
     model_class = BridgeTowerForContrastiveLearning

@@ -4,8 +4,9 @@ gives image nodes their fused image+text embedding (LlamaIndex's own embedding s
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from io import BytesIO
-from typing import Any, Sequence
+from typing import Any
 
 from llama_index.core.base.embeddings.base import Embedding
 from llama_index.core.embeddings import MultiModalEmbedding

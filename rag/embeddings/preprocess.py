@@ -24,13 +24,13 @@ from __future__ import annotations
 import logging
 import threading
 from collections import deque
+from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from itertools import chain, islice
 from multiprocessing import get_context
 from pathlib import Path
-from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 from PIL import Image
@@ -62,7 +62,7 @@ class Preprocessor:
 
     # -- submitting ------------------------------------------------------------------------------
 
-    def submit(self, images: Sequence[ImageInput]) -> "PendingImages":
+    def submit(self, images: Sequence[ImageInput]) -> PendingImages:
         """Start preparing ``images``; ``results()`` of the returned object waits for them, in order."""
         slots: list[_Slot] = []
         to_processes: list[tuple[int, ImageInput]] = []
@@ -107,7 +107,9 @@ class Preprocessor:
             for waiting in pending:
                 waiting.cancel()
 
-    def batches(self, images: Sequence[ImageInput], batches: Sequence[Sequence[int]], ahead: int = 2) -> Iterator[list[PreparedImage]]:
+    def batches(
+        self, images: Sequence[ImageInput], batches: Sequence[Sequence[int]], ahead: int = 2
+    ) -> Iterator[list[PreparedImage]]:
         """The prepared images of each batch of indices, the next ``ahead`` batches prepared meanwhile;
         raises the ``ImageLoadError`` of a bad image when its batch is reached."""
         widest = max((len(b) for b in batches), default=1)
@@ -150,7 +152,10 @@ class Preprocessor:
                     broken.shutdown(wait=False, cancel_futures=True)
                 # spawn: the parent may hold CUDA and threads, which a forked child must not inherit.
                 pool = ProcessPoolExecutor(
-                    self.workers, mp_context=get_context("spawn"), initializer=_set_transform, initargs=(self.transform,)
+                    self.workers,
+                    mp_context=get_context("spawn"),
+                    initializer=_set_transform,
+                    initargs=(self.transform,),
                 )
                 try:
                     # One call per worker: every worker is started now, not one by one as work arrives.
@@ -161,8 +166,9 @@ class Preprocessor:
                     self.processes, self._pool = False, None
                     logger.warning(
                         "image preprocessing uses threads: worker processes could not start (%s). A script that "
-                        "uses them must guard its entry point with `if __name__ == \"__main__\":`; "
-                        "RAG_PREPROCESS=threads chooses threads from the start.", _first_line(e),
+                        'uses them must guard its entry point with `if __name__ == "__main__":`; '
+                        "RAG_PREPROCESS=threads chooses threads from the start.",
+                        _first_line(e),
                     )
                     return None
                 self._pool = pool
@@ -172,7 +178,7 @@ class Preprocessor:
 @dataclass
 class _Slot:
     future: Future | None
-    task: "_GroupTask | None" = None
+    task: _GroupTask | None = None
     offset: int = 0
 
 

@@ -13,9 +13,10 @@ import json
 import logging
 import os
 from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Any, Callable, ClassVar, Iterator, Sequence
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -91,10 +92,11 @@ class TransformersEncoder(ABC):
         batch_size: int | None = None,
         workers: int | None = None,
         settings: Settings | None = None,
-    ) -> "TransformersEncoder":
+    ) -> TransformersEncoder:
         """Load a local model folder or a hub id (from the Hugging Face cache first; the hub only if reachable).
 
-        ``runtime``, or else ``device``, ``dtype``, ``batch_size`` and ``workers``, say where it runs (see ``rag.runtime``).
+        ``runtime``, or else ``device``, ``dtype``, ``batch_size`` and ``workers``, say where it runs
+        (see ``rag.runtime``).
         What is not given comes from ``settings`` (default ``Settings()``: ``RAG_DEVICE``, ``RAG_DTYPE``, ...; the model
         from ``RAG_WEIGHTS`` when ``RAG_ENCODER`` names this encoder), then from the defaults; arguments given win.
         """
@@ -171,7 +173,7 @@ class TransformersEncoder(ABC):
         return self._transform.shape
 
     @property
-    def image_transform(self) -> "ProcessorTransform":
+    def image_transform(self) -> ProcessorTransform:
         return self._transform
 
     # -- encoding --------------------------------------------------------------------------------
@@ -223,8 +225,13 @@ class TransformersEncoder(ABC):
         """Image vectors of a batch of preprocessed pixels (``_run`` normalises them)."""
 
     def _tokens(self, texts: list[str]) -> dict[str, torch.Tensor]:
-        tokens = self.tokenizer(texts, padding=True, truncation=True, max_length=self.max_text_tokens, return_tensors="pt")
-        return {"input_ids": tokens["input_ids"].to(self.device), "attention_mask": tokens["attention_mask"].to(self.device)}
+        tokens = self.tokenizer(
+            texts, padding=True, truncation=True, max_length=self.max_text_tokens, return_tensors="pt"
+        )
+        return {
+            "input_ids": tokens["input_ids"].to(self.device),
+            "attention_mask": tokens["attention_mask"].to(self.device),
+        }
 
     def _run(
         self,
@@ -241,8 +248,14 @@ class TransformersEncoder(ABC):
             return torch.cat([torch.nn.functional.normalize(p, dim=-1) for p in parts], dim=1)
 
         return run_batches(
-            self.runtime, n, width or self.dim, normalised, texts=texts, images=images,
-            preprocessor=self.preprocessor, batcher=self._batcher,
+            self.runtime,
+            n,
+            width or self.dim,
+            normalised,
+            texts=texts,
+            images=images,
+            preprocessor=self.preprocessor,
+            batcher=self._batcher,
         )
 
 

@@ -28,9 +28,10 @@ import math
 import pickle
 import socket
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from types import ModuleType
-from typing import Any, Callable, Iterable
+from typing import Any
 from urllib.parse import urlsplit
 
 import numpy as np
@@ -168,7 +169,9 @@ def plan_workers(options: RayOptions, nodes: list[dict[str, float]], *, writers:
     if not cpus:
         raise RayEngineError("this Ray cluster offers no CPUs (`ray status`), and decoding images needs them")
     if per_gpu > 1 and not float(per_gpu).is_integer():
-        raise RayEngineError(f"--gpus-per-worker {per_gpu:g}: Ray shares a GPU (0.5) or gives whole ones (2), not {per_gpu:g}")
+        raise RayEngineError(
+            f"--gpus-per-worker {per_gpu:g}: Ray shares a GPU (0.5) or gives whole ones (2), not {per_gpu:g}"
+        )
     if per_gpu:
         if not gpus:
             raise RayEngineError(
@@ -257,12 +260,18 @@ def _dataset(
     dataset = (
         ray.data.from_arrow_refs(blocks)
         .map_batches(
-            _decode, fn_kwargs={"transform": transform}, batch_size=None, num_cpus=plan.decode_cpus, memory=DECODE_MEMORY
+            _decode,
+            fn_kwargs={"transform": transform},
+            batch_size=None,
+            num_cpus=plan.decode_cpus,
+            memory=DECODE_MEMORY,
         )
         .map_batches(
             _Encode,
             fn_constructor_kwargs={
-                "settings": settings, "fingerprint": store.encoder.fingerprint, "expected_items": expected_items,
+                "settings": settings,
+                "fingerprint": store.encoder.fingerprint,
+                "expected_items": expected_items,
                 "threads": plan.torch_threads,
             },
             compute=ActorPoolStrategy(size=plan.workers),
@@ -275,7 +284,9 @@ def _dataset(
         dataset = dataset.map_batches(
             _Write,
             fn_constructor_kwargs={
-                "uri": store.uri, "collection": store.collection, "token": settings.milvus_token_value,
+                "uri": store.uri,
+                "collection": store.collection,
+                "token": settings.milvus_token_value,
                 "encoder": store.encoder,
             },
             compute=ActorPoolStrategy(size=plan.workers),

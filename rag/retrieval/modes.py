@@ -21,9 +21,10 @@ Other targets are chosen with an explicit mode. A ``modality`` filter (``text``,
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import Enum
-from typing import TYPE_CHECKING, Any, Literal, Mapping, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from rag.items import Modality
 
@@ -112,7 +113,7 @@ class Mode(str, Enum):
         return "image" if self.target is Target.IMAGE else "fused"
 
     @property
-    def target_filter(self) -> "MetadataFilter | None":
+    def target_filter(self) -> MetadataFilter | None:
         """The condition that keeps this mode's targets; None where the searched field already does."""
         from llama_index.core.vector_stores.types import FilterOperator, MetadataFilter
 
@@ -133,7 +134,7 @@ _TARGET_NAMES = {
 }
 
 
-def searched_modalities(mode: Mode, filters: "Mapping[str, Any] | MetadataFilters | None") -> tuple[Modality, ...]:
+def searched_modalities(mode: Mode, filters: Mapping[str, Any] | MetadataFilters | None) -> tuple[Modality, ...]:
     """The modalities ``mode`` searches under ``filters``: its targets', narrowed by a ``modality`` entry of a dict.
 
     Raises :class:`QueryError` when that entry asks only for modalities the mode never returns, or names an

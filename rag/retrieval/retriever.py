@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Literal, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Literal
 
 import numpy as np
 from llama_index.core.base.base_retriever import BaseRetriever
@@ -208,7 +209,9 @@ class MultimodalRetriever(BaseRetriever):
     def _blend_for(self, mode: Mode, text: str) -> Blend | None:
         if self.blend is not None:
             if "bm25" in self.blend.signals and not text.strip():
-                raise BlendError(f"the blend {self.blend.describe()} has bm25, which needs query text; this query has none")
+                raise BlendError(
+                    f"the blend {self.blend.describe()} has bm25, which needs query text; this query has none"
+                )
             return self.blend
         if self.hybrid:
             if text.strip():
@@ -230,7 +233,12 @@ class MultimodalRetriever(BaseRetriever):
                 hits = self.store.search(vector, field=mode.field, k=limit, filter=filters, with_vectors=similar)
             else:
                 hits = self.store.hybrid_search(
-                    vector, text, blend=blend, k=limit, filter=filters, only_images=mode.target is Target.IMAGE,
+                    vector,
+                    text,
+                    blend=blend,
+                    k=limit,
+                    filter=filters,
+                    only_images=mode.target is Target.IMAGE,
                     with_vectors=similar,
                 )
             above = [h for h in hits if self.score_threshold is None or h.score >= self.score_threshold]

@@ -1,9 +1,11 @@
-"""Every error the app answers is JSON, ``{"error": <code>, "message": <what went wrong>}``; request bodies have a cap."""
+"""Every error the app answers is JSON, ``{"error": <code>, "message": <what went wrong>}``; request bodies have
+a cap."""
 
 from __future__ import annotations
 
 import logging
-from typing import Any, Awaitable, Callable
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 from fastapi import FastAPI, Request, status
 from fastapi.exceptions import RequestValidationError

@@ -85,7 +85,9 @@ class CitedResult(Citation):
 
 
 class BlendUsed(BaseModel):
-    weights: dict[str, float] = Field(description="Each signal's share of the score (fused, image, bm25); they sum to 1.")
+    weights: dict[str, float] = Field(
+        description="Each signal's share of the score (fused, image, bm25); they sum to 1."
+    )
     fusion: Fusion
     tuned: bool = Field(description="True: the blend `rag eval --tune` saved for this kind of query.")
 

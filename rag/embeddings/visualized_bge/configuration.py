@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Union
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -39,7 +39,7 @@ class VisionConfig(BaseModel):
     fusedLN: bool = False
 
     @model_validator(mode="after")
-    def _eva02_only(self) -> "VisionConfig":
+    def _eva02_only(self) -> VisionConfig:
         missing = [k for k in ("rope", "naiveswiglu", "subln") if not getattr(self, k)]
         if missing:
             raise ValueError(
@@ -72,7 +72,7 @@ class VisionConfig(BaseModel):
         return self.embed_dim or self.width
 
     @classmethod
-    def load(cls, source: Union["VisionConfig", dict[str, Any], str, Path]) -> "VisionConfig":
+    def load(cls, source: VisionConfig | dict[str, Any] | str | Path) -> VisionConfig:
         """Accept a config, a dict, or the path of a JSON file with the same keys."""
         if isinstance(source, VisionConfig):
             return source

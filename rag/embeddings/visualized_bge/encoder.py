@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable, Iterator, Sequence
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -66,7 +67,7 @@ class VisualizedBGE:
         compile: bool | str | None = None,
         preprocess: str | None = None,
         settings: Settings | None = None,
-    ) -> "VisualizedBGE":
+    ) -> VisualizedBGE:
         """Load a checkpoint.
 
         ``weights`` is a local ``.pth`` file or a variant name (``"bge-visualized-base-en-v1.5"``,
