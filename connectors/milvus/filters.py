@@ -240,7 +240,7 @@ def _compile_filters(filters: MetadataFilters) -> str:
 
 
 def _compile_dict(filters: Mapping[str, Any]) -> str:
-    parts = []
+    parts: list[str] = []
     for key, spec in filters.items():
         if isinstance(spec, Mapping):
             parts.extend(_condition(key, _operator(op), value) for op, value in spec.items())

@@ -475,6 +475,7 @@ class MilvusStore:
     ) -> list[tuple[str, float]]:
         """One signal's candidates of a blend, as ``(id, raw score)``: its field, its query, its filter."""
         expr = self._filter(filters, images_only=only_images)
+        data: str | dict[int, float] | list[float]
         if signal == "bm25":
             data, params = self._bm25_query(text)
             field = schema.SPARSE

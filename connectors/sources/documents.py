@@ -19,7 +19,7 @@ against the document's folder; remote images are fetched only when ``allow_urls`
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from pathlib import Path
 
 from rag.items import Severity, SourceError
@@ -65,7 +65,7 @@ def block_items(doc: Path, blocks: Sequence[Block], options: SourceOptions) -> I
     yield from _images(doc, blocks, options)
 
 
-def read_text(path: Path, options: SourceOptions) -> Iterator[SourceError]:
+def read_text(path: Path, options: SourceOptions) -> Generator[SourceError, None, str]:
     """Generator returning a file's text (``yield from``): UTF-8, else Latin-1 with a warning; binary data and
     files over ``max_document_bytes`` raise ``BadInput``."""
     try:

@@ -106,7 +106,9 @@ def image_with_sidecar(path: Path, options: SourceOptions) -> Iterator[SourceRes
         yield e.report(where)
         return
     sidecars = [s for s in (path.with_suffix(x) for x in _SIDECAR_SUFFIXES) if s.is_file()]
-    text, tags, extra, problems = "", [], {}, []
+    text, problems = "", []
+    tags: list[str] = []
+    extra: dict[str, Any] = {}
     if sidecars:
         try:
             text, tags, extra = _read_sidecar(sidecars[0])

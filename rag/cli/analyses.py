@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import typer
 from rich.console import Console
@@ -74,7 +74,7 @@ def similarity(
         return
     table = Table(title=Text(f"similarity ({report.encoder})"), box=box.SIMPLE_HEAD)
     for column in ("comparison", "left", "right", "cosine", "euclidean", "rank by cos", "rank by dist"):
-        justify = "left" if column in ("comparison", "left", "right") else "right"
+        justify: Literal["left", "right"] = "left" if column in ("comparison", "left", "right") else "right"
         table.add_column(column, justify=justify, overflow="fold")
     for row, by_cos, by_dist in zip(report.rows, report.cosine_ranks, report.distance_ranks):
         table.add_row(
@@ -161,6 +161,7 @@ def embedding_map(
         raise fail(f"--method must be one of {', '.join(METHODS)}, not {method!r}")
     if field not in ("image", "fused"):
         raise fail(f"--field must be image or fused, not {field!r}")
+    vectors: Literal["image", "fused"] = "image" if field == "image" else "fused"
     checked(lambda: map_format(output))
     from rag.analysis import embed_items, project, save_map, stored_vectors
 
@@ -188,7 +189,7 @@ def embedding_map(
                 lambda: embed_items(
                     model,
                     items,
-                    field=field,
+                    field=vectors,
                     color_by=color_by,
                     batch_size=settings.batch_size,
                     on_progress=lambda done, total: progress.update(task, completed=done, total=total),
@@ -197,7 +198,7 @@ def embedding_map(
         title = f"{', '.join(sources)} · {model.name}"
     else:
         with open_store(settings) as store:
-            embedded = checked(lambda: stored_vectors(store, field=field, color_by=color_by))
+            embedded = checked(lambda: stored_vectors(store, field=vectors, color_by=color_by))
             title = f"{settings.collection} · {store.encoder.variant}"
     coords = checked(lambda: project(embedded.vectors, method, seed=seed))
     path = checked(

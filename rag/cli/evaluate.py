@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from functools import partial
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -28,6 +28,11 @@ from rag.cli.common import (
     require_collection,
     settings_from,
 )
+
+if TYPE_CHECKING:  # loaded by the commands that need them: `rag --help` starts without them
+    from connectors.milvus import MilvusStore
+    from rag.analysis.evaluation import EvalQuery
+    from rag.embeddings.base import Encoder
 
 
 @app.command(name="eval")
@@ -73,13 +78,14 @@ def evaluate(
     if unknown:
         raise fail(f"unknown mode(s) {', '.join(unknown)}; modes: {', '.join(m.name for m in MODES)}")
     modes = [m for m in MODES if not mode or m.name in mode]
+    specs: list[str | None] = [*collection] if collection else [None]
     every = [
         settings_from(collection=name, milvus_uri=uri, encoder=kind or encoder, weights=own if kind else own or weights)
-        for name, kind, own in map(_collection_spec, collection or [None])
+        for name, kind, own in map(_collection_spec, specs)
     ]
     for settings in every:
         require_collection(settings)
-    encoders: dict[tuple[str | None, str | None], object] = {}
+    encoders: dict[tuple[str | None, str | None], Encoder] = {}
     results: list = []
     to_save = []
     missing: dict[str, dict[str, list[str]]] = {}
@@ -125,7 +131,7 @@ def evaluate(
         _print_evaluation(results, f"{len(asked)} queries from {queries.name}")
 
 
-def _warn_missing(store, asked: list) -> dict[str, list[str]]:
+def _warn_missing(store: MilvusStore, asked: list[EvalQuery]) -> dict[str, list[str]]:
     """Warn, on stderr, about queries whose relevant items are not in the collection; returns them by query id."""
     from rag.analysis.evaluation import missing_relevant
 
@@ -183,7 +189,7 @@ def _print_tuning(results: list, saved: dict[str, list[str]], dry_run: bool, sou
         if r.best is not None:
             rows.append((Text(f"★ {Blend.of(r.best).describe()}", style="bold"), r.metrics))
         for label, scores in rows:
-            cells = [f"{r.kind} ({r.queries})", label, *(f"{scores[m]:.3f}" for m in METRICS)]
+            cells: list[str | Text] = [f"{r.kind} ({r.queries})", label, *(f"{scores[m]:.3f}" for m in METRICS)]
             table.add_row(*([Text(r.collection)] if several else []), *cells)
     Console().print(table)
     for r in results:

@@ -6,7 +6,7 @@ import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -31,6 +31,15 @@ from rag.cli.common import (
     settings_from,
 )
 from rag.settings import Settings
+
+if TYPE_CHECKING:  # loaded by the commands that need them: `rag --help` starts without them
+    from collections.abc import Callable, Iterable
+
+    from connectors.milvus import MilvusStore
+    from connectors.sources import SourceResult
+    from rag.embeddings.base import Encoder
+    from rag.ingest import IngestReport
+    from rag.ingest.ray_engine import RayOptions
 
 
 @app.command()
@@ -146,7 +155,7 @@ def ingest(
 
         started = time.perf_counter()
 
-        def on_progress(current, done: bool = False) -> None:
+        def on_progress(current: IngestReport, done: bool = False) -> None:
             total = progress.tasks[task].total
             if done or (total is not None and current.processed > total):  # the count was a guess: the bar ends full
                 total = current.processed
@@ -225,7 +234,7 @@ def _no_items(sources: list[str], problems: list, collection: str, report: Path 
     raise typer.Exit(ExitCode.NO_ITEMS)
 
 
-def _print_summary(result, summary: dict, as_json: bool) -> None:
+def _print_summary(result: IngestReport, summary: dict[str, Any], as_json: bool) -> None:
     from rag.display import ingest_summary
 
     if as_json:
@@ -235,7 +244,13 @@ def _print_summary(result, summary: dict, as_json: bool) -> None:
         console.print(line)
 
 
-def _connect_ray(settings: Settings, address, workers, gpus_per_worker, cpus_per_worker):
+def _connect_ray(
+    settings: Settings,
+    address: str | None,
+    workers: int | None,
+    gpus_per_worker: float | None,
+    cpus_per_worker: float | None,
+) -> RayOptions:
     """The Ray engine's options, connected and checked against the cluster before any model is loaded."""
     from connectors.milvus.schema import Backend
     from rag.ingest import ray_engine
@@ -254,7 +269,14 @@ def _connect_ray(settings: Settings, address, workers, gpus_per_worker, cpus_per
     return options
 
 
-def _ingest_on_ray(items, settings: Settings, store, model, options, on_progress):
+def _ingest_on_ray(
+    items: Iterable[SourceResult],
+    settings: Settings,
+    store: MilvusStore,
+    model: Encoder,
+    options: RayOptions,
+    on_progress: Callable[[IngestReport], None],
+) -> IngestReport:
     from rag.ingest import ray_engine
 
     try:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, cast
 
 import typer
 from rich.console import Console
@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from llama_index.core.schema import QueryBundle
 
     from connectors.milvus import MilvusStore
+    from rag.answer import StreamingAnswerResponse
     from rag.embeddings.base import Encoder
     from rag.retrieval import MultimodalRetriever, PlainQuery
     from rag.settings import Settings
@@ -173,7 +174,7 @@ def ask(
             retriever, llm, options, max_image_side=settings.llm_max_image_side, streaming=True,
             max_evidence_tokens=settings.llm_max_evidence_tokens,
         )
-        streamed = checked(lambda: engine.query(query))
+        streamed = cast("StreamingAnswerResponse", checked(lambda: engine.query(query)))
         response = streamed_answer(streamed, echo=not as_json)
     if as_json:
         print(json.dumps(response.to_dict()))

@@ -24,7 +24,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections import deque
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Generator, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
@@ -84,7 +84,7 @@ class Preprocessor:
                 slots[index] = _Slot(None, task, offset)
         return PendingImages(slots)
 
-    def map(self, images: Iterable[ImageInput], ahead: int | None = None) -> Iterator[Prepared]:
+    def map(self, images: Iterable[ImageInput], ahead: int | None = None) -> Generator[Prepared, None, None]:
         """Each image prepared, or its ``ImageLoadError``, in input order; ``ahead`` bounds the work queued."""
         ahead = max(1, ahead or 4 * self.workers * (self.group if self.processes else 1))
         source = iter(images)
@@ -272,7 +272,8 @@ def _set_transform(transform: ImageTransform) -> None:
 def _prepare_group(images: list[ImageInput]) -> tuple[np.ndarray | None, list[str | None]]:
     """The group's pixels stacked in one array (one transfer back), and an error message or None per image."""
     assert _TRANSFORM is not None, "worker started without a transform"
-    arrays, errors = [], []
+    arrays: list[np.ndarray] = []
+    errors: list[str | None] = []
     for image in images:
         result = prepare_one(_TRANSFORM, image)
         if isinstance(result, ImageLoadError):

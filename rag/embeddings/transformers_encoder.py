@@ -73,7 +73,8 @@ class TransformersEncoder(ABC):
         self._weights_hash = weights_hash(model)
         self.runtime = runtime
         self.device = torch.device(runtime.device)
-        self.model = model.to(device=self.device, dtype=runtime.torch_dtype).eval().requires_grad_(False)
+        # transformers types PreTrainedModel.to as a wrapped method, which mypy cannot call.
+        self.model = model.to(device=self.device, dtype=runtime.torch_dtype).eval().requires_grad_(False)  # type: ignore[call-arg]
         self.tokenizer = tokenizer
         self.image_processor = image_processor
         self._name = name
@@ -115,9 +116,10 @@ class TransformersEncoder(ABC):
                     f"{source} holds a {config.model_type!r} model, not {cls.model_type!r}: choose the matching "
                     "encoder (RAG_ENCODER) or another checkpoint"
                 )
-            model, info = cls.model_class.from_pretrained(
+            loaded: Any = cls.model_class.from_pretrained(
                 source, local_files_only=local_only, dtype=torch.float32, output_loading_info=True
             )
+            model, info = loaded  # with output_loading_info, (model, {missing_keys, mismatched_keys, ...})
             tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=local_only)
             processor = AutoImageProcessor.from_pretrained(source, local_files_only=local_only, backend="pil")
         except (OSError, ValueError) as e:
@@ -191,7 +193,7 @@ class TransformersEncoder(ABC):
         return self._run(len(texts), lambda batch, _: self._embed_text(self._tokens([texts[i] for i in batch])), texts)
 
     def encode_image(self, images: Sequence[ImageInput]) -> np.ndarray:
-        return self._run(len(images), lambda batch, pixels: self._embed_image(pixels), images=images)
+        return self._run(len(images), lambda batch, pixels: self._embed_image(_pixels(pixels)), images=images)
 
     def encode_fused(self, images: Sequence[ImageInput], texts: Sequence[str]) -> np.ndarray:
         raise FusedNotSupportedError(
@@ -276,7 +278,14 @@ class ProcessorTransform:
 
 def _processed_shape(image_processor: Any) -> tuple[int, int, int]:
     probe = image_processor(images=[Image.new("RGB", (64, 64))], return_tensors="np", do_convert_rgb=True)
-    return tuple(probe["pixel_values"][0].shape)  # type: ignore[return-value]
+    return tuple(probe["pixel_values"][0].shape)
+
+
+def _pixels(pixels: torch.Tensor | None) -> torch.Tensor:
+    """The batch's pixels, which an image batch always has."""
+    if pixels is None:
+        raise ValueError("an image batch came without its pixels")
+    return pixels
 
 
 def weights_hash(model: PreTrainedModel) -> str:

@@ -162,7 +162,8 @@ class _Versions:
         """Delete the stale ids. Returns how many were deleted, and how many of the items written took the
         place of one of them (a source's new versions, up to the number of its stale ones)."""
         self._compare()
-        stale, new_versions = [], 0
+        stale: list[str] = []
+        new_versions = 0
         for source, (ids, produced, new) in self._stale.items():
             failed = self._failed.get(source, set())
             if len(failed) < produced:

@@ -59,7 +59,7 @@ WRITER_CPUS = 0.25
 #: Memory a decoding task reserves: its worker process, and the largest image the decompression-bomb guard
 #: lets through, decoded (4 bytes a pixel). Reserving it also keeps Ray Data from fusing decoding into the
 #: encoder actors.
-DECODE_MEMORY = 512 * 2**20 + Image.MAX_IMAGE_PIXELS * 4
+DECODE_MEMORY = 512 * 2**20 + (Image.MAX_IMAGE_PIXELS or 0) * 4
 _REACH_TIMEOUT_S = 5.0
 
 

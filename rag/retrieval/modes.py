@@ -35,8 +35,11 @@ if TYPE_CHECKING:  # LlamaIndex is imported where it is used: `rag` commands che
 class QueryInputs(Protocol):
     """What a query is made of, as a LlamaIndex ``QueryBundle`` holds it."""
 
-    query_str: str
-    image_path: str | None
+    @property
+    def query_str(self) -> str: ...
+
+    @property
+    def image_path(self) -> str | None: ...
 
 
 class QueryError(ValueError):

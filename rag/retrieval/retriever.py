@@ -31,7 +31,7 @@ from rag.items import KnowledgeItem, Modality
 from rag.settings import Settings
 
 from .evidence import MERGED_DUPLICATES, annotate
-from .modes import Mode, QueryKind, Target, check_query, default_mode, searched_modalities
+from .modes import Mode, QueryError, QueryKind, Target, check_query, default_mode, searched_modalities
 from .options import MAX_TOP_K, QueryOptions
 
 logger = logging.getLogger(__name__)
@@ -168,9 +168,12 @@ class MultimodalRetriever(BaseRetriever):
         """The query vector ``mode`` compares with the stored vectors."""
         if mode.query is QueryKind.TEXT:
             return self.encoder.encode_text([query.query_str])[0]
+        image = query.image_path
+        if image is None:  # resolve_mode refuses such queries first
+            raise QueryError(f"mode {mode.value} needs a query image ({{image}})")
         if mode.query is QueryKind.IMAGE:
-            return self.encoder.encode_image([query.image_path])[0]
-        return self.encoder.encode_fused([query.image_path], [query.query_str])[0]
+            return self.encoder.encode_image([image])[0]
+        return self.encoder.encode_fused([image], [query.query_str])[0]
 
     def resolve_blend(self, query: QueryBundle) -> Blend | None:
         """The blend ``query`` is searched with; None when it is searched on its mode's vector alone.
@@ -286,7 +289,7 @@ def _identity(item: KnowledgeItem) -> list[tuple[str, ...]]:
 
     An item whose image digest is unknown is the same as no other.
     """
-    keys = [("id", item.id)]
+    keys: list[tuple[str, ...]] = [("id", item.id)]
     digest = item.image.sha256 if item.image is not None else ""
     if digest is not None:
         keys.append(("content", digest, item.text))

@@ -133,7 +133,7 @@ class TokenEvent(BaseModel):
 
 
 class ServerStats(StoreStats):
-    uri: str | None = Field(
+    uri: str | None = Field(  # type: ignore[assignment]  # the store's URI, hidden from clients unless allowed
         description="The Milvus URI; null unless the server shows its paths (RAG_SERVER_SHOW_PATHS)."
     )
     llm: str | None = Field(description="The LLM answering /api/ask; None: answers list the evidence.")

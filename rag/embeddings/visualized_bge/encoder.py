@@ -21,6 +21,7 @@ from ..compiled import BucketedCompile
 from ..inputs import ImageLoadError, PixelBatcher, PreparedImage, as_texts, check_pairs, run_batches, stack_on_host
 from ..preprocess import Preprocessor
 from ..text_window import TextWindow, window_of
+from ..transformers_encoder import _pixels
 from .configuration import VisionConfig
 from .loading import CheckpointError, build_model, checkpoint_sha256, load_weights, resolve_checkpoint
 from .modeling import VisualizedBGEModel
@@ -194,7 +195,7 @@ class VisualizedBGE:
 
         def run(batch: list[int], pixels: torch.Tensor | None) -> torch.Tensor:
             ids, mask = self._tokens([texts[i] for i in batch], self.max_fused_text_tokens)
-            return self._call("fused", self.model.embed_fused, pixels, ids, mask)
+            return self._call("fused", self.model.embed_fused, _pixels(pixels), ids, mask)
 
         return self._run_images(images, texts, run, self.dim)
 
@@ -209,7 +210,7 @@ class VisualizedBGE:
             ids, mask = self._tokens([texts[i] for i in batch], self.max_fused_text_tokens)
             rows = (len(batch), -1)
             return self._call(
-                "fused_and_image", self.model.embed_fused_and_image, pixels, ids, mask,
+                "fused_and_image", self.model.embed_fused_and_image, _pixels(pixels), ids, mask,
                 blank_ids.expand(rows), blank_mask.expand(rows),
             )
 
