@@ -165,13 +165,13 @@ def ask(
     require_collection(settings)
     from rag.answer import answer_engine
 
-    llm = checked_llm(settings)
+    answering = checked_llm(settings)
     model = load_encoder(settings)
     query = _bundle(plain)
     with open_store(settings, model) as store:
         retriever = _retriever(store, model, options, settings)
         engine = answer_engine(
-            retriever, llm, options, max_image_side=settings.llm_max_image_side, streaming=True,
+            retriever, answering, options, max_image_side=settings.llm_max_image_side, streaming=True,
             max_evidence_tokens=settings.llm_max_evidence_tokens,
         )
         streamed = cast("StreamingAnswerResponse", checked(lambda: engine.query(query)))
