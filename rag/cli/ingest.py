@@ -30,16 +30,11 @@ from rag.cli.common import (
     open_store,
     settings_from,
 )
-from rag.settings import Settings
+from rag.cli.ray import connect_ray, ingest_on_ray
 
 if TYPE_CHECKING:  # loaded by the commands that need them: `rag --help` starts without them
-    from collections.abc import Callable, Iterable
 
-    from connectors.milvus import MilvusStore
-    from connectors.sources import SourceResult
-    from rag.embeddings.base import Encoder
     from rag.ingest import IngestReport
-    from rag.ingest.ray_engine import RayOptions
 
 
 @app.command()
@@ -136,7 +131,7 @@ def ingest(
         _no_items(sources, list(results), settings.collection, report, as_json)
     ray_options = None
     if engine == "ray":
-        ray_options = _connect_ray(settings, ray_address, workers, gpus_per_worker, cpus_per_worker)
+        ray_options = connect_ray(settings, ray_address, workers, gpus_per_worker, cpus_per_worker)
     report_path = report or settings.data_dir / "reports" / f"ingest-{settings.collection}.jsonl"
     with _progress_bar(as_json) as progress:
         task = progress.add_task("loading the encoder", total=None, rate=0.0, skipped=0, warnings=0)
@@ -178,7 +173,7 @@ def ingest(
 
                 result = run_ingest(results, model, store, on_progress=on_progress)
             else:
-                result = _ingest_on_ray(results, settings, store, model, ray_options, on_progress)
+                result = ingest_on_ray(results, settings, store, model, ray_options, on_progress)
         on_progress(result, done=True)
     result.write_jsonl(report_path)
     summary = {**result.summary(), "collection": settings.collection, "report": str(report_path)}
@@ -242,49 +237,6 @@ def _print_summary(result: IngestReport, summary: dict[str, Any], as_json: bool)
         return
     for line in ingest_summary(summary, result.problems):
         console.print(line)
-
-
-def _connect_ray(
-    settings: Settings,
-    address: str | None,
-    workers: int | None,
-    gpus_per_worker: float | None,
-    cpus_per_worker: float | None,
-) -> RayOptions:
-    """The Ray engine's options, connected and checked against the cluster before any model is loaded."""
-    from connectors.milvus.schema import Backend
-    from rag.ingest import ray_engine
-
-    options = ray_engine.RayOptions(
-        address=address, workers=workers, gpus_per_worker=gpus_per_worker or 0.0, cpus_per_worker=cpus_per_worker
-    )
-    if options.gpus_per_worker and settings.device.strip().lower() == "cpu":
-        raise fail(
-            "--gpus-per-worker asks for GPUs, and RAG_DEVICE=cpu keeps the encoder off them: set RAG_DEVICE=auto"
-        )
-    try:
-        ray_engine.connect(options, Backend.of(settings.milvus_uri))
-    except (ImportError, ray_engine.RayEngineError) as e:
-        raise fail(str(e)) from e
-    return options
-
-
-def _ingest_on_ray(
-    items: Iterable[SourceResult],
-    settings: Settings,
-    store: MilvusStore,
-    model: Encoder,
-    options: RayOptions,
-    on_progress: Callable[[IngestReport], None],
-) -> IngestReport:
-    from rag.ingest import ray_engine
-
-    try:
-        return ray_engine.ingest(
-            items, settings, store, image_transform=model.image_transform, options=options, on_progress=on_progress
-        )
-    except ray_engine.RayEngineError as e:
-        raise fail(str(e)) from e
 
 
 @app.command()
