@@ -60,6 +60,15 @@ def load_full_size(variant: str = "base", **kwargs) -> tuple[VisualizedBGE, temp
     return encoder, tmp
 
 
+def cpu_name() -> str:
+    """The CPU's model name as Linux reports it (``?`` elsewhere)."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            return next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), "?")
+    except OSError:
+        return "?"
+
+
 def timed(fn: Callable[[], object], repeats: int = 1) -> float:
     """Best wall time of ``repeats`` runs after one warm-up run."""
     fn()

@@ -1,7 +1,16 @@
-"""Speed levers for CPU encoding, each measured side by side on the same fused items (full base size,
-random weights), with each lever's cosine similarity to the fp32 vectors.
+"""Speed levers for CPU encoding of what ingestion computes (a fused and an image-only vector per item; full base
+size, random weights), measured side by side: the levers take turns round after round, each keeps its best round,
+and this machine's matmul peak (bf16 and fp32) is measured in the same rounds.
 
-    .venv/bin/python benchmarks/levers.py [--items 8]
+    .venv/bin/python benchmarks/levers.py [--items 8] [--rounds 2] [--only NAME,...] [--profile] [--int8] [--compile]
+
+Each lever's GFLOP per item are counted from the computation it actually performs (``FlopCounterMode``), so its
+share of the peak is honest: sharing one vision pass between the two vectors does fewer FLOPs than the
+reference's two calls, and one padded BERT batch does more. "vs default" compares items/s with the first lever
+(what ``rag ingest`` runs on a bf16 CPU, on ready pixels); cosines are the lowest over items, fused and image-only,
+to the fp32 batched vectors of the same inputs. Levers on "files" read JPEGs: decoding and resizing run on
+worker threads that share the cores with torch's threads. ``--profile`` adds where the default lever's time
+goes, by kind of op.
 """
 
 from __future__ import annotations
@@ -9,85 +18,250 @@ from __future__ import annotations
 import argparse
 import contextlib
 import itertools
+import os
 import sys
+import tempfile
 import time
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Callable, ContextManager
 
 import numpy as np
 import torch
+from torch.nn.attention import SDPBackend, sdpa_kernel
+from torch.utils.flop_counter import FlopCounterMode
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.common import SAMPLE_IMAGES, load_full_size, matmul_gflops  # noqa: E402
+from benchmarks.common import SAMPLE_IMAGES, cpu_name, load_full_size, matmul_gflops  # noqa: E402
 from benchmarks.encode import CAPTIONS  # noqa: E402
+from benchmarks.ingest import make_corpus  # noqa: E402
+from benchmarks.profile_ops import time_by_kind  # noqa: E402
+from rag.embeddings.preprocess import Preprocessor  # noqa: E402
 
-FUSED_GFLOP = 75.9  # per fused item at base size, counted by benchmarks/encode.py
+Vectors = tuple[np.ndarray, np.ndarray]
 
 
-def measure(encoder, n: int, context: Callable[[], ContextManager] = contextlib.nullcontext) -> tuple[float, np.ndarray]:
-    images = list(itertools.islice(itertools.cycle(SAMPLE_IMAGES), n))
-    texts = list(itertools.islice(itertools.cycle(CAPTIONS), n))
-    pixels = encoder.preprocess(images)  # decoding is not what these levers change
-    rows = list(pixels)
-    with context():
-        encoder.encode_fused(rows, texts)  # warm-up at the measured shapes (torch.compile specialises on them)
+@dataclass
+class Lever:
+    name: str
+    peak: str  # "fp32" or "bf16": the matrix-product rate its products run at
+    run: Callable[[], Vectors]
+    flops: float = float("nan")  # per item, as performed
+    best: float = 0.0  # items/s
+    cosine: float = float("nan")
+    note: str = ""
+
+
+@contextlib.contextmanager
+def threads(n: int) -> Iterator[None]:
+    """torch's intra-op threads set to ``n`` for the block, then put back as they were."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+@contextlib.contextmanager
+def swapped(obj: object, attribute: str, value: object) -> Iterator[None]:
+    before = getattr(obj, attribute)
+    setattr(obj, attribute, value)
+    try:
+        yield
+    finally:
+        setattr(obj, attribute, before)
+
+
+def within(context: Callable[[], AbstractContextManager], function: Callable[[], Vectors]) -> Callable[[], Vectors]:
+    def run() -> Vectors:
+        with context():
+            return function()
+
+    return run
+
+
+def one_bert_batch(model) -> Callable[..., torch.Tensor]:
+    """``embed_fused_and_image`` with the fused and the image-only text passes as one batch (blank rows padded)."""
+
+    def embed(pixels, ids, mask, blank_ids, blank_mask) -> torch.Tensor:
+        image = model.image_tokens(pixels)
+        rows = ids.shape[0]
+        padded_ids, padded_mask = torch.zeros_like(ids), torch.zeros_like(mask)  # 0 is BERT's pad id
+        padded_ids[:, : blank_ids.shape[1]] = blank_ids
+        padded_mask[:, : blank_mask.shape[1]] = blank_mask
+        both = model.embed_fused(
+            None, torch.cat((ids, padded_ids)), torch.cat((mask, padded_mask)), image_tokens=torch.cat((image, image))
+        )
+        return torch.cat((both[:rows], both[rows:]), dim=1)
+
+    return embed
+
+
+def cosine(a: Vectors, b: Vectors) -> float:
+    def low(x: np.ndarray, y: np.ndarray) -> float:
+        return float(((x * y).sum(1) / (np.linalg.norm(x, axis=1) * np.linalg.norm(y, axis=1))).min())
+
+    return min(low(a[0], b[0]), low(a[1], b[1]))
+
+
+class Setup:
+    """The two encoders (fp32 and bf16, batch = all items), the inputs, and the levers over them."""
+
+    def __init__(self, n: int, folder: Path):
+        self.images = list(itertools.islice(itertools.cycle(SAMPLE_IMAGES), n))
+        self.texts = list(itertools.islice(itertools.cycle(CAPTIONS), n))
+        self.files = make_corpus(folder, n)
+        self.fp32, self._tmp32 = load_full_size("base", dtype="float32", batch_size=n)
+        self.bf16, self._tmp16 = load_full_size("base", dtype="bfloat16", batch_size=n)
+        self.prepared = list(self.bf16.prepare(self.images))
+        self.cores = torch.get_num_threads()
+        self._references: dict[str, Vectors] = {}
+
+    def both(self, encoder, inputs=None) -> Vectors:
+        return encoder.encode_fused_and_image(self.prepared if inputs is None else inputs, self.texts)
+
+    def reference(self, lever: Lever) -> Vectors:
+        """The fp32 batched vectors of the lever's inputs (the photos as files, or the sample images)."""
+        key = "files" if lever.name.startswith("files") else "prepared"
+        if key not in self._references:
+            self._references[key] = self.both(self.fp32, self.files if key == "files" else None)
+        return self._references[key]
+
+    def reference_loop(self, inputs) -> Vectors:
+        """The reference's way: one item per forward, a fused call and an image-only call (two vision passes)."""
+        fp32 = self.fp32
+        with swapped(fp32, "runtime", fp32.runtime.with_batch_size(1)):
+            pairs = zip(inputs, self.texts, strict=True)
+            rows = [(fp32.encode_fused([i], [t]), fp32.encode_image([i])) for i, t in pairs]
+        return np.concatenate([f for f, _ in rows]), np.concatenate([g for _, g in rows])
+
+    def batch(self, size: int) -> Vectors:
+        with swapped(self.bf16, "runtime", self.bf16.runtime.with_batch_size(size)):
+            return self.both(self.bf16)
+
+    def split(self, torch_threads: int, workers: int) -> Vectors:
+        """From JPEG files, with ``torch_threads`` intra-op threads and ``workers`` preprocessing threads."""
+        pool = Preprocessor(self.bf16.image_transform, workers)
+        try:
+            with threads(torch_threads), swapped(self.bf16, "preprocessor", pool):
+                return self.both(self.bf16, self.files)
+        finally:
+            pool.close()
+
+    def levers(self, int8: bool, compile: bool) -> list[Lever]:
+        bf16, fp32, cores = self.bf16, self.fp32, self.cores
+        default = Lever("bf16, one batch of all (the default)", "bf16", lambda: self.both(bf16))
+        levers = [
+            default,
+            Lever("fp32, one batch of all", "fp32", lambda: self.both(fp32)),
+            Lever("fp32, reference loop (1 item/forward, 2 calls)", "fp32", lambda: self.reference_loop(self.prepared)),
+            Lever("bf16, fused and image-only as two calls", "bf16",
+                  lambda: (bf16.encode_fused(self.prepared, self.texts), bf16.encode_image(self.prepared))),
+            *(Lever(f"bf16, batch {size}", "bf16", lambda size=size: self.batch(size)) for size in (1, 4)),
+            Lever("bf16, 1 torch thread", "bf16", within(lambda: threads(1), default.run)),
+            Lever("bf16, SDPA math kernel", "bf16", within(lambda: sdpa_kernel(SDPBackend.MATH), default.run)),
+            Lever("bf16, the two text passes as one batch", "bf16", within(
+                lambda: swapped(bf16.model, "embed_fused_and_image", one_bert_batch(bf16.model)), default.run)),
+            Lever("bf16 autocast, fp32 weights", "bf16",
+                  within(lambda: torch.autocast("cpu", dtype=torch.bfloat16), lambda: self.both(fp32))),
+            Lever(f"files: bf16, {cores} torch threads + {cores} workers", "bf16", lambda: self.split(cores, cores)),
+            Lever(f"files: bf16, {cores} torch threads + 1 worker", "bf16", lambda: self.split(cores, 1)),
+            Lever(f"files: bf16, {max(1, cores - 1)} torch thread + 1 worker", "bf16",
+                  lambda: self.split(max(1, cores - 1), 1)),
+            Lever("files: fp32, reference loop", "fp32", lambda: self.reference_loop(self.files)),
+        ]
+        if int8:
+            quantized = torch.ao.quantization.quantize_dynamic(fp32.model, {torch.nn.Linear}, dtype=torch.qint8)
+            levers.append(Lever("int8 dynamic quantisation of Linear", "bf16",
+                                within(lambda: swapped(fp32, "model", quantized), lambda: self.both(fp32))))
+        if compile:  # the library's own path: BucketedCompile, as RAG_COMPILE=true runs it
+            compiled = replace(bf16.runtime, compile=True)
+            on = within(lambda: swapped(bf16, "runtime", compiled), default.run)
+            levers.append(Lever("bf16 + torch.compile", "bf16", on))
+        return levers
+
+    def cleanup(self) -> None:
+        self._tmp32.cleanup()
+        self._tmp16.cleanup()
+
+
+def count_flops(lever: Lever, items: int) -> None:
+    if "compile" in lever.name or "int8" in lever.name:
+        return  # the counter sees no compiled graph or quantised product: the eager bf16 count applies
+    with FlopCounterMode(display=False) as counter:
+        lever.run()
+    lever.flops = counter.get_total_flops() / items
+
+
+def measure(levers: list[Lever], items: int, rounds: int, reference: Callable[[Lever], Vectors]) -> dict[str, float]:
+    """Every lever timed once per round, in turn (after one warm-up each); the peaks measured each round too."""
+    peaks = {"fp32": 0.0, "bf16": 0.0}
+    for lever in levers:  # warm-up at the measured shapes; the compiled lever compiles here
         start = time.perf_counter()
-        out = encoder.encode_fused(rows, texts)
-    return n / (time.perf_counter() - start), out
+        out = lever.run()
+        if "compile" in lever.name:
+            lever.note = f"compiled in {time.perf_counter() - start:.0f} s"
+        lever.cosine = cosine(out, reference(lever))
+        count_flops(lever, items)
+    for round_ in range(rounds):
+        peaks["fp32"] = max(peaks["fp32"], matmul_gflops(torch.float32, seconds=1.0))
+        peaks["bf16"] = max(peaks["bf16"], matmul_gflops(torch.bfloat16, seconds=1.0))
+        for lever in levers if round_ % 2 == 0 else reversed(levers):
+            start = time.perf_counter()
+            lever.run()
+            lever.best = max(lever.best, items / (time.perf_counter() - start))
+        print(f"  round {round_ + 1}/{rounds} done, load {os.getloadavg()[0]:.1f}", flush=True)
+    if not np.isfinite(levers[0].flops):
+        raise RuntimeError("the default lever's FLOPs could not be counted")
+    for lever in levers:
+        if not np.isfinite(lever.flops):
+            lever.flops = levers[0].flops
+    return peaks
 
 
-def cosine(a: np.ndarray, b: np.ndarray) -> float:
-    return float(((a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))).min())
+def report(levers: list[Lever], peaks: dict[str, float]) -> None:
+    print(f"{'lever':52} {'items/s':>8} {'vs default':>10} {'GFLOP/item':>10} {'GFLOP/s':>8} {'of peak':>8} "
+          f"{'min cos':>8}")
+    base = levers[0].best
+    for lever in levers:
+        achieved = lever.best * lever.flops / 1e9
+        print(f"{lever.name:52} {lever.best:8.2f} {lever.best / base:10.2f} {lever.flops / 1e9:10.1f} {achieved:8.0f} "
+              f"{achieved / peaks[lever.peak]:8.0%} {lever.cosine:8.5f} {lever.note}")
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--items", type=int, default=8)
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--only", default="", help="comma-separated parts of lever names to keep (besides the default)")
+    parser.add_argument("--profile", action="store_true", help="also show where the default lever's time goes")
+    parser.add_argument("--int8", action="store_true", help="also try dynamic int8 quantisation of Linear layers")
+    parser.add_argument("--compile", action="store_true", help="also try torch.compile (minutes to compile)")
     args = parser.parse_args()
-    n = args.items
-    peak = {"fp32": matmul_gflops(torch.float32), "bf16": matmul_gflops(torch.bfloat16)}
-    print(f"matmul peak fp32 {peak['fp32']:.0f} GFLOP/s, bf16 {peak['bf16']:.0f} GFLOP/s; {n} fused items per run")
-    print(f"{'lever':42} {'items/s':>8} {'vs fp32':>8} {'of peak':>8} {'min cos':>8}")
-
-    def row(name: str, rate: float, out: np.ndarray, ref: np.ndarray, base: float, peak_key: str) -> None:
-        print(f"{name:42} {rate:8.2f} {rate / base:8.2f} {rate * FUSED_GFLOP / peak[peak_key]:8.0%} {cosine(out, ref):8.5f}")
-
-    fp32, tmp = load_full_size("base", dtype="float32", batch_size=n)
-    base, ref = measure(fp32, n)
-    row("fp32, batched", base, ref, ref, base, "fp32")
-    fp32.runtime = fp32.runtime.with_batch_size(1)
-    rate, out = measure(fp32, n)
-    row("fp32, one item per forward", rate, out, ref, base, "fp32")
-    fp32.runtime = fp32.runtime.with_batch_size(n)
-    torch.set_num_threads(1)
-    rate, out = measure(fp32, n)
-    row("fp32, batched, 1 thread", rate, out, ref, base, "fp32")
-    torch.set_num_threads(2)
-    rate, out = measure(fp32, n, lambda: torch.autocast("cpu", dtype=torch.bfloat16))
-    row("bf16 autocast (fp32 weights)", rate, out, ref, base, "bf16")
-
-    quantized = torch.ao.quantization.quantize_dynamic(fp32.model, {torch.nn.Linear}, dtype=torch.qint8)
-    fp32.model = quantized
-    rate, out = measure(fp32, n)
-    row("int8 dynamic quantisation of Linear", rate, out, ref, base, "bf16")
-    tmp.cleanup()
-
-    bf16, tmp = load_full_size("base", dtype="bfloat16", batch_size=n)
-    rate, out = measure(bf16, n)
-    row("bf16 weights, batched (dtype='bfloat16')", rate, out, ref, base, "bf16")
-    for size in (2, 4):
-        bf16.runtime = bf16.runtime.with_batch_size(size)
-        rate, out = measure(bf16, n)
-        row(f"bf16 weights, batch {size}", rate, out, ref, base, "bf16")
-    bf16.runtime = bf16.runtime.with_batch_size(n)
-    # The heavy parts: the vision tower and the text transformer.
-    bf16.model.model_visual.visual = torch.compile(bf16.model.model_visual.visual)
-    bf16.model.bge_encoder = torch.compile(bf16.model.bge_encoder)
-    start = time.perf_counter()
-    rate, out = measure(bf16, n)
-    row(f"bf16 + torch.compile (compile {time.perf_counter() - start:.0f}s)", rate, out, ref, base, "bf16")
-    tmp.cleanup()
+    print(f"CPU {cpu_name()}, {torch.get_num_threads()} torch threads, load {os.getloadavg()[0]:.1f}; "
+          f"full-size base, random weights, {args.items} items, best of {args.rounds} alternating rounds")
+    with tempfile.TemporaryDirectory(prefix="rag-levers-") as tmp:
+        setup = Setup(args.items, Path(tmp) / "corpus")
+        levers = setup.levers(args.int8, args.compile)
+        if args.only:
+            wanted = [w.strip() for w in args.only.split(",")]
+            levers = [lv for i, lv in enumerate(levers) if i == 0 or lv.name.startswith("fp32, one batch")
+                      or any(w in lv.name for w in wanted)]
+        peaks = measure(levers, args.items, args.rounds, setup.reference)
+        print(f"matmul peak (best of the rounds): fp32 {peaks['fp32']:.0f} GFLOP/s, bf16 {peaks['bf16']:.0f} GFLOP/s; "
+              f"load {os.getloadavg()[0]:.1f}")
+        report(levers, peaks)
+        if args.profile:
+            print("\nwhere the default lever's time goes (torch profiler, self CPU time by kind of op):")
+            time_by_kind(levers[0].run, setup.bf16.model)
+            start = time.perf_counter()
+            setup.bf16.preprocess(setup.files)
+            print(f"  decoding and resizing the JPEGs alone (not in the table above): "
+                  f"{(time.perf_counter() - start) / args.items:.3f} s per item on {setup.cores} threads")
+        setup.cleanup()
 
 
 if __name__ == "__main__":

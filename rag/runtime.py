@@ -37,6 +37,8 @@ BF16_NATIVE_MAX_SLOWDOWN = 8.0
 #: ``compile="auto"`` compiles an ingest only past this many items: compiling takes a minute or more,
 #: and it saves a fraction of a millisecond per item (benchmarks/gpu.py prints the break-even).
 COMPILE_MIN_ITEMS = 500_000
+#: Why ``compile="auto"`` never compiles on a CPU (measured with benchmarks/levers.py --compile).
+CPU_COMPILE_WHY = "where it measured no faster than eager for minutes of compiling (benchmarks/levers.py --compile)"
 #: ``preprocess="auto"`` uses worker processes on CUDA machines with at least this many cores.
 PROCESSES_MIN_CORES = 4
 #: Items per forward pass by device kind, when the settings do not say.
@@ -207,21 +209,20 @@ def resolve_runtime(
     device, device_reason = _device(device, hardware)
     dtype, dtype_reason = _dtype(device, dtype, hardware)
     kind = device.split(":", 1)[0]
-    compiled = _compile(compile, kind, purpose, expected_items)
-    preprocess = (preprocess or AUTO).strip().lower()
-    if preprocess not in (AUTO, "threads", "processes"):
-        raise RuntimeUnavailableError(f"preprocess must be auto, threads or processes, got {preprocess!r} (RAG_PREPROCESS)")
-    processes = preprocess == "processes" or (
-        preprocess == AUTO and kind == "cuda" and hardware.cores >= PROCESSES_MIN_CORES
-    )
+    compiled, compile_reason = _compile(compile, kind, purpose, expected_items)
+    processes, pool_reason = _pool(preprocess, kind, hardware)
+    batch_size, batch_reason = _batch_size(batch_size, kind)
+    workers, workers_reason = _workers(workers, hardware)
     runtime = Runtime(
         device=device,
         dtype=dtype,
-        batch_size=batch_size or DEFAULT_BATCH.get(kind, DEFAULT_BATCH["cpu"]),
-        workers=workers or max(1, min(hardware.cores, _MAX_WORKERS)),
+        batch_size=batch_size,
+        workers=workers,
         compile=compiled,
         processes=processes,
-        reason=f"{device_reason}; {dtype_reason}",
+        reason="; ".join((
+            device_reason, dtype_reason, batch_reason, f"{workers_reason}, {pool_reason}", compile_reason
+        )),
     )
     logger.info("encoder runtime: %s", runtime.describe())
     return runtime
@@ -285,15 +286,47 @@ def _dtype(device: str, requested: str, hardware: Hardware) -> tuple[str, str]:
     return requested, f"dtype {requested} as set"
 
 
-def _compile(requested: bool | str, kind: str, purpose: Purpose, expected_items: int | None) -> bool:
-    if isinstance(requested, str):
-        value = requested.strip().lower()
-        if value == AUTO:
-            long_batch = purpose == "batch" and (expected_items or 0) >= COMPILE_MIN_ITEMS
-            return kind == "cuda" and (purpose == "serve" or long_batch)
-        if value in ("1", "true", "yes", "on"):
-            return True
-        if value in ("0", "false", "no", "off", ""):
-            return False
+def _batch_size(requested: int | None, kind: str) -> tuple[int, str]:
+    if requested:
+        return requested, f"batch {requested} as set"
+    size = DEFAULT_BATCH.get(kind, DEFAULT_BATCH["cpu"])
+    return size, f"batch {size}, the default on {kind}"
+
+
+def _workers(requested: int | None, hardware: Hardware) -> tuple[int, str]:
+    if requested:
+        return requested, f"{requested} preprocessing workers as set"
+    workers = max(1, min(hardware.cores, _MAX_WORKERS))
+    return workers, f"{workers} preprocessing workers, one per core (at most {_MAX_WORKERS})"
+
+
+def _pool(requested: str, kind: str, hardware: Hardware) -> tuple[bool, str]:
+    value = (requested or AUTO).strip().lower()
+    if value not in (AUTO, "threads", "processes"):
+        raise RuntimeUnavailableError(
+            f"preprocess must be auto, threads or processes, got {requested!r} (RAG_PREPROCESS)"
+        )
+    if value != AUTO:
+        return value == "processes", f"{value} as set"
+    if kind == "cuda" and hardware.cores >= PROCESSES_MIN_CORES:
+        return True, f"processes: a GPU outruns threads sharing one interpreter, and {hardware.cores} cores run them"
+    return False, f"threads: only {hardware.cores} cores" if kind == "cuda" else "threads: the model shares the cores"
+
+
+def _compile(requested: bool | str, kind: str, purpose: Purpose, expected_items: int | None) -> tuple[bool, str]:
+    if isinstance(requested, bool):
+        return requested, "compile on, as asked" if requested else "compile off, not asked for"
+    value = requested.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True, "compile on as set"
+    if value in ("0", "false", "no", "off", ""):
+        return False, "compile off as set"
+    if value != AUTO:
         raise RuntimeUnavailableError(f"compile must be auto, true or false, got {requested!r} (RAG_COMPILE)")
-    return bool(requested)
+    if kind != "cuda":
+        return False, f"compile auto: off on {kind}, {CPU_COMPILE_WHY}"
+    if purpose == "serve":
+        return True, "compile auto: on for a server, whose queries then take about 1 ms of GPU time instead of 5"
+    if purpose == "batch" and (expected_items or 0) >= COMPILE_MIN_ITEMS:
+        return True, f"compile auto: on, {expected_items} items to embed pay back its minute of compiling"
+    return False, f"compile auto: off for a {purpose} of {expected_items or 'few'} items, too short to pay it back"

@@ -49,6 +49,23 @@ class Settings(BaseSettings):
     milvus_token: SecretStr | None = Field(
         default=None, description="Milvus server token, 'user:password' or an API key."
     )
+    milvus_timeout: PositiveFloat = Field(
+        default=60.0,
+        description="Seconds before a Milvus call is abandoned (a store that went away is reported after this long).",
+    )
+    milvus_lite: Literal["shared", "in-process"] = Field(
+        default="shared",
+        description="How a Milvus Lite path (*.db) is opened. shared: by one server process per data folder, started "
+        "on demand and shared by every rag process and library user (it stops once none is left); in-process: inside "
+        "this process, which then holds the folder alone (for embedded use where spawning a process is impossible).",
+    )
+    milvus_lite_idle: float = Field(
+        default=15.0,
+        gt=0,
+        le=50,
+        description="Seconds the shared Milvus Lite server waits after its last user left (or was killed) before it "
+        "stops; a command run meanwhile reuses it.",
+    )
     data_dir: Path = Field(
         default=Path("rag_data"),
         description="Where rendered PDF pages, downloaded images and ingest reports are written.",

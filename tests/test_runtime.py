@@ -57,7 +57,7 @@ def test_explicit_settings_always_win(caplog) -> None:
     assert resolve_runtime("cuda:0", "float16", hardware=GPU_BOX).dtype == "float16"
     with caplog.at_level(logging.WARNING, logger="rag.runtime"):
         slow = resolve_runtime(dtype="bfloat16", hardware=EPYC_ZEN3)
-    assert slow.dtype == "bfloat16" and slow.reason.endswith("as set")
+    assert slow.dtype == "bfloat16" and "dtype bfloat16 as set" in slow.reason
     assert "very slow" in caplog.text and "RAG_DTYPE=auto" in caplog.text
 
 
@@ -89,6 +89,20 @@ def test_compile_pays_back_only_on_long_gpu_runs_and_servers() -> None:
     assert resolve_runtime(compile="true", hardware=EPYC_ZEN3).compile
     with pytest.raises(RuntimeUnavailableError, match="compile must be"):
         resolve_runtime(compile="sometimes", hardware=EPYC_ZEN3)
+
+
+def test_every_choice_says_why() -> None:
+    cpu = resolve_runtime(compile="auto", purpose="batch", expected_items=COMPILE_MIN_ITEMS, hardware=SAPPHIRE_RAPIDS)
+    assert "batch 16, the default on cpu" in cpu.reason and "2 preprocessing workers, one per core" in cpu.reason
+    assert "threads: the model shares the cores" in cpu.reason and "compile auto: off on cpu" in cpu.reason
+    gpu = resolve_runtime(compile="auto", purpose="serve", hardware=GPU_BOX)
+    assert "processes: a GPU outruns threads" in gpu.reason and "compile auto: on for a server" in gpu.reason
+    long_run = resolve_runtime(compile="auto", purpose="batch", expected_items=COMPILE_MIN_ITEMS, hardware=GPU_BOX)
+    assert f"{COMPILE_MIN_ITEMS} items to embed" in long_run.reason
+    explicit = resolve_runtime(batch_size=4, workers=3, compile=True, preprocess="threads", hardware=GPU_BOX)
+    for why in ("batch 4 as set", "3 preprocessing workers as set", "threads as set", "compile on, as asked"):
+        assert why in explicit.reason
+    assert why in explicit.describe()
 
 
 def test_cpu_flags_are_read_from_cpuinfo(tmp_path) -> None:

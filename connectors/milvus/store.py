@@ -1,23 +1,33 @@
-"""The knowledge store: one Milvus collection of items, on Milvus Lite or a Milvus server, chosen by URI."""
+"""The knowledge store: one Milvus collection of items, on Milvus Lite (shared or in-process) or a Milvus server.
+
+How the store is reached (URI, backend, timeouts, the shared Lite server) is ``connection``'s business."""
 
 from __future__ import annotations
 
 import logging
 import os
-import threading
 from dataclasses import dataclass
-from pathlib import Path
 from types import TracebackType
 from typing import Any, Iterator, Literal, Mapping, Sequence, TypeVar
 
 import numpy as np
 from pydantic import BaseModel, Field
-from pymilvus import FunctionType, MilvusClient, MilvusException
+from pymilvus import FunctionType, MilvusException
 
 from connectors.milvus import schema
 from connectors.milvus.bm25 import SUFFIX as _BM25_SUFFIX
 from connectors.milvus.bm25 import CollectionBm25
 from connectors.milvus.blend import SIGNALS, TUNED_BLENDS, Blend, BlendError, TunedBlend
+from connectors.milvus.connection import ConnectOptions, Connection
+from connectors.milvus.errors import (
+    CollectionNotFoundError,
+    DatabaseNotFoundError,
+    EncoderMismatchError,
+    NotSupportedError,
+    StoreError,
+    StoreLockedError,
+    StoreUnavailableError,
+)
 from connectors.milvus.filters import Filters, and_, compile_filter, field_in, id_in
 from connectors.milvus.fusion import fuse
 from connectors.milvus.schema import Backend, EncoderInfo
@@ -35,34 +45,20 @@ _NORM_TOLERANCE = 1e-2
 BLEND_CANDIDATES = 100
 _T = TypeVar("_T")
 
-# Milvus Lite runs in-process, one server per data folder. The last store closed on a folder
-# stops its server, so that other processes (a CLI run, a test's subprocess) can open it.
-_lite_users: dict[str, int] = {}
-_lite_users_lock = threading.Lock()
-
-
-class StoreError(RuntimeError):
-    """The store cannot do what was asked; the message says why and what to do."""
-
-
-class StoreLockedError(StoreError):
-    """Another process holds the Milvus Lite data folder."""
-
-
-class CollectionNotFoundError(StoreError):
-    pass
-
-
-class DatabaseNotFoundError(CollectionNotFoundError):
-    """No Milvus Lite database at the path given, and the caller asked not to create one."""
-
-
-class EncoderMismatchError(StoreError):
-    """The collection's vectors were made by another encoder than the one in use."""
-
-
-class NotSupportedError(StoreError, NotImplementedError):
-    """The backend or this collection lacks the feature (e.g. BM25 on an old Milvus server)."""
+__all__ = [
+    "CollectionNotFoundError",
+    "DatabaseNotFoundError",
+    "EncoderMismatchError",
+    "Hit",
+    "MilvusStore",
+    "NotSupportedError",
+    "StoreError",
+    "StoreLockedError",
+    "StoreStats",
+    "StoreUnavailableError",
+    "list_collections",
+    "require_collection",
+]
 
 
 @dataclass(frozen=True, eq=False)
@@ -98,13 +94,14 @@ class StoreStats(BaseModel):
 class MilvusStore:
     """A collection of knowledge items with a fused vector, an image vector, BM25 text and typed metadata.
 
-    Open with :meth:`open`; a local path ending in ``.db`` is Milvus Lite, ``http(s)://host:19530``
-    a Milvus server. Filters are plain dicts or LlamaIndex ``MetadataFilters`` (see ``filters``).
+    Open with :meth:`open`; a local path ending in ``.db`` is Milvus Lite (served to every process by one
+    shared server per folder, see ``lite_server``), ``http(s)://host:19530`` a Milvus server. Filters are
+    plain dicts or LlamaIndex ``MetadataFilters`` (see ``filters``).
     """
 
     def __init__(
         self,
-        client: MilvusClient,
+        client: Connection,
         *,
         uri: str,
         collection: str,
@@ -133,6 +130,7 @@ class MilvusStore:
         create: bool = True,
         token: str | None = None,
         bm25: bool | None = None,
+        options: ConnectOptions | None = None,
     ) -> "MilvusStore":
         """Connect, check (or create) the collection, and load it.
 
@@ -140,11 +138,12 @@ class MilvusStore:
         for an existing one it must match the encoder recorded there. ``bm25``: True requires
         full-text search, False leaves it out, None (default) uses it where the backend has it.
         With ``create=False`` nothing is created: a missing Milvus Lite database or collection raises
-        :class:`CollectionNotFoundError`.
+        :class:`CollectionNotFoundError`. ``options``: timeout and Milvus Lite mode (default: from ``RAG_*``).
+        A store that cannot be reached raises :class:`StoreUnavailableError`, here and on any later call.
         """
         info = EncoderInfo.model_validate(encoder_info) if encoder_info is not None else None
-        uri, backend = _resolve(uri, create=create)
-        client = _connect(uri, token, backend)
+        client = Connection(uri, token=token, create=create, options=options or ConnectOptions.from_settings())
+        uri, backend = client.uri, client.backend
         try:
             if client.has_collection(collection):
                 recorded, has_bm25, stats = _check_existing(client, uri, collection, info)
@@ -158,7 +157,7 @@ class MilvusStore:
             if stats:
                 CollectionBm25(client, collection).stats.load()
         except BaseException:
-            _disconnect(client, uri, backend)
+            client.close()
             raise
         return cls(
             client, uri=uri, collection=collection, encoder=recorded, backend=backend, bm25=has_bm25, bm25_stats=stats
@@ -166,8 +165,19 @@ class MilvusStore:
 
     @property
     def uri(self) -> str:
-        """The Milvus Lite file or server address this store is connected to."""
+        """The Milvus Lite folder or the server address this store was opened on."""
         return self._uri
+
+    @property
+    def address(self) -> str:
+        """The URI the client is connected to: for a shared Milvus Lite folder, its server's loopback address."""
+        return self._client.address
+
+    def ping(self, timeout: float | None = None) -> None:
+        """Raise :class:`StoreUnavailableError` unless the store answers (within ``timeout`` seconds, default the
+        store's own), and :class:`CollectionNotFoundError` when the collection is gone."""
+        if not self._client.has_collection(self._collection, timeout=timeout or self._client.options.timeout):
+            raise CollectionNotFoundError(f"collection {self._collection!r} is no longer at {self._uri}")
 
     @property
     def collection(self) -> str:
@@ -438,7 +448,7 @@ class MilvusStore:
     def close(self) -> None:
         if not self._closed:
             self._closed = True
-            _disconnect(self._client, self._uri, self._backend)
+            self._client.close()
 
     def __enter__(self) -> "MilvusStore":
         return self
@@ -539,22 +549,25 @@ class MilvusStore:
         return matrix
 
 
-def list_collections(uri: str | os.PathLike[str], *, token: str | None = None) -> list[str]:
+def list_collections(
+    uri: str | os.PathLike[str], *, token: str | None = None, options: ConnectOptions | None = None
+) -> list[str]:
     """Every collection at ``uri``, without opening one (nor creating a Milvus Lite database)."""
-    uri, backend = _resolve(uri, create=False)
-    client = _connect(uri, token, backend)
+    client = Connection(uri, token=token, create=False, options=options or ConnectOptions.from_settings())
     try:
         return _ours(client.list_collections())
     finally:
-        _disconnect(client, uri, backend)
+        client.close()
 
 
-def require_collection(uri: str | os.PathLike[str], collection: str, *, token: str | None = None) -> None:
+def require_collection(
+    uri: str | os.PathLike[str], collection: str, *, token: str | None = None, options: ConnectOptions | None = None
+) -> None:
     """Raise :class:`CollectionNotFoundError` unless ``collection`` exists at ``uri``; creates nothing, loads nothing.
 
     Cheap next to loading an encoder: callers check first, so a mistyped name is reported at once.
     """
-    existing = list_collections(uri, token=token)
+    existing = list_collections(uri, token=token, options=options)
     if collection not in existing:
         raise _no_collection(str(uri), collection, existing)
 
@@ -566,81 +579,8 @@ def _no_collection(uri: str, collection: str, existing: Sequence[str]) -> Collec
     )
 
 
-def _resolve(uri: str | os.PathLike[str], *, create: bool) -> tuple[str, Backend]:
-    """The URI to hand to pymilvus and its backend. A Lite path gets its parent folder created, or, unless
-    ``create``, must name an existing database."""
-    uri = str(uri)
-    backend = Backend.of(uri)
-    if backend is Backend.LITE:
-        path = Path(uri).expanduser()
-        if path.suffix != ".db":
-            raise StoreError(
-                f"a Milvus Lite path must end in .db (got {uri!r}); for a Milvus server use http://host:19530"
-            )
-        if create:
-            path.parent.mkdir(parents=True, exist_ok=True)
-        elif not path.exists():
-            relative = "" if path.is_absolute() else f" ({uri} is relative to the current folder, {Path.cwd()})"
-            raise DatabaseNotFoundError(
-                f"there is no Milvus Lite database at {path.absolute()}{relative}. Ingest into it first "
-                "(rag ingest), or point --uri or RAG_MILVUS_URI at an existing one."
-            )
-        uri = str(path)
-    return uri, backend
-
-
-def _connect(uri: str, token: str | None, backend: Backend) -> MilvusClient:
-    try:
-        client = MilvusClient(uri=uri, token=token or "")
-    except MilvusException as exc:
-        if backend is Backend.LITE and _lite_locked(uri):
-            raise StoreLockedError(
-                f"Milvus Lite data at {uri} is in use by another process (Milvus Lite allows one process per "
-                "folder). Stop that process, use another path, or run a Milvus server (docker compose up -d) "
-                "and set RAG_MILVUS_URI=http://localhost:19530."
-            ) from exc
-        raise StoreError(f"cannot connect to Milvus at {uri}: {exc.message}") from exc
-    if backend is Backend.LITE:
-        # Lite keeps no MVCC timestamps, so every query iterator warns that it uses the client's
-        # clock instead: expected there, and noise in every ingest run.
-        logging.getLogger("pymilvus.orm.iterator").setLevel(logging.ERROR)
-        with _lite_users_lock:
-            key = os.path.abspath(uri)
-            _lite_users[key] = _lite_users.get(key, 0) + 1
-    return client
-
-
-def _disconnect(client: MilvusClient, uri: str, backend: Backend) -> None:
-    client.close()
-    if backend is not Backend.LITE:
-        return
-    from milvus_lite.server_manager import server_manager_instance
-
-    key = os.path.abspath(uri)
-    with _lite_users_lock:
-        _lite_users[key] -= 1
-        last = _lite_users[key] == 0
-        if last:
-            del _lite_users[key]
-    if last:
-        server_manager_instance.release_server(key)
-
-
-def _lite_locked(uri: str) -> bool:
-    """Whether another process holds the Lite data folder (checked by trying to open it)."""
-    from milvus_lite import DataDirLockedError, MilvusLite
-
-    try:
-        MilvusLite(os.path.abspath(uri)).close()
-    except DataDirLockedError:
-        return True
-    except Exception:  # any other failure is reported by the caller with the original error
-        return False
-    return False
-
-
 def _check_existing(
-    client: MilvusClient, uri: str, collection: str, info: EncoderInfo | None
+    client: Connection, uri: str, collection: str, info: EncoderInfo | None
 ) -> tuple[EncoderInfo, bool, bool]:
     """The recorded encoder, whether the collection has BM25, and whether the store keeps its statistics."""
     description = client.describe_collection(collection)
@@ -671,7 +611,7 @@ def _check_existing(
 
 
 def _create(
-    client: MilvusClient, uri: str, collection: str, info: EncoderInfo, backend: Backend, bm25: bool | None
+    client: Connection, uri: str, collection: str, info: EncoderInfo, backend: Backend, bm25: bool | None
 ) -> tuple[bool, bool]:
     """Create the collection; returns whether it has BM25, and whether the store keeps its statistics (on Lite,
     whose own BM25 is scored per segment)."""
@@ -697,7 +637,7 @@ def _create(
 
 
 def _create_collection(
-    client: MilvusClient, collection: str, info: EncoderInfo, backend: Backend, *, bm25: bool, bm25_stats: bool = False
+    client: Connection, collection: str, info: EncoderInfo, backend: Backend, *, bm25: bool, bm25_stats: bool = False
 ) -> None:
     properties = info.to_properties()
     if bm25_stats:

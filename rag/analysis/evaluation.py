@@ -1,8 +1,9 @@
 """Retrieval evaluation: Recall@1/5/10, MRR@10 and nDCG@10 of ranked results against known relevant items.
 
 The harness is built around one seam, a :data:`Ranker`: a function from a query to the ``(id, source)``
-of its top hits, best first. :func:`store_ranker` makes one from an encoder and a ``MilvusStore`` for
-each retrieval mode; any other retriever can be measured on the same queries through the same seam.
+(or ``(id, source, name)``) of its top hits, best first. :func:`store_ranker` makes one from an encoder
+and a ``MilvusStore`` for each retrieval mode; any other retriever can be measured on the same queries
+through the same seam.
 
 Queries come from a JSONL file, one object per line::
 
@@ -10,8 +11,9 @@ Queries come from a JSONL file, one object per line::
     {"id": "night", "image": "../corpus/carriage-day.jpg", "text": "at night", "relevant": ["carriage-night.jpg"]}
 
 ``text`` and/or ``image`` (a path relative to the file) make the query; ``relevant`` lists the items
-that should be found, each an item id, an item source, or the file name of a source (so a query file
-stays valid wherever the corpus was ingested from).
+that should be found, each an item id, an item source, the file name of a source, or an item's name
+(``glossary.md#fishplate``) or document (``guide/install.md``), so a query file stays valid wherever the
+corpus was ingested from.
 """
 
 from __future__ import annotations
@@ -25,13 +27,14 @@ from typing import TYPE_CHECKING, Any, Callable, Collection, Literal, Sequence
 from pydantic import BaseModel, Field, ValidationError, model_validator
 
 from rag.embeddings.base import Encoder
+from rag.items import document_of, file_name_of
 
 if TYPE_CHECKING:
     from connectors.milvus import MilvusStore
 
 QueryKind = Literal["text", "image", "image+text"]
-#: A query → the ``(item id, item source)`` of its top hits, best first.
-Ranker = Callable[["EvalQuery"], Sequence[tuple[str, str]]]
+#: A query → the ``(item id, item source)`` or ``(item id, item source, item name)`` of its top hits, best first.
+Ranker = Callable[["EvalQuery"], Sequence[tuple[str, ...]]]
 
 CUTOFFS = (1, 5, 10)
 DEPTH = 10  # MRR and nDCG cut-off, and how many hits are fetched per query
@@ -98,15 +101,18 @@ def ranking_metrics(ranked: Sequence[str], relevant: Collection[str]) -> dict[st
     return scores
 
 
-def matched_ids(hits: Sequence[tuple[str, str]], relevant: Collection[str]) -> list[str]:
-    """Each hit as the relevant entry it matches (by id, source or source file name), else as its id.
+def matched_ids(hits: Sequence[tuple[str, ...]], relevant: Collection[str]) -> list[str]:
+    """Each hit, ``(id, source)`` or ``(id, source, name)``, as the relevant entry it matches (by id, source,
+    source file name, or the item's name, its document or that document's file name), else as its id.
 
     A relevant entry is credited once: a later hit matching it again counts as not relevant.
     """
     credited: set[str] = set()
     out = []
-    for item_id, source in hits:
-        names = (item_id, source, Path(source.split("#", 1)[0]).name)
+    for item_id, source, *named in hits:
+        names = {item_id, source, Path(source.split("#", 1)[0]).name}
+        for name in named:
+            names.update((name, document_of(name), file_name_of(name)))
         match = next((r for r in relevant if r in names and r not in credited), None)
         if match is not None:
             credited.add(match)
@@ -169,9 +175,9 @@ def embed_query(encoder: Encoder, query: EvalQuery) -> Any:
 def store_ranker(encoder: Encoder, store: MilvusStore, mode: Mode) -> Ranker:
     """Rank with ``store.search`` on the mode's vector field, the query embedded by ``encoder``."""
 
-    def rank(query: EvalQuery) -> list[tuple[str, str]]:
+    def rank(query: EvalQuery) -> list[tuple[str, str, str]]:
         hits = store.search(embed_query(encoder, query), field=mode.field, k=DEPTH)
-        return [(hit.id, hit.item.source) for hit in hits]
+        return [(hit.id, hit.item.source, hit.item.name) for hit in hits]
 
     return rank
 

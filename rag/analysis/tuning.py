@@ -146,9 +146,9 @@ def _tune_kind(
     def objective(point: Units) -> tuple[float, ...]:
         blend = Blend.of(dict(zip(result.signals, point)))
 
-        def rank(query: EvalQuery) -> list[tuple[str, str]]:
+        def rank(query: EvalQuery) -> list[tuple[str, str, str]]:
             hits = store.hybrid_search(vectors[query.id], query.text or "", blend=blend, k=DEPTH)
-            return [(hit.id, hit.item.source) for hit in hits]
+            return [(hit.id, hit.item.source, hit.item.name) for hit in hits]
 
         means, _ = evaluate(asked, rank)
         return tuple(means[name] for name in OBJECTIVE)

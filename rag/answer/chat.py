@@ -13,12 +13,15 @@ from __future__ import annotations
 import logging
 import math
 import re
-from typing import Any, AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import AsyncGenerator, Callable, Generator, Sequence
+from pathlib import Path
+from typing import Any, cast
 
 from llama_index.core.base.base_retriever import BaseRetriever
 from llama_index.core.chat_engine.types import BaseChatEngine
 from llama_index.core.llms import LLM, ChatMessage, ImageBlock, MessageRole, TextBlock
 from llama_index.core.memory import Memory
+from llama_index.core.query_engine import RetrieverQueryEngine
 from llama_index.core.schema import QueryBundle
 
 from .engine import answer_engine
@@ -66,8 +69,11 @@ def history_memory(llm: LLM | None, token_limit: int = HISTORY_TOKENS, image_tok
 
 
 def user_message(text: str, image_path: str | None = None) -> ChatMessage:
+    """A user turn: its text, and its picture (a local file or an http(s) URL) if any."""
     blocks: list[Any] = [TextBlock(text=text)]
-    if image_path:
+    if image_path and image_path.startswith(("http://", "https://")):
+        blocks.append(ImageBlock(url=image_path))
+    elif image_path:
         blocks.append(ImageBlock(path=image_path))
     return ChatMessage(role=MessageRole.USER, blocks=blocks)
 
@@ -141,11 +147,9 @@ class MultimodalChatEngine(BaseChatEngine):
         self._retriever = retriever
         self._llm = llm
         self._memory = memory or history_memory(llm, history_tokens, image_tokens)
-        self._options = {
-            "max_image_side": max_image_side,
-            "max_evidence_tokens": max_evidence_tokens,
-            "rerank_top_n": rerank_top_n,
-        }
+        self._max_image_side = max_image_side
+        self._max_evidence_tokens = max_evidence_tokens
+        self._rerank_top_n = rerank_top_n
 
     @property
     def chat_history(self) -> list[ChatMessage]:
@@ -177,24 +181,24 @@ class MultimodalChatEngine(BaseChatEngine):
             return QueryBundle(message, image_path=image_path)
         return _standalone(message, reply, history, image_path)
 
-    def chat(
+    def chat(  # type: ignore[override]  # answers with citations, not AgentChatResponse
         self, message: str, chat_history: list[ChatMessage] | None = None, image_path: str | None = None
     ) -> AnswerResponse:
         query = self.condense(message, self._history(chat_history), image_path)
-        response = self._engine(False).query(query)
+        response = cast(AnswerResponse, self._engine(False).query(query))
         _describe(response, query)
         self._remember(message, image_path, response)
         return response
 
-    def stream_chat(
+    def stream_chat(  # type: ignore[override]  # answers with citations, not AgentChatResponse
         self, message: str, chat_history: list[ChatMessage] | None = None, image_path: str | None = None
     ) -> StreamingAnswerResponse:
         query = self.condense(message, self._history(chat_history), image_path)
-        stream = self._engine(True).query(query)
+        stream = cast(StreamingAnswerResponse, self._engine(True).query(query))
         _describe(stream, query)
         tokens = stream.response_gen
 
-        def recorded() -> Iterator[str]:
+        def recorded() -> Generator[str, None, None]:
             yield from tokens
             if stream.answer is not None:
                 _describe(stream.answer, query)
@@ -203,24 +207,24 @@ class MultimodalChatEngine(BaseChatEngine):
         stream.response_gen = recorded()
         return stream
 
-    async def achat(
+    async def achat(  # type: ignore[override]  # answers with citations, not AgentChatResponse
         self, message: str, chat_history: list[ChatMessage] | None = None, image_path: str | None = None
     ) -> AnswerResponse:
         query = await self.acondense(message, await self._ahistory(chat_history), image_path)
-        response = await self._engine(False).aquery(query)
+        response = cast(AnswerResponse, await self._engine(False).aquery(query))
         _describe(response, query)
         await self._memory.aput_messages(_turn(message, image_path, response))
         return response
 
-    async def astream_chat(
+    async def astream_chat(  # type: ignore[override]  # answers with citations, not AgentChatResponse
         self, message: str, chat_history: list[ChatMessage] | None = None, image_path: str | None = None
     ) -> AsyncStreamingAnswerResponse:
         query = await self.acondense(message, await self._ahistory(chat_history), image_path)
-        stream = await self._engine(True).aquery(query)
+        stream = cast(AsyncStreamingAnswerResponse, await self._engine(True).aquery(query))
         _describe(stream, query)
         tokens = stream.response_gen
 
-        async def recorded() -> AsyncIterator[str]:
+        async def recorded() -> AsyncGenerator[str, None]:
             async for token in tokens:
                 yield token
             answer = stream.answer
@@ -231,8 +235,15 @@ class MultimodalChatEngine(BaseChatEngine):
         stream.response_gen = recorded()
         return stream
 
-    def _engine(self, streaming: bool):
-        return answer_engine(self._retriever, self._llm, streaming=streaming, **self._options)
+    def _engine(self, streaming: bool) -> RetrieverQueryEngine:
+        return answer_engine(
+            self._retriever,
+            self._llm,
+            max_image_side=self._max_image_side,
+            max_evidence_tokens=self._max_evidence_tokens,
+            rerank_top_n=self._rerank_top_n,
+            streaming=streaming,
+        )
 
     def _history(self, chat_history: list[ChatMessage] | None) -> list[ChatMessage]:
         """The bounded history: the memory's, or ``chat_history`` (as a client sent it) fitted into the budget."""
@@ -264,7 +275,10 @@ def _describe(response: Any, query: QueryBundle) -> None:
 
 
 def _turn(message: str, image_path: str | None, response: AnswerResponse) -> list[ChatMessage]:
-    """The turn as the history keeps it: the follow-up as asked, and the answer (a note when there was none)."""
+    """The turn as the history keeps it: the follow-up as asked (with its picture, unless that file is gone: a
+    server's temporary copy), and the answer (a note when there was none)."""
+    if image_path and not image_path.startswith(("http://", "https://")) and not Path(image_path).is_file():
+        image_path = None
     if response.status in (AnswerStatus.ANSWERED, AnswerStatus.PARTIAL):
         said = response.response or ""
     else:

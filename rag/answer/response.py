@@ -7,9 +7,10 @@ response keeps the partial answer (status ``partial``) and still lists every ite
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any, Sequence
+from typing import Any
 
 from llama_index.core.base.response.schema import Response
 from llama_index.core.schema import NodeWithScore
@@ -67,7 +68,7 @@ class AnswerResponse(Response):
             "rerank_error": self.rerank_error,
             "citations": [c.model_dump(mode="json") for c in self.citations],
             "citation_check": self.citation_check.model_dump(mode="json") if self.citation_check else None,
-            "merged": merged_count(self.citations),
+            "merged": merged_count(list[Evidence](self.citations)),
         }
 
 

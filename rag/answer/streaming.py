@@ -9,8 +9,8 @@ without streaming; when it fails later, the tokens so far stay the answer (statu
 
 from __future__ import annotations
 
+from collections.abc import AsyncGenerator, Generator, Sequence
 from dataclasses import dataclass
-from typing import AsyncIterator, Iterator, Sequence
 
 from llama_index.core.base.response.schema import AsyncStreamingResponse, StreamingResponse
 from llama_index.core.llms import LLM, ChatMessage, ChatResponse
@@ -26,7 +26,7 @@ class StreamingAnswerResponse(StreamingResponse):
 
     answer: AnswerResponse | None = None
 
-    def get_response(self) -> AnswerResponse:  # type: ignore[override]
+    def get_response(self) -> AnswerResponse:
         """The finished answer, after consuming whatever tokens are left."""
         for _ in self.response_gen:
             pass
@@ -42,7 +42,7 @@ class AsyncStreamingAnswerResponse(AsyncStreamingResponse):
 
     answer: AnswerResponse | None = None
 
-    async def get_response(self) -> AnswerResponse:  # type: ignore[override]
+    async def get_response(self) -> AnswerResponse:
         async for _ in self.async_response_gen():
             pass
         return _finished(self.answer)
@@ -56,9 +56,9 @@ def _finished(answer: AnswerResponse | None) -> AnswerResponse:
 
 def stream(llm: LLM, messages: Sequence[ChatMessage], nodes: list[NodeWithScore]) -> StreamingAnswerResponse:
     """The LLM's answer as it is written (nothing is sent before the first token is asked for)."""
-    response = StreamingAnswerResponse(response_gen=iter(()), source_nodes=nodes)
+    response = StreamingAnswerResponse(response_gen=_nothing(), source_nodes=nodes)
 
-    def tokens() -> Iterator[str]:
+    def tokens() -> Generator[str, None, None]:
         parts: list[str] = []
         error = None
         try:
@@ -78,9 +78,9 @@ def stream(llm: LLM, messages: Sequence[ChatMessage], nodes: list[NodeWithScore]
 
 def astream(llm: LLM, messages: Sequence[ChatMessage], nodes: list[NodeWithScore]) -> AsyncStreamingAnswerResponse:
     """``stream`` for async callers, over the LLM's ``astream_chat``."""
-    response = AsyncStreamingAnswerResponse(response_gen=_nothing(), source_nodes=nodes)
+    response = AsyncStreamingAnswerResponse(response_gen=_anothing(), source_nodes=nodes)
 
-    async def tokens() -> AsyncIterator[str]:
+    async def tokens() -> AsyncGenerator[str, None]:
         parts: list[str] = []
         error = None
         try:
@@ -100,18 +100,24 @@ def astream(llm: LLM, messages: Sequence[ChatMessage], nodes: list[NodeWithScore
 
 def settled(answer: AnswerResponse) -> StreamingAnswerResponse:
     """An answer known at once (no evidence, no LLM) as a stream of one token."""
-    tokens = iter([answer.response or ""])
-    return StreamingAnswerResponse(response_gen=tokens, source_nodes=answer.source_nodes, answer=answer)
+    def token() -> Generator[str, None, None]:
+        yield answer.response or ""
+
+    return StreamingAnswerResponse(response_gen=token(), source_nodes=answer.source_nodes, answer=answer)
 
 
 def asettled(answer: AnswerResponse) -> AsyncStreamingAnswerResponse:
-    async def token() -> AsyncIterator[str]:
+    async def token() -> AsyncGenerator[str, None]:
         yield answer.response or ""
 
     return AsyncStreamingAnswerResponse(response_gen=token(), source_nodes=answer.source_nodes, answer=answer)
 
 
-async def _nothing() -> AsyncIterator[str]:
+def _nothing() -> Generator[str, None, None]:
+    yield from ()
+
+
+async def _anothing() -> AsyncGenerator[str, None]:
     return
     yield  # an async generator that yields nothing
 

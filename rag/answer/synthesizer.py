@@ -11,7 +11,8 @@ With ``streaming=True`` the responses are LlamaIndex streams (``rag.answer.strea
 from __future__ import annotations
 
 import logging
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from llama_index.core.llms import LLM, ChatMessage, MessageRole, TextBlock
 from llama_index.core.llms.mock import MockLLM
@@ -28,7 +29,7 @@ from .citations import cited_markers
 from .images import image_block, node_picture
 from .llm import LLMError, achat_text, chat_text
 from .response import AnswerResponse, AnswerStatus, Citation, without_answer, written
-from .streaming import AsyncStreamingAnswerResponse, StreamingAnswerResponse, astream, asettled, settled, stream
+from .streaming import AsyncStreamingAnswerResponse, StreamingAnswerResponse, asettled, astream, settled, stream
 
 logger = logging.getLogger(__name__)
 

@@ -7,7 +7,7 @@ plain text (never as Rich markup).
 from __future__ import annotations
 
 import sys
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING
 
 import typer
 from pydantic import ValidationError
@@ -15,14 +15,11 @@ from rich.markup import escape
 
 from rag.cli.common import console, fail
 
-LlmProviderOpt = Annotated[Optional[str], typer.Option(help="openai (compatible) or ollama [RAG_LLM_PROVIDER].")]
-LlmBaseUrlOpt = Annotated[Optional[str], typer.Option(help="LLM endpoint [RAG_LLM_BASE_URL].")]
-LlmModelOpt = Annotated[Optional[str], typer.Option(help="LLM model; none: list the evidence [RAG_LLM_MODEL].")]
-LlmApiKeyOpt = Annotated[Optional[str], typer.Option(help="LLM API key [RAG_LLM_API_KEY].")]
-LlmTimeoutOpt = Annotated[Optional[float], typer.Option(help="Seconds per LLM request [RAG_LLM_TIMEOUT].")]
-MaxImageSideOpt = Annotated[
-    Optional[int], typer.Option(help="Downscale images sent to the LLM to this side [RAG_LLM_MAX_IMAGE_SIDE].")
-]
+if TYPE_CHECKING:  # the CLI starts without LlamaIndex; these load with the command that needs them
+    from llama_index.core.llms import LLM
+
+    from rag.answer import AnswerResponse, CitationCheck, StreamingAnswerResponse
+    from rag.settings import Settings
 
 
 def merged_note(merged: int) -> str:
@@ -30,7 +27,7 @@ def merged_note(merged: int) -> str:
     return f"{duplicates} merged (same item, or same image and text); --no-dedup lists them"
 
 
-def checked_llm(settings):
+def checked_llm(settings: Settings) -> LLM | None:
     """The LLM the settings name (None: answers list the evidence); a usage error when it cannot be made."""
     from rag.answer import llm_from_settings
 
@@ -40,7 +37,7 @@ def checked_llm(settings):
         raise fail(str(e)) from e
 
 
-def streamed_answer(streamed, echo: bool):
+def streamed_answer(streamed: StreamingAnswerResponse, echo: bool) -> AnswerResponse:
     """The finished answer of a ``StreamingAnswerResponse``, its tokens printed on stdout as they come when ``echo``."""
     for token in streamed.response_gen:
         if echo:
@@ -51,11 +48,11 @@ def streamed_answer(streamed, echo: bool):
     return streamed.get_response()
 
 
-def print_after_answer(response) -> None:
+def print_after_answer(response: AnswerResponse) -> None:
     """What follows a printed answer: the items it cites (all of them when it cites none or broke off), the check
     of its citations, merged duplicates, and the errors."""
     from rag.answer import AnswerStatus
-    from rag.retrieval import merged_count
+    from rag.retrieval import Evidence, merged_count
 
     if response.status is AnswerStatus.PARTIAL:
         console.print(f"[bold red]error:[/] {escape(response.error or '')}")
@@ -69,14 +66,14 @@ def print_after_answer(response) -> None:
             reason = f"  (rerank: {c.rerank_reason})" if c.rerank_reason else ""
             typer.echo(f"[{c.rank}] {c.name}  id={c.id}  image={c.image or '-'}{reason}")
         print_citation_check(response.citation_check, len(response.citations))
-    merged = merged_count(response.citations)
+    merged = merged_count(list[Evidence](response.citations))
     if merged:
         typer.echo(merged_note(merged))
     if response.rerank_error:
         console.print(f"[yellow]warning:[/] {escape(response.rerank_error)}")
 
 
-def print_citation_check(check, shown: int) -> None:
+def print_citation_check(check: CitationCheck | None, shown: int) -> None:
     """The check of the answer's markers, in plain words (nothing when every sentence cites a known item)."""
     if check is None or check.clean:
         return

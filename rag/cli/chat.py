@@ -4,22 +4,12 @@ query, retrieved for and answered with citations, printed as the LLM writes it."
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING
 
 import typer
 from rich.markup import escape
 
-from rag.cli.answers import (
-    LlmApiKeyOpt,
-    LlmBaseUrlOpt,
-    LlmModelOpt,
-    LlmProviderOpt,
-    LlmTimeoutOpt,
-    MaxImageSideOpt,
-    checked_llm,
-    print_after_answer,
-    streamed_answer,
-)
+from rag.cli.answers import checked_llm, print_after_answer, streamed_answer
 from rag.cli.common import (
     CollectionOpt,
     EncoderOpt,
@@ -34,59 +24,55 @@ from rag.cli.common import (
     require_collection,
     settings_from,
 )
-from rag.cli.options import with_options
+from rag.cli.options import LLM_FLAGS, with_options, with_settings
 from rag.cli.query import _retriever
 from rag.retrieval.options import AnswerOptions
+
+if TYPE_CHECKING:
+    from rag.answer.chat import MultimodalChatEngine
 
 HELP = "Type a question. /image PATH attaches a picture to the next one, /reset forgets the conversation, /quit ends."
 
 
 @app.command()
 @with_options(AnswerOptions)
+@with_settings({**LLM_FLAGS, "chat_history_tokens": "--history-tokens"}, param="llm_settings")
 def chat(
     collection: CollectionOpt = None,
     uri: UriOpt = None,
     *,
     options: AnswerOptions,
-    history_tokens: Annotated[
-        Optional[int],
-        typer.Option(min=1, help="History budget in tokens; the oldest turns leave first [RAG_CHAT_HISTORY_TOKENS]."),
-    ] = None,
-    llm_provider: LlmProviderOpt = None,
-    llm_base_url: LlmBaseUrlOpt = None,
-    llm_model: LlmModelOpt = None,
-    llm_api_key: LlmApiKeyOpt = None,
-    llm_timeout: LlmTimeoutOpt = None,
-    max_image_side: MaxImageSideOpt = None,
+    llm_settings: dict[str, object],
     encoder: EncoderOpt = None,
     weights: WeightsOpt = None,
     verbose: VerboseOpt = False,
 ) -> None:
     """Talk with the collection: follow-up questions understand the ones before (/image PATH, /reset, /quit)."""
-    settings = settings_from(
-        collection=collection, milvus_uri=uri, encoder=encoder, weights=weights, llm_provider=llm_provider,
-        llm_base_url=llm_base_url, llm_model=llm_model, llm_api_key=llm_api_key, llm_timeout=llm_timeout,
-        llm_max_image_side=max_image_side, chat_history_tokens=history_tokens,
-    )
+    settings = settings_from(collection=collection, milvus_uri=uri, encoder=encoder, weights=weights, **llm_settings)
     require_collection(settings)
     from rag.answer.chat import MultimodalChatEngine
 
-    llm = checked_llm(settings)
+    answering = checked_llm(settings)
     model = load_encoder(settings)
     with open_store(settings, model) as store:
         retriever = _retriever(store, model, options, settings)
         engine = MultimodalChatEngine(
-            retriever, llm, history_tokens=settings.chat_history_tokens, max_image_side=settings.llm_max_image_side,
-            max_evidence_tokens=settings.llm_max_evidence_tokens, rerank_top_n=options.rerank,
+            retriever,
+            answering,
+            history_tokens=settings.chat_history_tokens,
+            max_image_side=settings.llm_max_image_side,
+            max_evidence_tokens=settings.llm_max_evidence_tokens,
+            rerank_top_n=options.rerank,
         )
         console.print(escape(HELP))
-        if llm is None:
-            console.print("No LLM is configured (RAG_LLM_MODEL): follow-ups are searched as written, answers list "
-                          "the evidence.")
+        if answering is None:
+            console.print(
+                "No LLM is configured (RAG_LLM_MODEL): follow-ups are searched as written, answers list the evidence."
+            )
         _converse(engine)
 
 
-def _converse(engine) -> None:
+def _converse(engine: MultimodalChatEngine) -> None:
     """Read lines until /quit or the end of the input; answer each question, keeping the conversation."""
     image: str | None = None
     while (line := _read()) is not None:
@@ -122,7 +108,7 @@ def _attach(raw: str) -> str | None:
     return str(path)
 
 
-def _answer(engine, question: str, image: str | None) -> None:
+def _answer(engine: MultimodalChatEngine, question: str, image: str | None) -> None:
     """One turn; a question that cannot be searched (its error printed) leaves the conversation open."""
     try:
         stream = checked(lambda: engine.stream_chat(question, image_path=image))

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import Annotated, Optional, TypeVar
+from typing import Annotated, TypeVar
 
 import typer
 from pydantic import ValidationError
@@ -36,16 +36,16 @@ def _verbose(value: bool) -> None:
             logging.getLogger(name).setLevel(logging.WARNING)
 
 
-CollectionOpt = Annotated[Optional[str], typer.Option("--collection", "-c", help="Collection name [RAG_COLLECTION].")]
+CollectionOpt = Annotated[str | None, typer.Option("--collection", "-c", help="Collection name [RAG_COLLECTION].")]
 UriOpt = Annotated[
-    Optional[str], typer.Option("--uri", help="Milvus Lite file (*.db) or http://host:19530 [RAG_MILVUS_URI].")
+    str | None, typer.Option("--uri", help="Milvus Lite file (*.db) or http://host:19530 [RAG_MILVUS_URI].")
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON on stdout.")]
 EncoderOpt = Annotated[
-    Optional[str], typer.Option("--encoder", help="visualized-bge, clip or bridgetower [RAG_ENCODER].")
+    str | None, typer.Option("--encoder", help="visualized-bge, clip or bridgetower [RAG_ENCODER].")
 ]
 WeightsOpt = Annotated[
-    Optional[str], typer.Option("--weights", help="Variant, .pth, hub id or model folder [RAG_WEIGHTS].")
+    str | None, typer.Option("--weights", help="Variant, .pth, hub id or model folder [RAG_WEIGHTS].")
 ]
 # Accepted after the command as well as before it (`rag -v search ...`, `rag search ... -v`); it acts through
 # its callback, so the commands ignore the value they are passed.
@@ -67,32 +67,67 @@ def fail(message: str, code: ExitCode = ExitCode.USAGE) -> typer.Exit:
     return typer.Exit(code)
 
 
+def store_unavailable(error: Exception, stored: str | None = None) -> typer.Exit:
+    """Say in one paragraph that the store cannot be reached (where, what was stored so far, how to go on); exit 5."""
+    uri = getattr(error, "uri", None) or "the Milvus store"
+    reason = getattr(error, "reason", None) or str(error)
+    message = f"the store at {uri} cannot be reached or stopped answering ({reason}). "
+    if stored:
+        message += f"Stored so far: {stored}. "
+    message += (
+        "Nothing stored is lost: once the store is back, re-run the same command to go on; it is idempotent (what "
+        "is stored stays, and is not stored twice). A Milvus Lite folder's server is started again by the next "
+        "command; a Milvus server must be running (docker compose up -d)."
+    )
+    console.print(f"[bold red]error:[/] {escape(message)}")
+    return typer.Exit(ExitCode.STORE_UNAVAILABLE)
+
+
+def store_options(settings: Settings):
+    """The store's timeout and Milvus Lite mode from ``settings``; pymilvus's own logs stay quiet unless -v."""
+    from connectors.milvus import ConnectOptions, quiet_logs
+
+    quiet_logs(logging.getLogger().isEnabledFor(logging.INFO))
+    return ConnectOptions.from_settings(settings)
+
+
 def open_store(settings: Settings, encoder=None, create: bool = False):
-    from connectors.milvus import EncoderInfo, MilvusStore, StoreError
+    from connectors.milvus import EncoderInfo, MilvusStore, StoreError, StoreUnavailableError
 
     info = EncoderInfo.of(encoder, encoder.name) if encoder is not None else None
     try:
         return MilvusStore.open(
-            settings.milvus_uri, settings.collection, encoder_info=info, create=create, token=settings.milvus_token_value
+            settings.milvus_uri,
+            settings.collection,
+            encoder_info=info,
+            create=create,
+            token=settings.milvus_token_value,
+            options=store_options(settings),
         )
+    except StoreUnavailableError as e:
+        raise store_unavailable(e) from e
     except StoreError as e:
         raise fail(str(e)) from e
 
 
 def require_collection(settings: Settings) -> None:
     """Stop at once, before any model loads, when the database or the collection is missing (nothing is created)."""
-    from connectors.milvus import StoreError
+    from connectors.milvus import StoreError, StoreUnavailableError
     from connectors.milvus import require_collection as require
 
     try:
-        require(settings.milvus_uri, settings.collection, token=settings.milvus_token_value)
+        options = store_options(settings)
+        require(settings.milvus_uri, settings.collection, token=settings.milvus_token_value, options=options)
+    except StoreUnavailableError as e:
+        raise store_unavailable(e) from e
     except StoreError as e:
         raise fail(str(e)) from e
 
 
 def load_encoder(settings: Settings, purpose: str = "query", expected_items: int | None = None, runtime=None):
     from rag.embeddings import CheckpointError
-    from rag.embeddings.registry import load_encoder as load, runtime_from_settings
+    from rag.embeddings.registry import load_encoder as load
+    from rag.embeddings.registry import runtime_from_settings
     from rag.runtime import RuntimeUnavailableError
 
     try:
@@ -143,9 +178,11 @@ def _global_options(
 
 def checked(action: Callable[[], T]) -> T:
     """Run a library call, turning the errors a user can fix (bad input, missing extra, store) into a message."""
-    from connectors.milvus import StoreError
+    from connectors.milvus import StoreError, StoreUnavailableError
 
     try:
         return action()
+    except StoreUnavailableError as e:
+        raise store_unavailable(e) from e
     except (ValueError, OSError, ImportError, NotImplementedError, StoreError) as e:
         raise fail(str(e)) from e

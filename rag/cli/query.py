@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional, cast
 
 import typer
 from rich.console import Console
@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from llama_index.core.schema import QueryBundle
 
     from connectors.milvus import MilvusStore
+    from rag.answer import StreamingAnswerResponse
     from rag.embeddings.base import Encoder
     from rag.retrieval import MultimodalRetriever, PlainQuery
     from rag.settings import Settings
@@ -143,7 +144,7 @@ def search(
 
 @app.command()
 @with_options(AnswerOptions)
-@with_settings(LLM_FLAGS, param="llm")
+@with_settings(LLM_FLAGS, param="llm_settings")
 def ask(
     question: Annotated[str, typer.Argument(help="The question.")],
     collection: CollectionOpt = None,
@@ -151,7 +152,7 @@ def ask(
     image: ImageOpt = None,
     *,
     options: AnswerOptions,
-    llm: dict[str, object],
+    llm_settings: dict[str, object],
     encoder: EncoderOpt = None,
     weights: WeightsOpt = None,
     as_json: JsonOpt = False,
@@ -159,21 +160,21 @@ def ask(
 ) -> None:
     """Answer a question from the collection, citing the items used; the answer is printed as the LLM writes it,
     then the items it cites and the check of its citations. Exit 4 if the LLM failed (the evidence is printed)."""
-    settings = settings_from(collection=collection, milvus_uri=uri, encoder=encoder, weights=weights, **llm)
+    settings = settings_from(collection=collection, milvus_uri=uri, encoder=encoder, weights=weights, **llm_settings)
     plain = _checked_query(question, image, options, text_name="the question")
     require_collection(settings)
     from rag.answer import answer_engine
 
-    llm = checked_llm(settings)
+    answering = checked_llm(settings)
     model = load_encoder(settings)
     query = _bundle(plain)
     with open_store(settings, model) as store:
         retriever = _retriever(store, model, options, settings)
         engine = answer_engine(
-            retriever, llm, options, max_image_side=settings.llm_max_image_side, streaming=True,
+            retriever, answering, options, max_image_side=settings.llm_max_image_side, streaming=True,
             max_evidence_tokens=settings.llm_max_evidence_tokens,
         )
-        streamed = checked(lambda: engine.query(query))
+        streamed = cast("StreamingAnswerResponse", checked(lambda: engine.query(query)))
         response = streamed_answer(streamed, echo=not as_json)
     if as_json:
         print(json.dumps(response.to_dict()))

@@ -39,13 +39,22 @@ class VisualizedBGEEmbedding(MultiModalEmbedding):
     Works as ``embed_model`` and ``image_embed_model`` of ``MultiModalVectorStoreIndex``.
     """
 
-    model_name: str = Field(
-        default="bge-visualized-base-en-v1.5", description="Checkpoint path or variant name (see VisualizedBGE)."
+    model_name: str | None = Field(
+        default=None,
+        description="Checkpoint path or variant name (see VisualizedBGE); None: RAG_WEIGHTS, else the base variant.",
     )
-    text_model: str | None = Field(default=None, description="Text model folder or hub id; defaults by variant.")
-    vision_config: str | None = Field(default=None, description="Vision tower config JSON; defaults by variant.")
-    device: str = Field(default="auto", description="torch device: auto, cpu, cuda, cuda:1, mps (see rag.runtime).")
-    dtype: str = Field(default="auto", description="auto, float32, bfloat16 or float16 (see rag.runtime).")
+    text_model: str | None = Field(
+        default=None, description="Text model folder or hub id; None: RAG_TEXT_MODEL, else by variant."
+    )
+    vision_config: str | None = Field(
+        default=None, description="Vision tower config JSON; None: RAG_VISION_CONFIG, else by variant."
+    )
+    device: str | None = Field(
+        default=None, description="torch device: auto, cpu, cuda, cuda:1, mps (see rag.runtime); None: RAG_DEVICE."
+    )
+    dtype: str | None = Field(
+        default=None, description="auto, float32, bfloat16 or float16 (see rag.runtime); None: RAG_DTYPE."
+    )
 
     _encoder: Encoder | None = PrivateAttr(default=None)
 

@@ -25,6 +25,14 @@ DEFAULT_WEIGHTS = {
 }
 
 
+def settings_with(settings: Settings | None = None, **given: object) -> Settings:
+    """``settings`` (default ``Settings()``: the ``RAG_*`` environment) with the values given explicitly (those not
+    None) in their place: what a factory called with some arguments and not others should read."""
+    base = settings or Settings()
+    explicit = {name: value for name, value in given.items() if value is not None}
+    return base.model_copy(update=explicit) if explicit else base
+
+
 def runtime_from_settings(settings: Settings, purpose: Purpose = "query", expected_items: int | None = None) -> Runtime:
     """The runtime ``RAG_DEVICE``, ``RAG_DTYPE``, ``RAG_BATCH_SIZE``, ``RAG_WORKERS`` and ``RAG_COMPILE`` ask for, on this machine."""
     return resolve_runtime(
@@ -53,16 +61,14 @@ def load_encoder(settings: Settings | None = None, runtime: Runtime | None = Non
             )
         from .visualized_bge import VisualizedBGE
 
-        return VisualizedBGE.from_pretrained(
-            weights, settings.text_model, vision_config=settings.vision_config, runtime=runtime
-        )
+        return VisualizedBGE.from_pretrained(weights, runtime=runtime, settings=settings)
     if settings.encoder == "clip":
         from .clip import CLIPEncoder
 
-        return CLIPEncoder.from_pretrained(weights, runtime=runtime)
+        return CLIPEncoder.from_pretrained(weights, runtime=runtime, settings=settings)
     from .bridgetower import BridgeTowerEncoder
 
-    return BridgeTowerEncoder.from_pretrained(weights, runtime=runtime)
+    return BridgeTowerEncoder.from_pretrained(weights, runtime=runtime, settings=settings)
 
 
 def load_text_window(settings: Settings | None = None) -> "TextWindow":

@@ -22,7 +22,8 @@ import torch
 from PIL import Image
 from transformers import AutoConfig, AutoImageProcessor, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
-from rag.runtime import Runtime, resolve_runtime
+from rag.runtime import Runtime
+from rag.settings import Settings
 
 from .base import FusedNotSupportedError, ImageInput
 from .hub import CheckpointError, pretrained_source
@@ -82,19 +83,28 @@ class TransformersEncoder(ABC):
     @classmethod
     def from_pretrained(
         cls,
-        name_or_path: str | os.PathLike[str],
+        name_or_path: str | os.PathLike[str] | None = None,
         *,
         runtime: Runtime | None = None,
-        device: str = "auto",
-        dtype: str = "auto",
+        device: str | None = None,
+        dtype: str | None = None,
         batch_size: int | None = None,
         workers: int | None = None,
+        settings: Settings | None = None,
     ) -> "TransformersEncoder":
         """Load a local model folder or a hub id (from the Hugging Face cache first; the hub only if reachable).
 
         ``runtime``, or else ``device``, ``dtype``, ``batch_size`` and ``workers``, say where it runs (see ``rag.runtime``).
+        What is not given comes from ``settings`` (default ``Settings()``: ``RAG_DEVICE``, ``RAG_DTYPE``, ...; the model
+        from ``RAG_WEIGHTS`` when ``RAG_ENCODER`` names this encoder), then from the defaults; arguments given win.
         """
-        runtime = runtime or resolve_runtime(device, dtype, batch_size=batch_size, workers=workers)
+        from rag.embeddings.registry import DEFAULT_WEIGHTS, runtime_from_settings, settings_with
+
+        settings = settings_with(settings, device=device, dtype=dtype, batch_size=batch_size, workers=workers)
+        runtime = runtime or runtime_from_settings(settings)
+        if name_or_path is None:
+            configured = settings.weights if settings.encoder == cls.model_type else None
+            name_or_path = configured or DEFAULT_WEIGHTS[cls.model_type]
         source, local_only = pretrained_source(name_or_path)
         try:
             config = AutoConfig.from_pretrained(source, local_files_only=local_only)

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
+import json
+from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 
 from connectors.milvus import ScoreScale, StoreStats
 from connectors.milvus.blend import Fusion
@@ -13,6 +14,9 @@ from rag.retrieval import Evidence, Mode
 from rag.retrieval.options import AnswerOptions, QueryOptions
 
 MAX_TEXT = 8192
+#: The most turns, and pictures, a client may send as a conversation's history (the token budget keeps fewer).
+MAX_HISTORY_TURNS = 64
+MAX_HISTORY_PICTURES = 8
 
 
 class SearchRequest(QueryOptions):
@@ -21,10 +25,49 @@ class SearchRequest(QueryOptions):
     text: str = Field(default="", max_length=MAX_TEXT, description="Query text (an instruction, for composed queries).")
 
 
+class HistoryTurn(BaseModel):
+    """One earlier message of a conversation, as the client keeps it."""
+
+    role: Literal["user", "assistant"]
+    content: str = Field(max_length=4 * MAX_TEXT, description="What was asked, or answered.")
+    image: str | None = Field(
+        default=None,
+        description="A user turn's picture, as a data URL (data:image/jpeg;base64,...); checked like a query image.",
+    )
+
+
 class AskRequest(AnswerOptions):
     """A question (with an image, as a form's file), and how to search for and answer it."""
 
     text: str = Field(min_length=1, max_length=MAX_TEXT, description="The question.")
+    history: list[HistoryTurn] = Field(
+        default_factory=list,
+        max_length=MAX_HISTORY_TURNS,
+        description="The conversation so far, oldest first: the server keeps none, so a client sends it with each "
+        "follow-up. The follow-up is then condensed with it into a standalone question (`query` in the response), "
+        "carrying an earlier turn's picture when it is about it. Bounded by RAG_CHAT_HISTORY_TOKENS, oldest turns "
+        f"first; at most {MAX_HISTORY_PICTURES} pictures. A form sends it as one JSON array.",
+    )
+
+    @field_validator("history", mode="before")
+    @classmethod
+    def _json_from_a_form(cls, value: object) -> object:
+        """A form field holds the history as JSON text (one array, or one turn per repeated field)."""
+        texts = [value] if isinstance(value, str) else value
+        if not isinstance(texts, list) or not all(isinstance(t, str) for t in texts):
+            return value
+        turns: list[object] = []
+        for text in texts:
+            parsed = json.loads(text)
+            turns.extend(parsed if isinstance(parsed, list) else [parsed])
+        return turns
+
+    @field_validator("history")
+    @classmethod
+    def _few_pictures(cls, turns: list[HistoryTurn]) -> list[HistoryTurn]:
+        if sum(1 for t in turns if t.image) > MAX_HISTORY_PICTURES:
+            raise ValueError(f"the history holds more than {MAX_HISTORY_PICTURES} pictures; send the latest turns")
+        return turns
 
 
 class ErrorBody(BaseModel):
@@ -71,6 +114,9 @@ class AskResponse(Searched):
     error: str | None = None
     rerank_error: str | None = None
     citations: list[CitedResult] = Field(description="Every item the answer saw; rank n is marker [n].")
+    query: str | None = Field(
+        default=None, description="The standalone question a follow-up (with `history`) was condensed into."
+    )
     citation_check: CitationCheck | None = Field(
         default=None,
         description="The answer's markers checked against the items it saw (answered and partial answers only); "

@@ -5,6 +5,8 @@ Everything here is library calls; the routes only translate HTTP to and from the
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import json
 import logging
@@ -12,14 +14,23 @@ import mimetypes
 import os
 import tempfile
 import threading
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, TypeVar
+from typing import Any, Callable, Iterable, Iterator, Sequence, TypeVar
 
-from llama_index.core.llms import LLM
+from llama_index.core.llms import LLM, ChatMessage, MessageRole
 from llama_index.core.schema import QueryBundle
 
-from connectors.milvus import Blend, EncoderInfo, MilvusStore, StoreStats, require_collection
+from connectors.milvus import (
+    Blend,
+    ConnectOptions,
+    EncoderInfo,
+    MilvusStore,
+    StoreError,
+    StoreStats,
+    StoreUnavailableError,
+    require_collection,
+)
 from connectors.sources import (
     SUPPORTED_SUFFIXES,
     BadInput,
@@ -31,6 +42,7 @@ from connectors.sources import (
 )
 from connectors.sources._common import IMAGE_SUFFIXES
 from rag.answer import answer_engine, llm_from_settings
+from rag.answer.chat import MultimodalChatEngine, user_message
 from rag.embeddings.base import Encoder
 from rag.embeddings.registry import load_encoder, runtime_from_settings
 from rag.ingest import IngestReport, ingest
@@ -40,12 +52,14 @@ from rag.retrieval.options import AnswerOptions, QueryOptions
 from rag.settings import Settings
 
 from .jobs import IngestJob, IngestJobs
+from .models import HistoryTurn
 from .shared import serialized
 
 logger = logging.getLogger(__name__)
 
 #: Uploads kept under their own name and read by the source their type calls for (images are kept by hash).
 DOCUMENT_SUFFIXES = tuple(sorted(SUPPORTED_SUFFIXES - IMAGE_SUFFIXES))
+_HEALTH_TIMEOUT = 5.0
 _T = TypeVar("_T")
 
 
@@ -77,7 +91,8 @@ class Service:
     def open(cls, settings: Settings, encoder: Encoder | None = None) -> "Service":
         """Load the encoder (unless given) and the LLM the settings name, and open the collection, which must exist:
         serving creates no database or collection (``CollectionNotFoundError``, before the encoder loads)."""
-        require_collection(settings.milvus_uri, settings.collection, token=settings.milvus_token_value)
+        options = ConnectOptions.from_settings(settings)
+        require_collection(settings.milvus_uri, settings.collection, token=settings.milvus_token_value, options=options)
         encoder = encoder or load_encoder(settings, runtime_from_settings(settings, "serve"))
         if encoder.runtime.compile:
             _warm_up(encoder)
@@ -87,6 +102,7 @@ class Service:
             encoder_info=EncoderInfo.of(encoder),
             create=False,
             token=settings.milvus_token_value,
+            options=options,
         )
         try:
             llm = llm_from_settings(settings)
@@ -116,10 +132,14 @@ class Service:
         retriever: MultimodalRetriever,
         options: AnswerOptions | None = None,
         streaming: bool = False,
+        history: list[ChatMessage] | None = None,
     ) -> tuple[Mode, Blend | None, Any]:
         """The mode and blend used and the answer with citations (the ranked evidence when no LLM is configured):
         an ``AnswerResponse``, or with ``streaming`` a ``StreamingAnswerResponse`` whose LLM call starts when its
-        tokens are read."""
+        tokens are read. With a ``history``, the question is a follow-up, condensed with it first (the response's
+        ``metadata["query"]`` is the standalone question)."""
+        if history:
+            return self._follow_up(query, retriever, options, streaming, history)
         mode, blend = retriever.resolve_mode(query), retriever.resolve_blend(query)
         engine = answer_engine(
             retriever,
@@ -131,8 +151,56 @@ class Service:
         )
         return mode, blend, engine.query(query)
 
+    def _follow_up(
+        self,
+        query: QueryBundle,
+        retriever: MultimodalRetriever,
+        options: AnswerOptions | None,
+        streaming: bool,
+        history: list[ChatMessage],
+    ) -> tuple[Mode, Blend | None, Any]:
+        chat = MultimodalChatEngine(
+            retriever,
+            self.llm,
+            history_tokens=self.settings.chat_history_tokens,
+            max_image_side=self.settings.llm_max_image_side,
+            max_evidence_tokens=self.settings.llm_max_evidence_tokens,
+            rerank_top_n=options.rerank if options is not None else None,
+        )
+        respond = chat.stream_chat if streaming else chat.chat
+        response = respond(query.query_str, chat_history=history, image_path=query.image_path)
+        searched = response.metadata or {}
+        standalone = QueryBundle(searched.get("query", query.query_str), image_path=searched.get("query_image"))
+        return retriever.resolve_mode(standalone), retriever.resolve_blend(standalone), response
+
+    @contextmanager
+    def history(self, turns: Sequence[HistoryTurn]) -> Iterator[list[ChatMessage]]:
+        """A client's history as chat messages, its pictures checked like query images and kept in temporary
+        files until the context ends."""
+        with ExitStack() as stack:
+            messages = []
+            for turn in turns:
+                if turn.role == "assistant":
+                    messages.append(ChatMessage(role=MessageRole.ASSISTANT, content=turn.content))
+                    continue
+                picture = _data_url(turn.image, self.settings.server_max_upload_bytes) if turn.image else None
+                path = stack.enter_context(self.query_image(picture, "a history picture"))
+                messages.append(user_message(turn.content, path))
+            yield messages
+
     def stats(self) -> StoreStats:
         return self.store.stats()
+
+    def store_problem(self) -> str | None:
+        """Why the store cannot serve now (unreachable, collection gone), or None when it answers."""
+        try:
+            self.store.ping(timeout=min(_HEALTH_TIMEOUT, self.settings.milvus_timeout))
+        except StoreError as e:
+            if self.settings.server_show_paths:
+                return str(e)
+            kind = "cannot be reached" if isinstance(e, StoreUnavailableError) else "has no such collection now"
+            return f"the Milvus store {kind}; the server log and RAG_SERVER_SHOW_PATHS=true say more"
+        return None
 
     def image_file(self, item_id: str) -> tuple[Path, str]:
         """The local image file of a stored item and its media type; looked up by id only, never by path."""
@@ -148,9 +216,9 @@ class Service:
         return path, image.mime_type or mimetypes.guess_type(path.name)[0] or "application/octet-stream"
 
     @contextmanager
-    def query_image(self, data: bytes | None) -> Iterator[str | None]:
+    def query_image(self, data: bytes | None, what: str = "query image") -> Iterator[str | None]:
         """A checked query image as a file in the system's temporary folder (retrievers and LLMs read files),
-        removed afterwards."""
+        removed afterwards; ``what`` names it in errors."""
         if data is None:
             yield None
             return
@@ -158,7 +226,7 @@ class Service:
             suffix = check_image(data, self.settings.server_max_image_pixels).suffix
         except BadInput as e:
             status = 413 if e.kind is SourceErrorKind.IMAGE_TOO_LARGE else 400
-            raise UploadError(f"query image: {e.reason}", status) from None
+            raise UploadError(f"{what}: {e.reason}", status) from None
         fd, name = tempfile.mkstemp(prefix="rag-query-", suffix=suffix)
         try:
             with os.fdopen(fd, "wb") as f:
@@ -219,6 +287,19 @@ class Service:
     ) -> IngestReport:
         sources = _until(stop, open_sources(paths, **self._source_options().model_dump()))
         return ingest(sources, self.encoder, self.store, batch_size=self.settings.batch_size, on_progress=on_progress)
+
+
+def _data_url(url: str, max_bytes: int) -> bytes:
+    """The bytes of a ``data:...;base64,...`` URL; an ``UploadError`` when it is not one, or is too large."""
+    header, _, payload = url.partition(",")
+    if not (header.startswith("data:") and header.endswith(";base64")):
+        raise UploadError("a history picture must be a data URL: data:image/<type>;base64,<data>")
+    if len(payload) * 3 // 4 > max_bytes:
+        raise UploadError(f"a history picture is over the {max_bytes}-byte limit", 413)
+    try:
+        return base64.b64decode(payload, validate=True)
+    except binascii.Error as e:
+        raise UploadError(f"a history picture's base64 data cannot be read: {e}") from None
 
 
 def _warm_up(encoder: Encoder) -> None:

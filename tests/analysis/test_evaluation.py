@@ -29,6 +29,9 @@ def test_metrics_of_known_rankings() -> None:
 def test_hits_match_relevant_entries_by_id_source_or_file_name_once() -> None:
     hits = [("id1", "/data/a.png"), ("id2", "/elsewhere/a.png"), ("id3", "/data/doc.pdf#page=2"), ("id4", "/x/b.png")]
     assert matched_ids(hits, ["a.png", "doc.pdf", "id4"]) == ["a.png", "id:id2", "doc.pdf", "id4"]
+    named = [("c1", "/docs/guide.md", "guide.md#install"), ("c2", "/docs/guide.md", "guide.md#usage")]
+    assert matched_ids(named, ["guide.md#usage"]) == ["id:c1", "guide.md#usage"]  # a chunk by its name
+    assert matched_ids(named, ["guide.md"]) == ["guide.md", "id:c2"]  # a document by its file name, once
 
 
 def test_query_files_resolve_images_and_name_bad_lines(tmp_path: Path) -> None:

@@ -76,7 +76,8 @@ def test_a_follow_up_is_condensed_and_carries_the_earlier_picture(recording, cor
 
 
 def test_a_follow_up_with_its_own_picture_keeps_it(recording, corpus) -> None:
-    with FakeLLMServer(Reply("It is red [1]."), Reply("Is this dress also red?\nPICTURE: 1"), Reply("Yes [1].")) as server:
+    script = [Reply("It is red [1]."), Reply("Is this dress also red?\nPICTURE: 1"), Reply("Yes [1].")]
+    with FakeLLMServer(*script) as server:
         chat = MultimodalChatEngine(recording, llm(server))
         chat.chat("What colour is the dress?", image_path=str(corpus.pictures[0]))
         chat.chat("And this one?", image_path=str(corpus.pictures[2]))
@@ -88,7 +89,10 @@ def test_streamed_turns_arrive_incrementally_and_join_the_history(recording, cor
     reply = Reply("The whale swims [2].", hold_after=1)
     with FakeLLMServer(Reply("Which animal is in the ocean?"), reply) as server:
         chat = MultimodalChatEngine(recording, llm(server))
-        history = [ChatMessage(role="user", content="Anything blue?"), ChatMessage(role="assistant", content="A whale.")]
+        history = [
+            ChatMessage(role="user", content="Anything blue?"),
+            ChatMessage(role="assistant", content="A whale."),
+        ]
         stream = chat.stream_chat("Where is it?", chat_history=history)
         tokens = []
         for token in stream.response_gen:
@@ -98,7 +102,10 @@ def test_streamed_turns_arrive_incrementally_and_join_the_history(recording, cor
     assert recording.queries[0].query_str == "Which animal is in the ocean?"
     assert stream.answer.metadata["query"] == "Which animal is in the ocean?"
     assert [m.content for m in chat.chat_history] == [
-        "Anything blue?", "A whale.", "Where is it?", "The whale swims [2].",
+        "Anything blue?",
+        "A whale.",
+        "Where is it?",
+        "The whale swims [2].",
     ]
 
 
@@ -120,26 +127,31 @@ def test_async_chat(recording, corpus) -> None:
 def test_the_history_keeps_the_latest_turns_within_its_budget(recording, corpus) -> None:
     turns = []
     for n in range(6):
-        turns += [ChatMessage(role="user", content=f"question {n} " + "x" * 70), ChatMessage(role="assistant", content=f"answer {n}")]
+        turns.append(ChatMessage(role="user", content=f"question {n} " + "x" * 70))
+        turns.append(ChatMessage(role="assistant", content=f"answer {n}"))
     with FakeLLMServer(Reply("Standalone"), Reply("[1]")) as server:
         chat = MultimodalChatEngine(recording, llm(server), history_tokens=60)
         chat.chat("And then?", chat_history=turns)
     condensing = condense_request(server, 0)
     kept = [n for n in range(6) if f"question {n} " in condensing]
     assert kept == [4, 5] and "answer 4" in condensing and "answer 5" in condensing  # 21 + 2 tokens a turn
-    assert sum(len(estimated_tokens(m.content)) for m in turns[-4:]) <= 60 < sum(
-        len(estimated_tokens(m.content)) for m in turns[-6:]
+    assert (
+        sum(len(estimated_tokens(m.content)) for m in turns[-4:])
+        <= 60
+        < sum(len(estimated_tokens(m.content)) for m in turns[-6:])
     )
 
 
 def test_a_picture_in_the_history_counts_a_fixed_amount(recording, corpus) -> None:
     turns = [
-        user_message("first look", str(corpus.pictures[0])), ChatMessage(role="assistant", content="a dress"),
-        user_message("second look", str(corpus.pictures[1])), ChatMessage(role="assistant", content="a bridge"),
+        user_message("first look", str(corpus.pictures[0])),
+        ChatMessage(role="assistant", content="a dress"),
+        user_message("second look", str(corpus.pictures[1])),
+        ChatMessage(role="assistant", content="a bridge"),
     ]
     with FakeLLMServer(Reply("Standalone"), Reply("[1]")) as server:
-        MultimodalChatEngine(recording, llm(server), history_tokens=IMAGE_TOKENS + 20).chat("and?", chat_history=turns)
-        MultimodalChatEngine(recording, llm(server), history_tokens=2 * IMAGE_TOKENS + 20).chat("and?", chat_history=turns)
+        for budget in (IMAGE_TOKENS + 20, 2 * IMAGE_TOKENS + 20):
+            MultimodalChatEngine(recording, llm(server), history_tokens=budget).chat("and?", chat_history=turns)
     tight, roomy = condense_request(server, 0), condense_request(server, 2)
     assert "first look" not in tight and "User: second look [attached picture 1]" in tight
     assert "User: first look [attached picture 1]" in roomy and "User: second look [attached picture 2]" in roomy

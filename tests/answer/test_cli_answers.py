@@ -66,7 +66,10 @@ def test_ask_prints_tokens_while_the_llm_is_still_writing(corpus) -> None:
     with FakeLLMServer(reply) as server:
         process = subprocess.Popen(
             [sys.executable, "-m", "rag.cli", "ask", QUESTION, "-k", "2", "--mode", "text-to-multimodal"],
-            env=environment(corpus, server), stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT,
+            env=environment(corpus, server),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            cwd=ROOT,
         )
         try:
             early = read_until(process, "On a ")
@@ -121,8 +124,12 @@ def test_chat_streams_each_answer_while_the_llm_is_still_writing(corpus) -> None
     reply = Reply("On a rocky cliff [1].", hold_after=2)
     with FakeLLMServer(reply) as server:
         process = subprocess.Popen(
-            [sys.executable, "-m", "rag.cli", "chat", "-k", "2"], env=environment(corpus, server),
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT,
+            [sys.executable, "-m", "rag.cli", "chat", "-k", "2"],
+            env=environment(corpus, server),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            cwd=ROOT,
         )
         try:
             process.stdin.write(f"{QUESTION}\n".encode())
@@ -147,7 +154,8 @@ def test_chat_condenses_follow_ups_carries_the_picture_and_resets(corpus) -> Non
     ]
     lines = [f"/image {picture}", "What is this?", "And at night?", "/nonsense", "/reset", "Hello?", "/quit"]
     with FakeLLMServer(*script) as server:
-        result = CliRunner().invoke(app, ["chat", "-k", "2"], input="\n".join(lines) + "\n", env=environment(corpus, server))
+        typed = "\n".join(lines) + "\n"
+        result = CliRunner().invoke(app, ["chat", "-k", "2"], input=typed, env=environment(corpus, server))
     assert result.exit_code == 0, result.output
     out = result.stdout
     assert "A lighthouse [1].\n\nCited:\n[1] " in out

@@ -114,7 +114,7 @@ def test_ollama_streams_json_lines(retriever, corpus) -> None:
         response = answer_engine(retriever, ollama_llm("llava", base_url=server.root, timeout=5), streaming=True).query(
             query(corpus)
         )
-        for token in response.response_gen:
+        for _ in response.response_gen:
             reply.release.set()
     assert reply.released is True and server.requests[0]["path"] == "/api/chat"
     assert response.answer.response == "It is [1]." and response.answer.status is AnswerStatus.ANSWERED

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from connectors.milvus import EncoderInfo, MilvusStore
+from connectors.milvus import Backend, EncoderInfo, MilvusStore
 from connectors.sources import open_sources
 from rag.settings import Settings
 from tests.conftest import parity_dir
@@ -192,15 +192,17 @@ def test_a_killed_driver_resumes_to_the_exact_count(tiny_base, tmp_path):
         assert store.count() == 60
 
 
-def test_a_milvus_server_is_written_by_the_workers(tiny_base, tmp_path):
+def test_a_milvus_lite_server_over_http_is_written_by_the_driver(tiny_base, tmp_path):
     from milvus_lite.server_manager import server_manager_instance
 
-    # Milvus Lite serves its file over HTTP, as a Milvus server would: every writer actor connects to it.
+    # Milvus Lite served over http is still Lite (the store asks its version): its engine takes one writer per
+    # collection, so the driver writes, as for a Lite folder (a Milvus server gets writer actors: plan_workers).
     uri = server_manager_instance.start_and_get_uri(str(tmp_path / "server.db"))
     folder = make_folder(tmp_path / "corpus", 12)
     try:
         with MilvusStore.open(uri, "items", encoder_info=EncoderInfo.of(tiny_base)) as store:
-            assert ray_engine.connect(ray_engine.RayOptions(), store.backend).writers
+            assert store.backend is Backend.LITE
+            assert not ray_engine.connect(ray_engine.RayOptions(), store.backend).writers
             report = ray_engine.ingest(
                 open_sources([folder]), tiny_settings(batch_size=4), store, image_transform=tiny_base.image_transform
             )

@@ -3,14 +3,16 @@ then one `done` event with the status, the citations and their check; errors bef
 
 from __future__ import annotations
 
+import base64
 import json
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import httpx
 import pytest
 
 from rag.settings import Settings
-from tests.answer.llm_server import FakeLLMServer, Reply
+from tests.answer.llm_server import FakeLLMServer, Reply, user_parts
 from tests.retrieval.corpus import CAPTIONS
 
 from .conftest import serve_in_thread
@@ -46,7 +48,8 @@ def events(response: httpx.Response) -> Iterator[tuple[str, Any]]:
 
 
 def ask(url: str, **form: Any):
-    return httpx.stream("POST", f"{url}/api/ask/stream", data={"filter": '{"tags": "grid"}', "top_k": 3, **form}, timeout=60)
+    data = {"filter": '{"tags": "grid"}', "top_k": 3, **form}
+    return httpx.stream("POST", f"{url}/api/ask/stream", data=data, timeout=60)
 
 
 def test_tokens_arrive_while_the_llm_is_still_writing(server: str, llm: FakeLLMServer) -> None:
@@ -109,3 +112,49 @@ def test_the_openapi_schema_documents_the_events(client) -> None:
     assert "TokenEvent" in refs and "AskResponse" in refs
     assert "`token`" in operation["description"] and "`done`" in operation["description"]
     assert "multipart/form-data" in operation["requestBody"]["content"]
+
+
+def data_url(path) -> str:
+    return "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode()
+
+
+def test_a_follow_up_is_condensed_with_the_history_the_client_sends(server: str, llm: FakeLLMServer, corpus) -> None:
+    llm.replies[:] = [Reply("Where is the bridge at night?\nPICTURE: 1"), Reply("Lit up [1].")]
+    history = [
+        {"role": "user", "content": "Show me the bridge", "image": data_url(corpus.pictures[2])},
+        {"role": "assistant", "content": "The bridge [2]."},
+    ]
+    body = {"text": "And at night?", "history": history, "top_k": 2}
+    response = httpx.post(f"{server}/api/ask", json=body, timeout=60).json()
+    assert response["status"] == "answered" and response["query"] == "Where is the bridge at night?"
+    condensing, images = user_parts(llm.requests[-2])
+    assert "User: Show me the bridge [attached picture 1]\nAssistant: The bridge [2]." in condensing and not images
+    answering, pictures = user_parts(llm.requests[-1])
+    assert "Question: Where is the bridge at night?" in answering
+    assert "The question is about this picture" in answering and len(pictures) == 3  # two items and the history's
+
+
+def test_a_streamed_follow_up_from_a_form(server: str, llm: FakeLLMServer) -> None:
+    llm.replies[:] = [Reply("Which dress is red?"), Reply("The first [1].")]
+    history = json.dumps([{"role": "user", "content": "a dress?"}, {"role": "assistant", "content": "Yes [1]."}])
+    with ask(server, text="which is red?", history=history) as response:
+        received = list(events(response))
+    done = received[-1][1]
+    assert done["status"] == "answered" and done["query"] == "Which dress is red?"
+    assert "".join(data["text"] for name, data in received if name == "token") == "The first [1]."
+
+
+@pytest.mark.parametrize(
+    "history, status, message",
+    [
+        ([{"role": "user", "content": "x", "image": "not a data url"}], 400, "data URL"),
+        ([{"role": "user", "content": "x", "image": "data:image/png;base64,@@@"}], 400, "base64"),
+        ([{"role": "user", "content": "x", "image": "data:image/png;base64,AAAA"}], 400, "history picture"),
+        ([{"role": "user", "content": "x", "image": "data:,"}] * 9, 422, "more than 8 pictures"),
+        ([{"role": "robot", "content": "x"}], 422, "history"),
+    ],
+    ids=["not-a-data-url", "bad-base64", "not-an-image", "too-many-pictures", "bad-role"],
+)
+def test_bad_histories_are_refused(server: str, history, status: int, message: str) -> None:
+    response = httpx.post(f"{server}/api/ask/stream", json={"text": "and?", "history": history}, timeout=60)
+    assert response.status_code == status and message in response.text, response.text

@@ -328,3 +328,45 @@ def test_a_text_result_shows_a_snippet_its_document_and_its_anchor(browser, text
     assert not card.find_element(By.CSS_SELECTOR, ".body .text").is_displayed()  # shown once, in the excerpt
     assert "text-to-any" in driver.find_element(By.ID, "status").text
     screenshot(driver, "text-result.png")
+
+
+def test_the_page_keeps_a_conversation_until_reset(browser, answering_server: str, llm: FakeLLMServer) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    driver = browser
+    wait = WebDriverWait(driver, 30)
+    llm.replies[:] = [Reply("A red circle [1]."), Reply("Which shape is blue?"), Reply("The blue square [1].")]
+    asked = len(llm.requests)
+    driver.get(answering_server + "/")
+    wait.until(lambda d: "answers by vision-test" in d.find_element(By.ID, "stats").text)
+    driver.find_element(By.ID, "filter").send_keys("tags=shape")
+
+    def ask(question: str, answer: str) -> None:
+        driver.find_element(By.ID, "text").clear()
+        driver.find_element(By.ID, "text").send_keys(question)
+        driver.find_element(By.ID, "ask").click()
+        wait.until(lambda d: d.find_element(By.ID, "answer-text").text == answer)
+        wait.until(lambda d: d.execute_script(LOADED_THUMBNAILS) == 4)
+
+    ask("a red shape", "A red circle [1].")
+    ask("and the blue one?", "The blue square [1].")
+    turns = [li.text for li in driver.find_elements(By.CSS_SELECTOR, "#conversation-turns li")]
+    assert turns == [
+        "You: a red shape",
+        "Answer: A red circle [1].",
+        "You: and the blue one?",
+        "Answer: The blue square [1].",
+    ]
+    assert driver.find_element(By.ID, "searched").text == "Searched for: Which shape is blue?"
+    condensing = llm.requests[asked + 1]["body"]["messages"][1]["content"]
+    assert "User: a red shape\nAssistant: A red circle [1]." in condensing
+    assert condensing.endswith("Follow-up: and the blue one?")
+    screenshot(driver, "conversation.png")
+
+    driver.find_element(By.ID, "reset-conversation").click()
+    assert not driver.find_element(By.ID, "conversation").is_displayed()
+    llm.replies[:] = [Reply("Fresh [2].")]
+    ask("a green shape", "Fresh [2].")
+    assert len(llm.requests) == asked + 4  # no condensing after the reset: the question went as asked
+    assert driver.find_element(By.ID, "searched").text == ""

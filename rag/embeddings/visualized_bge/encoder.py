@@ -12,7 +12,8 @@ import numpy as np
 import torch
 from transformers import AutoConfig, AutoTokenizer, PreTrainedTokenizerBase
 
-from rag.runtime import Runtime, resolve_runtime
+from rag.runtime import Runtime
+from rag.settings import Settings
 
 from ..base import ImageInput
 from ..compiled import BucketedCompile
@@ -53,17 +54,18 @@ class VisualizedBGE:
     @classmethod
     def from_pretrained(
         cls,
-        weights: str | os.PathLike[str],
+        weights: str | os.PathLike[str] | None = None,
         text_model: str | os.PathLike[str] | None = None,
         *,
         vision_config: VisionConfig | dict[str, Any] | str | os.PathLike[str] | None = None,
         runtime: Runtime | None = None,
-        device: str = "auto",
-        dtype: str = "auto",
+        device: str | None = None,
+        dtype: str | None = None,
         batch_size: int | None = None,
         workers: int | None = None,
-        compile: bool | str = False,
-        preprocess: str = "auto",
+        compile: bool | str | None = None,
+        preprocess: str | None = None,
+        settings: Settings | None = None,
     ) -> "VisualizedBGE":
         """Load a checkpoint.
 
@@ -74,10 +76,21 @@ class VisualizedBGE:
         ``batch_size``, ``workers``, ``compile`` and ``preprocess``, say where and how it runs; ``"auto"`` picks the
         fastest this machine offers (a GPU in bfloat16 or float16, else the CPU in bfloat16 where it
         is native, float32 elsewhere).
+
+        What is not given comes from ``settings`` (default ``Settings()``, the CLI's ``RAG_*`` environment:
+        ``RAG_WEIGHTS``, ``RAG_TEXT_MODEL``, ``RAG_VISION_CONFIG``, ``RAG_DEVICE``, ...), then from the defaults
+        (the base variant, on the fastest device); arguments given win.
         """
-        runtime = runtime or resolve_runtime(
-            device, dtype, batch_size=batch_size, workers=workers, compile=compile, preprocess=preprocess
+        from rag.embeddings.registry import DEFAULT_WEIGHTS, runtime_from_settings, settings_with
+
+        settings = settings_with(
+            settings, text_model=text_model, device=device, dtype=dtype, batch_size=batch_size, workers=workers,
+            compile=compile, preprocess=preprocess,
         )
+        runtime = runtime or runtime_from_settings(settings)
+        weights = weights if weights is not None else settings.weights or DEFAULT_WEIGHTS["visualized-bge"]
+        text_model = settings.text_model
+        vision_config = vision_config if vision_config is not None else settings.vision_config
         checkpoint, variant = resolve_checkpoint(weights)
         if text_model is None and variant is None:
             raise CheckpointError(

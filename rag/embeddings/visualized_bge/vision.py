@@ -13,17 +13,18 @@ from torch import nn
 from .configuration import VisionConfig
 
 
-def rotate_pairs(x: torch.Tensor) -> torch.Tensor:
-    """Rotate each interleaved pair ``(a, b)`` of the last dimension to ``(-b, a)``."""
-    pairs = x.unflatten(-1, (-1, 2))
-    return torch.stack((-pairs[..., 1], pairs[..., 0]), dim=-1).flatten(-2)
+def swap_pairs(x: torch.Tensor) -> torch.Tensor:
+    """Swap each interleaved pair ``(a, b)`` of the last dimension to ``(b, a)``."""
+    return x.unflatten(-1, (-1, 2)).flip(-1).flatten(-2)
 
 
 class VisionRotaryEmbedding(nn.Module):
     """2-D rotary position embedding over the patch grid, frequencies interpolated to the grid size.
 
     The first half of each head's channels rotates with the patch row, the second half with
-    the column; within a half, channels rotate in interleaved pairs.
+    the column; within a half, channels rotate in interleaved pairs: ``(a, b)`` becomes
+    ``(a cos - b sin, b cos + a sin)``. The tables are per patch (``freqs_cos``, ``freqs_sin``, as
+    in the checkpoint); the class token before the patches carries no position and is left as it is.
     """
 
     def __init__(self, config: VisionConfig):
@@ -40,7 +41,16 @@ class VisionRotaryEmbedding(nn.Module):
         self.register_buffer("freqs_sin", table.sin())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x * self.freqs_cos + rotate_pairs(x) * self.freqs_sin
+        """Rotate ``(..., 1 + patches, head_width)``: the class token, then the patches.
+
+        One pass over ``x`` for each product and the sum: the class token's row of the tables is the
+        identity (cos 1, sin 0) and the sign of the rotation is in the sine table, so nothing is sliced,
+        negated or concatenated at full size.
+        """
+        cos = F.pad(self.freqs_cos, (0, 0, 1, 0), value=1.0)
+        sin = F.pad(self.freqs_sin.unflatten(-1, (-1, 2)), (0, 0, 0, 0, 1, 0), value=0.0)
+        signed_sin = torch.stack((-sin[..., 0], sin[..., 1]), dim=-1).flatten(-2)
+        return x * cos + swap_pairs(x) * signed_sin
 
 
 class VisionAttention(nn.Module):
@@ -61,15 +71,11 @@ class VisionAttention(nn.Module):
     def _heads(self, x: torch.Tensor) -> torch.Tensor:
         return x.unflatten(-1, (self.num_heads, -1)).transpose(1, 2)
 
-    def _rotate_patches(self, x: torch.Tensor) -> torch.Tensor:
-        # The class token (position 0) carries no position.
-        return torch.cat((x[:, :, :1], self.rope(x[:, :, 1:])), dim=2)
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         q = self._heads(self.q_proj(x) + self.q_bias)
         k = self._heads(self.k_proj(x))
         v = self._heads(self.v_proj(x) + self.v_bias)
-        q, k = self._rotate_patches(q), self._rotate_patches(k)
+        q, k = self.rope(q), self.rope(k)
         out = F.scaled_dot_product_attention(q, k, v, scale=self.scale)
         out = out.transpose(1, 2).flatten(2)
         return self.proj(self.inner_attn_ln(out))

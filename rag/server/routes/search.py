@@ -49,8 +49,10 @@ def ask(service: ServiceDep, settings: SettingsDep, body: AskBody) -> AskRespons
     request = body.options
     retriever = service.retriever(request)
     upload = read_upload(body.image, settings.server_max_upload_bytes) if body.image else None
-    with service.query_image(upload) as path:
-        used, blended, response = service.ask(QueryBundle(request.text, image_path=path), retriever, request)
+    with service.query_image(upload) as path, service.history(request.history) as history:
+        used, blended, response = service.ask(
+            QueryBundle(request.text, image_path=path), retriever, request, history=history
+        )
     return _asked(used, blended, retriever, response, settings)
 
 
@@ -68,9 +70,10 @@ def _streaming(service: ServiceDep, settings: SettingsDep, body: AskBody) -> _St
     request = body.options
     retriever = service.retriever(request)
     upload = read_upload(body.image, settings.server_max_upload_bytes) if body.image else None
-    with service.query_image(upload) as path:  # the pictures are read into the LLM's request before this ends
+    # The pictures are read into the LLM's requests (condensing, answering) before these files go.
+    with service.query_image(upload) as path, service.history(request.history) as history:
         used, blended, stream = service.ask(
-            QueryBundle(request.text, image_path=path), retriever, request, streaming=True
+            QueryBundle(request.text, image_path=path), retriever, request, streaming=True, history=history
         )
     return _Streaming(used, blended, retriever, stream)
 
@@ -81,8 +84,8 @@ def ask_stream(
 ) -> Iterator[TokenEvent | AskResponse]:  # the data of the events, as the OpenAPI schema documents them
     """The answer of `/api/ask` as server-sent events (`text/event-stream`), token by token as the LLM writes it.
 
-    The request is `/api/ask`'s (a JSON body, or a form with the image). Errors before the answer starts (a bad field, a missing collection) are
-    JSON errors as elsewhere. Then come events named `token`, whose data is `{"text": "..."}` (the next
+    The request is `/api/ask`'s (a JSON body, or a form with the image; `history` for a follow-up). Errors
+    before the answer starts (a bad field, a missing collection) are JSON errors as elsewhere. Then come events named `token`, whose data is `{"text": "..."}` (the next
     piece of the answer; without an LLM, or when it fails before its first word, one token holds the
     ranked evidence), and one last event named `done`, whose data is the `/api/ask` response: status,
     the whole answer, citations and their check. When the LLM fails mid-answer, `done` has status
@@ -105,6 +108,7 @@ def _asked(
         error=response.error,
         rerank_error=response.rerank_error,
         citation_check=response.citation_check,
+        query=(response.metadata or {}).get("query"),
         citations=[CitedResult(**_shown(c, settings).model_dump(), image_url=_image_url(c)) for c in response.citations],
     )
 

@@ -2,7 +2,7 @@
 "use strict";
 
 const $ = (id) => document.getElementById(id);
-const state = { image: null, objectUrls: [] };
+const state = { image: null, objectUrls: [], turns: [] };
 
 function token() {
   return sessionStorage.getItem("rag-token") || "";
@@ -151,11 +151,13 @@ function queryOptions() {
 }
 
 // A JSON body; with a query image, the same fields as a form that carries the image as a file.
-function queryBody() {
-  const options = queryOptions();
+function queryBody(extra = {}) {
+  const options = { ...queryOptions(), ...extra };
   if (!state.image) return JSON.stringify(options);
   const form = new FormData();
-  for (const [name, value] of Object.entries(options)) form.append(name, String(value));
+  for (const [name, value] of Object.entries(options)) {
+    form.append(name, name === "history" ? JSON.stringify(value) : String(value));
+  }
   form.append("image", state.image, state.image.name || "query.png");
   return form;
 }
@@ -219,6 +221,7 @@ function clearResults() {
   $("answer-text").replaceChildren();
   $("citation-check").replaceChildren();
   $("citation-check").hidden = true;
+  $("searched").textContent = "";
 }
 
 // The check of the answer's citation markers, in plain words; the answer itself is shown as written.
@@ -282,6 +285,43 @@ function mergedNote(merged) {
   return merged ? `${merged} duplicate${merged === 1 ? "" : "s"} merged` : "";
 }
 
+// -- the conversation: kept until reset, sent as `history` with each question ---------------------
+
+function dataUrl(file) {
+  return new Promise((resolve, reject) => {
+    const reader = new FileReader();
+    reader.onload = () => resolve(reader.result);
+    reader.onerror = () => reject(reader.error);
+    reader.readAsDataURL(file);
+  });
+}
+
+async function remember(question, image, body) {
+  const said = ["answered", "partial"].includes(body.status) ? body.answer : `(no answer: ${body.status})`;
+  state.turns.push({ role: "user", content: question, image: image ? await dataUrl(image) : null });
+  state.turns.push({ role: "assistant", content: said });
+  showConversation();
+}
+
+function showConversation() {
+  const list = $("conversation-turns");
+  list.replaceChildren();
+  for (const turn of state.turns) {
+    const item = document.createElement("li");
+    item.className = turn.role;
+    item.textContent = `${turn.role === "user" ? "You" : "Answer"}: ${turn.content}${turn.image ? " (with a picture)" : ""}`;
+    list.append(item);
+  }
+  $("conversation").hidden = state.turns.length === 0;
+}
+
+function resetConversation() {
+  state.turns = [];
+  showConversation();
+  clearResults();
+  setStatus("New conversation: the next question starts afresh.");
+}
+
 async function run(kind) {
   if (!$("text").value.trim() && !state.image) {
     setStatus("Type a query or drop an image first.", true);
@@ -295,12 +335,18 @@ async function run(kind) {
   clearResults();
   const started = performance.now();
   try {
-    const body = kind === "ask" ? await askStreaming(queryBody()) : await call("/api/search", queryBody());
+    const question = $("text").value.trim();
+    const image = state.image;
+    const body = kind === "ask"
+      ? await askStreaming(queryBody({ history: state.turns }))
+      : await call("/api/search", queryBody());
     const items = kind === "ask" ? body.citations : body.results;
     showResults(items);
     if (kind === "ask") {
       showAnswer(body.answer, items.length);
       showCheck(body.citation_check, items.length);
+      $("searched").textContent = body.query ? `Searched for: ${body.query}` : "";
+      await remember(question, image, body);
     }
     const seconds = ((performance.now() - started) / 1000).toFixed(2);
     const summary = [`${items.length} results`, body.mode, describeBlend(body.blend), `scores: ${body.score_scale}`,
@@ -325,5 +371,6 @@ document.addEventListener("DOMContentLoaded", () => {
     run("search");
   });
   $("ask").addEventListener("click", () => run("ask"));
+  $("reset-conversation").addEventListener("click", resetConversation);
   loadStats();
 });
