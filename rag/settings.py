@@ -132,6 +132,14 @@ class Settings(BaseSettings):
         "first. Counted with the LLM's tokenizer where LlamaIndex knows it, else at 4 characters a token; a picture "
         "counts 765.",
     )
+    server_conversations: bool = Field(
+        default=False,
+        description="`rag serve` keeps conversations in memory under an id (conversation_id), for clients that do not "
+        "send their history; off: the API is stateless.",
+    )
+    server_conversation_ttl: PositiveFloat = Field(
+        default=1800.0, description="Seconds a kept conversation may stay idle before it is forgotten."
+    )
     server_host: str = Field(
         default="127.0.0.1", description="Address `rag serve` binds to; loopback unless told otherwise."
     )

@@ -5,9 +5,9 @@ The folder is walked recursively in sorted order, skipping hidden files and fold
 cache directory, following folder symlinks once. Items are named by their file's path inside the folder. A
 caption file stays a caption: a ``.txt`` beside an image of the same stem is not a document. A JSON sidecar is
 an object: ``text`` (or ``caption``) is the item's text, ``tags`` a list of strings (or one comma-separated
-string), every other key goes to metadata. When both sidecars exist the JSON one is used and the other is reported. Images without a
-caption become image-only items and are reported as ``missing_caption`` warnings; a ``.json`` file matching no
-image is passed over, a ``.txt`` one read as a text document.
+string), every other key goes to metadata. When both sidecars exist the JSON one is used and the other is
+reported. Images without a caption become image-only items and are reported as ``missing_caption`` warnings; a
+``.json`` file matching no image is passed over, a ``.txt`` one read as a text document.
 """
 
 from __future__ import annotations

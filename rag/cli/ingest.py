@@ -142,6 +142,7 @@ def ingest(
             progress.update(
                 task, total=total, completed=current.processed, rate=rate, skipped=summary["skipped"],
                 warnings=summary["warnings"],
+                description=f"{description}: indexing" if current.indexing else description,
             )
 
         try:

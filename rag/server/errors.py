@@ -18,6 +18,7 @@ from rag.retrieval import QueryError
 from rag.retrieval.options import OptionError, describe_one
 
 from .models import ErrorBody
+from .conversations import ConversationNotFoundError
 from .service import ImageNotFoundError, UploadError
 
 logger = logging.getLogger(__name__)
@@ -112,6 +113,7 @@ def add_error_handlers(app: FastAPI) -> None:
     # (modes, filters, unreadable images).
     for error_type, status_code in (
         (ImageNotFoundError, status.HTTP_404_NOT_FOUND),
+        (ConversationNotFoundError, status.HTTP_404_NOT_FOUND),
         (ValueError, status.HTTP_400_BAD_REQUEST),
         (NotSupportedError, status.HTTP_400_BAD_REQUEST),
         (FusedNotSupportedError, status.HTTP_400_BAD_REQUEST),

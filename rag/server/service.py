@@ -51,8 +51,9 @@ from rag.retrieval import Evidence, Mode, MultimodalRetriever, evidence
 from rag.retrieval.options import AnswerOptions, QueryOptions
 from rag.settings import Settings
 
+from .conversations import Conversation, Conversations
 from .jobs import IngestJob, IngestJobs
-from .models import HistoryTurn
+from .models import AskRequest, HistoryTurn
 from .shared import serialized
 
 logger = logging.getLogger(__name__)
@@ -85,6 +86,11 @@ class Service:
         self.llm = llm
         self.uploads = (settings.data_dir / "uploads").resolve()
         self.jobs = IngestJobs(self._ingest)
+        self.conversations = (
+            Conversations(llm, settings.server_conversation_ttl, settings.chat_history_tokens)
+            if settings.server_conversations
+            else None
+        )
         self._own_store = store
 
     @classmethod
@@ -114,6 +120,8 @@ class Service:
     def close(self) -> None:
         """Stop the ingest worker, then release the store (Milvus Lite: its data folder)."""
         self.jobs.close()
+        if self.conversations is not None:
+            self.conversations.close()
         self._own_store.close()
 
     def retriever(self, options: QueryOptions) -> MultimodalRetriever:
@@ -133,13 +141,14 @@ class Service:
         options: AnswerOptions | None = None,
         streaming: bool = False,
         history: list[ChatMessage] | None = None,
+        conversation: Conversation | None = None,
     ) -> tuple[Mode, Blend | None, Any]:
         """The mode and blend used and the answer with citations (the ranked evidence when no LLM is configured):
         an ``AnswerResponse``, or with ``streaming`` a ``StreamingAnswerResponse`` whose LLM call starts when its
         tokens are read. With a ``history``, the question is a follow-up, condensed with it first (the response's
-        ``metadata["query"]`` is the standalone question)."""
-        if history:
-            return self._follow_up(query, retriever, options, streaming, history)
+        ``metadata["query"]`` is the standalone question); so with a kept ``conversation``."""
+        if history or conversation is not None:
+            return self._follow_up(query, retriever, options, streaming, history, conversation)
         mode, blend = retriever.resolve_mode(query), retriever.resolve_blend(query)
         engine = answer_engine(
             retriever,
@@ -157,21 +166,36 @@ class Service:
         retriever: MultimodalRetriever,
         options: AnswerOptions | None,
         streaming: bool,
-        history: list[ChatMessage],
+        history: list[ChatMessage] | None,
+        conversation: Conversation | None,
     ) -> tuple[Mode, Blend | None, Any]:
+        image_path = query.image_path
+        if conversation is not None:
+            image_path = conversation.keep(image_path)
         chat = MultimodalChatEngine(
             retriever,
             self.llm,
+            memory=conversation.memory if conversation is not None else None,
             history_tokens=self.settings.chat_history_tokens,
             max_image_side=self.settings.llm_max_image_side,
             max_evidence_tokens=self.settings.llm_max_evidence_tokens,
             rerank_top_n=options.rerank if options is not None else None,
         )
         respond = chat.stream_chat if streaming else chat.chat
-        response = respond(query.query_str, chat_history=history, image_path=query.image_path)
+        response = respond(query.query_str, chat_history=history or None, image_path=image_path)
         searched = response.metadata or {}
         standalone = QueryBundle(searched.get("query", query.query_str), image_path=searched.get("query_image"))
         return retriever.resolve_mode(standalone), retriever.resolve_blend(standalone), response
+
+    def conversation(self, request: AskRequest) -> Conversation | None:
+        """The kept conversation a question continues or starts (None: the server keeps none, or it has a history)."""
+        if request.conversation_id is not None and self.conversations is None:
+            raise UploadError("this server keeps no conversations (RAG_SERVER_CONVERSATIONS): send the history")
+        if request.conversation_id is not None and request.history:
+            raise UploadError("give the history or a conversation_id, not both")
+        if self.conversations is None or request.history:
+            return None
+        return self.conversations.get(request.conversation_id)
 
     @contextmanager
     def history(self, turns: Sequence[HistoryTurn]) -> Iterator[list[ChatMessage]]:
