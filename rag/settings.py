@@ -50,6 +50,23 @@ class Settings(BaseSettings):
     milvus_token: SecretStr | None = Field(
         default=None, description="Milvus server token, 'user:password' or an API key."
     )
+    milvus_timeout: PositiveFloat = Field(
+        default=60.0,
+        description="Seconds before a Milvus call is abandoned (a store that went away is reported after this long).",
+    )
+    milvus_lite: Literal["shared", "in-process"] = Field(
+        default="shared",
+        description="How a Milvus Lite path (*.db) is opened. shared: by one server process per data folder, started "
+        "on demand and shared by every rag process and library user (it stops once none is left); in-process: inside "
+        "this process, which then holds the folder alone (for embedded use where spawning a process is impossible).",
+    )
+    milvus_lite_idle: float = Field(
+        default=15.0,
+        gt=0,
+        le=50,
+        description="Seconds the shared Milvus Lite server waits after its last user left (or was killed) before it "
+        "stops; a command run meanwhile reuses it.",
+    )
     data_dir: Path = Field(
         default=Path("rag_data"),
         description="Where rendered PDF pages, downloaded images and ingest reports are written.",
@@ -116,6 +133,14 @@ class Settings(BaseSettings):
         description="Token budget of a conversation's history (`rag chat`, the API's history): the oldest turns leave "
         "first. Counted with the LLM's tokenizer where LlamaIndex knows it, else at 4 characters a token; a picture "
         "counts 765.",
+    )
+    server_conversations: bool = Field(
+        default=False,
+        description="`rag serve` keeps conversations in memory under an id (conversation_id), for clients that do not "
+        "send their history; off: the API is stateless.",
+    )
+    server_conversation_ttl: PositiveFloat = Field(
+        default=1800.0, description="Seconds a kept conversation may stay idle before it is forgotten."
     )
     server_host: str = Field(
         default="127.0.0.1", description="Address `rag serve` binds to; loopback unless told otherwise."

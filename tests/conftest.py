@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tempfile
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import pytest
+from pymilvus import MilvusClient
 
 from rag.embeddings import VisualizedBGE
+from tests.milvus_server import MilvusLiteServer
 
 PARITY = Path(__file__).parent / "fixtures" / "parity"
 
@@ -51,3 +55,30 @@ def tiny_base() -> VisualizedBGE:
 @pytest.fixture(scope="session", params=["base", "m3"])
 def parity(request) -> tuple[Parity, VisualizedBGE]:
     return Parity(request.param), load_tiny(request.param)
+
+# A shared Milvus Lite server outlives its last user by this much: short here, where every test has its own folder.
+os.environ.setdefault("RAG_MILVUS_LITE_IDLE", "3")
+
+
+@pytest.fixture(scope="session")
+def milvus_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MilvusLiteServer]:
+    """One standalone ``milvus-lite server`` on a free loopback port for the whole session."""
+    server = MilvusLiteServer(tmp_path_factory.mktemp("milvus-server") / "data").start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(params=["lite", "http"])
+def milvus_uri(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """Where a test's store lives: a Milvus Lite folder of its own (``lite``, the default store, served by its shared
+    server), or a database of its own on the session's standalone server (``http``, as a Milvus server is reached)."""
+    if request.param == "lite":
+        return str(tmp_path / "lite" / "milvus.db")
+    server: MilvusLiteServer = request.getfixturevalue("milvus_server")
+    name = "t_" + hashlib.sha1(request.node.nodeid.encode()).hexdigest()[:16]
+    client = MilvusClient(server.uri)
+    client.create_database(name)
+    client.close()
+    return f"{server.uri}/{name}"

@@ -1,6 +1,7 @@
-"""Milvus knowledge store: schema, filter compiler and store (Milvus Lite or server, chosen by URI)."""
+"""Milvus knowledge store: schema, filter compiler and store (Milvus Lite, shared or in-process, or a Milvus server)."""
 
 from connectors.milvus.blend import Blend, BlendError, ScoreScale, TunedBlend
+from connectors.milvus.connection import ConnectOptions, is_unreachable, quiet_logs
 from connectors.milvus.filters import FilterError, Filters, compile_filter, parse_filters
 from connectors.milvus.schema import Backend, EncoderInfo, ItemTooLargeError, item_problems, to_llama_node
 from connectors.milvus.store import (
@@ -13,6 +14,7 @@ from connectors.milvus.store import (
     StoreError,
     StoreLockedError,
     StoreStats,
+    StoreUnavailableError,
     list_collections,
     require_collection,
 )
@@ -22,6 +24,7 @@ __all__ = [
     "Blend",
     "BlendError",
     "CollectionNotFoundError",
+    "ConnectOptions",
     "DatabaseNotFoundError",
     "EncoderInfo",
     "EncoderMismatchError",
@@ -35,11 +38,14 @@ __all__ = [
     "StoreError",
     "StoreLockedError",
     "StoreStats",
+    "StoreUnavailableError",
     "TunedBlend",
     "compile_filter",
+    "is_unreachable",
     "item_problems",
     "list_collections",
     "parse_filters",
+    "quiet_logs",
     "require_collection",
     "to_llama_node",
 ]

@@ -5,19 +5,24 @@ searches the fused vectors, and with BM25 also runs LlamaIndex's sparse and hybr
 through Milvus's BM25 function, or on Milvus Lite with the statistics our store keeps
 (:class:`StoreBm25`). Write through :class:`MilvusStore` only: the stock store's ``add`` does not
 fill our typed fields.
+
+A Milvus Lite path is served by its folder's shared server (``lite_server``): the stock store is handed that
+server's URI, and this process stays one of the server's users as long as the stock store lives.
 """
 
 from __future__ import annotations
 
 import os
+import weakref
 from typing import Any
 
 from llama_index.vector_stores.milvus import MilvusVectorStore
 from llama_index.vector_stores.milvus.utils import BaseSparseEmbeddingFunction, BM25BuiltInFunction
 from pymilvus import MilvusClient
 
-from connectors.milvus import schema
+from connectors.milvus import lite_server, schema
 from connectors.milvus.bm25 import CollectionBm25
+from connectors.milvus.connection import ConnectOptions, resolve
 from connectors.milvus.store import MilvusStore
 
 
@@ -53,9 +58,17 @@ def llama_vector_store(
 
     ``kwargs`` go to ``MilvusVectorStore`` (e.g. ``hybrid_ranker``, ``use_async_client``).
     """
-    with MilvusStore.open(uri, collection, create=False, token=token) as store:
-        dim, bm25, stats = store.encoder.dim, store.supports_bm25, store.keeps_bm25_statistics
-    options: dict[str, Any] = {
+    options = ConnectOptions.from_settings()
+    path, lite_path = resolve(uri, create=False)
+    lease = lite_server.acquire(path, idle=options.idle) if lite_path and options.lite == "shared" else None
+    try:
+        with MilvusStore.open(uri, collection, create=False, token=token, options=options) as store:
+            dim, bm25, stats = store.encoder.dim, store.supports_bm25, store.keeps_bm25_statistics
+    except BaseException:
+        if lease is not None:
+            lease.release()
+        raise
+    settings: dict[str, Any] = {
         "dim": dim,
         "embedding_field": schema.FUSED,
         "text_key": schema.TEXT,
@@ -67,7 +80,10 @@ def llama_vector_store(
         "sparse_embedding_function": _sparse_function(collection, bm25=bm25, stats=stats),
         **kwargs,
     }
-    vector_store = MilvusVectorStore(uri=str(uri), token=token or "", collection_name=collection, **options)
+    address = lease.uri if lease is not None else str(uri)
+    vector_store = MilvusVectorStore(uri=address, token=token or "", collection_name=collection, **settings)
+    if lease is not None:
+        weakref.finalize(vector_store, lease.release)
     if isinstance(vector_store.sparse_embedding_function, StoreBm25):
         vector_store.sparse_embedding_function.bind(vector_store.client)
     # Milvus Lite starts every indexed collection released; a server keeps it loaded (then this is a no-op).

@@ -1,13 +1,13 @@
-"""The knowledge store: one Milvus collection of items, on Milvus Lite or a Milvus server, chosen by URI."""
+"""The knowledge store: one Milvus collection of items, on Milvus Lite (shared or in-process) or a Milvus server.
+
+How the store is reached (URI, backend, timeouts, the shared Lite server) is ``connection``'s business."""
 
 from __future__ import annotations
 
 import logging
 import os
-import threading
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal, TypeVar
 
@@ -19,6 +19,16 @@ from connectors.milvus import schema
 from connectors.milvus.blend import SIGNALS, TUNED_BLENDS, Blend, BlendError, TunedBlend
 from connectors.milvus.bm25 import SUFFIX as _BM25_SUFFIX
 from connectors.milvus.bm25 import CollectionBm25
+from connectors.milvus.connection import Connection, ConnectOptions
+from connectors.milvus.errors import (
+    CollectionNotFoundError,
+    DatabaseNotFoundError,
+    EncoderMismatchError,
+    NotSupportedError,
+    StoreError,
+    StoreLockedError,
+    StoreUnavailableError,
+)
 from connectors.milvus.filters import Filters, and_, compile_filter, field_in, id_in
 from connectors.milvus.fusion import fuse
 from connectors.milvus.schema import Backend, EncoderInfo
@@ -28,7 +38,7 @@ logger = logging.getLogger(__name__)
 
 VectorField = Literal["fused", "image"]
 _VECTOR_FIELDS: dict[str, str] = {"fused": schema.FUSED, "image": schema.IMAGE}
-_WRITE_BATCH = 256
+_WRITE_BATCH = 1_024
 _QUERY_PAGE = 4096
 _ID_BATCH = 1_000
 _NORM_TOLERANCE = 1e-2
@@ -36,34 +46,20 @@ _NORM_TOLERANCE = 1e-2
 BLEND_CANDIDATES = 100
 _T = TypeVar("_T")
 
-# Milvus Lite runs in-process, one server per data folder. The last store closed on a folder
-# stops its server, so that other processes (a CLI run, a test's subprocess) can open it.
-_lite_users: dict[str, int] = {}
-_lite_users_lock = threading.Lock()
-
-
-class StoreError(RuntimeError):
-    """The store cannot do what was asked; the message says why and what to do."""
-
-
-class StoreLockedError(StoreError):
-    """Another process holds the Milvus Lite data folder."""
-
-
-class CollectionNotFoundError(StoreError):
-    pass
-
-
-class DatabaseNotFoundError(CollectionNotFoundError):
-    """No Milvus Lite database at the path given, and the caller asked not to create one."""
-
-
-class EncoderMismatchError(StoreError):
-    """The collection's vectors were made by another encoder than the one in use."""
-
-
-class NotSupportedError(StoreError, NotImplementedError):
-    """The backend or this collection lacks the feature (e.g. BM25 on an old Milvus server)."""
+__all__ = [
+    "CollectionNotFoundError",
+    "DatabaseNotFoundError",
+    "EncoderMismatchError",
+    "Hit",
+    "MilvusStore",
+    "NotSupportedError",
+    "StoreError",
+    "StoreLockedError",
+    "StoreStats",
+    "StoreUnavailableError",
+    "list_collections",
+    "require_collection",
+]
 
 
 @dataclass(frozen=True, eq=False)
@@ -100,13 +96,14 @@ class StoreStats(BaseModel):
 class MilvusStore:
     """A collection of knowledge items with a fused vector, an image vector, BM25 text and typed metadata.
 
-    Open with :meth:`open`; a local path ending in ``.db`` is Milvus Lite, ``http(s)://host:19530``
-    a Milvus server. Filters are plain dicts or LlamaIndex ``MetadataFilters`` (see ``filters``).
+    Open with :meth:`open`; a local path ending in ``.db`` is Milvus Lite (served to every process by one
+    shared server per folder, see ``lite_server``), ``http(s)://host:19530`` a Milvus server. Filters are
+    plain dicts or LlamaIndex ``MetadataFilters`` (see ``filters``).
     """
 
     def __init__(
         self,
-        client: MilvusClient,
+        client: Connection,
         *,
         uri: str,
         collection: str,
@@ -124,6 +121,7 @@ class MilvusStore:
         self._backend = backend
         self._bm25 = bm25
         self._closed = False
+        self._index_type: str | None = None  # of the vector fields, read when first needed
 
     @classmethod
     def open(
@@ -135,6 +133,7 @@ class MilvusStore:
         create: bool = True,
         token: str | None = None,
         bm25: bool | None = None,
+        options: ConnectOptions | None = None,
     ) -> MilvusStore:
         """Connect, check (or create) the collection, and load it.
 
@@ -142,11 +141,12 @@ class MilvusStore:
         for an existing one it must match the encoder recorded there. ``bm25``: True requires
         full-text search, False leaves it out, None (default) uses it where the backend has it.
         With ``create=False`` nothing is created: a missing Milvus Lite database or collection raises
-        :class:`CollectionNotFoundError`.
+        :class:`CollectionNotFoundError`. ``options``: timeout and Milvus Lite mode (default: from ``RAG_*``).
+        A store that cannot be reached raises :class:`StoreUnavailableError`, here and on any later call.
         """
         info = EncoderInfo.model_validate(encoder_info) if encoder_info is not None else None
-        uri, backend = _resolve(uri, create=create)
-        client = _connect(uri, token, backend)
+        client = Connection(uri, token=token, create=create, options=options or ConnectOptions.from_settings())
+        uri, backend = client.uri, client.backend
         try:
             if client.has_collection(collection):
                 recorded, has_bm25, stats = _check_existing(client, uri, collection, info)
@@ -160,7 +160,7 @@ class MilvusStore:
             if stats:
                 CollectionBm25(client, collection).stats.load()
         except BaseException:
-            _disconnect(client, uri, backend)
+            client.close()
             raise
         return cls(
             client, uri=uri, collection=collection, encoder=recorded, backend=backend, bm25=has_bm25, bm25_stats=stats
@@ -168,8 +168,19 @@ class MilvusStore:
 
     @property
     def uri(self) -> str:
-        """The Milvus Lite file or server address this store is connected to."""
+        """The Milvus Lite folder or the server address this store was opened on."""
         return self._uri
+
+    @property
+    def address(self) -> str:
+        """The URI the client is connected to: for a shared Milvus Lite folder, its server's loopback address."""
+        return self._client.address
+
+    def ping(self, timeout: float | None = None) -> None:
+        """Raise :class:`StoreUnavailableError` unless the store answers (within ``timeout`` seconds, default the
+        store's own), and :class:`CollectionNotFoundError` when the collection is gone."""
+        if not self._client.has_collection(self._collection, timeout=timeout or self._client.options.timeout):
+            raise CollectionNotFoundError(f"collection {self._collection!r} is no longer at {self._uri}")
 
     @property
     def collection(self) -> str:
@@ -192,12 +203,16 @@ class MilvusStore:
         """Whether BM25 is scored with statistics this store keeps (Milvus Lite), not by Milvus's BM25 function."""
         return self._terms is not None
 
-    def upsert(self, items: Sequence[KnowledgeItem], fused: np.ndarray, image: np.ndarray | None = None) -> int:
+    def upsert(
+        self, items: Sequence[KnowledgeItem], fused: np.ndarray, image: np.ndarray | None = None, *, new: bool = False
+    ) -> int:
         """Insert the items, replacing stored items with the same ids; returns how many rows were written.
 
         ``fused[i]`` and ``image[i]`` are item i's unit vectors; ``image`` may be None only when no
         item has an image, and its rows for items without an image are ignored. A later duplicate
-        id within one call wins. Call :meth:`flush` after a bulk load.
+        id within one call wins. Call :meth:`flush` after a bulk load. ``new``: the caller checked that none of
+        the ids is stored yet, so the BM25 statistics need not look up texts being replaced (were one stored
+        after all, :meth:`flush` finds the counts off and recounts).
         """
         if not items:
             return 0
@@ -220,13 +235,7 @@ class MilvusStore:
             logger.debug("upsert: %d duplicate id(s) in one call, the last of each kept", len(items) - len(rows_by_id))
         for batch in _chunks(list(rows_by_id.values()), _WRITE_BATCH):
             if self._terms is not None:
-                replaced = self._client.query(
-                    self._collection,
-                    filter=id_in([row[schema.ID] for row in batch]),
-                    output_fields=[schema.TEXT],
-                    limit=len(batch),
-                )
-                self._terms.weigh(batch, [row[schema.TEXT] for row in replaced])
+                self._terms.weigh(batch, [] if new else self._stored_texts([row[schema.ID] for row in batch]))
             self._client.upsert(self._collection, batch)
         logger.debug("upserted %d item(s) into %s", len(rows_by_id), self._collection)
         return len(rows_by_id)
@@ -234,11 +243,15 @@ class MilvusStore:
     def flush(self) -> None:
         """Seal written data to storage; call once after a bulk load, not after every batch.
 
-        With the store's own BM25 statistics, also brings them and the stored weights up to date.
+        With the store's own BM25 statistics, also brings them and the stored weights up to date. On
+        Milvus Lite, also picks the vector index for the collection's size and returns once every row is
+        indexed, so that the first search after an ingest is as fast as the next.
         """
         self._client.flush(self._collection)
         if self._terms is not None:
             self._terms.settle(self._count(""))
+        if self._backend is Backend.LITE:
+            self._settle_index()
 
     def search(
         self,
@@ -256,16 +269,8 @@ class MilvusStore:
         if field not in _VECTOR_FIELDS:
             raise ValueError(f"field must be one of {sorted(_VECTOR_FIELDS)}, not {field!r}")
         expr = self._filter(filter, images_only=field == "image")
-        result = self._client.search(
-            self._collection,
-            data=[self._check_query(vector)],
-            anns_field=_VECTOR_FIELDS[field],
-            limit=_check_k(k),
-            filter=expr,
-            output_fields=_output_fields(with_vectors),
-            search_params=self._backend.search_params(k),
-        )
-        return [_hit(hit["entity"], hit["distance"]) for hit in result[0]]
+        found = self._vector_search(self._check_query(vector), field, _check_k(k), expr, _output_fields(with_vectors))
+        return [_hit(entity, score) for entity, score in found]
 
     def text_search(
         self, query: str, *, k: int = 10, filter: Filters | None = None, with_vectors: bool = False
@@ -443,13 +448,18 @@ class MilvusStore:
         self._client.drop_collection(self._collection)
         if self._terms is not None:
             self._terms.stats.drop()
+            self._terms = None
         logger.info("dropped collection %s at %s", self._collection, self._uri)
         self.close()
 
     def close(self) -> None:
         if not self._closed:
             self._closed = True
-            _disconnect(self._client, self._uri, self._backend)
+            try:
+                if self._terms is not None:
+                    self._terms.commit()  # the BM25 counts of writes not flushed
+            finally:
+                self._client.close()
 
     def __enter__(self) -> MilvusStore:
         return self
@@ -475,23 +485,99 @@ class MilvusStore:
     ) -> list[tuple[str, float]]:
         """One signal's candidates of a blend, as ``(id, raw score)``: its field, its query, its filter."""
         expr = self._filter(filters, images_only=only_images)
-        data: str | dict[int, float] | list[float]
-        if signal == "bm25":
-            data, params = self._bm25_query(text)
-            field = schema.SPARSE
-        else:
-            data, params, field = query, self._backend.search_params(limit), _VECTOR_FIELDS[signal]
+        if signal != "bm25":
+            found = self._vector_search(query, signal, limit, expr, [schema.ID])
+            return [(entity[schema.ID], score) for entity, score in found]
+        data, params = self._bm25_query(text)
         result = self._client.search(
             self._collection,
             data=[data],
-            anns_field=field,
+            anns_field=schema.SPARSE,
             limit=limit,
             filter=expr,
             output_fields=[schema.ID],
             search_params=params,
         )
-        # Milvus Lite reports BM25 scores negated; every other score is positive-is-better already.
-        return [(hit["id"], abs(hit["distance"]) if signal == "bm25" else hit["distance"]) for hit in result[0]]
+        # Milvus Lite reports BM25 scores negated; the store's own BM25 and Milvus server's are positive.
+        return [(hit["id"], abs(hit["distance"])) for hit in result[0]]
+
+    def _vector_search(
+        self, query: list[float], field: str, limit: int, expr: str, output_fields: list[str]
+    ) -> list[tuple[dict[str, Any], float]]:
+        """The ``limit`` best ``(entity, score)`` of a vector field under ``expr``, complete however selective the
+        filter: a graph index can come back short when the filter keeps few rows, and then an exact search
+        answers instead."""
+        result = self._client.search(
+            self._collection,
+            data=[query],
+            anns_field=_VECTOR_FIELDS[field],
+            limit=limit,
+            filter=expr,
+            output_fields=output_fields,
+            search_params=self._backend.search_params(limit, filtered=bool(expr)),
+        )
+        found = [(hit["entity"], float(hit["distance"])) for hit in result[0]]
+        if expr and len(found) < limit and self._graph_index() and len(found) < min(limit, self._count(expr)):
+            logger.debug("a filtered graph search found %d of %d: searching exactly", len(found), limit)
+            return self._exact_search(query, field, limit, expr, output_fields)
+        return found
+
+    def _exact_search(
+        self, query: list[float], field: str, limit: int, expr: str, output_fields: list[str]
+    ) -> list[tuple[dict[str, Any], float]]:
+        """Exhaustive inner-product search over the rows matching ``expr`` (read page by page)."""
+        target = np.asarray(query, dtype=np.float32)
+        best_ids: list[str] = []
+        best_scores = np.empty(0, dtype=np.float32)
+        iterator = self._client.query_iterator(
+            self._collection, batch_size=_QUERY_PAGE, filter=expr, output_fields=[schema.ID, _VECTOR_FIELDS[field]]
+        )
+        try:
+            while page := iterator.next():
+                vectors = np.asarray([row[_VECTOR_FIELDS[field]] for row in page], dtype=np.float32)
+                best_ids += [row[schema.ID] for row in page]
+                best_scores = np.concatenate([best_scores, vectors @ target])
+                keep = np.argsort(-best_scores, kind="stable")[:limit]
+                best_ids, best_scores = [best_ids[i] for i in keep], best_scores[keep]
+        finally:
+            iterator.close()
+        rows = self._client.query(self._collection, filter=id_in(best_ids), output_fields=output_fields, limit=limit)
+        by_id = {row[schema.ID]: row for row in rows}
+        return [(by_id[i], float(score)) for i, score in zip(best_ids, best_scores) if i in by_id]
+
+    def _graph_index(self) -> bool:
+        """Whether the vectors are searched through a graph (HNSW), which a selective filter can cut short."""
+        if self._index_type is None:
+            self._index_type = self._client.describe_index(self._collection, schema.FUSED)["index_type"]
+        return self._index_type != "FLAT"
+
+    def _settle_index(self) -> None:
+        """Milvus Lite: switch the vector index to the one for the collection's size, and have every segment
+        indexed before returning. Lite indexes a flushed segment in the background and searches it
+        exhaustively meanwhile; dropping an index drains that background work, and loading builds what is
+        missing. A BM25 index is built at search time, so dropping and re-creating it costs nothing."""
+        wanted = self._backend.dense_index(self._count(""))
+        if wanted["index_type"] == "FLAT" and not self._graph_index():
+            return  # exact search has nothing to build
+        self._client.release_collection(self._collection)
+        try:
+            if self._graph_index() != (wanted["index_type"] != "FLAT"):
+                fields, params = (schema.FUSED, schema.IMAGE), MilvusClient.prepare_index_params()
+                for name in fields:
+                    self._drop_lite_index(name)
+                    params.add_index(field_name=name, index_name=name, **wanted)
+                logger.info("%s: %s index for the vectors", self._collection, wanted["index_type"])
+            elif self._bm25:
+                params = MilvusClient.prepare_index_params()
+                schema.add_sparse_index(params, bm25_stats=self._terms is not None)
+                self._drop_lite_index(schema.SPARSE)
+            else:
+                params = None
+            if params is not None:
+                self._client.create_index(self._collection, params)
+            self._index_type = wanted["index_type"]
+        finally:
+            self._client.load_collection(self._collection)
 
     def _bm25_query(self, text: str) -> tuple[str | dict[int, float], dict[str, str]]:
         """The BM25 query and search parameters: the text for Milvus's BM25 function, or with the store's own
@@ -513,6 +599,10 @@ class MilvusStore:
         by_id = {row[schema.ID]: row for row in rows}
         return [_hit(by_id[item_id], score) for item_id, score in ranked if item_id in by_id]
 
+    def _stored_texts(self, ids: list[str]) -> list[str]:
+        rows = self._client.query(self._collection, filter=id_in(ids), output_fields=[schema.TEXT], limit=len(ids))
+        return [row[schema.TEXT] for row in rows]
+
     def _texts(self, expr: str) -> list[str]:
         """The text of every row matching ``expr``."""
         iterator = self._client.query_iterator(
@@ -525,6 +615,10 @@ class MilvusStore:
         finally:
             iterator.close()
         return texts
+
+    def _drop_lite_index(self, field: str) -> None:
+        # Milvus Lite names a field's index "<field>_idx" when dropping; any other name drops every index.
+        self._client.drop_index(self._collection, f"{field}_idx")
 
     def _require_bm25(self, what: str) -> None:
         if not self._bm25:
@@ -557,22 +651,25 @@ class MilvusStore:
         return matrix
 
 
-def list_collections(uri: str | os.PathLike[str], *, token: str | None = None) -> list[str]:
+def list_collections(
+    uri: str | os.PathLike[str], *, token: str | None = None, options: ConnectOptions | None = None
+) -> list[str]:
     """Every collection at ``uri``, without opening one (nor creating a Milvus Lite database)."""
-    uri, backend = _resolve(uri, create=False)
-    client = _connect(uri, token, backend)
+    client = Connection(uri, token=token, create=False, options=options or ConnectOptions.from_settings())
     try:
         return _ours(client.list_collections())
     finally:
-        _disconnect(client, uri, backend)
+        client.close()
 
 
-def require_collection(uri: str | os.PathLike[str], collection: str, *, token: str | None = None) -> None:
+def require_collection(
+    uri: str | os.PathLike[str], collection: str, *, token: str | None = None, options: ConnectOptions | None = None
+) -> None:
     """Raise :class:`CollectionNotFoundError` unless ``collection`` exists at ``uri``; creates nothing, loads nothing.
 
     Cheap next to loading an encoder: callers check first, so a mistyped name is reported at once.
     """
-    existing = list_collections(uri, token=token)
+    existing = list_collections(uri, token=token, options=options)
     if collection not in existing:
         raise _no_collection(str(uri), collection, existing)
 
@@ -584,81 +681,8 @@ def _no_collection(uri: str, collection: str, existing: Sequence[str]) -> Collec
     )
 
 
-def _resolve(uri: str | os.PathLike[str], *, create: bool) -> tuple[str, Backend]:
-    """The URI to hand to pymilvus and its backend. A Lite path gets its parent folder created, or, unless
-    ``create``, must name an existing database."""
-    uri = str(uri)
-    backend = Backend.of(uri)
-    if backend is Backend.LITE:
-        path = Path(uri).expanduser()
-        if path.suffix != ".db":
-            raise StoreError(
-                f"a Milvus Lite path must end in .db (got {uri!r}); for a Milvus server use http://host:19530"
-            )
-        if create:
-            path.parent.mkdir(parents=True, exist_ok=True)
-        elif not path.exists():
-            relative = "" if path.is_absolute() else f" ({uri} is relative to the current folder, {Path.cwd()})"
-            raise DatabaseNotFoundError(
-                f"there is no Milvus Lite database at {path.absolute()}{relative}. Ingest into it first "
-                "(rag ingest), or point --uri or RAG_MILVUS_URI at an existing one."
-            )
-        uri = str(path)
-    return uri, backend
-
-
-def _connect(uri: str, token: str | None, backend: Backend) -> MilvusClient:
-    try:
-        client = MilvusClient(uri=uri, token=token or "")
-    except MilvusException as exc:
-        if backend is Backend.LITE and _lite_locked(uri):
-            raise StoreLockedError(
-                f"Milvus Lite data at {uri} is in use by another process (Milvus Lite allows one process per "
-                "folder). Stop that process, use another path, or run a Milvus server (docker compose up -d) "
-                "and set RAG_MILVUS_URI=http://localhost:19530."
-            ) from exc
-        raise StoreError(f"cannot connect to Milvus at {uri}: {exc.message}") from exc
-    if backend is Backend.LITE:
-        # Lite keeps no MVCC timestamps, so every query iterator warns that it uses the client's
-        # clock instead: expected there, and noise in every ingest run.
-        logging.getLogger("pymilvus.orm.iterator").setLevel(logging.ERROR)
-        with _lite_users_lock:
-            key = os.path.abspath(uri)
-            _lite_users[key] = _lite_users.get(key, 0) + 1
-    return client
-
-
-def _disconnect(client: MilvusClient, uri: str, backend: Backend) -> None:
-    client.close()
-    if backend is not Backend.LITE:
-        return
-    from milvus_lite.server_manager import server_manager_instance
-
-    key = os.path.abspath(uri)
-    with _lite_users_lock:
-        _lite_users[key] -= 1
-        last = _lite_users[key] == 0
-        if last:
-            del _lite_users[key]
-    if last:
-        server_manager_instance.release_server(key)
-
-
-def _lite_locked(uri: str) -> bool:
-    """Whether another process holds the Lite data folder (checked by trying to open it)."""
-    from milvus_lite import DataDirLockedError, MilvusLite
-
-    try:
-        MilvusLite(os.path.abspath(uri)).close()
-    except DataDirLockedError:
-        return True
-    except Exception:  # any other failure is reported by the caller with the original error
-        return False
-    return False
-
-
 def _check_existing(
-    client: MilvusClient, uri: str, collection: str, info: EncoderInfo | None
+    client: Connection, uri: str, collection: str, info: EncoderInfo | None
 ) -> tuple[EncoderInfo, bool, bool]:
     """The recorded encoder, whether the collection has BM25, and whether the store keeps its statistics."""
     description = client.describe_collection(collection)
@@ -689,7 +713,7 @@ def _check_existing(
 
 
 def _create(
-    client: MilvusClient, uri: str, collection: str, info: EncoderInfo, backend: Backend, bm25: bool | None
+    client: Connection, uri: str, collection: str, info: EncoderInfo, backend: Backend, bm25: bool | None
 ) -> tuple[bool, bool]:
     """Create the collection; returns whether it has BM25, and whether the store keeps its statistics (on Lite,
     whose own BM25 is scored per segment)."""
@@ -715,7 +739,7 @@ def _create(
 
 
 def _create_collection(
-    client: MilvusClient, collection: str, info: EncoderInfo, backend: Backend, *, bm25: bool, bm25_stats: bool = False
+    client: Connection, collection: str, info: EncoderInfo, backend: Backend, *, bm25: bool, bm25_stats: bool = False
 ) -> None:
     properties = info.to_properties()
     if bm25_stats:

@@ -249,13 +249,15 @@ class MultimodalChatEngine(BaseChatEngine):
         """The bounded history: the memory's, or ``chat_history`` (as a client sent it) fitted into the budget."""
         if chat_history is not None:
             self._memory.reset()
-            self._memory.put_messages(list(chat_history))
+            if chat_history:
+                self._memory.put_messages(list(chat_history))
         return self._memory.get()
 
     async def _ahistory(self, chat_history: list[ChatMessage] | None) -> list[ChatMessage]:
         if chat_history is not None:
             await self._memory.areset()
-            await self._memory.aput_messages(list(chat_history))
+            if chat_history:
+                await self._memory.aput_messages(list(chat_history))
         return await self._memory.aget()
 
     def _remember(self, message: str, image_path: str | None, response: AnswerResponse) -> None:

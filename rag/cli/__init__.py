@@ -25,6 +25,13 @@ def main() -> None:
         code: object = 0
     except SystemExit as e:
         code = e.code
+    except Exception as e:  # the store went away where no command expected it: one paragraph, no traceback
+        from connectors.milvus import is_unreachable
+        from rag.cli.common import store_unavailable
+
+        if not is_unreachable(e):
+            raise
+        code = store_unavailable(e).exit_code
     if code is not None and not isinstance(code, int):
         print(code, file=sys.stderr)
         code = 1

@@ -19,7 +19,7 @@ from rag.cli.exit_codes import ExitCode
 from rag.settings import Settings
 
 if TYPE_CHECKING:  # loaded by the commands that need them: `rag --help` starts without them
-    from connectors.milvus import MilvusStore
+    from connectors.milvus import ConnectOptions, MilvusStore
     from rag.embeddings.base import Encoder
     from rag.runtime import Purpose, Runtime
 
@@ -73,8 +73,32 @@ def fail(message: str, code: ExitCode = ExitCode.USAGE) -> typer.Exit:
     return typer.Exit(code)
 
 
+def store_unavailable(error: Exception, stored: str | None = None) -> typer.Exit:
+    """Say in one paragraph that the store cannot be reached (where, what was stored so far, how to go on); exit 5."""
+    uri = getattr(error, "uri", None) or "the Milvus store"
+    reason = getattr(error, "reason", None) or str(error)
+    message = f"the store at {uri} cannot be reached or stopped answering ({reason}). "
+    if stored:
+        message += f"Stored so far: {stored}. "
+    message += (
+        "Nothing stored is lost: once the store is back, re-run the same command to go on; it is idempotent (what "
+        "is stored stays, and is not stored twice). A Milvus Lite folder's server is started again by the next "
+        "command; a Milvus server must be running (docker compose up -d)."
+    )
+    console.print(f"[bold red]error:[/] {escape(message)}")
+    return typer.Exit(ExitCode.STORE_UNAVAILABLE)
+
+
+def store_options(settings: Settings) -> ConnectOptions:
+    """The store's timeout and Milvus Lite mode from ``settings``; pymilvus's own logs stay quiet unless -v."""
+    from connectors.milvus import ConnectOptions, quiet_logs
+
+    quiet_logs(logging.getLogger().isEnabledFor(logging.INFO))
+    return ConnectOptions.from_settings(settings)
+
+
 def open_store(settings: Settings, encoder: Encoder | None = None, create: bool = False) -> MilvusStore:
-    from connectors.milvus import EncoderInfo, MilvusStore, StoreError
+    from connectors.milvus import EncoderInfo, MilvusStore, StoreError, StoreUnavailableError
 
     info = EncoderInfo.of(encoder, encoder.name) if encoder is not None else None
     try:
@@ -84,18 +108,24 @@ def open_store(settings: Settings, encoder: Encoder | None = None, create: bool 
             encoder_info=info,
             create=create,
             token=settings.milvus_token_value,
+            options=store_options(settings),
         )
+    except StoreUnavailableError as e:
+        raise store_unavailable(e) from e
     except StoreError as e:
         raise fail(str(e)) from e
 
 
 def require_collection(settings: Settings) -> None:
     """Stop at once, before any model loads, when the database or the collection is missing (nothing is created)."""
-    from connectors.milvus import StoreError
+    from connectors.milvus import StoreError, StoreUnavailableError
     from connectors.milvus import require_collection as require
 
     try:
-        require(settings.milvus_uri, settings.collection, token=settings.milvus_token_value)
+        options = store_options(settings)
+        require(settings.milvus_uri, settings.collection, token=settings.milvus_token_value, options=options)
+    except StoreUnavailableError as e:
+        raise store_unavailable(e) from e
     except StoreError as e:
         raise fail(str(e)) from e
 
@@ -158,9 +188,11 @@ def _global_options(
 
 def checked(action: Callable[[], T]) -> T:
     """Run a library call, turning the errors a user can fix (bad input, missing extra, store) into a message."""
-    from connectors.milvus import StoreError
+    from connectors.milvus import StoreError, StoreUnavailableError
 
     try:
         return action()
+    except StoreUnavailableError as e:
+        raise store_unavailable(e) from e
     except (ValueError, OSError, ImportError, NotImplementedError, StoreError) as e:
         raise fail(str(e)) from e

@@ -29,6 +29,7 @@ from rag.cli.common import (
     load_encoder,
     open_store,
     settings_from,
+    store_unavailable,
 )
 from rag.cli.ray import connect_ray, ingest_on_ray
 
@@ -149,8 +150,10 @@ def ingest(
         progress.update(task, description=description, total=counted[0] if counted else None)
 
         started = time.perf_counter()
+        latest: list = []
 
         def on_progress(current: IngestReport, done: bool = False) -> None:
+            latest[:] = [current]
             total = progress.tasks[task].total
             if done or (total is not None and current.processed > total):  # the count was a guess: the bar ends full
                 total = current.processed
@@ -165,21 +168,43 @@ def ingest(
                 rate=rate,
                 skipped=summary["skipped"],
                 warnings=summary["warnings"],
+                description=f"{description}: indexing" if current.indexing else description,
             )
 
-        with open_store(settings, model, create=True) as store:
-            if ray_options is None:
-                from rag.ingest import ingest as run_ingest
+        try:
+            with open_store(settings, model, create=True) as store:
+                if ray_options is None:
+                    from rag.ingest import ingest as run_ingest
 
-                result = run_ingest(results, model, store, on_progress=on_progress)
-            else:
-                result = ingest_on_ray(results, settings, store, model, ray_options, on_progress)
+                    result = run_ingest(results, model, store, on_progress=on_progress)
+                else:
+                    result = ingest_on_ray(results, settings, store, model, ray_options, on_progress)
+        except Exception as e:
+            _store_went_away(e, latest, settings.collection)
+            raise
         on_progress(result, done=True)
     result.write_jsonl(report_path)
     summary = {**result.summary(), "collection": settings.collection, "report": str(report_path)}
     _print_summary(result, summary, as_json)
     if result.skipped:
         raise typer.Exit(ExitCode.ITEMS_SKIPPED)
+
+
+def _store_went_away(error: Exception, latest: list, collection: str) -> None:
+    """Stop with one paragraph (exit 5) when ``error`` says the store went away, naming what was stored so far."""
+    from connectors.milvus import is_unreachable
+
+    if not is_unreachable(error):
+        return
+    if latest:
+        done = latest[0].summary()
+        stored = (
+            f"{done['added']} new and {done['replaced']} replaced item(s) in collection {collection!r} "
+            f"({done['unchanged']} were there already, {done['skipped']} skipped; {latest[0].processed} items read)"
+        )
+    else:
+        stored = f"nothing new in collection {collection!r}"
+    raise store_unavailable(error, stored) from error
 
 
 @contextmanager

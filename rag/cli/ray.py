@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+import typer
+
 from rag.cli.common import fail
 from rag.settings import Settings
 
@@ -36,9 +38,11 @@ def connect_ray(
             "--gpus-per-worker asks for GPUs, and RAG_DEVICE=cpu keeps the encoder off them: set RAG_DEVICE=auto"
         )
     try:
-        ray_engine.connect(options, Backend.of(settings.milvus_uri))
+        plan = ray_engine.connect(options, Backend.of(settings.milvus_uri), settings.data_dir / "logs" / "ray.log")
     except (ImportError, ray_engine.RayEngineError) as e:
         raise fail(str(e)) from e
+    if plan.owns_ray:  # stopped when the command ends, however it ends (the `rag` command skips atexit handlers)
+        typer.main.get_current_context().call_on_close(ray_engine.shutdown)
     return options
 
 

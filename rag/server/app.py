@@ -28,7 +28,7 @@ from fastapi_offline import FastAPIOffline
 from rag.embeddings.base import Encoder
 from rag.settings import Settings
 
-from .errors import BodyLimit, add_error_handlers
+from .errors import BodyLimit, add_error_handlers, error_response
 from .models import ErrorBody
 from .routes import api_router
 from .routes.body import BODY_SCHEMAS
@@ -73,11 +73,16 @@ def create_app(settings: Settings | None = None, *, encoder: Encoder | None = No
     def page() -> FileResponse:
         return FileResponse(STATIC / "index.html", headers={"Content-Security-Policy": _PAGE_POLICY})
 
-    @app.get("/health", tags=["service"])
-    def health(request: Request) -> dict[str, str]:
-        """Liveness, and the device and dtype the encoder runs on (no token needed, nothing about the data)."""
-        runtime = request.app.state.service.encoder.runtime
-        return {"status": "ok", "device": runtime.device, "dtype": runtime.dtype}
+    @app.get("/health", tags=["service"], responses={503: {"model": ErrorBody}})
+    def health(request: Request) -> Any:
+        """Liveness, whether the store answers, and the device and dtype the encoder runs on (no token needed,
+        nothing about the data). 503 with the reason while the store cannot be reached."""
+        service = request.app.state.service
+        problem = service.store_problem()
+        if problem is not None:
+            return error_response(503, problem)
+        runtime = service.encoder.runtime
+        return {"status": "ok", "store": "ok", "device": runtime.device, "dtype": runtime.dtype}
 
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
@@ -129,7 +134,7 @@ def bind(host: str, port: int) -> socket.socket:
 
 
 def serve(settings: Settings | None = None, *, host: str | None = None, port: int | None = None) -> None:
-    """Run the app with uvicorn until interrupted (one process: Milvus Lite allows one per data folder).
+    """Run the app with uvicorn until interrupted (one process; a Milvus Lite folder is shared through its server).
 
     The port is bound first; the encoder and the store load only once it is ours."""
     import uvicorn

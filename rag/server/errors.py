@@ -19,6 +19,7 @@ from rag.embeddings.base import FusedNotSupportedError
 from rag.retrieval import QueryError
 from rag.retrieval.options import OptionError, describe_one
 
+from .conversations import ConversationNotFoundError
 from .models import ErrorBody
 from .service import ImageNotFoundError, UploadError
 
@@ -114,6 +115,7 @@ def add_error_handlers(app: FastAPI) -> None:
     # (modes, filters, unreadable images).
     for error_type, status_code in (
         (ImageNotFoundError, status.HTTP_404_NOT_FOUND),
+        (ConversationNotFoundError, status.HTTP_404_NOT_FOUND),
         (ValueError, status.HTTP_400_BAD_REQUEST),
         (NotSupportedError, status.HTTP_400_BAD_REQUEST),
         (FusedNotSupportedError, status.HTTP_400_BAD_REQUEST),

@@ -49,6 +49,13 @@ class AskRequest(AnswerOptions):
         f"first; at most {MAX_HISTORY_PICTURES} pictures. A form sends it as one JSON array.",
     )
 
+    conversation_id: str | None = Field(
+        default=None,
+        max_length=64,
+        description="With RAG_SERVER_CONVERSATIONS: continue the conversation kept under this id (the response of "
+        "its first question gives it); omit it to start one. Not with `history`.",
+    )
+
     @field_validator("history", mode="before")
     @classmethod
     def _json_from_a_form(cls, value: object) -> object:
@@ -118,6 +125,9 @@ class AskResponse(Searched):
     citations: list[CitedResult] = Field(description="Every item the answer saw; rank n is marker [n].")
     query: str | None = Field(
         default=None, description="The standalone question a follow-up (with `history`) was condensed into."
+    )
+    conversation_id: str | None = Field(
+        default=None, description="With RAG_SERVER_CONVERSATIONS: the id to send with the next question."
     )
     citation_check: CitationCheck | None = Field(
         default=None,

@@ -22,7 +22,16 @@ from typing import Any, TypeVar
 from llama_index.core.llms import LLM, ChatMessage, MessageRole
 from llama_index.core.schema import QueryBundle
 
-from connectors.milvus import Blend, EncoderInfo, MilvusStore, StoreStats, require_collection
+from connectors.milvus import (
+    Blend,
+    ConnectOptions,
+    EncoderInfo,
+    MilvusStore,
+    StoreError,
+    StoreStats,
+    StoreUnavailableError,
+    require_collection,
+)
 from connectors.sources import (
     SUPPORTED_SUFFIXES,
     BadInput,
@@ -43,14 +52,16 @@ from rag.retrieval import Evidence, Mode, MultimodalRetriever, evidence
 from rag.retrieval.options import AnswerOptions, QueryOptions
 from rag.settings import Settings
 
+from .conversations import Conversation, Conversations
 from .jobs import IngestJob, IngestJobs
-from .models import HistoryTurn
+from .models import AskRequest, HistoryTurn
 from .shared import serialized
 
 logger = logging.getLogger(__name__)
 
 #: Uploads kept under their own name and read by the source their type calls for (images are kept by hash).
 DOCUMENT_SUFFIXES = tuple(sorted(SUPPORTED_SUFFIXES - IMAGE_SUFFIXES))
+_HEALTH_TIMEOUT = 5.0
 _T = TypeVar("_T")
 
 
@@ -76,13 +87,19 @@ class Service:
         self.llm = llm
         self.uploads = (settings.data_dir / "uploads").resolve()
         self.jobs = IngestJobs(self._ingest)
+        self.conversations = (
+            Conversations(llm, settings.server_conversation_ttl, settings.chat_history_tokens)
+            if settings.server_conversations
+            else None
+        )
         self._own_store = store
 
     @classmethod
     def open(cls, settings: Settings, encoder: Encoder | None = None) -> Service:
         """Load the encoder (unless given) and the LLM the settings name, and open the collection, which must exist:
         serving creates no database or collection (``CollectionNotFoundError``, before the encoder loads)."""
-        require_collection(settings.milvus_uri, settings.collection, token=settings.milvus_token_value)
+        options = ConnectOptions.from_settings(settings)
+        require_collection(settings.milvus_uri, settings.collection, token=settings.milvus_token_value, options=options)
         encoder = encoder or load_encoder(settings, runtime_from_settings(settings, "serve"))
         if encoder.runtime.compile:
             _warm_up(encoder)
@@ -92,6 +109,7 @@ class Service:
             encoder_info=EncoderInfo.of(encoder),
             create=False,
             token=settings.milvus_token_value,
+            options=options,
         )
         try:
             llm = llm_from_settings(settings)
@@ -103,6 +121,8 @@ class Service:
     def close(self) -> None:
         """Stop the ingest worker, then release the store (Milvus Lite: its data folder)."""
         self.jobs.close()
+        if self.conversations is not None:
+            self.conversations.close()
         self._own_store.close()
 
     def retriever(self, options: QueryOptions) -> MultimodalRetriever:
@@ -122,13 +142,14 @@ class Service:
         options: AnswerOptions | None = None,
         streaming: bool = False,
         history: list[ChatMessage] | None = None,
+        conversation: Conversation | None = None,
     ) -> tuple[Mode, Blend | None, Any]:
         """The mode and blend used and the answer with citations (the ranked evidence when no LLM is configured):
         an ``AnswerResponse``, or with ``streaming`` a ``StreamingAnswerResponse`` whose LLM call starts when its
         tokens are read. With a ``history``, the question is a follow-up, condensed with it first (the response's
-        ``metadata["query"]`` is the standalone question)."""
-        if history:
-            return self._follow_up(query, retriever, options, streaming, history)
+        ``metadata["query"]`` is the standalone question); so with a kept ``conversation``."""
+        if history or conversation is not None:
+            return self._follow_up(query, retriever, options, streaming, history, conversation)
         mode, blend = retriever.resolve_mode(query), retriever.resolve_blend(query)
         engine = answer_engine(
             retriever,
@@ -146,21 +167,36 @@ class Service:
         retriever: MultimodalRetriever,
         options: AnswerOptions | None,
         streaming: bool,
-        history: list[ChatMessage],
+        history: list[ChatMessage] | None,
+        conversation: Conversation | None,
     ) -> tuple[Mode, Blend | None, Any]:
+        image_path = query.image_path
+        if conversation is not None:
+            image_path = conversation.keep(image_path)
         chat = MultimodalChatEngine(
             retriever,
             self.llm,
+            memory=conversation.memory if conversation is not None else None,
             history_tokens=self.settings.chat_history_tokens,
             max_image_side=self.settings.llm_max_image_side,
             max_evidence_tokens=self.settings.llm_max_evidence_tokens,
             rerank_top_n=options.rerank if options is not None else None,
         )
         respond = chat.stream_chat if streaming else chat.chat
-        response = respond(query.query_str, chat_history=history, image_path=query.image_path)
+        response = respond(query.query_str, chat_history=history or None, image_path=image_path)
         searched = response.metadata or {}
         standalone = QueryBundle(searched.get("query", query.query_str), image_path=searched.get("query_image"))
         return retriever.resolve_mode(standalone), retriever.resolve_blend(standalone), response
+
+    def conversation(self, request: AskRequest) -> Conversation | None:
+        """The kept conversation a question continues or starts (None: the server keeps none, or it has a history)."""
+        if request.conversation_id is not None and self.conversations is None:
+            raise UploadError("this server keeps no conversations (RAG_SERVER_CONVERSATIONS): send the history")
+        if request.conversation_id is not None and request.history:
+            raise UploadError("give the history or a conversation_id, not both")
+        if self.conversations is None or request.history:
+            return None
+        return self.conversations.get(request.conversation_id)
 
     @contextmanager
     def history(self, turns: Sequence[HistoryTurn]) -> Iterator[list[ChatMessage]]:
@@ -179,6 +215,17 @@ class Service:
 
     def stats(self) -> StoreStats:
         return self.store.stats()
+
+    def store_problem(self) -> str | None:
+        """Why the store cannot serve now (unreachable, collection gone), or None when it answers."""
+        try:
+            self.store.ping(timeout=min(_HEALTH_TIMEOUT, self.settings.milvus_timeout))
+        except StoreError as e:
+            if self.settings.server_show_paths:
+                return str(e)
+            kind = "cannot be reached" if isinstance(e, StoreUnavailableError) else "has no such collection now"
+            return f"the Milvus store {kind}; the server log and RAG_SERVER_SHOW_PATHS=true say more"
+        return None
 
     def image_file(self, item_id: str) -> tuple[Path, str]:
         """The local image file of a stored item and its media type; looked up by id only, never by path."""

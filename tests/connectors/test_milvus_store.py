@@ -17,6 +17,7 @@ from llama_index.vector_stores.milvus import MilvusVectorStore
 from pymilvus import MilvusClient
 
 from connectors.milvus import (
+    ConnectOptions,
     Blend,
     BlendError,
     CollectionNotFoundError,
@@ -32,6 +33,7 @@ from connectors.milvus import (
     require_collection,
 )
 from connectors.milvus.interop import llama_vector_store
+from connectors.milvus.lite_server import shared_lite
 from rag.items import KnowledgeItem
 
 from .milvus_corpus import DIM, ENCODER, image_item, text_item, unit_vectors
@@ -51,7 +53,13 @@ HOSTILE = [
 
 
 @pytest.fixture
-def db(tmp_path: Path) -> str:
+def db(milvus_uri: str) -> str:
+    """A Milvus Lite folder, or a database on a standalone server over http (``milvus_uri``)."""
+    return milvus_uri
+
+
+@pytest.fixture
+def lite_db(tmp_path: Path) -> str:
     return str(tmp_path / "lite" / "milvus.db")
 
 
@@ -216,15 +224,16 @@ def test_another_encoder_is_refused(db: str) -> None:
         assert store.encoder == ENCODER and store.search(fused[0], k=1)[0].id == items[0].id
 
 
-def test_missing_and_foreign_collections_are_refused(db: str) -> None:
+def test_missing_and_foreign_collections_are_refused(lite_db: str) -> None:
+    db = lite_db
     with pytest.raises(DatabaseNotFoundError, match="no Milvus Lite database"):
         MilvusStore.open(db, "nothing", create=False)
     with pytest.raises(StoreError, match="needs encoder_info"):
         MilvusStore.open(db, "nothing")
     with pytest.raises(CollectionNotFoundError, match="no collection 'nothing'"):
         MilvusStore.open(db, "nothing", create=False)  # the database exists now
-    with MilvusStore.open(db, "knowledge", encoder_info=ENCODER):
-        client = MilvusClient(db)
+    with MilvusStore.open(db, "knowledge", encoder_info=ENCODER) as store:
+        client = MilvusClient(store.address)  # the folder's shared server, as any pymilvus client reaches it
         client.create_collection("foreign", dimension=DIM)
         with pytest.raises(StoreError, match="not made by this library"):
             MilvusStore.open(db, "foreign", encoder_info=ENCODER)
@@ -328,7 +337,8 @@ def _python(code: str, db: str) -> subprocess.Popen[str]:
     )
 
 
-def test_a_folder_held_by_another_process_is_reported_and_freed_on_close(db: str) -> None:
+def test_a_folder_held_by_another_process_is_reported_and_freed_on_close(lite_db: str) -> None:
+    db = lite_db
     Path(db).parent.mkdir(parents=True)
     holder = _python("import sys; from pymilvus import MilvusClient; MilvusClient(sys.argv[1]); print('ready', flush=True); sys.stdin.read()", db)
     try:
@@ -337,34 +347,37 @@ def test_a_folder_held_by_another_process_is_reported_and_freed_on_close(db: str
             MilvusStore.open(db, "knowledge", encoder_info=ENCODER)
     finally:
         holder.communicate(input="", timeout=30)
-    with MilvusStore.open(db, "knowledge", encoder_info=ENCODER):
+    with MilvusStore.open(db, "knowledge", encoder_info=ENCODER, options=ConnectOptions(lite="in-process")):
         pass
-    # Closed: another process can open the folder now.
+    # Closed, and opened in this process: another process can open the folder in-process now.
     reader = _python("import sys; from pymilvus import MilvusClient; print(MilvusClient(sys.argv[1]).list_collections())", db)
     assert "'knowledge'" in reader.communicate(timeout=30)[0]
 
 
-def test_llama_index_milvus_vector_store_reads_our_rows(db: str) -> None:
+def test_llama_index_milvus_vector_store_reads_our_rows(lite_db: str) -> None:
+    db = lite_db
     items, fused, image = _corpus()
     with MilvusStore.open(db, "knowledge", encoder_info=ENCODER) as store:
         store.upsert(items, fused, image)
 
-    # Stock constructor, field names only; Milvus Lite needs the collection loaded once opened anew.
-    stock = MilvusVectorStore(
-        uri=db, collection_name="knowledge", dim=DIM, embedding_field="embedding", text_key="text", use_async_client=False
-    )
-    stock.client.load_collection("knowledge")
-    index = VectorStoreIndex.from_vector_store(stock, embed_model=MockEmbedding(embed_dim=DIM))
-    hits = index.as_retriever(similarity_top_k=2).retrieve(QueryBundle("ignored", embedding=fused[2].tolist()))
-    node = hits[0].node
-    assert isinstance(node, ImageNode) and node.node_id == items[2].id
-    assert node.text == items[2].text and node.image_path == items[2].image.uri and node.image_mimetype == "image/jpeg"
-    assert node.metadata["rank"] == 2 and node.metadata["source"] == items[2].source
-    assert node.metadata["tags"] == ["picture", "n2"] and node.ref_doc_id == items[2].source
-    assert hits[0].score == pytest.approx(1.0, abs=1e-5)
+    # Stock constructor, field names only, on the folder's shared server; Milvus Lite needs the collection loaded
+    # once opened anew.
+    with shared_lite(db) as uri:
+        stock = MilvusVectorStore(
+            uri=uri, collection_name="knowledge", dim=DIM, embedding_field="embedding", text_key="text", use_async_client=False
+        )
+        stock.client.load_collection("knowledge")
+        index = VectorStoreIndex.from_vector_store(stock, embed_model=MockEmbedding(embed_dim=DIM))
+        hits = index.as_retriever(similarity_top_k=2).retrieve(QueryBundle("ignored", embedding=fused[2].tolist()))
+        node = hits[0].node
+        assert isinstance(node, ImageNode) and node.node_id == items[2].id
+        assert node.text == items[2].text and node.image_path == items[2].image.uri and node.image_mimetype == "image/jpeg"
+        assert node.metadata["rank"] == 2 and node.metadata["source"] == items[2].source
+        assert node.metadata["tags"] == ["picture", "n2"] and node.ref_doc_id == items[2].source
+        assert hits[0].score == pytest.approx(1.0, abs=1e-5)
 
-    text_hit = index.as_retriever(similarity_top_k=1).retrieve(QueryBundle("ignored", embedding=fused[5].tolist()))[0]
-    assert isinstance(text_hit.node, TextNode) and text_hit.node.get_content() == items[5].text
+        text_hit = index.as_retriever(similarity_top_k=1).retrieve(QueryBundle("ignored", embedding=fused[5].tolist()))[0]
+        assert isinstance(text_hit.node, TextNode) and text_hit.node.get_content() == items[5].text
 
     # The helper also wires BM25 so LlamaIndex's hybrid mode runs on our sparse field.
     helper = llama_vector_store(db, "knowledge", use_async_client=False)
@@ -388,3 +401,18 @@ def test_item_problems_name_every_limit() -> None:
     assert any(p.startswith("source is 5000 bytes") for p in problems)
     assert any("_node_content" in p and "metadata too large" in p for p in problems)
     assert item_problems(text_item(0, metadata={"when": object()}))[0].startswith("metadata is not plain JSON")
+
+
+@pytest.mark.parametrize(
+    "item",
+    [
+        image_item(0),
+        text_item(1),
+        image_item(2, metadata={"note": "ü😀\x01\"\\" * 2_000, "nested": [{"k": "v" * 300}] * 20}, tags=["é" * 500] * 256),
+        text_item(3, metadata={"page": 1, "path": "/a/b" * 500}, source="s" * 4_000),
+    ],
+)
+def test_the_node_copy_bound_is_never_below_the_node_copy(item: KnowledgeItem) -> None:
+    from connectors.milvus.schema import node_content, node_content_bound
+
+    assert len(node_content(item)[0].encode("utf-8")) <= node_content_bound(item)

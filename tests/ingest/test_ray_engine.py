@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from connectors.milvus import EncoderInfo, MilvusStore
+from connectors.milvus import Backend, EncoderInfo, MilvusStore
 from connectors.sources import open_sources
 from rag.settings import Settings
 from tests.conftest import parity_dir
@@ -192,15 +192,17 @@ def test_a_killed_driver_resumes_to_the_exact_count(tiny_base, tmp_path):
         assert store.count() == 60
 
 
-def test_a_milvus_server_is_written_by_the_workers(tiny_base, tmp_path):
+def test_a_milvus_lite_server_over_http_is_written_by_the_driver(tiny_base, tmp_path):
     from milvus_lite.server_manager import server_manager_instance
 
-    # Milvus Lite serves its file over HTTP, as a Milvus server would: every writer actor connects to it.
+    # Milvus Lite served over http is still Lite (the store asks its version): its engine takes one writer per
+    # collection, so the driver writes, as for a Lite folder (a Milvus server gets writer actors: plan_workers).
     uri = server_manager_instance.start_and_get_uri(str(tmp_path / "server.db"))
     folder = make_folder(tmp_path / "corpus", 12)
     try:
         with MilvusStore.open(uri, "items", encoder_info=EncoderInfo.of(tiny_base)) as store:
-            assert ray_engine.connect(ray_engine.RayOptions(), store.backend).writers
+            assert store.backend is Backend.LITE
+            assert not ray_engine.connect(ray_engine.RayOptions(), store.backend).writers
             report = ray_engine.ingest(
                 open_sources([folder]), tiny_settings(batch_size=4), store, image_transform=tiny_base.image_transform
             )
@@ -260,3 +262,43 @@ def test_workers_are_sized_to_the_cluster():
         ray_engine.plan_workers(ray_engine.RayOptions(gpus_per_worker=1, workers=9), gpu_nodes, writers=False)
     with pytest.raises(ray_engine.RayEngineError, match="leave 0 of the cluster's 12 CPUs for decoding"):
         ray_engine.plan_workers(ray_engine.RayOptions(workers=3, cpus_per_worker=4), cpu_nodes, writers=False)
+
+
+def ray_processes(root: str) -> list[str]:
+    """Command lines of the running processes that belong to a Ray whose files are under ``root``."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            line = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:  # gone, or not a process
+            continue
+        if root in line:
+            found.append(line)
+    return found
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="lists processes through /proc")
+def test_the_cli_stops_the_ray_it_started_and_keeps_ray_quiet(tmp_path):
+    import tempfile
+
+    ray_root = tempfile.mkdtemp(prefix="rag-ray-", dir="/tmp")  # short: Ray's socket paths live under it
+    tiny = parity_dir("base")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("RAG_", "RAY_"))}
+    env.update(
+        PYTHONPATH=str(ROOT), RAY_TMPDIR=ray_root, RAG_WEIGHTS=str(tiny / "weights.pth"),
+        RAG_TEXT_MODEL=str(tiny / "text_model"), RAG_VISION_CONFIG=str(tiny / "vision_config.json"),
+        RAG_MILVUS_URI=str(tmp_path / "db" / "milvus.db"), RAG_DATA_DIR=str(tmp_path / "data"), COLUMNS="200",
+    )
+    try:
+        run = subprocess.run(
+            [sys.executable, "-m", "rag.cli", "ingest", str(CORPUS), "-c", "kb", "--engine", "ray", "--json"],
+            capture_output=True, text=True, env=env, cwd=tmp_path, timeout=600,
+        )
+        assert run.returncode == 0, run.stderr
+        assert json.loads(run.stdout.strip().splitlines()[-1])["added"] == 7
+        assert ray_processes(ray_root) == []  # nothing of the local Ray it started outlives the command
+        for noise in ("Token authentication", "pid="):  # Ray's notices, its workers' output
+            assert noise not in run.stderr, run.stderr
+        assert (tmp_path / "data" / "logs" / "ray.log").is_file()  # where Ray's own lines went
+    finally:
+        shutil.rmtree(ray_root, ignore_errors=True)

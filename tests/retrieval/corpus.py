@@ -79,8 +79,9 @@ def ingest_items(db: str, collection: str, encoder: VisualizedBGE, items: list[K
     assert report.added == len(items) and not report.problems, report.summary()
 
 
-def build(root: Path, encoder: VisualizedBGE) -> Corpus:
+def build(root: Path, encoder: VisualizedBGE, db: str | None = None) -> Corpus:
+    """The corpus under ``root``, ingested into ``db`` (default: a Milvus Lite folder under ``root``)."""
     pictures, items = build_items(root)
-    db = str(root / "milvus.db")
+    db = db or str(root / "milvus.db")
     ingest_items(db, COLLECTION, encoder, items)
     return Corpus(root=root, db=db, pictures=pictures, items={item.source: item for item in items})

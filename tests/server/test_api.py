@@ -80,7 +80,7 @@ def make_client(settings: Settings, tiny_base) -> Iterator[Any]:
 
 
 def test_health_stats_and_openapi(client: TestClient, corpus: Corpus) -> None:
-    assert client.get("/health").json() == {"status": "ok", "device": "cpu", "dtype": "float32"}
+    assert client.get("/health").json() == {"status": "ok", "store": "ok", "device": "cpu", "dtype": "float32"}
     stats = client.get("/api/stats").json()
     assert (stats["collection"], stats["count"], stats["dim"], stats["llm"]) == ("known", len(corpus.items), 64, None)
     assert (stats["uri"], stats["top_k"]) == (None, 10)  # the server's paths are its own

@@ -158,3 +158,29 @@ def test_a_streamed_follow_up_from_a_form(server: str, llm: FakeLLMServer) -> No
 def test_bad_histories_are_refused(server: str, history, status: int, message: str) -> None:
     response = httpx.post(f"{server}/api/ask/stream", json={"text": "and?", "history": history}, timeout=60)
     assert response.status_code == status and message in response.text, response.text
+
+
+def test_conversations_kept_by_the_server(settings: Settings, tiny_base, llm: FakeLLMServer, corpus) -> None:
+    keeping = Settings(
+        **{**settings.model_dump(), "llm_model": "vision-test", "llm_base_url": llm.url, "server_conversations": True}
+    )
+    llm.replies[:] = [Reply("The bridge [1]."), Reply("Where is the bridge at night?\nPICTURE: 1"), Reply("Lit [2].")]
+    with serve_in_thread(keeping.model_copy(update={"llm_max_retries": 0}), tiny_base) as url:
+        picture = {"image": ("q.png", corpus.pictures[2].read_bytes(), "image/png")}
+        first = httpx.post(f"{url}/api/ask", data={"text": "Show me the bridge", "top_k": 2}, files=picture, timeout=60)
+        conversation = first.json()["conversation_id"]
+        body = {"text": "And at night?", "conversation_id": conversation, "top_k": 2}
+        with httpx.stream("POST", f"{url}/api/ask/stream", json=body, timeout=60) as response:
+            done = list(events(response))[-1][1]
+        unknown = httpx.post(f"{url}/api/ask", json={"text": "x", "conversation_id": "nope"}, timeout=60)
+    assert first.status_code == 200 and conversation
+    assert done["query"] == "Where is the bridge at night?" and done["conversation_id"] == conversation
+    condensing, _ = user_parts(llm.requests[-2])
+    assert "User: Show me the bridge [attached picture 1]\nAssistant: The bridge [1]." in condensing
+    assert len(user_parts(llm.requests[-1])[1]) == 3  # the kept copy of the first question's picture travels on
+    assert unknown.status_code == 404 and "expired or never existed" in unknown.json()["message"]
+
+
+def test_a_stateless_server_refuses_a_conversation_id(server: str) -> None:
+    response = httpx.post(f"{server}/api/ask", json={"text": "x", "conversation_id": "abc"}, timeout=60)
+    assert response.status_code == 400 and "keeps no conversations" in response.json()["message"]

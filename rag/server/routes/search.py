@@ -17,6 +17,7 @@ from rag.answer import AnswerResponse, StreamingAnswerResponse
 from rag.retrieval import Evidence, Mode, MultimodalRetriever, merged_count
 from rag.settings import Settings
 
+from ..conversations import Conversation
 from ..models import AskRequest, AskResponse, BlendUsed, CitedResult, Result, SearchRequest, SearchResponse, TokenEvent
 from .body import Query, openapi_body, query_body
 from .deps import ServiceDep, SettingsDep, read_upload
@@ -50,11 +51,12 @@ def ask(service: ServiceDep, settings: SettingsDep, body: AskBody) -> AskRespons
     request = body.options
     retriever = service.retriever(request)
     upload = read_upload(body.image, settings.server_max_upload_bytes) if body.image else None
+    conversation = service.conversation(request)
     with service.query_image(upload) as path, service.history(request.history) as history:
         used, blended, response = service.ask(
-            QueryBundle(request.text, image_path=path), retriever, request, history=history
+            QueryBundle(request.text, image_path=path), retriever, request, history=history, conversation=conversation
         )
-    return _asked(used, blended, retriever, response, settings)
+    return _asked(used, blended, retriever, response, settings, conversation)
 
 
 @dataclass
@@ -65,6 +67,7 @@ class _Streaming:
     blend: Blend | None
     retriever: MultimodalRetriever
     stream: StreamingAnswerResponse
+    conversation: Conversation | None = None
 
 
 def _streaming(service: ServiceDep, settings: SettingsDep, body: AskBody) -> _Streaming:
@@ -72,11 +75,17 @@ def _streaming(service: ServiceDep, settings: SettingsDep, body: AskBody) -> _St
     retriever = service.retriever(request)
     upload = read_upload(body.image, settings.server_max_upload_bytes) if body.image else None
     # The pictures are read into the LLM's requests (condensing, answering) before these files go.
+    conversation = service.conversation(request)
     with service.query_image(upload) as path, service.history(request.history) as history:
         used, blended, stream = service.ask(
-            QueryBundle(request.text, image_path=path), retriever, request, streaming=True, history=history
+            QueryBundle(request.text, image_path=path),
+            retriever,
+            request,
+            streaming=True,
+            history=history,
+            conversation=conversation,
         )
-    return _Streaming(used, blended, retriever, stream)
+    return _Streaming(used, blended, retriever, stream, conversation)
 
 
 @router.post("/ask/stream", response_class=EventSourceResponse, openapi_extra=openapi_body(AskRequest))
@@ -85,22 +94,28 @@ def ask_stream(
 ) -> Iterator[TokenEvent | AskResponse]:  # the data of the events, as the OpenAPI schema documents them
     """The answer of `/api/ask` as server-sent events (`text/event-stream`), token by token as the LLM writes it.
 
-    The request is `/api/ask`'s (a JSON body, or a form with the image; `history` for a follow-up). Errors
-    before the answer starts (a bad field, a missing collection) are JSON errors as elsewhere. Then come events
-    named `token`, whose data is `{"text": "..."}` (the next piece of the answer; without an LLM, or when it
-    fails before its first word, one token holds the ranked evidence), and one last event named `done`, whose
-    data is the `/api/ask` response: status, the whole answer, citations and their check. When the LLM fails
-    mid-answer, `done` has status `partial`, the answer so far, the error and every item.
+    The request is `/api/ask`'s (a JSON body, or a form with the image; `history` or `conversation_id` for a
+    follow-up). Errors before the answer starts (a bad field, a missing collection) are JSON errors as
+    elsewhere. Then come events named `token`, whose data is `{"text": "..."}` (the next piece of the answer;
+    without an LLM, or when it fails before its first word, one token holds the ranked evidence), and one last
+    event named `done`, whose data is the `/api/ask` response: status, the whole answer, citations and their
+    check. When the LLM fails mid-answer, `done` has status `partial`, the answer so far, the error and every
+    item.
     """
     for token in asked.stream.response_gen:
         yield ServerSentEvent(event="token", data=TokenEvent(text=token))  # type: ignore[misc]
     response = asked.stream.get_response()
-    done = _asked(asked.mode, asked.blend, asked.retriever, response, settings)
+    done = _asked(asked.mode, asked.blend, asked.retriever, response, settings, asked.conversation)
     yield ServerSentEvent(event="done", data=done)  # type: ignore[misc]
 
 
 def _asked(
-    mode: Mode, blend: Blend | None, retriever: MultimodalRetriever, response: AnswerResponse, settings: Settings
+    mode: Mode,
+    blend: Blend | None,
+    retriever: MultimodalRetriever,
+    response: AnswerResponse,
+    settings: Settings,
+    conversation: Conversation | None = None,
 ) -> AskResponse:
     return AskResponse(
         **_searched(mode, blend, retriever, response.citations),
@@ -110,6 +125,7 @@ def _asked(
         rerank_error=response.rerank_error,
         citation_check=response.citation_check,
         query=(response.metadata or {}).get("query"),
+        conversation_id=conversation.id if conversation is not None else None,
         citations=[
             CitedResult(**_shown(c, settings).model_dump(), image_url=_image_url(c)) for c in response.citations
         ],

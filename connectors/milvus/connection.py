@@ -1,0 +1,320 @@
+"""How the store reaches Milvus: the URI resolved, the backend known, every call bounded and its failures named.
+
+A Milvus Lite path (``*.db``) is served by a shared server process (``lite_server``) unless the ``in-process``
+mode is asked for; ``http(s)://`` is a Milvus server, or a standalone ``milvus-lite server``, which is still
+Lite (it says so in its version). Every call carries the timeout; a server that cannot be reached raises
+:class:`StoreUnavailableError`; a collection that a restarted server left released is loaded again and the call
+retried once (after the shared Lite server of this folder is started again, if it died).
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from pymilvus import MilvusClient, MilvusException
+
+from connectors.milvus import lite_server
+from connectors.milvus.errors import DatabaseNotFoundError, StoreError, StoreLockedError, StoreUnavailableError
+from connectors.milvus.schema import Backend
+
+logger = logging.getLogger(__name__)
+
+LiteMode = Literal["shared", "in-process"]
+# Calls that need the collection loaded: after a restart the server holds it released.
+_NEEDS_LOAD = frozenset({"search", "hybrid_search", "query", "get", "query_iterator"})
+_UNREACHABLE = ("server unavailable", "UNAVAILABLE", "DEADLINE_EXCEEDED", "Retry timeout", "Deadline Exceeded")
+
+# In-process Milvus Lite runs one server per data folder in this process; the last store closed on a folder
+# stops it, so that other processes can open the folder.
+_in_process_users: dict[str, int] = {}
+_in_process_lock = threading.Lock()
+
+
+@dataclass(frozen=True)
+class ConnectOptions:
+    """``timeout``: seconds per Milvus call; ``lite``: how a ``*.db`` path is opened; ``idle``: seconds a
+    shared Lite server started here outlives its last user (see ``rag.settings.Settings``)."""
+
+    timeout: float = 60.0
+    lite: LiteMode = "shared"
+    idle: float = 15.0
+
+    @classmethod
+    def from_settings(cls, settings: Any = None) -> ConnectOptions:
+        """The options ``settings`` name (default: ``Settings()``, i.e. the ``RAG_*`` environment)."""
+        if settings is None:
+            from rag.settings import Settings
+
+            settings = Settings()
+        return cls(timeout=settings.milvus_timeout, lite=settings.milvus_lite, idle=settings.milvus_lite_idle)
+
+
+def quiet_logs(verbose: bool = False) -> None:
+    """Keep pymilvus's and Milvus Lite's logs (tracebacks of every failed call) out of the terminal unless
+    ``verbose``: the store raises errors that say what happened."""
+    import pymilvus  # noqa: F401  (its import configures its loggers; set them after)
+
+    level = logging.INFO if verbose else logging.CRITICAL
+    for name in ("pymilvus", "pymilvus.milvus_client", "pymilvus.bulk_writer", "milvus_lite"):
+        logging.getLogger(name).setLevel(level)
+
+
+def is_unreachable(exc: BaseException) -> bool:
+    """Whether ``exc`` says the server could not be reached or did not answer in time."""
+    if isinstance(exc, StoreUnavailableError):
+        return True
+    text = f"{getattr(exc, 'code', '')} {getattr(exc, 'message', '')} {exc}"
+    return isinstance(exc, MilvusException) and any(marker in text for marker in _UNREACHABLE)
+
+
+def _is_released(exc: MilvusException) -> bool:
+    return exc.code == 101 or "released" in str(exc.message) or "not loaded" in str(exc.message)
+
+
+def resolve(uri: str | os.PathLike[str], *, create: bool) -> tuple[str, bool]:
+    """The URI to connect to and whether it is a Milvus Lite path. A Lite path must end in ``.db`` and name a
+    Milvus Lite folder this process may write; its parent is created when ``create``, else it must exist."""
+    uri = str(uri)
+    if "://" in uri:
+        return uri, False
+    path = Path(uri).expanduser()
+    if path.suffix != ".db":
+        raise StoreError(f"a Milvus Lite path must end in .db (got {uri!r}); for a Milvus server use http://host:19530")
+    if create:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreError(f"cannot create the folder of the Milvus Lite data {path.absolute()}: {exc}") from exc
+    elif not path.exists():
+        relative = "" if path.is_absolute() else f" ({uri} is relative to the current folder, {Path.cwd()})"
+        raise DatabaseNotFoundError(
+            f"there is no Milvus Lite database at {path.absolute()}{relative}. Ingest into it first "
+            "(rag ingest), or point --uri or RAG_MILVUS_URI at an existing one."
+        )
+    _check_lite_folder(path.absolute())
+    return str(path.absolute()), True
+
+
+def _check_lite_folder(path: Path) -> None:
+    """Refuse, changing nothing, a path that is not a Milvus Lite 3 folder or that cannot be written."""
+    advice = "Nothing was changed: point --uri or RAG_MILVUS_URI at another path, or move it aside."
+    if path.exists() and not path.is_dir():
+        raise StoreError(
+            f"{path} is a file, not a Milvus Lite data folder (Milvus Lite 3 keeps a folder; Milvus Lite 2 kept "
+            f"one file, which it cannot read). {advice}"
+        )
+    if path.is_dir() and any(path.iterdir()) and not (path / "collections").is_dir():
+        raise StoreError(f"{path} holds other files and is not a Milvus Lite data folder (no collections/). {advice}")
+    target = path if path.exists() else path.parent
+    if not os.access(target, os.W_OK):
+        raise StoreError(
+            f"the Milvus Lite data {path} cannot be written by this user ({target} is read-only to it); Milvus Lite "
+            "writes even to search (its lock and log). Fix the permissions, or copy the folder somewhere writable."
+        )
+
+
+class Connection:
+    """A ``MilvusClient`` on one store whose calls (``connection.search(...)``, as on the client) carry the
+    timeout, raise :class:`StoreUnavailableError` when the server cannot be reached, and load a collection a
+    restarted server released, retrying once."""
+
+    def __init__(self, uri: str | os.PathLike[str], *, token: str | None, create: bool, options: ConnectOptions):
+        self.uri, lite_path = resolve(uri, create=create)
+        self.options = options
+        self._token = token or ""
+        self._lease: lite_server.Lease | None = None
+        self._in_process = lite_path and options.lite == "in-process"
+        self.address = self._address() if lite_path else self.uri
+        try:
+            self._client = self._new_client()
+            self.backend = Backend.LITE if lite_path else _backend_of(self._client, self.uri, options.timeout)
+        except BaseException:
+            self._release()
+            raise
+        if self.backend is Backend.LITE:
+            # Lite keeps no MVCC timestamps, so every query iterator warns that it uses the client's clock
+            # instead: expected there, and noise in every ingest run.
+            logging.getLogger("pymilvus.orm.iterator").setLevel(logging.ERROR)
+
+    @property
+    def client(self) -> MilvusClient:
+        """The ``MilvusClient`` itself (its calls are not bounded nor translated)."""
+        return self._client
+
+    def __getattr__(self, name: str) -> Callable[..., Any]:
+        method = getattr(MilvusClient, name)
+        if not callable(method):
+            raise AttributeError(name)
+
+        @functools.wraps(method)
+        def call(*args: Any, **kwargs: Any) -> Any:
+            kwargs.setdefault("timeout", self.options.timeout)
+            result = self._call(name, args, kwargs)
+            return _Pages(result, self._translate) if name == "query_iterator" else result
+
+        return call
+
+    def close(self) -> None:
+        self._client.close()
+        self._release()
+
+    def _call(self, name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        collection = args[0] if args else kwargs.get("collection_name")
+        try:
+            return getattr(self._client, name)(*args, **kwargs)
+        except MilvusException as exc:
+            if name in _NEEDS_LOAD and _is_released(exc):
+                logger.info("collection %s was released (the server restarted); loading it again", collection)
+            elif is_unreachable(exc):
+                self._reconnect(exc, kwargs.get("timeout") or self.options.timeout)
+            else:
+                raise self._translate(exc) from exc
+        try:
+            if name in _NEEDS_LOAD and collection:
+                self._client.load_collection(collection, timeout=self.options.timeout)
+            return getattr(self._client, name)(*args, **kwargs)
+        except MilvusException as exc:
+            raise self._translate(exc) from exc
+
+    def _reconnect(self, cause: MilvusException, timeout: float) -> None:
+        """Wait, within ``timeout``, until the server answers again (gRPC drops a connection the server found idle
+        too long, and refuses calls for a moment after); the shared Lite server of this folder, if it died, is
+        started again first (or the one another user started is found)."""
+        try:
+            if self._lease is not None:
+                logger.warning("the Milvus Lite server for %s went away; starting it again", self.uri)
+                self._release()
+                self.address = self._address()
+                self._client.close()
+                self._client = self._new_client()
+            else:
+                self._until_ready(timeout)
+        except (StoreError, MilvusException) as exc:
+            raise self._translate(cause) from exc
+
+    def _until_ready(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                self._client.get_server_version(timeout=timeout)
+                return
+            except MilvusException as exc:
+                if not is_unreachable(exc) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
+
+    def _translate(self, exc: MilvusException) -> Exception:
+        if not is_unreachable(exc):
+            same: Exception = exc
+            return same
+        via = f"at {self.address}: " if self.address != self.uri else ""
+        reason = f"{via}{exc.message}"
+        return StoreUnavailableError(f"the Milvus store at {self.uri} cannot be reached ({reason})", self.uri, reason)
+
+    def _address(self) -> str:
+        """The URI the client connects to for a Lite path: the shared server's, or the path itself (in-process)."""
+        if self._in_process:
+            with _in_process_lock:
+                _in_process_users[self.uri] = _in_process_users.get(self.uri, 0) + 1
+            return self.uri
+        try:
+            self._lease = lite_server.acquire(self.uri, idle=self.options.idle)
+        except lite_server.LiteServerError as exc:
+            if "DataDirLockedError" in str(exc):
+                raise StoreLockedError(_locked_message(self.uri)) from exc
+            raise StoreError(str(exc)) from exc
+        return self._lease.uri
+
+    def _new_client(self) -> MilvusClient:
+        """A client on ``address`` that has answered once: gRPC refuses the first calls to a shared server that
+        just took over the port of one that died (the channel backs off), so wait for it, within the timeout."""
+        deadline = time.monotonic() + self.options.timeout
+        while True:
+            try:
+                self._client = MilvusClient(uri=self.address, token=self._token, timeout=self.options.timeout)
+                if self._lease is not None:
+                    self._until_ready(self.options.timeout)
+                return self._client
+            except MilvusException as exc:
+                if self._in_process and _lite_locked(self.uri):
+                    raise StoreLockedError(_locked_message(self.uri)) from exc
+                if self._lease is None or not is_unreachable(exc) or time.monotonic() > deadline:
+                    raise self._translate(exc) if is_unreachable(exc) else StoreError(
+                        f"cannot connect to Milvus at {self.uri}: {exc.message}"
+                    ) from exc
+                time.sleep(0.2)
+
+    def _release(self) -> None:
+        if self._lease is not None:
+            self._lease.release()
+            self._lease = None
+        elif self._in_process and self.address == self.uri:
+            with _in_process_lock:
+                _in_process_users[self.uri] -= 1
+                last = _in_process_users[self.uri] == 0
+                if last:
+                    del _in_process_users[self.uri]
+            if last:
+                from milvus_lite.server_manager import server_manager_instance
+
+                server_manager_instance.release_server(self.uri)
+            self.address = ""
+
+
+class _Pages:
+    """A query iterator whose pages fail with the store's errors (``StoreUnavailableError``), not pymilvus's."""
+
+    def __init__(self, iterator: Any, translate: Callable[[MilvusException], Exception]) -> None:
+        self._iterator = iterator
+        self._translate = translate
+
+    def next(self) -> list[dict[str, Any]]:
+        try:
+            page: list[dict[str, Any]] = self._iterator.next()
+        except MilvusException as exc:
+            raise self._translate(exc) from exc
+        return page
+
+    def close(self) -> None:
+        self._iterator.close()
+
+
+def _backend_of(client: MilvusClient, uri: str, timeout: float) -> Backend:
+    """Lite for a ``milvus-lite server`` (its version says so), else a Milvus server."""
+    try:
+        version = str(client.get_server_version(timeout=timeout))
+    except MilvusException as exc:
+        if is_unreachable(exc):
+            message = f"the Milvus store at {uri} cannot be reached ({exc.message})"
+            raise StoreUnavailableError(message, uri, exc.message) from exc
+        return Backend.SERVER
+    return Backend.LITE if version.startswith("milvus_lite") else Backend.SERVER
+
+
+def _locked_message(path: str) -> str:
+    return (
+        f"Milvus Lite data at {path} is in use by another process (Milvus Lite allows one process per folder, and "
+        "that one opened it in-process, RAG_MILVUS_LITE=in-process). Stop that process, use another path, or let "
+        "every process share the folder's server (RAG_MILVUS_LITE=shared, the default)."
+    )
+
+
+def _lite_locked(path: str) -> bool:
+    """Whether another process holds the Lite data folder (checked by trying to open it)."""
+    from milvus_lite import DataDirLockedError, MilvusLite
+
+    try:
+        MilvusLite(path).close()
+    except DataDirLockedError:
+        return True
+    except Exception:  # any other failure is reported by the caller with the original error
+        return False
+    return False
