@@ -39,6 +39,7 @@ from benchmarks.encode import CAPTIONS  # noqa: E402
 from benchmarks.ingest import make_corpus  # noqa: E402
 from benchmarks.profile_ops import time_by_kind  # noqa: E402
 from rag.embeddings.preprocess import Preprocessor  # noqa: E402
+from rag.embeddings.visualized_bge.vision import VisionRotaryEmbedding  # noqa: E402
 
 Vectors = tuple[np.ndarray, np.ndarray]
 
@@ -98,6 +99,15 @@ def one_bert_batch(model) -> Callable[..., torch.Tensor]:
         return torch.cat((both[:rows], both[rows:]), dim=1)
 
     return embed
+
+
+def rope_before(rope, x: torch.Tensor) -> torch.Tensor:
+    """The vision rope as it was before issue 19 (kept here to compare): patches sliced off the class token,
+    rotated through negate and stack, and concatenated back."""
+    patches = x[..., 1:, :]
+    pairs = patches.unflatten(-1, (-1, 2))
+    rotated = torch.stack((-pairs[..., 1], pairs[..., 0]), dim=-1).flatten(-2)
+    return torch.cat((x[..., :1, :], patches * rope.freqs_cos + rotated * rope.freqs_sin), dim=-2)
 
 
 def cosine(a: Vectors, b: Vectors) -> float:
@@ -162,6 +172,8 @@ class Setup:
                   lambda: (bf16.encode_fused(self.prepared, self.texts), bf16.encode_image(self.prepared))),
             *(Lever(f"bf16, batch {size}", "bf16", lambda size=size: self.batch(size)) for size in (1, 4)),
             Lever("bf16, 1 torch thread", "bf16", within(lambda: threads(1), default.run)),
+            Lever("bf16, rope as before issue 19", "bf16",
+                  within(lambda: swapped(VisionRotaryEmbedding, "forward", rope_before), default.run)),
             Lever("bf16, SDPA math kernel", "bf16", within(lambda: sdpa_kernel(SDPBackend.MATH), default.run)),
             Lever("bf16, the two text passes as one batch", "bf16", within(
                 lambda: swapped(bf16.model, "embed_fused_and_image", one_bert_batch(bf16.model)), default.run)),

@@ -7,6 +7,7 @@ search p50s. The stored vectors are random unit vectors written straight through
 query needs the model); the items have short random captions so that BM25 has text to search.
 
     .venv/bin/python benchmarks/query.py [--sizes 10000 100000] [--queries 30] [--top-k 10]
+    .venv/bin/python benchmarks/query.py --index [--sizes 10000 100000]   # FLAT vs HNSW, recall (index_scale.py)
 """
 
 from __future__ import annotations
@@ -111,6 +112,10 @@ def percentiles(seconds: list[float]) -> tuple[float, float]:
 
 
 def main() -> None:
+    if "--index" in sys.argv:  # search alone as the collection grows: FLAT and HNSW, recall (no model needed)
+        from benchmarks.index_scale import main as index_scale
+
+        return index_scale()
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000])
     parser.add_argument("--queries", type=int, default=30, help="queries per kind")

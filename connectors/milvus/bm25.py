@@ -29,8 +29,8 @@ import math
 import re
 import zlib
 from collections import Counter
-from dataclasses import dataclass, field
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 
 from pymilvus import DataType, MilvusClient
 
@@ -147,21 +147,6 @@ class TermStats:
         docs, tokens, written = counts.pop(_DOCS, 0), counts.pop(_TOKENS, 0), counts.pop(_AVGDL, 0)
         return Corpus(docs=docs, tokens=tokens, df=counts, avgdl_written=written / _AVGDL_SCALE)
 
-    def update(self, corpus: Corpus, added: Sequence[Sequence[str]], removed: Sequence[Sequence[str]]) -> Corpus:
-        """Count ``added`` documents in and ``removed`` ones out of ``corpus`` (read for their terms), and store it."""
-        df = dict(corpus.df)
-        for sign, docs in ((1, added), (-1, removed)):
-            for term in (t for terms in docs for t in set(terms)):
-                df[term] = df.get(term, 0) + sign
-        updated = Corpus(
-            docs=corpus.docs + len(added) - len(removed),
-            tokens=corpus.tokens + sum(map(len, added)) - sum(map(len, removed)),
-            df={term: n for term, n in df.items() if n > 0},
-            avgdl_written=corpus.avgdl_written,
-        )
-        self.write(updated, changed=df)
-        return updated
-
     def write(self, corpus: Corpus, *, changed: Mapping[str, int] | None = None) -> None:
         """Store the counts and the ``changed`` terms' frequencies (all of ``corpus.df`` when None); 0 deletes."""
         changed = corpus.df if changed is None else changed
@@ -184,7 +169,10 @@ class CollectionBm25:
     """Keeps a collection's BM25 weights and statistics in step with its rows (see the module docstring).
 
     The store calls :meth:`weigh` before writing rows, :meth:`forget` before deleting them, and
-    :meth:`settle` at the end of a bulk load.
+    :meth:`settle` at the end of a bulk load. Writes only note their counts: they are stored at the
+    next :meth:`commit` (``settle`` and ``forget`` commit), so a bulk load reads and writes the
+    statistics once, not per batch. This store's own queries count what it noted; other processes see
+    it once committed.
     """
 
     def __init__(self, client: MilvusClient, collection: str) -> None:
@@ -192,40 +180,71 @@ class CollectionBm25:
         self._collection = collection
         self._text, self._sparse, self._id = schema.TEXT, schema.SPARSE, schema.ID
         self.stats = TermStats(client, collection)
+        self._noted = Corpus()  # counts written or removed since the last commit; df values may be negative
+        self._avgdl = 0.0  # the average length every stored weight uses, once known
 
     def weigh(self, rows: Sequence[dict], replaced: Sequence[str]) -> None:
         """Add each row's sparse weights, counting the rows in and the ``replaced`` texts (same ids) out."""
         added = [tokenize(row[self._text]) for row in rows]
-        removed = [tokenize(text) for text in replaced]
-        corpus = self.stats.read(t for terms in (*added, *removed) for t in terms)
-        if not corpus.avgdl_written:
+        if not self._avgdl:
+            corpus = self._with_noted(self.stats.read())
             lengths = corpus.tokens + sum(map(len, added))
-            corpus.avgdl_written = lengths / (corpus.docs + len(added)) if lengths else 1.0
-        self.stats.update(corpus, added, removed)
+            self._avgdl = corpus.avgdl_written or (lengths / (corpus.docs + len(added)) if lengths else 1.0)
+        self._note(added, 1)
+        self._note([tokenize(text) for text in replaced], -1)
         for row, terms in zip(rows, added):
-            row[self._sparse] = corpus.doc_vector(terms, corpus.avgdl_written)
+            row[self._sparse] = self._noted.doc_vector(terms, self._avgdl)
 
     def forget(self, texts: Sequence[str]) -> None:
         """Count these texts (rows about to be deleted) out."""
-        if texts:
-            removed = [tokenize(text) for text in texts]
-            self.stats.update(self.stats.read(t for terms in removed for t in terms), [], removed)
+        self._note([tokenize(text) for text in texts], -1)
+        self.commit()
 
     def query_vector(self, text: str) -> dict[int, float]:
-        return self.stats.read(tokenize(text)).query_vector(text)
+        return self._with_noted(self.stats.read(tokenize(text))).query_vector(text)
+
+    def commit(self) -> None:
+        """Store the counts noted since the last commit."""
+        noted = self._noted
+        if not (noted.docs or noted.tokens or noted.df):
+            return
+        corpus = self._with_noted(self.stats.read(noted.df))
+        corpus.avgdl_written = corpus.avgdl_written or self._avgdl
+        self.stats.write(corpus, changed={term: corpus.df.get(term, 0) for term in noted.df})
+        self._noted = Corpus()
 
     def settle(self, rows: int) -> None:
-        """After a bulk load: recount when the counts disagree with the ``rows`` stored (a run killed between
-        its writes), and rewrite every weight when the average length drifted past the tolerance."""
+        """After a bulk load: commit, recount when the counts disagree with the ``rows`` stored (a run killed
+        between its writes), and rewrite every weight when the average length drifted past the tolerance."""
+        self.commit()
         corpus = self.stats.read()
         if corpus.docs != rows:
             corpus = self._recount()
         drift = abs(corpus.avgdl - corpus.avgdl_written) / corpus.avgdl_written if corpus.avgdl_written else 1.0
         if corpus.docs and drift > AVGDL_TOLERANCE:
             self._reweigh(corpus.avgdl or 1.0)
+        self._avgdl = 0.0  # read again by the next write
+
+    def _note(self, docs: Sequence[Sequence[str]], sign: int) -> None:
+        self._noted.docs += sign * len(docs)
+        self._noted.tokens += sign * sum(map(len, docs))
+        for term in (t for terms in docs for t in set(terms)):
+            self._noted.df[term] = self._noted.df.get(term, 0) + sign
+
+    def _with_noted(self, corpus: Corpus) -> Corpus:
+        """``corpus`` (read from the statistics) plus the counts noted since the last commit, for its terms."""
+        df = {term: n + self._noted.df.get(term, 0) for term, n in corpus.df.items()}
+        df |= {term: n for term, n in self._noted.df.items() if term not in corpus.df}
+        return Corpus(
+            docs=corpus.docs + self._noted.docs,
+            tokens=corpus.tokens + self._noted.tokens,
+            df={term: n for term, n in df.items() if n > 0},
+            avgdl_written=corpus.avgdl_written,
+        )
 
     def _texts(self) -> Iterator[list[dict]]:
-        iterator = self._client.query_iterator(self._collection, batch_size=_BATCH, output_fields=[self._id, self._text])
+        fields = [self._id, self._text]
+        iterator = self._client.query_iterator(self._collection, batch_size=_BATCH, output_fields=fields)
         try:
             while page := iterator.next():
                 yield page
@@ -240,7 +259,8 @@ class CollectionBm25:
 
     def _reweigh(self, avgdl: float) -> None:
         for page in self._texts():
-            rows = [{self._id: row[self._id], self._sparse: Corpus().doc_vector(tokenize(row[self._text]), avgdl)} for row in page]
+            weigh = Corpus().doc_vector
+            rows = [{self._id: row[self._id], self._sparse: weigh(tokenize(row[self._text]), avgdl)} for row in page]
             self._client.upsert(self._collection, rows, partial_update=True)
         corpus = self.stats.read()
         corpus.avgdl_written = avgdl

@@ -95,6 +95,14 @@ BM25_PROPERTY = f"{_PROPERTY_PREFIX}bm25"
 BM25_STATISTICS = "statistics"
 
 
+#: From this many rows on, a Milvus Lite collection's vectors get an HNSW index instead of exact search
+#: (measured with ``benchmarks/query.py --index``: see the README's Performance section).
+LITE_HNSW_ROWS = 20_000
+HNSW_BUILD = {"M": 16, "efConstruction": 200}
+HNSW_EF = 64
+HNSW_FILTERED_EF = 8
+
+
 class Backend(str, Enum):
     """Which Milvus the URI points at; decides index types and search parameters."""
 
@@ -105,17 +113,18 @@ class Backend(str, Enum):
     def of(cls, uri: str) -> "Backend":
         return cls.SERVER if uri.split("://", 1)[0].lower() in ("http", "https", "tcp", "unix") else cls.LITE
 
-    def dense_index(self) -> dict[str, Any]:
-        # FLAT on Lite: exact, fast enough at Lite's scale, and filtered searches never come back
-        # short the way a graph index can when the filter keeps few rows.
-        if self is Backend.LITE:
+    def dense_index(self, rows: int = 0) -> dict[str, Any]:
+        """The vector index for a collection of ``rows`` items: on Lite exact (FLAT) below
+        :data:`LITE_HNSW_ROWS`, an HNSW graph (faiss, built by Lite per segment) from there on; HNSW on a server.
+        A filtered graph search that comes back short is completed by an exact one (``MilvusStore.search``)."""
+        if self is Backend.LITE and rows < LITE_HNSW_ROWS:
             return {"index_type": "FLAT", "metric_type": "IP"}
-        return {"index_type": "HNSW", "metric_type": "IP", "params": {"M": 16, "efConstruction": 200}}
+        return {"index_type": "HNSW", "metric_type": "IP", "params": dict(HNSW_BUILD)}
 
-    def search_params(self, k: int) -> dict[str, Any]:
-        if self is Backend.LITE:
-            return {"metric_type": "IP"}
-        return {"metric_type": "IP", "params": {"ef": max(64, k)}}
+    def search_params(self, k: int, *, filtered: bool = False) -> dict[str, Any]:
+        """HNSW's search breadth for k results; a filtered search explores :data:`HNSW_FILTERED_EF` times as
+        wide, since the graph walk passes over the rows the filter leaves out (FLAT ignores it)."""
+        return {"metric_type": "IP", "params": {"ef": max(HNSW_EF, k) * (HNSW_FILTERED_EF if filtered else 1)}}
 
 
 class EncoderInfo(BaseModel):
@@ -215,9 +224,14 @@ def build_index_params(backend: Backend, *, bm25: bool, bm25_stats: bool = False
     for field in (FUSED, IMAGE):
         params.add_index(field_name=field, index_name=field, **backend.dense_index())
     if bm25:
-        metric = "IP" if bm25_stats else "BM25"
-        params.add_index(field_name=SPARSE, index_name=SPARSE, index_type="SPARSE_INVERTED_INDEX", metric_type=metric)
+        add_sparse_index(params, bm25_stats=bm25_stats)
     return params
+
+
+def add_sparse_index(params: IndexParams, *, bm25_stats: bool) -> None:
+    """The BM25 field's index: scored by Milvus (metric BM25), or an inner product over the store's weights."""
+    metric = "IP" if bm25_stats else "BM25"
+    params.add_index(field_name=SPARSE, index_name=SPARSE, index_type="SPARSE_INVERTED_INDEX", metric_type=metric)
 
 
 def to_epoch_ms(moment: datetime) -> int:
@@ -278,8 +292,11 @@ class ItemTooLargeError(ValueError):
 
 
 def item_problems(item: KnowledgeItem) -> list[str]:
-    """Why the item cannot be stored as it is (empty when it can): sizes over the schema limits."""
-    return _fields(item)[1]
+    """Why the item cannot be stored as it is (empty when it can): sizes over the schema limits.
+
+    Cheap: the LlamaIndex node copy is built only when a bound on its size does not rule out the limit.
+    """
+    return _fields(item, with_node=False)[1]
 
 
 def to_row(item: KnowledgeItem, fused: np.ndarray, image: np.ndarray | None) -> dict[str, Any]:
@@ -289,16 +306,18 @@ def to_row(item: KnowledgeItem, fused: np.ndarray, image: np.ndarray | None) -> 
     """
     if item.image is not None and image is None:
         raise ValueError(f"item {item.id}: it has an image but no image vector was given")
-    fields, problems = _fields(item)
+    fields, problems = _fields(item, with_node=True)
     if problems:
         raise ItemTooLargeError(item.id, problems)
-    fields[FUSED] = fused.tolist()
-    fields[IMAGE] = (fused if item.image is None or image is None else image).tolist()
+    # pymilvus packs float32 arrays as they are (a list would be turned into an array and back).
+    fields[FUSED] = np.asarray(fused, dtype=np.float32)
+    fields[IMAGE] = np.asarray(fused if item.image is None or image is None else image, dtype=np.float32)
     return fields
 
 
-def _fields(item: KnowledgeItem) -> tuple[dict[str, Any], list[str]]:
-    """The row without its vectors, and what in it is over the limits."""
+def _fields(item: KnowledgeItem, *, with_node: bool) -> tuple[dict[str, Any], list[str]]:
+    """The row without its vectors (without the node copy unless ``with_node`` or it may be too large), and what
+    in it is over the limits."""
     fields: dict[str, Any] = {
         ID: item.id,
         TEXT: item.text,
@@ -329,12 +348,29 @@ def _fields(item: KnowledgeItem) -> tuple[dict[str, Any], list[str]]:
     else:
         if metadata_bytes > MAX_METADATA_BYTES:
             problems.append(f"metadata is {metadata_bytes} bytes of JSON (limit {MAX_METADATA_BYTES})")
-        fields[NODE_CONTENT], fields[NODE_TYPE] = node_content(item)
+        if with_node or node_content_bound(item) > MAX_BYTES[NODE_CONTENT]:
+            fields[NODE_CONTENT], fields[NODE_TYPE] = node_content(item)
     for name, limit in MAX_BYTES.items():
         if name in fields and _utf8_len(fields[name]) > limit:
             why = ", the LlamaIndex node copy: metadata too large" if name == NODE_CONTENT else ""
             problems.append(f"{name} is {_utf8_len(fields[name])} bytes (limit {limit}{why})")
     return fields, problems
+
+
+#: What the LlamaIndex node copy holds besides the item's own strings (field names, templates, defaults),
+#: with room to spare: tests check the bound against the node copy itself.
+_NODE_SLACK = 4_096
+
+
+def node_content_bound(item: KnowledgeItem) -> int:
+    """An upper bound on the bytes of the item's ``_node_content``, without building the node: its strings
+    escaped as LlamaIndex's JSON escapes them (ASCII), plus :data:`_NODE_SLACK`."""
+    image = item.image
+    # Every string the node copies (the name and the anchor stand for the names derived from them).
+    pieces = [item.id, item.source, item.source, item.name, item.name, item.anchor, item.anchor]
+    pieces += [item.modality.value, item.tags, item.metadata, *PATH_METADATA]
+    pieces += [image.uri, image.mime_type or ""] if image is not None else []
+    return len(json.dumps(pieces, default=str)) + _NODE_SLACK
 
 
 def node_content(item: KnowledgeItem) -> tuple[str, str]:

@@ -12,7 +12,7 @@ from typing import Any, Iterator, Literal, Mapping, Sequence, TypeVar
 
 import numpy as np
 from pydantic import BaseModel, Field
-from pymilvus import FunctionType, MilvusException
+from pymilvus import FunctionType, MilvusClient, MilvusException
 
 from connectors.milvus import schema
 from connectors.milvus.bm25 import SUFFIX as _BM25_SUFFIX
@@ -37,7 +37,7 @@ logger = logging.getLogger(__name__)
 
 VectorField = Literal["fused", "image"]
 _VECTOR_FIELDS: dict[str, str] = {"fused": schema.FUSED, "image": schema.IMAGE}
-_WRITE_BATCH = 256
+_WRITE_BATCH = 1_024
 _QUERY_PAGE = 4096
 _ID_BATCH = 1_000
 _NORM_TOLERANCE = 1e-2
@@ -119,6 +119,7 @@ class MilvusStore:
         self._backend = backend
         self._bm25 = bm25
         self._closed = False
+        self._index_type: str | None = None  # of the vector fields, read when first needed
 
     @classmethod
     def open(
@@ -200,12 +201,16 @@ class MilvusStore:
         """Whether BM25 is scored with statistics this store keeps (Milvus Lite), not by Milvus's BM25 function."""
         return self._terms is not None
 
-    def upsert(self, items: Sequence[KnowledgeItem], fused: np.ndarray, image: np.ndarray | None = None) -> int:
+    def upsert(
+        self, items: Sequence[KnowledgeItem], fused: np.ndarray, image: np.ndarray | None = None, *, new: bool = False
+    ) -> int:
         """Insert the items, replacing stored items with the same ids; returns how many rows were written.
 
         ``fused[i]`` and ``image[i]`` are item i's unit vectors; ``image`` may be None only when no
         item has an image, and its rows for items without an image are ignored. A later duplicate
-        id within one call wins. Call :meth:`flush` after a bulk load.
+        id within one call wins. Call :meth:`flush` after a bulk load. ``new``: the caller checked that none of
+        the ids is stored yet, so the BM25 statistics need not look up texts being replaced (were one stored
+        after all, :meth:`flush` finds the counts off and recounts).
         """
         if not items:
             return 0
@@ -228,10 +233,7 @@ class MilvusStore:
             logger.debug("upsert: %d duplicate id(s) in one call, the last of each kept", len(items) - len(rows_by_id))
         for batch in _chunks(list(rows_by_id.values()), _WRITE_BATCH):
             if self._terms is not None:
-                replaced = self._client.query(
-                    self._collection, filter=id_in([row[schema.ID] for row in batch]), output_fields=[schema.TEXT], limit=len(batch)
-                )
-                self._terms.weigh(batch, [row[schema.TEXT] for row in replaced])
+                self._terms.weigh(batch, [] if new else self._stored_texts([row[schema.ID] for row in batch]))
             self._client.upsert(self._collection, batch)
         logger.debug("upserted %d item(s) into %s", len(rows_by_id), self._collection)
         return len(rows_by_id)
@@ -239,11 +241,15 @@ class MilvusStore:
     def flush(self) -> None:
         """Seal written data to storage; call once after a bulk load, not after every batch.
 
-        With the store's own BM25 statistics, also brings them and the stored weights up to date.
+        With the store's own BM25 statistics, also brings them and the stored weights up to date. On
+        Milvus Lite, also picks the vector index for the collection's size and returns once every row is
+        indexed, so that the first search after an ingest is as fast as the next.
         """
         self._client.flush(self._collection)
         if self._terms is not None:
             self._terms.settle(self._count(""))
+        if self._backend is Backend.LITE:
+            self._settle_index()
 
     def search(
         self,
@@ -261,16 +267,8 @@ class MilvusStore:
         if field not in _VECTOR_FIELDS:
             raise ValueError(f"field must be one of {sorted(_VECTOR_FIELDS)}, not {field!r}")
         expr = self._filter(filter, images_only=field == "image")
-        result = self._client.search(
-            self._collection,
-            data=[self._check_query(vector)],
-            anns_field=_VECTOR_FIELDS[field],
-            limit=_check_k(k),
-            filter=expr,
-            output_fields=_output_fields(with_vectors),
-            search_params=self._backend.search_params(k),
-        )
-        return [_hit(hit["entity"], hit["distance"]) for hit in result[0]]
+        found = self._vector_search(self._check_query(vector), field, _check_k(k), expr, _output_fields(with_vectors))
+        return [_hit(entity, score) for entity, score in found]
 
     def text_search(self, query: str, *, k: int = 10, filter: Filters | None = None, with_vectors: bool = False) -> list[Hit]:
         """BM25 full-text search over the items' text; scores are BM25 scores (higher is better)."""
@@ -442,13 +440,18 @@ class MilvusStore:
         self._client.drop_collection(self._collection)
         if self._terms is not None:
             self._terms.stats.drop()
+            self._terms = None
         logger.info("dropped collection %s at %s", self._collection, self._uri)
         self.close()
 
     def close(self) -> None:
         if not self._closed:
             self._closed = True
-            self._client.close()
+            try:
+                if self._terms is not None:
+                    self._terms.commit()  # the BM25 counts of writes not flushed
+            finally:
+                self._client.close()
 
     def __enter__(self) -> "MilvusStore":
         return self
@@ -474,22 +477,100 @@ class MilvusStore:
     ) -> list[tuple[str, float]]:
         """One signal's candidates of a blend, as ``(id, raw score)``: its field, its query, its filter."""
         expr = self._filter(filters, images_only=only_images)
-        if signal == "bm25":
-            data, params = self._bm25_query(text)
-            field = schema.SPARSE
-        else:
-            data, params, field = query, self._backend.search_params(limit), _VECTOR_FIELDS[signal]
+        if signal != "bm25":
+            found = self._vector_search(query, signal, limit, expr, [schema.ID])
+            return [(entity[schema.ID], score) for entity, score in found]
+        data, params = self._bm25_query(text)
         result = self._client.search(
             self._collection,
             data=[data],
-            anns_field=field,
+            anns_field=schema.SPARSE,
             limit=limit,
             filter=expr,
             output_fields=[schema.ID],
             search_params=params,
         )
-        # Milvus Lite reports BM25 scores negated; every other score is positive-is-better already.
-        return [(hit["id"], abs(hit["distance"]) if signal == "bm25" else hit["distance"]) for hit in result[0]]
+        # Milvus Lite reports BM25 scores negated; the store's own BM25 and Milvus server's are positive.
+        return [(hit["id"], abs(hit["distance"])) for hit in result[0]]
+
+    def _vector_search(
+        self, query: list[float], field: str, limit: int, expr: str, output_fields: list[str]
+    ) -> list[tuple[dict[str, Any], float]]:
+        """The ``limit`` best ``(entity, score)`` of a vector field under ``expr``, complete however selective the
+        filter: a graph index can come back short when the filter keeps few rows, and then an exact search
+        answers instead."""
+        result = self._client.search(
+            self._collection,
+            data=[query],
+            anns_field=_VECTOR_FIELDS[field],
+            limit=limit,
+            filter=expr,
+            output_fields=output_fields,
+            search_params=self._backend.search_params(limit, filtered=bool(expr)),
+        )
+        found = [(hit["entity"], float(hit["distance"])) for hit in result[0]]
+        if expr and len(found) < limit and self._graph_index() and len(found) < min(limit, self._count(expr)):
+            logger.debug("a filtered graph search found %d of %d: searching exactly", len(found), limit)
+            return self._exact_search(query, field, limit, expr, output_fields)
+        return found
+
+    def _exact_search(
+        self, query: list[float], field: str, limit: int, expr: str, output_fields: list[str]
+    ) -> list[tuple[dict[str, Any], float]]:
+        """Exhaustive inner-product search over the rows matching ``expr`` (read page by page)."""
+        target = np.asarray(query, dtype=np.float32)
+        best_ids: list[str] = []
+        best_scores = np.empty(0, dtype=np.float32)
+        iterator = self._client.query_iterator(
+            self._collection, batch_size=_QUERY_PAGE, filter=expr, output_fields=[schema.ID, _VECTOR_FIELDS[field]]
+        )
+        try:
+            while page := iterator.next():
+                vectors = np.asarray([row[_VECTOR_FIELDS[field]] for row in page], dtype=np.float32)
+                best_ids += [row[schema.ID] for row in page]
+                best_scores = np.concatenate([best_scores, vectors @ target])
+                keep = np.argsort(-best_scores, kind="stable")[:limit]
+                best_ids, best_scores = [best_ids[i] for i in keep], best_scores[keep]
+        finally:
+            iterator.close()
+        rows = self._client.query(self._collection, filter=id_in(best_ids), output_fields=output_fields, limit=limit)
+        by_id = {row[schema.ID]: row for row in rows}
+        return [(by_id[i], float(score)) for i, score in zip(best_ids, best_scores) if i in by_id]
+
+    def _graph_index(self) -> bool:
+        """Whether the vectors are searched through a graph (HNSW), which a selective filter can cut short."""
+        if self._index_type is None:
+            self._index_type = self._client.describe_index(self._collection, schema.FUSED)["index_type"]
+        return self._index_type != "FLAT"
+
+    def _settle_index(self) -> None:
+        """Milvus Lite: switch the vector index to the one for the collection's size, and have every segment
+        indexed before returning. Lite indexes a flushed segment in the background and searches it
+        exhaustively meanwhile; dropping an index drains that background work, and loading builds what is
+        missing. A BM25 index is built at search time, so dropping and re-creating it costs nothing."""
+        wanted = self._backend.dense_index(self._count(""))
+        if wanted["index_type"] == "FLAT" and not self._graph_index():
+            return  # exact search has nothing to build
+        # Building an index takes minutes at scale: these calls wait without the store's timeout.
+        self._client.release_collection(self._collection)
+        try:
+            if self._graph_index() != (wanted["index_type"] != "FLAT"):
+                fields, params = (schema.FUSED, schema.IMAGE), MilvusClient.prepare_index_params()
+                for name in fields:
+                    self._drop_lite_index(name)
+                    params.add_index(field_name=name, index_name=name, **wanted)
+                logger.info("%s: %s index for the vectors", self._collection, wanted["index_type"])
+            elif self._bm25:
+                params = MilvusClient.prepare_index_params()
+                schema.add_sparse_index(params, bm25_stats=self._terms is not None)
+                self._drop_lite_index(schema.SPARSE)
+            else:
+                params = None
+            if params is not None:
+                self._client.create_index(self._collection, params, timeout=None)
+            self._index_type = wanted["index_type"]
+        finally:
+            self._client.load_collection(self._collection, timeout=None)
 
     def _bm25_query(self, text: str) -> tuple[str | dict[int, float], dict[str, str]]:
         """The BM25 query and search parameters: the text for Milvus's BM25 function, or with the store's own
@@ -507,6 +588,10 @@ class MilvusStore:
         by_id = {row[schema.ID]: row for row in rows}
         return [_hit(by_id[item_id], score) for item_id, score in ranked if item_id in by_id]
 
+    def _stored_texts(self, ids: list[str]) -> list[str]:
+        rows = self._client.query(self._collection, filter=id_in(ids), output_fields=[schema.TEXT], limit=len(ids))
+        return [row[schema.TEXT] for row in rows]
+
     def _texts(self, expr: str) -> list[str]:
         """The text of every row matching ``expr``."""
         iterator = self._client.query_iterator(
@@ -519,6 +604,10 @@ class MilvusStore:
         finally:
             iterator.close()
         return texts
+
+    def _drop_lite_index(self, field: str) -> None:
+        # Milvus Lite names a field's index "<field>_idx" when dropping; any other name drops every index.
+        self._client.drop_index(self._collection, f"{field}_idx", timeout=None)  # waits for Lite's background builds
 
     def _require_bm25(self, what: str) -> None:
         if not self._bm25:

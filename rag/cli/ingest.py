@@ -142,6 +142,7 @@ def ingest(
             progress.update(
                 task, total=total, completed=current.processed, rate=rate, skipped=summary["skipped"],
                 warnings=summary["warnings"],
+                description=f"{description}: indexing" if current.indexing else description,
             )
 
         try:
@@ -248,9 +249,11 @@ def _connect_ray(settings: Settings, address, workers, gpus_per_worker, cpus_per
     if options.gpus_per_worker and settings.device.strip().lower() == "cpu":
         raise fail("--gpus-per-worker asks for GPUs, and RAG_DEVICE=cpu keeps the encoder off them: set RAG_DEVICE=auto")
     try:
-        ray_engine.connect(options, Backend.of(settings.milvus_uri))
+        plan = ray_engine.connect(options, Backend.of(settings.milvus_uri), settings.data_dir / "logs" / "ray.log")
     except (ImportError, ray_engine.RayEngineError) as e:
         raise fail(str(e)) from e
+    if plan.owns_ray:  # stopped when the command ends, however it ends (the `rag` command skips atexit handlers)
+        typer.main.get_current_context().call_on_close(ray_engine.shutdown)
     return options
 
 

@@ -89,7 +89,7 @@ class Ledger:
     def write(self, items: Sequence[KnowledgeItem], fused: np.ndarray, image: np.ndarray) -> None:
         """Upsert a batch of embedded items (by content id, so a batch written twice is stored once)."""
         with self._lock:
-            self.store.upsert(items, fused, image)
+            self.store.upsert(items, fused, image, new=True)  # admit() left out the ids stored already
             self.report.added += len(items)
         self.progress()
 
@@ -105,7 +105,8 @@ class Ledger:
                 self._on_progress(self.report)
 
     def finish(self) -> IngestReport:
-        """Replace older versions, flush the store and time the run; call once, after every batch is written.
+        """Replace older versions, flush and index the store, and time the run; call once, after every batch
+        is written.
 
         A new version written in place of an older one counts as replaced, not added: ``added`` is left with
         the items that are new to the collection, ``removed`` with the older versions that no new one replaced."""
@@ -114,7 +115,11 @@ class Ledger:
             self.report.replaced = new_versions
             self.report.removed = deleted - new_versions
             self.report.added -= new_versions
+            self.report.indexing = True
+        self.progress()
+        with self._lock:
             self.store.flush()
+            self.report.indexing = False
         self.report.seconds = time.perf_counter() - self._start
         return self.report
 

@@ -34,6 +34,11 @@ logger = logging.getLogger(__name__)
 _DONE = object()
 #: Batches whose images are being prepared ahead of the one the model is on.
 _BATCHES_AHEAD = 3
+#: Encoded batches waiting for the writer, which upserts those waiting together, up to _WRITE_ROWS items.
+_ENCODED_AHEAD = 8
+_WRITE_ROWS = 1_024
+#: Source results the reader checks against the store at once (one query for the ids already stored).
+_ADMIT_ROWS = 512
 
 
 @dataclass
@@ -68,7 +73,7 @@ def ingest(
     batch_size = batch_size or encoder.runtime.batch_size
     ledger = Ledger(store, on_progress)
     pending: queue.Queue = queue.Queue(maxsize=_BATCHES_AHEAD)
-    encoded: queue.Queue = queue.Queue(maxsize=2)
+    encoded: queue.Queue = queue.Queue(maxsize=_ENCODED_AHEAD)
     failure: list[BaseException] = []
     stop = threading.Event()
     preprocessor = encoder.preprocessor
@@ -76,10 +81,12 @@ def ingest(
 
     def read() -> None:
         try:
-            for chunk in chunks(sources, batch_size):
-                if stop.is_set():
-                    break
-                if items := ledger.admit(chunk):
+            for chunk in chunks(sources, max(batch_size, _ADMIT_ROWS)):
+                admitted = ledger.admit(chunk)
+                for start in range(0, len(admitted), batch_size):
+                    if stop.is_set():
+                        return
+                    items = admitted[start : start + batch_size]
                     images = preprocessor.submit([item.image.uri for item in items if item.image is not None])
                     pending.put(_Pending(items, images))
         except BaseException as e:  # surfaced in the caller's thread
@@ -89,8 +96,12 @@ def ingest(
 
     def write() -> None:
         try:
-            while (batch := encoded.get()) is not _DONE:
-                ledger.write(batch.items, batch.fused, batch.image)
+            while batches := _waiting(encoded):
+                ledger.write(
+                    [item for b in batches for item in b.items],
+                    np.concatenate([b.fused for b in batches]),
+                    np.concatenate([b.image for b in batches]),
+                )
         except BaseException as e:
             failure.append(e)
             while encoded.get() is not _DONE:  # keep the encoder from blocking on a full queue
@@ -119,6 +130,24 @@ def ingest(
     if failure:
         raise failure[0]
     return ledger.finish()
+
+
+def _waiting(encoded: queue.Queue) -> list[_Encoded]:
+    """The next encoded batch and those queued behind it, up to ``_WRITE_ROWS`` items: one write for all of them
+    (a store behind the encoder gets fewer, larger writes). Empty once the encoder is done."""
+    batches: list[_Encoded] = []
+    rows = 0
+    while rows < _WRITE_ROWS:
+        try:
+            batch = encoded.get(block=not batches)
+        except queue.Empty:
+            break
+        if batch is _DONE:
+            encoded.put(_DONE)  # seen again by the next call, which then returns nothing
+            break
+        batches.append(batch)
+        rows += len(batch.items)
+    return batches
 
 
 def _collect(chunk: _Pending, ledger: Ledger) -> tuple[list[KnowledgeItem], list[PreparedImage | None]]:

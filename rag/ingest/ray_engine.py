@@ -28,7 +28,8 @@ import math
 import pickle
 import socket
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from pathlib import Path
 from types import ModuleType
 from typing import Any, Callable, Iterable
 from urllib.parse import urlsplit
@@ -103,6 +104,9 @@ class Plan:
     writers: bool  # a writer actor beside each encoder (Milvus server); else the driver writes (Milvus Lite)
     cpus: float
     gpus: float
+    #: Whether :func:`connect` started the local Ray this run uses: its caller stops it (:func:`shutdown`) when
+    #: done. A cluster it only connected to stays up.
+    owns_ray: bool = False
 
     @property
     def torch_threads(self) -> int:
@@ -127,31 +131,56 @@ def import_ray() -> ModuleType:
     return ray
 
 
-def connect(options: RayOptions, backend: Backend) -> Plan:
+def connect(options: RayOptions, backend: Backend, log_file: Path | None = None) -> Plan:
     """Connect to the cluster ``options.address`` names (or start a local Ray) and plan the actors on it
     for a store on ``backend`` (a Milvus server is written by writer actors, Milvus Lite by the driver).
 
-    Raises ``ImportError`` when Ray is missing and :class:`RayEngineError` when the cluster cannot be
-    reached or lacks what is asked (GPUs, CPUs left over for decoding).
+    Ray is quiet unless the caller logs at INFO (``rag -v``): its own log lines go to ``log_file`` where one is
+    given, its workers' output stays in the session's log folder. Raises ``ImportError`` when Ray is missing
+    and :class:`RayEngineError` when the cluster cannot be reached or lacks what is asked (GPUs, CPUs left over
+    for decoding).
     """
     ray = import_ray()
-    if not logger.isEnabledFor(logging.INFO):  # Ray Data's per-run notices only where the caller logs ours
+    verbose = logger.isEnabledFor(logging.INFO)
+    if not verbose:  # Ray Data's per-run notices only where the caller logs ours
         logging.getLogger("ray.data").setLevel(logging.WARNING)
+        if log_file is not None:
+            _log_to(log_file)
+    owns_ray = False
     if not ray.is_initialized():
         if options.address not in (None, "auto"):
             _check_reachable(options.address)
         try:
             if options.address is None:
-                ray.init(include_dashboard=False, logging_level=logging.WARNING)
+                ray.init(include_dashboard=False, logging_level=logging.WARNING, log_to_driver=verbose)
+                owns_ray = True
             else:
-                ray.init(address=options.address, logging_level=logging.WARNING)
+                ray.init(address=options.address, logging_level=logging.WARNING, log_to_driver=verbose)
         except ConnectionError as e:
             raise RayEngineError(
                 f"cannot reach a Ray cluster at {options.address!r}: {e}. Start one (`ray start --head` on the head "
                 "node, `ray start --address HEAD:6379` on the others), or leave --ray-address out for a local Ray."
             ) from e
     nodes = [node["Resources"] for node in ray.nodes() if node["Alive"]]
-    return plan_workers(options, nodes, writers=backend is Backend.SERVER)
+    return replace(plan_workers(options, nodes, writers=backend is Backend.SERVER), owns_ray=owns_ray)
+
+
+def shutdown() -> None:
+    """Stop the local Ray :func:`connect` started (or leave the cluster it connected to): no Ray process of this
+    run outlives it."""
+    import_ray().shutdown()
+
+
+def _log_to(path: Path) -> None:
+    """Send the ``ray`` logger's lines (Ray's notices and warnings) to ``path`` instead of the terminal."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    ray_logger = logging.getLogger("ray")
+    for handler in list(ray_logger.handlers):
+        ray_logger.removeHandler(handler)
+        handler.close()
+    handler = logging.FileHandler(path, encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    ray_logger.addHandler(handler)
 
 
 def plan_workers(options: RayOptions, nodes: list[dict[str, float]], *, writers: bool) -> Plan:
@@ -206,6 +235,7 @@ def ingest(
     image_transform: ImageTransform,
     options: RayOptions | None = None,
     on_progress: Callable[[IngestReport], None] | None = None,
+    log_file: Path | None = None,
 ) -> IngestReport:
     """Embed and store every good item of ``sources`` on a Ray cluster; idempotent and safe to re-run after a crash.
 
@@ -214,10 +244,26 @@ def ingest(
     fingerprint is not the one ``store`` records. ``image_transform`` is that encoder's
     (``encoder.image_transform``): it is shipped to the decoding tasks. ``settings.milvus_token`` is
     what writer actors log in to a Milvus server with. ``on_progress(report)`` is called with the report
-    so far after each batch.
+    so far after each batch. A local Ray this call starts (no ``options.address``, no Ray connected yet) is
+    stopped before it returns; Ray's own log lines go to ``log_file`` (see :func:`connect`).
     """
     options = options or RayOptions()
-    plan = connect(options, store.backend)
+    plan = connect(options, store.backend, log_file)
+    try:
+        return _run(plan, sources, settings, store, image_transform, on_progress)
+    finally:
+        if plan.owns_ray:
+            shutdown()
+
+
+def _run(
+    plan: Plan,
+    sources: Iterable[SourceResult],
+    settings: Settings,
+    store: MilvusStore,
+    image_transform: ImageTransform,
+    on_progress: Callable[[IngestReport], None] | None,
+) -> IngestReport:
     ray = import_ray()
     ledger = Ledger(store, on_progress)
     batch_size = settings.batch_size or DEFAULT_BATCH["cuda" if plan.gpus_per_worker else "cpu"]

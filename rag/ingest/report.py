@@ -22,6 +22,8 @@ class IngestReport:
     #: Of ``seconds``, those before the first encoder could encode: the Ray engine starts its actors and
     #: loads the model in them within the run; the local engine's encoder is loaded before (0 here).
     warmup_seconds: float = 0.0
+    #: True while the store indexes what the run wrote (after the last batch): progress shows "indexing".
+    indexing: bool = False
 
     @property
     def skipped(self) -> list[SourceError]:

@@ -401,3 +401,18 @@ def test_item_problems_name_every_limit() -> None:
     assert any(p.startswith("source is 5000 bytes") for p in problems)
     assert any("_node_content" in p and "metadata too large" in p for p in problems)
     assert item_problems(text_item(0, metadata={"when": object()}))[0].startswith("metadata is not plain JSON")
+
+
+@pytest.mark.parametrize(
+    "item",
+    [
+        image_item(0),
+        text_item(1),
+        image_item(2, metadata={"note": "ü😀\x01\"\\" * 2_000, "nested": [{"k": "v" * 300}] * 20}, tags=["é" * 500] * 256),
+        text_item(3, metadata={"page": 1, "path": "/a/b" * 500}, source="s" * 4_000),
+    ],
+)
+def test_the_node_copy_bound_is_never_below_the_node_copy(item: KnowledgeItem) -> None:
+    from connectors.milvus.schema import node_content, node_content_bound
+
+    assert len(node_content(item)[0].encode("utf-8")) <= node_content_bound(item)

@@ -51,6 +51,17 @@ def test_ingest_stores_the_encoder_vectors(tiny_base, tmp_path):
         np.testing.assert_allclose(hit.image_embedding, image[0], atol=1e-5)
 
 
+def test_progress_says_indexing_between_the_last_batch_and_the_end(tiny_base, tmp_path):
+    folder = make_folder(tmp_path / "corpus", 3)
+    seen: list[tuple[int, bool]] = []
+    with open_store(tmp_path, tiny_base) as store:
+        report = ingest(
+            open_sources([folder]), tiny_base, store, on_progress=lambda r: seen.append((r.added, r.indexing))
+        )
+    assert seen[-1] == (3, True) and (3, False) not in seen[seen.index((3, True)) :]
+    assert not report.indexing
+
+
 def test_reingest_adds_nothing_and_a_changed_item_replaces_its_old_version(tiny_base, tmp_path):
     folder = make_folder(tmp_path / "corpus", 4)
     with open_store(tmp_path, tiny_base) as store:

@@ -1,0 +1,155 @@
+"""Ingestion with an encoder that costs nothing: what the pipeline and the store alone allow.
+
+The encoder is replaced by one that returns random unit vectors at once; images are still decoded
+and prepared by Visualized-BGE's own transform (224 px) on the preprocessing workers, so what is
+timed is listing, reading, hashing, validation, preparation, the store's writes and its indexing.
+The corpus is a folder of 64×64 PNGs with caption sidecars.
+
+Each round ingests the corpus into a fresh Milvus Lite database in a fresh process, once with this
+tree's code and once with another tree's (``--baseline``: e.g. ``git archive <commit> | tar -x -C
+DIR``), alternating, so both meet the same machine load; the ratio of their rates is what counts.
+``--profile FILE`` samples one run of this tree with py-spy instead (every thread) and prints where
+the time went.
+
+    .venv/bin/python benchmarks/ingest_store.py [--items 3000] [--rounds 3] [--baseline DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# Run in a fresh process with PYTHONPATH set to the tree under test: argv = corpus, database.
+RUN = r"""
+import json, os, sys, time
+import numpy as np
+from connectors.milvus import EncoderInfo, MilvusStore
+from connectors.sources import open_sources
+from rag.embeddings.preprocess import Preprocessor
+from rag.embeddings.visualized_bge.preprocessing import VisualizedBGETransform
+from rag.ingest import ingest
+from rag.runtime import resolve_runtime
+
+
+class FreeEncoder:
+    name = fingerprint = "free-768"
+    dim = 768
+    supports_fused = True
+
+    def __init__(self):
+        self.runtime = resolve_runtime("cpu", "float32", purpose="batch")
+        self.image_transform = VisualizedBGETransform(224)
+        self.preprocessor = Preprocessor(self.image_transform, self.runtime.workers, processes=self.runtime.processes)
+        self._rng = np.random.default_rng(0)
+
+    def _unit(self, n):
+        vectors = self._rng.standard_normal((n, self.dim), dtype=np.float32)
+        return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+
+    def encode_text(self, texts):
+        return self._unit(len(texts))
+
+    def encode_fused_and_image(self, images, texts):
+        return self._unit(len(texts)), self._unit(len(texts))
+
+
+corpus, db = sys.argv[1:3]
+encoder = FreeEncoder()
+store = MilvusStore.open(db, "bench", encoder_info=EncoderInfo(variant="free", dim=768, fingerprint="free-768"))
+start = time.perf_counter()
+report = ingest(open_sources([corpus]), encoder, store)
+seconds = time.perf_counter() - start
+store.close()
+print(json.dumps({"added": report.added, "seconds": seconds, "workers": encoder.runtime.workers}))
+"""
+
+
+def make_corpus(folder: Path, n: int) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    for i in range(n):
+        Image.fromarray(rng.integers(0, 255, size=(64, 64, 3), dtype=np.uint8)).save(folder / f"img{i:05d}.png")
+        colour = ["red", "blue", "green"][i % 3]
+        (folder / f"img{i:05d}.txt").write_text(f"picture {i}: a small {colour} square, variant {i % 17}")
+
+
+def run(tree: Path, corpus: Path, db: Path, profile: str = "") -> dict:
+    """One ingest in a fresh process; with ``profile``, sampled by py-spy (every thread) into that file."""
+    env = {**os.environ, "PYTHONPATH": str(tree)}
+    script = db.parent / "run_ingest.py"
+    script.write_text(RUN)
+    command = [sys.executable, str(script), str(corpus), str(db)]
+    if profile:
+        command = [str(Path(sys.executable).with_name("py-spy")), "record", "--format", "raw", "--rate", "50",
+                   "--subprocesses", "--output", profile, "--", *command]
+    out = subprocess.run(command, env=env, cwd=tree, check=True, capture_output=True, text=True).stdout
+    return json.loads(next(line for line in reversed(out.splitlines()) if line.startswith("{")))
+
+
+def summarise(profile: Path, top: int = 40) -> None:
+    """Where the samples went (any thread; the process's start, imports and hardware probe, left out): the
+    share of samples each function was on the stack of, and the share it was running itself."""
+    inclusive: dict[str, int] = {}
+    own: dict[str, int] = {}
+    total = 0
+    for line in profile.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        frames = stack.split(";")[1:]  # the first names the process
+        if not count.isdigit() or not frames or any("importlib" in f or "probe_hardware" in f for f in frames):
+            continue
+        total += int(count)
+        own[frames[-1]] = own.get(frames[-1], 0) + int(count)
+        for frame in set(frames):
+            inclusive[frame] = inclusive.get(frame, 0) + int(count)
+    for title, shares in (("on the stack", inclusive), ("running", own)):
+        print(f"-- {title} (% of {total} samples)")
+        for frame, count in sorted(shares.items(), key=lambda pair: -pair[1])[:top]:
+            print(f"{100 * count / total:5.1f}%  {frame[:150]}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--items", type=int, default=3_000)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--baseline", type=Path, help="another source tree to compare with, run alternately")
+    parser.add_argument("--profile", help="write a cProfile of one run of this tree to this file")
+    args = parser.parse_args()
+    from benchmarks.query import cpu_model
+
+    trees = {"this tree": ROOT} | ({"baseline": args.baseline.resolve()} if args.baseline else {})
+    with tempfile.TemporaryDirectory(prefix="rag-ingest-store-") as tmp:
+        corpus = Path(tmp) / "corpus"
+        make_corpus(corpus, args.items)
+        if args.profile:
+            print(run(ROOT, corpus, Path(tmp) / "profiled.db", str(Path(args.profile).resolve())))
+            summarise(Path(args.profile))
+            return
+        rates: dict[str, list[float]] = {name: [] for name in trees}
+        for number in range(args.rounds):
+            for name, tree in (trees.items() if number % 2 == 0 else reversed(trees.items())):
+                result = run(tree, corpus, Path(tmp) / f"{name.replace(' ', '-')}-{number}.db")
+                assert result["added"] == args.items, result
+                rates[name].append(result["added"] / result["seconds"])
+        print(f"cpu: {cpu_model()} (a shared machine); {args.items} 64x64 PNGs with captions, encoder free, "
+              f"{result['workers']} preprocessing workers, {args.rounds} rounds alternating")
+        for name, values in rates.items():
+            rounds = ", ".join(f"{v:.0f}" for v in values)
+            print(f"  {name:10} median {statistics.median(values):7.0f} items/s  (rounds: {rounds})")
+        if args.baseline:
+            ratio = statistics.median(rates["this tree"]) / statistics.median(rates["baseline"])
+            print(f"  this tree ÷ baseline: {ratio:.2f}x")
+
+
+if __name__ == "__main__":
+    main()
