@@ -559,6 +559,7 @@ class MilvusStore:
         wanted = self._backend.dense_index(self._count(""))
         if wanted["index_type"] == "FLAT" and not self._graph_index():
             return  # exact search has nothing to build
+        # Building an index takes minutes at scale: these calls wait without the store's timeout.
         self._client.release_collection(self._collection)
         try:
             if self._graph_index() != (wanted["index_type"] != "FLAT"):
@@ -574,10 +575,10 @@ class MilvusStore:
             else:
                 params = None
             if params is not None:
-                self._client.create_index(self._collection, params)
+                self._client.create_index(self._collection, params, timeout=None)
             self._index_type = wanted["index_type"]
         finally:
-            self._client.load_collection(self._collection)
+            self._client.load_collection(self._collection, timeout=None)
 
     def _bm25_query(self, text: str) -> tuple[str | dict[int, float], dict[str, str]]:
         """The BM25 query and search parameters: the text for Milvus's BM25 function, or with the store's own
@@ -618,7 +619,7 @@ class MilvusStore:
 
     def _drop_lite_index(self, field: str) -> None:
         # Milvus Lite names a field's index "<field>_idx" when dropping; any other name drops every index.
-        self._client.drop_index(self._collection, f"{field}_idx")
+        self._client.drop_index(self._collection, f"{field}_idx", timeout=None)  # waits for Lite's background builds
 
     def _require_bm25(self, what: str) -> None:
         if not self._bm25:
