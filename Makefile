@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 TORCH_PIN := torch==2.13.0
 STAMP := $(VENV)/.installed
 
-.PHONY: test demo bench bench-query install clean
+.PHONY: test lint demo bench bench-query install clean
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -17,8 +17,14 @@ $(STAMP): pyproject.toml Makefile
 
 install: $(STAMP)
 
-test: $(STAMP) browser
+test: $(STAMP) browser lint
 	$(PY) -m pytest -q
+
+# Formatting, lint (pycodestyle, pyflakes, isort, bugbear, pyupgrade, complexity cap 15) and types, over the package.
+lint: $(STAMP)
+	$(PY) -m ruff format --check rag connectors
+	$(PY) -m ruff check rag connectors
+	$(PY) -m mypy
 
 demo: $(STAMP)
 	$(PY) examples/demo.py

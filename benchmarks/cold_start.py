@@ -4,8 +4,9 @@
 
 Each command runs as a fresh process; wall time from process start to exit, and its peak RSS
 (from wait4; this script imports no torch itself, so the children's peaks are their own). The
-model build is also timed both ways, side by side in one child: random initialisation then a
-copying load (how it was), against uninitialised parameters and a memory-mapped, assigning load.
+model build is also timed both ways, side by side in one child with the same imports done
+beforehand: random initialisation then a copying load (how it was), against uninitialised
+parameters and a memory-mapped, assigning load.
 """
 
 from __future__ import annotations
@@ -33,22 +34,32 @@ build_full_size("base", work)
 (work / "vision_config.json").write_text(EVA02_CLIP_B16.model_dump_json())
 """
 
+# Both builds in one process, alternating and in both orders, after every import either needs (transformers'
+# BERT code is imported by the first AutoModel.from_config, which would otherwise be charged to whichever runs first).
 MODEL_BUILD = """
-import sys, time
+import importlib, statistics, sys, time
 import torch
 from transformers import AutoConfig
 from rag.embeddings.visualized_bge import EVA02_CLIP_B16, VisualizedBGEModel
 from rag.embeddings.visualized_bge.loading import build_model, load_weights
-weights, text_dir = sys.argv[1], sys.argv[2]
+weights, text_dir, rounds = sys.argv[1], sys.argv[2], int(sys.argv[3])
 config = AutoConfig.from_pretrained(text_dir)
-start = time.perf_counter()
-model = VisualizedBGEModel(config, EVA02_CLIP_B16)
-model.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
-old = time.perf_counter() - start
-del model
-start = time.perf_counter()
-load_weights(build_model(config, EVA02_CLIP_B16), weights)
-print(old, time.perf_counter() - start)
+importlib.import_module(f"transformers.models.{config.model_type}.modeling_{config.model_type}")
+
+def old():
+    model = VisualizedBGEModel(config, EVA02_CLIP_B16)
+    model.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
+
+def new():
+    load_weights(build_model(config, EVA02_CLIP_B16), weights)
+
+times = {old: [], new: []}
+for r in range(rounds):
+    for build in (old, new) if r % 2 == 0 else (new, old):
+        start = time.perf_counter()
+        build()
+        times[build].append(time.perf_counter() - start)
+print(statistics.median(times[old]), statistics.median(times[new]))
 """
 
 
@@ -97,12 +108,12 @@ def main() -> None:
             times = [r[0] for r in results]
             print(f"{label:44} {statistics.median(times):7.2f} {min(times):7.2f} {max(r[1] for r in results):12.0f}")
         out = subprocess.run(
-            [sys.executable, "-c", MODEL_BUILD, str(weights), str(text_dir)], env=env, cwd=ROOT, check=True,
-            capture_output=True, text=True,
+            [sys.executable, "-c", MODEL_BUILD, str(weights), str(text_dir), str(max(2, args.runs))], env=env,
+            cwd=ROOT, check=True, capture_output=True, text=True,
         )
         old, new = map(float, out.stdout.split())
-        print(f"model build: random init + load {old:.2f} s, uninitialised + mmap/assign load {new:.2f} s "
-              f"({old / new:.1f}x faster)")
+        print(f"model build, imports warm, p50 of {max(2, args.runs)} alternating rounds: random init + load "
+              f"{old:.2f} s, uninitialised + mmap/assign load {new:.2f} s ({old / new:.1f}x faster)")
 
 
 if __name__ == "__main__":

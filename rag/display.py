@@ -7,8 +7,9 @@ string that comes from data or from the user reaches Rich as :class:`~rich.text.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Mapping, Sequence
 from pathlib import PurePath
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from rich.markup import escape
 from rich.table import Table

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Mapping
 from datetime import datetime, timezone
 from enum import Enum
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from pydantic import BaseModel, Field, computed_field
 
@@ -59,7 +60,8 @@ class ImageRef(BaseModel):
     uri: str = Field(description="Absolute local path or http(s) URL of the image.")
     mime_type: str | None = Field(default=None, description="e.g. image/jpeg")
     sha256: str | None = Field(
-        default=None, description="SHA-256 (hex) of the image bytes, when the item was made from them: same digest, same picture."
+        default=None,
+        description="SHA-256 (hex) of the image bytes, when the item was made from them: same digest, same picture.",
     )
     thumbnail: bytes | None = Field(default=None, description="Optional small JPEG/PNG preview.")
 
@@ -104,7 +106,7 @@ class KnowledgeItem(BaseModel):
         name: str = "",
         anchor_in_id: bool = True,
         **fields: Any,
-    ) -> "KnowledgeItem":
+    ) -> KnowledgeItem:
         """Build an item whose id is derived from its content and place (source and, unless ``anchor_in_id`` is
         off, anchor), so re-ingesting the same content is a no-op; ``name`` defaults to :func:`default_name`
         (of the upload name, if any)."""

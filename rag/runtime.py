@@ -105,7 +105,7 @@ class Runtime:
         return self.device.split(":", 1)[0]
 
     @property
-    def torch_dtype(self) -> "torch.dtype":
+    def torch_dtype(self) -> torch.dtype:
         import torch
 
         return getattr(torch, self.dtype)
@@ -113,12 +113,13 @@ class Runtime:
     def describe(self) -> str:
         compiled = ", torch.compile" if self.compile else ""
         pool = "processes" if self.processes else "threads"
-        return f"{self.device} {self.dtype}, batch {self.batch_size}, {self.workers} preprocessing {pool}{compiled}: {self.reason}"
+        workers = f"{self.workers} preprocessing {pool}{compiled}"
+        return f"{self.device} {self.dtype}, batch {self.batch_size}, {workers}: {self.reason}"
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
-    def with_batch_size(self, batch_size: int) -> "Runtime":
+    def with_batch_size(self, batch_size: int) -> Runtime:
         return replace(self, batch_size=batch_size)
 
 
@@ -195,7 +196,8 @@ def resolve_runtime(
     ``compile`` is True, False or ``"auto"``: auto compiles on CUDA for a server (``purpose="serve"``:
     a query then takes about 1 ms of GPU time instead of 5, and the compile is paid at start) and for
     ``purpose="batch"`` work expected to embed at least :data:`COMPILE_MIN_ITEMS` items, never for a
-    one-shot query, whose compile time would not pay back. ``preprocess`` is ``"threads"``, ``"processes"`` or ``"auto"``: worker
+    one-shot query, whose compile time would not pay back. ``preprocess`` is ``"threads"``, ``"processes"`` or
+    ``"auto"``: worker
     processes on CUDA machines with at least :data:`PROCESSES_MIN_CORES` cores, where a GPU outruns
     what threads sharing one interpreter can decode, threads elsewhere.
     """
@@ -221,9 +223,9 @@ def resolve_runtime(
         workers=workers,
         compile=compiled,
         processes=processes,
-        reason="; ".join((
-            device_reason, dtype_reason, batch_reason, f"{workers_reason}, {pool_reason}", compile_reason
-        )),
+        reason="; ".join(
+            (device_reason, dtype_reason, batch_reason, f"{workers_reason}, {pool_reason}", compile_reason)
+        ),
     )
     logger.info("encoder runtime: %s", runtime.describe())
     return runtime
@@ -243,7 +245,8 @@ def _device(requested: str, hardware: Hardware) -> tuple[str, str]:
     if kind == "cuda":
         if not hardware.cuda:
             why = (
-                "this torch is a CPU-only build" if hardware.cuda_build is None
+                "this torch is a CPU-only build"
+                if hardware.cuda_build is None
                 else f"torch (CUDA {hardware.cuda_build}) sees no GPU: check the driver and CUDA_VISIBLE_DEVICES"
             )
             raise RuntimeUnavailableError(f"device {requested!r} was asked for, but {why}. Set RAG_DEVICE=auto or cpu.")
@@ -254,7 +257,8 @@ def _device(requested: str, hardware: Hardware) -> tuple[str, str]:
             )
     if kind == "mps" and not hardware.mps:
         raise RuntimeUnavailableError(
-            "device 'mps' was asked for, but torch sees no Apple GPU (macOS 12.3+ on Apple silicon). Set RAG_DEVICE=auto or cpu."
+            "device 'mps' was asked for, but torch sees no Apple GPU (macOS 12.3+ on Apple silicon). "
+            "Set RAG_DEVICE=auto or cpu."
         )
     if kind == "mps" and index is not None:
         raise RuntimeUnavailableError(f"unknown device {requested!r}: Apple GPUs are addressed as 'mps'")

@@ -34,7 +34,8 @@ class Settings(BaseSettings):
     )
     device: str = Field(
         default="auto",
-        description="torch device for the encoder: auto (a CUDA GPU, else Apple mps, else cpu), cpu, cuda, cuda:1, mps.",
+        description="torch device for the encoder: auto (a CUDA GPU, else Apple mps, else cpu), cpu, cuda, cuda:1, "
+        "mps.",
     )
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
         default="auto",
@@ -113,7 +114,8 @@ class Settings(BaseSettings):
     )
     llm_base_url: str | None = Field(
         default=None,
-        description="Endpoint, e.g. http://localhost:8000/v1; None: OpenAI's API (openai) or http://localhost:11434 (ollama).",
+        description="Endpoint, e.g. http://localhost:8000/v1; None: OpenAI's API (openai) or "
+        "http://localhost:11434 (ollama).",
     )
     llm_api_key: SecretStr | None = Field(default=None, description="API key of the OpenAI-compatible endpoint.")
     llm_timeout: PositiveFloat = Field(default=120.0, description="Seconds before an LLM request is abandoned.")
@@ -154,7 +156,8 @@ class Settings(BaseSettings):
         "their images are served by item id.",
     )
     server_max_upload_bytes: PositiveInt = Field(
-        default=20 * 1024 * 1024, description="Largest file `rag serve` accepts (query image, image or manifest to ingest)."
+        default=20 * 1024 * 1024,
+        description="Largest file `rag serve` accepts (query image, image or manifest to ingest).",
     )
     server_max_request_bytes: PositiveInt = Field(
         default=200 * 1024 * 1024, description="Largest request body `rag serve` reads; larger ones are refused unread."

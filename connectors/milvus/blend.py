@@ -29,10 +29,11 @@ Importing this module costs no LlamaIndex: the CLI checks a blend before loading
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from enum import Enum
-from typing import Any, Literal, Mapping
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
@@ -78,7 +79,7 @@ class Blend:
     fusion: Fusion = "weighted"
 
     @classmethod
-    def of(cls, weights: Mapping[str, Any], fusion: str = "weighted") -> "Blend":
+    def of(cls, weights: Mapping[str, Any], fusion: str = "weighted") -> Blend:
         """A checked blend: known signals, finite weights >= 0, at least one above 0; RRF takes equal weights.
 
         Zero-weight signals are left out; the others are scaled to sum to 1.
@@ -98,7 +99,9 @@ class Blend:
                 raise BlendError(f"the weight of {name} is {weight}; weights must be 0 or more")
         positive = {name: float(weights[name]) for name in SIGNALS if weights.get(name, 0) > 0}
         if not positive:
-            raise BlendError(f"every weight in the blend is 0: give at least one signal a positive weight, e.g. {_EXAMPLE}")
+            raise BlendError(
+                f"every weight in the blend is 0: give at least one signal a positive weight, e.g. {_EXAMPLE}"
+            )
         if fusion == "rrf" and len(set(positive.values())) > 1:
             raise BlendError(
                 "RRF fuses by rank and takes no weights: name the signals alone (e.g. fused,image,bm25) "
@@ -108,7 +111,7 @@ class Blend:
         return cls({name: weight / total for name, weight in positive.items()}, fusion)  # type: ignore[arg-type]
 
     @classmethod
-    def parse(cls, spec: str, fusion: str = "weighted") -> "Blend":
+    def parse(cls, spec: str, fusion: str = "weighted") -> Blend:
         """``fused=0.6,image=0.3,bm25=0.1``, or signal names alone for equal shares (``fused,image``)."""
         weights: dict[str, Any] = {}
         for part in spec.split(","):
@@ -124,12 +127,12 @@ class Blend:
         return cls.of(weights, fusion)
 
     @classmethod
-    def hybrid(cls, vector: str = "fused", fusion: str = "rrf") -> "Blend":
+    def hybrid(cls, vector: str = "fused", fusion: str = "rrf") -> Blend:
         """A vector signal and bm25 in equal parts: what ``--hybrid`` searches."""
         return cls.of({vector: 1.0, "bm25": 1.0}, fusion)
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "Blend":
+    def from_dict(cls, data: Mapping[str, Any]) -> Blend:
         """The blend ``to_dict`` wrote."""
         return cls.of(data.get("weights") or {}, data.get("fusion", "weighted"))
 

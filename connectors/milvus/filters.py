@@ -28,9 +28,10 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Iterable, Mapping
 from datetime import datetime
 from enum import Enum
-from typing import TYPE_CHECKING, Any, Iterable, Mapping, Union
+from typing import TYPE_CHECKING, Any, Union
 
 from connectors.milvus import schema
 
@@ -217,7 +218,7 @@ def and_(*expressions: str) -> str:
     return parts[0] if len(parts) == 1 else " and ".join(f"({e})" for e in parts)
 
 
-def _compile_filters(filters: "MetadataFilters") -> str:
+def _compile_filters(filters: MetadataFilters) -> str:
     from llama_index.core.vector_stores.types import ExactMatchFilter, FilterCondition, MetadataFilter, MetadataFilters
 
     parts = []
@@ -239,7 +240,7 @@ def _compile_filters(filters: "MetadataFilters") -> str:
 
 
 def _compile_dict(filters: Mapping[str, Any]) -> str:
-    parts = []
+    parts: list[str] = []
     for key, spec in filters.items():
         if isinstance(spec, Mapping):
             parts.extend(_condition(key, _operator(op), value) for op, value in spec.items())
@@ -330,7 +331,9 @@ def _tags_condition(field: str, op: FilterOperator, value: Any) -> str:
         function = "array_contains_all" if op is FilterOperator.ALL else "array_contains_any"
         expr = f"{function}({field}, [{literals}])"
         return f"not {expr}" if op is FilterOperator.NIN else expr
-    raise FilterError(f"filter on tags: operator {op.value!r} is not supported (use ==, !=, in, nin, any, all, contains)")
+    raise FilterError(
+        f"filter on tags: operator {op.value!r} is not supported (use ==, !=, in, nin, any, all, contains)"
+    )
 
 
 def _is_empty(key: str, field: str, kind: _Kind) -> str:

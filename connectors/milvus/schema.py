@@ -21,9 +21,10 @@ two items with the same digest and the same text are duplicates, whatever their 
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from datetime import datetime, timedelta, timezone
 from enum import Enum
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt
@@ -110,7 +111,7 @@ class Backend(str, Enum):
     SERVER = "server"
 
     @classmethod
-    def of(cls, uri: str) -> "Backend":
+    def of(cls, uri: str) -> Backend:
         return cls.SERVER if uri.split("://", 1)[0].lower() in ("http", "https", "tcp", "unix") else cls.LITE
 
     def dense_index(self, rows: int = 0) -> dict[str, Any]:
@@ -137,11 +138,11 @@ class EncoderInfo(BaseModel):
     fingerprint: str = Field(min_length=1, description="The encoder's weights fingerprint.")
 
     @classmethod
-    def of(cls, encoder: "Encoder", variant: str | None = None) -> "EncoderInfo":
+    def of(cls, encoder: Encoder, variant: str | None = None) -> EncoderInfo:
         """The encoder's record; ``variant`` defaults to ``encoder.name``."""
         return cls(variant=variant or encoder.name, dim=encoder.dim, fingerprint=encoder.fingerprint)
 
-    def compatible_with(self, other: "EncoderInfo") -> bool:
+    def compatible_with(self, other: EncoderInfo) -> bool:
         return self.dim == other.dim and self.fingerprint == other.fingerprint
 
     def describe(self) -> str:
@@ -156,7 +157,7 @@ class EncoderInfo(BaseModel):
         }
 
     @classmethod
-    def from_properties(cls, properties: Mapping[str, str]) -> "EncoderInfo | None":
+    def from_properties(cls, properties: Mapping[str, str]) -> EncoderInfo | None:
         """The record written by ``to_properties``, or None when the collection has none."""
         try:
             return cls(
@@ -245,7 +246,7 @@ def from_epoch_ms(ms: int) -> datetime:
     return _EPOCH + timedelta(milliseconds=ms)
 
 
-def to_llama_node(item: KnowledgeItem) -> "BaseNode":
+def to_llama_node(item: KnowledgeItem) -> BaseNode:
     """The item as a LlamaIndex node: an ``ImageNode`` when it has an image, else a ``TextNode``.
 
     Its metadata is the item's metadata plus ``source``, ``modality``, ``tags`` and ``created_at``
@@ -367,7 +368,7 @@ def node_content_bound(item: KnowledgeItem) -> int:
     escaped as LlamaIndex's JSON escapes them (ASCII), plus :data:`_NODE_SLACK`."""
     image = item.image
     # Every string the node copies (the name and the anchor stand for the names derived from them).
-    pieces = [item.id, item.source, item.source, item.name, item.name, item.anchor, item.anchor]
+    pieces: list[object] = [item.id, item.source, item.source, item.name, item.name, item.anchor, item.anchor]
     pieces += [item.modality.value, item.tags, item.metadata, *PATH_METADATA]
     pieces += [image.uri, image.mime_type or ""] if image is not None else []
     return len(json.dumps(pieces, default=str)) + _NODE_SLACK

@@ -6,19 +6,20 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, Iterator, Literal, Mapping, Sequence, TypeVar
+from typing import Any, Literal, TypeVar
 
 import numpy as np
 from pydantic import BaseModel, Field
 from pymilvus import FunctionType, MilvusClient, MilvusException
 
 from connectors.milvus import schema
+from connectors.milvus.blend import SIGNALS, TUNED_BLENDS, Blend, BlendError, TunedBlend
 from connectors.milvus.bm25 import SUFFIX as _BM25_SUFFIX
 from connectors.milvus.bm25 import CollectionBm25
-from connectors.milvus.blend import SIGNALS, TUNED_BLENDS, Blend, BlendError, TunedBlend
-from connectors.milvus.connection import ConnectOptions, Connection
+from connectors.milvus.connection import Connection, ConnectOptions
 from connectors.milvus.errors import (
     CollectionNotFoundError,
     DatabaseNotFoundError,
@@ -87,7 +88,8 @@ class StoreStats(BaseModel):
         default=None, description="Device, dtype and why, as the last ingest into the collection ran (rag.runtime)."
     )
     tuned_blends: dict[str, TunedBlend] = Field(
-        default_factory=dict, description="The blends `rag eval --tune` saved, by query kind: queries of that kind use them."
+        default_factory=dict,
+        description="The blends `rag eval --tune` saved, by query kind: queries of that kind use them.",
     )
 
 
@@ -132,7 +134,7 @@ class MilvusStore:
         token: str | None = None,
         bm25: bool | None = None,
         options: ConnectOptions | None = None,
-    ) -> "MilvusStore":
+    ) -> MilvusStore:
         """Connect, check (or create) the collection, and load it.
 
         ``encoder_info`` (variant, dim, fingerprint) is required to create a collection; when given
@@ -270,7 +272,9 @@ class MilvusStore:
         found = self._vector_search(self._check_query(vector), field, _check_k(k), expr, _output_fields(with_vectors))
         return [_hit(entity, score) for entity, score in found]
 
-    def text_search(self, query: str, *, k: int = 10, filter: Filters | None = None, with_vectors: bool = False) -> list[Hit]:
+    def text_search(
+        self, query: str, *, k: int = 10, filter: Filters | None = None, with_vectors: bool = False
+    ) -> list[Hit]:
         """BM25 full-text search over the items' text; scores are BM25 scores (higher is better)."""
         self._require_bm25("text_search")
         data, params = self._bm25_query(query)
@@ -341,7 +345,9 @@ class MilvusStore:
         """The stored items with these ids, in the order asked; unknown ids are left out."""
         found: dict[str, KnowledgeItem] = {}
         for batch in _chunks(list(dict.fromkeys(ids)), _ID_BATCH):
-            for row in self._client.query(self._collection, filter=id_in(batch), output_fields=schema.ITEM_FIELDS, limit=len(batch)):
+            for row in self._client.query(
+                self._collection, filter=id_in(batch), output_fields=schema.ITEM_FIELDS, limit=len(batch)
+            ):
                 found[row[schema.ID]] = schema.from_row(row)
         return [found[i] for i in ids if i in found]
 
@@ -367,7 +373,9 @@ class MilvusStore:
         """Which of these ids are stored already (for idempotent ingestion)."""
         existing: set[str] = set()
         for batch in _chunks(list(dict.fromkeys(ids)), _ID_BATCH):
-            rows = self._client.query(self._collection, filter=id_in(batch), output_fields=[schema.ID], limit=len(batch))
+            rows = self._client.query(
+                self._collection, filter=id_in(batch), output_fields=[schema.ID], limit=len(batch)
+            )
             existing.update(row[schema.ID] for row in rows)
         return existing
 
@@ -453,7 +461,7 @@ class MilvusStore:
             finally:
                 self._client.close()
 
-    def __enter__(self) -> "MilvusStore":
+    def __enter__(self) -> MilvusStore:
         return self
 
     def __exit__(
@@ -551,6 +559,7 @@ class MilvusStore:
         wanted = self._backend.dense_index(self._count(""))
         if wanted["index_type"] == "FLAT" and not self._graph_index():
             return  # exact search has nothing to build
+        # Building an index takes minutes at scale: these calls wait without the store's timeout.
         self._client.release_collection(self._collection)
         try:
             if self._graph_index() != (wanted["index_type"] != "FLAT"):
@@ -566,10 +575,10 @@ class MilvusStore:
             else:
                 params = None
             if params is not None:
-                self._client.create_index(self._collection, params)
+                self._client.create_index(self._collection, params, timeout=None)
             self._index_type = wanted["index_type"]
         finally:
-            self._client.load_collection(self._collection)
+            self._client.load_collection(self._collection, timeout=None)
 
     def _bm25_query(self, text: str) -> tuple[str | dict[int, float], dict[str, str]]:
         """The BM25 query and search parameters: the text for Milvus's BM25 function, or with the store's own
@@ -581,9 +590,13 @@ class MilvusStore:
     def _hits(self, ranked: Sequence[tuple[str, float]], with_vectors: bool) -> list[Hit]:
         """Hits for ``(id, score)`` pairs, in their order; ids no longer stored are left out."""
         ids = [item_id for item_id, _ in ranked]
-        rows = self._client.query(
-            self._collection, filter=id_in(ids), output_fields=_output_fields(with_vectors), limit=len(ids)
-        ) if ids else []
+        rows = (
+            self._client.query(
+                self._collection, filter=id_in(ids), output_fields=_output_fields(with_vectors), limit=len(ids)
+            )
+            if ids
+            else []
+        )
         by_id = {row[schema.ID]: row for row in rows}
         return [_hit(by_id[item_id], score) for item_id, score in ranked if item_id in by_id]
 
@@ -606,7 +619,7 @@ class MilvusStore:
 
     def _drop_lite_index(self, field: str) -> None:
         # Milvus Lite names a field's index "<field>_idx" when dropping; any other name drops every index.
-        self._client.drop_index(self._collection, f"{field}_idx")
+        self._client.drop_index(self._collection, f"{field}_idx", timeout=None)  # waits for Lite's background builds
 
     def _require_bm25(self, what: str) -> None:
         if not self._bm25:
@@ -619,7 +632,9 @@ class MilvusStore:
     def _check_query(self, vector: np.ndarray | Sequence[float]) -> list[float]:
         query = np.asarray(vector, dtype=np.float32).reshape(-1)
         if query.shape != (self._encoder.dim,):
-            raise ValueError(f"query vector has {query.size} values; the collection's encoder gives {self._encoder.dim}")
+            raise ValueError(
+                f"query vector has {query.size} values; the collection's encoder gives {self._encoder.dim}"
+            )
         if not np.isfinite(query).all():
             raise ValueError("query vector has NaN or infinite values")
         return query.tolist()
@@ -689,8 +704,8 @@ def _check_existing(
         raise EncoderMismatchError(
             f"collection {collection!r} at {uri} was made with encoder {recorded.describe()}, but the encoder in "
             f"use is {info.describe()}. Its vectors are not comparable: use the same encoder and weights (RAG_ENCODER, "
-            f"RAG_WEIGHTS={recorded.variant}), choose another collection (--collection / RAG_COLLECTION), or drop this one "
-            "and re-ingest."
+            f"RAG_WEIGHTS={recorded.variant}), choose another collection (--collection / RAG_COLLECTION), or drop "
+            "this one and re-ingest."
         )
     functions = description.get("functions") or []
     stats = properties.get(schema.BM25_PROPERTY) == schema.BM25_STATISTICS

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import hashlib
 import io
-import re
 import os
+import re
 import tempfile
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any, Iterable, Iterator, NamedTuple, Union
+from typing import Any, NamedTuple
 
 from PIL import Image, UnidentifiedImageError
 
@@ -22,7 +23,7 @@ from rag.items import SourceErrorKind as Kind
 
 from .options import SourceOptions
 
-SourceResult = Union[KnowledgeItem, SourceError]
+SourceResult = KnowledgeItem | SourceError
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".gif", ".webp", ".bmp", ".tif", ".tiff"})
 

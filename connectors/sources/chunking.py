@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 from rag.items import Severity, SourceError
 from rag.items import SourceErrorKind as Kind
@@ -20,18 +21,19 @@ from rag.items import SourceErrorKind as Kind
 from ._common import SourceResult, make_item
 from .options import SourceOptions
 
-_LIGATURES = {
+_LIGATURES: dict[str, str | int | None] = {
     "\ufb00": "ff", "\ufb01": "fi", "\ufb02": "fl", "\ufb03": "ffi", "\ufb04": "ffl", "\ufb05": "st", "\ufb06": "st"
 }
 _HYPHENATED = re.compile(r"(\w)[\u00ad\ufffe\u2010-]\n(\w)")
 _SOFT_HYPHENS = re.compile(r"(?<=\w)[\u00ad\ufffe\u0002](?=\w)|[\u00ad\ufffe]")
+_LIGATURE_TABLE = str.maketrans(_LIGATURES)
 
 
 def clean_extracted(text: str) -> str:
     """Text extracted from a PDF or an office file without its artefacts: ligatures spelled out, words broken at
     line ends joined, soft hyphens (U+00AD, and the U+FFFE PDFium leaves for them) dropped, line ends unified."""
     text = text.replace("\r\n", "\n").replace("\r", "\n").replace("\x00", "")
-    text = text.translate(str.maketrans(_LIGATURES))
+    text = text.translate(_LIGATURE_TABLE)
     text = _HYPHENATED.sub(r"\1\2", text)
     return _SOFT_HYPHENS.sub("", text)
 

@@ -7,9 +7,10 @@ by their file's path inside it, a file's items by the file's own name, each plus
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable, Iterator, Sequence
 from itertools import chain
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any
 from urllib.parse import urlsplit
 
 from rag.items import KnowledgeItem, SourceError

@@ -19,8 +19,8 @@ against the document's folder; remote images are fetched only when ``allow_urls`
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, Sequence
 
 from rag.items import Severity, SourceError
 from rag.items import SourceErrorKind as Kind
@@ -65,13 +65,15 @@ def block_items(doc: Path, blocks: Sequence[Block], options: SourceOptions) -> I
     yield from _images(doc, blocks, options)
 
 
-def read_text(path: Path, options: SourceOptions) -> Iterator[SourceError]:
+def read_text(path: Path, options: SourceOptions) -> Generator[SourceError, None, str]:
     """Generator returning a file's text (``yield from``): UTF-8, else Latin-1 with a warning; binary data and
     files over ``max_document_bytes`` raise ``BadInput``."""
     try:
         size = path.stat().st_size
     except OSError as e:
-        raise BadInput(Kind.NOT_FOUND if isinstance(e, FileNotFoundError) else Kind.UNREADABLE, f"cannot read: {e}")
+        raise BadInput(
+            Kind.NOT_FOUND if isinstance(e, FileNotFoundError) else Kind.UNREADABLE, f"cannot read: {e}"
+        ) from e
     if size > options.max_document_bytes:
         raise BadInput(
             Kind.UNREADABLE_DOCUMENT,

@@ -15,8 +15,8 @@ Anything else is passed over: in a folder, named in one ``passed_over`` warning 
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 from rag.items import Severity, SourceError
 from rag.items import SourceErrorKind as Kind

@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from rag.items import Severity, SourceError
 from rag.items import SourceErrorKind as Kind
@@ -105,7 +106,9 @@ def image_with_sidecar(path: Path, options: SourceOptions) -> Iterator[SourceRes
         yield e.report(where)
         return
     sidecars = [s for s in (path.with_suffix(x) for x in _SIDECAR_SUFFIXES) if s.is_file()]
-    text, tags, extra, problems = "", [], {}, []
+    text, problems = "", []
+    tags: list[str] = []
+    extra: dict[str, Any] = {}
     if sidecars:
         try:
             text, tags, extra = _read_sidecar(sidecars[0])

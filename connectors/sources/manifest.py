@@ -12,8 +12,9 @@ from __future__ import annotations
 import csv
 import json
 import os
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, BinaryIO, Iterator, Union
+from typing import Any, BinaryIO
 
 from rag.items import SourceError
 from rag.items import SourceErrorKind as Kind
@@ -24,7 +25,7 @@ from .refs import load_image_ref
 
 JSONL_SUFFIXES = (".jsonl", ".ndjson")
 
-_Row = Union[dict[str, Any], BadInput]
+_Row = dict[str, Any] | BadInput
 
 
 def iter_manifest(path: str | os.PathLike[str], options: SourceOptions | None = None) -> Iterator[SourceResult]:

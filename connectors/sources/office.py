@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import os
 import zipfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from rag.items import SourceError
 from rag.items import SourceErrorKind as Kind

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import codecs
 import os
+from collections.abc import Iterator
 from pathlib import Path
-from typing import BinaryIO, Iterator
+from typing import BinaryIO
 
 from rag.items import Severity, SourceError
 from rag.items import SourceErrorKind as Kind

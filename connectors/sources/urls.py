@@ -7,7 +7,7 @@ import logging
 import time
 import urllib.error
 import urllib.request
-from typing import Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from urllib.parse import urlsplit
 
 from rag.items import SourceErrorKind as Kind

@@ -1,4 +1,5 @@
-"""The studies users run on their own data: similarity report, zero-shot classification, embedding map, retrieval evaluation."""
+"""The studies users run on their own data: similarity report, zero-shot classification, embedding map,
+retrieval evaluation."""
 
 from .classify import DEFAULT_LOGIT_SCALE, DEFAULT_TEMPLATE, Prediction, classify, logit_scale
 from .embedding_map import EmbeddedSet, embed_items, pca_2d, project, save_map, stored_vectors

@@ -7,10 +7,11 @@ UMAP needs umap-learn (``pip install 'mmrag[umap]'``).
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Literal, Sequence
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
@@ -326,4 +327,5 @@ def _optional(module: str, package: str, extra: str) -> ModuleType:
     try:
         return import_module(module)
     except ImportError as e:
-        raise ImportError(f"{package} is needed for this: pip install 'mmrag[{extra}]' (or pip install {package})") from e
+        advice = f"pip install 'mmrag[{extra}]' (or pip install {package})"
+        raise ImportError(f"{package} is needed for this: {advice}") from e

@@ -20,9 +20,10 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Collection, Literal, Sequence
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, Field, ValidationError, model_validator
 
@@ -48,7 +49,7 @@ class EvalQuery(BaseModel):
     relevant: list[str] = Field(min_length=1, description="Item ids, sources or source file names.")
 
     @model_validator(mode="after")
-    def _has_a_query(self) -> "EvalQuery":
+    def _has_a_query(self) -> EvalQuery:
         if not self.text and not self.image:
             raise ValueError("a query needs a text, an image, or both")
         return self
@@ -217,7 +218,9 @@ def evaluate_collection(
         asked = [q for q in queries if q.kind == mode.query]
         if not asked:
             continue
-        result = ModeResult(collection=store.collection, encoder=encoder.name, mode=mode.name, queries=len(asked), metrics={})
+        result = ModeResult(
+            collection=store.collection, encoder=encoder.name, mode=mode.name, queries=len(asked), metrics={}
+        )
         if mode.query == "image+text" and not encoder.supports_fused:
             result.skipped = f"{encoder.name} has no fused image+text embedding"
         else:

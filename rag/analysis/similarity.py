@@ -8,10 +8,11 @@ claim is checked on the very numbers shown.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from itertools import combinations, product
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 

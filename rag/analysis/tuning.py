@@ -12,9 +12,10 @@ single signals alone, reported beside the best blend.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -161,7 +162,8 @@ def _tune_kind(
         result.alone[signal] = dict(zip(OBJECTIVE, scored[corner]))
     if not any(scored[best]):
         result.skipped = (
-            f"no {result.kind} query found any of its relevant items, whatever the weights: check their `relevant` entries"
+            f"no {result.kind} query found any of its relevant items, whatever the weights: "
+            "check their `relevant` entries"
         )
         return
     result.best = dict(Blend.of(dict(zip(result.signals, best))).weights)

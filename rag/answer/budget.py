@@ -7,7 +7,7 @@ tokenize otherwise. Pictures are not counted: they are sent beside the text as t
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 #: The evidence text sent with one question when nothing else is set (as ``RAG_LLM_MAX_EVIDENCE_TOKENS``).
 DEFAULT_EVIDENCE_TOKENS = 6000

@@ -7,6 +7,7 @@ import logging
 from llama_index.core.base.base_retriever import BaseRetriever
 from llama_index.core.callbacks import CallbackManager
 from llama_index.core.llms import LLM
+from llama_index.core.postprocessor.types import BaseNodePostprocessor
 from llama_index.core.query_engine import RetrieverQueryEngine
 
 from rag.retrieval.options import AnswerOptions
@@ -46,7 +47,7 @@ def answer_engine(
         max_evidence_tokens = max_evidence_tokens or settings.llm_max_evidence_tokens
     if rerank_top_n is None and options is not None:
         rerank_top_n = options.rerank
-    postprocessors = []
+    postprocessors: list[BaseNodePostprocessor] = []
     if rerank_top_n:
         if llm is None:
             logger.warning("rerank needs an LLM; the retrieval order is kept")

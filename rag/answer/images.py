@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import base64
 import math
+from collections.abc import Sequence
 from io import BytesIO
-from typing import Sequence
 
 from llama_index.core.llms import ImageBlock
 from llama_index.core.schema import BaseNode, ImageNode

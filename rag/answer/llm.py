@@ -7,7 +7,7 @@ LlamaIndex chat LLM works as well, passed in directly.
 from __future__ import annotations
 
 import os
-from typing import Sequence
+from collections.abc import Sequence
 
 import httpx
 from llama_index.core.llms import LLM, ChatMessage, ChatResponse
@@ -59,7 +59,8 @@ def ollama_llm(model: str, *, base_url: str | None = None, timeout: float = 120.
         from llama_index.llms.ollama import Ollama
     except ImportError as e:
         raise ImportError(
-            "an Ollama LLM needs llama-index-llms-ollama: pip install 'mmrag[llm]' (or pip install llama-index-llms-ollama)"
+            "an Ollama LLM needs llama-index-llms-ollama: pip install 'mmrag[llm]' "
+            "(or pip install llama-index-llms-ollama)"
         ) from e
     return Ollama(model=model, base_url=base_url or OLLAMA_URL, request_timeout=timeout)
 

@@ -72,7 +72,10 @@ class GridReranker(BaseNodePostprocessor):
         texts = "\n".join(f"[{i}] {_one_line(r.node.get_content())}" for i, r in enumerate(nodes, start=1))
         blocks: list[Any] = [TextBlock(text=f"Question: {query.query_str}\n")]
         if query.image_path:
-            blocks += [TextBlock(text="The question is about this picture:\n"), image_block(query.image_path, self.max_image_side)]
+            blocks += [
+                TextBlock(text="The question is about this picture:\n"),
+                image_block(query.image_path, self.max_image_side),
+            ]
         blocks += [
             TextBlock(
                 text=f"\nThe next picture shows the {len(nodes)} candidates, each numbered in its top-left corner "
@@ -115,7 +118,8 @@ def parse_ranking(reply: str, count: int) -> tuple[list[int], dict[int, str]]:
         if 1 <= number <= count and number not in order:
             order.append(number)
     order += [n for n in range(1, count + 1) if n not in order]
-    raw_reasons = data.get("reasons") if isinstance(data.get("reasons"), dict) else {}
+    given = data.get("reasons") if isinstance(data, dict) else None
+    raw_reasons = given if isinstance(given, dict) else {}
     reasons = {int(k): str(v) for k, v in raw_reasons.items() if str(k).strip().isdigit() and 1 <= int(k) <= count}
     return order, reasons
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Literal
 
 import typer
 from rich.console import Console
@@ -30,6 +30,7 @@ from rag.cli.common import (
 )
 from rag.cli.ingest import check_sources
 
+
 def _embedding_progress(description: str, transient: bool) -> Progress:
     from rich.progress import BarColumn, MofNCompleteColumn
 
@@ -48,7 +49,7 @@ def _embedding_progress(description: str, transient: bool) -> Progress:
 def similarity(
     images: Annotated[list[Path], typer.Argument(help="Images to compare.", exists=True, dir_okay=False)],
     text: Annotated[
-        Optional[list[str]],
+        list[str] | None,
         typer.Option("--text", "-t", help="One text per image, in order (repeat); none: compare the images alone."),
     ] = None,
     encoder: EncoderOpt = None,
@@ -73,7 +74,7 @@ def similarity(
         return
     table = Table(title=Text(f"similarity ({report.encoder})"), box=box.SIMPLE_HEAD)
     for column in ("comparison", "left", "right", "cosine", "euclidean", "rank by cos", "rank by dist"):
-        justify = "left" if column in ("comparison", "left", "right") else "right"
+        justify: Literal["left", "right"] = "left" if column in ("comparison", "left", "right") else "right"
         table.add_column(column, justify=justify, overflow="fold")
     for row, by_cos, by_dist in zip(report.rows, report.cosine_ranks, report.distance_ranks):
         table.add_row(
@@ -98,7 +99,7 @@ def classify(
     label: Annotated[list[str], typer.Option("--label", "-l", help="A candidate label (repeat).")],
     template: Annotated[str, typer.Option(help="Prompt made of each label.")] = "a photo of a {label}",
     scale: Annotated[
-        Optional[float], typer.Option(help="Logit scale (cosine × scale → softmax); default: the model's own, else 100.")
+        float | None, typer.Option(help="Logit scale (cosine × scale → softmax); default: the model's own, else 100.")
     ] = None,
     top_k: Annotated[int, typer.Option("--top-k", "-k", min=1, help="Labels shown per image.")] = 5,
     encoder: EncoderOpt = None,
@@ -128,7 +129,7 @@ def classify(
 @app.command(name="map")
 def embedding_map(
     sources: Annotated[
-        Optional[list[str]], typer.Argument(help="Folders/manifests to embed; none: map the collection's stored vectors.")
+        list[str] | None, typer.Argument(help="Folders/manifests to embed; none: map the collection's stored vectors.")
     ] = None,
     output: Annotated[
         Path, typer.Option("--output", "-o", help="Image to write: .png, .jpg, .webp, .svg or .pdf.")
@@ -160,6 +161,7 @@ def embedding_map(
         raise fail(f"--method must be one of {', '.join(METHODS)}, not {method!r}")
     if field not in ("image", "fused"):
         raise fail(f"--field must be image or fused, not {field!r}")
+    vectors: Literal["image", "fused"] = "image" if field == "image" else "fused"
     checked(lambda: map_format(output))
     from rag.analysis import embed_items, project, save_map, stored_vectors
 
@@ -187,7 +189,7 @@ def embedding_map(
                 lambda: embed_items(
                     model,
                     items,
-                    field=field,
+                    field=vectors,
                     color_by=color_by,
                     batch_size=settings.batch_size,
                     on_progress=lambda done, total: progress.update(task, completed=done, total=total),
@@ -196,12 +198,17 @@ def embedding_map(
         title = f"{', '.join(sources)} · {model.name}"
     else:
         with open_store(settings) as store:
-            embedded = checked(lambda: stored_vectors(store, field=field, color_by=color_by))
+            embedded = checked(lambda: stored_vectors(store, field=vectors, color_by=color_by))
             title = f"{settings.collection} · {store.encoder.variant}"
     coords = checked(lambda: project(embedded.vectors, method, seed=seed))
     path = checked(
         lambda: save_map(
-            embedded, coords, output, title=f"{title} · {field} vectors · {method}", thumbnails=thumbnails, annotate=names
+            embedded,
+            coords,
+            output,
+            title=f"{title} · {field} vectors · {method}",
+            thumbnails=thumbnails,
+            annotate=names,
         )
     )
     console.print(Text(f"{len(embedded)} points, {len(set(embedded.labels))} groups by {color_by} → {path}"))

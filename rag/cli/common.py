@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import Annotated, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 from pydantic import ValidationError
@@ -17,6 +17,11 @@ from rich.markup import escape
 
 from rag.cli.exit_codes import ExitCode
 from rag.settings import Settings
+
+if TYPE_CHECKING:  # loaded by the commands that need them: `rag --help` starts without them
+    from connectors.milvus import ConnectOptions, MilvusStore
+    from rag.embeddings.base import Encoder
+    from rag.runtime import Purpose, Runtime
 
 T = TypeVar("T")
 
@@ -56,7 +61,8 @@ VerboseOpt = Annotated[
 
 def settings_from(**overrides: object) -> Settings:
     try:
-        return Settings(**{k: v for k, v in overrides.items() if v is not None})
+        given: dict[str, Any] = {k: v for k, v in overrides.items() if v is not None}
+        return Settings(**given)  # reads the RAG_* environment for the rest
     except ValidationError as e:
         problems = "; ".join(f"{'.'.join(map(str, err['loc']))}: {err['msg']}" for err in e.errors())
         raise fail(problems) from e
@@ -83,7 +89,7 @@ def store_unavailable(error: Exception, stored: str | None = None) -> typer.Exit
     return typer.Exit(ExitCode.STORE_UNAVAILABLE)
 
 
-def store_options(settings: Settings):
+def store_options(settings: Settings) -> ConnectOptions:
     """The store's timeout and Milvus Lite mode from ``settings``; pymilvus's own logs stay quiet unless -v."""
     from connectors.milvus import ConnectOptions, quiet_logs
 
@@ -91,7 +97,7 @@ def store_options(settings: Settings):
     return ConnectOptions.from_settings(settings)
 
 
-def open_store(settings: Settings, encoder=None, create: bool = False):
+def open_store(settings: Settings, encoder: Encoder | None = None, create: bool = False) -> MilvusStore:
     from connectors.milvus import EncoderInfo, MilvusStore, StoreError, StoreUnavailableError
 
     info = EncoderInfo.of(encoder, encoder.name) if encoder is not None else None
@@ -124,14 +130,16 @@ def require_collection(settings: Settings) -> None:
         raise fail(str(e)) from e
 
 
-def load_encoder(settings: Settings, purpose: str = "query", expected_items: int | None = None, runtime=None):
+def load_encoder(
+    settings: Settings, purpose: Purpose = "query", expected_items: int | None = None, runtime: Runtime | None = None
+) -> Encoder:
     from rag.embeddings import CheckpointError
     from rag.embeddings.registry import load_encoder as load
     from rag.embeddings.registry import runtime_from_settings
     from rag.runtime import RuntimeUnavailableError
 
     try:
-        runtime = runtime or runtime_from_settings(settings, purpose, expected_items)  # type: ignore[arg-type]
+        runtime = runtime or runtime_from_settings(settings, purpose, expected_items)
         return load(settings, runtime)
     except RuntimeUnavailableError as e:
         raise fail(str(e)) from e
@@ -170,7 +178,9 @@ def _global_options(
     ] = False,
     version: Annotated[
         bool,
-        typer.Option("--version", help="Print the version and exit.", callback=_version, is_eager=True, expose_value=False),
+        typer.Option(
+            "--version", help="Print the version and exit.", callback=_version, is_eager=True, expose_value=False
+        ),
     ] = False,
 ) -> None:
     pass

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import json
+from functools import partial
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -28,19 +29,27 @@ from rag.cli.common import (
     settings_from,
 )
 
+if TYPE_CHECKING:  # loaded by the commands that need them: `rag --help` starts without them
+    from connectors.milvus import MilvusStore
+    from rag.analysis.evaluation import EvalQuery
+    from rag.embeddings.base import Encoder
+
+
 @app.command(name="eval")
 def evaluate(
-    queries: Annotated[Path, typer.Option("--queries", "-q", help="JSONL: text and/or image, relevant ids.", exists=True)],
+    queries: Annotated[
+        Path, typer.Option("--queries", "-q", help="JSONL: text and/or image, relevant ids.", exists=True)
+    ],
     collection: Annotated[
-        Optional[list[str]],
+        list[str] | None,
         typer.Option(
             "--collection",
             "-c",
             help="NAME, or NAME=ENCODER[:WEIGHTS] when its encoder is not --encoder's (repeat to compare).",
         ),
     ] = None,
-    mode: Annotated[Optional[list[str]], typer.Option("--mode", "-m", help="Only these modes (repeat).")] = None,
-    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Also write the JSON here.")] = None,
+    mode: Annotated[list[str] | None, typer.Option("--mode", "-m", help="Only these modes (repeat).")] = None,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Also write the JSON here.")] = None,
     tune: Annotated[
         bool,
         typer.Option(
@@ -69,13 +78,14 @@ def evaluate(
     if unknown:
         raise fail(f"unknown mode(s) {', '.join(unknown)}; modes: {', '.join(m.name for m in MODES)}")
     modes = [m for m in MODES if not mode or m.name in mode]
+    specs: list[str | None] = [*collection] if collection else [None]
     every = [
         settings_from(collection=name, milvus_uri=uri, encoder=kind or encoder, weights=own if kind else own or weights)
-        for name, kind, own in map(_collection_spec, collection or [None])
+        for name, kind, own in map(_collection_spec, specs)
     ]
     for settings in every:
         require_collection(settings)
-    encoders: dict[tuple[str | None, str | None], object] = {}
+    encoders: dict[tuple[str | None, str | None], Encoder] = {}
     results: list = []
     to_save = []
     missing: dict[str, dict[str, list[str]]] = {}
@@ -89,18 +99,18 @@ def evaluate(
             if tune:
                 from rag.analysis.tuning import tune_blends
 
-                tuned = checked(lambda: tune_blends(model, store, asked))
+                tuned = checked(partial(tune_blends, model, store, asked))
                 results += tuned
                 to_save.append((settings, tuned))
             else:
-                results += checked(lambda: evaluate_collection(model, store, asked, modes))
+                results += checked(partial(evaluate_collection, model, store, asked, modes))
     saved: dict[str, list[str]] = {}
     if tune and not dry_run:  # only once every collection is tuned: an error above leaves them all as they were
         from rag.analysis.tuning import save_tuned
 
         for settings, tuned in to_save:
             with open_store(settings) as store:
-                saved[settings.collection] = sorted(checked(lambda: save_tuned(store, tuned)))
+                saved[settings.collection] = sorted(checked(partial(save_tuned, store, tuned)))
     data = {
         "queries": str(queries),
         "count": len(asked),
@@ -121,7 +131,7 @@ def evaluate(
         _print_evaluation(results, f"{len(asked)} queries from {queries.name}")
 
 
-def _warn_missing(store, asked: list) -> dict[str, list[str]]:
+def _warn_missing(store: MilvusStore, asked: list[EvalQuery]) -> dict[str, list[str]]:
     """Warn, on stderr, about queries whose relevant items are not in the collection; returns them by query id."""
     from rag.analysis.evaluation import missing_relevant
 
@@ -179,7 +189,7 @@ def _print_tuning(results: list, saved: dict[str, list[str]], dry_run: bool, sou
         if r.best is not None:
             rows.append((Text(f"★ {Blend.of(r.best).describe()}", style="bold"), r.metrics))
         for label, scores in rows:
-            cells = [f"{r.kind} ({r.queries})", label, *(f"{scores[m]:.3f}" for m in METRICS)]
+            cells: list[str | Text] = [f"{r.kind} ({r.queries})", label, *(f"{scores[m]:.3f}" for m in METRICS)]
             table.add_row(*([Text(r.collection)] if several else []), *cells)
     Console().print(table)
     for r in results:

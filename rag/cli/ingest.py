@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Iterator, Optional
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -30,7 +31,11 @@ from rag.cli.common import (
     settings_from,
     store_unavailable,
 )
-from rag.settings import Settings
+from rag.cli.ray import connect_ray, ingest_on_ray
+
+if TYPE_CHECKING:  # loaded by the commands that need them: `rag --help` starts without them
+
+    from rag.ingest import IngestReport
 
 
 @app.command()
@@ -45,34 +50,42 @@ def ingest(
     uri: UriOpt = None,
     encoder: EncoderOpt = None,
     weights: WeightsOpt = None,
-    batch_size: Annotated[Optional[int], typer.Option(help="Items per batch [RAG_BATCH_SIZE].")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Items per batch [RAG_BATCH_SIZE].")] = None,
     chunk_size: Annotated[
-        Optional[int],
-        typer.Option(min=8, help="Tokens per document text chunk, special tokens included; default and most: the "
-                     "encoder's window (512; CLIP 77) [RAG_CHUNK_SIZE].", show_default=False),
+        int | None,
+        typer.Option(
+            min=8,
+            help="Tokens per document text chunk, special tokens included; default and most: the "
+            "encoder's window (512; CLIP 77) [RAG_CHUNK_SIZE].",
+            show_default=False,
+        ),
     ] = None,
     chunk_overlap: Annotated[
-        Optional[int], typer.Option(min=0, help="Tokens a chunk repeats from the one before [RAG_CHUNK_OVERLAP: 32].",
-                                    show_default=False)
+        int | None,
+        typer.Option(
+            min=0, help="Tokens a chunk repeats from the one before [RAG_CHUNK_OVERLAP: 32].", show_default=False
+        ),
     ] = None,
     allow_urls: Annotated[bool, typer.Option("--allow-urls", help="Fetch http(s) images.")] = False,
-    report: Annotated[Optional[Path], typer.Option(help="JSONL file listing every problem met.")] = None,
+    report: Annotated[Path | None, typer.Option(help="JSONL file listing every problem met.")] = None,
     as_json: JsonOpt = False,
     engine: Annotated[
         str, typer.Option(help="local: this process; ray: a Ray cluster (pip install 'mmrag\\[ray]').")
     ] = "local",
     ray_address: Annotated[
-        Optional[str],
-        typer.Option(help="--engine ray: auto, ray://host:10001 or host:6379; default: a local Ray.", show_default=False),
+        str | None,
+        typer.Option(
+            help="--engine ray: auto, ray://host:10001 or host:6379; default: a local Ray.", show_default=False
+        ),
     ] = None,
     workers: Annotated[
-        Optional[int], typer.Option(min=1, help="--engine ray: encoder actors; default: one per GPU, else per node.")
+        int | None, typer.Option(min=1, help="--engine ray: encoder actors; default: one per GPU, else per node.")
     ] = None,
     gpus_per_worker: Annotated[
-        Optional[float], typer.Option(min=0, help="--engine ray: GPUs per encoder actor (0.5: two on a GPU).")
+        float | None, typer.Option(min=0, help="--engine ray: GPUs per encoder actor (0.5: two on a GPU).")
     ] = None,
     cpus_per_worker: Annotated[
-        Optional[float], typer.Option(min=0.01, help="--engine ray: CPUs per encoder actor (its torch threads).")
+        float | None, typer.Option(min=0.01, help="--engine ray: CPUs per encoder actor (its torch threads).")
     ] = None,
     verbose: VerboseOpt = False,
 ) -> None:
@@ -84,11 +97,20 @@ def ingest(
     from connectors.sources import SourceOptions, count_items, open_sources, peek_items
 
     settings = settings_from(
-        collection=collection, milvus_uri=uri, encoder=encoder, weights=weights, batch_size=batch_size,
-        chunk_size=chunk_size, chunk_overlap=chunk_overlap,
+        collection=collection,
+        milvus_uri=uri,
+        encoder=encoder,
+        weights=weights,
+        batch_size=batch_size,
+        chunk_size=chunk_size,
+        chunk_overlap=chunk_overlap,
     )
-    ray_flags = {"--ray-address": ray_address, "--workers": workers, "--gpus-per-worker": gpus_per_worker,
-                 "--cpus-per-worker": cpus_per_worker}
+    ray_flags = {
+        "--ray-address": ray_address,
+        "--workers": workers,
+        "--gpus-per-worker": gpus_per_worker,
+        "--cpus-per-worker": cpus_per_worker,
+    }
     if engine not in ("local", "ray"):
         raise fail(f"--engine must be local or ray, not {engine!r}")
     if engine == "local" and (given := [flag for flag, value in ray_flags.items() if value is not None]):
@@ -110,7 +132,7 @@ def ingest(
         _no_items(sources, list(results), settings.collection, report, as_json)
     ray_options = None
     if engine == "ray":
-        ray_options = _connect_ray(settings, ray_address, workers, gpus_per_worker, cpus_per_worker)
+        ray_options = connect_ray(settings, ray_address, workers, gpus_per_worker, cpus_per_worker)
     report_path = report or settings.data_dir / "reports" / f"ingest-{settings.collection}.jsonl"
     with _progress_bar(as_json) as progress:
         task = progress.add_task("loading the encoder", total=None, rate=0.0, skipped=0, warnings=0)
@@ -130,7 +152,7 @@ def ingest(
         started = time.perf_counter()
         latest: list = []
 
-        def on_progress(current, done: bool = False) -> None:
+        def on_progress(current: IngestReport, done: bool = False) -> None:
             latest[:] = [current]
             total = progress.tasks[task].total
             if done or (total is not None and current.processed > total):  # the count was a guess: the bar ends full
@@ -140,7 +162,11 @@ def ingest(
             summary = current.summary()
             rate = summary["items_per_second"] if done else current.added / max(time.perf_counter() - started, 1e-9)
             progress.update(
-                task, total=total, completed=current.processed, rate=rate, skipped=summary["skipped"],
+                task,
+                total=total,
+                completed=current.processed,
+                rate=rate,
+                skipped=summary["skipped"],
                 warnings=summary["warnings"],
                 description=f"{description}: indexing" if current.indexing else description,
             )
@@ -152,7 +178,7 @@ def ingest(
 
                     result = run_ingest(results, model, store, on_progress=on_progress)
                 else:
-                    result = _ingest_on_ray(results, settings, store, model, ray_options, on_progress)
+                    result = ingest_on_ray(results, settings, store, model, ray_options, on_progress)
         except Exception as e:
             _store_went_away(e, latest, settings.collection)
             raise
@@ -228,7 +254,7 @@ def _no_items(sources: list[str], problems: list, collection: str, report: Path 
     raise typer.Exit(ExitCode.NO_ITEMS)
 
 
-def _print_summary(result, summary: dict, as_json: bool) -> None:
+def _print_summary(result: IngestReport, summary: dict[str, Any], as_json: bool) -> None:
     from rag.display import ingest_summary
 
     if as_json:
@@ -236,34 +262,6 @@ def _print_summary(result, summary: dict, as_json: bool) -> None:
         return
     for line in ingest_summary(summary, result.problems):
         console.print(line)
-
-
-def _connect_ray(settings: Settings, address, workers, gpus_per_worker, cpus_per_worker):
-    """The Ray engine's options, connected and checked against the cluster before any model is loaded."""
-    from connectors.milvus.schema import Backend
-    from rag.ingest import ray_engine
-
-    options = ray_engine.RayOptions(
-        address=address, workers=workers, gpus_per_worker=gpus_per_worker or 0.0, cpus_per_worker=cpus_per_worker
-    )
-    if options.gpus_per_worker and settings.device.strip().lower() == "cpu":
-        raise fail("--gpus-per-worker asks for GPUs, and RAG_DEVICE=cpu keeps the encoder off them: set RAG_DEVICE=auto")
-    try:
-        ray_engine.connect(options, Backend.of(settings.milvus_uri))
-    except (ImportError, ray_engine.RayEngineError) as e:
-        raise fail(str(e)) from e
-    return options
-
-
-def _ingest_on_ray(items, settings: Settings, store, model, options, on_progress):
-    from rag.ingest import ray_engine
-
-    try:
-        return ray_engine.ingest(
-            items, settings, store, image_transform=model.image_transform, options=options, on_progress=on_progress
-        )
-    except ray_engine.RayEngineError as e:
-        raise fail(str(e)) from e
 
 
 @app.command()
@@ -294,4 +292,3 @@ def stats(
             f"blend for {kind} queries", Text(f"{tuned.blend.describe()} · {scores} on {tuned.queries} queries, {when}")
         )
     Console().print(table)
-

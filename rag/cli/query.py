@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Optional, cast
+from typing import TYPE_CHECKING, Annotated, cast
 
 import typer
 from rich.console import Console
@@ -40,7 +40,7 @@ if TYPE_CHECKING:
     from rag.retrieval import MultimodalRetriever, PlainQuery
     from rag.settings import Settings
 
-ImageOpt = Annotated[Optional[Path], typer.Option("--image", "-i", help="Query image (a local file).")]
+ImageOpt = Annotated[Path | None, typer.Option("--image", "-i", help="Query image (a local file).")]
 
 
 def _checked_query(text: str, image: Path | None, options: QueryOptions, *, text_name: str) -> PlainQuery:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -19,14 +19,15 @@ from rag.cli.common import (
     settings_from,
 )
 
+
 @app.command()
 def serve(
     collection: CollectionOpt = None,
     uri: UriOpt = None,
-    host: Annotated[Optional[str], typer.Option(help="Address to bind; loopback by default [RAG_SERVER_HOST].")] = None,
-    port: Annotated[Optional[int], typer.Option(help="Port [RAG_SERVER_PORT].")] = None,
+    host: Annotated[str | None, typer.Option(help="Address to bind; loopback by default [RAG_SERVER_HOST].")] = None,
+    port: Annotated[int | None, typer.Option(help="Port [RAG_SERVER_PORT].")] = None,
     token: Annotated[
-        Optional[str], typer.Option(help="Bearer token every /api route requires [RAG_SERVER_TOKEN, preferred].")
+        str | None, typer.Option(help="Bearer token every /api route requires [RAG_SERVER_TOKEN, preferred].")
     ] = None,
     show_paths: Annotated[
         bool,

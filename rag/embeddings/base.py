@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Protocol, Sequence, Union, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, Union, runtime_checkable
 
 if TYPE_CHECKING:
     import numpy as np
@@ -49,7 +50,7 @@ class Encoder(Protocol):
     def supports_fused(self) -> bool: ...
 
     @property
-    def runtime(self) -> "Runtime":
+    def runtime(self) -> Runtime:
         """Where and how it runs: device, dtype, batch size, preprocessing workers (see ``rag.runtime``)."""
         ...
 
@@ -60,27 +61,27 @@ class Encoder(Protocol):
         ...
 
     @property
-    def preprocessor(self) -> "Preprocessor":
+    def preprocessor(self) -> Preprocessor:
         """The preprocessing stage (``rag.embeddings.preprocess``) running ``image_transform`` on the
         runtime's workers: the encode methods feed from it, and so do ingestion engines."""
         ...
 
     @property
-    def text_window(self) -> "TextWindow":
+    def text_window(self) -> TextWindow:
         """Its tokenizer as a token counter and the window a text chunk must fit (special tokens included,
         at most 512): what sources chunk documents to. ``rag.embeddings.registry.load_text_window`` gives the
         same without the model."""
         ...
 
-    def encode_text(self, texts: Sequence[str]) -> "np.ndarray": ...
+    def encode_text(self, texts: Sequence[str]) -> np.ndarray: ...
 
-    def encode_image(self, images: Sequence[ImageInput]) -> "np.ndarray": ...
+    def encode_image(self, images: Sequence[ImageInput]) -> np.ndarray: ...
 
-    def encode_fused(self, images: Sequence[ImageInput], texts: Sequence[str]) -> "np.ndarray": ...
+    def encode_fused(self, images: Sequence[ImageInput], texts: Sequence[str]) -> np.ndarray: ...
 
     def encode_fused_and_image(
         self, images: Sequence[ImageInput], texts: Sequence[str]
-    ) -> "tuple[np.ndarray, np.ndarray]":
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Both vectors an image+text item is stored with; one image pass where the model allows.
 
         Encoders without a fused embedding (``supports_fused`` False) return the image vector twice.

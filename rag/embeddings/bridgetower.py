@@ -8,11 +8,12 @@ vector needs the whole model.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
+from typing import cast
 
 import numpy as np
 import torch
-from transformers import BridgeTowerForContrastiveLearning
+from transformers import BridgeTowerForContrastiveLearning, BridgeTowerTextConfig
 
 from .base import ImageInput
 from .inputs import check_pairs
@@ -20,7 +21,8 @@ from .transformers_encoder import TransformersEncoder
 
 
 class BridgeTowerEncoder(TransformersEncoder):
-    """Text, image and fused embeddings of a BridgeTower ITC checkpoint, e.g. ``BridgeTower/bridgetower-large-itm-mlm-itc``."""
+    """Text, image and fused embeddings of a BridgeTower ITC checkpoint, e.g.
+    ``BridgeTower/bridgetower-large-itm-mlm-itc``."""
 
     model_type = "bridgetower"
     model_class = BridgeTowerForContrastiveLearning
@@ -36,9 +38,9 @@ class BridgeTowerEncoder(TransformersEncoder):
 
     @property
     def max_text_tokens(self) -> int:
-        text = self.model.config.text_config
+        text = cast(BridgeTowerTextConfig, self.model.config.text_config)
         # RoBERTa numbers positions from padding_idx + 1.
-        return min(self.tokenizer.model_max_length, text.max_position_embeddings - text.pad_token_id - 1)
+        return min(self.tokenizer.model_max_length, text.max_position_embeddings - (text.pad_token_id or 0) - 1)
 
     def encode_fused(self, images: Sequence[ImageInput], texts: Sequence[str]) -> np.ndarray:
         """One vector per (image, text) pair, from the cross-modal tower."""

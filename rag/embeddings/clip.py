@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from typing import cast
+
 import torch
-from transformers import CLIPModel
+from transformers import CLIPModel, CLIPTextConfig
 
 from .transformers_encoder import TransformersEncoder
 
@@ -21,11 +23,12 @@ class CLIPEncoder(TransformersEncoder):
 
     @property
     def dim(self) -> int:
-        return self.model.config.projection_dim
+        return int(cast(int, self.model.config.projection_dim))
 
     @property
     def max_text_tokens(self) -> int:
-        return min(self.tokenizer.model_max_length, self.model.config.text_config.max_position_embeddings)
+        text = cast(CLIPTextConfig, self.model.config.text_config)
+        return min(self.tokenizer.model_max_length, text.max_position_embeddings)
 
     def _embed_text(self, tokens: dict[str, torch.Tensor]) -> torch.Tensor:
         return self.model.text_projection(self.model.text_model(**tokens).pooler_output)

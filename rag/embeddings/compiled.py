@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -34,7 +34,13 @@ class BucketedCompile:
     """
 
     def __init__(
-        self, function: Callable[..., torch.Tensor], device: torch.device, *, pad_token_id: int, max_batch: int, max_tokens: int
+        self,
+        function: Callable[..., torch.Tensor],
+        device: torch.device,
+        *,
+        pad_token_id: int,
+        max_batch: int,
+        max_tokens: int,
     ):
         self._graphs = device.type == "cuda"
         self._function = torch.compile(function, dynamic=False, mode="reduce-overhead" if self._graphs else None)
@@ -54,7 +60,12 @@ class BucketedCompile:
         out = self._function(*padded)[:rows]
         if first:
             self._shapes.add(shapes)
-            logger.info("compiled %s for shapes %s in %.1f s", getattr(self._function, "__name__", "model"), shapes, time.perf_counter() - start)
+            logger.info(
+                "compiled %s for shapes %s in %.1f s",
+                getattr(self._function, "__name__", "model"),
+                shapes,
+                time.perf_counter() - start,
+            )
         # CUDA graphs reuse their output memory on the next call: keep a copy.
         return out.clone() if self._graphs else out
 

@@ -7,9 +7,10 @@ Importing this module costs no torch; the functions that need it import it.
 from __future__ import annotations
 
 import io
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Iterable, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image, ImageOps
@@ -121,8 +122,8 @@ def normalise_on_host(pixels: np.ndarray, table: np.ndarray) -> np.ndarray:
 
 
 def stack_on_host(
-    results: Iterable["PreparedImage | ImageLoadError"], shape: tuple[int, ...], table: np.ndarray | None = None
-) -> "torch.Tensor":
+    results: Iterable[PreparedImage | ImageLoadError], shape: tuple[int, ...], table: np.ndarray | None = None
+) -> torch.Tensor:
     """Prepared images as the float32 ``(n, *shape)`` tensor the model reads, on the CPU (uint8 ones through
     ``table``); raises the first ``ImageLoadError`` among ``results``."""
     import torch
@@ -144,7 +145,7 @@ class PixelBatcher:
     of the bytes cross the bus.
     """
 
-    def __init__(self, device: "torch.device", dtype: "torch.dtype", table: np.ndarray | None = None):
+    def __init__(self, device: torch.device, dtype: torch.dtype, table: np.ndarray | None = None):
         import torch
 
         self.device, self.dtype = device, dtype
@@ -156,7 +157,7 @@ class PixelBatcher:
             self._table = torch.from_numpy(table).reshape(-1).to(device)
             self._offsets = offsets.to(device)
 
-    def __call__(self, prepared: Sequence[PreparedImage]) -> "torch.Tensor":
+    def __call__(self, prepared: Sequence[PreparedImage]) -> torch.Tensor:
         import torch
 
         arrays = [p.pixels for p in prepared]
@@ -167,7 +168,7 @@ class PixelBatcher:
             arrays = [normalise_on_host(a, self._host_table) if a.dtype == np.uint8 else a for a in arrays]
         return self._to_device(arrays, torch.float32).to(self.dtype)
 
-    def _to_device(self, arrays: list[np.ndarray], dtype: "torch.dtype") -> "torch.Tensor":
+    def _to_device(self, arrays: list[np.ndarray], dtype: torch.dtype) -> torch.Tensor:
         import torch
 
         host = torch.empty((len(arrays), *arrays[0].shape), dtype=dtype, pin_memory=self._pinned)
@@ -176,14 +177,14 @@ class PixelBatcher:
 
 
 def run_batches(
-    runtime: "Runtime",
+    runtime: Runtime,
     n: int,
     width: int,
-    embed: Callable[[list[int], "torch.Tensor | None"], "torch.Tensor"],
+    embed: Callable[[list[int], torch.Tensor | None], torch.Tensor],
     *,
     texts: Sequence[str] | None = None,
     images: Sequence[ImageInput] | None = None,
-    preprocessor: "Preprocessor | None" = None,
+    preprocessor: Preprocessor | None = None,
     batcher: PixelBatcher | None = None,
 ) -> np.ndarray:
     """Run ``embed(indices, pixels)`` over batches of the inputs and return its rows as float32 numpy, in input order.

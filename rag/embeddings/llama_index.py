@@ -4,8 +4,9 @@ gives image nodes their fused image+text embedding (LlamaIndex's own embedding s
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from io import BytesIO
-from typing import Any, Sequence
+from typing import Any
 
 from llama_index.core.base.embeddings.base import Embedding
 from llama_index.core.embeddings import MultiModalEmbedding
@@ -15,7 +16,7 @@ from pydantic import Field, PrivateAttr
 from .base import Encoder, ImageInput
 
 
-def _image_input(image: ImageType) -> ImageInput:
+def _image_input(image: ImageType | ImageInput) -> ImageInput:
     return image.getvalue() if isinstance(image, BytesIO) else image
 
 
@@ -39,7 +40,7 @@ class VisualizedBGEEmbedding(MultiModalEmbedding):
     Works as ``embed_model`` and ``image_embed_model`` of ``MultiModalVectorStoreIndex``.
     """
 
-    model_name: str | None = Field(
+    model_name: str | None = Field(  # type: ignore[assignment]  # None: from the settings
         default=None,
         description="Checkpoint path or variant name (see VisualizedBGE); None: RAG_WEIGHTS, else the base variant.",
     )
@@ -115,7 +116,9 @@ class VisualizedBGEEmbedding(MultiModalEmbedding):
         """One vector for an image read together with a text (composed queries, captioned items)."""
         return self.get_fused_embedding_batch([image], [text])[0]
 
-    def get_fused_embedding_batch(self, images: Sequence[ImageType], texts: Sequence[str]) -> list[Embedding]:
+    def get_fused_embedding_batch(
+        self, images: Sequence[ImageType | ImageInput], texts: Sequence[str]
+    ) -> list[Embedding]:
         return self.encoder.encode_fused([_image_input(i) for i in images], list(texts)).tolist()
 
     async def aget_fused_embedding(self, image: ImageType, text: str) -> Embedding:

@@ -24,13 +24,13 @@ from __future__ import annotations
 import logging
 import threading
 from collections import deque
+from collections.abc import Generator, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from itertools import chain, islice
 from multiprocessing import get_context
 from pathlib import Path
-from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 from PIL import Image
@@ -62,7 +62,7 @@ class Preprocessor:
 
     # -- submitting ------------------------------------------------------------------------------
 
-    def submit(self, images: Sequence[ImageInput]) -> "PendingImages":
+    def submit(self, images: Sequence[ImageInput]) -> PendingImages:
         """Start preparing ``images``; ``results()`` of the returned object waits for them, in order."""
         slots: list[_Slot] = []
         to_processes: list[tuple[int, ImageInput]] = []
@@ -84,7 +84,7 @@ class Preprocessor:
                 slots[index] = _Slot(None, task, offset)
         return PendingImages(slots)
 
-    def map(self, images: Iterable[ImageInput], ahead: int | None = None) -> Iterator[Prepared]:
+    def map(self, images: Iterable[ImageInput], ahead: int | None = None) -> Generator[Prepared, None, None]:
         """Each image prepared, or its ``ImageLoadError``, in input order; ``ahead`` bounds the work queued."""
         ahead = max(1, ahead or 4 * self.workers * (self.group if self.processes else 1))
         source = iter(images)
@@ -107,7 +107,9 @@ class Preprocessor:
             for waiting in pending:
                 waiting.cancel()
 
-    def batches(self, images: Sequence[ImageInput], batches: Sequence[Sequence[int]], ahead: int = 2) -> Iterator[list[PreparedImage]]:
+    def batches(
+        self, images: Sequence[ImageInput], batches: Sequence[Sequence[int]], ahead: int = 2
+    ) -> Iterator[list[PreparedImage]]:
         """The prepared images of each batch of indices, the next ``ahead`` batches prepared meanwhile;
         raises the ``ImageLoadError`` of a bad image when its batch is reached."""
         widest = max((len(b) for b in batches), default=1)
@@ -150,7 +152,10 @@ class Preprocessor:
                     broken.shutdown(wait=False, cancel_futures=True)
                 # spawn: the parent may hold CUDA and threads, which a forked child must not inherit.
                 pool = ProcessPoolExecutor(
-                    self.workers, mp_context=get_context("spawn"), initializer=_set_transform, initargs=(self.transform,)
+                    self.workers,
+                    mp_context=get_context("spawn"),
+                    initializer=_set_transform,
+                    initargs=(self.transform,),
                 )
                 try:
                     # One call per worker: every worker is started now, not one by one as work arrives.
@@ -161,8 +166,9 @@ class Preprocessor:
                     self.processes, self._pool = False, None
                     logger.warning(
                         "image preprocessing uses threads: worker processes could not start (%s). A script that "
-                        "uses them must guard its entry point with `if __name__ == \"__main__\":`; "
-                        "RAG_PREPROCESS=threads chooses threads from the start.", _first_line(e),
+                        'uses them must guard its entry point with `if __name__ == "__main__":`; '
+                        "RAG_PREPROCESS=threads chooses threads from the start.",
+                        _first_line(e),
                     )
                     return None
                 self._pool = pool
@@ -172,7 +178,7 @@ class Preprocessor:
 @dataclass
 class _Slot:
     future: Future | None
-    task: "_GroupTask | None" = None
+    task: _GroupTask | None = None
     offset: int = 0
 
 
@@ -266,7 +272,8 @@ def _set_transform(transform: ImageTransform) -> None:
 def _prepare_group(images: list[ImageInput]) -> tuple[np.ndarray | None, list[str | None]]:
     """The group's pixels stacked in one array (one transfer back), and an error message or None per image."""
     assert _TRANSFORM is not None, "worker started without a transform"
-    arrays, errors = [], []
+    arrays: list[np.ndarray] = []
+    errors: list[str | None] = []
     for image in images:
         result = prepare_one(_TRANSFORM, image)
         if isinstance(result, ImageLoadError):

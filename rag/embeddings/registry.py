@@ -34,7 +34,8 @@ def settings_with(settings: Settings | None = None, **given: object) -> Settings
 
 
 def runtime_from_settings(settings: Settings, purpose: Purpose = "query", expected_items: int | None = None) -> Runtime:
-    """The runtime ``RAG_DEVICE``, ``RAG_DTYPE``, ``RAG_BATCH_SIZE``, ``RAG_WORKERS`` and ``RAG_COMPILE`` ask for, on this machine."""
+    """The runtime ``RAG_DEVICE``, ``RAG_DTYPE``, ``RAG_BATCH_SIZE``, ``RAG_WORKERS`` and ``RAG_COMPILE`` ask for,
+    on this machine."""
     return resolve_runtime(
         settings.device,
         settings.dtype,
@@ -71,7 +72,7 @@ def load_encoder(settings: Settings | None = None, runtime: Runtime | None = Non
     return BridgeTowerEncoder.from_pretrained(weights, runtime=runtime, settings=settings)
 
 
-def load_text_window(settings: Settings | None = None) -> "TextWindow":
+def load_text_window(settings: Settings | None = None) -> TextWindow:
     """The configured encoder's tokenizer and text window, capped at ``settings.chunk_size``, without loading
     the model: sources chunk text to it before the model is ready. When the tokenizer cannot be found here
     (a hub id not in the cache, no network), tokens are estimated, erring high, and the window is 512."""

@@ -56,7 +56,7 @@ class TextWindow:
     def count(self, text: str) -> int:
         return len(self.tokens(text))
 
-    def capped(self, limit: int | None) -> "TextWindow":
+    def capped(self, limit: int | None) -> TextWindow:
         """This counter with the window cut to ``limit`` tokens (itself when ``limit`` is None or not smaller)."""
         if limit is None or limit >= self.window:
             return self

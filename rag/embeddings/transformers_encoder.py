@@ -13,9 +13,10 @@ import json
 import logging
 import os
 from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Any, Callable, ClassVar, Iterator, Sequence
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -72,7 +73,8 @@ class TransformersEncoder(ABC):
         self._weights_hash = weights_hash(model)
         self.runtime = runtime
         self.device = torch.device(runtime.device)
-        self.model = model.to(device=self.device, dtype=runtime.torch_dtype).eval().requires_grad_(False)
+        # transformers types PreTrainedModel.to as a wrapped method, which mypy cannot call.
+        self.model = model.to(device=self.device, dtype=runtime.torch_dtype).eval().requires_grad_(False)  # type: ignore[call-arg]
         self.tokenizer = tokenizer
         self.image_processor = image_processor
         self._name = name
@@ -91,10 +93,11 @@ class TransformersEncoder(ABC):
         batch_size: int | None = None,
         workers: int | None = None,
         settings: Settings | None = None,
-    ) -> "TransformersEncoder":
+    ) -> TransformersEncoder:
         """Load a local model folder or a hub id (from the Hugging Face cache first; the hub only if reachable).
 
-        ``runtime``, or else ``device``, ``dtype``, ``batch_size`` and ``workers``, say where it runs (see ``rag.runtime``).
+        ``runtime``, or else ``device``, ``dtype``, ``batch_size`` and ``workers``, say where it runs
+        (see ``rag.runtime``).
         What is not given comes from ``settings`` (default ``Settings()``: ``RAG_DEVICE``, ``RAG_DTYPE``, ...; the model
         from ``RAG_WEIGHTS`` when ``RAG_ENCODER`` names this encoder), then from the defaults; arguments given win.
         """
@@ -113,9 +116,10 @@ class TransformersEncoder(ABC):
                     f"{source} holds a {config.model_type!r} model, not {cls.model_type!r}: choose the matching "
                     "encoder (RAG_ENCODER) or another checkpoint"
                 )
-            model, info = cls.model_class.from_pretrained(
+            loaded: Any = cls.model_class.from_pretrained(
                 source, local_files_only=local_only, dtype=torch.float32, output_loading_info=True
             )
+            model, info = loaded  # with output_loading_info, (model, {missing_keys, mismatched_keys, ...})
             tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=local_only)
             processor = AutoImageProcessor.from_pretrained(source, local_files_only=local_only, backend="pil")
         except (OSError, ValueError) as e:
@@ -171,7 +175,7 @@ class TransformersEncoder(ABC):
         return self._transform.shape
 
     @property
-    def image_transform(self) -> "ProcessorTransform":
+    def image_transform(self) -> ProcessorTransform:
         return self._transform
 
     # -- encoding --------------------------------------------------------------------------------
@@ -189,7 +193,7 @@ class TransformersEncoder(ABC):
         return self._run(len(texts), lambda batch, _: self._embed_text(self._tokens([texts[i] for i in batch])), texts)
 
     def encode_image(self, images: Sequence[ImageInput]) -> np.ndarray:
-        return self._run(len(images), lambda batch, pixels: self._embed_image(pixels), images=images)
+        return self._run(len(images), lambda batch, pixels: self._embed_image(_pixels(pixels)), images=images)
 
     def encode_fused(self, images: Sequence[ImageInput], texts: Sequence[str]) -> np.ndarray:
         raise FusedNotSupportedError(
@@ -223,8 +227,13 @@ class TransformersEncoder(ABC):
         """Image vectors of a batch of preprocessed pixels (``_run`` normalises them)."""
 
     def _tokens(self, texts: list[str]) -> dict[str, torch.Tensor]:
-        tokens = self.tokenizer(texts, padding=True, truncation=True, max_length=self.max_text_tokens, return_tensors="pt")
-        return {"input_ids": tokens["input_ids"].to(self.device), "attention_mask": tokens["attention_mask"].to(self.device)}
+        tokens = self.tokenizer(
+            texts, padding=True, truncation=True, max_length=self.max_text_tokens, return_tensors="pt"
+        )
+        return {
+            "input_ids": tokens["input_ids"].to(self.device),
+            "attention_mask": tokens["attention_mask"].to(self.device),
+        }
 
     def _run(
         self,
@@ -241,8 +250,14 @@ class TransformersEncoder(ABC):
             return torch.cat([torch.nn.functional.normalize(p, dim=-1) for p in parts], dim=1)
 
         return run_batches(
-            self.runtime, n, width or self.dim, normalised, texts=texts, images=images,
-            preprocessor=self.preprocessor, batcher=self._batcher,
+            self.runtime,
+            n,
+            width or self.dim,
+            normalised,
+            texts=texts,
+            images=images,
+            preprocessor=self.preprocessor,
+            batcher=self._batcher,
         )
 
 
@@ -263,7 +278,14 @@ class ProcessorTransform:
 
 def _processed_shape(image_processor: Any) -> tuple[int, int, int]:
     probe = image_processor(images=[Image.new("RGB", (64, 64))], return_tensors="np", do_convert_rgb=True)
-    return tuple(probe["pixel_values"][0].shape)  # type: ignore[return-value]
+    return tuple(probe["pixel_values"][0].shape)
+
+
+def _pixels(pixels: torch.Tensor | None) -> torch.Tensor:
+    """The batch's pixels, which an image batch always has."""
+    if pixels is None:
+        raise ValueError("an image batch came without its pixels")
+    return pixels
 
 
 def weights_hash(model: PreTrainedModel) -> str:

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from itertools import islice
-from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -66,7 +67,9 @@ class Ledger:
             if isinstance(entry, SourceError):
                 problems.append(entry)
             elif issues := schema.item_problems(entry):
-                problems.append(SourceError(source=entry.source, reason="; ".join(issues), kind=SourceErrorKind.INVALID))
+                problems.append(
+                    SourceError(source=entry.source, reason="; ".join(issues), kind=SourceErrorKind.INVALID)
+                )
             else:
                 items.append(entry)
         with self._lock:
@@ -83,7 +86,9 @@ class Ledger:
         """An admitted item whose image could not be read: reported, and its source keeps its older version
         if this was all the run had from it."""
         with self._lock:
-            self.report.problems.append(SourceError(source=item.source, reason=reason, kind=SourceErrorKind.CORRUPT_IMAGE))
+            self.report.problems.append(
+                SourceError(source=item.source, reason=reason, kind=SourceErrorKind.CORRUPT_IMAGE)
+            )
             self._versions.failed(item)
 
     def write(self, items: Sequence[KnowledgeItem], fused: np.ndarray, image: np.ndarray) -> None:
@@ -162,7 +167,8 @@ class _Versions:
         """Delete the stale ids. Returns how many were deleted, and how many of the items written took the
         place of one of them (a source's new versions, up to the number of its stale ones)."""
         self._compare()
-        stale, new_versions = [], 0
+        stale: list[str] = []
+        new_versions = 0
         for source, (ids, produced, new) in self._stale.items():
             failed = self._failed.get(source, set())
             if len(failed) < produced:

@@ -28,9 +28,11 @@ import math
 import pickle
 import socket
 import time
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, replace
+from pathlib import Path
 from types import ModuleType
-from typing import Any, Callable, Iterable
+from typing import Any
 from urllib.parse import urlsplit
 
 import numpy as np
@@ -58,7 +60,7 @@ WRITER_CPUS = 0.25
 #: Memory a decoding task reserves: its worker process, and the largest image the decompression-bomb guard
 #: lets through, decoded (4 bytes a pixel). Reserving it also keeps Ray Data from fusing decoding into the
 #: encoder actors.
-DECODE_MEMORY = 512 * 2**20 + Image.MAX_IMAGE_PIXELS * 4
+DECODE_MEMORY = 512 * 2**20 + (Image.MAX_IMAGE_PIXELS or 0) * 4
 _REACH_TIMEOUT_S = 5.0
 
 
@@ -103,6 +105,9 @@ class Plan:
     writers: bool  # a writer actor beside each encoder (Milvus server); else the driver writes (Milvus Lite)
     cpus: float
     gpus: float
+    #: Whether :func:`connect` started the local Ray this run uses: its caller stops it (:func:`shutdown`) when
+    #: done. A cluster it only connected to stays up.
+    owns_ray: bool = False
 
     @property
     def torch_threads(self) -> int:
@@ -127,31 +132,56 @@ def import_ray() -> ModuleType:
     return ray
 
 
-def connect(options: RayOptions, backend: Backend) -> Plan:
+def connect(options: RayOptions, backend: Backend, log_file: Path | None = None) -> Plan:
     """Connect to the cluster ``options.address`` names (or start a local Ray) and plan the actors on it
     for a store on ``backend`` (a Milvus server is written by writer actors, Milvus Lite by the driver).
 
-    Raises ``ImportError`` when Ray is missing and :class:`RayEngineError` when the cluster cannot be
-    reached or lacks what is asked (GPUs, CPUs left over for decoding).
+    Ray is quiet unless the caller logs at INFO (``rag -v``): its own log lines go to ``log_file`` where one is
+    given, its workers' output stays in the session's log folder. Raises ``ImportError`` when Ray is missing
+    and :class:`RayEngineError` when the cluster cannot be reached or lacks what is asked (GPUs, CPUs left over
+    for decoding).
     """
     ray = import_ray()
-    if not logger.isEnabledFor(logging.INFO):  # Ray Data's per-run notices only where the caller logs ours
+    verbose = logger.isEnabledFor(logging.INFO)
+    if not verbose:  # Ray Data's per-run notices only where the caller logs ours
         logging.getLogger("ray.data").setLevel(logging.WARNING)
+        if log_file is not None:
+            _log_to(log_file)
+    owns_ray = False
     if not ray.is_initialized():
         if options.address not in (None, "auto"):
             _check_reachable(options.address)
         try:
             if options.address is None:
-                ray.init(include_dashboard=False, logging_level=logging.WARNING)
+                ray.init(include_dashboard=False, logging_level=logging.WARNING, log_to_driver=verbose)
+                owns_ray = True
             else:
-                ray.init(address=options.address, logging_level=logging.WARNING)
+                ray.init(address=options.address, logging_level=logging.WARNING, log_to_driver=verbose)
         except ConnectionError as e:
             raise RayEngineError(
                 f"cannot reach a Ray cluster at {options.address!r}: {e}. Start one (`ray start --head` on the head "
                 "node, `ray start --address HEAD:6379` on the others), or leave --ray-address out for a local Ray."
             ) from e
     nodes = [node["Resources"] for node in ray.nodes() if node["Alive"]]
-    return plan_workers(options, nodes, writers=backend is Backend.SERVER)
+    return replace(plan_workers(options, nodes, writers=backend is Backend.SERVER), owns_ray=owns_ray)
+
+
+def shutdown() -> None:
+    """Stop the local Ray :func:`connect` started (or leave the cluster it connected to): no Ray process of this
+    run outlives it."""
+    import_ray().shutdown()
+
+
+def _log_to(path: Path) -> None:
+    """Send the ``ray`` logger's lines (Ray's notices and warnings) to ``path`` instead of the terminal."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    ray_logger = logging.getLogger("ray")
+    for handler in list(ray_logger.handlers):
+        ray_logger.removeHandler(handler)
+        handler.close()
+    handler = logging.FileHandler(path, encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    ray_logger.addHandler(handler)
 
 
 def plan_workers(options: RayOptions, nodes: list[dict[str, float]], *, writers: bool) -> Plan:
@@ -168,7 +198,9 @@ def plan_workers(options: RayOptions, nodes: list[dict[str, float]], *, writers:
     if not cpus:
         raise RayEngineError("this Ray cluster offers no CPUs (`ray status`), and decoding images needs them")
     if per_gpu > 1 and not float(per_gpu).is_integer():
-        raise RayEngineError(f"--gpus-per-worker {per_gpu:g}: Ray shares a GPU (0.5) or gives whole ones (2), not {per_gpu:g}")
+        raise RayEngineError(
+            f"--gpus-per-worker {per_gpu:g}: Ray shares a GPU (0.5) or gives whole ones (2), not {per_gpu:g}"
+        )
     if per_gpu:
         if not gpus:
             raise RayEngineError(
@@ -206,6 +238,7 @@ def ingest(
     image_transform: ImageTransform,
     options: RayOptions | None = None,
     on_progress: Callable[[IngestReport], None] | None = None,
+    log_file: Path | None = None,
 ) -> IngestReport:
     """Embed and store every good item of ``sources`` on a Ray cluster; idempotent and safe to re-run after a crash.
 
@@ -214,10 +247,26 @@ def ingest(
     fingerprint is not the one ``store`` records. ``image_transform`` is that encoder's
     (``encoder.image_transform``): it is shipped to the decoding tasks. ``settings.milvus_token`` is
     what writer actors log in to a Milvus server with. ``on_progress(report)`` is called with the report
-    so far after each batch.
+    so far after each batch. A local Ray this call starts (no ``options.address``, no Ray connected yet) is
+    stopped before it returns; Ray's own log lines go to ``log_file`` (see :func:`connect`).
     """
     options = options or RayOptions()
-    plan = connect(options, store.backend)
+    plan = connect(options, store.backend, log_file)
+    try:
+        return _run(plan, sources, settings, store, image_transform, on_progress)
+    finally:
+        if plan.owns_ray:
+            shutdown()
+
+
+def _run(
+    plan: Plan,
+    sources: Iterable[SourceResult],
+    settings: Settings,
+    store: MilvusStore,
+    image_transform: ImageTransform,
+    on_progress: Callable[[IngestReport], None] | None,
+) -> IngestReport:
     ray = import_ray()
     ledger = Ledger(store, on_progress)
     batch_size = settings.batch_size or DEFAULT_BATCH["cuda" if plan.gpus_per_worker else "cpu"]
@@ -257,12 +306,18 @@ def _dataset(
     dataset = (
         ray.data.from_arrow_refs(blocks)
         .map_batches(
-            _decode, fn_kwargs={"transform": transform}, batch_size=None, num_cpus=plan.decode_cpus, memory=DECODE_MEMORY
+            _decode,
+            fn_kwargs={"transform": transform},
+            batch_size=None,
+            num_cpus=plan.decode_cpus,
+            memory=DECODE_MEMORY,
         )
         .map_batches(
             _Encode,
             fn_constructor_kwargs={
-                "settings": settings, "fingerprint": store.encoder.fingerprint, "expected_items": expected_items,
+                "settings": settings,
+                "fingerprint": store.encoder.fingerprint,
+                "expected_items": expected_items,
                 "threads": plan.torch_threads,
             },
             compute=ActorPoolStrategy(size=plan.workers),
@@ -275,7 +330,9 @@ def _dataset(
         dataset = dataset.map_batches(
             _Write,
             fn_constructor_kwargs={
-                "uri": store.uri, "collection": store.collection, "token": settings.milvus_token_value,
+                "uri": store.uri,
+                "collection": store.collection,
+                "token": settings.milvus_token_value,
                 "encoder": store.encoder,
             },
             compute=ActorPoolStrategy(size=plan.workers),

@@ -60,7 +60,7 @@ class Evidence(BaseModel):
         _, sep, anchor = self.name.partition("#")
         return f"#{anchor}" if sep else None
 
-    def without_paths(self) -> "Evidence":
+    def without_paths(self) -> Evidence:
         """This evidence for someone who must not see the ingesting machine's paths: the source by its
         ``name`` (in ``metadata`` too), no local image path (URLs stay), no path metadata. A ``Citation`` stays one."""
         metadata = {k: v for k, v in self.metadata.items() if k not in PATH_METADATA}
@@ -71,7 +71,7 @@ class Evidence(BaseModel):
         return self.model_copy(update={"source": self.name, "image": image, "metadata": metadata})
 
     @classmethod
-    def from_node(cls, rank: int, result: "NodeWithScore") -> "Evidence":
+    def from_node(cls, rank: int, result: NodeWithScore) -> Evidence:
         from llama_index.core.schema import ImageNode  # loaded already: the node is one of its objects
 
         from connectors.milvus.schema import SOURCE
@@ -97,17 +97,17 @@ class Evidence(BaseModel):
         )
 
 
-def evidence(results: "list[NodeWithScore]") -> list[Evidence]:
+def evidence(results: list[NodeWithScore]) -> list[Evidence]:
     """The results as ``Evidence``, ranked in the order given."""
     return [Evidence.from_node(rank, result) for rank, result in enumerate(results, start=1)]
 
 
-def merged_count(results: "list[Evidence]") -> int:
+def merged_count(results: list[Evidence]) -> int:
     """How many duplicates were merged into these results."""
     return sum(len(result.duplicates) for result in results)
 
 
-def annotate(node: "BaseNode", key: str, value: Any) -> None:
+def annotate(node: BaseNode, key: str, value: Any) -> None:
     """Add a metadata entry for people and callers, kept out of what the LLM reads and what is embedded."""
     node.metadata[key] = value
     for excluded in (node.excluded_llm_metadata_keys, node.excluded_embed_metadata_keys):

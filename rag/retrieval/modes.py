@@ -21,9 +21,10 @@ Other targets are chosen with an explicit mode. A ``modality`` filter (``text``,
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import Enum
-from typing import TYPE_CHECKING, Any, Literal, Mapping, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from rag.items import Modality
 
@@ -34,8 +35,11 @@ if TYPE_CHECKING:  # LlamaIndex is imported where it is used: `rag` commands che
 class QueryInputs(Protocol):
     """What a query is made of, as a LlamaIndex ``QueryBundle`` holds it."""
 
-    query_str: str
-    image_path: str | None
+    @property
+    def query_str(self) -> str: ...
+
+    @property
+    def image_path(self) -> str | None: ...
 
 
 class QueryError(ValueError):
@@ -112,7 +116,7 @@ class Mode(str, Enum):
         return "image" if self.target is Target.IMAGE else "fused"
 
     @property
-    def target_filter(self) -> "MetadataFilter | None":
+    def target_filter(self) -> MetadataFilter | None:
         """The condition that keeps this mode's targets; None where the searched field already does."""
         from llama_index.core.vector_stores.types import FilterOperator, MetadataFilter
 
@@ -133,7 +137,7 @@ _TARGET_NAMES = {
 }
 
 
-def searched_modalities(mode: Mode, filters: "Mapping[str, Any] | MetadataFilters | None") -> tuple[Modality, ...]:
+def searched_modalities(mode: Mode, filters: Mapping[str, Any] | MetadataFilters | None) -> tuple[Modality, ...]:
     """The modalities ``mode`` searches under ``filters``: its targets', narrowed by a ``modality`` entry of a dict.
 
     Raises :class:`QueryError` when that entry asks only for modalities the mode never returns, or names an

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Literal, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Literal
 
 import numpy as np
 from llama_index.core.base.base_retriever import BaseRetriever
@@ -30,7 +31,7 @@ from rag.items import KnowledgeItem, Modality
 from rag.settings import Settings
 
 from .evidence import MERGED_DUPLICATES, annotate
-from .modes import Mode, QueryKind, Target, check_query, default_mode, searched_modalities
+from .modes import Mode, QueryError, QueryKind, Target, check_query, default_mode, searched_modalities
 from .options import MAX_TOP_K, QueryOptions
 
 logger = logging.getLogger(__name__)
@@ -167,9 +168,12 @@ class MultimodalRetriever(BaseRetriever):
         """The query vector ``mode`` compares with the stored vectors."""
         if mode.query is QueryKind.TEXT:
             return self.encoder.encode_text([query.query_str])[0]
+        image = query.image_path
+        if image is None:  # resolve_mode refuses such queries first
+            raise QueryError(f"mode {mode.value} needs a query image ({{image}})")
         if mode.query is QueryKind.IMAGE:
-            return self.encoder.encode_image([query.image_path])[0]
-        return self.encoder.encode_fused([query.image_path], [query.query_str])[0]
+            return self.encoder.encode_image([image])[0]
+        return self.encoder.encode_fused([image], [query.query_str])[0]
 
     def resolve_blend(self, query: QueryBundle) -> Blend | None:
         """The blend ``query`` is searched with; None when it is searched on its mode's vector alone.
@@ -208,7 +212,9 @@ class MultimodalRetriever(BaseRetriever):
     def _blend_for(self, mode: Mode, text: str) -> Blend | None:
         if self.blend is not None:
             if "bm25" in self.blend.signals and not text.strip():
-                raise BlendError(f"the blend {self.blend.describe()} has bm25, which needs query text; this query has none")
+                raise BlendError(
+                    f"the blend {self.blend.describe()} has bm25, which needs query text; this query has none"
+                )
             return self.blend
         if self.hybrid:
             if text.strip():
@@ -230,7 +236,12 @@ class MultimodalRetriever(BaseRetriever):
                 hits = self.store.search(vector, field=mode.field, k=limit, filter=filters, with_vectors=similar)
             else:
                 hits = self.store.hybrid_search(
-                    vector, text, blend=blend, k=limit, filter=filters, only_images=mode.target is Target.IMAGE,
+                    vector,
+                    text,
+                    blend=blend,
+                    k=limit,
+                    filter=filters,
+                    only_images=mode.target is Target.IMAGE,
                     with_vectors=similar,
                 )
             above = [h for h in hits if self.score_threshold is None or h.score >= self.score_threshold]
@@ -278,7 +289,7 @@ def _identity(item: KnowledgeItem) -> list[tuple[str, ...]]:
 
     An item whose image digest is unknown is the same as no other.
     """
-    keys = [("id", item.id)]
+    keys: list[tuple[str, ...]] = [("id", item.id)]
     digest = item.image.sha256 if item.image is not None else ""
     if digest is not None:
         keys.append(("content", digest, item.text))

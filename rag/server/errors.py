@@ -1,9 +1,11 @@
-"""Every error the app answers is JSON, ``{"error": <code>, "message": <what went wrong>}``; request bodies have a cap."""
+"""Every error the app answers is JSON, ``{"error": <code>, "message": <what went wrong>}``; request bodies have
+a cap."""
 
 from __future__ import annotations
 
 import logging
-from typing import Any, Awaitable, Callable
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 from fastapi import FastAPI, Request, status
 from fastapi.exceptions import RequestValidationError
@@ -17,8 +19,8 @@ from rag.embeddings.base import FusedNotSupportedError
 from rag.retrieval import QueryError
 from rag.retrieval.options import OptionError, describe_one
 
-from .models import ErrorBody
 from .conversations import ConversationNotFoundError
+from .models import ErrorBody
 from .service import ImageNotFoundError, UploadError
 
 logger = logging.getLogger(__name__)

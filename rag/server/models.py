@@ -92,7 +92,9 @@ class CitedResult(Citation):
 
 
 class BlendUsed(BaseModel):
-    weights: dict[str, float] = Field(description="Each signal's share of the score (fused, image, bm25); they sum to 1.")
+    weights: dict[str, float] = Field(
+        description="Each signal's share of the score (fused, image, bm25); they sum to 1."
+    )
     fusion: Fusion
     tuned: bool = Field(description="True: the blend `rag eval --tune` saved for this kind of query.")
 
@@ -141,7 +143,7 @@ class TokenEvent(BaseModel):
 
 
 class ServerStats(StoreStats):
-    uri: str | None = Field(
+    uri: str | None = Field(  # type: ignore[assignment]  # the store's URI, hidden from clients unless allowed
         description="The Milvus URI; null unless the server shows its paths (RAG_SERVER_SHOW_PATHS)."
     )
     llm: str | None = Field(description="The LLM answering /api/ask; None: answers list the evidence.")

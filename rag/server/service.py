@@ -14,9 +14,10 @@ import mimetypes
 import os
 import tempfile
 import threading
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Sequence, TypeVar
+from typing import Any, TypeVar
 
 from llama_index.core.llms import LLM, ChatMessage, MessageRole
 from llama_index.core.schema import QueryBundle
@@ -94,7 +95,7 @@ class Service:
         self._own_store = store
 
     @classmethod
-    def open(cls, settings: Settings, encoder: Encoder | None = None) -> "Service":
+    def open(cls, settings: Settings, encoder: Encoder | None = None) -> Service:
         """Load the encoder (unless given) and the LLM the settings name, and open the collection, which must exist:
         serving creates no database or collection (``CollectionNotFoundError``, before the encoder loads)."""
         options = ConnectOptions.from_settings(settings)

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import threading
-from typing import Any, Callable, Collection, TypeVar, cast
+from collections.abc import Callable, Collection
+from typing import Any, TypeVar, cast
 
 T = TypeVar("T")
 

@@ -153,3 +153,24 @@ def test_registry_picks_the_encoder_from_settings(folders, monkeypatch: pytest.M
         Settings(encoder="siglip")
     with pytest.raises(CheckpointError, match="RAG_ENCODER=clip"):
         load_encoder(Settings(encoder="visualized-bge", weights=str(folders["clip"])))
+
+
+def test_clip_matches_the_transformers_features(folders) -> None:
+    from transformers import AutoProcessor, CLIPModel
+
+    clip = CLIPEncoder.from_pretrained(folders["clip"], batch_size=2, dtype="float32")
+    reference = CLIPModel.from_pretrained(folders["clip"]).eval()  # loaded apart, with its own processor
+    processor = AutoProcessor.from_pretrained(folders["clip"])
+    texts = [text for text in TEXTS if text]
+    pictures = [Image.open(path) for path in IMAGES]
+    with torch.inference_mode():
+        inputs = processor(
+            text=texts, images=pictures, padding=True, truncation=True,
+            max_length=reference.config.text_config.max_position_embeddings, return_tensors="pt",
+        )
+        text = reference.get_text_features(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"])
+        image = reference.get_image_features(pixel_values=inputs["pixel_values"])
+    for ours, theirs in ((clip.encode_text(texts), text), (clip.encode_image(IMAGES), image)):
+        theirs = getattr(theirs, "pooler_output", theirs)  # a tensor, or an output holding it
+        expected = torch.nn.functional.normalize(theirs, dim=-1).numpy()
+        np.testing.assert_allclose(ours, expected, atol=1e-5)

@@ -262,3 +262,43 @@ def test_workers_are_sized_to_the_cluster():
         ray_engine.plan_workers(ray_engine.RayOptions(gpus_per_worker=1, workers=9), gpu_nodes, writers=False)
     with pytest.raises(ray_engine.RayEngineError, match="leave 0 of the cluster's 12 CPUs for decoding"):
         ray_engine.plan_workers(ray_engine.RayOptions(workers=3, cpus_per_worker=4), cpu_nodes, writers=False)
+
+
+def ray_processes(root: str) -> list[str]:
+    """Command lines of the running processes that belong to a Ray whose files are under ``root``."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            line = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:  # gone, or not a process
+            continue
+        if root in line:
+            found.append(line)
+    return found
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="lists processes through /proc")
+def test_the_cli_stops_the_ray_it_started_and_keeps_ray_quiet(tmp_path):
+    import tempfile
+
+    ray_root = tempfile.mkdtemp(prefix="rag-ray-", dir="/tmp")  # short: Ray's socket paths live under it
+    tiny = parity_dir("base")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("RAG_", "RAY_"))}
+    env.update(
+        PYTHONPATH=str(ROOT), RAY_TMPDIR=ray_root, RAG_WEIGHTS=str(tiny / "weights.pth"),
+        RAG_TEXT_MODEL=str(tiny / "text_model"), RAG_VISION_CONFIG=str(tiny / "vision_config.json"),
+        RAG_MILVUS_URI=str(tmp_path / "db" / "milvus.db"), RAG_DATA_DIR=str(tmp_path / "data"), COLUMNS="200",
+    )
+    try:
+        run = subprocess.run(
+            [sys.executable, "-m", "rag.cli", "ingest", str(CORPUS), "-c", "kb", "--engine", "ray", "--json"],
+            capture_output=True, text=True, env=env, cwd=tmp_path, timeout=600,
+        )
+        assert run.returncode == 0, run.stderr
+        assert json.loads(run.stdout.strip().splitlines()[-1])["added"] == 7
+        assert ray_processes(ray_root) == []  # nothing of the local Ray it started outlives the command
+        for noise in ("Token authentication", "pid="):  # Ray's notices, its workers' output
+            assert noise not in run.stderr, run.stderr
+        assert (tmp_path / "data" / "logs" / "ray.log").is_file()  # where Ray's own lines went
+    finally:
+        shutil.rmtree(ray_root, ignore_errors=True)

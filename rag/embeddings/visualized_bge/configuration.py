@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Union
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -39,7 +40,7 @@ class VisionConfig(BaseModel):
     fusedLN: bool = False
 
     @model_validator(mode="after")
-    def _eva02_only(self) -> "VisionConfig":
+    def _eva02_only(self) -> VisionConfig:
         missing = [k for k in ("rope", "naiveswiglu", "subln") if not getattr(self, k)]
         if missing:
             raise ValueError(
@@ -72,11 +73,11 @@ class VisionConfig(BaseModel):
         return self.embed_dim or self.width
 
     @classmethod
-    def load(cls, source: Union["VisionConfig", dict[str, Any], str, Path]) -> "VisionConfig":
+    def load(cls, source: VisionConfig | dict[str, Any] | str | os.PathLike[str]) -> VisionConfig:
         """Accept a config, a dict, or the path of a JSON file with the same keys."""
         if isinstance(source, VisionConfig):
             return source
-        if isinstance(source, (str, Path)):
+        if isinstance(source, (str, os.PathLike)):
             path = Path(source)
             try:
                 source = json.loads(path.read_text(encoding="utf-8"))

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable, Iterator, Sequence
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -20,6 +21,7 @@ from ..compiled import BucketedCompile
 from ..inputs import ImageLoadError, PixelBatcher, PreparedImage, as_texts, check_pairs, run_batches, stack_on_host
 from ..preprocess import Preprocessor
 from ..text_window import TextWindow, window_of
+from ..transformers_encoder import _pixels
 from .configuration import VisionConfig
 from .loading import CheckpointError, build_model, checkpoint_sha256, load_weights, resolve_checkpoint
 from .modeling import VisualizedBGEModel
@@ -66,7 +68,7 @@ class VisualizedBGE:
         compile: bool | str | None = None,
         preprocess: str | None = None,
         settings: Settings | None = None,
-    ) -> "VisualizedBGE":
+    ) -> VisualizedBGE:
         """Load a checkpoint.
 
         ``weights`` is a local ``.pth`` file or a variant name (``"bge-visualized-base-en-v1.5"``,
@@ -193,7 +195,7 @@ class VisualizedBGE:
 
         def run(batch: list[int], pixels: torch.Tensor | None) -> torch.Tensor:
             ids, mask = self._tokens([texts[i] for i in batch], self.max_fused_text_tokens)
-            return self._call("fused", self.model.embed_fused, pixels, ids, mask)
+            return self._call("fused", self.model.embed_fused, _pixels(pixels), ids, mask)
 
         return self._run_images(images, texts, run, self.dim)
 
@@ -208,7 +210,7 @@ class VisualizedBGE:
             ids, mask = self._tokens([texts[i] for i in batch], self.max_fused_text_tokens)
             rows = (len(batch), -1)
             return self._call(
-                "fused_and_image", self.model.embed_fused_and_image, pixels, ids, mask,
+                "fused_and_image", self.model.embed_fused_and_image, _pixels(pixels), ids, mask,
                 blank_ids.expand(rows), blank_mask.expand(rows),
             )
 

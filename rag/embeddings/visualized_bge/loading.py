@@ -27,7 +27,8 @@ logger = logging.getLogger(__name__)
 
 
 def resolve_checkpoint(weights: str | os.PathLike[str]) -> tuple[Path, Variant | None]:
-    """A local ``.pth`` path, or a variant name fetched through ``huggingface_hub`` (cache and offline mode honoured)."""
+    """A local ``.pth`` path, or a variant name fetched through ``huggingface_hub`` (cache and offline mode
+    honoured)."""
     path = Path(weights).expanduser()
     if path.is_file():
         return path, variant_for_checkpoint(path.name)

@@ -66,7 +66,11 @@ class VisualizedBGEModel(nn.Module):
         Image tokens take positions 1..N; the text after its CLS continues from N+1. Pass
         ``image_tokens`` (from :meth:`image_tokens`) instead of pixels to reuse one vision pass.
         """
-        image = self.image_tokens(pixel_values) if image_tokens is None else image_tokens
+        if image_tokens is None:
+            if pixel_values is None:
+                raise ValueError("embed_fused needs pixel_values or image_tokens")
+            image_tokens = self.image_tokens(pixel_values)
+        image = image_tokens
         n_image, n_text = image.shape[1], input_ids.shape[1]
         positions = torch.cat(
             (torch.zeros(1, dtype=torch.long), torch.arange(n_image + 1, n_image + n_text))

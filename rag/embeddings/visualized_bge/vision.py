@@ -37,6 +37,8 @@ class VisionRotaryEmbedding(nn.Module):
         rows = angles[:, None, :].expand(grid, grid, half)
         cols = angles[None, :, :].expand(grid, grid, half)
         table = torch.cat((rows, cols), dim=-1).reshape(grid * grid, config.head_width)
+        self.freqs_cos: torch.Tensor
+        self.freqs_sin: torch.Tensor
         self.register_buffer("freqs_cos", table.cos())
         self.register_buffer("freqs_sin", table.sin())
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 import secrets
 from typing import Annotated
 
-from fastapi import Depends, Request, UploadFile, status
+from fastapi import Depends, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from starlette.datastructures import UploadFile as StarletteUpload
 from starlette.exceptions import HTTPException
 
 from rag.settings import Settings
@@ -42,7 +43,7 @@ def authorize(
         )
 
 
-def read_upload(upload: UploadFile, max_bytes: int) -> bytes:
+def read_upload(upload: StarletteUpload, max_bytes: int) -> bytes:
     """The upload's bytes; an ``UploadError`` (413) past ``max_bytes``."""
     if upload.size is not None and upload.size > max_bytes:
         raise UploadError(f"{upload.filename!r} is {upload.size} bytes, over the {max_bytes}-byte limit", 413)

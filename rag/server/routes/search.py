@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Annotated, Any, Iterator, Sequence
+from typing import Annotated, Any
 from urllib.parse import quote
 
 from fastapi import APIRouter, Depends
@@ -95,10 +96,11 @@ def ask_stream(
 
     The request is `/api/ask`'s (a JSON body, or a form with the image; `history` or `conversation_id` for a
     follow-up). Errors before the answer starts (a bad field, a missing collection) are JSON errors as
-    elsewhere. Then come events named `token`, whose data is `{"text": "..."}` (the next piece of the answer; without an LLM, or when it fails before its first word, one token holds the
-    ranked evidence), and one last event named `done`, whose data is the `/api/ask` response: status,
-    the whole answer, citations and their check. When the LLM fails mid-answer, `done` has status
-    `partial`, the answer so far, the error and every item.
+    elsewhere. Then come events named `token`, whose data is `{"text": "..."}` (the next piece of the answer;
+    without an LLM, or when it fails before its first word, one token holds the ranked evidence), and one last
+    event named `done`, whose data is the `/api/ask` response: status, the whole answer, citations and their
+    check. When the LLM fails mid-answer, `done` has status `partial`, the answer so far, the error and every
+    item.
     """
     for token in asked.stream.response_gen:
         yield ServerSentEvent(event="token", data=TokenEvent(text=token))  # type: ignore[misc]
@@ -124,7 +126,9 @@ def _asked(
         citation_check=response.citation_check,
         query=(response.metadata or {}).get("query"),
         conversation_id=conversation.id if conversation is not None else None,
-        citations=[CitedResult(**_shown(c, settings).model_dump(), image_url=_image_url(c)) for c in response.citations],
+        citations=[
+            CitedResult(**_shown(c, settings).model_dump(), image_url=_image_url(c)) for c in response.citations
+        ],
     )
 
 
@@ -132,7 +136,9 @@ def _shown(item: Evidence, settings: Settings) -> Evidence:
     return item if settings.server_show_paths else item.without_paths()
 
 
-def _searched(mode: Mode, blend: Blend | None, retriever: MultimodalRetriever, results: Sequence[Evidence]) -> dict[str, Any]:
+def _searched(
+    mode: Mode, blend: Blend | None, retriever: MultimodalRetriever, results: Sequence[Evidence]
+) -> dict[str, Any]:
     """The fields every search response shares: how the query was searched, and how many duplicates were merged."""
     used = None
     if blend is not None:
