@@ -110,7 +110,7 @@ def test_items_are_counted_cheaply_where_possible(tmp_path) -> None:
     folder = tmp_path / "photos"
     (folder / "sub").mkdir(parents=True)
     (folder / ".hidden").mkdir()
-    for name in ("a.jpg", "b.PNG", "sub/c.webp", ".hidden/d.jpg", "a.txt", "notes.md"):
+    for name in ("a.jpg", "b.PNG", "sub/c.webp", ".hidden/d.jpg", "a.txt", ".notes.md"):
         (folder / name).write_bytes(b"x")
     jsonl = tmp_path / "m.jsonl"
     jsonl.write_text('{"text": "a"}\n\n{"text": "b"}\n')
@@ -119,6 +119,8 @@ def test_items_are_counted_cheaply_where_possible(tmp_path) -> None:
     assert count_items([folder, jsonl, csv, tmp_path / "missing"], SourceOptions(cache_dir=tmp_path / "cache")) == 7
     (tmp_path / "doc.pdf").write_bytes(b"%PDF-1.4")
     assert count_items([folder, tmp_path / "doc.pdf"]) is None  # a PDF's figures are found only by reading it
+    (folder / "sub" / "notes.md").write_text("# Notes")
+    assert count_items([folder]) is None  # nor are a document's chunks, in a folder or not
 
 
 def test_verbose_works_before_and_after_the_command(tmp_path, monkeypatch) -> None:

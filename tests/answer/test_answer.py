@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import time
 from io import BytesIO
 
 import httpx
@@ -96,10 +95,8 @@ def test_no_llm_configured_returns_the_ranked_evidence(retriever, corpus) -> Non
     ids=["500", "401", "429", "truncated-json", "html", "empty", "timeout"],
 )
 def test_llm_failures_keep_the_evidence(retriever, corpus, reply, message) -> None:
-    start = time.perf_counter()
     with FakeLLMServer(reply) as server:
         response = answer_engine(retriever, llm(server, timeout=0.5)).query(query(corpus))
-    assert time.perf_counter() - start < 3.0
     assert response.status is AnswerStatus.LLM_ERROR and message in response.error
     assert str(response).startswith("The LLM failed:") and message in str(response)
     assert len(response.citations) == 3 and len(response.source_nodes) == 3
