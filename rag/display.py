@@ -33,8 +33,17 @@ _WARNING_KINDS = {
 #: The rows of the ingest summary, in order (``warmup_seconds`` only when the engine warmed up within the run);
 #: the progress bar counts skipped inputs and warnings the same way.
 SUMMARY_ROWS = (
-    "collection", "added", "unchanged", "replaced", "removed", "skipped", "warnings", "passed_over", "warmup_seconds",
-    "items_per_second", "report",
+    "collection",
+    "added",
+    "unchanged",
+    "replaced",
+    "removed",
+    "skipped",
+    "warnings",
+    "passed_over",
+    "warmup_seconds",
+    "items_per_second",
+    "report",
 )
 
 

@@ -247,8 +247,10 @@ class Connection:
                 if self._in_process and _lite_locked(self.uri):
                     raise StoreLockedError(_locked_message(self.uri)) from exc
                 if self._lease is None or not is_unreachable(exc) or time.monotonic() > deadline:
-                    raise self._translate(exc) if is_unreachable(exc) else StoreError(
-                        f"cannot connect to Milvus at {self.uri}: {exc.message}"
+                    raise (
+                        self._translate(exc)
+                        if is_unreachable(exc)
+                        else StoreError(f"cannot connect to Milvus at {self.uri}: {exc.message}")
                     ) from exc
                 time.sleep(0.2)
 

@@ -63,7 +63,19 @@ NODE_TYPE = "_node_type"
 
 #: Every stored field except the vectors and the LlamaIndex node copy: what a hit carries.
 ITEM_FIELDS = [
-    ID, TEXT, SOURCE, NAME, ANCHOR, MODALITY, MIME_TYPE, IMAGE_URI, IMAGE_SHA256, HAS_IMAGE, CREATED_AT, TAGS, METADATA
+    ID,
+    TEXT,
+    SOURCE,
+    NAME,
+    ANCHOR,
+    MODALITY,
+    MIME_TYPE,
+    IMAGE_URI,
+    IMAGE_SHA256,
+    HAS_IMAGE,
+    CREATED_AT,
+    TAGS,
+    METADATA,
 ]
 
 #: Byte limits (UTF-8) of the VARCHAR fields, and the tag list capacity.

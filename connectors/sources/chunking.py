@@ -22,7 +22,13 @@ from ._common import SourceResult, make_item
 from .options import SourceOptions
 
 _LIGATURES: dict[str, str | int | None] = {
-    "\ufb00": "ff", "\ufb01": "fi", "\ufb02": "fl", "\ufb03": "ffi", "\ufb04": "ffl", "\ufb05": "st", "\ufb06": "st"
+    "\ufb00": "ff",
+    "\ufb01": "fi",
+    "\ufb02": "fl",
+    "\ufb03": "ffi",
+    "\ufb04": "ffl",
+    "\ufb05": "st",
+    "\ufb06": "st",
 }
 _HYPHENATED = re.compile(r"(\w)[\u00ad\ufffe\u2010-]\n(\w)")
 _SOFT_HYPHENS = re.compile(r"(?<=\w)[\u00ad\ufffe\u0002](?=\w)|[\u00ad\ufffe]")

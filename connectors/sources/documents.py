@@ -45,9 +45,7 @@ def iter_html(path: str | os.PathLike[str], options: SourceOptions | None = None
     return _iter_document(Path(path), html_blocks, options or SourceOptions())
 
 
-def _iter_document(
-    path: Path, parse: Callable[[str], list[Block]], options: SourceOptions
-) -> Iterator[SourceResult]:
+def _iter_document(path: Path, parse: Callable[[str], list[Block]], options: SourceOptions) -> Iterator[SourceResult]:
     doc = path.resolve()
     try:
         content = yield from read_text(doc, options)
@@ -154,7 +152,12 @@ def _image_items(
         yield e.report(where)
         return
     yield from make_item(
-        source=str(doc), where=where, options=options, text=text, image=loaded, metadata=metadata,
+        source=str(doc),
+        where=where,
+        options=options,
+        text=text,
+        image=loaded,
+        metadata=metadata,
         anchor=f"image={number}",
     )
     if not text:

@@ -160,4 +160,3 @@ def html_blocks(content: str) -> list[Block]:
     parser.feed(content)
     parser.close()
     return parser.blocks
-

@@ -91,7 +91,13 @@ def _page_items(
         image = _rendered_page(page, number, digest, options)
         source = str(pdf_path)
         yield from make_item(
-            source=source, where=where, options=options, text=text, image=image, metadata=metadata, anchor=anchor,
+            source=source,
+            where=where,
+            options=options,
+            text=text,
+            image=image,
+            metadata=metadata,
+            anchor=anchor,
             chunked=True,  # the page's text is in its chunks, whole
         )
         yield from chunker.items(text, source=source, where=source, anchor=anchor, metadata=metadata, style="chunk")
@@ -167,6 +173,12 @@ def _figure_items(
         }
         image = LoadedImage(path, data, info.mime_type, {})
         yield from make_item(
-            source=page_where.split("#", 1)[0], where=where, options=options, text=nearby or page_text, image=image,
-            metadata=metadata, anchor=anchor, chunked=not nearby,
+            source=page_where.split("#", 1)[0],
+            where=where,
+            options=options,
+            text=nearby or page_text,
+            image=image,
+            metadata=metadata,
+            anchor=anchor,
+            chunked=not nearby,
         )

@@ -221,7 +221,9 @@ def _thumbnails(axes: Any, embedded: EmbeddedSet, coords: np.ndarray, colours: d
             continue
         picture.thumbnail((px, px))
         box = offsetbox.AnnotationBbox(
-            offsetbox.OffsetImage(np.asarray(picture)), coords[i], frameon=True,
+            offsetbox.OffsetImage(np.asarray(picture)),
+            coords[i],
+            frameon=True,
             bboxprops={"edgecolor": colours[embedded.labels[i]]},
         )
         drawn.append(axes.add_artist(box))
@@ -245,8 +247,15 @@ def draw_points(
         axes.scatter(coords[pictured, 0], coords[pictured, 1], s=36, color=colour, label=group, alpha=0.85)
         if texts:
             axes.scatter(
-                coords[texts, 0], coords[texts, 1], s=40, color=colour, marker=TEXT_MARKER, edgecolors="black",
-                linewidths=0.6, alpha=0.85, label=f"_text-only:{group}",
+                coords[texts, 0],
+                coords[texts, 1],
+                s=40,
+                color=colour,
+                marker=TEXT_MARKER,
+                edgecolors="black",
+                linewidths=0.6,
+                alpha=0.85,
+                label=f"_text-only:{group}",
             )
     if any(image is None for image in embedded.images):
         axes.scatter([], [], s=40, marker=TEXT_MARKER, color="white", edgecolors="black", label=TEXT_LEGEND)
@@ -303,8 +312,14 @@ def _label_spots(gap: float, size: float) -> Iterator[tuple[tuple[float, float],
         g = gap * ring + size * (ring - 1)
         below = -g - size
         yield from (
-            ((g, -size / 2), "left"), ((-g, -size / 2), "right"), ((0, g), "center"), ((0, below), "center"),
-            ((g, g), "left"), ((-g, g), "right"), ((g, below), "left"), ((-g, below), "right"),
+            ((g, -size / 2), "left"),
+            ((-g, -size / 2), "right"),
+            ((0, g), "center"),
+            ((0, below), "center"),
+            ((g, g), "left"),
+            ((-g, g), "right"),
+            ((g, below), "left"),
+            ((-g, below), "right"),
         )
 
 

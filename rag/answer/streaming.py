@@ -100,6 +100,7 @@ def astream(llm: LLM, messages: Sequence[ChatMessage], nodes: list[NodeWithScore
 
 def settled(answer: AnswerResponse) -> StreamingAnswerResponse:
     """An answer known at once (no evidence, no LLM) as a stream of one token."""
+
     def token() -> Generator[str, None, None]:
         yield answer.response or ""
 

@@ -44,7 +44,6 @@ def _embedding_progress(description: str, transient: bool) -> Progress:
     )
 
 
-
 @app.command()
 def similarity(
     images: Annotated[list[Path], typer.Argument(help="Images to compare.", exists=True, dir_okay=False)],
@@ -78,7 +77,12 @@ def similarity(
         table.add_column(column, justify=justify, overflow="fold")
     for row, by_cos, by_dist in zip(report.rows, report.cosine_ranks, report.distance_ranks):
         table.add_row(
-            row.kind, Text(row.left), Text(row.right), f"{row.cosine:.4f}", f"{row.euclidean:.4f}", str(by_cos),
+            row.kind,
+            Text(row.left),
+            Text(row.right),
+            f"{row.cosine:.4f}",
+            f"{row.euclidean:.4f}",
+            str(by_cos),
             str(by_dist),
         )
     Console().print(table)
@@ -142,9 +146,7 @@ def embedding_map(
             "or image (the pictures alone)."
         ),
     ] = "fused",
-    color_by: Annotated[
-        str, typer.Option(help="modality, tag, folder, or a metadata key such as kind.")
-    ] = "modality",
+    color_by: Annotated[str, typer.Option(help="modality, tag, folder, or a metadata key such as kind.")] = "modality",
     thumbnails: Annotated[bool, typer.Option("--thumbnails", help="Draw each item's image at its point.")] = False,
     names: Annotated[bool, typer.Option("--names", help="Write each item's name by its point.")] = False,
     seed: Annotated[int, typer.Option(help="Random seed of t-SNE and UMAP.")] = 0,

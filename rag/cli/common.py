@@ -46,9 +46,7 @@ UriOpt = Annotated[
     str | None, typer.Option("--uri", help="Milvus Lite file (*.db) or http://host:19530 [RAG_MILVUS_URI].")
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON on stdout.")]
-EncoderOpt = Annotated[
-    str | None, typer.Option("--encoder", help="visualized-bge, clip or bridgetower [RAG_ENCODER].")
-]
+EncoderOpt = Annotated[str | None, typer.Option("--encoder", help="visualized-bge, clip or bridgetower [RAG_ENCODER].")]
 WeightsOpt = Annotated[
     str | None, typer.Option("--weights", help="Variant, .pth, hub id or model folder [RAG_WEIGHTS].")
 ]

@@ -34,7 +34,6 @@ from rag.cli.common import (
 from rag.cli.ray import connect_ray, ingest_on_ray
 
 if TYPE_CHECKING:  # loaded by the commands that need them: `rag --help` starts without them
-
     from rag.ingest import IngestReport
 
 

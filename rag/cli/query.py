@@ -115,14 +115,18 @@ def search(
     tuned = used is not None and options.blend is None and not options.hybrid
     merged = merged_count(results)
     if as_json:
-        print(json.dumps({
-            "mode": chosen.value,
-            "hybrid": used is not None and "bm25" in used.signals,
-            "blend": {**used.to_dict(), "tuned": tuned} if used is not None else None,
-            "score_scale": scale.value,
-            "merged": merged,
-            "results": [r.model_dump(mode="json") for r in results],
-        }))
+        print(
+            json.dumps(
+                {
+                    "mode": chosen.value,
+                    "hybrid": used is not None and "bm25" in used.signals,
+                    "blend": {**used.to_dict(), "tuned": tuned} if used is not None else None,
+                    "score_scale": scale.value,
+                    "merged": merged,
+                    "results": [r.model_dump(mode="json") for r in results],
+                }
+            )
+        )
         return
     searched = f" · blend {used.describe()}{', tuned' if tuned else ''}" if used is not None else ""
     table = Table(
@@ -171,7 +175,11 @@ def ask(
     with open_store(settings, model) as store:
         retriever = _retriever(store, model, options, settings)
         engine = answer_engine(
-            retriever, answering, options, max_image_side=settings.llm_max_image_side, streaming=True,
+            retriever,
+            answering,
+            options,
+            max_image_side=settings.llm_max_image_side,
+            streaming=True,
             max_evidence_tokens=settings.llm_max_evidence_tokens,
         )
         streamed = cast("StreamingAnswerResponse", checked(lambda: engine.query(query)))

@@ -42,8 +42,14 @@ def serve(
 ) -> None:
     """Serve the web page and the HTTP API (search, ask, ingest, stats, images) for one existing collection."""
     settings = settings_from(
-        collection=collection, milvus_uri=uri, server_host=host, server_port=port, server_token=token,
-        server_show_paths=show_paths or None, encoder=encoder, weights=weights,
+        collection=collection,
+        milvus_uri=uri,
+        server_host=host,
+        server_port=port,
+        server_token=token,
+        server_show_paths=show_paths or None,
+        encoder=encoder,
+        weights=weights,
     )
     require_collection(settings)
     try:

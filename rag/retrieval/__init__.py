@@ -9,8 +9,18 @@ from .evidence import Evidence, evidence, merged_count
 from .modes import Mode, PlainQuery, QueryError, QueryKind, Target, check_query, default_mode, searched_modalities
 
 __all__ = [
-    "Evidence", "Mode", "MultimodalRetriever", "PlainQuery", "QueryError", "QueryKind", "Target", "check_query",
-    "default_mode", "evidence", "merged_count", "searched_modalities",
+    "Evidence",
+    "Mode",
+    "MultimodalRetriever",
+    "PlainQuery",
+    "QueryError",
+    "QueryKind",
+    "Target",
+    "check_query",
+    "default_mode",
+    "evidence",
+    "merged_count",
+    "searched_modalities",
 ]
 
 

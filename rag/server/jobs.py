@@ -45,9 +45,7 @@ class IngestJob(BaseModel):
     removed: int = Field(default=0, description="Stored items of re-uploaded sources removed without a new version.")
     problem_count: int = Field(default=0, description="Problems met so far: refused uploads, bad rows, warnings.")
     skipped: int = Field(default=0, description="Of the problems, those that cost an input (known when done).")
-    problems: list[SourceError] = Field(
-        default_factory=list, description=f"The first {MAX_LISTED_PROBLEMS} problems."
-    )
+    problems: list[SourceError] = Field(default_factory=list, description=f"The first {MAX_LISTED_PROBLEMS} problems.")
     error: str | None = Field(default=None, description="Why the job failed, when it did.")
     created_at: datetime = Field(default_factory=lambda: datetime.now(timezone.utc))
     started_at: datetime | None = None

@@ -86,8 +86,14 @@ class VisualizedBGE:
         from rag.embeddings.registry import DEFAULT_WEIGHTS, runtime_from_settings, settings_with
 
         settings = settings_with(
-            settings, text_model=text_model, device=device, dtype=dtype, batch_size=batch_size, workers=workers,
-            compile=compile, preprocess=preprocess,
+            settings,
+            text_model=text_model,
+            device=device,
+            dtype=dtype,
+            batch_size=batch_size,
+            workers=workers,
+            compile=compile,
+            preprocess=preprocess,
         )
         runtime = runtime or runtime_from_settings(settings)
         weights = weights if weights is not None else settings.weights or DEFAULT_WEIGHTS["visualized-bge"]
@@ -172,9 +178,7 @@ class VisualizedBGE:
         return stack_on_host(self.prepare(images), (3, self.image_size, self.image_size), NORMALISATION)
 
     def tokenize(self, texts: Sequence[str], max_length: int) -> dict[str, torch.Tensor]:
-        return self.tokenizer(
-            list(texts), padding=True, truncation=True, max_length=max_length, return_tensors="pt"
-        )
+        return self.tokenizer(list(texts), padding=True, truncation=True, max_length=max_length, return_tensors="pt")
 
     def encode_text(self, texts: Sequence[str]) -> np.ndarray:
         texts = as_texts(texts)
@@ -210,8 +214,13 @@ class VisualizedBGE:
             ids, mask = self._tokens([texts[i] for i in batch], self.max_fused_text_tokens)
             rows = (len(batch), -1)
             return self._call(
-                "fused_and_image", self.model.embed_fused_and_image, _pixels(pixels), ids, mask,
-                blank_ids.expand(rows), blank_mask.expand(rows),
+                "fused_and_image",
+                self.model.embed_fused_and_image,
+                _pixels(pixels),
+                ids,
+                mask,
+                blank_ids.expand(rows),
+                blank_mask.expand(rows),
             )
 
         both = self._run_images(images, texts, run, 2 * self.dim)
@@ -227,8 +236,14 @@ class VisualizedBGE:
         self, images: Sequence[ImageInput], texts: list[str], run: Callable[..., torch.Tensor], width: int
     ) -> np.ndarray:
         return run_batches(
-            self.runtime, len(texts), width, run, texts=texts, images=images,
-            preprocessor=self.preprocessor, batcher=self._batcher,
+            self.runtime,
+            len(texts),
+            width,
+            run,
+            texts=texts,
+            images=images,
+            preprocessor=self.preprocessor,
+            batcher=self._batcher,
         )
 
     def _tokens(self, texts: list[str], max_length: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -241,7 +256,9 @@ class VisualizedBGE:
             return function(*inputs)
         if name not in self._compiled:
             self._compiled[name] = BucketedCompile(
-                function, self.device, pad_token_id=self.tokenizer.pad_token_id or 0,
+                function,
+                self.device,
+                pad_token_id=self.tokenizer.pad_token_id or 0,
                 max_batch=self.runtime.batch_size,
                 max_tokens=self.max_text_tokens if name == "text" else self.max_fused_text_tokens,
             )

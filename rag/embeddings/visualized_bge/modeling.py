@@ -72,9 +72,9 @@ class VisualizedBGEModel(nn.Module):
             image_tokens = self.image_tokens(pixel_values)
         image = image_tokens
         n_image, n_text = image.shape[1], input_ids.shape[1]
-        positions = torch.cat(
-            (torch.zeros(1, dtype=torch.long), torch.arange(n_image + 1, n_image + n_text))
-        ).to(input_ids.device)
+        positions = torch.cat((torch.zeros(1, dtype=torch.long), torch.arange(n_image + 1, n_image + n_text))).to(
+            input_ids.device
+        )
         text = self.bge_embeddings(
             input_ids=input_ids, position_ids=positions[None], token_type_ids=torch.zeros_like(input_ids)
         )
@@ -98,4 +98,3 @@ class VisualizedBGEModel(nn.Module):
         image = self.image_tokens(pixel_values)
         fused = self.embed_fused(None, input_ids, attention_mask, image_tokens=image)
         return torch.cat((fused, self.embed_fused(None, blank_ids, blank_mask, image_tokens=image)), dim=1)
-
