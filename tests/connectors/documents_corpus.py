@@ -59,8 +59,11 @@ def make_pptx(path: Path, picture: bytes | None = None) -> Path:
     return path
 
 
-def _add_text(pdf: pdfium.PdfDocument, page: pdfium.PdfPage, text: str, x: float, y: float) -> None:
-    obj = pdfium_c.FPDFPageObj_NewTextObj(pdf, b"Helvetica", 10.0)
+def add_text(
+    pdf: pdfium.PdfDocument, page: pdfium.PdfPage, text: str, x: float, y: float, size: float = 10.0
+) -> None:
+    """Write one line of ``text`` on ``page`` in Helvetica, its baseline starting at (x, y)."""
+    obj = pdfium_c.FPDFPageObj_NewTextObj(pdf, b"Helvetica", size)
     wide = ctypes.create_string_buffer((text + "\0").encode("utf-16-le"))
     pdfium_c.FPDFText_SetText(obj, ctypes.cast(wide, ctypes.POINTER(pdfium_c.FPDF_WCHAR)))
     pdfium_c.FPDFPageObj_Transform(obj, 1, 0, 0, 1, x, y)
@@ -73,7 +76,7 @@ def make_text_pdf(path: Path, pages: list[list[str]]) -> Path:
     for lines in pages:
         page = pdf.new_page(400, 600)
         for row, line in enumerate(lines):
-            _add_text(pdf, page, line, 20, 570 - 14 * row)
+            add_text(pdf, page, line, 20, 570 - 14 * row)
         page.gen_content()
     path.parent.mkdir(parents=True, exist_ok=True)
     pdf.save(str(path))

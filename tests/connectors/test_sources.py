@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import ctypes
 import http.server
 import io
 import json
@@ -15,7 +14,6 @@ from pathlib import Path
 from typing import Iterable, Iterator
 
 import pypdfium2 as pdfium
-import pypdfium2.raw as pdfium_c
 import pytest
 from PIL import Image
 from pydantic import ValidationError
@@ -35,6 +33,8 @@ from connectors.sources import (
 )
 from rag.items import KnowledgeItem, Modality, Severity, SourceError
 from rag.items import SourceErrorKind as Kind
+
+from .documents_corpus import add_text
 
 # -- helpers --------------------------------------------------------------------------------
 
@@ -362,20 +362,12 @@ def test_url_fetch_size_cap_timeout_and_failures(server: str, tmp_path: Path) ->
 # -- PDFs -----------------------------------------------------------------------------------
 
 
-def _add_text(pdf: pdfium.PdfDocument, page: pdfium.PdfPage, text: str, x: float, y: float) -> None:
-    obj = pdfium_c.FPDFPageObj_NewTextObj(pdf, b"Helvetica", 12.0)
-    wide = ctypes.create_string_buffer((text + "\0").encode("utf-16-le"))
-    pdfium_c.FPDFText_SetText(obj, ctypes.cast(wide, ctypes.POINTER(pdfium_c.FPDF_WCHAR)))
-    pdfium_c.FPDFPageObj_Transform(obj, 1, 0, 0, 1, x, y)
-    pdfium_c.FPDFPage_InsertObject(page, obj)
-
-
 def make_pdf(path: Path, figure: bytes) -> Path:
     """Two pages: one with a title, a JPEG figure and its caption, and a tiny icon; one with text only."""
     pdf = pdfium.PdfDocument.new()
     page = pdf.new_page(300, 400)
-    _add_text(pdf, page, "Chapter title far above", 20, 380)
-    _add_text(pdf, page, "Figure 1: a red rectangle", 20, 180)
+    add_text(pdf, page, "Chapter title far above", 20, 380, size=12.0)
+    add_text(pdf, page, "Figure 1: a red rectangle", 20, 180, size=12.0)
     for data, (w, h, x, y) in ((figure, (128, 96, 20, 200)), (jpeg((0, 0, 0), (8, 8)), (8, 8, 250, 20))):
         image = pdfium.PdfImage.new(pdf)
         image.load_jpeg(io.BytesIO(data), inline=True)
@@ -383,7 +375,7 @@ def make_pdf(path: Path, figure: bytes) -> Path:
         page.insert_obj(image)
     page.gen_content()
     second = pdf.new_page(300, 400)
-    _add_text(pdf, second, "Second page text", 20, 300)
+    add_text(pdf, second, "Second page text", 20, 300, size=12.0)
     second.gen_content()
     pdf.save(str(path))
     pdf.close()
