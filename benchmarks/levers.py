@@ -2,7 +2,8 @@
 size, random weights), measured side by side: the levers take turns round after round, each keeps its best round,
 and this machine's matmul peak (bf16 and fp32) is measured in the same rounds.
 
-    .venv/bin/python benchmarks/levers.py [--items 8] [--rounds 2] [--only NAME,...] [--profile] [--int8] [--compile]
+    .venv/bin/python benchmarks/levers.py [--items 8] [--rounds 2] [--only NAME,...] [--profile] [--int8]
+                                          [--compile [all]] [--photo 640x480]
 
 Each lever's GFLOP per item are counted from the computation it actually performs (``FlopCounterMode``), so its
 share of the peak is honest: sharing one vision pass between the two vectors does fewer FLOPs than the
@@ -201,7 +202,7 @@ class Setup:
             for t, w in sorted(pairs, reverse=True)
         ]
 
-    def levers(self, int8: bool, compile: bool) -> list[Lever]:
+    def levers(self, int8: bool, compile: str | None) -> list[Lever]:
         auto, fp32, label = self.auto, self.fp32, self.label
         default = Lever(f"{label}, one batch of all (the default)", label, lambda: self.both(auto))
         levers = [
@@ -227,9 +228,10 @@ class Setup:
             quantized = torch.ao.quantization.quantize_dynamic(fp32.model, {torch.nn.Linear}, dtype=torch.qint8)
             levers.append(Lever("int8 dynamic quantisation of Linear", label,
                                 within(lambda: swapped(fp32, "model", quantized), lambda: self.both(fp32))))
-        if compile:  # each block compiled; and the library's own path (BucketedCompile), as RAG_COMPILE=true runs it
+        if compile:  # each block compiled; with all, also the library's own path (BucketedCompile, RAG_COMPILE=true)
             levers.append(Lever(f"{label} + torch.compile of each block", label,
                                 within(lambda: regional_compile(auto.model), default.run)))
+        if compile == "all":
             compiled = replace(auto.runtime, compile=True)
             on = within(lambda: swapped(auto, "runtime", compiled), default.run)
             levers.append(Lever(f"{label} + torch.compile (RAG_COMPILE=true)", label, on))
@@ -242,8 +244,8 @@ class Setup:
 
 
 def count_flops(lever: Lever, items: int) -> None:
-    if "compile" in lever.name or "int8" in lever.name:
-        return  # the counter sees no compiled graph or quantised product: the eager bf16 count applies
+    if "compile" in lever.name or "int8" in lever.name or "worker" in lever.name:
+        return  # no compiled graph or quantised product is seen, and a split of the cores changes no FLOP
     with FlopCounterMode(display=False) as counter:
         lever.run()
     lever.flops = counter.get_total_flops() / items
@@ -292,7 +294,9 @@ def main() -> None:
     parser.add_argument("--only", default="", help="comma-separated parts of lever names to keep (besides the default)")
     parser.add_argument("--profile", action="store_true", help="also show where the default lever's time goes")
     parser.add_argument("--int8", action="store_true", help="also try dynamic int8 quantisation of Linear layers")
-    parser.add_argument("--compile", action="store_true", help="also try torch.compile (minutes to compile)")
+    parser.add_argument("--compile", nargs="?", const="blocks", choices=["blocks", "all"],
+                        help="also try torch.compile of each block (minutes to compile); all: also RAG_COMPILE=true's "
+                        "whole-model graphs (many more minutes)")
     parser.add_argument("--photo", default="640x480", help="the JPEGs' size, WIDTHxHEIGHT (the files levers)")
     args = parser.parse_args()
     photo = tuple(int(side) for side in args.photo.lower().split("x"))
@@ -303,8 +307,7 @@ def main() -> None:
         levers = setup.levers(args.int8, args.compile)
         if args.only:
             wanted = [w.strip() for w in args.only.split(",")]
-            levers = [lv for i, lv in enumerate(levers) if i == 0 or lv.name.startswith("fp32, one batch")
-                      or any(w in lv.name for w in wanted)]
+            levers = [lv for i, lv in enumerate(levers) if i == 0 or any(w in lv.name for w in wanted)]
         peaks = measure(levers, args.items, args.rounds, setup.reference)
         print(f"matmul peak (best of the rounds): fp32 {peaks['fp32']:.0f} GFLOP/s, bf16 {peaks['bf16']:.0f} GFLOP/s; "
               f"load {os.getloadavg()[0]:.1f}")
