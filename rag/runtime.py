@@ -43,8 +43,9 @@ CPU_COMPILE_WHY = "where inductor measured within 2% of eager after minutes of c
 #: ``preprocess="auto"`` uses worker processes on CUDA machines with at least this many cores.
 PROCESSES_MIN_CORES = 4
 #: On a CPU, one preprocessing thread per this many cores: decoding and resizing a 640x480 JPEG takes about 5 ms of
-#: one core, the model about 100 ms of core time per item in bf16 (more in fp32), so one thread keeps ahead of many
-#: cores, and every extra thread only takes time from the model's (benchmarks/levers.py, the "files" levers).
+#: one core, where the model spends about 0.2 s of core time per item in bf16 on AMX and 1 s in float32 (README,
+#: Performance), so one thread keeps ahead of many cores, and more would only take turns with the model's threads
+#: (benchmarks/levers.py, the "files" levers; cpu_ingest.py --splits on the real command).
 CORES_PER_CPU_WORKER = 8
 #: Items per forward pass by device kind, when the settings do not say.
 DEFAULT_BATCH = {"cpu": 16, "cuda": 256, "mps": 32}
