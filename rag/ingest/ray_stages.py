@@ -15,7 +15,9 @@ import json
 import socket
 import time
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -103,13 +105,16 @@ def pixel_layout(transform: ImageTransform) -> tuple[tuple[int, ...], str]:
     return tuple(pixels.shape), str(pixels.dtype)
 
 
-def decode(batch: Batch, transform: ImageTransform, shape: tuple[int, ...], dtype: str) -> Batch:
-    """Ray task: each row's image decoded and transformed into the ``pixels`` column, or its ``error``."""
+def decode(batch: Batch, transform: ImageTransform, shape: tuple[int, ...], dtype: str, threads: int = 1) -> Batch:
+    """Ray task: each row's image decoded and transformed into the ``pixels`` column, or its ``error``; by
+    ``threads`` threads (Pillow decodes and resizes without holding the GIL)."""
     n = len(batch["id"])
     pixels = np.zeros((n, *shape), dtype=dtype)
     errors = [""] * n
-    for i in np.flatnonzero(batch["has_image"]):
-        result = prepare_one(transform, str(batch["image_uri"][i]))
+    rows = np.flatnonzero(batch["has_image"])
+    with ThreadPoolExecutor(max_workers=threads) as pool:
+        results = pool.map(partial(prepare_one, transform), [str(batch["image_uri"][i]) for i in rows])
+    for i, result in zip(rows, results):
         if isinstance(result, ImageLoadError):
             errors[i] = str(result)
         elif isinstance(result, PreparedImage):
