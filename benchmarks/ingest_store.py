@@ -67,11 +67,18 @@ class FreeEncoder:
 corpus, db = sys.argv[1:3]
 encoder = FreeEncoder()
 store = MilvusStore.open(db, "bench", encoder_info=EncoderInfo(variant="free", dim=768, fingerprint="free-768"))
-start = time.perf_counter()
+# The LlamaIndex node copy every row carries: imported once per process, before the clock, in every tree.
+import llama_index.core.schema, llama_index.core.vector_stores.utils  # noqa: E401,F401
+import psutil
+me = psutil.Process()
+children = lambda: sum(sum(c.cpu_times()[:2]) for c in me.children(recursive=True))  # noqa: E731
+cpu, store_cpu, start = sum(os.times()[:2]), children(), time.perf_counter()
 report = ingest(open_sources([corpus]), encoder, store)
 seconds = time.perf_counter() - start
+cpu, store_cpu = sum(os.times()[:2]) - cpu, children() - store_cpu
 store.close()
-print(json.dumps({"added": report.added, "seconds": seconds, "workers": encoder.runtime.workers}))
+print(json.dumps({"added": report.added, "seconds": seconds, "workers": encoder.runtime.workers,
+                  "cpu": cpu, "store_cpu": store_cpu}))
 """
 
 
@@ -122,12 +129,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--items", type=int, default=3_000)
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--baseline", type=Path, help="another source tree to compare with, run alternately")
+    parser.add_argument(
+        "--baseline", type=Path, action="append", default=[],
+        help="another source tree to compare with, run alternately (may be given more than once)",
+    )
     parser.add_argument("--profile", help="write a cProfile of one run of this tree to this file")
     args = parser.parse_args()
     from benchmarks.query import cpu_model
 
-    trees = {"this tree": ROOT} | ({"baseline": args.baseline.resolve()} if args.baseline else {})
+    trees = {"this tree": ROOT} | {f"baseline {path.name}": path.resolve() for path in args.baseline}
     with tempfile.TemporaryDirectory(prefix="rag-ingest-store-") as tmp:
         corpus = Path(tmp) / "corpus"
         make_corpus(corpus, args.items)
@@ -135,21 +145,30 @@ def main() -> None:
             print(run(ROOT, corpus, Path(tmp) / "profiled.db", str(Path(args.profile).resolve())))
             summarise(Path(args.profile))
             return
-        rates: dict[str, list[float]] = {name: [] for name in trees}
+        runs: dict[str, list[dict]] = {name: [] for name in trees}
         for number in range(args.rounds):
             for name, tree in (trees.items() if number % 2 == 0 else reversed(trees.items())):
                 result = run(tree, corpus, Path(tmp) / f"{name.replace(' ', '-')}-{number}.db")
                 assert result["added"] == args.items, result
-                rates[name].append(result["added"] / result["seconds"])
+                runs[name].append(result)
         print(f"cpu: {cpu_model()} (a shared machine); {args.items} 64x64 PNGs with captions, encoder free, "
               f"{result['workers']} preprocessing workers, {args.rounds} rounds alternating")
-        for name, values in rates.items():
-            rounds = ", ".join(f"{v:.0f}" for v in values)
-            print(f"  {name:10} median {statistics.median(values):7.0f} items/s  (rounds: {rounds})")
-        if args.baseline:
-            ratio = statistics.median(rates["this tree"]) / statistics.median(rates["baseline"])
-            print(f"  this tree ÷ baseline: {ratio:.2f}x")
+        rates = {name: [r["added"] / r["seconds"] for r in results] for name, results in runs.items()}
+        for name, results in runs.items():
+            rounds = ", ".join(f"{v:.0f}" for v in rates[name])
+            print(f"  {name:18} median {statistics.median(rates[name]):7.0f} items/s  (rounds: {rounds}); "
+                  f"CPU per item: ingesting process {_per_item(results, 'cpu')}, store process "
+                  f"{_per_item(results, 'store_cpu')}")
+        if len(trees) > 1:
+            this = statistics.median(rates["this tree"])
+            for name in list(trees)[1:]:
+                print(f"  this tree ÷ {name}: {this / statistics.median(rates[name]):.2f}x")
 
+
+def _per_item(results: list[dict], key: str) -> str:
+    """Median CPU milliseconds per item of one process over the rounds (0 where the tree runs the store in
+    the ingesting process)."""
+    return f"{statistics.median(1000 * r[key] / r['added'] for r in results):.2f} ms"
 
 if __name__ == "__main__":
     main()
