@@ -3,7 +3,10 @@
 The encoder is replaced by one that returns random unit vectors at once; images are still decoded
 and prepared by Visualized-BGE's own transform (224 px) on the preprocessing workers, so what is
 timed is listing, reading, hashing, validation, preparation, the store's writes and its indexing.
-The corpus is a folder of 64×64 PNGs with caption sidecars.
+The corpus is a folder of 64×64 PNGs with caption sidecars, read as ``rag ingest`` reads it (the workers'
+decode is the only one). The clock starts after the store is open and LlamaIndex imported, in every tree.
+Each run prints its CPU time per item, of the ingesting process and of the store's own process (Milvus Lite
+served beside it; 0 in a tree that runs Lite in the ingesting process): the figure a busy machine moves least.
 
 Each round ingests the corpus into a fresh Milvus Lite database in a fresh process, once with this
 tree's code and once with another tree's (``--baseline``: e.g. ``git archive <commit> | tar -x -C
@@ -73,7 +76,7 @@ import psutil
 me = psutil.Process()
 children = lambda: sum(sum(c.cpu_times()[:2]) for c in me.children(recursive=True))  # noqa: E731
 cpu, store_cpu, start = sum(os.times()[:2]), children(), time.perf_counter()
-report = ingest(open_sources([corpus]), encoder, store)
+report = ingest(open_sources([corpus], decode_check=False), encoder, store)  # as `rag ingest` reads
 seconds = time.perf_counter() - start
 cpu, store_cpu = sum(os.times()[:2]) - cpu, children() - store_cpu
 store.close()
@@ -104,25 +107,58 @@ def run(tree: Path, corpus: Path, db: Path, profile: str = "") -> dict:
     return json.loads(next(line for line in reversed(out.splitlines()) if line.startswith("{")))
 
 
-def summarise(profile: Path, top: int = 40) -> None:
-    """Where the samples went (any thread; the process's start, imports and hardware probe, left out): the
-    share of samples each function was on the stack of, and the share it was running itself."""
-    inclusive: dict[str, int] = {}
+#: Where a sample's stack says its time went, first match first: (words any frame holds, the phase).
+_PHASES = (
+    (("MilvusServicer.Query",), "store: queries (existing ids, older versions, counts)"),
+    (("MilvusServicer.Upsert", "MilvusServicer.Insert"), "store: writes"),
+    (("MilvusServicer.Flush", "Index", "LoadCollection", "_bg_"), "store: flush and indexing"),
+    (("Preprocessor._one", "_prepare_group"), "preprocessing workers: decode and 224-px preparation"),
+    (("open_sources", "iter_folder"), "reader: listing, reading files and sidecars, hashing"),
+    (("Ledger.admit",), "reader: admission (validation, existing-id lookups)"),
+    (("to_row",), "writer: building rows (with the LlamaIndex node copy)"),
+    (("_prepare_row_upsert_request",), "writer: pymilvus packing the rows"),
+    (("MilvusClient.upsert", "MilvusClient.insert"), "writer: the gRPC call"),
+    (("Ledger.write",), "writer: the rest (BM25 weights, checks)"),
+    (("encode_batch",), "caller: the free encoder"),
+    (("_collect",), "caller: collecting prepared images"),
+    (("Ledger.finish",), "end of the run: flush and indexing"),
+    (("milvus_lite",), "store in the ingesting process (older trees)"),
+)
+#: Leaf frames of threads blocked on a queue, a lock or a poll, which py-spy may still count as active.
+_WAITING = ("wait (threading", "_worker (concurrent/futures/thread.py:8", "_serve (grpc", "channel_spin", "get (queue")
+
+
+def summarise(profile: Path, top: int = 25) -> None:
+    """Where the samples went, every thread of both processes (the process's start, imports and hardware probe
+    left out): the share of each phase of the pipeline, and of the functions running most."""
+    phases: dict[str, int] = {}
     own: dict[str, int] = {}
-    total = 0
     for line in profile.read_text().splitlines():
         stack, _, count = line.rpartition(" ")
         frames = stack.split(";")[1:]  # the first names the process
         if not count.isdigit() or not frames or any("importlib" in f or "probe_hardware" in f for f in frames):
             continue
-        total += int(count)
-        own[frames[-1]] = own.get(frames[-1], 0) + int(count)
-        for frame in set(frames):
-            inclusive[frame] = inclusive.get(frame, 0) + int(count)
-    for title, shares in (("on the stack", inclusive), ("running", own)):
-        print(f"-- {title} (% of {total} samples)")
-        for frame, count in sorted(shares.items(), key=lambda pair: -pair[1])[:top]:
-            print(f"{100 * count / total:5.1f}%  {frame[:150]}")
+        phase = _phase(frames)
+        phases[phase] = phases.get(phase, 0) + int(count)
+        if not phase.startswith("waiting"):
+            own[frames[-1]] = own.get(frames[-1], 0) + int(count)
+    busy = sum(own.values())
+    print(f"-- where the time went (% of {busy} samples of busy threads, both processes)")
+    for phase, count in sorted(phases.items(), key=lambda pair: -pair[1]):
+        print(f"{100 * count / busy:5.1f}%  {phase}")
+    print(f"-- functions running (% of {busy} samples)")
+    for frame, count in sorted(own.items(), key=lambda pair: -pair[1])[:top]:
+        print(f"{100 * count / busy:5.1f}%  {frame[:150]}")
+
+
+def _phase(frames: list[str]) -> str:
+    if any(frames[-1].startswith(leaf) or leaf in frames[-1] for leaf in _WAITING):
+        return "waiting (blocked threads py-spy counts as active; not in the shares)"
+    server = frames[0].startswith("process ")
+    for words, phase in _PHASES:
+        if any(word in frame for frame in frames for word in words):
+            return phase
+    return "store: gRPC serving, the rest" if server else "ingesting process: the rest"
 
 
 def main() -> None:
@@ -133,7 +169,7 @@ def main() -> None:
         "--baseline", type=Path, action="append", default=[],
         help="another source tree to compare with, run alternately (may be given more than once)",
     )
-    parser.add_argument("--profile", help="write a cProfile of one run of this tree to this file")
+    parser.add_argument("--profile", help="sample one run of this tree with py-spy into this file, and print where the time went")
     args = parser.parse_args()
     from benchmarks.query import cpu_model
 
