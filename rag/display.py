@@ -28,6 +28,7 @@ _WARNING_KINDS = {
     SourceErrorKind.TOO_MANY_IMAGES: "documents over the image cap, the rest left out",
     SourceErrorKind.SYMLINK_LOOP: "folder links not followed again",
     SourceErrorKind.EMPTY_FILE: "empty files",
+    SourceErrorKind.RENAMED: "documents renamed, another having their file name",
 }
 
 #: The rows of the ingest summary, in order (``warmup_seconds`` only when the engine warmed up within the run);

@@ -34,8 +34,12 @@ def item_name(source: str, metadata: Mapping[str, Any]) -> str:
 
 def default_name(source: str, anchor: str = "") -> str:
     """A name for an item no folder named: the file name of an absolute path (else the source), plus the anchor."""
-    base = Path(source).name if os.path.isabs(source) else source
-    return f"{base}#{anchor}" if anchor else base
+    return named(Path(source).name if os.path.isabs(source) else source, anchor)
+
+
+def named(document: str, anchor: str = "") -> str:
+    """The name of the item at ``anchor`` in ``document``: ``guide/install.md#linux``."""
+    return f"{document}#{anchor}" if anchor else document
 
 
 def document_of(name: str) -> str:
@@ -165,6 +169,7 @@ class SourceErrorKind(str, Enum):
     TOO_MANY_CHUNKS = "too_many_chunks"
     TOO_MANY_IMAGES = "too_many_images"
     SYMLINK_LOOP = "symlink_loop"
+    RENAMED = "renamed"
 
 
 class SourceError(BaseModel):

@@ -29,10 +29,10 @@ from connectors.milvus.errors import (
     StoreLockedError,
     StoreUnavailableError,
 )
-from connectors.milvus.filters import Filters, and_, compile_filter, field_in, id_in
+from connectors.milvus.filters import Filters, and_, compile_filter, field_in, id_in, quote
 from connectors.milvus.fusion import fuse
 from connectors.milvus.schema import Backend, EncoderInfo
-from rag.items import KnowledgeItem
+from rag.items import KnowledgeItem, named
 
 logger = logging.getLogger(__name__)
 
@@ -395,6 +395,44 @@ class MilvusStore:
             iterator.close()
         return found
 
+    def documents(
+        self, *, sources: Sequence[str] = (), documents: Sequence[str] = (), file_names: Sequence[str] = ()
+    ) -> set[tuple[str, str]]:
+        """``(stored path, document)`` of every item whose stored path, document or file name is one of these
+        (for naming new items uniquely)."""
+        found: set[tuple[str, str]] = set()
+        for field, values in ((schema.SOURCE, sources), (schema.DOCUMENT, documents), (schema.FILE_NAME, file_names)):
+            for batch in _chunks(sorted(set(values)), _ID_BATCH):
+                iterator = self._client.query_iterator(
+                    self._collection,
+                    batch_size=_QUERY_PAGE,
+                    filter=field_in(field, batch),
+                    output_fields=[schema.SOURCE, schema.DOCUMENT],
+                )
+                while page := iterator.next():
+                    found.update((row[schema.SOURCE], row[schema.DOCUMENT]) for row in page)
+                iterator.close()
+        return found
+
+    def rename(self, source: str, document: str) -> int:
+        """Move every stored item of ``source`` (by stored path) to ``document``: each is named ``document`` plus
+        its anchor; returns how many items were rewritten (those named so already are left alone)."""
+        expr = and_(field_in(schema.SOURCE, [source]), f"{schema.DOCUMENT} != {quote(document)}")
+        iterator = self._client.query_iterator(
+            self._collection, batch_size=_QUERY_PAGE, filter=expr, output_fields=_output_fields(True)
+        )
+        rows: list[dict[str, Any]] = []
+        while page := iterator.next():
+            rows.extend(page)
+        iterator.close()
+        if not rows:
+            return 0
+        items = [schema.from_row(row) for row in rows]
+        items = [item.model_copy(update={"name": named(document, item.anchor)}) for item in items]
+        fused = np.asarray([row[schema.FUSED] for row in rows], dtype=np.float32)
+        image = np.asarray([row[schema.IMAGE] for row in rows], dtype=np.float32)  # the fused one where none
+        return self.upsert(items, fused, image)
+
     def delete(self, *, ids: Sequence[str] | None = None, filter: Filters | None = None) -> int:
         """Delete by ids or by filter (exactly one); returns how many items were deleted."""
         if (ids is None) == (filter is None):
@@ -574,8 +612,8 @@ class MilvusStore:
                 self._drop_lite_index(schema.SPARSE)
             else:
                 params = None
-            if params is not None:
-                self._client.create_index(self._collection, params, timeout=None)
+            if params is not None:  # Lite builds it as the collection loads: pymilvus has nothing to wait for
+                self._client.create_index(self._collection, params, timeout=None, sync=False)
             self._index_type = wanted["index_type"]
         finally:
             self._client.load_collection(self._collection, timeout=None)

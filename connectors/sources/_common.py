@@ -18,7 +18,7 @@ from typing import Any, NamedTuple
 
 from PIL import Image, UnidentifiedImageError
 
-from rag.items import MAX_TEXT_BYTES, UPLOAD_NAME, ImageRef, KnowledgeItem, Severity, SourceError
+from rag.items import MAX_TEXT_BYTES, UPLOAD_NAME, ImageRef, KnowledgeItem, Severity, SourceError, named
 from rag.items import SourceErrorKind as Kind
 
 from .options import SourceOptions
@@ -233,7 +233,7 @@ def name_items(results: Iterable[SourceResult], base: str) -> Iterator[SourceRes
         if isinstance(result, KnowledgeItem):
             upload = result.metadata.get(UPLOAD_NAME)
             stem = upload if isinstance(upload, str) and upload else base
-            name = f"{stem}#{result.anchor}" if result.anchor else stem
+            name = named(stem, result.anchor)
             if name != result.name:
                 result = result.model_copy(update={"name": name})
         yield result

@@ -21,6 +21,7 @@ from connectors.milvus import schema
 from connectors.milvus.store import MilvusStore
 from rag.items import KnowledgeItem, SourceError, SourceErrorKind
 
+from .names import Names
 from .report import IngestReport
 
 SourceResult = KnowledgeItem | SourceError
@@ -35,14 +36,18 @@ def chunks(sources: Iterable[SourceResult], size: int) -> Iterator[list[SourceRe
 
 class Ledger:
     """One run's account of a store: idempotency (content ids already stored are not embedded again),
-    replacement of older versions, the problems met, progress, and the :class:`IngestReport`."""
+    replacement of older versions, names unique in the collection (:class:`~rag.ingest.names.Names`), the
+    problems met, progress, and the :class:`IngestReport`."""
 
     def __init__(self, store: MilvusStore, on_progress: Callable[[IngestReport], None] | None = None):
         self.store = store
         self.report = IngestReport()
         self._lock = threading.Lock()  # one store operation (and report update) at a time
-        # A collection empty when the run starts holds no older versions: nothing to look up by source.
-        self._versions = _Versions(store, stored_before=store.count() > 0)
+        # A collection empty when the run starts holds no older versions and no names but this run's: nothing to
+        # look up by source or name (each lookup costs the store a pass over its rows).
+        stored_before = store.count() > 0
+        self._versions = _Versions(store, stored_before=stored_before)
+        self._names = Names(store, stored_before=stored_before)
         self._on_progress = on_progress
         self._start = time.perf_counter()
         self._started_at = time.time()  # wall clock, comparable with the times workers report
@@ -60,20 +65,18 @@ class Ledger:
                 self.report.warmup_seconds = warmup
 
     def admit(self, chunk: Sequence[SourceResult]) -> list[KnowledgeItem]:
-        """The chunk's items still to embed. Source errors and items the schema cannot hold are reported,
-        items stored already are counted as unchanged, and every valid item is noted as its source's
-        current version."""
-        items, problems = [], []
-        for entry in chunk:
-            if isinstance(entry, SourceError):
-                problems.append(entry)
-            elif issues := schema.item_problems(entry):
-                problems.append(
-                    SourceError(source=entry.source, reason="; ".join(issues), kind=SourceErrorKind.INVALID)
-                )
-            else:
-                items.append(entry)
+        """The chunk's items still to embed, each named uniquely. Source errors and items the schema cannot hold
+        are reported, items stored already are counted as unchanged, and every valid item is noted as its
+        source's current version."""
+        items, problems = [], [entry for entry in chunk if isinstance(entry, SourceError)]
         with self._lock:
+            for item in self._names.assign([entry for entry in chunk if isinstance(entry, KnowledgeItem)]):
+                if issues := schema.item_problems(item):
+                    problems.append(
+                        SourceError(source=item.source, reason="; ".join(issues), kind=SourceErrorKind.INVALID)
+                    )
+                else:
+                    items.append(item)
             self.report.problems.extend(problems)
             present = self.store.existing_ids([item.id for item in items])
             self.report.unchanged += len(present)
@@ -111,13 +114,14 @@ class Ledger:
                 self._on_progress(self.report)
 
     def finish(self) -> IngestReport:
-        """Replace older versions, flush and index the store, and time the run; call once, after every batch
-        is written.
+        """Replace older versions, rename the documents a new one's file name made ambiguous, flush and index
+        the store, and time the run; call once, after every batch is written.
 
         A new version written in place of an older one counts as replaced, not added: ``added`` is left with
         the items that are new to the collection, ``removed`` with the older versions that no new one replaced."""
         with self._lock:
             deleted, new_versions = self._versions.finish()
+            self.report.problems.extend(self._names.finish())
             self.report.replaced = new_versions
             self.report.removed = deleted - new_versions
             self.report.added -= new_versions

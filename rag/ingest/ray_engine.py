@@ -1,7 +1,8 @@
 """The Ray engine: the same ingestion as the local one (``rag.ingest.pipeline``), scheduled on a Ray cluster.
 
 The driver reads the sources and splits the new items into blocks (the :class:`~rag.ingest.ledger.Ledger`
-drops those already stored, as locally); only the items, with their image paths, travel. On the
+drops those already stored, as locally); only the items, with their image paths, travel, as blocks of
+plain columns that Ray Data keeps as Arrow arrays and tensors (``rag.ingest.ray_stages``). On the
 cluster, Ray Data runs three stages:
 
 * decoding and preprocessing, as Ray tasks on CPU workers, with the encoder's picklable
@@ -21,14 +22,14 @@ Importing this module costs no Ray; :func:`connect` imports it, and says what to
 
 from __future__ import annotations
 
-import io
 import json
 import logging
 import math
-import pickle
+import os
 import socket
-import time
-from collections.abc import Callable, Iterable
+import sys
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, replace
 from pathlib import Path
 from types import ModuleType
@@ -39,17 +40,15 @@ import numpy as np
 from PIL import Image
 from pydantic import BaseModel, ConfigDict, Field, NonNegativeFloat, PositiveFloat, PositiveInt
 
-from connectors.milvus.schema import Backend, EncoderInfo
+from connectors.milvus.schema import Backend
 from connectors.milvus.store import MilvusStore
 from rag.embeddings.base import ImageTransform
-from rag.embeddings.inputs import ImageLoadError, PreparedImage
-from rag.embeddings.preprocess import prepare_one
-from rag.items import KnowledgeItem
 from rag.runtime import DEFAULT_BATCH
 from rag.settings import Settings
 
-from .encode import encode_batch
+from . import ray_stages
 from .ledger import Ledger, SourceResult, chunks
+from .ray_stages import RayEngineError
 from .report import IngestReport
 
 logger = logging.getLogger(__name__)
@@ -62,10 +61,10 @@ WRITER_CPUS = 0.25
 #: encoder actors.
 DECODE_MEMORY = 512 * 2**20 + (Image.MAX_IMAGE_PIXELS or 0) * 4
 _REACH_TIMEOUT_S = 5.0
-
-
-class RayEngineError(RuntimeError):
-    """The Ray engine cannot run as asked; the message says what to do."""
+#: The most threads a decoding task runs (the local engine's preprocessing has at most as many workers).
+_MAX_DECODE_THREADS = 32
+#: The environment variable Ray's C++ logging reads its level from as it starts.
+BACKEND_LOG_LEVEL = "RAY_BACKEND_LOG_LEVEL"
 
 
 class RayOptions(BaseModel):
@@ -108,6 +107,10 @@ class Plan:
     #: Whether :func:`connect` started the local Ray this run uses: its caller stops it (:func:`shutdown`) when
     #: done. A cluster it only connected to stays up.
     owns_ray: bool = False
+    #: Threads a decoding task decodes its block with: beside CPU encoders, one per core of the smallest node, as
+    #: the local engine's preprocessing has (decoding takes what the encoder leaves idle: its half CPU is the
+    #: least it gets, not the most); beside GPU encoders one, each task having a CPU of its own.
+    decode_threads: int = 1
 
     @property
     def torch_threads(self) -> int:
@@ -118,7 +121,8 @@ class Plan:
         gpus = f" and {self.gpus_per_worker:g} GPU" if self.gpus_per_worker else ""
         return (
             f"{self.workers} encoder actor(s) of {self.cpus_per_worker:g} CPU{gpus} each, decoding tasks of "
-            f"{self.decode_cpus:g} CPU, on a cluster of {self.cpus:g} CPUs and {self.gpus:g} GPUs"
+            f"{self.decode_cpus:g} CPU and {self.decode_threads} thread(s), on a cluster of {self.cpus:g} CPUs and "
+            f"{self.gpus:g} GPUs"
         )
 
 
@@ -136,10 +140,11 @@ def connect(options: RayOptions, backend: Backend, log_file: Path | None = None)
     """Connect to the cluster ``options.address`` names (or start a local Ray) and plan the actors on it
     for a store on ``backend`` (a Milvus server is written by writer actors, Milvus Lite by the driver).
 
-    Ray is quiet unless the caller logs at INFO (``rag -v``): its own log lines go to ``log_file`` where one is
-    given, its workers' output stays in the session's log folder. Raises ``ImportError`` when Ray is missing
-    and :class:`RayEngineError` when the cluster cannot be reached or lacks what is asked (GPUs, CPUs left over
-    for decoding).
+    Ray is quiet unless the caller logs at INFO (``rag -v``): where ``log_file`` is given, Ray's Python log
+    lines go there, and its C++ logging in this process (:func:`_native_logs_quiet`) prints nothing below a
+    fatal error; its workers' output stays in the session's log folder. Raises ``ImportError`` when Ray is
+    missing and :class:`RayEngineError` when the cluster cannot be reached or lacks what is asked (GPUs, CPUs
+    left over for decoding).
     """
     ray = import_ray()
     verbose = logger.isEnabledFor(logging.INFO)
@@ -151,19 +156,55 @@ def connect(options: RayOptions, backend: Backend, log_file: Path | None = None)
     if not ray.is_initialized():
         if options.address not in (None, "auto"):
             _check_reachable(options.address)
-        try:
-            if options.address is None:
-                ray.init(include_dashboard=False, logging_level=logging.WARNING, log_to_driver=verbose)
-                owns_ray = True
-            else:
-                ray.init(address=options.address, logging_level=logging.WARNING, log_to_driver=verbose)
-        except ConnectionError as e:
-            raise RayEngineError(
-                f"cannot reach a Ray cluster at {options.address!r}: {e}. Start one (`ray start --head` on the head "
-                "node, `ray start --address HEAD:6379` on the others), or leave --ray-address out for a local Ray."
-            ) from e
+        with _native_logs_quiet(log_file) if log_file is not None and not verbose else nullcontext():
+            owns_ray = _init(ray, options.address, verbose)
     nodes = [node["Resources"] for node in ray.nodes() if node["Alive"]]
     return replace(plan_workers(options, nodes, writers=backend is Backend.SERVER), owns_ray=owns_ray)
+
+
+def _init(ray: ModuleType, address: str | None, verbose: bool) -> bool:
+    """Start a local Ray (no ``address``: returns True, it is ours to stop) or connect to the cluster at ``address``."""
+    try:
+        if address is None:
+            ray.init(include_dashboard=False, logging_level=logging.WARNING, log_to_driver=verbose)
+            return True
+        ray.init(address=address, logging_level=logging.WARNING, log_to_driver=verbose)
+        return False
+    except ConnectionError as e:
+        raise RayEngineError(
+            f"cannot reach a Ray cluster at {address!r}: {e}. Start one (`ray start --head` on the head "
+            "node, `ray start --address HEAD:6379` on the others), or leave --ray-address out for a local Ray."
+        ) from e
+
+
+@contextmanager
+def _native_logs_quiet(path: Path) -> Iterator[None]:
+    """While Ray starts (or connects) here: its C++ logging kept to fatal errors, and what it prints meanwhile
+    appended to ``path``.
+
+    The C++ logging of this process (the driver's core worker) prints each error to stderr besides its session log,
+    and Ray Data's actor pools cause one on every run (``core_worker.cc``: an actor whose constructor arguments are
+    in the object store may fail to restart, ray-project/ray#53727). ``RAY_BACKEND_LOG_LEVEL``, read as Ray starts,
+    is the only switch, and Ray prints the level it read to stderr: hence the file. A level the user set is kept.
+    A local Ray started meanwhile inherits it (its processes log to the session folder); ``rag -v`` changes nothing.
+    """
+    ours = BACKEND_LOG_LEVEL not in os.environ
+    if ours:
+        os.environ[BACKEND_LOG_LEVEL] = "fatal"
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with path.open("ab") as log:
+            os.dup2(log.fileno(), 2)
+            try:
+                yield
+            finally:
+                sys.stderr.flush()
+                os.dup2(saved, 2)
+    finally:
+        os.close(saved)
+        if ours:
+            os.environ.pop(BACKEND_LOG_LEVEL, None)
 
 
 def shutdown() -> None:
@@ -227,7 +268,8 @@ def plan_workers(options: RayOptions, nodes: list[dict[str, float]], *, writers:
             f"{max(left, 0):g} of the cluster's {cpus:g} CPUs for decoding images, which needs {decode_cpus:g}: "
             "lower --workers or --cpus-per-worker"
         )
-    return Plan(workers, per_cpu, per_gpu, decode_cpus, writers, cpus, gpus)
+    threads = 1 if per_gpu else min(_MAX_DECODE_THREADS, max(1, int(min(cpu_nodes))))
+    return Plan(workers, per_cpu, per_gpu, decode_cpus, writers, cpus, gpus, decode_threads=threads)
 
 
 def ingest(
@@ -270,17 +312,24 @@ def _run(
     ray = import_ray()
     ledger = Ledger(store, on_progress)
     batch_size = settings.batch_size or DEFAULT_BATCH["cuda" if plan.gpus_per_worker else "cpu"]
-    # Only the items travel: pickled (as Ray would), with the image path beside them for the decoding tasks.
+    # Only the items travel, as columns (``ray_stages.block``): the decoding tasks read the images by path.
     blocks, new = [], 0
     for chunk in chunks(sources, batch_size):
         if items := ledger.admit(chunk):
-            blocks.append(ray.put(_block(items)))
+            blocks.append(ray.put(ray_stages.block(items)))
             new += len(items)
     if not plan.gpus_per_worker and settings.device.strip().lower() == "auto":
         settings = settings.model_copy(update={"device": "cpu"})  # no GPU reserved: keep off any the node has
     if blocks:
         logger.info("ray engine: %d new item(s) in %d block(s); %s", new, len(blocks), plan.describe())
-        rows = _dataset(ray, blocks, settings, store, image_transform, plan, batch_size, new)
+        from ray.data import DataContext
+
+        DataContext.get_current().enable_progress_bars = False  # the caller shows its own progress
+        logging.getLogger("ray.data._internal.progress").setLevel(logging.ERROR)  # and needs no notice of it
+        decoded = decoding(ray.data.from_arrow_refs(blocks), image_transform, plan)
+        rows = encoding(decoded, settings, store, plan, batch_size, new)
+        if plan.writers:
+            rows = writing(rows, settings, store, plan)
         try:
             _consume(rows, ledger, write=not plan.writers)
         except ray.exceptions.RayError as e:  # what was written stays; a rerun goes on from there
@@ -288,58 +337,55 @@ def _run(
     return ledger.finish()
 
 
-def _dataset(
-    ray: ModuleType,
-    blocks: list[Any],
-    settings: Settings,
-    store: MilvusStore,
-    transform: ImageTransform,
-    plan: Plan,
-    batch_size: int,
-    expected_items: int,
-) -> Any:
-    from ray.data import ActorPoolStrategy, DataContext
-
-    DataContext.get_current().enable_progress_bars = False  # the caller shows its own progress
-    logging.getLogger("ray.data._internal.progress").setLevel(logging.ERROR)  # and needs no notice that Ray's is off
-    # Ray Data's actor pools restart an actor that dies and retry its batch on another one.
-    dataset = (
-        ray.data.from_arrow_refs(blocks)
-        .map_batches(
-            _decode,
-            fn_kwargs={"transform": transform},
-            batch_size=None,
-            num_cpus=plan.decode_cpus,
-            memory=DECODE_MEMORY,
-        )
-        .map_batches(
-            _Encode,
-            fn_constructor_kwargs={
-                "settings": settings,
-                "fingerprint": store.encoder.fingerprint,
-                "expected_items": expected_items,
-                "threads": plan.torch_threads,
-            },
-            compute=ActorPoolStrategy(size=plan.workers),
-            batch_size=batch_size,
-            num_cpus=plan.cpus_per_worker,
-            num_gpus=plan.gpus_per_worker or None,
-        )
+def decoding(dataset: Any, transform: ImageTransform, plan: Plan) -> Any:
+    """The decoding stage: Ray tasks that add each block's ``pixels`` (``ray_stages.decode``)."""
+    shape, dtype = ray_stages.pixel_layout(transform)
+    return dataset.map_batches(
+        ray_stages.decode,
+        fn_kwargs={"transform": transform, "shape": shape, "dtype": dtype, "threads": plan.decode_threads},
+        batch_size=None,
+        num_cpus=plan.decode_cpus,
+        memory=DECODE_MEMORY,
     )
-    if plan.writers:
-        dataset = dataset.map_batches(
-            _Write,
-            fn_constructor_kwargs={
-                "uri": store.uri,
-                "collection": store.collection,
-                "token": settings.milvus_token_value,
-                "encoder": store.encoder,
-            },
-            compute=ActorPoolStrategy(size=plan.workers),
-            batch_size=None,
-            num_cpus=WRITER_CPUS,
-        )
-    return dataset
+
+
+def encoding(
+    dataset: Any, settings: Settings, store: MilvusStore, plan: Plan, batch_size: int, expected_items: int
+) -> Any:
+    """The encoding stage: a pool of encoder actors (Ray Data restarts one that dies and retries its batch)."""
+    from ray.data import ActorPoolStrategy
+
+    return dataset.map_batches(
+        ray_stages.Encode,
+        fn_constructor_kwargs={
+            "settings": settings,
+            "fingerprint": store.encoder.fingerprint,
+            "expected_items": expected_items,
+            "threads": plan.torch_threads,
+        },
+        compute=ActorPoolStrategy(size=plan.workers),
+        batch_size=batch_size,
+        num_cpus=plan.cpus_per_worker,
+        num_gpus=plan.gpus_per_worker or None,
+    )
+
+
+def writing(dataset: Any, settings: Settings, store: MilvusStore, plan: Plan) -> Any:
+    """The writing stage, for a Milvus server: a pool of writer actors beside the encoders."""
+    from ray.data import ActorPoolStrategy
+
+    return dataset.map_batches(
+        ray_stages.Write,
+        fn_constructor_kwargs={
+            "uri": store.uri,
+            "collection": store.collection,
+            "token": settings.milvus_token_value,
+            "encoder": store.encoder,
+        },
+        compute=ActorPoolStrategy(size=plan.workers),
+        batch_size=None,
+        num_cpus=WRITER_CPUS,
+    )
 
 
 def _consume(dataset: Any, ledger: Ledger, *, write: bool) -> None:
@@ -351,102 +397,16 @@ def _consume(dataset: Any, ledger: Ledger, *, write: bool) -> None:
         if not recorded and len(batch["runtime"]):
             ledger.record_runtime(json.loads(batch["runtime"][0]))
             recorded = True
-        items, ok = _rows(batch, ledger)
-        if not ok:
+        items = ray_stages.items_of(batch)
+        ok = ray_stages.good_rows(batch)
+        for i in np.flatnonzero([bool(error) for error in batch["error"]]):
+            ledger.failed(items[i], str(batch["error"][i]))
+        if not len(ok):
             ledger.progress()
         elif write:
             ledger.write([items[i] for i in ok], batch["fused"][ok], batch["image_vector"][ok])
         else:
             ledger.written(len(ok))
-
-
-def _rows(batch: dict[str, np.ndarray], ledger: Ledger | None = None) -> tuple[list[KnowledgeItem], list[int]]:
-    """The batch's items and the positions of those without an error; each error reported to ``ledger``."""
-    items = [pickle.loads(data) for data in batch["item"]]
-    ok = []
-    for i, error in enumerate(batch["error"]):
-        if not error:
-            ok.append(i)
-        elif ledger is not None:
-            ledger.failed(items[i], str(error))
-    return items, ok
-
-
-def _block(items: list[KnowledgeItem]) -> Any:
-    import pyarrow as pa
-
-    return pa.table(
-        {
-            "item": pa.array([pickle.dumps(item) for item in items], pa.binary()),
-            "image": pa.array([item.image.uri if item.image else None for item in items], pa.string()),
-        }
-    )
-
-
-def _decode(batch: dict[str, np.ndarray], transform: ImageTransform) -> dict[str, np.ndarray]:
-    """Ray task: each row's image decoded and transformed (its pixels as ``.npy`` bytes), or its error."""
-    pixels, errors = [], []
-    for uri in batch["image"]:
-        result = prepare_one(transform, uri) if uri is not None else None
-        errors.append(str(result) if isinstance(result, ImageLoadError) else "")
-        pixels.append(_pack(result.pixels) if isinstance(result, PreparedImage) else b"")
-    return {
-        "item": batch["item"],
-        "image": batch["image"],
-        "pixels": np.array(pixels, dtype=object),
-        "error": np.array(errors, dtype=object),
-    }
-
-
-class _Encode:
-    """Ray actor: loads the encoder once, then turns batches of decoded rows into vectors."""
-
-    def __init__(self, settings: Settings, fingerprint: str, expected_items: int, threads: int):
-        import torch
-
-        from rag.embeddings.registry import load_encoder, runtime_from_settings
-
-        torch.set_num_threads(threads)  # Ray caps OMP_NUM_THREADS at the whole CPUs reserved, rounded down
-
-        runtime = runtime_from_settings(settings, "batch", expected_items)
-        self.encoder = load_encoder(settings, runtime)
-        if self.encoder.fingerprint != fingerprint:
-            raise RayEngineError(
-                f"the encoder loaded on {socket.gethostname()} has fingerprint {self.encoder.fingerprint}, and the "
-                f"collection's is {fingerprint}: RAG_WEIGHTS (and RAG_TEXT_MODEL, RAG_VISION_CONFIG) must name the "
-                "same files on every node"
-            )
-        self.runtime = json.dumps(runtime.to_dict())
-        self.ready_at = time.time()
-
-    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        items, ok = _rows(batch)
-        n, dim = len(items), self.encoder.dim
-        fused, image = np.zeros((n, dim), np.float32), np.zeros((n, dim), np.float32)
-        if ok:
-            images = [PreparedImage(_unpack(batch["pixels"][i])) if batch["image"][i] is not None else None for i in ok]
-            fused[ok], image[ok] = encode_batch(self.encoder, [items[i] for i in ok], images)
-        return {
-            "item": batch["item"],
-            "error": batch["error"],
-            "fused": fused,
-            "image_vector": image,
-            "runtime": np.array([self.runtime] * n, dtype=object),
-            "ready_at": np.full(n, self.ready_at),
-        }
-
-
-class _Write:
-    """Ray actor: upserts batches into a Milvus server; passes on what the driver accounts for, not the vectors."""
-
-    def __init__(self, uri: str, collection: str, token: str | None, encoder: EncoderInfo):
-        self.store = MilvusStore.open(uri, collection, encoder_info=encoder, create=False, token=token)
-
-    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        items, ok = _rows(batch)
-        if ok:
-            self.store.upsert([items[i] for i in ok], batch["fused"][ok], batch["image_vector"][ok])
-        return {key: batch[key] for key in ("item", "error", "runtime", "ready_at")}
 
 
 def _reason(error: Exception) -> str:
@@ -456,16 +416,6 @@ def _reason(error: Exception) -> str:
         return f"{type(cause).__name__}: {cause}"
     lines = [line.strip() for line in str(error).splitlines() if line.strip()]
     return lines[-1] if lines else type(error).__name__
-
-
-def _pack(pixels: np.ndarray) -> bytes:
-    buffer = io.BytesIO()
-    np.save(buffer, pixels, allow_pickle=False)
-    return buffer.getvalue()
-
-
-def _unpack(data: bytes) -> np.ndarray:
-    return np.load(io.BytesIO(data), allow_pickle=False)
 
 
 def _check_reachable(address: str) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import struct
@@ -15,17 +16,19 @@ import zlib
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 import pytest
 
 from connectors.milvus import Backend, EncoderInfo, MilvusStore
 from connectors.sources import open_sources
+from rag.items import ImageRef, KnowledgeItem
 from rag.settings import Settings
 from tests.conftest import parity_dir
 from tests.ingest.test_cli_ingest import CORPUS, run
 from tests.ingest.test_pipeline import kill_when_added, make_folder
 
 ray = pytest.importorskip("ray", reason="the Ray engine's tests need the mmrag[ray] extra")
-from rag.ingest import ray_engine  # noqa: E402
+from rag.ingest import ray_engine, ray_stages  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -121,6 +124,58 @@ def test_ray_writes_what_local_writes_names_every_bad_file_and_reruns_idempotent
         assert store.stats().ingest_runtime["device"] == "cpu"
 
 
+def test_an_items_columns_give_it_back():
+    items = [
+        KnowledgeItem.create(
+            source="/corpus/guide.md", text="how to install, étape 2", anchor="install-2", name="guide.md#install-2",
+            metadata={"file_path": "/corpus/guide.md", "page": 7, "nested": {"ok": [1, 2.5, None]}}, tags=["docs", "ü"],
+        ),
+        KnowledgeItem.create(
+            source="/corpus/cat.png", image=ImageRef(uri="/corpus/cat.png", mime_type="image/png"), image_bytes=b"png"
+        ),
+        KnowledgeItem.create(source="/corpus/dog.jpg", text="a dog", image=ImageRef(uri="https://x.test/dog.jpg")),
+    ]
+    table = ray_stages.block(items)
+    assert all(not (isinstance(t, pa.ExtensionType) or pa.types.is_binary(t)) for t in table.schema.types)
+    batch = {name: table[name].to_numpy(zero_copy_only=False) for name in table.column_names}
+    assert ray_stages.items_of(batch) == items
+
+
+def column_types(dataset) -> dict[str, object]:
+    return dict(zip(dataset.schema().names, dataset.schema().types))
+
+
+def test_the_stages_pass_ndarray_columns_not_python_objects(tiny_base, tmp_path):
+    folder = make_folder(tmp_path / "corpus", 3)
+    (folder / "note.txt").write_text("a text-only item")  # no image: zeros in its pixels row
+    items = [item for item in open_sources([folder]) if isinstance(item, KnowledgeItem)]
+    plan = ray_engine.plan_workers(ray_engine.RayOptions(), [{"CPU": 2.0}], writers=False)
+    blocks = [ray.put(ray_stages.block(items))]
+    decoded = ray_engine.decoding(ray.data.from_arrow_refs(blocks), tiny_base.image_transform, plan).materialize()
+    with MilvusStore.open(tmp_path / "db" / "milvus.db", "items", encoder_info=EncoderInfo.of(tiny_base)) as store:
+        encoded = ray_engine.encoding(decoded, tiny_settings(batch_size=4), store, plan, 4, len(items)).materialize()
+
+    pixels = column_types(decoded)["pixels"]
+    assert pixels.shape == (3, 224, 224) and pixels.value_type == pa.uint8()  # one fixed-shape tensor column
+    for name in ("fused", "image_vector"):
+        vectors = column_types(encoded)[name]
+        assert vectors.shape == (tiny_base.dim,) and vectors.value_type == pa.float32()
+    for dataset in (decoded, encoded):  # the rest: plain Arrow columns, no pickles (binary or Python objects)
+        others = [t for name, t in column_types(dataset).items() if name not in ("pixels", "fused", "image_vector")]
+        assert all(pa.types.is_string(t) or pa.types.is_boolean(t) or pa.types.is_floating(t) for t in others)
+    assert "pixels" not in column_types(encoded)  # the vectors go on, not the pixels
+
+    batch = encoded.take_batch(len(items), batch_format="numpy")
+    assert batch["fused"].dtype == np.float32 and batch["fused"].shape == (len(items), tiny_base.dim)
+    assert any(not item.image for item in items) and not any(batch["error"])
+    got = {item.id: (item, batch["fused"][i]) for i, item in enumerate(ray_stages.items_of(batch))}
+    assert [got[item.id][0] for item in items] == items
+    path = folder / "img001.png"
+    [item] = [item for item in items if item.image and item.image.uri == str(path)]
+    fused, _ = tiny_base.encode_fused_and_image([path], [item.text])
+    assert cosine(got[item.id][1], fused[0]) > 0.9999
+
+
 def encoder_actor_pids() -> list[int]:
     """Processes of this machine whose title Ray set to the encoder actor's."""
     pids = []
@@ -129,7 +184,7 @@ def encoder_actor_pids() -> list[int]:
             title = (entry / "cmdline").read_bytes()
         except OSError:
             continue
-        if entry.name.isdigit() and b"MapBatches(_Encode)" in title:
+        if entry.name.isdigit() and b"MapBatches(Encode)" in title:
             pids.append(int(entry.name))
     return pids
 
@@ -255,13 +310,20 @@ def test_workers_are_sized_to_the_cluster():
     gpu_nodes = [{"CPU": 16.0, "GPU": 4.0}, {"CPU": 16.0, "GPU": 4.0}]
     plan = ray_engine.plan_workers(ray_engine.RayOptions(gpus_per_worker=0.5), gpu_nodes, writers=True)
     assert (plan.workers, plan.cpus_per_worker, plan.decode_cpus, plan.torch_threads) == (16, 1.0, 1.0, 1)
+    assert plan.decode_threads == 1  # decoding tasks of a CPU each, as many as the CPUs left hold
     cpu_nodes = [{"CPU": 8.0}, {"CPU": 4.0}, {"CPU": 0.0}]  # the last: a head node that runs no work
     plan = ray_engine.plan_workers(ray_engine.RayOptions(), cpu_nodes, writers=False)
-    assert (plan.workers, plan.cpus_per_worker, plan.torch_threads) == (2, 3.5, 4)
+    assert (plan.workers, plan.cpus_per_worker, plan.torch_threads, plan.decode_threads) == (2, 3.5, 4, 4)
     with pytest.raises(ray_engine.RayEngineError, match="lower --workers or --gpus-per-worker"):
         ray_engine.plan_workers(ray_engine.RayOptions(gpus_per_worker=1, workers=9), gpu_nodes, writers=False)
     with pytest.raises(ray_engine.RayEngineError, match="leave 0 of the cluster's 12 CPUs for decoding"):
         ray_engine.plan_workers(ray_engine.RayOptions(workers=3, cpus_per_worker=4), cpu_nodes, writers=False)
+
+
+#: A line of Ray's C++ logging ("[2026-01-01 10:00:00,000 E 123 123] core_worker.cc:2465: ...") and of its Python
+#: loggers ("2026-01-01 10:00:00,000\tWARNING worker.py:123 -- ...").
+RAY_CPP_LINE = re.compile(r"\[\d{4}-\d\d-\d\d [\d:,]+ [DIWEF] \d+ \d+\] \S+\.(cc|h):\d+:")
+RAY_PY_LINE = re.compile(r"\d{4}-\d\d-\d\d [\d:,]+\s+(DEBUG|INFO|WARNING|ERROR|CRITICAL) \S+\.py:\d+ -- ")
 
 
 def ray_processes(root: str) -> list[str]:
@@ -299,6 +361,8 @@ def test_the_cli_stops_the_ray_it_started_and_keeps_ray_quiet(tmp_path):
         assert ray_processes(ray_root) == []  # nothing of the local Ray it started outlives the command
         for noise in ("Token authentication", "pid="):  # Ray's notices, its workers' output
             assert noise not in run.stderr, run.stderr
+        ray_lines = [line for line in run.stderr.splitlines() if RAY_CPP_LINE.search(line) or RAY_PY_LINE.search(line)]
+        assert ray_lines == []  # e.g. core_worker.cc's error on actors with restarts, each run
         assert (tmp_path / "data" / "logs" / "ray.log").is_file()  # where Ray's own lines went
     finally:
         shutil.rmtree(ray_root, ignore_errors=True)
