@@ -131,13 +131,10 @@ class Encode:
     """Ray actor: loads the encoder once, then turns batches of decoded rows into vectors."""
 
     def __init__(self, settings: Settings, fingerprint: str, expected_items: int, threads: int):
-        import torch
-
         from rag.embeddings.registry import load_encoder, runtime_from_settings
 
-        torch.set_num_threads(threads)  # Ray caps OMP_NUM_THREADS at the whole CPUs reserved, rounded down
-
-        runtime = runtime_from_settings(settings, "batch", expected_items)
+        # Ray caps OMP_NUM_THREADS at the whole CPUs reserved, rounded down: the actor's share is ``threads``.
+        runtime = runtime_from_settings(settings, "batch", expected_items, threads=threads)
         self.encoder = load_encoder(settings, runtime)
         if self.encoder.fingerprint != fingerprint:
             raise RayEngineError(
