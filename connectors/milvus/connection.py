@@ -222,6 +222,7 @@ class Connection:
     def _address(self) -> str:
         """The URI the client connects to for a Lite path: the shared server's, or the path itself (in-process)."""
         if self._in_process:
+            lite_server.quiet_unserved_calls()  # the server runs here: its logs reach the user's terminal
             with _in_process_lock:
                 _in_process_users[self.uri] = _in_process_users.get(self.uri, 0) + 1
             return self.uri

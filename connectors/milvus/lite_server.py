@@ -23,6 +23,7 @@ import subprocess
 import sys
 import threading
 import time
+import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -46,6 +47,28 @@ _ROOT = Path(__file__).resolve().parents[2]
 
 class LiteServerError(RuntimeError):
     """The shared Milvus Lite server cannot be found or started; the message says why and what to do."""
+
+
+class _UnservedTimestamps(logging.Filter):
+    """Drops gRPC's report of a call to ``AllocTimestamp``, which Milvus Lite does not serve: pymilvus asks for a
+    timestamp when it waits for an index, and does without one (the error is not raised to it). Every other
+    failure of a call is still logged."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        if not isinstance(error, NotImplementedError):
+            return True
+        frames = traceback.extract_tb(error.__traceback__)
+        return not frames or frames[-1].name != "AllocTimestamp"
+
+
+_UNSERVED = _UnservedTimestamps()
+
+
+def quiet_unserved_calls() -> None:
+    """Keep the traceback gRPC logs for each ``AllocTimestamp`` call to a Milvus Lite server run in this process
+    out of the log (idempotent)."""
+    logging.getLogger("grpc._server").addFilter(_UNSERVED)
 
 
 def state_dir(data_dir: Path) -> Path:

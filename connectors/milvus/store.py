@@ -614,8 +614,8 @@ class MilvusStore:
                 self._drop_lite_index(schema.SPARSE)
             else:
                 params = None
-            if params is not None:
-                self._client.create_index(self._collection, params, timeout=None)
+            if params is not None:  # Lite builds it as the collection loads: pymilvus has nothing to wait for
+                self._client.create_index(self._collection, params, timeout=None, sync=False)
             self._index_type = wanted["index_type"]
         finally:
             self._client.load_collection(self._collection, timeout=None)

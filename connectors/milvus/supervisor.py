@@ -17,8 +17,11 @@ import socket
 import sys
 import threading
 import time
+from concurrent import futures
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+import grpc
 import psutil
 from filelock import FileLock, Timeout
 
@@ -31,11 +34,26 @@ from connectors.milvus.lite_server import (
     ServerState,
     is_running,
     parse_client,
+    quiet_unserved_calls,
     state_dir,
 )
 
+if TYPE_CHECKING:
+    from milvus_lite.db import MilvusLite
+
 logger = logging.getLogger("connectors.milvus.supervisor")
 _POLL = 1.0
+_WORKERS = 10
+_MAX_MESSAGE = 256 * 2**20  # as milvus-lite's own server and Milvus standalone allow
+#: The keepalive pings the server accepts from its clients. pymilvus pings every 10 s, during calls and between
+#: them; gRPC's default server policy allows one ping per 5 minutes during a call and none between calls, and
+#: answers the third early ping with GOAWAY "too_many_pings", failing the call in flight: loading a collection
+#: while Lite builds its HNSW index (minutes at 100k rows) met it. Milvus's own servers accept pings every 5 s,
+#: calls or not; this loopback server accepts one a second.
+PING_POLICY = (
+    ("grpc.keepalive_permit_without_calls", 1),
+    ("grpc.http2.min_ping_interval_without_data_ms", 1_000),  # GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS
+)
 
 
 def live_clients(folder: Path) -> int:
@@ -86,12 +104,30 @@ def _stop_when_idle(data_dir: Path, folder: Path, idle: float, stop: threading.E
                 continue  # a user is starting up: it registers first, so look again
 
 
-def serve(data_dir: Path, idle: float, port: int) -> int:
-    from milvus_lite.adapter.grpc.server import start_server_in_thread
+def start_grpc(data_dir: Path, port: int) -> tuple[grpc.Server, MilvusLite, int]:
+    """Milvus Lite's gRPC service on ``data_dir``, listening on the loopback ``port`` (0: any), as
+    ``milvus-lite server`` runs it but accepting pymilvus's keepalive pings (:data:`PING_POLICY`)."""
+    from milvus_lite.adapter.grpc.servicer import MilvusServicer
+    from milvus_lite.db import MilvusLite
+    from pymilvus.grpc_gen import milvus_pb2_grpc
 
+    db = MilvusLite(str(data_dir))
+    try:
+        options = [("grpc.max_receive_message_length", _MAX_MESSAGE), ("grpc.max_send_message_length", _MAX_MESSAGE)]
+        server = grpc.server(futures.ThreadPoolExecutor(max_workers=_WORKERS), options=[*options, *PING_POLICY])
+        milvus_pb2_grpc.add_MilvusServiceServicer_to_server(MilvusServicer(db), server)
+        bound = server.add_insecure_port(f"{HOST}:{port}")
+        server.start()
+    except BaseException:
+        db.close()
+        raise
+    return server, db, bound
+
+
+def serve(data_dir: Path, idle: float, port: int) -> int:
     folder = state_dir(data_dir)
     try:
-        server, db, bound = start_server_in_thread(data_dir=str(data_dir), host=HOST, port=_free(port))
+        server, db, bound = start_grpc(data_dir, _free(port))
     except Exception as exc:  # reported to the process that started us, through the log
         print(f"{ERROR_PREFIX}{type(exc).__name__}: {exc}", flush=True)
         return 1
@@ -118,6 +154,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
     for noisy in ("milvus_lite", "faiss"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    quiet_unserved_calls()
     return serve(args.data_dir.absolute(), args.idle, args.port)
 
 
