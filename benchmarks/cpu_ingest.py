@@ -2,6 +2,7 @@
 earlier revision, on this CPU as it is and capped at AVX2 (no bf16 units), side by side in one run.
 
     .venv/bin/python benchmarks/cpu_ingest.py [--items 32] [--loop-items 6] [--rounds 2] [--before REV]
+                                              [--splits 2+1,2+2,1+1] [--only native|avx2]
 
 Full-size base model, random weights, JPEG photos 640x480 with captions. Each measurement is a fresh process,
 and the configurations take turns round after round, each keeping its best (the load of a shared machine moves):
@@ -11,7 +12,9 @@ and the configurations take turns round after round, each keeping its best (the 
 - ``before``: the same command from ``REV`` (default ``main``), checked out with ``git worktree`` for the run;
 - ``loop``: the reference's way, float32, one item per forward, a fused and an image-only call per item on the
   same photos (after one warm-up item), on the first ``--loop-items`` photos (its cost is per item);
-- ``peak``: this machine's matrix-product rate in fp32 and bf16, and the GFLOP per item each way performs.
+- ``peak``: this machine's matrix-product rate in fp32 and bf16, and the GFLOP per item each way performs;
+- ``T+W`` (``--splits``): the ``now`` command with ``T`` torch threads (``OMP_NUM_THREADS``) and ``W`` preprocessing
+  threads (``RAG_WORKERS``), to compare with the split of the cores that ``rag/runtime.py`` chooses.
 
 "No bf16 units" is this machine with oneDNN and ATen capped at AVX2 (``ONEDNN_MAX_CPU_ISA=AVX2
 ATEN_CPU_CAPABILITY=avx2``): bf16 is then emulated, and the defaults pick float32.
@@ -106,11 +109,17 @@ def measure(label: str, extra: dict[str, str], work: Path, before: Path, args) -
                RAG_TEXT_MODEL=str(work / "text_model"), RAG_VISION_CONFIG=str(work / "vision_config.json"))
     best: dict[str, float] = {}
     info = run_child(["-c", PEAK, str(work / "corpus"), "flops"], env, ROOT)
+    names = ("now", "before", "loop", *args.splits)
     for round_ in range(args.rounds):
-        for name in (("now", "before", "loop") if round_ % 2 == 0 else ("loop", "before", "now")):
+        for name in names if round_ % 2 == 0 else reversed(names):
             if name == "loop":
                 loop = run_child(["-c", LOOP, str(work / "corpus"), str(args.loop_items)], env, ROOT)
                 rate = loop["items_per_second"]
+            elif "+" in name:
+                torch_threads, workers = name.split("+")
+                split = {**env, "OMP_NUM_THREADS": torch_threads, "RAG_WORKERS": workers}
+                rate = ingest_command(ROOT, work, f"split{torch_threads}x{workers}_{label}_{round_}", split)
+                rate = rate["items_per_second"]
             else:
                 tree = ROOT if name == "now" else before
                 rate = ingest_command(tree, work, f"{name}_{label}_{round_}", env)["items_per_second"]
@@ -133,6 +142,10 @@ def show(label: str, r: dict, args) -> None:
     print(f"  reference loop fp32 {r['loop']:6.2f} items/s  {r['loop_gflop_per_item']:6.1f} GFLOP/item  "
           f"{loop_flops:5.0f} GFLOP/s = {loop_flops / r['fp32']:4.0%} of the fp32 peak")
     print(f"  rag ingest / reference loop = {r['now'] / r['loop']:.2f}x (before: {r['before'] / r['loop']:.2f}x)")
+    for split in args.splits:
+        threads, workers = split.split("+")
+        print(f"  rag ingest, {threads} torch threads + {workers} preprocessing threads: {r[split]:6.2f} items/s "
+              f"({r[split] / r['now']:.2f} of the runtime's choice)")
 
 
 def main() -> None:
@@ -142,7 +155,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--before", default="main", help="the revision to compare with")
     parser.add_argument("--only", choices=["native", "avx2"], help="one of the two CPUs")
+    parser.add_argument("--splits", default="", help="torch threads + preprocessing threads to compare, e.g. 2+1,2+2")
     args = parser.parse_args()
+    args.splits = [split.strip() for split in args.splits.split(",") if split.strip()]
     print(f"CPU {cpu_name()}, {os.cpu_count()} cores, load {os.getloadavg()[0]:.1f}; {args.items} photos, "
           f"best of {args.rounds} alternating rounds; before = {args.before}")
     with tempfile.TemporaryDirectory(prefix="rag-cpu-ingest-") as tmp:

@@ -2,20 +2,21 @@
 one, peak RSS against corpus size, and documents: reading and chunking against encoding the chunks.
 
     .venv/bin/python benchmarks/ingest.py [--items 32] [--dtype bfloat16] [--rss-sizes 200,2000]
-        [--engines local,ray] [--gpus-per-worker 1] [--workers N] [--cpus-per-worker F]
-        [--cases photos,documents] [--pdf-pages 200] [--text-mb 2]
+        [--cases photos,engines,documents] [--engine-items 2000] [--engine-model tiny] [--cores 2]
+        [--gpus-per-worker 1] [--workers N] [--cpus-per-worker F] [--pdf-pages 200] [--text-mb 2]
 
 Throughput uses the full-size base model (random weights); the RSS runs use the tiny parity model
 in fresh processes, so that what grows with the corpus is not hidden under the model's weights.
-The engine comparison runs both engines on the same photos in one process, on a local Ray started
-beforehand (as a running cluster would be); where a GPU exists, ``--gpus-per-worker 1`` puts the Ray
-engine's encoder on it (the local engine picks it by itself).
-"""
+The engine comparison runs both engines on the same photos in one process, held to ``--cores`` CPUs, on a
+local Ray started beforehand (as a running cluster would be), by default with the tiny model: what it
+measures is the engine, not the model. Where a GPU exists, ``--engine-model full-size --gpus-per-worker 1``
+puts the Ray engine's encoder on it (the local engine picks it by itself)."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -27,7 +28,7 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.common import FULL_SIZE, ROOT, SAMPLE_IMAGES, build_full_size, load_full_size  # noqa: E402
+from benchmarks.common import FIXTURES, FULL_SIZE, ROOT, SAMPLE_IMAGES, build_full_size, load_full_size  # noqa: E402
 from connectors.milvus import EncoderInfo, MilvusStore  # noqa: E402
 from connectors.sources import open_sources  # noqa: E402
 from rag.embeddings import VisualizedBGE  # noqa: E402
@@ -74,37 +75,38 @@ def throughput(n: int, dtype: str, batch_size: int) -> None:
 
 
 def engines(
-    n: int, dtype: str, batch_size: int, gpus_per_worker: float, workers: int | None, cpus: float | None, rounds: int = 2
+    n: int, model: str, dtype: str, batch_size: int, cores: int | None, ray_options: dict, rounds: int = 2
 ) -> None:
     """The Ray engine against the local one on the same photos, in alternating rounds (the best of each kept):
-    items/s from the encoder's loading to the last write, within the ingest call, and once an encoder was ready."""
+    items/s from the encoder's loading to the last write, within the ingest call, and once an encoder was ready.
+
+    ``cores``: this process, the local engine's workers and the local Ray are held to that many CPUs."""
     import ray
 
     from rag.ingest import ray_engine
 
+    allowed = os.sched_getaffinity(0)
+    if cores:
+        os.sched_setaffinity(0, sorted(allowed)[:cores])  # inherited by the local Ray's processes
+    used = len(os.sched_getaffinity(0))
     cpu_model = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")), "?")
-    ray.init(include_dashboard=False, logging_level="WARNING")
+    ray.init(num_cpus=used, include_dashboard=False, logging_level="WARNING")
     # A running cluster has Ray Data's own detached actors (statistics, autoscaling requests) already: start them.
     ray.data.range(1).map_batches(_Identity, compute=ray.data.ActorPoolStrategy(size=1)).take_all()
     with tempfile.TemporaryDirectory(prefix="rag-engines-bench-") as tmp:
         root = Path(tmp)
-        weights, text_dir = build_full_size("base", root)
-        vision = root / "vision_config.json"
-        vision.write_text(FULL_SIZE["base"][1].model_dump_json())
+        files = _model_files(model, root)
         make_corpus(root / "corpus", n)
-        settings = Settings(weights=str(weights), text_model=str(text_dir), vision_config=str(vision), dtype=dtype,
-                            batch_size=batch_size)
-        options = ray_engine.RayOptions(gpus_per_worker=gpus_per_worker, workers=workers, cpus_per_worker=cpus)
+        settings = Settings(**files, dtype=dtype, batch_size=batch_size)
+        options = ray_engine.RayOptions(**ray_options)
         best: dict[str, tuple[float, float, float]] = {}
         for round_ in range(rounds):
             for engine in ("local", "ray"):
                 start = time.perf_counter()
                 if engine == "local":
-                    encoder = VisualizedBGE.from_pretrained(weights, text_dir, vision_config=vision, dtype=dtype,
-                                                            batch_size=batch_size)
+                    encoder = VisualizedBGE.from_pretrained(**files, dtype=dtype, batch_size=batch_size)
                 else:  # what `rag ingest --engine ray` loads on the driver: the fingerprint and the image transform
-                    encoder = VisualizedBGE.from_pretrained(weights, text_dir, vision_config=vision, device="cpu",
-                                                            dtype="float32")
+                    encoder = VisualizedBGE.from_pretrained(**files, device="cpu", dtype="float32")
                 collection = f"{engine}{round_}"
                 with MilvusStore.open(root / "db" / "milvus.db", collection, encoder_info=EncoderInfo.of(encoder)) as store:
                     items = open_sources([root / "corpus"])
@@ -118,15 +120,29 @@ def engines(
                 measured = (n / (time.perf_counter() - start), report.items_per_second, report.warm_items_per_second)
                 best[engine] = max(best.get(engine, measured), measured)
     ray.shutdown()
-    gpus = f", Ray encoder on {gpus_per_worker:g} GPU per worker" if gpus_per_worker else ""
-    print(f"engines: full-size base, {dtype}, batch {batch_size}, {n} photos 640x480{gpus}, best of {rounds} "
-          f"alternating rounds; CPU {cpu_model}")
+    os.sched_setaffinity(0, allowed)
+    per_worker = ray_options["gpus_per_worker"]
+    gpus = f", Ray encoder on {per_worker:g} GPU per worker" if per_worker else ""
+    print(f"engines: {model} base, {dtype}, batch {batch_size}, {n} photos 640x480{gpus}, {used} cores, best of "
+          f"{rounds} alternating rounds; CPU {cpu_model}")
     print(f"  {'':6} {'with model loading':>20} {'ingest call':>12} {'encoder ready':>14}  (items/s)")
     for engine, (whole, call, warm) in best.items():
         print(f"  {engine:6} {whole:20.2f} {call:12.2f} {warm:14.2f}")
     ratios = [best["ray"][i] / best["local"][i] for i in range(3)]
     print(f"  ray / local: {ratios[0]:.2f} with model loading, {ratios[1]:.2f} per ingest call, "
           f"{ratios[2]:.2f} once an encoder is ready")
+
+
+def _model_files(model: str, root: Path) -> dict[str, str]:
+    """The files of the tiny test model, or of a full-size base one written under ``root``: Settings' fields."""
+    if model == "tiny":
+        tiny = FIXTURES / "base"
+        weights, text_dir, vision = tiny / "weights.pth", tiny / "text_model", tiny / "vision_config.json"
+    else:
+        weights, text_dir = build_full_size("base", root)
+        vision = root / "vision_config.json"
+        vision.write_text(FULL_SIZE["base"][1].model_dump_json())
+    return {"weights": str(weights), "text_model": str(text_dir), "vision_config": str(vision)}
 
 
 class _Identity:
@@ -234,22 +250,29 @@ def main() -> None:
     parser.add_argument("--dtype", default="bfloat16", choices=["float32", "bfloat16"])
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--rss-sizes", default="200,2000")
-    parser.add_argument("--engines", default="local,ray", help="'local' alone skips the Ray comparison")
+    parser.add_argument("--engine-items", type=int, default=2000, help="photos of the Ray/local comparison")
+    parser.add_argument("--engine-model", default="tiny", choices=["tiny", "full-size"])
+    parser.add_argument("--engine-dtype", default="float32", choices=["float32", "bfloat16"])
+    parser.add_argument("--cores", type=int, default=2, help="CPUs the engine comparison is held to; 0: all")
     parser.add_argument("--gpus-per-worker", type=float, default=0.0)
     parser.add_argument("--workers", type=int)
     parser.add_argument("--cpus-per-worker", type=float)
-    parser.add_argument("--cases", default="photos,documents", help="photos: throughput, engines, RSS; documents")
+    parser.add_argument("--cases", default="photos,engines,documents",
+                        help="photos: throughput and RSS; engines: Ray against local; documents")
     parser.add_argument("--pdf-pages", type=int, default=200)
     parser.add_argument("--text-mb", type=float, default=2.0)
     args = parser.parse_args()
     cases = args.cases.split(",")
     if "photos" in cases:
         throughput(args.items, args.dtype, args.batch_size)
-        if "ray" in args.engines.split(","):
-            engines(args.items, args.dtype, args.batch_size, args.gpus_per_worker, args.workers, args.cpus_per_worker)
         peak_rss([int(s) for s in args.rss_sizes.split(",")])
     if "documents" in cases:
         documents(args.pdf_pages, args.text_mb, args.dtype, args.batch_size)
+    if "engines" in cases:
+        ray_options = {"gpus_per_worker": args.gpus_per_worker, "workers": args.workers,
+                       "cpus_per_worker": args.cpus_per_worker}
+        engines(args.engine_items, args.engine_model, args.engine_dtype, args.batch_size, args.cores or None,
+                ray_options)
 
 
 if __name__ == "__main__":

@@ -2,7 +2,8 @@
 size, random weights), measured side by side: the levers take turns round after round, each keeps its best round,
 and this machine's matmul peak (bf16 and fp32) is measured in the same rounds.
 
-    .venv/bin/python benchmarks/levers.py [--items 8] [--rounds 2] [--only NAME,...] [--profile] [--int8] [--compile]
+    .venv/bin/python benchmarks/levers.py [--items 8] [--rounds 2] [--only NAME,...] [--profile] [--int8]
+                                          [--compile [all]] [--photo 640x480]
 
 Each lever's GFLOP per item are counted from the computation it actually performs (``FlopCounterMode``), so its
 share of the peak is honest: sharing one vision pass between the two vectors does fewer FLOPs than the
@@ -37,9 +38,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.common import SAMPLE_IMAGES, cpu_name, load_full_size, matmul_gflops  # noqa: E402
 from benchmarks.encode import CAPTIONS  # noqa: E402
 from benchmarks.ingest import make_corpus  # noqa: E402
-from benchmarks.profile_ops import time_by_kind  # noqa: E402
+from benchmarks.profile_ops import products_ceiling  # noqa: E402
 from rag.embeddings.preprocess import Preprocessor  # noqa: E402
-from rag.embeddings.visualized_bge.vision import VisionRotaryEmbedding  # noqa: E402
+from rag.embeddings.visualized_bge.vision import VisionBlock, VisionRotaryEmbedding  # noqa: E402
+from rag.runtime import resolve_runtime  # noqa: E402
 
 Vectors = tuple[np.ndarray, np.ndarray]
 
@@ -84,6 +86,25 @@ def within(context: Callable[[], AbstractContextManager], function: Callable[[],
     return run
 
 
+@contextlib.contextmanager
+def regional_compile(model: torch.nn.Module) -> Iterator[None]:
+    """Each transformer block through ``torch.compile`` (inductor, static shapes) for the block, then eager again.
+    The blocks of a tower run the same code, so they share their graphs: it compiles in about the time of one
+    block per tower and input shape, where compiling the whole model inlines all 24 layers."""
+    kinds = (VisionBlock, type(model.bge_encoder.layer[0]))
+    blocks = [module for module in model.modules() if isinstance(module, kinds)]
+    for block in blocks:
+        if not hasattr(block, "regional"):
+            block.compile(dynamic=False)
+            block.regional = block._compiled_call_impl
+        block._compiled_call_impl = block.regional
+    try:
+        yield
+    finally:
+        for block in blocks:
+            block._compiled_call_impl = None
+
+
 def one_bert_batch(model) -> Callable[..., torch.Tensor]:
     """``embed_fused_and_image`` with the fused and the image-only text passes as one batch (blank rows padded)."""
 
@@ -118,15 +139,20 @@ def cosine(a: Vectors, b: Vectors) -> float:
 
 
 class Setup:
-    """The two encoders (fp32 and bf16, batch = all items), the inputs, and the levers over them."""
+    """The encoders (fp32, and bf16 where it is native; batch = all items), the inputs, and the levers over them."""
 
-    def __init__(self, n: int, folder: Path):
+    def __init__(self, n: int, folder: Path, photo: tuple[int, int]):
         self.images = list(itertools.islice(itertools.cycle(SAMPLE_IMAGES), n))
         self.texts = list(itertools.islice(itertools.cycle(CAPTIONS), n))
-        self.files = make_corpus(folder, n)
+        self.files = make_corpus(folder, n, photo)
+        self.runtime = resolve_runtime()  # what `rag ingest` would run here: its dtype, threads and workers
         self.fp32, self._tmp32 = load_full_size("base", dtype="float32", batch_size=n)
-        self.bf16, self._tmp16 = load_full_size("base", dtype="bfloat16", batch_size=n)
-        self.prepared = list(self.bf16.prepare(self.images))
+        self.bf16 = None
+        if self.runtime.dtype == "bfloat16":
+            self.bf16, self._tmp16 = load_full_size("base", dtype="bfloat16", batch_size=n)
+        self.auto = self.bf16 or self.fp32
+        self.label = "bf16" if self.bf16 else "fp32"
+        self.prepared = list(self.auto.prepare(self.images))
         self.cores = torch.get_num_threads()
         self._references: dict[str, Vectors] = {}
 
@@ -149,60 +175,77 @@ class Setup:
         return np.concatenate([f for f, _ in rows]), np.concatenate([g for _, g in rows])
 
     def batch(self, size: int) -> Vectors:
-        with swapped(self.bf16, "runtime", self.bf16.runtime.with_batch_size(size)):
-            return self.both(self.bf16)
+        with swapped(self.auto, "runtime", self.auto.runtime.with_batch_size(size)):
+            return self.both(self.auto)
 
     def split(self, torch_threads: int, workers: int) -> Vectors:
-        """From JPEG files, with ``torch_threads`` intra-op threads and ``workers`` preprocessing threads."""
-        pool = Preprocessor(self.bf16.image_transform, workers)
+        """From JPEG files, with ``torch_threads`` intra-op threads and ``workers`` preprocessing threads, in batches
+        of a quarter of the items (at most 16, the default on CPUs), so that decoding overlaps encoding as in an
+        ingest."""
+        pool = Preprocessor(self.auto.image_transform, workers)
+        batches = self.auto.runtime.with_batch_size(max(1, min(16, len(self.files) // 4)))
         try:
-            with threads(torch_threads), swapped(self.bf16, "preprocessor", pool):
-                return self.both(self.bf16, self.files)
+            with threads(torch_threads), swapped(self.auto, "preprocessor", pool), \
+                    swapped(self.auto, "runtime", batches):
+                return self.both(self.auto, self.files)
         finally:
             pool.close()
 
-    def levers(self, int8: bool, compile: bool) -> list[Lever]:
-        bf16, fp32, cores = self.bf16, self.fp32, self.cores
-        default = Lever("bf16, one batch of all (the default)", "bf16", lambda: self.both(bf16))
+    def splits(self) -> list[Lever]:
+        """The 2 (or n) cores shared between torch's threads and the preprocessing threads, from files."""
+        cores, label, chosen = self.cores, self.label, self.runtime
+        pairs = {(cores, cores), (cores, 1), (max(1, cores - 1), 1), (1, 1), (chosen.threads or cores, chosen.workers)}
+        return [
+            Lever(f"files: {t} torch thread{'s' * (t > 1)} + {w} worker{'s' * (w > 1)}"
+                  + (" (runtime's choice)" if (t, w) == (chosen.threads or cores, chosen.workers) else ""),
+                  label, lambda t=t, w=w: self.split(t, w))
+            for t, w in sorted(pairs, reverse=True)
+        ]
+
+    def levers(self, int8: bool, compile: str | None) -> list[Lever]:
+        auto, fp32, label = self.auto, self.fp32, self.label
+        default = Lever(f"{label}, one batch of all (the default)", label, lambda: self.both(auto))
         levers = [
             default,
-            Lever("fp32, one batch of all", "fp32", lambda: self.both(fp32)),
+            *([Lever("fp32, one batch of all", "fp32", lambda: self.both(fp32))] if self.bf16 else []),
             Lever("fp32, reference loop (1 item/forward, 2 calls)", "fp32", lambda: self.reference_loop(self.prepared)),
-            Lever("bf16, fused and image-only as two calls", "bf16",
-                  lambda: (bf16.encode_fused(self.prepared, self.texts), bf16.encode_image(self.prepared))),
-            *(Lever(f"bf16, batch {size}", "bf16", lambda size=size: self.batch(size)) for size in (1, 4)),
-            Lever("bf16, 1 torch thread", "bf16", within(lambda: threads(1), default.run)),
-            Lever("bf16, rope as before issue 19", "bf16",
+            Lever(f"{label}, fused and image-only as two calls", label,
+                  lambda: (auto.encode_fused(self.prepared, self.texts), auto.encode_image(self.prepared))),
+            *(Lever(f"{label}, batch {size}", label, lambda size=size: self.batch(size)) for size in (1, 4)),
+            Lever(f"{label}, 1 torch thread", label, within(lambda: threads(1), default.run)),
+            Lever(f"{label}, rope as before issue 19", label,
                   within(lambda: swapped(VisionRotaryEmbedding, "forward", rope_before), default.run)),
-            Lever("bf16, SDPA math kernel", "bf16", within(lambda: sdpa_kernel(SDPBackend.MATH), default.run)),
-            Lever("bf16, the two text passes as one batch", "bf16", within(
-                lambda: swapped(bf16.model, "embed_fused_and_image", one_bert_batch(bf16.model)), default.run)),
-            Lever("bf16 autocast, fp32 weights", "bf16",
-                  within(lambda: torch.autocast("cpu", dtype=torch.bfloat16), lambda: self.both(fp32))),
-            Lever(f"files: bf16, {cores} torch threads + {cores} workers", "bf16", lambda: self.split(cores, cores)),
-            Lever(f"files: bf16, {cores} torch threads + 1 worker", "bf16", lambda: self.split(cores, 1)),
-            Lever(f"files: bf16, {max(1, cores - 1)} torch thread + 1 worker", "bf16",
-                  lambda: self.split(max(1, cores - 1), 1)),
+            Lever(f"{label}, SDPA math kernel", label, within(lambda: sdpa_kernel(SDPBackend.MATH), default.run)),
+            Lever(f"{label}, the two text passes as one batch", label, within(
+                lambda: swapped(auto.model, "embed_fused_and_image", one_bert_batch(auto.model)), default.run)),
+            *([Lever("bf16 autocast, fp32 weights", "bf16",
+                     within(lambda: torch.autocast("cpu", dtype=torch.bfloat16), lambda: self.both(fp32)))]
+              if self.bf16 else []),
+            *self.splits(),
             Lever("files: fp32, reference loop", "fp32", lambda: self.reference_loop(self.files)),
         ]
         if int8:
             quantized = torch.ao.quantization.quantize_dynamic(fp32.model, {torch.nn.Linear}, dtype=torch.qint8)
-            levers.append(Lever("int8 dynamic quantisation of Linear", "bf16",
+            levers.append(Lever("int8 dynamic quantisation of Linear", label,
                                 within(lambda: swapped(fp32, "model", quantized), lambda: self.both(fp32))))
-        if compile:  # the library's own path: BucketedCompile, as RAG_COMPILE=true runs it
-            compiled = replace(bf16.runtime, compile=True)
-            on = within(lambda: swapped(bf16, "runtime", compiled), default.run)
-            levers.append(Lever("bf16 + torch.compile", "bf16", on))
+        if compile:  # each block compiled; with all, also the library's own path (BucketedCompile, RAG_COMPILE=true)
+            levers.append(Lever(f"{label} + torch.compile of each block", label,
+                                within(lambda: regional_compile(auto.model), default.run)))
+        if compile == "all":
+            compiled = replace(auto.runtime, compile=True)
+            on = within(lambda: swapped(auto, "runtime", compiled), default.run)
+            levers.append(Lever(f"{label} + torch.compile (RAG_COMPILE=true)", label, on))
         return levers
 
     def cleanup(self) -> None:
         self._tmp32.cleanup()
-        self._tmp16.cleanup()
+        if self.bf16:
+            self._tmp16.cleanup()
 
 
 def count_flops(lever: Lever, items: int) -> None:
-    if "compile" in lever.name or "int8" in lever.name:
-        return  # the counter sees no compiled graph or quantised product: the eager bf16 count applies
+    if "compile" in lever.name or "int8" in lever.name or "worker" in lever.name:
+        return  # no compiled graph or quantised product is seen, and a split of the cores changes no FLOP
     with FlopCounterMode(display=False) as counter:
         lever.run()
     lever.flops = counter.get_total_flops() / items
@@ -251,26 +294,29 @@ def main() -> None:
     parser.add_argument("--only", default="", help="comma-separated parts of lever names to keep (besides the default)")
     parser.add_argument("--profile", action="store_true", help="also show where the default lever's time goes")
     parser.add_argument("--int8", action="store_true", help="also try dynamic int8 quantisation of Linear layers")
-    parser.add_argument("--compile", action="store_true", help="also try torch.compile (minutes to compile)")
+    parser.add_argument("--compile", nargs="?", const="blocks", choices=["blocks", "all"],
+                        help="also try torch.compile of each block (minutes to compile); all: also RAG_COMPILE=true's "
+                        "whole-model graphs (many more minutes)")
+    parser.add_argument("--photo", default="640x480", help="the JPEGs' size, WIDTHxHEIGHT (the files levers)")
     args = parser.parse_args()
+    photo = tuple(int(side) for side in args.photo.lower().split("x"))
     print(f"CPU {cpu_name()}, {torch.get_num_threads()} torch threads, load {os.getloadavg()[0]:.1f}; "
           f"full-size base, random weights, {args.items} items, best of {args.rounds} alternating rounds")
     with tempfile.TemporaryDirectory(prefix="rag-levers-") as tmp:
-        setup = Setup(args.items, Path(tmp) / "corpus")
+        setup = Setup(args.items, Path(tmp) / "corpus", photo)
         levers = setup.levers(args.int8, args.compile)
         if args.only:
             wanted = [w.strip() for w in args.only.split(",")]
-            levers = [lv for i, lv in enumerate(levers) if i == 0 or lv.name.startswith("fp32, one batch")
-                      or any(w in lv.name for w in wanted)]
+            levers = [lv for i, lv in enumerate(levers) if i == 0 or any(w in lv.name for w in wanted)]
         peaks = measure(levers, args.items, args.rounds, setup.reference)
         print(f"matmul peak (best of the rounds): fp32 {peaks['fp32']:.0f} GFLOP/s, bf16 {peaks['bf16']:.0f} GFLOP/s; "
               f"load {os.getloadavg()[0]:.1f}")
         report(levers, peaks)
         if args.profile:
             print("\nwhere the default lever's time goes (torch profiler, self CPU time by kind of op):")
-            time_by_kind(levers[0].run, setup.bf16.model)
+            products_ceiling(levers[0].run, setup.auto.model, peaks[levers[0].peak])
             start = time.perf_counter()
-            setup.bf16.preprocess(setup.files)
+            setup.auto.preprocess(setup.files)
             print(f"  decoding and resizing the JPEGs alone (not in the table above): "
                   f"{(time.perf_counter() - start) / args.items:.3f} s per item on {setup.cores} threads")
         setup.cleanup()

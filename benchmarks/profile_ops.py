@@ -8,6 +8,7 @@ from collections.abc import Callable
 
 from torch import nn
 from torch.profiler import ProfilerActivity, profile, record_function
+from torch.utils.flop_counter import FlopCounterMode
 
 from rag.embeddings.visualized_bge.vision import VisionRotaryEmbedding
 
@@ -72,4 +73,26 @@ def time_by_kind(run: Callable[[], object], model: nn.Module) -> dict[str, float
     return dict(totals)
 
 
-__all__ = ["time_by_kind"]
+PRODUCTS = ("GEMMs (linear layers with their bias, patch conv)", "attention (SDPA)")
+
+
+def products_ceiling(run: Callable[[], object], model: nn.Module, peak_gflops: float) -> float:
+    """Print where the time goes and the highest share of the matmul peak this computation could reach if its
+    products (GEMMs and attention: nearly all its FLOPs) ran at the peak while everything else kept the time it
+    takes now; return that share. Memory-bound ops (norms, adds, rope, activations, copies) bound it."""
+    with FlopCounterMode(display=False) as counter:
+        run()
+    flops = counter.get_total_flops()
+    seconds = time_by_kind(run, model)
+    products = sum(seconds.get(kind, 0.0) for kind in PRODUCTS)
+    rest, whole = sum(seconds.values()) - products, sum(seconds.values())
+    at_peak = flops / (peak_gflops * 1e9)
+    bound = at_peak / (at_peak + rest)
+    print(f"  products: {products / whole:.0%} of the time at {flops / products / 1e9:.0f} GFLOP/s "
+          f"({flops / products / 1e9 / peak_gflops:.0%} of the peak); the rest: {rest:.2f} s = {rest / whole:.0%}")
+    print(f"  so, the products at the peak and the rest as now: at most {bound:.0%} of the peak "
+          f"(profiled: {flops / whole / 1e9 / peak_gflops:.0%})")
+    return bound
+
+
+__all__ = ["products_ceiling", "time_by_kind"]

@@ -42,6 +42,11 @@ COMPILE_MIN_ITEMS = 500_000
 CPU_COMPILE_WHY = "where inductor measured within 2% of eager after minutes of compiling"
 #: ``preprocess="auto"`` uses worker processes on CUDA machines with at least this many cores.
 PROCESSES_MIN_CORES = 4
+#: On a CPU, one preprocessing thread per this many cores: decoding and resizing a 640x480 JPEG takes about 5 ms of
+#: one core, where the model spends about 0.2 s of core time per item in bf16 on AMX and 1 s in float32 (README,
+#: Performance), so one thread keeps ahead of many cores, and more would only take turns with the model's threads
+#: (benchmarks/levers.py, the "files" levers; cpu_ingest.py --splits on the real command).
+CORES_PER_CPU_WORKER = 8
 #: Items per forward pass by device kind, when the settings do not say.
 DEFAULT_BATCH = {"cpu": 16, "cuda": 256, "mps": 32}
 _MAX_WORKERS = 32
@@ -71,6 +76,7 @@ class Hardware:
     cpu_bf16_speed: float | None = None
     cores: int = 1
     cuda_build: str | None = None  # torch.version.cuda; None for a CPU-only torch
+    omp_threads: int | None = None  # OMP_NUM_THREADS, where the environment sets torch's threads
 
     @property
     def cpu_bf16_native(self) -> tuple[bool, str]:
@@ -96,6 +102,7 @@ class Runtime:
     dtype: str
     batch_size: int
     workers: int
+    threads: int | None = None  # torch's intra-op threads; None: torch's own choice
     compile: bool = False
     processes: bool = False  # preprocess files in worker processes rather than threads
     reason: str = ""
@@ -113,8 +120,17 @@ class Runtime:
     def describe(self) -> str:
         compiled = ", torch.compile" if self.compile else ""
         pool = "processes" if self.processes else "threads"
-        workers = f"{self.workers} preprocessing {pool}{compiled}"
+        torch_threads = f", {self.threads} torch threads" if self.threads else ""
+        workers = f"{self.workers} preprocessing {pool}{torch_threads}{compiled}"
         return f"{self.device} {self.dtype}, batch {self.batch_size}, {workers}: {self.reason}"
+
+    def apply_threads(self) -> None:
+        """Set torch's intra-op threads to the chosen number (process-wide; nothing when the choice is torch's)."""
+        if self.threads:
+            import torch
+
+            if torch.get_num_threads() != self.threads:
+                torch.set_num_threads(self.threads)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -176,7 +192,9 @@ def probe_hardware() -> Hardware:
     speed = None
     if flags is None or set(CPU_BF16_FLAGS) & flags:  # no need to time what the flags already rule out
         speed = measure_cpu_bf16_speed()
-    return Hardware(tuple(cuda), mps, flags, speed, cpu_cores(), torch.version.cuda)
+    omp = os.environ.get("OMP_NUM_THREADS", "")
+    omp_threads = int(omp) if omp.isdigit() and int(omp) > 0 else None
+    return Hardware(tuple(cuda), mps, flags, speed, cpu_cores(), torch.version.cuda, omp_threads)
 
 
 def resolve_runtime(
@@ -185,6 +203,7 @@ def resolve_runtime(
     *,
     batch_size: int | None = None,
     workers: int | None = None,
+    threads: int | None = None,
     compile: bool | str = False,
     preprocess: str = AUTO,
     purpose: Purpose = "query",
@@ -208,6 +227,8 @@ def resolve_runtime(
         raise RuntimeUnavailableError(f"batch_size must be at least 1, got {batch_size}")
     if workers is not None and workers < 1:
         raise RuntimeUnavailableError(f"workers must be at least 1, got {workers}")
+    if threads is not None and threads < 1:
+        raise RuntimeUnavailableError(f"threads must be at least 1, got {threads}")
     hardware = hardware or probe_hardware()
     device, device_reason = _device(device, hardware)
     dtype, dtype_reason = _dtype(device, dtype, hardware)
@@ -215,16 +236,25 @@ def resolve_runtime(
     compiled, compile_reason = _compile(compile, kind, purpose, expected_items)
     processes, pool_reason = _pool(preprocess, kind, hardware)
     batch_size, batch_reason = _batch_size(batch_size, kind)
-    workers, workers_reason = _workers(workers, hardware)
+    workers, workers_reason = _workers(workers, kind, hardware)
+    threads, threads_reason = _threads(threads, kind, hardware)
     runtime = Runtime(
         device=device,
         dtype=dtype,
         batch_size=batch_size,
         workers=workers,
+        threads=threads,
         compile=compiled,
         processes=processes,
         reason="; ".join(
-            (device_reason, dtype_reason, batch_reason, f"{workers_reason}, {pool_reason}", compile_reason)
+            (
+                device_reason,
+                dtype_reason,
+                batch_reason,
+                f"{workers_reason}, {pool_reason}",
+                threads_reason,
+                compile_reason,
+            )
         ),
     )
     logger.info("encoder runtime: %s", runtime.describe())
@@ -298,11 +328,28 @@ def _batch_size(requested: int | None, kind: str) -> tuple[int, str]:
     return size, f"batch {size}, the default on {kind}"
 
 
-def _workers(requested: int | None, hardware: Hardware) -> tuple[int, str]:
+def _workers(requested: int | None, kind: str, hardware: Hardware) -> tuple[int, str]:
     if requested:
         return requested, f"{requested} preprocessing workers as set"
+    if kind == "cpu":
+        workers = max(1, min(-(-hardware.cores // CORES_PER_CPU_WORKER), _MAX_WORKERS))
+        return workers, (
+            f"{workers} preprocessing worker{'s' * (workers > 1)} for {hardware.cores} cores (one per "
+            f"{CORES_PER_CPU_WORKER}): decoding takes a few per cent of the time the model takes on the same cores"
+        )
     workers = max(1, min(hardware.cores, _MAX_WORKERS))
     return workers, f"{workers} preprocessing workers, one per core (at most {_MAX_WORKERS})"
+
+
+def _threads(requested: int | None, kind: str, hardware: Hardware) -> tuple[int | None, str]:
+    """torch's intra-op threads: every core on a CPU, where the model's products are nearly all the work."""
+    if requested:
+        return requested, f"{requested} torch threads as set"
+    if hardware.omp_threads:
+        return hardware.omp_threads, f"{hardware.omp_threads} torch threads, as OMP_NUM_THREADS sets"
+    if kind != "cpu":
+        return None, f"torch threads: torch's own number on {kind}, where the model runs off the CPU"
+    return hardware.cores, f"{hardware.cores} torch threads, one per core, beside the preprocessing worker(s)"
 
 
 def _pool(requested: str, kind: str, hardware: Hardware) -> tuple[bool, str]:

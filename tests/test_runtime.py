@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 
 import pytest
+import torch
 
 from rag.runtime import (
     COMPILE_MIN_ITEMS,
@@ -18,7 +20,9 @@ from rag.runtime import (
 
 H100 = CudaDevice("NVIDIA H100 80GB HBM3", bf16=True, memory_gib=79.2)
 T4 = CudaDevice("Tesla T4", bf16=False, memory_gib=14.6)
-SAPPHIRE_RAPIDS = Hardware(cpu_flags=frozenset({"avx2", "avx512f", "avx512_bf16", "amx_bf16"}), cpu_bf16_speed=2.4, cores=2)
+SAPPHIRE_RAPIDS = Hardware(
+    cpu_flags=frozenset({"avx2", "avx512f", "avx512_bf16", "amx_bf16"}), cpu_bf16_speed=2.4, cores=2
+)
 EPYC_ZEN3 = Hardware(cpu_flags=frozenset({"avx2", "fma"}), cores=2)
 # bf16 flags, but oneDNN limited to AVX2 (ONEDNN_MAX_CPU_ISA): the timed product tells the truth.
 CAPPED = Hardware(cpu_flags=frozenset({"avx2", "avx512_bf16", "amx_bf16"}), cpu_bf16_speed=0.016, cores=2)
@@ -47,8 +51,39 @@ def test_auto_picks_the_fast_device_and_dtype(hardware, device, dtype, why) -> N
 def test_batch_size_and_workers_follow_the_device() -> None:
     gpu, cpu = resolve_runtime(hardware=GPU_BOX), resolve_runtime(hardware=EPYC_ZEN3)
     assert (gpu.batch_size, gpu.workers) == (256, 16)
-    assert (cpu.batch_size, cpu.workers) == (16, 2)
+    assert (cpu.batch_size, cpu.workers) == (16, 1)
     assert resolve_runtime(batch_size=7, workers=3, hardware=GPU_BOX).with_batch_size(9).batch_size == 9
+
+
+@pytest.mark.parametrize(
+    ("hardware", "device", "threads", "workers"),
+    [
+        (EPYC_ZEN3, "auto", 2, 1),  # 2 cores: both run torch's threads, one preprocessing thread beside them
+        (CAPPED, "auto", 2, 1),  # float32 as well
+        (replace(SAPPHIRE_RAPIDS, cores=16), "auto", 16, 2),
+        (replace(SAPPHIRE_RAPIDS, cores=64), "auto", 64, 8),
+        (replace(EPYC_ZEN3, cores=1), "auto", 1, 1),
+        (GPU_BOX, "auto", None, 16),  # the model runs on the GPU: torch's own threads, every core decodes
+        (GPU_BOX, "cpu", 16, 2),
+        (replace(EPYC_ZEN3, omp_threads=1), "auto", 1, 1),  # OMP_NUM_THREADS is the user's say
+    ],
+)
+def test_the_cores_are_split_between_torch_and_preprocessing(hardware, device, threads, workers) -> None:
+    runtime = resolve_runtime(device, hardware=hardware)
+    assert (runtime.threads, runtime.workers) == (threads, workers)
+    assert "torch thread" in runtime.reason and "preprocessing worker" in runtime.reason
+    assert resolve_runtime(device, workers=3, threads=5, hardware=hardware).to_dict()["threads"] == 5
+
+
+def test_the_chosen_threads_are_applied_to_torch() -> None:
+    before = torch.get_num_threads()
+    try:
+        resolve_runtime(threads=1, hardware=EPYC_ZEN3).apply_threads()
+        assert torch.get_num_threads() == 1
+        resolve_runtime(hardware=GPU_BOX).apply_threads()  # torch's own choice: left alone
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
 
 
 def test_explicit_settings_always_win(caplog) -> None:
@@ -93,14 +128,21 @@ def test_compile_pays_back_only_on_long_gpu_runs_and_servers() -> None:
 
 def test_every_choice_says_why() -> None:
     cpu = resolve_runtime(compile="auto", purpose="batch", expected_items=COMPILE_MIN_ITEMS, hardware=SAPPHIRE_RAPIDS)
-    assert "batch 16, the default on cpu" in cpu.reason and "2 preprocessing workers, one per core" in cpu.reason
+    assert "batch 16, the default on cpu" in cpu.reason and "1 preprocessing worker for 2 cores" in cpu.reason
+    assert "2 torch threads, one per core" in cpu.reason
     assert "threads: the model shares the cores" in cpu.reason and "compile auto: off on cpu" in cpu.reason
     gpu = resolve_runtime(compile="auto", purpose="serve", hardware=GPU_BOX)
     assert "processes: a GPU outruns threads" in gpu.reason and "compile auto: on for a server" in gpu.reason
     long_run = resolve_runtime(compile="auto", purpose="batch", expected_items=COMPILE_MIN_ITEMS, hardware=GPU_BOX)
     assert f"{COMPILE_MIN_ITEMS} items to embed" in long_run.reason
-    explicit = resolve_runtime(batch_size=4, workers=3, compile=True, preprocess="threads", hardware=GPU_BOX)
-    for why in ("batch 4 as set", "3 preprocessing workers as set", "threads as set", "compile on, as asked"):
+    explicit = resolve_runtime(batch_size=4, workers=3, threads=2, compile=True, preprocess="threads", hardware=GPU_BOX)
+    for why in (
+        "batch 4 as set",
+        "3 preprocessing workers as set",
+        "threads as set",
+        "2 torch threads as set",
+        "compile on, as asked",
+    ):
         assert why in explicit.reason
     assert why in explicit.describe()
 

@@ -33,14 +33,17 @@ def settings_with(settings: Settings | None = None, **given: object) -> Settings
     return base.model_copy(update=explicit) if explicit else base
 
 
-def runtime_from_settings(settings: Settings, purpose: Purpose = "query", expected_items: int | None = None) -> Runtime:
+def runtime_from_settings(
+    settings: Settings, purpose: Purpose = "query", expected_items: int | None = None, threads: int | None = None
+) -> Runtime:
     """The runtime ``RAG_DEVICE``, ``RAG_DTYPE``, ``RAG_BATCH_SIZE``, ``RAG_WORKERS`` and ``RAG_COMPILE`` ask for,
-    on this machine."""
+    on this machine (``threads``: torch's threads, when the caller knows its share of the cores)."""
     return resolve_runtime(
         settings.device,
         settings.dtype,
         batch_size=settings.batch_size,
         workers=settings.workers,
+        threads=threads,
         compile=settings.compile,
         preprocess=settings.preprocess,
         purpose=purpose,
@@ -50,9 +53,10 @@ def runtime_from_settings(settings: Settings, purpose: Purpose = "query", expect
 
 def load_encoder(settings: Settings | None = None, runtime: Runtime | None = None) -> Encoder:
     """The encoder ``settings.encoder`` names (``RAG_ENCODER``), with ``settings.weights`` or its default,
-    on ``runtime`` (default: :func:`runtime_from_settings`)."""
+    on ``runtime`` (default: :func:`runtime_from_settings`), whose torch thread count this process then uses."""
     settings = settings or Settings()
     runtime = runtime or runtime_from_settings(settings)
+    runtime.apply_threads()
     weights = settings.weights or DEFAULT_WEIGHTS[settings.encoder]
     if settings.encoder == "visualized-bge":
         if Path(weights).expanduser().is_dir():

@@ -61,6 +61,8 @@ WRITER_CPUS = 0.25
 #: encoder actors.
 DECODE_MEMORY = 512 * 2**20 + (Image.MAX_IMAGE_PIXELS or 0) * 4
 _REACH_TIMEOUT_S = 5.0
+#: The most threads a decoding task runs (the local engine's preprocessing has at most as many workers).
+_MAX_DECODE_THREADS = 32
 #: The environment variable Ray's C++ logging reads its level from as it starts.
 BACKEND_LOG_LEVEL = "RAY_BACKEND_LOG_LEVEL"
 
@@ -105,6 +107,10 @@ class Plan:
     #: Whether :func:`connect` started the local Ray this run uses: its caller stops it (:func:`shutdown`) when
     #: done. A cluster it only connected to stays up.
     owns_ray: bool = False
+    #: Threads a decoding task decodes its block with: beside CPU encoders, one per core of the smallest node, as
+    #: the local engine's preprocessing has (decoding takes what the encoder leaves idle: its half CPU is the
+    #: least it gets, not the most); beside GPU encoders one, each task having a CPU of its own.
+    decode_threads: int = 1
 
     @property
     def torch_threads(self) -> int:
@@ -115,7 +121,8 @@ class Plan:
         gpus = f" and {self.gpus_per_worker:g} GPU" if self.gpus_per_worker else ""
         return (
             f"{self.workers} encoder actor(s) of {self.cpus_per_worker:g} CPU{gpus} each, decoding tasks of "
-            f"{self.decode_cpus:g} CPU, on a cluster of {self.cpus:g} CPUs and {self.gpus:g} GPUs"
+            f"{self.decode_cpus:g} CPU and {self.decode_threads} thread(s), on a cluster of {self.cpus:g} CPUs and "
+            f"{self.gpus:g} GPUs"
         )
 
 
@@ -261,7 +268,8 @@ def plan_workers(options: RayOptions, nodes: list[dict[str, float]], *, writers:
             f"{max(left, 0):g} of the cluster's {cpus:g} CPUs for decoding images, which needs {decode_cpus:g}: "
             "lower --workers or --cpus-per-worker"
         )
-    return Plan(workers, per_cpu, per_gpu, decode_cpus, writers, cpus, gpus)
+    threads = 1 if per_gpu else min(_MAX_DECODE_THREADS, max(1, int(min(cpu_nodes))))
+    return Plan(workers, per_cpu, per_gpu, decode_cpus, writers, cpus, gpus, decode_threads=threads)
 
 
 def ingest(
@@ -334,7 +342,7 @@ def decoding(dataset: Any, transform: ImageTransform, plan: Plan) -> Any:
     shape, dtype = ray_stages.pixel_layout(transform)
     return dataset.map_batches(
         ray_stages.decode,
-        fn_kwargs={"transform": transform, "shape": shape, "dtype": dtype},
+        fn_kwargs={"transform": transform, "shape": shape, "dtype": dtype, "threads": plan.decode_threads},
         batch_size=None,
         num_cpus=plan.decode_cpus,
         memory=DECODE_MEMORY,

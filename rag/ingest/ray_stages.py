@@ -15,7 +15,9 @@ import json
 import socket
 import time
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -103,13 +105,16 @@ def pixel_layout(transform: ImageTransform) -> tuple[tuple[int, ...], str]:
     return tuple(pixels.shape), str(pixels.dtype)
 
 
-def decode(batch: Batch, transform: ImageTransform, shape: tuple[int, ...], dtype: str) -> Batch:
-    """Ray task: each row's image decoded and transformed into the ``pixels`` column, or its ``error``."""
+def decode(batch: Batch, transform: ImageTransform, shape: tuple[int, ...], dtype: str, threads: int = 1) -> Batch:
+    """Ray task: each row's image decoded and transformed into the ``pixels`` column, or its ``error``; by
+    ``threads`` threads (Pillow decodes and resizes without holding the GIL)."""
     n = len(batch["id"])
     pixels = np.zeros((n, *shape), dtype=dtype)
     errors = [""] * n
-    for i in np.flatnonzero(batch["has_image"]):
-        result = prepare_one(transform, str(batch["image_uri"][i]))
+    rows = np.flatnonzero(batch["has_image"])
+    with ThreadPoolExecutor(max_workers=threads) as pool:
+        results = pool.map(partial(prepare_one, transform), [str(batch["image_uri"][i]) for i in rows])
+    for i, result in zip(rows, results):
         if isinstance(result, ImageLoadError):
             errors[i] = str(result)
         elif isinstance(result, PreparedImage):
@@ -126,13 +131,10 @@ class Encode:
     """Ray actor: loads the encoder once, then turns batches of decoded rows into vectors."""
 
     def __init__(self, settings: Settings, fingerprint: str, expected_items: int, threads: int):
-        import torch
-
         from rag.embeddings.registry import load_encoder, runtime_from_settings
 
-        torch.set_num_threads(threads)  # Ray caps OMP_NUM_THREADS at the whole CPUs reserved, rounded down
-
-        runtime = runtime_from_settings(settings, "batch", expected_items)
+        # Ray caps OMP_NUM_THREADS at the whole CPUs reserved, rounded down: the actor's share is ``threads``.
+        runtime = runtime_from_settings(settings, "batch", expected_items, threads=threads)
         self.encoder = load_encoder(settings, runtime)
         if self.encoder.fingerprint != fingerprint:
             raise RayEngineError(

@@ -310,9 +310,10 @@ def test_workers_are_sized_to_the_cluster():
     gpu_nodes = [{"CPU": 16.0, "GPU": 4.0}, {"CPU": 16.0, "GPU": 4.0}]
     plan = ray_engine.plan_workers(ray_engine.RayOptions(gpus_per_worker=0.5), gpu_nodes, writers=True)
     assert (plan.workers, plan.cpus_per_worker, plan.decode_cpus, plan.torch_threads) == (16, 1.0, 1.0, 1)
+    assert plan.decode_threads == 1  # decoding tasks of a CPU each, as many as the CPUs left hold
     cpu_nodes = [{"CPU": 8.0}, {"CPU": 4.0}, {"CPU": 0.0}]  # the last: a head node that runs no work
     plan = ray_engine.plan_workers(ray_engine.RayOptions(), cpu_nodes, writers=False)
-    assert (plan.workers, plan.cpus_per_worker, plan.torch_threads) == (2, 3.5, 4)
+    assert (plan.workers, plan.cpus_per_worker, plan.torch_threads, plan.decode_threads) == (2, 3.5, 4, 4)
     with pytest.raises(ray_engine.RayEngineError, match="lower --workers or --gpus-per-worker"):
         ray_engine.plan_workers(ray_engine.RayOptions(gpus_per_worker=1, workers=9), gpu_nodes, writers=False)
     with pytest.raises(ray_engine.RayEngineError, match="leave 0 of the cluster's 12 CPUs for decoding"):
