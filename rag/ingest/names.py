@@ -49,8 +49,9 @@ def _bare(document: str) -> bool:
 class Names:
     """One run's naming: which document each source (stored path) is shown as, kept unique in the collection."""
 
-    def __init__(self, store: MilvusStore):
+    def __init__(self, store: MilvusStore, *, stored_before: bool = True):
         self._store = store
+        self._stored_before = stored_before  # False: the collection was empty when the run started
         self._docs: dict[str, str] = {}  # decided in this run: source → document
         self._stored: dict[str, set[str]] = defaultdict(set)  # what the store holds of a source: its documents
         self._given: dict[str, set[str]] = defaultdict(set)  # the documents this run gave a source's items
@@ -157,6 +158,8 @@ class Names:
             return
         for field, values in wanted.items():
             self._asked.update((field, v) for v in values)
+        if not self._stored_before:  # the store holds only what this run named itself
+            return
         rows = self._store.documents(sources=wanted["source"], documents=wanted["document"], file_names=wanted["file"])
         for source, document in rows:
             if source in self._docs:
