@@ -3,7 +3,10 @@
 The encoder is replaced by one that returns random unit vectors at once; images are still decoded
 and prepared by Visualized-BGE's own transform (224 px) on the preprocessing workers, so what is
 timed is listing, reading, hashing, validation, preparation, the store's writes and its indexing.
-The corpus is a folder of 64×64 PNGs with caption sidecars.
+The corpus is a folder of 64×64 PNGs with caption sidecars, read as ``rag ingest`` reads it (the workers'
+decode is the only one). The clock starts after the store is open and LlamaIndex imported, in every tree.
+Each run prints its CPU time per item, of the ingesting process and of the store's own process (Milvus Lite
+served beside it; 0 in a tree that runs Lite in the ingesting process): the figure a busy machine moves least.
 
 Each round ingests the corpus into a fresh Milvus Lite database in a fresh process, once with this
 tree's code and once with another tree's (``--baseline``: e.g. ``git archive <commit> | tar -x -C
@@ -11,7 +14,7 @@ DIR``), alternating, so both meet the same machine load; the ratio of their rate
 ``--profile FILE`` samples one run of this tree with py-spy instead (every thread) and prints where
 the time went.
 
-    .venv/bin/python benchmarks/ingest_store.py [--items 3000] [--rounds 3] [--baseline DIR]
+    .venv/bin/python benchmarks/ingest_store.py [--items 3000] [--rounds 3] [--baseline DIR]... [--profile FILE]
 """
 
 from __future__ import annotations
@@ -67,11 +70,18 @@ class FreeEncoder:
 corpus, db = sys.argv[1:3]
 encoder = FreeEncoder()
 store = MilvusStore.open(db, "bench", encoder_info=EncoderInfo(variant="free", dim=768, fingerprint="free-768"))
-start = time.perf_counter()
-report = ingest(open_sources([corpus]), encoder, store)
+# The LlamaIndex node copy every row carries: imported once per process, before the clock, in every tree.
+import llama_index.core.schema, llama_index.core.vector_stores.utils  # noqa: E401,F401
+import psutil
+me = psutil.Process()
+children = lambda: sum(sum(c.cpu_times()[:2]) for c in me.children(recursive=True))  # noqa: E731
+cpu, store_cpu, start = sum(os.times()[:2]), children(), time.perf_counter()
+report = ingest(open_sources([corpus], decode_check=False), encoder, store)  # as `rag ingest` reads
 seconds = time.perf_counter() - start
+cpu, store_cpu = sum(os.times()[:2]) - cpu, children() - store_cpu
 store.close()
-print(json.dumps({"added": report.added, "seconds": seconds, "workers": encoder.runtime.workers}))
+print(json.dumps({"added": report.added, "seconds": seconds, "workers": encoder.runtime.workers,
+                  "cpu": cpu, "store_cpu": store_cpu}))
 """
 
 
@@ -91,43 +101,95 @@ def run(tree: Path, corpus: Path, db: Path, profile: str = "") -> dict:
     script.write_text(RUN)
     command = [sys.executable, str(script), str(corpus), str(db)]
     if profile:
-        command = [str(Path(sys.executable).with_name("py-spy")), "record", "--format", "raw", "--rate", "50",
-                   "--subprocesses", "--output", profile, "--", *command]
+        command = [
+            str(Path(sys.executable).with_name("py-spy")),
+            "record",
+            "--format",
+            "raw",
+            "--rate",
+            "50",
+            "--subprocesses",
+            "--output",
+            profile,
+            "--",
+            *command,
+        ]
     out = subprocess.run(command, env=env, cwd=tree, check=True, capture_output=True, text=True).stdout
     return json.loads(next(line for line in reversed(out.splitlines()) if line.startswith("{")))
 
 
-def summarise(profile: Path, top: int = 40) -> None:
-    """Where the samples went (any thread; the process's start, imports and hardware probe, left out): the
-    share of samples each function was on the stack of, and the share it was running itself."""
-    inclusive: dict[str, int] = {}
+#: Where a sample's stack says its time went, first match first: (words any frame holds, the phase).
+_PHASES = (
+    (("MilvusServicer.Query",), "store: queries (existing ids, older versions, counts)"),
+    (("MilvusServicer.Upsert", "MilvusServicer.Insert"), "store: writes"),
+    (("MilvusServicer.Flush", "Index", "LoadCollection", "_bg_"), "store: flush and indexing"),
+    (("Preprocessor._one", "_prepare_group"), "preprocessing workers: decode and 224-px preparation"),
+    (("open_sources", "iter_folder"), "reader: listing, reading files and sidecars, hashing"),
+    (("Ledger.admit",), "reader: admission (validation, existing-id lookups)"),
+    (("to_row",), "writer: building rows (with the LlamaIndex node copy)"),
+    (("_prepare_row_upsert_request",), "writer: pymilvus packing the rows"),
+    (("MilvusClient.upsert", "MilvusClient.insert"), "writer: the gRPC call"),
+    (("Ledger.write",), "writer: the rest (BM25 weights, checks)"),
+    (("encode_batch",), "caller: the free encoder"),
+    (("_collect",), "caller: collecting prepared images"),
+    (("Ledger.finish",), "end of the run: flush and indexing"),
+    (("milvus_lite",), "Milvus Lite code in the ingesting process (all of the store in older trees)"),
+)
+#: Leaf frames of threads blocked on a queue, a lock or a poll, which py-spy may still count as active.
+_WAITING = ("wait (threading", "_worker (concurrent/futures/thread.py:8", "_serve (grpc", "channel_spin", "get (queue")
+
+
+def summarise(profile: Path, top: int = 25) -> None:
+    """Where the samples went, every thread of both processes (the process's start, imports and hardware probe
+    left out): the share of each phase of the pipeline, and of the functions running most."""
+    phases: dict[str, int] = {}
     own: dict[str, int] = {}
-    total = 0
     for line in profile.read_text().splitlines():
         stack, _, count = line.rpartition(" ")
         frames = stack.split(";")[1:]  # the first names the process
         if not count.isdigit() or not frames or any("importlib" in f or "probe_hardware" in f for f in frames):
             continue
-        total += int(count)
-        own[frames[-1]] = own.get(frames[-1], 0) + int(count)
-        for frame in set(frames):
-            inclusive[frame] = inclusive.get(frame, 0) + int(count)
-    for title, shares in (("on the stack", inclusive), ("running", own)):
-        print(f"-- {title} (% of {total} samples)")
-        for frame, count in sorted(shares.items(), key=lambda pair: -pair[1])[:top]:
-            print(f"{100 * count / total:5.1f}%  {frame[:150]}")
+        phase = _phase(frames)
+        phases[phase] = phases.get(phase, 0) + int(count)
+        if not phase.startswith("waiting"):
+            own[frames[-1]] = own.get(frames[-1], 0) + int(count)
+    busy = sum(own.values())
+    print(f"-- where the time went (% of {busy} samples of busy threads, both processes)")
+    for phase, count in sorted(phases.items(), key=lambda pair: -pair[1]):
+        print(f"{100 * count / busy:5.1f}%  {phase}")
+    print(f"-- functions running (% of {busy} samples)")
+    for frame, count in sorted(own.items(), key=lambda pair: -pair[1])[:top]:
+        print(f"{100 * count / busy:5.1f}%  {frame[:150]}")
+
+
+def _phase(frames: list[str]) -> str:
+    if any(frames[-1].startswith(leaf) or leaf in frames[-1] for leaf in _WAITING):
+        return "waiting (blocked threads py-spy counts as active; not in the shares)"
+    server = frames[0].startswith("process ")
+    for words, phase in _PHASES:
+        if any(word in frame for frame in frames for word in words):
+            return phase
+    return "store: gRPC serving, the rest" if server else "ingesting process: the rest"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--items", type=int, default=3_000)
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--baseline", type=Path, help="another source tree to compare with, run alternately")
-    parser.add_argument("--profile", help="write a cProfile of one run of this tree to this file")
+    parser.add_argument(
+        "--baseline",
+        type=Path,
+        action="append",
+        default=[],
+        help="another source tree to compare with, run alternately (may be given more than once)",
+    )
+    parser.add_argument(
+        "--profile", help="sample one run of this tree with py-spy into this file, and print where the time went"
+    )
     args = parser.parse_args()
     from benchmarks.query import cpu_model
 
-    trees = {"this tree": ROOT} | ({"baseline": args.baseline.resolve()} if args.baseline else {})
+    trees = {"this tree": ROOT} | {f"baseline {path.name}": path.resolve() for path in args.baseline}
     with tempfile.TemporaryDirectory(prefix="rag-ingest-store-") as tmp:
         corpus = Path(tmp) / "corpus"
         make_corpus(corpus, args.items)
@@ -135,20 +197,35 @@ def main() -> None:
             print(run(ROOT, corpus, Path(tmp) / "profiled.db", str(Path(args.profile).resolve())))
             summarise(Path(args.profile))
             return
-        rates: dict[str, list[float]] = {name: [] for name in trees}
+        runs: dict[str, list[dict]] = {name: [] for name in trees}
         for number in range(args.rounds):
-            for name, tree in (trees.items() if number % 2 == 0 else reversed(trees.items())):
+            for name, tree in trees.items() if number % 2 == 0 else reversed(trees.items()):
                 result = run(tree, corpus, Path(tmp) / f"{name.replace(' ', '-')}-{number}.db")
                 assert result["added"] == args.items, result
-                rates[name].append(result["added"] / result["seconds"])
-        print(f"cpu: {cpu_model()} (a shared machine); {args.items} 64x64 PNGs with captions, encoder free, "
-              f"{result['workers']} preprocessing workers, {args.rounds} rounds alternating")
-        for name, values in rates.items():
-            rounds = ", ".join(f"{v:.0f}" for v in values)
-            print(f"  {name:10} median {statistics.median(values):7.0f} items/s  (rounds: {rounds})")
-        if args.baseline:
-            ratio = statistics.median(rates["this tree"]) / statistics.median(rates["baseline"])
-            print(f"  this tree ÷ baseline: {ratio:.2f}x")
+                runs[name].append(result)
+        print(
+            f"cpu: {cpu_model()} (a shared machine); {args.items} 64x64 PNGs with captions, encoder free, "
+            f"{args.rounds} rounds alternating"
+        )
+        rates = {name: [r["added"] / r["seconds"] for r in results] for name, results in runs.items()}
+        for name, results in runs.items():
+            rounds = ", ".join(f"{v:.0f}" for v in rates[name])
+            print(
+                f"  {name:18} median {statistics.median(rates[name]):7.0f} items/s  (rounds: {rounds}; "
+                f"{results[0]['workers']} preprocessing workers); "
+                f"CPU per item: ingesting process {_per_item(results, 'cpu')}, store process "
+                f"{_per_item(results, 'store_cpu')}"
+            )
+        if len(trees) > 1:
+            this = statistics.median(rates["this tree"])
+            for name in list(trees)[1:]:
+                print(f"  this tree ÷ {name}: {this / statistics.median(rates[name]):.2f}x")
+
+
+def _per_item(results: list[dict], key: str) -> str:
+    """Median CPU milliseconds per item of one process over the rounds (0 where the tree runs the store in
+    the ingesting process)."""
+    return f"{statistics.median(1000 * r[key] / r['added'] for r in results):.2f} ms"
 
 
 if __name__ == "__main__":

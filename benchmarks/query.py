@@ -7,7 +7,7 @@ search p50s. The stored vectors are random unit vectors written straight through
 query needs the model); the items have short random captions so that BM25 has text to search.
 
     .venv/bin/python benchmarks/query.py [--sizes 10000 100000] [--queries 30] [--top-k 10]
-    .venv/bin/python benchmarks/query.py --index [--sizes 10000 100000]   # FLAT vs HNSW, recall (index_scale.py)
+    .venv/bin/python benchmarks/query.py --index [--sizes 20000 100000] [--ef 64 128]   # HNSW (and FLAT), recall, memory
 """
 
 from __future__ import annotations

@@ -115,10 +115,17 @@ def process_started(pid: int) -> float | None:
         return None
 
 
+#: How far two readings of one process's start time may differ. psutil adds the boot time that the kernel
+#: gives in whole seconds, recomputed from the wall clock: it moves by a second now and then (and with clock
+#: updates), and a live user taken for dead let a server stop in the middle of a minutes-long index build.
+#: A pid reused by a process started within these seconds of the first one's start is not a practical case.
+_SAME_START = 2.5
+
+
 def is_running(pid: int, started: float) -> bool:
     """Whether the process that started at ``started`` still runs as ``pid`` (not another one reusing it)."""
     now = process_started(pid)
-    return now is not None and abs(now - started) < 0.01
+    return now is not None and abs(now - started) < _SAME_START
 
 
 def answers(port: int, timeout: float = 2.0) -> bool:

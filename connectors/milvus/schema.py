@@ -112,8 +112,10 @@ BM25_STATISTICS = "statistics"
 #: (measured with ``benchmarks/query.py --index``: see the README's Performance section).
 LITE_HNSW_ROWS = 20_000
 HNSW_BUILD = {"M": 16, "efConstruction": 200}
-HNSW_EF = 64
-HNSW_FILTERED_EF = 8
+#: Search breadth: on clustered 768-d vectors recall@10 was 0.94 at ef 64 and 0.975 at ef 128 (4k items);
+#: the graph walk costs little beside Lite's own overhead per search. A filtered search walks 4x wider (512).
+HNSW_EF = 128
+HNSW_FILTERED_EF = 4
 
 
 class Backend(str, Enum):

@@ -127,10 +127,11 @@ def read_file(path: Path) -> bytes:
         raise BadInput(Kind.UNREADABLE, f"cannot read: {e.strerror or e}") from None
 
 
-def load_image_file(path: Path, options: SourceOptions) -> LoadedImage:
+def load_image_file(path: Path, options: SourceOptions, *, resolved: Path | None = None) -> LoadedImage:
+    """The checked image file; ``resolved`` is its resolved path when the caller has it already."""
     data = read_file(path)
     info = check_image(data, options.max_image_pixels, decode=options.decode_check)
-    return LoadedImage(path.resolve(), data, info.mime_type, {})
+    return LoadedImage(resolved or path.resolve(), data, info.mime_type, {})
 
 
 def write_atomic(path: Path, data: bytes) -> None:

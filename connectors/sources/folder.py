@@ -99,9 +99,10 @@ def _drain(walk_errors: list[OSError]) -> Iterator[SourceError]:
 
 def image_with_sidecar(path: Path, options: SourceOptions) -> Iterator[SourceResult]:
     """Yield the item for one image file and whatever was wrong with it or its sidecar."""
-    where = str(path.resolve())
+    resolved = path.resolve()
+    where = str(resolved)
     try:
-        image = load_image_file(path, options)
+        image = load_image_file(path, options, resolved=resolved)
     except BadInput as e:
         yield e.report(where)
         return

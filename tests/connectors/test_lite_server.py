@@ -14,7 +14,7 @@ import psutil
 import pytest
 
 from connectors.milvus import ConnectOptions, MilvusStore, StoreError, list_collections
-from connectors.milvus.lite_server import LiteServerError, ServerState, acquire, state_dir
+from connectors.milvus.lite_server import LiteServerError, ServerState, acquire, is_running, state_dir
 from tests.milvus_server import free_port
 
 from .milvus_corpus import ENCODER, text_item, unit_vectors
@@ -105,6 +105,14 @@ def test_the_server_stops_once_its_last_user_is_killed(tmp_path: Path) -> None:
     assert not (state_dir(db) / "state.json").exists()
     with MilvusStore.open(db, "knowledge", create=False) as store:  # nothing lost; a new server is started
         assert store.count() == 2
+
+
+def test_a_start_time_a_second_off_is_the_same_process() -> None:
+    """psutil's start times move with the boot time, which the kernel gives in whole seconds: a user read a
+    second off is still alive (else its server stops in the middle of its call); a reused pid is not."""
+    me = psutil.Process()
+    assert is_running(me.pid, me.create_time() + 1.0) and is_running(me.pid, me.create_time() - 1.0)
+    assert not is_running(me.pid, me.create_time() - 60.0)
 
 
 def _dead_pid() -> int:

@@ -40,7 +40,8 @@ def _center_crop(image: Image.Image, size: int) -> Image.Image:
 
 def rgb_pixels(image: Image.Image, size: int) -> np.ndarray:
     """The reference's resize, crop and RGB conversion of one decoded image: ``(3, size, size)`` uint8."""
-    rgb = _center_crop(_resize_shortest_side(image, size), size).convert("RGB")
+    cropped = _center_crop(_resize_shortest_side(image, size), size)
+    rgb = cropped if cropped.mode == "RGB" else cropped.convert("RGB")  # converting RGB to RGB copies it
     return np.ascontiguousarray(np.asarray(rgb).transpose(2, 0, 1))
 
 
