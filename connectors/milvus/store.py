@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
@@ -29,7 +30,7 @@ from connectors.milvus.errors import (
     StoreLockedError,
     StoreUnavailableError,
 )
-from connectors.milvus.filters import Filters, and_, compile_filter, field_in, id_in, quote
+from connectors.milvus.filters import Filters, and_, compile_filter, field_in, id_in
 from connectors.milvus.fusion import fuse
 from connectors.milvus.schema import Backend, EncoderInfo
 from rag.items import KnowledgeItem, named
@@ -383,16 +384,8 @@ class MilvusStore:
         """The stored ids of each of these sources, by stored path (for replacing a document's older items)."""
         found: dict[str, set[str]] = {source: set() for source in sources}
         for batch in _chunks(list(found), _ID_BATCH):
-            iterator = self._client.query_iterator(
-                self._collection,
-                batch_size=_QUERY_PAGE,
-                filter=field_in(schema.SOURCE, batch),
-                output_fields=[schema.ID, schema.SOURCE],
-            )
-            while page := iterator.next():
-                for row in page:
-                    found[row[schema.SOURCE]].add(row[schema.ID])
-            iterator.close()
+            for row in self._scan(field_in(schema.SOURCE, batch), [schema.ID, schema.SOURCE]):
+                found[row[schema.SOURCE]].add(row[schema.ID])
         return found
 
     def documents(
@@ -400,38 +393,36 @@ class MilvusStore:
     ) -> set[tuple[str, str]]:
         """``(stored path, document)`` of every item whose stored path, document or file name is one of these
         (for naming new items uniquely)."""
+        asked = ((schema.SOURCE, sources), (schema.DOCUMENT, documents), (schema.FILE_NAME, file_names))
+        conditions = [
+            field_in(field, batch) for field, values in asked for batch in _chunks(sorted(set(values)), _ID_BATCH)
+        ]
         found: set[tuple[str, str]] = set()
-        for field, values in ((schema.SOURCE, sources), (schema.DOCUMENT, documents), (schema.FILE_NAME, file_names)):
-            for batch in _chunks(sorted(set(values)), _ID_BATCH):
-                iterator = self._client.query_iterator(
-                    self._collection,
-                    batch_size=_QUERY_PAGE,
-                    filter=field_in(field, batch),
-                    output_fields=[schema.SOURCE, schema.DOCUMENT],
-                )
-                while page := iterator.next():
-                    found.update((row[schema.SOURCE], row[schema.DOCUMENT]) for row in page)
-                iterator.close()
+        for group in _chunks(conditions, 3):  # one query for a run's usual chunk
+            rows = self._scan(" or ".join(f"({c})" for c in group), [schema.SOURCE, schema.DOCUMENT])
+            found.update((row[schema.SOURCE], row[schema.DOCUMENT]) for row in rows)
         return found
 
-    def rename(self, source: str, document: str) -> int:
-        """Move every stored item of ``source`` (by stored path) to ``document``: each is named ``document`` plus
-        its anchor; returns how many items were rewritten (those named so already are left alone)."""
-        expr = and_(field_in(schema.SOURCE, [source]), f"{schema.DOCUMENT} != {quote(document)}")
-        iterator = self._client.query_iterator(
-            self._collection, batch_size=_QUERY_PAGE, filter=expr, output_fields=_output_fields(True)
-        )
-        rows: list[dict[str, Any]] = []
-        while page := iterator.next():
-            rows.extend(page)
-        iterator.close()
-        if not rows:
-            return 0
-        items = [schema.from_row(row) for row in rows]
-        items = [item.model_copy(update={"name": named(document, item.anchor)}) for item in items]
-        fused = np.asarray([row[schema.FUSED] for row in rows], dtype=np.float32)
-        image = np.asarray([row[schema.IMAGE] for row in rows], dtype=np.float32)  # the fused one where none
-        return self.upsert(items, fused, image)
+    def rename(self, documents: Mapping[str, str]) -> dict[str, int]:
+        """Move every stored item of each source (by stored path) to its new document: each is named that document
+        plus its anchor. Returns how many items of each source were rewritten (those named so already are not)."""
+        moved: dict[str, str] = {}  # id: its new document
+        for batch in _chunks(sorted(documents), _ID_BATCH):
+            for row in self._scan(field_in(schema.SOURCE, batch), [schema.ID, schema.SOURCE, schema.DOCUMENT]):
+                if row[schema.DOCUMENT] != documents[row[schema.SOURCE]]:
+                    moved[row[schema.ID]] = documents[row[schema.SOURCE]]
+        rewritten: Counter[str] = Counter()
+        for batch in _chunks(list(moved), _WRITE_BATCH):  # the vectors read a batch at a time
+            rows = self._client.query(
+                self._collection, filter=id_in(batch), output_fields=_output_fields(True), limit=len(batch)
+            )
+            items = [schema.from_row(row) for row in rows]
+            items = [item.model_copy(update={"name": named(moved[item.id], item.anchor)}) for item in items]
+            fused = np.asarray([row[schema.FUSED] for row in rows], dtype=np.float32)
+            image = np.asarray([row[schema.IMAGE] for row in rows], dtype=np.float32)  # the fused one where none
+            self.upsert(items, fused, image)
+            rewritten.update(item.source for item in items)
+        return dict(rewritten)
 
     def delete(self, *, ids: Sequence[str] | None = None, filter: Filters | None = None) -> int:
         """Delete by ids or by filter (exactly one); returns how many items were deleted."""
@@ -509,6 +500,17 @@ class MilvusStore:
 
     def __repr__(self) -> str:
         return f"MilvusStore(uri={self._uri!r}, collection={self._collection!r}, encoder={self._encoder.describe()!r})"
+
+    def _scan(self, expr: str, fields: list[str]) -> Iterator[dict[str, Any]]:
+        """Every row matching ``expr``, with ``fields``, read a page at a time."""
+        iterator = self._client.query_iterator(
+            self._collection, batch_size=_QUERY_PAGE, filter=expr, output_fields=fields
+        )
+        try:
+            while page := iterator.next():
+                yield from page
+        finally:
+            iterator.close()
 
     def _count(self, expr: str) -> int:
         rows = self._client.query(self._collection, filter=expr, output_fields=["count(*)"])

@@ -81,15 +81,15 @@ class Names:
     def finish(self) -> list[SourceError]:
         """Rewrite the stored items of every source now shown under another document; one warning per source
         whose earlier name changed."""
+        earlier = {source: (self._stored[source] | self._given[source]) - {doc} for source, doc in self._docs.items()}
+        moved = {source: self._docs[source] for source, names in earlier.items() if names}
         renamed = []
-        for source, document in self._docs.items():
-            earlier = (self._stored.get(source, set()) | self._given.get(source, set())) - {document}
-            if earlier and self._store.rename(source, document):
-                was, file_name = ", ".join(sorted(earlier)), file_name_of(document)
-                reason = f"now named {document} (was {was}): another document has the file name {file_name}"
-                renamed.append(
-                    SourceError(source=source, reason=reason, kind=SourceErrorKind.RENAMED, severity=Severity.WARNING)
-                )
+        for source in sorted(self._store.rename(moved) if moved else ()):
+            document, was = moved[source], ", ".join(sorted(earlier[source]))
+            reason = f"now named {document} (was {was}): another document has the file name {file_name_of(document)}"
+            renamed.append(
+                SourceError(source=source, reason=reason, kind=SourceErrorKind.RENAMED, severity=Severity.WARNING)
+            )
         return renamed
 
     def _name(self, fresh: dict[str, str]) -> None:
@@ -98,6 +98,7 @@ class Names:
             sources=fresh, documents=[*bases, *map(file_name_of, bases)], file_names=[b for b in bases if _bare(b)]
         )
         order = list(fresh.items())
+        self._prefetch(order)
         for i, (source, base) in enumerate(order):
             if source in self._docs:
                 continue  # moved under its folder already, for a source named before it in this chunk
@@ -109,6 +110,17 @@ class Names:
                 self._look_up_candidates([(source, base), *((s, b) for s, b in order[i + 1 :] if not self._free(b, s))])
                 document = self._first_free(source, candidates) or candidates[-1]
             self._decide(source, document)
+
+    def _prefetch(self, order: list[tuple[str, str]]) -> None:
+        """Look up at once what naming these sources will likely need: the names those whose name is taken may take
+        instead, and the names a bare name that one of their file names makes ambiguous may move to."""
+        taken = [(source, base) for source, base in order if not self._free(base, source)]
+        candidates = [c for source, base in taken for c in self._candidates(source, base)]
+        for source, base in order:
+            file_name = file_name_of(base)
+            for other in self._by_doc.get(file_name, set()) - {source}:
+                candidates += qualified(other, file_name)[1:]
+        self._look_up(documents=candidates, file_names=[c for c in candidates if _bare(c)])
 
     def _look_up_candidates(self, sources: Iterable[tuple[str, str]]) -> None:
         candidates = [c for source, base in sources for c in self._candidates(source, base)]

@@ -11,6 +11,7 @@ from fastapi.testclient import TestClient
 
 from connectors.milvus import EncoderInfo, MilvusStore
 from connectors.sources import open_sources
+from rag.ingest import ingest
 from rag.ingest.ledger import Ledger
 from rag.ingest.names import qualified
 from rag.server import create_app
@@ -170,3 +171,21 @@ def test_two_uploads_of_one_name_are_told_apart(tmp_path, tiny_base):
         )
         assert all(search(f"source={name}") == [name] for name in names)
         assert search("source=same.png") == names  # the file name: both
+
+
+def test_a_run_stopped_before_it_renamed_is_healed_by_the_next(tmp_path, tiny_base):
+    """A run killed after writing, before its end: the next run over either folder renames what it left."""
+    photos, archive = _roots(tmp_path)
+    with MilvusStore.open(tmp_path / "db" / "milvus.db", "kb", encoder_info=EncoderInfo.of(tiny_base)) as store:
+        ingest(open_sources([photos]), tiny_base, store)
+        stopped = Ledger(store)
+        items = stopped.admit(list(open_sources([archive])))
+        vectors = tiny_base.encode_text([item.text or "x" for item in items])
+        stopped.write(items, vectors, vectors)  # and no finish(): photos' files keep their bare names
+        store.flush()
+        left = sorted(hit.item.name for hit in store.search(tiny_base.encode_text(["x"])[0], k=50))
+        assert "a.png" in left and "archive/a.png" in left
+        report = ingest(open_sources([archive]), tiny_base, store)
+        assert (report.added, report.unchanged, len(report.warnings)) == (0, 3, 3)
+        names = sorted(hit.item.name for hit in store.search(tiny_base.encode_text(["x"])[0], k=50))
+    assert names == BOTH
