@@ -160,7 +160,23 @@ def read_cpu_flags(path: str = "/proc/cpuinfo") -> frozenset[str] | None:
 
 
 def measure_cpu_bf16_speed(n: int = 128, repeats: int = 5) -> float:
-    """float32 time / bfloat16 time of an ``n``-sized matrix product (a few milliseconds, even where emulated)."""
+    """float32 time / bfloat16 time of an ``n``-sized matrix product (a few milliseconds, even where emulated).
+
+    Timed on one thread: on several, so small a product takes about as long as waking OpenMP's threads, which
+    other processes on the cores stretch to milliseconds; on a shared 2-core machine with oneDNN capped at AVX2
+    the ratio then swung from 0.02 to 6, and auto picked emulated bfloat16 in 2 of 3 starts. On one thread it
+    stayed at 0.02-0.06 there, and at 0.7-1.4 uncapped (AMX)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return _bf16_speed(n, repeats)
+    finally:
+        torch.set_num_threads(before)
+
+
+def _bf16_speed(n: int, repeats: int) -> float:
     import torch
 
     def best(dtype: torch.dtype) -> float:

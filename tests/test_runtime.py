@@ -13,6 +13,7 @@ from rag.runtime import (
     CudaDevice,
     Hardware,
     RuntimeUnavailableError,
+    measure_cpu_bf16_speed,
     probe_hardware,
     read_cpu_flags,
     resolve_runtime,
@@ -152,6 +153,12 @@ def test_cpu_flags_are_read_from_cpuinfo(tmp_path) -> None:
     cpuinfo.write_text("processor\t: 0\nflags\t\t: fpu avx2 amx_bf16 avx512_bf16\n\nprocessor\t: 1\n")
     assert read_cpu_flags(str(cpuinfo)) == frozenset({"fpu", "avx2", "amx_bf16", "avx512_bf16"})
     assert read_cpu_flags(str(tmp_path / "missing")) is None
+
+
+def test_the_bf16_probe_runs_on_one_thread_and_puts_torch_back() -> None:
+    before = torch.get_num_threads()
+    assert measure_cpu_bf16_speed() > 0
+    assert torch.get_num_threads() == before
 
 
 def test_this_machine_resolves() -> None:
