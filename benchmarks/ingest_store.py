@@ -14,7 +14,7 @@ DIR``), alternating, so both meet the same machine load; the ratio of their rate
 ``--profile FILE`` samples one run of this tree with py-spy instead (every thread) and prints where
 the time went.
 
-    .venv/bin/python benchmarks/ingest_store.py [--items 3000] [--rounds 3] [--baseline DIR]
+    .venv/bin/python benchmarks/ingest_store.py [--items 3000] [--rounds 3] [--baseline DIR]... [--profile FILE]
 """
 
 from __future__ import annotations
@@ -101,8 +101,19 @@ def run(tree: Path, corpus: Path, db: Path, profile: str = "") -> dict:
     script.write_text(RUN)
     command = [sys.executable, str(script), str(corpus), str(db)]
     if profile:
-        command = [str(Path(sys.executable).with_name("py-spy")), "record", "--format", "raw", "--rate", "50",
-                   "--subprocesses", "--output", profile, "--", *command]
+        command = [
+            str(Path(sys.executable).with_name("py-spy")),
+            "record",
+            "--format",
+            "raw",
+            "--rate",
+            "50",
+            "--subprocesses",
+            "--output",
+            profile,
+            "--",
+            *command,
+        ]
     out = subprocess.run(command, env=env, cwd=tree, check=True, capture_output=True, text=True).stdout
     return json.loads(next(line for line in reversed(out.splitlines()) if line.startswith("{")))
 
@@ -122,7 +133,7 @@ _PHASES = (
     (("encode_batch",), "caller: the free encoder"),
     (("_collect",), "caller: collecting prepared images"),
     (("Ledger.finish",), "end of the run: flush and indexing"),
-    (("milvus_lite",), "store in the ingesting process (older trees)"),
+    (("milvus_lite",), "Milvus Lite code in the ingesting process (all of the store in older trees)"),
 )
 #: Leaf frames of threads blocked on a queue, a lock or a poll, which py-spy may still count as active.
 _WAITING = ("wait (threading", "_worker (concurrent/futures/thread.py:8", "_serve (grpc", "channel_spin", "get (queue")
@@ -166,10 +177,15 @@ def main() -> None:
     parser.add_argument("--items", type=int, default=3_000)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument(
-        "--baseline", type=Path, action="append", default=[],
+        "--baseline",
+        type=Path,
+        action="append",
+        default=[],
         help="another source tree to compare with, run alternately (may be given more than once)",
     )
-    parser.add_argument("--profile", help="sample one run of this tree with py-spy into this file, and print where the time went")
+    parser.add_argument(
+        "--profile", help="sample one run of this tree with py-spy into this file, and print where the time went"
+    )
     args = parser.parse_args()
     from benchmarks.query import cpu_model
 
@@ -183,18 +199,23 @@ def main() -> None:
             return
         runs: dict[str, list[dict]] = {name: [] for name in trees}
         for number in range(args.rounds):
-            for name, tree in (trees.items() if number % 2 == 0 else reversed(trees.items())):
+            for name, tree in trees.items() if number % 2 == 0 else reversed(trees.items()):
                 result = run(tree, corpus, Path(tmp) / f"{name.replace(' ', '-')}-{number}.db")
                 assert result["added"] == args.items, result
                 runs[name].append(result)
-        print(f"cpu: {cpu_model()} (a shared machine); {args.items} 64x64 PNGs with captions, encoder free, "
-              f"{result['workers']} preprocessing workers, {args.rounds} rounds alternating")
+        print(
+            f"cpu: {cpu_model()} (a shared machine); {args.items} 64x64 PNGs with captions, encoder free, "
+            f"{args.rounds} rounds alternating"
+        )
         rates = {name: [r["added"] / r["seconds"] for r in results] for name, results in runs.items()}
         for name, results in runs.items():
             rounds = ", ".join(f"{v:.0f}" for v in rates[name])
-            print(f"  {name:18} median {statistics.median(rates[name]):7.0f} items/s  (rounds: {rounds}); "
-                  f"CPU per item: ingesting process {_per_item(results, 'cpu')}, store process "
-                  f"{_per_item(results, 'store_cpu')}")
+            print(
+                f"  {name:18} median {statistics.median(rates[name]):7.0f} items/s  (rounds: {rounds}; "
+                f"{results[0]['workers']} preprocessing workers); "
+                f"CPU per item: ingesting process {_per_item(results, 'cpu')}, store process "
+                f"{_per_item(results, 'store_cpu')}"
+            )
         if len(trees) > 1:
             this = statistics.median(rates["this tree"])
             for name in list(trees)[1:]:
@@ -205,6 +226,7 @@ def _per_item(results: list[dict], key: str) -> str:
     """Median CPU milliseconds per item of one process over the rounds (0 where the tree runs the store in
     the ingesting process)."""
     return f"{statistics.median(1000 * r[key] / r['added'] for r in results):.2f} ms"
+
 
 if __name__ == "__main__":
     main()
