@@ -85,7 +85,8 @@ class KnowledgeItem(BaseModel):
     )
     name: str = Field(
         default="",
-        description="What every surface calls the item: its path relative to what was ingested, plus #anchor.",
+        description="What every surface calls the item: its path relative to what was ingested, plus #anchor; "
+        "ingest keeps it unique in the collection (rag.ingest.names).",
     )
     metadata: dict[str, Any] = Field(default_factory=dict)
     tags: list[str] = Field(default_factory=list)
