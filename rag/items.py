@@ -47,6 +47,11 @@ def document_of(name: str) -> str:
     return name.split("#", 1)[0]
 
 
+def moved_to(name: str, document: str) -> str:
+    """``name`` with its document replaced by ``document``; what followed the document (its anchor) stays."""
+    return document + name[len(document_of(name)) :]
+
+
 def file_name_of(name: str) -> str:
     """The file name of a name's document: ``install.md`` of ``guide/install.md#linux`` (URLs: the last segment)."""
     return document_of(name).rstrip("/").rsplit("/", 1)[-1]

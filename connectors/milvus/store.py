@@ -33,7 +33,7 @@ from connectors.milvus.errors import (
 from connectors.milvus.filters import Filters, and_, compile_filter, field_in, id_in
 from connectors.milvus.fusion import fuse
 from connectors.milvus.schema import Backend, EncoderInfo
-from rag.items import KnowledgeItem, named
+from rag.items import KnowledgeItem, moved_to
 
 logger = logging.getLogger(__name__)
 
@@ -417,7 +417,7 @@ class MilvusStore:
                 self._collection, filter=id_in(batch), output_fields=_output_fields(True), limit=len(batch)
             )
             items = [schema.from_row(row) for row in rows]
-            items = [item.model_copy(update={"name": named(moved[item.id], item.anchor)}) for item in items]
+            items = [item.model_copy(update={"name": moved_to(item.name, moved[item.id])}) for item in items]
             fused = np.asarray([row[schema.FUSED] for row in rows], dtype=np.float32)
             image = np.asarray([row[schema.IMAGE] for row in rows], dtype=np.float32)  # the fused one where none
             self.upsert(items, fused, image)

@@ -25,7 +25,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import PurePath
 
 from connectors.milvus.store import MilvusStore
-from rag.items import KnowledgeItem, Severity, SourceError, SourceErrorKind, document_of, file_name_of, named
+from rag.items import KnowledgeItem, Severity, SourceError, SourceErrorKind, document_of, file_name_of, moved_to
 
 
 def qualified(source: str, base: str) -> list[str]:
@@ -74,7 +74,7 @@ class Names:
                 named_items.append(item)
                 continue
             self._given[item.source].add(document)
-            name = named(document, item.anchor)
+            name = moved_to(item.name, document)
             named_items.append(item if name == item.name else item.model_copy(update={"name": name}))
         return named_items
 
