@@ -7,6 +7,7 @@ Speed does not depend on the weight values.
 
 from __future__ import annotations
 
+import platform
 import shutil
 import statistics
 import tempfile
@@ -61,12 +62,13 @@ def load_full_size(variant: str = "base", **kwargs) -> tuple[VisualizedBGE, temp
 
 
 def cpu_name() -> str:
-    """The CPU's model name as Linux reports it (``?`` elsewhere)."""
+    """The CPU's model name as Linux reports it (elsewhere what the platform says, else ``?``)."""
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as f:
-            return next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), "?")
+            name = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), None)
     except OSError:
-        return "?"
+        name = None
+    return name or platform.processor() or "?"
 
 
 def timed(fn: Callable[[], object], repeats: int = 1) -> float:

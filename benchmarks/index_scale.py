@@ -239,11 +239,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--m", type=int, default=schema.HNSW_BUILD["M"], help="HNSW links per node")
     parser.add_argument("--ef-construction", type=int, default=schema.HNSW_BUILD["efConstruction"])
     args = parser.parse_args(argv)
-    from benchmarks.query import cpu_model
+    from benchmarks.common import cpu_name
 
     schema.HNSW_BUILD = {"M": args.m, "efConstruction": args.ef_construction}
     print(
-        f"cpu: {cpu_model()} ({os.cpu_count()} cores seen); {DIM}-d, top {args.top_k}, {args.queries} queries; "
+        f"cpu: {cpu_name()} ({os.cpu_count()} cores seen); {DIM}-d, top {args.top_k}, {args.queries} queries; "
         f"HNSW ef {args.ef} (x{schema.HNSW_FILTERED_EF} filtered), {schema.HNSW_BUILD}; "
         f"exact search timed up to {args.flat_up_to:,} items"
     )

@@ -28,7 +28,15 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.common import FIXTURES, FULL_SIZE, ROOT, SAMPLE_IMAGES, build_full_size, load_full_size  # noqa: E402
+from benchmarks.common import (  # noqa: E402
+    FIXTURES,
+    FULL_SIZE,
+    ROOT,
+    SAMPLE_IMAGES,
+    build_full_size,
+    cpu_name,
+    load_full_size,
+)
 from connectors.milvus import EncoderInfo, MilvusStore  # noqa: E402
 from connectors.sources import open_sources  # noqa: E402
 from rag.embeddings import VisualizedBGE  # noqa: E402
@@ -89,7 +97,7 @@ def engines(
     if cores:
         os.sched_setaffinity(0, sorted(allowed)[:cores])  # inherited by the local Ray's processes
     used = len(os.sched_getaffinity(0))
-    cpu_model = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")), "?")
+    cpu_model = cpu_name()
     ray.init(num_cpus=used, include_dashboard=False, logging_level="WARNING")
     # A running cluster has Ray Data's own detached actors (statistics, autoscaling requests) already: start them.
     ray.data.range(1).map_batches(_Identity, compute=ray.data.ActorPoolStrategy(size=1)).take_all()
@@ -203,7 +211,7 @@ def documents(pages: int, text_mb: float, dtype: str, batch_size: int, sample: i
     from benchmarks.documents import make_documents
     from tests.conftest import load_tiny
 
-    cpu_model = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")), "?")
+    cpu_model = cpu_name()
     full, model_dir = load_full_size("base", dtype=dtype, batch_size=batch_size)
     tiny = load_tiny("base", batch_size=batch_size)
     with tempfile.TemporaryDirectory(prefix="rag-docs-bench-") as tmp:

@@ -13,7 +13,6 @@ query needs the model); the items have short random captions so that BM25 has te
 from __future__ import annotations
 
 import argparse
-import platform
 import statistics
 import sys
 import tempfile
@@ -26,7 +25,7 @@ from llama_index.core.schema import QueryBundle
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.common import SAMPLE_IMAGES, load_full_size  # noqa: E402
+from benchmarks.common import SAMPLE_IMAGES, cpu_name, load_full_size  # noqa: E402
 from connectors.milvus import EncoderInfo, MilvusStore  # noqa: E402
 from rag.items import ImageRef, KnowledgeItem  # noqa: E402
 from rag.retrieval import Mode, MultimodalRetriever  # noqa: E402
@@ -94,17 +93,6 @@ def time_searches(
     return times
 
 
-def cpu_model() -> str:
-    """The CPU's model name as /proc/cpuinfo gives it (Linux), else what the platform says."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
 def percentiles(seconds: list[float]) -> tuple[float, float]:
     """p50 and p95 in milliseconds."""
     ms = sorted(s * 1000 for s in seconds)
@@ -126,7 +114,7 @@ def main() -> None:
 
     encoder, model_dir = load_full_size("base", dtype=args.dtype)
     info = EncoderInfo.of(encoder)
-    print(f"cpu: {cpu_model()}")
+    print(f"cpu: {cpu_name()}")
     print(f"threads={torch.get_num_threads()}  encoder {encoder.name} dim {encoder.dim}  top_k={args.top_k}  "
           f"{args.queries} queries per kind")
 
