@@ -405,7 +405,8 @@ class MilvusStore:
 
     def rename(self, documents: Mapping[str, str]) -> dict[str, int]:
         """Move every stored item of each source (by stored path) to its new document: each is named that document
-        plus its anchor. Returns how many items of each source were rewritten (those named so already are not)."""
+        plus what followed the old one (its anchor). Returns how many items of each source were rewritten (those
+        named so already are not)."""
         moved: dict[str, str] = {}  # id: its new document
         for batch in _chunks(sorted(documents), _ID_BATCH):
             for row in self._scan(field_in(schema.SOURCE, batch), [schema.ID, schema.SOURCE, schema.DOCUMENT]):

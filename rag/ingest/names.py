@@ -107,23 +107,26 @@ class Names:
             candidates = self._candidates(source, base)
             document = self._first_free(source, candidates)
             if document is None:  # one to look up first: with those of every source still to name whose name is taken
-                self._look_up_candidates([(source, base), *((s, b) for s, b in order[i + 1 :] if not self._free(b, s))])
+                pending = [(source, base), *((s, b) for s, b in order[i + 1 :] if not self._free(b, s))]
+                self._look_up_names(self._candidates_of(pending))
                 document = self._first_free(source, candidates) or candidates[-1]
             self._decide(source, document)
 
     def _prefetch(self, order: list[tuple[str, str]]) -> None:
         """Look up at once what naming these sources will likely need: the names those whose name is taken may take
         instead, and the names a bare name that one of their file names makes ambiguous may move to."""
-        taken = [(source, base) for source, base in order if not self._free(base, source)]
-        candidates = [c for source, base in taken for c in self._candidates(source, base)]
+        candidates = self._candidates_of((source, base) for source, base in order if not self._free(base, source))
         for source, base in order:
             file_name = file_name_of(base)
             for other in self._by_doc.get(file_name, set()) - {source}:
                 candidates += qualified(other, file_name)[1:]
-        self._look_up(documents=candidates, file_names=[c for c in candidates if _bare(c)])
+        self._look_up_names(candidates)
 
-    def _look_up_candidates(self, sources: Iterable[tuple[str, str]]) -> None:
-        candidates = [c for source, base in sources for c in self._candidates(source, base)]
+    def _candidates_of(self, sources: Iterable[tuple[str, str]]) -> list[str]:
+        return [c for source, base in sources for c in self._candidates(source, base)]
+
+    def _look_up_names(self, candidates: list[str]) -> None:
+        """Learn who holds these names: as documents, and the bare ones as file names too."""
         self._look_up(documents=candidates, file_names=[c for c in candidates if _bare(c)])
 
     def _candidates(self, source: str, base: str) -> list[str]:
