@@ -12,13 +12,14 @@ from collections.abc import Sequence
 import httpx
 from llama_index.core.llms import LLM, ChatMessage, ChatResponse
 
+from rag.errors import RagError
 from rag.settings import Settings
 
 OLLAMA_URL = "http://localhost:11434"
 OPENAI_URL = "https://api.openai.com/v1"  # the openai client's default, which OpenAILike keeps
 
 
-class LLMError(RuntimeError):
+class LLMError(RagError, RuntimeError):
     """The LLM endpoint failed: no answer in time, an HTTP error, or a reply that is not usable."""
 
 
