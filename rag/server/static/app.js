@@ -239,6 +239,7 @@ function clearResults() {
   showResults([]);
   $("answer").hidden = true;
   $("answer-text").replaceChildren();
+  $("answer-cut").hidden = true;
   $("citation-check").replaceChildren();
   $("citation-check").hidden = true;
   $("searched").textContent = "";
@@ -287,6 +288,12 @@ function showAnswer(answer, shown) {
     }
   }
   $("answer").hidden = false;
+}
+
+// A partial answer (the stream broke off, or the LLM hit its token limit) is marked where it ends.
+function showCutOff(body) {
+  $("answer-cut").textContent = body.status === "partial" ? `Answer cut off: ${body.error || "the LLM stopped early"}` : "";
+  $("answer-cut").hidden = body.status !== "partial";
 }
 
 function answerFailure(body) {
@@ -364,6 +371,7 @@ async function run(kind) {
     showResults(items);
     if (kind === "ask") {
       showAnswer(body.answer, items.length);
+      showCutOff(body);
       showCheck(body.citation_check, items.length);
       $("searched").textContent = body.query ? `Searched for: ${body.query}` : "";
       await remember(question, image, body);
