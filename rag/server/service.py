@@ -30,6 +30,7 @@ from connectors.milvus import (
     StoreError,
     StoreStats,
     StoreUnavailableError,
+    parse_filters,
     require_collection,
 )
 from connectors.sources import (
@@ -216,6 +217,14 @@ class Service:
 
     def stats(self) -> StoreStats:
         return self.store.stats()
+
+    def delete(self, filters: Sequence[str]) -> int:
+        """Delete the items ``filters`` match (as search reads them: key=value pairs or JSON); returns how many.
+        A filter is required: deleting everything is the command line's business (``rag delete --all``)."""
+        parsed = parse_filters(filters)  # a FilterError (a ValueError: 400) names what is wrong
+        if parsed is None:
+            raise UploadError("give a filter: which items to delete, e.g. filter=source=notes.md")
+        return self.store.delete(filter=parsed)
 
     def store_problem(self) -> str | None:
         """Why the store cannot serve now (unreachable, collection gone), or None when it answers."""
