@@ -96,7 +96,15 @@ class Chunker:
         return anchor
 
     def items(
-        self, text: str, *, source: str, where: str, anchor: str, metadata: dict[str, Any], style: str = "suffix"
+        self,
+        text: str,
+        *,
+        source: str,
+        where: str,
+        anchor: str,
+        metadata: dict[str, Any],
+        style: str = "suffix",
+        ref_doc_id: str = "",
     ) -> Iterator[SourceResult]:
         """Text-only items of one section: anchors ``anchor``, ``anchor-2``, … (``style="suffix"``, for headings),
         ``anchor&chunk=1``, ``anchor&chunk=2``, … (``style="chunk"``; with an empty anchor ``chunk=N``), or
@@ -118,6 +126,7 @@ class Chunker:
                 anchor=name,
                 metadata={**metadata, "chunk": number},
                 chunked=True,
+                ref_doc_id=ref_doc_id,
             )
 
     def report(self, where: str) -> Iterator[SourceError]:

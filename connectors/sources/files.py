@@ -21,7 +21,7 @@ from pathlib import Path
 from rag.items import Severity, SourceError
 from rag.items import SourceErrorKind as Kind
 
-from ._common import IMAGE_SUFFIXES, SourceResult
+from ._common import IMAGE_SUFFIXES, SourceResult, with_content_hash
 from .documents import HTML_SUFFIXES, MARKDOWN_SUFFIXES, iter_html, iter_markdown
 from .manifest import JSONL_SUFFIXES, iter_manifest, manifest_columns
 from .office import iter_docx, iter_pptx
@@ -47,14 +47,15 @@ SUPPORTED = (
 
 
 def read_file(path: Path, options: SourceOptions, *, in_folder: bool) -> Iterator[SourceResult]:
-    """Items and errors from one local file, read by the source its type calls for."""
+    """Items and errors from one local file, read by the source its type calls for. Each item records the file's
+    content hash (a manifest row: its image's); its document (``ref_doc_id``) is the file (a row: its image)."""
     from .folder import image_with_sidecar
 
     suffix = path.suffix.lower()
     if suffix in IMAGE_SUFFIXES:
         return image_with_sidecar(path, options)
     if suffix in _READERS:
-        return _READERS[suffix](path, options)
+        return with_content_hash(_READERS[suffix](path, options), path)
     if suffix in MANIFEST_SUFFIXES:
         if in_folder and not manifest_columns(path, options):
             columns = ", ".join((*options.image_columns, *options.text_columns))
