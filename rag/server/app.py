@@ -27,6 +27,7 @@ from fastapi.staticfiles import StaticFiles
 from fastapi_offline import FastAPIOffline
 
 from rag.embeddings.base import Encoder
+from rag.errors import RagError
 from rag.settings import Settings
 
 from .errors import BodyLimit, add_error_handlers, error_response
@@ -125,7 +126,7 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-class PortUnavailableError(OSError):
+class PortUnavailableError(RagError, OSError):
     """The server's address cannot be bound (a port in use, an address not of this machine)."""
 
 

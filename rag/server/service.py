@@ -46,6 +46,7 @@ from rag.answer import answer_engine, llm_from_settings
 from rag.answer.chat import MultimodalChatEngine, user_message
 from rag.embeddings.base import Encoder
 from rag.embeddings.registry import load_encoder, runtime_from_settings
+from rag.errors import RagError
 from rag.ingest import IngestReport, ingest
 from rag.items import SourceError, SourceErrorKind
 from rag.retrieval import Evidence, Mode, MultimodalRetriever, evidence
@@ -65,7 +66,7 @@ _HEALTH_TIMEOUT = 5.0
 _T = TypeVar("_T")
 
 
-class UploadError(ValueError):
+class UploadError(RagError, ValueError):
     """An upload the server refuses; ``status`` is the HTTP status that says why (400 or 413)."""
 
     def __init__(self, message: str, status: int = 400) -> None:
@@ -73,7 +74,7 @@ class UploadError(ValueError):
         self.status = status
 
 
-class ImageNotFoundError(LookupError):
+class ImageNotFoundError(RagError, LookupError):
     """No item with that id has an image file this server can send."""
 
 
