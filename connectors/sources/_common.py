@@ -211,8 +211,9 @@ def make_item(
     ref_doc_id: str = "",
     content_hash: str = "",
 ) -> Iterator[SourceResult]:
-    """Yield the item (its document ``ref_doc_id``, by default its source), then one warning when its text is longer than the encoder's window (the vector reads
-    its start, keyword search and display the whole) or than the store's text field (then it is cut to fit).
+    """Yield the item (its document ``ref_doc_id``, by default its source), then one warning when its text is
+    longer than the encoder's window (the vector reads its start, keyword search and display the whole) or than the
+    store's text field (then it is cut to fit).
     ``chunked`` texts were cut to the window already and are not counted again."""
     kept = fit_text(text)
     yield KnowledgeItem.create(

@@ -9,9 +9,8 @@ reported as ``path:line`` and the rest of the manifest is still read.
 
 from __future__ import annotations
 
-import hashlib
-
 import csv
+import hashlib
 import json
 import os
 from collections.abc import Iterator

@@ -116,7 +116,9 @@ class KnowledgeBase:
         from rag.retrieval import MultimodalRetriever
 
         checked = QueryOptions.model_validate(_options(options))
-        return MultimodalRetriever.from_options(self._open(), self.encoder_for("query"), checked, settings=self.settings)
+        return MultimodalRetriever.from_options(
+            self._open(), self.encoder_for("query"), checked, settings=self.settings
+        )
 
     def as_query_engine(self, llm: LLM | None = None, **options: Any) -> BaseQueryEngine:
         """A LlamaIndex query engine answering with citations (``AnswerResponse``); ``options``: ``AnswerOptions``."""

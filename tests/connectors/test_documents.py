@@ -67,8 +67,16 @@ def test_a_folder_with_every_type_gives_items_per_file_and_names_what_it_passes_
     names = {item.name for item in items}
     files = {name.split("#")[0] for name in names}
     assert files == {
-        "photos/red.png", "guide.md", "blue.png", "plain.md", "page.html", "notes.txt", "manual.pdf", "report.docx",
-        "deck.pptx", "rows.jsonl",
+        "photos/red.png",
+        "guide.md",
+        "blue.png",
+        "plain.md",
+        "page.html",
+        "notes.txt",
+        "manual.pdf",
+        "report.docx",
+        "deck.pptx",
+        "rows.jsonl",
     }
     assert len(names) == len(items)  # unique
     assert {"guide.md#guide", "guide.md#install", "guide.md#image=1", "plain.md#chunk=1", "page.html#intro"} <= names
@@ -222,7 +230,8 @@ def test_a_folder_symlink_loop_is_named_and_not_followed(tmp_path: Path, options
     loops = [r for r in results if isinstance(r, SourceError)]
     assert [i.name for i in items] == ["sub/a.txt#chunk=1"]
     assert {(Path(e.source).name, e.kind, e.severity) for e in loops} == {
-        ("again", Kind.SYMLINK_LOOP, Severity.WARNING), ("loop", Kind.SYMLINK_LOOP, Severity.WARNING)
+        ("again", Kind.SYMLINK_LOOP, Severity.WARNING),
+        ("loop", Kind.SYMLINK_LOOP, Severity.WARNING),
     }
 
 

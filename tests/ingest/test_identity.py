@@ -67,7 +67,12 @@ def test_one_reingested_pdf_page_leaves_its_sibling_pages_alone(tiny_base, tmp_p
     with open_store(tmp_path, tiny_base) as store:
         assert ingest(iter_llama_nodes(pages, opts), tiny_base, store).added == 4
         before = stored(store)
-        assert [i.name for i in before] == ["other.pdf#page=1", "other.pdf#page=2", "spec.pdf#page=1", "spec.pdf#page=2"]
+        assert [i.name for i in before] == [
+            "other.pdf#page=1",
+            "other.pdf#page=2",
+            "spec.pdf#page=1",
+            "spec.pdf#page=2",
+        ]
         assert {i.source for i in before} == {str(pdf), str(other)}  # the file, as sync's prune sees it
         assert len({i.ref_doc_id for i in before}) == 4  # each page its own document
         edited = next(p for p in pages if p.metadata["file_name"] == "spec.pdf" and p.metadata["page_label"] == "2")
