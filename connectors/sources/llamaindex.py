@@ -20,15 +20,16 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import os
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from rag.items import SourceError
+from rag.items import ImageRef, KnowledgeItem, SourceError, default_name
 from rag.items import SourceErrorKind as Kind
 
-from ._common import BadInput, LoadedImage, SourceResult, load_image_file, make_item, store_image
+from ._common import BadInput, LoadedImage, SourceResult, fit_text, load_image_file, make_item, store_image
 from .chunking import Chunker
 from .options import SourceOptions
 from .refs import load_image_ref
@@ -67,6 +68,32 @@ def iter_llama_nodes(nodes: Iterable[BaseNode], options: SourceOptions | None = 
         if not isinstance(node, Document):  # one document's nodes: each its own anchor
             anchor = f"{anchor}&node={node.node_id}" if anchor else f"node={node.node_id}"
         yield from make_item(where=where, options=options, text=text, image=image, anchor=anchor, **identity)
+
+
+def node_item(node: BaseNode, options: SourceOptions) -> KnowledgeItem:
+    """The node as one item under its own id (``node.node_id``), as a LlamaIndex vector store keeps it: text (its
+    content without metadata) and image as they are, its document ``ref_doc_id`` (else its own id). Raises
+    :class:`BadInput` for a node without text or image, or whose image cannot be read."""
+    text, image = _node_content(node, options)
+    text = fit_text(text.strip())
+    if image is None and not text:
+        raise BadInput(Kind.INVALID, "node has neither text nor an image")
+    document = node.ref_doc_id or node.node_id
+    page = str(node.metadata.get("page_label") or "").strip()
+    anchor = f"page={page}&node={node.node_id}" if page else f"node={node.node_id}"
+    source = _source(node, image, document)
+    return KnowledgeItem(
+        id=node.node_id,
+        text=text,
+        image=ImageRef(uri=str(image.path), mime_type=image.mime_type, sha256=hashlib.sha256(image.data).hexdigest())
+        if image is not None
+        else None,
+        source=source,
+        anchor=anchor,
+        name=default_name(source, anchor),
+        ref_doc_id=document,
+        metadata={**node.metadata, "node_id": node.node_id},
+    )
 
 
 def _source(node: BaseNode, image: LoadedImage | None, document: str) -> str:

@@ -93,7 +93,7 @@ def ingest(
     import threading
     import time
 
-    from connectors.sources import SourceOptions, count_items, open_sources, peek_items
+    from connectors.sources import count_items, open_sources, peek_items
 
     settings = settings_from(
         collection=collection,
@@ -115,17 +115,9 @@ def ingest(
     if engine == "local" and (given := [flag for flag, value in ray_flags.items() if value is not None]):
         raise fail(f"{', '.join(given)} apply to --engine ray")
     check_sources(sources)
-    from rag.embeddings.registry import load_text_window
+    from rag.knowledge import source_options
 
-    options = SourceOptions(
-        cache_dir=settings.data_dir,
-        allow_urls=allow_urls or settings.allow_urls,
-        max_download_bytes=settings.url_max_bytes,
-        url_timeout=settings.url_timeout,
-        decode_check=False,  # the preprocessing workers decode every image and report the broken ones
-        text_window=load_text_window(settings),  # the tokenizer alone: documents are chunked before the model loads
-        chunk_overlap=settings.chunk_overlap,
-    )
+    options = source_options(settings, allow_urls=allow_urls)  # as KnowledgeBase.ingest reads them
     found, results = peek_items(open_sources(sources, **options.model_dump()))
     if not found:
         _no_items(sources, list(results), settings.collection, report, as_json)

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from pydantic import ValidationError
 
 from connectors.milvus import ConnectOptions, EncoderInfo, MilvusStore, parse_filters
 from rag.ingest import IngestReport
 from rag.ingest import ingest as run_ingest
-from rag.retrieval.options import AnswerOptions, QueryOptions
+from rag.retrieval.options import AnswerOptions, OptionError, QueryOptions, describe, literal
 from rag.settings import Settings
 
 from .sources import Source, as_sources, read_sources, source_options
@@ -32,7 +34,8 @@ if TYPE_CHECKING:
 
     from .vector_store import KnowledgeVectorStore
 
-#: LlamaIndex's name for ``top_k``, accepted wherever options are.
+_O = TypeVar("_O", bound=QueryOptions)
+#: LlamaIndex's names for options, accepted wherever options are.
 _ALIASES = {"similarity_top_k": "top_k", "filters": "filter"}
 
 
@@ -115,7 +118,7 @@ class KnowledgeBase:
         """A LlamaIndex retriever over the collection; ``options`` as for :meth:`search`."""
         from rag.retrieval import MultimodalRetriever
 
-        checked = QueryOptions.model_validate(_options(options))
+        checked = _checked(QueryOptions, options)
         return MultimodalRetriever.from_options(
             self._open(), self.encoder_for("query"), checked, settings=self.settings
         )
@@ -124,7 +127,7 @@ class KnowledgeBase:
         """A LlamaIndex query engine answering with citations (``AnswerResponse``); ``options``: ``AnswerOptions``."""
         from rag.answer import answer_engine
 
-        checked = AnswerOptions.model_validate(_options(options))
+        checked = _checked(AnswerOptions, options)
         return answer_engine(
             self.as_retriever(**checked.model_dump(exclude={"rerank"}, exclude_unset=True, by_alias=True)),
             llm if llm is not None else self._llm(),
@@ -137,7 +140,7 @@ class KnowledgeBase:
         """A LlamaIndex chat engine: follow-ups condensed into standalone questions, answers with citations."""
         from rag.answer.chat import MultimodalChatEngine
 
-        checked = AnswerOptions.model_validate(_options(options))
+        checked = _checked(AnswerOptions, options)
         return MultimodalChatEngine(
             self.as_retriever(**checked.model_dump(exclude={"rerank"}, exclude_unset=True, by_alias=True)),
             llm if llm is not None else self._llm(),
@@ -207,15 +210,19 @@ class KnowledgeBase:
         return llm_from_settings(self.settings)
 
 
-def _options(options: Mapping[str, Any]) -> dict[str, Any]:
-    """Options with LlamaIndex's names (``similarity_top_k``, ``filters``) under ours."""
+def _checked(model: type[_O], options: Mapping[str, Any]) -> _O:
+    """The options checked, LlamaIndex's names (``similarity_top_k``, ``filters``) read as ours; a bad one raises
+    :class:`OptionError` naming it (an unknown mode: the valid ones)."""
     named: dict[str, Any] = {}
     for key, value in options.items():
         name = _ALIASES.get(key, key)
         if name in named:
-            raise TypeError(f"{key!r} and {name!r} are the same option; give one")
+            raise OptionError(f"{literal(key)} and {literal(name)} are the same option; give one")
         named[name] = value
-    return named
+    try:
+        return model.model_validate(named)
+    except ValidationError as e:
+        raise OptionError(literal(describe(e))) from None
 
 
 def _bundle(text: str | None, image: str | None) -> QueryBundle:
