@@ -81,6 +81,7 @@ class ErrorBody(BaseModel):
     error: str = Field(description="A short code: bad_request, unauthorized, not_found, too_large, ...")
     message: str = Field(description="What went wrong, for people.")
     details: list[dict[str, Any]] | None = Field(default=None, description="Per-field problems of a 422.")
+    scope: str | None = Field(default=None, description="The token scope a 403 needed: read, write or admin.")
 
 
 class Result(Evidence):

@@ -261,7 +261,11 @@ class Service:
             Path(name).unlink(missing_ok=True)
 
     def submit_ingest(
-        self, images: list[tuple[str, bytes, str]], manifests: list[tuple[str, bytes]], tags: list[str]
+        self,
+        images: list[tuple[str, bytes, str]],
+        manifests: list[tuple[str, bytes]],
+        tags: list[str],
+        on_done: Callable[[IngestJob], None] | None = None,
     ) -> IngestJob:
         """Keep the uploads under ``data_dir/uploads`` (by content hash) and queue their ingestion.
 
@@ -269,7 +273,8 @@ class Service:
         in a JSON sidecar; ``manifests``: (file name, bytes), kept as ``<hash>/<file name>`` so that their rows
         are named after the file, and whose local image references must stay in the upload folder.
         Images that fail the check are reported in the job; a manifest with another suffix is refused. Unless
-        the server shows its paths, the job names the files in its problems by their upload names.
+        the server shows its paths, the job names the files in its problems by their upload names. ``on_done``
+        gets the finished job.
         """
         options = self._source_options()
         paths: list[Path] = []
@@ -293,7 +298,8 @@ class Service:
             write_atomic(path, data)
             paths.append(path)
             names[str(path)] = f"upload:{name}"
-        return self.jobs.submit(paths, refused, names=None if self.settings.server_show_paths else names)
+        shown = None if self.settings.server_show_paths else names
+        return self.jobs.submit(paths, refused, names=shown, on_done=on_done)
 
     def _source_options(self) -> SourceOptions:
         return SourceOptions(
