@@ -90,6 +90,8 @@ def test_the_scope_is_checked_before_the_body_is_read(client: TestClient, tokens
     garbage = {"Content-Type": "multipart/form-data; boundary=x", **bearer(tokens[Scope.READ])}
     assert client.post("/api/ingest", headers=garbage, content=b"--y\r\nbroken").status_code == 403
     assert client.post("/api/tokens", headers=bearer(tokens[Scope.WRITE]), content=b"[not json").status_code == 403
+    for query in ("", "?filter=", "?filter={not json", "?filter=source%3D%27%20or%20%271"):
+        assert client.delete("/api/items" + query, headers=bearer(tokens[Scope.READ])).status_code == 403, query
     # The same malformed bodies with the scope they need: now the body is read, and refused as malformed.
     garbage["Authorization"] = f"Bearer {tokens[Scope.WRITE]}"
     assert client.post("/api/ingest", headers=garbage, content=b"--y\r\nbroken").status_code in (400, 422)
@@ -220,9 +222,16 @@ def test_an_upload_is_written_to_the_audit_log_with_its_files_and_counts(
         assert accepted.status_code == 202
         job = wait_for(client, accepted.json()["id"])
         client.post("/api/search", data={"text": "red"})  # reads are not written unless asked
-    [line] = [json.loads(line) for line in (tmp_path / "audit.jsonl").read_text().splitlines()]
+        assert client.delete("/api/items", params={"filter": "source=red.png"}).json() == {"deleted": 1}
+    [line, deleted] = [json.loads(line) for line in (tmp_path / "audit.jsonl").read_text().splitlines()]
     assert (line["action"], line["token"], line["tenant"], line["job"]) == ("ingest", "writer", None, job["id"])
     assert (line["files"], line["status"], line["added"], line["skipped"]) == (["red.png", "bad.png"], "done", 1, 1)
+    assert (deleted["action"], deleted["token"], deleted["filter"], deleted["deleted"]) == (
+        "delete",
+        "writer",
+        ["source=red.png"],
+        1,
+    )
 
 
 def test_reads_are_written_with_audit_reads(settings: Settings, tmp_path: Path, tiny_base) -> None:

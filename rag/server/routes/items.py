@@ -8,6 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 from fastapi.responses import FileResponse
 
+from ..auth import AuditDep, PrincipalDep
 from ..models import DeletedItems, ErrorBody, ServerStats
 from .deps import ServiceDep, SettingsDep
 
@@ -28,6 +29,8 @@ def stats(service: ServiceDep, settings: SettingsDep) -> ServerStats:
 @router.delete("/items", tags=["items"], responses={400: {"model": ErrorBody}})
 def delete_items(
     service: ServiceDep,
+    who: PrincipalDep,
+    audit: AuditDep,
     filters: Annotated[
         list[str],
         Query(
@@ -39,7 +42,9 @@ def delete_items(
 ) -> DeletedItems:
     """Delete the items the filter matches (the files they came from are kept); returns how many were deleted.
     Needs the same authorisation as ingestion."""
-    return DeletedItems(deleted=service.delete(filters))
+    deleted = service.delete(filters)
+    audit.record("delete", who, filter=filters, deleted=deleted)
+    return DeletedItems(deleted=deleted)
 
 
 @router.get(
