@@ -39,7 +39,6 @@ from connectors.sources import (
     SourceOptions,
     check_image,
     open_sources,
-    store_image,
     write_atomic,
 )
 from connectors.sources._common import IMAGE_SUFFIXES
@@ -277,14 +276,14 @@ class Service:
         tags: list[str],
         on_done: Callable[[IngestJob], None] | None = None,
     ) -> IngestJob:
-        """Keep the uploads under ``data_dir/uploads`` (by content hash) and queue their ingestion.
+        """Keep the uploads under ``data_dir/uploads`` (see :meth:`upload_path`) and queue their ingestion.
 
-        ``images``: (file name, bytes, caption), kept as ``<hash>.<suffix>`` with the caption and the file name
-        in a JSON sidecar; ``manifests``: (file name, bytes), kept as ``<hash>/<file name>`` so that their rows
-        are named after the file, and whose local image references must stay in the upload folder.
-        Images that fail the check are reported in the job; a manifest with another suffix is refused. Unless
-        the server shows its paths, the job names the files in its problems by their upload names. ``on_done``
-        gets the finished job.
+        ``images``: (file name, bytes, caption), kept with the caption and the file name in a JSON sidecar;
+        ``manifests``: (file name, bytes): documents and manifests, whose local image references must stay in the
+        upload folder. An upload is known by its file name: the same name again replaces that upload's earlier
+        version; identical bytes under another name are another upload. Images that fail the check are reported in
+        the job; a document with another suffix is refused. Unless the server shows its paths, the job names the
+        files in its problems by their upload names. ``on_done`` gets the finished job.
         """
         options = self._source_options()
         paths: list[Path] = []
@@ -292,24 +291,35 @@ class Service:
         refused: list[SourceError] = []
         for name, data, caption in images:
             try:
-                saved = store_image(data, "uploads", options)
+                info = check_image(data, options.max_image_pixels, decode=options.decode_check)
             except BadInput as e:
                 refused.append(e.report(f"upload:{name}"))
                 continue
+            path = self.upload_path(name if Path(name).suffix.lower() in IMAGE_SUFFIXES else name + info.suffix)
+            write_atomic(path, data)
             sidecar = {"text": caption, "tags": tags, "upload_name": name}
-            write_atomic(saved.path.with_suffix(".json"), json.dumps(sidecar).encode())
-            paths.append(saved.path)
-            names[str(saved.path)] = f"upload:{name}"
+            write_atomic(path.with_suffix(".json"), json.dumps(sidecar).encode())
+            paths.append(path)
+            names[str(path)] = f"upload:{name}"
         for name, data in manifests:
             suffix = Path(name).suffix.lower()
             if suffix not in DOCUMENT_SUFFIXES:
                 raise UploadError(f"file {name!r}: the name must end in {', '.join(DOCUMENT_SUFFIXES)}")
-            path = self.uploads / hashlib.sha256(data).hexdigest()[:32] / name
+            path = self.upload_path(name)
             write_atomic(path, data)
             paths.append(path)
             names[str(path)] = f"upload:{name}"
         shown = None if self.settings.server_show_paths else names
         return self.jobs.submit(paths, refused, names=shown, on_done=on_done)
+
+    def upload_path(self, name: str) -> Path:
+        """Where the upload named ``name`` is kept: ``uploads/<first 8 hex of the name's SHA-256>/<name>``. One
+        folder per file name, so an upload's sidecar and its reader see no other upload, and the same name is the
+        same file (its document, ``ref_doc_id``), which a new version replaces. Items are named by the file name;
+        where another document has that name already, by ``<those 8 hex>/<name>`` (``rag.ingest.names``)."""
+        if name in ("", ".", "..") or "/" in name or "\x00" in name:
+            raise UploadError(f"{name!r} is not a file name: give each upload the name of a file")
+        return self.uploads / hashlib.sha256(name.encode("utf-8")).hexdigest()[:8] / name
 
     def _source_options(self) -> SourceOptions:
         return SourceOptions(
