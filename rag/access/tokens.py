@@ -29,6 +29,8 @@ from typing import Any
 
 from filelock import FileLock
 
+from rag.errors import RagError
+
 TOKENS_FILE = "tokens.json"
 LAST_USE_FILE = "tokens-last-use.json"
 #: scrypt's cost: 16 MiB and some 50 ms per hash on a server core; paid once per token and process.
@@ -39,7 +41,7 @@ _TENANT = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,127}")
 _LAST_USE_EVERY = 60.0
 
 
-class TokenError(ValueError):
+class TokenError(RagError, ValueError):
     """A token operation refused: a bad name, scope or tenant, a name taken, or no such token."""
 
 

@@ -155,6 +155,9 @@ class ServerStats(StoreStats):
     can_delete: bool = Field(
         default=False, description="Whether this client may delete items (DELETE /api/items): those who may ingest."
     )
+    scope: str = Field(default="admin", description="What this client's token allows: read, write or admin.")
+    can_upload: bool = Field(default=True, description="Whether this client may ingest (POST /api/ingest).")
+    tenant: str | None = Field(default=None, description="The only tenant this client's token sees; none: all.")
 
 
 class DeletedItems(BaseModel):

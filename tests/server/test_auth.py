@@ -145,6 +145,15 @@ def test_token_routes_add_list_and_revoke_at_once(client: TestClient, tokens: di
     ]
 
 
+def test_stats_say_what_the_token_allows(client: TestClient, tokens: dict[Scope, str]) -> None:
+    shown = {scope: client.get("/api/stats", headers=bearer(token)).json() for scope, token in tokens.items()}
+    assert [(s["scope"], s["can_upload"], s["can_delete"], s["tenant"]) for s in shown.values()] == [
+        ("read", False, False, None),
+        ("write", True, True, None),
+        ("admin", True, True, None),
+    ]
+
+
 def test_the_server_token_is_an_admin_of_every_tenant_beside_stored_tokens(
     settings: Settings, tmp_path: Path, tiny_base
 ) -> None:
