@@ -1,8 +1,9 @@
 """The HTTP API and the web page: a FastAPI app over one collection, owned for the app's lifetime.
 
-Routes under ``/api`` ask for the bearer token when one is set (``RAG_SERVER_TOKEN``); the page,
-its static files, ``/health``, the OpenAPI schema and its docs at ``/docs`` do not. Every error is
-JSON: ``{"error": <code>, "message": <what went wrong>}``.
+Routes under ``/api`` ask for a bearer token once one is configured (``rag tokens``, ``RAG_SERVER_TOKEN``;
+``rag.server.auth``), and on a non-loopback address always, unless ``--no-auth``; the page, its static
+files, ``/health``, the OpenAPI schema and its docs at ``/docs`` do not. Every error is JSON:
+``{"error": <code>, "message": <what went wrong>}``.
 
 Clients see items by name and id, not by this machine's paths: sources named relative to the
 folder they were ingested from, images served by item id, and no Milvus URI, unless
@@ -15,20 +16,25 @@ from __future__ import annotations
 import ipaddress
 import logging
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 from fastapi_offline import FastAPIOffline
 
 from rag.embeddings.base import Encoder
+from rag.errors import RagError
 from rag.settings import Settings
 
+from .auth import guard_open_bind
+from .auth import install as install_auth
 from .errors import BodyLimit, add_error_handlers, error_response
+from .guard import BrowserGuard, bound_hosts
 from .models import ErrorBody
 from .routes import api_router
 from .routes.body import BODY_SCHEMAS
@@ -42,8 +48,13 @@ _PAGE_POLICY = (
 )
 
 
-def create_app(settings: Settings | None = None, *, encoder: Encoder | None = None) -> FastAPI:
-    """The app over ``settings.collection``; ``encoder`` overrides the one the settings name (e.g. already loaded)."""
+def create_app(
+    settings: Settings | None = None, *, encoder: Encoder | None = None, hosts: Sequence[str] | None = None
+) -> FastAPI:
+    """The app over ``settings.collection``; ``encoder`` overrides the one the settings name (e.g. already loaded).
+
+    ``hosts``: the names the ``Host`` header may carry (``guard.bound_hosts``; ``serve`` passes the bound ones);
+    None: any. Cross-site requests that would change something are refused either way (``guard``)."""
     settings = settings or Settings()
 
     @asynccontextmanager
@@ -60,14 +71,20 @@ def create_app(settings: Settings | None = None, *, encoder: Encoder | None = No
         title="mmrag",
         summary="Multimodal search, answers with citations, and ingestion over one collection.",
         lifespan=lifespan,
-        responses={code: {"model": ErrorBody} for code in (400, 401, 413, 422)},
+        responses={code: {"model": ErrorBody} for code in (400, 401, 403, 413, 422, 429)},
         static_url="/docs/assets",
     )
     app.state.settings = settings
     app.include_router(api_router(), prefix="/api")
     app.openapi = lambda: _with_body_schemas(app)  # type: ignore[method-assign]
     app.add_middleware(BodyLimit, max_bytes=settings.server_max_request_bytes)
+    if settings.server_allowed_origins:
+        app.add_middleware(
+            CORSMiddleware, allow_origins=settings.server_allowed_origins, allow_methods=["*"], allow_headers=["*"]
+        )
+    app.add_middleware(BrowserGuard, hosts=hosts, origins=settings.server_allowed_origins)
     add_error_handlers(app)
+    install_auth(app, settings)
 
     @app.get("/", include_in_schema=False)
     def page() -> FileResponse:
@@ -113,7 +130,7 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-class PortUnavailableError(OSError):
+class PortUnavailableError(RagError, OSError):
     """The server's address cannot be bound (a port in use, an address not of this machine)."""
 
 
@@ -142,9 +159,10 @@ def serve(settings: Settings | None = None, *, host: str | None = None, port: in
     settings = settings or Settings()
     host = host or settings.server_host
     port = settings.server_port if port is None else port
-    if not is_loopback(host) and settings.server_token is None:
-        logger.warning("serving on %s without a token: anyone who can reach it can read and add items", host)
     with bind(host, port) as sock:
         shown = f"[{host}]" if ":" in host else host
+        url = f"http://{shown}:{sock.getsockname()[1]}/"
+        settings = guard_open_bind(settings, host, url, exposed=not is_loopback(host))
         logger.info("listening on http://%s:%d (answering once the encoder is loaded; Ctrl+C stops)", shown, port)
-        uvicorn.Server(uvicorn.Config(create_app(settings), host=host, port=port, log_level="info")).run([sock])
+        app = create_app(settings, hosts=bound_hosts(host, settings.server_allowed_hosts))
+        uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="info")).run([sock])

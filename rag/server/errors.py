@@ -28,10 +28,12 @@ logger = logging.getLogger(__name__)
 _ERROR_CODES = {
     400: "bad_request",
     401: "unauthorized",
+    403: "forbidden",
     404: "not_found",
     405: "method_not_allowed",
     413: "too_large",
     422: "invalid_request",
+    429: "too_many_requests",
     503: "store_unavailable",
 }
 
