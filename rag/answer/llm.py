@@ -14,6 +14,7 @@ from typing import Any
 import httpx
 from llama_index.core.llms import LLM, ChatMessage, ChatResponse
 
+from rag.errors import RagError
 from rag.settings import Settings
 
 OLLAMA_URL = "http://localhost:11434"
@@ -25,7 +26,7 @@ NO_FINISH = "the LLM's stream ended without its finish signal (the connection dr
 CLEAN_FINISH = "stop"
 
 
-class LLMError(RuntimeError):
+class LLMError(RagError, RuntimeError):
     """The LLM endpoint failed: no answer in time, an HTTP error, or a reply that is not usable."""
 
 
