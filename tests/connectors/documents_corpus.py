@@ -59,7 +59,9 @@ def make_pptx(path: Path, picture: bytes | None = None) -> Path:
     return path
 
 
-def add_text(pdf: pdfium.PdfDocument, page: pdfium.PdfPage, text: str, x: float, y: float, size: float = 10.0) -> None:
+def add_text(
+    pdf: pdfium.PdfDocument, page: pdfium.PdfPage, text: str, x: float, y: float, size: float = 10.0
+) -> None:
     """Write one line of ``text`` on ``page`` in Helvetica, its baseline starting at (x, y)."""
     obj = pdfium_c.FPDFPageObj_NewTextObj(pdf, b"Helvetica", size)
     wide = ctypes.create_string_buffer((text + "\0").encode("utf-16-le"))
@@ -79,4 +81,19 @@ def make_text_pdf(path: Path, pages: list[list[str]]) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     pdf.save(str(path))
     pdf.close()
+    return path
+
+
+def make_xlsx(path: Path, sheets: dict[str, list[list[object]]]) -> Path:
+    """A workbook with these sheets, each a list of rows (its first row the header)."""
+    from openpyxl import Workbook
+
+    book = Workbook()
+    book.remove(book.active)
+    for name, rows in sheets.items():
+        sheet = book.create_sheet(name)
+        for row in rows:
+            sheet.append(row)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    book.save(str(path))
     return path

@@ -74,14 +74,8 @@ def test_metadata_filters_with_conditions() -> None:
     )
     negated = MetadataFilters(filters=[_filter("a", "x"), _filter("b", "y")], condition=FilterCondition.NOT)
     assert compile_filter(negated) == 'not ((metadata["a"] == "x") or (metadata["b"] == "y"))'
-    assert (
-        compile_filter(MetadataFilters(filters=[_filter("tags", "t", FilterOperator.TEXT_MATCH)]))
-        == '(array_contains(tags, "t"))'
-    )
-    assert (
-        compile_filter(MetadataFilters(filters=[_filter("tags", "", FilterOperator.IS_EMPTY)]))
-        == "(array_length(tags) == 0)"
-    )
+    assert compile_filter(MetadataFilters(filters=[_filter("tags", "t", FilterOperator.TEXT_MATCH)])) == "(array_contains(tags, \"t\"))"
+    assert compile_filter(MetadataFilters(filters=[_filter("tags", "", FilterOperator.IS_EMPTY)])) == "(array_length(tags) == 0)"
 
 
 def test_helpers() -> None:
@@ -196,9 +190,7 @@ def _selected(corpus: tuple[MilvusStore, list[KnowledgeItem]], filters: Any) -> 
         ({"source": "pictures/1.jpg"}, {1}),
     ],
 )
-def test_operators_select_the_right_items(
-    corpus: tuple[MilvusStore, list[KnowledgeItem]], filters: Any, expected: set[int]
-) -> None:
+def test_operators_select_the_right_items(corpus: tuple[MilvusStore, list[KnowledgeItem]], filters: Any, expected: set[int]) -> None:
     assert _selected(corpus, filters) == expected
 
 

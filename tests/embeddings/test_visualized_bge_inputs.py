@@ -97,7 +97,9 @@ def test_exif_orientation_is_applied(tiny_base):
     assert loaded.size == upright.size
     # Turned by hand, and rebuilt from its pixels so that no orientation tag remains.
     reference = Image.fromarray(np.asarray(Image.open(io.BytesIO(data)).transpose(Image.Transpose.ROTATE_270)))
-    np.testing.assert_allclose(tiny_base.encode_image([data]), tiny_base.encode_image([reference]), atol=1e-6)
+    np.testing.assert_allclose(
+        tiny_base.encode_image([data]), tiny_base.encode_image([reference]), atol=1e-6
+    )
 
 
 @pytest.mark.parametrize("mode", ["RGBA", "LA", "P", "CMYK", "L", "1", "I", "I;16", "F"])
@@ -177,9 +179,7 @@ def load_with(state, tmp_path: Path) -> VisualizedBGE:
     path = tmp_path / "weights.pth"
     torch.save(state, path)
     d = parity_dir("base")
-    return VisualizedBGE.from_pretrained(
-        path, d / "text_model", vision_config=d / "vision_config.json", dtype="float32"
-    )
+    return VisualizedBGE.from_pretrained(path, d / "text_model", vision_config=d / "vision_config.json", dtype="float32")
 
 
 def test_checkpoint_with_missing_key_is_refused(tmp_path):

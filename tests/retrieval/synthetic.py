@@ -57,17 +57,8 @@ class Synthetic:
         self.axes.setdefault(text, len(self.axes))
         return _axis(self.axes[text])
 
-    def add(
-        self,
-        source: str,
-        query: str,
-        fused: float,
-        image: float,
-        *,
-        text: str | None = None,
-        pixels: bytes = b"",
-        tags: Sequence[str] = (),
-    ) -> KnowledgeItem:
+    def add(self, source: str, query: str, fused: float, image: float, *, text: str | None = None, pixels: bytes = b"",
+            tags: Sequence[str] = ()) -> KnowledgeItem:
         """An image+text item (an image alone with ``text=""``) whose fused and image vectors have these cosines with
         ``query``'s vector."""
         item = KnowledgeItem.create(

@@ -57,12 +57,7 @@ def test_search_composed_query_prints_the_exact_item_first(rag, corpus) -> None:
     data = json.loads(result.stdout)
     assert data["mode"] == "composed-to-multimodal" and data["hybrid"] is False
     first = data["results"][0]
-    assert (first["rank"], first["source"], first["text"], first["image"]) == (
-        1,
-        "grid/0-2",
-        CAPTIONS[2],
-        str(corpus.pictures[0]),
-    )
+    assert (first["rank"], first["source"], first["text"], first["image"]) == (1, "grid/0-2", CAPTIONS[2], str(corpus.pictures[0]))
     assert first["id"] == corpus.id("grid/0-2") and first["metadata"]["tags"] == ["grid"] and len(data["results"]) == 3
 
     table = rag("search", "-t", CAPTIONS[2], "-i", str(corpus.pictures[0]), "-k", "2")
@@ -74,18 +69,8 @@ def test_search_image_mode_filters_and_hybrid(rag, corpus) -> None:
     assert json.loads(image.stdout)["results"][0]["source"] == "uncaptioned"
 
     filtered = rag(
-        "search",
-        "-t",
-        "anything",
-        "--filter",
-        "tags=coast",
-        "--filter",
-        "tags=grid",
-        "--filter",
-        '{"source": {"nin": ["grid/0-0", "grid/0-1"]}}',
-        "-k",
-        "20",
-        "--json",
+        "search", "-t", "anything", "--filter", "tags=coast", "--filter", "tags=grid",
+        "--filter", '{"source": {"nin": ["grid/0-0", "grid/0-1"]}}', "-k", "20", "--json",
     )
     sources = [r["source"] for r in json.loads(filtered.stdout)["results"]]
     assert sorted(sources) == sorted(["lighthouse"] + [f"grid/{i}-{j}" for i in range(3) for j in range(3)][2:])
@@ -145,12 +130,9 @@ def test_search_and_ask_pass_the_blend_to_one_store_search(rag, monkeypatch) -> 
 def test_duplicates_are_merged_by_default_and_counted(rag, corpus) -> None:
     args = ("search", "-t", COPIES, "-i", str(corpus.pictures[4]), "-k", "3")
     merged = json.loads(rag(*args, "--dedup", "--json").stdout)
-    assert (
-        merged["merged"] == 1
-        and [r["source"] for r in merged["results"]].count("copies/a")
-        + [r["source"] for r in merged["results"]].count("copies/b")
-        == 1
-    )
+    assert merged["merged"] == 1 and [r["source"] for r in merged["results"]].count("copies/a") + [
+        r["source"] for r in merged["results"]
+    ].count("copies/b") == 1
     assert sum(len(r["duplicates"]) for r in merged["results"]) == 1
     assert "1 duplicate merged" in " ".join(rag(*args, "--dedup").stdout.split())
     every = json.loads(rag(*args, "--json").stdout)
@@ -195,22 +177,10 @@ def test_ask_without_llm_prints_the_labelled_evidence(rag, corpus) -> None:
 def test_ask_with_an_llm_prints_the_answer_and_citations(rag, corpus) -> None:
     with FakeLLMServer(Reply("On a rocky cliff [1].")) as server:
         result = rag(
-            "ask",
-            "Where is the lighthouse?",
-            "--image",
-            str(corpus.pictures[3]),
-            "-k",
-            "2",
-            "--llm-base-url",
-            server.url,
-            "--llm-model",
-            "vision-test",
-            "--max-image-side",
-            "32",
+            "ask", "Where is the lighthouse?", "--image", str(corpus.pictures[3]), "-k", "2",
+            "--llm-base-url", server.url, "--llm-model", "vision-test", "--max-image-side", "32",
         )
-        as_json = rag(
-            "ask", "Where is the lighthouse?", "-k", "2", "--llm-base-url", server.url, "--llm-model", "m", "--json"
-        )
+        as_json = rag("ask", "Where is the lighthouse?", "-k", "2", "--llm-base-url", server.url, "--llm-model", "m", "--json")
     assert result.exit_code == 0, result.output
     assert result.stdout.startswith("On a rocky cliff [1].")
     assert f"[1] lighthouse  id={corpus.id('lighthouse')}  image={corpus.pictures[3]}" in result.stdout
@@ -223,9 +193,7 @@ def test_ask_with_an_llm_prints_the_answer_and_citations(rag, corpus) -> None:
 def test_ask_when_the_llm_fails_exits_4_with_the_evidence(rag, corpus, monkeypatch) -> None:
     with FakeLLMServer(Reply(status=503)) as server:
         monkeypatch.setenv("RAG_LLM_MAX_RETRIES", "0")
-        result = rag(
-            "ask", "Where is the lighthouse?", "-k", "2", "--llm-base-url", server.url, "--llm-model", "m", "--json"
-        )
+        result = rag("ask", "Where is the lighthouse?", "-k", "2", "--llm-base-url", server.url, "--llm-model", "m", "--json")
     assert result.exit_code == 4
     data = json.loads(result.stdout)
     assert data["status"] == "llm_error" and "HTTP 503" in data["error"] and len(data["citations"]) == 2
@@ -234,16 +202,7 @@ def test_ask_when_the_llm_fails_exits_4_with_the_evidence(rag, corpus, monkeypat
 def test_ask_says_a_failed_rerank_once_and_names_the_endpoint(rag, corpus, caplog) -> None:
     with FakeLLMServer(Reply("the second one"), Reply("See [1].")) as server:
         result = rag(
-            "ask",
-            "Where is the lighthouse?",
-            "-k",
-            "2",
-            "--rerank",
-            "1",
-            "--llm-base-url",
-            server.url,
-            "--llm-model",
-            "m",
+            "ask", "Where is the lighthouse?", "-k", "2", "--rerank", "1", "--llm-base-url", server.url, "--llm-model", "m"
         )
         url = server.url
     assert result.exit_code == 0, result.output
@@ -251,3 +210,60 @@ def test_ask_says_a_failed_rerank_once_and_names_the_endpoint(rag, corpus, caplo
     assert not [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
     unreachable = rag("ask", "Where is the lighthouse?", "-k", "2", "--llm-base-url", url, "--llm-model", "m")
     assert unreachable.exit_code == 4 and f"cannot reach the LLM endpoint {url}" in unreachable.stdout
+
+
+@pytest.fixture(scope="module")
+def reranker_folder(tmp_path_factory: pytest.TempPathFactory):
+    from .tiny_reranker import build_reranker
+
+    return build_reranker(tmp_path_factory.mktemp("cross-encoder"))
+
+
+def test_search_with_a_cross_encoder_keeps_the_best_of_the_candidates(rag, reranker_folder, monkeypatch) -> None:
+    from rag.embeddings.cross_encoder import CrossEncoder
+    from rag.runtime import Runtime
+
+    folder = str(reranker_folder)
+    reranking = ("--reranker", folder, "--rerank-candidates", "20", "--json")
+    everything = rag("search", "-t", "rocky cliff", "-k", "20", *reranking)
+    assert everything.exit_code == 0, everything.output
+    results = json.loads(everything.stdout)["results"]
+    scores = [r["rerank_score"] for r in results]
+    assert len(results) > 5 and scores == sorted(scores, reverse=True)
+    float32 = Runtime(device="cpu", dtype="float32", batch_size=8, workers=1)
+    scorer = CrossEncoder.from_pretrained(folder, runtime=float32)
+    texts = [r["text"] or r["name"] for r in results]  # a picture without a caption is scored on its name
+    assert scores == pytest.approx(scorer.score("rocky cliff", texts), abs=1e-4)
+    assert all(r["score"] is not None and "rerank_score" not in r["metadata"] for r in results)
+
+    best = json.loads(rag("search", "-t", "rocky cliff", "-k", "3", *reranking).stdout)
+    assert [r["id"] for r in best["results"]] == [r["id"] for r in results[:3]]  # the top 3 of the same 20 candidates
+    monkeypatch.setenv("RAG_RERANKER", folder)
+    monkeypatch.setenv("RAG_RERANK_CANDIDATES", "20")
+    normalized = json.loads(rag("search", "-t", "rocky cliff", "-k", "3", "--rerank-normalize", "--json").stdout)
+    assert [r["id"] for r in normalized["results"]] == [r["id"] for r in results[:3]]
+    assert all(0 < r["rerank_score"] < 1 for r in normalized["results"])
+    table = rag("search", "-t", "rocky cliff", "-k", "3")
+    assert table.exit_code == 0 and "rerank" in table.stdout
+
+
+def test_a_model_that_is_not_a_reranker_is_refused_before_searching(rag, corpus, tmp_path, monkeypatch) -> None:
+    from .tiny_reranker import build_reranker
+
+    searched = []
+    monkeypatch.setattr(MilvusStore, "search", lambda self, *a, **k: searched.append(1))
+    two = build_reranker(tmp_path / "two-labels", labels=2)
+    result = rag("search", "-t", "rocky cliff", "--reranker", str(two))
+    assert result.exit_code == 2 and "2 labels" in " ".join(result.stderr.split()) and searched == []
+    missing = rag("ask", "where?", "--reranker", str(tmp_path / "nowhere"))
+    assert missing.exit_code == 2 and "--reranker" in missing.stderr and searched == []
+    no_text = rag("search", "--image", str(corpus.pictures[0]), "--reranker", str(two))
+    assert no_text.exit_code == 2 and "give --text" in no_text.stderr and searched == []
+
+
+def test_the_llm_rerank_keeps_its_old_flag(rag) -> None:
+    for spelled in ("--llm-rerank", "--rerank"):
+        result = rag("ask", "rocky cliff", "-k", "3", spelled, "2", "--json")
+        assert result.exit_code == 0, result.output
+        assert json.loads(result.stdout)["status"] == "no_llm"  # the rerank needs an LLM; the order is kept
+    assert "--llm-rerank" in rag("ask", "--help").stdout

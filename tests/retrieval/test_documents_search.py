@@ -70,9 +70,7 @@ def test_the_cli_finds_a_chunk_by_its_words_and_shows_its_name(db) -> None:
     assert result.exit_code == 0, result.output
     top = json.loads(result.stdout)["results"][0]
     assert (top["name"], top["document"], top["anchor"]) == (
-        "depot-handbook.docx#tracking-faults",
-        "depot-handbook.docx",
-        "#tracking-faults",
+        "depot-handbook.docx#tracking-faults", "depot-handbook.docx", "#tracking-faults"
     )
     assert top["metadata"]["modality"] == "text" and "red fault book" in top["text"]
     texts = CliRunner().invoke(app, [*args[:-1], "-f", "modality=text", "--json"], env=env)
