@@ -227,12 +227,12 @@ def _text(query: VectorStoreQuery) -> str:
 def _selection(
     node_ids: list[str] | None, filters: MetadataFilters | None, doc_ids: list[str] | None = None
 ) -> Filters | None:
-    """The filter selecting these node ids and documents (when given) among those ``filters`` match; None when
-    nothing at all is asked."""
+    """The filter selecting these node ids and documents among those ``filters`` match; None when nothing at all
+    is asked. Empty lists ask nothing (LlamaIndex's retrievers pass them so)."""
     parts: list[MetadataFilter | MetadataFilters] = []
-    if node_ids is not None:
+    if node_ids:
         parts.append(MetadataFilter(key=schema.ID, value=list(node_ids), operator=FilterOperator.IN))
-    if doc_ids is not None:
+    if doc_ids:
         parts.append(MetadataFilter(key=schema.REF_DOC_ID, value=list(doc_ids), operator=FilterOperator.IN))
     if filters is not None and filters.filters:
         parts.append(filters)
