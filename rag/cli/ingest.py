@@ -15,6 +15,7 @@ from rich.progress import Progress, SpinnerColumn, TextColumn
 from rich.table import Table
 from rich.text import Text
 
+from rag.access import AuditLog
 from rag.cli.common import (
     CollectionOpt,
     EncoderOpt,
@@ -184,9 +185,16 @@ def ingest(
         on_progress(result, done=True)
     result.write_jsonl(report_path, collection=settings.collection)
     summary = {**result.summary(), "collection": settings.collection, "report": str(report_path)}
+    AuditLog(settings.data_dir).record("ingest", None, files=sources, **_counted(summary))
     _print_summary(result, summary, as_json)
     if result.skipped:
         raise typer.Exit(ExitCode.ITEMS_SKIPPED)
+
+
+def _counted(summary: dict[str, Any]) -> dict[str, Any]:
+    """What the audit log keeps of an ingest's summary: its collection and counts."""
+    kept = ("collection", "added", "unchanged", "replaced", "removed", "skipped")
+    return {key: summary[key] for key in kept if key in summary}
 
 
 def _store_went_away(error: Exception, latest: list, collection: str) -> None:
