@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import socket
+import time
 from typing import Any
 
 import pytest
@@ -43,6 +44,15 @@ def started(monkeypatch: pytest.MonkeyPatch) -> list[tuple[Any, dict[str, Any]]]
     return calls
 
 
+def ready(client: TestClient) -> TestClient:
+    """``client`` once its app has loaded the encoder in the background and the store answered (``/ready``)."""
+    deadline = time.monotonic() + 60
+    while client.get("/ready").status_code != 200:
+        assert time.monotonic() < deadline, client.get("/ready").text
+        time.sleep(0.05)
+    return client
+
+
 def test_serve_binds_loopback_and_asks_for_the_env_token(
     started: list, corpus: Corpus, tmp_path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -53,6 +63,7 @@ def test_serve_binds_loopback_and_asks_for_the_env_token(
     [(asgi, options)] = started
     assert (options["host"], options["port"]) == ("127.0.0.1", 8000)
     with TestClient(asgi, base_url="http://127.0.0.1:8000") as client:  # the Host a client of 127.0.0.1 sends
+        ready(client)
         assert client.get("/api/stats").status_code == 401
         assert client.get("/health", headers={"Host": "evil.example:8000"}).status_code == 400  # DNS rebinding
         stats = client.get("/api/stats", headers={"Authorization": "Bearer from-the-env"}).json()
@@ -85,7 +96,7 @@ def test_serve_opens_only_an_existing_collection_and_shows_paths_on_request(star
     uris = []
     for asgi, _ in started:
         with TestClient(asgi, base_url="http://localhost:8000") as client:
-            uris.append(client.get("/api/stats").json()["uri"])
+            uris.append(ready(client).get("/api/stats").json()["uri"])
     assert uris == [None, corpus.db]
 
 

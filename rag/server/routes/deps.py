@@ -18,7 +18,8 @@ _bearer = HTTPBearer(auto_error=False, description="Needed when the server has a
 
 
 def _service(request: Request) -> Service:
-    return request.app.state.service
+    """The service; 503 (``not_ready``) while the server starts."""
+    return request.app.state.startup.require()
 
 
 def _settings(request: Request) -> Settings:
