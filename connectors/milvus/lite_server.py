@@ -32,6 +32,8 @@ from pathlib import Path
 import psutil
 from filelock import FileLock, Timeout
 
+from rag.errors import RagError
+
 logger = logging.getLogger(__name__)
 
 HOST = "127.0.0.1"
@@ -45,7 +47,7 @@ _START_WAIT = 60.0
 _ROOT = Path(__file__).resolve().parents[2]
 
 
-class LiteServerError(RuntimeError):
+class LiteServerError(RagError, RuntimeError):
     """The shared Milvus Lite server cannot be found or started; the message says why and what to do."""
 
 

@@ -182,7 +182,7 @@ def ingest(
             _store_went_away(e, latest, settings.collection)
             raise
         on_progress(result, done=True)
-    result.write_jsonl(report_path)
+    result.write_jsonl(report_path, collection=settings.collection)
     summary = {**result.summary(), "collection": settings.collection, "report": str(report_path)}
     _print_summary(result, summary, as_json)
     if result.skipped:
@@ -243,7 +243,7 @@ def _no_items(sources: list[str], problems: list, collection: str, report: Path 
 
     result = IngestReport(problems=problems)
     if report is not None:
-        result.write_jsonl(report)
+        result.write_jsonl(report, collection=collection)
     summary = {**result.summary(), "collection": collection, "report": str(report) if report else None}
     _print_summary(result, summary, as_json)
     console.print(

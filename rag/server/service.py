@@ -29,6 +29,7 @@ from connectors.milvus import (
     EncoderInfo,
     MilvusStore,
     StoreStats,
+    parse_filters,
     require_collection,
 )
 from connectors.milvus.connection import Connection
@@ -38,7 +39,6 @@ from connectors.sources import (
     SourceOptions,
     check_image,
     open_sources,
-    store_image,
     write_atomic,
 )
 from connectors.sources._common import IMAGE_SUFFIXES
@@ -46,6 +46,7 @@ from rag.answer import answer_engine, llm_from_settings
 from rag.answer.chat import MultimodalChatEngine, user_message
 from rag.embeddings.base import Encoder
 from rag.embeddings.registry import load_encoder, runtime_from_settings
+from rag.errors import RagError
 from rag.ingest import IngestReport, ingest
 from rag.items import SourceError, SourceErrorKind
 from rag.retrieval import Evidence, Mode, MultimodalRetriever, evidence
@@ -65,7 +66,7 @@ DOCUMENT_SUFFIXES = tuple(sorted(SUPPORTED_SUFFIXES - IMAGE_SUFFIXES))
 _T = TypeVar("_T")
 
 
-class UploadError(ValueError):
+class UploadError(RagError, ValueError):
     """An upload the server refuses; ``status`` is the HTTP status that says why (400 or 413)."""
 
     def __init__(self, message: str, status: int = 400) -> None:
@@ -73,7 +74,7 @@ class UploadError(ValueError):
         self.status = status
 
 
-class ImageNotFoundError(LookupError):
+class ImageNotFoundError(RagError, LookupError):
     """No item with that id has an image file this server can send."""
 
 
@@ -238,6 +239,14 @@ class Service:
     def stats(self) -> StoreStats:
         return self.store.stats()
 
+    def delete(self, filters: Sequence[str]) -> int:
+        """Delete the items ``filters`` match (as search reads them: key=value pairs or JSON); returns how many.
+        A filter is required: deleting everything is the command line's business (``rag delete --all``)."""
+        parsed = parse_filters(filters)  # a FilterError (a ValueError: 400) names what is wrong
+        if parsed is None:
+            raise UploadError("give a filter: which items to delete, e.g. filter=source=notes.md")
+        return self.store.delete(filter=parsed)
+
     def image_file(self, item_id: str) -> tuple[Path, str]:
         """The local image file of a stored item and its media type; looked up by id only, never by path."""
         items = self.store.get([item_id])
@@ -272,15 +281,20 @@ class Service:
             Path(name).unlink(missing_ok=True)
 
     def submit_ingest(
-        self, images: list[tuple[str, bytes, str]], manifests: list[tuple[str, bytes]], tags: list[str]
+        self,
+        images: list[tuple[str, bytes, str]],
+        manifests: list[tuple[str, bytes]],
+        tags: list[str],
+        on_done: Callable[[IngestJob], None] | None = None,
     ) -> IngestJob:
-        """Keep the uploads under ``data_dir/uploads`` (by content hash) and queue their ingestion.
+        """Keep the uploads under ``data_dir/uploads`` (see :meth:`upload_path`) and queue their ingestion.
 
-        ``images``: (file name, bytes, caption), kept as ``<hash>.<suffix>`` with the caption and the file name
-        in a JSON sidecar; ``manifests``: (file name, bytes), kept as ``<hash>/<file name>`` so that their rows
-        are named after the file, and whose local image references must stay in the upload folder.
-        Images that fail the check are reported in the job; a manifest with another suffix is refused. Unless
-        the server shows its paths, the job names the files in its problems by their upload names.
+        ``images``: (file name, bytes, caption), kept with the caption and the file name in a JSON sidecar;
+        ``manifests``: (file name, bytes): documents and manifests, whose local image references must stay in the
+        upload folder. An upload is known by its file name: the same name again replaces that upload's earlier
+        version; identical bytes under another name are another upload. Images that fail the check are reported in
+        the job; a document with another suffix is refused. Unless the server shows its paths, the job names the
+        files in its problems by their upload names. ``on_done`` gets the finished job.
         """
         options = self._source_options()
         paths: list[Path] = []
@@ -288,23 +302,35 @@ class Service:
         refused: list[SourceError] = []
         for name, data, caption in images:
             try:
-                saved = store_image(data, "uploads", options)
+                info = check_image(data, options.max_image_pixels, decode=options.decode_check)
             except BadInput as e:
                 refused.append(e.report(f"upload:{name}"))
                 continue
+            path = self.upload_path(name if Path(name).suffix.lower() in IMAGE_SUFFIXES else name + info.suffix)
+            write_atomic(path, data)
             sidecar = {"text": caption, "tags": tags, "upload_name": name}
-            write_atomic(saved.path.with_suffix(".json"), json.dumps(sidecar).encode())
-            paths.append(saved.path)
-            names[str(saved.path)] = f"upload:{name}"
+            write_atomic(path.with_suffix(".json"), json.dumps(sidecar).encode())
+            paths.append(path)
+            names[str(path)] = f"upload:{name}"
         for name, data in manifests:
             suffix = Path(name).suffix.lower()
             if suffix not in DOCUMENT_SUFFIXES:
                 raise UploadError(f"file {name!r}: the name must end in {', '.join(DOCUMENT_SUFFIXES)}")
-            path = self.uploads / hashlib.sha256(data).hexdigest()[:32] / name
+            path = self.upload_path(name)
             write_atomic(path, data)
             paths.append(path)
             names[str(path)] = f"upload:{name}"
-        return self.jobs.submit(paths, refused, names=None if self.settings.server_show_paths else names)
+        shown = None if self.settings.server_show_paths else names
+        return self.jobs.submit(paths, refused, names=shown, on_done=on_done)
+
+    def upload_path(self, name: str) -> Path:
+        """Where the upload named ``name`` is kept: ``uploads/<first 8 hex of the name's SHA-256>/<name>``. One
+        folder per file name, so an upload's sidecar and its reader see no other upload, and the same name is the
+        same file (its document, ``ref_doc_id``), which a new version replaces. Items are named by the file name;
+        where another document has that name already, by ``<those 8 hex>/<name>`` (``rag.ingest.names``)."""
+        if name in ("", ".", "..") or "/" in name or "\x00" in name:
+            raise UploadError(f"{name!r} is not a file name: give each upload the name of a file")
+        return self.uploads / hashlib.sha256(name.encode("utf-8")).hexdigest()[:8] / name
 
     def _source_options(self) -> SourceOptions:
         return SourceOptions(

@@ -26,8 +26,11 @@ def _env() -> dict[str, str]:
     tiny = parity_dir("base")
     env = {name: value for name, value in os.environ.items() if not name.startswith("RAG_")}
     env.update(
-        PYTHONPATH=str(ROOT), COLUMNS="300", RAG_WEIGHTS=str(tiny / "weights.pth"),
-        RAG_TEXT_MODEL=str(tiny / "text_model"), RAG_VISION_CONFIG=str(tiny / "vision_config.json"),
+        PYTHONPATH=str(ROOT),
+        COLUMNS="300",
+        RAG_WEIGHTS=str(tiny / "weights.pth"),
+        RAG_TEXT_MODEL=str(tiny / "text_model"),
+        RAG_VISION_CONFIG=str(tiny / "vision_config.json"),
         RAG_MILVUS_LITE_IDLE="3",
     )
     return env
@@ -35,8 +38,12 @@ def _env() -> dict[str, str]:
 
 def _rag(cwd: Path, *args: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [sys.executable, "-m", "rag.cli", *args], cwd=cwd, env=_env(), text=True,
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        [sys.executable, "-m", "rag.cli", *args],
+        cwd=cwd,
+        env=_env(),
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
     )
 
 

@@ -125,9 +125,15 @@ def _rag(tmp_path: Path, uri: str, *args: str, kill: str | None = None) -> subpr
     tiny = parity_dir("base")
     env = {name: value for name, value in os.environ.items() if not name.startswith("RAG_")}
     env.update(
-        PYTHONPATH=str(ROOT), COLUMNS="300", RAG_MILVUS_URI=uri, RAG_DATA_DIR=str(tmp_path / "data"),
-        RAG_WEIGHTS=str(tiny / "weights.pth"), RAG_TEXT_MODEL=str(tiny / "text_model"),
-        RAG_VISION_CONFIG=str(tiny / "vision_config.json"), RAG_MILVUS_TIMEOUT="10", RAG_MILVUS_LITE_IDLE="3",
+        PYTHONPATH=str(ROOT),
+        COLUMNS="300",
+        RAG_MILVUS_URI=uri,
+        RAG_DATA_DIR=str(tmp_path / "data"),
+        RAG_WEIGHTS=str(tiny / "weights.pth"),
+        RAG_TEXT_MODEL=str(tiny / "text_model"),
+        RAG_VISION_CONFIG=str(tiny / "vision_config.json"),
+        RAG_MILVUS_TIMEOUT="10",
+        RAG_MILVUS_LITE_IDLE="3",
     )
     command = [sys.executable, "-c", KILLING_INGEST, kill, "1", *args] if kill else [sys.executable, "-m", "rag.cli"]
     command += [] if kill else list(args)
@@ -142,8 +148,17 @@ def _count(uri: str) -> int:
 def test_an_ingest_whose_store_dies_exits_5_and_a_rerun_ends_with_the_exact_count(own_server, tmp_path) -> None:
     folder = _folder(tmp_path / "corpus", ITEMS)
     assert own_server.process is not None
-    killed = _rag(tmp_path, own_server.uri, "ingest", str(folder), "-c", "kb", "--batch-size", "4",
-                  kill=str(own_server.process.pid))
+    killed = _rag(
+        tmp_path,
+        own_server.uri,
+        "ingest",
+        str(folder),
+        "-c",
+        "kb",
+        "--batch-size",
+        "4",
+        kill=str(own_server.process.pid),
+    )
     assert killed.returncode == 5, killed.stderr
     message = " ".join(killed.stderr.split())
     assert "Traceback" not in killed.stderr and "MilvusException" not in killed.stderr
