@@ -66,6 +66,14 @@ def ingest(
         ),
     ] = None,
     allow_urls: Annotated[bool, typer.Option("--allow-urls", help="Fetch http(s) images.")] = False,
+    ocr: Annotated[
+        str | None,
+        typer.Option(
+            help="Read text from pixels (pip install 'mmrag\\[ocr]'): auto, PDF pages without a text layer; all, "
+            "pictures too; off [RAG_OCR: auto].",
+            show_default=False,
+        ),
+    ] = None,
     report: Annotated[Path | None, typer.Option(help="JSONL file listing every problem met.")] = None,
     as_json: JsonOpt = False,
     engine: Annotated[
@@ -115,7 +123,16 @@ def ingest(
     if engine == "local" and (given := [flag for flag, value in ray_flags.items() if value is not None]):
         raise fail(f"{', '.join(given)} apply to --engine ray")
     check_sources(sources)
+    from connectors.sources.ocr import OcrUnavailableError, require_ocr
     from rag.embeddings.registry import load_text_window
+
+    ocr_mode = ocr or settings.ocr
+    if ocr_mode not in ("auto", "all", "off"):
+        raise fail(f"--ocr must be auto, all or off, not {ocr_mode!r}")
+    try:
+        require_ocr(ocr_mode)
+    except OcrUnavailableError as e:
+        raise fail(str(e)) from None
 
     options = SourceOptions(
         cache_dir=settings.data_dir,
@@ -125,6 +142,7 @@ def ingest(
         decode_check=False,  # the preprocessing workers decode every image and report the broken ones
         text_window=load_text_window(settings),  # the tokenizer alone: documents are chunked before the model loads
         chunk_overlap=settings.chunk_overlap,
+        ocr=ocr_mode,
     )
     found, results = peek_items(open_sources(sources, **options.model_dump()))
     if not found:
