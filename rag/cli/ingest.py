@@ -139,16 +139,9 @@ def ingest(
     if engine == "local" and (given := [flag for flag, value in ray_flags.items() if value is not None]):
         raise fail(f"{', '.join(given)} apply to --engine ray")
     check_sources(sources)
-    from connectors.sources.ocr import OcrUnavailableError, require_ocr
     from rag.embeddings.registry import load_text_window
 
-    ocr_mode = ocr or settings.ocr
-    if ocr_mode not in ("auto", "all", "off"):
-        raise fail(f"--ocr must be auto, all or off, not {ocr_mode!r}")
-    try:
-        require_ocr(ocr_mode)
-    except OcrUnavailableError as e:
-        raise fail(str(e)) from None
+    ocr_mode = _ocr_mode(ocr or settings.ocr)
 
     options = SourceOptions(
         cache_dir=settings.data_dir,
@@ -340,3 +333,16 @@ def stats(
             f"blend for {kind} queries", Text(f"{tuned.blend.describe()} · {scores} on {tuned.queries} queries, {when}")
         )
     Console().print(table)
+
+
+def _ocr_mode(mode: str) -> str:
+    """``--ocr`` checked: one of the three modes, and ``all`` only with the OCR extra installed (exit 2)."""
+    from connectors.sources.ocr import OcrUnavailableError, require_ocr
+
+    if mode not in ("auto", "all", "off"):
+        raise fail(f"--ocr must be auto, all or off, not {mode!r}")
+    try:
+        require_ocr(mode)
+    except OcrUnavailableError as e:
+        raise fail(str(e)) from None
+    return mode
