@@ -12,11 +12,14 @@ reported. Images without a caption become image-only items and are reported as `
 
 from __future__ import annotations
 
+import io
 import json
 import os
 from collections.abc import Collection, Iterator
 from pathlib import Path
 from typing import Any
+
+from PIL import Image
 
 from rag.items import Severity, SourceError
 from rag.items import SourceErrorKind as Kind
@@ -34,6 +37,7 @@ from ._common import (
 )
 from .files import passed_over
 from .files import read_file as read_by_type
+from .ocr import TEXT_ORIGIN, ocr_installed, read_pixels
 from .options import SourceOptions
 
 #: The files beside an image that caption it (x.txt or x.json beside x.png).
@@ -139,6 +143,18 @@ def image_with_sidecar(path: Path, options: SourceOptions) -> Iterator[SourceRes
                 )
             )
     metadata = {**extra, "file_path": where, "file_name": path.name}
+    if options.ocr == "all" and ocr_installed():  # a screenshot, a photo of a slide, a scan saved as a picture
+        try:
+            with Image.open(io.BytesIO(image.data)) as pixels:
+                read = read_pixels(pixels, options.max_image_pixels)
+        except BadInput as e:
+            problems.append(e.report(where))
+            read = ""
+        except (OSError, ValueError, SyntaxError):
+            read = ""  # a broken image: the preprocessing stage names it
+        if read:
+            text = f"{text}\n\n{read}" if text else read
+            metadata[TEXT_ORIGIN] = "caption+ocr" if sidecars and text != read else "ocr"
     if sidecars:
         metadata["caption_path"] = str(sidecars[0].resolve())
     yield from make_item(

@@ -15,6 +15,7 @@ from rich.progress import Progress, SpinnerColumn, TextColumn
 from rich.table import Table
 from rich.text import Text
 
+from rag.access import AuditLog
 from rag.cli.common import (
     CollectionOpt,
     EncoderOpt,
@@ -67,6 +68,14 @@ def ingest(
         ),
     ] = None,
     allow_urls: Annotated[bool, typer.Option("--allow-urls", help="Fetch http(s) images.")] = False,
+    ocr: Annotated[
+        str | None,
+        typer.Option(
+            help="Read text from pixels (pip install 'mmrag\\[ocr]'): auto, PDF pages without a text layer; all, "
+            "pictures too; off [RAG_OCR: auto].",
+            show_default=False,
+        ),
+    ] = None,
     report: Annotated[Path | None, typer.Option(help="JSONL file listing every problem met.")] = None,
     as_json: JsonOpt = False,
     engine: Annotated[
@@ -139,6 +148,8 @@ def ingest(
     check_sources(sources)
     from rag.embeddings.registry import load_text_window
 
+    ocr_mode = _ocr_mode(ocr or settings.ocr)
+
     options = SourceOptions(
         cache_dir=settings.data_dir,
         allow_urls=allow_urls or settings.allow_urls,
@@ -147,6 +158,7 @@ def ingest(
         decode_check=False,  # the preprocessing workers decode every image and report the broken ones
         text_window=load_text_window(settings),  # the tokenizer alone: documents are chunked before the model loads
         chunk_overlap=settings.chunk_overlap,
+        ocr=ocr_mode,
     )
     found, results = peek_items(open_sources(sources, **options.model_dump()))
     pruning = None
@@ -210,6 +222,7 @@ def ingest(
         on_progress(result, done=True)
     result.write_jsonl(report_path, collection=settings.collection)
     summary = {**result.summary(), "collection": settings.collection, "report": str(report_path)}
+    AuditLog(settings.data_dir).record("ingest", None, files=sources, **_counted(summary))
     _print_summary(result, summary, as_json)
     if watch:
         watch_sources(settings, sources, model, options, as_json)
@@ -227,6 +240,12 @@ def _check_flags(engine: str, ray_flags: dict[str, Any], *, sync_flags: dict[str
         raise fail(f"{', '.join(given)} apply to --engine ray")
     if not prune and (given := [flag for flag, value in sync_flags.items() if value]):
         raise fail(f"{', '.join(given)}: only with --prune")
+
+
+def _counted(summary: dict[str, Any]) -> dict[str, Any]:
+    """What the audit log keeps of an ingest's summary: its collection and counts."""
+    kept = ("collection", "added", "unchanged", "replaced", "removed", "skipped")
+    return {key: summary[key] for key in kept if key in summary}
 
 
 def _store_went_away(error: Exception, latest: list, collection: str) -> None:
@@ -331,3 +350,16 @@ def stats(
             f"blend for {kind} queries", Text(f"{tuned.blend.describe()} · {scores} on {tuned.queries} queries, {when}")
         )
     Console().print(table)
+
+
+def _ocr_mode(mode: str) -> str:
+    """``--ocr`` checked: one of the three modes, and ``all`` only with the OCR extra installed (exit 2)."""
+    from connectors.sources.ocr import OcrUnavailableError, require_ocr
+
+    if mode not in ("auto", "all", "off"):
+        raise fail(f"--ocr must be auto, all or off, not {mode!r}")
+    try:
+        require_ocr(mode)
+    except OcrUnavailableError as e:
+        raise fail(str(e)) from None
+    return mode
