@@ -149,6 +149,20 @@ class Settings(BaseSettings):
     server_token: SecretStr | None = Field(
         default=None, description="Bearer token every /api route of `rag serve` requires; None: no token asked."
     )
+    server_auth: bool = Field(
+        default=True,
+        description="`rag serve` asks for a token once one is configured (RAG_SERVER_TOKEN, `rag tokens add`), and "
+        "generates one on a non-loopback address that has none. False (`--no-auth`): every /api route is open.",
+    )
+    server_auth_max_failures: PositiveInt = Field(
+        default=10,
+        description="Wrong tokens one address may send in a minute before `rag serve` answers it 429 for a minute.",
+    )
+    server_audit_reads: bool = Field(
+        default=False,
+        description="`rag serve` writes searches, answers and chats to the audit log (audit.jsonl in RAG_DATA_DIR) "
+        "as well as every change.",
+    )
     server_show_paths: bool = Field(
         default=False,
         description="Show clients of `rag serve` the server's own paths (each item's source file, image path and path "

@@ -1,8 +1,9 @@
 """The HTTP API and the web page: a FastAPI app over one collection, owned for the app's lifetime.
 
-Routes under ``/api`` ask for the bearer token when one is set (``RAG_SERVER_TOKEN``); the page,
-its static files, ``/health``, the OpenAPI schema and its docs at ``/docs`` do not. Every error is
-JSON: ``{"error": <code>, "message": <what went wrong>}``.
+Routes under ``/api`` ask for a bearer token once one is configured (``rag tokens``, ``RAG_SERVER_TOKEN``;
+``rag.server.auth``), and on a non-loopback address always, unless ``--no-auth``; the page, its static
+files, ``/health``, the OpenAPI schema and its docs at ``/docs`` do not. Every error is JSON:
+``{"error": <code>, "message": <what went wrong>}``.
 
 Clients see items by name and id, not by this machine's paths: sources named relative to the
 folder they were ingested from, images served by item id, and no Milvus URI, unless
@@ -30,6 +31,8 @@ from rag.embeddings.base import Encoder
 from rag.errors import RagError
 from rag.settings import Settings
 
+from .auth import guard_open_bind
+from .auth import install as install_auth
 from .errors import BodyLimit, add_error_handlers, error_response
 from .guard import BrowserGuard, bound_hosts
 from .models import ErrorBody
@@ -68,7 +71,7 @@ def create_app(
         title="mmrag",
         summary="Multimodal search, answers with citations, and ingestion over one collection.",
         lifespan=lifespan,
-        responses={code: {"model": ErrorBody} for code in (400, 401, 413, 422)},
+        responses={code: {"model": ErrorBody} for code in (400, 401, 403, 413, 422, 429)},
         static_url="/docs/assets",
     )
     app.state.settings = settings
@@ -81,6 +84,7 @@ def create_app(
         )
     app.add_middleware(BrowserGuard, hosts=hosts, origins=settings.server_allowed_origins)
     add_error_handlers(app)
+    install_auth(app, settings)
 
     @app.get("/", include_in_schema=False)
     def page() -> FileResponse:
@@ -155,10 +159,10 @@ def serve(settings: Settings | None = None, *, host: str | None = None, port: in
     settings = settings or Settings()
     host = host or settings.server_host
     port = settings.server_port if port is None else port
-    if not is_loopback(host) and settings.server_token is None:
-        logger.warning("serving on %s without a token: anyone who can reach it can read and add items", host)
     with bind(host, port) as sock:
         shown = f"[{host}]" if ":" in host else host
+        url = f"http://{shown}:{sock.getsockname()[1]}/"
+        settings = guard_open_bind(settings, host, url, exposed=not is_loopback(host))
         logger.info("listening on http://%s:%d (answering once the encoder is loaded; Ctrl+C stops)", shown, port)
         app = create_app(settings, hosts=bound_hosts(host, settings.server_allowed_hosts))
         uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="info")).run([sock])

@@ -33,6 +33,7 @@ _ERROR_CODES = {
     405: "method_not_allowed",
     413: "too_large",
     422: "invalid_request",
+    429: "too_many_requests",
     503: "store_unavailable",
 }
 

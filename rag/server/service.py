@@ -270,7 +270,11 @@ class Service:
             Path(name).unlink(missing_ok=True)
 
     def submit_ingest(
-        self, images: list[tuple[str, bytes, str]], manifests: list[tuple[str, bytes]], tags: list[str]
+        self,
+        images: list[tuple[str, bytes, str]],
+        manifests: list[tuple[str, bytes]],
+        tags: list[str],
+        on_done: Callable[[IngestJob], None] | None = None,
     ) -> IngestJob:
         """Keep the uploads under ``data_dir/uploads`` (see :meth:`upload_path`) and queue their ingestion.
 
@@ -279,7 +283,7 @@ class Service:
         upload folder. An upload is known by its file name: the same name again replaces that upload's earlier
         version; identical bytes under another name are another upload. Images that fail the check are reported in
         the job; a document with another suffix is refused. Unless the server shows its paths, the job names the
-        files in its problems by their upload names.
+        files in its problems by their upload names. ``on_done`` gets the finished job.
         """
         options = self._source_options()
         paths: list[Path] = []
@@ -305,7 +309,8 @@ class Service:
             write_atomic(path, data)
             paths.append(path)
             names[str(path)] = f"upload:{name}"
-        return self.jobs.submit(paths, refused, names=None if self.settings.server_show_paths else names)
+        shown = None if self.settings.server_show_paths else names
+        return self.jobs.submit(paths, refused, names=shown, on_done=on_done)
 
     def upload_path(self, name: str) -> Path:
         """Where the upload named ``name`` is kept: ``uploads/<first 8 hex of the name's SHA-256>/<name>``. One

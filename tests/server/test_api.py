@@ -298,7 +298,7 @@ def test_image_route_refuses_text_only_items(client: TestClient, corpus: Corpus)
 
 
 def test_token_is_checked_on_every_api_route(make_client: Any, corpus: Corpus) -> None:
-    client = make_client(server_token="s3cret-token")
+    client = make_client(server_token="s3cret-token", server_auth_max_failures=100)
     item = corpus.items["lighthouse"].id
     calls = [
         ("get", "/api/stats", {}),
