@@ -2,7 +2,7 @@
 
 | suffix | read by | becomes |
 |---|---|---|
-| image (.jpg .png …) | ``folder.image_with_sidecar`` | an image(+text) item; ``x.txt``/``x.json`` is its caption |
+| image (.jpg .png …) | ``images.image_with_sidecar`` | an image(+text) item; ``x.txt``/``x.json`` is its caption |
 | .pdf | ``pdf.iter_pdf`` | page images, page text chunks, figures |
 | .md .markdown .html .htm | ``documents`` | text chunks by section, images with their context |
 | .txt | ``text.iter_text`` | text chunks |
@@ -23,6 +23,7 @@ from rag.items import SourceErrorKind as Kind
 
 from ._common import IMAGE_SUFFIXES, SourceResult
 from .documents import HTML_SUFFIXES, MARKDOWN_SUFFIXES, iter_html, iter_markdown
+from .images import image_with_sidecar
 from .manifest import JSONL_SUFFIXES, iter_manifest, manifest_columns
 from .office import iter_docx, iter_pptx
 from .options import SourceOptions
@@ -48,8 +49,6 @@ SUPPORTED = (
 
 def read_file(path: Path, options: SourceOptions, *, in_folder: bool) -> Iterator[SourceResult]:
     """Items and errors from one local file, read by the source its type calls for."""
-    from .folder import image_with_sidecar
-
     suffix = path.suffix.lower()
     if suffix in IMAGE_SUFFIXES:
         return image_with_sidecar(path, options)
