@@ -117,16 +117,13 @@ def ingest(
     check_sources(sources)
     from rag.embeddings.registry import load_text_window
 
-    options = SourceOptions(
-        cache_dir=settings.data_dir,
-        allow_urls=allow_urls or settings.allow_urls,
-        max_download_bytes=settings.url_max_bytes,
-        url_timeout=settings.url_timeout,
-        decode_check=False,  # the preprocessing workers decode every image and report the broken ones
+    options = SourceOptions.from_settings(
+        settings,
         text_window=load_text_window(settings),  # the tokenizer alone: documents are chunked before the model loads
-        chunk_overlap=settings.chunk_overlap,
+        allow_urls=allow_urls or settings.allow_urls,
+        decode_check=False,  # the preprocessing workers decode every image and report the broken ones
     )
-    found, results = peek_items(open_sources(sources, **options.model_dump()))
+    found, results = peek_items(open_sources(sources, options))
     if not found:
         _no_items(sources, list(results), settings.collection, report, as_json)
     ray_options = None
