@@ -105,6 +105,14 @@ class Settings(BaseSettings):
     allow_urls: bool = Field(default=False, description="Fetch http(s) images named by sources.")
     url_max_bytes: PositiveInt = Field(default=20 * 1024 * 1024, description="Largest image fetched from a URL.")
     url_timeout: PositiveFloat = Field(default=15.0, description="Seconds before a URL fetch is abandoned.")
+    reranker: str | None = Field(
+        default=None,
+        description="Cross-encoder that reorders search results (a local folder or a hub id in the Hugging Face "
+        "cache, e.g. BAAI/bge-reranker-base); None: no reranking.",
+    )
+    rerank_candidates: PositiveInt = Field(
+        default=50, description="Results retrieved for the cross-encoder to score, of which the top k are kept."
+    )
     llm_provider: Literal["openai", "ollama"] = Field(
         default="openai",
         description="openai: any OpenAI-compatible chat-completions endpoint; ollama: an Ollama server.",

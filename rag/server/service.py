@@ -45,6 +45,7 @@ from connectors.sources._common import IMAGE_SUFFIXES
 from rag.answer import answer_engine, llm_from_settings
 from rag.answer.chat import MultimodalChatEngine, user_message
 from rag.embeddings.base import Encoder
+from rag.embeddings.hub import CheckpointError
 from rag.embeddings.registry import load_encoder, runtime_from_settings
 from rag.errors import RagError
 from rag.ingest import IngestReport, ingest
@@ -67,7 +68,8 @@ _T = TypeVar("_T")
 
 
 class UploadError(RagError, ValueError):
-    """An upload the server refuses; ``status`` is the HTTP status that says why (400 or 413)."""
+    """A request the server refuses; ``status`` is the HTTP status that says why (400, 413; 500: its own reranker
+    cannot load)."""
 
     def __init__(self, message: str, status: int = 400) -> None:
         super().__init__(message)
@@ -128,8 +130,15 @@ class Service:
 
     def retriever(self, options: QueryOptions) -> MultimodalRetriever:
         """A retriever over the shared encoder and store (cheap: make one per request); ``top_k`` defaults to the
-        server's (RAG_TOP_K)."""
-        return MultimodalRetriever.from_options(self.store, self.encoder, options, settings=self.settings)
+        server's (RAG_TOP_K), the cross-encoder to the server's (RAG_RERANKER), the only one a request may name:
+        a request never makes the server load a model from a path of its choosing."""
+        if options.reranker and options.reranker != self.settings.reranker:
+            allowed = f"only its own, {self.settings.reranker}" if self.settings.reranker else "none (RAG_RERANKER)"
+            raise UploadError(f"reranker: this server reranks with {allowed}, not {options.reranker!r}")
+        try:
+            return MultimodalRetriever.from_options(self.store, self.encoder, options, settings=self.settings)
+        except CheckpointError as e:
+            raise UploadError(f"reranker: {e}", status=500) from e
 
     def search(self, query: QueryBundle, retriever: MultimodalRetriever) -> tuple[Mode, Blend | None, list[Evidence]]:
         """The mode and blend used and the ranked evidence for ``query``."""
@@ -181,7 +190,7 @@ class Service:
             history_tokens=self.settings.chat_history_tokens,
             max_image_side=self.settings.llm_max_image_side,
             max_evidence_tokens=self.settings.llm_max_evidence_tokens,
-            rerank_top_n=options.rerank if options is not None else None,
+            rerank_top_n=options.llm_rerank if options is not None else None,
         )
         respond = chat.stream_chat if streaming else chat.chat
         response = respond(query.query_str, chat_history=history or None, image_path=image_path)
