@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from collections.abc import Mapping, Sequence
 
@@ -10,7 +11,7 @@ import numpy as np
 
 from connectors.milvus import schema, writes
 from connectors.milvus.core import ID_BATCH, WRITE_BATCH, StoreCore, chunks, output_fields
-from connectors.milvus.filters import field_in
+from connectors.milvus.filters import field_in, quote
 from rag.items import moved_to
 
 
@@ -20,6 +21,23 @@ def ids_by_source(core: StoreCore, sources: Sequence[str]) -> dict[str, set[str]
     for batch in chunks(list(found), ID_BATCH):
         for row in core.scan(field_in(schema.SOURCE, batch), [schema.ID, schema.SOURCE]):
             found[row[schema.SOURCE]].add(row[schema.ID])
+    return found
+
+
+def sources_within(core: StoreCore, folders: Sequence[str], files: Sequence[str]) -> dict[str, set[str]]:
+    """The stored ids of every stored path that is one of ``files`` or lies under one of ``folders`` (absolute
+    paths, compared as given), in one pass over the rows per folder and one per batch of files (never one per
+    stored file). A folder is looked up by the prefix of its path before any LIKE wildcard, the rest compared here."""
+    found: dict[str, set[str]] = {}
+    prefixes = [folder.rstrip("/") + "/" for folder in folders]
+    for prefix in prefixes:
+        plain = re.split(r"[%_\\]", prefix, maxsplit=1)[0]  # Lite cannot escape LIKE wildcards: match less, then check
+        for row in core.scan(f"{schema.SOURCE} like {quote(plain + '%')}", [schema.ID, schema.SOURCE]):
+            if row[schema.SOURCE].startswith(prefix):
+                found.setdefault(row[schema.SOURCE], set()).add(row[schema.ID])
+    for batch in chunks(sorted(set(files)), ID_BATCH):
+        for row in core.scan(field_in(schema.SOURCE, batch), [schema.ID, schema.SOURCE]):
+            found.setdefault(row[schema.SOURCE], set()).add(row[schema.ID])
     return found
 
 

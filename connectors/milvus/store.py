@@ -251,6 +251,10 @@ class MilvusStore:
         """The stored ids of each of these sources, by stored path (for replacing a document's older items)."""
         return names.ids_by_source(self._core, sources)
 
+    def sources_within(self, folders: Sequence[str], files: Sequence[str] = ()) -> dict[str, set[str]]:
+        """The stored ids of every stored path under ``folders`` or among ``files`` (the scope of a prune)."""
+        return names.sources_within(self._core, folders, files)
+
     def documents(
         self, *, sources: Sequence[str] = (), documents: Sequence[str] = (), file_names: Sequence[str] = ()
     ) -> set[tuple[str, str]]:

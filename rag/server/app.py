@@ -33,8 +33,10 @@ from rag.settings import Settings
 
 from .auth import guard_open_bind
 from .auth import install as install_auth
-from .errors import BodyLimit, add_error_handlers, error_response
+from .errors import BodyLimit, add_error_handlers
 from .guard import BrowserGuard, bound_hosts
+from .health import Startup
+from .health import router as health_router
 from .models import ErrorBody
 from .routes import api_router
 from .routes.body import BODY_SCHEMAS
@@ -59,13 +61,20 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        service = Service.open(settings, encoder)
-        app.state.service = service
+        # Given an encoder (loaded already), the app opens the store before it serves; else it serves at once,
+        # and loads meanwhile (``health``): /health answers, /ready and the API say 503 until loaded.
+        startup = Startup(
+            lambda: Service.open(settings, encoder),
+            on_ready=lambda service: setattr(app.state, "service", service),
+            on_failure=getattr(app.state, "on_startup_failure", None),
+        )
+        app.state.startup = startup
+        startup.start(wait=encoder is not None)
         logger.info("serving collection %r at %s", settings.collection, settings.milvus_uri)
         try:
             yield
         finally:
-            service.close()
+            startup.close()
 
     app = FastAPIOffline(
         title="mmrag",
@@ -76,6 +85,7 @@ def create_app(
     )
     app.state.settings = settings
     app.include_router(api_router(), prefix="/api")
+    app.include_router(health_router)
     app.openapi = lambda: _with_body_schemas(app)  # type: ignore[method-assign]
     app.add_middleware(BodyLimit, max_bytes=settings.server_max_request_bytes)
     if settings.server_allowed_origins:
@@ -89,17 +99,6 @@ def create_app(
     @app.get("/", include_in_schema=False)
     def page() -> FileResponse:
         return FileResponse(STATIC / "index.html", headers={"Content-Security-Policy": _PAGE_POLICY})
-
-    @app.get("/health", tags=["service"], responses={503: {"model": ErrorBody}})
-    def health(request: Request) -> Any:
-        """Liveness, whether the store answers, and the device and dtype the encoder runs on (no token needed,
-        nothing about the data). 503 with the reason while the store cannot be reached."""
-        service = request.app.state.service
-        problem = service.store_problem()
-        if problem is not None:
-            return error_response(503, problem)
-        runtime = service.encoder.runtime
-        return {"status": "ok", "store": "ok", "device": runtime.device, "dtype": runtime.dtype}
 
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
@@ -153,7 +152,8 @@ def bind(host: str, port: int) -> socket.socket:
 def serve(settings: Settings | None = None, *, host: str | None = None, port: int | None = None) -> None:
     """Run the app with uvicorn until interrupted (one process; a Milvus Lite folder is shared through its server).
 
-    The port is bound first; the encoder and the store load only once it is ours."""
+    The port is bound first; the encoder and the store load only once it is ours, while it answers (``health``).
+    What stopped the start (a model that cannot load, a collection of another encoder) is raised once it stops."""
     import uvicorn
 
     settings = settings or Settings()
@@ -163,6 +163,13 @@ def serve(settings: Settings | None = None, *, host: str | None = None, port: in
         shown = f"[{host}]" if ":" in host else host
         url = f"http://{shown}:{sock.getsockname()[1]}/"
         settings = guard_open_bind(settings, host, url, exposed=not is_loopback(host))
-        logger.info("listening on http://%s:%d (answering once the encoder is loaded; Ctrl+C stops)", shown, port)
+        logger.info(
+            "listening on http://%s:%d (/health now, /ready once the encoder is loaded; Ctrl+C stops)", shown, port
+        )
         app = create_app(settings, hosts=bound_hosts(host, settings.server_allowed_hosts))
-        uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="info")).run([sock])
+        server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="info"))
+        app.state.on_startup_failure = lambda error: setattr(server, "should_exit", True)
+        server.run([sock])
+    failed = app.state.startup.error if hasattr(app.state, "startup") else None
+    if failed is not None:
+        raise failed

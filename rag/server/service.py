@@ -24,15 +24,15 @@ from llama_index.core.schema import QueryBundle
 
 from connectors.milvus import (
     Blend,
+    CollectionNotFoundError,
     ConnectOptions,
     EncoderInfo,
     MilvusStore,
-    StoreError,
     StoreStats,
-    StoreUnavailableError,
     parse_filters,
     require_collection,
 )
+from connectors.milvus.connection import Connection
 from connectors.sources import (
     SUPPORTED_SUFFIXES,
     BadInput,
@@ -54,6 +54,7 @@ from rag.retrieval import Evidence, Mode, MultimodalRetriever, evidence
 from rag.retrieval.options import AnswerOptions, QueryOptions
 from rag.settings import Settings
 
+from .breaker import Breaker, Probe
 from .conversations import Conversation, Conversations
 from .jobs import IngestJob, IngestJobs
 from .models import AskRequest, HistoryTurn
@@ -63,7 +64,6 @@ logger = logging.getLogger(__name__)
 
 #: Uploads kept under their own name and read by the source their type calls for (images are kept by hash).
 DOCUMENT_SUFFIXES = tuple(sorted(SUPPORTED_SUFFIXES - IMAGE_SUFFIXES))
-_HEALTH_TIMEOUT = 5.0
 _T = TypeVar("_T")
 
 
@@ -86,7 +86,11 @@ class Service:
     def __init__(self, settings: Settings, encoder: Encoder, store: MilvusStore, llm: LLM | None) -> None:
         self.settings = settings
         self.encoder = serialized(encoder, threading.Lock(), unlocked=("prepare", "preprocess"))
-        self.store = serialized(store, threading.Lock())
+        # While the store is away, calls fail at once, and so do those waiting for their turn (``breaker``).
+        self.breaker = Breaker(settings.milvus_uri)
+        self.store = self.breaker.wrap(serialized(store, threading.Lock(), gate=self.breaker.check))
+        self.probe = Probe(self.breaker, self._ping)
+        self._probe_connection: Connection | None = None
         self.llm = llm
         self.uploads = (settings.data_dir / "uploads").resolve()
         self.jobs = IngestJobs(self._ingest)
@@ -119,14 +123,32 @@ class Service:
         except BaseException:
             store.close()
             raise
-        return cls(settings, encoder, store, llm)
+        service = cls(settings, encoder, store, llm)
+        service.probe.start()
+        return service
 
     def close(self) -> None:
-        """Stop the ingest worker, then release the store (Milvus Lite: its data folder)."""
+        """Stop the ingest worker and the probe, then release the store (Milvus Lite: its data folder)."""
         self.jobs.close()
+        self.probe.close()
         if self.conversations is not None:
             self.conversations.close()
+        if self._probe_connection is not None:
+            self._probe_connection.close()
         self._own_store.close()
+
+    def _ping(self, timeout: float) -> None:
+        """Whether the store answers and has the collection, on a connection of the probe's own (a call hung on
+        the shared one cannot hold it up)."""
+        if self._probe_connection is None:
+            options = ConnectOptions.from_settings(self.settings)
+            token = self.settings.milvus_token_value
+            self._probe_connection = Connection(self.settings.milvus_uri, token=token, create=False, options=options)
+        if not self._probe_connection.has_collection(self.settings.collection, timeout=timeout):
+            raise CollectionNotFoundError(
+                f"the collection {self.settings.collection!r} is gone from the store: searches find nothing until "
+                "it is ingested again"
+            )
 
     def retriever(self, options: QueryOptions) -> MultimodalRetriever:
         """A retriever over the shared encoder and store (cheap: make one per request); ``top_k`` defaults to the
@@ -233,17 +255,6 @@ class Service:
         if parsed is None:
             raise UploadError("give a filter: which items to delete, e.g. filter=source=notes.md")
         return self.store.delete(filter=parsed)
-
-    def store_problem(self) -> str | None:
-        """Why the store cannot serve now (unreachable, collection gone), or None when it answers."""
-        try:
-            self.store.ping(timeout=min(_HEALTH_TIMEOUT, self.settings.milvus_timeout))
-        except StoreError as e:
-            if self.settings.server_show_paths:
-                return str(e)
-            kind = "cannot be reached" if isinstance(e, StoreUnavailableError) else "has no such collection now"
-            return f"the Milvus store {kind}; the server log and RAG_SERVER_SHOW_PATHS=true say more"
-        return None
 
     def image_file(self, item_id: str) -> tuple[Path, str]:
         """The local image file of a stored item and its media type; looked up by id only, never by path."""

@@ -81,12 +81,13 @@ def make_client(settings: Settings, tiny_base) -> Iterator[Any]:
 
 def test_health_stats_and_openapi(client: TestClient, corpus: Corpus) -> None:
     assert client.get("/health").json() == {"status": "ok", "store": "ok", "device": "cpu", "dtype": "float32"}
+    assert client.get("/ready").json() == {"status": "ready"}
     stats = client.get("/api/stats").json()
     assert (stats["collection"], stats["count"], stats["dim"], stats["llm"]) == ("known", len(corpus.items), 64, None)
     assert (stats["uri"], stats["top_k"]) == (None, 10)  # the server's paths are its own
     assert stats["encoder_runtime"]["device"] == "cpu" and stats["encoder_runtime"]["reason"]
     schema = client.get("/openapi.json").json()
-    routes = {"/api/search", "/api/ask", "/api/ingest", "/api/ingest/{job_id}", "/api/stats", "/health"}
+    routes = {"/api/search", "/api/ask", "/api/ingest", "/api/ingest/{job_id}", "/api/stats", "/health", "/ready"}
     assert {*routes, "/api/items/{item_id}/image"} <= set(schema["paths"])
     scale = schema["components"]["schemas"]["SearchResponse"]["properties"]["score_scale"]["description"]
     assert all(name in scale for name in ("cosine", "weighted", "rrf"))

@@ -51,7 +51,7 @@ def _serving(url: str, server: subprocess.Popen[str], within: float = 180.0) -> 
     deadline = time.monotonic() + within
     while time.monotonic() < deadline and server.poll() is None:
         try:
-            if httpx.get(f"{url}/health", timeout=5).status_code == 200:
+            if httpx.get(f"{url}/ready", timeout=5).status_code == 200:
                 return
         except httpx.HTTPError:
             pass

@@ -20,7 +20,8 @@ bearer = HTTPBearer(
 
 
 def _service(request: Request) -> Service:
-    return request.app.state.service
+    """The service; 503 (``not_ready``) while the server starts."""
+    return request.app.state.startup.require()
 
 
 def _settings(request: Request) -> Settings:
