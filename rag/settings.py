@@ -78,10 +78,13 @@ class Settings(BaseSettings):
         "(rag search and rag ask --top-k, the API's top_k, the page's Results field).",
     )
     batch_size: PositiveInt | None = Field(
-        default=None, description="Items per encoder forward pass and store write; None: by device (cpu 16, cuda 256)."
+        default=None,
+        description="Items per encoder forward pass and store write; None: by device (cuda 256, mps 32, cpu 16).",
     )
     workers: PositiveInt | None = Field(
-        default=None, description="Image decoding and preprocessing threads; None: one per CPU core."
+        default=None,
+        description="Image decoding and preprocessing workers; None: one per core on CUDA and mps, one per 8 cores "
+        "on a CPU (the model's threads take them all).",
     )
     preprocess: Literal["auto", "threads", "processes"] = Field(
         default="auto",
@@ -103,6 +106,11 @@ class Settings(BaseSettings):
         default=32, description="Tokens each text chunk repeats from the one before it, so no sentence is cut off."
     )
     allow_urls: bool = Field(default=False, description="Fetch http(s) images named by sources.")
+    ocr: Literal["auto", "all", "off"] = Field(
+        default="auto",
+        description="Read text from pixels (the OCR extra, mmrag[ocr]), on ingest and uploads: auto, PDF pages "
+        "without a text layer (scans); all, pictures as well; off, never.",
+    )
     url_max_bytes: PositiveInt = Field(default=20 * 1024 * 1024, description="Largest image fetched from a URL.")
     url_timeout: PositiveFloat = Field(default=15.0, description="Seconds before a URL fetch is abandoned.")
     reranker: str | None = Field(

@@ -8,15 +8,19 @@ warning.
 
 from __future__ import annotations
 
+import io
 import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from PIL import Image
+
 from rag.items import Severity, SourceError
 from rag.items import SourceErrorKind as Kind
 
 from ._common import BadInput, SourceResult, load_image_file, make_item, missing_caption, parse_tags, read_file
+from .ocr import TEXT_ORIGIN, ocr_installed, read_pixels
 from .options import SourceOptions
 
 #: The suffixes of an image's caption files, in the order they are preferred.
@@ -51,6 +55,18 @@ def image_with_sidecar(path: Path, options: SourceOptions) -> Iterator[SourceRes
                 )
             )
     metadata = {**extra, "file_path": where, "file_name": path.name}
+    if options.ocr == "all" and ocr_installed():  # a screenshot, a photo of a slide, a scan saved as a picture
+        try:
+            with Image.open(io.BytesIO(image.data)) as pixels:
+                read = read_pixels(pixels, options.max_image_pixels)
+        except BadInput as e:
+            problems.append(e.report(where))
+            read = ""
+        except (OSError, ValueError, SyntaxError):
+            read = ""  # a broken image: the preprocessing stage names it
+        if read:
+            text = f"{text}\n\n{read}" if text else read
+            metadata[TEXT_ORIGIN] = "caption+ocr" if sidecars and text != read else "ocr"
     if sidecars:
         metadata["caption_path"] = str(sidecars[0].resolve())
     yield from make_item(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -75,6 +75,11 @@ class SourceOptions(BaseModel):
     figure_context_pt: float = Field(
         default=72.0, ge=0, description="Height in points of the band above and below a PDF figure read as its text."
     )
+    ocr: Literal["auto", "all", "off"] = Field(
+        default="auto",
+        description="When to read text from pixels (the OCR extra, mmrag[ocr]): auto, PDF pages with an empty or "
+        "nearly empty text layer; all, standalone pictures as well; off, never.",
+    )
     context_chars: int = Field(
         default=1000, gt=0, description="Cap on the surrounding text taken for an image in a Markdown/HTML document."
     )
@@ -84,9 +89,9 @@ class SourceOptions(BaseModel):
         cls, settings: Settings, *, text_window: TextWindow | None = None, **fields: Any
     ) -> SourceOptions:
         """The options ``settings`` name: ``RAG_DATA_DIR`` (the cache), ``RAG_ALLOW_URLS``, ``RAG_URL_MAX_BYTES``,
-        ``RAG_URL_TIMEOUT``, ``RAG_CHUNK_SIZE`` and ``RAG_CHUNK_OVERLAP``, with ``fields`` (any other option, or one
-        of these as a command's flag gave it) in their place. Every command, the server and the Python API build
-        their options here.
+        ``RAG_URL_TIMEOUT``, ``RAG_CHUNK_SIZE``, ``RAG_CHUNK_OVERLAP`` and ``RAG_OCR``, with ``fields`` (any other
+        option, or one of these as a command's flag gave it) in their place. Every command, the server and the
+        Python API build their options here.
 
         ``text_window``: the encoder's tokenizer and window (``encoder.text_window``, or
         ``registry.load_text_window`` before the model loads), cut here to ``RAG_CHUNK_SIZE``; None: tokens
@@ -100,6 +105,7 @@ class SourceOptions(BaseModel):
             "url_timeout": settings.url_timeout,
             "text_window": window.capped(settings.chunk_size),
             "chunk_overlap": settings.chunk_overlap,
+            "ocr": settings.ocr,
         }
         return cls(**{**named, **fields})
 

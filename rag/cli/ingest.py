@@ -68,6 +68,14 @@ def ingest(
         ),
     ] = None,
     allow_urls: Annotated[bool, typer.Option("--allow-urls", help="Fetch http(s) images.")] = False,
+    ocr: Annotated[
+        str | None,
+        typer.Option(
+            help="Read text from pixels (pip install 'mmrag\\[ocr]'): auto, PDF pages without a text layer; all, "
+            "pictures too; off [RAG_OCR: auto].",
+            show_default=False,
+        ),
+    ] = None,
     report: Annotated[Path | None, typer.Option(help="JSONL file listing every problem met.")] = None,
     as_json: JsonOpt = False,
     engine: Annotated[
@@ -138,6 +146,7 @@ def ingest(
         text_window=load_text_window(settings),  # the tokenizer alone: documents are chunked before the model loads
         allow_urls=allow_urls or settings.allow_urls,
         decode_check=False,  # the preprocessing workers decode every image and report the broken ones
+        ocr=_ocr_mode(ocr or settings.ocr),
     )
     if (dry_run or yes) and not prune:
         raise fail("--dry-run and --yes go with --prune")
@@ -319,3 +328,16 @@ def stats(
             f"blend for {kind} queries", Text(f"{tuned.blend.describe()} · {scores} on {tuned.queries} queries, {when}")
         )
     Console().print(table)
+
+
+def _ocr_mode(mode: str) -> str:
+    """``--ocr`` checked: one of the three modes, and ``all`` only with the OCR extra installed (exit 2)."""
+    from connectors.sources.ocr import OcrUnavailableError, require_ocr
+
+    if mode not in ("auto", "all", "off"):
+        raise fail(f"--ocr must be auto, all or off, not {mode!r}")
+    try:
+        require_ocr(mode)
+    except OcrUnavailableError as e:
+        raise fail(str(e)) from None
+    return mode
