@@ -10,7 +10,7 @@ matching no image is passed over, a ``.txt`` one read as a text document.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from pathlib import Path
 
 from rag.items import Severity, SourceError
@@ -23,9 +23,14 @@ from .images import SIDECAR_SUFFIXES
 from .options import SourceOptions
 
 
-def iter_folder(root: str | os.PathLike[str], options: SourceOptions | None = None) -> Iterator[SourceResult]:
+def iter_folder(
+    root: str | os.PathLike[str], options: SourceOptions | None = None, *, only: Collection[str] | None = None
+) -> Iterator[SourceResult]:
     """Yield the items of every file under ``root`` (recursively, sorted), each read by the source its type
-    calls for and named by its path inside ``root``; files no source reads are passed over, each named."""
+    calls for and named by its path inside ``root``; files no source reads are passed over, each named.
+
+    ``only``: absolute paths (as the folder's own, unresolved) of the files to read, as they would be read with the
+    whole folder; an image is read when it or one of its captions is among them (``rag ingest --watch``)."""
     options = options or SourceOptions()
     root_path = Path(root).absolute()
     if not root_path.is_dir():
@@ -41,11 +46,19 @@ def iter_folder(root: str | os.PathLike[str], options: SourceOptions | None = No
             path = current / name
             if path.suffix.lower() in SIDECAR_SUFFIXES and path.stem in images:
                 continue  # a caption, read with its image
+            if only is not None and not _wanted(path, only):
+                continue
             if path.suffix.lower() == ".json":
                 yield from passed_over(path, "a .json file that is no image's caption")
                 continue
             relative = path.relative_to(root_path).as_posix()
             yield from name_items(read_by_type(path, options, in_folder=True), relative)
+
+
+def _wanted(path: Path, only: Collection[str]) -> bool:
+    if str(path) in only:
+        return True
+    return path.suffix.lower() in IMAGE_SUFFIXES and any(str(path.with_suffix(x)) in only for x in SIDECAR_SUFFIXES)
 
 
 def _walk(root: Path, cache_dir: Path) -> Iterator[tuple[Path, list[str]] | SourceError]:

@@ -8,6 +8,7 @@ warning.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 from collections.abc import Iterator
@@ -70,7 +71,14 @@ def image_with_sidecar(path: Path, options: SourceOptions) -> Iterator[SourceRes
     if sidecars:
         metadata["caption_path"] = str(sidecars[0].resolve())
     yield from make_item(
-        source=where, where=where, options=options, text=text, image=image, metadata=metadata, tags=tags
+        source=where,
+        where=where,
+        options=options,
+        text=text,
+        image=image,
+        metadata=metadata,
+        tags=tags,
+        content_hash=hashlib.sha256(image.data).hexdigest(),  # the file's bytes, read once
     )
     yield from problems
     if not text and not problems:
