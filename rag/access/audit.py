@@ -1,12 +1,14 @@
 """The audit log: one JSON line per change (ingest, delete, drop, token added or revoked), appended, never rewritten.
 
-Each line holds the time, the token's name and tenant (None: no token, or a local command), the action, and
-what the action names (files, filter) and counted. Searches are written only when asked (``--audit-reads``).
-Read it with ``jq``: ``jq 'select(.action == "delete")' rag_data/audit.jsonl``.
+Each line holds the time, the token's name and tenant (None: no token, or a local command, whose line names
+the system user instead), the action, and what the action names (files, filter) and counted. Searches are
+written only when asked (``--audit-reads``). Read it with ``jq``:
+``jq 'select(.action == "delete")' rag_data/audit.jsonl``.
 """
 
 from __future__ import annotations
 
+import getpass
 import json
 import os
 import threading
@@ -19,6 +21,13 @@ from .tokens import Principal
 AUDIT_FILE = "audit.jsonl"
 #: Actions that read; the others change the collection or the tokens and are always written.
 READ_ACTIONS = frozenset({"search", "ask", "chat"})
+
+
+def _user() -> str | None:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no name for this uid (a container)
+        return None
 
 
 class AuditLog:
@@ -38,6 +47,7 @@ class AuditLog:
             "token": who.name if who is not None else None,
             "tenant": who.tenant if who is not None else None,
             "action": action,
+            **({"user": _user()} if who is None else {}),
             **details,
         }
         data = (json.dumps(line, ensure_ascii=False, default=str) + "\n").encode()
