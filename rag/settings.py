@@ -1,4 +1,5 @@
-"""Every default of the library in one place, overridable from ``RAG_*`` environment variables."""
+"""Every default of the library in one place, overridable from ``RAG_*`` environment variables, or from a ``.env``
+file in the working directory (the environment wins)."""
 
 from __future__ import annotations
 
@@ -8,11 +9,14 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, NonNegativeInt, PositiveFloat, PositiveInt, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+#: The file of ``RAG_*=value`` lines read from the working directory, under the environment's values.
+ENV_FILE = ".env"
+
 
 class Settings(BaseSettings):
     """Model, store and fetching settings; ``Settings()`` reads ``RAG_WEIGHTS``, ``RAG_MILVUS_URI``, ..."""
 
-    model_config = SettingsConfigDict(env_prefix="RAG_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="RAG_", extra="ignore", env_file=ENV_FILE, env_file_encoding="utf-8")
 
     encoder: Literal["visualized-bge", "clip", "bridgetower"] = Field(
         default="visualized-bge", description="Which encoder reads RAG_WEIGHTS."
