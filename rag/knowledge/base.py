@@ -129,7 +129,7 @@ class KnowledgeBase:
 
         checked = _checked(AnswerOptions, options)
         return answer_engine(
-            self.as_retriever(**checked.model_dump(exclude={"rerank"}, exclude_unset=True, by_alias=True)),
+            self.as_retriever(**checked.model_dump(exclude={"llm_rerank"}, exclude_unset=True, by_alias=True)),
             llm if llm is not None else self._llm(),
             checked,
             max_image_side=self.settings.llm_max_image_side,
@@ -142,11 +142,11 @@ class KnowledgeBase:
 
         checked = _checked(AnswerOptions, options)
         return MultimodalChatEngine(
-            self.as_retriever(**checked.model_dump(exclude={"rerank"}, exclude_unset=True, by_alias=True)),
+            self.as_retriever(**checked.model_dump(exclude={"llm_rerank"}, exclude_unset=True, by_alias=True)),
             llm if llm is not None else self._llm(),
             max_image_side=self.settings.llm_max_image_side,
             max_evidence_tokens=self.settings.llm_max_evidence_tokens,
-            rerank_top_n=checked.rerank,
+            rerank_top_n=checked.llm_rerank,
         )
 
     @property
