@@ -4,8 +4,9 @@ headers, revocation at once, the token routes, the brute-force guard."""
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
