@@ -1,4 +1,5 @@
-"""Every default of the library in one place, overridable from ``RAG_*`` environment variables."""
+"""Every default of the library in one place, overridable from ``RAG_*`` environment variables, or from a ``.env``
+file in the working directory (the environment wins)."""
 
 from __future__ import annotations
 
@@ -8,11 +9,14 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, NonNegativeInt, PositiveFloat, PositiveInt, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+#: The file of ``RAG_*=value`` lines read from the working directory, under the environment's values.
+ENV_FILE = ".env"
+
 
 class Settings(BaseSettings):
     """Model, store and fetching settings; ``Settings()`` reads ``RAG_WEIGHTS``, ``RAG_MILVUS_URI``, ..."""
 
-    model_config = SettingsConfigDict(env_prefix="RAG_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="RAG_", extra="ignore", env_file=ENV_FILE, env_file_encoding="utf-8")
 
     encoder: Literal["visualized-bge", "clip", "bridgetower"] = Field(
         default="visualized-bge", description="Which encoder reads RAG_WEIGHTS."
@@ -78,10 +82,13 @@ class Settings(BaseSettings):
         "(rag search and rag ask --top-k, the API's top_k, the page's Results field).",
     )
     batch_size: PositiveInt | None = Field(
-        default=None, description="Items per encoder forward pass and store write; None: by device (cpu 16, cuda 256)."
+        default=None,
+        description="Items per encoder forward pass and store write; None: by device (cuda 256, mps 32, cpu 16).",
     )
     workers: PositiveInt | None = Field(
-        default=None, description="Image decoding and preprocessing threads; None: one per CPU core."
+        default=None,
+        description="Image decoding and preprocessing workers; None: one per core on CUDA and mps, one per 8 cores "
+        "on a CPU (the model's threads take them all).",
     )
     preprocess: Literal["auto", "threads", "processes"] = Field(
         default="auto",

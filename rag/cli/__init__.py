@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 
 # Imported in the order `rag --help` lists their commands; each registers its own.
-from rag.cli import analyses, chat, evaluate, ingest, lifecycle, query, serve, tokens  # noqa: F401, I001
+from rag.cli import analyses, chat, config, evaluate, ingest, lifecycle, migrate, query, serve, tokens  # noqa: F401, I001
 from rag.cli.common import app
 
 __all__ = ["app", "main"]

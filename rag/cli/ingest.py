@@ -125,7 +125,7 @@ def ingest(
     import threading
     import time
 
-    from connectors.sources import SourceOptions, count_items, open_sources, peek_items
+    from connectors.sources import count_items, open_sources, peek_items
 
     settings = settings_from(
         collection=collection,
@@ -146,21 +146,11 @@ def ingest(
     if watch:
         check_watchable(sources)
     check_sources(sources)
-    from rag.embeddings.registry import load_text_window
+    from rag.knowledge import source_options
 
     ocr_mode = _ocr_mode(ocr or settings.ocr)
-
-    options = SourceOptions(
-        cache_dir=settings.data_dir,
-        allow_urls=allow_urls or settings.allow_urls,
-        max_download_bytes=settings.url_max_bytes,
-        url_timeout=settings.url_timeout,
-        decode_check=False,  # the preprocessing workers decode every image and report the broken ones
-        text_window=load_text_window(settings),  # the tokenizer alone: documents are chunked before the model loads
-        chunk_overlap=settings.chunk_overlap,
-        ocr=ocr_mode,
-    )
-    found, results = peek_items(open_sources(sources, **options.model_dump()))
+    options = source_options(settings, allow_urls=allow_urls, ocr=ocr_mode)  # as KnowledgeBase.ingest reads them
+    found, results = peek_items(open_sources(sources, options))
     pruning = None
     if prune:
         pruning, results = begin_prune(settings, sources, found, results, yes=yes, dry_run=dry_run, as_json=as_json)

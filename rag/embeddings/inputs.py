@@ -8,16 +8,13 @@ from __future__ import annotations
 
 import io
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image, ImageOps
 
-from rag.errors import RagError
-
-from .base import ImageInput
+from .prepared import ImageInput, ImageLoadError, PreparedImage, describe
 
 if TYPE_CHECKING:
     import torch
@@ -25,33 +22,6 @@ if TYPE_CHECKING:
     from rag.runtime import Runtime
 
     from .preprocess import Preprocessor
-
-
-class ImageLoadError(RagError, ValueError):
-    """An input that is not a readable image; the message names the input."""
-
-
-@dataclass(frozen=True, eq=False)
-class PreparedImage:
-    """One image decoded and transformed for an encoder, ready to be stacked into a batch.
-
-    ``pixels`` is ``(3, H, W)``: ``uint8`` before normalisation (the encoder normalises on its
-    device through an exact lookup table), or ``float32`` as the model reads it.
-    """
-
-    pixels: np.ndarray
-
-    @property
-    def shape(self) -> tuple[int, ...]:
-        return tuple(self.pixels.shape)
-
-
-def describe(image: ImageInput) -> str:
-    if isinstance(image, (str, Path)):
-        return str(image)
-    if isinstance(image, bytes):
-        return f"<{len(image)} bytes>"
-    return f"<{type(image).__name__}>"
 
 
 def load_image(image: str | Path | bytes | Image.Image) -> Image.Image:

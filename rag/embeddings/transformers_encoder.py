@@ -27,6 +27,7 @@ from rag.runtime import Runtime
 from rag.settings import Settings
 
 from .base import FusedNotSupportedError, ImageInput
+from .configured import DEFAULT_WEIGHTS, runtime_from_settings, settings_with
 from .hub import CheckpointError, pretrained_source
 from .inputs import (
     ImageLoadError,
@@ -101,8 +102,6 @@ class TransformersEncoder(ABC):
         What is not given comes from ``settings`` (default ``Settings()``: ``RAG_DEVICE``, ``RAG_DTYPE``, ...; the model
         from ``RAG_WEIGHTS`` when ``RAG_ENCODER`` names this encoder), then from the defaults; arguments given win.
         """
-        from rag.embeddings.registry import DEFAULT_WEIGHTS, runtime_from_settings, settings_with
-
         settings = settings_with(settings, device=device, dtype=dtype, batch_size=batch_size, workers=workers)
         runtime = runtime or runtime_from_settings(settings)
         if name_or_path is None:

@@ -347,22 +347,17 @@ class Service:
             require_ocr(self.settings.ocr)
         except OcrUnavailableError as e:
             raise UploadError(f"RAG_OCR=all: {e}") from None
-        return SourceOptions(
-            cache_dir=self.settings.data_dir,
-            allow_urls=self.settings.allow_urls,
-            max_download_bytes=self.settings.url_max_bytes,
-            url_timeout=self.settings.url_timeout,
+        return SourceOptions.from_settings(
+            self.settings,
+            text_window=self.encoder.text_window,
             max_image_pixels=self.settings.server_max_image_pixels,
             local_root=self.uploads,
-            text_window=self.encoder.text_window.capped(self.settings.chunk_size),
-            chunk_overlap=self.settings.chunk_overlap,
-            ocr=self.settings.ocr,
         )
 
     def _ingest(
         self, paths: list[Path], on_progress: Callable[[IngestReport], None], stop: threading.Event
     ) -> IngestReport:
-        sources = _until(stop, open_sources(paths, **self._source_options().model_dump()))
+        sources = _until(stop, open_sources(paths, self._source_options()))
         return ingest(sources, self.encoder, self.store, batch_size=self.settings.batch_size, on_progress=on_progress)
 
 

@@ -18,6 +18,7 @@ from rag.settings import Settings
 
 from ..base import ImageInput
 from ..compiled import BucketedCompile
+from ..configured import DEFAULT_WEIGHTS, runtime_from_settings, settings_with
 from ..inputs import ImageLoadError, PixelBatcher, PreparedImage, as_texts, check_pairs, run_batches, stack_on_host
 from ..preprocess import Preprocessor
 from ..text_window import TextWindow, window_of
@@ -83,8 +84,6 @@ class VisualizedBGE:
         ``RAG_WEIGHTS``, ``RAG_TEXT_MODEL``, ``RAG_VISION_CONFIG``, ``RAG_DEVICE``, ...), then from the defaults
         (the base variant, on the fastest device); arguments given win.
         """
-        from rag.embeddings.registry import DEFAULT_WEIGHTS, runtime_from_settings, settings_with
-
         settings = settings_with(
             settings,
             text_model=text_model,
