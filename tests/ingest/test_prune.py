@@ -257,3 +257,25 @@ def test_a_renamed_or_moved_file_keeps_its_vectors_and_nothing_is_encoded(tmp_pa
     copied = _summary(run(tmp_path, "ingest", str(folder), "-c", "kb", "--prune", "--json"))
     assert (copied["encoded"], copied["added"], copied["removed"]) == (1, 1, 0)
     assert {"img001.png", "copy.png"} <= set(_names(tmp_path))
+
+
+def test_the_python_api_prunes_as_the_command_does(tmp_path):
+    from rag import KnowledgeBase
+    from rag.ingest.sync import PruneRefusedError
+    from tests.api.test_knowledge_base import tiny_settings
+
+    folder = make_folder(tmp_path / "photos", 4)
+    with KnowledgeBase(settings=tiny_settings(tmp_path)) as kb:
+        assert kb.ingest([folder]).added == 4
+        for suffix in (".png", ".txt"):
+            os.rename(folder / f"img000{suffix}", folder / f"renamed{suffix}")
+            (folder / f"img001{suffix}").unlink()
+        report = kb.ingest([folder], prune=True)
+        assert (report.encoded, report.added, report.removed, kb.count()) == (0, 1, 2, 3)
+        for path in folder.iterdir():
+            path.unlink()
+        with pytest.raises(PruneRefusedError):
+            kb.ingest([folder], prune=True)
+        assert kb.count() == 3
+        kb.ingest([folder], prune=True, yes=True)
+        assert kb.count() == 0
