@@ -66,6 +66,7 @@ def test_the_readme_has_its_python_snippets() -> None:
 
 
 @pytest.mark.parametrize("snippet", SNIPPETS, ids=[f"snippet-{n}" for n in range(1, len(SNIPPETS) + 1)])
+@pytest.mark.slow
 def test_each_python_snippet_runs(snippet: str, env: dict[str, str]) -> None:
     code = snippet
     for name in HUB_NAMES:

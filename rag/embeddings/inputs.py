@@ -7,6 +7,7 @@ Importing this module costs no torch; the functions that need it import it.
 from __future__ import annotations
 
 import io
+import os
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -191,8 +192,17 @@ def as_texts(texts: Sequence[str]) -> list[str]:
     return list(texts)
 
 
+def as_images(images: Sequence[ImageInput]) -> Sequence[ImageInput]:
+    """The images, refused with a ``TypeError`` when one image (a path, a URL, bytes, a PIL image) was passed alone:
+    like ``encode_text``, every ``encode_*`` takes a list, so ``encode_image("x.png")`` never reads letters."""
+    if isinstance(images, (str, bytes, os.PathLike, Image.Image)):
+        raise TypeError(f"pass a list of images, not a single {type(images).__name__}: encode_image([image])")
+    return images
+
+
 def check_pairs(images: Sequence[ImageInput], texts: Sequence[str]) -> list[str]:
     """The texts of (image, text) pairs, checked: one text per image."""
+    as_images(images)
     texts = as_texts(texts)
     if len(images) != len(texts):
         raise ValueError(f"need one text per image, got {len(images)} images and {len(texts)} texts")

@@ -33,6 +33,7 @@ from .inputs import (
     ImageLoadError,
     PixelBatcher,
     PreparedImage,
+    as_images,
     as_texts,
     check_pairs,
     prepare_image,
@@ -192,6 +193,7 @@ class TransformersEncoder(ABC):
         return self._run(len(texts), lambda batch, _: self._embed_text(self._tokens([texts[i] for i in batch])), texts)
 
     def encode_image(self, images: Sequence[ImageInput]) -> np.ndarray:
+        images = as_images(images)
         return self._run(len(images), lambda batch, pixels: self._embed_image(_pixels(pixels)), images=images)
 
     def encode_fused(self, images: Sequence[ImageInput], texts: Sequence[str]) -> np.ndarray:
