@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from pydantic import ValidationError
 
@@ -68,15 +68,21 @@ class KnowledgeBase:
         sources: Source | Iterable[Source],
         *,
         allow_urls: bool = False,
+        ocr: Literal["auto", "all", "off"] | None = None,
         on_progress: Callable[[IngestReport], None] | None = None,
     ) -> IngestReport:
         """Embed and store ``sources``: paths, folders, http(s) URLs, LlamaIndex ``Document``s or nodes, or a mix.
 
         Idempotent: what is stored already is not encoded again, and a document read again replaces its own
-        older items and nothing else. Bad input is reported in the returned report, never raised.
+        older items and nothing else. Bad input is reported in the returned report, never raised. ``allow_urls``
+        and ``ocr`` (default ``RAG_OCR``) are ``rag ingest``'s ``--allow-urls`` and ``--ocr``.
         """
+        from connectors.sources.ocr import require_ocr
+
         listed = as_sources(sources)
-        options = source_options(self.settings, allow_urls=allow_urls)
+        mode = ocr or self.settings.ocr
+        require_ocr(mode)
+        options = source_options(self.settings, allow_urls=allow_urls, ocr=mode)
         encoder = self.encoder_for("batch")
         return run_ingest(read_sources(listed, options), encoder, self._open(create=True), on_progress=on_progress)
 
