@@ -216,7 +216,8 @@ def ingest(
                 if ray_options is None:
                     from rag.ingest import ingest as run_ingest
 
-                    result = run_ingest(results, model, store, on_progress=on_progress)
+                    donors = pruning.donors(store) if pruning is not None else None
+                    result = run_ingest(results, model, store, on_progress=on_progress, donors=donors)
                 else:
                     result = ingest_on_ray(results, settings, store, model, ray_options, on_progress)
                 refused = finish_prune(pruning, store, result)
