@@ -70,6 +70,6 @@ def ingest_job(service: ServiceDep, job_id: str) -> IngestJob:
     """One ingest job: status, items added so far, problems."""
     job = service.jobs.get(job_id)
     if job is None:
-        message = f"no ingest job {job_id!r} (jobs are listed while the server runs)"
+        message = f"no ingest job {job_id!r} (the last 100 jobs are kept, across restarts)"
         raise HTTPException(status.HTTP_404_NOT_FOUND, message)
     return job
