@@ -87,14 +87,20 @@ def main() -> None:
         for image in sorted((ROOT / "tests/fixtures/parity/base/images").glob("*.jpg")):
             shutil.copy(image, corpus / image.name)
         env.update(
-            RAG_WEIGHTS=str(weights), RAG_TEXT_MODEL=str(text_dir), RAG_VISION_CONFIG=str(work / "vision_config.json"),
-            RAG_MILVUS_URI=str(work / "db" / "milvus.db"), RAG_DATA_DIR=str(work / "data"), RAG_DTYPE=args.dtype,
+            RAG_WEIGHTS=str(weights),
+            RAG_TEXT_MODEL=str(text_dir),
+            RAG_VISION_CONFIG=str(work / "vision_config.json"),
+            RAG_MILVUS_URI=str(work / "db" / "milvus.db"),
+            RAG_DATA_DIR=str(work / "data"),
+            RAG_DTYPE=args.dtype,
             XDG_CACHE_HOME=str(work / "cache"),
         )
         seconds, _, code = run(["ingest", str(corpus), "-c", "cold"], env)
         assert code == 0, f"ingest failed ({code})"
-        print(f"full-size base checkpoint {weights.stat().st_size / 1e6:.0f} MB, RAG_DTYPE={args.dtype}, "
-              f"{os.cpu_count()} cores; ingest of 2 images {seconds:.1f} s (hashes the checkpoint once)")
+        print(
+            f"full-size base checkpoint {weights.stat().st_size / 1e6:.0f} MB, RAG_DTYPE={args.dtype}, "
+            f"{os.cpu_count()} cores; ingest of 2 images {seconds:.1f} s (hashes the checkpoint once)"
+        )
         print(f"peak RSS target: below twice the checkpoint, {2 * weights.stat().st_size / 2**20:.0f} MB")
         commands = {
             "rag search -c cold --text ...": ["search", "-c", "cold", "--text", "a bridge at night"],
@@ -108,12 +114,18 @@ def main() -> None:
             times = [r[0] for r in results]
             print(f"{label:44} {statistics.median(times):7.2f} {min(times):7.2f} {max(r[1] for r in results):12.0f}")
         out = subprocess.run(
-            [sys.executable, "-c", MODEL_BUILD, str(weights), str(text_dir), str(max(2, args.runs))], env=env,
-            cwd=ROOT, check=True, capture_output=True, text=True,
+            [sys.executable, "-c", MODEL_BUILD, str(weights), str(text_dir), str(max(2, args.runs))],
+            env=env,
+            cwd=ROOT,
+            check=True,
+            capture_output=True,
+            text=True,
         )
         old, new = map(float, out.stdout.split())
-        print(f"model build, imports warm, p50 of {max(2, args.runs)} alternating rounds: random init + load "
-              f"{old:.2f} s, uninitialised + mmap/assign load {new:.2f} s ({old / new:.1f}x faster)")
+        print(
+            f"model build, imports warm, p50 of {max(2, args.runs)} alternating rounds: random init + load "
+            f"{old:.2f} s, uninitialised + mmap/assign load {new:.2f} s ({old / new:.1f}x faster)"
+        )
 
 
 if __name__ == "__main__":

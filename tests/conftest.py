@@ -6,8 +6,8 @@ import hashlib
 import json
 import os
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 import pytest
@@ -55,6 +55,7 @@ def tiny_base() -> VisualizedBGE:
 @pytest.fixture(scope="session", params=["base", "m3"])
 def parity(request) -> tuple[Parity, VisualizedBGE]:
     return Parity(request.param), load_tiny(request.param)
+
 
 # A shared Milvus Lite server outlives its last user by this much: short here, where every test has its own folder.
 os.environ.setdefault("RAG_MILVUS_LITE_IDLE", "3")

@@ -150,7 +150,7 @@ def ingest(
 
     ocr_mode = _ocr_mode(ocr or settings.ocr)
     options = source_options(settings, allow_urls=allow_urls, ocr=ocr_mode)  # as KnowledgeBase.ingest reads them
-    found, results = peek_items(open_sources(sources, **options.model_dump()))
+    found, results = peek_items(open_sources(sources, options))
     pruning = None
     if prune:
         pruning, results = begin_prune(settings, sources, found, results, yes=yes, dry_run=dry_run, as_json=as_json)

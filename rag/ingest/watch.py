@@ -25,7 +25,7 @@ import watchfiles
 from connectors.milvus.store import MilvusStore
 from connectors.sources import SourceOptions, iter_folder, open_sources
 from connectors.sources._common import IMAGE_SUFFIXES
-from connectors.sources.folder import SIDECAR_SUFFIXES
+from connectors.sources.images import SIDECAR_SUFFIXES
 from rag.embeddings.base import Encoder
 from rag.errors import RagError
 from rag.items import Severity, SourceError

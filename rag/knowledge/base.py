@@ -116,12 +116,7 @@ class KnowledgeBase:
 
     def as_retriever(self, **options: Any) -> MultimodalRetriever:
         """A LlamaIndex retriever over the collection; ``options`` as for :meth:`search`."""
-        from rag.retrieval import MultimodalRetriever
-
-        checked = _checked(QueryOptions, options)
-        return MultimodalRetriever.from_options(
-            self._open(), self.encoder_for("query"), checked, settings=self.settings
-        )
+        return self._retriever(_checked(QueryOptions, options))
 
     def as_query_engine(self, llm: LLM | None = None, **options: Any) -> BaseQueryEngine:
         """A LlamaIndex query engine answering with citations (``AnswerResponse``); ``options``: ``AnswerOptions``."""
@@ -129,7 +124,7 @@ class KnowledgeBase:
 
         checked = _checked(AnswerOptions, options)
         return answer_engine(
-            self.as_retriever(**checked.model_dump(exclude={"rerank"}, exclude_unset=True, by_alias=True)),
+            self._retriever(checked),
             llm if llm is not None else self._llm(),
             checked,
             max_image_side=self.settings.llm_max_image_side,
@@ -142,11 +137,11 @@ class KnowledgeBase:
 
         checked = _checked(AnswerOptions, options)
         return MultimodalChatEngine(
-            self.as_retriever(**checked.model_dump(exclude={"rerank"}, exclude_unset=True, by_alias=True)),
+            self._retriever(checked),
             llm if llm is not None else self._llm(),
             max_image_side=self.settings.llm_max_image_side,
             max_evidence_tokens=self.settings.llm_max_evidence_tokens,
-            rerank_top_n=checked.rerank,
+            rerank_top_n=checked.llm_rerank,
         )
 
     @property
@@ -203,6 +198,13 @@ class KnowledgeBase:
                 options=ConnectOptions.from_settings(self.settings),
             )
         return self._store
+
+    def _retriever(self, options: QueryOptions) -> MultimodalRetriever:
+        from rag.retrieval import MultimodalRetriever
+
+        return MultimodalRetriever.from_options(
+            self._open(), self.encoder_for("query"), options, settings=self.settings
+        )
 
     def _llm(self) -> LLM | None:
         from rag.answer import llm_from_settings

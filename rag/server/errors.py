@@ -15,6 +15,7 @@ from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from connectors.milvus import NotSupportedError, StoreError, StoreUnavailableError
+from rag.access.tenants import TenantError
 from rag.embeddings.base import FusedNotSupportedError
 from rag.retrieval import QueryError
 from rag.retrieval.options import OptionError, describe_one
@@ -145,6 +146,7 @@ def add_error_handlers(app: FastAPI) -> None:
     # (modes, filters, unreadable images).
     for error_type, status_code in (
         (ImageNotFoundError, status.HTTP_404_NOT_FOUND),
+        (TenantError, status.HTTP_403_FORBIDDEN),
         (ConversationNotFoundError, status.HTTP_404_NOT_FOUND),
         (ValueError, status.HTTP_400_BAD_REQUEST),
         (NotSupportedError, status.HTTP_400_BAD_REQUEST),

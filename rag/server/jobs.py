@@ -50,6 +50,7 @@ class IngestJob(BaseModel):
     skipped: int = Field(default=0, description="Of the problems, those that cost an input (known when done).")
     problems: list[SourceError] = Field(default_factory=list, description=f"The first {MAX_LISTED_PROBLEMS} problems.")
     error: str | None = Field(default=None, description="Why the job failed, when it did.")
+    tenant: str | None = Field(default=None, description="The tenant its items belong to (none: the default).")
     created_at: datetime = Field(default_factory=lambda: datetime.now(timezone.utc))
     started_at: datetime | None = None
     finished_at: datetime | None = None
@@ -67,9 +68,16 @@ class IngestJobs:
     those a stop interrupted, and ``close()`` lets the running jobs finish for up to ``drain`` seconds first."""
 
     def __init__(
-        self, run: IngestRun, *, keep: int = 100, records: JobRecords | None = None, drain: float = 0.0
+        self,
+        run: IngestRun,
+        *,
+        keep: int = 100,
+        records: JobRecords | None = None,
+        drain: float = 0.0,
+        run_for: Callable[[str | None], IngestRun] | None = None,
     ) -> None:
         self._run = run
+        self._run_for = run_for  # the run of a resumed job of that tenant (None: the jobs' own run)
         self._keep = keep
         self._records = records
         self._drain = drain
@@ -93,9 +101,10 @@ class IngestJobs:
                 self._jobs[job.id] = job
                 self._trim()
             if not job.finished:
+                run = self._run_for(job.tenant) if self._run_for is not None else self._run
                 self._save(job)
                 self._pending.append(
-                    self._worker.submit(self._finish, job, record.paths, record.refused, record.names, None)
+                    self._worker.submit(self._finish, job, record.paths, record.refused, record.names, None, run)
                 )
         if resumed:
             logger.warning("resuming %d ingest job(s) a stop interrupted", resumed)
@@ -107,14 +116,17 @@ class IngestJobs:
         refused: list[SourceError],
         names: Mapping[str, str] | None = None,
         on_done: Callable[[IngestJob], None] | None = None,
+        tenant: str | None = None,
+        run: IngestRun | None = None,
     ) -> IngestJob:
         """Queue the ingestion of ``paths``; ``refused`` are uploads turned away already, reported with the job.
 
         ``names`` (path → name) renames the job's problems about those paths (``path:line`` and ``path#…`` too),
         so that the job does not show where the server keeps them. ``on_done`` gets the finished job (done,
-        failed or cancelled), e.g. for the audit log.
+        failed or cancelled), e.g. for the audit log. ``tenant`` is shown with the job; ``run`` ingests this job
+        instead of the jobs' own run.
         """
-        job = IngestJob(id=uuid.uuid4().hex, inputs=len(paths), problem_count=len(refused))
+        job = IngestJob(id=uuid.uuid4().hex, inputs=len(paths), problem_count=len(refused), tenant=tenant)
         job.skipped = len(refused)
         job.problems = refused[:MAX_LISTED_PROBLEMS]
         with self._lock:
@@ -124,7 +136,9 @@ class IngestJobs:
         if self._records is not None:
             created = job.created_at.timestamp()
             self._records.add(JobRecord(job.id, job.model_dump_json(), created, paths, refused, dict(names or {})))
-        self._pending.append(self._worker.submit(self._finish, job, paths, refused, names or {}, on_done))
+        self._pending.append(
+            self._worker.submit(self._finish, job, paths, refused, names or {}, on_done, run or self._run)
+        )
         return snapshot
 
     def _trim(self) -> None:
@@ -179,15 +193,18 @@ class IngestJobs:
         refused: list[SourceError],
         names: Mapping[str, str],
         on_done: Callable[[IngestJob], None] | None,
+        run: IngestRun,
     ) -> None:
-        self._execute(job, paths, refused, names)
+        self._execute(job, paths, refused, names, run)
         if on_done is not None:
             try:
                 on_done(self.get(job.id) or job)
             except Exception:  # the job's outcome stands; the log says what its follow-up missed
                 logger.exception("after ingest job %s", job.id)
 
-    def _execute(self, job: IngestJob, paths: list[Path], refused: list[SourceError], names: Mapping[str, str]) -> None:
+    def _execute(
+        self, job: IngestJob, paths: list[Path], refused: list[SourceError], names: Mapping[str, str], run: IngestRun
+    ) -> None:
         with self._lock:
             if self._stop.is_set():  # queued when the stop came
                 return
@@ -201,7 +218,7 @@ class IngestJobs:
                 self._save(job)
 
         try:
-            report = self._run(paths, on_progress, self._stop) if paths else IngestReport()
+            report = run(paths, on_progress, self._stop) if paths else IngestReport()
         except Exception as e:  # reported in the job's status; the worker goes on with the next job
             logger.exception("ingest job %s failed", job.id)
             with self._lock:
