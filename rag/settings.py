@@ -85,6 +85,13 @@ class Settings(BaseSettings):
         description="Seconds the shared Milvus Lite server waits after its last user left (or was killed) before it "
         "stops; a command run meanwhile reuses it.",
     )
+    milvus_backend: Literal["auto", "lite", "server"] = Field(
+        default="auto",
+        description="Which code path the store takes. auto: Lite's for a *.db path and for a milvus-lite server "
+        "(its version says so), a Milvus server's otherwise; server: Milvus's BM25 function and server-side hybrid "
+        "search, as on Milvus >= 2.5 (a *.db path is refused); lite: Lite's (the store's own BM25 statistics, "
+        "blends fused by the store).",
+    )
     data_dir: Path = Field(
         default=Path("rag_data"),
         description="Where rendered PDF pages, downloaded images and ingest reports are written.",

@@ -17,6 +17,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from connectors.milvus import NotSupportedError, StoreError, StoreUnavailableError
 from rag.access.tenants import TenantError
 from rag.embeddings.base import FusedNotSupportedError
+from rag.errors import RagError
 from rag.retrieval import QueryError
 from rag.retrieval.options import OptionError, describe_one
 
@@ -44,7 +45,7 @@ _ERROR_CODES = {
 STARTING_RETRY_AFTER = 5
 
 
-class NotReadyError(RuntimeError):
+class NotReadyError(RagError, RuntimeError):
     """The server is still starting (the encoder loads, the store is opened), or could not start."""
 
 

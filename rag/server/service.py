@@ -234,15 +234,16 @@ class Service:
         standalone = QueryBundle(searched.get("query", query.query_str), image_path=searched.get("query_image"))
         return retriever.resolve_mode(standalone), retriever.resolve_blend(standalone), response
 
-    def conversation(self, request: AskRequest) -> Conversation | None:
-        """The kept conversation a question continues or starts (None: the server keeps none, or it has a history)."""
+    def conversation(self, request: AskRequest, owner: str | None = None) -> Conversation | None:
+        """The kept conversation a question continues or starts (None: the server keeps none, or it has a history);
+        only its ``owner`` (who started it) may continue it."""
         if request.conversation_id is not None and self.conversations is None:
             raise UploadError("this server keeps no conversations (RAG_SERVER_CONVERSATIONS): send the history")
         if request.conversation_id is not None and request.history:
             raise UploadError("give the history or a conversation_id, not both")
         if self.conversations is None or request.history:
             return None
-        return self.conversations.get(request.conversation_id)
+        return self.conversations.get(request.conversation_id, owner)
 
     @contextmanager
     def history(self, turns: Sequence[HistoryTurn]) -> Iterator[list[ChatMessage]]:
