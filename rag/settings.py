@@ -7,7 +7,7 @@ import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, NonNegativeInt, PositiveFloat, PositiveInt, SecretStr, field_validator
+from pydantic import Field, NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 #: The file of ``RAG_*=value`` lines read from the working directory, under the environment's values.
@@ -219,6 +219,11 @@ class Settings(BaseSettings):
     )
     server_max_image_pixels: PositiveInt = Field(
         default=50_000_000, description="Decompression-bomb guard: uploaded images with more pixels are refused."
+    )
+    server_drain_seconds: NonNegativeFloat = Field(
+        default=8.0,
+        description="On SIGTERM, seconds `rag serve` lets running ingest jobs finish before it stops them; what is "
+        "left is recorded (under RAG_DATA_DIR/server) and resumed at the next start.",
     )
     server_allowed_origins: Annotated[list[str], NoDecode] = Field(
         default_factory=list,

@@ -13,7 +13,9 @@ from rag.server import create_app
 from rag.settings import Settings
 
 
-def test_an_items_document_is_served_by_id_and_pages_are_sandboxed(settings: Settings, tiny_base, tmp_path: Path) -> None:
+def test_an_items_document_is_served_by_id_and_pages_are_sandboxed(
+    settings: Settings, tiny_base, tmp_path: Path
+) -> None:
     docs = tmp_path / "docs"
     docs.mkdir()
     (docs / "guide.md").write_text("# Guide\n\nRead me.\n\n## Install\n\nRun make.\n")

@@ -208,3 +208,22 @@ def test_tenant_upload_folders_are_apart(world: dict[str, Any]) -> None:
     uploads = Path(world["settings"].data_dir) / "uploads"
     kept = sorted(p.parent.name for p in uploads.rglob("shared-name.png"))
     assert len(kept) == 2 and kept[0] != kept[1]
+
+
+def test_a_kept_conversation_continues_only_for_whoever_started_it() -> None:
+    from rag.access import Principal, Scope
+    from rag.server.auth import owner
+    from rag.server.conversations import ConversationNotFoundError, Conversations
+
+    kept = Conversations(None, ttl=60, history_tokens=1000)
+    alice = owner(Principal("alice", Scope.READ, "acme"))
+    mine = kept.get(None, alice)
+    assert kept.get(mine.id, alice) is mine
+    for other in (
+        Principal("bob", Scope.READ, "bravo"),
+        Principal("alice", Scope.READ, None),
+        Principal(None, Scope.ADMIN),
+    ):
+        with pytest.raises(ConversationNotFoundError):
+            kept.get(mine.id, owner(other))
+    kept.close()
