@@ -7,7 +7,7 @@ import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, NonNegativeInt, PositiveFloat, PositiveInt, SecretStr, field_validator
+from pydantic import Field, NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 #: The file of ``RAG_*=value`` lines read from the working directory, under the environment's values.
@@ -84,6 +84,13 @@ class Settings(BaseSettings):
         le=50,
         description="Seconds the shared Milvus Lite server waits after its last user left (or was killed) before it "
         "stops; a command run meanwhile reuses it.",
+    )
+    milvus_backend: Literal["auto", "lite", "server"] = Field(
+        default="auto",
+        description="Which code path the store takes. auto: Lite's for a *.db path and for a milvus-lite server "
+        "(its version says so), a Milvus server's otherwise; server: Milvus's BM25 function and server-side hybrid "
+        "search, as on Milvus >= 2.5 (a *.db path is refused); lite: Lite's (the store's own BM25 statistics, "
+        "blends fused by the store).",
     )
     data_dir: Path = Field(
         default=Path("rag_data"),
@@ -212,6 +219,11 @@ class Settings(BaseSettings):
     )
     server_max_image_pixels: PositiveInt = Field(
         default=50_000_000, description="Decompression-bomb guard: uploaded images with more pixels are refused."
+    )
+    server_drain_seconds: NonNegativeFloat = Field(
+        default=8.0,
+        description="On SIGTERM, seconds `rag serve` lets running ingest jobs finish before it stops them; what is "
+        "left is recorded (under RAG_DATA_DIR/server) and resumed at the next start.",
     )
     server_allowed_origins: Annotated[list[str], NoDecode] = Field(
         default_factory=list,

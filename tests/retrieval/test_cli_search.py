@@ -113,7 +113,7 @@ def test_a_default_text_search_reaches_text_items_and_filters_by_modality(rag, c
     message = " ".join(refused.stderr.split())
     assert refused.exit_code == 2 and "set --mode to text-to-any or text-to-text" in message
     assert "MetadataFilters" not in message
-    table = " ".join(rag("search", "-t", NOTES[1], "-k", "20").stdout.split())
+    table = " ".join(rag("search", "-t", NOTES[1], "-k", "20", "--wide").stdout.split())
     assert "│ 1 │" in table and "notes/1 │ text │" in table and "│ image+text │" in table  # one list, kinds shown
     unknown = rag("search", "-t", "x", "-f", "modality=txt")
     assert unknown.exit_code == 2 and "unknown value(s) 'txt'" in unknown.stderr
@@ -284,7 +284,7 @@ def test_search_with_a_cross_encoder_keeps_the_best_of_the_candidates(rag, reran
     normalized = json.loads(rag("search", "-t", "rocky cliff", "-k", "3", "--rerank-normalize", "--json").stdout)
     assert [r["id"] for r in normalized["results"]] == [r["id"] for r in results[:3]]
     assert all(0 < r["rerank_score"] < 1 for r in normalized["results"])
-    table = rag("search", "-t", "rocky cliff", "-k", "3")
+    table = rag("search", "-t", "rocky cliff", "-k", "3", "--wide")
     assert table.exit_code == 0 and "rerank" in table.stdout
 
 
