@@ -15,6 +15,7 @@ library user connects to it over gRPC like to any Milvus. Beside the data lies `
 from __future__ import annotations
 
 import atexit
+import contextlib
 import json
 import logging
 import os
@@ -83,6 +84,9 @@ class ServerState:
     pid: int
     started: float
     port: int
+    #: The data folder the server serves, as it was opened: a copy of the folder (``cp -a``) carries this file,
+    #: and must not use the original's server ("" in files written before it was recorded).
+    data_dir: str = ""
 
     @property
     def uri(self) -> str:
@@ -93,7 +97,8 @@ class ServerState:
         """The recorded server, or None when there is none or the file is unreadable (then it is replaced)."""
         try:
             data = json.loads((folder / STATE).read_text())
-            return cls(pid=int(data["pid"]), started=float(data["started"]), port=int(data["port"]))
+            pid, started, port = int(data["pid"]), float(data["started"]), int(data["port"])
+            return cls(pid=pid, started=started, port=port, data_dir=str(data.get("data_dir", "")))
         except FileNotFoundError:
             return None
         except (OSError, ValueError, KeyError, TypeError) as exc:
@@ -101,8 +106,11 @@ class ServerState:
             return None
 
     def write(self, folder: Path) -> None:
+        """Written private (0600): it names the port that serves the data."""
         tmp = folder / f"{STATE}.{self.pid}.tmp"
-        tmp.write_text(json.dumps({"pid": self.pid, "started": self.started, "port": self.port}))
+        data = {"pid": self.pid, "started": self.started, "port": self.port, "data_dir": self.data_dir}
+        with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as f:
+            f.write(json.dumps(data))
         os.replace(tmp, folder / STATE)
 
 
@@ -211,7 +219,10 @@ def acquire(data_dir: str | os.PathLike[str], *, idle: float) -> Lease:
     data_dir = Path(data_dir).absolute()
     folder = state_dir(data_dir)
     try:
-        folder.mkdir(exist_ok=True)
+        folder.mkdir(exist_ok=True, mode=0o700)
+        if folder.stat().st_mode & 0o077:
+            with contextlib.suppress(PermissionError):  # another user's folder stays as it is
+                folder.chmod(0o700)  # made by an older version, open to others
     except OSError as exc:
         raise LiteServerError(
             f"cannot write beside the Milvus Lite data {data_dir} ({exc.strerror}): the shared server keeps its "
@@ -236,6 +247,15 @@ def _find_or_start(data_dir: Path, folder: Path, idle: float) -> str:
     """The URI of the running server (checked), or of a new one; call with the lock held."""
     state = ServerState.read(folder)
     preferred = 0
+    if state is not None and state.data_dir and state.data_dir != str(data_dir):
+        logger.warning(
+            "ignoring the shared-server state in %s: it was written for %s, so this folder is a copy (or was moved); "
+            "starting a server of its own",
+            folder,
+            state.data_dir,
+        )
+        (folder / STATE).unlink(missing_ok=True)
+        state = None
     if state is not None:
         if is_running(state.pid, state.started):
             if answers(state.port):
