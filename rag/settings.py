@@ -67,6 +67,13 @@ class Settings(BaseSettings):
         description="Seconds the shared Milvus Lite server waits after its last user left (or was killed) before it "
         "stops; a command run meanwhile reuses it.",
     )
+    keep_warm: float = Field(
+        default=300.0,
+        ge=0,
+        description="Seconds the warm model process stays loaded after the last command that used it (rag search, "
+        "ask, chat, similarity, classify), as Ollama's keep_alive: each command's value resets the timer. 0: no "
+        "background process, every command loads the model itself. `rag ps` lists them, `rag stop` ends them.",
+    )
     data_dir: Path = Field(
         default=Path("rag_data"),
         description="Where rendered PDF pages, downloaded images and ingest reports are written.",
