@@ -34,6 +34,7 @@ _LOCK_WAIT = 120.0
 _START_WAIT = 60.0
 #: Seconds a live process may take to answer a ping before it counts as hung.
 _PING_WAIT = 10.0
+_PINGS = 2
 _ROOT = Path(__file__).resolve().parents[3]
 HOST = "rag.cli.warm.host"
 
@@ -134,14 +135,20 @@ def _find_or_start(key: ProcessKey, keep: float, stamp: str, start: bool) -> Pat
         elif state.get("stamp") != stamp:
             reason = "runs other code (the package changed); it finishes its commands and stops"
             _signal(pid, started, signal.SIGTERM)
-        elif wire.ping(socket_path, _PING_WAIT) is None:
-            reason = f"did not answer within {_PING_WAIT:.0f} s; it was killed"
+        elif not _answers(socket_path):
+            reason = f"did not answer within {_PING_WAIT * _PINGS:.0f} s; it was killed"
             _signal(pid, started, signal.SIGKILL)
         else:
             return socket_path
         print(f"rag: the warm model process {pid} {reason}; starting another", file=sys.stderr)
         (folder / background.STATE).unlink(missing_ok=True)
     return _start(key, keep) if start else None
+
+
+def _answers(socket_path: Path) -> bool:
+    """Whether the process answers a ping (it does at once, even while it runs a command): a process that keeps
+    silent through :data:`_PINGS` tries is hung."""
+    return any(wire.ping(socket_path, _PING_WAIT) is not None for _ in range(_PINGS))
 
 
 def _signal(pid: int, started: float, signum: int) -> None:
