@@ -29,6 +29,10 @@ _WARNING_KINDS = {
     SourceErrorKind.SYMLINK_LOOP: "folder links not followed again",
     SourceErrorKind.EMPTY_FILE: "empty files",
     SourceErrorKind.RENAMED: "documents renamed, another having their file name",
+    SourceErrorKind.URL_DISABLED: "remote images not fetched (URL fetching is off), their documents' text kept",
+    SourceErrorKind.FETCH_FAILED: "remote images that could not be fetched, their documents' text kept",
+    SourceErrorKind.NOT_FOUND: "referenced images missing, their documents' text kept",
+    SourceErrorKind.BAD_REFERENCE: "images without a src, their documents' text kept",
 }
 
 #: The rows of the ingest summary, in order (``warmup_seconds`` only when the engine warmed up within the run);

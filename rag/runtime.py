@@ -22,6 +22,8 @@ import time
 from dataclasses import asdict, dataclass, replace
 from typing import TYPE_CHECKING, Any, Literal
 
+from rag.errors import RagError
+
 if TYPE_CHECKING:
     import torch
 
@@ -54,7 +56,7 @@ _MAX_WORKERS = 32
 Purpose = Literal["query", "batch", "serve"]
 
 
-class RuntimeUnavailableError(ValueError):
+class RuntimeUnavailableError(RagError, ValueError):
     """The requested device or dtype cannot run on this machine; the message says what to set instead."""
 
 

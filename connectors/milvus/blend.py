@@ -37,6 +37,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
+from rag.errors import RagError
+
 Fusion = Literal["weighted", "rrf"]
 FUSIONS: tuple[str, ...] = ("weighted", "rrf")
 #: The signals in their canonical order (the order of a blend's requests and weights).
@@ -46,7 +48,7 @@ TUNED_BLENDS = "tuned_blends"
 _EXAMPLE = "fused=0.6,image=0.3,bm25=0.1"
 
 
-class BlendError(ValueError):
+class BlendError(RagError, ValueError):
     """A blend that cannot be searched: unknown signal, bad weight, or a signal the collection lacks."""
 
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from rag.errors import RagError
 
-class StoreError(RuntimeError):
+
+class StoreError(RagError, RuntimeError):
     """The store cannot do what was asked; the message says why and what to do."""
 
 

@@ -34,6 +34,7 @@ from enum import Enum
 from typing import TYPE_CHECKING, Any, Union
 
 from connectors.milvus import schema
+from rag.errors import RagError
 
 if TYPE_CHECKING:
     from llama_index.core.vector_stores.types import MetadataFilters
@@ -71,7 +72,7 @@ _COMPARISONS = (
 )
 
 
-class FilterError(ValueError):
+class FilterError(RagError, ValueError):
     """A filter that cannot be expressed: unknown operator, wrong value type for the field, ..."""
 
 

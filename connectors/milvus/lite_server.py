@@ -29,6 +29,8 @@ from pathlib import Path
 from rag import background
 from rag.background import STATE, is_running
 
+from rag.errors import RagError
+
 logger = logging.getLogger(__name__)
 
 HOST = "127.0.0.1"
@@ -39,7 +41,7 @@ _START_WAIT = 60.0
 _ROOT = Path(__file__).resolve().parents[2]
 
 
-class LiteServerError(RuntimeError):
+class LiteServerError(RagError, RuntimeError):
     """The shared Milvus Lite server cannot be found or started; the message says why and what to do."""
 
 

@@ -31,6 +31,7 @@ from pydantic import BaseModel, ConfigDict, Field, PositiveInt
 from pymilvus import CollectionSchema, DataType, Function, FunctionType, MilvusClient
 from pymilvus.milvus_client.index import IndexParams
 
+from rag.errors import RagError
 from rag.items import MAX_TEXT_BYTES, PATH_METADATA, ImageRef, KnowledgeItem, document_of, file_name_of
 
 if TYPE_CHECKING:
@@ -297,7 +298,7 @@ def to_llama_node(item: KnowledgeItem) -> BaseNode:
     )
 
 
-class ItemTooLargeError(ValueError):
+class ItemTooLargeError(RagError, ValueError):
     """The item does not fit the schema's limits; ``problems`` says where."""
 
     def __init__(self, item_id: str, problems: list[str]) -> None:

@@ -18,6 +18,7 @@ from typing import Any, NamedTuple
 
 from PIL import Image, UnidentifiedImageError
 
+from rag.errors import RagError
 from rag.items import MAX_TEXT_BYTES, UPLOAD_NAME, ImageRef, KnowledgeItem, Severity, SourceError, named
 from rag.items import SourceErrorKind as Kind
 
@@ -39,7 +40,7 @@ _MAGIC = (
 _SUFFIX_BY_FORMAT = {"JPEG": ".jpg", "MPO": ".jpg", "PNG": ".png", "GIF": ".gif", "WEBP": ".webp", "TIFF": ".tif"}
 
 
-class BadInput(Exception):
+class BadInput(RagError):
     """A problem with one input; becomes a SourceError where that input is handled."""
 
     def __init__(self, kind: Kind, reason: str) -> None:

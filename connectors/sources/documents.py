@@ -13,7 +13,8 @@ it in the same section are used instead. An HTML ``<figure>`` is one block, so i
 ``<figcaption>`` is the image's context. Surrounding text is capped at ``context_chars``.
 
 Blocks come from ``markup``. Relative references are resolved
-against the document's folder; remote images are fetched only when ``allow_urls`` is on.
+against the document's folder; remote images are fetched only when ``allow_urls`` is on. An image that is remote
+(a badge) and not fetched, or missing, is a warning: the document's text and other images are stored.
 """
 
 from __future__ import annotations
@@ -32,6 +33,9 @@ from .options import SourceOptions
 from .refs import load_image_ref
 
 MARKDOWN_SUFFIXES = (".md", ".markdown")
+#: Why a referenced image may be absent while its document is whole (remote, not fetched or failing; missing):
+#: a warning. A local image that is there but broken stays an error.
+_ABSENT_IMAGE = frozenset({Kind.URL_DISABLED, Kind.FETCH_FAILED, Kind.NOT_FOUND})
 HTML_SUFFIXES = (".html", ".htm")
 
 
@@ -141,7 +145,8 @@ def _image_items(
 ) -> Iterator[SourceResult]:
     where = f"{doc} -> {_shown(image.src) or f'image {number} (no src)'}"
     if not image.src.strip():
-        yield SourceError(source=where, reason="image without a src", kind=Kind.BAD_REFERENCE)
+        reason = "image without a src: left out, the document's text is kept"
+        yield SourceError(source=where, reason=reason, kind=Kind.BAD_REFERENCE, severity=Severity.WARNING)
         return
     try:
         if image.data is not None:
@@ -149,7 +154,11 @@ def _image_items(
         else:
             loaded = load_image_ref(image.src, doc.parent, options, url_encoded=True)
     except BadInput as e:
-        yield e.report(where)
+        problem = e.report(where)
+        if e.kind in _ABSENT_IMAGE:  # a badge on the web, a picture not shipped: the page itself is whole
+            reason = f"{e.reason}; the image is left out, the document's text is kept"
+            problem = problem.model_copy(update={"reason": reason, "severity": Severity.WARNING})
+        yield problem
         return
     yield from make_item(
         source=str(doc),

@@ -7,18 +7,26 @@ LlamaIndex chat LLM works as well, passed in directly.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
 
 import httpx
 from llama_index.core.llms import LLM, ChatMessage, ChatResponse
 
+from rag.errors import RagError
 from rag.settings import Settings
 
 OLLAMA_URL = "http://localhost:11434"
 OPENAI_URL = "https://api.openai.com/v1"  # the openai client's default, which OpenAILike keeps
 
 
-class LLMError(RuntimeError):
+TOKEN_LIMIT = "the LLM hit its output token limit"
+NO_FINISH = "the LLM's stream ended without its finish signal (the connection dropped or the server stopped mid-answer)"
+CLEAN_FINISH = "stop"
+
+
+class LLMError(RagError, RuntimeError):
     """The LLM endpoint failed: no answer in time, an HTTP error, or a reply that is not usable."""
 
 
@@ -83,19 +91,71 @@ def llm_from_settings(settings: Settings | None = None) -> LLM | None:
 
 def chat_text(llm: LLM, messages: Sequence[ChatMessage]) -> str:
     """The text of the LLM's reply; ``LLMError`` when the call fails or the reply has no text."""
+    return chat_reply(llm, messages)[0]
+
+
+async def achat_text(llm: LLM, messages: Sequence[ChatMessage]) -> str:
+    return (await achat_reply(llm, messages))[0]
+
+
+def chat_reply(llm: LLM, messages: Sequence[ChatMessage]) -> tuple[str, str | None]:
+    """The LLM's reply text and, when the provider says it did not finish cleanly, why (``LLMError`` on failure)."""
     try:
         reply = llm.chat(messages)
     except Exception as e:  # every client library fails its own way; the caller keeps its results
         raise LLMError(describe_error(e, endpoint_of(llm))) from e
-    return _reply_text(reply)
+    return _reply_text(reply), Ending.of(reply.raw).error()
 
 
-async def achat_text(llm: LLM, messages: Sequence[ChatMessage]) -> str:
+async def achat_reply(llm: LLM, messages: Sequence[ChatMessage]) -> tuple[str, str | None]:
     try:
         reply = await llm.achat(messages)
     except Exception as e:
         raise LLMError(describe_error(e, endpoint_of(llm))) from e
-    return _reply_text(reply)
+    return _reply_text(reply), Ending.of(reply.raw).error()
+
+
+@dataclass
+class Ending:
+    """How a reply ended, from the provider's own signal: OpenAI's ``finish_reason``, Ollama's ``done``/``done_reason``.
+
+    Fed every raw chunk of a stream (or the one raw reply). ``known`` says whether any of them was in a
+    shape we can read; an LLM whose replies carry no such signal (a custom LlamaIndex LLM) is taken at
+    its word.
+    """
+
+    known: bool = False
+    reason: str | None = None
+
+    @classmethod
+    def of(cls, raw: Any) -> Ending:
+        ending = cls()
+        ending.see(raw)
+        return ending
+
+    def see(self, raw: Any) -> None:
+        choices = getattr(raw, "choices", None)
+        if choices is None and isinstance(raw, Mapping):
+            choices = raw.get("choices")
+        if isinstance(choices, list):  # an OpenAI-compatible completion or chunk
+            self.known = True
+            for choice in choices:
+                reason = choice.get("finish_reason") if isinstance(choice, Mapping) else choice.finish_reason
+                self.reason = reason or self.reason
+        elif isinstance(raw, Mapping) and "done" in raw:  # an Ollama reply or line
+            self.known = True
+            if raw.get("done"):
+                self.reason = raw.get("done_reason") or CLEAN_FINISH
+
+    def error(self) -> str | None:
+        """None for a clean finish (or an LLM that gives no signal); else why the answer is only partial."""
+        if not self.known or self.reason == CLEAN_FINISH:
+            return None
+        if self.reason is None:
+            return NO_FINISH
+        if self.reason == "length":
+            return TOKEN_LIMIT
+        return f"the LLM stopped its answer early (finish reason {self.reason!r})"
 
 
 def endpoint_of(llm: LLM) -> str | None:

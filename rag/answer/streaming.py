@@ -5,6 +5,8 @@ once it is exhausted, ``answer`` holds the finished ``AnswerResponse`` (status, 
 their check), and ``get_response()`` drains the stream and returns it. When the LLM fails before
 its first token, the stream is the ranked evidence with the error (status ``llm_error``), as
 without streaming; when it fails later, the tokens so far stay the answer (status ``partial``).
+Only a stream that ends with the provider's clean finish signal is ``answered``: one that just
+stops (the connection dropped) or finishes for the output token limit is ``partial``.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from llama_index.core.base.response.schema import AsyncStreamingResponse, Stream
 from llama_index.core.llms import LLM, ChatMessage, ChatResponse
 from llama_index.core.schema import NodeWithScore
 
-from .llm import describe_error, endpoint_of
+from .llm import Ending, describe_error, endpoint_of
 from .response import AnswerResponse, finished
 
 
@@ -60,12 +62,14 @@ def stream(llm: LLM, messages: Sequence[ChatMessage], nodes: list[NodeWithScore]
 
     def tokens() -> Generator[str, None, None]:
         parts: list[str] = []
-        error = None
+        ending = Ending()
         try:
             for chunk in llm.stream_chat(messages):
+                ending.see(chunk.raw)
                 if delta := _delta(chunk, parts):
                     parts.append(delta)
                     yield delta
+            error = ending.error()
         except Exception as e:  # every client library fails its own way; the tokens so far are kept
             error = _stream_error(e, parts, llm)
         response.answer = finished("".join(parts), nodes, error)
@@ -82,12 +86,14 @@ def astream(llm: LLM, messages: Sequence[ChatMessage], nodes: list[NodeWithScore
 
     async def tokens() -> AsyncGenerator[str, None]:
         parts: list[str] = []
-        error = None
+        ending = Ending()
         try:
             async for chunk in await llm.astream_chat(messages):
+                ending.see(chunk.raw)
                 if delta := _delta(chunk, parts):
                     parts.append(delta)
                     yield delta
+            error = ending.error()
         except Exception as e:
             error = _stream_error(e, parts, llm)
         response.answer = finished("".join(parts), nodes, error)

@@ -27,7 +27,7 @@ from rag.items import item_name
 from .budget import DEFAULT_EVIDENCE_TOKENS, within_budget
 from .citations import cited_markers
 from .images import image_block, node_picture
-from .llm import LLMError, achat_text, chat_text
+from .llm import LLMError, achat_reply, achat_text, chat_reply, chat_text
 from .response import AnswerResponse, AnswerStatus, Citation, without_answer, written
 from .streaming import AsyncStreamingAnswerResponse, StreamingAnswerResponse, asettled, astream, settled, stream
 
@@ -126,7 +126,8 @@ class MultimodalSynthesizer(BaseSynthesizer):
         if self._streaming:
             return stream(self.answer_llm, messages, nodes)
         try:
-            return written(chat_text(self.answer_llm, messages), nodes)
+            text, ending = chat_reply(self.answer_llm, messages)
+            return written(text, nodes, ending)
         except LLMError as e:
             return without_answer(nodes, error=str(e))
 
@@ -144,7 +145,8 @@ class MultimodalSynthesizer(BaseSynthesizer):
         if self._streaming:
             return astream(self.answer_llm, messages, nodes)
         try:
-            return written(await achat_text(self.answer_llm, messages), nodes)
+            text, ending = await achat_reply(self.answer_llm, messages)
+            return written(text, nodes, ending)
         except LLMError as e:
             return without_answer(nodes, error=str(e))
 

@@ -24,6 +24,7 @@ from rag.cli.common import (
     require_collection,
     settings_from,
 )
+from rag.cli.exit_codes import ExitCode
 from rag.cli.options import LLM_FLAGS, with_options, with_settings
 from rag.cli.query import _retriever
 from rag.retrieval.options import AnswerOptions
@@ -47,7 +48,10 @@ def chat(
     weights: WeightsOpt = None,
     verbose: VerboseOpt = False,
 ) -> None:
-    """Talk with the collection: follow-up questions understand the ones before (/image PATH, /reset, /quit)."""
+    """Talk with the collection: follow-up questions understand the ones before (/image PATH, /reset, /quit).
+
+    Exits 4 at the end when any answer broke off or the LLM failed (each is marked where it happened).
+    """
     settings = settings_from(collection=collection, milvus_uri=uri, encoder=encoder, weights=weights, **llm_settings)
     require_collection(settings)
     from rag.answer.chat import MultimodalChatEngine
@@ -69,15 +73,21 @@ def chat(
             console.print(
                 "No LLM is configured (RAG_LLM_MODEL): follow-ups are searched as written, answers list the evidence."
             )
-        _converse(engine)
+        failed = _converse(engine)
+    if failed:
+        raise typer.Exit(ExitCode.LLM_FAILED)
 
 
-def _converse(engine: MultimodalChatEngine) -> None:
-    """Read lines until /quit or the end of the input; answer each question, keeping the conversation."""
+def _converse(engine: MultimodalChatEngine) -> bool:
+    """Read lines until /quit or the end of the input; answer each question, keeping the conversation.
+
+    True when any answer was partial or the LLM failed.
+    """
     image: str | None = None
+    failed = False
     while (line := _read()) is not None:
         if line in ("/quit", "/exit"):
-            return
+            break
         if line == "/reset":
             engine.reset()
             image = None
@@ -87,8 +97,9 @@ def _converse(engine: MultimodalChatEngine) -> None:
         elif line.startswith("/"):
             console.print(f"[yellow]unknown command {escape(line.split()[0])}[/]. {escape(HELP)}")
         elif line:
-            _answer(engine, line, image)
+            failed = _answer(engine, line, image) or failed
             image = None
+    return failed
 
 
 def _read() -> str | None:
@@ -108,15 +119,20 @@ def _attach(raw: str) -> str | None:
     return str(path)
 
 
-def _answer(engine: MultimodalChatEngine, question: str, image: str | None) -> None:
-    """One turn; a question that cannot be searched (its error printed) leaves the conversation open."""
+def _answer(engine: MultimodalChatEngine, question: str, image: str | None) -> bool:
+    """One turn; a question that cannot be searched (its error printed) leaves the conversation open.
+
+    True when the answer was partial or the LLM failed.
+    """
     try:
         stream = checked(lambda: engine.stream_chat(question, image_path=image))
     except typer.Exit:
-        return
+        return False
     searched = stream.metadata or {}
     if searched.get("query") != question or searched.get("query_image") != image:
         picture = " + picture" if searched.get("query_image") else ""
         typer.echo(f"(searched: {searched.get('query')}{picture})")
-    print_after_answer(streamed_answer(stream, echo=True))
+    response = streamed_answer(stream, echo=True)
+    print_after_answer(response)
     typer.echo()
+    return response.failed

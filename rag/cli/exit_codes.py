@@ -13,7 +13,8 @@ class ExitCode(IntEnum):
     USAGE = 2
     #: ingest: the sources hold no item; nothing was created or changed
     NO_ITEMS = 3
-    #: ask: the LLM failed, before or during its answer; the evidence (and any partial answer) was printed
+    #: ask, chat: the LLM failed, before or during its answer, or the answer is partial (cut off, or at the LLM's
+    #: output token limit); the evidence (and any partial answer) was printed
     LLM_FAILED = 4
     #: the Milvus store could not be reached, or went away mid-command
     STORE_UNAVAILABLE = 5

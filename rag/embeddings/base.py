@@ -6,6 +6,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol, Union, runtime_checkable
 
+from rag.errors import RagError
+
 if TYPE_CHECKING:
     import numpy as np
     import torch
@@ -25,7 +27,7 @@ ImageInput = Union[str, Path, bytes, "Image.Image", "torch.Tensor", "PreparedIma
 ImageTransform = Callable[[ImageInput], "PreparedImage"]
 
 
-class FusedNotSupportedError(NotImplementedError):
+class FusedNotSupportedError(RagError, NotImplementedError):
     """Raised by encoders that have no joint image+text embedding."""
 
 

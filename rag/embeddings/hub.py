@@ -9,8 +9,10 @@ from urllib.parse import urlparse
 
 from huggingface_hub import constants, try_to_load_from_cache
 
+from rag.errors import RagError
 
-class CheckpointError(RuntimeError):
+
+class CheckpointError(RagError, RuntimeError):
     """A checkpoint that cannot be found, read, or does not fit the model."""
 
 

@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 from PIL import Image, ImageOps
 
+from rag.errors import RagError
+
 from .base import ImageInput
 
 if TYPE_CHECKING:
@@ -25,7 +27,7 @@ if TYPE_CHECKING:
     from .preprocess import Preprocessor
 
 
-class ImageLoadError(ValueError):
+class ImageLoadError(RagError, ValueError):
     """An input that is not a readable image; the message names the input."""
 
 

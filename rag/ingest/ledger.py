@@ -12,12 +12,14 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from datetime import datetime, timezone
 from itertools import islice
 from typing import Any
 
 import numpy as np
 
 from connectors.milvus import schema
+from connectors.milvus.catalog import LAST_INGEST
 from connectors.milvus.store import MilvusStore
 from rag.items import KnowledgeItem, SourceError, SourceErrorKind
 
@@ -129,6 +131,7 @@ class Ledger:
         self.progress()
         with self._lock:
             self.store.flush()
+            self.store.set_properties({LAST_INGEST: datetime.now(timezone.utc).isoformat()})
             self.report.indexing = False
         self.report.seconds = time.perf_counter() - self._start
         return self.report

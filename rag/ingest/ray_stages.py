@@ -28,6 +28,7 @@ from connectors.milvus.store import MilvusStore
 from rag.embeddings.base import ImageTransform
 from rag.embeddings.inputs import ImageLoadError, PreparedImage
 from rag.embeddings.preprocess import prepare_one
+from rag.errors import RagError
 from rag.items import ImageRef, KnowledgeItem
 from rag.settings import Settings
 
@@ -42,7 +43,7 @@ ITEM_COLUMNS = (
 )  # fmt: skip
 
 
-class RayEngineError(RuntimeError):
+class RayEngineError(RagError, RuntimeError):
     """The Ray engine cannot run as asked; the message says what to do."""
 
 

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
+from rag.errors import RagError
 from rag.items import Modality
 
 if TYPE_CHECKING:  # LlamaIndex is imported where it is used: `rag` commands check a query without it
@@ -42,7 +43,7 @@ class QueryInputs(Protocol):
     def image_path(self) -> str | None: ...
 
 
-class QueryError(ValueError):
+class QueryError(RagError, ValueError):
     """A query the mode cannot answer: it lacks what the mode reads, or filters for items the mode never returns.
 
     The message names the inputs as Python callers write them (``query_str``, ``image_path``, ``mode``);

@@ -31,6 +31,8 @@ from pydantic import (
 )
 from pydantic_core import ErrorDetails
 
+from rag.errors import RagError
+
 from .modes import Mode
 
 if TYPE_CHECKING:
@@ -42,7 +44,7 @@ MAX_TOP_K = 16_384
 Fusion = Literal["weighted", "rrf"]
 
 
-class OptionError(ValueError):
+class OptionError(RagError, ValueError):
     """A refused option value. ``template`` names options as ``{field}`` placeholders, so that :meth:`naming`
     words the message for a surface: Python and the API name fields (``min_score``), the CLI names flags."""
 

@@ -15,20 +15,23 @@ from __future__ import annotations
 import ipaddress
 import logging
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 from fastapi_offline import FastAPIOffline
 
 from rag.embeddings.base import Encoder
+from rag.errors import RagError
 from rag.settings import Settings
 
 from .errors import BodyLimit, add_error_handlers, error_response
+from .guard import BrowserGuard, bound_hosts
 from .models import ErrorBody
 from .routes import api_router
 from .routes.body import BODY_SCHEMAS
@@ -42,8 +45,13 @@ _PAGE_POLICY = (
 )
 
 
-def create_app(settings: Settings | None = None, *, encoder: Encoder | None = None) -> FastAPI:
-    """The app over ``settings.collection``; ``encoder`` overrides the one the settings name (e.g. already loaded)."""
+def create_app(
+    settings: Settings | None = None, *, encoder: Encoder | None = None, hosts: Sequence[str] | None = None
+) -> FastAPI:
+    """The app over ``settings.collection``; ``encoder`` overrides the one the settings name (e.g. already loaded).
+
+    ``hosts``: the names the ``Host`` header may carry (``guard.bound_hosts``; ``serve`` passes the bound ones);
+    None: any. Cross-site requests that would change something are refused either way (``guard``)."""
     settings = settings or Settings()
 
     @asynccontextmanager
@@ -67,6 +75,11 @@ def create_app(settings: Settings | None = None, *, encoder: Encoder | None = No
     app.include_router(api_router(), prefix="/api")
     app.openapi = lambda: _with_body_schemas(app)  # type: ignore[method-assign]
     app.add_middleware(BodyLimit, max_bytes=settings.server_max_request_bytes)
+    if settings.server_allowed_origins:
+        app.add_middleware(
+            CORSMiddleware, allow_origins=settings.server_allowed_origins, allow_methods=["*"], allow_headers=["*"]
+        )
+    app.add_middleware(BrowserGuard, hosts=hosts, origins=settings.server_allowed_origins)
     add_error_handlers(app)
 
     @app.get("/", include_in_schema=False)
@@ -113,7 +126,7 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-class PortUnavailableError(OSError):
+class PortUnavailableError(RagError, OSError):
     """The server's address cannot be bound (a port in use, an address not of this machine)."""
 
 
@@ -147,4 +160,5 @@ def serve(settings: Settings | None = None, *, host: str | None = None, port: in
     with bind(host, port) as sock:
         shown = f"[{host}]" if ":" in host else host
         logger.info("listening on http://%s:%d (answering once the encoder is loaded; Ctrl+C stops)", shown, port)
-        uvicorn.Server(uvicorn.Config(create_app(settings), host=host, port=port, log_level="info")).run([sock])
+        app = create_app(settings, hosts=bound_hosts(host, settings.server_allowed_hosts))
+        uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="info")).run([sock])

@@ -16,9 +16,10 @@ from llama_index.core.llms import LLM
 from llama_index.core.memory import Memory
 
 from rag.answer.chat import history_memory
+from rag.errors import RagError
 
 
-class ConversationNotFoundError(LookupError):
+class ConversationNotFoundError(RagError, LookupError):
     """No conversation has that id: it never existed, or it expired."""
 
 

@@ -151,3 +151,10 @@ class ServerStats(StoreStats):
         description="Where this server's encoder runs: device, dtype, batch size, preprocessing workers, and why."
     )
     top_k: int = Field(description="How many items /api/search returns and /api/ask reads when top_k is not given.")
+    can_delete: bool = Field(
+        default=False, description="Whether this client may delete items (DELETE /api/items): those who may ingest."
+    )
+
+
+class DeletedItems(BaseModel):
+    deleted: int = Field(description="How many items the filter matched and were deleted.")

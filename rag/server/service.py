@@ -30,6 +30,7 @@ from connectors.milvus import (
     StoreError,
     StoreStats,
     StoreUnavailableError,
+    parse_filters,
     require_collection,
 )
 from connectors.sources import (
@@ -46,6 +47,7 @@ from rag.answer import answer_engine, llm_from_settings
 from rag.answer.chat import MultimodalChatEngine, user_message
 from rag.embeddings.base import Encoder
 from rag.embeddings.registry import load_encoder, runtime_from_settings
+from rag.errors import RagError
 from rag.ingest import IngestReport, ingest
 from rag.items import SourceError, SourceErrorKind
 from rag.retrieval import Evidence, Mode, MultimodalRetriever, evidence
@@ -65,7 +67,7 @@ _HEALTH_TIMEOUT = 5.0
 _T = TypeVar("_T")
 
 
-class UploadError(ValueError):
+class UploadError(RagError, ValueError):
     """An upload the server refuses; ``status`` is the HTTP status that says why (400 or 413)."""
 
     def __init__(self, message: str, status: int = 400) -> None:
@@ -73,7 +75,7 @@ class UploadError(ValueError):
         self.status = status
 
 
-class ImageNotFoundError(LookupError):
+class ImageNotFoundError(RagError, LookupError):
     """No item with that id has an image file this server can send."""
 
 
@@ -215,6 +217,14 @@ class Service:
 
     def stats(self) -> StoreStats:
         return self.store.stats()
+
+    def delete(self, filters: Sequence[str]) -> int:
+        """Delete the items ``filters`` match (as search reads them: key=value pairs or JSON); returns how many.
+        A filter is required: deleting everything is the command line's business (``rag delete --all``)."""
+        parsed = parse_filters(filters)  # a FilterError (a ValueError: 400) names what is wrong
+        if parsed is None:
+            raise UploadError("give a filter: which items to delete, e.g. filter=source=notes.md")
+        return self.store.delete(filter=parsed)
 
     def store_problem(self) -> str | None:
         """Why the store cannot serve now (unreachable, collection gone), or None when it answers."""

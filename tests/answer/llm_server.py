@@ -5,7 +5,8 @@ multi-turn exchange is a list of replies. A reply may be delayed (to make client
 delay ends early when the server stops) or be any status and raw body. A request that asks to
 stream (``"stream": true``) is answered in chunks: OpenAI's server-sent events or Ollama's JSON
 lines. A streamed reply can hold back after its first chunks until the test releases it (which
-shows that the client had those chunks before the rest existed), and can break off mid-stream.
+shows that the client had those chunks before the rest existed), can break off mid-stream, can end
+its body cleanly without the provider's finish signal, and can finish for another reason ("length").
 Stdlib only, one daemon thread, stopped on exit.
 """
 
@@ -31,6 +32,8 @@ class Reply:
     release: threading.Event = field(default_factory=threading.Event)
     released: bool | None = None  # set by the server: True when `release` (not the time limit) ended the hold
     break_after: int | None = None  # streamed: after this many chunks, drop the connection mid-body
+    end_after: int | None = None  # streamed: after this many chunks, end the body cleanly without the finish signal
+    finish_reason: str = "stop"  # the finish reason the last chunk (or the whole reply) gives
 
     def pieces(self) -> list[str]:
         if self.chunks is not None:
@@ -101,8 +104,8 @@ class _Handler(BaseHTTPRequestHandler):
         if reply.status != 200:
             return json.dumps({"error": {"message": f"scripted failure {reply.status}"}}).encode()
         if self.path.startswith("/api/chat"):
-            return json.dumps(_ollama(body, reply.text)).encode()
-        return json.dumps(_openai(body, reply.text)).encode()
+            return json.dumps(_ollama(body, reply.text, reply.finish_reason)).encode()
+        return json.dumps(_openai(body, reply.text, reply.finish_reason)).encode()
 
     def _send(self, status: int, payload: bytes) -> None:
         try:
@@ -130,10 +133,14 @@ class _Handler(BaseHTTPRequestHandler):
                     self.wfile.write(b"400\r\n" + b"{" * 10)  # a chunk cut short, then the connection drops
                     self.wfile.flush()
                     return
+                if index == reply.end_after:
+                    break
                 if index == reply.hold_after:
                     reply.released = reply.release.wait(HOLD_LIMIT)
                 self._chunk(_ollama_line(request, piece) if ollama else _openai_event(request, piece))
-            self._chunk(_ollama_line(request, None) if ollama else _openai_event(request, None))
+            else:
+                ending = _ollama_line(request, None, reply.finish_reason)
+                self._chunk(ending if ollama else _openai_event(request, None, reply.finish_reason))
             self.wfile.write(b"0\r\n\r\n")
             self.wfile.flush()
         except (BrokenPipeError, ConnectionResetError):
@@ -147,18 +154,18 @@ class _Handler(BaseHTTPRequestHandler):
         pass
 
 
-def _openai(request: dict[str, Any], text: str) -> dict[str, Any]:
+def _openai(request: dict[str, Any], text: str, finish_reason: str = "stop") -> dict[str, Any]:
     return {
         "id": "chatcmpl-test",
         "object": "chat.completion",
         "created": 0,
         "model": request.get("model", "test"),
-        "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": finish_reason}],
         "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
     }
 
 
-def _openai_event(request: dict[str, Any], piece: str | None) -> bytes:
+def _openai_event(request: dict[str, Any], piece: str | None, finish_reason: str = "stop") -> bytes:
     """One server-sent event of a streamed chat completion; ``None``: the last one, then ``[DONE]``."""
     delta = {"content": piece} if piece is not None else {}
     chunk = {
@@ -166,24 +173,24 @@ def _openai_event(request: dict[str, Any], piece: str | None) -> bytes:
         "object": "chat.completion.chunk",
         "created": 0,
         "model": request.get("model", "test"),
-        "choices": [{"index": 0, "delta": delta, "finish_reason": None if piece is not None else "stop"}],
+        "choices": [{"index": 0, "delta": delta, "finish_reason": None if piece is not None else finish_reason}],
     }
     event = f"data: {json.dumps(chunk)}\n\n"
     return (event + ("data: [DONE]\n\n" if piece is None else "")).encode()
 
 
-def _ollama(request: dict[str, Any], text: str) -> dict[str, Any]:
+def _ollama(request: dict[str, Any], text: str, done_reason: str = "stop") -> dict[str, Any]:
     return {
         "model": request.get("model", "test"),
         "created_at": "2024-01-01T00:00:00Z",
         "message": {"role": "assistant", "content": text},
         "done": True,
-        "done_reason": "stop",
+        "done_reason": done_reason,
     }
 
 
-def _ollama_line(request: dict[str, Any], piece: str | None) -> bytes:
-    line = _ollama(request, piece or "")
+def _ollama_line(request: dict[str, Any], piece: str | None, done_reason: str = "stop") -> bytes:
+    line = _ollama(request, piece or "", done_reason)
     if piece is not None:
         line.update(done=False, done_reason=None)
     return (json.dumps(line) + "\n").encode()

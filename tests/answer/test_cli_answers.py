@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from rag.answer.llm import NO_FINISH
 from rag.cli import app
 from tests.conftest import parity_dir
 from tests.retrieval.corpus import COLLECTION, Corpus
@@ -118,6 +119,18 @@ def test_ask_when_the_stream_breaks_off_exits_4_keeping_the_partial_answer(corpu
         assert answer.rstrip() == "On a rocky cliff [1]"
         assert evidence.startswith("The answer broke off; the evidence was:\n[1] ")
         assert "\n[2] " in evidence and "stopped mid-answer" in " ".join(result.stderr.split())
+
+
+def test_ask_and_chat_exit_4_when_the_stream_ends_without_its_finish_signal(corpus) -> None:
+    with FakeLLMServer(Reply("On a rocky cliff [1] at dawn", end_after=5)) as server:
+        asked = rag(corpus, server, "ask", QUESTION, "-k", "2", "--json")
+        chatted = CliRunner().invoke(app, ["chat", "-k", "2"], input=f"{QUESTION}\n", env=environment(corpus, server))
+    assert asked.exit_code == 4, asked.output
+    data = json.loads(asked.stdout)
+    assert data["status"] == "partial" and data["answer"] == "On a rocky cliff [1]"
+    assert data["error"] == NO_FINISH
+    assert chatted.exit_code == 4, chatted.output
+    assert "On a rocky cliff [1] \n\nThe answer broke off" in chatted.stdout  # the tokens as streamed
 
 
 def test_chat_streams_each_answer_while_the_llm_is_still_writing(corpus) -> None:

@@ -499,11 +499,12 @@ def test_markdown_images_with_their_context(docs: Path, options: SourceOptions) 
     assert texts[3] == "html in markdown\nBroken\nRaw"
     assert texts[4] == "inline\nBroken\nRaw"  # a lone image takes the nearest text of its section
     assert Path(items[4].image.uri).parent == (options.cache_dir / "inline").resolve()
-    assert [(e.source.split(" -> ")[1], e.kind) for e in errors] == [
-        ("img/missing.png", Kind.NOT_FOUND),
-        ("img/broken.png", Kind.CORRUPT_IMAGE),
-        ("https://example.com/x.png", Kind.URL_DISABLED),
+    assert [(e.source.split(" -> ")[1], e.kind, e.severity) for e in errors] == [
+        ("img/missing.png", Kind.NOT_FOUND, Severity.WARNING),  # missing: the page is whole
+        ("img/broken.png", Kind.CORRUPT_IMAGE, Severity.ERROR),  # there but broken: an input lost
+        ("https://example.com/x.png", Kind.URL_DISABLED, Severity.WARNING),  # a badge on the web
     ]
+    assert all("the document's text is kept" in e.reason for e in errors if e.severity is Severity.WARNING)
 
 
 def test_html_images_figures_and_bad_references(docs: Path, options: SourceOptions) -> None:
@@ -531,7 +532,10 @@ def test_html_images_figures_and_bad_references(docs: Path, options: SourceOptio
         "Shapes\nA red inline.",
         "Empty",
     ]
-    assert [e.kind for e in errors] == [Kind.BAD_REFERENCE, Kind.BAD_REFERENCE]
+    assert [(e.kind, e.severity) for e in errors] == [
+        (Kind.BAD_REFERENCE, Severity.WARNING),  # no src: nothing to miss
+        (Kind.BAD_REFERENCE, Severity.ERROR),  # ftp: a reference no source reads
+    ]
 
 
 def test_document_without_images_and_unreadable_document(docs: Path, options: SourceOptions) -> None:

@@ -114,3 +114,21 @@ def test_names_are_filters_in_the_cli_and_the_summary_names_what_was_passed_over
     assert names("-f", f"source={(docs / 'notes.txt').resolve()}") == ["notes.txt#chunk=1"]  # the stored path
     table = run(tmp_path, "search", "-c", "kb", "-t", "signals", "--mode", "text-to-text").stdout
     assert "sub/guide.md#install" in table
+
+
+def test_a_readme_with_remote_badges_and_a_missing_picture_lands_with_warnings_and_exits_0(tmp_path):
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "README.md").write_text(
+        "# Tool\n\n[![build](https://ci.example.com/badge.svg)](https://ci.example.com)\n\n"
+        "The tool sorts freight wagons.\n\n![diagram](docs/diagram.png)\n"
+    )
+    result = run(tmp_path, "ingest", str(docs), "-c", "kb", "--json")
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    assert (summary["added"], summary["skipped"], summary["warnings"]) == (1, 0, 2)
+    problems = [json.loads(line) for line in Path(summary["report"]).read_text().splitlines()]
+    assert sorted((p["kind"], p["severity"]) for p in problems) == [
+        ("not_found", "warning"),
+        ("url_disabled", "warning"),
+    ]

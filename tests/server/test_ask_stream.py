@@ -11,6 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
+from rag.answer.llm import NO_FINISH, TOKEN_LIMIT
 from rag.settings import Settings
 from tests.answer.llm_server import FakeLLMServer, Reply, user_parts
 from tests.retrieval.corpus import CAPTIONS
@@ -81,6 +82,22 @@ def test_a_failure_mid_answer_ends_with_a_partial_answer_and_the_evidence(server
     assert done["status"] == "partial" and done["answer"] == "A red dress [1]"
     assert "stopped mid-answer" in done["error"] and len(done["citations"]) == 3
     assert done["citation_check"]["uncited"] is False
+
+
+@pytest.mark.parametrize(
+    ("reply", "error"),
+    [
+        (Reply("A red dress [1] and more", end_after=3), NO_FINISH),  # the body ends, but never says it finished
+        (Reply("A red dress", finish_reason="length"), TOKEN_LIMIT),
+    ],
+)
+def test_an_answer_without_a_clean_finish_is_partial(server: str, llm: FakeLLMServer, reply: Reply, error: str) -> None:
+    llm.replies[:] = [reply]
+    with ask(server, text="what hangs there?") as response:
+        received = list(events(response))
+    name, done = received[-1]
+    assert name == "done" and done["status"] == "partial" and done["error"] == error
+    assert done["answer"] == "A red dress" and len(done["citations"]) == 3
 
 
 def test_a_failure_before_the_first_word_streams_the_evidence(server: str, llm: FakeLLMServer) -> None:

@@ -260,6 +260,7 @@ def test_the_answer_streams_into_the_page_then_its_citations_and_their_check(
     ]
     assert driver.find_element(By.ID, "result-1").get_attribute("class").split() == ["card", "cited"]
     assert "streaming" not in driver.find_element(By.ID, "answer").get_attribute("class")
+    assert not driver.find_element(By.ID, "answer-cut").is_displayed()  # a clean finish carries no cut-off mark
     screenshot(driver, "ask-streamed.png")
 
 
@@ -281,6 +282,8 @@ def test_an_answer_that_breaks_off_stays_with_the_error_and_the_evidence(
     assert "error" in driver.find_element(By.ID, "status").get_attribute("class")
     assert "stopped mid-answer" in driver.find_element(By.ID, "status").text
     assert driver.find_element(By.ID, "answer-text").text == "A red circle [1]"
+    mark = driver.find_element(By.ID, "answer-cut")
+    assert mark.is_displayed() and mark.text.startswith("Answer cut off: the LLM stopped mid-answer")
     wait.until(lambda d: d.execute_script(LOADED_THUMBNAILS) == 4)
     screenshot(driver, "ask-partial.png")
 

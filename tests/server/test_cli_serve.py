@@ -52,8 +52,9 @@ def test_serve_binds_loopback_and_asks_for_the_env_token(
     assert result.exit_code == 0, result.output
     [(asgi, options)] = started
     assert (options["host"], options["port"]) == ("127.0.0.1", 8000)
-    with TestClient(asgi) as client:
+    with TestClient(asgi, base_url="http://127.0.0.1:8000") as client:  # the Host a client of 127.0.0.1 sends
         assert client.get("/api/stats").status_code == 401
+        assert client.get("/health", headers={"Host": "evil.example:8000"}).status_code == 400  # DNS rebinding
         stats = client.get("/api/stats", headers={"Authorization": "Bearer from-the-env"}).json()
     assert (stats["collection"], stats["count"]) == (COLLECTION, len(corpus.items))
 
@@ -83,7 +84,7 @@ def test_serve_opens_only_an_existing_collection_and_shows_paths_on_request(star
     assert CliRunner().invoke(app, [*args, "--show-paths"]).exit_code == 0
     uris = []
     for asgi, _ in started:
-        with TestClient(asgi) as client:
+        with TestClient(asgi, base_url="http://localhost:8000") as client:
             uris.append(client.get("/api/stats").json()["uri"])
     assert uris == [None, corpus.db]
 

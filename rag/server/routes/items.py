@@ -1,11 +1,14 @@
-"""``/api/stats`` and ``/api/items/{id}/image``: what the collection holds."""
+"""``/api/stats``, ``/api/items/{id}/image`` and ``DELETE /api/items``: what the collection holds, and taking
+items out of it."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from typing import Annotated
+
+from fastapi import APIRouter, Query
 from fastapi.responses import FileResponse
 
-from ..models import ErrorBody, ServerStats
+from ..models import DeletedItems, ErrorBody, ServerStats
 from .deps import ServiceDep, SettingsDep
 
 router = APIRouter()
@@ -18,7 +21,25 @@ def stats(service: ServiceDep, settings: SettingsDep) -> ServerStats:
     data = service.stats().model_dump()
     if not settings.server_show_paths:
         data["uri"] = None
-    return ServerStats(**data, llm=llm, encoder_runtime=service.encoder.runtime.to_dict(), top_k=settings.top_k)
+    runtime = service.encoder.runtime.to_dict()
+    return ServerStats(**data, llm=llm, encoder_runtime=runtime, top_k=settings.top_k, can_delete=True)
+
+
+@router.delete("/items", tags=["items"], responses={400: {"model": ErrorBody}})
+def delete_items(
+    service: ServiceDep,
+    filters: Annotated[
+        list[str],
+        Query(
+            alias="filter",
+            description="Which items: key=value pairs or a JSON object, as search's filter (source=notes.md, "
+            "id=<item id>); repeat it for more pairs. Required.",
+        ),
+    ],
+) -> DeletedItems:
+    """Delete the items the filter matches (the files they came from are kept); returns how many were deleted.
+    Needs the same authorisation as ingestion."""
+    return DeletedItems(deleted=service.delete(filters))
 
 
 @router.get(

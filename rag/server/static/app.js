@@ -2,7 +2,7 @@
 "use strict";
 
 const $ = (id) => document.getElementById(id);
-const state = { image: null, objectUrls: [], turns: [] };
+const state = { image: null, objectUrls: [], turns: [], canDelete: false };
 
 function token() {
   return sessionStorage.getItem("rag-token") || "";
@@ -89,6 +89,7 @@ async function loadStats() {
     const llm = stats.llm ? `answers by ${stats.llm}` : "no LLM: answers list the evidence";
     $("stats").textContent = `${stats.collection} · ${stats.count} items · ${stats.encoder.variant} · ${llm}`;
     $("top-k").placeholder = String(stats.top_k);
+    state.canDelete = Boolean(stats.can_delete);
   } catch (error) {
     $("stats").textContent = error.message;
   }
@@ -205,7 +206,26 @@ function card(item) {
     node.querySelector(".text").hidden = true;
   }
   if (item.cited) node.classList.add("cited");
+  const remove = node.querySelector(".delete");
+  remove.hidden = !state.canDelete;
+  remove.addEventListener("click", () => deleteItem(item, node));
   return node;
+}
+
+// DELETE /api/items for one result, by its id, once the user confirms; its card goes with it.
+async function deleteItem(item, node) {
+  if (!window.confirm(`Delete ${item.name} from the collection? The file it came from is kept.`)) return;
+  try {
+    const filter = encodeURIComponent(`id=${item.id}`);
+    const response = await fetch(`/api/items?filter=${filter}`, { method: "DELETE", headers: headers() });
+    await refused(response);
+    const body = await response.json();
+    node.remove();
+    setStatus(`deleted ${body.deleted} item: ${item.name}`);
+    loadStats();
+  } catch (error) {
+    setStatus(error.message, true);
+  }
 }
 
 function showResults(items) {
@@ -219,6 +239,7 @@ function clearResults() {
   showResults([]);
   $("answer").hidden = true;
   $("answer-text").replaceChildren();
+  $("answer-cut").hidden = true;
   $("citation-check").replaceChildren();
   $("citation-check").hidden = true;
   $("searched").textContent = "";
@@ -267,6 +288,12 @@ function showAnswer(answer, shown) {
     }
   }
   $("answer").hidden = false;
+}
+
+// A partial answer (the stream broke off, or the LLM hit its token limit) is marked where it ends.
+function showCutOff(body) {
+  $("answer-cut").textContent = body.status === "partial" ? `Answer cut off: ${body.error || "the LLM stopped early"}` : "";
+  $("answer-cut").hidden = body.status !== "partial";
 }
 
 function answerFailure(body) {
@@ -344,6 +371,7 @@ async function run(kind) {
     showResults(items);
     if (kind === "ask") {
       showAnswer(body.answer, items.length);
+      showCutOff(body);
       showCheck(body.citation_check, items.length);
       $("searched").textContent = body.query ? `Searched for: ${body.query}` : "";
       await remember(question, image, body);
