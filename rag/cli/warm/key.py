@@ -13,8 +13,9 @@ import json
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
+
+from rag import __version__
 
 #: The settings that make the model a process keeps loaded; every other setting travels with each request.
 MODEL_SETTINGS = (
@@ -102,14 +103,10 @@ def _stat(path: Path) -> tuple[str, int, int]:
 
 def code_stamp() -> str:
     """The package version and the modification time of its newest source file: another value means other code."""
-    try:
-        release = version("mmrag")
-    except PackageNotFoundError:
-        release = "unknown"
     newest = 0
     for root in _SOURCES:
         for folder, _, names in os.walk(root):
             for name in names:
                 if name.endswith(".py"):
                     newest = max(newest, os.stat(os.path.join(folder, name)).st_mtime_ns)
-    return f"{release}+{newest}"
+    return f"{__version__}+{newest}"
