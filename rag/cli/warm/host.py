@@ -303,4 +303,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    code = main()
+    # Leave as `rag` does, without the interpreter's teardown (a second with torch loaded): the leases on the
+    # stores it used end here, and its log is flushed.
+    background.registry.release_all()
+    logging.shutdown()
+    os._exit(code)
