@@ -62,9 +62,9 @@ class _Output(io.TextIOBase):
     def __init__(self, client: _Client, kind: bytes, tty: bool) -> None:
         self._client, self._kind, self._tty = client, kind, tty
 
-    def write(self, text: str) -> int:
+    def write(self, text: str | bytes) -> int:  # Click writes bytes where it can
         if text:
-            self._client.send(self._kind, text.encode("utf-8", "replace"))
+            self._client.send(self._kind, text if isinstance(text, bytes) else text.encode("utf-8", "replace"))
         return len(text)
 
     def isatty(self) -> bool:
