@@ -28,7 +28,7 @@ def _env() -> dict[str, str]:
     env.update(
         PYTHONPATH=str(ROOT), COLUMNS="300", RAG_WEIGHTS=str(tiny / "weights.pth"),
         RAG_TEXT_MODEL=str(tiny / "text_model"), RAG_VISION_CONFIG=str(tiny / "vision_config.json"),
-        RAG_MILVUS_LITE_IDLE="3",
+        RAG_MILVUS_LITE_IDLE="3", RAG_KEEP_WARM="0",
     )
     return env
 
