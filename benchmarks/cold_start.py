@@ -73,10 +73,24 @@ print(statistics.median(times[old]), statistics.median(times[new]))
 
 def run(args: list[str], env: dict[str, str]) -> tuple[float, float, int]:
     """Wall seconds, peak RSS in MB and exit status of one fresh process."""
+    seconds, peak, code, _ = run_usage(args, env)
+    return seconds, peak, code
+
+
+def run_usage(args: list[str], env: dict[str, str]) -> tuple[float, float, int, float]:
+    """As :func:`run`, and the CPU seconds the process used (user + system): a figure the machine's load
+    changes far less than the wall time."""
     start = time.perf_counter()
     proc = subprocess.Popen(RAG + args, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     _, status, usage = os.wait4(proc.pid, 0)
-    return time.perf_counter() - start, usage.ru_maxrss / 1024, os.waitstatus_to_exitcode(status)
+    cpu = usage.ru_utime + usage.ru_stime
+    return time.perf_counter() - start, usage.ru_maxrss / 1024, os.waitstatus_to_exitcode(status), cpu
+
+
+def cpu_of(pid: int) -> float:
+    """CPU seconds process ``pid`` has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def machine() -> str:
@@ -101,18 +115,25 @@ def warm_figures(env: dict[str, str], corpus: Path, runs: int) -> None:
     cold_env, warm_env = {**env, "RAG_KEEP_WARM": "0"}, {**env, "RAG_KEEP_WARM": "300"}
     first, _, code = run(search, warm_env)
     assert code == 0, f"the first warm search failed ({code})"
-    cold, warm = [], []
-    for _ in range(runs):
-        cold.append(run(search, cold_env))
-        warm.append(run(search, warm_env))
     ps = subprocess.run(RAG + ["ps", "--json"], env=env, cwd=ROOT, capture_output=True, text=True, check=True)
     models = [m for m in json.loads(ps.stdout)["models"] if m["folder"].startswith(env["RAG_DATA_DIR"])]
+    host = models[0]["pid"]
+    cold, warm, host_cpu = [], [], []
+    for _ in range(runs):
+        cold.append(run_usage(search, cold_env))
+        before = cpu_of(host)
+        warm.append(run_usage(search, warm_env))
+        host_cpu.append(cpu_of(host) - before)
     print(f"\nwarm model process (RAG_KEEP_WARM), p50 of {runs} alternating runs:")
     print(f"{'command':44} {'p50 s':>7} {'min s':>7} {'rag peak RSS MB':>16}")
     print(f"{'first search (starts the process, loads)':44} {first:7.2f} {first:7.2f}")
     for label, results in (("search, cold (RAG_KEEP_WARM=0)", cold), ("search, warm", warm)):
         times = [r[0] for r in results]
         print(f"{label:44} {statistics.median(times):7.2f} {min(times):7.2f} {max(r[1] for r in results):16.0f}")
+    print(
+        f"CPU seconds per search, p50: cold {statistics.median(r[3] for r in cold):.2f}; warm: the rag process "
+        f"{statistics.median(r[3] for r in warm):.2f} + the model process {statistics.median(host_cpu):.2f}"
+    )
     ratio = statistics.median(r[0] for r in cold) / statistics.median(r[0] for r in warm)
     memory = ", ".join(f"{m['rss'] / 2**20:.0f} MB" for m in models)
     print(f"warm/cold: {ratio:.1f}x faster; the model process holds {memory}; {machine()}")
