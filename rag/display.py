@@ -89,12 +89,27 @@ def ingest_summary(summary: Mapping[str, Any], problems: Sequence[SourceError], 
     lines.extend(_warning_lines(problems))
     passed = [p for p in problems if p.kind is SourceErrorKind.PASSED_OVER]
     if passed:
-        names = ", ".join(PurePath(p.source).name for p in passed[:limit])
-        more = f", … and {len(passed) - limit} more" if len(passed) > limit else ""
-        lines.append(Text(f"passed over {len(passed)} file{'s' if len(passed) > 1 else ''}: {names}{more}"))
+        lines.append(Text(passed_over_line(passed)))
     if summary.get("report") and problems:
         lines.append(Text(f"every problem, one per line: {summary['report']}"))
     return lines
+
+
+def passed_over_line(passed: Sequence[SourceError], examples: int = 3) -> str:
+    """The files passed over by type, most first, with counts and a few names of each:
+    ``passed over 5 files: 3 .zip files (a.zip, b.zip, c.zip), 2 files without a suffix (blob, core)``."""
+    by_type: dict[str, list[str]] = {}
+    for problem in passed:
+        path = PurePath(problem.source)
+        suffix = "".join(path.suffixes[-2:]) if path.suffix.lower() == ".gz" else path.suffix
+        by_type.setdefault(suffix.lower(), []).append(path.name)
+    parts = []
+    for suffix, names in sorted(by_type.items(), key=lambda kv: (-len(kv[1]), kv[0])):
+        plural = "s" if len(names) > 1 else ""
+        kind = f"{suffix} file{plural}" if suffix else f"file{plural} without a suffix"
+        more = ", …" if len(names) > examples else ""
+        parts.append(f"{len(names)} {kind} ({', '.join(names[:examples])}{more})")
+    return f"passed over {len(passed)} file{'s' if len(passed) > 1 else ''}: {', '.join(parts)}"
 
 
 def _warning_lines(problems: Sequence[SourceError]) -> list[str]:

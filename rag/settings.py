@@ -112,6 +112,14 @@ class Settings(BaseSettings):
     allow_urls: bool = Field(default=False, description="Fetch http(s) images named by sources.")
     url_max_bytes: PositiveInt = Field(default=20 * 1024 * 1024, description="Largest image fetched from a URL.")
     url_timeout: PositiveFloat = Field(default=15.0, description="Seconds before a URL fetch is abandoned.")
+    reranker: str | None = Field(
+        default=None,
+        description="Cross-encoder that reorders search results (a local folder or a hub id in the Hugging Face "
+        "cache, e.g. BAAI/bge-reranker-base); None: no reranking.",
+    )
+    rerank_candidates: PositiveInt = Field(
+        default=50, description="Results retrieved for the cross-encoder to score, of which the top k are kept."
+    )
     llm_provider: Literal["openai", "ollama"] = Field(
         default="openai",
         description="openai: any OpenAI-compatible chat-completions endpoint; ollama: an Ollama server.",
@@ -155,6 +163,20 @@ class Settings(BaseSettings):
     server_port: int = Field(default=8000, ge=0, le=65535, description="Port `rag serve` listens on.")
     server_token: SecretStr | None = Field(
         default=None, description="Bearer token every /api route of `rag serve` requires; None: no token asked."
+    )
+    server_auth: bool = Field(
+        default=True,
+        description="`rag serve` asks for a token once one is configured (RAG_SERVER_TOKEN, `rag tokens add`), and "
+        "generates one on a non-loopback address that has none. False (`--no-auth`): every /api route is open.",
+    )
+    server_auth_max_failures: PositiveInt = Field(
+        default=10,
+        description="Wrong tokens one address may send in a minute before `rag serve` answers it 429 for a minute.",
+    )
+    server_audit_reads: bool = Field(
+        default=False,
+        description="`rag serve` writes searches, answers and chats to the audit log (audit.jsonl in RAG_DATA_DIR) "
+        "as well as every change.",
     )
     server_show_paths: bool = Field(
         default=False,

@@ -11,10 +11,12 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import parity_dir
+from tests.retrieval.tiny_reranker import build_reranker
 
 ROOT = Path(__file__).resolve().parents[1]
 SNIPPETS = re.findall(r"```python\n(.*?)```", (ROOT / "README.md").read_text(encoding="utf-8"), re.S)
 HUB_NAMES = ("bge-visualized-base-en-v1.5", "bge-visualized-m3")
+RERANKER = "BAAI/bge-reranker-base"
 
 
 def run(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
@@ -35,6 +37,7 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
         RAG_DEVICE="cpu",
         RAG_MILVUS_URI=str(data / "milvus.db"),
         RAG_DATA_DIR=str(data),
+        TINY_RERANKER=str(build_reranker(data / "reranker")),
     )
     ingested = run([sys.executable, "-m", "rag.cli", "ingest", "examples/corpus"], env)
     assert ingested.returncode == 0, ingested.stderr
@@ -50,5 +53,6 @@ def test_each_python_snippet_runs(snippet: str, env: dict[str, str]) -> None:
     code = snippet
     for name in HUB_NAMES:
         code = code.replace(f'"{name}"', repr(env["RAG_WEIGHTS"]))
+    code = code.replace(f'"{RERANKER}"', repr(env["TINY_RERANKER"]))
     result = run([sys.executable, "-c", code], env)
     assert result.returncode == 0, f"{result.stderr}\n--- snippet:\n{code}"

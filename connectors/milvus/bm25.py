@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from pymilvus import DataType, MilvusClient
 
 from connectors.milvus import schema
+from connectors.milvus.connection import Connection
 from connectors.milvus.filters import id_in
 
 K1 = 1.2
@@ -114,7 +115,7 @@ class TermStats:
     computed with (all of them share it).
     """
 
-    def __init__(self, client: MilvusClient, collection: str) -> None:
+    def __init__(self, client: Connection, collection: str) -> None:
         self._client = client
         self.name = collection + SUFFIX
 
@@ -175,7 +176,7 @@ class CollectionBm25:
     it once committed.
     """
 
-    def __init__(self, client: MilvusClient, collection: str) -> None:
+    def __init__(self, client: Connection, collection: str) -> None:
         self._client = client
         self._collection = collection
         self._text, self._sparse, self._id = schema.TEXT, schema.SPARSE, schema.ID

@@ -17,7 +17,7 @@ from pymilvus import MilvusException
 from connectors.milvus import schema
 from connectors.milvus.bm25 import SUFFIX as BM25_SUFFIX
 from connectors.milvus.connection import Connection, ConnectOptions
-from connectors.milvus.errors import CollectionNotFoundError
+from connectors.milvus.lifecycle import no_collection, ours
 
 #: Collection property (``schema.write_properties``): when the last ingest into the collection finished (UTC, ISO).
 LAST_INGEST = "last_ingest"
@@ -54,7 +54,7 @@ def drop_collection(
     try:
         existing = ours(client.list_collections())
         if collection not in existing:
-            raise not_found(str(uri), collection, existing)
+            raise no_collection(str(uri), collection, sorted(existing))
         count = _count(client, collection)
         client.drop_collection(collection)
         if client.has_collection(collection + BM25_SUFFIX):
@@ -62,19 +62,6 @@ def drop_collection(
         return count or 0
     finally:
         client.close()
-
-
-def ours(collections: list[str]) -> list[str]:
-    """The collections, less the BM25 statistics kept beside those of this library."""
-    names = set(collections)
-    return [name for name in collections if not (name.endswith(BM25_SUFFIX) and name[: -len(BM25_SUFFIX)] in names)]
-
-
-def not_found(uri: str, collection: str, existing: list[str]) -> CollectionNotFoundError:
-    return CollectionNotFoundError(
-        f"there is no collection {collection!r} at {uri}; existing: {', '.join(sorted(existing)) or 'none'}. "
-        "Ingest into it first, or pick another with --collection / RAG_COLLECTION."
-    )
 
 
 def _describe(client: Connection, name: str) -> CollectionInfo:

@@ -9,7 +9,7 @@ retried once (after the shared Lite server of this folder is started again, if i
 
 from __future__ import annotations
 
-import functools
+import enum
 import logging
 import os
 import threading
@@ -17,9 +17,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Final, Literal, TypeAlias
 
-from pymilvus import MilvusClient, MilvusException
+from pymilvus import CollectionSchema, MilvusClient, MilvusException
+from pymilvus.milvus_client.index import IndexParams
 
 from connectors.milvus import lite_server
 from connectors.milvus.errors import DatabaseNotFoundError, StoreError, StoreLockedError, StoreUnavailableError
@@ -31,6 +32,16 @@ LiteMode = Literal["shared", "in-process"]
 # Calls that need the collection loaded: after a restart the server holds it released.
 _NEEDS_LOAD = frozenset({"search", "hybrid_search", "query", "get", "query_iterator"})
 _UNREACHABLE = ("server unavailable", "UNAVAILABLE", "DEADLINE_EXCEEDED", "Retry timeout", "Deadline Exceeded")
+
+
+class _Default(enum.Enum):
+    TIMEOUT = "the store's timeout"
+
+
+#: A call's ``timeout`` when none is given: the store's own (``ConnectOptions.timeout``).
+STORE_TIMEOUT: Final = _Default.TIMEOUT
+#: Seconds a call may take: the store's own (:data:`STORE_TIMEOUT`), a number, or None for no limit.
+Timeout: TypeAlias = float | None | Literal[_Default.TIMEOUT]
 
 # In-process Milvus Lite runs one server per data folder in this process; the last store closed on a folder
 # stops it, so that other processes can open the folder.
@@ -121,10 +132,19 @@ def _check_lite_folder(path: Path) -> None:
         )
 
 
+#: gRPC waits longer and longer between reconnection attempts (up to two minutes), so a store back after an outage
+#: of a few minutes was first answered half a minute later; capped, it is answered within two seconds.
+_RECONNECT_BACKOFF = {
+    "grpc.initial_reconnect_backoff_ms": 500,
+    "grpc.min_reconnect_backoff_ms": 500,
+    "grpc.max_reconnect_backoff_ms": 2000,
+}
+
+
 class Connection:
-    """A ``MilvusClient`` on one store whose calls (``connection.search(...)``, as on the client) carry the
-    timeout, raise :class:`StoreUnavailableError` when the server cannot be reached, and load a collection a
-    restarted server released, retrying once."""
+    """A ``MilvusClient`` on one store whose calls (``connection.search(...)``, as on the client, for the calls
+    the store makes) carry the timeout, raise :class:`StoreUnavailableError` when the server cannot be reached,
+    and load a collection a restarted server released, retrying once."""
 
     def __init__(self, uri: str | os.PathLike[str], *, token: str | None, create: bool, options: ConnectOptions):
         self.uri, lite_path = resolve(uri, create=create)
@@ -149,32 +169,150 @@ class Connection:
         """The ``MilvusClient`` itself (its calls are not bounded nor translated)."""
         return self._client
 
-    def __getattr__(self, name: str) -> Callable[..., Any]:
-        method = getattr(MilvusClient, name)
-        if not callable(method):
-            raise AttributeError(name)
+    # The MilvusClient calls the store makes, each bounded (``timeout``: the store's own unless given; None
+    # waits without a limit) and translated by ``_call``.
+    def has_collection(self, collection: str, *, timeout: Timeout = STORE_TIMEOUT) -> bool:
+        return bool(self._call("has_collection", collection, timeout))
 
-        @functools.wraps(method)
-        def call(*args: Any, **kwargs: Any) -> Any:
-            kwargs.setdefault("timeout", self.options.timeout)
-            result = self._call(name, args, kwargs)
-            return _Pages(result, self._translate) if name == "query_iterator" else result
+    def list_collections(self, *, timeout: Timeout = STORE_TIMEOUT) -> list[str]:
+        return list(self._call("list_collections", None, timeout))
 
-        return call
+    def describe_collection(self, collection: str, *, timeout: Timeout = STORE_TIMEOUT) -> dict[str, Any]:
+        return dict(self._call("describe_collection", collection, timeout))
+
+    def create_collection(
+        self,
+        collection: str,
+        *,
+        schema: CollectionSchema,
+        consistency_level: str = "Strong",
+        properties: dict[str, Any] | None = None,
+        index_params: IndexParams | None = None,
+        timeout: Timeout = STORE_TIMEOUT,
+    ) -> None:
+        extra: dict[str, Any] = {"properties": properties} if properties else {}
+        self._call(
+            "create_collection",
+            collection,
+            timeout,
+            schema=schema,
+            consistency_level=consistency_level,
+            index_params=index_params,
+            **extra,
+        )
+
+    def drop_collection(self, collection: str, *, timeout: Timeout = STORE_TIMEOUT) -> None:
+        self._call("drop_collection", collection, timeout)
+
+    def load_collection(self, collection: str, *, timeout: Timeout = STORE_TIMEOUT) -> None:
+        self._call("load_collection", collection, timeout)
+
+    def release_collection(self, collection: str, *, timeout: Timeout = STORE_TIMEOUT) -> None:
+        self._call("release_collection", collection, timeout)
+
+    def alter_collection_properties(
+        self, collection: str, *, properties: dict[str, Any], timeout: Timeout = STORE_TIMEOUT
+    ) -> None:
+        self._call("alter_collection_properties", collection, timeout, properties=properties)
+
+    def create_index(
+        self, collection: str, index_params: IndexParams, *, sync: bool = True, timeout: Timeout = STORE_TIMEOUT
+    ) -> None:
+        self._call("create_index", collection, timeout, index_params=index_params, sync=sync)
+
+    def drop_index(self, collection: str, index_name: str, *, timeout: Timeout = STORE_TIMEOUT) -> None:
+        self._call("drop_index", collection, timeout, index_name=index_name)
+
+    def describe_index(self, collection: str, index_name: str, *, timeout: Timeout = STORE_TIMEOUT) -> dict[str, Any]:
+        return dict(self._call("describe_index", collection, timeout, index_name=index_name))
+
+    def upsert(
+        self,
+        collection: str,
+        data: list[dict[str, Any]],
+        *,
+        partial_update: bool = False,
+        timeout: Timeout = STORE_TIMEOUT,
+    ) -> None:
+        extra: dict[str, Any] = {"partial_update": True} if partial_update else {}
+        self._call("upsert", collection, timeout, data=data, **extra)
+
+    def delete(self, collection: str, *, filter: str, timeout: Timeout = STORE_TIMEOUT) -> None:
+        self._call("delete", collection, timeout, filter=filter)
+
+    def flush(self, collection: str, *, timeout: Timeout = STORE_TIMEOUT) -> None:
+        self._call("flush", collection, timeout)
+
+    def query(
+        self,
+        collection: str,
+        *,
+        filter: str,
+        output_fields: list[str],
+        limit: int | None = None,
+        timeout: Timeout = STORE_TIMEOUT,
+    ) -> list[dict[str, Any]]:
+        extra: dict[str, Any] = {"limit": limit} if limit is not None else {}
+        return list(self._call("query", collection, timeout, filter=filter, output_fields=output_fields, **extra))
+
+    def query_iterator(
+        self,
+        collection: str,
+        *,
+        batch_size: int,
+        output_fields: list[str],
+        filter: str = "",
+        timeout: Timeout = STORE_TIMEOUT,
+    ) -> Pages:
+        """The rows matching ``filter``, a page at a time (whose failures are the store's errors too)."""
+        iterator = self._call(
+            "query_iterator", collection, timeout, batch_size=batch_size, filter=filter, output_fields=output_fields
+        )
+        return Pages(iterator, self._translate)
+
+    def search(
+        self,
+        collection: str,
+        *,
+        data: list[Any],
+        anns_field: str,
+        limit: int,
+        filter: str,
+        output_fields: list[str],
+        search_params: dict[str, Any],
+        timeout: Timeout = STORE_TIMEOUT,
+    ) -> list[list[dict[str, Any]]]:
+        """One list of hits (``id``, ``distance``, ``entity``) per query in ``data``."""
+        result = self._call(
+            "search",
+            collection,
+            timeout,
+            data=data,
+            anns_field=anns_field,
+            limit=limit,
+            filter=filter,
+            output_fields=output_fields,
+            search_params=search_params,
+        )
+        hits: list[list[dict[str, Any]]] = result
+        return hits
 
     def close(self) -> None:
         self._client.close()
         self._release()
 
-    def _call(self, name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        collection = args[0] if args else kwargs.get("collection_name")
+    def _call(self, name: str, collection: str | None, timeout: Timeout, **kwargs: Any) -> Any:
+        """``MilvusClient.<name>(collection, **kwargs)`` within ``timeout``: a collection a restarted server released is
+        loaded again and the call retried once, as is a call the server did not answer once it answers again."""
+        kwargs["timeout"] = self.options.timeout if timeout is STORE_TIMEOUT else timeout
+        args = (collection,) if collection is not None else ()
         try:
             return getattr(self._client, name)(*args, **kwargs)
         except MilvusException as exc:
             if name in _NEEDS_LOAD and _is_released(exc):
                 logger.info("collection %s was released (the server restarted); loading it again", collection)
             elif is_unreachable(exc):
-                self._reconnect(exc, kwargs.get("timeout") or self.options.timeout)
+                self._reconnect(exc, kwargs["timeout"] or self.options.timeout)
             else:
                 raise self._translate(exc) from exc
         try:
@@ -240,7 +378,9 @@ class Connection:
         deadline = time.monotonic() + self.options.timeout
         while True:
             try:
-                self._client = MilvusClient(uri=self.address, token=self._token, timeout=self.options.timeout)
+                self._client = MilvusClient(
+                    uri=self.address, token=self._token, timeout=self.options.timeout, grpc_options=_RECONNECT_BACKOFF
+                )
                 if self._lease is not None:
                     self._until_ready(self.options.timeout)
                 return self._client
@@ -272,7 +412,7 @@ class Connection:
             self.address = ""
 
 
-class _Pages:
+class Pages:
     """A query iterator whose pages fail with the store's errors (``StoreUnavailableError``), not pymilvus's."""
 
     def __init__(self, iterator: Any, translate: Callable[[MilvusException], Exception]) -> None:

@@ -28,7 +28,6 @@ from pathlib import Path
 
 from rag import background
 from rag.background import STATE, is_running
-
 from rag.errors import RagError
 
 logger = logging.getLogger(__name__)

@@ -45,10 +45,30 @@ def clean_extracted(text: str) -> str:
 
 
 def slug(text: str) -> str:
-    """A heading as an anchor, as GitHub writes them: lower case, punctuation dropped, spaces as hyphens."""
-    text = unicodedata.normalize("NFKC", text).strip().lower()
-    text = re.sub(r"[^\w\- ]", "", text)
-    return re.sub(r"\s", "-", text).strip("-") or "section"
+    """A heading as GitHub anchors it: lower case; letters, marks, digits, ``_``, ``-`` and spaces kept, every
+    other character dropped; each space a hyphen (``"Install & run"`` is ``install--run``)."""
+    kept = "".join(c for c in text.strip().lower() if c in " -" or unicodedata.category(c)[0] in "LMN" or _connects(c))
+    return kept.replace(" ", "-")
+
+
+def _connects(c: str) -> bool:
+    return unicodedata.category(c) == "Pc"  # "_" and its kin
+
+
+class Slugger:
+    """GitHub's slugs for one document's headings: a repeated one gains ``-1``, ``-2``, … (never a slug in use)."""
+
+    def __init__(self) -> None:
+        self._taken: set[str] = set()
+
+    def slug(self, heading: str) -> str:
+        base = slug(heading)
+        wanted, number = base, 0
+        while wanted in self._taken:
+            number += 1
+            wanted = f"{base}-{number}"
+        self._taken.add(wanted)
+        return wanted
 
 
 class Chunker:
@@ -86,6 +106,10 @@ class Chunker:
     def full(self) -> bool:
         return self._room <= 0
 
+    def taken(self, anchor: str) -> bool:
+        """Whether the document has an item anchored ``anchor`` already."""
+        return anchor in self._anchors
+
     def anchor(self, wanted: str) -> str:
         """``wanted``, or ``wanted-N`` when the document used it already."""
         anchor, number = wanted, 1
@@ -96,17 +120,15 @@ class Chunker:
         return anchor
 
     def items(
-        self, text: str, *, source: str, where: str, anchor: str, metadata: dict[str, Any], style: str = "suffix"
+        self, text: str, *, source: str, where: str, anchor: str, metadata: dict[str, Any], style: str = "first"
     ) -> Iterator[SourceResult]:
-        """Text-only items of one section: anchors ``anchor``, ``anchor-2``, … (``style="suffix"``, for headings),
-        ``anchor&chunk=1``, ``anchor&chunk=2``, … (``style="chunk"``; with an empty anchor ``chunk=N``), or
-        ``anchor``, ``anchor&chunk=2``, … (``style="first"``). Numbers go on where the last call under the same
-        anchor stopped."""
+        """Text-only items of one section: anchors ``anchor``, ``anchor&chunk=2``, … (``style="first"``: a heading,
+        a slide; an empty anchor gives the document's top, then ``chunk=2``, …) or ``anchor&chunk=1``,
+        ``anchor&chunk=2``, … (``style="chunk"``). Numbers go on where the last call under the same anchor
+        stopped, so sections that share an anchor (HTML sections under one id) still name their chunks apart."""
         for chunk in self.split(text):
             number = self._numbers[anchor] = self._numbers.get(anchor, 0) + 1
-            if style == "suffix":
-                name = self.anchor(anchor if number == 1 else f"{anchor}-{number}")
-            elif style == "first" and number == 1:
+            if style == "first" and number == 1:
                 name = self.anchor(anchor)
             else:
                 name = self.anchor(f"{anchor}&chunk={number}" if anchor else f"chunk={number}")

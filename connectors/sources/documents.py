@@ -2,9 +2,11 @@
 text around it.
 
 Every section (a heading and the blocks up to the next heading) becomes text-only chunks that fit the encoder's
-window (``chunking``), anchored by the heading's slug (``#install``, then ``#install-2`` within a long section);
-their metadata holds the heading path (``Guide > Install``). Text before the first heading is ``#chunk=N``.
-Images are ``#image=N``, at most ``max_images_per_document`` per document.
+window (``chunking``), anchored where a browser opens the section: in Markdown by GitHub's slug of the heading
+(``#install``; a second "Install" is ``#install-1``), in HTML by the id (or ``<a name>``) at or just before the
+heading, taken from the page and never made up. A section's further chunks add ``&chunk=N`` (``#install&chunk=2``),
+which links drop; text before the first anchored heading has no fragment. Their metadata holds the heading path
+(``Guide > Install``). Images are ``#image=N``, at most ``max_images_per_document`` per document.
 
 A document is read as a sequence of blocks (headings, paragraphs, list items, table cells,
 figures). An image's text is its alt text and title, the nearest heading above it, and the text of
@@ -27,7 +29,8 @@ from rag.items import Severity, SourceError
 from rag.items import SourceErrorKind as Kind
 
 from ._common import BadInput, SourceResult, make_item, missing_caption, store_image
-from .chunking import Chunker, slug
+from .chunking import Chunker, Slugger
+from .compressed import read_bytes
 from .markup import Block, Image, html_blocks, markdown_blocks
 from .options import SourceOptions
 from .refs import load_image_ref
@@ -41,47 +44,42 @@ HTML_SUFFIXES = (".html", ".htm")
 
 def iter_markdown(path: str | os.PathLike[str], options: SourceOptions | None = None) -> Iterator[SourceResult]:
     """Yield a Markdown document's text chunks and one item per image it references."""
-    return _iter_document(Path(path), markdown_blocks, options or SourceOptions())
+    return _iter_document(Path(path), markdown_blocks, options or SourceOptions(), "slug")
 
 
 def iter_html(path: str | os.PathLike[str], options: SourceOptions | None = None) -> Iterator[SourceResult]:
     """Yield an HTML document's text chunks and one item per ``<img>``."""
-    return _iter_document(Path(path), html_blocks, options or SourceOptions())
+    return _iter_document(Path(path), html_blocks, options or SourceOptions(), "ids")
 
 
-def _iter_document(path: Path, parse: Callable[[str], list[Block]], options: SourceOptions) -> Iterator[SourceResult]:
+def _iter_document(
+    path: Path, parse: Callable[[str], list[Block]], options: SourceOptions, anchors: str
+) -> Iterator[SourceResult]:
     doc = path.resolve()
     try:
         content = yield from read_text(doc, options)
     except BadInput as e:
         yield e.report(str(doc))
         return
-    yield from block_items(doc, parse(content), options)
+    yield from block_items(doc, parse(content), options, anchors)
 
 
-def block_items(doc: Path, blocks: Sequence[Block], options: SourceOptions) -> Iterator[SourceResult]:
-    """A document's items from its blocks: text chunks by section, then its images (Markdown, HTML, DOCX)."""
+def block_items(
+    doc: Path, blocks: Sequence[Block], options: SourceOptions, anchors: str = "slug"
+) -> Iterator[SourceResult]:
+    """A document's items from its blocks: text chunks by section, then its images (Markdown, HTML, DOCX, RST).
+    ``anchors`` says how sections are anchored: ``"slug"``, GitHub's slugs of their headings (Markdown, DOCX);
+    ``"ids"``, the ids the document gives them (HTML, RST)."""
     chunker = Chunker(options)
-    yield from _section_items(doc, blocks, chunker, options)
+    yield from _section_items(doc, blocks, chunker, anchors)
     yield from chunker.report(str(doc))
     yield from _images(doc, blocks, options)
 
 
 def read_text(path: Path, options: SourceOptions) -> Generator[SourceError, None, str]:
-    """Generator returning a file's text (``yield from``): UTF-8, else Latin-1 with a warning; binary data and
-    files over ``max_document_bytes`` raise ``BadInput``."""
-    try:
-        size = path.stat().st_size
-    except OSError as e:
-        raise BadInput(
-            Kind.NOT_FOUND if isinstance(e, FileNotFoundError) else Kind.UNREADABLE, f"cannot read: {e}"
-        ) from e
-    if size > options.max_document_bytes:
-        raise BadInput(
-            Kind.UNREADABLE_DOCUMENT,
-            f"{size:,} bytes, over the {options.max_document_bytes:,}-byte limit for a document read whole",
-        )
-    raw = path.read_bytes()
+    """Generator returning a file's text (``yield from``), unpacked if it is a ``.gz``: UTF-8, else Latin-1 with a
+    warning; binary data and files over ``max_document_bytes`` raise ``BadInput``."""
+    raw = read_bytes(path, options)
     if b"\x00" in raw[:8192]:
         raise BadInput(Kind.NOT_TEXT, "binary data, not text (NUL bytes)")
     try:
@@ -96,12 +94,13 @@ def read_text(path: Path, options: SourceOptions) -> Generator[SourceError, None
         return raw.decode("latin-1")
 
 
-def _section_items(
-    doc: Path, blocks: Sequence[Block], chunker: Chunker, options: SourceOptions
-) -> Iterator[SourceResult]:
-    """Text chunks of each section, anchored by its heading's slug; text before any heading as ``chunk=N``."""
+def _section_items(doc: Path, blocks: Sequence[Block], chunker: Chunker, anchors: str) -> Iterator[SourceResult]:
+    """Text chunks of each section, anchored by its heading (``#install``, then ``#install&chunk=2`` within a long
+    section); text before the first anchored heading has no fragment (the document's top)."""
     path: list[tuple[int, str]] = []  # (level, heading) from the top
     texts: list[str] = []
+    slugs = Slugger()
+    anchor = ""
     for block in [*blocks, Block(text="", level=1)]:  # a last heading closes the last section
         if not block.heading:
             if block.text:
@@ -110,14 +109,14 @@ def _section_items(
         if texts:
             headings = [h for _, h in path]
             metadata = {"file_path": str(doc), "heading": headings[-1] if headings else "", "heading_path": headings}
-            anchor, style = (slug(headings[-1]), "suffix") if headings else ("", "chunk")
             yield from chunker.items(
-                "\n\n".join(texts), source=str(doc), where=str(doc), anchor=anchor, metadata=metadata, style=style
+                "\n\n".join(texts), source=str(doc), where=str(doc), anchor=anchor, metadata=metadata, style="first"
             )
         while path and path[-1][0] >= block.level:
             path.pop()
         path.append((block.level, block.text))
         texts = [block.text] if block.text else []
+        anchor = slugs.slug(block.text) if anchors == "slug" else block.anchor
 
 
 def _images(doc: Path, blocks: Sequence[Block], options: SourceOptions) -> Iterator[SourceResult]:

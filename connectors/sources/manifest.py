@@ -20,6 +20,7 @@ from rag.items import SourceError
 from rag.items import SourceErrorKind as Kind
 
 from ._common import BadInput, SourceResult, make_item, missing_caption, parse_tags
+from .compressed import cut_off, open_binary, real_suffix
 from .options import SourceOptions
 from .refs import load_image_ref
 
@@ -32,7 +33,8 @@ def iter_manifest(path: str | os.PathLike[str], options: SourceOptions | None = 
     """Yield the items of a ``.jsonl``/``.ndjson`` manifest, or of a CSV manifest (any other suffix)."""
     options = options or SourceOptions()
     manifest = Path(path).resolve()
-    rows = _jsonl_rows(manifest) if manifest.suffix.lower() in JSONL_SUFFIXES else _csv_rows(manifest)
+    jsonl = real_suffix(manifest) in JSONL_SUFFIXES
+    rows = _jsonl_rows(manifest, options) if jsonl else _csv_rows(manifest, options)
     while True:
         try:
             line, row = next(rows)
@@ -44,6 +46,9 @@ def iter_manifest(path: str | os.PathLike[str], options: SourceOptions | None = 
         except OSError as e:
             reason = f"cannot read: {e.strerror or e}"
             yield SourceError(source=str(manifest), reason=reason, kind=Kind.UNREADABLE)
+            return
+        except BadInput as e:  # a corrupt .gz: the rows before it are kept
+            yield e.report(str(manifest))
             return
         where = f"{manifest}:{line}"
         if isinstance(row, BadInput):
@@ -57,11 +62,11 @@ def manifest_columns(path: Path, options: SourceOptions) -> list[str]:
     has: empty for a CSV or JSONL file that is not a manifest. Reads one line; unreadable files have none."""
     wanted = set(options.image_columns) | set(options.text_columns)
     try:
-        with path.open("rb") as f:
+        with open_binary(path, options) as f:
             first = next((line for line in f if line.strip()), b"")
-    except OSError:
+    except (OSError, BadInput):
         return []
-    if path.suffix.lower() in JSONL_SUFFIXES:
+    if real_suffix(path) in JSONL_SUFFIXES:
         try:
             row = json.loads(first)
         except ValueError:
@@ -72,8 +77,9 @@ def manifest_columns(path: Path, options: SourceOptions) -> list[str]:
     return [k.strip() for k in keys if isinstance(k, str) and k.strip() in wanted]
 
 
-def _jsonl_rows(path: Path) -> Iterator[tuple[int, _Row]]:
-    with path.open("rb") as f:
+def _jsonl_rows(path: Path, options: SourceOptions) -> Iterator[tuple[int, _Row]]:
+    with open_binary(path, options) as f:
+        line = 0
         for line, raw in enumerate(f, start=1):
             if not raw.strip():
                 continue
@@ -83,11 +89,14 @@ def _jsonl_rows(path: Path) -> Iterator[tuple[int, _Row]]:
                 yield line, BadInput(Kind.BAD_ROW, f"invalid JSON: {e}")
                 continue
             yield line, row if isinstance(row, dict) else BadInput(Kind.BAD_ROW, "not a JSON object")
+        problem = cut_off(f, options)
+        if problem:
+            yield line + 1, problem
 
 
-def _csv_rows(path: Path) -> Iterator[tuple[int, _Row]]:
+def _csv_rows(path: Path, options: SourceOptions) -> Iterator[tuple[int, _Row]]:
     bad_lines: set[int] = set()
-    with path.open("rb") as f:
+    with open_binary(path, options) as f:
         reader = csv.reader(_decoded_lines(f, bad_lines), strict=True)
         header = [h.strip() for h in next(reader, [])]
         if not any(header):
@@ -98,6 +107,9 @@ def _csv_rows(path: Path) -> Iterator[tuple[int, _Row]]:
             try:
                 cells = next(reader)
             except StopIteration:
+                problem = cut_off(f, options)
+                if problem:
+                    yield line, problem
                 return
             except csv.Error as e:
                 yield line, BadInput(Kind.BAD_ROW, f"malformed CSV: {e}")

@@ -23,6 +23,9 @@ class Image:
 class Block:
     text: str
     level: int = 0  # 1-6 for a heading
+    #: A heading's fragment as its document gives it: the HTML id (or ``<a name>``) at or just before the heading,
+    #: docutils' section id; empty where the document has none (Markdown headings are slugged by the reader).
+    anchor: str = ""
     images: list[Image] = field(default_factory=list)
     code: bool = False
 
@@ -31,7 +34,7 @@ class Block:
         return self.level > 0
 
 
-def _squash(text: str) -> str:
+def squash(text: str) -> str:
     return " ".join(text.split())
 
 
@@ -68,7 +71,7 @@ def _inline_block(children: list[Token], level: int) -> Block:
             block.images.extend(image for b in html_blocks(child.content) for image in b.images)
         else:
             words.append(_plain([child]))
-    block.text = _squash("".join(words))
+    block.text = squash("".join(words))
     return block
 
 
@@ -106,8 +109,13 @@ class _HtmlBlocks(HTMLParser):
         self._level = 0
         self._skip_depth = 0
         self._figure_depth = 0
+        self._last_id = ""  # the last id (or <a name>) met: a heading's anchor is the one at or just before it
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        named = dict(attrs)
+        target = named.get("id") or (named.get("name") if tag == "a" else None)
+        if target and target.strip() and not self._skip_depth:
+            self._last_id = target.strip()
         if tag in _SKIPPED_TAGS:
             self._skip_depth += 1
         elif self._skip_depth:
@@ -148,9 +156,10 @@ class _HtmlBlocks(HTMLParser):
         self._flush()
 
     def _flush(self) -> None:
-        text = _squash("".join(self._words))
+        text = squash("".join(self._words))
         if text or self._images:
-            self.blocks.append(Block(text=text, level=self._level, images=self._images))
+            anchor = self._last_id if self._level else ""
+            self.blocks.append(Block(text=text, level=self._level, images=self._images, anchor=anchor))
         self._words, self._images = [], []
 
 

@@ -13,6 +13,7 @@ it is opened (a zip bomb), and a file the libraries cannot read is one error, ne
 
 from __future__ import annotations
 
+import io
 import os
 import zipfile
 from collections.abc import Iterator
@@ -24,6 +25,7 @@ from rag.items import SourceErrorKind as Kind
 
 from ._common import BadInput, SourceResult, make_item, store_image
 from .chunking import Chunker, clean_extracted
+from .compressed import is_gzip, read_bytes
 from .documents import block_items
 from .markup import Block, Image
 from .options import SourceOptions
@@ -72,8 +74,9 @@ def iter_pptx(path: str | os.PathLike[str], options: SourceOptions | None = None
 
 def _open(doc: Path, options: SourceOptions, kind: str) -> Any:
     """The document opened by its library, after the zip-bomb check; ``BadInput`` when it cannot be."""
+    source: Path | io.BytesIO = io.BytesIO(read_bytes(doc, options)) if is_gzip(doc) else doc
     try:
-        with zipfile.ZipFile(doc) as archive:
+        with zipfile.ZipFile(source) as archive:
             unpacked = sum(entry.file_size for entry in archive.infolist())
     except FileNotFoundError:
         raise BadInput(Kind.NOT_FOUND, "file not found") from None
@@ -88,10 +91,10 @@ def _open(doc: Path, options: SourceOptions, kind: str) -> Any:
         if kind == "docx":
             import docx
 
-            return docx.Document(str(doc))
+            return docx.Document(source if isinstance(source, io.BytesIO) else str(doc))
         import pptx
 
-        return pptx.Presentation(str(doc))
+        return pptx.Presentation(source if isinstance(source, io.BytesIO) else str(doc))
     except Exception as e:  # the libraries raise KeyError, lxml and package errors on broken files
         raise BadInput(Kind.UNREADABLE_DOCUMENT, f"not a readable .{kind} file: {type(e).__name__}: {e}") from None
 

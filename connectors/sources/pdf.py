@@ -32,6 +32,7 @@ from rag.items import SourceErrorKind as Kind
 
 from ._common import BadInput, LoadedImage, SourceResult, check_image, clean_text, make_item, write_atomic
 from .chunking import Chunker, clean_extracted
+from .compressed import is_gzip, read_bytes
 from .options import SourceOptions
 
 logger = logging.getLogger(__name__)
@@ -43,12 +44,15 @@ def iter_pdf(path: str | os.PathLike[str], options: SourceOptions | None = None)
     pdf_path = Path(path).resolve()
     try:
         digest = _file_digest(pdf_path)
-        doc = pdfium.PdfDocument(str(pdf_path))
+        doc = pdfium.PdfDocument(read_bytes(pdf_path, options) if is_gzip(pdf_path) else str(pdf_path))
     except FileNotFoundError:
         yield SourceError(source=str(pdf_path), reason="file not found", kind=Kind.NOT_FOUND)
         return
     except OSError as e:
         yield SourceError(source=str(pdf_path), reason=f"cannot read: {e.strerror or e}", kind=Kind.UNREADABLE)
+        return
+    except BadInput as e:
+        yield e.report(str(pdf_path))
         return
     except pdfium.PdfiumError as e:
         reason = f"encrypted, a password is needed ({e})" if "password" in str(e).lower() else str(e)

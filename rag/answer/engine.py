@@ -33,7 +33,7 @@ def answer_engine(
     """A ``RetrieverQueryEngine`` whose ``query`` returns an ``AnswerResponse`` (or streams one).
 
     ``llm``: any LlamaIndex chat LLM that accepts images (see ``rag.answer.llm``); None answers
-    with the ranked evidence. ``options.rerank`` (or ``rerank_top_n``, which wins): let the LLM rerank
+    with the ranked evidence. ``options.llm_rerank`` (or ``rerank_top_n``, which wins): let the LLM rerank
     the retrieved candidates from a numbered grid picture and keep that many (retrieve more than you
     keep, e.g. top_k=10, 4). ``max_image_side``: the longer side of images sent to the LLM; default
     ``Settings().llm_max_image_side`` (``RAG_LLM_MAX_IMAGE_SIDE``). ``max_evidence_tokens``: the tokens of
@@ -46,7 +46,7 @@ def answer_engine(
         max_image_side = max_image_side or settings.llm_max_image_side
         max_evidence_tokens = max_evidence_tokens or settings.llm_max_evidence_tokens
     if rerank_top_n is None and options is not None:
-        rerank_top_n = options.rerank
+        rerank_top_n = options.llm_rerank
     postprocessors: list[BaseNodePostprocessor] = []
     if rerank_top_n:
         if llm is None:

@@ -66,7 +66,7 @@ def chat(
             history_tokens=settings.chat_history_tokens,
             max_image_side=settings.llm_max_image_side,
             max_evidence_tokens=settings.llm_max_evidence_tokens,
-            rerank_top_n=options.rerank,
+            rerank_top_n=options.llm_rerank,
         )
         console.print(escape(HELP))
         if answering is None:

@@ -15,6 +15,7 @@ from rich.progress import Progress, SpinnerColumn, TextColumn
 from rich.table import Table
 from rich.text import Text
 
+from rag.access import AuditLog
 from rag.cli.common import (
     CollectionOpt,
     EncoderOpt,
@@ -32,6 +33,7 @@ from rag.cli.common import (
     store_unavailable,
 )
 from rag.cli.ray import connect_ray, ingest_on_ray
+from rag.cli.sync import begin_prune, finish_prune
 
 if TYPE_CHECKING:  # loaded by the commands that need them: `rag --help` starts without them
     from rag.ingest import IngestReport
@@ -86,10 +88,24 @@ def ingest(
     cpus_per_worker: Annotated[
         float | None, typer.Option(min=0.01, help="--engine ray: CPUs per encoder actor (its torch threads).")
     ] = None,
+    prune: Annotated[
+        bool,
+        typer.Option(
+            "--prune",
+            help="Mirror the sources: also delete the stored items of files gone from the folders and files named "
+            "(never anything outside them). Refuses (exit 3) when the sources give no item or more than half of the "
+            "items in scope would go, unless --yes.",
+        ),
+    ] = False,
+    dry_run: Annotated[
+        bool,
+        typer.Option("--dry-run", help="With --prune: list what would be added, replaced and deleted; write nothing."),
+    ] = False,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="With --prune: delete past the safety valve.")] = False,
     verbose: VerboseOpt = False,
 ) -> None:
     """Embed a corpus and store it; re-running adds only what changed. Exit 1 if anything was skipped, 3 if the
-    sources hold no item (then nothing is created)."""
+    sources hold no item (then nothing is created) or --prune refused to delete."""
     import threading
     import time
 
@@ -126,7 +142,12 @@ def ingest(
         text_window=load_text_window(settings),  # the tokenizer alone: documents are chunked before the model loads
         chunk_overlap=settings.chunk_overlap,
     )
+    if (dry_run or yes) and not prune:
+        raise fail("--dry-run and --yes go with --prune")
     found, results = peek_items(open_sources(sources, **options.model_dump()))
+    pruning = None
+    if prune:
+        pruning, results = begin_prune(settings, sources, found, results, yes=yes, dry_run=dry_run, as_json=as_json)
     if not found:
         _no_items(sources, list(results), settings.collection, report, as_json)
     ray_options = None
@@ -178,15 +199,25 @@ def ingest(
                     result = run_ingest(results, model, store, on_progress=on_progress)
                 else:
                     result = ingest_on_ray(results, settings, store, model, ray_options, on_progress)
+                refused = finish_prune(pruning, store, result)
         except Exception as e:
             _store_went_away(e, latest, settings.collection)
             raise
         on_progress(result, done=True)
-    result.write_jsonl(report_path)
+    result.write_jsonl(report_path, collection=settings.collection)
     summary = {**result.summary(), "collection": settings.collection, "report": str(report_path)}
+    AuditLog(settings.data_dir).record("ingest", None, files=sources, **_counted(summary))
     _print_summary(result, summary, as_json)
+    if refused:
+        raise fail(refused, ExitCode.NO_ITEMS)
     if result.skipped:
         raise typer.Exit(ExitCode.ITEMS_SKIPPED)
+
+
+def _counted(summary: dict[str, Any]) -> dict[str, Any]:
+    """What the audit log keeps of an ingest's summary: its collection and counts."""
+    kept = ("collection", "added", "unchanged", "replaced", "removed", "skipped")
+    return {key: summary[key] for key in kept if key in summary}
 
 
 def _store_went_away(error: Exception, latest: list, collection: str) -> None:
@@ -243,7 +274,7 @@ def _no_items(sources: list[str], problems: list, collection: str, report: Path 
 
     result = IngestReport(problems=problems)
     if report is not None:
-        result.write_jsonl(report)
+        result.write_jsonl(report, collection=collection)
     summary = {**result.summary(), "collection": collection, "report": str(report) if report else None}
     _print_summary(result, summary, as_json)
     console.print(

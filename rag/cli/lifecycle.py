@@ -12,6 +12,7 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
+from rag.access import AuditLog
 from rag.cli.common import (
     CollectionOpt,
     JsonOpt,
@@ -92,6 +93,7 @@ def delete(
         console.print(f"{count} item(s) match {escape(shown)} in collection {escape(repr(settings.collection))}")
         _confirmed(f"delete these {count} item(s)?", yes, f"{count} item(s) match")
         deleted = checked(lambda: store.delete(filter=matching))
+    AuditLog(settings.data_dir).record("delete", None, collection=settings.collection, filter=shown, deleted=deleted)
     _done(as_json, settings.collection, shown, deleted, f"deleted {deleted} item(s) from {settings.collection!r}")
 
 
@@ -152,6 +154,7 @@ def drop(
     console.print(f"collection {escape(repr(settings.collection))} holds {held} item(s)")
     _confirmed(f"drop collection {settings.collection!r} and its {held} item(s)?", yes, "dropping needs a confirmation")
     dropped = checked(lambda: drop_collection(settings.milvus_uri, settings.collection, token=token, options=options))
+    AuditLog(settings.data_dir).record("drop", None, collection=settings.collection, deleted=dropped)
     if as_json:
         print(json.dumps({"collection": settings.collection, "dropped": True, "items": dropped}))
     else:

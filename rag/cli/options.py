@@ -24,8 +24,8 @@ from rag.cli.common import fail
 M = TypeVar("M", bound=BaseModel)
 F = TypeVar("F", bound=Callable[..., None])
 
-#: One-letter spellings of some fields' flags.
-SHORT_FLAGS = {"mode": "-m", "top_k": "-k", "filters": "-f"}
+#: Other spellings of some fields' flags: one letter, or an old name kept working.
+SHORT_FLAGS = {"mode": "-m", "top_k": "-k", "filters": "-f", "llm_rerank": "--rerank"}
 #: The LLM settings ``rag ask`` and ``rag chat`` take as flags, by their ``Settings`` field.
 LLM_FLAGS = {
     "llm_provider": "--llm-provider",

@@ -50,6 +50,8 @@ def _checked_query(text: str, image: Path | None, options: QueryOptions, *, text
 
     if not text.strip() and image is None:
         raise fail(f"give a query: {text_name} and/or --image")
+    if not text.strip() and options.reranker:
+        raise fail(f"--reranker scores the query's text against each result's: give {text_name}")
     if image is not None and not image.is_file():
         raise fail(f"--image {image} is not a file")
     query = PlainQuery(text, str(image) if image is not None else None)
@@ -64,12 +66,15 @@ def _checked_query(text: str, image: Path | None, options: QueryOptions, *, text
 
 def _retriever(store: MilvusStore, encoder: Encoder, options: QueryOptions, settings: Settings) -> MultimodalRetriever:
     from connectors.milvus import StoreError
+    from rag.embeddings.hub import CheckpointError
     from rag.retrieval import MultimodalRetriever
 
     try:
         return MultimodalRetriever.from_options(store, encoder, options, settings=settings)
     except (ValueError, StoreError) as e:
         raise fail(str(e)) from e
+    except CheckpointError as e:  # the cross-encoder (--reranker) cannot be loaded: said before anything is searched
+        raise fail(f"--reranker: {e}") from e
 
 
 def _bundle(query: PlainQuery) -> QueryBundle:
@@ -135,12 +140,17 @@ def search(
     )
     table.add_column("#", justify="right")
     table.add_column("score", justify="right")
+    reranked = any(r.rerank_score is not None for r in results)
+    if reranked:
+        table.add_column("rerank", justify="right")  # the cross-encoder's score, which orders the rows
     table.add_column("item", no_wrap=True)
     table.add_column("kind", no_wrap=True)  # text chunks and pictures share one ranking
     table.add_column("text", overflow="fold")
     for r in results:
         kind = str(r.metadata.get("modality", ""))
-        table.add_row(str(r.rank), f"{r.score:.4f}", Text(short_name(r.name)), kind, Text(snippet(r.text)))
+        rerank = [f"{r.rerank_score:.4f}" if r.rerank_score is not None else "-"] if reranked else []
+        score = f"{r.score:.4f}" if r.score is not None else "-"
+        table.add_row(str(r.rank), score, *rerank, Text(short_name(r.name)), kind, Text(snippet(r.text)))
     Console().print(table if results else "no matching items")
     if merged:
         Console().print(merged_note(merged))

@@ -29,6 +29,18 @@ def serve(
     token: Annotated[
         str | None, typer.Option(help="Bearer token every /api route requires [RAG_SERVER_TOKEN, preferred].")
     ] = None,
+    no_auth: Annotated[
+        bool,
+        typer.Option(
+            "--no-auth",
+            help="Serve every /api route without a token, even on a non-loopback address or with tokens configured "
+            "(a warning says so) [RAG_SERVER_AUTH=false].",
+        ),
+    ] = False,
+    audit_reads: Annotated[
+        bool,
+        typer.Option("--audit-reads", help="Write searches and answers to the audit log too [RAG_SERVER_AUDIT_READS]."),
+    ] = False,
     show_paths: Annotated[
         bool,
         typer.Option(
@@ -40,7 +52,10 @@ def serve(
     weights: WeightsOpt = None,
     verbose: VerboseOpt = False,
 ) -> None:
-    """Serve the web page and the HTTP API (search, ask, ingest, stats, images) for one existing collection."""
+    """Serve the web page and the HTTP API (search, ask, ingest, stats, images) for one existing collection.
+
+    Once tokens exist (`rag tokens add`, RAG_SERVER_TOKEN), every /api request needs one. On an address other
+    than loopback with none, a token is generated for the run and printed with the URL to open."""
     settings = settings_from(
         collection=collection,
         milvus_uri=uri,
@@ -48,6 +63,8 @@ def serve(
         server_port=port,
         server_token=token,
         server_show_paths=show_paths or None,
+        server_auth=False if no_auth else None,
+        server_audit_reads=audit_reads or None,
         encoder=encoder,
         weights=weights,
     )
@@ -62,3 +79,5 @@ def serve(
         run_server(settings)
     except PortUnavailableError as e:
         raise fail(str(e)) from e
+    except Exception as e:  # what stopped the start (logged with its reason): a model, a collection, a store
+        raise fail(f"the server could not start: {e}") from e

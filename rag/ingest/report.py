@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 
 from rag.items import Severity, SourceError, SourceErrorKind
@@ -56,11 +58,17 @@ class IngestReport:
         warm = self.seconds - self.warmup_seconds
         return self.added / warm if warm > 0 else 0.0
 
-    def write_jsonl(self, path: Path) -> None:
+    def write_jsonl(self, path: Path, *, collection: str | None = None) -> str:
+        """Append this run to the JSONL report at ``path``: one line for the run (its time, the collection, the
+        summary), then one per problem, each carrying the run's time. Earlier runs' lines are kept. Returns the
+        run's time (UTC, ISO 8601)."""
+        at = datetime.now(timezone.utc).isoformat()
         path.parent.mkdir(parents=True, exist_ok=True)
-        with path.open("w", encoding="utf-8") as f:
+        with path.open("a", encoding="utf-8") as f:
+            f.write(json.dumps({"run": at, "collection": collection, "summary": self.summary()}) + "\n")
             for problem in self.problems:
-                f.write(problem.model_dump_json() + "\n")
+                f.write(json.dumps({"run": at, **problem.model_dump(mode="json")}) + "\n")
+        return at
 
     def summary(self) -> dict[str, object]:
         return {
@@ -71,6 +79,7 @@ class IngestReport:
             "skipped": len(self.skipped),
             "warnings": len(self.warnings),
             "passed_over": len(self.passed_over),
+            "failed": [{"source": p.source, "kind": p.kind.value, "reason": p.reason} for p in self.skipped],
             "seconds": round(self.seconds, 2),
             "warmup_seconds": round(self.warmup_seconds, 2),
             "items_per_second": round(self.items_per_second, 2),

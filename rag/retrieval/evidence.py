@@ -13,6 +13,10 @@ if TYPE_CHECKING:
 
 #: Node metadata key: the ids of the results merged into this one as duplicates (see the retriever).
 MERGED_DUPLICATES = "merged_duplicates"
+#: Node metadata keys of a cross-encoder rerank (``rag.retrieval.rerank``): its score, and the retrieval's score
+#: it replaced as the node's score.
+RERANK_SCORE = "rerank_score"
+RETRIEVAL_SCORE = "retrieval_score"
 
 
 class Evidence(BaseModel):
@@ -22,6 +26,11 @@ class Evidence(BaseModel):
     id: str
     score: float | None = Field(
         description="Higher is closer: a cosine (-1..1) for one vector; for a blend, its fused score (see score_scale)."
+    )
+    rerank_score: float | None = Field(
+        default=None,
+        description="The cross-encoder's score when a reranker ran (results are then sorted by it): its raw logit, "
+        "or its sigmoid (0..1) with rerank_normalize; null without a reranker.",
     )
     source: str = Field(
         description="Where the item came from. From `rag serve`: its name relative to the folder it was ingested from "
@@ -79,6 +88,8 @@ class Evidence(BaseModel):
         node = result.node
         metadata = dict(node.metadata)
         duplicates = metadata.pop(MERGED_DUPLICATES, [])
+        rerank_score = metadata.pop(RERANK_SCORE, None)
+        score = metadata.pop(RETRIEVAL_SCORE, result.score) if rerank_score is not None else result.score
         image = mime_type = None
         if isinstance(node, ImageNode):
             image, mime_type = node.image_path or node.image_url, node.image_mimetype
@@ -86,7 +97,8 @@ class Evidence(BaseModel):
         return cls(
             rank=rank,
             id=node.node_id,
-            score=result.score,
+            score=score,
+            rerank_score=rerank_score,
             source=source,
             name=item_name(source, metadata),
             text=node.get_content(),

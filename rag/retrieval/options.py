@@ -20,6 +20,7 @@ from enum import Enum
 from typing import TYPE_CHECKING, Literal, get_args
 
 from pydantic import (
+    AliasChoices,
     BaseModel,
     ConfigDict,
     Field,
@@ -122,6 +123,23 @@ class QueryOptions(BaseModel):
         "of a picture. Off by default: distinct items can be that close.",
     )
 
+    reranker: str | None = Field(
+        default=None,
+        description="Rerank with this cross-encoder (a local folder, or a hub id in the Hugging Face cache such as "
+        "BAAI/bge-reranker-base): it scores each (query, text) pair of the candidates and keeps the best; "
+        "default: RAG_RERANKER (none).",
+    )
+    rerank_candidates: int | None = Field(
+        default=None,
+        ge=1,
+        le=MAX_TOP_K,
+        description="How many candidates the cross-encoder scores; default: RAG_RERANK_CANDIDATES (50).",
+    )
+    rerank_normalize: bool = Field(
+        default=False,
+        description="Report the cross-encoder's score as a sigmoid (0..1) rather than its raw logit.",
+    )
+
     _filters: dict[str, JsonValue] | None = PrivateAttr(default=None)
     _blend: Blend | None = PrivateAttr(default=None)
 
@@ -130,7 +148,7 @@ class QueryOptions(BaseModel):
     def _one_or_more(cls, value: object) -> object:
         return [value] if isinstance(value, str) else value
 
-    @field_validator("blend", mode="before")
+    @field_validator("blend", "reranker", mode="before")
     @classmethod
     def _blank_is_none(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value
@@ -188,8 +206,12 @@ class QueryOptions(BaseModel):
 class AnswerOptions(QueryOptions):
     """How a question is answered: the query options, and what happens to the candidates before the LLM reads them."""
 
-    rerank: int | None = Field(
-        default=None, ge=1, description="Let the LLM rerank the retrieved candidates and keep this many."
+    llm_rerank: int | None = Field(
+        default=None,
+        ge=1,
+        validation_alias=AliasChoices("llm_rerank", "rerank"),
+        description="Let the LLM rerank the retrieved candidates from a grid picture of them and keep this many "
+        "(after the cross-encoder, when both are on). Its old name, rerank, still works.",
     )
 
 

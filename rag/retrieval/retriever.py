@@ -10,6 +10,7 @@ from typing import Literal
 import numpy as np
 from llama_index.core.base.base_retriever import BaseRetriever
 from llama_index.core.callbacks import CallbackManager
+from llama_index.core.postprocessor.types import BaseNodePostprocessor
 from llama_index.core.schema import NodeWithScore, QueryBundle
 from llama_index.core.vector_stores.types import MetadataFilters
 
@@ -33,6 +34,7 @@ from rag.settings import Settings
 from .evidence import MERGED_DUPLICATES, annotate
 from .modes import Mode, QueryError, QueryKind, Target, check_query, default_mode, searched_modalities
 from .options import MAX_TOP_K, QueryOptions
+from .rerank import reranker_from_settings
 
 logger = logging.getLogger(__name__)
 
@@ -61,6 +63,8 @@ class MultimodalRetriever(BaseRetriever):
     - ``dedup_threshold``: also merge hits whose vectors (the image vectors when only images are
       compared, else the fused ones) have a cosine above it, e.g. 0.995 for re-encoded copies of a
       picture. None (default): no merging by similarity.
+    - ``reranker``: a node postprocessor (``CrossEncoderReranker``) that scores ``rerank_candidates``
+      retrieved candidates (default 50) and keeps the best ``top_k``, each with its ``rerank_score``.
     """
 
     def __init__(
@@ -77,6 +81,8 @@ class MultimodalRetriever(BaseRetriever):
         score_threshold: float | None = None,
         dedup: bool = True,
         dedup_threshold: float | None = None,
+        reranker: BaseNodePostprocessor | None = None,
+        rerank_candidates: int = 50,
         callback_manager: CallbackManager | None = None,
     ) -> None:
         if not 1 <= top_k <= MAX_TOP_K:
@@ -119,6 +125,8 @@ class MultimodalRetriever(BaseRetriever):
         check_threshold(score_threshold, scale_of(asked))
         self.dedup = dedup
         self.dedup_threshold = dedup_threshold
+        self.reranker = reranker
+        self.rerank_candidates = min(max(rerank_candidates, top_k), MAX_TOP_K)
 
     @classmethod
     def from_options(
@@ -131,9 +139,12 @@ class MultimodalRetriever(BaseRetriever):
         callback_manager: CallbackManager | None = None,
     ) -> MultimodalRetriever:
         """A retriever searching as ``options`` say (checked already); ``top_k`` defaults to ``settings.top_k``
-        (``Settings()``: ``RAG_TOP_K``)."""
+        (``Settings()``: ``RAG_TOP_K``), the cross-encoder to ``RAG_RERANKER``, which loads here (a model that
+        is not a one-label sequence classifier raises ``CheckpointError`` before anything is searched)."""
         options = options or QueryOptions()
-        top_k = options.top_k or (settings or Settings()).top_k
+        settings = settings or Settings()
+        top_k = options.top_k or settings.top_k
+        reranker = reranker_from_settings(settings, options.reranker, top_n=top_k, normalize=options.rerank_normalize)
         return cls(
             store,
             encoder,
@@ -146,6 +157,8 @@ class MultimodalRetriever(BaseRetriever):
             score_threshold=options.min_score,
             dedup=options.dedup,
             dedup_threshold=options.merge_similar,
+            reranker=reranker,
+            rerank_candidates=options.rerank_candidates or settings.rerank_candidates,
             callback_manager=callback_manager,
         )
 
@@ -182,10 +195,10 @@ class MultimodalRetriever(BaseRetriever):
         """
         return self._blend_for(self.resolve_mode(query), query.query_str)
 
-    def search(self, vector: np.ndarray, mode: Mode, text: str = "") -> list[NodeWithScore]:
-        """The top-k nodes for an already embedded query; ``text`` feeds BM25 when a blend has it."""
+    def search(self, vector: np.ndarray, mode: Mode, text: str = "", k: int | None = None) -> list[NodeWithScore]:
+        """The top-k (or ``k``) nodes for an already embedded query; ``text`` feeds BM25 when a blend has it."""
         results = []
-        for hit, merged in self._search_hits(vector, mode, text):
+        for hit, merged in self._search_hits(vector, mode, text, k or self.top_k):
             node = to_llama_node(hit.item)
             if merged:
                 annotate(node, MERGED_DUPLICATES, merged)
@@ -195,7 +208,12 @@ class MultimodalRetriever(BaseRetriever):
     def _retrieve(self, query_bundle: QueryBundle) -> list[NodeWithScore]:
         mode = self.resolve_mode(query_bundle)
         self._blend_for(mode, query_bundle.query_str)  # a blend the query cannot feed fails before the model runs
-        return self.search(self.embed(query_bundle, mode), mode, query_bundle.query_str)
+        if self.reranker is None:
+            return self.search(self.embed(query_bundle, mode), mode, query_bundle.query_str)
+        if not query_bundle.query_str.strip():
+            raise QueryError("the cross-encoder reranker needs query text ({text}); this query has none")
+        candidates = self.search(self.embed(query_bundle, mode), mode, query_bundle.query_str, self.rerank_candidates)
+        return self.reranker.postprocess_nodes(candidates, query_bundle)[: self.top_k]
 
     async def _aretrieve(self, query_bundle: QueryBundle) -> list[NodeWithScore]:
         return await asyncio.to_thread(self._retrieve, query_bundle)
@@ -223,14 +241,14 @@ class MultimodalRetriever(BaseRetriever):
             return None
         return self.tuned.get(mode.query.value)
 
-    def _search_hits(self, vector: np.ndarray, mode: Mode, text: str) -> list[tuple[Hit, list[str]]]:
-        """The top-k hits, each with the ids merged into it as its duplicates."""
+    def _search_hits(self, vector: np.ndarray, mode: Mode, text: str, k: int) -> list[tuple[Hit, list[str]]]:
+        """The top ``k`` hits, each with the ids merged into it as its duplicates."""
         blend = self._blend_for(mode, text)
         check_threshold(self.score_threshold, scale_of(blend))
         filters = self._filters_for(mode)
         similar = self.dedup_threshold is not None
         compared = _compared_field(mode, blend)
-        limit = min(2 * self.top_k + 8, MAX_TOP_K) if self.dedup or similar else self.top_k
+        limit = min(2 * k + 8, MAX_TOP_K) if self.dedup or similar else k
         while True:
             if blend is None:
                 hits = self.store.search(vector, field=mode.field, k=limit, filter=filters, with_vectors=similar)
@@ -248,8 +266,8 @@ class MultimodalRetriever(BaseRetriever):
             kept = _merge_duplicates(above, exact=self.dedup, field=compared, threshold=self.dedup_threshold)
             # No more to fetch: the store ran out, the threshold cut the list, or k is at its maximum.
             exhausted = len(hits) < limit or len(above) < len(hits) or limit == MAX_TOP_K
-            if len(kept) >= self.top_k or exhausted:
-                return kept[: self.top_k]
+            if len(kept) >= k or exhausted:
+                return kept[:k]
             limit = min(4 * limit, MAX_TOP_K)
 
     def _filters_for(self, mode: Mode) -> Filters | None:

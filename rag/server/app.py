@@ -1,8 +1,9 @@
 """The HTTP API and the web page: a FastAPI app over one collection, owned for the app's lifetime.
 
-Routes under ``/api`` ask for the bearer token when one is set (``RAG_SERVER_TOKEN``); the page,
-its static files, ``/health``, the OpenAPI schema and its docs at ``/docs`` do not. Every error is
-JSON: ``{"error": <code>, "message": <what went wrong>}``.
+Routes under ``/api`` ask for a bearer token once one is configured (``rag tokens``, ``RAG_SERVER_TOKEN``;
+``rag.server.auth``), and on a non-loopback address always, unless ``--no-auth``; the page, its static
+files, ``/health``, the OpenAPI schema and its docs at ``/docs`` do not. Every error is JSON:
+``{"error": <code>, "message": <what went wrong>}``.
 
 Clients see items by name and id, not by this machine's paths: sources named relative to the
 folder they were ingested from, images served by item id, and no Milvus URI, unless
@@ -30,8 +31,12 @@ from rag.embeddings.base import Encoder
 from rag.errors import RagError
 from rag.settings import Settings
 
-from .errors import BodyLimit, add_error_handlers, error_response
+from .auth import guard_open_bind
+from .auth import install as install_auth
+from .errors import BodyLimit, add_error_handlers
 from .guard import BrowserGuard, bound_hosts
+from .health import Startup
+from .health import router as health_router
 from .models import ErrorBody
 from .routes import api_router
 from .routes.body import BODY_SCHEMAS
@@ -56,23 +61,31 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        service = Service.open(settings, encoder)
-        app.state.service = service
+        # Given an encoder (loaded already), the app opens the store before it serves; else it serves at once,
+        # and loads meanwhile (``health``): /health answers, /ready and the API say 503 until loaded.
+        startup = Startup(
+            lambda: Service.open(settings, encoder),
+            on_ready=lambda service: setattr(app.state, "service", service),
+            on_failure=getattr(app.state, "on_startup_failure", None),
+        )
+        app.state.startup = startup
+        startup.start(wait=encoder is not None)
         logger.info("serving collection %r at %s", settings.collection, settings.milvus_uri)
         try:
             yield
         finally:
-            service.close()
+            startup.close()
 
     app = FastAPIOffline(
         title="mmrag",
         summary="Multimodal search, answers with citations, and ingestion over one collection.",
         lifespan=lifespan,
-        responses={code: {"model": ErrorBody} for code in (400, 401, 413, 422)},
+        responses={code: {"model": ErrorBody} for code in (400, 401, 403, 413, 422, 429)},
         static_url="/docs/assets",
     )
     app.state.settings = settings
     app.include_router(api_router(), prefix="/api")
+    app.include_router(health_router)
     app.openapi = lambda: _with_body_schemas(app)  # type: ignore[method-assign]
     app.add_middleware(BodyLimit, max_bytes=settings.server_max_request_bytes)
     if settings.server_allowed_origins:
@@ -81,21 +94,11 @@ def create_app(
         )
     app.add_middleware(BrowserGuard, hosts=hosts, origins=settings.server_allowed_origins)
     add_error_handlers(app)
+    install_auth(app, settings)
 
     @app.get("/", include_in_schema=False)
     def page() -> FileResponse:
         return FileResponse(STATIC / "index.html", headers={"Content-Security-Policy": _PAGE_POLICY})
-
-    @app.get("/health", tags=["service"], responses={503: {"model": ErrorBody}})
-    def health(request: Request) -> Any:
-        """Liveness, whether the store answers, and the device and dtype the encoder runs on (no token needed,
-        nothing about the data). 503 with the reason while the store cannot be reached."""
-        service = request.app.state.service
-        problem = service.store_problem()
-        if problem is not None:
-            return error_response(503, problem)
-        runtime = service.encoder.runtime
-        return {"status": "ok", "store": "ok", "device": runtime.device, "dtype": runtime.dtype}
 
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
@@ -149,16 +152,24 @@ def bind(host: str, port: int) -> socket.socket:
 def serve(settings: Settings | None = None, *, host: str | None = None, port: int | None = None) -> None:
     """Run the app with uvicorn until interrupted (one process; a Milvus Lite folder is shared through its server).
 
-    The port is bound first; the encoder and the store load only once it is ours."""
+    The port is bound first; the encoder and the store load only once it is ours, while it answers (``health``).
+    What stopped the start (a model that cannot load, a collection of another encoder) is raised once it stops."""
     import uvicorn
 
     settings = settings or Settings()
     host = host or settings.server_host
     port = settings.server_port if port is None else port
-    if not is_loopback(host) and settings.server_token is None:
-        logger.warning("serving on %s without a token: anyone who can reach it can read and add items", host)
     with bind(host, port) as sock:
         shown = f"[{host}]" if ":" in host else host
-        logger.info("listening on http://%s:%d (answering once the encoder is loaded; Ctrl+C stops)", shown, port)
+        url = f"http://{shown}:{sock.getsockname()[1]}/"
+        settings = guard_open_bind(settings, host, url, exposed=not is_loopback(host))
+        logger.info(
+            "listening on http://%s:%d (/health now, /ready once the encoder is loaded; Ctrl+C stops)", shown, port
+        )
         app = create_app(settings, hosts=bound_hosts(host, settings.server_allowed_hosts))
-        uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="info")).run([sock])
+        server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="info"))
+        app.state.on_startup_failure = lambda error: setattr(server, "should_exit", True)
+        server.run([sock])
+    failed = app.state.startup.error if hasattr(app.state, "startup") else None
+    if failed is not None:
+        raise failed

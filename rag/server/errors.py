@@ -14,11 +14,12 @@ from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from connectors.milvus import NotSupportedError, StoreError
+from connectors.milvus import NotSupportedError, StoreError, StoreUnavailableError
 from rag.embeddings.base import FusedNotSupportedError
 from rag.retrieval import QueryError
 from rag.retrieval.options import OptionError, describe_one
 
+from .breaker import StoreOutageError
 from .conversations import ConversationNotFoundError
 from .models import ErrorBody
 from .service import ImageNotFoundError, UploadError
@@ -33,12 +34,21 @@ _ERROR_CODES = {
     405: "method_not_allowed",
     413: "too_large",
     422: "invalid_request",
+    429: "too_many_requests",
     503: "store_unavailable",
 }
 
 
-def error_response(status_code: int, message: str, **extra: Any) -> JSONResponse:
-    code = _ERROR_CODES.get(status_code, "error" if status_code < 500 else "internal_error")
+#: Seconds a client is asked to wait (``Retry-After``) while the server starts.
+STARTING_RETRY_AFTER = 5
+
+
+class NotReadyError(RuntimeError):
+    """The server is still starting (the encoder loads, the store is opened), or could not start."""
+
+
+def error_response(status_code: int, message: str, code: str | None = None, **extra: Any) -> JSONResponse:
+    code = code or _ERROR_CODES.get(status_code, "error" if status_code < 500 else "internal_error")
     body = ErrorBody(error=code, message=message, **extra).model_dump(exclude_none=True)
     return JSONResponse(body, status_code=status_code)
 
@@ -106,6 +116,25 @@ def add_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(UploadError)
     async def refused(request: Request, exc: UploadError) -> JSONResponse:
         return error_response(exc.status, str(exc))
+
+    @app.exception_handler(NotReadyError)
+    async def starting(request: Request, exc: NotReadyError) -> JSONResponse:
+        response = error_response(503, str(exc), code="not_ready")
+        response.headers["Retry-After"] = str(STARTING_RETRY_AFTER)
+        return response
+
+    @app.exception_handler(StoreUnavailableError)
+    async def store_away(request: Request, exc: StoreUnavailableError) -> JSONResponse:
+        """503 with ``Retry-After``; the store's address only where the server shows its paths."""
+        message = str(exc)
+        if isinstance(exc, StoreOutageError) and not request.app.state.settings.server_show_paths:
+            message = exc.public
+        elif not request.app.state.settings.server_show_paths:
+            message = "the Milvus store cannot be reached; the server log (and RAG_SERVER_SHOW_PATHS=true) says more"
+        retry_after = exc.retry_after if isinstance(exc, StoreOutageError) else 2
+        response = error_response(503, message)
+        response.headers["Retry-After"] = str(retry_after)
+        return response
 
     @app.exception_handler(QueryError)
     async def incomplete(request: Request, exc: QueryError) -> JSONResponse:

@@ -64,12 +64,17 @@ class IngestJobs:
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rag-ingest-job")
 
     def submit(
-        self, paths: list[Path], refused: list[SourceError], names: Mapping[str, str] | None = None
+        self,
+        paths: list[Path],
+        refused: list[SourceError],
+        names: Mapping[str, str] | None = None,
+        on_done: Callable[[IngestJob], None] | None = None,
     ) -> IngestJob:
         """Queue the ingestion of ``paths``; ``refused`` are uploads turned away already, reported with the job.
 
         ``names`` (path → name) renames the job's problems about those paths (``path:line`` and ``path#…`` too),
-        so that the job does not show where the server keeps them.
+        so that the job does not show where the server keeps them. ``on_done`` gets the finished job (done,
+        failed or cancelled), e.g. for the audit log.
         """
         job = IngestJob(id=uuid.uuid4().hex, inputs=len(paths), problem_count=len(refused))
         job.skipped = len(refused)
@@ -80,7 +85,7 @@ class IngestJobs:
             for old in finished[: max(0, len(self._jobs) - self._keep)]:
                 del self._jobs[old]
             snapshot = job.model_copy(deep=True)
-        self._worker.submit(self._execute, job, paths, refused, names or {})
+        self._worker.submit(self._finish, job, paths, refused, names or {}, on_done)
         return snapshot
 
     def get(self, job_id: str) -> IngestJob | None:
@@ -101,6 +106,21 @@ class IngestJobs:
             for job in self._jobs.values():
                 if job.status is JobStatus.QUEUED:
                     job.status, job.finished_at = JobStatus.CANCELLED, datetime.now(timezone.utc)
+
+    def _finish(
+        self,
+        job: IngestJob,
+        paths: list[Path],
+        refused: list[SourceError],
+        names: Mapping[str, str],
+        on_done: Callable[[IngestJob], None] | None,
+    ) -> None:
+        self._execute(job, paths, refused, names)
+        if on_done is not None:
+            try:
+                on_done(self.get(job.id) or job)
+            except Exception:  # the job's outcome stands; the log says what its follow-up missed
+                logger.exception("after ingest job %s", job.id)
 
     def _execute(self, job: IngestJob, paths: list[Path], refused: list[SourceError], names: Mapping[str, str]) -> None:
         with self._lock:

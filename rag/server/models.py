@@ -81,6 +81,7 @@ class ErrorBody(BaseModel):
     error: str = Field(description="A short code: bad_request, unauthorized, not_found, too_large, ...")
     message: str = Field(description="What went wrong, for people.")
     details: list[dict[str, Any]] | None = Field(default=None, description="Per-field problems of a 422.")
+    scope: str | None = Field(default=None, description="The token scope a 403 needed: read, write or admin.")
 
 
 class Result(Evidence):
@@ -154,6 +155,9 @@ class ServerStats(StoreStats):
     can_delete: bool = Field(
         default=False, description="Whether this client may delete items (DELETE /api/items): those who may ingest."
     )
+    scope: str = Field(default="admin", description="What this client's token allows: read, write or admin.")
+    can_upload: bool = Field(default=True, description="Whether this client may ingest (POST /api/ingest).")
+    tenant: str | None = Field(default=None, description="The only tenant this client's token sees; none: all.")
 
 
 class DeletedItems(BaseModel):

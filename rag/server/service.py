@@ -24,28 +24,28 @@ from llama_index.core.schema import QueryBundle
 
 from connectors.milvus import (
     Blend,
+    CollectionNotFoundError,
     ConnectOptions,
     EncoderInfo,
     MilvusStore,
-    StoreError,
     StoreStats,
-    StoreUnavailableError,
     parse_filters,
     require_collection,
 )
+from connectors.milvus.connection import Connection
 from connectors.sources import (
     SUPPORTED_SUFFIXES,
     BadInput,
     SourceOptions,
     check_image,
     open_sources,
-    store_image,
     write_atomic,
 )
 from connectors.sources._common import IMAGE_SUFFIXES
 from rag.answer import answer_engine, llm_from_settings
 from rag.answer.chat import MultimodalChatEngine, user_message
 from rag.embeddings.base import Encoder
+from rag.embeddings.hub import CheckpointError
 from rag.embeddings.registry import load_encoder, runtime_from_settings
 from rag.errors import RagError
 from rag.ingest import IngestReport, ingest
@@ -54,6 +54,7 @@ from rag.retrieval import Evidence, Mode, MultimodalRetriever, evidence
 from rag.retrieval.options import AnswerOptions, QueryOptions
 from rag.settings import Settings
 
+from .breaker import Breaker, Probe
 from .conversations import Conversation, Conversations
 from .jobs import IngestJob, IngestJobs
 from .models import AskRequest, HistoryTurn
@@ -63,12 +64,12 @@ logger = logging.getLogger(__name__)
 
 #: Uploads kept under their own name and read by the source their type calls for (images are kept by hash).
 DOCUMENT_SUFFIXES = tuple(sorted(SUPPORTED_SUFFIXES - IMAGE_SUFFIXES))
-_HEALTH_TIMEOUT = 5.0
 _T = TypeVar("_T")
 
 
 class UploadError(RagError, ValueError):
-    """An upload the server refuses; ``status`` is the HTTP status that says why (400 or 413)."""
+    """A request the server refuses; ``status`` is the HTTP status that says why (400, 413; 500: its own reranker
+    cannot load)."""
 
     def __init__(self, message: str, status: int = 400) -> None:
         super().__init__(message)
@@ -85,7 +86,11 @@ class Service:
     def __init__(self, settings: Settings, encoder: Encoder, store: MilvusStore, llm: LLM | None) -> None:
         self.settings = settings
         self.encoder = serialized(encoder, threading.Lock(), unlocked=("prepare", "preprocess"))
-        self.store = serialized(store, threading.Lock())
+        # While the store is away, calls fail at once, and so do those waiting for their turn (``breaker``).
+        self.breaker = Breaker(settings.milvus_uri)
+        self.store = self.breaker.wrap(serialized(store, threading.Lock(), gate=self.breaker.check))
+        self.probe = Probe(self.breaker, self._ping)
+        self._probe_connection: Connection | None = None
         self.llm = llm
         self.uploads = (settings.data_dir / "uploads").resolve()
         self.jobs = IngestJobs(self._ingest)
@@ -118,19 +123,44 @@ class Service:
         except BaseException:
             store.close()
             raise
-        return cls(settings, encoder, store, llm)
+        service = cls(settings, encoder, store, llm)
+        service.probe.start()
+        return service
 
     def close(self) -> None:
-        """Stop the ingest worker, then release the store (Milvus Lite: its data folder)."""
+        """Stop the ingest worker and the probe, then release the store (Milvus Lite: its data folder)."""
         self.jobs.close()
+        self.probe.close()
         if self.conversations is not None:
             self.conversations.close()
+        if self._probe_connection is not None:
+            self._probe_connection.close()
         self._own_store.close()
+
+    def _ping(self, timeout: float) -> None:
+        """Whether the store answers and has the collection, on a connection of the probe's own (a call hung on
+        the shared one cannot hold it up)."""
+        if self._probe_connection is None:
+            options = ConnectOptions.from_settings(self.settings)
+            token = self.settings.milvus_token_value
+            self._probe_connection = Connection(self.settings.milvus_uri, token=token, create=False, options=options)
+        if not self._probe_connection.has_collection(self.settings.collection, timeout=timeout):
+            raise CollectionNotFoundError(
+                f"the collection {self.settings.collection!r} is gone from the store: searches find nothing until "
+                "it is ingested again"
+            )
 
     def retriever(self, options: QueryOptions) -> MultimodalRetriever:
         """A retriever over the shared encoder and store (cheap: make one per request); ``top_k`` defaults to the
-        server's (RAG_TOP_K)."""
-        return MultimodalRetriever.from_options(self.store, self.encoder, options, settings=self.settings)
+        server's (RAG_TOP_K), the cross-encoder to the server's (RAG_RERANKER), the only one a request may name:
+        a request never makes the server load a model from a path of its choosing."""
+        if options.reranker and options.reranker != self.settings.reranker:
+            allowed = f"only its own, {self.settings.reranker}" if self.settings.reranker else "none (RAG_RERANKER)"
+            raise UploadError(f"reranker: this server reranks with {allowed}, not {options.reranker!r}")
+        try:
+            return MultimodalRetriever.from_options(self.store, self.encoder, options, settings=self.settings)
+        except CheckpointError as e:
+            raise UploadError(f"reranker: {e}", status=500) from e
 
     def search(self, query: QueryBundle, retriever: MultimodalRetriever) -> tuple[Mode, Blend | None, list[Evidence]]:
         """The mode and blend used and the ranked evidence for ``query``."""
@@ -182,7 +212,7 @@ class Service:
             history_tokens=self.settings.chat_history_tokens,
             max_image_side=self.settings.llm_max_image_side,
             max_evidence_tokens=self.settings.llm_max_evidence_tokens,
-            rerank_top_n=options.rerank if options is not None else None,
+            rerank_top_n=options.llm_rerank if options is not None else None,
         )
         respond = chat.stream_chat if streaming else chat.chat
         response = respond(query.query_str, chat_history=history or None, image_path=image_path)
@@ -226,17 +256,6 @@ class Service:
             raise UploadError("give a filter: which items to delete, e.g. filter=source=notes.md")
         return self.store.delete(filter=parsed)
 
-    def store_problem(self) -> str | None:
-        """Why the store cannot serve now (unreachable, collection gone), or None when it answers."""
-        try:
-            self.store.ping(timeout=min(_HEALTH_TIMEOUT, self.settings.milvus_timeout))
-        except StoreError as e:
-            if self.settings.server_show_paths:
-                return str(e)
-            kind = "cannot be reached" if isinstance(e, StoreUnavailableError) else "has no such collection now"
-            return f"the Milvus store {kind}; the server log and RAG_SERVER_SHOW_PATHS=true say more"
-        return None
-
     def image_file(self, item_id: str) -> tuple[Path, str]:
         """The local image file of a stored item and its media type; looked up by id only, never by path."""
         items = self.store.get([item_id])
@@ -271,15 +290,20 @@ class Service:
             Path(name).unlink(missing_ok=True)
 
     def submit_ingest(
-        self, images: list[tuple[str, bytes, str]], manifests: list[tuple[str, bytes]], tags: list[str]
+        self,
+        images: list[tuple[str, bytes, str]],
+        manifests: list[tuple[str, bytes]],
+        tags: list[str],
+        on_done: Callable[[IngestJob], None] | None = None,
     ) -> IngestJob:
-        """Keep the uploads under ``data_dir/uploads`` (by content hash) and queue their ingestion.
+        """Keep the uploads under ``data_dir/uploads`` (see :meth:`upload_path`) and queue their ingestion.
 
-        ``images``: (file name, bytes, caption), kept as ``<hash>.<suffix>`` with the caption and the file name
-        in a JSON sidecar; ``manifests``: (file name, bytes), kept as ``<hash>/<file name>`` so that their rows
-        are named after the file, and whose local image references must stay in the upload folder.
-        Images that fail the check are reported in the job; a manifest with another suffix is refused. Unless
-        the server shows its paths, the job names the files in its problems by their upload names.
+        ``images``: (file name, bytes, caption), kept with the caption and the file name in a JSON sidecar;
+        ``manifests``: (file name, bytes): documents and manifests, whose local image references must stay in the
+        upload folder. An upload is known by its file name: the same name again replaces that upload's earlier
+        version; identical bytes under another name are another upload. Images that fail the check are reported in
+        the job; a document with another suffix is refused. Unless the server shows its paths, the job names the
+        files in its problems by their upload names. ``on_done`` gets the finished job.
         """
         options = self._source_options()
         paths: list[Path] = []
@@ -287,23 +311,35 @@ class Service:
         refused: list[SourceError] = []
         for name, data, caption in images:
             try:
-                saved = store_image(data, "uploads", options)
+                info = check_image(data, options.max_image_pixels, decode=options.decode_check)
             except BadInput as e:
                 refused.append(e.report(f"upload:{name}"))
                 continue
+            path = self.upload_path(name if Path(name).suffix.lower() in IMAGE_SUFFIXES else name + info.suffix)
+            write_atomic(path, data)
             sidecar = {"text": caption, "tags": tags, "upload_name": name}
-            write_atomic(saved.path.with_suffix(".json"), json.dumps(sidecar).encode())
-            paths.append(saved.path)
-            names[str(saved.path)] = f"upload:{name}"
+            write_atomic(path.with_suffix(".json"), json.dumps(sidecar).encode())
+            paths.append(path)
+            names[str(path)] = f"upload:{name}"
         for name, data in manifests:
             suffix = Path(name).suffix.lower()
             if suffix not in DOCUMENT_SUFFIXES:
                 raise UploadError(f"file {name!r}: the name must end in {', '.join(DOCUMENT_SUFFIXES)}")
-            path = self.uploads / hashlib.sha256(data).hexdigest()[:32] / name
+            path = self.upload_path(name)
             write_atomic(path, data)
             paths.append(path)
             names[str(path)] = f"upload:{name}"
-        return self.jobs.submit(paths, refused, names=None if self.settings.server_show_paths else names)
+        shown = None if self.settings.server_show_paths else names
+        return self.jobs.submit(paths, refused, names=shown, on_done=on_done)
+
+    def upload_path(self, name: str) -> Path:
+        """Where the upload named ``name`` is kept: ``uploads/<first 8 hex of the name's SHA-256>/<name>``. One
+        folder per file name, so an upload's sidecar and its reader see no other upload, and the same name is the
+        same file (its document, ``ref_doc_id``), which a new version replaces. Items are named by the file name;
+        where another document has that name already, by ``<those 8 hex>/<name>`` (``rag.ingest.names``)."""
+        if name in ("", ".", "..") or "/" in name or "\x00" in name:
+            raise UploadError(f"{name!r} is not a file name: give each upload the name of a file")
+        return self.uploads / hashlib.sha256(name.encode("utf-8")).hexdigest()[:8] / name
 
     def _source_options(self) -> SourceOptions:
         return SourceOptions(

@@ -7,22 +7,31 @@ from collections.abc import Callable, Collection
 from typing import Any, TypeVar, cast
 
 T = TypeVar("T")
+#: While a call waits for its turn, how often it asks ``gate`` whether to go on waiting.
+_GATE_EVERY = 0.1
 
 
-def serialized(target: T, lock: threading.Lock, *, unlocked: Collection[str] = ()) -> T:
+def serialized(
+    target: T, lock: threading.Lock, *, unlocked: Collection[str] = (), gate: Callable[[], None] | None = None
+) -> T:
     """``target`` with every method call holding ``lock``; attributes, and the methods in ``unlocked``, pass through.
 
     Fast tokenizers refuse concurrent use and a Milvus Lite client is one connection, so the app
-    hands this wrapper, not the object itself, to retrievers and to ingestion.
+    hands this wrapper, not the object itself, to retrievers and to ingestion. ``gate``, when given, is called
+    while a call waits for its turn and once it has it: what it raises ends the call (a store known to be down
+    need not be waited for).
     """
-    return cast(T, _Serialized(target, lock, frozenset(unlocked)))
+    return cast(T, _Serialized(target, lock, frozenset(unlocked), gate))
 
 
 class _Serialized:
-    def __init__(self, target: Any, lock: threading.Lock, unlocked: frozenset[str]) -> None:
+    def __init__(
+        self, target: Any, lock: threading.Lock, unlocked: frozenset[str], gate: Callable[[], None] | None
+    ) -> None:
         self._target = target
         self._lock = lock
         self._unlocked = unlocked
+        self._gate = gate
 
     def __getattr__(self, name: str) -> Any:
         value = getattr(self._target, name)
@@ -32,10 +41,22 @@ class _Serialized:
 
     def _locked(self, method: Callable[..., Any]) -> Callable[..., Any]:
         def call(*args: Any, **kwargs: Any) -> Any:
-            with self._lock:
+            self._acquire()
+            try:
+                if self._gate is not None:
+                    self._gate()
                 return method(*args, **kwargs)
+            finally:
+                self._lock.release()
 
         return call
+
+    def _acquire(self) -> None:
+        if self._gate is None:
+            self._lock.acquire()
+            return
+        while not self._lock.acquire(timeout=_GATE_EVERY):
+            self._gate()
 
     def __repr__(self) -> str:
         return f"serialized({self._target!r})"

@@ -82,3 +82,18 @@ def make_text_pdf(path: Path, pages: list[list[str]]) -> Path:
     pdf.save(str(path))
     pdf.close()
     return path
+
+
+def make_xlsx(path: Path, sheets: dict[str, list[list[object]]]) -> Path:
+    """A workbook with these sheets, each a list of rows (its first row the header)."""
+    from openpyxl import Workbook
+
+    book = Workbook()
+    book.remove(book.active)
+    for name, rows in sheets.items():
+        sheet = book.create_sheet(name)
+        for row in rows:
+            sheet.append(row)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    book.save(str(path))
+    return path

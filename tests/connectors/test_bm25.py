@@ -87,7 +87,7 @@ def test_statistics_follow_replacements_deletes_and_a_run_killed_between_writes(
     store.delete(ids=[items[1].id, items[2].id])
     store.flush()
     kept = ["river river river", *texts[3:]]
-    terms = store._terms
+    terms = store._core.terms
     assert terms is not None
     expected, _ = bm25.count(kept)
     stored = terms.stats.read(expected.df)

@@ -23,7 +23,7 @@ from rag.items import KnowledgeItem, Modality, Severity, SourceError
 from rag.items import SourceErrorKind as Kind
 from tests.conftest import PARITY
 
-from .documents_corpus import make_docx, make_pptx, make_text_pdf, png
+from .documents_corpus import make_docx, make_pptx, make_text_pdf, make_xlsx, png
 from .test_sources import split, write
 
 SENTENCES = [f"Stop {i} is on the {['north', 'east', 'west'][i % 3]} line." for i in range(400)]
@@ -57,7 +57,7 @@ def test_a_folder_with_every_type_gives_items_per_file_and_names_what_it_passes_
     make_pptx(root / "deck.pptx", png((150, 150, 0)))
     write(root / "rows.jsonl", '{"text": "a manifest row"}\n')
     write(root / "table.csv", "a,b\n1,2\n")  # no manifest columns
-    write(root / "budget.xlsx", b"PK\x03\x04")
+    make_xlsx(root / "budget.xlsx", {"Q1": [["item", "cost"], ["rails", 120]]})
     write(root / "backup.zip", b"PK\x03\x04")
     write(root / "meta.json", "{}")
     write(root / ".hidden" / "secret.md", "# hidden")
@@ -68,16 +68,17 @@ def test_a_folder_with_every_type_gives_items_per_file_and_names_what_it_passes_
     files = {name.split("#")[0] for name in names}
     assert files == {
         "photos/red.png", "guide.md", "blue.png", "plain.md", "page.html", "notes.txt", "manual.pdf", "report.docx",
-        "deck.pptx", "rows.jsonl",
+        "deck.pptx", "rows.jsonl", "table.csv", "budget.xlsx",
     }
     assert len(names) == len(items)  # unique
-    assert {"guide.md#guide", "guide.md#install", "guide.md#image=1", "plain.md#chunk=1", "page.html#intro"} <= names
-    assert {"manual.pdf#page=1", "manual.pdf#page=1&chunk=1", "manual.pdf#page=2&chunk=1", "notes.txt#chunk=1"} <= names
+    assert {"guide.md#guide", "guide.md#install", "guide.md#image=1", "plain.md", "page.html"} <= names
+    assert {"manual.pdf#page=1", "manual.pdf#page=1&chunk=1", "manual.pdf#page=2&chunk=1", "notes.txt#line=0,3"} <= names
     assert {f"report.docx#{a}" for a in ("field-manual", "tracking-faults", "cleaning", "image=1")} <= names
     assert {"deck.pptx#slide=1", "deck.pptx#slide=2", "deck.pptx#slide=2&image=1", "rows.jsonl#line=1"} <= names
     assert next(i for i in items if i.name == "photos/red.png").text == "A red square"
     passed = sorted(Path(p.source).name for p in problems if p.kind is Kind.PASSED_OVER)
-    assert passed == ["backup.zip", "budget.xlsx", "meta.json", "table.csv"]
+    assert passed == ["backup.zip", "meta.json"]
+    assert {"table.csv#row=2", "budget.xlsx#sheet=Q1&row=2", "notes.txt#line=0,3"} <= names
     assert [(p.kind, Path(p.source).name) for p in problems if p.kind is not Kind.PASSED_OVER] == []
     assert not any("hidden" in i.name or "dotfile" in i.name for i in items)
 
@@ -107,7 +108,8 @@ def test_chunks_lose_no_text_and_fit_the_window(tmp_path: Path, options: SourceO
     text = " ".join(SENTENCES)
     items, errors = split(iter_text(write(tmp_path / "long.txt", text), options))
     assert errors == [] and len(items) > 10
-    assert [i.anchor for i in items] == [f"chunk={n}" for n in range(1, len(items) + 1)]
+    assert [i.anchor for i in items] == ["line=0,1", *(f"line=0,1&chunk={n}" for n in range(2, len(items) + 1))]
+    assert [i.metadata["chunk"] for i in items] == list(range(1, len(items) + 1))
     for item in items:  # the window holds, special tokens included, under the encoder's own tokenizer
         assert window.count(item.text) + window.specials <= window.window
     for sentence in SENTENCES:  # no sentence is lost
@@ -220,7 +222,7 @@ def test_a_folder_symlink_loop_is_named_and_not_followed(tmp_path: Path, options
     results = list(open_sources([root], **options.model_dump()))
     items = [r for r in results if isinstance(r, KnowledgeItem)]
     loops = [r for r in results if isinstance(r, SourceError)]
-    assert [i.name for i in items] == ["sub/a.txt#chunk=1"]
+    assert [i.name for i in items] == ["sub/a.txt#line=0,1"]
     assert {(Path(e.source).name, e.kind, e.severity) for e in loops} == {
         ("again", Kind.SYMLINK_LOOP, Severity.WARNING), ("loop", Kind.SYMLINK_LOOP, Severity.WARNING)
     }

@@ -80,7 +80,7 @@ def test_a_new_lite_collection_logs_no_unserved_call(
         store.upsert([text_item(i) for i in range(3)], unit_vectors(3, seed=7))
         store.flush()
         assert store.count() == 3 and len(store.search(unit_vectors(1, seed=7)[0], k=2)) == 2
-        client = store._client.client  # noqa: SLF001  (pymilvus itself, on the same in-process server)
+        client = store._core.client.client  # noqa: SLF001  (pymilvus itself, on the same in-process server)
         client._get_connection().alloc_timestamp()  # noqa: SLF001  (what pymilvus does when it waits)
         assert [r for r in caplog.records if r.name == "grpc._server"] == []
         with pytest.raises(grpc.RpcError):  # Lite does not serve roles either: that failure is logged

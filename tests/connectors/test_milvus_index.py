@@ -41,7 +41,7 @@ def _fill(store: MilvusStore, first: int, n: int) -> tuple[list[Any], np.ndarray
 
 
 def _index_type(store: MilvusStore) -> str:
-    return store._client.describe_index(store.collection, schema.FUSED)["index_type"]
+    return store._core.client.describe_index(store.collection, schema.FUSED)["index_type"]
 
 
 def _exact(items: list[Any], vectors: np.ndarray, query: np.ndarray, k: int, keep: Any = None) -> list[str]:
@@ -69,7 +69,7 @@ def test_exact_while_small_then_hnsw_and_every_search_still_answers(store) -> No
 def test_a_short_filtered_graph_answer_is_completed_by_an_exact_search(store, monkeypatch) -> None:
     items, vectors = _fill(store, 0, 200)
     assert _index_type(store) == "HNSW"
-    client, original = store._client, store._client.search
+    client, original = store._core.client, store._core.client.search
 
     def cut_short(*args: Any, **kwargs: Any) -> Any:  # as a graph search that ran out of candidates
         result = original(*args, **kwargs)

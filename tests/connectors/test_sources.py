@@ -115,7 +115,7 @@ def test_folder_items_text_tags_metadata_and_order(corpus: Path, options: Source
     assert c.text == "" and c.modality == Modality.IMAGE
     assert len(by_name["d.jpg"].text) == len("word " * 2000) - 1  # kept whole, only stripped
     orphan = [i for i in everything if i.image is None]  # a .txt beside no image is a document, not a caption
-    assert [(i.name, i.text, i.modality) for i in orphan] == [("orphan.txt#chunk=1", "a caption for nothing", Modality.TEXT)]
+    assert [(i.name, i.text, i.modality) for i in orphan] == [("orphan.txt#line=0,1", "a caption for nothing", Modality.TEXT)]
 
 
 def test_folder_reports_every_bad_file_and_warns_on_captions(corpus: Path, options: SourceOptions) -> None:
@@ -523,8 +523,8 @@ def test_html_images_figures_and_bad_references(docs: Path, options: SourceOptio
     )
     everything, errors = split(iter_html(doc, options))
     assert [(i.name, i.text) for i in everything if i.image is None] == [
-        ("page.html#shapes", "Shapes\n\nBefore the figure.\n\nFig. 1 & a blue box\n\nA red inline."),
-        ("page.html#empty", "Empty"),
+        ("page.html", "Shapes\n\nBefore the figure.\n\nFig. 1 & a blue box\n\nA red inline."),  # no ids: the top
+        ("page.html#chunk=2", "Empty"),
     ]
     items = [i for i in everything if i.image is not None]
     assert [i.text for i in items] == [
@@ -597,7 +597,7 @@ def test_open_sources_picks_the_source_by_path_type(
     html = write(docs / "b.html", "<p>Red <img src='img/red%20cat.jpg'></p>")
     write(tmp_path / "single.txt", "Single caption")
     single = write(tmp_path / "single.png", png((5, 5, 5)))
-    unknown = write(tmp_path / "budget.xlsx", b"PK")
+    unknown = write(tmp_path / "backup.zip", b"PK\x03\x04\x00")
     url = f"{server}/ok.png"
     paths = [corpus, manifest, pdf, markdown, html, single, url, unknown, tmp_path / "absent.pdf", "ftp://h/x.png"]
     results = list(open_sources(paths, cache_dir=tmp_path / "cache", allow_urls=True))
@@ -628,7 +628,7 @@ def test_items_are_named_relative_to_the_path_they_were_read_from(
     monkeypatch.chdir(tmp_path)  # a relative path names its items as well as an absolute one
     items, _ = split(open_sources([corpus, manifest, pdf, single, "docs/a.md"], cache_dir=tmp_path / "cache"))
     names = [item.name for item in items]
-    assert names[:6] == ["a.jpg", "b.png", "e.jpg", "orphan.txt#chunk=1", "sub/c.jpg", "sub/d.jpg"]  # by path in it
+    assert names[:6] == ["a.jpg", "b.png", "e.jpg", "orphan.txt#line=0,1", "sub/c.jpg", "sub/d.jpg"]  # by path in it
     pdf_names = [n for n in names if n.startswith("doc.pdf")]
     assert {"doc.pdf#page=1", "doc.pdf#page=2", "doc.pdf#page=1&chunk=1", "doc.pdf#page=1&figure=1"} <= set(pdf_names)
     assert [n for n in names[6:] if not n.startswith("doc.pdf")] == ["m.jsonl#line=1", "single.png", "a.md#a", "a.md#image=1"]

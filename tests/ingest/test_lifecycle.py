@@ -169,3 +169,22 @@ def test_a_delete_racing_an_ingest_loses_nothing_it_did_not_match(tiny_base, tmp
     by_folder = {folder: {i.id for i in items if Path(i.source).parent == folder} for folder in (kept, gone, incoming)}
     assert len(by_folder[incoming]) == 12 and by_folder[gone] == set()
     assert len(kept_ids) == 12 and by_folder[kept] == kept_ids
+
+
+def test_the_report_keeps_every_run_and_the_json_summary_names_failed_files(tmp_path):
+    corpus = _corpus(tmp_path)
+    (corpus / "photos" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    first = run(tmp_path, "ingest", str(corpus), "-c", "kb", "--json")
+    assert first.exit_code == 1
+    failed = _last_json(first)["failed"]
+    assert [(Path(f["source"]).name, f["kind"]) for f in failed] == [("broken.png", "corrupt_image")]
+    assert failed[0]["reason"]
+    (corpus / "photos" / "broken.png").unlink()
+    second = run(tmp_path, "ingest", str(corpus), "-c", "kb", "--json")
+    assert second.exit_code == 0 and _last_json(second)["failed"] == []
+    lines = [json.loads(line) for line in Path(_last_json(second)["report"]).read_text().splitlines()]
+    runs = [line for line in lines if "summary" in line]
+    assert len(runs) == 2 and runs[0]["run"] < runs[1]["run"]  # appended, one run after another, each timed
+    assert [r["summary"]["skipped"] for r in runs] == [1, 0] and {r["collection"] for r in runs} == {"kb"}
+    problems = [line for line in lines if "kind" in line]
+    assert [(Path(p["source"]).name, p["run"]) for p in problems] == [("broken.png", runs[0]["run"])]

@@ -125,7 +125,9 @@ def test_hostile_metadata_stays_data(tiny_base, tmp_path):
         assert store.count({"owner": hostile}) == 1
         assert store.count({"tags": hostile}) == 1
         assert store.count({"owner": 'x" or 1==1'}) == 0
-        [item] = store.get([h.id for h in store.search(tiny_base.encode_text([hostile])[0], k=2) if h.item.text == hostile])
+        [item] = store.get(
+            [h.id for h in store.search(tiny_base.encode_text([hostile])[0], k=2) if h.item.text == hostile]
+        )
         assert item.metadata["owner"] == hostile and item.tags == [hostile]
 
 

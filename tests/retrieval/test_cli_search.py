@@ -210,3 +210,60 @@ def test_ask_says_a_failed_rerank_once_and_names_the_endpoint(rag, corpus, caplo
     assert not [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
     unreachable = rag("ask", "Where is the lighthouse?", "-k", "2", "--llm-base-url", url, "--llm-model", "m")
     assert unreachable.exit_code == 4 and f"cannot reach the LLM endpoint {url}" in unreachable.stdout
+
+
+@pytest.fixture(scope="module")
+def reranker_folder(tmp_path_factory: pytest.TempPathFactory):
+    from .tiny_reranker import build_reranker
+
+    return build_reranker(tmp_path_factory.mktemp("cross-encoder"))
+
+
+def test_search_with_a_cross_encoder_keeps_the_best_of_the_candidates(rag, reranker_folder, monkeypatch) -> None:
+    from rag.embeddings.cross_encoder import CrossEncoder
+    from rag.runtime import Runtime
+
+    folder = str(reranker_folder)
+    reranking = ("--reranker", folder, "--rerank-candidates", "20", "--json")
+    everything = rag("search", "-t", "rocky cliff", "-k", "20", *reranking)
+    assert everything.exit_code == 0, everything.output
+    results = json.loads(everything.stdout)["results"]
+    scores = [r["rerank_score"] for r in results]
+    assert len(results) > 5 and scores == sorted(scores, reverse=True)
+    float32 = Runtime(device="cpu", dtype="float32", batch_size=8, workers=1)
+    scorer = CrossEncoder.from_pretrained(folder, runtime=float32)
+    texts = [r["text"] or r["name"] for r in results]  # a picture without a caption is scored on its name
+    assert scores == pytest.approx(scorer.score("rocky cliff", texts), abs=1e-4)
+    assert all(r["score"] is not None and "rerank_score" not in r["metadata"] for r in results)
+
+    best = json.loads(rag("search", "-t", "rocky cliff", "-k", "3", *reranking).stdout)
+    assert [r["id"] for r in best["results"]] == [r["id"] for r in results[:3]]  # the top 3 of the same 20 candidates
+    monkeypatch.setenv("RAG_RERANKER", folder)
+    monkeypatch.setenv("RAG_RERANK_CANDIDATES", "20")
+    normalized = json.loads(rag("search", "-t", "rocky cliff", "-k", "3", "--rerank-normalize", "--json").stdout)
+    assert [r["id"] for r in normalized["results"]] == [r["id"] for r in results[:3]]
+    assert all(0 < r["rerank_score"] < 1 for r in normalized["results"])
+    table = rag("search", "-t", "rocky cliff", "-k", "3")
+    assert table.exit_code == 0 and "rerank" in table.stdout
+
+
+def test_a_model_that_is_not_a_reranker_is_refused_before_searching(rag, corpus, tmp_path, monkeypatch) -> None:
+    from .tiny_reranker import build_reranker
+
+    searched = []
+    monkeypatch.setattr(MilvusStore, "search", lambda self, *a, **k: searched.append(1))
+    two = build_reranker(tmp_path / "two-labels", labels=2)
+    result = rag("search", "-t", "rocky cliff", "--reranker", str(two))
+    assert result.exit_code == 2 and "2 labels" in " ".join(result.stderr.split()) and searched == []
+    missing = rag("ask", "where?", "--reranker", str(tmp_path / "nowhere"))
+    assert missing.exit_code == 2 and "--reranker" in missing.stderr and searched == []
+    no_text = rag("search", "--image", str(corpus.pictures[0]), "--reranker", str(two))
+    assert no_text.exit_code == 2 and "give --text" in no_text.stderr and searched == []
+
+
+def test_the_llm_rerank_keeps_its_old_flag(rag) -> None:
+    for spelled in ("--llm-rerank", "--rerank"):
+        result = rag("ask", "rocky cliff", "-k", "3", spelled, "2", "--json")
+        assert result.exit_code == 0, result.output
+        assert json.loads(result.stdout)["status"] == "no_llm"  # the rerank needs an LLM; the order is kept
+    assert "--llm-rerank" in rag("ask", "--help").stdout

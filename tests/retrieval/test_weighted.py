@@ -68,7 +68,7 @@ def test_a_weighted_score_is_the_documented_mix_of_normalised_scores(store, synt
 
 def test_each_signal_fetches_a_fixed_number_of_candidates_whatever_k(store, synthetic, monkeypatch) -> None:
     calls: list[dict[str, Any]] = []
-    client = store._client
+    client = store._core.client
     original = client.search
 
     def spy(*args: Any, **kwargs: Any) -> Any:

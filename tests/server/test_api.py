@@ -81,12 +81,13 @@ def make_client(settings: Settings, tiny_base) -> Iterator[Any]:
 
 def test_health_stats_and_openapi(client: TestClient, corpus: Corpus) -> None:
     assert client.get("/health").json() == {"status": "ok", "store": "ok", "device": "cpu", "dtype": "float32"}
+    assert client.get("/ready").json() == {"status": "ready"}
     stats = client.get("/api/stats").json()
     assert (stats["collection"], stats["count"], stats["dim"], stats["llm"]) == ("known", len(corpus.items), 64, None)
     assert (stats["uri"], stats["top_k"]) == (None, 10)  # the server's paths are its own
     assert stats["encoder_runtime"]["device"] == "cpu" and stats["encoder_runtime"]["reason"]
     schema = client.get("/openapi.json").json()
-    routes = {"/api/search", "/api/ask", "/api/ingest", "/api/ingest/{job_id}", "/api/stats", "/health"}
+    routes = {"/api/search", "/api/ask", "/api/ingest", "/api/ingest/{job_id}", "/api/stats", "/health", "/ready"}
     assert {*routes, "/api/items/{item_id}/image"} <= set(schema["paths"])
     scale = schema["components"]["schemas"]["SearchResponse"]["properties"]["score_scale"]["description"]
     assert all(name in scale for name in ("cosine", "weighted", "rrf"))
@@ -99,7 +100,11 @@ def test_the_api_docs_are_served_by_the_app(client: TestClient) -> None:
         page = client.get(url)
         assert page.status_code == 200 and script in page.text and "/openapi.json" in page.text
         assert "cdn" not in page.text and "https://" not in page.text  # nothing from elsewhere: the docs work offline
-    for name, kind in (("swagger-ui-bundle.js", "javascript"), ("swagger-ui.css", "text/css"), ("favicon.png", "image/png")):
+    for name, kind in (
+        ("swagger-ui-bundle.js", "javascript"),
+        ("swagger-ui.css", "text/css"),
+        ("favicon.png", "image/png"),
+    ):
         asset = client.get(f"/docs/assets/{name}")
         assert asset.status_code == 200 and kind in asset.headers["content-type"]
 
@@ -168,8 +173,14 @@ def test_blend_passes_through_to_one_store_search(client: TestClient, monkeypatc
     assert sources(found)[0] == "notes/0" and searched == [{"fused": 0.25, "bm25": 0.75}]
     assert body["blend"] == {"weights": {"fused": 0.25, "bm25": 0.75}, "fusion": "weighted", "tuned": False}
     assert body["score_scale"] == "weighted" and all(0.2 <= r["score"] < 1 for r in body["results"])
-    asked = client.post("/api/ask", data={"text": "which lamp?", "blend": "image,bm25", "fusion": "rrf", "top_k": 2}).json()
-    assert asked["blend"]["fusion"] == "rrf" and asked["score_scale"] == "rrf" and searched[-1] == {"image": 0.5, "bm25": 0.5}
+    asked = client.post(
+        "/api/ask", data={"text": "which lamp?", "blend": "image,bm25", "fusion": "rrf", "top_k": 2}
+    ).json()
+    assert (
+        asked["blend"]["fusion"] == "rrf"
+        and asked["score_scale"] == "rrf"
+        and searched[-1] == {"image": 0.5, "bm25": 0.5}
+    )
     plain = search(client, text="anything", blend="").json()
     assert plain["blend"] is None and plain["score_scale"] == "cosine"
     assert len(plain["results"]) == 10  # RAG_TOP_K, as for `rag search`
@@ -288,7 +299,7 @@ def test_image_route_refuses_text_only_items(client: TestClient, corpus: Corpus)
 
 
 def test_token_is_checked_on_every_api_route(make_client: Any, corpus: Corpus) -> None:
-    client = make_client(server_token="s3cret-token")
+    client = make_client(server_token="s3cret-token", server_auth_max_failures=100)
     item = corpus.items["lighthouse"].id
     calls = [
         ("get", "/api/stats", {}),
@@ -335,7 +346,7 @@ def test_upload_size_and_pixel_limits(make_client: Any, settings: Settings) -> N
         assert response.status_code == status and message in response.json()["message"], response.text
     too_big = client.post("/api/search", data={"text": "x" * 30_000})
     assert too_big.status_code == 413 and too_big.json()["message"].endswith("bytes, over the 20000-byte limit")
-    chunks = iter([b"--b\r\nContent-Disposition: form-data; name=\"text\"\r\n\r\n"] + [b"x" * 1000] * 30)
+    chunks = iter([b'--b\r\nContent-Disposition: form-data; name="text"\r\n\r\n'] + [b"x" * 1000] * 30)
     streamed = client.post("/api/search", content=chunks, headers={"content-type": "multipart/form-data; boundary=b"})
     assert streamed.status_code == 413 and streamed.json()["message"] == "the request body is over the 20000-byte limit"
     ingest = client.post("/api/ingest", files=[("files", ("big.png", noisy.getvalue(), "image/png"))])
@@ -354,7 +365,12 @@ def test_errors_are_json_with_a_clear_message(client: TestClient, settings: Sett
         (search(client, text="x", filter="tags"), 400, "bad_request", "write key=value pairs"),
         (search(client, text="x", filter='{"tags": {"~": 1}}'), 400, "bad_request", "unknown filter operator"),
         (search(client, text="  "), 400, "bad_request", "neither text (the text field) nor an image (the image field)"),
-        (search(client, mode="text-to-text", image=png_bytes()), 400, "bad_request", "needs query text (the text field)"),
+        (
+            search(client, mode="text-to-text", image=png_bytes()),
+            400,
+            "bad_request",
+            "needs query text (the text field)",
+        ),
         (search(client, text="x", mode="image-to-image"), 400, "bad_request", "needs a query image (the image field)"),
         (client.post("/api/ask", data={"text": ""}), 422, "invalid_request", "text"),
         (client.get("/api/ingest/unknown"), 404, "not_found", "no ingest job"),
@@ -404,8 +420,12 @@ def test_ingest_uploads_in_the_background(make_client: Any, tmp_path: Path) -> N
     assert kinds == [("missing_caption", "upload:photo 2.png"), ("not_an_image", "upload:notes.bin")]
 
     uploads = tmp_path / "data" / "uploads"
-    saved = sorted(p.name for p in uploads.iterdir())
-    assert len(saved) == 6 and all(len(Path(name).stem) == 32 for name in saved)  # 3 images + 3 sidecars
+    saved = sorted(p.relative_to(uploads).as_posix() for p in uploads.rglob("*.*"))
+    folders = {Path(name).parent.name for name in saved}
+    assert len(folders) == 3 and all(len(folder) == 8 for folder in folders)  # one folder per file name
+    assert sorted(Path(name).name for name in saved) == sorted(
+        f"photo {i}.{s}" for i in range(3) for s in ("json", "png")
+    )
     assert not (tmp_path / "photo 0.png").exists()
 
     found = client.post("/api/search", data={"text": "x", "filter": '{"tags": "upload"}'}).json()["results"]
@@ -427,7 +447,7 @@ def test_ingest_uploads_in_the_background(make_client: Any, tmp_path: Path) -> N
     assert [j["id"] for j in client.get("/api/ingest").json()][0] == recaptioned["id"]
     assert client.get("/api/stats").json()["count"] == 3
 
-    for path in uploads.glob("*.png"):
+    for path in uploads.rglob("*.png"):
         path.unlink()
     gone = client.get(found[0]["image_url"])
     assert gone.status_code == 404 and "gone from this server" in gone.json()["message"]
@@ -465,7 +485,11 @@ def test_ingest_a_manifest_confined_to_the_upload_folder(make_client: Any, tmp_p
     job = wait_for(client, accepted.json()["id"])
     assert (job["status"], job["added"], job["skipped"]) == ("done", 2, 3)
     assert sorted(p["kind"] for p in job["problems"]) == ["bad_reference", "bad_reference", "url_disabled"]
-    assert sorted(p["source"] for p in job["problems"]) == ["upload:rows.jsonl:3", "upload:rows.jsonl:4", "upload:rows.jsonl:5"]
+    assert sorted(p["source"] for p in job["problems"]) == [
+        "upload:rows.jsonl:3",
+        "upload:rows.jsonl:4",
+        "upload:rows.jsonl:5",
+    ]
     assert str(tmp_path / "data") not in json.dumps(job)  # where the server keeps uploads is its own business
     assert client.get("/api/stats").json()["count"] == 2
     [picture] = client.post("/api/search", data={"text": "x", "mode": "text-to-multimodal"}).json()["results"]

@@ -137,7 +137,9 @@ def test_search_page_shows_thumbnails_for_a_composed_query(browser, samples_serv
     wait.until(lambda d: d.find_element(By.ID, "answer-text").text)
     wait.until(lambda d: d.execute_script(LOADED_THUMBNAILS) == 4)
     answer = driver.find_element(By.ID, "answer-text").text
-    assert answer.startswith("No LLM is configured") and answer.splitlines()[1].startswith("[1] shapes-red-circle.png: ")
+    assert answer.startswith("No LLM is configured") and answer.splitlines()[1].startswith(
+        "[1] shapes-red-circle.png: "
+    )
     assert str(SAMPLES) not in driver.find_element(By.TAG_NAME, "body").text  # names, not the server's paths
     screenshot(driver, "ask-page.png")
 
@@ -178,7 +180,11 @@ def test_the_api_docs_work_offline(browser, samples_server: str) -> None:
     driver.get(samples_server + "/docs")
     assert driver.execute_async_script(CDN_FETCH) == "unreachable"  # the browser really is offline
     wait = WebDriverWait(driver, 20)
-    wait.until(lambda d: "mmrag" in d.execute_script("return document.querySelector('.swagger-ui .info .title')?.textContent || ''"))
+    wait.until(
+        lambda d: (
+            "mmrag" in d.execute_script("return document.querySelector('.swagger-ui .info .title')?.textContent || ''")
+        )
+    )
     paths = {e.text for e in driver.find_elements(By.CSS_SELECTOR, ".opblock-summary-path")}
     assert {"/api/search", "/api/ask", "/api/stats"} <= paths, paths
     screenshot(driver, "docs-offline.png")
@@ -301,7 +307,9 @@ def text_server(settings: Settings, tiny_base) -> Iterator[str]:
     items = [
         KnowledgeItem.create(source=f"/srv/docs/{CHUNK[0]}", text=CHUNK[1]),  # named by its file name and anchor
         KnowledgeItem.create(
-            source=str(picture), text="a red circle", image=ImageRef(uri=str(picture), mime_type="image/png"),
+            source=str(picture),
+            text="a red circle",
+            image=ImageRef(uri=str(picture), mime_type="image/png"),
             image_bytes=picture.read_bytes(),
         ),
     ]

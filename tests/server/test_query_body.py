@@ -92,3 +92,23 @@ def test_one_declaration_reaches_the_cli_help_and_the_openapi_schema(client: Tes
         *(info.alias or field for field, info in QueryOptions.model_fields.items()),
         "text",
     }
+
+
+def test_a_request_names_only_the_servers_own_reranker(
+    client: TestClient, settings: Settings, tiny_base, tmp_path
+) -> None:
+    from rag.server import create_app
+    from tests.retrieval.tiny_reranker import build_reranker
+
+    refused = client.post("/api/search", json={"text": "lamp", "reranker": "/etc"})
+    assert refused.status_code == 400 and "reranker: this server reranks with none" in refused.json()["message"]
+    folder = str(build_reranker(tmp_path / "reranker"))
+    reranking = settings.model_copy(update={"reranker": folder, "rerank_candidates": 8})
+    with TestClient(create_app(reranking, encoder=tiny_base)) as own:
+        body = own.post("/api/search", json={"text": "lamp", "top_k": 3}).json()
+        scores = [r["rerank_score"] for r in body["results"]]
+        assert len(scores) == 3 and None not in scores and scores == sorted(scores, reverse=True)
+        named = own.post("/api/search", json={"text": "lamp", "top_k": 3, "reranker": folder})
+        assert [r["id"] for r in named.json()["results"]] == [r["id"] for r in body["results"]]
+        other = own.post("/api/search", json={"text": "lamp", "reranker": "BAAI/bge-reranker-base"})
+        assert other.status_code == 400 and f"only its own, {folder}" in other.json()["message"]

@@ -26,17 +26,25 @@ def _env() -> dict[str, str]:
     tiny = parity_dir("base")
     env = {name: value for name, value in os.environ.items() if not name.startswith("RAG_")}
     env.update(
-        PYTHONPATH=str(ROOT), COLUMNS="300", RAG_WEIGHTS=str(tiny / "weights.pth"),
-        RAG_TEXT_MODEL=str(tiny / "text_model"), RAG_VISION_CONFIG=str(tiny / "vision_config.json"),
-        RAG_MILVUS_LITE_IDLE="3", RAG_KEEP_WARM="0",
+        PYTHONPATH=str(ROOT),
+        COLUMNS="300",
+        RAG_WEIGHTS=str(tiny / "weights.pth"),
+        RAG_TEXT_MODEL=str(tiny / "text_model"),
+        RAG_VISION_CONFIG=str(tiny / "vision_config.json"),
+        RAG_MILVUS_LITE_IDLE="3",
+        RAG_KEEP_WARM="0",
     )
     return env
 
 
 def _rag(cwd: Path, *args: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [sys.executable, "-m", "rag.cli", *args], cwd=cwd, env=_env(), text=True,
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        [sys.executable, "-m", "rag.cli", *args],
+        cwd=cwd,
+        env=_env(),
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
     )
 
 
@@ -44,7 +52,7 @@ def _serving(url: str, server: subprocess.Popen[str], within: float = 180.0) -> 
     deadline = time.monotonic() + within
     while time.monotonic() < deadline and server.poll() is None:
         try:
-            if httpx.get(f"{url}/health", timeout=5).status_code == 200:
+            if httpx.get(f"{url}/ready", timeout=5).status_code == 200:
                 return
         except httpx.HTTPError:
             pass

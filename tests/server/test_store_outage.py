@@ -1,4 +1,4 @@
-"""When the store goes away: the server says so (``/health`` and searches answer 503) and serves again once the
+"""When the store goes away: the server says so (``/ready`` and searches answer 503) and serves again once the
 store is back, though the restarted store holds the collection released; an ingest whose store dies exits 5 with one
 paragraph, and a re-run ends with the exact count. Over http (a standalone ``milvus-lite server``) and on the
 default store (a Milvus Lite folder, whose shared server a killed one is replaced by)."""
@@ -66,11 +66,12 @@ def own_server(tmp_path: Path) -> Iterator[MilvusLiteServer]:
     server.stop()
 
 
-def _until_healthy(client: TestClient, within: float = 60.0) -> Any:
+def _until(client: TestClient, path: str, store: str, within: float = 60.0) -> Any:
+    """``path``'s reply once ``/health`` reports the store ``store`` (the probe asks it every 2 s)."""
     deadline = time.monotonic() + within
-    while (health := client.get("/health")).status_code != 200 and time.monotonic() < deadline:
+    while client.get("/health").json()["store"] != store and time.monotonic() < deadline:
         time.sleep(0.2)
-    return health
+    return client.get(path)
 
 
 def _sources(response: Any) -> list[str]:
@@ -86,14 +87,15 @@ def test_serve_reports_a_dead_store_and_serves_again_after_its_restart(own_serve
         assert client.get("/health").json()["store"] == "ok"
 
         own_server.kill()
-        down = client.get("/health")
-        assert down.status_code == 503 and down.json()["error"] == "store_unavailable"
-        assert "cannot be reached" in down.json()["message"] and own_server.uri not in down.json()["message"]
+        down = _until(client, "/ready", "unavailable")
+        assert down.status_code == 503 and down.json()["message"] == "the Milvus store cannot be reached"
+        assert client.get("/health").status_code == 200  # alive, and says so at once
         failed = client.post("/api/search", data={"text": LIGHTHOUSE})
         assert failed.status_code == 503 and "cannot be reached" in failed.json()["message"]
+        assert own_server.uri not in failed.text and failed.headers["retry-after"] == "2"
 
         own_server.start()  # the same folder and port: every collection comes back released
-        assert _until_healthy(client).status_code == 200
+        assert _until(client, "/ready", "ok").status_code == 200
         assert _sources(client.post("/api/search", data={"text": LIGHTHOUSE, "top_k": "5"})) == before
         assert client.get("/api/stats").json()["count"] == len(corpus.items)
 
@@ -123,9 +125,15 @@ def _rag(tmp_path: Path, uri: str, *args: str, kill: str | None = None) -> subpr
     tiny = parity_dir("base")
     env = {name: value for name, value in os.environ.items() if not name.startswith("RAG_")}
     env.update(
-        PYTHONPATH=str(ROOT), COLUMNS="300", RAG_MILVUS_URI=uri, RAG_DATA_DIR=str(tmp_path / "data"),
-        RAG_WEIGHTS=str(tiny / "weights.pth"), RAG_TEXT_MODEL=str(tiny / "text_model"),
-        RAG_VISION_CONFIG=str(tiny / "vision_config.json"), RAG_MILVUS_TIMEOUT="10", RAG_MILVUS_LITE_IDLE="3",
+        PYTHONPATH=str(ROOT),
+        COLUMNS="300",
+        RAG_MILVUS_URI=uri,
+        RAG_DATA_DIR=str(tmp_path / "data"),
+        RAG_WEIGHTS=str(tiny / "weights.pth"),
+        RAG_TEXT_MODEL=str(tiny / "text_model"),
+        RAG_VISION_CONFIG=str(tiny / "vision_config.json"),
+        RAG_MILVUS_TIMEOUT="10",
+        RAG_MILVUS_LITE_IDLE="3",
     )
     command = [sys.executable, "-c", KILLING_INGEST, kill, "1", *args] if kill else [sys.executable, "-m", "rag.cli"]
     command += [] if kill else list(args)
@@ -140,8 +148,17 @@ def _count(uri: str) -> int:
 def test_an_ingest_whose_store_dies_exits_5_and_a_rerun_ends_with_the_exact_count(own_server, tmp_path) -> None:
     folder = _folder(tmp_path / "corpus", ITEMS)
     assert own_server.process is not None
-    killed = _rag(tmp_path, own_server.uri, "ingest", str(folder), "-c", "kb", "--batch-size", "4",
-                  kill=str(own_server.process.pid))
+    killed = _rag(
+        tmp_path,
+        own_server.uri,
+        "ingest",
+        str(folder),
+        "-c",
+        "kb",
+        "--batch-size",
+        "4",
+        kill=str(own_server.process.pid),
+    )
     assert killed.returncode == 5, killed.stderr
     message = " ".join(killed.stderr.split())
     assert "Traceback" not in killed.stderr and "MilvusException" not in killed.stderr

@@ -1,15 +1,17 @@
-"""The ``/api`` routes, one module per concern; every route asks for the bearer token when one is set."""
+"""The ``/api`` routes, one module per concern; the auth middleware checks each request's token first."""
 
 from __future__ import annotations
 
 from fastapi import APIRouter, Depends
 
+from ..auth import tokens_router
 from . import ingest, items, search
-from .deps import authorize
+from .deps import bearer
 
 
 def api_router() -> APIRouter:
-    api = APIRouter(dependencies=[Depends(authorize)])
+    api = APIRouter(dependencies=[Depends(bearer)])  # documents the header; ``auth`` checks it
     for module in (search, ingest, items):
         api.include_router(module.router)
+    api.include_router(tokens_router)
     return api

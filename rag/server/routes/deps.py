@@ -1,24 +1,27 @@
-"""What the routes share: the service, the settings, the token check, and reading an upload within its limit."""
+"""What the routes share: the service, the settings, the bearer header's documentation, and reading an upload
+within its limit."""
 
 from __future__ import annotations
 
-import secrets
 from typing import Annotated
 
-from fastapi import Depends, Request, status
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi import Depends, Request
+from fastapi.security import HTTPBearer
 from starlette.datastructures import UploadFile as StarletteUpload
-from starlette.exceptions import HTTPException
 
 from rag.settings import Settings
 
 from ..service import Service, UploadError
 
-_bearer = HTTPBearer(auto_error=False, description="Needed when the server has a token (RAG_SERVER_TOKEN / --token).")
+#: Only documents the header (``rag.server.auth`` checks it before any route runs).
+bearer = HTTPBearer(
+    auto_error=False, description="Needed when the server has tokens (`rag tokens add`, RAG_SERVER_TOKEN / --token)."
+)
 
 
 def _service(request: Request) -> Service:
-    return request.app.state.service
+    """The service; 503 (``not_ready``) while the server starts."""
+    return request.app.state.startup.require()
 
 
 def _settings(request: Request) -> Settings:
@@ -27,20 +30,6 @@ def _settings(request: Request) -> Settings:
 
 ServiceDep = Annotated[Service, Depends(_service)]
 SettingsDep = Annotated[Settings, Depends(_settings)]
-
-
-def authorize(
-    settings: SettingsDep, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
-) -> None:
-    if settings.server_token is None:
-        return
-    token = settings.server_token.get_secret_value()
-    if credentials is None or not secrets.compare_digest(credentials.credentials.encode(), token.encode()):
-        raise HTTPException(
-            status.HTTP_401_UNAUTHORIZED,
-            "this server needs a bearer token: send the header 'Authorization: Bearer <token>'",
-            headers={"WWW-Authenticate": "Bearer"},
-        )
 
 
 def read_upload(upload: StarletteUpload, max_bytes: int) -> bytes:

@@ -8,6 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, File, Form, Response, UploadFile, status
 from starlette.exceptions import HTTPException
 
+from ..auth import AuditDep, PrincipalDep, audited_ingest
 from ..jobs import IngestJob
 from ..models import ErrorBody
 from ..service import DOCUMENT_SUFFIXES, UploadError
@@ -20,6 +21,8 @@ router = APIRouter(tags=["ingest"])
 def ingest(
     service: ServiceDep,
     settings: SettingsDep,
+    who: PrincipalDep,
+    audit: AuditDep,
     response: Response,
     files: Annotated[
         list[UploadFile],
@@ -45,7 +48,13 @@ def ingest(
             manifests.append((name, read_upload(upload, max_bytes)))
         else:
             images.append((name, read_upload(upload, max_bytes), captions[index] if captions else ""))
-    job = service.submit_ingest(images, manifests, [t.strip() for t in tags.split(",") if t.strip()])
+    received = [name for name, *_ in images] + [name for name, _ in manifests]
+    job = service.submit_ingest(
+        images,
+        manifests,
+        [t.strip() for t in tags.split(",") if t.strip()],
+        on_done=audited_ingest(audit, who, received),
+    )
     response.headers["Location"] = f"/api/ingest/{job.id}"
     return job
 

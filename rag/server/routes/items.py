@@ -8,6 +8,9 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 from fastapi.responses import FileResponse
 
+from rag.access import Scope
+
+from ..auth import AuditDep, PrincipalDep
 from ..models import DeletedItems, ErrorBody, ServerStats
 from .deps import ServiceDep, SettingsDep
 
@@ -15,19 +18,23 @@ router = APIRouter()
 
 
 @router.get("/stats", tags=["service"])
-def stats(service: ServiceDep, settings: SettingsDep) -> ServerStats:
+def stats(service: ServiceDep, settings: SettingsDep, who: PrincipalDep) -> ServerStats:
     """Item count, vector size and encoder of the collection, and the LLM in use."""
     llm = service.llm.metadata.model_name if service.llm is not None else None
     data = service.stats().model_dump()
     if not settings.server_show_paths:
         data["uri"] = None
     runtime = service.encoder.runtime.to_dict()
-    return ServerStats(**data, llm=llm, encoder_runtime=runtime, top_k=settings.top_k, can_delete=True)
+    writer = who.scope.allows(Scope.WRITE)
+    access = {"scope": who.scope.value, "tenant": who.tenant, "can_upload": writer, "can_delete": writer}
+    return ServerStats(**data, llm=llm, encoder_runtime=runtime, top_k=settings.top_k, **access)
 
 
 @router.delete("/items", tags=["items"], responses={400: {"model": ErrorBody}})
 def delete_items(
     service: ServiceDep,
+    who: PrincipalDep,
+    audit: AuditDep,
     filters: Annotated[
         list[str],
         Query(
@@ -39,7 +46,9 @@ def delete_items(
 ) -> DeletedItems:
     """Delete the items the filter matches (the files they came from are kept); returns how many were deleted.
     Needs the same authorisation as ingestion."""
-    return DeletedItems(deleted=service.delete(filters))
+    deleted = service.delete(filters)
+    audit.record("delete", who, filter=filters, deleted=deleted)
+    return DeletedItems(deleted=deleted)
 
 
 @router.get(

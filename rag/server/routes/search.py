@@ -17,6 +17,7 @@ from rag.answer import AnswerResponse, StreamingAnswerResponse
 from rag.retrieval import Evidence, Mode, MultimodalRetriever, merged_count
 from rag.settings import Settings
 
+from ..auth import AuditDep, PrincipalDep
 from ..conversations import Conversation
 from ..models import AskRequest, AskResponse, BlendUsed, CitedResult, Result, SearchRequest, SearchResponse, TokenEvent
 from .body import Query, openapi_body, query_body
@@ -28,7 +29,9 @@ AskBody = Annotated[Query[AskRequest], Depends(query_body(AskRequest))]
 
 
 @router.post("/search", openapi_extra=openapi_body(SearchRequest))
-def search(service: ServiceDep, settings: SettingsDep, body: SearchBody) -> SearchResponse:
+def search(
+    service: ServiceDep, settings: SettingsDep, body: SearchBody, who: PrincipalDep, audit: AuditDep
+) -> SearchResponse:
     """Items for a text, an image, or both (a composed query), best first.
 
     The options come as a JSON body, or as form fields with the query image as the file ``image``."""
@@ -37,6 +40,7 @@ def search(service: ServiceDep, settings: SettingsDep, body: SearchBody) -> Sear
     upload = read_upload(body.image, settings.server_max_upload_bytes) if body.image else None
     with service.query_image(upload) as path:
         used, blended, found = service.search(QueryBundle(request.text, image_path=path), retriever)
+    audit.record("search", who, text=request.text, image=upload is not None, results=len(found))
     return SearchResponse(
         **_searched(used, blended, retriever, found),
         results=[Result(**_shown(e, settings).model_dump(), image_url=_image_url(e)) for e in found],
@@ -44,7 +48,7 @@ def search(service: ServiceDep, settings: SettingsDep, body: SearchBody) -> Sear
 
 
 @router.post("/ask", openapi_extra=openapi_body(AskRequest))
-def ask(service: ServiceDep, settings: SettingsDep, body: AskBody) -> AskResponse:
+def ask(service: ServiceDep, settings: SettingsDep, body: AskBody, who: PrincipalDep, audit: AuditDep) -> AskResponse:
     """An answer citing the retrieved items; without an LLM (RAG_LLM_MODEL), the ranked evidence.
 
     The options come as a JSON body, or as form fields with the query image as the file ``image``."""
@@ -56,6 +60,7 @@ def ask(service: ServiceDep, settings: SettingsDep, body: AskBody) -> AskRespons
         used, blended, response = service.ask(
             QueryBundle(request.text, image_path=path), retriever, request, history=history, conversation=conversation
         )
+    audit.record("ask", who, text=request.text, image=upload is not None, citations=len(response.citations))
     return _asked(used, blended, retriever, response, settings, conversation)
 
 
@@ -70,8 +75,11 @@ class _Streaming:
     conversation: Conversation | None = None
 
 
-def _streaming(service: ServiceDep, settings: SettingsDep, body: AskBody) -> _Streaming:
+def _streaming(
+    service: ServiceDep, settings: SettingsDep, body: AskBody, who: PrincipalDep, audit: AuditDep
+) -> _Streaming:
     request = body.options
+    audit.record("ask", who, text=request.text, image=body.image is not None, stream=True)
     retriever = service.retriever(request)
     upload = read_upload(body.image, settings.server_max_upload_bytes) if body.image else None
     # The pictures are read into the LLM's requests (condensing, answering) before these files go.

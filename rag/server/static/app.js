@@ -8,6 +8,22 @@ function token() {
   return sessionStorage.getItem("rag-token") || "";
 }
 
+// A token handed over in the address (the URL `rag serve` prints: /#token=...) is kept for this tab's session
+// and taken out of the address bar and its history.
+function adoptTokenFromAddress() {
+  const given = new URLSearchParams(location.hash.slice(1)).get("token");
+  if (!given) return;
+  sessionStorage.setItem("rag-token", given);
+  history.replaceState(null, "", location.pathname + location.search);
+}
+
+// What the token allows, in a few words ("" when nothing is held back).
+function describeAccess(stats) {
+  const allowed = { read: "read-only: search, ask and view", write: "may add and delete items", admin: "" };
+  const parts = [allowed[stats.scope] || "", stats.tenant ? `tenant ${stats.tenant}` : ""];
+  return parts.filter(Boolean).join(" · ");
+}
+
 function headers() {
   return token() ? { Authorization: `Bearer ${token()}` } : {};
 }
@@ -90,6 +106,9 @@ async function loadStats() {
     $("stats").textContent = `${stats.collection} · ${stats.count} items · ${stats.encoder.variant} · ${llm}`;
     $("top-k").placeholder = String(stats.top_k);
     state.canDelete = Boolean(stats.can_delete);
+    $("upload-box").hidden = !stats.can_upload;
+    $("access").textContent = describeAccess(stats);
+    $("token-box").hidden = !token();
   } catch (error) {
     $("stats").textContent = error.message;
   }
@@ -387,8 +406,35 @@ async function run(kind) {
   }
 }
 
+// -- adding files ----------------------------------------------------------------------------------
+
+async function upload(files) {
+  if (!files.length) return;
+  const form = new FormData();
+  for (const file of files) form.append("files", file);
+  setStatus(`Adding ${files.length} file(s)…`);
+  try {
+    let job = await call("/api/ingest", form);
+    while (job.status === "queued" || job.status === "running") {
+      await new Promise((resolve) => setTimeout(resolve, 500));
+      job = await call(`/api/ingest/${encodeURIComponent(job.id)}`);
+    }
+    const listed = job.problems.map((p) => `${p.source}: ${p.reason}`).join("; ");
+    const problems = job.problem_count ? ` · ${job.problem_count} problem(s): ${listed}` : "";
+    setStatus(`${job.status}: ${job.added} item(s) added, ${job.unchanged} unchanged${problems}`, job.status !== "done");
+    loadStats();
+  } catch (error) {
+    setStatus(error.message, true);
+  }
+}
+
 document.addEventListener("DOMContentLoaded", () => {
+  adoptTokenFromAddress();
   $("token").value = token();
+  $("upload").addEventListener("change", (event) => {
+    upload([...event.target.files]);
+    event.target.value = "";
+  });
   $("token").addEventListener("change", (event) => {
     sessionStorage.setItem("rag-token", event.target.value.trim());
     loadStats();

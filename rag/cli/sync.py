@@ -1,0 +1,109 @@
+"""``rag ingest --prune`` (with ``--dry-run`` and ``--yes``): the steps before and after the ingest run itself."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+import typer
+from rich.markup import escape
+
+from rag.cli.common import ExitCode, checked, console, fail, store_options
+
+if TYPE_CHECKING:
+    from connectors.milvus import MilvusStore
+    from rag.ingest import IngestReport
+    from rag.ingest.ledger import SourceResult
+    from rag.ingest.sync import Preview, Pruning
+    from rag.settings import Settings
+
+
+def begin_prune(
+    settings: Settings,
+    sources: list[str],
+    found: bool,
+    results: Iterator[SourceResult],
+    *,
+    yes: bool,
+    dry_run: bool,
+    as_json: bool,
+) -> tuple[Pruning, Iterator[SourceResult]]:
+    """List what is stored in scope (before any model loads), apply the safety valve to the files already gone,
+    and stop here for ``--dry-run`` or when the sources hold no item; else the prune and the results to ingest."""
+    from rag.ingest.sync import PruneRefusedError, Pruning, preview, prune
+
+    store = _existing_store(settings)
+    try:
+        pruning = checked(lambda: Pruning(store, sources, yes=yes))
+        stored = pruning.stored
+        if dry_run:
+            _print_preview(preview(results, store, stored), settings.collection, as_json)
+            raise typer.Exit(ExitCode.OK)
+        try:
+            pruning.check_before(found)
+        except PruneRefusedError as e:
+            raise fail(str(e), ExitCode.NO_ITEMS) from e
+        if not found and store is not None and stored.count:  # --yes: the sources are empty, and so is the scope
+            deleted = checked(lambda: prune(store, stored.ids))
+            message = f"pruned {deleted} item(s) of {len(stored.ids)} file(s): {', '.join(sources)} gave no items"
+            _print_done(as_json, settings.collection, deleted, message)
+            raise typer.Exit(ExitCode.OK)
+    finally:
+        if store is not None:
+            store.close()
+    return pruning, pruning.watch(results)
+
+
+def finish_prune(pruning: Pruning | None, store: MilvusStore, report: IngestReport) -> str | None:
+    """After the run: delete the items of the sources gone (in ``report.removed``); why it refused to, or None."""
+    from rag.ingest.sync import PruneRefusedError
+
+    if pruning is None:
+        return None
+    try:
+        pruning.finish(store, report)
+    except PruneRefusedError as e:
+        return str(e)
+    return None
+
+
+def _existing_store(settings: Settings) -> MilvusStore | None:
+    """The collection opened without an encoder, or None when it does not exist yet (nothing to prune)."""
+    from connectors.milvus import CollectionNotFoundError, MilvusStore
+
+    def opened() -> MilvusStore | None:
+        try:
+            return MilvusStore.open(
+                settings.milvus_uri,
+                settings.collection,
+                create=False,
+                token=settings.milvus_token_value,
+                options=store_options(settings),
+            )
+        except CollectionNotFoundError:  # no database or no collection yet
+            return None
+
+    return checked(opened)
+
+
+def _print_preview(outcome: Preview, collection: str, as_json: bool) -> None:
+    summary = {**outcome.summary(), "collection": collection}
+    if as_json:
+        print(json.dumps(summary))
+        return
+    console.print(f"dry run: nothing was written to {escape(repr(collection))}")
+    for label, sources in (("add", outcome.added), ("replace", outcome.replaced), ("delete", outcome.deleted)):
+        for source in sources:
+            console.print(f"  would {label} {escape(source)}")
+    console.print(
+        f"{len(outcome.added)} to add, {len(outcome.replaced)} to replace, {len(outcome.unchanged)} unchanged, "
+        f"{len(outcome.deleted)} to delete ({outcome.items_deleted} item(s))"
+    )
+
+
+def _print_done(as_json: bool, collection: str, deleted: int, message: str) -> None:
+    if as_json:
+        print(json.dumps({"collection": collection, "added": 0, "removed": deleted, "pruned": True}))
+    else:
+        console.print(escape(message))

@@ -1,0 +1,221 @@
+"""A collection as a mirror of the sources named: what a prune may touch, what it would delete, the safety valve.
+
+``rag ingest SOURCES --prune`` ingests as usual (new files encoded, changed ones replaced, the new versions written
+before the old are deleted) and then deletes the stored items of files that are gone. Its scope is the sources
+named, by the absolute ``source`` every item stores: the folders (every stored path under them) and the files,
+manifests and URLs (exactly those stored paths). Items of other folders, of uploads, or listed by another manifest
+are never touched. Deleting comes last, after every new item is written, so a run killed at any moment leaves each
+file at its old state or its new one, and the next run converges.
+
+A file counts as gone when this run read nothing of it: no item, and no error that says it is still there but
+unreadable (a broken file keeps its older items, as a plain ingest keeps them). The stored sources in scope are
+listed once before the run, one pass over the rows per folder named (``MilvusStore.sources_within``).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from connectors.milvus.store import MilvusStore
+from rag.errors import RagError
+from rag.items import KnowledgeItem, Severity, SourceError
+
+from .ledger import SourceResult
+from .report import IngestReport
+
+#: More than this share of the scoped items deleted by one prune needs ``--yes``.
+MAX_DELETE_SHARE = 0.5
+
+
+class PruneRefusedError(RagError, RuntimeError):
+    """A prune that would delete too much (nothing read, or more than half of the items in scope); nothing was
+    deleted. ``deleting`` and ``scoped`` count items."""
+
+    def __init__(self, message: str, deleting: int, scoped: int) -> None:
+        super().__init__(message)
+        self.deleting = deleting
+        self.scoped = scoped
+
+
+def _is_url(source: str) -> bool:
+    return source.lower().startswith(("http://", "https://"))
+
+
+@dataclass(frozen=True)
+class Scope:
+    """What a prune of these sources may touch: stored paths under ``folders``, and the stored paths ``files``."""
+
+    folders: tuple[str, ...]
+    files: tuple[str, ...]
+
+    @classmethod
+    def of(cls, sources: Sequence[str | os.PathLike[str]]) -> Scope:
+        """The scope of the sources as given on the command line: each local path both as written (absolute) and
+        resolved (readers store one or the other); URLs as they are."""
+        folders: list[str] = []
+        files: list[str] = []
+        for given in (os.fspath(source) for source in sources):
+            if _is_url(given):
+                files.append(given)
+                continue
+            path = Path(given).expanduser()
+            forms = list(dict.fromkeys([str(path.absolute()), str(path.resolve())]))
+            (folders if path.is_dir() else files).extend(forms)
+        return cls(tuple(dict.fromkeys(folders)), tuple(dict.fromkeys(files)))
+
+    def covers(self, source: str) -> bool:
+        return source in self.files or any(source.startswith(folder.rstrip("/") + "/") for folder in self.folders)
+
+
+@dataclass
+class Stored:
+    """The stored items in a scope, by stored path (listed once, before the run)."""
+
+    scope: Scope
+    ids: dict[str, set[str]]
+
+    @classmethod
+    def list(cls, store: MilvusStore, scope: Scope) -> Stored:
+        return cls(scope, store.sources_within(scope.folders, scope.files))
+
+    @property
+    def count(self) -> int:
+        return sum(map(len, self.ids.values()))
+
+    def missing(self) -> dict[str, set[str]]:
+        """The stored local paths whose file no longer exists (known before reading anything)."""
+        return {source: ids for source, ids in self.ids.items() if not _is_url(source) and not Path(source).exists()}
+
+
+@dataclass
+class Seen:
+    """What a run read, source by source: pass the results through :meth:`watch`."""
+
+    items: set[str] = field(default_factory=set)  # sources that gave an item
+    broken: set[str] = field(default_factory=set)  # sources of errors (a file there, but unreadable), and their files
+
+    def watch(self, results: Iterable[SourceResult]) -> Iterator[SourceResult]:
+        for result in results:
+            if isinstance(result, KnowledgeItem):
+                self.items.add(result.source)
+            elif isinstance(result, SourceError) and result.severity is Severity.ERROR:
+                where = result.source
+                self.broken.update((where, where.split("#", 1)[0], where.rsplit(":", 1)[0]))  # a page, a line
+            yield result
+
+    def read(self, source: str) -> bool:
+        """Whether this run read ``source``: an item of it, or an error about it or a part of it."""
+        return source in self.items or source in self.broken
+
+
+def gone(stored: Stored, seen: Seen) -> dict[str, set[str]]:
+    """The stored sources in scope that the run did not read: their files are gone (or no longer read)."""
+    return {source: ids for source, ids in stored.ids.items() if not seen.read(source)}
+
+
+def check(deleting: int, scoped: int, *, found_items: bool, yes: bool, sources: Sequence[str]) -> None:
+    """The safety valve (rsync's ``--max-delete``): refuse a prune when the sources gave no item at all (an
+    unmounted disk, a typo), or when it would delete more than half of the items in scope; ``yes`` lets it go."""
+    if yes or deleting == 0:
+        return
+    named = ", ".join(map(str, sources))
+    if not found_items:
+        raise PruneRefusedError(
+            f"refusing to prune: {named} gave no items, so all {deleting} stored item(s) under it would be deleted "
+            "(an unmounted disk or a mistyped path?). Nothing was deleted; add --yes if that is what you want",
+            deleting,
+            scoped,
+        )
+    if deleting > MAX_DELETE_SHARE * scoped:
+        raise PruneRefusedError(
+            f"refusing to prune: {deleting} of the {scoped} stored item(s) under {named} would be deleted, more than "
+            f"{MAX_DELETE_SHARE:.0%}. Nothing was deleted; check the paths (--dry-run lists them), or add --yes",
+            deleting,
+            scoped,
+        )
+
+
+def prune(store: MilvusStore, doomed: dict[str, set[str]]) -> int:
+    """Delete the items of the sources gone; returns how many. Call after every new item is written."""
+    ids = [item_id for source in sorted(doomed) for item_id in sorted(doomed[source])]
+    return store.delete(ids=ids) if ids else 0
+
+
+class Pruning:
+    """One prune: list what is stored in scope, pass the run's results through :meth:`watch`, then
+    :meth:`finish` once every new item is written. ``yes`` lets it past the safety valve."""
+
+    def __init__(self, store: MilvusStore | None, sources: Sequence[str | os.PathLike[str]], *, yes: bool = False):
+        scope = Scope.of(sources)
+        self.stored = Stored.list(store, scope) if store is not None else Stored(scope, {})
+        self.sources = [os.fspath(source) for source in sources]
+        self.yes = yes
+        self.seen = Seen()
+
+    def watch(self, results: Iterable[SourceResult]) -> Iterator[SourceResult]:
+        return self.seen.watch(results)
+
+    def check_before(self, found_items: bool) -> None:
+        """The safety valve on what is known before reading: the files gone from disk, and whether there are items."""
+        missing = sum(map(len, self.stored.missing().values()))
+        deleting = self.stored.count if not found_items else missing
+        check(deleting, self.stored.count, found_items=found_items, yes=self.yes, sources=self.sources)
+
+    def finish(self, store: MilvusStore, report: IngestReport) -> int:
+        """Delete the items of the sources this run did not read (counted in ``report.removed``); returns how many.
+        Raises :class:`PruneRefusedError` (deleting nothing) past the safety valve."""
+        doomed = gone(self.stored, self.seen)
+        check(
+            sum(map(len, doomed.values())),
+            self.stored.count,
+            found_items=bool(self.seen.items),
+            yes=self.yes,
+            sources=self.sources,
+        )
+        deleted = prune(store, doomed)
+        report.removed += deleted
+        return deleted
+
+
+@dataclass
+class Preview:
+    """What a prune would do, by source (``--dry-run``): nothing is encoded or written to find it out."""
+
+    added: list[str] = field(default_factory=list)  # sources with nothing stored yet
+    replaced: list[str] = field(default_factory=list)  # sources whose stored items differ from what they give now
+    unchanged: list[str] = field(default_factory=list)
+    deleted: list[str] = field(default_factory=list)  # stored sources in scope that are gone
+    items_deleted: int = 0
+    problems: list[SourceError] = field(default_factory=list)
+
+    def summary(self) -> dict[str, object]:
+        return {
+            "dry_run": True,
+            "added": self.added,
+            "replaced": self.replaced,
+            "unchanged": len(self.unchanged),
+            "deleted": self.deleted,
+            "items_deleted": self.items_deleted,
+        }
+
+
+def preview(results: Iterable[SourceResult], store: MilvusStore | None, stored: Stored) -> Preview:
+    """Read the sources (no encoding) and compare what they give with what is stored."""
+    seen, produced, outcome = Seen(), dict[str, set[str]](), Preview()
+    for result in seen.watch(results):
+        if isinstance(result, KnowledgeItem):
+            produced.setdefault(result.source, set()).add(result.id)
+        else:
+            outcome.problems.append(result)
+    outside = [source for source in produced if source not in stored.ids]
+    before = {**stored.ids, **(store.ids_by_source(outside) if store is not None and outside else {})}
+    for source, ids in produced.items():
+        was = before.get(source, set())
+        (outcome.added if not was else outcome.unchanged if was == ids else outcome.replaced).append(source)
+    doomed = gone(stored, seen)
+    outcome.deleted = sorted(doomed)
+    outcome.items_deleted = sum(map(len, doomed.values()))
+    return outcome
