@@ -18,6 +18,11 @@ def test_flags_win_over_the_environment_and_other_settings_do_not_count(tmp_path
     assert key_of(["search", "--weights=b.pth"], env, tmp_path).settings["weights"] == "b.pth"
     assert key_of(["search"], {**env, "RAG_DTYPE": "float32"}, tmp_path).digest != base.digest
     assert key_of(["similarity", "--encoder", "clip"], env, tmp_path).settings["encoder"] == "clip"
+    # the cross-encoder the process keeps loaded beside the encoder (rag search --reranker, RAG_RERANKER)
+    reranked = key_of(["search", "--reranker", "BAAI/bge-reranker-base"], env, tmp_path)
+    assert reranked.digest != base.digest and reranked == key_of(
+        ["search"], {**env, "RAG_RERANKER": "BAAI/bge-reranker-base"}, tmp_path
+    )
 
 
 def test_a_rebuilt_checkpoint_gets_another_key(tmp_path: Path) -> None:

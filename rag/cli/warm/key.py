@@ -1,7 +1,7 @@
 """Which warm model process a command may use.
 
 A process serves one set of model settings (the ``RAG_*`` values and flags that choose the encoder, its weights,
-device, dtype and runtime) in one data folder. Its key adds each weight file's path, size and modification time, so
+device, dtype and runtime, and the cross-encoder reranker it also keeps loaded) in one data folder. Its key adds each weight file's path, size and modification time, so
 a rebuilt checkpoint never gets the old process; its stamp (the package version and the newest source file's time)
 tells a process started by another version of the code, which is then replaced.
 """
@@ -29,13 +29,14 @@ MODEL_SETTINGS = (
     "batch_size",
     "workers",
     "preprocess",
+    "reranker",
 )
 #: The flags of the warm commands that set one of them.
-MODEL_FLAGS = {"--encoder": "encoder", "--weights": "weights"}
+MODEL_FLAGS = {"--encoder": "encoder", "--weights": "weights", "--reranker": "reranker"}
 #: Other variables that change what loads, or how it runs.
 MODEL_ENVIRONMENT = ("HF_HOME", "HF_HUB_CACHE", "HF_HUB_OFFLINE", "XDG_CACHE_HOME", "OMP_NUM_THREADS")
 #: The settings naming files or folders on disk, whose contents are part of the key.
-_PATHS = ("weights", "text_model", "vision_config")
+_PATHS = ("weights", "text_model", "vision_config", "reranker")
 _SOURCES = [Path(__file__).resolve().parents[3] / name for name in ("rag", "connectors")]
 
 
