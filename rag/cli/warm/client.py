@@ -78,6 +78,9 @@ def dispatch(argv: Sequence[str]) -> int | None:
     lease, socket_path = found
     try:
         return relay(socket_path, request(list(argv), cwd, keep))
+    except KeyboardInterrupt:  # Ctrl-C: this command ends; the process goes on serving the others
+        print(file=sys.stderr)
+        return 130
     except wire.Disconnected as exc:
         print(f"rag: the warm model process went away ({exc}); running in this process", file=sys.stderr)
         return None
