@@ -1,9 +1,10 @@
 """Which warm model process a command may use.
 
 A process serves one set of model settings (the ``RAG_*`` values and flags that choose the encoder, its weights,
-device, dtype and runtime, and the cross-encoder reranker it also keeps loaded) in one data folder. Its key adds each weight file's path, size and modification time, so
-a rebuilt checkpoint never gets the old process; its stamp (the package version and the newest source file's time)
-tells a process started by another version of the code, which is then replaced.
+device, dtype and runtime, and the cross-encoder reranker it also keeps loaded) in one data folder. Its key adds
+each weight file's path, size and modification time, so a rebuilt checkpoint never gets the old process; its
+stamp (the package version and the newest source file's time) tells a process started by another version of the
+code, which is then replaced.
 """
 
 from __future__ import annotations
