@@ -1,4 +1,4 @@
-"""The ``rag`` command: a thin shell over the library, one module per command group (registered in ``rag.cli.app``).
+"""The ``rag`` command: a thin shell over the library, one module per command group (``rag.cli.commands`` lists them).
 
 Importing this package loads nothing else: ``rag`` first offers a model command to the warm model process
 (``rag.cli.warm``), and loads the commands only when it runs one itself.
@@ -19,7 +19,7 @@ __all__ = ["app", "main"]
 
 def __getattr__(name: str) -> Typer:
     if name == "app":  # `from rag.cli import app`: the Typer app, its commands registered
-        from rag.cli.app import app
+        from rag.cli.commands import app
 
         return app
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
@@ -37,7 +37,7 @@ def main() -> None:
     argv = sys.argv[1:]
     code = dispatch(argv)
     if code is None:
-        from rag.cli.app import run
+        from rag.cli.commands import run
 
         code = run(argv)
     logging.shutdown()

@@ -256,7 +256,7 @@ def test_a_warm_command_loads_no_heavy_module_in_the_rag_process(env, tmp_path) 
 
 
 def test_help_loads_no_heavy_module() -> None:
-    probe = "import json, sys; from rag.cli.app import run; run(['--help']); print(json.dumps(sorted(sys.modules)))"
+    probe = "import json, sys; from rag.cli.commands import run; run(['--help']); print(json.dumps(list(sys.modules)))"
     out = subprocess.run(
         [sys.executable, "-c", probe],
         capture_output=True,

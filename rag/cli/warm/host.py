@@ -204,7 +204,7 @@ class _Host:
 
 
 def _run_command(argv: list[str], prog: str) -> int:
-    from rag.cli.app import run
+    from rag.cli.commands import run
 
     return run(argv, prog_name=prog)
 
@@ -246,7 +246,7 @@ def _accept(listener: socket.socket, host: _Host) -> None:
 
 def _warm_up() -> None:
     """Import what every command needs, so the first one pays only the model's load (holding no lock)."""
-    import rag.cli.app  # noqa: F401
+    import rag.cli.commands  # noqa: F401
     import rag.embeddings.registry  # noqa: F401
     import rag.retrieval  # noqa: F401
     from rag.cli import common

@@ -1,4 +1,4 @@
-"""The ``rag`` Typer app with every command registered, and how one command line runs in this process."""
+"""Every ``rag`` command, registered on the Typer app, and how one command line runs in this process."""
 
 from __future__ import annotations
 
