@@ -110,6 +110,11 @@ class Settings(BaseSettings):
         default=32, description="Tokens each text chunk repeats from the one before it, so no sentence is cut off."
     )
     allow_urls: bool = Field(default=False, description="Fetch http(s) images named by sources.")
+    ocr: Literal["auto", "all", "off"] = Field(
+        default="auto",
+        description="Read text from pixels (the OCR extra, mmrag[ocr]), on ingest and uploads: auto, PDF pages "
+        "without a text layer (scans); all, pictures as well; off, never.",
+    )
     url_max_bytes: PositiveInt = Field(default=20 * 1024 * 1024, description="Largest image fetched from a URL.")
     url_timeout: PositiveFloat = Field(default=15.0, description="Seconds before a URL fetch is abandoned.")
     reranker: str | None = Field(

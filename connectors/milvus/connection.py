@@ -204,6 +204,9 @@ class Connection:
     def drop_collection(self, collection: str, *, timeout: Timeout = STORE_TIMEOUT) -> None:
         self._call("drop_collection", collection, timeout)
 
+    def rename_collection(self, collection: str, new_name: str, *, timeout: Timeout = STORE_TIMEOUT) -> None:
+        self._call("rename_collection", collection, timeout, new_name=new_name)
+
     def load_collection(self, collection: str, *, timeout: Timeout = STORE_TIMEOUT) -> None:
         self._call("load_collection", collection, timeout)
 

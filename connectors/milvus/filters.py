@@ -4,7 +4,8 @@ The only place that writes Milvus expressions. Every value becomes an escaped li
 can change an expression's structure (Milvus Lite has no filter templates to lean on).
 
 Keys naming a typed field (``id``, ``source``, ``name``, ``anchor``, ``document``, ``file_name``, ``modality``,
-``mime_type``, ``image_uri``, ``image_sha256``, ``text``, ``tags``, ``created_at``, ``has_image``) filter on that
+``mime_type``, ``image_uri``, ``image_sha256``, ``text``, ``tags``, ``created_at``, ``has_image``, ``ref_doc_id``,
+``content_hash``, ``tenant``) filter on that
 field; ``source`` matches an item's stored path, its name, its document (the name without its anchor) or its file
 name, so a name as any surface shows it finds the item, and a file name every item of that file. Any
 other key is a path into the ``metadata`` JSON field, which is slower. Prefix ``metadata.``
@@ -100,6 +101,9 @@ _TYPED = {
     schema.TAGS: _Kind.TAGS,
     schema.CREATED_AT: _Kind.TIME,
     schema.HAS_IMAGE: _Kind.BOOL,
+    schema.REF_DOC_ID: _Kind.STRING,
+    schema.CONTENT_HASH: _Kind.STRING,
+    schema.TENANT: _Kind.STRING,
 }
 
 

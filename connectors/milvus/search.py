@@ -11,7 +11,7 @@ import numpy as np
 
 from connectors.milvus import schema
 from connectors.milvus.blend import SIGNALS, Blend, BlendError
-from connectors.milvus.core import QUERY_PAGE, Hit, StoreCore, check_k, hit_of, output_fields
+from connectors.milvus.core import QUERY_PAGE, Hit, StoreCore, check_k, hit_of
 from connectors.milvus.filters import Filters, and_, compile_filter, id_in
 from connectors.milvus.fusion import fuse
 from connectors.milvus.indexes import graph_index
@@ -37,7 +37,7 @@ def search(
     if field not in VECTOR_FIELDS:
         raise ValueError(f"field must be one of {sorted(VECTOR_FIELDS)}, not {field!r}")
     expr = _filter(filter, images_only=field == "image")
-    found = _vector_search(core, _check_query(core, vector), field, check_k(k), expr, output_fields(with_vectors))
+    found = _vector_search(core, _check_query(core, vector), field, check_k(k), expr, core.output_fields(with_vectors))
     return [hit_of(entity, score) for entity, score in found]
 
 
@@ -51,7 +51,7 @@ def text_search(core: StoreCore, query: str, *, k: int, filter: Filters | None, 
         anns_field=schema.SPARSE,
         limit=check_k(k),
         filter=compile_filter(filter),
-        output_fields=output_fields(with_vectors),
+        output_fields=core.output_fields(with_vectors),
         search_params=params,
     )
     # Milvus Lite reports BM25 scores negated; Milvus server reports them as they are.

@@ -26,7 +26,7 @@ from pathlib import Path
 from rag.items import Severity, SourceError
 from rag.items import SourceErrorKind as Kind
 
-from ._common import IMAGE_SUFFIXES, SourceResult
+from ._common import IMAGE_SUFFIXES, SourceResult, with_content_hash
 from .compressed import is_gzip, real_suffix
 from .documents import HTML_SUFFIXES, MARKDOWN_SUFFIXES, iter_html, iter_markdown
 from .manifest import JSONL_SUFFIXES, iter_manifest, manifest_columns
@@ -61,20 +61,21 @@ SUPPORTED = (
 
 
 def read_file(path: Path, options: SourceOptions, *, in_folder: bool) -> Iterator[SourceResult]:
-    """Items and errors from one local file, read by the source its type calls for."""
+    """Items and errors from one local file, read by the source its type calls for. Each item records the file's
+    content hash (a manifest row: its image's); its document (``ref_doc_id``) is the file (a row: its image)."""
     from .folder import image_with_sidecar
 
     suffix = real_suffix(path)
     if suffix in IMAGE_SUFFIXES and not is_gzip(path):
         return image_with_sidecar(path, options)
     if suffix in _READERS:
-        return _READERS[suffix](path, options)
+        return with_content_hash(_READERS[suffix](path, options), path)
     if suffix in MANIFEST_SUFFIXES:
         if suffix == ".csv" and not manifest_columns(path, options):
-            return iter_table(path, options)
+            return with_content_hash(iter_table(path, options), path)
         return iter_manifest(path, options)
     if sniff_text(path, options):
-        return iter_plain(path, options)
+        return with_content_hash(iter_plain(path, options), path)
     what = type_of(path)
     if in_folder:
         return passed_over(path, f"no source reads {what} and its content is not text")

@@ -12,11 +12,15 @@ reported. Images without a caption become image-only items and are reported as `
 
 from __future__ import annotations
 
+import hashlib
+import io
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from pathlib import Path
 from typing import Any
+
+from PIL import Image
 
 from rag.items import Severity, SourceError
 from rag.items import SourceErrorKind as Kind
@@ -34,14 +38,21 @@ from ._common import (
 )
 from .files import passed_over
 from .files import read_file as read_by_type
+from .ocr import TEXT_ORIGIN, ocr_installed, read_pixels
 from .options import SourceOptions
 
-_SIDECAR_SUFFIXES = (".json", ".txt")
+#: The files beside an image that caption it (x.txt or x.json beside x.png).
+SIDECAR_SUFFIXES = (".json", ".txt")
 
 
-def iter_folder(root: str | os.PathLike[str], options: SourceOptions | None = None) -> Iterator[SourceResult]:
+def iter_folder(
+    root: str | os.PathLike[str], options: SourceOptions | None = None, *, only: Collection[str] | None = None
+) -> Iterator[SourceResult]:
     """Yield the items of every file under ``root`` (recursively, sorted), each read by the source its type
-    calls for and named by its path inside ``root``; files no source reads are passed over, each named."""
+    calls for and named by its path inside ``root``; files no source reads are passed over, each named.
+
+    ``only``: absolute paths (as the folder's own, unresolved) of the files to read, as they would be read with the
+    whole folder; an image is read when it or one of its captions is among them (``rag ingest --watch``)."""
     options = options or SourceOptions()
     root_path = Path(root).absolute()
     if not root_path.is_dir():
@@ -55,13 +66,21 @@ def iter_folder(root: str | os.PathLike[str], options: SourceOptions | None = No
         images = {Path(n).stem for n in names if Path(n).suffix.lower() in IMAGE_SUFFIXES}
         for name in names:
             path = current / name
-            if path.suffix.lower() in _SIDECAR_SUFFIXES and path.stem in images:
+            if path.suffix.lower() in SIDECAR_SUFFIXES and path.stem in images:
                 continue  # a caption, read with its image
+            if only is not None and not _wanted(path, only):
+                continue
             if path.suffix.lower() == ".json":
                 yield from passed_over(path, "a .json file that is no image's caption")
                 continue
             relative = path.relative_to(root_path).as_posix()
             yield from name_items(read_by_type(path, options, in_folder=True), relative)
+
+
+def _wanted(path: Path, only: Collection[str]) -> bool:
+    if str(path) in only:
+        return True
+    return path.suffix.lower() in IMAGE_SUFFIXES and any(str(path.with_suffix(x)) in only for x in SIDECAR_SUFFIXES)
 
 
 def _walk(root: Path, cache_dir: Path) -> Iterator[tuple[Path, list[str]] | SourceError]:
@@ -106,7 +125,7 @@ def image_with_sidecar(path: Path, options: SourceOptions) -> Iterator[SourceRes
     except BadInput as e:
         yield e.report(where)
         return
-    sidecars = [s for s in (path.with_suffix(x) for x in _SIDECAR_SUFFIXES) if s.is_file()]
+    sidecars = [s for s in (path.with_suffix(x) for x in SIDECAR_SUFFIXES) if s.is_file()]
     text, problems = "", []
     tags: list[str] = []
     extra: dict[str, Any] = {}
@@ -125,10 +144,29 @@ def image_with_sidecar(path: Path, options: SourceOptions) -> Iterator[SourceRes
                 )
             )
     metadata = {**extra, "file_path": where, "file_name": path.name}
+    if options.ocr == "all" and ocr_installed():  # a screenshot, a photo of a slide, a scan saved as a picture
+        try:
+            with Image.open(io.BytesIO(image.data)) as pixels:
+                read = read_pixels(pixels, options.max_image_pixels)
+        except BadInput as e:
+            problems.append(e.report(where))
+            read = ""
+        except (OSError, ValueError, SyntaxError):
+            read = ""  # a broken image: the preprocessing stage names it
+        if read:
+            text = f"{text}\n\n{read}" if text else read
+            metadata[TEXT_ORIGIN] = "caption+ocr" if sidecars and text != read else "ocr"
     if sidecars:
         metadata["caption_path"] = str(sidecars[0].resolve())
     yield from make_item(
-        source=where, where=where, options=options, text=text, image=image, metadata=metadata, tags=tags
+        source=where,
+        where=where,
+        options=options,
+        text=text,
+        image=image,
+        metadata=metadata,
+        tags=tags,
+        content_hash=hashlib.sha256(image.data).hexdigest(),  # the file's bytes, read once
     )
     yield from problems
     if not text and not problems:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -73,6 +73,11 @@ class SourceOptions(BaseModel):
     )
     figure_context_pt: float = Field(
         default=72.0, ge=0, description="Height in points of the band above and below a PDF figure read as its text."
+    )
+    ocr: Literal["auto", "all", "off"] = Field(
+        default="auto",
+        description="When to read text from pixels (the OCR extra, mmrag[ocr]): auto, PDF pages with an empty or "
+        "nearly empty text layer; all, standalone pictures as well; off, never.",
     )
     context_chars: int = Field(
         default=1000, gt=0, description="Cap on the surrounding text taken for an image in a Markdown/HTML document."

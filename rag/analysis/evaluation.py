@@ -32,6 +32,7 @@ from rag.items import document_of, file_name_of
 
 if TYPE_CHECKING:
     from connectors.milvus import MilvusStore
+    from rag.embeddings.cross_encoder import CrossEncoder
 
 QueryKind = Literal["text", "image", "image+text"]
 #: A query → the ``(item id, item source)`` or ``(item id, item source, item name)`` of its top hits, best first.
@@ -152,6 +153,7 @@ class ModeResult:
     metrics: dict[str, float]
     per_query: dict[str, dict[str, float]] = field(default_factory=dict)
     skipped: str | None = None
+    reranker: str | None = None  # the cross-encoder that reordered the mode's candidates; None: the mode alone
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -183,6 +185,23 @@ def store_ranker(encoder: Encoder, store: MilvusStore, mode: Mode) -> Ranker:
     return rank
 
 
+def reranked_ranker(
+    encoder: Encoder, store: MilvusStore, mode: Mode, cross_encoder: CrossEncoder, candidates: int
+) -> Ranker:
+    """Rank ``candidates`` hits of the mode by the cross-encoder's score of (query text, item text), as
+    ``rag search --reranker`` does (a picture without text is scored on its name)."""
+    from connectors.milvus import to_llama_node
+    from rag.retrieval.rerank import rerank_text
+
+    def rank(query: EvalQuery) -> list[tuple[str, str, str]]:
+        hits = store.search(embed_query(encoder, query), field=mode.field, k=max(candidates, DEPTH))
+        scores = cross_encoder.score(query.text or "", [rerank_text(to_llama_node(hit.item)) for hit in hits])
+        order = sorted(range(len(hits)), key=lambda i: scores[i], reverse=True)[:DEPTH]
+        return [(hits[i].id, hits[i].item.source, hits[i].item.name) for i in order]
+
+    return rank
+
+
 def missing_relevant(store: MilvusStore, queries: Sequence[EvalQuery]) -> dict[str, list[str]]:
     """The relevant entries of each query that name no item of the collection, by query id; queries whose entries
     all exist are left out. An entry exists when it is an item's id, matches the ``source`` filter, or follows a
@@ -203,10 +222,17 @@ def _stored(store: MilvusStore, entry: str) -> bool:
 
 
 def evaluate_collection(
-    encoder: Encoder, store: MilvusStore, queries: Sequence[EvalQuery], modes: Sequence[Mode] = MODES
+    encoder: Encoder,
+    store: MilvusStore,
+    queries: Sequence[EvalQuery],
+    modes: Sequence[Mode] = MODES,
+    *,
+    cross_encoder: CrossEncoder | None = None,
+    candidates: int = 50,
 ) -> list[ModeResult]:
     """Every mode that has queries of its kind, on one collection; fused query modes are reported as
-    skipped when the encoder has no fused embedding."""
+    skipped when the encoder has no fused embedding. With ``cross_encoder``, each mode is measured again with
+    its top ``candidates`` reranked by it, on the same queries (image queries have no text to score: skipped)."""
     from connectors.milvus import EncoderInfo, EncoderMismatchError
 
     if not store.encoder.compatible_with(EncoderInfo.of(encoder)):
@@ -226,4 +252,20 @@ def evaluate_collection(
         else:
             result.metrics, result.per_query = evaluate(asked, store_ranker(encoder, store, mode))
         results.append(result)
+        if cross_encoder is None:
+            continue
+        reranked = ModeResult(
+            collection=store.collection,
+            encoder=encoder.name,
+            mode=mode.name,
+            queries=len(asked),
+            metrics={},
+            reranker=cross_encoder.name,
+        )
+        if result.skipped or mode.query == "image":
+            reranked.skipped = result.skipped or "image queries have no text for the cross-encoder to score"
+        else:
+            rank = reranked_ranker(encoder, store, mode, cross_encoder, candidates)
+            reranked.metrics, reranked.per_query = evaluate(asked, rank)
+        results.append(reranked)
     return results

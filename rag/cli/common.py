@@ -102,7 +102,7 @@ def open_store(settings: Settings, encoder: Encoder | None = None, create: bool 
 
     info = EncoderInfo.of(encoder, encoder.name) if encoder is not None else None
     try:
-        return MilvusStore.open(
+        store = MilvusStore.open(
             settings.milvus_uri,
             settings.collection,
             encoder_info=info,
@@ -114,6 +114,10 @@ def open_store(settings: Settings, encoder: Encoder | None = None, create: bool 
         raise store_unavailable(e) from e
     except StoreError as e:
         raise fail(str(e)) from e
+    if create and store.read_only:  # a command that writes, on a collection of an older schema
+        store.close()
+        raise fail(store.read_only)
+    return store
 
 
 def require_collection(settings: Settings) -> None:

@@ -33,6 +33,8 @@ if TYPE_CHECKING:  # loaded by the commands that need them: `rag --help` starts 
     from connectors.milvus import MilvusStore
     from rag.analysis.evaluation import EvalQuery
     from rag.embeddings.base import Encoder
+    from rag.embeddings.cross_encoder import CrossEncoder
+    from rag.settings import Settings
 
 
 @app.command(name="eval")
@@ -59,6 +61,18 @@ def evaluate(
         ),
     ] = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="With --tune: report the blends, save nothing.")] = False,
+    reranker: Annotated[
+        str | None,
+        typer.Option(
+            "--reranker",
+            help="Also measure each mode with its candidates reranked by this cross-encoder (a local folder or a "
+            "hub id in the cache) [RAG_RERANKER].",
+        ),
+    ] = None,
+    rerank_candidates: Annotated[
+        int | None,
+        typer.Option("--rerank-candidates", min=1, help="Candidates the cross-encoder scores [RAG_RERANK_CANDIDATES]."),
+    ] = None,
     uri: UriOpt = None,
     encoder: EncoderOpt = None,
     weights: WeightsOpt = None,
@@ -85,6 +99,11 @@ def evaluate(
     ]
     for settings in every:
         require_collection(settings)
+    reranker = reranker or every[0].reranker
+    if tune and reranker:
+        raise fail("--tune weighs the search signals alone; measure the reranker without --tune")
+    cross_encoder = _cross_encoder(reranker, every[0]) if reranker else None
+    candidates = rerank_candidates or every[0].rerank_candidates
     encoders: dict[tuple[str | None, str | None], Encoder] = {}
     results: list = []
     to_save = []
@@ -103,7 +122,10 @@ def evaluate(
                 results += tuned
                 to_save.append((settings, tuned))
             else:
-                results += checked(partial(evaluate_collection, model, store, asked, modes))
+                evaluated = partial(
+                    evaluate_collection, model, store, asked, modes, cross_encoder=cross_encoder, candidates=candidates
+                )
+                results += checked(evaluated)
     saved: dict[str, list[str]] = {}
     if tune and not dry_run:  # only once every collection is tuned: an error above leaves them all as they were
         from rag.analysis.tuning import save_tuned
@@ -131,6 +153,18 @@ def evaluate(
         _print_evaluation(results, f"{len(asked)} queries from {queries.name}")
 
 
+def _cross_encoder(name: str, settings: Settings) -> CrossEncoder:
+    """The cross-encoder ``name`` on the encoder's runtime, or a usage error (exit 2) saying why it cannot serve."""
+    from rag.embeddings.cross_encoder import CrossEncoder
+    from rag.embeddings.hub import CheckpointError
+    from rag.embeddings.registry import runtime_from_settings
+
+    try:
+        return CrossEncoder.from_pretrained(name, runtime=runtime_from_settings(settings))
+    except CheckpointError as e:
+        raise fail(f"--reranker: {e}") from e
+
+
 def _warn_missing(store: MilvusStore, asked: list[EvalQuery]) -> dict[str, list[str]]:
     """Warn, on stderr, about queries whose relevant items are not in the collection; returns them by query id."""
     from rag.analysis.evaluation import missing_relevant
@@ -155,20 +189,29 @@ def _print_evaluation(results: list, source: str) -> None:
     from rag.analysis.evaluation import METRICS
 
     used = {r.collection: r.encoder for r in results}
+    rerankers = sorted({r.reranker for r in results if r.reranker})
     table = Table(
         title=Text(f"retrieval evaluation · {source}"),
-        caption=Text("; ".join(f"{name}: {encoder_name}" for name, encoder_name in used.items())),
+        caption=Text(
+            "; ".join([f"{name}: {model}" for name, model in used.items()] + [f"rerank: {r}" for r in rerankers])
+        ),
         box=box.SIMPLE_HEAD,
     )
-    for column in ("collection", "mode", "n", "R@1", "R@5", "R@10", "MRR@10", "nDCG@10"):
-        table.add_column(column, justify="left" if column in ("collection", "mode") else "right", no_wrap=True)
+    reranked = any(r.reranker for r in results)
+    columns = ("collection", "mode", *(["rerank"] if reranked else []), "n", "R@1", "R@5", "R@10", "MRR@10", "nDCG@10")
+    for column in columns:
+        table.add_column(
+            column, justify="left" if column in ("collection", "mode", "rerank") else "right", no_wrap=True
+        )
     for r in results:
         scores = ["n/a"] * 5 if r.skipped else [f"{r.metrics[m]:.3f}" for m in METRICS]
-        table.add_row(Text(r.collection), r.mode, str(r.queries), *scores)
+        rerank = [Text(Path(r.reranker).name if r.reranker else "-")] if reranked else []
+        table.add_row(Text(r.collection), r.mode, *rerank, str(r.queries), *scores)
     Console().print(table)
     for r in results:
         if r.skipped:
-            console.print(f"[yellow]skipped[/] {escape(r.collection)} {r.mode}: {escape(r.skipped)}")
+            how = f" reranked by {r.reranker}" if r.reranker else ""
+            console.print(f"[yellow]skipped[/] {escape(r.collection)} {r.mode}{escape(how)}: {escape(r.skipped)}")
 
 
 def _print_tuning(results: list, saved: dict[str, list[str]], dry_run: bool, source: str) -> None:

@@ -148,8 +148,15 @@ class Pruning:
     """One prune: list what is stored in scope, pass the run's results through :meth:`watch`, then
     :meth:`finish` once every new item is written. ``yes`` lets it past the safety valve."""
 
-    def __init__(self, store: MilvusStore | None, sources: Sequence[str | os.PathLike[str]], *, yes: bool = False):
-        scope = Scope.of(sources)
+    def __init__(
+        self,
+        store: MilvusStore | None,
+        sources: Sequence[str | os.PathLike[str]],
+        *,
+        yes: bool = False,
+        scope: Scope | None = None,
+    ):
+        scope = scope or Scope.of(sources)
         self.stored = Stored.list(store, scope) if store is not None else Stored(scope, {})
         self.sources = [os.fspath(source) for source in sources]
         self.yes = yes

@@ -42,6 +42,7 @@ from connectors.sources import (
     write_atomic,
 )
 from connectors.sources._common import IMAGE_SUFFIXES
+from connectors.sources.ocr import OcrUnavailableError, require_ocr
 from rag.answer import answer_engine, llm_from_settings
 from rag.answer.chat import MultimodalChatEngine, user_message
 from rag.embeddings.base import Encoder
@@ -342,6 +343,10 @@ class Service:
         return self.uploads / hashlib.sha256(name.encode("utf-8")).hexdigest()[:8] / name
 
     def _source_options(self) -> SourceOptions:
+        try:
+            require_ocr(self.settings.ocr)
+        except OcrUnavailableError as e:
+            raise UploadError(f"RAG_OCR=all: {e}") from None
         return SourceOptions(
             cache_dir=self.settings.data_dir,
             allow_urls=self.settings.allow_urls,
@@ -351,6 +356,7 @@ class Service:
             local_root=self.uploads,
             text_window=self.encoder.text_window.capped(self.settings.chunk_size),
             chunk_overlap=self.settings.chunk_overlap,
+            ocr=self.settings.ocr,
         )
 
     def _ingest(

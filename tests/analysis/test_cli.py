@@ -185,3 +185,28 @@ def test_map_errors_name_the_option_and_keep_their_brackets(tiny_env, args, mess
     monkeypatch.setenv("COLUMNS", "300")
     result = runner.invoke(app, ["map", *args])
     assert result.exit_code == 2 and message in result.output, result.output
+
+
+def test_eval_measures_each_mode_with_and_without_the_cross_encoder(tiny_env, tmp_path: Path) -> None:
+    from tests.retrieval.tiny_reranker import build_reranker
+
+    folder = str(build_reranker(tmp_path / "reranker"))
+    args = ["eval", "-q", str(EXAMPLE_QUERIES), "-c", "corpus", "--reranker", folder, "--rerank-candidates", "10"]
+    result = runner.invoke(app, [*args, "--json"])
+    assert result.exit_code == 0, result.output
+    rows = {(r["mode"], r["reranker"]): r for r in json.loads(result.stdout)["results"]}
+    assert len(rows) == 12 and rows[("image→image", folder)]["skipped"].startswith("image queries have no text")
+    plain, reranked = rows[("text→fused", None)], rows[("text→fused", folder)]
+    assert plain["queries"] == reranked["queries"] and reranked["skipped"] is None
+    # The cross-encoder reorders the same 10 candidates: what is found in the top 10 cannot change, only its order.
+    for query, scores in plain["per_query"].items():
+        assert reranked["per_query"][query]["recall@10"] == scores["recall@10"]
+    table = runner.invoke(app, args, env={"COLUMNS": "200"})
+    assert table.exit_code == 0
+    assert " reranker " in table.stdout and f"rerank: {folder}" in " ".join(table.stdout.split())
+    assert "skipped corpus image→image reranked by" in " ".join(table.output.split())
+    two = str(build_reranker(tmp_path / "two", labels=2))
+    refused = runner.invoke(app, ["eval", "-q", str(EXAMPLE_QUERIES), "-c", "corpus", "--reranker", two])
+    assert refused.exit_code == 2 and "2 labels" in " ".join(refused.output.split())
+    tuned = runner.invoke(app, ["eval", "-q", str(EXAMPLE_QUERIES), "-c", "corpus", "--tune", "--reranker", folder])
+    assert tuned.exit_code == 2

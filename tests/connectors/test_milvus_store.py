@@ -245,7 +245,7 @@ def test_missing_and_foreign_collections_are_refused(lite_db: str) -> None:
 def test_a_collection_of_an_older_schema_is_refused(db: str) -> None:
     with MilvusStore.open(db, "old", encoder_info=ENCODER) as store:
         store._core.client.alter_collection_properties("old", properties={"mmrag.schema_version": "1"})
-    with pytest.raises(StoreError, match="schema version 1, this library writes 3; re-ingest"):
+    with pytest.raises(StoreError, match=r"schema version 1, this library reads 3 \(after `rag migrate`\) and writes 4"):
         MilvusStore.open(db, "old", create=False)
 
 

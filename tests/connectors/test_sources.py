@@ -559,7 +559,7 @@ def test_llama_index_documents_and_nodes(tmp_path: Path, options: SourceOptions)
     blue = png((0, 0, 200))
     nodes = [
         ImageDocument(image=base64.b64encode(blue).decode(), text="A blue box", metadata={"file_path": "/docs/a.md"}),
-        Document(text="Only words", metadata={"lang": "en"}),
+        Document(text="Only words", metadata={"lang": "en"}, doc_id="words"),
         Document(text="Red by path", image_resource=MediaResource(path=red)),
         ImageNode(image_path=str(red), text="Red image node"),
         TextNode(text="A text node"),
@@ -581,7 +581,9 @@ def test_llama_index_documents_and_nodes(tmp_path: Path, options: SourceOptions)
     assert words.metadata["lang"] == "en" and words.metadata["node_id"] == nodes[1].node_id
     assert by_path.image.uri == image_node.image.uri == str(red) and by_path.source == str(red)
     assert [e.kind for e in errors] == [Kind.URL_DISABLED, Kind.INVALID, Kind.CORRUPT_IMAGE]
-    again = split(iter_llama_nodes([Document(text="Only words", metadata={"lang": "en"})], options))[0]
+    assert (words.ref_doc_id, words.source, words.name) == ("words", "words", "words")  # named by its doc_id
+    assert inline.ref_doc_id == nodes[0].doc_id and image_node.name == f"red.jpg#node={nodes[3].node_id}"
+    again = split(iter_llama_nodes([Document(text="Only words", metadata={"lang": "en"}, doc_id="words")], options))[0]
     assert again[0].id == words.id
 
 
