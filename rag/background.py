@@ -150,6 +150,8 @@ class Registry:
 
     def release(self, folder: Path) -> None:
         with self._lock:
+            if folder not in self._users:  # released by release_all at exit already (a store closed after it)
+                return
             self._users[folder] -= 1
             if self._users[folder] == 0 and not self.keep:
                 del self._users[folder]
