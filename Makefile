@@ -20,11 +20,14 @@ install: $(STAMP)
 test: $(STAMP) browser lint
 	$(PY) -m pytest -q
 
-# Formatting, lint (pycodestyle, pyflakes, isort, bugbear, pyupgrade, complexity cap 15) and types, over the package.
+# Formatting and lint (pycodestyle, pyflakes, isort, bugbear, pyupgrade, complexity cap 15) over the code, tests,
+# benchmarks and examples; types over the package;
+# imports only down the layers and no import circles (the contracts in pyproject.toml).
 lint: $(STAMP)
-	$(PY) -m ruff format --check rag connectors
-	$(PY) -m ruff check rag connectors
+	$(PY) -m ruff format --check rag connectors tests benchmarks examples
+	$(PY) -m ruff check rag connectors tests benchmarks examples
 	$(PY) -m mypy
+	$(VENV)/bin/lint-imports
 
 demo: $(STAMP)
 	$(PY) examples/demo.py

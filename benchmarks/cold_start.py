@@ -156,7 +156,8 @@ def main() -> None:
     parser.add_argument("--warm-only", action="store_true", help="only the warm model process's figures")
     parser.add_argument("--dtype", default="auto", help="RAG_DTYPE for the commands")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory(prefix="rag-cold-") as tmp:
+    # ignore_cleanup_errors: a Lite server may still be writing its last files as the folder goes
+    with tempfile.TemporaryDirectory(prefix="rag-cold-", ignore_cleanup_errors=True) as tmp:
         work = Path(tmp)
         env = {k: v for k, v in os.environ.items() if not k.startswith("RAG_")}
         env["PYTHONPATH"] = str(ROOT)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 from collections.abc import Mapping
 from datetime import datetime, timezone
 from enum import Enum
@@ -47,6 +48,12 @@ def named(document: str, anchor: str = "") -> str:
 def document_of(name: str) -> str:
     """The document part of a name: ``guide/install.md`` of ``guide/install.md#linux``."""
     return name.split("#", 1)[0]
+
+
+def link_fragment(anchor: str) -> str:
+    """The part of an anchor a link opens at: without the chunk number, which only keeps names apart
+    (``install&chunk=2`` opens at ``install``, ``line=4,9&chunk=3`` at ``line=4,9``, ``chunk=2`` at the top)."""
+    return re.sub(r"(^|&)chunk=\d+", "", anchor).lstrip("&")
 
 
 def moved_to(name: str, document: str) -> str:

@@ -1,18 +1,36 @@
-"""Every default of the library in one place, overridable from ``RAG_*`` environment variables."""
+"""Every default of the library in one place, overridable from ``RAG_*`` environment variables, or from a ``.env``
+file in the working directory (the environment wins)."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import Field, NonNegativeInt, PositiveFloat, PositiveInt, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+#: The file of ``RAG_*=value`` lines read from the working directory, under the environment's values.
+ENV_FILE = ".env"
+
+_COLLECTION_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,254}")
+
+
+def check_collection_name(name: str) -> str:
+    """``name`` when Milvus accepts it as a collection name (a letter or ``_``, then letters, digits and ``_``, at
+    most 255 characters); a ``ValueError`` saying so otherwise, before anything is opened."""
+    if not _COLLECTION_NAME.fullmatch(name):
+        raise ValueError(
+            f"collection name {name!r} is not one Milvus accepts: start with a letter or _, then use only letters, "
+            "digits and _ (at most 255 characters), e.g. my_docs"
+        )
+    return name
+
 
 class Settings(BaseSettings):
     """Model, store and fetching settings; ``Settings()`` reads ``RAG_WEIGHTS``, ``RAG_MILVUS_URI``, ..."""
 
-    model_config = SettingsConfigDict(env_prefix="RAG_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="RAG_", extra="ignore", env_file=ENV_FILE, env_file_encoding="utf-8")
 
     encoder: Literal["visualized-bge", "clip", "bridgetower"] = Field(
         default="visualized-bge", description="Which encoder reads RAG_WEIGHTS."
@@ -85,10 +103,13 @@ class Settings(BaseSettings):
         "(rag search and rag ask --top-k, the API's top_k, the page's Results field).",
     )
     batch_size: PositiveInt | None = Field(
-        default=None, description="Items per encoder forward pass and store write; None: by device (cpu 16, cuda 256)."
+        default=None,
+        description="Items per encoder forward pass and store write; None: by device (cuda 256, mps 32, cpu 16).",
     )
     workers: PositiveInt | None = Field(
-        default=None, description="Image decoding and preprocessing threads; None: one per CPU core."
+        default=None,
+        description="Image decoding and preprocessing workers; None: one per core on CUDA and mps, one per 8 cores "
+        "on a CPU (the model's threads take them all).",
     )
     preprocess: Literal["auto", "threads", "processes"] = Field(
         default="auto",
@@ -210,6 +231,11 @@ class Settings(BaseSettings):
         "localhost on loopback): requests naming another Host are refused (DNS rebinding). Bound to 0.0.0.0 with "
         "none listed: any name.",
     )
+
+    @field_validator("collection")
+    @classmethod
+    def _milvus_name(cls, value: str) -> str:
+        return check_collection_name(value)
 
     @field_validator("server_allowed_origins", "server_allowed_hosts", mode="before")
     @classmethod

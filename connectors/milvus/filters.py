@@ -40,7 +40,9 @@ from rag.errors import RagError
 if TYPE_CHECKING:
     from llama_index.core.vector_stores.types import MetadataFilters
 
-Filters = Union[Mapping[str, Any], "MetadataFilters"]
+#: A filter: text as people write it (``"tags=red, source=a.md"``, see :func:`parse_filters`), a dict, or
+#: LlamaIndex ``MetadataFilters``.
+Filters = Union[str, Mapping[str, Any], "MetadataFilters"]
 
 
 class FilterOperator(str, Enum):
@@ -111,6 +113,8 @@ def compile_filter(filters: Filters | None) -> str:
     """The Milvus expression for ``filters``; ``""`` when there is nothing to filter on."""
     if filters is None:
         return ""
+    if isinstance(filters, str):
+        return _compile_dict(parse_filters(filters) or {})
     if isinstance(filters, Mapping):
         return _compile_dict(filters)
     from llama_index.core.vector_stores.types import MetadataFilters

@@ -17,6 +17,7 @@ from connectors.milvus.connection import Connection, ConnectOptions
 from connectors.milvus.core import StoreCore
 from connectors.milvus.errors import CollectionNotFoundError, EncoderMismatchError, NotSupportedError, StoreError
 from connectors.milvus.schema import Backend, EncoderInfo
+from rag.settings import check_collection_name
 
 logger = logging.getLogger(__name__)
 
@@ -32,6 +33,10 @@ def open_core(
     options: ConnectOptions,
 ) -> StoreCore:
     """Connect, check (or create) the collection, and load it (see ``MilvusStore.open``)."""
+    try:
+        check_collection_name(collection)
+    except ValueError as e:
+        raise StoreError(str(e)) from None
     client = Connection(uri, token=token, create=create, options=options)
     address, backend = client.uri, client.backend
     try:

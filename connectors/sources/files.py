@@ -2,7 +2,7 @@
 
 | suffix | read by | becomes |
 |---|---|---|
-| image (.jpg .png …) | ``folder.image_with_sidecar`` | an image(+text) item; ``x.txt``/``x.json`` is its caption |
+| image (.jpg .png …) | ``images.image_with_sidecar`` | an image(+text) item; ``x.txt``/``x.json`` is its caption |
 | .pdf | ``pdf.iter_pdf`` | page images, page text chunks, figures |
 | .md .markdown .html .htm | ``documents`` | text chunks by section, images with their context |
 | .rst .rest | ``rst.iter_rst`` | as Markdown, sections read by docutils |
@@ -29,6 +29,7 @@ from rag.items import SourceErrorKind as Kind
 from ._common import IMAGE_SUFFIXES, SourceResult, with_content_hash
 from .compressed import is_gzip, real_suffix
 from .documents import HTML_SUFFIXES, MARKDOWN_SUFFIXES, iter_html, iter_markdown
+from .images import image_with_sidecar
 from .manifest import JSONL_SUFFIXES, iter_manifest, manifest_columns
 from .office import iter_docx, iter_pptx
 from .options import SourceOptions
@@ -63,8 +64,6 @@ SUPPORTED = (
 def read_file(path: Path, options: SourceOptions, *, in_folder: bool) -> Iterator[SourceResult]:
     """Items and errors from one local file, read by the source its type calls for. Each item records the file's
     content hash (a manifest row: its image's); its document (``ref_doc_id``) is the file (a row: its image)."""
-    from .folder import image_with_sidecar
-
     suffix = real_suffix(path)
     if suffix in IMAGE_SUFFIXES and not is_gzip(path):
         return image_with_sidecar(path, options)

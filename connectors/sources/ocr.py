@@ -18,6 +18,7 @@ from typing import Any
 
 from PIL import Image
 
+from rag.errors import RagError
 from rag.items import SourceErrorKind as Kind
 
 from ._common import BadInput
@@ -32,7 +33,7 @@ _lock = threading.Lock()
 _engine: Any = None
 
 
-class OcrUnavailableError(RuntimeError):
+class OcrUnavailableError(RagError, RuntimeError):
     """``ocr="all"`` was asked for and the OCR extra is not installed."""
 
 

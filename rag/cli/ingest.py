@@ -16,6 +16,7 @@ from rich.table import Table
 from rich.text import Text
 
 from rag.access import AuditLog
+from rag.access.tenants import tagged
 from rag.cli.common import (
     CollectionOpt,
     EncoderOpt,
@@ -36,6 +37,7 @@ from rag.cli.ray import connect_ray, ingest_on_ray
 from rag.cli.sync import begin_prune, check_watchable, finish_prune, watch_sources
 
 if TYPE_CHECKING:  # loaded by the commands that need them: `rag --help` starts without them
+    from connectors.milvus import MilvusStore
     from rag.ingest import IngestReport
 
 
@@ -110,6 +112,14 @@ def ingest(
         typer.Option("--dry-run", help="With --prune: list what would be added, replaced and deleted; write nothing."),
     ] = False,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="With --prune: delete past the safety valve.")] = False,
+    tenant: Annotated[
+        str | None,
+        typer.Option(
+            "--tenant",
+            help="The tenant the items belong to on a shared server (`rag tokens add --tenant`); default: default.",
+            show_default=False,
+        ),
+    ] = None,
     watch: Annotated[
         bool,
         typer.Option(
@@ -143,6 +153,8 @@ def ingest(
         "--cpus-per-worker": cpus_per_worker,
     }
     _check_flags(engine, ray_flags, sync_flags={"--dry-run": dry_run, "--yes": yes}, prune=prune)
+    if tenant is not None:
+        _check_tenant(tenant, watch)
     if watch:
         check_watchable(sources)
     check_sources(sources)
@@ -150,10 +162,11 @@ def ingest(
 
     ocr_mode = _ocr_mode(ocr or settings.ocr)
     options = source_options(settings, allow_urls=allow_urls, ocr=ocr_mode)  # as KnowledgeBase.ingest reads them
-    found, results = peek_items(open_sources(sources, **options.model_dump()))
+    found, results = peek_items(open_sources(sources, options))
     pruning = None
     if prune:
         pruning, results = begin_prune(settings, sources, found, results, yes=yes, dry_run=dry_run, as_json=as_json)
+    results = tagged(results, tenant)
     if not found and not watch:
         _no_items(sources, list(results), settings.collection, report, as_json)
     ray_options = None
@@ -199,10 +212,12 @@ def ingest(
 
         try:
             with open_store(settings, model, create=True) as store:
+                _refuse_foreign(store, sources, tenant)
                 if ray_options is None:
                     from rag.ingest import ingest as run_ingest
 
-                    result = run_ingest(results, model, store, on_progress=on_progress)
+                    donors = pruning.donors(store) if pruning is not None else None
+                    result = run_ingest(results, model, store, on_progress=on_progress, donors=donors)
                 else:
                     result = ingest_on_ray(results, settings, store, model, ray_options, on_progress)
                 refused = finish_prune(pruning, store, result)
@@ -275,6 +290,30 @@ def _progress_bar(transient: bool) -> Iterator[Progress]:
         except BaseException:
             progress.live.transient = True
             raise
+
+
+def _check_tenant(tenant: str, watch: bool) -> None:
+    from rag.access import TokenError, check_tenant
+
+    if watch:
+        raise fail("--tenant does not go with --watch yet: ingest each tenant's folders without --watch")
+    try:
+        check_tenant(tenant)
+    except TokenError as e:
+        raise fail(str(e)) from e
+
+
+def _refuse_foreign(store: MilvusStore, sources: list[str], tenant: str | None) -> None:
+    """Stop (exit 2) before writing when items of these sources belong to another tenant."""
+    from rag.ingest.tenancy import foreign_items
+    from rag.items import DEFAULT_TENANT
+
+    taken = foreign_items(store, sources, tenant or DEFAULT_TENANT)
+    if taken:
+        raise fail(
+            f"{taken} stored item(s) of these sources belong to another tenant than {tenant or DEFAULT_TENANT!r}: a "
+            "file belongs to one tenant. Ingest a copy from another folder, or delete those items first (rag delete)"
+        )
 
 
 def check_sources(sources: list[str]) -> None:

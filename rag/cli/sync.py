@@ -99,8 +99,11 @@ def _print_preview(outcome: Preview, collection: str, as_json: bool) -> None:
     for label, sources in (("add", outcome.added), ("replace", outcome.replaced), ("delete", outcome.deleted)):
         for source in sources:
             console.print(f"  would {label} {escape(source)}")
+    for new, old in outcome.renamed:
+        console.print(f"  would rename {escape(old)} -> {escape(new)} (nothing encoded)")
     console.print(
-        f"{len(outcome.added)} to add, {len(outcome.replaced)} to replace, {len(outcome.unchanged)} unchanged, "
+        f"{len(outcome.added)} to add, {len(outcome.replaced)} to replace, {len(outcome.renamed)} to rename, "
+        f"{len(outcome.unchanged)} unchanged, "
         f"{len(outcome.deleted)} to delete ({outcome.items_deleted} item(s))"
     )
 

@@ -97,17 +97,22 @@ class Ledger:
             )
             self._versions.failed(item)
 
-    def write(self, items: Sequence[KnowledgeItem], fused: np.ndarray, image: np.ndarray) -> None:
-        """Upsert a batch of embedded items (by content id, so a batch written twice is stored once)."""
+    def write(
+        self, items: Sequence[KnowledgeItem], fused: np.ndarray, image: np.ndarray, *, encoded: bool = True
+    ) -> None:
+        """Upsert a batch of embedded items (by content id, so a batch written twice is stored once); ``encoded``:
+        the encoder computed their vectors (False: they were taken from stored items of the same content)."""
         with self._lock:
             self.store.upsert(items, fused, image, new=True)  # admit() left out the ids stored already
             self.report.added += len(items)
+            self.report.encoded += len(items) if encoded else 0
         self.progress()
 
     def written(self, count: int) -> None:
-        """Count a batch that workers upserted into the store themselves."""
+        """Count a batch that workers encoded and upserted into the store themselves."""
         with self._lock:
             self.report.added += count
+            self.report.encoded += count
         self.progress()
 
     def progress(self) -> None:

@@ -25,7 +25,7 @@ import watchfiles
 from connectors.milvus.store import MilvusStore
 from connectors.sources import SourceOptions, iter_folder, open_sources
 from connectors.sources._common import IMAGE_SUFFIXES
-from connectors.sources.folder import SIDECAR_SUFFIXES
+from connectors.sources.images import SIDECAR_SUFFIXES
 from rag.embeddings.base import Encoder
 from rag.errors import RagError
 from rag.items import Severity, SourceError
@@ -48,6 +48,7 @@ class WatchTotals:
     added: int = 0
     replaced: int = 0
     removed: int = 0
+    encoded: int = 0
     problems: list[SourceError] = field(default_factory=list)
 
     def count(self, report: IngestReport) -> None:
@@ -55,6 +56,7 @@ class WatchTotals:
         self.added += report.added
         self.replaced += report.replaced
         self.removed += report.removed
+        self.encoded += report.encoded
         self.problems.extend(report.problems)
 
     def summary(self) -> dict[str, object]:
@@ -64,6 +66,7 @@ class WatchTotals:
             "added": self.added,
             "replaced": self.replaced,
             "removed": self.removed,
+            "encoded": self.encoded,
             "skipped": len(errors),
             "failed": [{"source": p.source, "kind": p.kind.value, "reason": p.reason} for p in errors],
         }
@@ -146,7 +149,7 @@ class Watcher:
                 wanted.update(str(partner.with_suffix(suffix)) for suffix in IMAGE_SUFFIXES)
         gone_folders = tuple(path for path in paths if not os.path.exists(path))  # a folder deleted: all under it
         pruning = Pruning(self.store, [], yes=True, scope=Scope(gone_folders, tuple(sorted(wanted))))
-        report = ingest(pruning.watch(self._read(wanted)), self.encoder, self.store)
+        report = ingest(pruning.watch(self._read(wanted)), self.encoder, self.store, donors=pruning.donors(self.store))
         pruning.finish(self.store, report)
         return report
 

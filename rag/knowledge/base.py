@@ -15,12 +15,14 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from pydantic import ValidationError
 
 from connectors.milvus import ConnectOptions, EncoderInfo, MilvusStore, parse_filters
+from connectors.sources import peek_items
 from rag.ingest import IngestReport
 from rag.ingest import ingest as run_ingest
+from rag.ingest.sync import Pruning
 from rag.retrieval.options import AnswerOptions, OptionError, QueryOptions, describe, literal
 from rag.settings import Settings
 
-from .sources import Source, as_sources, read_sources, source_options
+from .sources import Source, as_sources, paths_of, read_sources, source_options
 
 if TYPE_CHECKING:
     from llama_index.core.base.base_query_engine import BaseQueryEngine
@@ -68,17 +70,34 @@ class KnowledgeBase:
         sources: Source | Iterable[Source],
         *,
         allow_urls: bool = False,
+        prune: bool = False,
+        yes: bool = False,
         on_progress: Callable[[IngestReport], None] | None = None,
     ) -> IngestReport:
         """Embed and store ``sources``: paths, folders, http(s) URLs, LlamaIndex ``Document``s or nodes, or a mix.
 
         Idempotent: what is stored already is not encoded again, and a document read again replaces its own
         older items and nothing else. Bad input is reported in the returned report, never raised.
+        ``prune``: as ``rag ingest --prune``, also delete the stored items of files gone from the folders, files
+        and URLs given (LlamaIndex documents are never pruned); renamed files keep their vectors. It raises
+        :class:`~rag.ingest.sync.PruneRefusedError`, deleting nothing, when the sources give no item or more than
+        half of the items in scope would go, unless ``yes``.
         """
         listed = as_sources(sources)
         options = source_options(self.settings, allow_urls=allow_urls)
         encoder = self.encoder_for("batch")
-        return run_ingest(read_sources(listed, options), encoder, self._open(create=True), on_progress=on_progress)
+        store = self._open(create=True)
+        results = read_sources(listed, options)
+        if not prune:
+            return run_ingest(results, encoder, store, on_progress=on_progress)
+        pruning = Pruning(store, paths_of(listed), yes=yes)
+        found, results = peek_items(results)
+        pruning.check_before(found)
+        report = run_ingest(
+            pruning.watch(results), encoder, store, on_progress=on_progress, donors=pruning.donors(store)
+        )
+        pruning.finish(store, report)
+        return report
 
     def delete(self, filter: str | Mapping[str, Any]) -> int:
         """Delete the items ``filter`` matches (``"source=a.md"``, ``{"tags": "old"}``); returns how many.
@@ -116,12 +135,7 @@ class KnowledgeBase:
 
     def as_retriever(self, **options: Any) -> MultimodalRetriever:
         """A LlamaIndex retriever over the collection; ``options`` as for :meth:`search`."""
-        from rag.retrieval import MultimodalRetriever
-
-        checked = _checked(QueryOptions, options)
-        return MultimodalRetriever.from_options(
-            self._open(), self.encoder_for("query"), checked, settings=self.settings
-        )
+        return self._retriever(_checked(QueryOptions, options))
 
     def as_query_engine(self, llm: LLM | None = None, **options: Any) -> BaseQueryEngine:
         """A LlamaIndex query engine answering with citations (``AnswerResponse``); ``options``: ``AnswerOptions``."""
@@ -129,7 +143,7 @@ class KnowledgeBase:
 
         checked = _checked(AnswerOptions, options)
         return answer_engine(
-            self.as_retriever(**checked.model_dump(exclude={"rerank"}, exclude_unset=True, by_alias=True)),
+            self._retriever(checked),
             llm if llm is not None else self._llm(),
             checked,
             max_image_side=self.settings.llm_max_image_side,
@@ -142,11 +156,11 @@ class KnowledgeBase:
 
         checked = _checked(AnswerOptions, options)
         return MultimodalChatEngine(
-            self.as_retriever(**checked.model_dump(exclude={"rerank"}, exclude_unset=True, by_alias=True)),
+            self._retriever(checked),
             llm if llm is not None else self._llm(),
             max_image_side=self.settings.llm_max_image_side,
             max_evidence_tokens=self.settings.llm_max_evidence_tokens,
-            rerank_top_n=checked.rerank,
+            rerank_top_n=checked.llm_rerank,
         )
 
     @property
@@ -203,6 +217,13 @@ class KnowledgeBase:
                 options=ConnectOptions.from_settings(self.settings),
             )
         return self._store
+
+    def _retriever(self, options: QueryOptions) -> MultimodalRetriever:
+        from rag.retrieval import MultimodalRetriever
+
+        return MultimodalRetriever.from_options(
+            self._open(), self.encoder_for("query"), options, settings=self.settings
+        )
 
     def _llm(self) -> LLM | None:
         from rag.answer import llm_from_settings

@@ -18,18 +18,15 @@ Source = Union[str, "os.PathLike[str]", "BaseNode"]
 
 
 def source_options(settings: Settings, *, allow_urls: bool = False, **overrides: Any) -> SourceOptions:
-    """How sources are read for ``settings``: the cache folder, URL fetching, and text chunked to the encoder's
+    """How sources are read for ``settings`` (``SourceOptions.from_settings``), with text chunked to the encoder's
     window with its own tokenizer (loaded without the model). ``rag ingest`` and the Python API share it."""
     from rag.embeddings.registry import load_text_window
 
-    return SourceOptions(
-        cache_dir=settings.data_dir,
-        allow_urls=allow_urls or settings.allow_urls,
-        max_download_bytes=settings.url_max_bytes,
-        url_timeout=settings.url_timeout,
-        decode_check=False,  # the preprocessing workers decode every image and report the broken ones
+    return SourceOptions.from_settings(
+        settings,
         text_window=load_text_window(settings),
-        chunk_overlap=settings.chunk_overlap,
+        allow_urls=allow_urls or settings.allow_urls,
+        decode_check=False,  # the preprocessing workers decode every image and report the broken ones
         **overrides,
     )
 

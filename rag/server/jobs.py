@@ -47,6 +47,7 @@ class IngestJob(BaseModel):
     skipped: int = Field(default=0, description="Of the problems, those that cost an input (known when done).")
     problems: list[SourceError] = Field(default_factory=list, description=f"The first {MAX_LISTED_PROBLEMS} problems.")
     error: str | None = Field(default=None, description="Why the job failed, when it did.")
+    tenant: str | None = Field(default=None, description="The tenant its items belong to (none: the default).")
     created_at: datetime = Field(default_factory=lambda: datetime.now(timezone.utc))
     started_at: datetime | None = None
     finished_at: datetime | None = None
@@ -69,14 +70,17 @@ class IngestJobs:
         refused: list[SourceError],
         names: Mapping[str, str] | None = None,
         on_done: Callable[[IngestJob], None] | None = None,
+        tenant: str | None = None,
+        run: IngestRun | None = None,
     ) -> IngestJob:
         """Queue the ingestion of ``paths``; ``refused`` are uploads turned away already, reported with the job.
 
         ``names`` (path → name) renames the job's problems about those paths (``path:line`` and ``path#…`` too),
         so that the job does not show where the server keeps them. ``on_done`` gets the finished job (done,
-        failed or cancelled), e.g. for the audit log.
+        failed or cancelled), e.g. for the audit log. ``tenant`` is shown with the job; ``run`` ingests this job
+        instead of the jobs' own run.
         """
-        job = IngestJob(id=uuid.uuid4().hex, inputs=len(paths), problem_count=len(refused))
+        job = IngestJob(id=uuid.uuid4().hex, inputs=len(paths), problem_count=len(refused), tenant=tenant)
         job.skipped = len(refused)
         job.problems = refused[:MAX_LISTED_PROBLEMS]
         with self._lock:
@@ -85,7 +89,7 @@ class IngestJobs:
             for old in finished[: max(0, len(self._jobs) - self._keep)]:
                 del self._jobs[old]
             snapshot = job.model_copy(deep=True)
-        self._worker.submit(self._finish, job, paths, refused, names or {}, on_done)
+        self._worker.submit(self._finish, job, paths, refused, names or {}, on_done, run or self._run)
         return snapshot
 
     def get(self, job_id: str) -> IngestJob | None:
@@ -114,15 +118,18 @@ class IngestJobs:
         refused: list[SourceError],
         names: Mapping[str, str],
         on_done: Callable[[IngestJob], None] | None,
+        run: IngestRun,
     ) -> None:
-        self._execute(job, paths, refused, names)
+        self._execute(job, paths, refused, names, run)
         if on_done is not None:
             try:
                 on_done(self.get(job.id) or job)
             except Exception:  # the job's outcome stands; the log says what its follow-up missed
                 logger.exception("after ingest job %s", job.id)
 
-    def _execute(self, job: IngestJob, paths: list[Path], refused: list[SourceError], names: Mapping[str, str]) -> None:
+    def _execute(
+        self, job: IngestJob, paths: list[Path], refused: list[SourceError], names: Mapping[str, str], run: IngestRun
+    ) -> None:
         with self._lock:
             job.status, job.started_at = JobStatus.RUNNING, datetime.now(timezone.utc)
 
@@ -131,7 +138,7 @@ class IngestJobs:
                 job.added, job.problem_count = progress.added, len(refused) + len(progress.problems)
 
         try:
-            report = self._run(paths, on_progress, self._stop) if paths else IngestReport()
+            report = run(paths, on_progress, self._stop) if paths else IngestReport()
         except Exception as e:  # reported in the job's status; the worker goes on with the next job
             logger.exception("ingest job %s failed", job.id)
             with self._lock:

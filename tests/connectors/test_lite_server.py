@@ -59,6 +59,7 @@ def _gone(process: psutil.Process, within: float) -> bool:
     return True
 
 
+@pytest.mark.slow
 def test_two_processes_share_one_server_and_see_each_others_writes(tmp_path: Path) -> None:
     db = tmp_path / "milvus.db"
     other = _python(USER, str(db), "3")
@@ -78,6 +79,7 @@ def test_two_processes_share_one_server_and_see_each_others_writes(tmp_path: Pat
     assert len(_servers(db)) == 1
 
 
+@pytest.mark.slow
 def test_racing_processes_end_with_one_server(tmp_path: Path) -> None:
     db = tmp_path / "milvus.db"
     code = (
@@ -94,6 +96,7 @@ def test_racing_processes_end_with_one_server(tmp_path: Path) -> None:
             racer.communicate("", timeout=60)
 
 
+@pytest.mark.slow
 def test_the_server_stops_once_its_last_user_is_killed(tmp_path: Path) -> None:
     db = tmp_path / "milvus.db"
     user = _python(USER, str(db), "2")

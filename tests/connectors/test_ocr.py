@@ -85,7 +85,9 @@ def test_ocr_all_reads_pictures_of_text_and_keeps_their_caption(tmp_path: Path) 
     [item] = [r for r in iter_folder(tmp_path, options) if isinstance(r, KnowledgeItem)]
     assert item.text.startswith("Timetable slide\n\n") and words_of(item.text) >= words_of(WORDS)
     assert item.metadata["text_origin"] == "caption+ocr"
-    auto = [r for r in iter_folder(tmp_path, options.model_copy(update={"ocr": "auto"})) if isinstance(r, KnowledgeItem)]
+    auto = [
+        r for r in iter_folder(tmp_path, options.model_copy(update={"ocr": "auto"})) if isinstance(r, KnowledgeItem)
+    ]
     assert [i.text for i in auto] == ["Timetable slide"]  # auto leaves pictures alone
 
 

@@ -69,6 +69,7 @@ def test_watch_applies_creations_edits_renames_and_deletions(tiny_base, tmp_path
             os.rename(folder / "img000.txt", folder / "sub" / "moved.txt")
             os.rename(folder / "img000.png", folder / "sub" / "moved.png")
             _until(lambda s: "sub/moved.png" in s and "img000.png" not in s, db, "a file moved")
+            assert watcher.totals.encoded == 2  # the new picture and its new caption; the move took stored vectors
 
             (folder / "img001.png").unlink()
             (folder / "img001.txt").unlink()

@@ -18,7 +18,17 @@ from rag.settings import Settings
 
 from ..base import ImageInput
 from ..compiled import BucketedCompile
-from ..inputs import ImageLoadError, PixelBatcher, PreparedImage, as_texts, check_pairs, run_batches, stack_on_host
+from ..configured import DEFAULT_WEIGHTS, runtime_from_settings, settings_with
+from ..inputs import (
+    ImageLoadError,
+    PixelBatcher,
+    PreparedImage,
+    as_images,
+    as_texts,
+    check_pairs,
+    run_batches,
+    stack_on_host,
+)
 from ..preprocess import Preprocessor
 from ..text_window import TextWindow, window_of
 from ..transformers_encoder import _pixels
@@ -83,8 +93,6 @@ class VisualizedBGE:
         ``RAG_WEIGHTS``, ``RAG_TEXT_MODEL``, ``RAG_VISION_CONFIG``, ``RAG_DEVICE``, ...), then from the defaults
         (the base variant, on the fastest device); arguments given win.
         """
-        from rag.embeddings.registry import DEFAULT_WEIGHTS, runtime_from_settings, settings_with
-
         settings = settings_with(
             settings,
             text_model=text_model,
@@ -191,7 +199,7 @@ class VisualizedBGE:
 
     def encode_image(self, images: Sequence[ImageInput]) -> np.ndarray:
         """Image-only embeddings: the reference defines them as fused with an empty text."""
-        return self.encode_fused(images, [""] * len(images))
+        return self.encode_fused(as_images(images), [""] * len(images))
 
     def encode_fused(self, images: Sequence[ImageInput], texts: Sequence[str]) -> np.ndarray:
         """One vector per (image, text) pair."""

@@ -36,7 +36,7 @@ def search(
 
     The options come as a JSON body, or as form fields with the query image as the file ``image``."""
     request = body.options
-    retriever = service.retriever(request)
+    retriever = service.retriever(request, who.tenant)
     upload = read_upload(body.image, settings.server_max_upload_bytes) if body.image else None
     with service.query_image(upload) as path:
         used, blended, found = service.search(QueryBundle(request.text, image_path=path), retriever)
@@ -53,7 +53,7 @@ def ask(service: ServiceDep, settings: SettingsDep, body: AskBody, who: Principa
 
     The options come as a JSON body, or as form fields with the query image as the file ``image``."""
     request = body.options
-    retriever = service.retriever(request)
+    retriever = service.retriever(request, who.tenant)
     upload = read_upload(body.image, settings.server_max_upload_bytes) if body.image else None
     conversation = service.conversation(request)
     with service.query_image(upload) as path, service.history(request.history) as history:
@@ -80,7 +80,7 @@ def _streaming(
 ) -> _Streaming:
     request = body.options
     audit.record("ask", who, text=request.text, image=body.image is not None, stream=True)
-    retriever = service.retriever(request)
+    retriever = service.retriever(request, who.tenant)
     upload = read_upload(body.image, settings.server_max_upload_bytes) if body.image else None
     # The pictures are read into the LLM's requests (condensing, answering) before these files go.
     conversation = service.conversation(request)
