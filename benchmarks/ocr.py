@@ -24,7 +24,7 @@ from pathlib import Path
 import pypdfium2 as pdfium
 
 from benchmarks.common import cpu_name
-from connectors.sources import SourceOptions, open_sources
+from connectors.sources import open_sources
 from connectors.sources.ocr import read_pixels
 
 DEFAULT_PDF = Path("/usr/share/doc/libtasn1-doc/libtasn1.pdf")

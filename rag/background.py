@@ -113,9 +113,11 @@ def read_state(folder: Path) -> dict[str, Any] | None:
 
 
 def write_state(folder: Path, state: Mapping[str, Any]) -> None:
-    """Record ``state`` (with ``pid`` and ``started``) at once: readers see the old file or the new one."""
+    """Record ``state`` (with ``pid`` and ``started``) at once, readable by this user only (0600): readers see the
+    old file or the new one."""
     tmp = folder / f"{STATE}.{state['pid']}.tmp"
-    tmp.write_text(json.dumps(dict(state)))
+    with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as f:
+        f.write(json.dumps(dict(state)))
     os.replace(tmp, folder / STATE)
 
 

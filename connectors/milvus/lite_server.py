@@ -16,6 +16,7 @@ The lock, state, client and idle rules are ``rag.background``'s, which the warm 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import socket
@@ -76,6 +77,9 @@ class ServerState:
     pid: int
     started: float
     port: int
+    #: The data folder the server serves, as it was opened: a copy of the folder (``cp -a``) carries this file,
+    #: and must not use the original's server ("" in files written before it was recorded).
+    data_dir: str = ""
 
     @property
     def uri(self) -> str:
@@ -88,13 +92,16 @@ class ServerState:
         if data is None:
             return None
         try:
-            return cls(pid=data["pid"], started=float(data["started"]), port=int(data["port"]))
+            pid, started, port = data["pid"], float(data["started"]), int(data["port"])
+            return cls(pid=pid, started=started, port=port, data_dir=str(data.get("data_dir", "")))
         except (KeyError, TypeError, ValueError) as exc:
             logger.warning("ignoring the unreadable shared-server state in %s (%s)", folder, exc)
             return None
 
     def write(self, folder: Path) -> None:
-        background.write_state(folder, {"pid": self.pid, "started": self.started, "port": self.port})
+        """Written private (0600, as every background state): it names the port that serves the data."""
+        data = {"pid": self.pid, "started": self.started, "port": self.port, "data_dir": self.data_dir}
+        background.write_state(folder, data)
 
 
 def answers(port: int, timeout: float = 2.0) -> bool:
@@ -126,7 +133,10 @@ def acquire(data_dir: str | os.PathLike[str], *, idle: float) -> Lease:
     data_dir = Path(data_dir).absolute()
     folder = state_dir(data_dir)
     try:
-        folder.mkdir(exist_ok=True)
+        folder.mkdir(exist_ok=True, mode=0o700)
+        if folder.stat().st_mode & 0o077:
+            with contextlib.suppress(PermissionError):  # another user's folder stays as it is
+                folder.chmod(0o700)  # made by an older version, open to others
     except OSError as exc:
         raise LiteServerError(
             f"cannot write beside the Milvus Lite data {data_dir} ({exc.strerror}): the shared server keeps its "
@@ -146,6 +156,15 @@ def _find_or_start(data_dir: Path, folder: Path, idle: float) -> str:
     """The URI of the running server (checked), or of a new one; call with the lock held."""
     state = ServerState.read(folder)
     preferred = 0
+    if state is not None and state.data_dir and state.data_dir != str(data_dir):
+        logger.warning(
+            "ignoring the shared-server state in %s: it was written for %s, so this folder is a copy (or was moved); "
+            "starting a server of its own",
+            folder,
+            state.data_dir,
+        )
+        (folder / STATE).unlink(missing_ok=True)
+        state = None
     if state is not None:
         if is_running(state.pid, state.started):
             if answers(state.port):

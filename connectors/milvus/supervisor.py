@@ -90,7 +90,8 @@ def serve(data_dir: Path, idle: float, port: int) -> int:
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
-    ServerState(pid=os.getpid(), started=psutil.Process().create_time(), port=bound).write(folder)
+    started = psutil.Process().create_time()
+    ServerState(pid=os.getpid(), started=started, port=bound, data_dir=str(data_dir)).write(folder)
     logger.info("Milvus Lite serving %s on %s:%d", data_dir, HOST, bound)
     try:
         stop_when_idle(folder, IdleTimer(idle), stop, gone=lambda: _gone(data_dir))

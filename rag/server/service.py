@@ -59,6 +59,7 @@ from rag.settings import Settings
 
 from .breaker import Breaker, Probe
 from .conversations import Conversation, Conversations
+from .job_records import JobRecords
 from .jobs import IngestJob, IngestJobs
 from .models import AskRequest, HistoryTurn
 from .shared import serialized
@@ -96,7 +97,13 @@ class Service:
         self._probe_connection: Connection | None = None
         self.llm = llm
         self.uploads = (settings.data_dir / "uploads").resolve()
-        self.jobs = IngestJobs(self._ingest)
+        records = JobRecords(settings.data_dir / "server" / "jobs.sqlite3", settings.collection)
+        self.jobs = IngestJobs(
+            self._ingest,
+            records=records,
+            drain=settings.server_drain_seconds,
+            run_for=lambda tenant: functools.partial(self._ingest, tenant=tenant),
+        )
         self.conversations = (
             Conversations(llm, settings.server_conversation_ttl, settings.chat_history_tokens)
             if settings.server_conversations
@@ -128,6 +135,7 @@ class Service:
             raise
         service = cls(settings, encoder, store, llm)
         service.probe.start()
+        service.jobs.resume()
         return service
 
     def close(self) -> None:
@@ -226,15 +234,16 @@ class Service:
         standalone = QueryBundle(searched.get("query", query.query_str), image_path=searched.get("query_image"))
         return retriever.resolve_mode(standalone), retriever.resolve_blend(standalone), response
 
-    def conversation(self, request: AskRequest) -> Conversation | None:
-        """The kept conversation a question continues or starts (None: the server keeps none, or it has a history)."""
+    def conversation(self, request: AskRequest, owner: str | None = None) -> Conversation | None:
+        """The kept conversation a question continues or starts (None: the server keeps none, or it has a history);
+        only its ``owner`` (who started it) may continue it."""
         if request.conversation_id is not None and self.conversations is None:
             raise UploadError("this server keeps no conversations (RAG_SERVER_CONVERSATIONS): send the history")
         if request.conversation_id is not None and request.history:
             raise UploadError("give the history or a conversation_id, not both")
         if self.conversations is None or request.history:
             return None
-        return self.conversations.get(request.conversation_id)
+        return self.conversations.get(request.conversation_id, owner)
 
     @contextmanager
     def history(self, turns: Sequence[HistoryTurn]) -> Iterator[list[ChatMessage]]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -35,6 +36,8 @@ from connectors.milvus import (
 from connectors.milvus.interop import llama_vector_store
 from connectors.milvus.lite_server import shared_lite
 from rag.items import KnowledgeItem
+from tests.conftest import database_of
+from tests.milvus_server import MilvusLiteServer
 
 from .milvus_corpus import DIM, ENCODER, image_item, text_item, unit_vectors
 
@@ -52,10 +55,31 @@ HOSTILE = [
 ]
 
 
-@pytest.fixture
-def db(milvus_uri: str) -> str:
-    """A Milvus Lite folder, or a database on a standalone server over http (``milvus_uri``)."""
-    return milvus_uri
+#: A real Milvus to run this contract suite against (``make test-milvus``); without it those runs are skipped.
+REAL_MILVUS = "RAG_TEST_MILVUS_URI"
+
+
+@pytest.fixture(params=["lite", "http", "server", "milvus"])
+def db(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Where the store under contract lives:
+
+    - ``lite``: a Milvus Lite folder, served by its shared server (the default store);
+    - ``http``: a database on the session's standalone ``milvus-lite server``, which the store recognises as Lite;
+    - ``server``: the same, with ``RAG_MILVUS_BACKEND=server``, so the store takes a Milvus server's path: Milvus's
+      BM25 function and server-side hybrid search;
+    - ``milvus``: a database on a real Milvus at ``RAG_TEST_MILVUS_URI`` (``make test-milvus``), skipped without it.
+    """
+    if request.param == "lite":
+        return str(tmp_path / "lite" / "milvus.db")
+    if request.param == "milvus":
+        uri = os.environ.get(REAL_MILVUS)
+        if not uri:
+            pytest.skip(f"no real Milvus: set {REAL_MILVUS}=http://host:19530 to run the store contract on one")
+        return database_of(uri.rstrip("/"), request.node.nodeid)
+    if request.param == "server":
+        monkeypatch.setenv("RAG_MILVUS_BACKEND", "server")
+    server: MilvusLiteServer = request.getfixturevalue("milvus_server")
+    return database_of(server.uri, request.node.nodeid)
 
 
 @pytest.fixture
