@@ -7,7 +7,7 @@ import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, NonNegativeInt, PositiveFloat, PositiveInt, SecretStr, field_validator
+from pydantic import Field, NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 #: The file of ``RAG_*=value`` lines read from the working directory, under the environment's values.
@@ -84,6 +84,13 @@ class Settings(BaseSettings):
         le=50,
         description="Seconds the shared Milvus Lite server waits after its last user left (or was killed) before it "
         "stops; a command run meanwhile reuses it.",
+    )
+    keep_warm: float = Field(
+        default=300.0,
+        ge=0,
+        description="Seconds the warm model process stays loaded after the last command that used it (rag search, "
+        "ask, chat, similarity, classify), as Ollama's keep_alive: each command's value resets the timer. 0: no "
+        "background process, every command loads the model itself. `rag ps` lists them, `rag stop` ends them.",
     )
     milvus_backend: Literal["auto", "lite", "server"] = Field(
         default="auto",
@@ -219,6 +226,11 @@ class Settings(BaseSettings):
     )
     server_max_image_pixels: PositiveInt = Field(
         default=50_000_000, description="Decompression-bomb guard: uploaded images with more pixels are refused."
+    )
+    server_drain_seconds: NonNegativeFloat = Field(
+        default=8.0,
+        description="On SIGTERM, seconds `rag serve` lets running ingest jobs finish before it stops them; what is "
+        "left is recorded (under RAG_DATA_DIR/server) and resumed at the next start.",
     )
     server_allowed_origins: Annotated[list[str], NoDecode] = Field(
         default_factory=list,

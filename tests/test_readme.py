@@ -18,7 +18,6 @@ from tests.retrieval.tiny_reranker import build_reranker
 
 ROOT = Path(__file__).resolve().parents[1]
 SNIPPETS = re.findall(r"```python\n(.*?)```", (ROOT / "README.md").read_text(encoding="utf-8"), re.S)
-HUB_NAMES = ("bge-visualized-base-en-v1.5", "bge-visualized-m3")
 RERANKER = "BAAI/bge-reranker-base"
 #: The README's sections, in the order a user reads them; other sections may be added, these stay.
 SECTIONS = (
@@ -68,9 +67,7 @@ def test_the_readme_has_its_python_snippets() -> None:
 @pytest.mark.parametrize("snippet", SNIPPETS, ids=[f"snippet-{n}" for n in range(1, len(SNIPPETS) + 1)])
 @pytest.mark.slow
 def test_each_python_snippet_runs(snippet: str, env: dict[str, str]) -> None:
-    code = snippet
-    for name in HUB_NAMES:
-        code = code.replace(f'"{name}"', repr(env["RAG_WEIGHTS"]))
+    code = snippet  # as written: a variant's name loads RAG_WEIGHTS when the hub cannot be reached
     code = code.replace(f'"{RERANKER}"', repr(env["TINY_RERANKER"]))
     result = run([sys.executable, "-c", code], env)
     assert result.returncode == 0, f"{result.stderr}\n--- snippet:\n{code}"

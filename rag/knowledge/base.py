@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from pydantic import ValidationError
 
@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     from rag.answer import AnswerResponse
     from rag.answer.chat import MultimodalChatEngine
     from rag.embeddings.base import Encoder
-    from rag.retrieval import MultimodalRetriever
+    from rag.retrieval.retriever import MultimodalRetriever
 
     from .vector_store import KnowledgeVectorStore
 
@@ -70,6 +70,7 @@ class KnowledgeBase:
         sources: Source | Iterable[Source],
         *,
         allow_urls: bool = False,
+        ocr: Literal["auto", "all", "off"] | None = None,
         prune: bool = False,
         yes: bool = False,
         on_progress: Callable[[IngestReport], None] | None = None,
@@ -77,14 +78,19 @@ class KnowledgeBase:
         """Embed and store ``sources``: paths, folders, http(s) URLs, LlamaIndex ``Document``s or nodes, or a mix.
 
         Idempotent: what is stored already is not encoded again, and a document read again replaces its own
-        older items and nothing else. Bad input is reported in the returned report, never raised.
+        older items and nothing else. Bad input is reported in the returned report, never raised. ``allow_urls``
+        and ``ocr`` (default ``RAG_OCR``) are ``rag ingest``'s ``--allow-urls`` and ``--ocr``.
         ``prune``: as ``rag ingest --prune``, also delete the stored items of files gone from the folders, files
         and URLs given (LlamaIndex documents are never pruned); renamed files keep their vectors. It raises
         :class:`~rag.ingest.sync.PruneRefusedError`, deleting nothing, when the sources give no item or more than
         half of the items in scope would go, unless ``yes``.
         """
+        from connectors.sources.ocr import require_ocr
+
         listed = as_sources(sources)
-        options = source_options(self.settings, allow_urls=allow_urls)
+        mode = ocr or self.settings.ocr
+        require_ocr(mode)
+        options = source_options(self.settings, allow_urls=allow_urls, ocr=mode)
         encoder = self.encoder_for("batch")
         store = self._open(create=True)
         results = read_sources(listed, options)

@@ -59,6 +59,7 @@ from rag.settings import Settings
 
 from .breaker import Breaker, Probe
 from .conversations import Conversation, Conversations
+from .job_records import JobRecords
 from .jobs import IngestJob, IngestJobs
 from .models import AskRequest, HistoryTurn
 from .shared import serialized
@@ -96,7 +97,13 @@ class Service:
         self._probe_connection: Connection | None = None
         self.llm = llm
         self.uploads = (settings.data_dir / "uploads").resolve()
-        self.jobs = IngestJobs(self._ingest)
+        records = JobRecords(settings.data_dir / "server" / "jobs.sqlite3", settings.collection)
+        self.jobs = IngestJobs(
+            self._ingest,
+            records=records,
+            drain=settings.server_drain_seconds,
+            run_for=lambda tenant: functools.partial(self._ingest, tenant=tenant),
+        )
         self.conversations = (
             Conversations(llm, settings.server_conversation_ttl, settings.chat_history_tokens)
             if settings.server_conversations
@@ -128,6 +135,7 @@ class Service:
             raise
         service = cls(settings, encoder, store, llm)
         service.probe.start()
+        service.jobs.resume()
         return service
 
     def close(self) -> None:

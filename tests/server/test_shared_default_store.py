@@ -22,7 +22,7 @@ CORPUS = ROOT / "examples" / "corpus"
 
 
 def _env() -> dict[str, str]:
-    return process_env(PYTHONPATH=str(ROOT), COLUMNS="300", RAG_MILVUS_LITE_IDLE="3")
+    return process_env(PYTHONPATH=str(ROOT), COLUMNS="300", RAG_MILVUS_LITE_IDLE="3", RAG_KEEP_WARM="0")
 
 
 def _rag(cwd: Path, *args: str) -> subprocess.Popen[str]:

@@ -150,6 +150,12 @@ def test_counts_images_and_an_empty_tenant(world: dict[str, Any]) -> None:
             assert item_id in response.json()["message"]  # the same answer as for an id that does not exist
         images = [client.get(f"/api/items/{i}/image", headers=as_(world, who)) for i in world["ids"][tenant]]
         assert sorted(r.status_code for r in images) == [200, 200, 200, 404]  # the notes have no image
+        for item_id in world["ids"][other]:  # the document route (the file an item came from) alike
+            response = client.get(f"/api/items/{item_id}/source", headers=as_(world, who))
+            assert response.status_code == 404 and other not in response.text
+        documents = [client.get(f"/api/items/{i}/source", headers=as_(world, who)) for i in world["ids"][tenant]]
+        assert all(r.status_code == 200 for r in documents)
+        assert any(SECRET[tenant] in r.text for r in documents)
 
 
 def test_an_admin_sees_every_tenant_and_may_pick_one(world: dict[str, Any]) -> None:

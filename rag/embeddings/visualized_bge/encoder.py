@@ -32,7 +32,7 @@ from ..inputs import (
 from ..preprocess import Preprocessor
 from ..text_window import TextWindow, window_of
 from ..transformers_encoder import _pixels
-from .configuration import VisionConfig
+from .configuration import VARIANTS, Variant, VisionConfig
 from .loading import CheckpointError, build_model, checkpoint_sha256, load_weights, resolve_checkpoint
 from .modeling import VisualizedBGEModel
 from .preprocessing import NORMALISATION, VisualizedBGETransform
@@ -107,7 +107,7 @@ class VisualizedBGE:
         weights = weights if weights is not None else settings.weights or DEFAULT_WEIGHTS["visualized-bge"]
         text_model = settings.text_model
         vision_config = vision_config if vision_config is not None else settings.vision_config
-        checkpoint, variant = resolve_checkpoint(weights)
+        checkpoint, variant = _checkpoint(weights, settings)
         if text_model is None and variant is None:
             raise CheckpointError(
                 f"{checkpoint.name} is not an official file name: pass text_model= (a folder or hub id, "
@@ -271,3 +271,16 @@ class VisualizedBGE:
                 max_tokens=self.max_text_tokens if name == "text" else self.max_fused_text_tokens,
             )
         return self._compiled[name](*inputs)
+
+
+def _checkpoint(weights: str | os.PathLike[str], settings: Settings) -> tuple[Path, Variant | None]:
+    """The checkpoint file ``weights`` names. A variant's name not in the Hugging Face cache, where no hub can be
+    reached, is read from ``RAG_WEIGHTS`` when that names a local file: the environment says where it lies."""
+    try:
+        return resolve_checkpoint(weights)
+    except CheckpointError:
+        local = Path(settings.weights).expanduser() if settings.weights else None
+        if str(weights) not in VARIANTS or local is None or not local.is_file():
+            raise
+        logger.info("%s is not in the Hugging Face cache: loading RAG_WEIGHTS=%s", weights, local)
+        return resolve_checkpoint(local)

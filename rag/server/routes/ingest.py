@@ -81,7 +81,7 @@ def ingest_job(service: ServiceDep, who: PrincipalDep, job_id: str) -> IngestJob
     """One ingest job: status, items added so far, problems."""
     job = service.jobs.get(job_id)
     if job is None or (who.tenant is not None and job.tenant != who.tenant):
-        message = f"no ingest job {job_id!r} (jobs are listed while the server runs)"
+        message = f"no ingest job {job_id!r} (the last 100 jobs are kept, across restarts)"
         raise HTTPException(status.HTTP_404_NOT_FOUND, message)
     return job
 
