@@ -12,8 +12,8 @@ import shutil
 import statistics
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import torch
 from transformers import BertConfig, XLMRobertaConfig
@@ -30,8 +30,14 @@ FULL_SIZE = {
     "base": (lambda: BertConfig(), EVA02_CLIP_B16, "base"),
     "m3": (
         lambda: XLMRobertaConfig(
-            vocab_size=250002, hidden_size=1024, num_hidden_layers=24, num_attention_heads=16,
-            intermediate_size=4096, max_position_embeddings=8194, type_vocab_size=1, pad_token_id=1,
+            vocab_size=250002,
+            hidden_size=1024,
+            num_hidden_layers=24,
+            num_attention_heads=16,
+            intermediate_size=4096,
+            max_position_embeddings=8194,
+            type_vocab_size=1,
+            pad_token_id=1,
         ),
         EVA02_CLIP_L14,
         "m3",

@@ -99,14 +99,22 @@ def run_child(args: list[str], env: dict[str, str], cwd: Path) -> dict:
 def ingest_command(tree: Path, work: Path, collection: str, env: dict[str, str]) -> dict:
     db = work / "db" / f"{collection}.db"
     db.parent.mkdir(exist_ok=True)
-    return run_child(["-m", "rag.cli", "ingest", str(work / "corpus"), "-c", collection, "--uri", str(db), "--json"],
-                     {**env, "PYTHONPATH": str(tree), "RAG_DATA_DIR": str(work / "data")}, tree)
+    return run_child(
+        ["-m", "rag.cli", "ingest", str(work / "corpus"), "-c", collection, "--uri", str(db), "--json"],
+        {**env, "PYTHONPATH": str(tree), "RAG_DATA_DIR": str(work / "data")},
+        tree,
+    )
 
 
 def measure(label: str, extra: dict[str, str], work: Path, before: Path, args) -> dict[str, float]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("RAG_")}
-    env.update(extra, PYTHONPATH=str(ROOT), RAG_WEIGHTS=str(work / "weights.pth"),
-               RAG_TEXT_MODEL=str(work / "text_model"), RAG_VISION_CONFIG=str(work / "vision_config.json"))
+    env.update(
+        extra,
+        PYTHONPATH=str(ROOT),
+        RAG_WEIGHTS=str(work / "weights.pth"),
+        RAG_TEXT_MODEL=str(work / "text_model"),
+        RAG_VISION_CONFIG=str(work / "vision_config.json"),
+    )
     best: dict[str, float] = {}
     info = run_child(["-c", PEAK, str(work / "corpus"), "flops"], env, ROOT)
     names = ("now", "before", "loop", *args.splits)
@@ -136,16 +144,22 @@ def show(label: str, r: dict, args) -> None:
     now_flops, loop_flops = r["now"] * r["gflop_per_item"], r["loop"] * r["loop_gflop_per_item"]
     print(f"\n{label}: defaults = {r['runtime']}")
     print(f"  matmul peak fp32 {r['fp32']:.0f} GFLOP/s, bf16 {r['bf16']:.0f} GFLOP/s")
-    print(f"  rag ingest, now     {r['now']:6.2f} items/s  {r['gflop_per_item']:6.1f} GFLOP/item  "
-          f"{now_flops:5.0f} GFLOP/s = {now_flops / peak:4.0%} of the {r['dtype']} peak")
+    print(
+        f"  rag ingest, now     {r['now']:6.2f} items/s  {r['gflop_per_item']:6.1f} GFLOP/item  "
+        f"{now_flops:5.0f} GFLOP/s = {now_flops / peak:4.0%} of the {r['dtype']} peak"
+    )
     print(f"  rag ingest, before  {r['before']:6.2f} items/s  (now / before = {r['now'] / r['before']:.2f})")
-    print(f"  reference loop fp32 {r['loop']:6.2f} items/s  {r['loop_gflop_per_item']:6.1f} GFLOP/item  "
-          f"{loop_flops:5.0f} GFLOP/s = {loop_flops / r['fp32']:4.0%} of the fp32 peak")
+    print(
+        f"  reference loop fp32 {r['loop']:6.2f} items/s  {r['loop_gflop_per_item']:6.1f} GFLOP/item  "
+        f"{loop_flops:5.0f} GFLOP/s = {loop_flops / r['fp32']:4.0%} of the fp32 peak"
+    )
     print(f"  rag ingest / reference loop = {r['now'] / r['loop']:.2f}x (before: {r['before'] / r['loop']:.2f}x)")
     for split in args.splits:
         threads, workers = split.split("+")
-        print(f"  rag ingest, {threads} torch threads + {workers} preprocessing threads: {r[split]:6.2f} items/s "
-              f"({r[split] / r['now']:.2f} of the runtime's choice)")
+        print(
+            f"  rag ingest, {threads} torch threads + {workers} preprocessing threads: {r[split]:6.2f} items/s "
+            f"({r[split] / r['now']:.2f} of the runtime's choice)"
+        )
 
 
 def main() -> None:
@@ -158,8 +172,10 @@ def main() -> None:
     parser.add_argument("--splits", default="", help="torch threads + preprocessing threads to compare, e.g. 2+1,2+2")
     args = parser.parse_args()
     args.splits = [split.strip() for split in args.splits.split(",") if split.strip()]
-    print(f"CPU {cpu_name()}, {os.cpu_count()} cores, load {os.getloadavg()[0]:.1f}; {args.items} photos, "
-          f"best of {args.rounds} alternating rounds; before = {args.before}")
+    print(
+        f"CPU {cpu_name()}, {os.cpu_count()} cores, load {os.getloadavg()[0]:.1f}; {args.items} photos, "
+        f"best of {args.rounds} alternating rounds; before = {args.before}"
+    )
     with tempfile.TemporaryDirectory(prefix="rag-cpu-ingest-") as tmp:
         work, before = Path(tmp), Path(tmp) / "before"
         env = {**os.environ, "PYTHONPATH": str(ROOT)}
@@ -169,8 +185,11 @@ def main() -> None:
         try:
             for label, extra in (("native", {}), ("avx2", NO_BF16)):
                 if args.only in (None, label):
-                    show(f"{label} ({'as it is' if not extra else 'oneDNN/ATen capped at AVX2: no bf16 units'})",
-                         measure(label, extra, work, before, args), args)
+                    show(
+                        f"{label} ({'as it is' if not extra else 'oneDNN/ATen capped at AVX2: no bf16 units'})",
+                        measure(label, extra, work, before, args),
+                        args,
+                    )
         finally:
             subprocess.run(["git", "worktree", "remove", "--force", str(before)], cwd=ROOT, check=False)
 

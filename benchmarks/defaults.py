@@ -46,7 +46,8 @@ out = {"device": encoder.runtime.device, "dtype": encoder.runtime.dtype, "reason
 repeats = 1 if n == 1 else 2  # best of, after a warm-up at the measured shapes (oneDNN builds kernels per shape)
 out["fused_items_per_s"] = n / timed(lambda: encoder.encode_fused(images, texts), repeats)
 if loop:
-    out["one_item_loop_items_per_s"] = n / timed(lambda: [encoder.encode_fused([i], [t]) for i, t in zip(images, texts)], repeats)
+    pairs = list(zip(images, texts))
+    out["one_item_loop_items_per_s"] = n / timed(lambda: [encoder.encode_fused([i], [t]) for i, t in pairs], repeats)
 query = ["a red dress with flowers"]
 encoder.encode_text(query)
 times = []
@@ -80,7 +81,11 @@ NO_BF16 = {"ONEDNN_MAX_CPU_ISA": "AVX2", "ATEN_CPU_CAPABILITY": "avx2"}
 
 def child(env: dict[str, str], n: int, loop: bool) -> dict:
     out = subprocess.run(
-        [sys.executable, "-c", CHILD, str(n), "loop" if loop else "-"], env=env, cwd=ROOT, capture_output=True, text=True
+        [sys.executable, "-c", CHILD, str(n), "loop" if loop else "-"],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
     )
     if out.returncode:
         raise RuntimeError(out.stderr[-2000:])
@@ -113,7 +118,8 @@ def main() -> None:
         base_env.update(PYTHONPATH=str(ROOT), XDG_CACHE_HOME=str(work / "cache"))
         subprocess.run([sys.executable, "-c", BUILD, str(work)], env=base_env, cwd=ROOT, check=True)
         base_env.update(
-            RAG_WEIGHTS=str(work / "weights.pth"), RAG_TEXT_MODEL=str(work / "text_model"),
+            RAG_WEIGHTS=str(work / "weights.pth"),
+            RAG_TEXT_MODEL=str(work / "text_model"),
             RAG_VISION_CONFIG=str(work / "vision_config.json"),
         )
         for label, extra in (("this CPU as it is", {}), ("no bf16 units (oneDNN/ATen capped at AVX2)", NO_BF16)):
@@ -125,21 +131,27 @@ def main() -> None:
                     emulated = bool(extra) and dtype == "bfloat16"
                     if emulated and dtype in rows:
                         continue  # one round of emulated bf16 is enough to see it is ~100x slower
-                    rows[dtype] = best(rows.get(dtype), child(env, 1 if emulated else args.items, loop=dtype == "float32"))
+                    rows[dtype] = best(
+                        rows.get(dtype), child(env, 1 if emulated else args.items, loop=dtype == "float32")
+                    )
             for dtype in ("auto", "float32", "bfloat16"):
                 emulated = bool(extra) and dtype == "bfloat16"
                 r = rows[dtype]
-                print(f"  RAG_DTYPE={dtype:9} -> {r['dtype']:9} fused {r['fused_items_per_s']:6.2f}/s  "
-                      f"query p50 {r['text_query_p50_ms']:8.1f} ms  ingest {r['ingest_items_per_s']:6.2f}/s"
-                      + ("  (1 item: emulated bf16)" if emulated else ""))
+                print(
+                    f"  RAG_DTYPE={dtype:9} -> {r['dtype']:9} fused {r['fused_items_per_s']:6.2f}/s  "
+                    f"query p50 {r['text_query_p50_ms']:8.1f} ms  ingest {r['ingest_items_per_s']:6.2f}/s"
+                    + ("  (1 item: emulated bf16)" if emulated else "")
+                )
             print(f"  auto chose {rows['auto']['dtype']}: {rows['auto']['reason']}")
             for metric, better in (("fused_items_per_s", max), ("ingest_items_per_s", max), ("text_query_p50_ms", min)):
                 faster = better(rows["float32"][metric], rows["bfloat16"][metric])
                 ratio = rows["auto"][metric] / faster if better is max else faster / rows["auto"][metric]
                 print(f"  {metric:20} auto / faster of fp32 and bf16 = {ratio:.2f}")
             loop = rows["float32"]["one_item_loop_items_per_s"]
-            print(f"  fused, defaults / fp32 one-item loop = {rows['auto']['fused_items_per_s'] / loop:.2f}x "
-                  f"({loop:.2f} items/s in the loop)")
+            print(
+                f"  fused, defaults / fp32 one-item loop = {rows['auto']['fused_items_per_s'] / loop:.2f}x "
+                f"({loop:.2f} items/s in the loop)"
+            )
 
 
 if __name__ == "__main__":

@@ -22,17 +22,18 @@ from __future__ import annotations
 
 import argparse
 import copy
-import io
 import json
 import os
 import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -125,12 +126,14 @@ def model_inputs(model: VisualizedBGEModel, batch: int, device: torch.device, dt
     return pixels, ids, mask, blank, torch.ones_like(blank)
 
 
-def model_only(model: VisualizedBGEModel, device: torch.device, dtype: torch.dtype, batches: list[int], repeats: int) -> dict:
+def model_only(
+    model: VisualizedBGEModel, device: torch.device, dtype: torch.dtype, batches: list[int], repeats: int
+) -> dict:
     out: dict[str, Any] = {}
     with torch.inference_mode():
         for batch in batches:
             pixels, ids, mask, blank, blank_mask = model_inputs(model, batch, device, dtype)
-            out[f"fused_b{batch}"] = round(rate(batch, lambda: model.embed_fused(pixels, ids, mask), device, repeats))
+            out[f"fused_b{batch}"] = round(rate(batch, partial(model.embed_fused, pixels, ids, mask), device, repeats))
         batch = max(batches)
         pixels, ids, mask, blank, blank_mask = model_inputs(model, batch, device, dtype)
         out[f"fused_and_image_b{batch}"] = round(
@@ -140,7 +143,9 @@ def model_only(model: VisualizedBGEModel, device: torch.device, dtype: torch.dty
     return out
 
 
-def compiled_model(model: VisualizedBGEModel, device: torch.device, dtype: torch.dtype, batch: int, repeats: int) -> dict:
+def compiled_model(
+    model: VisualizedBGEModel, device: torch.device, dtype: torch.dtype, batch: int, repeats: int
+) -> dict:
     pixels, ids, mask, _, _ = model_inputs(model, batch, device, dtype)
     compiled = BucketedCompile(model.embed_fused, device, pad_token_id=0, max_batch=batch, max_tokens=316)
     with torch.inference_mode():
@@ -171,7 +176,9 @@ def make_corpus(folder: Path, n: int, workers: int) -> list[Path]:
         noise = np.random.default_rng(i).integers(-12, 12, size=bases[0].shape, dtype=np.int16)
         path = folder / f"photo{i:05d}.jpg"
         Image.fromarray(np.clip(bases[i % len(bases)] + noise, 0, 255).astype(np.uint8)).save(path, quality=90)
-        path.with_suffix(".txt").write_text(f"Photo {i}: a scene with a bridge, a carriage or shapes, variant {i % 17}.")
+        path.with_suffix(".txt").write_text(
+            f"Photo {i}: a scene with a bridge, a carriage or shapes, variant {i % 17}."
+        )
         return path
 
     with ThreadPoolExecutor(workers) as pool:
@@ -255,9 +262,13 @@ def api(encoder: VisualizedBGE, paths: list[Path], texts: list[str], with_pil: b
     out: dict[str, Any] = {"preprocessing": "processes" if encoder.runtime.processes else "threads", "items": n}
     if with_pil:
         pil = [Image.open(p).convert("RGB") for p in paths]
-        out["pil_fused_items_per_s"] = round(rate(n, lambda: encoder.encode_fused(pil, texts), device, repeats=2, warmup=0))
+        out["pil_fused_items_per_s"] = round(
+            rate(n, lambda: encoder.encode_fused(pil, texts), device, repeats=2, warmup=0)
+        )
         del pil
-    out["jpeg_fused_items_per_s"] = round(rate(n, lambda: encoder.encode_fused(paths, texts), device, repeats=2, warmup=0))
+    out["jpeg_fused_items_per_s"] = round(
+        rate(n, lambda: encoder.encode_fused(paths, texts), device, repeats=2, warmup=0)
+    )
     out["jpeg_fused_and_image_items_per_s"] = round(
         rate(n, lambda: encoder.encode_fused_and_image(paths, texts), device, repeats=2, warmup=0)
     )
@@ -270,8 +281,13 @@ def ingest_lite(encoder: VisualizedBGE, folder: Path, n: int, db: Path) -> dict:
     with MilvusStore.open(db, "bench", encoder_info=EncoderInfo.of(encoder)) as store:
         report = ingest(open_sources([folder], decode_check=False), encoder, store)
         count = store.count()
-    return {"items_per_s": round(report.items_per_second), "added": report.added, "stored": count, "expected": n,
-            "preprocessing": "processes" if encoder.runtime.processes else "threads"}
+    return {
+        "items_per_s": round(report.items_per_second),
+        "added": report.added,
+        "stored": count,
+        "expected": n,
+        "preprocessing": "processes" if encoder.runtime.processes else "threads",
+    }
 
 
 def text_query(encoder: VisualizedBGE, compiled: bool, n: int) -> dict:
@@ -287,8 +303,11 @@ def text_query(encoder: VisualizedBGE, compiled: bool, n: int) -> dict:
         times.append(time.perf_counter() - start)
     if compiled:
         encoder.runtime = replace(encoder.runtime, compile=False)
-    return {"p50_ms": round(1000 * statistics.median(times), 2), "p90_ms": round(1000 * sorted(times)[int(0.9 * n)], 2),
-            "first_call_s": round(first, 2)}
+    return {
+        "p50_ms": round(1000 * statistics.median(times), 2),
+        "p90_ms": round(1000 * sorted(times)[int(0.9 * n)], 2),
+        "first_call_s": round(first, 2),
+    }
 
 
 def m3_model(device: torch.device, dtype: torch.dtype, batches: list[int], repeats: int, compile_too: bool) -> dict:
@@ -305,13 +324,18 @@ def m3_model(device: torch.device, dtype: torch.dtype, batches: list[int], repea
 
 def bf16_tflops(device: torch.device) -> float:
     n = 8192 if device.type == "cuda" else 1024
-    a, b = torch.randn(n, n, device=device, dtype=torch.bfloat16), torch.randn(n, n, device=device, dtype=torch.bfloat16)
+    a, b = (
+        torch.randn(n, n, device=device, dtype=torch.bfloat16),
+        torch.randn(n, n, device=device, dtype=torch.bfloat16),
+    )
     return round(rate(2 * n**3, lambda: a @ b, device, repeats=10) / 1e12, 1)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--out", type=Path, default=Path(os.environ["OUT"]) / "gpu.json" if os.environ.get("OUT") else None)
+    parser.add_argument(
+        "--out", type=Path, default=Path(os.environ["OUT"]) / "gpu.json" if os.environ.get("OUT") else None
+    )
     parser.add_argument("--budget", type=float, default=290.0, help="seconds; optional phases are skipped past it")
     parser.add_argument("--items", type=int, default=2048, help="JPEG files for the API and ingest phases")
     parser.add_argument("--smoke", action="store_true", help="tiny counts, for checking the script anywhere")
@@ -330,8 +354,12 @@ def main() -> None:
     device, dtype = torch.device(runtime.device), runtime.torch_dtype
     run.results["machine"] = {
         "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
-        "torch": torch.__version__, "cuda": torch.version.cuda, "cores": cores,
-        "cpu": next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")), None),
+        "torch": torch.__version__,
+        "cuda": torch.version.cuda,
+        "cores": cores,
+        "cpu": next(
+            (line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")), None
+        ),
     }
     run.results["auto_runtime"] = runtime.to_dict()
     run.phase("bf16_matmul_tflops", lambda: {"tflops": bf16_tflops(device)})
@@ -348,32 +376,50 @@ def main() -> None:
             start = time.perf_counter()
             vision = FULL_SIZE["base"][1]
             state["encoder"] = VisualizedBGE.from_pretrained(weights, text_dir, vision_config=vision, runtime=runtime)
-            return {"write_random_checkpoint_s": round(built, 1), "from_pretrained_s": round(time.perf_counter() - start, 2)}
+            return {
+                "write_random_checkpoint_s": round(built, 1),
+                "from_pretrained_s": round(time.perf_counter() - start, 2),
+            }
 
         run.phase("load_base", load_base)
         encoder: VisualizedBGE = state["encoder"]
         run.phase("model_only_base", lambda: model_only(encoder.model, device, dtype, batches, repeats))
-        run.phase("corpus", lambda: {"files": len(state.setdefault("paths", make_corpus(work / "corpus", items, cores)))})
+        run.phase(
+            "corpus", lambda: {"files": len(state.setdefault("paths", make_corpus(work / "corpus", items, cores)))}
+        )
         paths = state["paths"]
         texts = [p.with_suffix(".txt").read_text() for p in paths]
-        run.phase("preprocessing", lambda: preprocessing(encoder, paths[: min(len(paths), 1024)], cores, True), needs=20)
+        run.phase(
+            "preprocessing", lambda: preprocessing(encoder, paths[: min(len(paths), 1024)], cores, True), needs=20
+        )
         if device.type == "cuda":
-            run.phase("gpu_preprocessing_experiment", lambda: gpu_preprocessing(encoder, paths[: min(len(paths), 1024)]), needs=20)
+            run.phase(
+                "gpu_preprocessing_experiment",
+                lambda: gpu_preprocessing(encoder, paths[: min(len(paths), 1024)]),
+                needs=20,
+            )
         run.phase("api", lambda: api(encoder, paths, texts), needs=20)
-        run.phase("ingest_lite", lambda: ingest_lite(encoder, work / "corpus", len(paths), work / "db1" / "m.db"), needs=20)
+        run.phase(
+            "ingest_lite", lambda: ingest_lite(encoder, work / "corpus", len(paths), work / "db1" / "m.db"), needs=20
+        )
         if runtime.processes:  # the same two phases with threads, side by side
             state["threads"] = VisualizedBGE.from_pretrained(
-                work / "base" / "weights.pth", work / "base" / "text_model", vision_config=FULL_SIZE["base"][1],
+                work / "base" / "weights.pth",
+                work / "base" / "text_model",
+                vision_config=FULL_SIZE["base"][1],
                 runtime=replace(runtime, processes=False),
             )
             run.phase("api_threads", lambda: api(state["threads"], paths, texts, with_pil=False), needs=20)
             run.phase(
                 "ingest_lite_threads",
-                lambda: ingest_lite(state["threads"], work / "corpus", len(paths), work / "db2" / "m.db"), needs=20,
+                lambda: ingest_lite(state["threads"], work / "corpus", len(paths), work / "db2" / "m.db"),
+                needs=20,
             )
             state.pop("threads").close()
         run.phase("text_query_eager", lambda: text_query(encoder, False, 20 if smoke else 200))
-        run.phase("model_only_m3", lambda: m3_model(device, dtype, [4] if smoke else [128, 256], repeats, False), needs=40)
+        run.phase(
+            "model_only_m3", lambda: m3_model(device, dtype, [4] if smoke else [128, 256], repeats, False), needs=40
+        )
         if not smoke:
             run.phase("compiled_base", lambda: compiled_model(encoder.model, device, dtype, 512, repeats), needs=120)
             run.phase("text_query_compiled", lambda: text_query(encoder, True, 200), needs=60)
@@ -390,7 +436,8 @@ def main() -> None:
 
     measured = {
         "model_only_base_items_per_s": max(
-            filter(None, [get("model_only_base.best_fused_items_per_s"), get("compiled_base.items_per_s")]), default=None
+            filter(None, [get("model_only_base.best_fused_items_per_s"), get("compiled_base.items_per_s")]),
+            default=None,
         ),
         "api_jpeg_items_per_s": max(
             filter(None, [get("api.jpeg_fused_items_per_s"), get("api_threads.jpeg_fused_items_per_s")]), default=None
@@ -401,11 +448,18 @@ def main() -> None:
         "model_only_m3_items_per_s": max(
             filter(None, [get("model_only_m3.best_fused_items_per_s"), get("compiled_m3.items_per_s")]), default=None
         ),
-        "text_query_p50_ms": min(filter(None, [get("text_query_eager.p50_ms"), get("text_query_compiled.p50_ms")]), default=None),
+        "text_query_p50_ms": min(
+            filter(None, [get("text_query_eager.p50_ms"), get("text_query_compiled.p50_ms")]), default=None
+        ),
     }
     r["goals"] = {
-        name: {"goal": goal, "measured": measured[name],
-               "met": None if measured[name] is None else (measured[name] <= goal if name.endswith("_ms") else measured[name] >= goal)}
+        name: {
+            "goal": goal,
+            "measured": measured[name],
+            "met": None
+            if measured[name] is None
+            else (measured[name] <= goal if name.endswith("_ms") else measured[name] >= goal),
+        }
         for name, goal in GOALS.items()
     }
     r["total_seconds"] = round(time.perf_counter() - run.start, 1)

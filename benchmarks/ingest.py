@@ -55,7 +55,9 @@ def make_corpus(folder: Path, n: int, size: tuple[int, int] = (640, 480)) -> lis
         pixels = np.clip(bases[i % len(bases)] + noise, 0, 255).astype(np.uint8)
         path = folder / f"photo{i:05d}.jpg"
         Image.fromarray(pixels).save(path, quality=90)
-        (folder / f"photo{i:05d}.txt").write_text(f"Photo {i}: a scene with a bridge, a carriage or shapes, variant {i % 17}.")
+        (folder / f"photo{i:05d}.txt").write_text(
+            f"Photo {i}: a scene with a bridge, a carriage or shapes, variant {i % 17}."
+        )
         paths.append(path)
     return paths
 
@@ -116,13 +118,16 @@ def engines(
                 else:  # what `rag ingest --engine ray` loads on the driver: the fingerprint and the image transform
                     encoder = VisualizedBGE.from_pretrained(**files, device="cpu", dtype="float32")
                 collection = f"{engine}{round_}"
-                with MilvusStore.open(root / "db" / "milvus.db", collection, encoder_info=EncoderInfo.of(encoder)) as store:
+                with MilvusStore.open(
+                    root / "db" / "milvus.db", collection, encoder_info=EncoderInfo.of(encoder)
+                ) as store:
                     items = open_sources([root / "corpus"])
                     if engine == "local":
                         report = ingest(items, encoder, store)
                     else:
-                        report = ray_engine.ingest(items, settings, store, image_transform=encoder.image_transform,
-                                                   options=options)
+                        report = ray_engine.ingest(
+                            items, settings, store, image_transform=encoder.image_transform, options=options
+                        )
                 assert report.added == n, report.summary()
                 encoder.close()
                 measured = (n / (time.perf_counter() - start), report.items_per_second, report.warm_items_per_second)
@@ -131,14 +136,18 @@ def engines(
     os.sched_setaffinity(0, allowed)
     per_worker = ray_options["gpus_per_worker"]
     gpus = f", Ray encoder on {per_worker:g} GPU per worker" if per_worker else ""
-    print(f"engines: {model} base, {dtype}, batch {batch_size}, {n} photos 640x480{gpus}, {used} cores, best of "
-          f"{rounds} alternating rounds; CPU {cpu_model}")
+    print(
+        f"engines: {model} base, {dtype}, batch {batch_size}, {n} photos 640x480{gpus}, {used} cores, best of "
+        f"{rounds} alternating rounds; CPU {cpu_model}"
+    )
     print(f"  {'':6} {'with model loading':>20} {'ingest call':>12} {'encoder ready':>14}  (items/s)")
     for engine, (whole, call, warm) in best.items():
         print(f"  {engine:6} {whole:20.2f} {call:12.2f} {warm:14.2f}")
     ratios = [best["ray"][i] / best["local"][i] for i in range(3)]
-    print(f"  ray / local: {ratios[0]:.2f} with model loading, {ratios[1]:.2f} per ingest call, "
-          f"{ratios[2]:.2f} once an encoder is ready")
+    print(
+        f"  ray / local: {ratios[0]:.2f} with model loading, {ratios[1]:.2f} per ingest call, "
+        f"{ratios[2]:.2f} once an encoder is ready"
+    )
 
 
 def _model_files(model: str, root: Path) -> dict[str, str]:
@@ -187,7 +196,8 @@ with MilvusStore.open(tmp / "db" / "milvus.db", "rss", encoder_info=EncoderInfo.
     report = ingest(open_sources([tmp / "corpus"]), encoder, store, batch_size=16)
     running = False
     sampler.join()
-print(json.dumps({"items": report.added, "baseline_mb": baseline, "peak_mb": peak[0], "items_per_s": report.items_per_second}))
+measured = {"items": report.added, "baseline_mb": baseline, "peak_mb": peak[0], "items_per_s": report.items_per_second}
+print(json.dumps(measured))
 """
 
 
@@ -199,9 +209,11 @@ def peak_rss(sizes: list[int]) -> None:
                 [sys.executable, "-c", RSS_CHILD, tmp, str(n), str(ROOT)], capture_output=True, text=True, check=True
             )
         result = json.loads(out.stdout.strip().splitlines()[-1])
-        print(f"  {result['items']:6d} items: RSS {result['baseline_mb']:6.0f} MB before ingesting, peak "
-              f"{result['peak_mb']:6.0f} MB during ({result['peak_mb'] - result['baseline_mb']:+.0f} MB), "
-              f"{result['items_per_s']:.0f} items/s")
+        print(
+            f"  {result['items']:6d} items: RSS {result['baseline_mb']:6.0f} MB before ingesting, peak "
+            f"{result['peak_mb']:6.0f} MB during ({result['peak_mb'] - result['baseline_mb']:+.0f} MB), "
+            f"{result['items_per_s']:.0f} items/s"
+        )
 
 
 def documents(pages: int, text_mb: float, dtype: str, batch_size: int, sample: int = 32, rounds: int = 2) -> None:
@@ -235,8 +247,10 @@ def documents(pages: int, text_mb: float, dtype: str, batch_size: int, sample: i
             encoding = max(encoding, len(sample_texts) / (time.perf_counter() - start))
         with_rendering -= reading
         read_rate = len(chunks) / reading
-        print(f"documents: {pages} PDF pages + {text_mb:g} MB of Markdown and TXT, {len(chunks)} text chunks of at most "
-              f"{full.text_window.window} tokens; full-size base {dtype}, batch {batch_size}; CPU {cpu_model}")
+        print(
+            f"documents: {pages} PDF pages + {text_mb:g} MB of Markdown and TXT, {len(chunks)} text chunks of at most "
+            f"{full.text_window.window} tokens; full-size base {dtype}, batch {batch_size}; CPU {cpu_model}"
+        )
         print(f"  reading + chunking       {read_rate:9.1f} chunks/s  ({reading:.2f} s, pages from the cache)")
         print(f"  rendering {pages} pages    {with_rendering:9.2f} s (the first read, less a read from the cache)")
         print(f"  full-size text encoding  {encoding:9.1f} chunks/s  ({len(sample_texts)} chunks sampled)")
@@ -247,8 +261,10 @@ def documents(pages: int, text_mb: float, dtype: str, batch_size: int, sample: i
             with MilvusStore.open(db, "docs", encoder_info=EncoderInfo.of(encoder)) as store:
                 target = corpus if name == "tiny" else small
                 report = ingest(open_sources([target], **options), encoder, store, batch_size=batch_size)
-            print(f"  whole ingest, {name:9} {report.items_per_second:9.1f} items/s  ({report.added} items of "
-                  f"{'the corpus' if name == 'tiny' else 'a 1/20 sample'}: pages, chunks)")
+            print(
+                f"  whole ingest, {name:9} {report.items_per_second:9.1f} items/s  ({report.added} items of "
+                f"{'the corpus' if name == 'tiny' else 'a 1/20 sample'}: pages, chunks)"
+            )
     model_dir.cleanup()
 
 
@@ -265,8 +281,11 @@ def main() -> None:
     parser.add_argument("--gpus-per-worker", type=float, default=0.0)
     parser.add_argument("--workers", type=int)
     parser.add_argument("--cpus-per-worker", type=float)
-    parser.add_argument("--cases", default="photos,engines,documents",
-                        help="photos: throughput and RSS; engines: Ray against local; documents")
+    parser.add_argument(
+        "--cases",
+        default="photos,engines,documents",
+        help="photos: throughput and RSS; engines: Ray against local; documents",
+    )
     parser.add_argument("--pdf-pages", type=int, default=200)
     parser.add_argument("--text-mb", type=float, default=2.0)
     args = parser.parse_args()
@@ -277,10 +296,14 @@ def main() -> None:
     if "documents" in cases:
         documents(args.pdf_pages, args.text_mb, args.dtype, args.batch_size)
     if "engines" in cases:
-        ray_options = {"gpus_per_worker": args.gpus_per_worker, "workers": args.workers,
-                       "cpus_per_worker": args.cpus_per_worker}
-        engines(args.engine_items, args.engine_model, args.engine_dtype, args.batch_size, args.cores or None,
-                ray_options)
+        ray_options = {
+            "gpus_per_worker": args.gpus_per_worker,
+            "workers": args.workers,
+            "cpus_per_worker": args.cpus_per_worker,
+        }
+        engines(
+            args.engine_items, args.engine_model, args.engine_dtype, args.batch_size, args.cores or None, ray_options
+        )
 
 
 if __name__ == "__main__":

@@ -185,8 +185,11 @@ class Setup:
         pool = Preprocessor(self.auto.image_transform, workers)
         batches = self.auto.runtime.with_batch_size(max(1, min(16, len(self.files) // 4)))
         try:
-            with threads(torch_threads), swapped(self.auto, "preprocessor", pool), \
-                    swapped(self.auto, "runtime", batches):
+            with (
+                threads(torch_threads),
+                swapped(self.auto, "preprocessor", pool),
+                swapped(self.auto, "runtime", batches),
+            ):
                 return self.both(self.auto, self.files)
         finally:
             pool.close()
@@ -196,9 +199,12 @@ class Setup:
         cores, label, chosen = self.cores, self.label, self.runtime
         pairs = {(cores, cores), (cores, 1), (max(1, cores - 1), 1), (1, 1), (chosen.threads or cores, chosen.workers)}
         return [
-            Lever(f"files: {t} torch thread{'s' * (t > 1)} + {w} worker{'s' * (w > 1)}"
-                  + (" (runtime's choice)" if (t, w) == (chosen.threads or cores, chosen.workers) else ""),
-                  label, lambda t=t, w=w: self.split(t, w))
+            Lever(
+                f"files: {t} torch thread{'s' * (t > 1)} + {w} worker{'s' * (w > 1)}"
+                + (" (runtime's choice)" if (t, w) == (chosen.threads or cores, chosen.workers) else ""),
+                label,
+                lambda t=t, w=w: self.split(t, w),
+            )
             for t, w in sorted(pairs, reverse=True)
         ]
 
@@ -209,28 +215,55 @@ class Setup:
             default,
             *([Lever("fp32, one batch of all", "fp32", lambda: self.both(fp32))] if self.bf16 else []),
             Lever("fp32, reference loop (1 item/forward, 2 calls)", "fp32", lambda: self.reference_loop(self.prepared)),
-            Lever(f"{label}, fused and image-only as two calls", label,
-                  lambda: (auto.encode_fused(self.prepared, self.texts), auto.encode_image(self.prepared))),
+            Lever(
+                f"{label}, fused and image-only as two calls",
+                label,
+                lambda: (auto.encode_fused(self.prepared, self.texts), auto.encode_image(self.prepared)),
+            ),
             *(Lever(f"{label}, batch {size}", label, lambda size=size: self.batch(size)) for size in (1, 4)),
             Lever(f"{label}, 1 torch thread", label, within(lambda: threads(1), default.run)),
-            Lever(f"{label}, rope as before issue 19", label,
-                  within(lambda: swapped(VisionRotaryEmbedding, "forward", rope_before), default.run)),
+            Lever(
+                f"{label}, rope as before issue 19",
+                label,
+                within(lambda: swapped(VisionRotaryEmbedding, "forward", rope_before), default.run),
+            ),
             Lever(f"{label}, SDPA math kernel", label, within(lambda: sdpa_kernel(SDPBackend.MATH), default.run)),
-            Lever(f"{label}, the two text passes as one batch", label, within(
-                lambda: swapped(auto.model, "embed_fused_and_image", one_bert_batch(auto.model)), default.run)),
-            *([Lever("bf16 autocast, fp32 weights", "bf16",
-                     within(lambda: torch.autocast("cpu", dtype=torch.bfloat16), lambda: self.both(fp32)))]
-              if self.bf16 else []),
+            Lever(
+                f"{label}, the two text passes as one batch",
+                label,
+                within(lambda: swapped(auto.model, "embed_fused_and_image", one_bert_batch(auto.model)), default.run),
+            ),
+            *(
+                [
+                    Lever(
+                        "bf16 autocast, fp32 weights",
+                        "bf16",
+                        within(lambda: torch.autocast("cpu", dtype=torch.bfloat16), lambda: self.both(fp32)),
+                    )
+                ]
+                if self.bf16
+                else []
+            ),
             *self.splits(),
             Lever("files: fp32, reference loop", "fp32", lambda: self.reference_loop(self.files)),
         ]
         if int8:
             quantized = torch.ao.quantization.quantize_dynamic(fp32.model, {torch.nn.Linear}, dtype=torch.qint8)
-            levers.append(Lever("int8 dynamic quantisation of Linear", label,
-                                within(lambda: swapped(fp32, "model", quantized), lambda: self.both(fp32))))
+            levers.append(
+                Lever(
+                    "int8 dynamic quantisation of Linear",
+                    label,
+                    within(lambda: swapped(fp32, "model", quantized), lambda: self.both(fp32)),
+                )
+            )
         if compile:  # each block compiled; with all, also the library's own path (BucketedCompile, RAG_COMPILE=true)
-            levers.append(Lever(f"{label} + torch.compile of each block", label,
-                                within(lambda: regional_compile(auto.model), default.run)))
+            levers.append(
+                Lever(
+                    f"{label} + torch.compile of each block",
+                    label,
+                    within(lambda: regional_compile(auto.model), default.run),
+                )
+            )
         if compile == "all":
             compiled = replace(auto.runtime, compile=True)
             on = within(lambda: swapped(auto, "runtime", compiled), default.run)
@@ -278,13 +311,17 @@ def measure(levers: list[Lever], items: int, rounds: int, reference: Callable[[L
 
 
 def report(levers: list[Lever], peaks: dict[str, float]) -> None:
-    print(f"{'lever':52} {'items/s':>8} {'vs default':>10} {'GFLOP/item':>10} {'GFLOP/s':>8} {'of peak':>8} "
-          f"{'min cos':>8}")
+    print(
+        f"{'lever':52} {'items/s':>8} {'vs default':>10} {'GFLOP/item':>10} {'GFLOP/s':>8} {'of peak':>8} "
+        f"{'min cos':>8}"
+    )
     base = levers[0].best
     for lever in levers:
         achieved = lever.best * lever.flops / 1e9
-        print(f"{lever.name:52} {lever.best:8.2f} {lever.best / base:10.2f} {lever.flops / 1e9:10.1f} {achieved:8.0f} "
-              f"{achieved / peaks[lever.peak]:8.0%} {lever.cosine:8.5f} {lever.note}")
+        print(
+            f"{lever.name:52} {lever.best:8.2f} {lever.best / base:10.2f} {lever.flops / 1e9:10.1f} {achieved:8.0f} "
+            f"{achieved / peaks[lever.peak]:8.0%} {lever.cosine:8.5f} {lever.note}"
+        )
 
 
 def main() -> None:
@@ -294,14 +331,21 @@ def main() -> None:
     parser.add_argument("--only", default="", help="comma-separated parts of lever names to keep (besides the default)")
     parser.add_argument("--profile", action="store_true", help="also show where the default lever's time goes")
     parser.add_argument("--int8", action="store_true", help="also try dynamic int8 quantisation of Linear layers")
-    parser.add_argument("--compile", nargs="?", const="blocks", choices=["blocks", "all"],
-                        help="also try torch.compile of each block (minutes to compile); all: also RAG_COMPILE=true's "
-                        "whole-model graphs (many more minutes)")
+    parser.add_argument(
+        "--compile",
+        nargs="?",
+        const="blocks",
+        choices=["blocks", "all"],
+        help="also try torch.compile of each block (minutes to compile); all: also RAG_COMPILE=true's "
+        "whole-model graphs (many more minutes)",
+    )
     parser.add_argument("--photo", default="640x480", help="the JPEGs' size, WIDTHxHEIGHT (the files levers)")
     args = parser.parse_args()
     photo = tuple(int(side) for side in args.photo.lower().split("x"))
-    print(f"CPU {cpu_name()}, {torch.get_num_threads()} torch threads, load {os.getloadavg()[0]:.1f}; "
-          f"full-size base, random weights, {args.items} items, best of {args.rounds} alternating rounds")
+    print(
+        f"CPU {cpu_name()}, {torch.get_num_threads()} torch threads, load {os.getloadavg()[0]:.1f}; "
+        f"full-size base, random weights, {args.items} items, best of {args.rounds} alternating rounds"
+    )
     with tempfile.TemporaryDirectory(prefix="rag-levers-") as tmp:
         setup = Setup(args.items, Path(tmp) / "corpus", photo)
         levers = setup.levers(args.int8, args.compile)
@@ -309,16 +353,20 @@ def main() -> None:
             wanted = [w.strip() for w in args.only.split(",")]
             levers = [lv for i, lv in enumerate(levers) if i == 0 or any(w in lv.name for w in wanted)]
         peaks = measure(levers, args.items, args.rounds, setup.reference)
-        print(f"matmul peak (best of the rounds): fp32 {peaks['fp32']:.0f} GFLOP/s, bf16 {peaks['bf16']:.0f} GFLOP/s; "
-              f"load {os.getloadavg()[0]:.1f}")
+        print(
+            f"matmul peak (best of the rounds): fp32 {peaks['fp32']:.0f} GFLOP/s, bf16 {peaks['bf16']:.0f} GFLOP/s; "
+            f"load {os.getloadavg()[0]:.1f}"
+        )
         report(levers, peaks)
         if args.profile:
             print("\nwhere the default lever's time goes (torch profiler, self CPU time by kind of op):")
             products_ceiling(levers[0].run, setup.auto.model, peaks[levers[0].peak])
             start = time.perf_counter()
             setup.auto.preprocess(setup.files)
-            print(f"  decoding and resizing the JPEGs alone (not in the table above): "
-                  f"{(time.perf_counter() - start) / args.items:.3f} s per item on {setup.cores} threads")
+            print(
+                f"  decoding and resizing the JPEGs alone (not in the table above): "
+                f"{(time.perf_counter() - start) / args.items:.3f} s per item on {setup.cores} threads"
+            )
         setup.cleanup()
 
 

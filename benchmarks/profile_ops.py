@@ -16,8 +16,10 @@ from rag.embeddings.visualized_bge.vision import VisionRotaryEmbedding
 KINDS = (
     ("rope (2-D rotary, vision)", ("rope",)),
     ("attention (SDPA)", ("scaled_dot_product",)),
-    ("GEMMs (linear layers with their bias, patch conv)", ("aten::addmm", "aten::mm", "aten::bmm", "aten::linear",
-                                                          "convolution")),
+    (
+        "GEMMs (linear layers with their bias, patch conv)",
+        ("aten::addmm", "aten::mm", "aten::bmm", "aten::linear", "convolution"),
+    ),
     ("layer norms", ("layer_norm",)),
     ("activations (GELU, SiLU)", ("aten::gelu", "aten::silu")),
     ("elementwise: residual adds, biases, masks", ("aten::add", "aten::mul", "aten::sub", "aten::rsub")),
@@ -88,10 +90,14 @@ def products_ceiling(run: Callable[[], object], model: nn.Module, peak_gflops: f
     rest, whole = sum(seconds.values()) - products, sum(seconds.values())
     at_peak = flops / (peak_gflops * 1e9)
     bound = at_peak / (at_peak + rest)
-    print(f"  products: {products / whole:.0%} of the time at {flops / products / 1e9:.0f} GFLOP/s "
-          f"({flops / products / 1e9 / peak_gflops:.0%} of the peak); the rest: {rest:.2f} s = {rest / whole:.0%}")
-    print(f"  so, the products at the peak and the rest as now: at most {bound:.0%} of the peak "
-          f"(profiled: {flops / whole / 1e9 / peak_gflops:.0%})")
+    print(
+        f"  products: {products / whole:.0%} of the time at {flops / products / 1e9:.0f} GFLOP/s "
+        f"({flops / products / 1e9 / peak_gflops:.0%} of the peak); the rest: {rest:.2f} s = {rest / whole:.0%}"
+    )
+    print(
+        f"  so, the products at the peak and the rest as now: at most {bound:.0%} of the peak "
+        f"(profiled: {flops / whole / 1e9 / peak_gflops:.0%})"
+    )
     return bound
 
 

@@ -7,7 +7,7 @@ search p50s. The stored vectors are random unit vectors written straight through
 query needs the model); the items have short random captions so that BM25 has text to search.
 
     .venv/bin/python benchmarks/query.py [--sizes 10000 100000] [--queries 30] [--top-k 10]
-    .venv/bin/python benchmarks/query.py --index [--sizes 20000 100000] [--ef 64 128]   # HNSW (and FLAT), recall, memory
+    .venv/bin/python benchmarks/query.py --index [--sizes 20000 100000] [--ef 64 128]  # HNSW (and FLAT), recall, memory
 """
 
 from __future__ import annotations
@@ -41,11 +41,16 @@ BLENDS = {
     "composed": ("fused=0.4,image=0.6",),
 }
 QUERIES = {
-    "text": (Mode.TEXT_TO_MULTIMODAL, lambda i: QueryBundle(f"a {WORDS[i % len(WORDS)]} near a {WORDS[(i * 7) % len(WORDS)]}")),
+    "text": (
+        Mode.TEXT_TO_MULTIMODAL,
+        lambda i: QueryBundle(f"a {WORDS[i % len(WORDS)]} near a {WORDS[(i * 7) % len(WORDS)]}"),
+    ),
     "image": (Mode.IMAGE_TO_IMAGE, lambda i: QueryBundle("", image_path=str(SAMPLE_IMAGES[i % len(SAMPLE_IMAGES)]))),
     "composed": (
         Mode.COMPOSED_TO_IMAGE,
-        lambda i: QueryBundle(f"make it {WORDS[i % len(WORDS)]}", image_path=str(SAMPLE_IMAGES[i % len(SAMPLE_IMAGES)])),
+        lambda i: QueryBundle(
+            f"make it {WORDS[i % len(WORDS)]}", image_path=str(SAMPLE_IMAGES[i % len(SAMPLE_IMAGES)])
+        ),
     ),
 }
 
@@ -115,8 +120,10 @@ def main() -> None:
     encoder, model_dir = load_full_size("base", dtype=args.dtype)
     info = EncoderInfo.of(encoder)
     print(f"cpu: {cpu_name()}")
-    print(f"threads={torch.get_num_threads()}  encoder {encoder.name} dim {encoder.dim}  top_k={args.top_k}  "
-          f"{args.queries} queries per kind")
+    print(
+        f"threads={torch.get_num_threads()}  encoder {encoder.name} dim {encoder.dim}  top_k={args.top_k}  "
+        f"{args.queries} queries per kind"
+    )
 
     # Embedding does not depend on the collection: embed every query once, time each call.
     bundles = {kind: [make(i) for i in range(args.queries)] for kind, (_, make) in QUERIES.items()}
@@ -126,14 +133,22 @@ def main() -> None:
         for n in args.sizes:
             with MilvusStore.open(Path(tmp) / f"n{n}.db", "bench", encoder_info=info) as store:
                 seconds = fill(store, n, encoder.dim, args.batch)
-                print(f"\n{n:,} items: inserted in {seconds:.1f} s ({n / seconds:,.0f} items/s, batches of {args.batch})")
-                print(f"{'query':9} {'mode / blend':54} {'embed p50/p95 ms':>17} {'search p50/p95 ms':>18} "
-                      f"{'total p50/p95 ms':>17}")
+                print(
+                    f"\n{n:,} items: inserted in {seconds:.1f} s ({n / seconds:,.0f} items/s, batches of {args.batch})"
+                )
+                print(
+                    f"{'query':9} {'mode / blend':54} {'embed p50/p95 ms':>17} {'search p50/p95 ms':>18} "
+                    f"{'total p50/p95 ms':>17}"
+                )
                 ratios = []
                 for kind, (mode, _) in QUERIES.items():
                     retrievers = [MultimodalRetriever(store, encoder, mode=mode, top_k=args.top_k)] + [
                         MultimodalRetriever(
-                            store, encoder, mode=mode, top_k=args.top_k, blend=blend,
+                            store,
+                            encoder,
+                            mode=mode,
+                            top_k=args.top_k,
+                            blend=blend,
                             fusion="rrf" if blend == "fused,bm25" else "weighted",
                         )
                         for blend in BLENDS[kind]

@@ -20,7 +20,7 @@ from rich.table import Table
 from rich.text import Text
 
 from connectors.milvus import EncoderInfo, MilvusStore
-from connectors.sources import open_sources
+from connectors.sources import SourceOptions, open_sources
 from rag.display import ingest_summary, snippet
 from rag.embeddings import CheckpointError
 from rag.embeddings.registry import load_encoder
@@ -53,7 +53,11 @@ def main() -> int:
     with MilvusStore.open(
         settings.milvus_uri, settings.collection, encoder_info=info, token=settings.milvus_token_value
     ) as store:
-        report = ingest(open_sources([CORPUS, DOCUMENTS], cache_dir=settings.data_dir), encoder, store)
+        report = ingest(
+            open_sources([CORPUS, DOCUMENTS], SourceOptions.from_settings(settings, text_window=encoder.text_window)),
+            encoder,
+            store,
+        )
         for line in ingest_summary({**report.summary(), "collection": settings.collection}, report.problems):
             console.print(line)
         for question in QUESTIONS:

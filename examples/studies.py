@@ -22,7 +22,7 @@ from rich.table import Table
 from rich.text import Text
 
 from connectors.milvus import EncoderInfo, MilvusStore
-from connectors.sources import open_sources
+from connectors.sources import SourceOptions, open_sources
 from rag.analysis import classify, embed_items, evaluate_collection, load_queries, project, save_map, similarity_report
 from rag.analysis.evaluation import METRICS
 from rag.embeddings import CheckpointError
@@ -69,15 +69,18 @@ def main() -> int:
         table.add_row(image.name, first.label, f"{first.probability:.3f}", second.label, f"{second.probability:.3f}")
     console.print(table)
 
-    items = [entry for entry in open_sources([CORPUS], cache_dir=settings.data_dir) if isinstance(entry, KnowledgeItem)]
+    options = SourceOptions.from_settings(settings, text_window=encoder.text_window)  # as `rag ingest` reads them
+    items = [entry for entry in open_sources([CORPUS], options) if isinstance(entry, KnowledgeItem)]
     embedded = embed_items(encoder, items, color_by="kind")
     output = settings.data_dir / "studies-map.png"
-    save_map(embedded, project(embedded.vectors, "pca"), output, title=f"sample corpus · {encoder.name}", thumbnails=True)
+    save_map(
+        embedded, project(embedded.vectors, "pca"), output, title=f"sample corpus · {encoder.name}", thumbnails=True
+    )
     console.print(Text(f"3. map of {len(embedded)} items → {output}"))
 
     collection = f"studies_{settings.encoder.replace('-', '_')}"
     with MilvusStore.open(settings.milvus_uri, collection, encoder_info=EncoderInfo.of(encoder)) as store:
-        ingest(open_sources([CORPUS], cache_dir=settings.data_dir), encoder, store)
+        ingest(open_sources([CORPUS], options), encoder, store)
         results = evaluate_collection(encoder, store, load_queries(HERE / "eval" / "queries.jsonl"))
     table = Table(title=f"4. retrieval evaluation on {collection}")
     for column in ("mode", "queries", *METRICS):

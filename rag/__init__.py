@@ -19,6 +19,7 @@ if TYPE_CHECKING:
         CollectionNotFoundError,
         EncoderMismatchError,
         NotSupportedError,
+        SchemaOutdatedError,
         StoreError,
         StoreUnavailableError,
     )
@@ -30,6 +31,8 @@ if TYPE_CHECKING:
     from rag.embeddings.inputs import ImageLoadError
     from rag.embeddings.llama_index import VisualizedBGEEmbedding
     from rag.embeddings.visualized_bge.encoder import VisualizedBGE
+    from rag.knowledge.base import KnowledgeBase
+    from rag.knowledge.vector_store import KnowledgeVectorStore
     from rag.retrieval.modes import QueryError
     from rag.retrieval.options import OptionError, QueryOptions
     from rag.retrieval.retriever import MultimodalRetriever
@@ -38,6 +41,8 @@ if TYPE_CHECKING:
 
 #: Public name → the module that defines it.
 _LAZY = {
+    "KnowledgeBase": "rag.knowledge.base",
+    "KnowledgeVectorStore": "rag.knowledge.vector_store",
     "MultimodalRetriever": "rag.retrieval.retriever",
     "QueryOptions": "rag.retrieval.options",
     "Settings": "rag.settings",
@@ -57,6 +62,7 @@ _LAZY = {
     "OptionError": "rag.retrieval.options",
     "QueryError": "rag.retrieval.modes",
     "RuntimeUnavailableError": "rag.runtime",
+    "SchemaOutdatedError": "connectors.milvus.errors",
     "StoreError": "connectors.milvus.errors",
     "StoreUnavailableError": "connectors.milvus.errors",
 }
@@ -70,6 +76,8 @@ __all__ = [
     "FilterError",
     "FusedNotSupportedError",
     "ImageLoadError",
+    "KnowledgeBase",
+    "KnowledgeVectorStore",
     "LLMError",
     "MultimodalRetriever",
     "NotSupportedError",
@@ -78,6 +86,7 @@ __all__ = [
     "QueryOptions",
     "RagError",
     "RuntimeUnavailableError",
+    "SchemaOutdatedError",
     "Settings",
     "StoreError",
     "StoreUnavailableError",

@@ -8,14 +8,15 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from pathlib import PurePath
+from pathlib import Path, PurePath
 from typing import Any
 
 from rich.markup import escape
+from rich.style import Style
 from rich.table import Table
 from rich.text import Text
 
-from rag.items import Severity, SourceError, SourceErrorKind
+from rag.items import Severity, SourceError, SourceErrorKind, link_fragment
 
 #: What a warning of each kind is about, in the plural: "31 images without a caption".
 _WARNING_KINDS = {
@@ -29,6 +30,7 @@ _WARNING_KINDS = {
     SourceErrorKind.SYMLINK_LOOP: "folder links not followed again",
     SourceErrorKind.EMPTY_FILE: "empty files",
     SourceErrorKind.RENAMED: "documents renamed, another having their file name",
+    SourceErrorKind.NO_TEXT_LAYER: "PDFs with pages without a text layer, stored as pictures (OCR: mmrag[ocr])",
     SourceErrorKind.URL_DISABLED: "remote images not fetched (URL fetching is off), their documents' text kept",
     SourceErrorKind.FETCH_FAILED: "remote images that could not be fetched, their documents' text kept",
     SourceErrorKind.NOT_FOUND: "referenced images missing, their documents' text kept",
@@ -125,3 +127,46 @@ def _warning_lines(problems: Sequence[SourceError]) -> list[str]:
         about = _WARNING_KINDS.get(kind, f"warnings ({kind.value.replace('_', ' ')})")
         lines.append(f"[yellow]warning[/] {count} {about}, e.g. {escape(first.source)}: {escape(first.reason)}")
     return lines
+
+
+#: Below this width ``rag search`` shows the compact table (rank, score, the name wrapped, a snippet under it).
+WIDE_COLUMNS = 140
+
+
+def item_link(source: str, name: str) -> str | None:
+    """A ``file://`` URI a terminal opens for an item whose source is a local file: at its anchor, less
+    ``&chunk=N`` (``rag.items.link_fragment``); None for a URL or a relative name (from a server)."""
+    path = PurePath(source)
+    if not path.is_absolute():
+        return None
+    fragment = link_fragment(name.partition("#")[2])
+    return Path(path).as_uri() + (f"#{fragment}" if fragment else "")
+
+
+def results_table(rows: Sequence[Any], *, title: Text, caption: str, width: int, wide: bool) -> Table:
+    """Search results as a table that reads at ``width`` columns. Compact (under ``WIDE_COLUMNS``, unless
+    ``wide``): rank, score and the full name, wrapped and never cut, with a short snippet under it. Wide: rank,
+    score, rerank score, name, kind and text. Names link to their file at their anchor where the terminal can."""
+    table = Table(title=title, caption=caption)
+    table.add_column("#", justify="right")
+    table.add_column("score", justify="right")
+    reranked = any(r.rerank_score is not None for r in rows)
+    wide = wide or width >= WIDE_COLUMNS
+    if reranked and wide:
+        table.add_column("rerank", justify="right")  # the cross-encoder's score, which orders the rows
+    table.add_column("item", overflow="fold", ratio=2 if wide else None)
+    if wide:
+        table.add_column("kind", no_wrap=True)  # text chunks and pictures share one ranking
+        table.add_column("text", overflow="fold", ratio=3)
+    for r in rows:
+        name = Text(r.name, style=Style(link=item_link(r.source, r.name)))
+        score = f"{r.score:.4f}" if r.score is not None else "-"
+        if wide:
+            rerank = [f"{r.rerank_score:.4f}" if r.rerank_score is not None else "-"] if reranked else []
+            kind = str(r.metadata.get("modality", ""))
+            table.add_row(str(r.rank), score, *rerank, name, kind, Text(snippet(r.text)))
+        else:
+            room = max(24, width - 20)  # the snippet: about a line of the item column
+            cell = name + Text("\n") + Text(snippet(r.text, room, empty="(picture)"), style="dim")
+            table.add_row(str(r.rank), score, cell)
+    return table

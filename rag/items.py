@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 from collections.abc import Mapping
 from datetime import datetime, timezone
 from enum import Enum
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, Field, computed_field
+from pydantic import BaseModel, Field, computed_field, model_validator
 
 #: Metadata key: the item's name (:attr:`KnowledgeItem.name`), where an item is shown as a node.
 NAME = "name"
@@ -18,6 +19,8 @@ NAME = "name"
 UPLOAD_NAME = "upload_name"
 #: Metadata keys that hold paths on the machine that read the sources.
 PATH_METADATA = ("file_path", "caption_path", "manifest")
+#: The tenant of items written without one (the partition every collection has).
+DEFAULT_TENANT = "default"
 #: The longest text an item keeps, in UTF-8 bytes (the store's text field holds no more); sources cut longer ones.
 MAX_TEXT_BYTES = 65_535
 
@@ -45,6 +48,12 @@ def named(document: str, anchor: str = "") -> str:
 def document_of(name: str) -> str:
     """The document part of a name: ``guide/install.md`` of ``guide/install.md#linux``."""
     return name.split("#", 1)[0]
+
+
+def link_fragment(anchor: str) -> str:
+    """The part of an anchor a link opens at: without the chunk number, which only keeps names apart
+    (``install&chunk=2`` opens at ``install``, ``line=4,9&chunk=3`` at ``line=4,9``, ``chunk=2`` at the top)."""
+    return re.sub(r"(^|&)chunk=\d+", "", anchor).lstrip("&")
 
 
 def moved_to(name: str, document: str) -> str:
@@ -93,9 +102,26 @@ class KnowledgeItem(BaseModel):
         description="What every surface calls the item: its path relative to what was ingested, plus #anchor; "
         "ingest keeps it unique in the collection (rag.ingest.names).",
     )
+    ref_doc_id: str = Field(
+        default="",
+        description="The item's document, the unit a re-ingest replaces: the absolute path of a file our sources "
+        "read (for a manifest row, the image it lists), a URL, a LlamaIndex ref_doc_id/doc_id, an upload. "
+        "Defaults to the source.",
+    )
+    content_hash: str = Field(
+        default="", description="SHA-256 (hex) of the source file's bytes; empty when the item has no file."
+    )
+    tenant: str = Field(default=DEFAULT_TENANT, description="Who the item belongs to on a shared server.")
     metadata: dict[str, Any] = Field(default_factory=dict)
     tags: list[str] = Field(default_factory=list)
     created_at: datetime = Field(default_factory=lambda: datetime.now(timezone.utc))
+
+    @model_validator(mode="before")
+    @classmethod
+    def _document_defaults_to_source(cls, data: Any) -> Any:
+        if isinstance(data, dict) and not data.get("ref_doc_id") and data.get("source"):
+            return {**data, "ref_doc_id": data["source"]}
+        return data
 
     @computed_field  # type: ignore[prop-decorator]
     @property
@@ -172,6 +198,7 @@ class SourceErrorKind(str, Enum):
     PASSED_OVER = "passed_over"
     UNREADABLE_DOCUMENT = "unreadable_document"
     NOT_TEXT = "not_text"
+    NO_TEXT_LAYER = "no_text_layer"
     TOO_MANY_CHUNKS = "too_many_chunks"
     TOO_MANY_IMAGES = "too_many_images"
     SYMLINK_LOOP = "symlink_loop"

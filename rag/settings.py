@@ -1,18 +1,36 @@
-"""Every default of the library in one place, overridable from ``RAG_*`` environment variables."""
+"""Every default of the library in one place, overridable from ``RAG_*`` environment variables, or from a ``.env``
+file in the working directory (the environment wins)."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, NonNegativeInt, PositiveFloat, PositiveInt, SecretStr, field_validator
+from pydantic import Field, NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+#: The file of ``RAG_*=value`` lines read from the working directory, under the environment's values.
+ENV_FILE = ".env"
+
+_COLLECTION_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,254}")
+
+
+def check_collection_name(name: str) -> str:
+    """``name`` when Milvus accepts it as a collection name (a letter or ``_``, then letters, digits and ``_``, at
+    most 255 characters); a ``ValueError`` saying so otherwise, before anything is opened."""
+    if not _COLLECTION_NAME.fullmatch(name):
+        raise ValueError(
+            f"collection name {name!r} is not one Milvus accepts: start with a letter or _, then use only letters, "
+            "digits and _ (at most 255 characters), e.g. my_docs"
+        )
+    return name
 
 
 class Settings(BaseSettings):
     """Model, store and fetching settings; ``Settings()`` reads ``RAG_WEIGHTS``, ``RAG_MILVUS_URI``, ..."""
 
-    model_config = SettingsConfigDict(env_prefix="RAG_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="RAG_", extra="ignore", env_file=ENV_FILE, env_file_encoding="utf-8")
 
     encoder: Literal["visualized-bge", "clip", "bridgetower"] = Field(
         default="visualized-bge", description="Which encoder reads RAG_WEIGHTS."
@@ -67,6 +85,20 @@ class Settings(BaseSettings):
         description="Seconds the shared Milvus Lite server waits after its last user left (or was killed) before it "
         "stops; a command run meanwhile reuses it.",
     )
+    keep_warm: float = Field(
+        default=300.0,
+        ge=0,
+        description="Seconds the warm model process stays loaded after the last command that used it (rag search, "
+        "ask, chat, similarity, classify), as Ollama's keep_alive: each command's value resets the timer. 0: no "
+        "background process, every command loads the model itself. `rag ps` lists them, `rag stop` ends them.",
+    )
+    milvus_backend: Literal["auto", "lite", "server"] = Field(
+        default="auto",
+        description="Which code path the store takes. auto: Lite's for a *.db path and for a milvus-lite server "
+        "(its version says so), a Milvus server's otherwise; server: Milvus's BM25 function and server-side hybrid "
+        "search, as on Milvus >= 2.5 (a *.db path is refused); lite: Lite's (the store's own BM25 statistics, "
+        "blends fused by the store).",
+    )
     data_dir: Path = Field(
         default=Path("rag_data"),
         description="Where rendered PDF pages, downloaded images and ingest reports are written.",
@@ -78,10 +110,13 @@ class Settings(BaseSettings):
         "(rag search and rag ask --top-k, the API's top_k, the page's Results field).",
     )
     batch_size: PositiveInt | None = Field(
-        default=None, description="Items per encoder forward pass and store write; None: by device (cpu 16, cuda 256)."
+        default=None,
+        description="Items per encoder forward pass and store write; None: by device (cuda 256, mps 32, cpu 16).",
     )
     workers: PositiveInt | None = Field(
-        default=None, description="Image decoding and preprocessing threads; None: one per CPU core."
+        default=None,
+        description="Image decoding and preprocessing workers; None: one per core on CUDA and mps, one per 8 cores "
+        "on a CPU (the model's threads take them all).",
     )
     preprocess: Literal["auto", "threads", "processes"] = Field(
         default="auto",
@@ -103,6 +138,11 @@ class Settings(BaseSettings):
         default=32, description="Tokens each text chunk repeats from the one before it, so no sentence is cut off."
     )
     allow_urls: bool = Field(default=False, description="Fetch http(s) images named by sources.")
+    ocr: Literal["auto", "all", "off"] = Field(
+        default="auto",
+        description="Read text from pixels (the OCR extra, mmrag[ocr]), on ingest and uploads: auto, PDF pages "
+        "without a text layer (scans); all, pictures as well; off, never.",
+    )
     url_max_bytes: PositiveInt = Field(default=20 * 1024 * 1024, description="Largest image fetched from a URL.")
     url_timeout: PositiveFloat = Field(default=15.0, description="Seconds before a URL fetch is abandoned.")
     reranker: str | None = Field(
@@ -195,6 +235,11 @@ class Settings(BaseSettings):
     server_max_image_pixels: PositiveInt = Field(
         default=50_000_000, description="Decompression-bomb guard: uploaded images with more pixels are refused."
     )
+    server_drain_seconds: NonNegativeFloat = Field(
+        default=8.0,
+        description="On SIGTERM, seconds `rag serve` lets running ingest jobs finish before it stops them; what is "
+        "left is recorded (under RAG_DATA_DIR/server) and resumed at the next start.",
+    )
     server_allowed_origins: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
         description="Comma-separated origins (https://app.example) whose web pages may send `rag serve` requests that "
@@ -206,6 +251,11 @@ class Settings(BaseSettings):
         "localhost on loopback): requests naming another Host are refused (DNS rebinding). Bound to 0.0.0.0 with "
         "none listed: any name.",
     )
+
+    @field_validator("collection")
+    @classmethod
+    def _milvus_name(cls, value: str) -> str:
+        return check_collection_name(value)
 
     @field_validator("server_allowed_origins", "server_allowed_hosts", mode="before")
     @classmethod

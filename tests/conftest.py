@@ -6,8 +6,8 @@ import hashlib
 import json
 import os
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 import pytest
@@ -56,8 +56,11 @@ def tiny_base() -> VisualizedBGE:
 def parity(request) -> tuple[Parity, VisualizedBGE]:
     return Parity(request.param), load_tiny(request.param)
 
+
 # A shared Milvus Lite server outlives its last user by this much: short here, where every test has its own folder.
 os.environ.setdefault("RAG_MILVUS_LITE_IDLE", "3")
+# Commands run as processes do their work in themselves unless a test asks for the warm model process.
+os.environ.setdefault("RAG_KEEP_WARM", "0")
 
 
 @pytest.fixture(scope="session")
@@ -77,8 +80,16 @@ def milvus_uri(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "lite":
         return str(tmp_path / "lite" / "milvus.db")
     server: MilvusLiteServer = request.getfixturevalue("milvus_server")
-    name = "t_" + hashlib.sha1(request.node.nodeid.encode()).hexdigest()[:16]
-    client = MilvusClient(server.uri)
+    return database_of(server.uri, request.node.nodeid)
+
+
+def database_of(server_uri: str, test_id: str) -> str:
+    """The URI of a new database of its own for the test ``test_id`` on the server at ``server_uri``."""
+    name = "t_" + hashlib.sha1(test_id.encode()).hexdigest()[:16]
+    client = MilvusClient(server_uri)
+    if name in client.list_databases():
+        client.close()
+        return f"{server_uri}/{name}"
     client.create_database(name)
     client.close()
-    return f"{server.uri}/{name}"
+    return f"{server_uri}/{name}"

@@ -37,7 +37,11 @@ def invoke(tmp_path: Path, *args: str, store: bool = True) -> dict:
     """Run ``rag args`` in a fresh interpreter in ``tmp_path``, over a collection kb (``store``) or no database."""
     out = subprocess.run(
         [sys.executable, "-c", PROBE, str(tmp_path / "db" / "milvus.db") if store else "", json.dumps(list(args))],
-        capture_output=True, text=True, cwd=tmp_path, timeout=120, check=True,
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=120,
+        check=True,
         env={**{k: v for k, v in os.environ.items() if not k.startswith("RAG_")}, "PYTHONPATH": str(ROOT)},
     )
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -51,11 +55,19 @@ def invoke(tmp_path: Path, *args: str, store: bool = True) -> dict:
         (["stats", "-c", "kb"], 0, "kb"),
         (["stats", "-c", "kb", "-v"], 0, "kb"),
         (["search", "-c", "nope", "-t", "x"], 2, "there is no collection 'nope'"),
-        (["search", "-c", "kb", "-t", "x", "--mode", "bogus"], 2, "--mode must be one of text-to-any, text-to-multimodal"),
+        (
+            ["search", "-c", "kb", "-t", "x", "--mode", "bogus"],
+            2,
+            "--mode must be one of text-to-any, text-to-multimodal",
+        ),
         (["search", "-c", "kb", "-t", "x", "--filter", "{not json"], 2, "not valid JSON"),
         (["search", "-c", "kb", "-t", "x", "--filter", "tags=red,blue"], 2, "filter 'blue': write key=value pairs"),
         (["search", "-c", "kb", "-t", "x", "--encoder", "siglip"], 2, "encoder: Input should be"),
-        (["eval", "-q", str(ROOT / "examples" / "eval" / "queries.jsonl"), "--encoder", "siglip"], 2, "encoder: Input should"),
+        (
+            ["eval", "-q", str(ROOT / "examples" / "eval" / "queries.jsonl"), "--encoder", "siglip"],
+            2,
+            "encoder: Input should",
+        ),
         (["search", "-c", "kb", "-t", "x", "--filter", '{"created_at": {">=": "yesterday"}}'], 2, "ISO date-time"),
         (["search", "-c", "kb", "-t", "x", "--mode", "image-to-image"], 2, "needs a query image (--image)"),
         (["ask", "", "-c", "kb"], 2, "give a query: the question and/or --image"),
@@ -151,7 +163,11 @@ def test_verbose_logs_progress_without_the_faiss_loader(tmp_path) -> None:
     env = {**{k: v for k, v in os.environ.items() if not k.startswith("RAG_")}, "PYTHONPATH": str(ROOT)}
     run = subprocess.run(
         [sys.executable, "-m", "rag.cli", "-v", "stats", "-c", "kb", "--uri", db],
-        capture_output=True, text=True, cwd=tmp_path, timeout=120, env=env,
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=120,
+        env=env,
     )
     assert run.returncode == 0, run.stderr
     # -v still logs: the folder's shared server, found or started (Milvus Lite itself logs in that server's log)

@@ -8,7 +8,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import parity_dir
+
+pytestmark = pytest.mark.slow  # the demo ingests and queries in a subprocess
 
 DEMO = Path(__file__).resolve().parents[1] / "examples" / "demo.py"
 

@@ -16,19 +16,21 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Final, Literal, TypeAlias
 
-from pymilvus import CollectionSchema, MilvusClient, MilvusException
+from pymilvus import AnnSearchRequest, CollectionSchema, MilvusClient, MilvusException
+from pymilvus.client.abstract import BaseRanker
 from pymilvus.milvus_client.index import IndexParams
 
 from connectors.milvus import lite_server
-from connectors.milvus.errors import DatabaseNotFoundError, StoreError, StoreLockedError, StoreUnavailableError
+from connectors.milvus.errors import StoreError, StoreLockedError, StoreUnavailableError
+from connectors.milvus.paths import resolve
 from connectors.milvus.schema import Backend
 
 logger = logging.getLogger(__name__)
 
 LiteMode = Literal["shared", "in-process"]
+BackendMode = Literal["auto", "lite", "server"]
 # Calls that need the collection loaded: after a restart the server holds it released.
 _NEEDS_LOAD = frozenset({"search", "hybrid_search", "query", "get", "query_iterator"})
 _UNREACHABLE = ("server unavailable", "UNAVAILABLE", "DEADLINE_EXCEEDED", "Retry timeout", "Deadline Exceeded")
@@ -52,11 +54,13 @@ _in_process_lock = threading.Lock()
 @dataclass(frozen=True)
 class ConnectOptions:
     """``timeout``: seconds per Milvus call; ``lite``: how a ``*.db`` path is opened; ``idle``: seconds a
-    shared Lite server started here outlives its last user (see ``rag.settings.Settings``)."""
+    shared Lite server started here outlives its last user; ``backend``: the code path, found from the server
+    (``auto``) or forced (see ``rag.settings.Settings``)."""
 
     timeout: float = 60.0
     lite: LiteMode = "shared"
     idle: float = 15.0
+    backend: BackendMode = "auto"
 
     @classmethod
     def from_settings(cls, settings: Any = None) -> ConnectOptions:
@@ -65,7 +69,12 @@ class ConnectOptions:
             from rag.settings import Settings
 
             settings = Settings()
-        return cls(timeout=settings.milvus_timeout, lite=settings.milvus_lite, idle=settings.milvus_lite_idle)
+        return cls(
+            timeout=settings.milvus_timeout,
+            lite=settings.milvus_lite,
+            idle=settings.milvus_lite_idle,
+            backend=settings.milvus_backend,
+        )
 
 
 def quiet_logs(verbose: bool = False) -> None:
@@ -90,48 +99,6 @@ def _is_released(exc: MilvusException) -> bool:
     return exc.code == 101 or "released" in str(exc.message) or "not loaded" in str(exc.message)
 
 
-def resolve(uri: str | os.PathLike[str], *, create: bool) -> tuple[str, bool]:
-    """The URI to connect to and whether it is a Milvus Lite path. A Lite path must end in ``.db`` and name a
-    Milvus Lite folder this process may write; its parent is created when ``create``, else it must exist."""
-    uri = str(uri)
-    if "://" in uri:
-        return uri, False
-    path = Path(uri).expanduser()
-    if path.suffix != ".db":
-        raise StoreError(f"a Milvus Lite path must end in .db (got {uri!r}); for a Milvus server use http://host:19530")
-    if create:
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise StoreError(f"cannot create the folder of the Milvus Lite data {path.absolute()}: {exc}") from exc
-    elif not path.exists():
-        relative = "" if path.is_absolute() else f" ({uri} is relative to the current folder, {Path.cwd()})"
-        raise DatabaseNotFoundError(
-            f"there is no Milvus Lite database at {path.absolute()}{relative}. Ingest into it first "
-            "(rag ingest), or point --uri or RAG_MILVUS_URI at an existing one."
-        )
-    _check_lite_folder(path.absolute())
-    return str(path.absolute()), True
-
-
-def _check_lite_folder(path: Path) -> None:
-    """Refuse, changing nothing, a path that is not a Milvus Lite 3 folder or that cannot be written."""
-    advice = "Nothing was changed: point --uri or RAG_MILVUS_URI at another path, or move it aside."
-    if path.exists() and not path.is_dir():
-        raise StoreError(
-            f"{path} is a file, not a Milvus Lite data folder (Milvus Lite 3 keeps a folder; Milvus Lite 2 kept "
-            f"one file, which it cannot read). {advice}"
-        )
-    if path.is_dir() and any(path.iterdir()) and not (path / "collections").is_dir():
-        raise StoreError(f"{path} holds other files and is not a Milvus Lite data folder (no collections/). {advice}")
-    target = path if path.exists() else path.parent
-    if not os.access(target, os.W_OK):
-        raise StoreError(
-            f"the Milvus Lite data {path} cannot be written by this user ({target} is read-only to it); Milvus Lite "
-            "writes even to search (its lock and log). Fix the permissions, or copy the folder somewhere writable."
-        )
-
-
 #: gRPC waits longer and longer between reconnection attempts (up to two minutes), so a store back after an outage
 #: of a few minutes was first answered half a minute later; capped, it is answered within two seconds.
 _RECONNECT_BACKOFF = {
@@ -148,6 +115,11 @@ class Connection:
 
     def __init__(self, uri: str | os.PathLike[str], *, token: str | None, create: bool, options: ConnectOptions):
         self.uri, lite_path = resolve(uri, create=create)
+        if lite_path and options.backend == "server":
+            raise StoreError(
+                f"RAG_MILVUS_BACKEND=server needs a Milvus server's URI (http://host:19530), and {self.uri} is a "
+                "Milvus Lite path: point RAG_MILVUS_URI at a server, or set RAG_MILVUS_BACKEND=auto"
+            )
         self.options = options
         self._token = token or ""
         self._lease: lite_server.Lease | None = None
@@ -155,7 +127,13 @@ class Connection:
         self.address = self._address() if lite_path else self.uri
         try:
             self._client = self._new_client()
-            self.backend = Backend.LITE if lite_path else _backend_of(self._client, self.uri, options.timeout)
+            self.backend = (
+                Backend(options.backend)
+                if options.backend != "auto"
+                else Backend.LITE
+                if lite_path
+                else _backend_of(self._client, self.uri, options.timeout)
+            )
         except BaseException:
             self._release()
             raise
@@ -203,6 +181,9 @@ class Connection:
 
     def drop_collection(self, collection: str, *, timeout: Timeout = STORE_TIMEOUT) -> None:
         self._call("drop_collection", collection, timeout)
+
+    def rename_collection(self, collection: str, new_name: str, *, timeout: Timeout = STORE_TIMEOUT) -> None:
+        self._call("rename_collection", collection, timeout, new_name=new_name)
 
     def load_collection(self, collection: str, *, timeout: Timeout = STORE_TIMEOUT) -> None:
         self._call("load_collection", collection, timeout)
@@ -300,6 +281,23 @@ class Connection:
     def close(self) -> None:
         self._client.close()
         self._release()
+
+    def hybrid_search(
+        self,
+        collection: str,
+        *,
+        reqs: list[AnnSearchRequest],
+        ranker: BaseRanker,
+        limit: int,
+        output_fields: list[str],
+        timeout: Timeout = STORE_TIMEOUT,
+    ) -> list[list[dict[str, Any]]]:
+        """Several searches, one per request, fused by ``ranker`` on the server: one list of hits per query."""
+        result = self._call(
+            "hybrid_search", collection, timeout, reqs=reqs, ranker=ranker, limit=limit, output_fields=output_fields
+        )
+        hits: list[list[dict[str, Any]]] = result
+        return hits
 
     def _call(self, name: str, collection: str | None, timeout: Timeout, **kwargs: Any) -> Any:
         """``MilvusClient.<name>(collection, **kwargs)`` within ``timeout``: a collection a restarted server released is

@@ -15,7 +15,7 @@ import numpy as np
 from connectors.milvus import schema
 from connectors.milvus.bm25 import CollectionBm25
 from connectors.milvus.connection import Connection
-from connectors.milvus.errors import NotSupportedError
+from connectors.milvus.errors import NotSupportedError, SchemaOutdatedError
 from connectors.milvus.filters import id_in
 from connectors.milvus.schema import Backend, EncoderInfo
 from rag.items import KnowledgeItem
@@ -57,6 +57,18 @@ class StoreCore:
     terms: CollectionBm25 | None = None
     #: The vector fields' index type, read when first needed (see ``indexes``).
     index_type: str | None = None
+    #: Why the collection cannot be written (an older schema, to migrate), or "" when it can.
+    read_only: str = ""
+
+    def writable(self) -> None:
+        """Raise :class:`SchemaOutdatedError` unless the collection can be written."""
+        if self.read_only:
+            raise SchemaOutdatedError(self.read_only)
+
+    def output_fields(self, with_vectors: bool) -> list[str]:
+        """The stored fields a hit is read from (a read-only older collection lacks the newer ones)."""
+        fields = [f for f in schema.ITEM_FIELDS if not (self.read_only and f in schema.V4_FIELDS)]
+        return fields + [schema.FUSED, schema.IMAGE] if with_vectors else fields
 
     def count(self, expr: str) -> int:
         rows = self.client.query(self.collection, filter=expr, output_fields=["count(*)"])
@@ -84,7 +96,8 @@ class StoreCore:
     def hits(self, ranked: Sequence[tuple[str, float]], with_vectors: bool) -> list[Hit]:
         """Hits for ``(id, score)`` pairs, in their order; ids no longer stored are left out."""
         by_id = {
-            row[schema.ID]: row for row in self.rows([item_id for item_id, _ in ranked], output_fields(with_vectors))
+            row[schema.ID]: row
+            for row in self.rows([item_id for item_id, _ in ranked], self.output_fields(with_vectors))
         }
         return [hit_of(by_id[item_id], score) for item_id, score in ranked if item_id in by_id]
 
@@ -95,10 +108,6 @@ class StoreCore:
                 "without it (Milvus server older than 2.5, or bm25=False). Search the vectors alone (leave bm25 out), "
                 "or re-ingest into a new collection on Milvus Lite or Milvus >= 2.5."
             )
-
-
-def output_fields(with_vectors: bool) -> list[str]:
-    return schema.ITEM_FIELDS + [schema.FUSED, schema.IMAGE] if with_vectors else list(schema.ITEM_FIELDS)
 
 
 def hit_of(entity: Mapping[str, Any], score: float) -> Hit:

@@ -35,5 +35,9 @@ class EncoderMismatchError(StoreError):
     """The collection's vectors were made by another encoder than the one in use."""
 
 
+class SchemaOutdatedError(StoreError):
+    """The collection has an older schema: it opens read-only until ``rag migrate -c C`` copies it to the new one."""
+
+
 class NotSupportedError(StoreError, NotImplementedError):
     """The backend or this collection lacks the feature (e.g. BM25 on an old Milvus server)."""

@@ -4,7 +4,8 @@ The only place that writes Milvus expressions. Every value becomes an escaped li
 can change an expression's structure (Milvus Lite has no filter templates to lean on).
 
 Keys naming a typed field (``id``, ``source``, ``name``, ``anchor``, ``document``, ``file_name``, ``modality``,
-``mime_type``, ``image_uri``, ``image_sha256``, ``text``, ``tags``, ``created_at``, ``has_image``) filter on that
+``mime_type``, ``image_uri``, ``image_sha256``, ``text``, ``tags``, ``created_at``, ``has_image``, ``ref_doc_id``,
+``content_hash``, ``tenant``) filter on that
 field; ``source`` matches an item's stored path, its name, its document (the name without its anchor) or its file
 name, so a name as any surface shows it finds the item, and a file name every item of that file. Any
 other key is a path into the ``metadata`` JSON field, which is slower. Prefix ``metadata.``
@@ -39,7 +40,9 @@ from rag.errors import RagError
 if TYPE_CHECKING:
     from llama_index.core.vector_stores.types import MetadataFilters
 
-Filters = Union[Mapping[str, Any], "MetadataFilters"]
+#: A filter: text as people write it (``"tags=red, source=a.md"``, see :func:`parse_filters`), a dict, or
+#: LlamaIndex ``MetadataFilters``.
+Filters = Union[str, Mapping[str, Any], "MetadataFilters"]
 
 
 class FilterOperator(str, Enum):
@@ -100,6 +103,9 @@ _TYPED = {
     schema.TAGS: _Kind.TAGS,
     schema.CREATED_AT: _Kind.TIME,
     schema.HAS_IMAGE: _Kind.BOOL,
+    schema.REF_DOC_ID: _Kind.STRING,
+    schema.CONTENT_HASH: _Kind.STRING,
+    schema.TENANT: _Kind.STRING,
 }
 
 
@@ -107,6 +113,8 @@ def compile_filter(filters: Filters | None) -> str:
     """The Milvus expression for ``filters``; ``""`` when there is nothing to filter on."""
     if filters is None:
         return ""
+    if isinstance(filters, str):
+        return _compile_dict(parse_filters(filters) or {})
     if isinstance(filters, Mapping):
         return _compile_dict(filters)
     from llama_index.core.vector_stores.types import MetadataFilters

@@ -17,6 +17,7 @@ from connectors.milvus.connection import Connection, ConnectOptions
 from connectors.milvus.core import StoreCore
 from connectors.milvus.errors import CollectionNotFoundError, EncoderMismatchError, NotSupportedError, StoreError
 from connectors.milvus.schema import Backend, EncoderInfo
+from rag.settings import check_collection_name
 
 logger = logging.getLogger(__name__)
 
@@ -32,11 +33,16 @@ def open_core(
     options: ConnectOptions,
 ) -> StoreCore:
     """Connect, check (or create) the collection, and load it (see ``MilvusStore.open``)."""
+    try:
+        check_collection_name(collection)
+    except ValueError as e:
+        raise StoreError(str(e)) from None
     client = Connection(uri, token=token, create=create, options=options)
     address, backend = client.uri, client.backend
     try:
+        read_only = ""
         if client.has_collection(collection):
-            recorded, has_bm25, stats = _check_existing(client, address, collection, info)
+            recorded, has_bm25, stats, read_only = _check_existing(client, address, collection, info)
         elif not create:
             raise no_collection(address, collection, ours(client.list_collections()))
         elif info is None:
@@ -57,6 +63,7 @@ def open_core(
         backend=backend,
         bm25=has_bm25,
         terms=CollectionBm25(client, collection) if stats else None,
+        read_only=read_only,
     )
 
 
@@ -113,10 +120,20 @@ def ours(collections: Sequence[str]) -> list[str]:
     return [name for name in collections if not (name.endswith(_BM25_SUFFIX) and name[: -len(_BM25_SUFFIX)] in names)]
 
 
+def outdated(uri: str, collection: str, version: str | None) -> str:
+    """Why a collection of an older schema version is read-only, and the command that migrates it."""
+    return (
+        f"collection {collection!r} at {uri} has schema version {version}, this library writes "
+        f"{schema.SCHEMA_VERSION}: it can be searched but not written until `rag migrate -c {collection}` copies it to "
+        "the new schema (vectors kept, nothing encoded again)"
+    )
+
+
 def _check_existing(
     client: Connection, uri: str, collection: str, info: EncoderInfo | None
-) -> tuple[EncoderInfo, bool, bool]:
-    """The recorded encoder, whether the collection has BM25, and whether the store keeps its statistics."""
+) -> tuple[EncoderInfo, bool, bool, str]:
+    """The recorded encoder, whether the collection has BM25, whether the store keeps its statistics, and why it is
+    read-only ("" when it is not)."""
     description = client.describe_collection(collection)
     properties = description.get("properties") or {}
     recorded = EncoderInfo.from_properties(properties)
@@ -126,10 +143,12 @@ def _check_existing(
             "use another collection name, or drop it if it is disposable"
         )
     version = schema.schema_version(properties)
-    if version != schema.SCHEMA_VERSION:
+    read_only = outdated(uri, collection, version) if version == schema.MIGRATES_FROM else ""
+    if version not in (schema.SCHEMA_VERSION, schema.MIGRATES_FROM):
         raise StoreError(
-            f"collection {collection!r} at {uri} has schema version {version}, this library writes "
-            f"{schema.SCHEMA_VERSION}; re-ingest into a new collection"
+            f"collection {collection!r} at {uri} has schema version {version}, this library reads "
+            f"{schema.MIGRATES_FROM} (after `rag migrate`) and writes {schema.SCHEMA_VERSION}; re-ingest into a new "
+            "collection"
         )
     if info is not None and not recorded.compatible_with(info):
         raise EncoderMismatchError(
@@ -141,7 +160,7 @@ def _check_existing(
     functions = description.get("functions") or []
     stats = properties.get(schema.BM25_PROPERTY) == schema.BM25_STATISTICS
     has_bm25 = stats or any(f.get("type") == FunctionType.BM25 for f in functions)
-    return recorded, has_bm25, stats
+    return recorded, has_bm25, stats, read_only
 
 
 def _create(

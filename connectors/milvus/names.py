@@ -10,7 +10,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from connectors.milvus import schema, writes
-from connectors.milvus.core import ID_BATCH, WRITE_BATCH, StoreCore, chunks, output_fields
+from connectors.milvus.core import ID_BATCH, WRITE_BATCH, StoreCore, chunks
 from connectors.milvus.filters import field_in, quote
 from rag.items import moved_to
 
@@ -21,6 +21,15 @@ def ids_by_source(core: StoreCore, sources: Sequence[str]) -> dict[str, set[str]
     for batch in chunks(list(found), ID_BATCH):
         for row in core.scan(field_in(schema.SOURCE, batch), [schema.ID, schema.SOURCE]):
             found[row[schema.SOURCE]].add(row[schema.ID])
+    return found
+
+
+def ids_by_document(core: StoreCore, documents: Sequence[str]) -> dict[str, set[str]]:
+    """The stored ids of each of these documents (``ref_doc_id``): what a re-ingest of a document replaces."""
+    found: dict[str, set[str]] = {document: set() for document in documents}
+    for batch in chunks(list(found), ID_BATCH):
+        for row in core.scan(field_in(schema.REF_DOC_ID, batch), [schema.ID, schema.REF_DOC_ID]):
+            found[row[schema.REF_DOC_ID]].add(row[schema.ID])
     return found
 
 
@@ -57,6 +66,7 @@ def documents(
 def rename(core: StoreCore, documents: Mapping[str, str]) -> dict[str, int]:
     """Move every stored item of each source (by stored path) to its new document, its anchor kept; returns how
     many items of each source were rewritten (those named so already are not)."""
+    core.writable()
     moved: dict[str, str] = {}  # id: its new document
     for batch in chunks(sorted(documents), ID_BATCH):
         for row in core.scan(field_in(schema.SOURCE, batch), [schema.ID, schema.SOURCE, schema.DOCUMENT]):
@@ -64,7 +74,7 @@ def rename(core: StoreCore, documents: Mapping[str, str]) -> dict[str, int]:
                 moved[row[schema.ID]] = documents[row[schema.SOURCE]]
     rewritten: Counter[str] = Counter()
     for batch in chunks(list(moved), WRITE_BATCH):  # the vectors read a batch at a time
-        rows = core.rows(batch, output_fields(True))
+        rows = core.rows(batch, core.output_fields(True))
         items = [schema.from_row(row) for row in rows]
         items = [item.model_copy(update={"name": moved_to(item.name, moved[item.id])}) for item in items]
         fused = np.asarray([row[schema.FUSED] for row in rows], dtype=np.float32)

@@ -39,6 +39,7 @@ def properties(core: StoreCore) -> dict[str, Any]:
 
 def set_properties(core: StoreCore, values: Mapping[str, Any]) -> None:
     """Record JSON-serialisable values on the collection (Milvus collection properties), next to the encoder."""
+    core.writable()
     core.client.alter_collection_properties(core.collection, properties=schema.write_properties(values))
 
 

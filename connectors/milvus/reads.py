@@ -7,7 +7,7 @@ from collections.abc import Iterator, Sequence
 import numpy as np
 
 from connectors.milvus import schema
-from connectors.milvus.core import ID_BATCH, StoreCore, chunks, hit_of, output_fields
+from connectors.milvus.core import ID_BATCH, StoreCore, chunks, hit_of
 from connectors.milvus.filters import Filters, compile_filter
 from rag.items import KnowledgeItem
 
@@ -16,7 +16,7 @@ def get(core: StoreCore, ids: Sequence[str]) -> list[KnowledgeItem]:
     """The stored items with these ids, in the order asked; unknown ids are left out."""
     found: dict[str, KnowledgeItem] = {}
     for batch in chunks(list(dict.fromkeys(ids)), ID_BATCH):
-        for row in core.rows(batch, schema.ITEM_FIELDS):
+        for row in core.rows(batch, core.output_fields(False)):
             found[row[schema.ID]] = schema.from_row(row)
     return [found[i] for i in ids if i in found]
 
@@ -26,7 +26,7 @@ def iter_vectors(
 ) -> Iterator[tuple[KnowledgeItem, np.ndarray, np.ndarray | None]]:
     """Every stored item (or those matching ``filter``) with its fused and image vector, read in batches."""
     iterator = core.client.query_iterator(
-        core.collection, batch_size=batch_size, filter=compile_filter(filter), output_fields=output_fields(True)
+        core.collection, batch_size=batch_size, filter=compile_filter(filter), output_fields=core.output_fields(True)
     )
     try:
         while batch := iterator.next():

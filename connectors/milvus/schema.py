@@ -32,14 +32,26 @@ from pymilvus import CollectionSchema, DataType, Function, FunctionType, MilvusC
 from pymilvus.milvus_client.index import IndexParams
 
 from rag.errors import RagError
-from rag.items import MAX_TEXT_BYTES, PATH_METADATA, ImageRef, KnowledgeItem, document_of, file_name_of
+from rag.items import (
+    DEFAULT_TENANT,
+    MAX_TEXT_BYTES,
+    PATH_METADATA,
+    ImageRef,
+    KnowledgeItem,
+    document_of,
+    file_name_of,
+)
 
 if TYPE_CHECKING:
     from llama_index.core.schema import BaseNode
 
     from rag.embeddings.base import Encoder
 
-SCHEMA_VERSION = "3"  # 2: image_sha256 (true duplicates are found by it); 3: name, anchor, document, file_name
+# 2: image_sha256 (true duplicates are found by it); 3: name, anchor, document, file_name;
+# 4: ref_doc_id, content_hash, tenant (the partition key)
+SCHEMA_VERSION = "4"
+#: The oldest schema `rag migrate` copies to this one (older ones hold no names: re-ingest them).
+MIGRATES_FROM = "3"
 
 ID = "id"
 FUSED = "embedding"
@@ -61,6 +73,14 @@ TAGS = "tags"
 METADATA = "metadata"
 NODE_CONTENT = "_node_content"
 NODE_TYPE = "_node_type"
+#: The item's document (``KnowledgeItem.ref_doc_id``): what a re-ingest replaces and LlamaIndex's delete(ref_doc_id).
+REF_DOC_ID = "ref_doc_id"
+#: SHA-256 (hex) of the source file's bytes, "" when the item has no file (``KnowledgeItem.content_hash``).
+CONTENT_HASH = "content_hash"
+#: Who the item belongs to (``KnowledgeItem.tenant``): the partition key, "default" unless a server says otherwise.
+TENANT = "tenant"
+#: The fields schema 4 added: a schema 3 collection (read-only until migrated) has none of them.
+V4_FIELDS = (REF_DOC_ID, CONTENT_HASH, TENANT)
 
 #: Every stored field except the vectors and the LlamaIndex node copy: what a hit carries.
 ITEM_FIELDS = [
@@ -77,6 +97,9 @@ ITEM_FIELDS = [
     CREATED_AT,
     TAGS,
     METADATA,
+    REF_DOC_ID,
+    CONTENT_HASH,
+    TENANT,
 ]
 
 #: Byte limits (UTF-8) of the VARCHAR fields, and the tag list capacity.
@@ -94,6 +117,9 @@ MAX_BYTES = {
     IMAGE_SHA256: 64,
     NODE_CONTENT: 65_535,
     NODE_TYPE: 32,
+    REF_DOC_ID: 4_096,
+    CONTENT_HASH: 64,
+    TENANT: 128,
 }
 MAX_TAGS = 256
 MAX_TAG_BYTES = 512
@@ -224,6 +250,11 @@ def build_schema(dim: int, *, bm25: bool, bm25_stats: bool = False) -> Collectio
         schema.add_field(TEXT, DataType.VARCHAR, max_length=MAX_BYTES[TEXT])
     for name in (SOURCE, NAME, ANCHOR, DOCUMENT, FILE_NAME, MODALITY, MIME_TYPE, IMAGE_URI, IMAGE_SHA256):
         schema.add_field(name, DataType.VARCHAR, max_length=MAX_BYTES[name])
+    for name in (REF_DOC_ID, CONTENT_HASH):
+        schema.add_field(name, DataType.VARCHAR, max_length=MAX_BYTES[name])
+    schema.add_field(
+        TENANT, DataType.VARCHAR, max_length=MAX_BYTES[TENANT], is_partition_key=True, default_value=DEFAULT_TENANT
+    )
     schema.add_field(HAS_IMAGE, DataType.BOOL)
     schema.add_field(CREATED_AT, DataType.INT64, description="epoch milliseconds, UTC")
     schema.add_field(
@@ -285,7 +316,8 @@ def to_llama_node(item: KnowledgeItem) -> BaseNode:
         "text": item.text,
         "metadata": metadata,
         "excluded_llm_metadata_keys": [SOURCE, ANCHOR, *PATH_METADATA],
-        "relationships": {NodeRelationship.SOURCE: RelatedNodeInfo(node_id=item.source)},
+        # LlamaIndex's ref_doc_id: the item's document
+        "relationships": {NodeRelationship.SOURCE: RelatedNodeInfo(node_id=item.ref_doc_id or item.source)},
     }
     if item.image is None:
         return TextNode(**common)
@@ -350,6 +382,9 @@ def _fields(item: KnowledgeItem, *, with_node: bool) -> tuple[dict[str, Any], li
         CREATED_AT: to_epoch_ms(item.created_at),
         TAGS: list(item.tags),
         METADATA: item.metadata,
+        REF_DOC_ID: item.ref_doc_id or item.source,
+        CONTENT_HASH: item.content_hash,
+        TENANT: item.tenant,
     }
     problems = [] if item.id else ["id is empty"]
     if len(item.tags) > MAX_TAGS:
@@ -383,7 +418,7 @@ def node_content_bound(item: KnowledgeItem) -> int:
     escaped as LlamaIndex's JSON escapes them (ASCII), plus :data:`_NODE_SLACK`."""
     image = item.image
     # Every string the node copies (the name and the anchor stand for the names derived from them).
-    pieces: list[object] = [item.id, item.source, item.source, item.name, item.name, item.anchor, item.anchor]
+    pieces: list[object] = [item.id, item.source, item.ref_doc_id, item.name, item.name, item.anchor, item.anchor]
     pieces += [item.modality.value, item.tags, item.metadata, *PATH_METADATA]
     pieces += [image.uri, image.mime_type or ""] if image is not None else []
     return len(json.dumps(pieces, default=str)) + _NODE_SLACK
@@ -416,4 +451,7 @@ def from_row(row: Mapping[str, Any]) -> KnowledgeItem:
         metadata=row[METADATA] or {},
         tags=list(row[TAGS] or []),
         created_at=from_epoch_ms(row[CREATED_AT]),
+        ref_doc_id=row.get(REF_DOC_ID) or row[SOURCE],  # a schema 3 row has none: its document was its source
+        content_hash=row.get(CONTENT_HASH) or "",
+        tenant=row.get(TENANT) or DEFAULT_TENANT,
     )

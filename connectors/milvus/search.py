@@ -1,5 +1,6 @@
-"""Searching an open collection: by a vector, by BM25 text, and by blends of signals fused here
-(``connectors.milvus.fusion``, on the scales of ``connectors.milvus.blend``)."""
+"""Searching an open collection: by a vector, by BM25 text, and by blends of signals, fused on a Milvus server by
+its own rankers (``hybrid_search``), elsewhere here (``connectors.milvus.fusion``), on the scales of
+``connectors.milvus.blend``."""
 
 from __future__ import annotations
 
@@ -8,13 +9,16 @@ from collections.abc import Sequence
 from typing import Any, Literal
 
 import numpy as np
+from pymilvus import AnnSearchRequest, RRFRanker, WeightedRanker
+from pymilvus.client.abstract import BaseRanker
 
 from connectors.milvus import schema
 from connectors.milvus.blend import SIGNALS, Blend, BlendError
-from connectors.milvus.core import QUERY_PAGE, Hit, StoreCore, check_k, hit_of, output_fields
+from connectors.milvus.core import QUERY_PAGE, Hit, StoreCore, check_k, hit_of
 from connectors.milvus.filters import Filters, and_, compile_filter, id_in
 from connectors.milvus.fusion import fuse
 from connectors.milvus.indexes import graph_index
+from connectors.milvus.schema import Backend
 
 logger = logging.getLogger(__name__)
 
@@ -37,7 +41,7 @@ def search(
     if field not in VECTOR_FIELDS:
         raise ValueError(f"field must be one of {sorted(VECTOR_FIELDS)}, not {field!r}")
     expr = _filter(filter, images_only=field == "image")
-    found = _vector_search(core, _check_query(core, vector), field, check_k(k), expr, output_fields(with_vectors))
+    found = _vector_search(core, _check_query(core, vector), field, check_k(k), expr, core.output_fields(with_vectors))
     return [hit_of(entity, score) for entity, score in found]
 
 
@@ -51,7 +55,7 @@ def text_search(core: StoreCore, query: str, *, k: int, filter: Filters | None, 
         anns_field=schema.SPARSE,
         limit=check_k(k),
         filter=compile_filter(filter),
-        output_fields=output_fields(with_vectors),
+        output_fields=core.output_fields(with_vectors),
         search_params=params,
     )
     # Milvus Lite reports BM25 scores negated; Milvus server reports them as they are.
@@ -78,6 +82,9 @@ def hybrid_search(
         raise ValueError(f"the blend {blend.describe()} searches vectors: give a query vector")
     query = _check_query(core, vector) if vector is not None else []
     candidates = max(BLEND_CANDIDATES, check_k(k))
+    if core.backend is Backend.SERVER and core.terms is None:
+        expr = _filter(filter, images_only=only_images)
+        return core.hits(_fused_by_server(core, blend, query, text, expr, candidates, k, rrf_k), with_vectors)
     found = {signal: _signal(core, signal, query, text, filter, only_images, candidates) for signal in blend.signals}
     return core.hits(fuse(found, blend, rrf_k)[:k], with_vectors)
 
@@ -91,6 +98,38 @@ def check_signals(core: StoreCore, wanted: Sequence[str]) -> None:
     """Raise ``NotSupportedError`` when the collection lacks one of ``wanted`` (bm25 without BM25)."""
     if "bm25" in wanted:
         core.require_bm25("a blend with bm25")
+
+
+def _fused_by_server(
+    core: StoreCore, blend: Blend, query: list[float], text: str, expr: str, candidates: int, k: int, rrf_k: int
+) -> list[tuple[str, float]]:
+    """The blend as one ``hybrid_search``: a request per signal, each fetching ``candidates``, fused by Milvus's
+    ``WeightedRanker`` (its ``norm_score``: the scales of ``connectors.milvus.blend``) or ``RRFRanker``; ties
+    broken by id, as the store's own fusion breaks them.
+
+    Milvus Lite differs: its BM25 function scores per segment and reports BM25 distances negated, so on Lite
+    (``RAG_MILVUS_BACKEND=auto``) the store keeps its own BM25 and fuses the signals itself (``fuse``)."""
+    requests = []
+    for signal in blend.signals:
+        if signal == "bm25":
+            data: list[Any] = [text]
+            field, params = schema.SPARSE, {"metric_type": "BM25"}
+        else:
+            data, field = [query], VECTOR_FIELDS[signal]
+            params = core.backend.search_params(candidates, filtered=bool(expr))
+        requests.append(
+            AnnSearchRequest(data=data, anns_field=field, param=params, limit=candidates, expr=expr or None)
+        )
+    ranker: BaseRanker
+    if blend.fusion == "rrf":
+        ranker = RRFRanker(rrf_k)
+    else:
+        ranker = WeightedRanker(*(blend.weights[signal] for signal in blend.signals), norm_score=True)
+    result = core.client.hybrid_search(
+        core.collection, reqs=requests, ranker=ranker, limit=candidates, output_fields=[]
+    )
+    ranked = sorted(((str(hit["id"]), float(hit["distance"])) for hit in result[0]), key=lambda p: (-p[1], p[0]))
+    return ranked[:k]
 
 
 def _filter(filters: Filters | None, *, images_only: bool) -> str:

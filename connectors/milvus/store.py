@@ -24,6 +24,7 @@ from connectors.milvus.errors import (
     DatabaseNotFoundError,
     EncoderMismatchError,
     NotSupportedError,
+    SchemaOutdatedError,
     StoreError,
     StoreLockedError,
     StoreUnavailableError,
@@ -43,6 +44,7 @@ __all__ = [
     "Hit",
     "MilvusStore",
     "NotSupportedError",
+    "SchemaOutdatedError",
     "StoreError",
     "StoreLockedError",
     "StoreStats",
@@ -246,6 +248,15 @@ class MilvusStore:
     def existing_ids(self, ids: Sequence[str]) -> set[str]:
         """Which of these ids are stored already (for idempotent ingestion)."""
         return reads.existing_ids(self._core, ids)
+
+    def ids_by_document(self, documents: Sequence[str]) -> dict[str, set[str]]:
+        """The stored ids of each of these documents (``ref_doc_id``): what a re-ingest of one replaces."""
+        return names.ids_by_document(self._core, documents)
+
+    @property
+    def read_only(self) -> str:
+        """Why the collection cannot be written (an older schema: ``rag migrate`` copies it), or "" when it can."""
+        return self._core.read_only
 
     def ids_by_source(self, sources: Sequence[str]) -> dict[str, set[str]]:
         """The stored ids of each of these sources, by stored path (for replacing a document's older items)."""

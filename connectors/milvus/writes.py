@@ -25,6 +25,7 @@ def upsert(
     core: StoreCore, items: Sequence[KnowledgeItem], fused: np.ndarray, image: np.ndarray | None, *, new: bool
 ) -> int:
     """Write the items' rows, replacing those with the same ids, or nothing when one of them cannot be stored."""
+    core.writable()
     if not items:
         return 0
     fused = _check_matrix(core, fused, len(items), "fused", range(len(items)))
@@ -64,6 +65,7 @@ def flush(core: StoreCore) -> None:
 
 def delete(core: StoreCore, *, ids: Sequence[str] | None, filter: Filters | None) -> int:
     """Delete by ids or by filter (exactly one, never an empty filter); returns how many items were deleted."""
+    core.writable()
     if (ids is None) == (filter is None):
         raise ValueError("delete needs either ids or filter")
     if ids is not None:

@@ -135,6 +135,30 @@ def load_image_file(path: Path, options: SourceOptions, *, resolved: Path | None
     return LoadedImage(resolved or path.resolve(), data, info.mime_type, {})
 
 
+def file_sha256(path: Path) -> str:
+    """SHA-256 (hex) of a file's bytes, read in blocks: an item's ``content_hash``."""
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        while block := f.read(1 << 20):
+            h.update(block)
+    return h.hexdigest()
+
+
+def with_content_hash(results: Iterable[SourceResult], path: Path) -> Iterator[SourceResult]:
+    """The results of one file, each item that has no content hash yet given the file's (hashed once, when the
+    first item comes)."""
+    digest: str | None = None
+    for result in results:
+        if isinstance(result, KnowledgeItem) and not result.content_hash:
+            if digest is None:
+                try:
+                    digest = file_sha256(path)
+                except OSError:  # gone or unreadable since its reader read it: the item says it has no known hash
+                    digest = ""
+            result = result.model_copy(update={"content_hash": digest})
+        yield result
+
+
 def write_atomic(path: Path, data: bytes) -> None:
     """Write a file so that a reader (or a killed run) never sees half of it."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -184,9 +208,12 @@ def make_item(
     anchor: str = "",
     anchor_in_id: bool = True,
     chunked: bool = False,
+    ref_doc_id: str = "",
+    content_hash: str = "",
 ) -> Iterator[SourceResult]:
-    """Yield the item, then one warning when its text is longer than the encoder's window (the vector reads
-    its start, keyword search and display the whole) or than the store's text field (then it is cut to fit).
+    """Yield the item (its document ``ref_doc_id``, by default its source), then one warning when its text is
+    longer than the encoder's window (the vector reads its start, keyword search and display the whole) or than the
+    store's text field (then it is cut to fit).
     ``chunked`` texts were cut to the window already and are not counted again."""
     kept = fit_text(text)
     yield KnowledgeItem.create(
@@ -198,6 +225,8 @@ def make_item(
         tags=list(tags),
         anchor=anchor,
         anchor_in_id=anchor_in_id,
+        ref_doc_id=ref_doc_id or source,
+        content_hash=content_hash,
     )
     if len(kept) < len(text):
         reason = (

@@ -120,7 +120,15 @@ class Chunker:
         return anchor
 
     def items(
-        self, text: str, *, source: str, where: str, anchor: str, metadata: dict[str, Any], style: str = "first"
+        self,
+        text: str,
+        *,
+        source: str,
+        where: str,
+        anchor: str,
+        metadata: dict[str, Any],
+        style: str = "first",
+        ref_doc_id: str = "",
     ) -> Iterator[SourceResult]:
         """Text-only items of one section: anchors ``anchor``, ``anchor&chunk=2``, … (``style="first"``: a heading,
         a slide; an empty anchor gives the document's top, then ``chunk=2``, …) or ``anchor&chunk=1``,
@@ -140,6 +148,7 @@ class Chunker:
                 anchor=name,
                 metadata={**metadata, "chunk": number},
                 chunked=True,
+                ref_doc_id=ref_doc_id,
             )
 
     def report(self, where: str) -> Iterator[SourceError]:

@@ -23,14 +23,19 @@ from .options import SourceOptions
 from .urls import iter_urls
 
 
-def open_sources(paths: Sequence[str | os.PathLike[str]], **options: Any) -> Iterator[SourceResult]:
+def open_sources(
+    paths: Sequence[str | os.PathLike[str]], options: SourceOptions | None = None, **fields: Any
+) -> Iterator[SourceResult]:
     """Items and errors from every path in turn, each read by the source its type calls for.
 
-    ``options`` are the fields of :class:`SourceOptions`; an unknown name raises at once.
+    ``options``: how to read them (``SourceOptions.from_settings(settings)`` reads them as ``rag ingest`` does), or
+    else ``fields``, the fields of :class:`SourceOptions` (an unknown name raises at once).
     """
     if isinstance(paths, (str, os.PathLike)):
         raise TypeError(f"open_sources takes a sequence of paths, not one path: use [{os.fspath(paths)!r}]")
-    opts = SourceOptions(**options)
+    if options is not None and fields:
+        raise TypeError(f"give open_sources options or fields, not both: {', '.join(sorted(fields))}")
+    opts = options if options is not None else SourceOptions(**fields)
     return (result for path in paths for result in open_source(path, opts))
 
 

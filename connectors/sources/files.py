@@ -2,7 +2,7 @@
 
 | suffix | read by | becomes |
 |---|---|---|
-| image (.jpg .png …) | ``folder.image_with_sidecar`` | an image(+text) item; ``x.txt``/``x.json`` is its caption |
+| image (.jpg .png …) | ``images.image_with_sidecar`` | an image(+text) item; ``x.txt``/``x.json`` is its caption |
 | .pdf | ``pdf.iter_pdf`` | page images, page text chunks, figures |
 | .md .markdown .html .htm | ``documents`` | text chunks by section, images with their context |
 | .rst .rest | ``rst.iter_rst`` | as Markdown, sections read by docutils |
@@ -26,9 +26,10 @@ from pathlib import Path
 from rag.items import Severity, SourceError
 from rag.items import SourceErrorKind as Kind
 
-from ._common import IMAGE_SUFFIXES, SourceResult
+from ._common import IMAGE_SUFFIXES, SourceResult, with_content_hash
 from .compressed import is_gzip, real_suffix
 from .documents import HTML_SUFFIXES, MARKDOWN_SUFFIXES, iter_html, iter_markdown
+from .images import image_with_sidecar
 from .manifest import JSONL_SUFFIXES, iter_manifest, manifest_columns
 from .office import iter_docx, iter_pptx
 from .options import SourceOptions
@@ -61,20 +62,19 @@ SUPPORTED = (
 
 
 def read_file(path: Path, options: SourceOptions, *, in_folder: bool) -> Iterator[SourceResult]:
-    """Items and errors from one local file, read by the source its type calls for."""
-    from .folder import image_with_sidecar
-
+    """Items and errors from one local file, read by the source its type calls for. Each item records the file's
+    content hash (a manifest row: its image's); its document (``ref_doc_id``) is the file (a row: its image)."""
     suffix = real_suffix(path)
     if suffix in IMAGE_SUFFIXES and not is_gzip(path):
         return image_with_sidecar(path, options)
     if suffix in _READERS:
-        return _READERS[suffix](path, options)
+        return with_content_hash(_READERS[suffix](path, options), path)
     if suffix in MANIFEST_SUFFIXES:
         if suffix == ".csv" and not manifest_columns(path, options):
-            return iter_table(path, options)
+            return with_content_hash(iter_table(path, options), path)
         return iter_manifest(path, options)
     if sniff_text(path, options):
-        return iter_plain(path, options)
+        return with_content_hash(iter_plain(path, options), path)
     what = type_of(path)
     if in_folder:
         return passed_over(path, f"no source reads {what} and its content is not text")

@@ -4,22 +4,33 @@ llama-index-core 0.14 keeps a ``Node``'s (and so a ``Document``'s) content in ``
 ``image_resource`` (``MediaResource``: base64 ``data``, ``path`` or ``url``), while the older
 ``ImageNode`` keeps ``text`` and ``image`` (base64), ``image_path`` or ``image_url``. Inline image
 data is written to ``cache_dir/inline`` so the item's image is a file; URLs are fetched only when
-``allow_urls`` is on. An item's source is the node's ``file_path`` metadata when present, else the
-image's path or URL, else ``"llama_index"``; the node's metadata and id go to the item's metadata.
+``allow_urls`` is on.
+
+Identity follows LlamaIndex: an item's document (``ref_doc_id``) is the node's ``ref_doc_id``, else its own id
+(a ``Document``'s ``doc_id``), so re-ingesting a document replaces its items and nothing else. Pages read as
+separate ``Document``s (``SimpleDirectoryReader`` gives one per PDF page) are separate documents. An item's source
+is the node's ``file_path`` metadata when present (pages of one file share it), else the image's path or URL,
+else the document's id; it is named by its file (``report.pdf#page=3``, from ``page_label``) or by its
+document's id. A text-only ``Document`` is chunked like a file, to the encoder's window
+(``SourceOptions.text_window``); nodes are taken as they were split. The node's metadata and id go to the
+item's metadata.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
+import os
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from rag.items import SourceError
+from rag.items import ImageRef, KnowledgeItem, SourceError, default_name
 from rag.items import SourceErrorKind as Kind
 
-from ._common import BadInput, LoadedImage, SourceResult, load_image_file, make_item, store_image
+from ._common import BadInput, LoadedImage, SourceResult, fit_text, load_image_file, make_item, store_image
+from .chunking import Chunker
 from .options import SourceOptions
 from .refs import load_image_ref
 
@@ -28,7 +39,9 @@ if TYPE_CHECKING:
 
 
 def iter_llama_nodes(nodes: Iterable[BaseNode], options: SourceOptions | None = None) -> Iterator[SourceResult]:
-    """Yield one item per LlamaIndex document or node that has text, an image, or both."""
+    """Yield the items of each LlamaIndex document or node that has text, an image, or both."""
+    from llama_index.core.schema import Document  # here: importing it takes over a second
+
     options = options or SourceOptions()
     for node in nodes:
         where = f"llama_index:{type(node).__name__}:{node.node_id}"
@@ -41,21 +54,59 @@ def iter_llama_nodes(nodes: Iterable[BaseNode], options: SourceOptions | None = 
         if image is None and not text:
             yield SourceError(source=where, reason="node has neither text nor an image", kind=Kind.INVALID)
             continue
+        document = node.ref_doc_id or node.node_id
+        source = _source(node, image, document)
         metadata = {**node.metadata, "node_id": node.node_id}
-        source = _source(node, image)
-        yield from make_item(source=source, where=where, options=options, text=text, image=image, metadata=metadata)
+        page = str(node.metadata.get("page_label") or "").strip()
+        anchor = f"page={page}" if page else ""
+        identity: dict[str, Any] = {"source": source, "ref_doc_id": document, "metadata": metadata}
+        if isinstance(node, Document) and image is None:
+            chunker = Chunker(options)
+            yield from chunker.items(text, where=where, anchor=anchor, style="first", **identity)
+            yield from chunker.report(where)
+            continue
+        if not isinstance(node, Document):  # one document's nodes: each its own anchor
+            anchor = f"{anchor}&node={node.node_id}" if anchor else f"node={node.node_id}"
+        yield from make_item(where=where, options=options, text=text, image=image, anchor=anchor, **identity)
 
 
-def _source(node: BaseNode, image: LoadedImage | None) -> str:
-    if node.metadata.get("file_path"):
-        return str(node.metadata["file_path"])
+def node_item(node: BaseNode, options: SourceOptions) -> KnowledgeItem:
+    """The node as one item under its own id (``node.node_id``), as a LlamaIndex vector store keeps it: text (its
+    content without metadata) and image as they are, its document ``ref_doc_id`` (else its own id). Raises
+    :class:`BadInput` for a node without text or image, or whose image cannot be read."""
+    text, image = _node_content(node, options)
+    text = fit_text(text.strip())
+    if image is None and not text:
+        raise BadInput(Kind.INVALID, "node has neither text nor an image")
+    document = node.ref_doc_id or node.node_id
+    page = str(node.metadata.get("page_label") or "").strip()
+    anchor = f"page={page}&node={node.node_id}" if page else f"node={node.node_id}"
+    source = _source(node, image, document)
+    return KnowledgeItem(
+        id=node.node_id,
+        text=text,
+        image=ImageRef(uri=str(image.path), mime_type=image.mime_type, sha256=hashlib.sha256(image.data).hexdigest())
+        if image is not None
+        else None,
+        source=source,
+        anchor=anchor,
+        name=default_name(source, anchor),
+        ref_doc_id=document,
+        metadata={**node.metadata, "node_id": node.node_id},
+    )
+
+
+def _source(node: BaseNode, image: LoadedImage | None, document: str) -> str:
+    file_path = node.metadata.get("file_path")
+    if isinstance(file_path, str) and file_path:
+        return file_path if "://" in file_path else os.path.abspath(file_path)
     if image is not None:
         return str(image.metadata.get("url", image.path))
-    return "llama_index"
+    return document
 
 
 def _node_content(node: BaseNode, options: SourceOptions) -> tuple[str, LoadedImage | None]:
-    from llama_index.core.schema import ImageNode, Node, TextNode  # here: importing it takes over a second
+    from llama_index.core.schema import ImageNode, Node, TextNode
 
     if isinstance(node, ImageNode):
         return node.text, _load(node.image, node.image_path, node.image_url, options)

@@ -10,6 +10,7 @@ reported as ``path:line`` and the rest of the manifest is still read.
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import os
 from collections.abc import Iterator
@@ -174,6 +175,9 @@ def _row_items(
         tags=tags,
         anchor=f"line={line}",
         anchor_in_id=False,  # a row is its content: reordering a manifest embeds nothing again
+        # a row's document is the image it lists (a text-only row's: the manifest)
+        ref_doc_id=str(image.metadata.get("url", image.path)) if image is not None else "",
+        content_hash=hashlib.sha256(image.data).hexdigest() if image is not None else "",
     )
     if image is not None and not text:
         yield missing_caption(where)

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from rag.embeddings.text_window import DEFAULT_WINDOW, TextWindow
+from rag.settings import Settings
 
 
 class SourceOptions(BaseModel):
@@ -74,9 +75,39 @@ class SourceOptions(BaseModel):
     figure_context_pt: float = Field(
         default=72.0, ge=0, description="Height in points of the band above and below a PDF figure read as its text."
     )
+    ocr: Literal["auto", "all", "off"] = Field(
+        default="auto",
+        description="When to read text from pixels (the OCR extra, mmrag[ocr]): auto, PDF pages with an empty or "
+        "nearly empty text layer; all, standalone pictures as well; off, never.",
+    )
     context_chars: int = Field(
         default=1000, gt=0, description="Cap on the surrounding text taken for an image in a Markdown/HTML document."
     )
+
+    @classmethod
+    def from_settings(
+        cls, settings: Settings, *, text_window: TextWindow | None = None, **fields: Any
+    ) -> SourceOptions:
+        """The options ``settings`` name: ``RAG_DATA_DIR`` (the cache), ``RAG_ALLOW_URLS``, ``RAG_URL_MAX_BYTES``,
+        ``RAG_URL_TIMEOUT``, ``RAG_CHUNK_SIZE``, ``RAG_CHUNK_OVERLAP`` and ``RAG_OCR``, with ``fields`` (any other
+        option, or one of these as a command's flag gave it) in their place. Every command, the server and the
+        Python API build their options here.
+
+        ``text_window``: the encoder's tokenizer and window (``encoder.text_window``, or
+        ``registry.load_text_window`` before the model loads), cut here to ``RAG_CHUNK_SIZE``; None: tokens
+        estimated over a 512-token window, cut the same.
+        """
+        window = text_window if text_window is not None else TextWindow(None, DEFAULT_WINDOW)
+        named: dict[str, Any] = {
+            "cache_dir": settings.data_dir,
+            "allow_urls": settings.allow_urls,
+            "max_download_bytes": settings.url_max_bytes,
+            "url_timeout": settings.url_timeout,
+            "text_window": window.capped(settings.chunk_size),
+            "chunk_overlap": settings.chunk_overlap,
+            "ocr": settings.ocr,
+        }
+        return cls(**{**named, **fields})
 
     @field_validator("text_window")
     @classmethod

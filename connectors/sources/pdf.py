@@ -3,6 +3,9 @@
 the PDF itself, so a re-ingest of a PDF that lost pages drops the items of the lost pages.
 
 Extracted text is cleaned (``chunking.clean_extracted``: ligatures, soft hyphens, words hyphenated at line ends).
+A page whose text layer is empty or nearly so (a scan) is read from its rendering with OCR (``ocr``) unless
+``ocr="off"``: that text becomes the page's, chunked like any, marked ``text_origin: ocr``; without the OCR extra
+one warning per PDF counts such pages. A page where OCR finds nothing is still stored as its picture.
 
 Pages are written once to ``cache_dir/pages/<pdf-sha>/page-0001-144dpi.png`` and reused on later
 runs, so a rerun neither re-renders nor changes ids. Embedded images go to
@@ -26,13 +29,15 @@ from pathlib import Path
 
 import pypdfium2 as pdfium
 import pypdfium2.raw as pdfium_c
+from PIL import Image
 
-from rag.items import SourceError
+from rag.items import Severity, SourceError
 from rag.items import SourceErrorKind as Kind
 
 from ._common import BadInput, LoadedImage, SourceResult, check_image, clean_text, make_item, write_atomic
 from .chunking import Chunker, clean_extracted
 from .compressed import is_gzip, read_bytes
+from .ocr import MIN_PAGE_CHARS, TEXT_ORIGIN, no_text_note, ocr_installed, read_pixels
 from .options import SourceOptions
 
 logger = logging.getLogger(__name__)
@@ -62,9 +67,13 @@ def iter_pdf(path: str | os.PathLike[str], options: SourceOptions | None = None)
         if len(doc) == 0:
             yield SourceError(source=str(pdf_path), reason="PDF has no pages", kind=Kind.UNREADABLE_PDF)
         chunker = Chunker(options)
+        unread = _Unread()
         for index in range(len(doc)):
-            yield from _page_items(doc, index, pdf_path, digest, options, chunker)
+            yield from _page_items(doc, index, pdf_path, digest, options, chunker, unread)
         yield from chunker.report(str(pdf_path))
+        if unread.pages:
+            note = no_text_note(unread.pages)
+            yield SourceError(source=str(pdf_path), reason=note, kind=Kind.NO_TEXT_LAYER, severity=Severity.WARNING)
     finally:
         doc.close()
 
@@ -77,8 +86,20 @@ def _file_digest(path: Path) -> str:
     return h.hexdigest()[:32]
 
 
+class _Unread:
+    """Pages of one PDF that had no text layer and were not read with OCR (the extra is missing)."""
+
+    pages = 0
+
+
 def _page_items(
-    doc: pdfium.PdfDocument, index: int, pdf_path: Path, digest: str, options: SourceOptions, chunker: Chunker
+    doc: pdfium.PdfDocument,
+    index: int,
+    pdf_path: Path,
+    digest: str,
+    options: SourceOptions,
+    chunker: Chunker,
+    unread: _Unread,
 ) -> Iterator[SourceResult]:
     number = index + 1
     anchor = f"page={number}"
@@ -93,6 +114,14 @@ def _page_items(
         textpage = page.get_textpage()
         text = clean_text(clean_extracted(textpage.get_text_range()))
         image = _rendered_page(page, number, digest, options)
+        if len(text) < MIN_PAGE_CHARS and options.ocr != "off":  # a scan: its words are in its pixels only
+            if ocr_installed():
+                with Image.open(io.BytesIO(image.data)) as pixels:
+                    read = clean_text(read_pixels(pixels, options.max_image_pixels))
+                if read:  # a page where OCR finds nothing is still its picture
+                    text, metadata = read, {**metadata, TEXT_ORIGIN: "ocr"}
+            else:
+                unread.pages += 1
         source = str(pdf_path)
         yield from make_item(
             source=source,

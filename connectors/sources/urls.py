@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import http.client
 import logging
 import time
@@ -79,4 +80,6 @@ def iter_urls(urls: Iterable[str], options: SourceOptions | None = None) -> Iter
         except BadInput as e:
             yield e.report(url)
             continue
-        yield from make_item(source=url, where=url, options=options, image=image)
+        yield from make_item(
+            source=url, where=url, options=options, image=image, content_hash=hashlib.sha256(image.data).hexdigest()
+        )

@@ -32,8 +32,9 @@ def handbook(path: Path) -> None:
         "The duty engineer reviews the book each Saturday morning."
     )
     table = document.add_table(rows=3, cols=2)
-    for row, (fault, owner) in enumerate((("fault", "who fixes it"), ("brake squeal", "carriage team"),
-                                          ("door lock", "locksmith"))):
+    for row, (fault, owner) in enumerate(
+        (("fault", "who fixes it"), ("brake squeal", "carriage team"), ("door lock", "locksmith"))
+    ):
         table.cell(row, 0).text, table.cell(row, 1).text = fault, owner
     document.add_heading("Carriage cleaning", 1)
     paragraph = document.add_paragraph("Carriages are washed by hand with warm water, never with a pressure washer. ")
@@ -52,18 +53,27 @@ def review(path: Path) -> None:
         slide.shapes.title.text = title
         slide.placeholders[1].text = body
     bridge = deck.slides[1]
-    bridge.shapes.add_picture(str(PICTURES / "mid-hudson-bridge.jpg"), SlideInches(5), SlideInches(4.5),
-                              width=SlideInches(3))
+    bridge.shapes.add_picture(
+        str(PICTURES / "mid-hudson-bridge.jpg"), SlideInches(5), SlideInches(4.5), width=SlideInches(3)
+    )
     bridge.notes_slide.notes_text_frame.text = "Ask the council about the road closure dates."
     deck.save(str(path))
 
 
 def inspection(path: Path) -> None:
     pages = [
-        ["Bridge inspection report", "", "The annual inspection of the river viaduct found the piers sound.",
-         "Scour around the second pier is within limits; it will be measured again next year."],
-        ["Recommendations", "", "Replace the drainage grating on the east parapet before the winter.",
-         "Clear the vegetation growing from the north abutment."],
+        [
+            "Bridge inspection report",
+            "",
+            "The annual inspection of the river viaduct found the piers sound.",
+            "Scour around the second pier is within limits; it will be measured again next year.",
+        ],
+        [
+            "Recommendations",
+            "",
+            "Replace the drainage grating on the east parapet before the winter.",
+            "Clear the vegetation growing from the north abutment.",
+        ],
     ]
     pdf = pdfium.PdfDocument.new()
     for lines in pages:

@@ -111,6 +111,10 @@ def _hash(secret: str, salt: bytes) -> bytes:
     return hashlib.scrypt(secret.encode(), salt=salt, **_SCRYPT)
 
 
+def _digest(token: str) -> bytes:
+    return hashlib.sha256(token.encode("utf-8", "surrogateescape")).digest()
+
+
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
@@ -157,10 +161,15 @@ class TokenStore:
         used = self._read_last_use()
         return [record.shown(used.get(record.id)) for record in self.records()]
 
+    def remembered(self, token: str) -> bool:
+        """Whether ``token`` was checked already (its next check is a look-up, not a scrypt hash)."""
+        with self._memory:
+            return _digest(token) in self._verified
+
     def verify(self, token: str) -> Principal | None:
         """Who ``token`` acts as, or None when it is no current token (unknown, revoked, or malformed)."""
         self._refresh()
-        digest = hashlib.sha256(token.encode("utf-8", "surrogateescape")).digest()
+        digest = _digest(token)
         with self._memory:
             known = self._verified.get(digest)
             record = self._records.get(known) if known is not None else None

@@ -171,12 +171,14 @@ def embedding_map(
     if sources:
         from connectors.sources import SourceOptions, open_sources
         from rag.display import problem_line
+        from rag.embeddings.registry import load_text_window
         from rag.items import SourceError
 
         check_sources(sources)
-        options = SourceOptions(cache_dir=settings.data_dir)
+        # As `rag ingest` reads them: the same chunks (RAG_CHUNK_SIZE, the encoder's tokenizer) and URL settings.
+        options = SourceOptions.from_settings(settings, text_window=load_text_window(settings))
         items = []
-        for entry in open_sources(sources, **options.model_dump()):
+        for entry in open_sources(sources, options):
             if isinstance(entry, SourceError):
                 console.print(problem_line(entry))
             else:

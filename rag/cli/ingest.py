@@ -16,6 +16,7 @@ from rich.table import Table
 from rich.text import Text
 
 from rag.access import AuditLog
+from rag.access.tenants import tagged
 from rag.cli.common import (
     CollectionOpt,
     EncoderOpt,
@@ -33,9 +34,10 @@ from rag.cli.common import (
     store_unavailable,
 )
 from rag.cli.ray import connect_ray, ingest_on_ray
-from rag.cli.sync import begin_prune, finish_prune
+from rag.cli.sync import begin_prune, check_watchable, finish_prune, watch_sources
 
 if TYPE_CHECKING:  # loaded by the commands that need them: `rag --help` starts without them
+    from connectors.milvus import MilvusStore
     from rag.ingest import IngestReport
 
 
@@ -68,6 +70,14 @@ def ingest(
         ),
     ] = None,
     allow_urls: Annotated[bool, typer.Option("--allow-urls", help="Fetch http(s) images.")] = False,
+    ocr: Annotated[
+        str | None,
+        typer.Option(
+            help="Read text from pixels (pip install 'mmrag\\[ocr]'): auto, PDF pages without a text layer; all, "
+            "pictures too; off [RAG_OCR: auto].",
+            show_default=False,
+        ),
+    ] = None,
     report: Annotated[Path | None, typer.Option(help="JSONL file listing every problem met.")] = None,
     as_json: JsonOpt = False,
     engine: Annotated[
@@ -102,6 +112,22 @@ def ingest(
         typer.Option("--dry-run", help="With --prune: list what would be added, replaced and deleted; write nothing."),
     ] = False,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="With --prune: delete past the safety valve.")] = False,
+    tenant: Annotated[
+        str | None,
+        typer.Option(
+            "--tenant",
+            help="The tenant the items belong to on a shared server (`rag tokens add --tenant`); default: default.",
+            show_default=False,
+        ),
+    ] = None,
+    watch: Annotated[
+        bool,
+        typer.Option(
+            "--watch",
+            help="After ingesting, keep running: apply files created, changed, renamed and deleted within seconds "
+            "(Ctrl-C stops, with a summary).",
+        ),
+    ] = False,
     verbose: VerboseOpt = False,
 ) -> None:
     """Embed a corpus and store it; re-running adds only what changed. Exit 1 if anything was skipped, 3 if the
@@ -109,7 +135,7 @@ def ingest(
     import threading
     import time
 
-    from connectors.sources import SourceOptions, count_items, open_sources, peek_items
+    from connectors.sources import count_items, open_sources, peek_items
 
     settings = settings_from(
         collection=collection,
@@ -126,29 +152,22 @@ def ingest(
         "--gpus-per-worker": gpus_per_worker,
         "--cpus-per-worker": cpus_per_worker,
     }
-    if engine not in ("local", "ray"):
-        raise fail(f"--engine must be local or ray, not {engine!r}")
-    if engine == "local" and (given := [flag for flag, value in ray_flags.items() if value is not None]):
-        raise fail(f"{', '.join(given)} apply to --engine ray")
+    _check_flags(engine, ray_flags, sync_flags={"--dry-run": dry_run, "--yes": yes}, prune=prune)
+    if tenant is not None:
+        _check_tenant(tenant, watch)
+    if watch:
+        check_watchable(sources)
     check_sources(sources)
-    from rag.embeddings.registry import load_text_window
+    from rag.knowledge import source_options
 
-    options = SourceOptions(
-        cache_dir=settings.data_dir,
-        allow_urls=allow_urls or settings.allow_urls,
-        max_download_bytes=settings.url_max_bytes,
-        url_timeout=settings.url_timeout,
-        decode_check=False,  # the preprocessing workers decode every image and report the broken ones
-        text_window=load_text_window(settings),  # the tokenizer alone: documents are chunked before the model loads
-        chunk_overlap=settings.chunk_overlap,
-    )
-    if (dry_run or yes) and not prune:
-        raise fail("--dry-run and --yes go with --prune")
-    found, results = peek_items(open_sources(sources, **options.model_dump()))
+    ocr_mode = _ocr_mode(ocr or settings.ocr)
+    options = source_options(settings, allow_urls=allow_urls, ocr=ocr_mode)  # as KnowledgeBase.ingest reads them
+    found, results = peek_items(open_sources(sources, options))
     pruning = None
     if prune:
         pruning, results = begin_prune(settings, sources, found, results, yes=yes, dry_run=dry_run, as_json=as_json)
-    if not found:
+    results = tagged(results, tenant)
+    if not found and not watch:
         _no_items(sources, list(results), settings.collection, report, as_json)
     ray_options = None
     if engine == "ray":
@@ -193,10 +212,12 @@ def ingest(
 
         try:
             with open_store(settings, model, create=True) as store:
+                _refuse_foreign(store, sources, tenant)
                 if ray_options is None:
                     from rag.ingest import ingest as run_ingest
 
-                    result = run_ingest(results, model, store, on_progress=on_progress)
+                    donors = pruning.donors(store) if pruning is not None else None
+                    result = run_ingest(results, model, store, on_progress=on_progress, donors=donors)
                 else:
                     result = ingest_on_ray(results, settings, store, model, ray_options, on_progress)
                 refused = finish_prune(pruning, store, result)
@@ -206,12 +227,24 @@ def ingest(
         on_progress(result, done=True)
     result.write_jsonl(report_path, collection=settings.collection)
     summary = {**result.summary(), "collection": settings.collection, "report": str(report_path)}
-    AuditLog(settings.data_dir).record("ingest", None, files=sources, **_counted(summary))
+    AuditLog(settings.data_dir).record("ingest", None, files=sources, **_counted(summary), tenant=tenant)
     _print_summary(result, summary, as_json)
+    if watch:
+        watch_sources(settings, sources, model, options, as_json)
     if refused:
         raise fail(refused, ExitCode.NO_ITEMS)
     if result.skipped:
         raise typer.Exit(ExitCode.ITEMS_SKIPPED)
+
+
+def _check_flags(engine: str, ray_flags: dict[str, Any], *, sync_flags: dict[str, bool], prune: bool) -> None:
+    """Refuse flags that do not go together, before anything is read or loaded."""
+    if engine not in ("local", "ray"):
+        raise fail(f"--engine must be local or ray, not {engine!r}")
+    if engine == "local" and (given := [flag for flag, value in ray_flags.items() if value is not None]):
+        raise fail(f"{', '.join(given)} apply to --engine ray")
+    if not prune and (given := [flag for flag, value in sync_flags.items() if value]):
+        raise fail(f"{', '.join(given)}: only with --prune")
 
 
 def _counted(summary: dict[str, Any]) -> dict[str, Any]:
@@ -257,6 +290,30 @@ def _progress_bar(transient: bool) -> Iterator[Progress]:
         except BaseException:
             progress.live.transient = True
             raise
+
+
+def _check_tenant(tenant: str, watch: bool) -> None:
+    from rag.access import TokenError, check_tenant
+
+    if watch:
+        raise fail("--tenant does not go with --watch yet: ingest each tenant's folders without --watch")
+    try:
+        check_tenant(tenant)
+    except TokenError as e:
+        raise fail(str(e)) from e
+
+
+def _refuse_foreign(store: MilvusStore, sources: list[str], tenant: str | None) -> None:
+    """Stop (exit 2) before writing when items of these sources belong to another tenant."""
+    from rag.ingest.tenancy import foreign_items
+    from rag.items import DEFAULT_TENANT
+
+    taken = foreign_items(store, sources, tenant or DEFAULT_TENANT)
+    if taken:
+        raise fail(
+            f"{taken} stored item(s) of these sources belong to another tenant than {tenant or DEFAULT_TENANT!r}: a "
+            "file belongs to one tenant. Ingest a copy from another folder, or delete those items first (rag delete)"
+        )
 
 
 def check_sources(sources: list[str]) -> None:
@@ -322,3 +379,16 @@ def stats(
             f"blend for {kind} queries", Text(f"{tuned.blend.describe()} · {scores} on {tuned.queries} queries, {when}")
         )
     Console().print(table)
+
+
+def _ocr_mode(mode: str) -> str:
+    """``--ocr`` checked: one of the three modes, and ``all`` only with the OCR extra installed (exit 2)."""
+    from connectors.sources.ocr import OcrUnavailableError, require_ocr
+
+    if mode not in ("auto", "all", "off"):
+        raise fail(f"--ocr must be auto, all or off, not {mode!r}")
+    try:
+        require_ocr(mode)
+    except OcrUnavailableError as e:
+        raise fail(str(e)) from None
+    return mode

@@ -8,7 +8,6 @@ from typing import TYPE_CHECKING, Annotated, cast
 
 import typer
 from rich.console import Console
-from rich.table import Table
 from rich.text import Text
 
 from rag.cli.answers import checked_llm, merged_note, print_after_answer, streamed_answer
@@ -100,11 +99,19 @@ def search(
     encoder: EncoderOpt = None,
     weights: WeightsOpt = None,
     as_json: JsonOpt = False,
+    wide: Annotated[
+        bool,
+        typer.Option("--wide", help="Every column (rerank score, kind, text); default below 140 columns: compact."),
+    ] = False,
+    question: Annotated[str | None, typer.Argument(hidden=True, show_default=False)] = None,
     verbose: VerboseOpt = False,
 ) -> None:
     from connectors.milvus.blend import scale_of
-    from rag.display import short_name, snippet
+    from rag.display import results_table
     from rag.retrieval import evidence, merged_count
+
+    if question:
+        raise fail(f'give the question with -t: rag search -t "{question}" (or an image with -i)')
 
     settings = settings_from(collection=collection, milvus_uri=uri, encoder=encoder, weights=weights)
     plain = _checked_query(text, image, options, text_name="--text")
@@ -134,26 +141,17 @@ def search(
         )
         return
     searched = f" · blend {used.describe()}{', tuned' if tuned else ''}" if used is not None else ""
-    table = Table(
+    console = Console()
+    table = results_table(
+        results,
         title=Text(f"{chosen.value}{searched} in {settings.collection}"),
         caption=f"scores: {scale.meaning}; items named as ingested (--json: full paths)",
+        width=console.width,
+        wide=wide,
     )
-    table.add_column("#", justify="right")
-    table.add_column("score", justify="right")
-    reranked = any(r.rerank_score is not None for r in results)
-    if reranked:
-        table.add_column("rerank", justify="right")  # the cross-encoder's score, which orders the rows
-    table.add_column("item", no_wrap=True)
-    table.add_column("kind", no_wrap=True)  # text chunks and pictures share one ranking
-    table.add_column("text", overflow="fold")
-    for r in results:
-        kind = str(r.metadata.get("modality", ""))
-        rerank = [f"{r.rerank_score:.4f}" if r.rerank_score is not None else "-"] if reranked else []
-        score = f"{r.score:.4f}" if r.score is not None else "-"
-        table.add_row(str(r.rank), score, *rerank, Text(short_name(r.name)), kind, Text(snippet(r.text)))
-    Console().print(table if results else "no matching items")
+    console.print(table if results else "no matching items")
     if merged:
-        Console().print(merged_note(merged))
+        console.print(merged_note(merged))
 
 
 @app.command()

@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 import typer
 from rich.markup import escape
 
-from rag.cli.common import ExitCode, checked, console, fail, store_options
+from rag.cli.common import ExitCode, checked, console, fail, open_store, store_options
 
 if TYPE_CHECKING:
     from connectors.milvus import MilvusStore
+    from connectors.sources import SourceOptions
+    from rag.embeddings.base import Encoder
     from rag.ingest import IngestReport
     from rag.ingest.ledger import SourceResult
     from rag.ingest.sync import Preview, Pruning
@@ -96,8 +99,11 @@ def _print_preview(outcome: Preview, collection: str, as_json: bool) -> None:
     for label, sources in (("add", outcome.added), ("replace", outcome.replaced), ("delete", outcome.deleted)):
         for source in sources:
             console.print(f"  would {label} {escape(source)}")
+    for new, old in outcome.renamed:
+        console.print(f"  would rename {escape(old)} -> {escape(new)} (nothing encoded)")
     console.print(
-        f"{len(outcome.added)} to add, {len(outcome.replaced)} to replace, {len(outcome.unchanged)} unchanged, "
+        f"{len(outcome.added)} to add, {len(outcome.replaced)} to replace, {len(outcome.renamed)} to rename, "
+        f"{len(outcome.unchanged)} unchanged, "
         f"{len(outcome.deleted)} to delete ({outcome.items_deleted} item(s))"
     )
 
@@ -107,3 +113,49 @@ def _print_done(as_json: bool, collection: str, deleted: int, message: str) -> N
         print(json.dumps({"collection": collection, "added": 0, "removed": deleted, "pruned": True}))
     else:
         console.print(escape(message))
+
+
+def check_watchable(sources: list[str]) -> None:
+    """``--watch`` follows folders and files: refuse URLs at once (exit 2)."""
+    urls = [source for source in sources if source.lower().startswith(("http://", "https://"))]
+    if urls:
+        raise fail(f"--watch follows folders and files, not URLs: {', '.join(urls)}")
+
+
+def watch_sources(
+    settings: Settings, sources: list[str], encoder: Encoder, options: SourceOptions, as_json: bool
+) -> None:
+    """Keep applying the changes under ``sources`` until Ctrl-C; then print what was done and exit 0."""
+    from rag.ingest.watch import Watcher, WatchError
+
+    def on_batch(report: IngestReport, paths: list[str]) -> None:
+        done = report.summary()
+        console.print(
+            f"{time.strftime('%H:%M:%S')} {len(paths)} change(s): +{done['added']} added, {done['replaced']} replaced, "
+            f"-{done['removed']} removed, {done['skipped']} skipped"
+        )
+        for problem in report.skipped:
+            console.print(f"  error {escape(problem.source)}: {escape(problem.reason)}")
+
+    store = open_store(settings, encoder, create=True)
+    try:
+        watcher = Watcher(sources, encoder, store, options)
+    except WatchError as e:
+        store.close()
+        raise fail(str(e)) from e
+    ready = lambda: console.print(f"watching {escape(', '.join(sources))} for changes (Ctrl-C stops)")  # noqa: E731
+    try:
+        checked(lambda: watcher.run(on_batch=on_batch, on_ready=ready))
+    except KeyboardInterrupt:
+        pass  # Ctrl-C during a batch: what it wrote stays (every write is idempotent), the rest waits for a rerun
+    finally:
+        store.close()
+    totals = watcher.totals.summary()
+    if as_json:
+        print(json.dumps({"collection": settings.collection, "watch": totals}))
+    else:
+        console.print(
+            f"stopped watching: {totals['batches']} batch(es), {totals['added']} added, {totals['replaced']} replaced, "
+            f"{totals['removed']} removed, {totals['skipped']} skipped"
+        )
+    raise typer.Exit(ExitCode.OK)

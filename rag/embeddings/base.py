@@ -2,29 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from pathlib import Path
-from typing import TYPE_CHECKING, Protocol, Union, runtime_checkable
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from rag.errors import RagError
 
+from .prepared import ImageInput, ImageTransform
+
 if TYPE_CHECKING:
     import numpy as np
-    import torch
-    from PIL import Image
 
     from rag.runtime import Runtime
 
-    from .inputs import PreparedImage
     from .preprocess import Preprocessor
     from .text_window import TextWindow
-
-#: An image as callers hand it over: a path, raw bytes, a PIL image, an already preprocessed
-#: ``(3, H, W)`` tensor, or a :class:`~rag.embeddings.inputs.PreparedImage` from ``prepare``.
-ImageInput = Union[str, Path, bytes, "Image.Image", "torch.Tensor", "PreparedImage"]
-
-#: One image in, its prepared pixels out; picklable, so that other processes (Ray tasks) can run it.
-ImageTransform = Callable[[ImageInput], "PreparedImage"]
 
 
 class FusedNotSupportedError(RagError, NotImplementedError):

@@ -7,17 +7,15 @@ Importing this module costs no torch; the functions that need it import it.
 from __future__ import annotations
 
 import io
+import os
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image, ImageOps
 
-from rag.errors import RagError
-
-from .base import ImageInput
+from .prepared import ImageInput, ImageLoadError, PreparedImage, describe
 
 if TYPE_CHECKING:
     import torch
@@ -25,33 +23,6 @@ if TYPE_CHECKING:
     from rag.runtime import Runtime
 
     from .preprocess import Preprocessor
-
-
-class ImageLoadError(RagError, ValueError):
-    """An input that is not a readable image; the message names the input."""
-
-
-@dataclass(frozen=True, eq=False)
-class PreparedImage:
-    """One image decoded and transformed for an encoder, ready to be stacked into a batch.
-
-    ``pixels`` is ``(3, H, W)``: ``uint8`` before normalisation (the encoder normalises on its
-    device through an exact lookup table), or ``float32`` as the model reads it.
-    """
-
-    pixels: np.ndarray
-
-    @property
-    def shape(self) -> tuple[int, ...]:
-        return tuple(self.pixels.shape)
-
-
-def describe(image: ImageInput) -> str:
-    if isinstance(image, (str, Path)):
-        return str(image)
-    if isinstance(image, bytes):
-        return f"<{len(image)} bytes>"
-    return f"<{type(image).__name__}>"
 
 
 def load_image(image: str | Path | bytes | Image.Image) -> Image.Image:
@@ -221,8 +192,17 @@ def as_texts(texts: Sequence[str]) -> list[str]:
     return list(texts)
 
 
+def as_images(images: Sequence[ImageInput]) -> Sequence[ImageInput]:
+    """The images, refused with a ``TypeError`` when one image (a path, a URL, bytes, a PIL image) was passed alone:
+    like ``encode_text``, every ``encode_*`` takes a list, so ``encode_image("x.png")`` never reads letters."""
+    if isinstance(images, (str, bytes, os.PathLike, Image.Image)):
+        raise TypeError(f"pass a list of images, not a single {type(images).__name__}: encode_image([image])")
+    return images
+
+
 def check_pairs(images: Sequence[ImageInput], texts: Sequence[str]) -> list[str]:
     """The texts of (image, text) pairs, checked: one text per image."""
+    as_images(images)
     texts = as_texts(texts)
     if len(images) != len(texts):
         raise ValueError(f"need one text per image, got {len(images)} images and {len(texts)} texts")

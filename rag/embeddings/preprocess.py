@@ -35,8 +35,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from .base import ImageInput, ImageTransform
-from .inputs import ImageLoadError, PreparedImage, describe
+from .prepared import ImageInput, ImageLoadError, ImageTransform, PreparedImage, describe
 
 logger = logging.getLogger(__name__)
 

@@ -1,4 +1,8 @@
-"""Build the configured encoder from settings (arguments or ``RAG_*`` environment)."""
+"""Build the configured encoder from settings (arguments or ``RAG_*`` environment).
+
+The encoders it builds are imported when one is asked for (each costs torch and transformers); none of them
+imports this module: what they read of the settings is ``configured``'s.
+"""
 
 from __future__ import annotations
 
@@ -6,10 +10,11 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from rag.runtime import Purpose, Runtime, resolve_runtime
+from rag.runtime import Runtime
 from rag.settings import Settings
 
 from .base import Encoder
+from .configured import DEFAULT_WEIGHTS, runtime_from_settings, settings_with
 from .hub import CheckpointError, pretrained_source
 
 if TYPE_CHECKING:
@@ -17,38 +22,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-#: What each encoder loads when ``RAG_WEIGHTS`` is not set.
-DEFAULT_WEIGHTS = {
-    "visualized-bge": "bge-visualized-base-en-v1.5",
-    "clip": "openai/clip-vit-base-patch32",
-    "bridgetower": "BridgeTower/bridgetower-large-itm-mlm-itc",
-}
-
-
-def settings_with(settings: Settings | None = None, **given: object) -> Settings:
-    """``settings`` (default ``Settings()``: the ``RAG_*`` environment) with the values given explicitly (those not
-    None) in their place: what a factory called with some arguments and not others should read."""
-    base = settings or Settings()
-    explicit = {name: value for name, value in given.items() if value is not None}
-    return base.model_copy(update=explicit) if explicit else base
-
-
-def runtime_from_settings(
-    settings: Settings, purpose: Purpose = "query", expected_items: int | None = None, threads: int | None = None
-) -> Runtime:
-    """The runtime ``RAG_DEVICE``, ``RAG_DTYPE``, ``RAG_BATCH_SIZE``, ``RAG_WORKERS`` and ``RAG_COMPILE`` ask for,
-    on this machine (``threads``: torch's threads, when the caller knows its share of the cores)."""
-    return resolve_runtime(
-        settings.device,
-        settings.dtype,
-        batch_size=settings.batch_size,
-        workers=settings.workers,
-        threads=threads,
-        compile=settings.compile,
-        preprocess=settings.preprocess,
-        purpose=purpose,
-        expected_items=expected_items,
-    )
+__all__ = ["DEFAULT_WEIGHTS", "load_encoder", "load_text_window", "runtime_from_settings", "settings_with"]
 
 
 def load_encoder(settings: Settings | None = None, runtime: Runtime | None = None) -> Encoder:

@@ -27,11 +27,13 @@ from rag.runtime import Runtime
 from rag.settings import Settings
 
 from .base import FusedNotSupportedError, ImageInput
+from .configured import DEFAULT_WEIGHTS, runtime_from_settings, settings_with
 from .hub import CheckpointError, pretrained_source
 from .inputs import (
     ImageLoadError,
     PixelBatcher,
     PreparedImage,
+    as_images,
     as_texts,
     check_pairs,
     prepare_image,
@@ -101,8 +103,6 @@ class TransformersEncoder(ABC):
         What is not given comes from ``settings`` (default ``Settings()``: ``RAG_DEVICE``, ``RAG_DTYPE``, ...; the model
         from ``RAG_WEIGHTS`` when ``RAG_ENCODER`` names this encoder), then from the defaults; arguments given win.
         """
-        from rag.embeddings.registry import DEFAULT_WEIGHTS, runtime_from_settings, settings_with
-
         settings = settings_with(settings, device=device, dtype=dtype, batch_size=batch_size, workers=workers)
         runtime = runtime or runtime_from_settings(settings)
         if name_or_path is None:
@@ -193,6 +193,7 @@ class TransformersEncoder(ABC):
         return self._run(len(texts), lambda batch, _: self._embed_text(self._tokens([texts[i] for i in batch])), texts)
 
     def encode_image(self, images: Sequence[ImageInput]) -> np.ndarray:
+        images = as_images(images)
         return self._run(len(images), lambda batch, pixels: self._embed_image(_pixels(pixels)), images=images)
 
     def encode_fused(self, images: Sequence[ImageInput], texts: Sequence[str]) -> np.ndarray:

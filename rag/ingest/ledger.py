@@ -97,17 +97,22 @@ class Ledger:
             )
             self._versions.failed(item)
 
-    def write(self, items: Sequence[KnowledgeItem], fused: np.ndarray, image: np.ndarray) -> None:
-        """Upsert a batch of embedded items (by content id, so a batch written twice is stored once)."""
+    def write(
+        self, items: Sequence[KnowledgeItem], fused: np.ndarray, image: np.ndarray, *, encoded: bool = True
+    ) -> None:
+        """Upsert a batch of embedded items (by content id, so a batch written twice is stored once); ``encoded``:
+        the encoder computed their vectors (False: they were taken from stored items of the same content)."""
         with self._lock:
             self.store.upsert(items, fused, image, new=True)  # admit() left out the ids stored already
             self.report.added += len(items)
+            self.report.encoded += len(items) if encoded else 0
         self.progress()
 
     def written(self, count: int) -> None:
-        """Count a batch that workers upserted into the store themselves."""
+        """Count a batch that workers encoded and upserted into the store themselves."""
         with self._lock:
             self.report.added += count
+            self.report.encoded += count
         self.progress()
 
     def progress(self) -> None:
@@ -138,14 +143,17 @@ class Ledger:
 
 
 class _Versions:
-    """Older versions of items: a source's stored ids that this run no longer produces.
+    """Older versions of items: a document's stored ids that this run no longer produces.
 
-    Sources yield each source's items together (a folder's file, a manifest's rows, a PDF page), so a
-    source is complete when the next one starts; completed sources are compared with the store in
-    groups. The stale ids are deleted when the run ends, after every new version is written, except
-    for a source all of whose items in this run failed to decode: it keeps what it had. Without
-    ``stored_before`` (the collection was empty when the run started) there is nothing to compare with:
-    each comparison costs the store a pass over its rows, which a first ingest is spared.
+    A document is an item's ``ref_doc_id`` (a file our sources read, a LlamaIndex document, an upload): a
+    re-ingest replaces that document's items and nothing else. Sources yield each document's items together
+    (a folder's file, a PDF, a LlamaIndex ``Document``), so a document is complete when the next one starts;
+    completed documents are compared with the store in groups. The stale ids are deleted when the run ends,
+    after every new version is written, except for a document all of whose items in this run failed to
+    decode: it keeps what it had. A document met again after it was compared (a manifest listing one image in
+    two distant rows) keeps what it had too: what this run produced of it before is no longer known.
+    Without ``stored_before`` (the collection was empty when the run started) there is nothing to compare
+    with: each comparison costs the store a pass over its rows, which a first ingest is spared.
     """
 
     GROUP = 1_000
@@ -154,44 +162,54 @@ class _Versions:
         self._store = store
         self._stored_before = stored_before
         self._current: str | None = None
-        self._open: dict[str, set[str]] = {}  # completed sources not compared yet: the ids this run produced
-        self._new: dict[str, set[str]] = {}  # the same sources: their ids not stored before this run
-        # source: (stale ids, how many ids this run produced, the new ids among them)
+        self._open: dict[str, set[str]] = {}  # completed documents not compared yet: the ids this run produced
+        self._new: dict[str, set[str]] = {}  # the same documents: their ids not stored before this run
+        # document: (stale ids, how many ids this run produced, the new ids among them)
         self._stale: dict[str, tuple[set[str], int, set[str]]] = {}
         self._failed: dict[str, set[str]] = {}
+        self._compared: set[str] = set()
+        self._met_again: set[str] = set()
 
     def see(self, items: Iterable[KnowledgeItem], present: set[str]) -> None:
         for item in items:
-            if item.source != self._current:
-                self._current = item.source
-                if len(self._open) >= self.GROUP and item.source not in self._open:
+            document = item.ref_doc_id or item.source
+            if document != self._current:
+                self._current = document
+                if len(self._open) >= self.GROUP and document not in self._open:
                     self._compare()
-            self._open.setdefault(item.source, set()).add(item.id)
-            new = self._new.setdefault(item.source, set())
+                if document in self._compared:
+                    self._met_again.add(document)
+            self._open.setdefault(document, set()).add(item.id)
+            new = self._new.setdefault(document, set())
             if item.id not in present:
                 new.add(item.id)
 
     def failed(self, item: KnowledgeItem) -> None:
-        self._failed.setdefault(item.source, set()).add(item.id)
+        self._failed.setdefault(item.ref_doc_id or item.source, set()).add(item.id)
 
     def finish(self) -> tuple[int, int]:
         """Delete the stale ids. Returns how many were deleted, and how many of the items written took the
-        place of one of them (a source's new versions, up to the number of its stale ones)."""
+        place of one of them (a document's new versions, up to the number of its stale ones)."""
         self._compare()
         stale: list[str] = []
         new_versions = 0
-        for source, (ids, produced, new) in self._stale.items():
-            failed = self._failed.get(source, set())
-            if len(failed) < produced:
+        for document, (ids, produced, new) in self._stale.items():
+            failed = self._failed.get(document, set())
+            if len(failed) < produced and document not in self._met_again:
                 stale.extend(ids)
                 new_versions += min(len(new - failed), len(ids))
         return (self._store.delete(ids=stale) if stale else 0), new_versions
 
     def _compare(self) -> None:
-        stored = self._store.ids_by_source(list(self._open)) if self._open and self._stored_before else {}
-        for source, ids in stored.items():
-            if stale := ids - self._open[source]:
-                before, produced, new = self._stale.get(source, (set(), 0, set()))
-                self._stale[source] = (before | stale, produced + len(self._open[source]), new | self._new[source])
+        stored = self._store.ids_by_document(list(self._open)) if self._open and self._stored_before else {}
+        for document, ids in stored.items():
+            if stale := ids - self._open[document]:
+                before, produced, new = self._stale.get(document, (set(), 0, set()))
+                self._stale[document] = (
+                    before | stale,
+                    produced + len(self._open[document]),
+                    new | self._new[document],
+                )
+        self._compared.update(self._open)
         self._open.clear()
         self._new.clear()

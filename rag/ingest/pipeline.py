@@ -16,6 +16,7 @@ import queue
 import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -28,6 +29,9 @@ from rag.items import KnowledgeItem
 from .encode import encode_batch
 from .ledger import Ledger, SourceResult, chunks
 from .report import IngestReport
+
+if TYPE_CHECKING:
+    from .sync import Donors
 
 logger = logging.getLogger(__name__)
 
@@ -63,12 +67,14 @@ def ingest(
     *,
     batch_size: int | None = None,
     on_progress: Callable[[IngestReport], None] | None = None,
+    donors: Donors | None = None,
 ) -> IngestReport:
     """Embed and store every good item of ``sources``; idempotent and safe to re-run after a crash.
 
     ``batch_size`` defaults to the encoder's (``encoder.runtime``); images are prepared by the
     encoder's preprocessing stage. ``on_progress(report)`` is called, with the report so far,
-    after each batch of inputs has been dealt with.
+    after each batch of inputs has been dealt with. ``donors``: stored items whose vectors new items of the same
+    content take instead of being encoded (the files a prune found gone: renamed or moved).
     """
     batch_size = batch_size or encoder.runtime.batch_size
     ledger = Ledger(store, on_progress)
@@ -79,10 +85,12 @@ def ingest(
     preprocessor = encoder.preprocessor
     ledger.record_runtime(encoder.runtime.to_dict())
 
+    admit = _admitter(ledger, donors)
+
     def read() -> None:
         try:
             for chunk in chunks(sources, max(batch_size, _ADMIT_ROWS)):
-                admitted = ledger.admit(chunk)
+                admitted = admit(chunk)
                 for start in range(0, len(admitted), batch_size):
                     if stop.is_set():
                         return
@@ -130,6 +138,13 @@ def ingest(
     if failure:
         raise failure[0]
     return ledger.finish()
+
+
+def _admitter(ledger: Ledger, donors: Donors | None) -> Callable[[list[SourceResult]], list[KnowledgeItem]]:
+    """The step that keeps a chunk's items still to encode: new ones, less those a donor gives vectors to."""
+    if donors is None:
+        return ledger.admit
+    return lambda chunk: donors.give(ledger.admit(chunk), ledger)
 
 
 def _waiting(encoded: queue.Queue) -> list[_Encoded]:

@@ -19,6 +19,9 @@ class IngestReport:
     unchanged: int = 0
     replaced: int = 0
     removed: int = 0
+    #: Of the items written, those the encoder ran on (the others took the vectors of stored items of the same
+    #: content: a file renamed or moved, see ``rag.ingest.sync.Donors``).
+    encoded: int = 0
     problems: list[SourceError] = field(default_factory=list)
     seconds: float = 0.0
     #: Of ``seconds``, those before the first encoder could encode: the Ray engine starts its actors and
@@ -76,6 +79,7 @@ class IngestReport:
             "unchanged": self.unchanged,
             "replaced": self.replaced,
             "removed": self.removed,
+            "encoded": self.encoded,
             "skipped": len(self.skipped),
             "warnings": len(self.warnings),
             "passed_over": len(self.passed_over),

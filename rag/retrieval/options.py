@@ -61,7 +61,7 @@ class OptionError(RagError, ValueError):
         return f"{name(self.option)}: {message}" if self.option else message
 
 
-def _literal(text: str) -> str:
+def literal(text: str) -> str:
     """``text`` (user input, a library message) made safe to hold in an ``OptionError`` template."""
     return text.replace("{", "{{").replace("}", "}}")
 
@@ -164,15 +164,15 @@ class QueryOptions(BaseModel):
         try:
             self._filters = parse_filters([json.dumps(raw)] if isinstance(raw, dict) else raw)
         except FilterError as e:  # its message names the filter
-            raise OptionError(_literal(str(e))) from None
+            raise OptionError(literal(str(e))) from None
         try:
             self._blend = self._parsed_blend()
         except BlendError as e:
-            raise OptionError(_literal(str(e)), "blend") from None
+            raise OptionError(literal(str(e)), "blend") from None
         try:
             check_threshold(self.min_score, scale_of(self.asked_blend))
         except BlendError as e:
-            raise OptionError(_literal(str(e)), "min_score") from None
+            raise OptionError(literal(str(e)), "min_score") from None
         return self
 
     def _parsed_blend(self) -> Blend | None:

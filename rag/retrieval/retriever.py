@@ -23,6 +23,7 @@ from connectors.milvus import (
     Hit,
     MilvusStore,
     compile_filter,
+    parse_filters,
     to_llama_node,
 )
 from connectors.milvus.blend import FUSIONS, Fusion, check_threshold, scale_of
@@ -33,7 +34,7 @@ from rag.settings import Settings
 
 from .evidence import MERGED_DUPLICATES, annotate
 from .modes import Mode, QueryError, QueryKind, Target, check_query, default_mode, searched_modalities
-from .options import MAX_TOP_K, QueryOptions
+from .options import MAX_TOP_K, QueryOptions, literal
 from .rerank import reranker_from_settings
 
 logger = logging.getLogger(__name__)
@@ -87,6 +88,9 @@ class MultimodalRetriever(BaseRetriever):
     ) -> None:
         if not 1 <= top_k <= MAX_TOP_K:
             raise ValueError(f"top_k must be between 1 and {MAX_TOP_K}, not {top_k}")
+        if mode is not None and mode not in {m.value for m in Mode}:
+            modes = ", ".join(m.value for m in Mode)
+            raise QueryError(f"unknown {{mode}} {literal(repr(mode))}; the modes are {modes}")
         if fusion is not None and fusion not in FUSIONS:
             raise ValueError(f"fusion must be 'rrf' or 'weighted', not {fusion!r}")
         if blend is not None and hybrid:
@@ -97,6 +101,8 @@ class MultimodalRetriever(BaseRetriever):
                 f"collection {store.collection!r} was made with encoder {store.encoder.describe()}, but the "
                 f"retriever's encoder is {info.describe()}: their vectors are not comparable"
             )
+        if isinstance(filters, str):  # as people write them: "tags=red, source=a.md"
+            filters = parse_filters(filters)
         compile_filter(filters)  # a bad filter fails here, not at the first query
         if mode is not None:
             searched_modalities(Mode(mode), filters)  # and so does a modality the mode never returns

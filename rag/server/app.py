@@ -167,7 +167,15 @@ def serve(settings: Settings | None = None, *, host: str | None = None, port: in
             "listening on http://%s:%d (/health now, /ready once the encoder is loaded; Ctrl+C stops)", shown, port
         )
         app = create_app(settings, hosts=bound_hosts(host, settings.server_allowed_hosts))
-        server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="info"))
+        server = uvicorn.Server(
+            uvicorn.Config(
+                app,
+                host=host,
+                port=port,
+                log_level="info",
+                timeout_graceful_shutdown=max(1, round(settings.server_drain_seconds)),
+            )
+        )
         app.state.on_startup_failure = lambda error: setattr(server, "should_exit", True)
         server.run([sock])
     failed = app.state.startup.error if hasattr(app.state, "startup") else None

@@ -29,6 +29,7 @@ class Conversation:
     memory: Memory
     pictures: Path
     used: float = field(default_factory=time.monotonic)
+    owner: str | None = None  # who started it (a token's name); only they may continue it
 
     def keep(self, picture: str | None) -> str | None:
         """A copy of the question's picture that lives as long as the conversation (the upload's file does not)."""
@@ -47,17 +48,18 @@ class Conversations:
         self._open: dict[str, Conversation] = {}
         self._lock = threading.Lock()
 
-    def get(self, conversation_id: str | None) -> Conversation:
-        """The conversation with that id (its clock restarted), or a new one when the id is None."""
+    def get(self, conversation_id: str | None, owner: str | None = None) -> Conversation:
+        """The conversation with that id (its clock restarted), or a new one when the id is None; one that
+        ``owner`` did not start is not found, as if it did not exist."""
         with self._lock:
             self._expire()
             if conversation_id is None:
                 conversation_id = secrets.token_urlsafe(16)
                 memory = history_memory(self.llm, self.history_tokens)
                 folder = Path(tempfile.mkdtemp(prefix="rag-conversation-"))
-                self._open[conversation_id] = Conversation(conversation_id, memory, folder)
+                self._open[conversation_id] = Conversation(conversation_id, memory, folder, owner=owner)
             conversation = self._open.get(conversation_id)
-            if conversation is None:
+            if conversation is None or conversation.owner != owner:
                 raise ConversationNotFoundError(
                     f"no conversation {conversation_id!r}: it expired or never existed; "
                     "omit conversation_id to start one"

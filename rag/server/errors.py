@@ -15,7 +15,9 @@ from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from connectors.milvus import NotSupportedError, StoreError, StoreUnavailableError
+from rag.access.tenants import TenantError
 from rag.embeddings.base import FusedNotSupportedError
+from rag.errors import RagError
 from rag.retrieval import QueryError
 from rag.retrieval.options import OptionError, describe_one
 
@@ -43,7 +45,7 @@ _ERROR_CODES = {
 STARTING_RETRY_AFTER = 5
 
 
-class NotReadyError(RuntimeError):
+class NotReadyError(RagError, RuntimeError):
     """The server is still starting (the encoder loads, the store is opened), or could not start."""
 
 
@@ -145,6 +147,7 @@ def add_error_handlers(app: FastAPI) -> None:
     # (modes, filters, unreadable images).
     for error_type, status_code in (
         (ImageNotFoundError, status.HTTP_404_NOT_FOUND),
+        (TenantError, status.HTTP_403_FORBIDDEN),
         (ConversationNotFoundError, status.HTTP_404_NOT_FOUND),
         (ValueError, status.HTTP_400_BAD_REQUEST),
         (NotSupportedError, status.HTTP_400_BAD_REQUEST),

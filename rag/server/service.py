@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import hashlib
 import json
 import logging
@@ -42,6 +43,8 @@ from connectors.sources import (
     write_atomic,
 )
 from connectors.sources._common import IMAGE_SUFFIXES
+from connectors.sources.ocr import OcrUnavailableError, require_ocr
+from rag.access.tenants import sees, tagged, within
 from rag.answer import answer_engine, llm_from_settings
 from rag.answer.chat import MultimodalChatEngine, user_message
 from rag.embeddings.base import Encoder
@@ -49,13 +52,14 @@ from rag.embeddings.hub import CheckpointError
 from rag.embeddings.registry import load_encoder, runtime_from_settings
 from rag.errors import RagError
 from rag.ingest import IngestReport, ingest
-from rag.items import SourceError, SourceErrorKind
+from rag.items import DEFAULT_TENANT, SourceError, SourceErrorKind
 from rag.retrieval import Evidence, Mode, MultimodalRetriever, evidence
 from rag.retrieval.options import AnswerOptions, QueryOptions
 from rag.settings import Settings
 
 from .breaker import Breaker, Probe
 from .conversations import Conversation, Conversations
+from .job_records import JobRecords
 from .jobs import IngestJob, IngestJobs
 from .models import AskRequest, HistoryTurn
 from .shared import serialized
@@ -93,7 +97,13 @@ class Service:
         self._probe_connection: Connection | None = None
         self.llm = llm
         self.uploads = (settings.data_dir / "uploads").resolve()
-        self.jobs = IngestJobs(self._ingest)
+        records = JobRecords(settings.data_dir / "server" / "jobs.sqlite3", settings.collection)
+        self.jobs = IngestJobs(
+            self._ingest,
+            records=records,
+            drain=settings.server_drain_seconds,
+            run_for=lambda tenant: functools.partial(self._ingest, tenant=tenant),
+        )
         self.conversations = (
             Conversations(llm, settings.server_conversation_ttl, settings.chat_history_tokens)
             if settings.server_conversations
@@ -125,6 +135,7 @@ class Service:
             raise
         service = cls(settings, encoder, store, llm)
         service.probe.start()
+        service.jobs.resume()
         return service
 
     def close(self) -> None:
@@ -150,17 +161,20 @@ class Service:
                 "it is ingested again"
             )
 
-    def retriever(self, options: QueryOptions) -> MultimodalRetriever:
+    def retriever(self, options: QueryOptions, tenant: str | None = None) -> MultimodalRetriever:
         """A retriever over the shared encoder and store (cheap: make one per request); ``top_k`` defaults to the
         server's (RAG_TOP_K), the cross-encoder to the server's (RAG_RERANKER), the only one a request may name:
-        a request never makes the server load a model from a path of its choosing."""
+        a request never makes the server load a model from a path of its choosing. With a ``tenant``, it sees
+        only that tenant's items, whatever the options' filter says."""
         if options.reranker and options.reranker != self.settings.reranker:
             allowed = f"only its own, {self.settings.reranker}" if self.settings.reranker else "none (RAG_RERANKER)"
             raise UploadError(f"reranker: this server reranks with {allowed}, not {options.reranker!r}")
         try:
-            return MultimodalRetriever.from_options(self.store, self.encoder, options, settings=self.settings)
+            retriever = MultimodalRetriever.from_options(self.store, self.encoder, options, settings=self.settings)
         except CheckpointError as e:
             raise UploadError(f"reranker: {e}", status=500) from e
+        retriever.filters = within(options.parsed_filters, tenant)
+        return retriever
 
     def search(self, query: QueryBundle, retriever: MultimodalRetriever) -> tuple[Mode, Blend | None, list[Evidence]]:
         """The mode and blend used and the ranked evidence for ``query``."""
@@ -220,15 +234,16 @@ class Service:
         standalone = QueryBundle(searched.get("query", query.query_str), image_path=searched.get("query_image"))
         return retriever.resolve_mode(standalone), retriever.resolve_blend(standalone), response
 
-    def conversation(self, request: AskRequest) -> Conversation | None:
-        """The kept conversation a question continues or starts (None: the server keeps none, or it has a history)."""
+    def conversation(self, request: AskRequest, owner: str | None = None) -> Conversation | None:
+        """The kept conversation a question continues or starts (None: the server keeps none, or it has a history);
+        only its ``owner`` (who started it) may continue it."""
         if request.conversation_id is not None and self.conversations is None:
             raise UploadError("this server keeps no conversations (RAG_SERVER_CONVERSATIONS): send the history")
         if request.conversation_id is not None and request.history:
             raise UploadError("give the history or a conversation_id, not both")
         if self.conversations is None or request.history:
             return None
-        return self.conversations.get(request.conversation_id)
+        return self.conversations.get(request.conversation_id, owner)
 
     @contextmanager
     def history(self, turns: Sequence[HistoryTurn]) -> Iterator[list[ChatMessage]]:
@@ -245,20 +260,26 @@ class Service:
                 messages.append(user_message(turn.content, path))
             yield messages
 
-    def stats(self) -> StoreStats:
-        return self.store.stats()
+    def stats(self, tenant: str | None = None) -> StoreStats:
+        """The collection's statistics; with a ``tenant``, its count is that tenant's."""
+        stats = self.store.stats()
+        if tenant is not None:
+            stats = stats.model_copy(update={"count": self.store.count(within(None, tenant))})
+        return stats
 
-    def delete(self, filters: Sequence[str]) -> int:
-        """Delete the items ``filters`` match (as search reads them: key=value pairs or JSON); returns how many.
-        A filter is required: deleting everything is the command line's business (``rag delete --all``)."""
+    def delete(self, filters: Sequence[str], tenant: str | None = None) -> int:
+        """Delete the items ``filters`` match (as search reads them: key=value pairs or JSON) within ``tenant``
+        (None: any); returns how many. A filter is required: deleting everything is the command line's business
+        (``rag delete --all``)."""
         parsed = parse_filters(filters)  # a FilterError (a ValueError: 400) names what is wrong
         if parsed is None:
             raise UploadError("give a filter: which items to delete, e.g. filter=source=notes.md")
-        return self.store.delete(filter=parsed)
+        return self.store.delete(filter=within(parsed, tenant))
 
-    def image_file(self, item_id: str) -> tuple[Path, str]:
-        """The local image file of a stored item and its media type; looked up by id only, never by path."""
-        items = self.store.get([item_id])
+    def image_file(self, item_id: str, tenant: str | None = None) -> tuple[Path, str]:
+        """The local image file of a stored item and its media type; looked up by id only, never by path, and
+        only among ``tenant``'s items (another tenant's item is not found, as if it did not exist)."""
+        items = [item for item in self.store.get([item_id]) if sees(item, tenant)]
         image = items[0].image if items else None
         if image is None:
             raise ImageNotFoundError(f"collection {self.settings.collection!r} has no item {item_id!r} with an image")
@@ -295,6 +316,7 @@ class Service:
         manifests: list[tuple[str, bytes]],
         tags: list[str],
         on_done: Callable[[IngestJob], None] | None = None,
+        tenant: str | None = None,
     ) -> IngestJob:
         """Keep the uploads under ``data_dir/uploads`` (see :meth:`upload_path`) and queue their ingestion.
 
@@ -303,7 +325,8 @@ class Service:
         upload folder. An upload is known by its file name: the same name again replaces that upload's earlier
         version; identical bytes under another name are another upload. Images that fail the check are reported in
         the job; a document with another suffix is refused. Unless the server shows its paths, the job names the
-        files in its problems by their upload names. ``on_done`` gets the finished job.
+        files in its problems by their upload names. ``on_done`` gets the finished job. With a ``tenant``, the
+        uploads are kept apart from other tenants' and their items belong to it.
         """
         options = self._source_options()
         paths: list[Path] = []
@@ -315,7 +338,8 @@ class Service:
             except BadInput as e:
                 refused.append(e.report(f"upload:{name}"))
                 continue
-            path = self.upload_path(name if Path(name).suffix.lower() in IMAGE_SUFFIXES else name + info.suffix)
+            kept = name if Path(name).suffix.lower() in IMAGE_SUFFIXES else name + info.suffix
+            path = self.upload_path(kept, tenant)
             write_atomic(path, data)
             sidecar = {"text": caption, "tags": tags, "upload_name": name}
             write_atomic(path.with_suffix(".json"), json.dumps(sidecar).encode())
@@ -325,38 +349,45 @@ class Service:
             suffix = Path(name).suffix.lower()
             if suffix not in DOCUMENT_SUFFIXES:
                 raise UploadError(f"file {name!r}: the name must end in {', '.join(DOCUMENT_SUFFIXES)}")
-            path = self.upload_path(name)
+            path = self.upload_path(name, tenant)
             write_atomic(path, data)
             paths.append(path)
             names[str(path)] = f"upload:{name}"
         shown = None if self.settings.server_show_paths else names
-        return self.jobs.submit(paths, refused, names=shown, on_done=on_done)
+        run = functools.partial(self._ingest, tenant=tenant)
+        return self.jobs.submit(paths, refused, names=shown, on_done=on_done, tenant=tenant, run=run)
 
-    def upload_path(self, name: str) -> Path:
+    def upload_path(self, name: str, tenant: str | None = None) -> Path:
         """Where the upload named ``name`` is kept: ``uploads/<first 8 hex of the name's SHA-256>/<name>``. One
         folder per file name, so an upload's sidecar and its reader see no other upload, and the same name is the
         same file (its document, ``ref_doc_id``), which a new version replaces. Items are named by the file name;
-        where another document has that name already, by ``<those 8 hex>/<name>`` (``rag.ingest.names``)."""
+        where another document has that name already, by ``<those 8 hex>/<name>`` (``rag.ingest.names``). A
+        tenant's uploads hash ``<tenant>/<name>``: the same name in two tenants is two files, two documents."""
         if name in ("", ".", "..") or "/" in name or "\x00" in name:
             raise UploadError(f"{name!r} is not a file name: give each upload the name of a file")
-        return self.uploads / hashlib.sha256(name.encode("utf-8")).hexdigest()[:8] / name
+        key = name if tenant is None or tenant == DEFAULT_TENANT else f"{tenant}/{name}"
+        return self.uploads / hashlib.sha256(key.encode("utf-8")).hexdigest()[:8] / name
 
     def _source_options(self) -> SourceOptions:
-        return SourceOptions(
-            cache_dir=self.settings.data_dir,
-            allow_urls=self.settings.allow_urls,
-            max_download_bytes=self.settings.url_max_bytes,
-            url_timeout=self.settings.url_timeout,
+        try:
+            require_ocr(self.settings.ocr)
+        except OcrUnavailableError as e:
+            raise UploadError(f"RAG_OCR=all: {e}") from None
+        return SourceOptions.from_settings(
+            self.settings,
+            text_window=self.encoder.text_window,
             max_image_pixels=self.settings.server_max_image_pixels,
             local_root=self.uploads,
-            text_window=self.encoder.text_window.capped(self.settings.chunk_size),
-            chunk_overlap=self.settings.chunk_overlap,
         )
 
     def _ingest(
-        self, paths: list[Path], on_progress: Callable[[IngestReport], None], stop: threading.Event
+        self,
+        paths: list[Path],
+        on_progress: Callable[[IngestReport], None],
+        stop: threading.Event,
+        tenant: str | None = None,
     ) -> IngestReport:
-        sources = _until(stop, open_sources(paths, **self._source_options().model_dump()))
+        sources = tagged(_until(stop, open_sources(paths, self._source_options())), tenant)
         return ingest(sources, self.encoder, self.store, batch_size=self.settings.batch_size, on_progress=on_progress)
 
 

@@ -33,7 +33,9 @@ def tiny_env(monkeypatch: pytest.MonkeyPatch, corpus_db: str, tmp_path: Path) ->
 
 def test_eval_prints_a_table_and_writes_json(tiny_env, tmp_path: Path) -> None:
     out = tmp_path / "eval.json"
-    result = runner.invoke(app, ["eval", "-q", str(EXAMPLE_QUERIES), "-c", "corpus", "-m", "text→fused", "-o", str(out)])
+    result = runner.invoke(
+        app, ["eval", "-q", str(EXAMPLE_QUERIES), "-c", "corpus", "-m", "text→fused", "-o", str(out)]
+    )
     assert result.exit_code == 0, result.output
     assert "text→fused" in result.stdout and "MRR@10" in result.stdout and "image→image" not in result.stdout
     data = json.loads(out.read_text())
@@ -97,7 +99,10 @@ def test_eval_tune_reports_saves_and_later_searches_use_the_blends(tiny_env, tun
     data = json.loads(result.stdout)
     assert data["saved"] == {tune_collection: ["composed", "image", "text"]}
     by_kind = {r["kind"]: r for r in data["results"]}
-    assert set(by_kind["text"]["alone"]) == {"fused", "image", "bm25"} and set(by_kind["image"]["alone"]) == {"fused", "image"}
+    assert set(by_kind["text"]["alone"]) == {"fused", "image", "bm25"} and set(by_kind["image"]["alone"]) == {
+        "fused",
+        "image",
+    }
     saved = stats()["tuned_blends"]
     for kind, tuned in by_kind.items():
         assert saved[kind]["weights"] == pytest.approx(tuned["best"]) and saved[kind]["metrics"] == tuned["metrics"]
@@ -109,7 +114,11 @@ def test_eval_tune_reports_saves_and_later_searches_use_the_blends(tiny_env, tun
     tuned = json.loads(runner.invoke(app, search).stdout)
     assert tuned["blend"]["tuned"] is True and tuned["blend"]["weights"] == pytest.approx(saved["text"]["weights"])
     overridden = json.loads(runner.invoke(app, [*search, "--blend", "fused=0.3,image=0.7"]).stdout)
-    assert overridden["blend"] == {"weights": pytest.approx({"fused": 0.3, "image": 0.7}), "fusion": "weighted", "tuned": False}
+    assert overridden["blend"] == {
+        "weights": pytest.approx({"fused": 0.3, "image": 0.7}),
+        "fusion": "weighted",
+        "tuned": False,
+    }
     assert json.loads(runner.invoke(app, [*search, "--mode", "text-to-multimodal"]).stdout)["blend"] is None
 
 
@@ -144,7 +153,9 @@ def test_similarity_and_classify_as_json(tiny_env) -> None:
     assert one.exit_code == 2 and one.stdout == "" and "give two images or more" in " ".join(one.output.split())
     uneven = runner.invoke(app, ["similarity", *images, "-t", "at night"])
     assert uneven.exit_code == 2 and "give one --text per image, or none: 2 images and 1 texts" in uneven.output
-    result = runner.invoke(app, ["classify", images[0], "-l", "carriage", "-l", "bridge", "-l", "square", "-k", "2", "--json"])
+    result = runner.invoke(
+        app, ["classify", images[0], "-l", "carriage", "-l", "bridge", "-l", "square", "-k", "2", "--json"]
+    )
     assert result.exit_code == 0, result.output
     (predictions,) = json.loads(result.stdout).values()
     assert len(predictions) == 2 and predictions[0]["probability"] >= predictions[1]["probability"]
@@ -175,7 +186,10 @@ def test_map_from_a_collection_and_from_a_folder(tiny_env, tmp_path: Path) -> No
         (["-c", "corpus", "--method", "mds"], "--method must be one of pca, tsne, umap, not 'mds'"),
         (["-c", "corpus", "--field", "text"], "--field must be image or fused, not 'text'"),
         (["-c", "corpus", "-o", "map.gif"], "cannot save a map as 'map.gif'"),
-        (["-c", "corpus", "--color-by", "nosuchkey"], "no item has a 'nosuchkey' to colour by; choose one of modality, tag"),
+        (
+            ["-c", "corpus", "--color-by", "nosuchkey"],
+            "no item has a 'nosuchkey' to colour by; choose one of modality, tag",
+        ),
         ([str(CORPUS), "--color-by", "nosuchkey"], "or a metadata key: caption_path, file_name, file_path, kind"),
         (["-c", "corpus", "--method", "umap"], "pip install 'mmrag[umap]'"),
     ],

@@ -60,7 +60,9 @@ def test_corpus_vectors_are_the_ingested_ones(tiny_base, tmp_path: Path, corpus_
 
 
 def test_labels_come_from_the_item_or_its_metadata() -> None:
-    item = KnowledgeItem.create(source="/data/shapes/red.png", text="red", tags=["shape", "red"], metadata={"kind": "synthetic"})
+    item = KnowledgeItem.create(
+        source="/data/shapes/red.png", text="red", tags=["shape", "red"], metadata={"kind": "synthetic"}
+    )
     assert [label_of(item, key) for key in ("modality", "tag", "folder", "kind", "missing")] == [
         "text",
         "shape",

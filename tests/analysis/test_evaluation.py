@@ -23,7 +23,13 @@ def test_metrics_of_known_rankings() -> None:
     assert late["recall@1"] == 0.0 and late["recall@5"] == 0.5 and late["recall@10"] == 0.5  # b is 11th
     assert late["mrr@10"] == pytest.approx(1 / 3)
     assert late["ndcg@10"] == pytest.approx((1 / math.log2(4)) / (1 + 1 / math.log2(3)))
-    assert ranking_metrics([], {"a"}) == {"recall@1": 0.0, "recall@5": 0.0, "recall@10": 0.0, "mrr@10": 0.0, "ndcg@10": 0.0}
+    assert ranking_metrics([], {"a"}) == {
+        "recall@1": 0.0,
+        "recall@5": 0.0,
+        "recall@10": 0.0,
+        "mrr@10": 0.0,
+        "ndcg@10": 0.0,
+    }
 
 
 def test_hits_match_relevant_entries_by_id_source_or_file_name_once() -> None:
@@ -66,7 +72,9 @@ def test_harness_on_the_sample_corpus(tiny_base, corpus_store: MilvusStore) -> N
     assert [r.queries for r in results] == [6, 6, 2, 2, 2, 2]
     for result in results:
         assert result.skipped is None and result.collection == "corpus"
-        assert set(result.per_query) == {q.id for q in queries if q.kind == MODES[[m.name for m in MODES].index(result.mode)].query}
+        assert set(result.per_query) == {
+            q.id for q in queries if q.kind == MODES[[m.name for m in MODES].index(result.mode)].query
+        }
         assert all(0.0 <= value <= 1.0 for value in result.metrics.values())
         assert result.metrics["recall@10"] == 1.0  # 7 items: everything is in the top 10
     image_mode = next(r for r in results if r.mode == "image→image")

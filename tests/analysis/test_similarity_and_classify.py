@@ -41,7 +41,12 @@ def test_four_way_report_with_both_measures(tiny_base) -> None:
     report = similarity_report(tiny_base, IMAGES, TEXTS)
     kinds = [row.kind for row in report.rows]
     # same-kind: each unordered pair once (3); cross-kind: every ordered pair (9)
-    assert [kinds.count(k) for k in ("image vs image", "fused vs image", "text vs fused", "fused vs fused")] == [3, 9, 9, 3]
+    assert [kinds.count(k) for k in ("image vs image", "fused vs image", "text vs fused", "fused vs fused")] == [
+        3,
+        9,
+        9,
+        3,
+    ]
     assert report.skipped == {}
     assert report.rows[0].left == "image carriage-day.jpg" and report.rows[0].right == "image carriage-night.jpg"
     assert any(row.left == 'text "at night"' for row in report.rows)
@@ -72,11 +77,17 @@ def test_a_single_image_alone_is_refused_and_a_single_row_has_no_rank_correlatio
 def test_each_row_holds_the_vectors_it_names(tiny_base) -> None:
     report = similarity_report(tiny_base, IMAGES[:2], TEXTS[:2], labels=["day", "night"])
     fused, image, text = (
-        tiny_base.encode_fused(IMAGES[:2], TEXTS[:2]), tiny_base.encode_image(IMAGES[:2]), tiny_base.encode_text(TEXTS[:2])
+        tiny_base.encode_fused(IMAGES[:2], TEXTS[:2]),
+        tiny_base.encode_image(IMAGES[:2]),
+        tiny_base.encode_text(TEXTS[:2]),
     )
     vectors = {
-        "fused day": fused[0], "fused night": fused[1], "image day": image[0], "image night": image[1],
-        'text "at night"': text[0], 'text "in daylight"': text[1],
+        "fused day": fused[0],
+        "fused night": fused[1],
+        "image day": image[0],
+        "image night": image[1],
+        'text "at night"': text[0],
+        'text "in daylight"': text[1],
     }
     assert len(report.rows) == 1 + 4 + 4 + 1
     for row in report.rows:

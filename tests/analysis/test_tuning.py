@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 
@@ -69,8 +69,10 @@ def test_the_tuner_finds_the_known_best_weights_saves_them_and_queries_use_them(
     # The image weights (on the fine grid) at which both targets come first, from the documented score.
     fine = [step / 20 for step in range(21)]
     best_image = [
-        w for w in fine
-        if _mix((1 - w, w), TARGET) > _mix((1 - w, w), BY_FUSED) and _mix((1 - w, w), TARGET) > _mix((1 - w, w), BY_IMAGE)
+        w
+        for w in fine
+        if _mix((1 - w, w), TARGET) > _mix((1 - w, w), BY_FUSED)
+        and _mix((1 - w, w), TARGET) > _mix((1 - w, w), BY_IMAGE)
     ]
     assert len(best_image) == 1 and best_image[0] not in (0.0, 0.25, 0.5, 0.75, 1.0)  # only refinement finds it
 

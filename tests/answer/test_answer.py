@@ -121,7 +121,9 @@ def test_an_unreachable_default_endpoint_is_named_as_openai() -> None:
     assert endpoint_of(default) == OPENAI_URL
     refused = openai.APIConnectionError(request=httpx.Request("POST", OPENAI_URL + "/chat/completions"))
     message = describe_error(refused, endpoint_of(default))
-    assert message.startswith(f"cannot reach the LLM endpoint {OPENAI_URL} (OpenAI's API, the default: RAG_LLM_BASE_URL")
+    assert message.startswith(
+        f"cannot reach the LLM endpoint {OPENAI_URL} (OpenAI's API, the default: RAG_LLM_BASE_URL"
+    )
     assert endpoint_of(ollama_llm("llava")) == "http://localhost:11434"
 
 
@@ -209,7 +211,12 @@ def test_llm_from_settings(monkeypatch) -> None:
     monkeypatch.setenv("RAG_LLM_API_KEY", "sk-env")
     chat = llm_from_settings()
     assert type(chat).__name__ == "OpenAILike"
-    assert (chat.model, chat.api_base, chat.api_key, chat.is_chat_model) == ("qwen2.5-vl", "http://127.0.0.1:9/v1", "sk-env", True)
+    assert (chat.model, chat.api_base, chat.api_key, chat.is_chat_model) == (
+        "qwen2.5-vl",
+        "http://127.0.0.1:9/v1",
+        "sk-env",
+        True,
+    )
     monkeypatch.setenv("RAG_LLM_PROVIDER", "ollama")
     monkeypatch.delenv("RAG_LLM_BASE_URL")
     ollama = llm_from_settings()

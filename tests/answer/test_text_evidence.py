@@ -106,4 +106,3 @@ def test_fair_shares_keep_short_texts_whole_and_split_the_rest() -> None:
     short, cut, gone = within_budget(["a few words", "many words " * 400, "more words " * 400], 40)
     assert short == "a few words" and "cut to" in cut and count_tokens(cut.split(" …")[0]) <= 20
     assert within_budget(["one", "two"], 1)[1].startswith("(its text is left out")
-

@@ -85,7 +85,7 @@ def test_mypy_sees_the_real_classes_through_rag(tmp_path: Path) -> None:
         def width(encoder: VisualizedBGE) -> int:
             return encoder.dim
 
-        def top(options: QueryOptions) -> int:
+        def top(options: QueryOptions) -> int | None:
             return options.top_k
 
         def collection(settings: Settings) -> str:
@@ -114,4 +114,4 @@ def test_mypy_sees_the_real_classes_through_rag(tmp_path: Path) -> None:
     )
     assert bad.returncode == 1
     assert '"VisualizedBGE" has no attribute "no_such_attribute"' in bad.stdout
-    assert 'Incompatible return value type (got "int", expected "str")' in bad.stdout
+    assert 'Incompatible return value type (got "int | None", expected "str")' in bad.stdout

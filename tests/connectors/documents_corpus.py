@@ -59,9 +59,7 @@ def make_pptx(path: Path, picture: bytes | None = None) -> Path:
     return path
 
 
-def add_text(
-    pdf: pdfium.PdfDocument, page: pdfium.PdfPage, text: str, x: float, y: float, size: float = 10.0
-) -> None:
+def add_text(pdf: pdfium.PdfDocument, page: pdfium.PdfPage, text: str, x: float, y: float, size: float = 10.0) -> None:
     """Write one line of ``text`` on ``page`` in Helvetica, its baseline starting at (x, y)."""
     obj = pdfium_c.FPDFPageObj_NewTextObj(pdf, b"Helvetica", size)
     wide = ctypes.create_string_buffer((text + "\0").encode("utf-16-le"))

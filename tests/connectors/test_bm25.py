@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import bm25s
 import numpy as np
@@ -126,7 +126,9 @@ def test_blends_are_prefix_stable_on_a_collection_ingested_in_several_runs(store
         store.flush()
     query = vectors[2]
     blends = [
-        Blend.parse("fused=0.5,image=0.3,bm25=0.2"), Blend.parse("fused,bm25", "rrf"), Blend.parse("fused,image", "rrf")
+        Blend.parse("fused=0.5,image=0.3,bm25=0.2"),
+        Blend.parse("fused,bm25", "rrf"),
+        Blend.parse("fused,image", "rrf"),
     ]
     for blend in blends:
         full = [hit.id for hit in store.hybrid_search(query, "river stone forest", blend=blend, k=40)]

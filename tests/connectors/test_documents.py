@@ -67,12 +67,27 @@ def test_a_folder_with_every_type_gives_items_per_file_and_names_what_it_passes_
     names = {item.name for item in items}
     files = {name.split("#")[0] for name in names}
     assert files == {
-        "photos/red.png", "guide.md", "blue.png", "plain.md", "page.html", "notes.txt", "manual.pdf", "report.docx",
-        "deck.pptx", "rows.jsonl", "table.csv", "budget.xlsx",
+        "photos/red.png",
+        "guide.md",
+        "blue.png",
+        "plain.md",
+        "page.html",
+        "notes.txt",
+        "manual.pdf",
+        "report.docx",
+        "deck.pptx",
+        "rows.jsonl",
+        "table.csv",
+        "budget.xlsx",
     }
     assert len(names) == len(items)  # unique
     assert {"guide.md#guide", "guide.md#install", "guide.md#image=1", "plain.md", "page.html"} <= names
-    assert {"manual.pdf#page=1", "manual.pdf#page=1&chunk=1", "manual.pdf#page=2&chunk=1", "notes.txt#line=0,3"} <= names
+    assert {
+        "manual.pdf#page=1",
+        "manual.pdf#page=1&chunk=1",
+        "manual.pdf#page=2&chunk=1",
+        "notes.txt#line=0,3",
+    } <= names
     assert {f"report.docx#{a}" for a in ("field-manual", "tracking-faults", "cleaning", "image=1")} <= names
     assert {"deck.pptx#slide=1", "deck.pptx#slide=2", "deck.pptx#slide=2&image=1", "rows.jsonl#line=1"} <= names
     assert next(i for i in items if i.name == "photos/red.png").text == "A red square"
@@ -224,7 +239,8 @@ def test_a_folder_symlink_loop_is_named_and_not_followed(tmp_path: Path, options
     loops = [r for r in results if isinstance(r, SourceError)]
     assert [i.name for i in items] == ["sub/a.txt#line=0,1"]
     assert {(Path(e.source).name, e.kind, e.severity) for e in loops} == {
-        ("again", Kind.SYMLINK_LOOP, Severity.WARNING), ("loop", Kind.SYMLINK_LOOP, Severity.WARNING)
+        ("again", Kind.SYMLINK_LOOP, Severity.WARNING),
+        ("loop", Kind.SYMLINK_LOOP, Severity.WARNING),
     }
 
 

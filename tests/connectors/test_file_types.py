@@ -50,7 +50,9 @@ def read(paths: list[Path], options: SourceOptions) -> tuple[list[KnowledgeItem]
 # -- gzip -------------------------------------------------------------------------------------
 
 
-def test_gzipped_files_read_as_their_inner_type_and_keep_their_real_names(tmp_path: Path, options: SourceOptions) -> None:
+def test_gzipped_files_read_as_their_inner_type_and_keep_their_real_names(
+    tmp_path: Path, options: SourceOptions
+) -> None:
     root = tmp_path / "doc"
     gz(root / "README.md.gz", "# Tool\n\nSorts wagons.\n\n## Install\n\nRun make.\n\n![logo](logo.png)\n")
     write(root / "logo.png", png((10, 120, 10)))  # beside the .gz: relative references resolve there
@@ -178,7 +180,9 @@ def test_svg_text_is_the_items_text_and_the_drawing_its_picture(tmp_path: Path, 
 def test_svg_without_a_drawable_size_keeps_its_words_and_uploads_drop_linked_images(
     tmp_path: Path, options: SourceOptions
 ) -> None:
-    broken = write(tmp_path / "broken.svg", '<svg xmlns="http://www.w3.org/2000/svg" width="0" height="0"><text>Hi</text></svg>')
+    broken = write(
+        tmp_path / "broken.svg", '<svg xmlns="http://www.w3.org/2000/svg" width="0" height="0"><text>Hi</text></svg>'
+    )
     item, warning = list(iter_svg(broken, options))
     assert isinstance(item, KnowledgeItem) and item.text == "Hi" and item.image is None
     assert isinstance(warning, SourceError) and warning.severity is Severity.WARNING
@@ -236,7 +240,10 @@ def test_files_of_unknown_type_are_read_when_they_are_text_and_binaries_passed_o
     root = tmp_path / "pkg"
     write(root / "LICENSE", "Permission is hereby granted, free of charge.\n")
     write(root / "Makefile", "all:\n\tcc -o tool tool.c\n")
-    write(root / "notes.cp1252", "Le caf\xe9 co\xfbte deux \u20ac, na\xefvement pay\xe9s \xe0 la d\xe9p\xf4t.\n".encode("cp1252"))
+    write(
+        root / "notes.cp1252",
+        "Le caf\xe9 co\xfbte deux \u20ac, na\xefvement pay\xe9s \xe0 la d\xe9p\xf4t.\n".encode("cp1252"),
+    )
     write(root / "blob", b"\x7fELF\x02\x01\x01\x00" + bytes(range(256)))
     write(root / "a.zip", b"PK\x03\x04\x14\x00\x00\x00")
     write(root / "b.zip", b"PK\x03\x04\x14\x00\x00\x01")
@@ -247,7 +254,9 @@ def test_files_of_unknown_type_are_read_when_they_are_text_and_binaries_passed_o
     assert "caf\xe9" in texts["notes.cp1252#line=0,1"] and "\u20ac" in texts["notes.cp1252#line=0,1"]
     passed = [p for p in problems if p.kind is Kind.PASSED_OVER]
     assert len(passed) == len(problems) == 3
-    assert passed_over_line(passed) == "passed over 3 files: 2 .zip files (a.zip, b.zip), 1 file without a suffix (blob)"
+    assert (
+        passed_over_line(passed) == "passed over 3 files: 2 .zip files (a.zip, b.zip), 1 file without a suffix (blob)"
+    )
 
 
 def test_debians_bsd_license_is_read(options: SourceOptions) -> None:
@@ -268,7 +277,12 @@ def test_markdown_anchors_follow_githubs_slugs(tmp_path: Path, options: SourceOp
     assert slug("日本語の見出し") == "日本語の見出し"
     assert slug("snake_case  and-dash 🚀") == "snake_case--and-dash-"
     slugs = Slugger()
-    assert [slugs.slug(h) for h in ("Setup", "Setup", "Setup", "Setup-1")] == ["setup", "setup-1", "setup-2", "setup-1-1"]
+    assert [slugs.slug(h) for h in ("Setup", "Setup", "Setup", "Setup-1")] == [
+        "setup",
+        "setup-1",
+        "setup-2",
+        "setup-1-1",
+    ]
     doc = write(tmp_path / "g.md", f"Intro words.\n\n# Setup\n\n{STOPS}\n\n# Setup\n\nAgain.\n\n# Ça marche\n\nOui.\n")
     anchors = [i.anchor for i in iter_markdown(doc, options)]
     assert anchors[:3] == ["", "setup", "setup&chunk=2"]  # the top has no fragment; a long section adds &chunk=N

@@ -59,6 +59,7 @@ def _gone(process: psutil.Process, within: float) -> bool:
     return True
 
 
+@pytest.mark.slow
 def test_two_processes_share_one_server_and_see_each_others_writes(tmp_path: Path) -> None:
     db = tmp_path / "milvus.db"
     other = _python(USER, str(db), "3")
@@ -78,6 +79,7 @@ def test_two_processes_share_one_server_and_see_each_others_writes(tmp_path: Pat
     assert len(_servers(db)) == 1
 
 
+@pytest.mark.slow
 def test_racing_processes_end_with_one_server(tmp_path: Path) -> None:
     db = tmp_path / "milvus.db"
     code = (
@@ -94,6 +96,7 @@ def test_racing_processes_end_with_one_server(tmp_path: Path) -> None:
             racer.communicate("", timeout=60)
 
 
+@pytest.mark.slow
 def test_the_server_stops_once_its_last_user_is_killed(tmp_path: Path) -> None:
     db = tmp_path / "milvus.db"
     user = _python(USER, str(db), "2")
@@ -214,3 +217,33 @@ def test_acquire_says_why_the_server_did_not_start(tmp_path: Path) -> None:
             acquire(db, idle=3)
     finally:
         holder.communicate("", timeout=60)
+
+
+@pytest.mark.slow
+def test_a_copied_folder_never_uses_the_original_server_and_the_state_is_private(tmp_path: Path) -> None:
+    import stat
+
+    from connectors.milvus.lite_server import STATE
+
+    db = tmp_path / "a" / "milvus.db"
+    db.parent.mkdir()
+    other = _python(USER, str(db), "3")  # keeps the original's server running while the folder is copied
+    try:
+        assert other.stdout is not None
+        address = other.stdout.readline().strip()
+        folder = state_dir(db.absolute())
+        assert stat.S_IMODE(folder.stat().st_mode) == 0o700
+        assert stat.S_IMODE((folder / STATE).stat().st_mode) == 0o600
+        subprocess.run(["cp", "-a", str(db.parent), str(tmp_path / "b")], check=True)  # a hot copy, state included
+        copy = tmp_path / "b" / "milvus.db"
+        with MilvusStore.open(copy, "knowledge", encoder_info=ENCODER) as store:
+            assert store.address != address  # a server of its own
+            copied = store.count()
+            store.upsert([text_item(i) for i in range(10, 13)], unit_vectors(3, seed=5))
+            assert store.count() == copied + 3
+        assert ServerState.read(state_dir(copy.absolute())) is not None
+        with MilvusStore.open(db, "knowledge", create=False) as store:
+            assert store.address == address and store.count() == 3  # the original is untouched
+    finally:
+        other.communicate("", timeout=60)
+    assert other.returncode == 0

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 from llama_index.core.vector_stores.types import (
@@ -74,8 +75,14 @@ def test_metadata_filters_with_conditions() -> None:
     )
     negated = MetadataFilters(filters=[_filter("a", "x"), _filter("b", "y")], condition=FilterCondition.NOT)
     assert compile_filter(negated) == 'not ((metadata["a"] == "x") or (metadata["b"] == "y"))'
-    assert compile_filter(MetadataFilters(filters=[_filter("tags", "t", FilterOperator.TEXT_MATCH)])) == "(array_contains(tags, \"t\"))"
-    assert compile_filter(MetadataFilters(filters=[_filter("tags", "", FilterOperator.IS_EMPTY)])) == "(array_length(tags) == 0)"
+    assert (
+        compile_filter(MetadataFilters(filters=[_filter("tags", "t", FilterOperator.TEXT_MATCH)]))
+        == '(array_contains(tags, "t"))'
+    )
+    assert (
+        compile_filter(MetadataFilters(filters=[_filter("tags", "", FilterOperator.IS_EMPTY)]))
+        == "(array_length(tags) == 0)"
+    )
 
 
 def test_helpers() -> None:
@@ -190,7 +197,9 @@ def _selected(corpus: tuple[MilvusStore, list[KnowledgeItem]], filters: Any) -> 
         ({"source": "pictures/1.jpg"}, {1}),
     ],
 )
-def test_operators_select_the_right_items(corpus: tuple[MilvusStore, list[KnowledgeItem]], filters: Any, expected: set[int]) -> None:
+def test_operators_select_the_right_items(
+    corpus: tuple[MilvusStore, list[KnowledgeItem]], filters: Any, expected: set[int]
+) -> None:
     assert _selected(corpus, filters) == expected
 
 

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import pytest
@@ -50,6 +51,7 @@ def _exact(items: list[Any], vectors: np.ndarray, query: np.ndarray, k: int, kee
     return [items[i].id for i in order[:k]]
 
 
+@pytest.mark.slow
 def test_exact_while_small_then_hnsw_and_every_search_still_answers(store) -> None:
     items, vectors = _fill(store, 0, 80)
     assert _index_type(store) == "FLAT"
@@ -66,6 +68,7 @@ def test_exact_while_small_then_hnsw_and_every_search_still_answers(store) -> No
         assert [h.id for h in reopened.search(query, k=3)] == _exact(items, vectors, query, 3)
 
 
+@pytest.mark.slow
 def test_a_short_filtered_graph_answer_is_completed_by_an_exact_search(store, monkeypatch) -> None:
     items, vectors = _fill(store, 0, 200)
     assert _index_type(store) == "HNSW"

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 import pytest
@@ -17,10 +18,10 @@ from llama_index.vector_stores.milvus import MilvusVectorStore
 from pymilvus import MilvusClient
 
 from connectors.milvus import (
-    ConnectOptions,
     Blend,
     BlendError,
     CollectionNotFoundError,
+    ConnectOptions,
     DatabaseNotFoundError,
     EncoderInfo,
     EncoderMismatchError,
@@ -35,6 +36,8 @@ from connectors.milvus import (
 from connectors.milvus.interop import llama_vector_store
 from connectors.milvus.lite_server import shared_lite
 from rag.items import KnowledgeItem
+from tests.conftest import database_of
+from tests.milvus_server import MilvusLiteServer
 
 from .milvus_corpus import DIM, ENCODER, image_item, text_item, unit_vectors
 
@@ -52,10 +55,31 @@ HOSTILE = [
 ]
 
 
-@pytest.fixture
-def db(milvus_uri: str) -> str:
-    """A Milvus Lite folder, or a database on a standalone server over http (``milvus_uri``)."""
-    return milvus_uri
+#: A real Milvus to run this contract suite against (``make test-milvus``); without it those runs are skipped.
+REAL_MILVUS = "RAG_TEST_MILVUS_URI"
+
+
+@pytest.fixture(params=["lite", "http", "server", "milvus"])
+def db(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Where the store under contract lives:
+
+    - ``lite``: a Milvus Lite folder, served by its shared server (the default store);
+    - ``http``: a database on the session's standalone ``milvus-lite server``, which the store recognises as Lite;
+    - ``server``: the same, with ``RAG_MILVUS_BACKEND=server``, so the store takes a Milvus server's path: Milvus's
+      BM25 function and server-side hybrid search;
+    - ``milvus``: a database on a real Milvus at ``RAG_TEST_MILVUS_URI`` (``make test-milvus``), skipped without it.
+    """
+    if request.param == "lite":
+        return str(tmp_path / "lite" / "milvus.db")
+    if request.param == "milvus":
+        uri = os.environ.get(REAL_MILVUS)
+        if not uri:
+            pytest.skip(f"no real Milvus: set {REAL_MILVUS}=http://host:19530 to run the store contract on one")
+        return database_of(uri.rstrip("/"), request.node.nodeid)
+    if request.param == "server":
+        monkeypatch.setenv("RAG_MILVUS_BACKEND", "server")
+    server: MilvusLiteServer = request.getfixturevalue("milvus_server")
+    return database_of(server.uri, request.node.nodeid)
 
 
 @pytest.fixture
@@ -96,7 +120,9 @@ def test_opening_without_create_creates_nothing(tmp_path: Path, monkeypatch: pyt
             attempt()
         message = str(refused.value)
         assert f"no Milvus Lite database at {tmp_path / 'rag_data' / 'milvus.db'}" in message
-        assert "rag_data/milvus.db is relative to the current folder" in message and "--uri or RAG_MILVUS_URI" in message
+        assert (
+            "rag_data/milvus.db is relative to the current folder" in message and "--uri or RAG_MILVUS_URI" in message
+        )
     assert list(tmp_path.iterdir()) == []
     MilvusStore.open("rag_data/milvus.db", "knowledge", encoder_info=ENCODER).close()
     with pytest.raises(CollectionNotFoundError, match="no collection 'other' at .*; existing: knowledge"):
@@ -245,7 +271,9 @@ def test_missing_and_foreign_collections_are_refused(lite_db: str) -> None:
 def test_a_collection_of_an_older_schema_is_refused(db: str) -> None:
     with MilvusStore.open(db, "old", encoder_info=ENCODER) as store:
         store._core.client.alter_collection_properties("old", properties={"mmrag.schema_version": "1"})
-    with pytest.raises(StoreError, match="schema version 1, this library writes 3; re-ingest"):
+    with pytest.raises(
+        StoreError, match=r"schema version 1, this library reads 3 \(after `rag migrate`\) and writes 4"
+    ):
         MilvusStore.open(db, "old", create=False)
 
 
@@ -333,14 +361,22 @@ def test_reopening_keeps_everything(db: str) -> None:
 
 def _python(code: str, db: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [sys.executable, "-c", code, db], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
+        [sys.executable, "-c", code, db],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
     )
 
 
 def test_a_folder_held_by_another_process_is_reported_and_freed_on_close(lite_db: str) -> None:
     db = lite_db
     Path(db).parent.mkdir(parents=True)
-    holder = _python("import sys; from pymilvus import MilvusClient; MilvusClient(sys.argv[1]); print('ready', flush=True); sys.stdin.read()", db)
+    holder = _python(
+        "import sys; from pymilvus import MilvusClient; MilvusClient(sys.argv[1]); print('ready', flush=True); "
+        "sys.stdin.read()",
+        db,
+    )
     try:
         assert holder.stdout is not None and holder.stdout.readline().strip() == "ready"
         with pytest.raises(StoreLockedError, match="in use by another process"):
@@ -350,7 +386,9 @@ def test_a_folder_held_by_another_process_is_reported_and_freed_on_close(lite_db
     with MilvusStore.open(db, "knowledge", encoder_info=ENCODER, options=ConnectOptions(lite="in-process")):
         pass
     # Closed, and opened in this process: another process can open the folder in-process now.
-    reader = _python("import sys; from pymilvus import MilvusClient; print(MilvusClient(sys.argv[1]).list_collections())", db)
+    reader = _python(
+        "import sys; from pymilvus import MilvusClient; print(MilvusClient(sys.argv[1]).list_collections())", db
+    )
     assert "'knowledge'" in reader.communicate(timeout=30)[0]
 
 
@@ -364,19 +402,28 @@ def test_llama_index_milvus_vector_store_reads_our_rows(lite_db: str) -> None:
     # once opened anew.
     with shared_lite(db) as uri:
         stock = MilvusVectorStore(
-            uri=uri, collection_name="knowledge", dim=DIM, embedding_field="embedding", text_key="text", use_async_client=False
+            uri=uri,
+            collection_name="knowledge",
+            dim=DIM,
+            embedding_field="embedding",
+            text_key="text",
+            use_async_client=False,
         )
         stock.client.load_collection("knowledge")
         index = VectorStoreIndex.from_vector_store(stock, embed_model=MockEmbedding(embed_dim=DIM))
         hits = index.as_retriever(similarity_top_k=2).retrieve(QueryBundle("ignored", embedding=fused[2].tolist()))
         node = hits[0].node
         assert isinstance(node, ImageNode) and node.node_id == items[2].id
-        assert node.text == items[2].text and node.image_path == items[2].image.uri and node.image_mimetype == "image/jpeg"
+        assert (
+            node.text == items[2].text and node.image_path == items[2].image.uri and node.image_mimetype == "image/jpeg"
+        )
         assert node.metadata["rank"] == 2 and node.metadata["source"] == items[2].source
         assert node.metadata["tags"] == ["picture", "n2"] and node.ref_doc_id == items[2].source
         assert hits[0].score == pytest.approx(1.0, abs=1e-5)
 
-        text_hit = index.as_retriever(similarity_top_k=1).retrieve(QueryBundle("ignored", embedding=fused[5].tolist()))[0]
+        text_hit = index.as_retriever(similarity_top_k=1).retrieve(QueryBundle("ignored", embedding=fused[5].tolist()))[
+            0
+        ]
         assert isinstance(text_hit.node, TextNode) and text_hit.node.get_content() == items[5].text
 
     # The helper also wires BM25 so LlamaIndex's hybrid mode runs on our sparse field.
@@ -397,7 +444,11 @@ def test_item_problems_name_every_limit() -> None:
         source="s" * 5_000,
     )
     problems = item_problems(item)
-    assert problems[:3] == ["300 tags (limit 256)", "300 tag(s) over 512 bytes", "metadata is 70012 bytes of JSON (limit 65536)"]
+    assert problems[:3] == [
+        "300 tags (limit 256)",
+        "300 tag(s) over 512 bytes",
+        "metadata is 70012 bytes of JSON (limit 65536)",
+    ]
     assert any(p.startswith("source is 5000 bytes") for p in problems)
     assert any("_node_content" in p and "metadata too large" in p for p in problems)
     assert item_problems(text_item(0, metadata={"when": object()}))[0].startswith("metadata is not plain JSON")
@@ -408,7 +459,9 @@ def test_item_problems_name_every_limit() -> None:
     [
         image_item(0),
         text_item(1),
-        image_item(2, metadata={"note": "ü😀\x01\"\\" * 2_000, "nested": [{"k": "v" * 300}] * 20}, tags=["é" * 500] * 256),
+        image_item(
+            2, metadata={"note": 'ü😀\x01"\\' * 2_000, "nested": [{"k": "v" * 300}] * 20}, tags=["é" * 500] * 256
+        ),
         text_item(3, metadata={"page": 1, "path": "/a/b" * 500}, source="s" * 4_000),
     ],
 )

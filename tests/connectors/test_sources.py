@@ -10,8 +10,8 @@ import struct
 import threading
 import time
 import zlib
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Iterable, Iterator
 
 import pypdfium2 as pdfium
 import pytest
@@ -104,7 +104,11 @@ def test_folder_items_text_tags_metadata_and_order(corpus: Path, options: Source
     items = [i for i in everything if i.image is not None]
     by_name = {Path(i.image.uri).name: i for i in items}
     assert [Path(i.image.uri).relative_to(corpus).as_posix() for i in items] == [
-        "a.jpg", "b.png", "e.jpg", "sub/c.jpg", "sub/d.jpg"
+        "a.jpg",
+        "b.png",
+        "e.jpg",
+        "sub/c.jpg",
+        "sub/d.jpg",
     ]
     a, b, c = by_name["a.jpg"], by_name["b.png"], by_name["c.jpg"]
     assert a.text == "A red rectangle." and a.modality == Modality.IMAGE_TEXT
@@ -115,7 +119,9 @@ def test_folder_items_text_tags_metadata_and_order(corpus: Path, options: Source
     assert c.text == "" and c.modality == Modality.IMAGE
     assert len(by_name["d.jpg"].text) == len("word " * 2000) - 1  # kept whole, only stripped
     orphan = [i for i in everything if i.image is None]  # a .txt beside no image is a document, not a caption
-    assert [(i.name, i.text, i.modality) for i in orphan] == [("orphan.txt#line=0,1", "a caption for nothing", Modality.TEXT)]
+    assert [(i.name, i.text, i.modality) for i in orphan] == [
+        ("orphan.txt#line=0,1", "a caption for nothing", Modality.TEXT)
+    ]
 
 
 def test_folder_reports_every_bad_file_and_warns_on_captions(corpus: Path, options: SourceOptions) -> None:
@@ -154,6 +160,7 @@ def test_decompression_bomb_guard(tmp_path: Path) -> None:
     _, errors = split(iter_folder(tmp_path, SourceOptions(cache_dir=tmp_path / "cache", max_image_pixels=5000)))
     assert [e.kind for e in errors] == [Kind.IMAGE_TOO_LARGE]
     assert errors[0].reason == "100x100 image exceeds the 5000-pixel limit (decompression-bomb guard)"
+
     # A PNG header announcing 30000x30000 pixels, past the limit Pillow applies itself.
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
@@ -162,7 +169,9 @@ def test_decompression_bomb_guard(tmp_path: Path) -> None:
     body = chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + chunk(b"IEND", b"")
     write(tmp_path / "big.png", b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + body)
     _, errors = split(iter_folder(tmp_path, SourceOptions(cache_dir=tmp_path / "cache", max_image_pixels=5000)))
-    assert [e.reason for e in errors] == ["900000000-pixel image exceeds the 5000-pixel limit (decompression-bomb guard)"]
+    assert [e.reason for e in errors] == [
+        "900000000-pixel image exceeds the 5000-pixel limit (decompression-bomb guard)"
+    ]
 
 
 # -- manifests ------------------------------------------------------------------------------
@@ -181,8 +190,8 @@ def test_csv_manifest_rows_and_bad_rows_by_line(tmp_path: Path, images: Path, op
     manifest = write(
         tmp_path / "data" / "manifest.csv",
         "image,text,tags,category\n"
-        "img/red.jpg,A red one,\"warm,bright\",colour\n"
-        f"{images / 'green.png'},\"A green one,\nover two lines\",,colour\n"
+        'img/red.jpg,A red one,"warm,bright",colour\n'
+        f'{images / "green.png"},"A green one,\nover two lines",,colour\n'
         ",Only text here,,note\n"
         "img/missing.jpg,Gone,,\n"
         "img/broken.jpg,Broken,,\n"
@@ -219,7 +228,11 @@ def test_csv_bad_bytes_and_bad_quoting_stay_on_their_line(tmp_path: Path, option
     manifest = write(tmp_path / "m.csv", b'\xef\xbb\xbftext\nfirst\nsecond \xff\n"bad"quote\nlast\n"open\n')
     items, errors = split(iter_manifest(manifest, options))
     assert [i.text for i in items] == ["first", "last"]
-    assert [(e.source.rsplit(":", 1)[1], e.kind) for e in errors] == [("3", Kind.BAD_ROW), ("4", Kind.BAD_ROW), ("6", Kind.BAD_ROW)]
+    assert [(e.source.rsplit(":", 1)[1], e.kind) for e in errors] == [
+        ("3", Kind.BAD_ROW),
+        ("4", Kind.BAD_ROW),
+        ("6", Kind.BAD_ROW),
+    ]
 
 
 def test_jsonl_manifest_with_custom_columns(tmp_path: Path, images: Path) -> None:
@@ -240,7 +253,10 @@ def test_jsonl_manifest_with_custom_columns(tmp_path: Path, images: Path) -> Non
     assert items[0].metadata == expected
     assert items[0].tags == ["a"]
     assert [(int(e.source.rsplit(":", 1)[1]), e.kind) for e in errors] == [
-        (2, Kind.BAD_ROW), (3, Kind.BAD_ROW), (4, Kind.BAD_ROW), (6, Kind.BAD_ROW)
+        (2, Kind.BAD_ROW),
+        (3, Kind.BAD_ROW),
+        (4, Kind.BAD_ROW),
+        (6, Kind.BAD_ROW),
     ]
 
 
@@ -269,7 +285,9 @@ def test_local_root_confines_the_images_a_manifest_may_name(tmp_path: Path) -> N
     options = SourceOptions(cache_dir=tmp_path / "cache", local_root=root)
     items, errors = split(iter_manifest(manifest, options))
     assert [i.text for i in items] == ["inside.png"]
-    assert [(e.source.rsplit(":", 1)[1], e.kind) for e in errors] == [(str(n), Kind.BAD_REFERENCE) for n in (2, 3, 4, 5)]
+    assert [(e.source.rsplit(":", 1)[1], e.kind) for e in errors] == [
+        (str(n), Kind.BAD_REFERENCE) for n in (2, 3, 4, 5)
+    ]
     assert "outside" in errors[0].reason
 
 
@@ -399,7 +417,9 @@ def encrypted_pdf(path: Path) -> Path:
     out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
     out += b"".join(b"%010d 00000 n \n" % o for o in offsets)
     out += b"trailer\n<< /Size %d /Root 1 0 R /Encrypt 4 0 R /ID [<%s> <%s>] >>\n" % (
-        len(objects) + 1, b"00" * 16, b"00" * 16
+        len(objects) + 1,
+        b"00" * 16,
+        b"00" * 16,
     )
     out += b"startxref\n%d\n%%%%EOF\n" % xref
     return write(path, bytes(out))
@@ -413,7 +433,11 @@ def test_pdf_pages_and_figures(tmp_path: Path, options: SourceOptions) -> None:
     page1, chunk1, fig, page2, chunk2 = items
     assert {i.source for i in items} == {str(pdf)}  # the document: a re-ingest replaces its items, lost pages too
     assert [i.name for i in items] == [
-        "doc.pdf#page=1", "doc.pdf#page=1&chunk=1", "doc.pdf#page=1&figure=1", "doc.pdf#page=2", "doc.pdf#page=2&chunk=1"
+        "doc.pdf#page=1",
+        "doc.pdf#page=1&chunk=1",
+        "doc.pdf#page=1&figure=1",
+        "doc.pdf#page=2",
+        "doc.pdf#page=2&chunk=1",
     ]
     assert chunk1.text == page1.text and chunk1.modality == Modality.TEXT and chunk2.text == "Second page text"
     assert "Chapter title far above" in page1.text and "Figure 1: a red rectangle" in page1.text
@@ -473,7 +497,7 @@ def test_markdown_images_with_their_context(docs: Path, options: SourceOptions) 
         docs / "guide.md",
         "# Guide\n\nIntro that belongs to no image.\n\n"
         "## Cats\n\n"
-        "Here is a cat ![A *red* cat](img/red%20cat.jpg \"Tabby\") sitting on a mat.\n\n"
+        'Here is a cat ![A *red* cat](img/red%20cat.jpg "Tabby") sitting on a mat.\n\n'
         "![](img/blue.png)\n\n"
         "Figure 2: the caption paragraph after a lone image.\n\n"
         "## Broken\n\n"
@@ -485,9 +509,9 @@ def test_markdown_images_with_their_context(docs: Path, options: SourceOptions) 
     everything, errors = split(iter_markdown(doc, options))
     chunks = [i for i in everything if i.image is None]
     assert [i.name for i in chunks] == ["guide.md#guide", "guide.md#cats", "guide.md#broken"]
-    assert chunks[1].text.startswith("Cats\n\nHere is a cat sitting on a mat.") and chunks[1].metadata["heading_path"] == [
-        "Guide", "Cats"
-    ]
+    assert chunks[1].text.startswith("Cats\n\nHere is a cat sitting on a mat.") and chunks[1].metadata[
+        "heading_path"
+    ] == ["Guide", "Cats"]
     items = [i for i in everything if i.image is not None]
     assert [i.anchor for i in items] == ["image=1", "image=2", "image=6", "image=7", "image=8"]  # 3-5 failed
     texts = [i.text for i in items]
@@ -559,7 +583,7 @@ def test_llama_index_documents_and_nodes(tmp_path: Path, options: SourceOptions)
     blue = png((0, 0, 200))
     nodes = [
         ImageDocument(image=base64.b64encode(blue).decode(), text="A blue box", metadata={"file_path": "/docs/a.md"}),
-        Document(text="Only words", metadata={"lang": "en"}),
+        Document(text="Only words", metadata={"lang": "en"}, doc_id="words"),
         Document(text="Red by path", image_resource=MediaResource(path=red)),
         ImageNode(image_path=str(red), text="Red image node"),
         TextNode(text="A text node"),
@@ -581,7 +605,9 @@ def test_llama_index_documents_and_nodes(tmp_path: Path, options: SourceOptions)
     assert words.metadata["lang"] == "en" and words.metadata["node_id"] == nodes[1].node_id
     assert by_path.image.uri == image_node.image.uri == str(red) and by_path.source == str(red)
     assert [e.kind for e in errors] == [Kind.URL_DISABLED, Kind.INVALID, Kind.CORRUPT_IMAGE]
-    again = split(iter_llama_nodes([Document(text="Only words", metadata={"lang": "en"})], options))[0]
+    assert (words.ref_doc_id, words.source, words.name) == ("words", "words", "words")  # named by its doc_id
+    assert inline.ref_doc_id == nodes[0].doc_id and image_node.name == f"red.jpg#node={nodes[3].node_id}"
+    again = split(iter_llama_nodes([Document(text="Only words", metadata={"lang": "en"}, doc_id="words")], options))[0]
     assert again[0].id == words.id
 
 
@@ -631,13 +657,19 @@ def test_items_are_named_relative_to_the_path_they_were_read_from(
     assert names[:6] == ["a.jpg", "b.png", "e.jpg", "orphan.txt#line=0,1", "sub/c.jpg", "sub/d.jpg"]  # by path in it
     pdf_names = [n for n in names if n.startswith("doc.pdf")]
     assert {"doc.pdf#page=1", "doc.pdf#page=2", "doc.pdf#page=1&chunk=1", "doc.pdf#page=1&figure=1"} <= set(pdf_names)
-    assert [n for n in names[6:] if not n.startswith("doc.pdf")] == ["m.jsonl#line=1", "single.png", "a.md#a", "a.md#image=1"]
+    assert [n for n in names[6:] if not n.startswith("doc.pdf")] == [
+        "m.jsonl#line=1",
+        "single.png",
+        "a.md#a",
+        "a.md#image=1",
+    ]
     assert len(set(names)) == len(names)  # unique
 
 
 def test_missing_sources_and_peeking_for_items(tmp_path: Path, corpus: Path) -> None:
     assert missing_sources([corpus, tmp_path / "absent", "https://example.org/x.png", "ftp://h/x.png"]) == [
-        str(tmp_path / "absent"), "ftp://h/x.png"
+        str(tmp_path / "absent"),
+        "ftp://h/x.png",
     ]
     (tmp_path / "empty").mkdir()
     found, results = peek_items(open_sources([tmp_path / "empty", tmp_path / "absent"]))

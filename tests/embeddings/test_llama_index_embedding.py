@@ -25,7 +25,9 @@ def embed(tiny_base) -> VisualizedBGEEmbedding:
 def test_text_query_and_batch(embed, tiny_base):
     texts = ["blue whale", "a cat on a sofa", "bridge at night"]
     np.testing.assert_allclose(embed.get_text_embedding_batch(texts), tiny_base.encode_text(texts), atol=1e-6)
-    np.testing.assert_allclose(embed.get_query_embedding("blue whale"), tiny_base.encode_text(["blue whale"])[0], atol=1e-6)
+    np.testing.assert_allclose(
+        embed.get_query_embedding("blue whale"), tiny_base.encode_text(["blue whale"])[0], atol=1e-6
+    )
 
 
 def test_image_from_path_and_bytes(embed, tiny_base):

@@ -15,7 +15,7 @@ import torch
 from PIL import Image
 
 from rag.embeddings import ImageLoadError, VisualizedBGE
-from rag.embeddings.compiled import BucketedCompile, bucket
+from rag.embeddings.compiled import bucket
 from rag.embeddings.inputs import PixelBatcher, PreparedImage, normalise_on_host
 from rag.embeddings.preprocess import Preprocessor
 from rag.embeddings.visualized_bge import loading
@@ -28,6 +28,7 @@ IMAGES = sorted((parity_dir("base") / "images").iterdir())
 
 def png_claiming(width: int, height: int) -> bytes:
     """A PNG whose header claims a size, with no pixels behind it: a decompression bomb as far as the check goes."""
+
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
@@ -47,7 +48,17 @@ def hostile_inputs(tmp_path: Path, monkeypatch) -> list:
     for name, data in broken.items():
         (tmp_path / name).write_bytes(data)
         paths.append(tmp_path / name)
-    return [small[0], paths[0], small[1], paths[1], bomb.getvalue(), small[2], paths[2], tmp_path / "missing.jpg", small[3]]
+    return [
+        small[0],
+        paths[0],
+        small[1],
+        paths[1],
+        bomb.getvalue(),
+        small[2],
+        paths[2],
+        tmp_path / "missing.jpg",
+        small[3],
+    ]
 
 
 def test_parallel_preprocessing_equals_the_serial_path(tmp_path, monkeypatch) -> None:
@@ -105,7 +116,9 @@ def test_converting_while_loading_equals_converting_after(tmp_path) -> None:
     ours = load_tiny("base", dtype="bfloat16")
     legacy = tmp_path / "legacy.pth"  # torch's old format cannot be memory-mapped: read whole instead
     torch.save(torch.load(d / "weights.pth", weights_only=True), legacy, _use_new_zipfile_serialization=False)
-    plain = VisualizedBGE.from_pretrained(legacy, d / "text_model", vision_config=d / "vision_config.json", dtype="float32")
+    plain = VisualizedBGE.from_pretrained(
+        legacy, d / "text_model", vision_config=d / "vision_config.json", dtype="float32"
+    )
     plain.model.to(torch.bfloat16)
     for (name, a), (_, b) in zip(ours.model.state_dict().items(), plain.model.state_dict().items()):
         assert a.dtype == b.dtype and torch.equal(a, b), name
@@ -145,7 +158,7 @@ def test_compiled_calls_pad_to_buckets_and_keep_the_results(monkeypatch) -> None
     enc.runtime = enc.runtime.__class__(**{**enc.runtime.to_dict(), "compile": True, "batch_size": 4})
     compiled = enc.encode_fused(IMAGES[:3], texts)
     np.testing.assert_allclose(compiled, eager, atol=1e-5)
-    (pixels, ids, mask), = shapes
+    ((pixels, ids, mask),) = shapes
     longest = enc.tokenize(texts, enc.max_fused_text_tokens)["input_ids"].shape[1]
     assert pixels[0] == ids[0] == mask[0] == 4  # 3 rows padded to a power of two
     assert ids[1] == mask[1] == bucket(longest, enc.max_fused_text_tokens, 16) > longest
@@ -166,7 +179,14 @@ def test_worker_processes_give_the_same_results_as_threads(tmp_path) -> None:
     paths = list(IMAGES)
     broken = tmp_path / "truncated.jpg"
     broken.write_bytes(IMAGES[0].read_bytes()[:500])
-    inputs = [paths[0], broken, png_claiming(20_000, 20_000), paths[1].read_bytes(), str(paths[2]), tmp_path / "missing.png"]
+    inputs = [
+        paths[0],
+        broken,
+        png_claiming(20_000, 20_000),
+        paths[1].read_bytes(),
+        str(paths[2]),
+        tmp_path / "missing.png",
+    ]
     transform = VisualizedBGETransform(224)
     threads = list(Preprocessor(transform, workers=2).map(inputs))
     processes = Preprocessor(transform, workers=2, processes=True, group=2)
@@ -201,6 +221,8 @@ def test_the_encoder_gives_the_same_vectors_with_worker_processes() -> None:
     with_threads = load_tiny("base", batch_size=2)
     with_processes = load_tiny("base", batch_size=2, preprocess="processes")
     try:
-        np.testing.assert_array_equal(with_processes.encode_fused(IMAGES, texts), with_threads.encode_fused(IMAGES, texts))
+        np.testing.assert_array_equal(
+            with_processes.encode_fused(IMAGES, texts), with_threads.encode_fused(IMAGES, texts)
+        )
     finally:
         with_processes.close()

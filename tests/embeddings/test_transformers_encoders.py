@@ -11,7 +11,14 @@ from PIL import Image
 from pydantic import ValidationError
 from transformers import BridgeTowerModel
 
-from rag.embeddings import BridgeTowerEncoder, CheckpointError, CLIPEncoder, Encoder, FusedNotSupportedError, ImageLoadError
+from rag.embeddings import (
+    BridgeTowerEncoder,
+    CheckpointError,
+    CLIPEncoder,
+    Encoder,
+    FusedNotSupportedError,
+    ImageLoadError,
+)
 from rag.embeddings.registry import load_encoder
 from rag.settings import Settings
 from tests.conftest import parity_dir
@@ -165,8 +172,12 @@ def test_clip_matches_the_transformers_features(folders) -> None:
     pictures = [Image.open(path) for path in IMAGES]
     with torch.inference_mode():
         inputs = processor(
-            text=texts, images=pictures, padding=True, truncation=True,
-            max_length=reference.config.text_config.max_position_embeddings, return_tensors="pt",
+            text=texts,
+            images=pictures,
+            padding=True,
+            truncation=True,
+            max_length=reference.config.text_config.max_position_embeddings,
+            return_tensors="pt",
         )
         text = reference.get_text_features(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"])
         image = reference.get_image_features(pixel_values=inputs["pixel_values"])

@@ -15,8 +15,8 @@ import torch
 from PIL import Image
 
 from rag.embeddings import CheckpointError, ImageLoadError, VisualizedBGE
-from rag.embeddings.visualized_bge import loading
 from rag.embeddings.inputs import load_image
+from rag.embeddings.visualized_bge import loading
 from tests.conftest import load_tiny, parity_dir
 
 PHOTO = parity_dir("base") / "images" / "wiki_candi_1.jpg"
@@ -97,9 +97,7 @@ def test_exif_orientation_is_applied(tiny_base):
     assert loaded.size == upright.size
     # Turned by hand, and rebuilt from its pixels so that no orientation tag remains.
     reference = Image.fromarray(np.asarray(Image.open(io.BytesIO(data)).transpose(Image.Transpose.ROTATE_270)))
-    np.testing.assert_allclose(
-        tiny_base.encode_image([data]), tiny_base.encode_image([reference]), atol=1e-6
-    )
+    np.testing.assert_allclose(tiny_base.encode_image([data]), tiny_base.encode_image([reference]), atol=1e-6)
 
 
 @pytest.mark.parametrize("mode", ["RGBA", "LA", "P", "CMYK", "L", "1", "I", "I;16", "F"])
@@ -149,7 +147,7 @@ def broken_inputs(tmp_path: Path) -> dict[str, Path]:
 
 
 def test_unreadable_images_raise_a_clear_error_naming_the_input(tiny_base, tmp_path):
-    for name, path in broken_inputs(tmp_path).items():
+    for path in broken_inputs(tmp_path).values():
         with pytest.raises(ImageLoadError, match=str(path)):
             tiny_base.encode_image([path])
     with pytest.raises(ImageLoadError, match="bytes"):
@@ -179,7 +177,9 @@ def load_with(state, tmp_path: Path) -> VisualizedBGE:
     path = tmp_path / "weights.pth"
     torch.save(state, path)
     d = parity_dir("base")
-    return VisualizedBGE.from_pretrained(path, d / "text_model", vision_config=d / "vision_config.json", dtype="float32")
+    return VisualizedBGE.from_pretrained(
+        path, d / "text_model", vision_config=d / "vision_config.json", dtype="float32"
+    )
 
 
 def test_checkpoint_with_missing_key_is_refused(tmp_path):

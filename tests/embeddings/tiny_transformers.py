@@ -22,7 +22,9 @@ _MERGES = ["a t", "p h", "ph o", "t o", "s q", "sq u", "e d", "r ed", "c i", "b 
 
 def _byte_alphabet() -> list[str]:
     """The 256 characters byte-level BPE uses for the 256 byte values (GPT-2's printable mapping)."""
-    printable = set(range(ord("!"), ord("~") + 1)) | set(range(ord("¡"), ord("¬") + 1)) | set(range(ord("®"), ord("ÿ") + 1))
+    printable = (
+        set(range(ord("!"), ord("~") + 1)) | set(range(ord("¡"), ord("¬") + 1)) | set(range(ord("®"), ord("ÿ") + 1))
+    )
     shifted = iter(range(256, 512))
     return [chr(b) if b in printable else chr(next(shifted)) for b in range(256)]
 
@@ -59,7 +61,12 @@ def build_clip(folder: Path, seed: int = 0) -> Path:
             pad_token_id=vocab["<|endoftext|>"],
         ),
         vision_config=dict(
-            hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2, image_size=IMAGE_SIZE, patch_size=8
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            image_size=IMAGE_SIZE,
+            patch_size=8,
         ),
         projection_dim=16,
     )

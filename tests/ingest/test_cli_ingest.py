@@ -88,9 +88,9 @@ def test_stats_of_a_missing_collection_says_so(tmp_path):
     corpus = tmp_path / "corpus"
     shutil.copytree(CORPUS, corpus, ignore=shutil.ignore_patterns("shapes-*", "mid-*", "carriage-night.*"))
     assert run(tmp_path, "ingest", str(corpus), "-c", "kb").exit_code == 0
-    result = run(tmp_path, "stats", "-c", "nothing-here")
+    result = run(tmp_path, "stats", "-c", "nothing_here")
     assert result.exit_code == 2
-    assert "no collection 'nothing-here'" in result.output and "existing: kb" in result.output
+    assert "no collection 'nothing_here'" in result.output and "existing: kb" in result.output
 
 
 def test_the_progress_line_and_the_summary_agree_and_brackets_survive(tmp_path):

@@ -134,3 +134,15 @@ def test_a_readme_with_remote_badges_and_a_missing_picture_lands_with_warnings_a
         ("not_found", "warning"),
         ("url_disabled", "warning"),
     ]
+
+
+def test_ocr_all_without_the_extra_is_refused_with_the_advice(tmp_path, monkeypatch):
+    from connectors.sources import ocr
+
+    monkeypatch.setattr(ocr, "ocr_installed", lambda: False)
+    (tmp_path / "scan.png").write_bytes(png((255, 255, 255)))
+    result = run(tmp_path, "ingest", str(tmp_path / "scan.png"), "-c", "kb", "--ocr", "all")
+    assert result.exit_code == 2 and "pip install 'mmrag[ocr]'" in result.output, result.output
+    assert "--ocr auto" in result.output
+    bad = run(tmp_path, "ingest", str(tmp_path / "scan.png"), "-c", "kb", "--ocr", "sometimes")
+    assert bad.exit_code == 2 and "--ocr must be auto, all or off" in bad.output

@@ -192,6 +192,7 @@ def kill_when_added(script: str, args: list[str], added: int, tmp_path: Path) ->
     assert proc.returncode == -signal.SIGKILL, "the run finished before it could be interrupted"
 
 
+@pytest.mark.slow
 def test_killed_run_resumes_to_the_exact_count(tiny_base, tmp_path):
     folder = make_folder(tmp_path / "corpus", 120)
     db = tmp_path / "db" / "milvus.db"

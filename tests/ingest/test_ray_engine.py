@@ -30,6 +30,8 @@ from tests.ingest.test_pipeline import kill_when_added, make_folder
 ray = pytest.importorskip("ray", reason="the Ray engine's tests need the mmrag[ray] extra")
 from rag.ingest import ray_engine, ray_stages  # noqa: E402
 
+pytestmark = pytest.mark.slow  # a Ray cluster starts for most of them
+
 ROOT = Path(__file__).resolve().parents[2]
 
 

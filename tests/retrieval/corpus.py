@@ -40,7 +40,11 @@ def draw(path: Path, seed: int) -> Path:
 
 def image_item(source: str, text: str, path: Path, **fields) -> KnowledgeItem:
     return KnowledgeItem.create(
-        source=source, text=text, image=ImageRef(uri=str(path), mime_type="image/png"), image_bytes=path.read_bytes(), **fields
+        source=source,
+        text=text,
+        image=ImageRef(uri=str(path), mime_type="image/png"),
+        image_bytes=path.read_bytes(),
+        **fields,
     )
 
 

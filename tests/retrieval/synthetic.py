@@ -7,9 +7,9 @@ so each vector's cosine with its query is exactly the ``c`` asked for, and 0 wit
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -57,8 +57,17 @@ class Synthetic:
         self.axes.setdefault(text, len(self.axes))
         return _axis(self.axes[text])
 
-    def add(self, source: str, query: str, fused: float, image: float, *, text: str | None = None, pixels: bytes = b"",
-            tags: Sequence[str] = ()) -> KnowledgeItem:
+    def add(
+        self,
+        source: str,
+        query: str,
+        fused: float,
+        image: float,
+        *,
+        text: str | None = None,
+        pixels: bytes = b"",
+        tags: Sequence[str] = (),
+    ) -> KnowledgeItem:
         """An image+text item (an image alone with ``text=""``) whose fused and image vectors have these cosines with
         ``query``'s vector."""
         item = KnowledgeItem.create(

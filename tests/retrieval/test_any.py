@@ -3,7 +3,8 @@ items without a picture fairly. Vectors with known cosines give every ranking an
 
 from __future__ import annotations
 
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -45,7 +46,11 @@ def sources(results: list[Any]) -> list[str]:
 def test_a_default_text_search_ranks_text_chunks_and_pictures_in_one_list(store, synthetic) -> None:
     results = search(store, synthetic)
     assert sources(results) == [
-        "report.docx#tracking-faults", "dashboard.png", "page.pdf#page=7", "photo.jpg", "notes.txt#chunk=2"
+        "report.docx#tracking-faults",
+        "dashboard.png",
+        "page.pdf#page=7",
+        "photo.jpg",
+        "notes.txt#chunk=2",
     ]
     assert [r.score for r in results] == pytest.approx([0.95, 0.9, 0.7, 0.5, 0.3], abs=1e-5)
     assert [r.node.metadata["modality"] for r in results[:2]] == ["text", "image+text"]

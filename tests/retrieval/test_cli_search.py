@@ -57,7 +57,12 @@ def test_search_composed_query_prints_the_exact_item_first(rag, corpus) -> None:
     data = json.loads(result.stdout)
     assert data["mode"] == "composed-to-multimodal" and data["hybrid"] is False
     first = data["results"][0]
-    assert (first["rank"], first["source"], first["text"], first["image"]) == (1, "grid/0-2", CAPTIONS[2], str(corpus.pictures[0]))
+    assert (first["rank"], first["source"], first["text"], first["image"]) == (
+        1,
+        "grid/0-2",
+        CAPTIONS[2],
+        str(corpus.pictures[0]),
+    )
     assert first["id"] == corpus.id("grid/0-2") and first["metadata"]["tags"] == ["grid"] and len(data["results"]) == 3
 
     table = rag("search", "-t", CAPTIONS[2], "-i", str(corpus.pictures[0]), "-k", "2")
@@ -69,8 +74,18 @@ def test_search_image_mode_filters_and_hybrid(rag, corpus) -> None:
     assert json.loads(image.stdout)["results"][0]["source"] == "uncaptioned"
 
     filtered = rag(
-        "search", "-t", "anything", "--filter", "tags=coast", "--filter", "tags=grid",
-        "--filter", '{"source": {"nin": ["grid/0-0", "grid/0-1"]}}', "-k", "20", "--json",
+        "search",
+        "-t",
+        "anything",
+        "--filter",
+        "tags=coast",
+        "--filter",
+        "tags=grid",
+        "--filter",
+        '{"source": {"nin": ["grid/0-0", "grid/0-1"]}}',
+        "-k",
+        "20",
+        "--json",
     )
     sources = [r["source"] for r in json.loads(filtered.stdout)["results"]]
     assert sorted(sources) == sorted(["lighthouse"] + [f"grid/{i}-{j}" for i in range(3) for j in range(3)][2:])
@@ -98,7 +113,7 @@ def test_a_default_text_search_reaches_text_items_and_filters_by_modality(rag, c
     message = " ".join(refused.stderr.split())
     assert refused.exit_code == 2 and "set --mode to text-to-any or text-to-text" in message
     assert "MetadataFilters" not in message
-    table = " ".join(rag("search", "-t", NOTES[1], "-k", "20").stdout.split())
+    table = " ".join(rag("search", "-t", NOTES[1], "-k", "20", "--wide").stdout.split())
     assert "│ 1 │" in table and "notes/1 │ text │" in table and "│ image+text │" in table  # one list, kinds shown
     unknown = rag("search", "-t", "x", "-f", "modality=txt")
     assert unknown.exit_code == 2 and "unknown value(s) 'txt'" in unknown.stderr
@@ -130,9 +145,12 @@ def test_search_and_ask_pass_the_blend_to_one_store_search(rag, monkeypatch) -> 
 def test_duplicates_are_merged_by_default_and_counted(rag, corpus) -> None:
     args = ("search", "-t", COPIES, "-i", str(corpus.pictures[4]), "-k", "3")
     merged = json.loads(rag(*args, "--dedup", "--json").stdout)
-    assert merged["merged"] == 1 and [r["source"] for r in merged["results"]].count("copies/a") + [
-        r["source"] for r in merged["results"]
-    ].count("copies/b") == 1
+    assert (
+        merged["merged"] == 1
+        and [r["source"] for r in merged["results"]].count("copies/a")
+        + [r["source"] for r in merged["results"]].count("copies/b")
+        == 1
+    )
     assert sum(len(r["duplicates"]) for r in merged["results"]) == 1
     assert "1 duplicate merged" in " ".join(rag(*args, "--dedup").stdout.split())
     every = json.loads(rag(*args, "--json").stdout)
@@ -177,10 +195,22 @@ def test_ask_without_llm_prints_the_labelled_evidence(rag, corpus) -> None:
 def test_ask_with_an_llm_prints_the_answer_and_citations(rag, corpus) -> None:
     with FakeLLMServer(Reply("On a rocky cliff [1].")) as server:
         result = rag(
-            "ask", "Where is the lighthouse?", "--image", str(corpus.pictures[3]), "-k", "2",
-            "--llm-base-url", server.url, "--llm-model", "vision-test", "--max-image-side", "32",
+            "ask",
+            "Where is the lighthouse?",
+            "--image",
+            str(corpus.pictures[3]),
+            "-k",
+            "2",
+            "--llm-base-url",
+            server.url,
+            "--llm-model",
+            "vision-test",
+            "--max-image-side",
+            "32",
         )
-        as_json = rag("ask", "Where is the lighthouse?", "-k", "2", "--llm-base-url", server.url, "--llm-model", "m", "--json")
+        as_json = rag(
+            "ask", "Where is the lighthouse?", "-k", "2", "--llm-base-url", server.url, "--llm-model", "m", "--json"
+        )
     assert result.exit_code == 0, result.output
     assert result.stdout.startswith("On a rocky cliff [1].")
     assert f"[1] lighthouse  id={corpus.id('lighthouse')}  image={corpus.pictures[3]}" in result.stdout
@@ -193,7 +223,9 @@ def test_ask_with_an_llm_prints_the_answer_and_citations(rag, corpus) -> None:
 def test_ask_when_the_llm_fails_exits_4_with_the_evidence(rag, corpus, monkeypatch) -> None:
     with FakeLLMServer(Reply(status=503)) as server:
         monkeypatch.setenv("RAG_LLM_MAX_RETRIES", "0")
-        result = rag("ask", "Where is the lighthouse?", "-k", "2", "--llm-base-url", server.url, "--llm-model", "m", "--json")
+        result = rag(
+            "ask", "Where is the lighthouse?", "-k", "2", "--llm-base-url", server.url, "--llm-model", "m", "--json"
+        )
     assert result.exit_code == 4
     data = json.loads(result.stdout)
     assert data["status"] == "llm_error" and "HTTP 503" in data["error"] and len(data["citations"]) == 2
@@ -202,7 +234,16 @@ def test_ask_when_the_llm_fails_exits_4_with_the_evidence(rag, corpus, monkeypat
 def test_ask_says_a_failed_rerank_once_and_names_the_endpoint(rag, corpus, caplog) -> None:
     with FakeLLMServer(Reply("the second one"), Reply("See [1].")) as server:
         result = rag(
-            "ask", "Where is the lighthouse?", "-k", "2", "--rerank", "1", "--llm-base-url", server.url, "--llm-model", "m"
+            "ask",
+            "Where is the lighthouse?",
+            "-k",
+            "2",
+            "--rerank",
+            "1",
+            "--llm-base-url",
+            server.url,
+            "--llm-model",
+            "m",
         )
         url = server.url
     assert result.exit_code == 0, result.output
@@ -243,7 +284,7 @@ def test_search_with_a_cross_encoder_keeps_the_best_of_the_candidates(rag, reran
     normalized = json.loads(rag("search", "-t", "rocky cliff", "-k", "3", "--rerank-normalize", "--json").stdout)
     assert [r["id"] for r in normalized["results"]] == [r["id"] for r in results[:3]]
     assert all(0 < r["rerank_score"] < 1 for r in normalized["results"])
-    table = rag("search", "-t", "rocky cliff", "-k", "3")
+    table = rag("search", "-t", "rocky cliff", "-k", "3", "--wide")
     assert table.exit_code == 0 and "rerank" in table.stdout
 
 

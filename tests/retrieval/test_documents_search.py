@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 from typer.testing import CliRunner
@@ -70,7 +70,9 @@ def test_the_cli_finds_a_chunk_by_its_words_and_shows_its_name(db) -> None:
     assert result.exit_code == 0, result.output
     top = json.loads(result.stdout)["results"][0]
     assert (top["name"], top["document"], top["anchor"]) == (
-        "depot-handbook.docx#tracking-faults", "depot-handbook.docx", "#tracking-faults"
+        "depot-handbook.docx#tracking-faults",
+        "depot-handbook.docx",
+        "#tracking-faults",
     )
     assert top["metadata"]["modality"] == "text" and "red fault book" in top["text"]
     texts = CliRunner().invoke(app, [*args[:-1], "-f", "modality=text", "--json"], env=env)

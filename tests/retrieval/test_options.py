@@ -28,7 +28,9 @@ def test_values_are_parsed_once_and_kept() -> None:
         and hybrid.asked_blend.signals == ("fused", "bm25")
     )
     assert QueryOptions(blend="  ").blend is None and QueryOptions().mode is None
-    assert AnswerOptions(rerank=2, top_k=8).llm_rerank == 2 == AnswerOptions(llm_rerank=2).llm_rerank  # the old name works
+    assert (
+        AnswerOptions(rerank=2, top_k=8).llm_rerank == 2 == AnswerOptions(llm_rerank=2).llm_rerank
+    )  # the old name works
 
 
 @pytest.mark.parametrize(

@@ -8,7 +8,7 @@ against the ranking computed from the encoder's own vectors, and with BM25 hybri
 from __future__ import annotations
 
 import asyncio
-from typing import Iterator
+from collections.abc import Iterator
 
 import numpy as np
 import pytest
@@ -83,7 +83,11 @@ def test_nodes_carry_image_text_metadata_and_score(store, tiny_base, corpus) -> 
     assert top.score == pytest.approx(1.0, abs=1e-4)
     [item] = evidence([top])
     assert (item.rank, item.id, item.source, item.image, item.text) == (
-        1, node.node_id, "grid/2-1", str(corpus.pictures[2]), CAPTIONS[1]
+        1,
+        node.node_id,
+        "grid/2-1",
+        str(corpus.pictures[2]),
+        CAPTIONS[1],
     )
 
 
@@ -191,7 +195,9 @@ def test_hybrid_brings_the_words_match_first(store, tiny_base, corpus, fusion) -
     assert sources(hybrid)[0] == "notes/0"
     text_query = retriever(store, tiny_base, hybrid=True, fusion=fusion).retrieve("rocky cliff")
     assert sources(text_query)[0] == "lighthouse"
-    pictures = retriever(store, tiny_base, mode="text-to-multimodal", hybrid=True, fusion=fusion).retrieve("rocky cliff")
+    pictures = retriever(store, tiny_base, mode="text-to-multimodal", hybrid=True, fusion=fusion).retrieve(
+        "rocky cliff"
+    )
     assert sources(pictures)[0] == "lighthouse" and all(isinstance(r.node, ImageNode) for r in pictures)
     notes = retriever(store, tiny_base, hybrid=True, fusion=fusion).retrieve("keeper polished lamp")
     assert sources(notes)[0] == "notes/0"  # the default text search reaches text-only items
@@ -218,12 +224,14 @@ def test_copies_of_one_item_are_merged_and_reported(store, tiny_base, corpus) ->
     both = retriever(store, tiny_base, top_k=2, dedup=False).retrieve(bundle)
     assert sorted(sources(both)) == ["copies/a", "copies/b"]
     one = retriever(store, tiny_base, top_k=2).retrieve(bundle)
-    kept, other = sources(one)[0], {"copies/a": "copies/b", "copies/b": "copies/a"}[sources(one)[0]]
+    other = {"copies/a": "copies/b", "copies/b": "copies/a"}[sources(one)[0]]
     assert other not in sources(one) and len(one) == 2
     assert one[0].node.metadata["merged_duplicates"] == [corpus.id(other)]
     assert "merged_duplicates" not in one[0].node.get_content(metadata_mode=MetadataMode.LLM)
     [first, second] = evidence(one)
-    assert first.duplicates == [corpus.id(other)] and second.duplicates == [] and "merged_duplicates" not in first.metadata
+    assert (
+        first.duplicates == [corpus.id(other)] and second.duplicates == [] and "merged_duplicates" not in first.metadata
+    )
 
 
 def test_distinct_items_are_never_merged_by_default(store, tiny_base, corpus) -> None:
@@ -254,9 +262,10 @@ def test_filters_dict_and_metadata_filters(store, tiny_base, corpus) -> None:
     )
     assert sorted(sources(retriever(store, tiny_base, filters=either).retrieve(bundle))) == ["copies/a", "grid/2-2"]
     # The mode's own condition (items with an image) still holds: the note tagged "note" is not an answer.
-    assert retriever(store, tiny_base, filters={"tags": ["note", "coast"]}).retrieve(bundle)[0].node.metadata[
-        "source"
-    ] == "lighthouse"
+    assert (
+        retriever(store, tiny_base, filters={"tags": ["note", "coast"]}).retrieve(bundle)[0].node.metadata["source"]
+        == "lighthouse"
+    )
     # A modality the mode returns narrows it; one it never returns is refused with the modes that return it.
     assert sources(retriever(store, tiny_base, filters={"modality": "image"}).retrieve(bundle)) == ["uncaptioned"]
     with pytest.raises(ValueError, match="set mode to composed-to-any or composed-to-text"):
@@ -268,7 +277,16 @@ def test_a_bad_filter_fails_when_the_retriever_is_made(store, tiny_base) -> None
         retriever(store, tiny_base, filters={"created_at": {"~~": 1}})
 
 
-HOSTILE = ['" or 1==1 or "', "' or ''='", 'a"b', "back\\slash", 'x\\" or id != "', "line\nbreak", ") or (true", "ünï 😀"]
+HOSTILE = [
+    '" or 1==1 or "',
+    "' or ''='",
+    'a"b',
+    "back\\slash",
+    'x\\" or id != "',
+    "line\nbreak",
+    ") or (true",
+    "ünï 😀",
+]
 
 
 @pytest.fixture(scope="module")
@@ -332,7 +350,6 @@ def test_embed_then_search_equals_retrieve(store, tiny_base, corpus) -> None:
     bundle = QueryBundle(CAPTIONS[2], image_path=str(corpus.pictures[1]))
     mode = r.resolve_mode(bundle)
     assert sources(r.search(r.embed(bundle, mode), mode)) == sources(r.retrieve(bundle))
-
 
 
 def test_composed_queries_need_an_encoder_with_fused_vectors(tmp_path, corpus) -> None:

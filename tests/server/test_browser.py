@@ -3,8 +3,8 @@
 Over the sample corpus (examples/corpus) with the tiny parity encoder: types a query, drops an
 image on the drop zone, and waits for the result thumbnails; then asks and waits for the answer
 panel; filters, fails, and reads the API docs; then asks an LLM (the fake one) and watches the answer
-stream in, the citations and their check after it, and an answer that breaks off. The browser has no network: no host name resolves
-but the test server's address, so the page and /docs must need nothing from elsewhere.
+stream in, the citations and their check after it, and an answer that breaks off. The browser has no network: no
+host name resolves but the test server's address, so the page and /docs must need nothing from elsewhere.
 Screenshots go to tests/artifacts/ (ignored by git).
 """
 
@@ -15,8 +15,8 @@ import json
 import logging
 import shutil
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 
@@ -27,6 +27,8 @@ from rag.settings import Settings
 from tests.answer.llm_server import FakeLLMServer, Reply
 
 from .conftest import serve_in_thread
+
+pytestmark = pytest.mark.slow  # a headless Chromium drives a live server
 
 SAMPLES = Path(__file__).resolve().parents[2] / "examples" / "corpus"
 CHROMIUM = Path("/usr/bin/chromium")

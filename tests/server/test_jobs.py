@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from rag.ingest import IngestReport
 from rag.items import Severity, SourceError
@@ -71,7 +71,7 @@ def test_only_the_newest_finished_jobs_are_kept() -> None:
     jobs = IngestJobs(lambda paths, on_progress, stop: IngestReport(), keep=3)
     for _ in range(6):
         job = jobs.submit([Path("a")], [])
-        until(lambda: jobs.get(job.id).status is JobStatus.DONE)
+        until(lambda job=job: jobs.get(job.id).status is JobStatus.DONE)
     listed = jobs.all()
     assert len(listed) == 3 and listed[0].id == job.id
     jobs.close()

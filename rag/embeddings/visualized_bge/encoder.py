@@ -18,11 +18,21 @@ from rag.settings import Settings
 
 from ..base import ImageInput
 from ..compiled import BucketedCompile
-from ..inputs import ImageLoadError, PixelBatcher, PreparedImage, as_texts, check_pairs, run_batches, stack_on_host
+from ..configured import DEFAULT_WEIGHTS, runtime_from_settings, settings_with
+from ..inputs import (
+    ImageLoadError,
+    PixelBatcher,
+    PreparedImage,
+    as_images,
+    as_texts,
+    check_pairs,
+    run_batches,
+    stack_on_host,
+)
 from ..preprocess import Preprocessor
 from ..text_window import TextWindow, window_of
 from ..transformers_encoder import _pixels
-from .configuration import VisionConfig
+from .configuration import VARIANTS, Variant, VisionConfig
 from .loading import CheckpointError, build_model, checkpoint_sha256, load_weights, resolve_checkpoint
 from .modeling import VisualizedBGEModel
 from .preprocessing import NORMALISATION, VisualizedBGETransform
@@ -83,8 +93,6 @@ class VisualizedBGE:
         ``RAG_WEIGHTS``, ``RAG_TEXT_MODEL``, ``RAG_VISION_CONFIG``, ``RAG_DEVICE``, ...), then from the defaults
         (the base variant, on the fastest device); arguments given win.
         """
-        from rag.embeddings.registry import DEFAULT_WEIGHTS, runtime_from_settings, settings_with
-
         settings = settings_with(
             settings,
             text_model=text_model,
@@ -99,7 +107,7 @@ class VisualizedBGE:
         weights = weights if weights is not None else settings.weights or DEFAULT_WEIGHTS["visualized-bge"]
         text_model = settings.text_model
         vision_config = vision_config if vision_config is not None else settings.vision_config
-        checkpoint, variant = resolve_checkpoint(weights)
+        checkpoint, variant = _checkpoint(weights, settings)
         if text_model is None and variant is None:
             raise CheckpointError(
                 f"{checkpoint.name} is not an official file name: pass text_model= (a folder or hub id, "
@@ -191,7 +199,7 @@ class VisualizedBGE:
 
     def encode_image(self, images: Sequence[ImageInput]) -> np.ndarray:
         """Image-only embeddings: the reference defines them as fused with an empty text."""
-        return self.encode_fused(images, [""] * len(images))
+        return self.encode_fused(as_images(images), [""] * len(images))
 
     def encode_fused(self, images: Sequence[ImageInput], texts: Sequence[str]) -> np.ndarray:
         """One vector per (image, text) pair."""
@@ -263,3 +271,16 @@ class VisualizedBGE:
                 max_tokens=self.max_text_tokens if name == "text" else self.max_fused_text_tokens,
             )
         return self._compiled[name](*inputs)
+
+
+def _checkpoint(weights: str | os.PathLike[str], settings: Settings) -> tuple[Path, Variant | None]:
+    """The checkpoint file ``weights`` names. A variant's name not in the Hugging Face cache, where no hub can be
+    reached, is read from ``RAG_WEIGHTS`` when that names a local file: the environment says where it lies."""
+    try:
+        return resolve_checkpoint(weights)
+    except CheckpointError:
+        local = Path(settings.weights).expanduser() if settings.weights else None
+        if str(weights) not in VARIANTS or local is None or not local.is_file():
+            raise
+        logger.info("%s is not in the Hugging Face cache: loading RAG_WEIGHTS=%s", weights, local)
+        return resolve_checkpoint(local)

@@ -32,6 +32,11 @@ __all__ = [
 ]
 
 
+def owner(who: Principal) -> str | None:
+    """Who owns what a request starts (a kept conversation): its token, and the tenant it acts in."""
+    return None if who.name is None else f"{who.name}@{who.tenant or ''}"
+
+
 def install(app: FastAPI, settings: Settings) -> None:
     """Check tokens on every ``/api`` route of ``app`` and keep its audit log (``app.state.access``, ``.audit``).
 

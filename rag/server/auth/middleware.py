@@ -10,6 +10,7 @@ from __future__ import annotations
 import hmac
 import logging
 
+from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import Headers
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -43,8 +44,17 @@ class Access:
         """Whether requests need a token now (a token added while the server runs counts from then on)."""
         return self.enabled and (self._server_token is not None or self.tokens.configured())
 
+    def quick(self, header: str | None) -> bool:
+        """Whether resolving ``header`` needs no scrypt hash (no token, RAG_SERVER_TOKEN, or one checked before)."""
+        _, _, token = (header or "").partition(" ")
+        token = token.strip()
+        return not token.startswith("rag_") or self.verify_server(token) or self.tokens.remembered(token)
+
+    def verify_server(self, token: str) -> bool:
+        return self._server_token is not None and hmac.compare_digest(token.encode(), self._server_token)
+
     def verify(self, token: str) -> Principal | None:
-        if self._server_token is not None and hmac.compare_digest(token.encode(), self._server_token):
+        if self.verify_server(token):
             return SERVER_TOKEN
         return self.tokens.verify(token)
 
@@ -89,8 +99,12 @@ class AuthMiddleware:
             return
         headers = Headers(scope=scope)
         client = scope.get("client")
+        header, address = headers.get("authorization"), client[0] if client else "unknown"
         try:
-            found = self.access.resolve(headers.get("authorization"), client[0] if client else "unknown")
+            if self.access.quick(header):
+                found = self.access.resolve(header, address)
+            else:  # a scrypt hash (a tenth of a second): off the event loop, which other requests share
+                found = await run_in_threadpool(self.access.resolve, header, address)
         except (TokenError, OSError) as e:  # a damaged tokens file: no route may run, and the log says why
             logger.error("cannot check tokens: %s", e)
             found = error_response(500, f"the server cannot check tokens now ({e})")

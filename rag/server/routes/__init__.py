@@ -5,13 +5,13 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends
 
 from ..auth import tokens_router
-from . import ingest, items, search
+from . import documents, ingest, items, search
 from .deps import bearer
 
 
 def api_router() -> APIRouter:
     api = APIRouter(dependencies=[Depends(bearer)])  # documents the header; ``auth`` checks it
-    for module in (search, ingest, items):
+    for module in (search, ingest, items, documents):
         api.include_router(module.router)
     api.include_router(tokens_router)
     return api

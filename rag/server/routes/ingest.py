@@ -8,6 +8,8 @@ from typing import Annotated
 from fastapi import APIRouter, File, Form, Response, UploadFile, status
 from starlette.exceptions import HTTPException
 
+from rag.access import Principal, check_tenant
+
 from ..auth import AuditDep, PrincipalDep, audited_ingest
 from ..jobs import IngestJob
 from ..models import ErrorBody
@@ -35,8 +37,16 @@ def ingest(
         list[str] | None, Form(description="One caption per file, in the same order (ignored for manifests).")
     ] = None,
     tags: Annotated[str, Form(description="Comma-separated tags for every uploaded image.")] = "",
+    tenant: Annotated[
+        str | None,
+        Form(
+            description="The tenant the items belong to: a token of one tenant writes to its own; an admin's may "
+            "name any (none: the default tenant)."
+        ),
+    ] = None,
 ) -> IngestJob:
     """Keep the files and ingest them in the background; poll the job's URL for progress."""
+    target = _tenant_written(who, tenant)
     if captions and len(captions) != len(files):
         raise UploadError(f"{len(captions)} captions for {len(files)} files: give one per file, or none")
     max_bytes = settings.server_max_upload_bytes
@@ -54,22 +64,33 @@ def ingest(
         manifests,
         [t.strip() for t in tags.split(",") if t.strip()],
         on_done=audited_ingest(audit, who, received),
+        tenant=target,
     )
     response.headers["Location"] = f"/api/ingest/{job.id}"
     return job
 
 
 @router.get("/ingest")
-def ingest_jobs(service: ServiceDep) -> list[IngestJob]:
-    """The recent ingest jobs, newest first."""
-    return service.jobs.all()
+def ingest_jobs(service: ServiceDep, who: PrincipalDep) -> list[IngestJob]:
+    """The recent ingest jobs, newest first (a tenant's token: that tenant's)."""
+    return [job for job in service.jobs.all() if who.tenant is None or job.tenant == who.tenant]
 
 
 @router.get("/ingest/{job_id}", responses={404: {"model": ErrorBody}})
-def ingest_job(service: ServiceDep, job_id: str) -> IngestJob:
+def ingest_job(service: ServiceDep, who: PrincipalDep, job_id: str) -> IngestJob:
     """One ingest job: status, items added so far, problems."""
     job = service.jobs.get(job_id)
-    if job is None:
-        message = f"no ingest job {job_id!r} (jobs are listed while the server runs)"
+    if job is None or (who.tenant is not None and job.tenant != who.tenant):
+        message = f"no ingest job {job_id!r} (the last 100 jobs are kept, across restarts)"
         raise HTTPException(status.HTTP_404_NOT_FOUND, message)
     return job
+
+
+def _tenant_written(who: Principal, asked: str | None) -> str | None:
+    """The tenant an upload writes to: the token's own; an admin's choice (checked) or None (the default)."""
+    asked = asked.strip() if asked and asked.strip() else None
+    if who.tenant is not None:
+        if asked is not None and asked != who.tenant:
+            raise HTTPException(status.HTTP_403_FORBIDDEN, f"this token writes to tenant {who.tenant!r} only")
+        return who.tenant
+    return check_tenant(asked) if asked is not None else None

@@ -21,7 +21,7 @@ router = APIRouter()
 def stats(service: ServiceDep, settings: SettingsDep, who: PrincipalDep) -> ServerStats:
     """Item count, vector size and encoder of the collection, and the LLM in use."""
     llm = service.llm.metadata.model_name if service.llm is not None else None
-    data = service.stats().model_dump()
+    data = service.stats(who.tenant).model_dump()
     if not settings.server_show_paths:
         data["uri"] = None
     runtime = service.encoder.runtime.to_dict()
@@ -46,7 +46,7 @@ def delete_items(
 ) -> DeletedItems:
     """Delete the items the filter matches (the files they came from are kept); returns how many were deleted.
     Needs the same authorisation as ingestion."""
-    deleted = service.delete(filters)
+    deleted = service.delete(filters, who.tenant)
     audit.record("delete", who, filter=filters, deleted=deleted)
     return DeletedItems(deleted=deleted)
 
@@ -57,7 +57,7 @@ def delete_items(
     response_class=FileResponse,
     responses={200: {"content": {"image/*": {}}}, 404: {"model": ErrorBody}},
 )
-def item_image(service: ServiceDep, item_id: str) -> FileResponse:
+def item_image(service: ServiceDep, who: PrincipalDep, item_id: str) -> FileResponse:
     """The image of a stored item, found by the item's id (never by a path)."""
-    path, media_type = service.image_file(item_id)
+    path, media_type = service.image_file(item_id, who.tenant)
     return FileResponse(path, media_type=media_type, headers={"Cache-Control": "private, max-age=300"})

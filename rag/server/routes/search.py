@@ -17,7 +17,7 @@ from rag.answer import AnswerResponse, StreamingAnswerResponse
 from rag.retrieval import Evidence, Mode, MultimodalRetriever, merged_count
 from rag.settings import Settings
 
-from ..auth import AuditDep, PrincipalDep
+from ..auth import AuditDep, PrincipalDep, owner
 from ..conversations import Conversation
 from ..models import AskRequest, AskResponse, BlendUsed, CitedResult, Result, SearchRequest, SearchResponse, TokenEvent
 from .body import Query, openapi_body, query_body
@@ -36,7 +36,7 @@ def search(
 
     The options come as a JSON body, or as form fields with the query image as the file ``image``."""
     request = body.options
-    retriever = service.retriever(request)
+    retriever = service.retriever(request, who.tenant)
     upload = read_upload(body.image, settings.server_max_upload_bytes) if body.image else None
     with service.query_image(upload) as path:
         used, blended, found = service.search(QueryBundle(request.text, image_path=path), retriever)
@@ -53,9 +53,9 @@ def ask(service: ServiceDep, settings: SettingsDep, body: AskBody, who: Principa
 
     The options come as a JSON body, or as form fields with the query image as the file ``image``."""
     request = body.options
-    retriever = service.retriever(request)
+    retriever = service.retriever(request, who.tenant)
     upload = read_upload(body.image, settings.server_max_upload_bytes) if body.image else None
-    conversation = service.conversation(request)
+    conversation = service.conversation(request, owner(who))
     with service.query_image(upload) as path, service.history(request.history) as history:
         used, blended, response = service.ask(
             QueryBundle(request.text, image_path=path), retriever, request, history=history, conversation=conversation
@@ -80,10 +80,10 @@ def _streaming(
 ) -> _Streaming:
     request = body.options
     audit.record("ask", who, text=request.text, image=body.image is not None, stream=True)
-    retriever = service.retriever(request)
+    retriever = service.retriever(request, who.tenant)
     upload = read_upload(body.image, settings.server_max_upload_bytes) if body.image else None
     # The pictures are read into the LLM's requests (condensing, answering) before these files go.
-    conversation = service.conversation(request)
+    conversation = service.conversation(request, owner(who))
     with service.query_image(upload) as path, service.history(request.history) as history:
         used, blended, stream = service.ask(
             QueryBundle(request.text, image_path=path),

@@ -196,6 +196,25 @@ function snippet(text, limit) {
   return line.length <= limit ? line : `${line.slice(0, limit - 1)}…`;
 }
 
+// The result's document, opened at the item's anchor less "&chunk=N" (which only keeps names apart). With a
+// token the file is fetched with it; pages and drawings then open as plain text, so no script of theirs runs here.
+function linkSource(link, item) {
+  const url = `/api/items/${encodeURIComponent(item.id)}/source`;
+  const fragment = (item.anchor || "").replace(/(^|&)chunk=\d+/, "").replace(/^&/, "");
+  link.href = fragment ? `${url}#${fragment}` : url;
+  link.addEventListener("click", async (event) => {
+    if (!token()) return;
+    event.preventDefault();
+    const response = await fetch(url, { headers: headers() });
+    if (!response.ok) return setStatus(`cannot open ${item.document}: HTTP ${response.status}`, true);
+    const type = response.headers.get("content-type") || "text/plain";
+    const safe = /html|svg|xml/.test(type) ? "text/plain" : type;
+    const objectUrl = URL.createObjectURL(new Blob([await response.arrayBuffer()], { type: safe }));
+    state.objectUrls.push(objectUrl);
+    window.open(fragment ? `${objectUrl}#${fragment}` : objectUrl, "_blank", "noopener");
+  });
+}
+
 function card(item) {
   const node = $("card").content.firstElementChild.cloneNode(true);
   node.id = `result-${item.rank}`;
@@ -208,6 +227,7 @@ function card(item) {
   node.querySelector(".document").textContent = item.document;
   node.querySelector(".anchor").textContent = item.anchor || "";
   node.querySelector(".source").title = `${item.source} · id ${item.id}`;
+  linkSource(node.querySelector(".open"), item);
   const thumb = node.querySelector(".thumb");
   if (item.image_url) {
     const img = document.createElement("img");

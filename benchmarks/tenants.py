@@ -1,0 +1,104 @@
+"""Search time with tenants: T tenants of N items each in one collection (``tenant``, the partition key, filtered
+by the server on every search), against one collection of T x N items without tenants, side by side in one run.
+
+Both collections live in one embedded Milvus Lite folder and hold the same kind of rows (768-d vectors around
+2,000 centres, as ``index_scale.py`` writes them); a query is a stored vector moved by noise. Times are
+``MilvusStore.search`` alone (the fused field, top 10): the tenants' collection filtered to one tenant (taking
+turns), the single collection unfiltered, and a collection of N items alone (what a tenant would search with a
+collection of its own). Every hit of a filtered search is checked to be of its tenant. Both stay below Lite's
+HNSW threshold unless ``--hnsw`` (exact search: the build of two graphs takes many minutes on 2 cores).
+
+    .venv/bin/python benchmarks/tenants.py [--tenants 10] [--per-tenant 10000] [--queries 30] [--hnsw]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.common import cpu_name  # noqa: E402
+from benchmarks.index_scale import BATCH, CENTRES, DIM, INFO, NOISE, QUERY_NOISE, clustered, moved  # noqa: E402
+from connectors.milvus import MilvusStore, schema  # noqa: E402
+from rag.items import DEFAULT_TENANT, KnowledgeItem  # noqa: E402
+
+
+def fill(
+    store: MilvusStore, tenants: list[str], per_tenant: int, centres: np.ndarray, rng: np.random.Generator
+) -> None:
+    for tenant in tenants:
+        for first in range(0, per_tenant, BATCH):
+            count = min(BATCH, per_tenant - first)
+            fused, image = clustered(rng, centres, count, NOISE), clustered(rng, centres, count, NOISE)
+            items = [
+                KnowledgeItem(
+                    id=f"{tenant}-{row:07d}", text=f"row {row}", source=f"bench/{tenant}/{row}", tenant=tenant
+                )
+                for row in range(first, first + count)
+            ]
+            store.upsert(items, fused, image)
+    store.flush()
+
+
+def timed(store: MilvusStore, queries: np.ndarray, tenants: list[str] | None) -> float:
+    """p50 ms of the searches, filtered to a tenant in turn when ``tenants`` are given (each hit checked)."""
+    store.search(queries[0], k=10)  # warm-up
+    times = []
+    for number, query in enumerate(queries):
+        tenant = tenants[number % len(tenants)] if tenants else None
+        start = time.perf_counter()
+        hits = store.search(query, k=10, filter={"tenant": tenant} if tenant else None)
+        times.append(time.perf_counter() - start)
+        assert len(hits) == 10 and (tenant is None or all(hit.item.tenant == tenant for hit in hits))
+    return statistics.median(times) * 1000
+
+
+def progress(line: str) -> None:
+    print(f"  [{time.strftime('%H:%M:%S')}] {line}", file=sys.stderr, flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tenants", type=int, default=10)
+    parser.add_argument("--per-tenant", type=int, default=10_000)
+    parser.add_argument("--queries", type=int, default=30)
+    parser.add_argument("--hnsw", action="store_true", help="Switch each collection to HNSW before timing it.")
+    args = parser.parse_args()
+    names = [f"t{i}" for i in range(args.tenants)]
+    rng = np.random.default_rng(0)
+    centres = moved(rng, np.zeros((CENTRES, DIM), dtype=np.float32), 1.0)
+    queries = moved(rng, clustered(rng, centres, args.queries, NOISE), QUERY_NOISE)
+    total = args.tenants * args.per_tenant
+    schema.LITE_HNSW_ROWS = 0 if args.hnsw else 10**12
+    results = {}
+    with tempfile.TemporaryDirectory() as folder:
+        db = Path(folder) / "tenants.db"
+        layouts = {
+            f"{args.tenants} tenants x {args.per_tenant:,}, filtered to one": ("tenants", names, names),
+            f"one collection of {total:,}, no filter": ("one", None, [DEFAULT_TENANT] * args.tenants),
+            f"one tenant's {args.per_tenant:,} alone": ("alone", None, [DEFAULT_TENANT]),
+        }
+        for label, (collection, searched, written) in layouts.items():
+            with MilvusStore.open(db, collection, encoder_info=INFO) as store:
+                start = time.perf_counter()
+                if written == [DEFAULT_TENANT] * args.tenants:
+                    fill(store, [DEFAULT_TENANT], total, centres, rng)
+                else:
+                    fill(store, written, args.per_tenant, centres, rng)
+                progress(f"{label}: written in {time.perf_counter() - start:.0f} s")
+                results[label] = timed(store, queries, searched)
+    index = "HNSW" if args.hnsw else "exact (FLAT)"
+    print(f"{cpu_name()}; Milvus Lite, {index}, 768-d, top 10, {args.queries} queries")
+    for label, p50 in results.items():
+        print(f"  {label:45s} p50 {p50:7.1f} ms")
+
+
+if __name__ == "__main__":
+    main()
