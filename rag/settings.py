@@ -85,6 +85,13 @@ class Settings(BaseSettings):
         description="Seconds the shared Milvus Lite server waits after its last user left (or was killed) before it "
         "stops; a command run meanwhile reuses it.",
     )
+    keep_warm: float = Field(
+        default=300.0,
+        ge=0,
+        description="Seconds the warm model process stays loaded after the last command that used it (rag search, "
+        "ask, chat, similarity, classify), as Ollama's keep_alive: each command's value resets the timer. 0: no "
+        "background process, every command loads the model itself. `rag ps` lists them, `rag stop` ends them.",
+    )
     milvus_backend: Literal["auto", "lite", "server"] = Field(
         default="auto",
         description="Which code path the store takes. auto: Lite's for a *.db path and for a milvus-lite server "

@@ -59,6 +59,8 @@ def parity(request) -> tuple[Parity, VisualizedBGE]:
 
 # A shared Milvus Lite server outlives its last user by this much: short here, where every test has its own folder.
 os.environ.setdefault("RAG_MILVUS_LITE_IDLE", "3")
+# Commands run as processes do their work in themselves unless a test asks for the warm model process.
+os.environ.setdefault("RAG_KEEP_WARM", "0")
 
 
 @pytest.fixture(scope="session")

@@ -10,37 +10,30 @@ library user connects to it over gRPC like to any Milvus. Beside the data lies `
 - ``clients/``: one file per process using the server (``<pid>-<start time>``); the server stops
   ``idle`` seconds after the last of them exited or was killed (a reused pid has another start time);
 - ``server.log``: what the server printed, read back when it fails to start.
+
+The lock, state, client and idle rules are ``rag.background``'s, which the warm model process follows too.
 """
 
 from __future__ import annotations
 
-import atexit
 import contextlib
-import json
 import logging
 import os
 import socket
-import subprocess
 import sys
-import threading
-import time
 import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-import psutil
-from filelock import FileLock, Timeout
-
+from rag import background
+from rag.background import STATE, is_running
 from rag.errors import RagError
 
 logger = logging.getLogger(__name__)
 
 HOST = "127.0.0.1"
-STATE = "state.json"
-LOCK = "lock"
-CLIENTS = "clients"
 LOG = "server.log"
 ERROR_PREFIX = "rag-lite-server error: "
 _LOCK_WAIT = 60.0
@@ -95,47 +88,20 @@ class ServerState:
     @classmethod
     def read(cls, folder: Path) -> ServerState | None:
         """The recorded server, or None when there is none or the file is unreadable (then it is replaced)."""
-        try:
-            data = json.loads((folder / STATE).read_text())
-            pid, started, port = int(data["pid"]), float(data["started"]), int(data["port"])
-            return cls(pid=pid, started=started, port=port, data_dir=str(data.get("data_dir", "")))
-        except FileNotFoundError:
+        data = background.read_state(folder)
+        if data is None:
             return None
-        except (OSError, ValueError, KeyError, TypeError) as exc:
+        try:
+            pid, started, port = data["pid"], float(data["started"]), int(data["port"])
+            return cls(pid=pid, started=started, port=port, data_dir=str(data.get("data_dir", "")))
+        except (KeyError, TypeError, ValueError) as exc:
             logger.warning("ignoring the unreadable shared-server state in %s (%s)", folder, exc)
             return None
 
     def write(self, folder: Path) -> None:
-        """Written private (0600): it names the port that serves the data."""
-        tmp = folder / f"{STATE}.{self.pid}.tmp"
+        """Written private (0600, as every background state): it names the port that serves the data."""
         data = {"pid": self.pid, "started": self.started, "port": self.port, "data_dir": self.data_dir}
-        with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as f:
-            f.write(json.dumps(data))
-        os.replace(tmp, folder / STATE)
-
-
-def process_started(pid: int) -> float | None:
-    """When process ``pid`` started, or None when it is gone (a zombie counts as gone)."""
-    try:
-        process = psutil.Process(pid)
-        if process.status() == psutil.STATUS_ZOMBIE:
-            return None
-        return float(process.create_time())
-    except (psutil.NoSuchProcess, psutil.AccessDenied):
-        return None
-
-
-#: How far two readings of one process's start time may differ. psutil adds the boot time that the kernel
-#: gives in whole seconds, recomputed from the wall clock: it moves by a second now and then (and with clock
-#: updates), and a live user taken for dead let a server stop in the middle of a minutes-long index build.
-#: A pid reused by a process started within these seconds of the first one's start is not a practical case.
-_SAME_START = 2.5
-
-
-def is_running(pid: int, started: float) -> bool:
-    """Whether the process that started at ``started`` still runs as ``pid`` (not another one reusing it)."""
-    now = process_started(pid)
-    return now is not None and abs(now - started) < _SAME_START
+        background.write_state(folder, data)
 
 
 def answers(port: int, timeout: float = 2.0) -> bool:
@@ -147,68 +113,16 @@ def answers(port: int, timeout: float = 2.0) -> bool:
         return False
 
 
-def client_name(pid: int, started: float) -> str:
-    return f"{pid}-{started:.3f}"
-
-
-def parse_client(name: str) -> tuple[int, float] | None:
-    pid, _, started = name.partition("-")
-    try:
-        return int(pid), float(started)
-    except ValueError:
-        return None
-
-
-class _Registry:
-    """This process's uses of shared servers: one client file per folder, kept while any store uses it."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._users: dict[Path, int] = {}
-        self._pid = os.getpid()
-        self._me = client_name(self._pid, psutil.Process().create_time())
-        atexit.register(self.release_all)
-
-    def register(self, folder: Path) -> None:
-        with self._lock:
-            self._users[folder] = self._users.get(folder, 0) + 1
-            clients = folder / CLIENTS
-            clients.mkdir(parents=True, exist_ok=True)
-            (clients / self._me).touch()
-
-    def release(self, folder: Path) -> None:
-        with self._lock:
-            if folder not in self._users:  # released by release_all at exit already (a store closed after it)
-                return
-            self._users[folder] -= 1
-            if self._users[folder] == 0:
-                del self._users[folder]
-                (folder / CLIENTS / self._me).unlink(missing_ok=True)
-
-    def release_all(self) -> None:
-        if os.getpid() != self._pid:  # a forked child leaving: the registrations are its parent's
-            return
-        with self._lock:
-            for folder in self._users:
-                (folder / CLIENTS / self._me).unlink(missing_ok=True)
-            self._users.clear()
-
-
-_registry = _Registry()
-
-
 class Lease:
     """This process's use of the shared server of one data folder; ``release`` (or exit) ends it."""
 
-    def __init__(self, data_dir: Path, uri: str) -> None:
+    def __init__(self, data_dir: Path, uri: str, lease: background.Lease) -> None:
         self.data_dir = data_dir
         self.uri = uri
-        self._released = False
+        self._lease = lease
 
     def release(self) -> None:
-        if not self._released:
-            self._released = True
-            _registry.release(state_dir(self.data_dir))
+        self._lease.release()
 
 
 def acquire(data_dir: str | os.PathLike[str], *, idle: float) -> Lease:
@@ -229,18 +143,13 @@ def acquire(data_dir: str | os.PathLike[str], *, idle: float) -> Lease:
             f"state in {folder}. Make {data_dir.parent} writable, or use another path."
         ) from exc
     try:
-        with FileLock(folder / LOCK, timeout=_LOCK_WAIT):
-            _registry.register(folder)
-            try:
-                return Lease(data_dir, _find_or_start(data_dir, folder, idle))
-            except BaseException:
-                _registry.release(folder)
-                raise
-    except Timeout as exc:
+        lease, uri = background.acquire(folder, lambda: _find_or_start(data_dir, folder, idle), wait=_LOCK_WAIT)
+    except background.LockTimeout as exc:
         raise LiteServerError(
-            f"another process has held {folder / LOCK} for {_LOCK_WAIT:.0f} s while starting the Milvus Lite server "
+            f"another process has held {exc.path} for {exc.waited:.0f} s while starting the Milvus Lite server "
             f"for {data_dir}; if none is running, delete that file and retry"
         ) from exc
+    return Lease(data_dir, uri, lease)
 
 
 def _find_or_start(data_dir: Path, folder: Path, idle: float) -> str:
@@ -276,30 +185,21 @@ def _start(data_dir: Path, folder: Path, idle: float, port: int) -> ServerState:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(_ROOT), os.environ.get("PYTHONPATH")]))}
     command = [sys.executable, "-m", "connectors.milvus.supervisor", "--data-dir", str(data_dir)]
     command += ["--idle", str(idle), "--port", str(port)]
-    with open(folder / LOG, "wb") as log:
-        process = subprocess.Popen(
-            command, stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=env, start_new_session=True, close_fds=True
-        )
-    deadline = time.monotonic() + _START_WAIT
-    while time.monotonic() < deadline:
+
+    def listening(pid: int) -> ServerState | None:
         state = ServerState.read(folder)
-        if state is not None and state.pid == process.pid:
-            logger.info("started the Milvus Lite server for %s on %s (pid %d)", data_dir, state.uri, state.pid)
-            return state
-        if process.poll() is not None:
-            raise LiteServerError(f"the Milvus Lite server for {data_dir} did not start: {_failure(folder / LOG)}")
-        time.sleep(0.05)
-    process.kill()
+        return state if state is not None and state.pid == pid else None
+
+    _, state, exited = background.spawn(command, folder / LOG, listening, wait=_START_WAIT, env=env)
+    if state is not None:
+        logger.info("started the Milvus Lite server for %s on %s (pid %d)", data_dir, state.uri, state.pid)
+        return state
+    if exited is not None:
+        reason = background.last_error(folder / LOG, ERROR_PREFIX) or f"see its log, {folder / LOG}"
+        raise LiteServerError(f"the Milvus Lite server for {data_dir} did not start: {reason}")
     raise LiteServerError(
         f"the Milvus Lite server for {data_dir} did not listen within {_START_WAIT:.0f} s; see {folder / LOG}"
     )
-
-
-def _failure(log: Path) -> str:
-    """The reason the server printed last, or where to read its log."""
-    lines = log.read_text(errors="replace").splitlines()
-    reasons = [line.removeprefix(ERROR_PREFIX) for line in lines if line.startswith(ERROR_PREFIX)]
-    return reasons[-1] if reasons else f"see its log, {log}"
 
 
 @contextmanager

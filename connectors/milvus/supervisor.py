@@ -16,33 +16,20 @@ import signal
 import socket
 import sys
 import threading
-import time
 from concurrent import futures
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import grpc
 import psutil
-from filelock import FileLock, Timeout
 
-from connectors.milvus.lite_server import (
-    CLIENTS,
-    ERROR_PREFIX,
-    HOST,
-    LOCK,
-    STATE,
-    ServerState,
-    is_running,
-    parse_client,
-    quiet_unserved_calls,
-    state_dir,
-)
+from connectors.milvus.lite_server import ERROR_PREFIX, HOST, ServerState, quiet_unserved_calls, state_dir
+from rag.background import IdleTimer, stop_when_idle
 
 if TYPE_CHECKING:
     from milvus_lite.db import MilvusLite
 
 logger = logging.getLogger("connectors.milvus.supervisor")
-_POLL = 1.0
 _WORKERS = 10
 _MAX_MESSAGE = 256 * 2**20  # as milvus-lite's own server and Milvus standalone allow
 #: The keepalive pings the server accepts from its clients. pymilvus pings every 10 s, during calls and between
@@ -54,18 +41,6 @@ PING_POLICY = (
     ("grpc.keepalive_permit_without_calls", 1),
     ("grpc.http2.min_ping_interval_without_data_ms", 1_000),  # GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS
 )
-
-
-def live_clients(folder: Path) -> int:
-    """How many registered users still run; the files of those that are gone are removed."""
-    live = 0
-    for path in (folder / CLIENTS).glob("*"):
-        parsed = parse_client(path.name)
-        if parsed is not None and is_running(*parsed):
-            live += 1
-        else:
-            path.unlink(missing_ok=True)
-    return live
 
 
 def _free(port: int) -> int:
@@ -81,27 +56,8 @@ def _free(port: int) -> int:
     return 0
 
 
-def _stop_when_idle(data_dir: Path, folder: Path, idle: float, stop: threading.Event) -> None:
-    """Return once no user has been alive for ``idle`` seconds (the state file then removed), or on ``stop``."""
-    last_used = time.monotonic()
-    me = os.getpid()
-    while not stop.wait(_POLL):
-        if not data_dir.exists():
-            logger.info("the data folder %s was removed; stopping", data_dir)
-            return
-        if live_clients(folder):
-            last_used = time.monotonic()
-        elif time.monotonic() - last_used >= idle:
-            try:
-                with FileLock(folder / LOCK, timeout=_POLL):
-                    if live_clients(folder) == 0:  # nobody registered while we waited for the lock
-                        state = ServerState.read(folder)
-                        if state is not None and state.pid == me:
-                            (folder / STATE).unlink(missing_ok=True)
-                        logger.info("no user left for %.0f s; stopping", idle)
-                        return
-            except Timeout:
-                continue  # a user is starting up: it registers first, so look again
+def _gone(data_dir: Path) -> str | None:
+    return None if data_dir.exists() else f"the data folder {data_dir} was removed"
 
 
 def start_grpc(data_dir: Path, port: int) -> tuple[grpc.Server, MilvusLite, int]:
@@ -138,7 +94,7 @@ def serve(data_dir: Path, idle: float, port: int) -> int:
     ServerState(pid=os.getpid(), started=started, port=bound, data_dir=str(data_dir)).write(folder)
     logger.info("Milvus Lite serving %s on %s:%d", data_dir, HOST, bound)
     try:
-        _stop_when_idle(data_dir, folder, idle, stop)
+        stop_when_idle(folder, IdleTimer(idle), stop, gone=lambda: _gone(data_dir))
     finally:
         server.stop(grace=2).wait()
         db.close()

@@ -39,7 +39,8 @@ class AuditLog:
         self._lock = threading.Lock()
 
     def record(self, action: str, who: Principal | None, **details: Any) -> None:
-        """Append one line for ``action`` by ``who`` (None: a local command); reads only when the log keeps them."""
+        """Append one line for ``action`` by ``who`` (None: a local command); reads only when the log keeps them.
+        A ``tenant`` among ``details`` names the tenant a local command acted in."""
         if action in READ_ACTIONS and not self.reads:
             return
         line = {

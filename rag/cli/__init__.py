@@ -1,41 +1,46 @@
-"""The ``rag`` command: a thin shell over the library, one module per command group."""
+"""The ``rag`` command: a thin shell over the library, one module per command group (``rag.cli.commands`` lists them).
+
+Importing this package loads nothing else: ``rag`` first offers a model command to the warm model process
+(``rag.cli.warm``), and loads the commands only when it runs one itself.
+"""
 
 from __future__ import annotations
 
 import logging
+import os
+import sys
+from typing import TYPE_CHECKING
 
-# Imported in the order `rag --help` lists their commands; each registers its own.
-from rag.cli import analyses, chat, config, evaluate, ingest, lifecycle, migrate, query, serve, tokens  # noqa: F401, I001
-from rag.cli.common import app
+if TYPE_CHECKING:
+    from typer import Typer
 
 __all__ = ["app", "main"]
 
 
+def __getattr__(name: str) -> Typer:
+    if name == "app":  # `from rag.cli import app`: the Typer app, its commands registered
+        from rag.cli.commands import app
+
+        return app
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 def main() -> None:
-    """The ``rag`` command: run it, then leave without tearing the interpreter down.
+    """The ``rag`` command: hand it to the warm model process, or run it here; then leave without tearing the
+    interpreter down.
 
     With torch loaded, the interpreter's clean-up takes about a second and does nothing a finished
     command needs: every command has closed its store and written its output by then.
     """
-    import os
-    import sys
+    from rag.cli.warm.client import dispatch
 
-    try:
-        app()
-        code: object = 0
-    except SystemExit as e:
-        code = e.code
-    except Exception as e:  # the store went away where no command expected it: one paragraph, no traceback
-        from connectors.milvus import is_unreachable
-        from rag.cli.common import store_unavailable
+    argv = sys.argv[1:]
+    code = dispatch(argv)
+    if code is None:
+        from rag.cli.commands import run
 
-        if not is_unreachable(e):
-            raise
-        code = store_unavailable(e).exit_code
-    if code is not None and not isinstance(code, int):
-        print(code, file=sys.stderr)
-        code = 1
+        code = run(argv)
     logging.shutdown()
     sys.stdout.flush()
     sys.stderr.flush()
-    os._exit(code or 0)
+    os._exit(code)

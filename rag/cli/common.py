@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from dataclasses import replace
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
@@ -16,6 +17,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from rag.cli.exit_codes import ExitCode
+from rag.cli.warm.key import MODEL_SETTINGS
 from rag.settings import Settings
 
 if TYPE_CHECKING:  # loaded by the commands that need them: `rag --help` starts without them
@@ -132,6 +134,11 @@ def require_collection(settings: Settings) -> None:
         raise fail(str(e)) from e
 
 
+#: The encoders the warm model process keeps loaded (``rag.cli.warm.host`` sets it), by their settings and runtime;
+#: None in any other process, where each command loads its own.
+kept_encoders: dict[tuple[str, Runtime], Encoder] | None = None
+
+
 def load_encoder(
     settings: Settings, purpose: Purpose = "query", expected_items: int | None = None, runtime: Runtime | None = None
 ) -> Encoder:
@@ -142,7 +149,12 @@ def load_encoder(
 
     try:
         runtime = runtime or runtime_from_settings(settings, purpose, expected_items)
-        return load(settings, runtime)
+        if kept_encoders is None:
+            return load(settings, runtime)
+        key = (settings.model_dump_json(include=set(MODEL_SETTINGS)), replace(runtime, reason=""))
+        if key not in kept_encoders:
+            kept_encoders[key] = load(settings, runtime)
+        return kept_encoders[key]
     except RuntimeUnavailableError as e:
         raise fail(str(e)) from e
     except CheckpointError as e:

@@ -227,7 +227,7 @@ def ingest(
         on_progress(result, done=True)
     result.write_jsonl(report_path, collection=settings.collection)
     summary = {**result.summary(), "collection": settings.collection, "report": str(report_path)}
-    AuditLog(settings.data_dir).record("ingest", None, files=sources, **_counted(summary))
+    AuditLog(settings.data_dir).record("ingest", None, files=sources, **_counted(summary), tenant=tenant)
     _print_summary(result, summary, as_json)
     if watch:
         watch_sources(settings, sources, model, options, as_json)

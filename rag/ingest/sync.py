@@ -98,17 +98,30 @@ class Stored:
 class Seen:
     """What a run read, source by source: pass the results through :meth:`watch`."""
 
-    items: set[str] = field(default_factory=set)  # sources that gave an item
+    items: dict[str, set[str]] = field(default_factory=dict)  # source → the ids it gave
     broken: set[str] = field(default_factory=set)  # sources of errors (a file there, but unreadable), and their files
 
     def watch(self, results: Iterable[SourceResult]) -> Iterator[SourceResult]:
         for result in results:
             if isinstance(result, KnowledgeItem):
-                self.items.add(result.source)
+                self.items.setdefault(result.source, set()).add(result.id)
             elif isinstance(result, SourceError) and result.severity is Severity.ERROR:
-                where = result.source
-                self.broken.update((where, where.split("#", 1)[0], where.rsplit(":", 1)[0]))  # a page, a line
+                self.failed(result.source)
             yield result
+
+    def failed(self, where: str) -> None:
+        """An error about ``where``: its file, page or line is there but could not be read."""
+        self.broken.update((where, where.split("#", 1)[0], where.rsplit(":", 1)[0]))
+
+    def stale(self, stored: Stored) -> dict[str, set[str]]:
+        """The stored ids of sources read without an error that the run no longer gave: rows a manifest dropped,
+        older versions of changed files (the ledger deletes most of those itself)."""
+        found = {
+            source: ids - self.items[source]
+            for source, ids in stored.ids.items()
+            if source in self.items and source not in self.broken
+        }
+        return {source: ids for source, ids in found.items() if ids}
 
     def read(self, source: str) -> bool:
         """Whether this run read ``source``: an item of it, or an error about it or a part of it."""
@@ -232,6 +245,8 @@ class Pruning:
     def finish(self, store: MilvusStore, report: IngestReport) -> int:
         """Delete the items of the sources this run did not read (counted in ``report.removed``); returns how many.
         Raises :class:`PruneRefusedError` (deleting nothing) past the safety valve."""
+        for problem in report.skipped:  # items that failed past reading (an image that would not decode)
+            self.seen.failed(problem.source)
         doomed = gone(self.stored, self.seen)
         rehomed = self._donors.rehomed if self._donors is not None else (lambda item_id: False)
         check(
@@ -241,6 +256,8 @@ class Pruning:
             yes=self.yes,
             sources=self.sources,
         )
+        for source, ids in self.seen.stale(self.stored).items():  # replacements, not losses: outside the valve
+            doomed[source] = doomed.get(source, set()) | ids
         deleted = prune(store, doomed)
         report.removed += deleted
         return deleted

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from pathlib import Path
 
@@ -28,6 +29,8 @@ def test_ingest_tags_its_tenant_and_refuses_another_tenants_files(tmp_path: Path
     assert tenants(tmp_path) == {"acme": 3, "bravo": 2}  # nothing moved or replaced
     again = run(tmp_path, "ingest", str(acme), "-c", "kb", "--tenant", "acme", "--json")
     assert again.exit_code == 0 and '"unchanged": 3' in again.output
+    audit = [json.loads(line) for line in (tmp_path / "data" / "audit.jsonl").read_text().splitlines()]
+    assert [(a["action"], a["tenant"]) for a in audit] == [("ingest", "acme"), ("ingest", "bravo"), ("ingest", "acme")]
 
 
 def test_a_tenant_name_with_filter_syntax_is_refused(tmp_path: Path) -> None:

@@ -40,6 +40,7 @@ def environment(corpus: Corpus, server: FakeLLMServer) -> dict[str, str]:
         RAG_LLM_TIMEOUT="30",
         COLUMNS="300",
         PYTHONPATH=str(ROOT),
+        RAG_KEEP_WARM="0",  # each command in its own process (tests/cli/test_warm.py covers the warm one)
     )
     return env
 

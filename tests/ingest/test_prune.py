@@ -279,3 +279,21 @@ def test_the_python_api_prunes_as_the_command_does(tmp_path):
         assert kb.count() == 3
         kb.ingest([folder], prune=True, yes=True)
         assert kb.count() == 0
+
+
+def test_a_manifest_row_dropped_is_pruned_and_nothing_else(tmp_path):
+    folder = make_folder(tmp_path / "pictures", 3)
+    manifest = tmp_path / "rows.jsonl"
+    rows = [{"image": str(folder / f"img00{i}.png"), "text": f"row {i}"} for i in range(3)]
+    manifest.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    other = make_folder(tmp_path / "other", 2)  # (pictures the manifest also lists are left out: see NOTES, identity)
+    assert run(tmp_path, "ingest", str(manifest), str(other), "-c", "kb").exit_code == 0
+    before = _items(tmp_path)
+    manifest.write_text("".join(json.dumps(row) + "\n" for row in rows[:2]))
+    result = run(tmp_path, "ingest", str(manifest), "-c", "kb", "--prune", "--json")
+    assert result.exit_code == 0, result.output
+    after = _items(tmp_path)
+    dropped = set(before) - set(after)
+    assert sorted(before[i][0] for i in dropped) == ["rows.jsonl#line=3"], sorted(before[i][0] for i in dropped)
+    assert set(after) <= set(before)  # the dropped row went; the folder's pictures stayed
+    assert sum(not n.startswith("rows.jsonl") for n, _ in after.values()) == 2

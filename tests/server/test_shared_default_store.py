@@ -32,6 +32,7 @@ def _env() -> dict[str, str]:
         RAG_TEXT_MODEL=str(tiny / "text_model"),
         RAG_VISION_CONFIG=str(tiny / "vision_config.json"),
         RAG_MILVUS_LITE_IDLE="3",
+        RAG_KEEP_WARM="0",
     )
     return env
 
