@@ -5,9 +5,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from tests.ingest.test_cli_ingest import CORPUS, run
 
 
+@pytest.mark.slow  # an ingest, a delete and a drop through the CLI
 def test_local_changes_are_written_to_the_audit_log(tmp_path: Path) -> None:
     assert run(tmp_path, "ingest", str(CORPUS), "-c", "kb").exit_code == 0
     assert run(tmp_path, "delete", "-c", "kb", "-f", "source=carriage-day.jpg", "--yes").exit_code == 0

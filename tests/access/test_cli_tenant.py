@@ -6,6 +6,8 @@ import json
 from collections import Counter
 from pathlib import Path
 
+import pytest
+
 from connectors.milvus import MilvusStore
 from tests.ingest.test_cli_ingest import run
 from tests.ingest.test_pipeline import make_folder
@@ -16,6 +18,7 @@ def tenants(tmp_path: Path) -> Counter[str]:
         return Counter(item.tenant for item, _, _ in store.iter_vectors())
 
 
+@pytest.mark.slow  # five ingests in subprocess-like CLI runs
 def test_ingest_tags_its_tenant_and_refuses_another_tenants_files(tmp_path: Path) -> None:
     acme, bravo = make_folder(tmp_path / "acme", 3), make_folder(tmp_path / "bravo", 2)
     assert run(tmp_path, "ingest", str(acme), "-c", "kb", "--tenant", "acme").exit_code == 0

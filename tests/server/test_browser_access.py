@@ -17,6 +17,7 @@ from rag.settings import Settings
 from .conftest import serve_in_thread
 from .test_browser import CARDS, SAMPLES, browser, screenshot  # noqa: F401  (browser: the fixture)
 
+pytestmark = pytest.mark.slow  # a headless Chromium drives a live server
 STORED_TOKEN = "return sessionStorage.getItem('rag-token');"
 
 
