@@ -37,6 +37,8 @@ from .errors import BodyLimit, add_error_handlers
 from .guard import BrowserGuard, bound_hosts
 from .health import Startup
 from .health import router as health_router
+from .metrics import Metrics, MetricsMiddleware
+from .metrics import router as metrics_router
 from .models import ErrorBody
 from .routes import api_router
 from .routes.body import BODY_SCHEMAS
@@ -86,6 +88,8 @@ def create_app(
     app.state.settings = settings
     app.include_router(api_router(), prefix="/api")
     app.include_router(health_router)
+    app.include_router(metrics_router)
+    app.state.metrics = Metrics(lambda: app.state.startup.service if hasattr(app.state, "startup") else None)
     app.openapi = lambda: _with_body_schemas(app)  # type: ignore[method-assign]
     app.add_middleware(BodyLimit, max_bytes=settings.server_max_request_bytes)
     if settings.server_allowed_origins:
@@ -93,6 +97,7 @@ def create_app(
             CORSMiddleware, allow_origins=settings.server_allowed_origins, allow_methods=["*"], allow_headers=["*"]
         )
     app.add_middleware(BrowserGuard, hosts=hosts, origins=settings.server_allowed_origins)
+    app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
     add_error_handlers(app)
     install_auth(app, settings)
 

@@ -49,6 +49,7 @@ class Breaker:
         self.state = StoreState.UNKNOWN
         self.reason = ""
         self.since = time.monotonic()
+        self.failures = 0  # calls and probes that found the store unreachable
         self._on_change = on_change
         self._lock = threading.Lock()
 
@@ -70,6 +71,7 @@ class Breaker:
             )
 
     def failed(self, error: StoreUnavailableError) -> None:
+        self.failures += 1
         if self._moved(StoreState.UNAVAILABLE, error.reason):
             logger.error(
                 "the Milvus store at %s stopped answering (%s): requests that need it get 503 at once until it is back "

@@ -83,6 +83,7 @@ class IngestJobs:
         self._drain = drain
         self._jobs: dict[str, IngestJob] = {}
         self._pending: list[Future[None]] = []
+        self.items_added = 0  # by the jobs run since this object was made
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rag-ingest-job")
@@ -214,6 +215,7 @@ class IngestJobs:
 
         def on_progress(progress: IngestReport) -> None:
             with self._lock:
+                self.items_added += before + progress.added - job.added
                 job.added, job.problem_count = before + progress.added, len(refused) + len(progress.problems)
                 self._save(job)
 
@@ -228,6 +230,7 @@ class IngestJobs:
             return
         problems = refused + [_renamed(problem, names) for problem in report.problems]
         with self._lock:
+            self.items_added += before + report.added - job.added
             job.added, job.replaced = before + report.added, report.replaced
             job.unchanged = max(0, report.unchanged - before)
             job.removed = report.removed

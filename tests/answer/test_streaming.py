@@ -111,7 +111,7 @@ def test_async_stream_that_breaks_off(retriever, corpus) -> None:
 def test_ollama_streams_json_lines(retriever, corpus) -> None:
     reply = Reply("It is [1].", hold_after=1)
     with FakeLLMServer(reply) as server:
-        response = answer_engine(retriever, ollama_llm("llava", base_url=server.root, timeout=5), streaming=True).query(
+        response = answer_engine(retriever, ollama_llm("llava", base_url=server.root, timeout=30), streaming=True).query(
             query(corpus)
         )
         for _ in response.response_gen:
