@@ -42,8 +42,13 @@ def passages(count: int, tokens: int = 190, seed: int = 0) -> list[str]:
 def full_size(folder: Path | None = None) -> tuple[BertForSequenceClassification, object]:
     """A BERT-base sequence classifier with one label (12 layers, 768 wide) and the fixtures' tokenizer."""
     config = BertConfig(
-        vocab_size=30522, hidden_size=768, num_hidden_layers=12, num_attention_heads=12, intermediate_size=3072,
-        num_labels=1, architectures=["BertForSequenceClassification"],
+        vocab_size=30522,
+        hidden_size=768,
+        num_hidden_layers=12,
+        num_attention_heads=12,
+        intermediate_size=3072,
+        num_labels=1,
+        architectures=["BertForSequenceClassification"],
     )
     torch.manual_seed(0)
     model = BertForSequenceClassification(config).eval()
@@ -69,8 +74,10 @@ def kernel_times(counts: list[int], bf16_counts: list[int], peaks: dict[str, flo
             encoder.score(QUERY, texts)
             seconds = time.perf_counter() - start
             rate = gflop * count / seconds
-            print(f"{dtype:9} {count:10d} {seconds * 1000:9.0f} {seconds * 1000 / count:8.1f} {gflop:10.1f} "
-                  f"{rate:8.0f} {rate / peaks[dtype]:8.0%}")
+            print(
+                f"{dtype:9} {count:10d} {seconds * 1000:9.0f} {seconds * 1000 / count:8.1f} {gflop:10.1f} "
+                f"{rate:8.0f} {rate / peaks[dtype]:8.0%}"
+            )
     if not bf16_native:
         print("  bfloat16: this CPU has no native bf16 matrix units (torch emulates it): not a deployment choice here")
 
@@ -87,7 +94,10 @@ def search_latency(queries: int) -> None:
 
     tiny = TOKENIZER.parent
     encoder = VisualizedBGE.from_pretrained(
-        tiny / "weights.pth", tiny / "text_model", vision_config=tiny / "vision_config.json", device="cpu",
+        tiny / "weights.pth",
+        tiny / "text_model",
+        vision_config=tiny / "vision_config.json",
+        device="cpu",
         dtype="float32",
     )
     with tempfile.TemporaryDirectory() as work:
@@ -105,21 +115,27 @@ def search_latency(queries: int) -> None:
                     body.pop("rerank_candidates")
                 assert client.post("/api/search", json=body).status_code == 200
                 p50s[label] = p50(latencies(lambda body=body: client.post("/api/search", json=body), queries))
-        print(f"POST /api/search top_k 10 (tiny encoder, 2,000 items on Lite): p50 {p50s['off'] * 1000:.0f} ms "
-              f"without the reranker, {p50s['on'] * 1000:.0f} ms with it on 50 candidates (8-word captions) "
-              f"(+{(p50s['on'] - p50s['off']) * 1000:.0f} ms)")
+        print(
+            f"POST /api/search top_k 10 (tiny encoder, 2,000 items on Lite): p50 {p50s['off'] * 1000:.0f} ms "
+            f"without the reranker, {p50s['on'] * 1000:.0f} ms with it on 50 candidates (8-word captions) "
+            f"(+{(p50s['on'] - p50s['off']) * 1000:.0f} ms)"
+        )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--counts", type=int, nargs="+", default=[10, 50, 100])
-    parser.add_argument("--bf16-counts", type=int, nargs="+", default=None, help="default: --counts on bf16 CPUs, else 1")
+    parser.add_argument(
+        "--bf16-counts", type=int, nargs="+", default=None, help="default: --counts on bf16 CPUs, else 1"
+    )
     parser.add_argument("--queries", type=int, default=15)
     args = parser.parse_args()
     native, why = probe_hardware().cpu_bf16_native
     bf16_counts = args.bf16_counts or (args.counts if native else [1])
     peaks = {"float32": matmul_gflops(torch.float32), "bfloat16": matmul_gflops(torch.bfloat16)}
-    print(f"{cpu_name()}, {torch.get_num_threads()} threads, load {os.getloadavg()[0]:.1f}; bf16 native: {native} ({why})")
+    print(
+        f"{cpu_name()}, {torch.get_num_threads()} threads, load {os.getloadavg()[0]:.1f}; bf16 native: {native} ({why})"
+    )
     print(f"matmul peak: fp32 {peaks['float32']:.0f} GFLOP/s, bf16 {peaks['bfloat16']:.0f} GFLOP/s")
     started = time.perf_counter()
     kernel_times(args.counts, bf16_counts, peaks, native)
