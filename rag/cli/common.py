@@ -134,7 +134,7 @@ def require_collection(settings: Settings) -> None:
         raise fail(str(e)) from e
 
 
-#: The encoders the warm model process keeps loaded (``rag.cli.warm.host`` sets it), by their settings and runtime;
+#: The encoders the warm model process keeps loaded (``rag.cli.warm_host`` sets it), by their settings and runtime;
 #: None in any other process, where each command loads its own.
 kept_encoders: dict[tuple[str, Runtime], Encoder] | None = None
 

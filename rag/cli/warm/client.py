@@ -36,7 +36,7 @@ _START_WAIT = 60.0
 _PING_WAIT = 10.0
 _PINGS = 2
 _ROOT = Path(__file__).resolve().parents[3]
-HOST = "rag.cli.warm.host"
+HOST = "rag.cli.warm_host"
 
 
 class Unavailable(RuntimeError):

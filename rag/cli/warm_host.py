@@ -1,6 +1,6 @@
 """The warm model process: runs ``rag`` commands handed over by ``rag.cli.warm.client``, keeping the model loaded.
 
-Started by the client (never by hand): ``python -m rag.cli.warm.host --folder F --keep S``. It listens on
+Started by the client (never by hand): ``python -m rag.cli.warm_host --folder F --keep S``. It listens on
 ``F/<pid>.sock`` (mode 0600), records itself in ``F/state.json``, and stops once no command has used it for the
 idle seconds the last command asked for (``RAG_KEEP_WARM``), on SIGTERM (``rag stop``: the command running ends
 first), or when its data folder is removed. Commands run one at a time, each in its own working folder and
@@ -31,7 +31,7 @@ from rag.cli.warm import wire
 from rag.cli.warm.client import ERROR_PREFIX
 from rag.cli.warm.key import code_stamp
 
-logger = logging.getLogger("rag.cli.warm.host")
+logger = logging.getLogger("rag.cli.warm_host")
 
 
 class _Client:
@@ -293,7 +293,7 @@ def serve(folder: Path, keep: float) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m rag.cli.warm.host", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m rag.cli.warm_host", description=__doc__)
     parser.add_argument("--folder", required=True, type=Path)
     parser.add_argument("--keep", type=float, default=300.0, help="idle seconds before it stops")
     parser.add_argument("--model", default="", help="the model it serves, as `rag ps` shows it")
