@@ -166,8 +166,16 @@ class Settings(BaseSettings):
         "http://localhost:11434 (ollama).",
     )
     llm_api_key: SecretStr | None = Field(default=None, description="API key of the OpenAI-compatible endpoint.")
-    llm_timeout: PositiveFloat = Field(default=120.0, description="Seconds before an LLM request is abandoned.")
-    llm_max_retries: NonNegativeInt = Field(default=1, description="Retries of a failed LLM request.")
+    llm_timeout: PositiveFloat = Field(
+        default=120.0,
+        description="Seconds to wait for the LLM's first token, its client's retries included, and then at most "
+        "between two tokens (a silence mid-answer ends it as partial; a long answer is never cut for its length).",
+    )
+    llm_max_retries: NonNegativeInt = Field(
+        default=1,
+        description="Retries of a failed LLM request by the OpenAI client, within RAG_LLM_TIMEOUT; never once tokens "
+        "were streamed.",
+    )
     llm_max_image_side: PositiveInt = Field(
         default=1024, description="Local images are downscaled to this many pixels on their longer side for the LLM."
     )

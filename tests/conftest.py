@@ -14,16 +14,12 @@ import pytest
 from pymilvus import MilvusClient
 
 from rag.embeddings import VisualizedBGE
+from tests.helpers.models import PARITY as PARITY  # re-exported: tests import it from here too
+from tests.helpers.models import parity_dir
 from tests.milvus_server import MilvusLiteServer
-
-PARITY = Path(__file__).parent / "fixtures" / "parity"
 
 # Checkpoint hashes are remembered in the user's cache folder: keep the suite's out of the real one.
 os.environ["XDG_CACHE_HOME"] = tempfile.mkdtemp(prefix="rag-test-cache-")
-
-
-def parity_dir(variant: str) -> Path:
-    return PARITY / variant
 
 
 def load_tiny(variant: str = "base", **kwargs) -> VisualizedBGE:

@@ -17,6 +17,8 @@ from llama_index.core.llms import LLM, ChatMessage, ChatResponse
 from rag.errors import RagError
 from rag.settings import Settings
 
+from .pacing import LLMSilenceError, abounded, bounded, endpoint_of
+
 OLLAMA_URL = "http://localhost:11434"
 OPENAI_URL = "https://api.openai.com/v1"  # the openai client's default, which OpenAILike keeps
 
@@ -101,7 +103,7 @@ async def achat_text(llm: LLM, messages: Sequence[ChatMessage]) -> str:
 def chat_reply(llm: LLM, messages: Sequence[ChatMessage]) -> tuple[str, str | None]:
     """The LLM's reply text and, when the provider says it did not finish cleanly, why (``LLMError`` on failure)."""
     try:
-        reply = llm.chat(messages)
+        reply = bounded(llm, lambda: llm.chat(messages))  # within RAG_LLM_TIMEOUT, the client's retries included
     except Exception as e:  # every client library fails its own way; the caller keeps its results
         raise LLMError(describe_error(e, endpoint_of(llm))) from e
     return _reply_text(reply), Ending.of(reply.raw).error()
@@ -109,7 +111,7 @@ def chat_reply(llm: LLM, messages: Sequence[ChatMessage]) -> tuple[str, str | No
 
 async def achat_reply(llm: LLM, messages: Sequence[ChatMessage]) -> tuple[str, str | None]:
     try:
-        reply = await llm.achat(messages)
+        reply = await abounded(llm, llm.achat(messages))
     except Exception as e:
         raise LLMError(describe_error(e, endpoint_of(llm))) from e
     return _reply_text(reply), Ending.of(reply.raw).error()
@@ -158,12 +160,6 @@ class Ending:
         return f"the LLM stopped its answer early (finish reason {self.reason!r})"
 
 
-def endpoint_of(llm: LLM) -> str | None:
-    """The URL an LLM client sends its requests to, where it says (OpenAI-compatible clients, Ollama)."""
-    url = getattr(llm, "api_base", None) or getattr(llm, "base_url", None)
-    return str(url) if url else None
-
-
 def _reply_text(reply: ChatResponse) -> str:
     text = (reply.message.content or "").strip()
     if not text:
@@ -173,6 +169,8 @@ def _reply_text(reply: ChatResponse) -> str:
 
 def describe_error(error: BaseException, endpoint: str | None = None) -> str:
     """A one-line account of an LLM call's failure, whatever client library raised it, naming the endpoint."""
+    if isinstance(error, LLMSilenceError):  # our own time limit, worded already
+        return str(error)
     detail = _short(str(error) or type(error).__name__)
     where = f"the LLM endpoint {endpoint}" if endpoint else "the LLM endpoint"
     if isinstance(error, _error_types(TimeoutError, httpx.TimeoutException, openai_name="APITimeoutError")):

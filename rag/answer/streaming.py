@@ -5,6 +5,8 @@ once it is exhausted, ``answer`` holds the finished ``AnswerResponse`` (status, 
 their check), and ``get_response()`` drains the stream and returns it. When the LLM fails before
 its first token, the stream is the ranked evidence with the error (status ``llm_error``), as
 without streaming; when it fails later, the tokens so far stay the answer (status ``partial``).
+The first token is awaited at most the LLM's time limit (``RAG_LLM_TIMEOUT``, the client's retries
+included), and so is each next one (``rag.answer.pacing``); a silence mid-answer ends it as ``partial``.
 Only a stream that ends with the provider's clean finish signal is ``answered``: one that just
 stops (the connection dropped) or finishes for the output token limit is ``partial``.
 """
@@ -19,6 +21,7 @@ from llama_index.core.llms import LLM, ChatMessage, ChatResponse
 from llama_index.core.schema import NodeWithScore
 
 from .llm import Ending, describe_error, endpoint_of
+from .pacing import apaced, paced
 from .response import AnswerResponse, finished
 
 
@@ -64,7 +67,7 @@ def stream(llm: LLM, messages: Sequence[ChatMessage], nodes: list[NodeWithScore]
         parts: list[str] = []
         ending = Ending()
         try:
-            for chunk in llm.stream_chat(messages):
+            for chunk in paced(llm, lambda: iter(llm.stream_chat(messages))):
                 ending.see(chunk.raw)
                 if delta := _delta(chunk, parts):
                     parts.append(delta)
@@ -88,7 +91,7 @@ def astream(llm: LLM, messages: Sequence[ChatMessage], nodes: list[NodeWithScore
         parts: list[str] = []
         ending = Ending()
         try:
-            async for chunk in await llm.astream_chat(messages):
+            async for chunk in apaced(llm, await llm.astream_chat(messages)):
                 ending.see(chunk.raw)
                 if delta := _delta(chunk, parts):
                     parts.append(delta)

@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     from rag.answer import AnswerResponse
     from rag.answer.chat import MultimodalChatEngine
     from rag.embeddings.base import Encoder
-    from rag.retrieval import MultimodalRetriever
+    from rag.retrieval.retriever import MultimodalRetriever
 
     from .vector_store import KnowledgeVectorStore
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pytest
@@ -13,22 +12,14 @@ from typer.testing import CliRunner
 from rag.cli import app
 from tests.analysis.conftest import CORPUS
 from tests.analysis.test_evaluation import EXAMPLE_QUERIES
-from tests.conftest import parity_dir
+from tests.helpers.models import use_tiny_model
 
 runner = CliRunner()
 
 
 @pytest.fixture
 def tiny_env(monkeypatch: pytest.MonkeyPatch, corpus_db: str, tmp_path: Path) -> None:
-    d = parity_dir("base")
-    for name in list(os.environ):
-        if name.startswith("RAG_"):
-            monkeypatch.delenv(name)
-    monkeypatch.setenv("RAG_WEIGHTS", str(d / "weights.pth"))
-    monkeypatch.setenv("RAG_TEXT_MODEL", str(d / "text_model"))
-    monkeypatch.setenv("RAG_VISION_CONFIG", str(d / "vision_config.json"))
-    monkeypatch.setenv("RAG_MILVUS_URI", corpus_db)
-    monkeypatch.setenv("RAG_DATA_DIR", str(tmp_path / "data"))
+    use_tiny_model(monkeypatch, RAG_MILVUS_URI=corpus_db, RAG_DATA_DIR=str(tmp_path / "data"))
 
 
 def test_eval_prints_a_table_and_writes_json(tiny_env, tmp_path: Path) -> None:

@@ -40,5 +40,5 @@ def query(corpus: Corpus) -> QueryBundle:
 
 
 def llm(server: FakeLLMServer, **kwargs) -> LLM:
-    kwargs.setdefault("timeout", 5.0)
+    kwargs.setdefault("timeout", 30.0)  # generous: a loaded machine imports the client slowly
     return openai_compatible_llm("vision-test", base_url=server.url, api_key="sk-test", max_retries=0, **kwargs)

@@ -34,6 +34,7 @@ class Reply:
     break_after: int | None = None  # streamed: after this many chunks, drop the connection mid-body
     end_after: int | None = None  # streamed: after this many chunks, end the body cleanly without the finish signal
     finish_reason: str = "stop"  # the finish reason the last chunk (or the whole reply) gives
+    pace: float = 0.0  # streamed: seconds between two chunks (a slow LLM that keeps writing)
 
     def pieces(self) -> list[str]:
         if self.chunks is not None:
@@ -137,6 +138,8 @@ class _Handler(BaseHTTPRequestHandler):
                     break
                 if index == reply.hold_after:
                     reply.released = reply.release.wait(HOLD_LIMIT)
+                if index and reply.pace:
+                    self.fake._stop.wait(reply.pace)
                 self._chunk(_ollama_line(request, piece) if ollama else _openai_event(request, piece))
             else:
                 ending = _ollama_line(request, None, reply.finish_reason)

@@ -25,8 +25,8 @@ NODES = [
 
 def provider_llm(provider: str, server: FakeLLMServer) -> LLM:
     if provider == "ollama":
-        return ollama_llm("llava", base_url=server.root, timeout=5)
-    return openai_compatible_llm("vision-test", base_url=server.url, api_key="sk-test", max_retries=0, timeout=5)
+        return ollama_llm("llava", base_url=server.root, timeout=30)
+    return openai_compatible_llm("vision-test", base_url=server.url, api_key="sk-test", max_retries=0, timeout=30)
 
 
 def streamed(provider: str, reply: Reply):

@@ -111,9 +111,9 @@ def test_async_stream_that_breaks_off(retriever, corpus) -> None:
 def test_ollama_streams_json_lines(retriever, corpus) -> None:
     reply = Reply("It is [1].", hold_after=1)
     with FakeLLMServer(reply) as server:
-        response = answer_engine(retriever, ollama_llm("llava", base_url=server.root, timeout=5), streaming=True).query(
-            query(corpus)
-        )
+        response = answer_engine(
+            retriever, ollama_llm("llava", base_url=server.root, timeout=30), streaming=True
+        ).query(query(corpus))
         for _ in response.response_gen:
             reply.release.set()
     assert reply.released is True and server.requests[0]["path"] == "/api/chat"

@@ -3,7 +3,6 @@ reads sources (``rag ingest``, ``rag map``), by the server's uploads and by the 
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,7 +16,7 @@ from rag.cli import app
 from rag.embeddings.text_window import TextWindow
 from rag.server.service import Service
 from rag.settings import Settings
-from tests.conftest import parity_dir
+from tests.helpers.models import use_tiny_model
 
 #: Settings no default has, so that options built from them show where each value came from.
 CHOSEN = {
@@ -65,17 +64,9 @@ def test_open_sources_takes_options_or_fields_not_both(tmp_path: Path) -> None:
 @pytest.fixture
 def chosen_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
     """The tiny model's tokenizer, a store and data folder of this test, and the :data:`CHOSEN` settings."""
-    tiny = parity_dir("base")
-    for name in list(os.environ):
-        if name.startswith("RAG_"):
-            monkeypatch.delenv(name)
-    monkeypatch.setenv("RAG_WEIGHTS", str(tiny / "weights.pth"))
-    monkeypatch.setenv("RAG_TEXT_MODEL", str(tiny / "text_model"))
-    monkeypatch.setenv("RAG_VISION_CONFIG", str(tiny / "vision_config.json"))
-    monkeypatch.setenv("RAG_MILVUS_URI", str(tmp_path / "milvus.db"))
-    monkeypatch.setenv("RAG_DATA_DIR", str(tmp_path / "data"))
-    for name, value in CHOSEN.items():
-        monkeypatch.setenv(name, value)
+    use_tiny_model(
+        monkeypatch, RAG_MILVUS_URI=str(tmp_path / "milvus.db"), RAG_DATA_DIR=str(tmp_path / "data"), **CHOSEN
+    )
     return tmp_path / "data"
 
 

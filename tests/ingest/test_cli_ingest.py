@@ -12,18 +12,15 @@ import pytest
 from typer.testing import CliRunner
 
 from rag.cli import app
-from tests.conftest import parity_dir
+from tests.helpers.models import tiny_model_env
 
 CORPUS = Path(__file__).resolve().parents[2] / "examples" / "corpus"
 
 
 def run(tmp_path: Path, *args: str):
-    tiny = parity_dir("base")
-    env = {name: None for name in os.environ if name.startswith("RAG_")}
+    env: dict[str, str | None] = {name: None for name in os.environ if name.startswith("RAG_")}
     env.update(
-        RAG_WEIGHTS=str(tiny / "weights.pth"),
-        RAG_TEXT_MODEL=str(tiny / "text_model"),
-        RAG_VISION_CONFIG=str(tiny / "vision_config.json"),
+        **tiny_model_env(),
         RAG_MILVUS_URI=str(tmp_path / "db" / "milvus.db"),
         RAG_DATA_DIR=str(tmp_path / "data"),
         COLUMNS="300",  # long temporary paths stay on one line

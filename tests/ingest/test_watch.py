@@ -19,7 +19,7 @@ from connectors.milvus import EncoderInfo, MilvusStore
 from connectors.sources import SourceOptions, open_sources
 from rag.ingest import ingest
 from rag.ingest.watch import Watcher, WatchError
-from tests.conftest import parity_dir
+from tests.helpers.models import process_env
 from tests.ingest.test_cli_ingest import run
 from tests.ingest.test_pipeline import ROOT, make_folder
 
@@ -96,13 +96,8 @@ def test_watch_refuses_urls_and_missing_paths(tiny_base, tmp_path):
 @pytest.mark.slow
 def test_ctrl_c_stops_the_watch_cleanly_with_a_summary(tmp_path):
     folder = make_folder(tmp_path / "photos", 2)
-    tiny = parity_dir("base")
-    env = {name: value for name, value in os.environ.items() if not name.startswith("RAG_")}
-    env.update(
+    env = process_env(
         PYTHONPATH=str(ROOT),
-        RAG_WEIGHTS=str(tiny / "weights.pth"),
-        RAG_TEXT_MODEL=str(tiny / "text_model"),
-        RAG_VISION_CONFIG=str(tiny / "vision_config.json"),
         RAG_MILVUS_URI=str(tmp_path / "db" / "milvus.db"),
         RAG_DATA_DIR=str(tmp_path / "data"),
     )

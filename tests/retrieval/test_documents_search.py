@@ -5,7 +5,6 @@ cite the chunks by name and anchor."""
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,7 +16,7 @@ from connectors.sources import open_sources
 from rag.cli import app
 from rag.ingest import ingest
 from rag.retrieval import Mode, MultimodalRetriever, evidence
-from tests.conftest import parity_dir
+from tests.helpers.models import process_env
 
 DOCUMENTS = Path(__file__).resolve().parents[2] / "examples" / "documents"
 PHRASES = {
@@ -56,12 +55,7 @@ def test_a_phrase_of_each_file_brings_it_back_in_the_top_3(store, tiny_base, wor
 
 
 def test_the_cli_finds_a_chunk_by_its_words_and_shows_its_name(db) -> None:
-    tiny = parity_dir("base")
-    env = {name: value for name, value in os.environ.items() if not name.startswith("RAG_")}
-    env.update(
-        RAG_WEIGHTS=str(tiny / "weights.pth"),
-        RAG_TEXT_MODEL=str(tiny / "text_model"),
-        RAG_VISION_CONFIG=str(tiny / "vision_config.json"),
+    env = process_env(
         RAG_MILVUS_URI=db,
         RAG_COLLECTION="documents",
     )

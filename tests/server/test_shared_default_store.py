@@ -4,7 +4,6 @@ its own, all served by the folder's one shared Milvus Lite server."""
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import signal
 import subprocess
@@ -14,7 +13,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.conftest import parity_dir
+from tests.helpers.models import process_env
 from tests.milvus_server import free_port
 from tests.server.test_store_outage import _folder
 
@@ -23,18 +22,7 @@ CORPUS = ROOT / "examples" / "corpus"
 
 
 def _env() -> dict[str, str]:
-    tiny = parity_dir("base")
-    env = {name: value for name, value in os.environ.items() if not name.startswith("RAG_")}
-    env.update(
-        PYTHONPATH=str(ROOT),
-        COLUMNS="300",
-        RAG_WEIGHTS=str(tiny / "weights.pth"),
-        RAG_TEXT_MODEL=str(tiny / "text_model"),
-        RAG_VISION_CONFIG=str(tiny / "vision_config.json"),
-        RAG_MILVUS_LITE_IDLE="3",
-        RAG_KEEP_WARM="0",
-    )
-    return env
+    return process_env(PYTHONPATH=str(ROOT), COLUMNS="300", RAG_MILVUS_LITE_IDLE="3", RAG_KEEP_WARM="0")
 
 
 def _rag(cwd: Path, *args: str) -> subprocess.Popen[str]:
