@@ -235,6 +235,12 @@ class Settings(BaseSettings):
     server_max_image_pixels: PositiveInt = Field(
         default=50_000_000, description="Decompression-bomb guard: uploaded images with more pixels are refused."
     )
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        default="INFO", description="Least severe log lines `rag serve` writes, its HTTP server's (uvicorn) included."
+    )
+    log_format: Literal["text", "json"] = Field(
+        default="text", description="`rag serve`'s log lines: text with a timestamp, or one JSON object a line."
+    )
     server_drain_seconds: NonNegativeFloat = Field(
         default=8.0,
         description="On SIGTERM, seconds `rag serve` lets running ingest jobs finish before it stops them; what is "

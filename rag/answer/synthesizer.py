@@ -96,12 +96,15 @@ class MultimodalSynthesizer(BaseSynthesizer):
             name = item_name(str(node.metadata.get(SOURCE, "")), node.metadata)
             heading = f"[{rank}] {name}" if name else f"[{rank}]"
             picture = node_picture(node)
-            if picture is not None:
+            sent = self._picture(picture, f"[{rank}]") if picture is not None else None
+            if sent is None:
+                blocks.append(TextBlock(text=f"\n{heading} (text)\n{text}\n"))
+            elif isinstance(sent, TextBlock):  # unreadable: no image number is used, so the later ones stay right
+                blocks.append(TextBlock(text=f"\n{heading} (its picture could not be read)\n{text}\n"))
+            else:
                 pictures += 1
                 blocks.append(TextBlock(text=f"\n{heading} (its picture is image #{pictures})\n{text}\n"))
-                blocks.append(self._picture(picture, f"[{rank}]"))
-            else:
-                blocks.append(TextBlock(text=f"\n{heading} (text)\n{text}\n"))
+                blocks.append(sent)
         if query.image_path:
             pictures += 1
             blocks.append(TextBlock(text=f"\nThe question is about this picture (image #{pictures}):\n"))

@@ -74,7 +74,7 @@ def serve(
         from rag.server.app import PortUnavailableError
     except ImportError as e:
         raise fail(str(e)) from e
-    logging.getLogger("rag").setLevel(logging.INFO)
+    logging.getLogger("rag").setLevel(settings.log_level)
     try:
         run_server(settings)
     except PortUnavailableError as e:

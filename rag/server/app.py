@@ -37,6 +37,7 @@ from .errors import BodyLimit, add_error_handlers
 from .guard import BrowserGuard, bound_hosts
 from .health import Startup
 from .health import router as health_router
+from .logs import configure as configure_logs
 from .metrics import Metrics, MetricsMiddleware
 from .metrics import router as metrics_router
 from .models import ErrorBody
@@ -162,6 +163,7 @@ def serve(settings: Settings | None = None, *, host: str | None = None, port: in
     import uvicorn
 
     settings = settings or Settings()
+    configure_logs(settings.log_level, settings.log_format)
     host = host or settings.server_host
     port = settings.server_port if port is None else port
     with bind(host, port) as sock:
@@ -177,7 +179,8 @@ def serve(settings: Settings | None = None, *, host: str | None = None, port: in
                 app,
                 host=host,
                 port=port,
-                log_level="info",
+                log_config=None,  # configure_logs did it
+                log_level=settings.log_level.lower(),
                 timeout_graceful_shutdown=max(1, round(settings.server_drain_seconds)),
             )
         )

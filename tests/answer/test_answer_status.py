@@ -95,3 +95,23 @@ def test_an_llm_without_a_finish_signal_is_taken_at_its_word() -> None:
     assert Ending.of({"done": False}).error() == NO_FINISH
     assert Ending.of({"done": True, "done_reason": "length"}).error() == TOKEN_LIMIT
     assert Ending.of({"choices": [{"finish_reason": "content_filter"}]}).error().endswith("'content_filter')")
+
+
+def test_a_picture_that_fails_to_load_leaves_the_other_numbers_attached(tmp_path) -> None:
+    from llama_index.core.schema import ImageNode
+    from PIL import Image
+
+    from .llm_server import user_parts
+
+    good = tmp_path / "good.png"
+    Image.new("RGB", (8, 8), "red").save(good)
+    nodes = [
+        NodeWithScore(node=ImageNode(text="A lost picture.", image_path=str(tmp_path / "gone.png"))),
+        NodeWithScore(node=ImageNode(text="A red square.", image_path=str(good))),
+    ]
+    with FakeLLMServer(Reply("A red square [2].")) as server:
+        answer = MultimodalSynthesizer(provider_llm("openai", server)).synthesize(QueryBundle("Which?"), nodes)
+        text, images = user_parts(server.requests[0])
+    assert answer.status is AnswerStatus.ANSWERED and len(images) == 1
+    assert "[1] (its picture could not be read)" in text
+    assert "[2] (its picture is image #1)" in text
