@@ -175,8 +175,9 @@ def _row_items(
         tags=tags,
         anchor=f"line={line}",
         anchor_in_id=False,  # a row is its content: reordering a manifest embeds nothing again
-        # a row's document is the image it lists (a text-only row's: the manifest)
-        ref_doc_id=str(image.metadata.get("url", image.path)) if image is not None else "",
+        # a row's document is the manifest, the file this source reads: re-ingesting it replaces its own rows and
+        # never the items a folder (or another manifest) made of the same pictures
+        ref_doc_id=str(manifest),
         content_hash=hashlib.sha256(image.data).hexdigest() if image is not None else "",
     )
     if image is not None and not text:

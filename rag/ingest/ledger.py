@@ -150,8 +150,8 @@ class _Versions:
     (a folder's file, a PDF, a LlamaIndex ``Document``), so a document is complete when the next one starts;
     completed documents are compared with the store in groups. The stale ids are deleted when the run ends,
     after every new version is written, except for a document all of whose items in this run failed to
-    decode: it keeps what it had. A document met again after it was compared (a manifest listing one image in
-    two distant rows) keeps what it had too: what this run produced of it before is no longer known.
+    decode: it keeps what it had. A document met again after it was compared (the same document given twice in
+    one run) keeps what it had too: what this run produced of it before is no longer known.
     Without ``stored_before`` (the collection was empty when the run started) there is nothing to compare
     with: each comparison costs the store a pass over its rows, which a first ingest is spared.
     """

@@ -126,7 +126,7 @@ def test_reingesting_a_file_replaces_its_items_and_records_its_content_hash(tiny
         assert [i.text for i in after if i.name.startswith("a.md")] == ["A\n\nAlpha text, changed."]
 
 
-def test_a_manifest_row_records_the_image_it_lists(tmp_path):
+def test_a_manifest_row_belongs_to_its_manifest_and_hashes_its_image(tmp_path):
     rows = 2
     images = tmp_path / "img"
     images.mkdir()
@@ -136,8 +136,36 @@ def test_a_manifest_row_records_the_image_it_lists(tmp_path):
     manifest.write_text("".join(json.dumps({"image": f"img/{i}.jpg", "text": f"row {i}"}) + "\n" for i in range(rows)))
     items = [r for r in open_sources([manifest], cache_dir=tmp_path / "cache") if isinstance(r, KnowledgeItem)]
     assert [(i.source, i.ref_doc_id) for i in items] == [
-        (str(manifest.resolve()), str((images / f"{i}.jpg").resolve())) for i in range(rows)
+        (str(manifest.resolve()), str(manifest.resolve())) for i in range(rows)
     ]
     assert [i.content_hash for i in items] == [
         hashlib.sha256((images / f"{i}.jpg").read_bytes()).hexdigest() for i in range(rows)
     ]
+
+
+def test_reingesting_a_manifest_leaves_a_folders_items_of_the_same_pictures_alone(tiny_base, tmp_path):
+    """A folder and a manifest that lists the folder's pictures are two documents' worth of items: re-ingesting
+    the manifest (one row changed, one dropped) replaces its own rows and nothing the folder stored."""
+    images = tmp_path / "img"
+    images.mkdir()
+    for i in range(3):
+        (images / f"{i}.jpg").write_bytes(jpeg((60 * i, 0, 0)))
+    manifest = tmp_path / "m.jsonl"
+
+    def write_rows(rows: dict[int, str]) -> None:
+        manifest.write_text("".join(json.dumps({"image": f"img/{i}.jpg", "text": t}) + "\n" for i, t in rows.items()))
+
+    write_rows({0: "red", 1: "dark red", 2: "darker red"})
+    opts = options(tmp_path, tiny_base)
+    with open_store(tmp_path, tiny_base) as store:
+        ingest(open_sources([images], opts), tiny_base, store)
+        folder = {i.id: i.name for i in stored(store)}
+        ingest(open_sources([manifest], opts), tiny_base, store)
+        write_rows({0: "red, retold", 1: "dark red"})
+        report = ingest(open_sources([manifest], opts), tiny_base, store)
+        after = stored(store)
+        assert {i.id: i.name for i in after if i.id in folder} == folder  # the folder's three items, untouched
+        rows = sorted(i.text for i in after if i.source == str(manifest.resolve()))
+        assert rows == ["dark red", "red, retold"]
+        assert (report.added, report.replaced, report.removed, report.unchanged) == (0, 1, 1, 1)
+        assert len(after) == len(folder) + 2
