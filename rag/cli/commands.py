@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 # Imported in the order `rag --help` lists their commands; each registers its own.
 # isort: off
-from rag.cli import analyses, chat, config, evaluate, ingest, lifecycle, migrate, query, serve, tokens  # noqa: F401
+from rag.cli import analyses, chat, config, evaluate, ingest, lifecycle, migrate, backup, query, serve, tokens  # noqa: F401
 from rag.cli import processes  # noqa: F401
 from rag.cli.common import app
 
