@@ -14,6 +14,7 @@ them from the items' text (a Milvus server computes BM25 itself).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -149,6 +150,45 @@ def restore(
     moved = _Moved(manifest["uploads_dir"], str(uploads))
     files = _restore_uploads(folder / UPLOADS, uploads)
     total = int(manifest["items"])
+    try:
+        restored = _write_staging(folder, moved, uri, staging, manifest, token, options, on_progress)
+        if restored != total:
+            raise BackupError(f"restored {restored} of {total} items of {folder}: left as it was; run restore again")
+    except Exception:
+        with contextlib.suppress(StoreError):  # nothing half made is left behind; the collection is as it was
+            _drop_staging(uri, staging, token, options)
+        raise
+    client = Connection(uri, token=token, create=False, options=options)
+    try:
+        if client.has_collection(name):
+            _drop(client, name)
+        _swap(client, staging, name)
+    finally:
+        client.close()
+    logger.info("restored %s from %s as %s: %d items, %d uploads", manifest["collection"], folder, name, total, files)
+    return BackupResult(name, restored, files, str(folder))
+
+
+def _drop_staging(uri: str | os.PathLike[str], staging: str, token: str | None, options: ConnectOptions) -> None:
+    client = Connection(uri, token=token, create=False, options=options)
+    try:
+        _drop(client, staging)
+    finally:
+        client.close()
+
+
+def _write_staging(
+    folder: Path,
+    moved: _Moved,
+    uri: str | os.PathLike[str],
+    staging: str,
+    manifest: dict[str, Any],
+    token: str | None,
+    options: ConnectOptions,
+    on_progress: Callable[[int, int], None] | None,
+) -> int:
+    """Write the backed-up items into a new collection ``staging``; returns how many it holds."""
+    total = int(manifest["items"])
     with MilvusStore.open(
         uri,
         staging,
@@ -164,19 +204,9 @@ def restore(
             if on_progress:
                 on_progress(written, total)
         new.flush()
-        new.set_properties(manifest["properties"])
-        restored = new.count()
-    if restored != total:
-        raise BackupError(f"restored {restored} of {total} items of {folder} into {staging!r}; run restore again")
-    client = Connection(uri, token=token, create=False, options=options)
-    try:
-        if client.has_collection(name):
-            _drop(client, name)
-        _swap(client, staging, name)
-    finally:
-        client.close()
-    logger.info("restored %s from %s as %s: %d items, %d uploads", manifest["collection"], folder, name, total, files)
-    return BackupResult(name, restored, files, str(folder))
+        if manifest["properties"]:  # Milvus refuses an empty set of properties
+            new.set_properties(manifest["properties"])
+        return new.count()
 
 
 _Entry = tuple[KnowledgeItem, np.ndarray, "np.ndarray | None"]

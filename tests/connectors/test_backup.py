@@ -10,11 +10,14 @@ import pytest
 from typer.testing import CliRunner
 
 from connectors.milvus import Blend, EncoderInfo, MilvusStore
+from connectors.milvus import backup as backup_module
 from connectors.milvus.backup import BackupError, backup, restore
 from connectors.sources import SourceOptions, open_sources
 from rag.cli import app
 from rag.ingest import ingest
 from tests.connectors.test_sources import png
+
+from .milvus_corpus import ENCODER, image_item, text_item, unit_vectors
 
 pytestmark = pytest.mark.slow
 
@@ -136,3 +139,45 @@ def test_restore_refuses_an_existing_collection_and_a_new_name_leaves_the_origin
     with MilvusStore.open(_db(tmp_path), "copy", create=False) as store:
         assert store.count() == before["count"]
         assert sorted(store.list_collections()) == ["copy", "items"]
+
+
+def test_a_collection_without_properties_round_trips_through_the_cli(tmp_path):
+    items = [image_item(i) for i in range(3)] + [text_item(i) for i in range(3)]
+    db = str(tmp_path / "db" / "milvus.db")
+    with MilvusStore.open(db, "kb", encoder_info=ENCODER) as store:
+        store.upsert(items, unit_vectors(6, seed=1), unit_vectors(6, seed=2))
+        before = {item.id: fused for item, fused, _ in store.iter_vectors()}
+    runner = CliRunner()
+    env = {"RAG_DATA_DIR": str(tmp_path / "data")}
+    saved = runner.invoke(app, ["backup", "-c", "kb", str(tmp_path / "bk"), "--uri", db, "--json"], env=env)
+    assert saved.exit_code == 0, saved.output
+    assert json.loads(saved.stdout.strip().splitlines()[-1])["items"] == 6
+    again = runner.invoke(app, ["backup", "-c", "kb", str(tmp_path / "bk"), "--uri", db], env=env)
+    assert again.exit_code == 2 and "not an empty folder" in again.output
+    missing = runner.invoke(app, ["restore", str(tmp_path / "nothing"), "--uri", db], env=env)
+    assert missing.exit_code == 2 and "holds no backup" in missing.output
+    copy = runner.invoke(app, ["restore", str(tmp_path / "bk"), "-c", "kb2", "--uri", db], env=env)
+    assert copy.exit_code == 0, copy.output
+    with MilvusStore.open(db, "kb2", create=False) as store:
+        assert store.list_collections() == ["kb", "kb2"]
+        after = {item.id: fused for item, fused, _ in store.iter_vectors()}
+    assert sorted(after) == sorted(before)
+    for key, vector in before.items():
+        np.testing.assert_array_equal(after[key], vector)
+
+
+def test_a_failed_restore_leaves_nothing_half_made(tmp_path, monkeypatch):
+    items = [text_item(i) for i in range(3)]
+    db = str(tmp_path / "db" / "milvus.db")
+    with MilvusStore.open(db, "kb", encoder_info=ENCODER) as store:
+        store.upsert(items, unit_vectors(3, seed=1), unit_vectors(3, seed=2))
+    backup(db, "kb", tmp_path / "bk", data_dir=tmp_path / "data")
+
+    def broken(new, batch):
+        raise OSError("disk gone")
+
+    monkeypatch.setattr(backup_module, "_write", broken)
+    with pytest.raises(OSError, match="disk gone"):
+        restore(tmp_path / "bk", db, data_dir=tmp_path / "data", replace=True)
+    with MilvusStore.open(db, "kb", create=False) as store:
+        assert store.list_collections() == ["kb"] and store.count() == 3
