@@ -133,3 +133,21 @@ def test_the_build_context_holds_what_the_image_copies_and_no_secrets() -> None:
     assert not ignored("rag/server/static/index.html", patterns)
     for secret in (".env", ".venv/bin/python", "rag_data/milvus.db", "weights/Visualized_base_en_v1.5.pth", ".git"):
         assert ignored(secret, patterns), secret
+
+
+def test_the_documented_systemd_unit_outlasts_the_drain() -> None:
+    """docs/deploy.md's unit: a user, an environment file, restarts on failure, and a stop timeout longer than the
+    drain its environment file (and the setting's default) gives SIGTERM."""
+    from rag.settings import Settings
+
+    text = (ROOT / "docs" / "deploy.md").read_text(encoding="utf-8")
+    unit = dict(
+        line.split("=", 1) for line in text.split("```ini\n", 1)[1].split("```", 1)[0].splitlines() if "=" in line
+    )
+    assert unit["User"] and unit["User"] != "root"
+    assert unit["EnvironmentFile"].startswith("/")
+    assert unit["Restart"] == "on-failure"
+    assert unit.get("KillMode", "control-group") == "control-group"  # the Lite server gets SIGTERM too
+    drain = [line for line in text.splitlines() if line.startswith("RAG_SERVER_DRAIN_SECONDS=")]
+    assert drain and float(drain[0].split("=")[1]) == Settings.model_fields["server_drain_seconds"].default
+    assert float(unit["TimeoutStopSec"]) > float(drain[0].split("=")[1])
