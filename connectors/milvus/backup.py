@@ -204,8 +204,7 @@ def _write_staging(
             if on_progress:
                 on_progress(written, total)
         new.flush()
-        if manifest["properties"]:  # Milvus refuses an empty set of properties
-            new.set_properties(manifest["properties"])
+        new.set_properties(manifest["properties"])
         return new.count()
 
 

@@ -38,8 +38,11 @@ def properties(core: StoreCore) -> dict[str, Any]:
 
 
 def set_properties(core: StoreCore, values: Mapping[str, Any]) -> None:
-    """Record JSON-serialisable values on the collection (Milvus collection properties), next to the encoder."""
+    """Record JSON-serialisable values on the collection (Milvus collection properties), next to the encoder.
+    No values: nothing to record (Milvus refuses an empty set of properties)."""
     core.writable()
+    if not values:
+        return
     core.client.alter_collection_properties(core.collection, properties=schema.write_properties(values))
 
 

@@ -292,6 +292,9 @@ def test_tuned_blends_are_kept_per_query_kind(store: MilvusStore) -> None:
     assert saved["image"].blend.weights == {"image": 1.0} and store.stats().tuned_blends == saved
     store.set_properties({"other": 1})
     assert store.tuned_blends() == saved
+    before = store.properties()
+    store.set_properties({})  # nothing to record (a copy of a collection that had none): no error, nothing lost
+    assert store.properties() == before
 
 
 def test_bad_vectors_and_oversized_items_are_refused(store: MilvusStore) -> None:
