@@ -18,10 +18,12 @@ from typing import Any, TypeVar
 
 from llama_index.core.llms import LLM
 
+from rag.errors import RagError
+
 T = TypeVar("T")
 
 
-class LLMSilenceError(TimeoutError):
+class LLMSilenceError(RagError, TimeoutError):
     """The LLM sent nothing within the time limit: no first token (retries included), or a silence mid-answer."""
 
 

@@ -18,7 +18,6 @@ from rag.server import create_app
 from rag.settings import Settings
 from tests.connectors.documents_corpus import png
 from tests.ingest.test_cli_ingest import run
-from tests.server.test_api import wait_for
 
 #: The names both folders' items get, once both are in the collection.
 BOTH = [
@@ -152,27 +151,6 @@ def test_the_names_a_document_may_take() -> None:
     first, second = qualified("/srv/uploads/3fa2.png", "a.png"), qualified("/srv/uploads/77b1.png", "a.png")
     assert first[0] == second[0] == "a.png" and first[1] != second[1]  # an upload: under a hash of where it is kept
     assert first[1].endswith("/a.png") and len(first[1]) == len("12345678/a.png")
-
-
-def test_two_uploads_of_one_name_are_told_apart(tmp_path, tiny_base):
-    settings = Settings(milvus_uri=str(tmp_path / "milvus.db"), collection="up", data_dir=tmp_path / "data")
-    MilvusStore.open(settings.milvus_uri, "up", encoder_info=EncoderInfo.of(tiny_base)).close()
-    with TestClient(create_app(settings, encoder=tiny_base)) as client:
-        for colour in ((250, 0, 0), (0, 0, 250)):
-            files = [("files", ("same.png", png(colour), "image/png"))]
-            job = wait_for(client, client.post("/api/ingest", files=files, data={"captions": ["a"]}).json()["id"])
-            assert (job["status"], job["added"]) == ("done", 1)
-
-        def search(query: str = "") -> list[str]:
-            found = client.post("/api/search", data={"text": "x", "filter": query} if query else {"text": "x"})
-            return sorted(r["name"] for r in found.json()["results"])
-
-        names = search()
-        assert len(set(names)) == 2 and all(
-            n.endswith("/same.png") and len(n) == len("12345678/same.png") for n in names
-        )
-        assert all(search(f"source={name}") == [name] for name in names)
-        assert search("source=same.png") == names  # the file name: both
 
 
 def test_a_run_stopped_before_it_renamed_is_healed_by_the_next(tmp_path, tiny_base):
