@@ -31,7 +31,9 @@ from .compressed import cut_off, is_gzip, open_binary
 from .options import SourceOptions
 
 TEXT_SUFFIXES = (".txt",)
-_BLOCK = 1 << 20
+#: Text is read and chunked in pieces of about this many bytes: the sentence splitter holds a piece's chunks at once,
+#: and nltk (3.10 on) gives its sentence regex 5 s per call, which a 1 MB piece can pass on a slow or busy machine.
+_BLOCK = 1 << 16
 _PROBE = 8192
 
 

@@ -38,8 +38,8 @@ Batch = dict[str, np.ndarray]
 
 #: The item's columns, in a block's order.
 ITEM_COLUMNS = (
-    "id", "text", "source", "anchor", "name", "has_image", "image_uri", "mime_type", "image_sha256",
-    "metadata", "tags", "created_at",
+    "id", "text", "source", "anchor", "name", "ref_doc_id", "content_hash", "tenant", "has_image", "image_uri",
+    "mime_type", "image_sha256", "metadata", "tags", "created_at",
 )  # fmt: skip
 
 
