@@ -46,30 +46,27 @@ def _settled(*paths: Path) -> list[str]:
 def test_a_tenants_watch_leaves_another_tenants_items_with_the_same_names_alone(tiny_base, tmp_path: Path) -> None:
     acme, bravo = make_folder(tmp_path / "acme" / "photos", 3), make_folder(tmp_path / "bravo" / "photos", 3)
     with MilvusStore.open(tmp_path / "db" / "milvus.db", "kb", encoder_info=EncoderInfo.of(tiny_base)) as store:
-        ingest(tagged(open_sources([bravo]), "bravo"), tiny_base, store)
         ingest(tagged(open_sources([acme]), "acme"), tiny_base, store)
-        # bravo also owns a file inside acme's folder (put there, and ingested by bravo, before acme's watch began)
+        # bravo owns the same file names in its folder, and one file inside acme's (put there and ingested by
+        # bravo before acme's watch began)
         (acme / "lent.txt").write_text("bravo's caption")
         (acme / "lent.png").write_bytes((bravo / "img002.png").read_bytes())
-        ingest(tagged(open_sources([acme / "lent.png"]), "bravo"), tiny_base, store)
+        ingest(tagged(open_sources([bravo, acme / "lent.png"]), "bravo"), tiny_base, store)
         bravo_before = _rows(store, "bravo")
         assert len(bravo_before) == 4 and len(_rows(store, "acme")) == 3
 
         watcher = Watcher([acme], tiny_base, store, SourceOptions(), quiet_seconds=0.5, tenant="acme")
-        (acme / "new.png").write_bytes((bravo / "img000.png").read_bytes())  # bytes bravo has too
+        (acme / "new.png").write_bytes((bravo / "img000.png").read_bytes())  # created (bytes bravo has too)
         (acme / "new.txt").write_text("a freshly painted fence")
-        created = watcher.apply(_settled(acme / "new.png", acme / "new.txt"))
-        (acme / "img001.txt").write_text("a fence painted twice")
-        edited = watcher.apply(_settled(acme / "img001.txt"))
-        (acme / "img002.png").unlink()
+        (acme / "img001.txt").write_text("a fence painted twice")  # edited
+        (acme / "img002.png").unlink()  # deleted
         (acme / "img002.txt").unlink()
-        deleted = watcher.apply(_settled(acme / "img002.png", acme / "img002.txt"))
-        (acme / "lent.txt").write_text("acme's caption over bravo's file")
-        foreign = watcher.apply(_settled(acme / "lent.txt"))
-        assert created is not None and edited is not None and deleted is not None and foreign is not None
-        assert (created.added, edited.replaced, deleted.removed) == (1, 1, 1)
-        assert [(Path(p.source).name, "another tenant" in p.reason) for p in foreign.skipped] == [("lent.png", True)]
-        assert (foreign.added, foreign.replaced, foreign.removed) == (0, 0, 0)
+        (acme / "lent.txt").write_text("acme's caption over bravo's file")  # edited, but bravo's
+        changed = ("new.png", "new.txt", "img001.txt", "img002.png", "img002.txt", "lent.txt")
+        report = watcher.apply(_settled(*(acme / name for name in changed)))  # one batch, as a watch groups them
+        assert report is not None
+        assert (report.added, report.replaced, report.removed) == (1, 1, 1)
+        assert [(Path(p.source).name, "another tenant" in p.reason) for p in report.skipped] == [("lent.png", True)]
 
         assert _rows(store, "bravo") == bravo_before  # ids, paths, names, texts and vectors: untouched
         acme_now = {Path(source).name: text for source, _, text, _ in _rows(store, "acme").values()}
@@ -81,6 +78,7 @@ def test_a_tenants_watch_leaves_another_tenants_items_with_the_same_names_alone(
         assert store.count() == 7  # nothing else in the collection, of any tenant
 
 
+@pytest.mark.slow  # an ingest through the CLI, loading the model
 def test_the_watch_command_writes_in_its_tenant_and_audits_each_batch(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
