@@ -19,7 +19,7 @@ import io
 import os
 import threading
 from concurrent.futures import Future
-from typing import Any
+from typing import Any, Literal
 
 from PIL import Image
 
@@ -30,6 +30,8 @@ from rag.items import SourceErrorKind as Kind
 from ._common import BadInput
 from .later import lent, off_thread
 
+#: When to read text from pixels: ``rag ingest --ocr``, ``RAG_OCR``, an upload's ``ocr`` field.
+OcrMode = Literal["auto", "all", "off"]
 #: Pages whose text layer has fewer characters than this are read with OCR (``ocr="auto"``).
 MIN_PAGE_CHARS = 16
 OCR_EXTRA = "pip install 'mmrag[ocr]'"
