@@ -17,7 +17,7 @@ from __future__ import annotations
 import ipaddress
 import logging
 import socket
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -72,6 +72,7 @@ def create_app(
             lambda: Service.open(settings, encoder, app.state.metrics.telemetry),
             on_ready=lambda service: setattr(app.state, "service", service),
             on_failure=getattr(app.state, "on_startup_failure", None),
+            public=_without_store(settings),
         )
         app.state.startup = startup
         startup.start(wait=encoder is not None)
@@ -120,6 +121,13 @@ def create_app(
         return response
 
     return app
+
+
+def _without_store(settings: Settings) -> Callable[[str], str]:
+    """A text for clients without the store's address, unless the server shows its paths."""
+    if settings.server_show_paths:
+        return str
+    return lambda text: text.replace(str(settings.milvus_uri), "(the store; its address is in the server log)")
 
 
 def _with_body_schemas(app: FastAPI) -> dict[str, Any]:
