@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 from rag import EncoderMismatchError, KnowledgeBase, VisualizedBGEEmbedding
 from rag.cli import app
 from tests.api.test_knowledge_base import tiny_settings
-from tests.connectors.test_sources import png
+from tests.helpers.documents import png
 
 
 @pytest.fixture
