@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 import tempfile
 import time
@@ -78,7 +79,9 @@ def main() -> None:
         medians = {}
         for _round in range(2):  # the first round warms up; the second is reported
             medians = {name: p50(asyncio.run(_run(app, tok, n))) for name, (app, tok) in variants.items()}
-    print(f"{cpu_name()}; {n} requests per variant, GET /api/stats scope, do-nothing route")
+    print(
+        f"{cpu_name()}; load {os.getloadavg()[0]:.1f}; {n} requests per variant, GET /api/stats scope, do-nothing route"
+    )
     bare = medians["bare"]
     for name, median in medians.items():
         extra = "" if name == "bare" else f"  overhead {1e6 * (median - bare):6.1f} us"

@@ -6,14 +6,19 @@ Both collections live in one embedded Milvus Lite folder and hold the same kind 
 ``MilvusStore.search`` alone (the fused field, top 10): the tenants' collection filtered to one tenant (taking
 turns), the single collection unfiltered, and a collection of N items alone (what a tenant would search with a
 collection of its own). Every hit of a filtered search is checked to be of its tenant. Both stay below Lite's
-HNSW threshold unless ``--hnsw`` (exact search: the build of two graphs takes many minutes on 2 cores).
+HNSW threshold unless ``--hnsw`` (exact search: the build of two graphs takes many minutes on 2 cores). The
+machine's load average is printed beside each figure (taken as its searches end).
 
-    .venv/bin/python benchmarks/tenants.py [--tenants 10] [--per-tenant 10000] [--queries 30] [--hnsw]
+The default is issue 29's size, 10 tenants of 10k items against one collection of 100k (writing the 200k rows
+takes some 8 minutes on 2 cores); ``--small`` is a quick check at 10 x 1k with 10 queries.
+
+    .venv/bin/python benchmarks/tenants.py [--small] [--tenants 10] [--per-tenant 10000] [--queries 30] [--hnsw]
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import tempfile
@@ -67,10 +72,15 @@ def progress(line: str) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tenants", type=int, default=10)
-    parser.add_argument("--per-tenant", type=int, default=10_000)
-    parser.add_argument("--queries", type=int, default=30)
+    parser.add_argument("--per-tenant", type=int, default=None, help="Items per tenant [10,000; 1,000 with --small].")
+    parser.add_argument("--queries", type=int, default=None, help="Searches timed per layout [30; 10 with --small].")
+    parser.add_argument("--small", action="store_true", help="A quick check: 10 x 1k items, 10 queries.")
     parser.add_argument("--hnsw", action="store_true", help="Switch each collection to HNSW before timing it.")
     args = parser.parse_args()
+    if args.per_tenant is None:
+        args.per_tenant = 1_000 if args.small else 10_000
+    if args.queries is None:
+        args.queries = 10 if args.small else 30
     names = [f"t{i}" for i in range(args.tenants)]
     rng = np.random.default_rng(0)
     centres = moved(rng, np.zeros((CENTRES, DIM), dtype=np.float32), 1.0)
@@ -93,11 +103,11 @@ def main() -> None:
                 else:
                     fill(store, written, args.per_tenant, centres, rng)
                 progress(f"{label}: written in {time.perf_counter() - start:.0f} s")
-                results[label] = timed(store, queries, searched)
+                results[label] = (timed(store, queries, searched), os.getloadavg()[0])
     index = "HNSW" if args.hnsw else "exact (FLAT)"
     print(f"{cpu_name()}; Milvus Lite, {index}, 768-d, top 10, {args.queries} queries")
-    for label, p50 in results.items():
-        print(f"  {label:45s} p50 {p50:7.1f} ms")
+    for label, (p50, load) in results.items():
+        print(f"  {label:45s} p50 {p50:7.1f} ms  (load {load:.1f})")
 
 
 if __name__ == "__main__":

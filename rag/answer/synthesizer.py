@@ -145,7 +145,7 @@ class MultimodalSynthesizer(BaseSynthesizer):
             text, ending = chat_reply(self.answer_llm, messages)
             return written(text, nodes, ending)
         except LLMError as e:
-            return without_answer(nodes, error=str(e))
+            return without_answer(nodes, error=str(e), kind=e.kind)
 
     async def asynthesize(
         self,
@@ -164,7 +164,7 @@ class MultimodalSynthesizer(BaseSynthesizer):
             text, ending = await achat_reply(self.answer_llm, messages)
             return written(text, nodes, ending)
         except LLMError as e:
-            return without_answer(nodes, error=str(e))
+            return without_answer(nodes, error=str(e), kind=e.kind)
 
     def get_response(self, query_str: str, text_chunks: Sequence[str], **response_kwargs: Any) -> str:
         """An answer from plain text chunks (numbered like items); raises ``LLMError`` on failure."""

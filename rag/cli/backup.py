@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -19,6 +19,9 @@ from rag.cli.common import (
     settings_from,
     store_options,
 )
+
+if TYPE_CHECKING:
+    from connectors.milvus.backup import BackupResult
 
 FolderArg = Annotated[Path, typer.Argument(help="The backup folder.")]
 
@@ -46,12 +49,7 @@ def backup(
             options=store_options(settings),
         )
     )
-    if as_json:
-        print(json.dumps(done.as_dict()))
-    else:
-        console.print(
-            f"backed up collection {done.collection!r} to {done.path}: {done.items} item(s), {done.uploads} upload(s)"
-        )
+    _report(done, "backed up collection {name!r} to {path}", as_json)
 
 
 @app.command()
@@ -83,9 +81,12 @@ def restore(
             options=store_options(settings),
         )
     )
+    _report(done, "restored collection {name!r} from {path}", as_json)
+
+
+def _report(done: BackupResult, what: str, as_json: bool) -> None:
     if as_json:
         print(json.dumps(done.as_dict()))
-    else:
-        console.print(
-            f"restored collection {done.collection!r} from {done.path}: {done.items} item(s), {done.uploads} upload(s)"
-        )
+        return
+    head = what.format(name=done.collection, path=done.path)
+    console.print(f"{head}: {done.items} item(s), {done.uploads} upload(s)")

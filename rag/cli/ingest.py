@@ -34,7 +34,7 @@ from rag.cli.common import (
     store_unavailable,
 )
 from rag.cli.ray import connect_ray, ingest_on_ray
-from rag.cli.sync import begin_prune, check_watchable, finish_prune, watch_sources
+from rag.cli.sync import audited, begin_prune, check_watchable, finish_prune, watch_sources
 
 if TYPE_CHECKING:  # loaded by the commands that need them: `rag --help` starts without them
     from connectors.milvus import MilvusStore
@@ -154,7 +154,7 @@ def ingest(
     }
     _check_flags(engine, ray_flags, sync_flags={"--dry-run": dry_run, "--yes": yes}, prune=prune)
     if tenant is not None:
-        _check_tenant(tenant, watch)
+        _check_tenant(tenant)
     if watch:
         check_watchable(sources)
     check_sources(sources)
@@ -227,10 +227,10 @@ def ingest(
         on_progress(result, done=True)
     result.write_jsonl(report_path, collection=settings.collection)
     summary = {**result.summary(), "collection": settings.collection, "report": str(report_path)}
-    AuditLog(settings.data_dir).record("ingest", None, files=sources, **_counted(summary), tenant=tenant)
+    AuditLog(settings.data_dir).record("ingest", None, files=sources, **audited(summary), tenant=tenant)
     _print_summary(result, summary, as_json)
     if watch:
-        watch_sources(settings, sources, model, options, as_json)
+        watch_sources(settings, sources, model, options, as_json, tenant=tenant)
     if refused:
         raise fail(refused, ExitCode.NO_ITEMS)
     if result.skipped:
@@ -245,12 +245,6 @@ def _check_flags(engine: str, ray_flags: dict[str, Any], *, sync_flags: dict[str
         raise fail(f"{', '.join(given)} apply to --engine ray")
     if not prune and (given := [flag for flag, value in sync_flags.items() if value]):
         raise fail(f"{', '.join(given)}: only with --prune")
-
-
-def _counted(summary: dict[str, Any]) -> dict[str, Any]:
-    """What the audit log keeps of an ingest's summary: its collection and counts."""
-    kept = ("collection", "added", "unchanged", "replaced", "removed", "skipped")
-    return {key: summary[key] for key in kept if key in summary}
 
 
 def _store_went_away(error: Exception, latest: list, collection: str) -> None:
@@ -292,11 +286,9 @@ def _progress_bar(transient: bool) -> Iterator[Progress]:
             raise
 
 
-def _check_tenant(tenant: str, watch: bool) -> None:
+def _check_tenant(tenant: str) -> None:
     from rag.access import TokenError, check_tenant
 
-    if watch:
-        raise fail("--tenant does not go with --watch yet: ingest each tenant's folders without --watch")
     try:
         check_tenant(tenant)
     except TokenError as e:

@@ -5,11 +5,12 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.markup import escape
 
+from rag.access import AuditLog
 from rag.cli.common import ExitCode, checked, console, fail, open_store, store_options
 
 if TYPE_CHECKING:
@@ -122,14 +123,31 @@ def check_watchable(sources: list[str]) -> None:
         raise fail(f"--watch follows folders and files, not URLs: {', '.join(urls)}")
 
 
+def audited(summary: dict[str, Any]) -> dict[str, Any]:
+    """What the audit log keeps of an ingest's summary: its collection and counts."""
+    kept = ("collection", "added", "unchanged", "replaced", "removed", "skipped")
+    return {key: summary[key] for key in kept if key in summary}
+
+
 def watch_sources(
-    settings: Settings, sources: list[str], encoder: Encoder, options: SourceOptions, as_json: bool
+    settings: Settings,
+    sources: list[str],
+    encoder: Encoder,
+    options: SourceOptions,
+    as_json: bool,
+    *,
+    tenant: str | None = None,
 ) -> None:
-    """Keep applying the changes under ``sources`` until Ctrl-C; then print what was done and exit 0."""
+    """Keep applying the changes under ``sources`` (as ``tenant``'s items) until Ctrl-C; then print what was done
+    and exit 0. Each batch is written to the audit log as an ingest of the paths it names."""
     from rag.ingest.watch import Watcher, WatchError
+
+    audit = AuditLog(settings.data_dir)
 
     def on_batch(report: IngestReport, paths: list[str]) -> None:
         done = report.summary()
+        counts = audited({**done, "collection": settings.collection})
+        audit.record("ingest", None, files=paths, **counts, tenant=tenant, watch=True)
         console.print(
             f"{time.strftime('%H:%M:%S')} {len(paths)} change(s): +{done['added']} added, {done['replaced']} replaced, "
             f"-{done['removed']} removed, {done['skipped']} skipped"
@@ -139,7 +157,7 @@ def watch_sources(
 
     store = open_store(settings, encoder, create=True)
     try:
-        watcher = Watcher(sources, encoder, store, options)
+        watcher = Watcher(sources, encoder, store, options, tenant=tenant)
     except WatchError as e:
         store.close()
         raise fail(str(e)) from e

@@ -231,6 +231,11 @@ class Pruning:
     def watch(self, results: Iterable[SourceResult]) -> Iterator[SourceResult]:
         return self.seen.watch(results)
 
+    def leave(self, sources: Iterable[str]) -> None:
+        """Take these stored sources out of scope (another tenant's): this prune neither deletes nor lends them."""
+        for source in sources:
+            self.stored.ids.pop(source, None)
+
     def donors(self, store: MilvusStore) -> Donors:
         """The vectors of the items of files gone from disk, for their renamed or moved copies to take."""
         self._donors = Donors(store, [item_id for ids in self.stored.missing().values() for item_id in ids])

@@ -8,6 +8,9 @@ a folder moved in is read whole. A file written to within the last ``quiet_secon
 empty one comes every second), so a file still being written is not read half-done; a writer that pauses longer
 mid-file should write to a temporary name and rename it. The store is the shared one: ``rag serve`` on the
 collection sees each batch as it lands.
+
+A watch writes for one tenant (``tenant``; None: the default one), as ``rag ingest --tenant`` does: its items are
+tagged with it, and a changed or deleted path whose stored items are another tenant's is reported and left alone.
 """
 
 from __future__ import annotations
@@ -26,14 +29,16 @@ from connectors.milvus.store import MilvusStore
 from connectors.sources import SourceOptions, iter_folder, open_sources
 from connectors.sources._common import IMAGE_SUFFIXES
 from connectors.sources.images import SIDECAR_SUFFIXES
+from rag.access.tenants import tagged
 from rag.embeddings.base import Encoder
 from rag.errors import RagError
-from rag.items import Severity, SourceError
+from rag.items import DEFAULT_TENANT, Severity, SourceError
 
 from .ledger import SourceResult
 from .pipeline import ingest
 from .report import IngestReport
 from .sync import Pruning, Scope
+from .tenancy import foreign_sources, kept_out
 
 
 class WatchError(RagError, ValueError):
@@ -85,6 +90,7 @@ class Watcher:
         debounce_ms: int = 1_600,
         step_ms: int = 300,
         quiet_seconds: float = 1.0,
+        tenant: str | None = None,
     ) -> None:
         self.folders: list[Path] = []
         self.files: list[Path] = []
@@ -95,7 +101,7 @@ class Watcher:
             if not path.exists():
                 raise WatchError(f"no such file or folder to watch: {source}")
             (self.folders if path.is_dir() else self.files).append(path)
-        self.encoder, self.store, self.options = encoder, store, options
+        self.encoder, self.store, self.options, self.tenant = encoder, store, options, tenant
         self.debounce_ms, self.step_ms, self.quiet_seconds = debounce_ms, step_ms, quiet_seconds
         self.totals = WatchTotals()
         self._pending: set[str] = set()  # changed, but written to too recently: tried again at the next batch
@@ -149,7 +155,11 @@ class Watcher:
                 wanted.update(str(partner.with_suffix(suffix)) for suffix in IMAGE_SUFFIXES)
         gone_folders = tuple(path for path in paths if not os.path.exists(path))  # a folder deleted: all under it
         pruning = Pruning(self.store, [], yes=True, scope=Scope(gone_folders, tuple(sorted(wanted))))
-        report = ingest(pruning.watch(self._read(wanted)), self.encoder, self.store, donors=pruning.donors(self.store))
+        tenant = self.tenant or DEFAULT_TENANT
+        foreign = foreign_sources(self.store, pruning.stored.ids, tenant)
+        pruning.leave(foreign)
+        results = tagged(kept_out(self._read(wanted), foreign, tenant), self.tenant)
+        report = ingest(pruning.watch(results), self.encoder, self.store, donors=pruning.donors(self.store))
         pruning.finish(self.store, report)
         return report
 

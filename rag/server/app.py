@@ -3,7 +3,8 @@
 Routes under ``/api`` ask for a bearer token once one is configured (``rag tokens``, ``RAG_SERVER_TOKEN``;
 ``rag.server.auth``), and on a non-loopback address always, unless ``--no-auth``; the page, its static
 files, ``/health``, the OpenAPI schema and its docs at ``/docs`` do not. Every error is JSON:
-``{"error": <code>, "message": <what went wrong>}``.
+``{"error": <code>, "message": <what went wrong>, "request_id": <id>}``; every reply has an ``X-Request-ID``
+header (the client's, when it sent a safe one) and every access line the id and the latency.
 
 Clients see items by name and id, not by this machine's paths: sources named relative to the
 folder they were ingested from, images served by item id, and no Milvus URI, unless
@@ -41,6 +42,7 @@ from .logs import configure as configure_logs
 from .metrics import Metrics, MetricsMiddleware
 from .metrics import router as metrics_router
 from .models import ErrorBody
+from .request_ids import RequestIds
 from .routes import api_router
 from .routes.body import BODY_SCHEMAS
 from .service import Service
@@ -67,7 +69,7 @@ def create_app(
         # Given an encoder (loaded already), the app opens the store before it serves; else it serves at once,
         # and loads meanwhile (``health``): /health answers, /ready and the API say 503 until loaded.
         startup = Startup(
-            lambda: Service.open(settings, encoder),
+            lambda: Service.open(settings, encoder, app.state.metrics.telemetry),
             on_ready=lambda service: setattr(app.state, "service", service),
             on_failure=getattr(app.state, "on_startup_failure", None),
         )
@@ -92,6 +94,9 @@ def create_app(
     app.include_router(metrics_router)
     app.state.metrics = Metrics(lambda: app.state.startup.service if hasattr(app.state, "startup") else None)
     app.openapi = lambda: _with_body_schemas(app)  # type: ignore[method-assign]
+    # The request id and the access line wrap the whole stack, the error handlers included: a 500 has both.
+    inner_stack = app.build_middleware_stack
+    app.build_middleware_stack = lambda: RequestIds(inner_stack())  # type: ignore[method-assign]
     app.add_middleware(BodyLimit, max_bytes=settings.server_max_request_bytes)
     if settings.server_allowed_origins:
         app.add_middleware(
@@ -180,6 +185,7 @@ def serve(settings: Settings | None = None, *, host: str | None = None, port: in
                 host=host,
                 port=port,
                 log_config=None,  # configure_logs did it
+                access_log=False,  # ours, with latency and the request id (request_ids)
                 log_level=settings.log_level.lower(),
                 timeout_graceful_shutdown=max(1, round(settings.server_drain_seconds)),
             )

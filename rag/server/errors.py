@@ -1,5 +1,5 @@
-"""Every error the app answers is JSON, ``{"error": <code>, "message": <what went wrong>}``; request bodies have
-a cap."""
+"""Every error the app answers is JSON, ``{"error": <code>, "message": <what went wrong>, "request_id": <id>}``
+(the id is the ``X-Request-ID`` header's and the log lines'); request bodies have a cap."""
 
 from __future__ import annotations
 
@@ -24,6 +24,7 @@ from rag.retrieval.options import OptionError, describe_one
 from .breaker import StoreOutageError
 from .conversations import ConversationNotFoundError
 from .models import ErrorBody
+from .request_ids import current_request_id
 from .service import ImageNotFoundError, UploadError
 
 logger = logging.getLogger(__name__)
@@ -51,8 +52,8 @@ class NotReadyError(RagError, RuntimeError):
 
 def error_response(status_code: int, message: str, code: str | None = None, **extra: Any) -> JSONResponse:
     code = code or _ERROR_CODES.get(status_code, "error" if status_code < 500 else "internal_error")
-    body = ErrorBody(error=code, message=message, **extra).model_dump(exclude_none=True)
-    return JSONResponse(body, status_code=status_code)
+    body = ErrorBody(error=code, message=message, request_id=current_request_id(), **extra)
+    return JSONResponse(body.model_dump(exclude_none=True), status_code=status_code)
 
 
 class BodyLimit:

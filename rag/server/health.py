@@ -15,12 +15,11 @@ from enum import Enum
 from typing import Any
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse
 
 from connectors.milvus import StoreError, StoreUnavailableError
 
 from .breaker import StoreState
-from .errors import NotReadyError
+from .errors import NotReadyError, error_response
 from .models import ErrorBody
 from .service import Service
 
@@ -136,8 +135,6 @@ def ready(request: Request) -> Any:
         StoreState.UNAVAILABLE: "the Milvus store cannot be reached",
         StoreState.MISSING: f"the collection {service.settings.collection!r} is gone from the store",
     }[state]
-    return JSONResponse(
-        {"error": "not_ready", "message": reason, "store": state.value},
-        status_code=503,
-        headers={"Retry-After": str(service.breaker.retry_after)},
-    )
+    response = error_response(503, reason, code="not_ready", store=state.value)
+    response.headers["Retry-After"] = str(service.breaker.retry_after)
+    return response

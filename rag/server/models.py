@@ -82,6 +82,10 @@ class ErrorBody(BaseModel):
     message: str = Field(description="What went wrong, for people.")
     details: list[dict[str, Any]] | None = Field(default=None, description="Per-field problems of a 422.")
     scope: str | None = Field(default=None, description="The token scope a 403 needed: read, write or admin.")
+    store: str | None = Field(default=None, description="The store's state, in a 503 of /ready.")
+    request_id: str | None = Field(
+        default=None, description="The request's id, as in the X-Request-ID header and the server's log lines."
+    )
 
 
 class Result(Evidence):

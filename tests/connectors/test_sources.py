@@ -606,7 +606,8 @@ def test_llama_index_documents_and_nodes(tmp_path: Path, options: SourceOptions)
     assert by_path.image.uri == image_node.image.uri == str(red) and by_path.source == str(red)
     assert [e.kind for e in errors] == [Kind.URL_DISABLED, Kind.INVALID, Kind.CORRUPT_IMAGE]
     assert (words.ref_doc_id, words.source, words.name) == ("words", "words", "words")  # named by its doc_id
-    assert inline.ref_doc_id == nodes[0].doc_id and image_node.name == f"red.jpg#node={nodes[3].node_id}"
+    assert inline.ref_doc_id == nodes[0].doc_id and image_node.ref_doc_id == nodes[3].node_id
+    assert (by_path.name, image_node.name) == ("red.jpg", "red.jpg#chunk=2")  # one source: names kept apart
     again = split(iter_llama_nodes([Document(text="Only words", metadata={"lang": "en"}, doc_id="words")], options))[0]
     assert again[0].id == words.id
 

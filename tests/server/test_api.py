@@ -391,7 +391,8 @@ def test_errors_are_json_with_a_clear_message(client: TestClient, settings: Sett
         response = search(crashing, text="x")
     assert response.status_code == 500
     message = "internal error (RuntimeError); the server log has details"
-    assert response.json() == {"error": "internal_error", "message": message}
+    request_id = response.headers["X-Request-ID"]
+    assert response.json() == {"error": "internal_error", "message": message, "request_id": request_id}
 
 
 # -- ingestion -------------------------------------------------------------------------------

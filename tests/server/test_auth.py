@@ -217,6 +217,17 @@ def test_the_page_and_health_stay_open(client: TestClient, corpus: Corpus) -> No
     assert "403" in schema["paths"]["/api/tokens"]["get"]["responses"]
 
 
+def test_metrics_need_an_admin_token_once_tokens_exist(client: TestClient, tokens: dict[Scope, str]) -> None:
+    assert client.get("/metrics").status_code == 401  # its counts span every tenant
+    replies = {scope: client.get("/metrics", headers=bearer(token)) for scope, token in tokens.items()}
+    assert {scope: reply.status_code for scope, reply in replies.items()} == {
+        Scope.READ: 403,
+        Scope.WRITE: 403,
+        Scope.ADMIN: 200,
+    }
+    assert replies[Scope.READ].json()["scope"] == "admin" and "rag_ready" in replies[Scope.ADMIN].text
+
+
 def test_an_upload_is_written_to_the_audit_log_with_its_files_and_counts(
     settings: Settings, tmp_path: Path, tiny_base
 ) -> None:

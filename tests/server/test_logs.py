@@ -27,7 +27,7 @@ def test_text_lines_have_a_timestamp_and_json_lines_are_objects() -> None:
 
 def test_the_level_applies_to_uvicorn_and_lines_go_through_the_root_handlers() -> None:
     root = logging.getLogger()
-    saved = [(h, h.formatter) for h in root.handlers]
+    saved = [(h, h.formatter, list(h.filters)) for h in root.handlers]
     access = logging.getLogger("uvicorn.access")
     access.addHandler(logging.NullHandler())  # as uvicorn's own configuration leaves it
     try:
@@ -40,7 +40,8 @@ def test_the_level_applies_to_uvicorn_and_lines_go_through_the_root_handlers() -
             for h in root.handlers
         )
     finally:
-        for handler, kept in saved:
+        for handler, kept, filters in saved:
             handler.setFormatter(kept)
+            handler.filters[:] = filters
         for name in ("rag", "connectors", "uvicorn", "uvicorn.error", "uvicorn.access"):
             logging.getLogger(name).setLevel(logging.NOTSET)

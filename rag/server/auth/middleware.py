@@ -1,4 +1,5 @@
-"""Every ``/api`` request is resolved to a ``Principal`` (token name, scope, tenant) before any route runs.
+"""Every ``/api`` (and ``/metrics``) request is resolved to a ``Principal`` (token name, scope, tenant) before any
+route runs.
 
 The check is an ASGI middleware, not a route dependency: FastAPI reads a request's body before it solves
 dependencies, and the scope must be checked before the body or a filter is parsed (a read token gets 403
@@ -22,7 +23,7 @@ from rag.settings import Settings
 
 from ..errors import error_response
 from .limiter import FailureLimiter
-from .scopes import needed_scope
+from .scopes import guarded, needed_scope
 
 logger = logging.getLogger(__name__)
 
@@ -87,14 +88,15 @@ def _unauthorized(message: str) -> JSONResponse:
 
 
 class AuthMiddleware:
-    """Resolves the principal of every ``/api`` request and refuses it (401, 403, 429) before the route runs."""
+    """Resolves the principal of every ``/api`` and ``/metrics`` request and refuses it (401, 403, 429) before the
+    route runs."""
 
     def __init__(self, app: ASGIApp, access: Access) -> None:
         self.app = app
         self.access = access
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not (scope["path"] == "/api" or scope["path"].startswith("/api/")):
+        if scope["type"] != "http" or not guarded(scope["path"]):
             await self.app(scope, receive, send)
             return
         headers = Headers(scope=scope)

@@ -1,8 +1,8 @@
 """The scope each ``/api`` request needs, decided from its method and path alone, before the route reads anything.
 
-Reading routes (GET, and the POSTs that search or answer) need ``read``; the token routes need ``admin``;
-every other route, a new one included, needs ``write`` until it is listed here: a route that changes
-something cannot be reached with a read token by mistake.
+Reading routes (GET, and the POSTs that search or answer) need ``read``; the token routes need ``admin``, and
+so does ``/metrics`` (its counts span every tenant); every other route, a new one included, needs ``write``
+until it is listed here: a route that changes something cannot be reached with a read token by mistake.
 """
 
 from __future__ import annotations
@@ -13,11 +13,18 @@ from rag.access import Scope
 READING_POSTS = frozenset({"/api/search", "/api/ask", "/api/ask/stream", "/api/chat", "/api/chat/stream"})
 #: Paths (and everything under them) whose GETs show what a writer did (ingest jobs name the uploaded files).
 WRITERS_GETS = ("/api/ingest",)
-ADMIN = ("/api/tokens",)
+ADMIN = ("/api/tokens", "/metrics")
+#: Where a token is checked (these paths and everything under them): the page and /health stay open.
+GUARDED = ("/api", "/metrics")
 
 
 def _under(path: str, prefixes: tuple[str, ...]) -> bool:
     return any(path == prefix or path.startswith(prefix + "/") for prefix in prefixes)
+
+
+def guarded(path: str) -> bool:
+    """Whether a request for ``path`` needs a token (once tokens are configured)."""
+    return _under(path.rstrip("/") or "/", GUARDED)
 
 
 def needed_scope(method: str, path: str) -> Scope:
