@@ -222,6 +222,7 @@ class Service:
             max_image_side=self.settings.llm_max_image_side,
             max_evidence_tokens=self.settings.llm_max_evidence_tokens,
             streaming=streaming,
+            settings=self.settings,
         )
         return mode, blend, engine.query(query)
 
