@@ -69,7 +69,7 @@ def create_app(
         # Given an encoder (loaded already), the app opens the store before it serves; else it serves at once,
         # and loads meanwhile (``health``): /health answers, /ready and the API say 503 until loaded.
         startup = Startup(
-            lambda: Service.open(settings, encoder),
+            lambda: Service.open(settings, encoder, app.state.metrics.telemetry),
             on_ready=lambda service: setattr(app.state, "service", service),
             on_failure=getattr(app.state, "on_startup_failure", None),
         )
