@@ -119,6 +119,13 @@ class Chunker:
         self._anchors.add(anchor)
         return anchor
 
+    def next_anchor(self, anchor: str, style: str = "first") -> tuple[str, int]:
+        """The anchor of the next chunk under ``anchor`` (see :meth:`items`), and its number."""
+        number = self._numbers[anchor] = self._numbers.get(anchor, 0) + 1
+        if style == "first" and number == 1:
+            return self.anchor(anchor), number
+        return self.anchor(f"{anchor}&chunk={number}" if anchor else f"chunk={number}"), number
+
     def items(
         self,
         text: str,
@@ -135,11 +142,7 @@ class Chunker:
         ``anchor&chunk=2``, … (``style="chunk"``). Numbers go on where the last call under the same anchor
         stopped, so sections that share an anchor (HTML sections under one id) still name their chunks apart."""
         for chunk in self.split(text):
-            number = self._numbers[anchor] = self._numbers.get(anchor, 0) + 1
-            if style == "first" and number == 1:
-                name = self.anchor(anchor)
-            else:
-                name = self.anchor(f"{anchor}&chunk={number}" if anchor else f"chunk={number}")
+            name, number = self.next_anchor(anchor, style)
             yield from make_item(
                 source=source,
                 where=f"{where}#{name}",

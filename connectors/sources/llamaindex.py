@@ -12,8 +12,11 @@ separate ``Document``s (``SimpleDirectoryReader`` gives one per PDF page) are se
 is the node's ``file_path`` metadata when present (pages of one file share it), else the image's path or URL,
 else the document's id; it is named by its file (``report.pdf#page=3``, from ``page_label``) or by its
 document's id. A text-only ``Document`` is chunked like a file, to the encoder's window
-(``SourceOptions.text_window``); nodes are taken as they were split. The node's metadata and id go to the
-item's metadata.
+(``SourceOptions.text_window``). Nodes are stored as they were split, one item each (a text over the window is
+kept whole, with a warning: its vector reads the start), named like chunks, in the order given, after the other
+items of their source (``report.pdf#page=3``, ``report.pdf#page=3&chunk=2``), so names stay unique and a document
+split again the same way keeps its ids (nothing encoded again) whatever ids the splitter gave the nodes. The
+node's metadata and id go to the item's metadata.
 """
 
 from __future__ import annotations
@@ -43,6 +46,7 @@ def iter_llama_nodes(nodes: Iterable[BaseNode], options: SourceOptions | None = 
     from llama_index.core.schema import Document  # here: importing it takes over a second
 
     options = options or SourceOptions()
+    chunkers: dict[str, tuple[Chunker, str]] = {}  # source -> its anchors and chunk cap, and where to report it
     for node in nodes:
         where = f"llama_index:{type(node).__name__}:{node.node_id}"
         try:
@@ -56,18 +60,18 @@ def iter_llama_nodes(nodes: Iterable[BaseNode], options: SourceOptions | None = 
             continue
         document = node.ref_doc_id or node.node_id
         source = _source(node, image, document)
+        chunker = chunkers.setdefault(source, (Chunker(options), where))[0]
         metadata = {**node.metadata, "node_id": node.node_id}
         page = str(node.metadata.get("page_label") or "").strip()
         anchor = f"page={page}" if page else ""
         identity: dict[str, Any] = {"source": source, "ref_doc_id": document, "metadata": metadata}
         if isinstance(node, Document) and image is None:
-            chunker = Chunker(options)
             yield from chunker.items(text, where=where, anchor=anchor, style="first", **identity)
-            yield from chunker.report(where)
             continue
-        if not isinstance(node, Document):  # one document's nodes: each its own anchor
-            anchor = f"{anchor}&node={node.node_id}" if anchor else f"node={node.node_id}"
+        anchor, _ = chunker.next_anchor(anchor)  # a node as it was split: numbered after its source's others
         yield from make_item(where=where, options=options, text=text, image=image, anchor=anchor, **identity)
+    for chunker, where in chunkers.values():
+        yield from chunker.report(where)
 
 
 def node_item(node: BaseNode, options: SourceOptions) -> KnowledgeItem:

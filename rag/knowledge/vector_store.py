@@ -12,8 +12,15 @@ as its image store), and what they write is what ``rag search``, ``rag ask`` and
 - ``delete(ref_doc_id)`` takes the document's id or the name every surface shows for it (``guide/bugs.md``).
 - ``query`` searches the fused vectors (``image_store``: the pictures), or BM25 and the vector together
   (``VectorStoreQueryMode.HYBRID``), or BM25 alone (``TEXT_SEARCH``), with ``MetadataFilters`` or our dict filters.
-- Vectors from another embedding model raise ``EncoderMismatchError``: a query embedding is compared with the
-  collection's encoder's own embedding of the query text, and every embedding's width with the collection's.
+- Vectors from another embedding model raise ``EncoderMismatchError``, nothing written: every embedding's width is
+  compared with the collection's; a query embedding with the collection's encoder's own embedding of the query
+  text; of the nodes given with embeddings, the first of every batch with the encoder's embedding of the text
+  LlamaIndex embedded for it (``MetadataMode.EMBED``), so a model of the same width is caught too.
+- Image queries: LlamaIndex's ``VectorIndexRetriever`` embeds a ``QueryBundle``'s text only and hands a vector
+  store no image, so ``QueryBundle(query_str="", image_path=...)`` reaches ``query`` empty: that raises a
+  ``QueryError`` saying what searches by image (``KnowledgeBase.search(image=...)`` or ``.as_retriever()``,
+  ``MultiModalVectorStoreIndex``'s ``image_to_image_retrieve``, or the bundle's ``embedding`` set to
+  ``VisualizedBGEEmbedding.get_image_embedding(path)``, which the stock retriever passes on as it is).
 """
 
 from __future__ import annotations
@@ -22,7 +29,7 @@ from collections.abc import Sequence
 from typing import Any, Literal
 
 import numpy as np
-from llama_index.core.schema import BaseNode
+from llama_index.core.schema import BaseNode, MetadataMode
 from llama_index.core.vector_stores.types import (
     BasePydanticVectorStore,
     FilterCondition,
@@ -43,6 +50,7 @@ from rag.embeddings.base import Encoder
 from rag.ingest.encode import encode_batch
 from rag.ingest.names import Names
 from rag.items import KnowledgeItem
+from rag.retrieval.modes import QueryError
 
 #: Nodes encoded and written per batch.
 _BATCH = 64
@@ -108,6 +116,7 @@ class KnowledgeVectorStore(BasePydanticVectorStore):
                 problems.append(f"node {node.node_id}: {e.reason}")
         if problems:
             raise ValueError(f"{len(problems)} node(s) cannot be stored, nothing written: {'; '.join(problems)}")
+        self._check_models(nodes, items)
         names = Names(self._store)
         items = names.assign(items)
         for start in range(0, len(items), _BATCH):
@@ -175,12 +184,30 @@ class KnowledgeVectorStore(BasePydanticVectorStore):
         ours = self._encoder.encode_text([query.query_str])[0] if query.query_str else None
         if query.query_embedding is None:
             if ours is None:
-                raise ValueError("the query has neither an embedding nor a text")
+                raise QueryError(_NOTHING_TO_SEARCH)
             return ours
         given = self._checked(query.query_embedding)
         if ours is not None and float(np.dot(given, ours)) < _SAME_MODEL:
             raise self._mismatch("the query embedding is not the collection encoder's embedding of the query text")
         return given
+
+    def _check_models(self, nodes: Sequence[BaseNode], items: list[KnowledgeItem]) -> None:
+        """Refuse text embeddings another model made: the first given one of every batch is compared with the
+        collection encoder's embedding of what LlamaIndex embeds for the node (its text and embed metadata), or of
+        its bare text; one encoder call for the whole ``add``."""
+        probes: list[tuple[np.ndarray, list[str]]] = []
+        for start in range(0, len(nodes), _BATCH):
+            for node, item in zip(nodes[start : start + _BATCH], items[start : start + _BATCH]):
+                if node.embedding is not None and item.image is None:
+                    embedded = node.get_content(metadata_mode=MetadataMode.EMBED)
+                    probes.append((self._checked(node.embedding), list(dict.fromkeys([embedded, item.text]))))
+                    break
+        if not probes:
+            return
+        ours = iter(self._encoder.encode_text([text for _, texts in probes for text in texts]))
+        for given, texts in probes:
+            if max(float(np.dot(given, next(ours))) for _ in texts) < _SAME_MODEL:
+                raise self._mismatch("the nodes' embeddings are not the collection encoder's embeddings of their text")
 
     def _vectors(self, items: list[KnowledgeItem], given: list[list[float] | None]) -> tuple[np.ndarray, np.ndarray]:
         """Fused and image vectors: the given text embeddings kept, the rest encoded (pictures always)."""
@@ -216,6 +243,15 @@ class KnowledgeVectorStore(BasePydanticVectorStore):
             "Embed with the collection's encoder (rag.VisualizedBGEEmbedding with the same weights), or leave the "
             "embeddings out and let the store compute them."
         )
+
+
+_NOTHING_TO_SEARCH = (
+    "the query carries neither a text nor an embedding. LlamaIndex's VectorIndexRetriever embeds a QueryBundle's "
+    "text only and passes no image to a vector store, so a query by {image} alone arrives empty here. Search by "
+    "image with KnowledgeBase.search(image=...) or KnowledgeBase.as_retriever(), with MultiModalVectorStoreIndex's "
+    "retriever (image_to_image_retrieve), or give the QueryBundle its embedding: "
+    "QueryBundle(query_str='', embedding=VisualizedBGEEmbedding(...).get_image_embedding(path))"
+)
 
 
 def _text(query: VectorStoreQuery) -> str:

@@ -5,27 +5,13 @@ from __future__ import annotations
 
 import json
 import os
-from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
-from rag import EncoderMismatchError, KnowledgeBase, VisualizedBGEEmbedding
+from rag import EncoderMismatchError, KnowledgeBase
 from rag.cli import app
-from tests.api.test_knowledge_base import tiny_settings
-from tests.connectors.test_sources import png
-
-
-@pytest.fixture
-def kb(tmp_path: Path, tiny_base):
-    with KnowledgeBase(settings=tiny_settings(tmp_path)) as opened:
-        opened._encoder = tiny_base  # the session's tiny model: loaded once
-        yield opened
-
-
-@pytest.fixture
-def embed(tiny_base) -> VisualizedBGEEmbedding:
-    return VisualizedBGEEmbedding(encoder=tiny_base)
+from tests.helpers.documents import png
 
 
 def docs():
@@ -142,8 +128,7 @@ def test_another_embedding_model_is_refused_with_encoder_mismatch(kb, embed):
         mismatched = VectorStoreIndex.from_vector_store(kb.vector_store, embed_model=other)
         with pytest.raises(EncoderMismatchError):
             mismatched.as_retriever().retrieve("quokkas")
-    with pytest.raises(EncoderMismatchError):
-        VectorStoreIndex.from_vector_store(kb.vector_store, embed_model=MockEmbedding(embed_dim=width + 1)).insert(
-            docs()[1]
-        )
+    for other in (MockEmbedding(embed_dim=width + 1), MockEmbedding(embed_dim=width)):
+        with pytest.raises(EncoderMismatchError):
+            VectorStoreIndex.from_vector_store(kb.vector_store, embed_model=other).insert(docs()[1])
     assert kb.count() == 1
