@@ -22,9 +22,8 @@ from connectors.sources.later import in_order, lent_workers
 from connectors.sources.ocr import ocr_result
 from rag.items import KnowledgeItem, Severity
 from rag.items import SourceErrorKind as Kind
+from tests.helpers.documents import make_text_pdf, png, scanned_pdf
 
-from .documents_corpus import make_text_pdf, png
-from .test_ocr import scanned_pdf
 from .test_sources import split, write
 
 #: Widths of the scanned pages (pixels at 150 dpi); the fake finds nothing on a BLANK one and fails on a BROKEN one.

@@ -17,8 +17,8 @@ from rag.server import JobStatus, create_app
 from rag.server.job_records import JobRecords
 from rag.server.jobs import IngestJob, IngestJobs
 from rag.settings import Settings
-from tests.connectors.documents_corpus import png
 from tests.connectors.test_ocr_workers import FakeEngine, use
+from tests.helpers.documents import png
 from tests.server.test_job_resume import until
 
 
