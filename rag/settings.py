@@ -181,8 +181,19 @@ class Settings(BaseSettings):
     )
     llm_max_evidence_tokens: PositiveInt = Field(
         default=6000,
-        description="Tokens of item text (with its metadata) sent to the LLM with one question, shared fairly among "
-        "the items: short texts whole, long ones cut (counted with LlamaIndex's tokenizer, cl100k_base by default).",
+        description="Tokens of evidence sent to the LLM with one question: pictures (by RAG_LLM_IMAGE_DETAIL or "
+        "RAG_LLM_IMAGE_TOKENS), best ranked first while they fit, then the items' texts share the rest fairly "
+        "(counted with LlamaIndex's tokenizer, cl100k_base by default).",
+    )
+    llm_image_detail: Literal["high", "low"] = Field(
+        default="high",
+        description="OpenAI's detail for pictures sent to the LLM, and how they are counted: high, 85 + 170 per "
+        "512 px tile (765 for 1024 x 1024); low, 85 each.",
+    )
+    llm_image_tokens: PositiveInt | None = Field(
+        default=None,
+        description="Tokens one picture costs the LLM, for models that count their own way; None: OpenAI's rule "
+        "(openai), 576 (ollama: LLaVA-1.5's 24 x 24 patches).",
     )
     chat_history_tokens: PositiveInt = Field(
         default=3000,

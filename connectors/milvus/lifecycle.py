@@ -15,7 +15,13 @@ from connectors.milvus.bm25 import SUFFIX as _BM25_SUFFIX
 from connectors.milvus.bm25 import CollectionBm25
 from connectors.milvus.connection import Connection, ConnectOptions
 from connectors.milvus.core import StoreCore
-from connectors.milvus.errors import CollectionNotFoundError, EncoderMismatchError, NotSupportedError, StoreError
+from connectors.milvus.errors import (
+    CollectionNotFoundError,
+    EncoderMismatchError,
+    NotSupportedError,
+    SchemaOutdatedError,
+    StoreError,
+)
 from connectors.milvus.schema import Backend, EncoderInfo
 from rag.settings import check_collection_name
 
@@ -96,15 +102,30 @@ def list_collections(
 
 
 def require_collection(
-    uri: str | os.PathLike[str], collection: str, *, token: str | None = None, options: ConnectOptions | None = None
+    uri: str | os.PathLike[str],
+    collection: str,
+    *,
+    token: str | None = None,
+    options: ConnectOptions | None = None,
+    writable: bool = False,
 ) -> None:
     """Raise :class:`CollectionNotFoundError` unless ``collection`` exists at ``uri``; creates nothing, loads nothing.
+    With ``writable``, also :class:`SchemaOutdatedError` (naming ``rag migrate``) for a collection of the older
+    schema, which can be searched but not written.
 
     Cheap next to loading an encoder: callers check first, so a mistyped name is reported at once.
     """
-    existing = list_collections(uri, token=token, options=options)
-    if collection not in existing:
-        raise no_collection(str(uri), collection, existing)
+    client = Connection(uri, token=token, create=False, options=options or ConnectOptions.from_settings())
+    try:
+        existing = ours(client.list_collections())
+        if collection not in existing:
+            raise no_collection(str(uri), collection, existing)
+        if writable:
+            version = schema.schema_version(client.describe_collection(collection).get("properties") or {})
+            if version == schema.MIGRATES_FROM:
+                raise SchemaOutdatedError(outdated(str(uri), collection, version))
+    finally:
+        client.close()
 
 
 def no_collection(uri: str, collection: str, existing: Sequence[str]) -> CollectionNotFoundError:

@@ -2,7 +2,7 @@
 
 from .citations import CitationCheck, check_citations
 from .engine import answer_engine
-from .llm import LLMError, llm_from_settings, ollama_llm, openai_compatible_llm
+from .llm import LLMError, LLMErrorKind, llm_from_settings, ollama_llm, openai_compatible_llm
 from .rerank import GridReranker
 from .response import AnswerResponse, AnswerStatus, Citation
 from .streaming import AsyncStreamingAnswerResponse, StreamingAnswerResponse
@@ -16,6 +16,7 @@ __all__ = [
     "CitationCheck",
     "GridReranker",
     "LLMError",
+    "LLMErrorKind",
     "MultimodalSynthesizer",
     "StreamingAnswerResponse",
     "answer_engine",

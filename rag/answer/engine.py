@@ -13,6 +13,7 @@ from llama_index.core.query_engine import RetrieverQueryEngine
 from rag.retrieval.options import AnswerOptions
 from rag.settings import Settings
 
+from .budget import PictureCost
 from .rerank import GridReranker
 from .synthesizer import MultimodalSynthesizer
 
@@ -29,6 +30,7 @@ def answer_engine(
     rerank_top_n: int | None = None,
     streaming: bool = False,
     callback_manager: CallbackManager | None = None,
+    settings: Settings | None = None,
 ) -> RetrieverQueryEngine:
     """A ``RetrieverQueryEngine`` whose ``query`` returns an ``AnswerResponse`` (or streams one).
 
@@ -37,14 +39,16 @@ def answer_engine(
     the retrieved candidates from a numbered grid picture and keep that many (retrieve more than you
     keep, e.g. top_k=10, 4). ``max_image_side``: the longer side of images sent to the LLM; default
     ``Settings().llm_max_image_side`` (``RAG_LLM_MAX_IMAGE_SIDE``). ``max_evidence_tokens``: the tokens of
-    item text (and metadata) sent with a question, shared fairly (``rag.answer.budget``); default
+    evidence sent with a question, pictures counted by the provider's rule (``RAG_LLM_IMAGE_DETAIL``,
+    ``RAG_LLM_IMAGE_TOKENS``) and texts shared fairly (``rag.answer.budget``); default
     ``Settings().llm_max_evidence_tokens`` (``RAG_LLM_MAX_EVIDENCE_TOKENS``).
+    ``settings``: where the defaults come from (default ``Settings()``).
     ``streaming``: ``query`` returns a ``StreamingAnswerResponse`` (``aquery``: ``AsyncStreamingAnswerResponse``).
     """
-    if max_image_side is None or max_evidence_tokens is None:
-        settings = Settings()
-        max_image_side = max_image_side or settings.llm_max_image_side
-        max_evidence_tokens = max_evidence_tokens or settings.llm_max_evidence_tokens
+    settings = settings or Settings()
+    max_image_side = max_image_side or settings.llm_max_image_side
+    max_evidence_tokens = max_evidence_tokens or settings.llm_max_evidence_tokens
+    picture_cost = PictureCost.for_llm(llm, settings.llm_image_tokens, settings.llm_image_detail)
     if rerank_top_n is None and options is not None:
         rerank_top_n = options.llm_rerank
     postprocessors: list[BaseNodePostprocessor] = []
@@ -59,6 +63,7 @@ def answer_engine(
             llm,
             max_image_side=max_image_side,
             max_evidence_tokens=max_evidence_tokens,
+            picture_cost=picture_cost,
             streaming=streaming,
             callback_manager=callback_manager,
         ),

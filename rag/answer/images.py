@@ -12,15 +12,24 @@ from llama_index.core.schema import BaseNode, ImageNode
 from PIL import Image, ImageDraw, ImageFont, ImageOps
 
 
-def image_block(image: str | bytes, max_side: int) -> ImageBlock:
+def image_block(image: str | bytes, max_side: int, detail: str | None = None) -> ImageBlock:
     """An http(s) URL by reference; a local file or image bytes as JPEG (PNG when transparent) within ``max_side``.
 
-    Raises ``OSError`` when the image cannot be read.
+    ``detail``: OpenAI's ``high`` or ``low`` (None: the endpoint's default). Raises ``OSError`` when the image
+    cannot be read.
     """
+    return sized_image_block(image, max_side, detail)[0]
+
+
+def sized_image_block(
+    image: str | bytes, max_side: int, detail: str | None = None
+) -> tuple[ImageBlock, tuple[int, int] | None]:
+    """``image_block`` and the size (width, height) of the picture it sends; None for a URL (not fetched here)."""
     if isinstance(image, str) and image.startswith(("http://", "https://")):
-        return ImageBlock(url=image)
-    data, mime_type = _encode(load_image(image, max_side))
-    return ImageBlock(image=data, image_mimetype=mime_type)
+        return ImageBlock(url=image, detail=detail), None
+    picture = load_image(image, max_side)
+    data, mime_type = _encode(picture)
+    return ImageBlock(image=data, image_mimetype=mime_type, detail=detail), picture.size
 
 
 def load_image(image: str | bytes, max_side: int) -> Image.Image:

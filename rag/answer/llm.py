@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from enum import Enum
 from typing import Any
 
 import httpx
@@ -28,8 +29,22 @@ NO_FINISH = "the LLM's stream ended without its finish signal (the connection dr
 CLEAN_FINISH = "stop"
 
 
+class LLMErrorKind(str, Enum):
+    """How an LLM call failed, for counting (``/metrics``): the message says it for people."""
+
+    TIMEOUT = "timeout"  # nothing in time (RAG_LLM_TIMEOUT), retries included
+    UNREACHABLE = "unreachable"  # no connection: the endpoint is down or the address is wrong
+    BAD_STATUS = "bad_status"  # the endpoint answered with an HTTP error
+    UNREADABLE = "unreadable"  # it answered, with nothing usable (no text, not the shape asked for)
+    PARTIAL = "partial"  # it stopped mid-answer: cut off, silent, or at its output token limit
+
+
 class LLMError(RagError, RuntimeError):
-    """The LLM endpoint failed: no answer in time, an HTTP error, or a reply that is not usable."""
+    """The LLM endpoint failed: no answer in time, an HTTP error, or a reply that is not usable (``kind``)."""
+
+    def __init__(self, message: str, kind: LLMErrorKind = LLMErrorKind.UNREADABLE) -> None:
+        super().__init__(message)
+        self.kind = kind
 
 
 def openai_compatible_llm(
@@ -105,7 +120,7 @@ def chat_reply(llm: LLM, messages: Sequence[ChatMessage]) -> tuple[str, str | No
     try:
         reply = bounded(llm, lambda: llm.chat(messages))  # within RAG_LLM_TIMEOUT, the client's retries included
     except Exception as e:  # every client library fails its own way; the caller keeps its results
-        raise LLMError(describe_error(e, endpoint_of(llm))) from e
+        raise LLMError(describe_error(e, endpoint_of(llm)), error_kind(e)) from e
     return _reply_text(reply), Ending.of(reply.raw).error()
 
 
@@ -113,7 +128,7 @@ async def achat_reply(llm: LLM, messages: Sequence[ChatMessage]) -> tuple[str, s
     try:
         reply = await abounded(llm, llm.achat(messages))
     except Exception as e:
-        raise LLMError(describe_error(e, endpoint_of(llm))) from e
+        raise LLMError(describe_error(e, endpoint_of(llm)), error_kind(e)) from e
     return _reply_text(reply), Ending.of(reply.raw).error()
 
 
@@ -173,17 +188,37 @@ def describe_error(error: BaseException, endpoint: str | None = None) -> str:
         return str(error)
     detail = _short(str(error) or type(error).__name__)
     where = f"the LLM endpoint {endpoint}" if endpoint else "the LLM endpoint"
-    if isinstance(error, _error_types(TimeoutError, httpx.TimeoutException, openai_name="APITimeoutError")):
+    kind = error_kind(error)
+    if kind is LLMErrorKind.TIMEOUT:
         return f"{where} did not answer in time ({detail}; RAG_LLM_TIMEOUT sets the limit)"
-    status = getattr(error, "status_code", None)
-    if status is None and isinstance(error, httpx.HTTPStatusError):
-        status = error.response.status_code
-    if isinstance(status, int):
-        return f"{where} answered HTTP {status}: {detail}"
-    if isinstance(error, _error_types(ConnectionError, httpx.TransportError, openai_name="APIConnectionError")):
+    if kind is LLMErrorKind.BAD_STATUS:
+        return f"{where} answered HTTP {_status(error)}: {detail}"
+    if kind is LLMErrorKind.UNREACHABLE:
         hint = " (OpenAI's API, the default: RAG_LLM_BASE_URL names another)" if endpoint == OPENAI_URL else ""
         return f"cannot reach {where}{hint}: {detail}"
     return f"{where}'s reply could not be read ({type(error).__name__}: {detail})"
+
+
+def error_kind(error: BaseException) -> LLMErrorKind:
+    """How an LLM call failed, whatever client library raised ``error`` (an ``LLMError`` knows already)."""
+    if isinstance(error, LLMError):
+        return error.kind
+    timeouts = _error_types(TimeoutError, httpx.TimeoutException, openai_name="APITimeoutError")
+    if isinstance(error, (LLMSilenceError, *timeouts)):
+        return LLMErrorKind.TIMEOUT
+    if _status(error) is not None:
+        return LLMErrorKind.BAD_STATUS
+    if isinstance(error, _error_types(ConnectionError, httpx.TransportError, openai_name="APIConnectionError")):
+        return LLMErrorKind.UNREACHABLE
+    return LLMErrorKind.UNREADABLE
+
+
+def _status(error: BaseException) -> int | None:
+    """The HTTP status of a client library's error for an HTTP error reply."""
+    status = getattr(error, "status_code", None)
+    if status is None and isinstance(error, httpx.HTTPStatusError):
+        status = error.response.status_code
+    return status if isinstance(status, int) else None
 
 
 def _error_types(*base: type[BaseException], openai_name: str) -> tuple[type[BaseException], ...]:

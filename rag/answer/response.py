@@ -19,6 +19,7 @@ from rag.display import snippet
 from rag.retrieval.evidence import Evidence, merged_count
 
 from .citations import CitationCheck, check_citations, cited_markers
+from .llm import LLMErrorKind
 
 RERANK_REASON = "rerank_reason"
 RERANK_ERROR = "rerank_error"
@@ -49,6 +50,7 @@ class AnswerResponse(Response):
     citations: list[Citation] = field(default_factory=list)  # every item sent, in marker order
     rerank_error: str | None = None
     citation_check: CitationCheck | None = None  # for answers written by the LLM (answered, partial)
+    error_kind: LLMErrorKind | None = None  # how the LLM failed (llm_error, partial), for counting
 
     @property
     def cited(self) -> list[Citation]:
@@ -94,21 +96,28 @@ def written(text: str, nodes: list[NodeWithScore], error: str | None = None) -> 
         source_nodes=nodes,
         status=AnswerStatus.PARTIAL if error else AnswerStatus.ANSWERED,
         error=error,
+        error_kind=LLMErrorKind.PARTIAL if error else None,
         citations=citations(nodes, cited_markers(text, len(nodes))),
         rerank_error=_rerank_error(nodes),
         citation_check=check_citations(text, len(nodes)),
     )
 
 
-def finished(text: str, nodes: list[NodeWithScore], error: str | None = None) -> AnswerResponse:
-    """The response once the LLM is done: its answer, the answer so far with the error, or the evidence."""
+def finished(
+    text: str, nodes: list[NodeWithScore], error: str | None = None, kind: LLMErrorKind | None = None
+) -> AnswerResponse:
+    """The response once the LLM is done: its answer, the answer so far with the error, or the evidence (``kind``:
+    how the LLM failed before its first word)."""
     if text.strip():
         return written(text.strip(), nodes, error)
-    return without_answer(nodes, error=error or NO_TEXT)
+    return without_answer(nodes, error=error or NO_TEXT, kind=kind if error else LLMErrorKind.UNREADABLE)
 
 
-def without_answer(nodes: list[NodeWithScore], error: str | None = None) -> AnswerResponse:
-    """The ranked evidence as the response: no evidence, no LLM configured, or the LLM failed."""
+def without_answer(
+    nodes: list[NodeWithScore], error: str | None = None, kind: LLMErrorKind | None = None
+) -> AnswerResponse:
+    """The ranked evidence as the response: no evidence, no LLM configured, or the LLM failed (``error``, and how:
+    ``kind``)."""
     if not nodes:
         status, heading = AnswerStatus.NO_EVIDENCE, "No items in the collection match this query."
     elif error is None:
@@ -124,6 +133,7 @@ def without_answer(nodes: list[NodeWithScore], error: str | None = None) -> Answ
         source_nodes=nodes,
         status=status,
         error=error,
+        error_kind=(kind or LLMErrorKind.UNREADABLE) if status is AnswerStatus.LLM_ERROR else None,
         citations=shown,
         rerank_error=_rerank_error(nodes),
     )

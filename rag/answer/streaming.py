@@ -20,7 +20,7 @@ from llama_index.core.base.response.schema import AsyncStreamingResponse, Stream
 from llama_index.core.llms import LLM, ChatMessage, ChatResponse
 from llama_index.core.schema import NodeWithScore
 
-from .llm import Ending, describe_error, endpoint_of
+from .llm import Ending, LLMErrorKind, describe_error, endpoint_of, error_kind
 from .pacing import apaced, paced
 from .response import AnswerResponse, finished
 
@@ -72,10 +72,10 @@ def stream(llm: LLM, messages: Sequence[ChatMessage], nodes: list[NodeWithScore]
                 if delta := _delta(chunk, parts):
                     parts.append(delta)
                     yield delta
-            error = ending.error()
+            error, kind = ending.error(), LLMErrorKind.PARTIAL
         except Exception as e:  # every client library fails its own way; the tokens so far are kept
-            error = _stream_error(e, parts, llm)
-        response.answer = finished("".join(parts), nodes, error)
+            error, kind = _stream_error(e, parts, llm), error_kind(e)
+        response.answer = finished("".join(parts), nodes, error, kind)
         if not parts:
             yield response.answer.response or ""
 
@@ -96,10 +96,10 @@ def astream(llm: LLM, messages: Sequence[ChatMessage], nodes: list[NodeWithScore
                 if delta := _delta(chunk, parts):
                     parts.append(delta)
                     yield delta
-            error = ending.error()
+            error, kind = ending.error(), LLMErrorKind.PARTIAL
         except Exception as e:
-            error = _stream_error(e, parts, llm)
-        response.answer = finished("".join(parts), nodes, error)
+            error, kind = _stream_error(e, parts, llm), error_kind(e)
+        response.answer = finished("".join(parts), nodes, error, kind)
         if not parts:
             yield response.answer.response or ""
 

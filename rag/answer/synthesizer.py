@@ -12,21 +12,20 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
-from llama_index.core.llms import LLM, ChatMessage, MessageRole, TextBlock
+from llama_index.core.llms import LLM, ChatMessage, ImageBlock, MessageRole, TextBlock
 from llama_index.core.llms.mock import MockLLM
 from llama_index.core.prompts import PromptTemplate
 from llama_index.core.prompts.mixin import PromptDictType
 from llama_index.core.response_synthesizers import BaseSynthesizer
-from llama_index.core.schema import MetadataMode, NodeWithScore, QueryBundle, QueryType, TextNode
+from llama_index.core.schema import NodeWithScore, QueryBundle, QueryType, TextNode
 
-from connectors.milvus.schema import SOURCE
-from rag.items import item_name
-
-from .budget import DEFAULT_EVIDENCE_TOKENS, within_budget
+from .budget import DEFAULT_EVIDENCE_TOKENS, PictureCost, pictures_within, within_budget
 from .citations import cited_markers
-from .images import image_block, node_picture
+from .evidence import evidence_name, evidence_text, merge_pages
+from .images import node_picture, sized_image_block
 from .llm import LLMError, achat_reply, achat_text, chat_reply, chat_text
 from .response import AnswerResponse, AnswerStatus, Citation, without_answer, written
 from .streaming import AsyncStreamingAnswerResponse, StreamingAnswerResponse, asettled, astream, settled, stream
@@ -53,7 +52,8 @@ class MultimodalSynthesizer(BaseSynthesizer):
 
     Use it as the ``response_synthesizer`` of a ``RetrieverQueryEngine`` (see ``answer_engine``).
     ``llm=None`` makes responses that list the evidence instead of answering. Local images are
-    sent inline, downscaled to ``max_image_side``; URLs are passed on for the endpoint to fetch.
+    sent inline, downscaled to ``max_image_side``; URLs are passed on for the endpoint to fetch. Pictures count in
+    ``max_evidence_tokens`` by ``picture_cost`` (default: the rule of ``llm``'s provider, ``rag.answer.budget``).
     Responses are ``AnswerResponse`` objects; with ``streaming=True``, ``StreamingAnswerResponse`` (async:
     ``AsyncStreamingAnswerResponse``) objects whose tokens come from the LLM's ``stream_chat`` as it writes.
     """
@@ -64,6 +64,7 @@ class MultimodalSynthesizer(BaseSynthesizer):
         *,
         max_image_side: int = 1024,
         max_evidence_tokens: int = DEFAULT_EVIDENCE_TOKENS,
+        picture_cost: PictureCost | None = None,
         instructions: str = ANSWER_INSTRUCTIONS,
         **kwargs: Any,
     ) -> None:
@@ -72,6 +73,7 @@ class MultimodalSynthesizer(BaseSynthesizer):
         self.answer_llm = llm
         self.max_image_side = max_image_side
         self.max_evidence_tokens = max_evidence_tokens
+        self.picture_cost = picture_cost or PictureCost.for_llm(llm)
         self.instructions = instructions
 
     def _get_prompts(self) -> PromptDictType:
@@ -84,31 +86,42 @@ class MultimodalSynthesizer(BaseSynthesizer):
     def messages(self, query: QueryBundle, nodes: Sequence[NodeWithScore]) -> list[ChatMessage]:
         """The chat the LLM receives: instructions, then the numbered items, the question's picture, the question.
 
-        Each item is headed by its marker and its name (``report.docx#tracking-faults``); the items' texts share
-        ``max_evidence_tokens`` (``rag.answer.budget``), and pictures are sent beside them.
+        Each item is headed by its marker and its name (``report.docx#tracking-faults``), then the metadata a
+        reader cites by and its text (``rag.answer.evidence``). Pictures and texts share ``max_evidence_tokens``
+        (``rag.answer.budget``): the question's picture first, the items' pictures best ranked first while they
+        fit (by ``picture_cost``), and the texts share what is left fairly. What does not fit is left out with a
+        note, so a request never holds more evidence than the budget.
         """
+        question = self._picture(query.image_path, "the question's picture") if query.image_path else None
+        budget = self.max_evidence_tokens - (self._cost(question) or 0)
+        pictures = [self._picture(picture, f"[{rank}]") for rank, picture in _pictures(nodes)]
+        costs = [self._cost(picture) for picture in pictures]
+        kept = pictures_within(costs, budget)
+        spent = sum(cost for cost, keep in zip(costs, kept) if keep and cost)
+        texts = within_budget([evidence_text(result) for result in nodes], max(0, budget - spent))
         blocks: list[Any] = [TextBlock(text="Evidence items:\n")]
-        pictures = 0
-        contents = [result.node.get_content(metadata_mode=MetadataMode.LLM) for result in nodes]
-        texts = within_budget(contents, self.max_evidence_tokens)
-        for rank, (result, text) in enumerate(zip(nodes, texts), start=1):
-            node = result.node
-            name = item_name(str(node.metadata.get(SOURCE, "")), node.metadata)
+        numbered = 0
+        for rank, (result, picture, keep, text) in enumerate(zip(nodes, pictures, kept, texts), start=1):
+            name = evidence_name(result)
             heading = f"[{rank}] {name}" if name else f"[{rank}]"
-            picture = node_picture(node)
-            sent = self._picture(picture, f"[{rank}]") if picture is not None else None
-            if sent is None:
-                blocks.append(TextBlock(text=f"\n{heading} (text)\n{text}\n"))
-            elif isinstance(sent, TextBlock):  # unreadable: no image number is used, so the later ones stay right
-                blocks.append(TextBlock(text=f"\n{heading} (its picture could not be read)\n{text}\n"))
+            if picture is None:
+                note = "text"
+            elif isinstance(picture, TextBlock):  # unreadable: no image number is used, so the later ones stay right
+                note = "its picture could not be read"
+            elif not keep:
+                note = "its picture is left out: the evidence budget is spent"
             else:
-                pictures += 1
-                blocks.append(TextBlock(text=f"\n{heading} (its picture is image #{pictures})\n{text}\n"))
-                blocks.append(sent)
-        if query.image_path:
-            pictures += 1
-            blocks.append(TextBlock(text=f"\nThe question is about this picture (image #{pictures}):\n"))
-            blocks.append(self._picture(query.image_path, "the question's picture"))
+                numbered += 1
+                note = f"its picture is image #{numbered}"
+            blocks.append(TextBlock(text=f"\n{heading} ({note})\n{text}\n"))
+            if keep and isinstance(picture, _Sent):
+                blocks.append(picture.block)
+        if isinstance(question, _Sent):
+            numbered += 1
+            blocks.append(TextBlock(text=f"\nThe question is about this picture (image #{numbered}):\n"))
+            blocks.append(question.block)
+        elif question is not None:
+            blocks.append(question)
         blocks.append(TextBlock(text=f"\nQuestion: {query.query_str}\n"))
         return [
             ChatMessage(role=MessageRole.SYSTEM, content=self.instructions),
@@ -132,7 +145,7 @@ class MultimodalSynthesizer(BaseSynthesizer):
             text, ending = chat_reply(self.answer_llm, messages)
             return written(text, nodes, ending)
         except LLMError as e:
-            return without_answer(nodes, error=str(e))
+            return without_answer(nodes, error=str(e), kind=e.kind)
 
     async def asynthesize(
         self,
@@ -151,7 +164,7 @@ class MultimodalSynthesizer(BaseSynthesizer):
             text, ending = await achat_reply(self.answer_llm, messages)
             return written(text, nodes, ending)
         except LLMError as e:
-            return without_answer(nodes, error=str(e))
+            return without_answer(nodes, error=str(e), kind=e.kind)
 
     def get_response(self, query_str: str, text_chunks: Sequence[str], **response_kwargs: Any) -> str:
         """An answer from plain text chunks (numbered like items); raises ``LLMError`` on failure."""
@@ -169,16 +182,36 @@ class MultimodalSynthesizer(BaseSynthesizer):
             raise LLMError("no LLM is configured")
         return self.answer_llm
 
-    def _picture(self, image: str | bytes, what: str) -> Any:
+    def _picture(self, image: str | bytes | None, what: str) -> _Sent | TextBlock | None:
+        """The picture as sent and its size, or a note when it cannot be read; None: there is no picture."""
+        if image is None:
+            return None
         try:
-            return image_block(image, self.max_image_side)
+            block, size = sized_image_block(image, self.max_image_side, self.picture_cost.detail)
         except OSError as e:
             logger.warning("picture of %s not sent to the LLM: %s", what, e)
             return TextBlock(text=f"(the picture of {what} could not be read)\n")
+        return _Sent(block, size)
+
+    def _cost(self, picture: _Sent | TextBlock | None) -> int | None:
+        return self.picture_cost.tokens(picture.size) if isinstance(picture, _Sent) else None
+
+
+@dataclass
+class _Sent:
+    """A picture as it goes to the LLM, and its size (None: a URL the endpoint fetches)."""
+
+    block: ImageBlock
+    size: tuple[int, int] | None
+
+
+def _pictures(nodes: Sequence[NodeWithScore]) -> list[tuple[int, str | bytes | None]]:
+    return [(rank, node_picture(result.node)) for rank, result in enumerate(nodes, start=1)]
 
 
 def _inputs(
     query: QueryType, nodes: list[NodeWithScore], additional: Sequence[NodeWithScore] | None
 ) -> tuple[QueryBundle, list[NodeWithScore]]:
+    """The query as a bundle, and the evidence: each page item merged with its own chunks (``rag.answer.evidence``)."""
     bundle = QueryBundle(query) if isinstance(query, str) else query
-    return bundle, list(nodes) + list(additional or [])
+    return bundle, merge_pages(list(nodes) + list(additional or []))

@@ -147,14 +147,16 @@ def open_store(settings: Settings, encoder: Encoder | None = None, create: bool 
     return store
 
 
-def require_collection(settings: Settings) -> None:
-    """Stop at once, before any model loads, when the database or the collection is missing (nothing is created)."""
+def require_collection(settings: Settings, writable: bool = False) -> None:
+    """Stop at once, before any model loads, when the database or the collection is missing (nothing is created),
+    or, for a command that writes (``writable``), when the collection has the older schema (``rag migrate``)."""
     from connectors.milvus import StoreError, StoreUnavailableError
     from connectors.milvus import require_collection as require
 
     try:
         options = store_options(settings)
-        require(settings.milvus_uri, settings.collection, token=settings.milvus_token_value, options=options)
+        token = settings.milvus_token_value
+        require(settings.milvus_uri, settings.collection, token=token, options=options, writable=writable)
     except StoreUnavailableError as e:
         raise store_unavailable(e) from e
     except StoreError as e:

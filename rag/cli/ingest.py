@@ -165,7 +165,9 @@ def ingest(
     found, results = peek_items(open_sources(sources, options))
     pruning = None
     if prune:
-        pruning, results = begin_prune(settings, sources, found, results, yes=yes, dry_run=dry_run, as_json=as_json)
+        pruning, results = begin_prune(
+            settings, sources, found, results, yes=yes, dry_run=dry_run, as_json=as_json, tenant=tenant
+        )
     results = tagged(results, tenant)
     if not found and not watch:
         _no_items(sources, list(results), settings.collection, report, as_json)

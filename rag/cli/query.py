@@ -189,6 +189,7 @@ def ask(
             max_image_side=settings.llm_max_image_side,
             streaming=True,
             max_evidence_tokens=settings.llm_max_evidence_tokens,
+            settings=settings,
         )
         streamed = cast("StreamingAnswerResponse", checked(lambda: engine.query(query)))
         response = streamed_answer(streamed, echo=not as_json)

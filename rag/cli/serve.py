@@ -68,7 +68,7 @@ def serve(
         encoder=encoder,
         weights=weights,
     )
-    require_collection(settings)
+    require_collection(settings, writable=True)  # the server writes: uploads, deletes
     try:
         from rag.server import serve as run_server
         from rag.server.app import PortUnavailableError

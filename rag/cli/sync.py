@@ -32,14 +32,20 @@ def begin_prune(
     yes: bool,
     dry_run: bool,
     as_json: bool,
+    tenant: str | None = None,
 ) -> tuple[Pruning, Iterator[SourceResult]]:
     """List what is stored in scope (before any model loads), apply the safety valve to the files already gone,
-    and stop here for ``--dry-run`` or when the sources hold no item; else the prune and the results to ingest."""
+    and stop here for ``--dry-run`` or when the sources hold no item; else the prune and the results to ingest.
+    Stored files whose items are another tenant's than ``tenant`` are out of scope: never listed nor deleted."""
     from rag.ingest.sync import PruneRefusedError, Pruning, preview, prune
+    from rag.ingest.tenancy import foreign_sources
+    from rag.items import DEFAULT_TENANT
 
     store = _existing_store(settings)
     try:
         pruning = checked(lambda: Pruning(store, sources, yes=yes))
+        if store is not None:
+            pruning.leave(checked(lambda: foreign_sources(store, pruning.stored.ids, tenant or DEFAULT_TENANT)))
         stored = pruning.stored
         if dry_run:
             _print_preview(preview(results, store, stored), settings.collection, as_json)

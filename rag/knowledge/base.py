@@ -154,6 +154,7 @@ class KnowledgeBase:
             checked,
             max_image_side=self.settings.llm_max_image_side,
             max_evidence_tokens=self.settings.llm_max_evidence_tokens,
+            settings=self.settings,
         )
 
     def as_chat_engine(self, llm: LLM | None = None, **options: Any) -> MultimodalChatEngine:

@@ -17,6 +17,8 @@ MERGED_DUPLICATES = "merged_duplicates"
 #: it replaced as the node's score.
 RERANK_SCORE = "rerank_score"
 RETRIEVAL_SCORE = "retrieval_score"
+#: Node metadata key: the ids of a page's own text chunks merged into its page item for an answer (rag.answer.evidence).
+MERGED_PASSAGES = "merged_passages"
 
 
 class Evidence(BaseModel):
@@ -53,6 +55,11 @@ class Evidence(BaseModel):
     duplicates: list[str] = Field(
         default_factory=list, description="Ids of the results merged into this one as duplicates of it."
     )
+    passages: list[str] = Field(
+        default_factory=list,
+        description="Answers only: ids of this page's own text chunks that were retrieved too and merged into this "
+        "page item, so the LLM read the page's picture once and each passage once.",
+    )
 
     @computed_field(  # type: ignore[prop-decorator]
         description="The document (or picture) the item comes from: its name without the anchor."
@@ -88,6 +95,7 @@ class Evidence(BaseModel):
         node = result.node
         metadata = dict(node.metadata)
         duplicates = metadata.pop(MERGED_DUPLICATES, [])
+        passages = metadata.pop(MERGED_PASSAGES, [])
         rerank_score = metadata.pop(RERANK_SCORE, None)
         score = metadata.pop(RETRIEVAL_SCORE, result.score) if rerank_score is not None else result.score
         image = mime_type = None
@@ -106,6 +114,7 @@ class Evidence(BaseModel):
             mime_type=mime_type,
             metadata=metadata,
             duplicates=duplicates,
+            passages=passages,
         )
 
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 import ipaddress
 import logging
 import socket
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -69,9 +69,10 @@ def create_app(
         # Given an encoder (loaded already), the app opens the store before it serves; else it serves at once,
         # and loads meanwhile (``health``): /health answers, /ready and the API say 503 until loaded.
         startup = Startup(
-            lambda: Service.open(settings, encoder),
+            lambda: Service.open(settings, encoder, app.state.metrics.telemetry),
             on_ready=lambda service: setattr(app.state, "service", service),
             on_failure=getattr(app.state, "on_startup_failure", None),
+            public=_without_store(settings),
         )
         app.state.startup = startup
         startup.start(wait=encoder is not None)
@@ -120,6 +121,13 @@ def create_app(
         return response
 
     return app
+
+
+def _without_store(settings: Settings) -> Callable[[str], str]:
+    """A text for clients without the store's address, unless the server shows its paths."""
+    if settings.server_show_paths:
+        return str
+    return lambda text: text.replace(str(settings.milvus_uri), "(the store; its address is in the server log)")
 
 
 def _with_body_schemas(app: FastAPI) -> dict[str, Any]:

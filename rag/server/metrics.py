@@ -1,7 +1,8 @@
 """``/metrics`` in Prometheus's text format (``prometheus-client``), one registry per app.
 
 Requests are counted and timed per route (the route's template, so ids do not make new series); the store's
-state, its failed calls, and the items ingest jobs added are read from the service when scraped.
+state, its failed calls, and the items ingest jobs added are read from the service when scraped; the encoder's
+batch times and the LLM's failures are counted by the service as they happen (``telemetry``).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .breaker import StoreState
 from .service import Service
+from .telemetry import Telemetry
 
 
 class Metrics:
@@ -33,6 +35,8 @@ class Metrics:
             ["method", "route"], registry=self.registry,
         )  # fmt: skip
         self.registry.register(_ServiceCollector(service))
+        #: The encoder's batch times and the LLM's failures, which the service reports as they happen.
+        self.telemetry = Telemetry(self.registry)
 
 
 class _ServiceCollector(Collector):
@@ -103,6 +107,6 @@ router = APIRouter(tags=["service"])
 
 @router.get("/metrics", response_class=Response, responses={200: {"content": {CONTENT_TYPE_LATEST: {}}}})
 def metrics(request: Request) -> Response:
-    """Prometheus metrics: requests and latency per route, the store's state and failed calls, items ingested.
-    No token needed; nothing about the data."""
+    """Prometheus metrics: requests and latency per route, the store's state and failed calls, items ingested,
+    the encoder's batch times, the LLM's failures by kind. No token needed; nothing about the data."""
     return Response(generate_latest(request.app.state.metrics.registry), media_type=CONTENT_TYPE_LATEST)

@@ -47,6 +47,7 @@ from connectors.sources.ocr import OcrUnavailableError, require_ocr
 from rag.access.tenants import sees, tagged, within
 from rag.answer import answer_engine, llm_from_settings
 from rag.answer.chat import MultimodalChatEngine, user_message
+from rag.answer.llm import endpoint_of
 from rag.embeddings.base import Encoder
 from rag.embeddings.hub import CheckpointError
 from rag.embeddings.registry import load_encoder, runtime_from_settings
@@ -63,6 +64,7 @@ from .job_records import JobRecords
 from .jobs import IngestJob, IngestJobs
 from .models import AskRequest, HistoryTurn
 from .shared import serialized
+from .telemetry import Telemetry, hiding
 
 logger = logging.getLogger(__name__)
 
@@ -87,15 +89,27 @@ class ImageNotFoundError(RagError, LookupError):
 class Service:
     """The encoder and store, shared safely by concurrent requests and the ingest worker (see ``shared``)."""
 
-    def __init__(self, settings: Settings, encoder: Encoder, store: MilvusStore, llm: LLM | None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        encoder: Encoder,
+        store: MilvusStore,
+        llm: LLM | None,
+        telemetry: Telemetry | None = None,
+    ) -> None:
         self.settings = settings
-        self.encoder = serialized(encoder, threading.Lock(), unlocked=("prepare", "preprocess"))
+        self.telemetry = telemetry or Telemetry()
+        timed = self.telemetry.timed(encoder)
+        self.encoder = serialized(timed, threading.Lock(), unlocked=("prepare", "preprocess"))
         # While the store is away, calls fail at once, and so do those waiting for their turn (``breaker``).
         self.breaker = Breaker(settings.milvus_uri)
         self.store = self.breaker.wrap(serialized(store, threading.Lock(), gate=self.breaker.check))
         self.probe = Probe(self.breaker, self._ping)
         self._probe_connection: Connection | None = None
         self.llm = llm
+        #: The LLM's address, for the log; ``hide_llm`` takes it out of a text for clients (RAG_SERVER_SHOW_PATHS).
+        self.llm_endpoint = endpoint_of(llm) if llm is not None else None
+        self.hide_llm = hiding(self.llm_endpoint, settings.server_show_paths)
         self.uploads = (settings.data_dir / "uploads").resolve()
         records = JobRecords(settings.data_dir / "server" / "jobs.sqlite3", settings.collection)
         self.jobs = IngestJobs(
@@ -112,11 +126,15 @@ class Service:
         self._own_store = store
 
     @classmethod
-    def open(cls, settings: Settings, encoder: Encoder | None = None) -> Service:
+    def open(cls, settings: Settings, encoder: Encoder | None = None, telemetry: Telemetry | None = None) -> Service:
         """Load the encoder (unless given) and the LLM the settings name, and open the collection, which must exist:
-        serving creates no database or collection (``CollectionNotFoundError``, before the encoder loads)."""
+        serving creates no database or collection (``CollectionNotFoundError``, before the encoder loads), and
+        writes to none of the older schema (``SchemaOutdatedError``, naming ``rag migrate``).
+        ``telemetry``: where the encoder's batches and the LLM's failures are counted (the app's ``/metrics``)."""
         options = ConnectOptions.from_settings(settings)
-        require_collection(settings.milvus_uri, settings.collection, token=settings.milvus_token_value, options=options)
+        token = settings.milvus_token_value
+        # serving writes (uploads, deletes): a collection of the older schema is migrated first (``rag migrate``)
+        require_collection(settings.milvus_uri, settings.collection, token=token, options=options, writable=True)
         encoder = encoder or load_encoder(settings, runtime_from_settings(settings, "serve"))
         if encoder.runtime.compile:
             _warm_up(encoder)
@@ -133,7 +151,7 @@ class Service:
         except BaseException:
             store.close()
             raise
-        service = cls(settings, encoder, store, llm)
+        service = cls(settings, encoder, store, llm, telemetry)
         service.probe.start()
         service.jobs.resume()
         return service
@@ -204,6 +222,7 @@ class Service:
             max_image_side=self.settings.llm_max_image_side,
             max_evidence_tokens=self.settings.llm_max_evidence_tokens,
             streaming=streaming,
+            settings=self.settings,
         )
         return mode, blend, engine.query(query)
 

@@ -6,8 +6,10 @@ from __future__ import annotations
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests.server.test_api import png_bytes
 
-def _samples(client: TestClient) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+
+def samples(client: TestClient) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
     reply = client.get("/metrics")
     assert reply.status_code == 200 and reply.headers["content-type"].startswith("text/plain")
     return {
@@ -18,13 +20,13 @@ def _samples(client: TestClient) -> dict[tuple[str, tuple[tuple[str, str], ...]]
 
 
 def test_metrics_count_requests_per_route_and_report_the_store(client: TestClient) -> None:
-    before = _samples(client)
+    before = samples(client)
     search = (("method", "POST"), ("route", "/api/search"), ("status", "200"))
     for _ in range(3):
         assert client.post("/api/search", data={"text": "a lighthouse"}).status_code == 200
     assert client.get("/api/items/no-such-item/image").status_code == 404
     assert client.get("/no/such/page").status_code == 404
-    after = _samples(client)
+    after = samples(client)
     assert after[("rag_http_requests_total", search)] - before.get(("rag_http_requests_total", search), 0) == 3
     image = (("method", "GET"), ("route", "/api/items/{item_id}/image"), ("status", "404"))
     assert after[("rag_http_requests_total", image)] >= 1  # the route's template: ids make no new series
@@ -36,3 +38,20 @@ def test_metrics_count_requests_per_route_and_report_the_store(client: TestClien
     assert after[("rag_store_state", (("state", "unavailable"),))] == 0
     assert after[("rag_store_unavailable_total", ())] == 0
     assert ("rag_ingested_items_total", ()) in after
+
+
+def test_the_encoder_batches_of_queries_are_timed(client: TestClient) -> None:
+    text, image = (("input", "text"),), (("input", "image"),)
+    before = samples(client)
+    assert client.post("/api/search", data={"text": "a lighthouse", "mode": "text-to-text"}).status_code == 200
+    picture = {"image": ("q.png", png_bytes(), "image/png")}
+    assert client.post("/api/search", data={"mode": "image-to-image"}, files=picture).status_code == 200
+    after = samples(client)
+    for label in (text, image):
+        count = "rag_encoder_batch_seconds_count", label
+        assert after[count] - before.get(count, 0) == 1, label
+        assert after["rag_encoder_batch_seconds_sum", label] > before.get(("rag_encoder_batch_seconds_sum", label), 0)
+    assert (
+        after["rag_encoder_batch_seconds_bucket", (*image, ("le", "+Inf"))]
+        == after["rag_encoder_batch_seconds_count", image]
+    )

@@ -16,6 +16,7 @@ from rag.server import create_app
 from rag.settings import Settings
 from tests.ingest.test_pipeline import make_folder
 from tests.server.test_api import png_bytes
+from tests.server.test_metrics import samples
 
 
 @pytest.fixture
@@ -59,6 +60,11 @@ def test_identical_bytes_under_two_names_are_two_items_both_searchable(app) -> N
         found = client.post("/api/search", data={"text": word, "blend": "bm25", "top_k": 1}).json()["results"]
         assert [r["name"] for r in found] == [name]
     assert {"img000.png", "img001.png"} <= set(stored)  # the folder's items are untouched
+    encoded = samples(client)  # each upload job's batch is timed for /metrics
+    batches = [
+        encoded.get(("rag_encoder_batch_seconds_count", (("input", i),)), 0) for i in ("fused_and_image", "image")
+    ]
+    assert sum(batches) >= 2
 
 
 def test_the_same_name_replaces_that_upload_only(app) -> None:

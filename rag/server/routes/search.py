@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any
 from urllib.parse import quote
@@ -20,6 +20,7 @@ from rag.settings import Settings
 from ..auth import AuditDep, PrincipalDep, owner
 from ..conversations import Conversation
 from ..models import AskRequest, AskResponse, BlendUsed, CitedResult, Result, SearchRequest, SearchResponse, TokenEvent
+from ..service import Service
 from .body import Query, openapi_body, query_body
 from .deps import ServiceDep, SettingsDep, read_upload
 
@@ -61,13 +62,14 @@ def ask(service: ServiceDep, settings: SettingsDep, body: AskBody, who: Principa
             QueryBundle(request.text, image_path=path), retriever, request, history=history, conversation=conversation
         )
     audit.record("ask", who, text=request.text, image=upload is not None, citations=len(response.citations))
-    return _asked(used, blended, retriever, response, settings, conversation)
+    return _asked(service, used, blended, retriever, response, settings, conversation)
 
 
 @dataclass
 class _Streaming:
     """A question retrieved for, its answer's stream not started yet (errors so far are plain HTTP errors)."""
 
+    service: Service
     mode: Mode
     blend: Blend | None
     retriever: MultimodalRetriever
@@ -93,7 +95,7 @@ def _streaming(
             history=history,
             conversation=conversation,
         )
-    return _Streaming(used, blended, retriever, stream, conversation)
+    return _Streaming(service, used, blended, retriever, stream, conversation)
 
 
 @router.post("/ask/stream", response_class=EventSourceResponse, openapi_extra=openapi_body(AskRequest))
@@ -111,13 +113,17 @@ def ask_stream(
     item.
     """
     for token in asked.stream.response_gen:
+        failed = asked.stream.answer  # set before the one token that is the evidence, when the LLM failed at once
+        if failed is not None and failed.error:
+            token = _without_endpoint(token, failed.error, asked.service.hide_llm)
         yield ServerSentEvent(event="token", data=TokenEvent(text=token))  # type: ignore[misc]
     response = asked.stream.get_response()
-    done = _asked(asked.mode, asked.blend, asked.retriever, response, settings, asked.conversation)
+    done = _asked(asked.service, asked.mode, asked.blend, asked.retriever, response, settings, asked.conversation)
     yield ServerSentEvent(event="done", data=done)  # type: ignore[misc]
 
 
 def _asked(
+    service: Service,
     mode: Mode,
     blend: Blend | None,
     retriever: MultimodalRetriever,
@@ -125,12 +131,16 @@ def _asked(
     settings: Settings,
     conversation: Conversation | None = None,
 ) -> AskResponse:
+    """The reply; an LLM's failure is counted and logged (ERROR), and its address shown only with the paths."""
+    service.telemetry.llm_failed(response, service.llm_endpoint)
+    hide = service.hide_llm
+    answer, error = response.response or "", response.error
     return AskResponse(
         **_searched(mode, blend, retriever, response.citations),
         status=response.status,
-        answer=response.response or "",
-        error=response.error,
-        rerank_error=response.rerank_error,
+        answer=_without_endpoint(answer, error, hide) if error else answer,
+        error=hide(error) if error else None,
+        rerank_error=hide(response.rerank_error) if response.rerank_error else None,
         citation_check=response.citation_check,
         query=(response.metadata or {}).get("query"),
         conversation_id=conversation.id if conversation is not None else None,
@@ -138,6 +148,12 @@ def _asked(
             CitedResult(**_shown(c, settings).model_dump(), image_url=_image_url(c)) for c in response.citations
         ],
     )
+
+
+def _without_endpoint(text: str, error: str, hide: Callable[[str], str]) -> str:
+    """``text`` with the LLM's ``error`` in it (the evidence's heading) as clients may see it."""
+    said = error.rstrip(".")
+    return text.replace(said, hide(said))
 
 
 def _shown(item: Evidence, settings: Settings) -> Evidence:
