@@ -15,7 +15,7 @@ from pymilvus import MilvusClient
 
 from rag.embeddings import VisualizedBGE
 from tests.helpers.models import PARITY as PARITY  # re-exported: tests import it from here too
-from tests.helpers.models import parity_dir
+from tests.helpers.models import SUITE_SETTINGS, parity_dir
 from tests.milvus_server import MilvusLiteServer
 
 # Checkpoint hashes are remembered in the user's cache folder: keep the suite's out of the real one.
@@ -53,10 +53,9 @@ def parity(request) -> tuple[Parity, VisualizedBGE]:
     return Parity(request.param), load_tiny(request.param)
 
 
-# A shared Milvus Lite server outlives its last user by this much: short here, where every test has its own folder.
-os.environ.setdefault("RAG_MILVUS_LITE_IDLE", "3")
-# Commands run as processes do their work in themselves unless a test asks for the warm model process.
-os.environ.setdefault("RAG_KEEP_WARM", "0")
+# Lite servers idle out after 3 s and commands run as processes keep no warm model process (SUITE_SETTINGS).
+for _name, _value in SUITE_SETTINGS.items():
+    os.environ.setdefault(_name, _value)
 
 
 @pytest.fixture(scope="session")

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import parity_dir
+from tests.helpers.models import tiny_model_env
 
 pytestmark = pytest.mark.slow  # the demo ingests and queries in a subprocess
 
@@ -33,13 +33,7 @@ def test_demo_without_weights_says_how_to_get_them(tmp_path):
 
 
 def test_demo_with_local_weights_ingests_and_queries(tmp_path):
-    d = parity_dir("base")
-    result = run_demo(
-        tmp_path,
-        RAG_WEIGHTS=str(d / "weights.pth"),
-        RAG_TEXT_MODEL=str(d / "text_model"),
-        RAG_VISION_CONFIG=str(d / "vision_config.json"),
-    )
+    result = run_demo(tmp_path, **tiny_model_env())
     assert result.returncode == 0, result.stdout + result.stderr
     summary = dict(re.findall(r"│ (\w+) +│ (\S+) +│", result.stdout))  # the ingest table, as `rag ingest` prints it
     assert (summary["collection"], summary["skipped"]) == ("demo", "0"), result.stdout

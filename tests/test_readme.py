@@ -3,7 +3,6 @@ its configuration table is the settings', and it stays a user's README."""
 
 from __future__ import annotations
 
-import os
 import re
 import subprocess
 import sys
@@ -13,7 +12,7 @@ import pytest
 
 from rag import settings_table
 from rag.settings import Settings
-from tests.conftest import parity_dir
+from tests.helpers.models import process_env
 from tests.retrieval.tiny_reranker import build_reranker
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -42,14 +41,9 @@ def run(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str
 @pytest.fixture(scope="module")
 def env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     """The RAG_* settings of a user of the test weights, over the sample corpus ingested with them."""
-    tiny = parity_dir("base")
     data = tmp_path_factory.mktemp("readme")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RAG_")}
-    env.update(
+    env = process_env(
         PYTHONPATH=str(ROOT),
-        RAG_WEIGHTS=str(tiny / "weights.pth"),
-        RAG_TEXT_MODEL=str(tiny / "text_model"),
-        RAG_VISION_CONFIG=str(tiny / "vision_config.json"),
         RAG_DEVICE="cpu",
         RAG_MILVUS_URI=str(data / "milvus.db"),
         RAG_DATA_DIR=str(data),

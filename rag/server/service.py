@@ -129,10 +129,13 @@ class Service:
     @classmethod
     def open(cls, settings: Settings, encoder: Encoder | None = None, telemetry: Telemetry | None = None) -> Service:
         """Load the encoder (unless given) and the LLM the settings name, and open the collection, which must exist:
-        serving creates no database or collection (``CollectionNotFoundError``, before the encoder loads).
+        serving creates no database or collection (``CollectionNotFoundError``, before the encoder loads), and
+        writes to none of the older schema (``SchemaOutdatedError``, naming ``rag migrate``).
         ``telemetry``: where the encoder's batches and the LLM's failures are counted (the app's ``/metrics``)."""
         options = ConnectOptions.from_settings(settings)
-        require_collection(settings.milvus_uri, settings.collection, token=settings.milvus_token_value, options=options)
+        token = settings.milvus_token_value
+        # serving writes (uploads, deletes): a collection of the older schema is migrated first (``rag migrate``)
+        require_collection(settings.milvus_uri, settings.collection, token=token, options=options, writable=True)
         encoder = encoder or load_encoder(settings, runtime_from_settings(settings, "serve"))
         if encoder.runtime.compile:
             _warm_up(encoder)

@@ -11,9 +11,8 @@ from llama_index.core.schema import QueryBundle
 from connectors.milvus import MilvusStore
 from rag.answer import openai_compatible_llm
 from rag.retrieval import MultimodalRetriever
+from tests.helpers.llm import FakeLLMServer
 from tests.retrieval.corpus import Corpus, build
-
-from .llm_server import FakeLLMServer
 
 QUESTION = "Which picture shows the bridge, and what is near it?"
 

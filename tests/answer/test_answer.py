@@ -25,10 +25,10 @@ from rag.answer.rerank import parse_ranking
 from rag.answer.synthesizer import cited_markers
 from rag.retrieval import MultimodalRetriever
 from rag.settings import Settings
+from tests.helpers.llm import FakeLLMServer, Reply, user_parts
 from tests.retrieval.corpus import CAPTIONS, LIGHTHOUSE
 
 from .conftest import QUESTION, llm, query
-from .llm_server import FakeLLMServer, Reply, user_parts
 
 
 def decoded(data_url: str) -> Image.Image:

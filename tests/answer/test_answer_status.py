@@ -13,8 +13,7 @@ from llama_index.core.schema import NodeWithScore, QueryBundle, TextNode
 
 from rag.answer import AnswerStatus, MultimodalSynthesizer, ollama_llm, openai_compatible_llm
 from rag.answer.llm import NO_FINISH, TOKEN_LIMIT, Ending
-
-from .llm_server import FakeLLMServer, Reply
+from tests.helpers.llm import FakeLLMServer, Reply
 
 WORDS = "The bridge [1] is lit at night and a lamp stands near it, as [2] shows from the river bank".split()
 NODES = [
@@ -101,7 +100,7 @@ def test_a_picture_that_fails_to_load_leaves_the_other_numbers_attached(tmp_path
     from llama_index.core.schema import ImageNode
     from PIL import Image
 
-    from .llm_server import user_parts
+    from tests.helpers.llm import user_parts
 
     good = tmp_path / "good.png"
     Image.new("RGB", (8, 8), "red").save(good)

@@ -19,9 +19,9 @@ from rag.answer.chat import (
     parse_condensed,
     user_message,
 )
+from tests.helpers.llm import FakeLLMServer, Reply, message_parts, user_parts
 
 from .conftest import llm
-from .llm_server import FakeLLMServer, Reply, message_parts, user_parts
 
 
 class Recording(BaseRetriever):

@@ -16,22 +16,16 @@ from typer.testing import CliRunner
 
 from rag.answer.llm import NO_FINISH
 from rag.cli import app
-from tests.conftest import parity_dir
+from tests.helpers.llm import FakeLLMServer, Reply, user_parts
+from tests.helpers.models import process_env
 from tests.retrieval.corpus import COLLECTION, Corpus
-
-from .llm_server import FakeLLMServer, Reply, user_parts
 
 ROOT = Path(__file__).resolve().parents[2]
 QUESTION = "Where is the lighthouse?"
 
 
 def environment(corpus: Corpus, server: FakeLLMServer) -> dict[str, str]:
-    tiny = parity_dir("base")
-    env = {name: value for name, value in os.environ.items() if not name.startswith("RAG_")}
-    env.update(
-        RAG_WEIGHTS=str(tiny / "weights.pth"),
-        RAG_TEXT_MODEL=str(tiny / "text_model"),
-        RAG_VISION_CONFIG=str(tiny / "vision_config.json"),
+    return process_env(
         RAG_MILVUS_URI=corpus.db,
         RAG_COLLECTION=COLLECTION,
         RAG_LLM_BASE_URL=server.url,
@@ -40,9 +34,7 @@ def environment(corpus: Corpus, server: FakeLLMServer) -> dict[str, str]:
         RAG_LLM_TIMEOUT="30",
         COLUMNS="300",
         PYTHONPATH=str(ROOT),
-        RAG_KEEP_WARM="0",  # each command in its own process (tests/cli/test_warm.py covers the warm one)
     )
-    return env
 
 
 def rag(corpus: Corpus, server: FakeLLMServer, *args: str):

@@ -8,8 +8,7 @@ import asyncio
 from llama_index.core.schema import NodeWithScore, QueryBundle, TextNode
 
 from rag.answer import AnswerStatus, MultimodalSynthesizer, openai_compatible_llm
-
-from .llm_server import FakeLLMServer, Reply
+from tests.helpers.llm import FakeLLMServer, Reply
 
 NODES = [NodeWithScore(node=TextNode(text="A bridge at night."), score=0.9)]
 QUESTION = QueryBundle("Where is the bridge?")

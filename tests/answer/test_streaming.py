@@ -10,9 +10,9 @@ from llama_index.core.base.response.schema import AsyncStreamingResponse, Stream
 
 from rag.answer import AnswerStatus, answer_engine, ollama_llm
 from rag.retrieval import MultimodalRetriever
+from tests.helpers.llm import FakeLLMServer, Reply, user_parts
 
 from .conftest import llm, query
-from .llm_server import FakeLLMServer, Reply, user_parts
 
 ANSWER = "The bridge is in [2]. It is lit at night [2][3]. A lamp stands near it."
 

@@ -4,7 +4,6 @@ beside the pictures and within a token budget, and lists the cited items by name
 from __future__ import annotations
 
 import json
-import os
 import re
 
 import pytest
@@ -13,10 +12,9 @@ from typer.testing import CliRunner
 from rag.answer.budget import count_tokens, fair_shares, within_budget
 from rag.cli import app
 from rag.items import KnowledgeItem
-from tests.conftest import parity_dir
+from tests.helpers.llm import FakeLLMServer, Reply, user_parts
+from tests.helpers.models import process_env
 from tests.retrieval.corpus import draw, image_item, ingest_items
-
-from .llm_server import FakeLLMServer, Reply, user_parts
 
 CHUNKS = {
     "report.docx#tracking-faults": "Tracking faults are reported by the watchdog within two seconds.",
@@ -42,12 +40,7 @@ def db(tmp_path_factory: pytest.TempPathFactory, tiny_base) -> str:
 
 
 def ask(db: str, server: FakeLLMServer, *args: str, **env: str):
-    tiny = parity_dir("base")
-    environment = {name: value for name, value in os.environ.items() if not name.startswith("RAG_")}
-    environment.update(
-        RAG_WEIGHTS=str(tiny / "weights.pth"),
-        RAG_TEXT_MODEL=str(tiny / "text_model"),
-        RAG_VISION_CONFIG=str(tiny / "vision_config.json"),
+    environment = process_env(
         RAG_MILVUS_URI=db,
         RAG_COLLECTION="docs",
         RAG_LLM_BASE_URL=server.url,

@@ -10,17 +10,13 @@ from typer.testing import CliRunner
 
 from rag import KnowledgeBase, OptionError, Settings
 from rag.cli import app
-from tests.conftest import parity_dir
-from tests.connectors.test_sources import jpeg, png
-
-TINY = parity_dir("base")
+from tests.helpers.documents import jpeg, png
+from tests.helpers.models import tiny_model_fields
 
 
 def tiny_settings(tmp_path: Path, collection: str = "kb") -> Settings:
     return Settings(
-        weights=str(TINY / "weights.pth"),
-        text_model=str(TINY / "text_model"),
-        vision_config=str(TINY / "vision_config.json"),
+        **tiny_model_fields(),
         milvus_uri=str(tmp_path / "db" / "milvus.db"),
         data_dir=tmp_path / "data",
         collection=collection,

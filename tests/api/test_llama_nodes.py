@@ -14,7 +14,7 @@ from rag.embeddings.visualized_bge import VisualizedBGE
 from rag.items import Severity, SourceErrorKind
 from rag.retrieval.modes import QueryError
 from tests.api.test_knowledge_base import tiny_settings
-from tests.connectors.test_sources import png
+from tests.helpers.documents import png
 
 WOMBATS = " ".join(f"Sentence {i} is about wombats digging burrows under the dry ground." for i in range(40))
 

@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from rag import EncoderMismatchError, KnowledgeBase
 from rag.cli import app
-from tests.connectors.test_sources import png
+from tests.helpers.documents import png
 
 
 def docs():

@@ -18,7 +18,7 @@ import pytest
 
 from rag import background
 from rag.cli.warm import client
-from tests.conftest import parity_dir
+from tests.helpers.models import parity_dir, process_env, tiny_model_env
 from tests.retrieval.corpus import COLLECTION, Corpus, build
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -35,17 +35,11 @@ def corpus(tmp_path_factory: pytest.TempPathFactory, tiny_base) -> Corpus:
 @pytest.fixture
 def env(tmp_path: Path, corpus: Corpus):
     """A user of the tiny model over the corpus, with a data folder of this test's own; its processes stopped after."""
-    tiny = parity_dir("base")
-    environment = {k: v for k, v in os.environ.items() if not k.startswith("RAG_")}
-    environment.update(
+    environment = process_env(
         PYTHONPATH=str(ROOT),
         COLUMNS="200",
-        RAG_WEIGHTS=str(tiny / "weights.pth"),
-        RAG_TEXT_MODEL=str(tiny / "text_model"),
-        RAG_VISION_CONFIG=str(tiny / "vision_config.json"),
         RAG_DEVICE="cpu",
         RAG_MILVUS_URI=corpus.db,
-        RAG_MILVUS_LITE_IDLE="3",
         RAG_COLLECTION=COLLECTION,
         RAG_DATA_DIR=str(tmp_path / "data"),
         RAG_KEEP_WARM="3600",  # no process stops while a test runs, however slow the machine; teardown stops them
@@ -161,12 +155,7 @@ def test_each_command_sets_the_idle_time_and_the_process_stops_after_it(env, tmp
 def test_other_model_settings_get_their_own_process(env, tmp_path) -> None:
     images = [str(p) for p in sorted((parity_dir("base") / "images").glob("*"))[:2]]
     base = rag(env, "similarity", *images, "--json")
-    m3 = parity_dir("m3")
-    other = {
-        "RAG_WEIGHTS": str(m3 / "weights.pth"),
-        "RAG_TEXT_MODEL": str(m3 / "text_model"),
-        "RAG_VISION_CONFIG": str(m3 / "vision_config.json"),
-    }
+    other = tiny_model_env("m3")
     with_m3 = rag(env, "similarity", *images, "--json", **other)
     cold_m3 = rag(env, "similarity", *images, "--json", RAG_KEEP_WARM="0", **other)
     assert base.returncode == with_m3.returncode == cold_m3.returncode == 0, (base.stderr, with_m3.stderr)

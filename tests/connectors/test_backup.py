@@ -15,7 +15,7 @@ from connectors.milvus.backup import BackupError, backup, restore
 from connectors.sources import SourceOptions, open_sources
 from rag.cli import app
 from rag.ingest import ingest
-from tests.connectors.test_sources import png
+from tests.helpers.documents import png
 
 from .milvus_corpus import ENCODER, image_item, text_item, unit_vectors
 

@@ -21,9 +21,9 @@ from connectors.sources.chunking import Chunker, clean_extracted, slug
 from rag.embeddings.text_window import TextWindow, load_tokenizer_window
 from rag.items import KnowledgeItem, Modality, Severity, SourceError
 from rag.items import SourceErrorKind as Kind
+from tests.helpers.documents import make_docx, make_pptx, make_text_pdf, make_xlsx, png
 from tests.helpers.models import PARITY
 
-from .documents_corpus import make_docx, make_pptx, make_text_pdf, make_xlsx, png
 from .test_sources import split, write
 
 SENTENCES = [f"Stop {i} is on the {['north', 'east', 'west'][i % 3]} line." for i in range(400)]

@@ -20,9 +20,9 @@ from rag.display import passed_over_line
 from rag.embeddings.text_window import TextWindow, load_tokenizer_window
 from rag.items import KnowledgeItem, Severity, SourceError
 from rag.items import SourceErrorKind as Kind
+from tests.helpers.documents import make_docx, make_text_pdf, make_xlsx, png
 from tests.helpers.models import PARITY
 
-from .documents_corpus import make_docx, make_text_pdf, make_xlsx, png
 from .test_sources import split, write
 
 STOPS = " ".join(f"Stop {i} is on the {['north', 'east', 'west'][i % 3]} line." for i in range(200))

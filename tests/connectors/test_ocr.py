@@ -5,7 +5,6 @@ from __future__ import annotations
 import io
 from pathlib import Path
 
-import pypdfium2 as pdfium
 import pytest
 from PIL import Image
 
@@ -14,40 +13,12 @@ from connectors.sources import ocr as ocr_module
 from connectors.sources.ocr import OcrUnavailableError, read_pixels, require_ocr
 from rag.items import KnowledgeItem, Severity
 from rag.items import SourceErrorKind as Kind
+from tests.helpers.documents import scanned_pdf, text_picture
 
-from .documents_corpus import add_text
 from .test_sources import split, write
 
 needs_ocr = pytest.mark.skipif(not ocr_module.ocr_installed(), reason="the OCR extra (mmrag[ocr]) is not installed")
 WORDS = "Freight wagons leave at dawn"
-
-
-def text_picture(words: str = WORDS) -> Image.Image:
-    """``words`` typeset in a small PDF page and rendered to pixels at 150 dpi: a scan of printed text."""
-    pdf = pdfium.PdfDocument.new()
-    page = pdf.new_page(260, 40)
-    add_text(pdf, page, words, 10, 14, size=16.0)
-    page.gen_content()
-    picture = page.render(scale=150 / 72).to_pil().convert("RGB")
-    pdf.close()
-    return picture
-
-
-def scanned_pdf(path: Path, pictures: list[Image.Image]) -> Path:
-    """A PDF whose pages are only these pictures, with no text layer: what a scanner writes."""
-    pdf = pdfium.PdfDocument.new()
-    for picture in pictures:
-        width, height = picture.width * 72 / 150, picture.height * 72 / 150
-        page = pdf.new_page(width, height)
-        image = pdfium.PdfImage.new(pdf)
-        image.set_bitmap(pdfium.PdfBitmap.from_pil(picture))
-        image.set_matrix(pdfium.PdfMatrix().scale(width, height))
-        page.insert_obj(image)
-        page.gen_content()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    pdf.save(str(path))
-    pdf.close()
-    return path
 
 
 def words_of(text: str) -> set[str]:
@@ -58,7 +29,7 @@ def words_of(text: str) -> set[str]:
 @pytest.mark.slow
 def test_a_scanned_page_is_read_with_ocr_and_a_blank_one_stays_a_picture(tmp_path: Path) -> None:
     blank = Image.new("RGB", (540, 80), "white")
-    pdf = scanned_pdf(tmp_path / "scan.pdf", [text_picture(), blank])
+    pdf = scanned_pdf(tmp_path / "scan.pdf", [text_picture(WORDS), blank])
     options = SourceOptions(cache_dir=tmp_path / "cache", pdf_figures=False, pdf_dpi=150)
     items, problems = split(iter_pdf(pdf, options))
     assert problems == []
@@ -78,7 +49,7 @@ def test_a_scanned_page_is_read_with_ocr_and_a_blank_one_stays_a_picture(tmp_pat
 @pytest.mark.slow
 def test_ocr_all_reads_pictures_of_text_and_keeps_their_caption(tmp_path: Path) -> None:
     buffer = io.BytesIO()
-    text_picture().save(buffer, "PNG")
+    text_picture(WORDS).save(buffer, "PNG")
     write(tmp_path / "slide.png", buffer.getvalue())
     write(tmp_path / "slide.txt", "Timetable slide")
     options = SourceOptions(cache_dir=tmp_path / "cache", ocr="all")

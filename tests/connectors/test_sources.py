@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import http.server
-import io
 import json
 import struct
 import threading
@@ -13,7 +12,6 @@ import zlib
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-import pypdfium2 as pdfium
 import pytest
 from PIL import Image
 from pydantic import ValidationError
@@ -33,22 +31,9 @@ from connectors.sources import (
 )
 from rag.items import KnowledgeItem, Modality, Severity, SourceError
 from rag.items import SourceErrorKind as Kind
-
-from .documents_corpus import add_text
+from tests.helpers.documents import encrypted_pdf, jpeg, make_pdf, png
 
 # -- helpers --------------------------------------------------------------------------------
-
-
-def jpeg(color: tuple[int, int, int], size: tuple[int, int] = (64, 48)) -> bytes:
-    buffer = io.BytesIO()
-    Image.new("RGB", size, color).save(buffer, format="JPEG")
-    return buffer.getvalue()
-
-
-def png(color: tuple[int, int, int], size: tuple[int, int] = (64, 48)) -> bytes:
-    buffer = io.BytesIO()
-    Image.new("RGB", size, color).save(buffer, format="PNG")
-    return buffer.getvalue()
 
 
 def write(path: Path, data: bytes | str) -> Path:
@@ -351,7 +336,7 @@ def server() -> Iterator[str]:
 def test_urls_are_refused_when_fetching_is_disabled(server: str, options: SourceOptions) -> None:
     _, errors = split(iter_urls([f"{server}/ok.png"], options))
     assert [e.kind for e in errors] == [Kind.URL_DISABLED]
-    assert "pass --allow-urls to rag ingest, or set RAG_ALLOW_URLS=true" in errors[0].reason
+    assert "allow URLs (RAG_ALLOW_URLS=true)" in errors[0].reason
     assert _Handler.requests == []
 
 
@@ -378,51 +363,6 @@ def test_url_fetch_size_cap_timeout_and_failures(server: str, tmp_path: Path) ->
 
 
 # -- PDFs -----------------------------------------------------------------------------------
-
-
-def make_pdf(path: Path, figure: bytes) -> Path:
-    """Two pages: one with a title, a JPEG figure and its caption, and a tiny icon; one with text only."""
-    pdf = pdfium.PdfDocument.new()
-    page = pdf.new_page(300, 400)
-    add_text(pdf, page, "Chapter title far above", 20, 380, size=12.0)
-    add_text(pdf, page, "Figure 1: a red rectangle", 20, 180, size=12.0)
-    for data, (w, h, x, y) in ((figure, (128, 96, 20, 200)), (jpeg((0, 0, 0), (8, 8)), (8, 8, 250, 20))):
-        image = pdfium.PdfImage.new(pdf)
-        image.load_jpeg(io.BytesIO(data), inline=True)
-        image.set_matrix(pdfium.PdfMatrix().scale(w, h).translate(x, y))
-        page.insert_obj(image)
-    page.gen_content()
-    second = pdf.new_page(300, 400)
-    add_text(pdf, second, "Second page text", 20, 300, size=12.0)
-    second.gen_content()
-    pdf.save(str(path))
-    pdf.close()
-    return path
-
-
-def encrypted_pdf(path: Path) -> Path:
-    """A minimal PDF whose trailer names a Standard security handler, so it needs a password."""
-    objects = [
-        b"<< /Type /Catalog /Pages 2 0 R >>",
-        b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
-        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 200 200] >>",
-        b"<< /Filter /Standard /V 1 /R 2 /O <" + b"11" * 32 + b"> /U <" + b"22" * 32 + b"> /P -4 >>",
-    ]
-    out = bytearray(b"%PDF-1.4\n")
-    offsets = []
-    for number, body in enumerate(objects, start=1):
-        offsets.append(len(out))
-        out += b"%d 0 obj\n%s\nendobj\n" % (number, body)
-    xref = len(out)
-    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
-    out += b"".join(b"%010d 00000 n \n" % o for o in offsets)
-    out += b"trailer\n<< /Size %d /Root 1 0 R /Encrypt 4 0 R /ID [<%s> <%s>] >>\n" % (
-        len(objects) + 1,
-        b"00" * 16,
-        b"00" * 16,
-    )
-    out += b"startxref\n%d\n%%%%EOF\n" % xref
-    return write(path, bytes(out))
 
 
 def test_pdf_pages_and_figures(tmp_path: Path, options: SourceOptions) -> None:

@@ -10,7 +10,7 @@ from pathlib import Path
 from connectors.milvus import EncoderInfo, MilvusStore
 from connectors.sources import open_sources
 from rag.ingest import ingest
-from tests.connectors.documents_corpus import make_docx, make_text_pdf, png
+from tests.helpers.documents import make_docx, make_text_pdf, png
 from tests.ingest.test_cli_ingest import run
 from tests.ingest.test_pipeline import kill_when_added
 

@@ -11,7 +11,7 @@ from connectors.milvus import EncoderInfo, MilvusStore
 from connectors.sources import SourceOptions, iter_llama_nodes, open_sources
 from rag.ingest import ingest
 from rag.items import KnowledgeItem
-from tests.connectors.test_sources import jpeg, make_pdf, png
+from tests.helpers.documents import jpeg, make_pdf, png
 
 
 def open_store(tmp_path: Path, encoder, name: str = "items") -> MilvusStore:

@@ -16,7 +16,7 @@ from rag.ingest.ledger import Ledger
 from rag.ingest.names import qualified
 from rag.server import create_app
 from rag.settings import Settings
-from tests.connectors.documents_corpus import png
+from tests.helpers.documents import png
 from tests.ingest.test_cli_ingest import run
 
 #: The names both folders' items get, once both are in the collection.

@@ -18,6 +18,7 @@ from connectors.milvus import EncoderInfo, MilvusStore
 from connectors.sources import open_sources
 from rag.ingest import ingest
 from rag.items import Severity, SourceErrorKind
+from tests.helpers.documents import make_text_pdf
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -132,17 +133,12 @@ def test_hostile_metadata_stays_data(tiny_base, tmp_path):
 
 
 def test_manifest_and_pdf_ingest(tiny_base, tmp_path):
-    import pypdfium2 as pdfium
-
     make_folder(tmp_path / "imgs", 3)
     manifest = tmp_path / "manifest.jsonl"
     manifest.write_text(
         "\n".join(json.dumps({"image": f"imgs/img{i:03d}.png", "text": f"row {i}", "split": "train"}) for i in range(3))
     )
-    pdf = pdfium.PdfDocument.new()
-    for _ in range(2):
-        pdf.new_page(200, 200)
-    pdf.save(tmp_path / "doc.pdf")
+    make_text_pdf(tmp_path / "doc.pdf", [[], []])
     with open_store(tmp_path, tiny_base) as store:
         report = ingest(open_sources([manifest, tmp_path / "doc.pdf"], cache_dir=tmp_path / "cache"), tiny_base, store)
         assert report.added == store.count() == 5

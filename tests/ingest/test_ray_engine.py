@@ -23,7 +23,7 @@ from connectors.milvus import Backend, EncoderInfo, MilvusStore
 from connectors.sources import open_sources
 from rag.items import ImageRef, KnowledgeItem
 from rag.settings import Settings
-from tests.conftest import parity_dir
+from tests.helpers.models import process_env, tiny_model_fields
 from tests.ingest.test_cli_ingest import CORPUS, run
 from tests.ingest.test_pipeline import kill_when_added, make_folder
 
@@ -43,13 +43,7 @@ def local_ray():
 
 
 def tiny_settings(**overrides) -> Settings:
-    tiny = parity_dir("base")
-    return Settings(
-        weights=str(tiny / "weights.pth"),
-        text_model=str(tiny / "text_model"),
-        vision_config=str(tiny / "vision_config.json"),
-        **overrides,
-    )
+    return Settings(**tiny_model_fields(), **overrides)
 
 
 def garble_png(path: Path) -> None:
@@ -286,10 +280,7 @@ def test_a_milvus_lite_server_over_http_is_written_by_the_driver(tiny_base, tmp_
 
 def test_workers_with_another_model_than_the_collection_stop_the_run_and_say_why(tiny_base, tmp_path):
     folder = make_folder(tmp_path / "corpus", 2)
-    m3 = parity_dir("m3")
-    elsewhere = Settings(
-        weights=str(m3 / "weights.pth"), text_model=str(m3 / "text_model"), vision_config=str(m3 / "vision_config.json")
-    )
+    elsewhere = Settings(**tiny_model_fields("m3"))
     with MilvusStore.open(tmp_path / "db" / "milvus.db", "items", encoder_info=EncoderInfo.of(tiny_base)) as store:
         with pytest.raises(ray_engine.RayEngineError, match="must name the same files on every node"):
             ray_engine.ingest(open_sources([folder]), elsewhere, store, image_transform=tiny_base.image_transform)
@@ -341,7 +332,7 @@ def test_workers_are_sized_to_the_cluster():
     cpu_nodes = [{"CPU": 8.0}, {"CPU": 4.0}, {"CPU": 0.0}]  # the last: a head node that runs no work
     plan = ray_engine.plan_workers(ray_engine.RayOptions(), cpu_nodes, writers=False)
     assert (plan.workers, plan.cpus_per_worker, plan.torch_threads, plan.decode_threads) == (2, 3.5, 4, 4)
-    with pytest.raises(ray_engine.RayEngineError, match="lower --workers or --gpus-per-worker"):
+    with pytest.raises(ray_engine.RayEngineError, match="lower workers or gpus_per_worker"):
         ray_engine.plan_workers(ray_engine.RayOptions(gpus_per_worker=1, workers=9), gpu_nodes, writers=False)
     with pytest.raises(ray_engine.RayEngineError, match="leave 0 of the cluster's 12 CPUs for decoding"):
         ray_engine.plan_workers(ray_engine.RayOptions(workers=3, cpus_per_worker=4), cpu_nodes, writers=False)
@@ -371,14 +362,10 @@ def test_the_cli_stops_the_ray_it_started_and_keeps_ray_quiet(tmp_path):
     import tempfile
 
     ray_root = tempfile.mkdtemp(prefix="rag-ray-", dir="/tmp")  # short: Ray's socket paths live under it
-    tiny = parity_dir("base")
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("RAG_", "RAY_"))}
+    env = {k: v for k, v in process_env().items() if not k.startswith("RAY_")}
     env.update(
         PYTHONPATH=str(ROOT),
         RAY_TMPDIR=ray_root,
-        RAG_WEIGHTS=str(tiny / "weights.pth"),
-        RAG_TEXT_MODEL=str(tiny / "text_model"),
-        RAG_VISION_CONFIG=str(tiny / "vision_config.json"),
         RAG_MILVUS_URI=str(tmp_path / "db" / "milvus.db"),
         RAG_DATA_DIR=str(tmp_path / "data"),
         COLUMNS="200",

@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 
 import pytest
 from typer.testing import CliRunner
 
 from connectors.milvus import MilvusStore
 from rag.cli import app
-from tests.answer.llm_server import FakeLLMServer, Reply, user_parts
-from tests.conftest import parity_dir
+from tests.helpers.llm import FakeLLMServer, Reply, user_parts
+from tests.helpers.models import use_tiny_model
 
 from .corpus import CAPTIONS, COLLECTION, COPIES, LIGHTHOUSE, NOTES, Corpus, build, ingest_items
 
@@ -31,22 +30,12 @@ def plain(corpus: Corpus, tiny_base) -> str:
 
 @pytest.fixture
 def rag(corpus: Corpus, monkeypatch: pytest.MonkeyPatch):
-    tiny = parity_dir("base")
-    for name in list(os.environ):
-        if name.startswith("RAG_"):
-            monkeypatch.delenv(name)
-    env = {
-        "RAG_WEIGHTS": str(tiny / "weights.pth"),
-        "RAG_TEXT_MODEL": str(tiny / "text_model"),
-        "RAG_VISION_CONFIG": str(tiny / "vision_config.json"),
-        "RAG_MILVUS_URI": corpus.db,
-        "RAG_COLLECTION": COLLECTION,
-    }
+    use_tiny_model(monkeypatch, RAG_MILVUS_URI=corpus.db, RAG_COLLECTION=COLLECTION)
     runner = CliRunner()
 
     def invoke(command: str, *args: str):
         # Every hit, the two copies of one item included; a test that counts merges adds --dedup.
-        return runner.invoke(app, [command, "--no-dedup", *args], env=env)
+        return runner.invoke(app, [command, "--no-dedup", *args])
 
     return invoke
 

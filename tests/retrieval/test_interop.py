@@ -16,7 +16,7 @@ from connectors.sources import open_sources
 from rag.answer import AnswerStatus, answer_engine, openai_compatible_llm
 from rag.embeddings.llama_index import VisualizedBGEEmbedding
 from rag.ingest import ingest
-from tests.answer.llm_server import FakeLLMServer, Reply, user_parts
+from tests.helpers.llm import FakeLLMServer, Reply, user_parts
 
 from .corpus import CAPTIONS, LIGHTHOUSE, draw
 

@@ -24,8 +24,8 @@ from connectors.sources import open_sources
 from rag.ingest import ingest
 from rag.server import create_app
 from rag.settings import Settings
-from tests.answer.llm_server import FakeLLMServer, Reply
 from tests.conftest import load_tiny
+from tests.helpers.llm import FakeLLMServer, Reply
 from tests.retrieval.corpus import CAPTIONS, COPIES, NOTES, Corpus
 
 SAMPLES = Path(__file__).resolve().parents[2] / "examples" / "corpus"

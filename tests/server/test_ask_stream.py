@@ -13,7 +13,7 @@ import pytest
 
 from rag.answer.llm import NO_FINISH, TOKEN_LIMIT
 from rag.settings import Settings
-from tests.answer.llm_server import FakeLLMServer, Reply, user_parts
+from tests.helpers.llm import FakeLLMServer, Reply, user_parts
 from tests.retrieval.corpus import CAPTIONS
 
 from .conftest import serve_in_thread

@@ -24,7 +24,7 @@ from connectors.milvus import EncoderInfo, MilvusStore
 from connectors.sources import open_sources
 from rag.ingest import ingest
 from rag.settings import Settings
-from tests.answer.llm_server import FakeLLMServer, Reply
+from tests.helpers.llm import FakeLLMServer, Reply
 
 from .conftest import serve_in_thread
 

@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 import rag.server.app as app_module
 from rag.cli import app
 from rag.server.app import is_loopback
-from tests.conftest import parity_dir
+from tests.helpers.models import use_tiny_model
 from tests.retrieval.corpus import COLLECTION, Corpus
 
 
@@ -37,10 +37,7 @@ def started(monkeypatch: pytest.MonkeyPatch) -> list[tuple[Any, dict[str, Any]]]
 
     monkeypatch.setattr(uvicorn.Server, "run", run)
     monkeypatch.setattr(app_module, "bind", bind)
-    tiny = parity_dir("base")
-    monkeypatch.setenv("RAG_WEIGHTS", str(tiny / "weights.pth"))
-    monkeypatch.setenv("RAG_TEXT_MODEL", str(tiny / "text_model"))
-    monkeypatch.setenv("RAG_VISION_CONFIG", str(tiny / "vision_config.json"))
+    use_tiny_model(monkeypatch)
     return calls
 
 

@@ -15,7 +15,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from rag.server import create_app
 from rag.server.telemetry import HIDDEN
 from rag.settings import Settings
-from tests.answer.llm_server import FakeLLMServer, Reply
+from tests.helpers.llm import FakeLLMServer, Reply
 
 FORM = {"text": "what hangs there?", "filter": '{"tags": "grid"}', "top_k": 2}
 

@@ -25,7 +25,7 @@ from connectors.milvus import MilvusStore
 from connectors.milvus.lite_server import ServerState, state_dir
 from rag.server import create_app
 from rag.settings import Settings
-from tests.conftest import parity_dir
+from tests.helpers.models import process_env
 from tests.milvus_server import MilvusLiteServer
 from tests.retrieval.corpus import COLLECTION, LIGHTHOUSE, build
 
@@ -122,18 +122,12 @@ def _folder(root: Path, n: int) -> Path:
 
 
 def _rag(tmp_path: Path, uri: str, *args: str, kill: str | None = None) -> subprocess.CompletedProcess[str]:
-    tiny = parity_dir("base")
-    env = {name: value for name, value in os.environ.items() if not name.startswith("RAG_")}
-    env.update(
+    env = process_env(
         PYTHONPATH=str(ROOT),
         COLUMNS="300",
         RAG_MILVUS_URI=uri,
         RAG_DATA_DIR=str(tmp_path / "data"),
-        RAG_WEIGHTS=str(tiny / "weights.pth"),
-        RAG_TEXT_MODEL=str(tiny / "text_model"),
-        RAG_VISION_CONFIG=str(tiny / "vision_config.json"),
         RAG_MILVUS_TIMEOUT="10",
-        RAG_MILVUS_LITE_IDLE="3",
     )
     command = [sys.executable, "-c", KILLING_INGEST, kill, "1", *args] if kill else [sys.executable, "-m", "rag.cli"]
     command += [] if kill else list(args)
