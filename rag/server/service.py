@@ -391,7 +391,9 @@ class Service:
         try:
             require_ocr(self.settings.ocr)
         except OcrUnavailableError as e:
-            raise UploadError(f"RAG_OCR=all: {e}") from None
+            raise UploadError(
+                e.reworded(ocr_all="RAG_OCR=all", ocr_auto="RAG_OCR=auto", ocr_off="RAG_OCR=off")
+            ) from None
         return SourceOptions.from_settings(
             self.settings,
             text_window=self.encoder.text_window,
