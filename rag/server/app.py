@@ -183,9 +183,8 @@ def bind(host: str, port: int) -> socket.socket:
         sock.listen(2048)  # uvicorn's backlog; listening now keeps another server off the port while this one loads
     except OSError as e:
         sock.close()
-        raise PortUnavailableError(
-            f"cannot listen on {host}:{port}: {e.strerror or e} (is another server there? --port or RAG_SERVER_PORT "
-            "picks another)"
+        raise PortUnavailableError.worded(
+            f"cannot listen on {host}:{port}: {e.strerror or e} (is another server there? {{port}} picks another)"
         ) from e
     return sock
 
