@@ -198,6 +198,12 @@ def test_map_errors_name_the_option_and_keep_their_brackets(tiny_env, args, mess
     assert result.exit_code == 2 and message in result.output, result.output
 
 
+def _queries(path: Path, *ids: str) -> list[dict]:
+    """The queries of ``path`` named ``ids``, their image paths made absolute (they are relative to ``path``)."""
+    chosen = [json.loads(line) for line in path.read_text().splitlines() if json.loads(line)["id"] in ids]
+    return [{**q, **({"image": str((path.parent / q["image"]).resolve())} if "image" in q else {})} for q in chosen]
+
+
 def test_eval_measures_each_mode_with_and_without_the_cross_encoder(tiny_env, tmp_path: Path) -> None:
     from tests.retrieval.tiny_reranker import build_reranker
 
@@ -212,8 +218,12 @@ def test_eval_measures_each_mode_with_and_without_the_cross_encoder(tiny_env, tm
     # The cross-encoder reorders the same 10 candidates: what is found in the top 10 cannot change, only its order.
     for query, scores in plain["per_query"].items():
         assert reranked["per_query"][query]["recall@10"] == scores["recall@10"]
-    table = runner.invoke(app, args, env={"COLUMNS": "200"})
-    assert table.exit_code == 0
+    few = tmp_path / "few.jsonl"  # the table's labels need a query of each kind, not all ten again
+    few.write_text(
+        "\n".join(json.dumps(q) for q in _queries(EXAMPLE_QUERIES, "bridge", "like-carriage-day", "day-to-night"))
+    )
+    table = runner.invoke(app, [*args[:2], str(few), *args[3:]], env={"COLUMNS": "200"})
+    assert table.exit_code == 0, table.output
     assert " reranker " in table.stdout and f"rerank: {folder}" in " ".join(table.stdout.split())
     assert "skipped corpus image→image reranked by" in " ".join(table.output.split())
     two = str(build_reranker(tmp_path / "two", labels=2))
