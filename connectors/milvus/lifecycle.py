@@ -15,7 +15,13 @@ from connectors.milvus.bm25 import SUFFIX as _BM25_SUFFIX
 from connectors.milvus.bm25 import CollectionBm25
 from connectors.milvus.connection import Connection, ConnectOptions
 from connectors.milvus.core import StoreCore
-from connectors.milvus.errors import CollectionNotFoundError, EncoderMismatchError, NotSupportedError, StoreError
+from connectors.milvus.errors import (
+    CollectionNotFoundError,
+    EncoderMismatchError,
+    NotSupportedError,
+    SchemaOutdatedError,
+    StoreError,
+)
 from connectors.milvus.schema import Backend, EncoderInfo
 from rag.settings import check_collection_name
 
@@ -96,21 +102,36 @@ def list_collections(
 
 
 def require_collection(
-    uri: str | os.PathLike[str], collection: str, *, token: str | None = None, options: ConnectOptions | None = None
+    uri: str | os.PathLike[str],
+    collection: str,
+    *,
+    token: str | None = None,
+    options: ConnectOptions | None = None,
+    writable: bool = False,
 ) -> None:
     """Raise :class:`CollectionNotFoundError` unless ``collection`` exists at ``uri``; creates nothing, loads nothing.
+    With ``writable``, also :class:`SchemaOutdatedError` (naming ``rag migrate``) for a collection of the older
+    schema, which can be searched but not written.
 
     Cheap next to loading an encoder: callers check first, so a mistyped name is reported at once.
     """
-    existing = list_collections(uri, token=token, options=options)
-    if collection not in existing:
-        raise no_collection(str(uri), collection, existing)
+    client = Connection(uri, token=token, create=False, options=options or ConnectOptions.from_settings())
+    try:
+        existing = ours(client.list_collections())
+        if collection not in existing:
+            raise no_collection(str(uri), collection, existing)
+        if writable:
+            version = schema.schema_version(client.describe_collection(collection).get("properties") or {})
+            if version == schema.MIGRATES_FROM:
+                raise SchemaOutdatedError(outdated(str(uri), collection, version))
+    finally:
+        client.close()
 
 
 def no_collection(uri: str, collection: str, existing: Sequence[str]) -> CollectionNotFoundError:
-    return CollectionNotFoundError(
+    return CollectionNotFoundError.worded(
         f"there is no collection {collection!r} at {uri}; existing: {', '.join(existing) or 'none'}. "
-        "Ingest into it first, or pick another with --collection / RAG_COLLECTION."
+        "Ingest into it first, or name another with {collection}."
     )
 
 
@@ -151,10 +172,10 @@ def _check_existing(
             "collection"
         )
     if info is not None and not recorded.compatible_with(info):
-        raise EncoderMismatchError(
+        raise EncoderMismatchError.worded(
             f"collection {collection!r} at {uri} was made with encoder {recorded.describe()}, but the encoder in "
             f"use is {info.describe()}. Its vectors are not comparable: use the same encoder and weights (RAG_ENCODER, "
-            f"RAG_WEIGHTS={recorded.variant}), choose another collection (--collection / RAG_COLLECTION), or drop "
+            f"RAG_WEIGHTS={recorded.variant}), name another collection with {{collection}}, or drop "
             "this one and re-ingest."
         )
     functions = description.get("functions") or []

@@ -165,7 +165,9 @@ def ingest(
     found, results = peek_items(open_sources(sources, options))
     pruning = None
     if prune:
-        pruning, results = begin_prune(settings, sources, found, results, yes=yes, dry_run=dry_run, as_json=as_json)
+        pruning, results = begin_prune(
+            settings, sources, found, results, yes=yes, dry_run=dry_run, as_json=as_json, tenant=tenant
+        )
     results = tagged(results, tenant)
     if not found and not watch:
         _no_items(sources, list(results), settings.collection, report, as_json)
@@ -292,7 +294,7 @@ def _check_tenant(tenant: str) -> None:
     try:
         check_tenant(tenant)
     except TokenError as e:
-        raise fail(str(e)) from e
+        raise fail(e) from e
 
 
 def _refuse_foreign(store: MilvusStore, sources: list[str], tenant: str | None) -> None:
@@ -382,5 +384,5 @@ def _ocr_mode(mode: str) -> str:
     try:
         require_ocr(mode)
     except OcrUnavailableError as e:
-        raise fail(str(e)) from None
+        raise fail(e) from None
     return mode

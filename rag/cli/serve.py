@@ -68,7 +68,7 @@ def serve(
         encoder=encoder,
         weights=weights,
     )
-    require_collection(settings)
+    require_collection(settings, writable=True)  # the server writes: uploads, deletes
     try:
         from rag.server import serve as run_server
         from rag.server.app import PortUnavailableError
@@ -78,6 +78,6 @@ def serve(
     try:
         run_server(settings)
     except PortUnavailableError as e:
-        raise fail(str(e)) from e
+        raise fail(e) from e
     except Exception as e:  # what stopped the start (logged with its reason): a model, a collection, a store
         raise fail(f"the server could not start: {e}") from e

@@ -11,7 +11,7 @@ import typer
 from rich.markup import escape
 
 from rag.access import AuditLog
-from rag.cli.common import ExitCode, checked, console, fail, open_store, store_options
+from rag.cli.common import ExitCode, checked, console, fail, open_store, said, store_options
 
 if TYPE_CHECKING:
     from connectors.milvus import MilvusStore
@@ -32,14 +32,20 @@ def begin_prune(
     yes: bool,
     dry_run: bool,
     as_json: bool,
+    tenant: str | None = None,
 ) -> tuple[Pruning, Iterator[SourceResult]]:
     """List what is stored in scope (before any model loads), apply the safety valve to the files already gone,
-    and stop here for ``--dry-run`` or when the sources hold no item; else the prune and the results to ingest."""
+    and stop here for ``--dry-run`` or when the sources hold no item; else the prune and the results to ingest.
+    Stored files whose items are another tenant's than ``tenant`` are out of scope: never listed nor deleted."""
     from rag.ingest.sync import PruneRefusedError, Pruning, preview, prune
+    from rag.ingest.tenancy import foreign_sources
+    from rag.items import DEFAULT_TENANT
 
     store = _existing_store(settings)
     try:
         pruning = checked(lambda: Pruning(store, sources, yes=yes))
+        if store is not None:
+            pruning.leave(checked(lambda: foreign_sources(store, pruning.stored.ids, tenant or DEFAULT_TENANT)))
         stored = pruning.stored
         if dry_run:
             _print_preview(preview(results, store, stored), settings.collection, as_json)
@@ -47,7 +53,7 @@ def begin_prune(
         try:
             pruning.check_before(found)
         except PruneRefusedError as e:
-            raise fail(str(e), ExitCode.NO_ITEMS) from e
+            raise fail(e, ExitCode.NO_ITEMS) from e
         if not found and store is not None and stored.count:  # --yes: the sources are empty, and so is the scope
             deleted = checked(lambda: prune(store, stored.ids))
             message = f"pruned {deleted} item(s) of {len(stored.ids)} file(s): {', '.join(sources)} gave no items"
@@ -68,7 +74,7 @@ def finish_prune(pruning: Pruning | None, store: MilvusStore, report: IngestRepo
     try:
         pruning.finish(store, report)
     except PruneRefusedError as e:
-        return str(e)
+        return said(e)
     return None
 
 
@@ -160,7 +166,7 @@ def watch_sources(
         watcher = Watcher(sources, encoder, store, options, tenant=tenant)
     except WatchError as e:
         store.close()
-        raise fail(str(e)) from e
+        raise fail(e) from e
     ready = lambda: console.print(f"watching {escape(', '.join(sources))} for changes (Ctrl-C stops)")  # noqa: E731
     try:
         checked(lambda: watcher.run(on_batch=on_batch, on_ready=ready))

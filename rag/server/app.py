@@ -17,7 +17,7 @@ from __future__ import annotations
 import ipaddress
 import logging
 import socket
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -72,6 +72,7 @@ def create_app(
             lambda: Service.open(settings, encoder, app.state.metrics.telemetry),
             on_ready=lambda service: setattr(app.state, "service", service),
             on_failure=getattr(app.state, "on_startup_failure", None),
+            public=_without_store(settings),
         )
         app.state.startup = startup
         startup.start(wait=encoder is not None)
@@ -122,6 +123,13 @@ def create_app(
     return app
 
 
+def _without_store(settings: Settings) -> Callable[[str], str]:
+    """A text for clients without the store's address, unless the server shows its paths."""
+    if settings.server_show_paths:
+        return str
+    return lambda text: text.replace(str(settings.milvus_uri), "(the store; its address is in the server log)")
+
+
 def _with_body_schemas(app: FastAPI) -> dict[str, Any]:
     """The OpenAPI schema, with the query request bodies the routes document by reference (``routes.body``)."""
     if app.openapi_schema is None:
@@ -153,9 +161,8 @@ def bind(host: str, port: int) -> socket.socket:
         sock.listen(2048)  # uvicorn's backlog; listening now keeps another server off the port while this one loads
     except OSError as e:
         sock.close()
-        raise PortUnavailableError(
-            f"cannot listen on {host}:{port}: {e.strerror or e} (is another server there? --port or RAG_SERVER_PORT "
-            "picks another)"
+        raise PortUnavailableError.worded(
+            f"cannot listen on {host}:{port}: {e.strerror or e} (is another server there? {{port}} picks another)"
         ) from e
     return sock
 

@@ -44,7 +44,9 @@ class Startup:
         open_service: Callable[[], Service],
         on_ready: Callable[[Service], None] | None = None,
         on_failure: Callable[[BaseException], None] | None = None,
+        public: Callable[[str], str] = str,
     ) -> None:
+        """``public``: a failure's message as clients may read it in ``/ready`` (the log has it whole)."""
         self.phase = Phase.LOADING
         self.service: Service | None = None
         self.error: BaseException | None = None
@@ -52,6 +54,7 @@ class Startup:
         self._open = open_service
         self._on_ready = on_ready
         self._on_failure = on_failure
+        self._public = public
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._load, name="rag-startup", daemon=True)
 
@@ -86,7 +89,8 @@ class Startup:
                 self._stop.wait(RETRY_OPEN)
                 continue
             except BaseException as e:
-                self.phase, self.error, self.reason = Phase.FAILED, e, f"the server could not start: {e}"
+                self.phase, self.error = Phase.FAILED, e
+                self.reason = f"the server could not start: {self._public(str(e))}"
                 logger.error("the server could not start: %s", e, exc_info=not isinstance(e, (StoreError, OSError)))
                 if self._on_failure is not None:
                     self._on_failure(e)

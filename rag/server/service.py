@@ -63,6 +63,7 @@ from .conversations import Conversation, Conversations
 from .job_records import JobRecords
 from .jobs import IngestJob, IngestJobs
 from .models import AskRequest, HistoryTurn
+from .rerankers import chosen_reranker
 from .shared import serialized
 from .telemetry import Telemetry, hiding
 
@@ -128,10 +129,13 @@ class Service:
     @classmethod
     def open(cls, settings: Settings, encoder: Encoder | None = None, telemetry: Telemetry | None = None) -> Service:
         """Load the encoder (unless given) and the LLM the settings name, and open the collection, which must exist:
-        serving creates no database or collection (``CollectionNotFoundError``, before the encoder loads).
+        serving creates no database or collection (``CollectionNotFoundError``, before the encoder loads), and
+        writes to none of the older schema (``SchemaOutdatedError``, naming ``rag migrate``).
         ``telemetry``: where the encoder's batches and the LLM's failures are counted (the app's ``/metrics``)."""
         options = ConnectOptions.from_settings(settings)
-        require_collection(settings.milvus_uri, settings.collection, token=settings.milvus_token_value, options=options)
+        token = settings.milvus_token_value
+        # serving writes (uploads, deletes): a collection of the older schema is migrated first (``rag migrate``)
+        require_collection(settings.milvus_uri, settings.collection, token=token, options=options, writable=True)
         encoder = encoder or load_encoder(settings, runtime_from_settings(settings, "serve"))
         if encoder.runtime.compile:
             _warm_up(encoder)
@@ -178,12 +182,11 @@ class Service:
 
     def retriever(self, options: QueryOptions, tenant: str | None = None) -> MultimodalRetriever:
         """A retriever over the shared encoder and store (cheap: make one per request); ``top_k`` defaults to the
-        server's (RAG_TOP_K), the cross-encoder to the server's (RAG_RERANKER), the only one a request may name:
-        a request never makes the server load a model from a path of its choosing. With a ``tenant``, it sees
-        only that tenant's items, whatever the options' filter says."""
-        if options.reranker and options.reranker != self.settings.reranker:
-            allowed = f"only its own, {self.settings.reranker}" if self.settings.reranker else "none (RAG_RERANKER)"
-            raise UploadError(f"reranker: this server reranks with {allowed}, not {options.reranker!r}")
+        server's (RAG_TOP_K), the cross-encoder to the server's (RAG_RERANKER); a request may choose none or one
+        the operator allowed (``rag.server.rerankers``), never a model of its own naming. With a ``tenant``, it
+        sees only that tenant's items, whatever the options' filter says."""
+        reranker = chosen_reranker(self.settings, options.reranker)  # RerankerChoiceError (400) names the choices
+        options = options.model_copy(update={"reranker": reranker})
         try:
             retriever = MultimodalRetriever.from_options(self.store, self.encoder, options, settings=self.settings)
         except CheckpointError as e:
@@ -388,7 +391,9 @@ class Service:
         try:
             require_ocr(self.settings.ocr)
         except OcrUnavailableError as e:
-            raise UploadError(f"RAG_OCR=all: {e}") from None
+            raise UploadError(
+                e.reworded(ocr_all="RAG_OCR=all", ocr_auto="RAG_OCR=auto", ocr_off="RAG_OCR=off")
+            ) from None
         return SourceOptions.from_settings(
             self.settings,
             text_window=self.encoder.text_window,

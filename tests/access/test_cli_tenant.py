@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import json
+import shutil
 from collections import Counter
 from pathlib import Path
 
 import pytest
 
-from connectors.milvus import MilvusStore
+from connectors.milvus import EncoderInfo, MilvusStore
+from connectors.sources import open_sources
+from rag.access.tenants import tagged
+from rag.ingest import ingest
 from tests.ingest.test_cli_ingest import run
 from tests.ingest.test_pipeline import make_folder
 
@@ -42,3 +46,22 @@ def test_a_tenant_name_with_filter_syntax_is_refused(tmp_path: Path) -> None:
         result = run(tmp_path, "ingest", str(folder), "-c", "kb", "--tenant", bad)
         assert result.exit_code == 2 and "is not a valid name" in result.output, bad
     assert not (tmp_path / "db").exists() or run(tmp_path, "collections", "--json").output.strip() == "[]"
+
+
+def test_a_prune_in_one_tenant_never_deletes_another_tenants_items(tiny_base, tmp_path: Path) -> None:
+    photos = tmp_path / "photos"
+    with MilvusStore.open(tmp_path / "db" / "milvus.db", "kb", encoder_info=EncoderInfo.of(tiny_base)) as store:
+        for tenant, count in (("bravo", 2), ("acme", 1)):
+            ingest(tagged(open_sources([make_folder(photos / tenant, count)]), tenant), tiny_base, store)
+    for tenant in ("bravo", "acme"):  # every file gone: a prune of the folder would empty it
+        shutil.rmtree(photos / tenant)
+    acme_file = str(photos / "acme" / "img000.png")
+    dry = run(tmp_path, "ingest", str(photos), "-c", "kb", "--prune", "--dry-run", "--tenant", "acme", "--json")
+    assert dry.exit_code == 0, dry.output
+    preview = json.loads(dry.stdout.strip().splitlines()[-1])
+    assert (preview["deleted"], preview["items_deleted"]) == ([acme_file], 1)
+    refused = run(tmp_path, "ingest", str(photos), "-c", "kb", "--prune", "--tenant", "acme")
+    assert refused.exit_code == 3 and "all 1 stored item(s)" in refused.output  # the valve counts acme's only
+    pruned = run(tmp_path, "ingest", str(photos), "-c", "kb", "--prune", "--yes", "--tenant", "acme", "--json")
+    assert pruned.exit_code == 0 and json.loads(pruned.stdout.strip().splitlines()[-1])["removed"] == 1
+    assert tenants(tmp_path) == {"bravo": 2}
