@@ -24,6 +24,7 @@ def tiny_env(monkeypatch: pytest.MonkeyPatch, corpus_db: str, tmp_path: Path) ->
     use_tiny_model(monkeypatch, RAG_MILVUS_URI=corpus_db, RAG_DATA_DIR=str(tmp_path / "data"))
 
 
+@pytest.mark.slow
 def test_eval_prints_a_table_and_writes_json(tiny_env, tmp_path: Path) -> None:
     out = tmp_path / "eval.json"
     result = runner.invoke(
@@ -77,6 +78,7 @@ def tune_collection(corpus_db: str, tiny_base, tmp_path: Path) -> str:
     return "tuned"
 
 
+@pytest.mark.slow
 def test_eval_tune_reports_saves_and_later_searches_use_the_blends(
     tiny_env, tune_collection, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -133,6 +135,7 @@ def test_eval_tune_refuses_bad_requests_and_saves_nothing(tiny_env, tune_collect
     assert stats["tuned_blends"] == {}
 
 
+@pytest.mark.slow
 def test_similarity_and_classify_as_json(tiny_env) -> None:
     images = [str(CORPUS / "carriage-day.jpg"), str(CORPUS / "carriage-night.jpg")]
     result = runner.invoke(app, ["similarity", *images, "-t", "at night", "-t", "by day", "--json"])
@@ -160,6 +163,7 @@ def test_similarity_and_classify_as_json(tiny_env) -> None:
     assert bad.exit_code == 2 and "{label}" in bad.output
 
 
+@pytest.mark.slow
 def test_map_from_a_collection_and_from_a_folder(tiny_env, tmp_path: Path) -> None:
     stored = tmp_path / "stored.png"
     result = runner.invoke(app, ["map", "-c", "corpus", "--color-by", "kind", "-o", str(stored)])
@@ -204,6 +208,7 @@ def _queries(path: Path, *ids: str) -> list[dict]:
     return [{**q, **({"image": str((path.parent / q["image"]).resolve())} if "image" in q else {})} for q in chosen]
 
 
+@pytest.mark.slow
 def test_eval_measures_each_mode_with_and_without_the_cross_encoder(tiny_env, tmp_path: Path) -> None:
     from tests.retrieval.tiny_reranker import build_reranker
 

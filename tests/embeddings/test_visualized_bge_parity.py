@@ -88,6 +88,7 @@ def test_padded_batches_match_reference(parity):
     np.testing.assert_allclose(fused, p.expected["batch_fused"], atol=ATOL, rtol=0)
 
 
+@pytest.mark.slow
 def test_batched_equals_one_by_one(parity):
     p, enc = parity
     texts = p.cases["batch_fused_texts"]

@@ -52,6 +52,7 @@ def _under(name: str, sources: list[Path]) -> bool:
     return any(name.startswith(source.name + "/") or name == source.name for source in sources)
 
 
+@pytest.mark.slow
 def test_prune_deletes_the_gone_replaces_the_changed_and_matches_a_fresh_ingest(tmp_path):
     folder = make_folder(tmp_path / "photos", 8)
     assert run(tmp_path, "ingest", str(folder), "-c", "kb").exit_code == 0
@@ -114,6 +115,7 @@ def test_dry_run_lists_and_writes_nothing(tmp_path):
     assert "would delete" in table.output and "nothing was written" in table.output
 
 
+@pytest.mark.slow
 def test_the_safety_valve_refuses_with_exit_3_unless_yes(tmp_path):
     folder = make_folder(tmp_path / "photos", 6)
     assert run(tmp_path, "ingest", str(folder), "-c", "kb").exit_code == 0
