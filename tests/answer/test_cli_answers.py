@@ -41,7 +41,7 @@ def rag(corpus: Corpus, server: FakeLLMServer, *args: str):
     return CliRunner().invoke(app, list(args), env=environment(corpus, server))
 
 
-def read_until(process: subprocess.Popen, wanted: str, limit: float = 120.0) -> str:
+def read_until(process: subprocess.Popen, wanted: str, limit: float = 300.0) -> str:
     """Stdout of ``process`` until it holds ``wanted`` (or the process ends, or ``limit`` seconds pass)."""
     out = b""
     deadline = time.monotonic() + limit
