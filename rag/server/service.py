@@ -409,7 +409,8 @@ class Service:
         tenant: str | None = None,
     ) -> IngestReport:
         sources = tagged(_until(stop, open_sources(paths, self._source_options())), tenant)
-        return ingest(sources, self.encoder, self.store, batch_size=self.settings.batch_size, on_progress=on_progress)
+        batch_size = self.settings.batch_size
+        return ingest(sources, self.encoder, self.store, batch_size=batch_size, on_progress=on_progress, cancel=stop)
 
 
 def _data_url(url: str, max_bytes: int) -> bytes:
