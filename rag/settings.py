@@ -269,12 +269,19 @@ class Settings(BaseSettings):
         "none listed: any name.",
     )
 
+    server_rerankers: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Comma-separated cross-encoders (local folders or hub ids) a request to `rag serve` may choose "
+        "besides RAG_RERANKER (the web page's Reranker control); a request may also choose none. No other model is "
+        "ever loaded for a request.",
+    )
+
     @field_validator("collection")
     @classmethod
     def _milvus_name(cls, value: str) -> str:
         return check_collection_name(value)
 
-    @field_validator("server_allowed_origins", "server_allowed_hosts", mode="before")
+    @field_validator("server_allowed_origins", "server_allowed_hosts", "server_rerankers", mode="before")
     @classmethod
     def _comma_separated(cls, value: Any) -> Any:
         return [part.strip() for part in value.split(",") if part.strip()] if isinstance(value, str) else value

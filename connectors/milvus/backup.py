@@ -140,8 +140,8 @@ def restore(
     client = Connection(uri, token=token, create=True, options=options)
     try:
         if client.has_collection(name) and not replace:
-            raise BackupError(
-                f"collection {name!r} exists at {client.uri}: restore under another name (-c NEW), or pass --replace"
+            raise BackupError.worded(
+                f"collection {name!r} exists at {client.uri}: restore under another name ({{new_name}}), or {{replace}}"
             )
         _drop(client, staging)  # a restore a killed run left half made
     finally:

@@ -129,9 +129,9 @@ def require_collection(
 
 
 def no_collection(uri: str, collection: str, existing: Sequence[str]) -> CollectionNotFoundError:
-    return CollectionNotFoundError(
+    return CollectionNotFoundError.worded(
         f"there is no collection {collection!r} at {uri}; existing: {', '.join(existing) or 'none'}. "
-        "Ingest into it first, or pick another with --collection / RAG_COLLECTION."
+        "Ingest into it first, or name another with {collection}."
     )
 
 
@@ -172,10 +172,10 @@ def _check_existing(
             "collection"
         )
     if info is not None and not recorded.compatible_with(info):
-        raise EncoderMismatchError(
+        raise EncoderMismatchError.worded(
             f"collection {collection!r} at {uri} was made with encoder {recorded.describe()}, but the encoder in "
             f"use is {info.describe()}. Its vectors are not comparable: use the same encoder and weights (RAG_ENCODER, "
-            f"RAG_WEIGHTS={recorded.variant}), choose another collection (--collection / RAG_COLLECTION), or drop "
+            f"RAG_WEIGHTS={recorded.variant}), name another collection with {{collection}}, or drop "
             "this one and re-ingest."
         )
     functions = description.get("functions") or []

@@ -27,9 +27,9 @@ def resolve(uri: str | os.PathLike[str], *, create: bool) -> tuple[str, bool]:
             raise StoreError(f"cannot create the folder of the Milvus Lite data {path.absolute()}: {exc}") from exc
     elif not path.exists():
         relative = "" if path.is_absolute() else f" ({uri} is relative to the current folder, {Path.cwd()})"
-        raise DatabaseNotFoundError(
-            f"there is no Milvus Lite database at {path.absolute()}{relative}. Ingest into it first "
-            "(rag ingest), or point --uri or RAG_MILVUS_URI at an existing one."
+        raise DatabaseNotFoundError.worded(
+            f"there is no Milvus Lite database at {path.absolute()}{relative}. Ingest into it first, "
+            "or point {uri} at an existing one."
         )
     _check_lite_folder(path.absolute())
     return str(path.absolute()), True
@@ -37,14 +37,16 @@ def resolve(uri: str | os.PathLike[str], *, create: bool) -> tuple[str, bool]:
 
 def _check_lite_folder(path: Path) -> None:
     """Refuse, changing nothing, a path that is not a Milvus Lite 3 folder or that cannot be written."""
-    advice = "Nothing was changed: point --uri or RAG_MILVUS_URI at another path, or move it aside."
+    advice = "Nothing was changed: point {uri} at another path, or move it aside."
     if path.exists() and not path.is_dir():
-        raise StoreError(
+        raise StoreError.worded(
             f"{path} is a file, not a Milvus Lite data folder (Milvus Lite 3 keeps a folder; Milvus Lite 2 kept "
             f"one file, which it cannot read). {advice}"
         )
     if path.is_dir() and any(path.iterdir()) and not (path / "collections").is_dir():
-        raise StoreError(f"{path} holds other files and is not a Milvus Lite data folder (no collections/). {advice}")
+        raise StoreError.worded(
+            f"{path} holds other files and is not a Milvus Lite data folder (no collections/). {advice}"
+        )
     target = path if path.exists() else path.parent
     if not os.access(target, os.W_OK):
         raise StoreError(

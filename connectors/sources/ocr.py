@@ -52,9 +52,9 @@ def ocr_installed() -> bool:
 def require_ocr(mode: str) -> None:
     """Refuse ``mode="all"`` without the extra, with the advice to install it (or to use ``auto``)."""
     if mode == "all" and not ocr_installed():
-        raise OcrUnavailableError(
-            f"--ocr all needs the OCR extra, which is not installed: {OCR_EXTRA} (or use --ocr auto, which notes "
-            "the pages it could not read, or --ocr off)"
+        raise OcrUnavailableError.worded(
+            f"{{ocr_all}} needs the OCR extra, which is not installed: {OCR_EXTRA} (or use {{ocr_auto}}, which notes "
+            "the pages it could not read, or {ocr_off})"
         )
 
 
@@ -62,7 +62,7 @@ def no_text_note(pages: int) -> str:
     """What ``auto`` says about pages it could not read for want of the extra."""
     return (
         f"{pages} page{'s' if pages != 1 else ''} without a text layer (scans?) stored as pictures only: "
-        f"install the OCR extra to read their text ({OCR_EXTRA}), or pass --ocr off to silence this"
+        f"install the OCR extra to read their text ({OCR_EXTRA}), or set RAG_OCR=off to silence this"
     )
 
 

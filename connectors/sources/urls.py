@@ -36,9 +36,7 @@ _opener = urllib.request.build_opener(_HttpOnlyRedirects)
 def fetch_image(url: str, options: SourceOptions) -> LoadedImage:
     """Download one image into ``cache_dir/downloads`` and check it; raises BadInput on any failure."""
     if not options.allow_urls:
-        raise BadInput(
-            Kind.URL_DISABLED, "URL fetching is off: pass --allow-urls to rag ingest, or set RAG_ALLOW_URLS=true"
-        )
+        raise BadInput(Kind.URL_DISABLED, "URL fetching is off: allow URLs (RAG_ALLOW_URLS=true) to fetch this")
     if urlsplit(url).scheme.lower() not in ("http", "https"):
         raise BadInput(Kind.BAD_REFERENCE, "only http(s) URLs are fetched")
     cap, timeout = options.max_download_bytes, options.url_timeout

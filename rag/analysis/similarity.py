@@ -136,8 +136,7 @@ def check_comparable(images: Sequence[ImageInput], texts: Sequence[str]) -> None
     """Refuse inputs that make no pair: a single image without a text has nothing to be compared with."""
     if len(images) < 2 and not texts:
         raise ValueError(
-            f"give two images or more to compare, or one text per image (--text): {len(images)} image(s) alone "
-            "make no pair"
+            f"give two images or more to compare, or one text per image: {len(images)} image(s) alone make no pair"
         )
 
 

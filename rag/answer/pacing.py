@@ -47,7 +47,7 @@ def _silence(llm: LLM, limit: float, started: bool) -> LLMSilenceError:
     if started:
         return LLMSilenceError(f"{where} went silent for more than {limit:g} s mid-answer (RAG_LLM_TIMEOUT)")
     return LLMSilenceError(
-        f"{where} did not answer in time: nothing within {limit:g} s, retries included (RAG_LLM_TIMEOUT, --llm-timeout)"
+        f"{where} did not answer in time: nothing within {limit:g} s, retries included (RAG_LLM_TIMEOUT sets the limit)"
     )
 
 

@@ -18,6 +18,7 @@ from rich.markup import escape
 
 from rag.cli.exit_codes import ExitCode
 from rag.cli.warm.key import MODEL_SETTINGS
+from rag.errors import RagError
 from rag.settings import Settings
 
 if TYPE_CHECKING:  # loaded by the commands that need them: `rag --help` starts without them
@@ -68,8 +69,34 @@ def settings_from(**overrides: object) -> Settings:
         raise fail(problems) from e
 
 
-def fail(message: str, code: ExitCode = ExitCode.USAGE) -> typer.Exit:
-    console.print(f"[bold red]error:[/] {escape(message)}")
+#: How ``rag`` spells what library errors tell the caller to set (``rag.errors.PYTHON_NAMES``: Python's way).
+CLI_NAMES = {
+    "collection": "-c/--collection (RAG_COLLECTION)",
+    "uri": "--uri (RAG_MILVUS_URI)",
+    "port": "--port (RAG_SERVER_PORT)",
+    "yes": "add --yes",
+    "dry_run": " (--dry-run lists them)",
+    "ocr_all": "--ocr all",
+    "ocr_auto": "--ocr auto",
+    "ocr_off": "--ocr off",
+    "new_name": "-c NEW",
+    "replace": "pass --replace",
+    "ray_address": "--ray-address",
+    "workers": "--workers",
+    "gpus_per_worker": "--gpus-per-worker",
+    "cpus_per_worker": "--cpus-per-worker",
+}
+
+
+def said(error: BaseException) -> str:
+    """The error's message as ``rag`` says it: what to set named by its flags."""
+    return error.reworded(**CLI_NAMES) if isinstance(error, RagError) else str(error)
+
+
+def fail(message: str | BaseException, code: ExitCode = ExitCode.USAGE) -> typer.Exit:
+    """Print the error (a library error worded with ``rag``'s flags); the exit to raise with ``code``."""
+    text = message if isinstance(message, str) else said(message)
+    console.print(f"[bold red]error:[/] {escape(text)}")
     return typer.Exit(code)
 
 
@@ -113,7 +140,7 @@ def open_store(settings: Settings, encoder: Encoder | None = None, create: bool 
     except StoreUnavailableError as e:
         raise store_unavailable(e) from e
     except StoreError as e:
-        raise fail(str(e)) from e
+        raise fail(e) from e
     if create and store.read_only:  # a command that writes, on a collection of an older schema
         store.close()
         raise fail(store.read_only)
@@ -133,7 +160,7 @@ def require_collection(settings: Settings, writable: bool = False) -> None:
     except StoreUnavailableError as e:
         raise store_unavailable(e) from e
     except StoreError as e:
-        raise fail(str(e)) from e
+        raise fail(e) from e
 
 
 #: The encoders the warm model process keeps loaded (``rag.cli.warm_host`` sets it), by their settings and runtime;
@@ -158,7 +185,7 @@ def load_encoder(
             kept_encoders[key] = load(settings, runtime)
         return kept_encoders[key]
     except RuntimeUnavailableError as e:
-        raise fail(str(e)) from e
+        raise fail(e) from e
     except CheckpointError as e:
         if settings.encoder == "visualized-bge":
             hint = (
@@ -211,4 +238,4 @@ def checked(action: Callable[[], T]) -> T:
     except StoreUnavailableError as e:
         raise store_unavailable(e) from e
     except (ValueError, OSError, ImportError, NotImplementedError, StoreError) as e:
-        raise fail(str(e)) from e
+        raise fail(e) from e

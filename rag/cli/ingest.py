@@ -294,7 +294,7 @@ def _check_tenant(tenant: str) -> None:
     try:
         check_tenant(tenant)
     except TokenError as e:
-        raise fail(str(e)) from e
+        raise fail(e) from e
 
 
 def _refuse_foreign(store: MilvusStore, sources: list[str], tenant: str | None) -> None:
@@ -384,5 +384,5 @@ def _ocr_mode(mode: str) -> str:
     try:
         require_ocr(mode)
     except OcrUnavailableError as e:
-        raise fail(str(e)) from None
+        raise fail(e) from None
     return mode

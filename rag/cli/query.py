@@ -71,7 +71,7 @@ def _retriever(store: MilvusStore, encoder: Encoder, options: QueryOptions, sett
     try:
         return MultimodalRetriever.from_options(store, encoder, options, settings=settings)
     except (ValueError, StoreError) as e:
-        raise fail(str(e)) from e
+        raise fail(e) from e
     except CheckpointError as e:  # the cross-encoder (--reranker) cannot be loaded: said before anything is searched
         raise fail(f"--reranker: {e}") from e
 

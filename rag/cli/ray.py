@@ -40,7 +40,7 @@ def connect_ray(
     try:
         plan = ray_engine.connect(options, Backend.of(settings.milvus_uri), settings.data_dir / "logs" / "ray.log")
     except (ImportError, ray_engine.RayEngineError) as e:
-        raise fail(str(e)) from e
+        raise fail(e) from e
     if plan.owns_ray:  # stopped when the command ends, however it ends (the `rag` command skips atexit handlers)
         typer.main.get_current_context().call_on_close(ray_engine.shutdown)
     return options
@@ -61,4 +61,4 @@ def ingest_on_ray(
             items, settings, store, image_transform=model.image_transform, options=options, on_progress=on_progress
         )
     except ray_engine.RayEngineError as e:
-        raise fail(str(e)) from e
+        raise fail(e) from e

@@ -78,6 +78,6 @@ def serve(
     try:
         run_server(settings)
     except PortUnavailableError as e:
-        raise fail(str(e)) from e
+        raise fail(e) from e
     except Exception as e:  # what stopped the start (logged with its reason): a model, a collection, a store
         raise fail(f"the server could not start: {e}") from e

@@ -11,7 +11,7 @@ import typer
 from rich.markup import escape
 
 from rag.access import AuditLog
-from rag.cli.common import ExitCode, checked, console, fail, open_store, store_options
+from rag.cli.common import ExitCode, checked, console, fail, open_store, said, store_options
 
 if TYPE_CHECKING:
     from connectors.milvus import MilvusStore
@@ -53,7 +53,7 @@ def begin_prune(
         try:
             pruning.check_before(found)
         except PruneRefusedError as e:
-            raise fail(str(e), ExitCode.NO_ITEMS) from e
+            raise fail(e, ExitCode.NO_ITEMS) from e
         if not found and store is not None and stored.count:  # --yes: the sources are empty, and so is the scope
             deleted = checked(lambda: prune(store, stored.ids))
             message = f"pruned {deleted} item(s) of {len(stored.ids)} file(s): {', '.join(sources)} gave no items"
@@ -74,7 +74,7 @@ def finish_prune(pruning: Pruning | None, store: MilvusStore, report: IngestRepo
     try:
         pruning.finish(store, report)
     except PruneRefusedError as e:
-        return str(e)
+        return said(e)
     return None
 
 
@@ -166,7 +166,7 @@ def watch_sources(
         watcher = Watcher(sources, encoder, store, options, tenant=tenant)
     except WatchError as e:
         store.close()
-        raise fail(str(e)) from e
+        raise fail(e) from e
     ready = lambda: console.print(f"watching {escape(', '.join(sources))} for changes (Ctrl-C stops)")  # noqa: E731
     try:
         checked(lambda: watcher.run(on_batch=on_batch, on_ready=ready))

@@ -36,7 +36,7 @@ def load_encoder(settings: Settings | None = None, runtime: Runtime | None = Non
         if Path(weights).expanduser().is_dir():
             raise CheckpointError(
                 f"{weights} is a model folder, and Visualized-BGE reads a .pth file: for a CLIP or BridgeTower "
-                "folder set RAG_ENCODER=clip or RAG_ENCODER=bridgetower (--encoder)"
+                "folder set RAG_ENCODER=clip or RAG_ENCODER=bridgetower"
             )
         from .visualized_bge import VisualizedBGE
 

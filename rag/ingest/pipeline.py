@@ -70,13 +70,15 @@ def ingest(
     batch_size: int | None = None,
     on_progress: Callable[[IngestReport], None] | None = None,
     donors: Donors | None = None,
+    cancel: threading.Event | None = None,
 ) -> IngestReport:
     """Embed and store every good item of ``sources``; idempotent and safe to re-run after a crash.
 
     ``batch_size`` defaults to the encoder's (``encoder.runtime``); images are prepared by the
     encoder's preprocessing stage. ``on_progress(report)`` is called, with the report so far,
     after each batch of inputs has been dealt with. ``donors``: stored items whose vectors new items of the same
-    content take instead of being encoded (the files a prune found gone: renamed or moved).
+    content take instead of being encoded (the files a prune found gone: renamed or moved). ``cancel``: once set,
+    no new batch is started; the few under way are stored, and the report says what was (a re-run does the rest).
     """
     batch_size = batch_size or encoder.runtime.batch_size
     ledger = Ledger(store, on_progress)
@@ -94,7 +96,7 @@ def ingest(
             for chunk in chunks(sources, max(batch_size, _ADMIT_ROWS)):
                 admitted = admit(chunk)
                 for start in range(0, len(admitted), batch_size):
-                    if stop.is_set():
+                    if stop.is_set() or (cancel is not None and cancel.is_set()):
                         return
                     items = admitted[start : start + batch_size]
                     images = preprocessor.submit([item.image.uri for item in items if item.image is not None])

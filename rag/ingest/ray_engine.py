@@ -132,7 +132,7 @@ def import_ray() -> ModuleType:
         import ray
         import ray.data  # noqa: F401
     except ImportError as e:
-        raise ImportError(f"--engine ray needs Ray Data, which is not installed here: {INSTALL_HINT}") from e
+        raise ImportError(f"the Ray engine needs Ray Data, which is not installed here: {INSTALL_HINT}") from e
     return ray
 
 
@@ -171,9 +171,9 @@ def _init(ray: ModuleType, address: str | None, verbose: bool) -> bool:
         ray.init(address=address, logging_level=logging.WARNING, log_to_driver=verbose)
         return False
     except ConnectionError as e:
-        raise RayEngineError(
+        raise RayEngineError.worded(
             f"cannot reach a Ray cluster at {address!r}: {e}. Start one (`ray start --head` on the head "
-            "node, `ray start --address HEAD:6379` on the others), or leave --ray-address out for a local Ray."
+            "node, `ray start --address HEAD:6379` on the others), or leave {ray_address} out for a local Ray."
         ) from e
 
 
@@ -239,22 +239,22 @@ def plan_workers(options: RayOptions, nodes: list[dict[str, float]], *, writers:
     if not cpus:
         raise RayEngineError("this Ray cluster offers no CPUs (`ray status`), and decoding images needs them")
     if per_gpu > 1 and not float(per_gpu).is_integer():
-        raise RayEngineError(
-            f"--gpus-per-worker {per_gpu:g}: Ray shares a GPU (0.5) or gives whole ones (2), not {per_gpu:g}"
+        raise RayEngineError.worded(
+            f"{{gpus_per_worker}} {per_gpu:g}: Ray shares a GPU (0.5) or gives whole ones (2), not {per_gpu:g}"
         )
     if per_gpu:
         if not gpus:
-            raise RayEngineError(
-                f"--gpus-per-worker {per_gpu:g} asks for GPUs, and this Ray cluster has none ({cpus:g} CPUs; "
-                "`ray status` lists its resources). Add GPU nodes, or leave --gpus-per-worker out to encode on CPUs."
+            raise RayEngineError.worded(
+                f"{{gpus_per_worker}} {per_gpu:g} asks for GPUs, and this Ray cluster has none ({cpus:g} CPUs; "
+                "`ray status` lists its resources). Add GPU nodes, or leave {gpus_per_worker} out to encode on CPUs."
             )
         decode_cpus = 1.0
         per_cpu = options.cpus_per_worker or 1.0
         workers = options.workers or max(1, math.floor(gpus / per_gpu + 1e-9))
         if workers * per_gpu > gpus + 1e-9:
-            raise RayEngineError(
+            raise RayEngineError.worded(
                 f"{workers} workers of {per_gpu:g} GPU need {workers * per_gpu:g} GPUs, and this Ray cluster has "
-                f"{gpus:g}: lower --workers or --gpus-per-worker"
+                f"{gpus:g}: lower {{workers}} or {{gpus_per_worker}}"
             )
     else:
         decode_cpus = 0.5
@@ -263,10 +263,10 @@ def plan_workers(options: RayOptions, nodes: list[dict[str, float]], *, writers:
         workers = options.workers or len(cpu_nodes)
     left = cpus - workers * (per_cpu + writer_cpus)
     if left < decode_cpus - 1e-9:
-        raise RayEngineError(
+        raise RayEngineError.worded(
             f"{workers} encoder actor(s) of {per_cpu:g} CPU{' and their writers' if writers else ''} leave "
             f"{max(left, 0):g} of the cluster's {cpus:g} CPUs for decoding images, which needs {decode_cpus:g}: "
-            "lower --workers or --cpus-per-worker"
+            "lower {workers} or {cpus_per_worker}"
         )
     threads = 1 if per_gpu else min(_MAX_DECODE_THREADS, max(1, int(min(cpu_nodes))))
     return Plan(workers, per_cpu, per_gpu, decode_cpus, writers, cpus, gpus, decode_threads=threads)
@@ -423,7 +423,7 @@ def _check_reachable(address: str) -> None:
     parts = urlsplit(address if "://" in address else f"//{address}")
     host, port = parts.hostname, parts.port
     if not host or port is None:
-        raise RayEngineError(f"--ray-address {address!r}: use auto, ray://host:10001 or host:6379")
+        raise RayEngineError.worded(f"{{ray_address}} {address!r}: use auto, ray://host:10001 or host:6379")
     try:
         socket.create_connection((host, port), timeout=_REACH_TIMEOUT_S).close()
     except OSError as e:

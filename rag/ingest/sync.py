@@ -29,7 +29,7 @@ from rag.items import KnowledgeItem, Severity, SourceError
 from .ledger import Ledger, SourceResult
 from .report import IngestReport
 
-#: More than this share of the scoped items deleted by one prune needs ``--yes``.
+#: More than this share of the scoped items deleted by one prune needs ``yes``.
 MAX_DELETE_SHARE = 0.5
 _ID_BATCH = 1_000
 
@@ -140,16 +140,16 @@ def check(deleting: int, scoped: int, *, found_items: bool, yes: bool, sources: 
         return
     named = ", ".join(map(str, sources))
     if not found_items:
-        raise PruneRefusedError(
+        raise PruneRefusedError.worded(
             f"refusing to prune: {named} gave no items, so all {deleting} stored item(s) under it would be deleted "
-            "(an unmounted disk or a mistyped path?). Nothing was deleted; add --yes if that is what you want",
+            "(an unmounted disk or a mistyped path?). Nothing was deleted; {yes} if that is what you want",
             deleting,
             scoped,
         )
     if deleting > MAX_DELETE_SHARE * scoped:
-        raise PruneRefusedError(
+        raise PruneRefusedError.worded(
             f"refusing to prune: {deleting} of the {scoped} stored item(s) under {named} would be deleted, more than "
-            f"{MAX_DELETE_SHARE:.0%}. Nothing was deleted; check the paths (--dry-run lists them), or add --yes",
+            f"{MAX_DELETE_SHARE:.0%}. Nothing was deleted; check the paths{{dry_run}}, or {{yes}}",
             deleting,
             scoped,
         )

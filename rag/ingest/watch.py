@@ -96,7 +96,7 @@ class Watcher:
         self.files: list[Path] = []
         for source in (os.fspath(given) for given in sources):
             if source.lower().startswith(("http://", "https://")):
-                raise WatchError(f"--watch follows folders and files, not URLs: {source}")
+                raise WatchError(f"a watch follows folders and files, not URLs: {source}")
             path = Path(source).expanduser().absolute()
             if not path.exists():
                 raise WatchError(f"no such file or folder to watch: {source}")

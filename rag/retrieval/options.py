@@ -127,7 +127,7 @@ class QueryOptions(BaseModel):
         default=None,
         description="Rerank with this cross-encoder (a local folder, or a hub id in the Hugging Face cache such as "
         "BAAI/bge-reranker-base): it scores each (query, text) pair of the candidates and keeps the best; "
-        "default: RAG_RERANKER (none).",
+        "none: no reranking; default: RAG_RERANKER (none). A server takes only the rerankers its operator allowed.",
     )
     rerank_candidates: int | None = Field(
         default=None,

@@ -85,6 +85,10 @@ def rerank_text(node: BaseNode) -> str:
     return caption or item_name(str(node.metadata.get(SOURCE, "")), node.metadata)
 
 
+#: What a request names to switch reranking off (``--reranker none``, the API's ``"reranker": "none"``).
+NO_RERANKER = frozenset({"none", "off"})
+
+
 @functools.lru_cache(maxsize=2)
 def load_cross_encoder(name: str, runtime: Runtime) -> CrossEncoder:
     """The cross-encoder ``name`` on ``runtime``, loaded once per process (a server reranks many queries)."""
@@ -99,13 +103,14 @@ def reranker_from_settings(
     normalize: bool = False,
     runtime: Runtime | None = None,
 ) -> CrossEncoderReranker | None:
-    """The reranker ``name`` (default ``RAG_RERANKER``) on the encoder's runtime; None when no model is named.
+    """The reranker ``name`` (default ``RAG_RERANKER``) on the encoder's runtime; None when no model is named, or
+    ``name`` is ``none`` (or ``off``): no reranking, whatever ``RAG_RERANKER`` says.
 
     Raises ``CheckpointError`` for a model that is not a one-label sequence classifier.
     """
     settings = settings or Settings()
     name = name or settings.reranker
-    if not name:
+    if not name or name.strip().lower() in NO_RERANKER:
         return None
     encoder = load_cross_encoder(name, runtime or runtime_from_settings(settings))
     return CrossEncoderReranker(name, encoder=encoder, top_n=top_n or settings.top_k, normalize=normalize)

@@ -156,6 +156,14 @@ class ServerStats(StoreStats):
         description="Where this server's encoder runs: device, dtype, batch size, preprocessing workers, and why."
     )
     top_k: int = Field(description="How many items /api/search returns and /api/ask reads when top_k is not given.")
+    reranker: str = Field(
+        default="none", description="The cross-encoder a request gets when it names none (RAG_RERANKER), or none."
+    )
+    rerankers: list[str] = Field(
+        default_factory=list,
+        description="The cross-encoders a request's reranker may name (RAG_RERANKER, RAG_SERVER_RERANKERS), "
+        "besides none.",
+    )
     can_delete: bool = Field(
         default=False, description="Whether this client may delete items (DELETE /api/items): those who may ingest."
     )

@@ -63,6 +63,7 @@ from .conversations import Conversation, Conversations
 from .job_records import JobRecords
 from .jobs import IngestJob, IngestJobs
 from .models import AskRequest, HistoryTurn
+from .rerankers import chosen_reranker
 from .shared import serialized
 from .telemetry import Telemetry, hiding
 
@@ -181,12 +182,11 @@ class Service:
 
     def retriever(self, options: QueryOptions, tenant: str | None = None) -> MultimodalRetriever:
         """A retriever over the shared encoder and store (cheap: make one per request); ``top_k`` defaults to the
-        server's (RAG_TOP_K), the cross-encoder to the server's (RAG_RERANKER), the only one a request may name:
-        a request never makes the server load a model from a path of its choosing. With a ``tenant``, it sees
-        only that tenant's items, whatever the options' filter says."""
-        if options.reranker and options.reranker != self.settings.reranker:
-            allowed = f"only its own, {self.settings.reranker}" if self.settings.reranker else "none (RAG_RERANKER)"
-            raise UploadError(f"reranker: this server reranks with {allowed}, not {options.reranker!r}")
+        server's (RAG_TOP_K), the cross-encoder to the server's (RAG_RERANKER); a request may choose none or one
+        the operator allowed (``rag.server.rerankers``), never a model of its own naming. With a ``tenant``, it
+        sees only that tenant's items, whatever the options' filter says."""
+        reranker = chosen_reranker(self.settings, options.reranker)  # RerankerChoiceError (400) names the choices
+        options = options.model_copy(update={"reranker": reranker})
         try:
             retriever = MultimodalRetriever.from_options(self.store, self.encoder, options, settings=self.settings)
         except CheckpointError as e:
@@ -394,7 +394,10 @@ class Service:
         try:
             require_ocr(mode)
         except OcrUnavailableError as e:
-            raise UploadError(f"{f'ocr={ocr}' if ocr else 'RAG_OCR=all'}: {e}") from None
+            field = "ocr=" if ocr else "RAG_OCR="  # the upload's own field, or the server's setting
+            raise UploadError(
+                e.reworded(ocr_all=f"{field}all", ocr_auto=f"{field}auto", ocr_off=f"{field}off")
+            ) from None
         return SourceOptions.from_settings(
             self.settings,
             text_window=self.encoder.text_window,
@@ -412,7 +415,8 @@ class Service:
         ocr: OcrMode | None = None,
     ) -> IngestReport:
         sources = tagged(_until(stop, open_sources(paths, self._source_options(ocr))), tenant)
-        return ingest(sources, self.encoder, self.store, batch_size=self.settings.batch_size, on_progress=on_progress)
+        batch_size = self.settings.batch_size
+        return ingest(sources, self.encoder, self.store, batch_size=batch_size, on_progress=on_progress, cancel=stop)
 
 
 def _data_url(url: str, max_bytes: int) -> bytes:

@@ -336,7 +336,7 @@ def server() -> Iterator[str]:
 def test_urls_are_refused_when_fetching_is_disabled(server: str, options: SourceOptions) -> None:
     _, errors = split(iter_urls([f"{server}/ok.png"], options))
     assert [e.kind for e in errors] == [Kind.URL_DISABLED]
-    assert "pass --allow-urls to rag ingest, or set RAG_ALLOW_URLS=true" in errors[0].reason
+    assert "allow URLs (RAG_ALLOW_URLS=true)" in errors[0].reason
     assert _Handler.requests == []
 
 

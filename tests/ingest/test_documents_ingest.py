@@ -33,6 +33,7 @@ def _store(tmp_path: Path, encoder) -> MilvusStore:
     return MilvusStore.open(tmp_path / "db" / "milvus.db", "docs", encoder_info=EncoderInfo.of(encoder))
 
 
+@pytest.mark.slow
 def test_documents_reingest_idempotently_and_replace_exactly_their_old_items(tiny_base, tmp_path):
     docs = tmp_path / "docs"
     (docs / "notes.txt").parent.mkdir(parents=True)
@@ -78,6 +79,7 @@ INTERRUPTIBLE = textwrap.dedent(
 )
 
 
+@pytest.mark.slow
 def test_a_killed_document_ingest_resumes_to_the_exact_items(tiny_base, tmp_path):
     docs = tmp_path / "docs"
     docs.mkdir()
@@ -98,6 +100,7 @@ def test_a_killed_document_ingest_resumes_to_the_exact_items(tiny_base, tmp_path
     assert resumed == clean
 
 
+@pytest.mark.slow
 def test_names_are_filters_in_the_cli_and_the_summary_names_what_was_passed_over(tmp_path):
     docs = tmp_path / "docs"
     (docs / "sub").mkdir(parents=True)

@@ -332,7 +332,7 @@ def test_workers_are_sized_to_the_cluster():
     cpu_nodes = [{"CPU": 8.0}, {"CPU": 4.0}, {"CPU": 0.0}]  # the last: a head node that runs no work
     plan = ray_engine.plan_workers(ray_engine.RayOptions(), cpu_nodes, writers=False)
     assert (plan.workers, plan.cpus_per_worker, plan.torch_threads, plan.decode_threads) == (2, 3.5, 4, 4)
-    with pytest.raises(ray_engine.RayEngineError, match="lower --workers or --gpus-per-worker"):
+    with pytest.raises(ray_engine.RayEngineError, match="lower workers or gpus_per_worker"):
         ray_engine.plan_workers(ray_engine.RayOptions(gpus_per_worker=1, workers=9), gpu_nodes, writers=False)
     with pytest.raises(ray_engine.RayEngineError, match="leave 0 of the cluster's 12 CPUs for decoding"):
         ray_engine.plan_workers(ray_engine.RayOptions(workers=3, cpus_per_worker=4), cpu_nodes, writers=False)

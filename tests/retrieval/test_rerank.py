@@ -124,3 +124,13 @@ def test_a_query_without_text_is_refused(cross_encoder: CrossEncoder) -> None:
     reranker = CrossEncoderReranker(cross_encoder.name, encoder=cross_encoder)
     with pytest.raises(ValueError, match="has none"):
         reranker.postprocess_nodes([NodeWithScore(node=TextNode(text="a"))], QueryBundle("", image_path="x.png"))
+
+
+@pytest.mark.parametrize("name", ["none", "off", "None"])
+def test_none_switches_off_the_reranker_the_settings_name(folder: Path, name: str) -> None:
+    from rag.retrieval.rerank import reranker_from_settings
+    from rag.settings import Settings
+
+    settings = Settings(reranker=str(folder))
+    assert reranker_from_settings(settings, name) is None
+    assert reranker_from_settings(Settings(), None) is None

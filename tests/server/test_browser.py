@@ -383,3 +383,41 @@ def test_the_page_keeps_a_conversation_until_reset(browser, answering_server: st
     ask("a green shape", "Fresh [2].")
     assert len(llm.requests) == asked + 4  # no condensing after the reset: the question went as asked
     assert driver.find_element(By.ID, "searched").text == ""
+
+
+@pytest.fixture(scope="module")
+def reranking_server(text_server: str, settings: Settings, tiny_base, tmp_path_factory) -> Iterator[str]:
+    """The app over the text server's collection, reranking with its own cross-encoder and allowing another."""
+    from tests.retrieval.tiny_reranker import build_reranker
+
+    root = tmp_path_factory.mktemp("page-rerankers")
+    own, other = build_reranker(root / "own"), build_reranker(root / "other", seed=1)
+    reranking = Settings(
+        **{**settings.model_dump(), "collection": "texts", "reranker": str(own), "server_rerankers": [str(other)]}
+    )
+    with serve_in_thread(reranking, tiny_base) as url:
+        yield url
+
+
+def test_the_reranker_control_offers_what_the_server_allows_and_reaches_the_search(
+    browser, reranking_server: str
+) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select, WebDriverWait
+
+    driver = browser
+    wait = WebDriverWait(driver, 20)
+    driver.get(reranking_server + "/")
+    wait.until(lambda d: d.find_element(By.ID, "reranker-box").is_displayed())
+    control = Select(driver.find_element(By.ID, "reranker"))
+    assert [o.text for o in control.options] == ["server default (own)", "none", "own", "other"]
+    driver.find_element(By.ID, "text").send_keys("tracking faults")
+    scores = "return [...document.querySelectorAll('#results .card .score')].map((e) => e.textContent);"
+    for choice, reranked in [("none", False), ("other", True)]:
+        control.select_by_value(choice)
+        driver.find_element(By.ID, "search").click()
+        wait.until(lambda d: d.execute_script(CARDS) == 2 and "results" in d.find_element(By.ID, "status").text)
+        shown = driver.execute_script(scores)
+        assert [s.startswith("rerank ") for s in shown] == [reranked, reranked], (choice, shown)
+        screenshot(driver, f"reranker-{choice}.png")
+        driver.execute_script("document.getElementById('results').replaceChildren()")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -94,21 +95,68 @@ def test_one_declaration_reaches_the_cli_help_and_the_openapi_schema(client: Tes
     }
 
 
-def test_a_request_names_only_the_servers_own_reranker(
-    client: TestClient, settings: Settings, tiny_base, tmp_path
-) -> None:
+def test_without_rerankers_a_request_may_choose_none_and_nothing_else(client: TestClient) -> None:
+    stats = client.get("/api/stats").json()
+    assert stats["reranker"] == "none" and stats["rerankers"] == []
+    off = client.post("/api/search", json={"text": "lamp", "top_k": 2, "reranker": "none"})
+    assert off.status_code == 200 and [r["rerank_score"] for r in off.json()["results"]] == [None, None]
+    refused = client.post("/api/search", json={"text": "lamp", "reranker": "/etc"})
+    assert refused.status_code == 400
+    assert "reranker: '/etc' is not one this server allows; choose one of: none " in refused.json()["message"]
+
+
+@pytest.fixture(scope="module")
+def reranking(settings: Settings, tiny_base, tmp_path_factory: pytest.TempPathFactory):
+    """A server reranking with its own cross-encoder, and allowing a second one; the loads it makes."""
+    from rag.retrieval import rerank
     from rag.server import create_app
     from tests.retrieval.tiny_reranker import build_reranker
 
-    refused = client.post("/api/search", json={"text": "lamp", "reranker": "/etc"})
-    assert refused.status_code == 400 and "reranker: this server reranks with none" in refused.json()["message"]
-    folder = str(build_reranker(tmp_path / "reranker"))
-    reranking = settings.model_copy(update={"reranker": folder, "rerank_candidates": 8})
-    with TestClient(create_app(reranking, encoder=tiny_base)) as own:
-        body = own.post("/api/search", json={"text": "lamp", "top_k": 3}).json()
-        scores = [r["rerank_score"] for r in body["results"]]
-        assert len(scores) == 3 and None not in scores and scores == sorted(scores, reverse=True)
-        named = own.post("/api/search", json={"text": "lamp", "top_k": 3, "reranker": folder})
-        assert [r["id"] for r in named.json()["results"]] == [r["id"] for r in body["results"]]
-        other = own.post("/api/search", json={"text": "lamp", "reranker": "BAAI/bge-reranker-base"})
-        assert other.status_code == 400 and f"only its own, {folder}" in other.json()["message"]
+    root = tmp_path_factory.mktemp("rerankers")
+    own, other = build_reranker(root / "own"), build_reranker(root / "other", seed=1)
+    allowed = {"reranker": str(own), "server_rerankers": [str(other)], "rerank_candidates": 8}
+    loads: list[str] = []
+    load = rerank.load_cross_encoder
+
+    def recorded(name: str, runtime: Any) -> Any:
+        loads.append(name)
+        return load(name, runtime)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(rerank, "load_cross_encoder", recorded)
+        with TestClient(create_app(settings.model_copy(update=allowed), encoder=tiny_base)) as served:
+            yield served, own, other, loads
+
+
+def rerank_scores(response: Any) -> list[float | None]:
+    assert response.status_code == 200, response.text
+    key = "results" if "results" in response.json() else "citations"
+    return [r["rerank_score"] for r in response.json()[key]]
+
+
+def test_a_request_chooses_among_the_rerankers_the_operator_allowed(reranking) -> None:
+    client, own, other, loads = reranking
+    stats = client.get("/api/stats").json()
+    assert stats["reranker"] == "own" and stats["rerankers"] == ["own", "other"]  # folders by name, not path
+    default = rerank_scores(client.post("/api/search", json={"text": "lamp", "top_k": 3}))
+    assert None not in default and default == sorted(default, reverse=True)
+    named = rerank_scores(client.post("/api/search", json={"text": "lamp", "top_k": 3, "reranker": str(own)}))
+    assert named == default  # the operator's own spelling names the same model
+    second = rerank_scores(client.post("/api/search", json={"text": "lamp", "top_k": 3, "reranker": "other"}))
+    assert None not in second and second != default
+    off = client.post("/api/ask", json={"text": "lamp", "top_k": 3, "reranker": "none"})
+    assert rerank_scores(off) == [None, None, None] and off.json()["status"] == "no_llm"
+    form = client.post("/api/search", data={"text": "lamp", "top_k": "3", "reranker": "other"})
+    assert rerank_scores(form) == second  # the page's form body reads the same field
+
+
+@pytest.mark.parametrize("name", ["BAAI/bge-reranker-base", "/etc", "../own", "Other"])
+def test_a_reranker_the_operator_did_not_allow_is_refused_and_never_loaded(reranking, name: str) -> None:
+    client, _, _, loads = reranking
+    refused = client.post("/api/ask", json={"text": "lamp", "reranker": name})
+    assert refused.status_code == 400
+    assert (
+        f"reranker: {name!r} is not one this server allows; choose one of: none, own, other"
+        in (refused.json()["message"])
+    )
+    assert name not in loads and all(Path(loaded).parent.name.startswith("rerankers") for loaded in loads)

@@ -12,6 +12,7 @@ from rag.access import Scope
 
 from ..auth import AuditDep, PrincipalDep
 from ..models import DeletedItems, ErrorBody, ServerStats
+from ..rerankers import allowed_rerankers, default_label
 from .deps import ServiceDep, SettingsDep
 
 router = APIRouter()
@@ -27,7 +28,8 @@ def stats(service: ServiceDep, settings: SettingsDep, who: PrincipalDep) -> Serv
     runtime = service.encoder.runtime.to_dict()
     writer = who.scope.allows(Scope.WRITE)
     access = {"scope": who.scope.value, "tenant": who.tenant, "can_upload": writer, "can_delete": writer}
-    return ServerStats(**data, llm=llm, encoder_runtime=runtime, top_k=settings.top_k, **access)
+    rerankers = {"reranker": default_label(settings), "rerankers": list(allowed_rerankers(settings))}
+    return ServerStats(**data, llm=llm, encoder_runtime=runtime, top_k=settings.top_k, **rerankers, **access)
 
 
 @router.delete("/items", tags=["items"], responses={400: {"model": ErrorBody}})

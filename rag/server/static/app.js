@@ -105,6 +105,7 @@ async function loadStats() {
     const llm = stats.llm ? `answers by ${stats.llm}` : "no LLM: answers list the evidence";
     $("stats").textContent = `${stats.collection} · ${stats.count} items · ${stats.encoder.variant} · ${llm}`;
     $("top-k").placeholder = String(stats.top_k);
+    showRerankers(stats);
     state.canDelete = Boolean(stats.can_delete);
     $("upload-box").hidden = !stats.can_upload;
     $("ocr-box").hidden = !stats.can_upload;
@@ -113,6 +114,21 @@ async function loadStats() {
   } catch (error) {
     $("stats").textContent = error.message;
   }
+}
+
+// The rerankers the operator allows, by the labels the server gives; the default option says which one it uses.
+function showRerankers(stats) {
+  const select = $("reranker");
+  const choices = stats.rerankers || [];
+  select.options[0].textContent = `server default (${stats.reranker || "none"})`;
+  for (const label of choices) {
+    if ([...select.options].some((option) => option.value === label)) continue;
+    const option = document.createElement("option");
+    option.value = label;
+    option.textContent = label;
+    select.append(option);
+  }
+  $("reranker-box").hidden = choices.length === 0;
 }
 
 // -- the query image ----------------------------------------------------------------------------
@@ -168,6 +184,7 @@ function queryOptions() {
   if (filter) options.filter = filter;
   const blend = $("blend").value.trim();
   if (blend) options.blend = blend;
+  if ($("reranker").value) options.reranker = $("reranker").value;
   return options;
 }
 
@@ -220,7 +237,12 @@ function card(item) {
   const node = $("card").content.firstElementChild.cloneNode(true);
   node.id = `result-${item.rank}`;
   node.querySelector(".rank").textContent = `[${item.rank}]`;
-  node.querySelector(".score").textContent = item.score == null ? "" : item.score.toFixed(4);
+  const score = node.querySelector(".score");
+  score.textContent = item.score == null ? "" : item.score.toFixed(4);
+  if (item.rerank_score != null) {
+    score.textContent = `rerank ${item.rerank_score.toFixed(3)} · ${score.textContent}`;
+    score.title = "The cross-encoder's score (results are sorted by it), then the retrieval's";
+  }
   node.querySelector(".modality").textContent = item.metadata.modality || "";
   node.querySelector(".duplicates").textContent = item.duplicates.length ? `+${item.duplicates.length} merged` : "";
   node.querySelector(".text").textContent = item.text || "(no text)";
