@@ -206,11 +206,9 @@ def test_a_prune_killed_at_random_points_leaves_each_file_old_or_new_and_a_rerun
             assert state.get(source, set()) in (before, after, before | after), source
         assert set(state) <= set(old) | set(new)
 
-    finished = subprocess.run(
-        [sys.executable, str(script), str(db), str(folder)], capture_output=True, text=True, env=env
-    )
-    assert finished.returncode == 0, finished.stderr
-    with MilvusStore.open(db, "kb", create=False) as store:
+    with MilvusStore.open(db, "kb", encoder_info=EncoderInfo.of(tiny_base)) as store:  # the rerun, as PRUNE runs it
+        pruning = Pruning(store, [str(folder)], yes=True)
+        pruning.finish(store, ingest(pruning.watch(open_sources([str(folder)])), tiny_base, store, batch_size=2))
         assert _state(store) == new  # converged: exactly what a fresh ingest holds
 
 
