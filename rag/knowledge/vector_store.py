@@ -8,7 +8,7 @@ as its image store), and what they write is what ``rag search``, ``rag ask`` and
 - ``add`` stores each node under its own id, with its document (``ref_doc_id``) and a name unique in the
   collection. Text nodes keep the embedding they come with (a ``VisualizedBGEEmbedding`` made it); one without
   is encoded here. Nodes with a picture are encoded here, picture and text together (the fused vector) and the
-  picture alone: the collection needs both. Writes go in batches, and the BM25 statistics follow them.
+  picture alone: the collection needs both. Encoded 64 at a time, written 512 at a time; BM25 statistics follow.
 - ``delete(ref_doc_id)`` takes the document's id or the name every surface shows for it (``guide/bugs.md``).
 - ``query`` searches the fused vectors (``image_store``: the pictures), or BM25 and the vector together
   (``VectorStoreQueryMode.HYBRID``), or BM25 alone (``TEXT_SEARCH``), with ``MetadataFilters`` or our dict filters.
@@ -52,8 +52,9 @@ from rag.ingest.names import Names
 from rag.items import KnowledgeItem
 from rag.retrieval.modes import QueryError
 
-#: Nodes encoded and written per batch.
+#: Nodes encoded per batch (and checked: the first given embedding of each), and written per upsert.
 _BATCH = 64
+_WRITE = 512
 #: Below this cosine, a query embedding was not made by the collection's encoder.
 _SAME_MODEL = 0.98
 
@@ -119,10 +120,13 @@ class KnowledgeVectorStore(BasePydanticVectorStore):
         self._check_models(nodes, items)
         names = Names(self._store)
         items = names.assign(items)
-        for start in range(0, len(items), _BATCH):
-            batch = items[start : start + _BATCH]
-            fused, image = self._vectors(batch, given[start : start + _BATCH])
-            self._store.upsert(batch, fused, image)
+        for start in range(0, len(items), _WRITE):  # encoded 64 at a time, written 512 at a time
+            chunk = items[start : start + _WRITE]
+            parts = [
+                self._vectors(chunk[i : i + _BATCH], given[start + i : start + i + _BATCH])
+                for i in range(0, len(chunk), _BATCH)
+            ]
+            self._store.upsert(chunk, np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]))
         names.finish()
         self._store.flush()
         return [item.id for item in items]

@@ -97,3 +97,5 @@ def test_embeddings_of_another_model_of_the_same_width_are_refused(
     with pytest.raises(EncoderMismatchError, match="not the collection encoder's"):
         store.add(later)
     assert kb.count() == 2  # nothing written
+    later[64].embedding = numbat
+    assert len(store.add(later)) == 70 and kb.count() == 72  # two batches encoded and checked, one write
