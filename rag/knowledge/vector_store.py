@@ -14,7 +14,7 @@ as its image store), and what they write is what ``rag search``, ``rag ask`` and
   (``VectorStoreQueryMode.HYBRID``), or BM25 alone (``TEXT_SEARCH``), with ``MetadataFilters`` or our dict filters.
 - Vectors from another embedding model raise ``EncoderMismatchError``, nothing written: every embedding's width is
   compared with the collection's; a query embedding with the collection's encoder's own embedding of the query
-  text; of the nodes given with embeddings, the first of every batch with the encoder's embedding of the text
+  text; of the nodes given with embeddings, the first of every 512 with the encoder's embedding of the text
   LlamaIndex embedded for it (``MetadataMode.EMBED``), so a model of the same width is caught too.
 - Image queries: LlamaIndex's ``VectorIndexRetriever`` embeds a ``QueryBundle``'s text only and hands a vector
   store no image, so ``QueryBundle(query_str="", image_path=...)`` reaches ``query`` empty: that raises a
@@ -52,7 +52,7 @@ from rag.ingest.names import Names
 from rag.items import KnowledgeItem
 from rag.retrieval.modes import QueryError
 
-#: Nodes encoded per batch (and checked: the first given embedding of each), and written per upsert.
+#: Nodes encoded per batch, and written per upsert (checked: the first given text embedding of each write).
 _BATCH = 64
 _WRITE = 512
 #: Below this cosine, a query embedding was not made by the collection's encoder.
@@ -196,12 +196,12 @@ class KnowledgeVectorStore(BasePydanticVectorStore):
         return given
 
     def _check_models(self, nodes: Sequence[BaseNode], items: list[KnowledgeItem]) -> None:
-        """Refuse text embeddings another model made: the first given one of every batch is compared with the
+        """Refuse text embeddings another model made: the first given one of every write is compared with the
         collection encoder's embedding of what LlamaIndex embeds for the node (its text and embed metadata), or of
         its bare text; one encoder call for the whole ``add``."""
         probes: list[tuple[np.ndarray, list[str]]] = []
-        for start in range(0, len(nodes), _BATCH):
-            for node, item in zip(nodes[start : start + _BATCH], items[start : start + _BATCH]):
+        for start in range(0, len(nodes), _WRITE):
+            for node, item in zip(nodes[start : start + _WRITE], items[start : start + _WRITE]):
                 if node.embedding is not None and item.image is None:
                     embedded = node.get_content(metadata_mode=MetadataMode.EMBED)
                     probes.append((self._checked(node.embedding), list(dict.fromkeys([embedded, item.text]))))
