@@ -1,6 +1,7 @@
 """The local engine: source items → prepared images → vectors → Milvus, the stages overlapped in one process.
 
-A reader thread pulls items from the sources, has the :class:`~rag.ingest.ledger.Ledger` drop those
+A reader thread pulls items from the sources (lending them the preprocessing workers for their slow work, the OCR
+of scanned pages: ``connectors.sources.later``), has the :class:`~rag.ingest.ledger.Ledger` drop those
 already stored (same content id) and hands each new image to the encoder's preprocessing stage
 (``rag.embeddings.preprocess``: one worker per core by default) without waiting for it; the calling
 thread collects the prepared images, batch by batch, and runs the encoder; a writer thread upserts into
@@ -21,9 +22,10 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from connectors.milvus.store import MilvusStore
+from connectors.sources.later import lent_workers
 from rag.embeddings.base import Encoder
 from rag.embeddings.inputs import ImageLoadError, PreparedImage
-from rag.embeddings.preprocess import PendingImages
+from rag.embeddings.preprocess import PendingImages, Preprocessor
 from rag.items import KnowledgeItem
 
 from .encode import encode_batch
@@ -117,7 +119,7 @@ def ingest(
             while encoded.get() is not _DONE:  # keep the encoder from blocking on a full queue
                 pass
 
-    reader = threading.Thread(target=read, name="rag-read", daemon=True)
+    reader = threading.Thread(target=_lending(read, preprocessor), name="rag-read", daemon=True)
     writer = threading.Thread(target=write, name="rag-write", daemon=True)
     reader.start()
     writer.start()
@@ -140,6 +142,16 @@ def ingest(
     if failure:
         raise failure[0]
     return ledger.finish()
+
+
+def _lending(read: Callable[[], None], preprocessor: Preprocessor) -> Callable[[], None]:
+    """``read`` with the preprocessing workers lent to the sources it reads, for their OCR."""
+
+    def lending() -> None:
+        with lent_workers(preprocessor.run, preprocessor.workers):
+            read()
+
+    return lending
 
 
 def _admitter(ledger: Ledger, donors: Donors | None) -> Callable[[list[SourceResult]], list[KnowledgeItem]]:
