@@ -31,6 +31,7 @@ _WARNING_KINDS = {
     SourceErrorKind.EMPTY_FILE: "empty files",
     SourceErrorKind.RENAMED: "documents renamed, another having their file name",
     SourceErrorKind.NO_TEXT_LAYER: "PDFs with pages without a text layer, stored as pictures (OCR: mmrag[ocr])",
+    SourceErrorKind.OCR_FAILED: "pages or pictures OCR failed on, stored as pictures without their text",
     SourceErrorKind.URL_DISABLED: "remote images not fetched (URL fetching is off), their documents' text kept",
     SourceErrorKind.FETCH_FAILED: "remote images that could not be fetched, their documents' text kept",
     SourceErrorKind.NOT_FOUND: "referenced images missing, their documents' text kept",

@@ -199,6 +199,7 @@ class SourceErrorKind(str, Enum):
     UNREADABLE_DOCUMENT = "unreadable_document"
     NOT_TEXT = "not_text"
     NO_TEXT_LAYER = "no_text_layer"
+    OCR_FAILED = "ocr_failed"
     TOO_MANY_CHUNKS = "too_many_chunks"
     TOO_MANY_IMAGES = "too_many_images"
     SYMLINK_LOOP = "symlink_loop"

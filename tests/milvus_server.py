@@ -23,6 +23,12 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
+def _interruptible() -> None:
+    """Ctrl-C stops the server even when the suite runs in the background (``pytest &``), whose shell ignores SIGINT
+    and whose children would inherit that: :meth:`MilvusLiteServer.stop` would then wait its 30 s for nothing."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 class MilvusLiteServer:
     """``milvus-lite server --data-dir D --host 127.0.0.1 --port P``, started and stopped by the test."""
 
@@ -39,7 +45,9 @@ class MilvusLiteServer:
         command = [sys.executable, "-m", "milvus_lite", "server", "--data-dir", str(self.data_dir)]
         command += ["--host", "127.0.0.1", "--port", str(self.port)]
         log = open(self.data_dir.parent / f"{self.data_dir.name}.log", "ab")
-        self.process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log, stderr=log)
+        self.process = subprocess.Popen(
+            command, stdin=subprocess.DEVNULL, stdout=log, stderr=log, preexec_fn=_interruptible
+        )
         log.close()
         deadline = time.monotonic() + wait
         while not answers(self.port, timeout=0.5):

@@ -3,16 +3,19 @@ its configuration table is the settings', and it stays a user's README."""
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from rag import settings_table
+from rag.cli import commands
 from rag.settings import Settings
-from tests.helpers.models import process_env
+from tests.helpers.models import process_env, use_tiny_model
 from tests.retrieval.tiny_reranker import build_reranker
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -34,37 +37,61 @@ SECTIONS = (
 )
 
 
-def run(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(args, capture_output=True, text=True, cwd=ROOT, env=env, timeout=300)
+#: Runs each snippet (a JSON list on stdin) in a namespace of its own, in the order given, in one interpreter, and
+#: prints, last, a JSON list with each one's traceback or null: one start of Python, torch and the model, not five.
+RUNNER = """
+import json, sys, traceback
+outcomes = []
+for number, code in enumerate(json.load(sys.stdin), start=1):
+    try:
+        exec(compile(code, f"<README snippet {number}>", "exec"), {"__name__": "__main__"})
+        outcomes.append(None)
+    except BaseException:
+        outcomes.append(traceback.format_exc())
+print(json.dumps(outcomes))
+"""
 
 
 @pytest.fixture(scope="module")
-def env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
-    """The RAG_* settings of a user of the test weights, over the sample corpus ingested with them."""
+def outcomes(tmp_path_factory: pytest.TempPathFactory, monkeypatch_module: pytest.MonkeyPatch) -> list[str | None]:
+    """Each snippet's traceback or ``None``, run as written by a user of the test weights (a variant's name loads
+    RAG_WEIGHTS when the hub cannot be reached) over the sample corpus ingested with them."""
     data = tmp_path_factory.mktemp("readme")
-    env = process_env(
-        PYTHONPATH=str(ROOT),
-        RAG_DEVICE="cpu",
-        RAG_MILVUS_URI=str(data / "milvus.db"),
-        RAG_DATA_DIR=str(data),
-        TINY_RERANKER=str(build_reranker(data / "reranker")),
+    reranker = str(build_reranker(data / "reranker"))
+    settings = dict(RAG_DEVICE="cpu", RAG_MILVUS_URI=str(data / "milvus.db"), RAG_DATA_DIR=str(data))
+    monkeypatch_module.chdir(ROOT)
+    use_tiny_model(monkeypatch_module, **settings)
+    assert commands.run(["ingest", "examples/corpus"]) == 0
+    codes = [snippet.replace(f'"{RERANKER}"', repr(reranker)) for snippet in SNIPPETS]
+    result = subprocess.run(
+        [sys.executable, "-c", RUNNER],
+        input=json.dumps(codes),
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=process_env(PYTHONPATH=str(ROOT), **settings),
+        timeout=600,
     )
-    ingested = run([sys.executable, "-m", "rag.cli", "ingest", "examples/corpus"], env)
-    assert ingested.returncode == 0, ingested.stderr
-    return env
+    assert result.returncode == 0 and result.stdout.strip(), result.stderr
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+@pytest.fixture(scope="module")
+def monkeypatch_module() -> Iterator[pytest.MonkeyPatch]:
+    with pytest.MonkeyPatch.context() as patch:
+        yield patch
 
 
 def test_the_readme_has_its_python_snippets() -> None:
     assert len(SNIPPETS) >= 2 and any("from_pretrained" in s for s in SNIPPETS)
 
 
-@pytest.mark.parametrize("snippet", SNIPPETS, ids=[f"snippet-{n}" for n in range(1, len(SNIPPETS) + 1)])
+@pytest.mark.parametrize(
+    "number", range(1, len(SNIPPETS) + 1), ids=[f"snippet-{n}" for n in range(1, len(SNIPPETS) + 1)]
+)
 @pytest.mark.slow
-def test_each_python_snippet_runs(snippet: str, env: dict[str, str]) -> None:
-    code = snippet  # as written: a variant's name loads RAG_WEIGHTS when the hub cannot be reached
-    code = code.replace(f'"{RERANKER}"', repr(env["TINY_RERANKER"]))
-    result = run([sys.executable, "-c", code], env)
-    assert result.returncode == 0, f"{result.stderr}\n--- snippet:\n{code}"
+def test_each_python_snippet_runs(number: int, outcomes: list[str | None]) -> None:
+    assert outcomes[number - 1] is None, f"{outcomes[number - 1]}\n--- snippet:\n{SNIPPETS[number - 1]}"
 
 
 def test_the_configuration_table_is_the_settings() -> None:

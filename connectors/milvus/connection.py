@@ -101,10 +101,13 @@ def _is_released(exc: MilvusException) -> bool:
 
 #: gRPC waits longer and longer between reconnection attempts (up to two minutes), so a store back after an outage
 #: of a few minutes was first answered half a minute later; capped, it is answered within two seconds.
+#: Each channel keeps its own subchannels: from gRPC's process-wide pool, a client opened after a server came back
+#: was handed the dead server's failed subchannel and refused at once ("Fail connecting to server").
 _RECONNECT_BACKOFF = {
     "grpc.initial_reconnect_backoff_ms": 500,
     "grpc.min_reconnect_backoff_ms": 500,
     "grpc.max_reconnect_backoff_ms": 2000,
+    "grpc.use_local_subchannel_pool": 1,
 }
 
 

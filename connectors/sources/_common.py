@@ -22,9 +22,8 @@ from rag.errors import RagError
 from rag.items import MAX_TEXT_BYTES, UPLOAD_NAME, ImageRef, KnowledgeItem, Severity, SourceError, named
 from rag.items import SourceErrorKind as Kind
 
+from .later import Pending, SourceResult, map_items
 from .options import SourceOptions
-
-SourceResult = KnowledgeItem | SourceError
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".gif", ".webp", ".bmp", ".tif", ".tiff"})
 
@@ -144,19 +143,22 @@ def file_sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def with_content_hash(results: Iterable[SourceResult], path: Path) -> Iterator[SourceResult]:
+def with_content_hash(results: Iterable[Pending], path: Path) -> Iterator[Pending]:
     """The results of one file, each item that has no content hash yet given the file's (hashed once, when the
     first item comes)."""
-    digest: str | None = None
-    for result in results:
-        if isinstance(result, KnowledgeItem) and not result.content_hash:
-            if digest is None:
-                try:
-                    digest = file_sha256(path)
-                except OSError:  # gone or unreadable since its reader read it: the item says it has no known hash
-                    digest = ""
-            result = result.model_copy(update={"content_hash": digest})
-        yield result
+    digest: list[str] = []
+
+    def hashed(item: KnowledgeItem) -> KnowledgeItem:
+        if item.content_hash:
+            return item
+        if not digest:
+            try:
+                digest.append(file_sha256(path))
+            except OSError:  # gone or unreadable since its reader read it: the item says it has no known hash
+                digest.append("")
+        return item.model_copy(update={"content_hash": digest[0]})
+
+    return map_items(results, hashed)
 
 
 def write_atomic(path: Path, data: bytes) -> None:
@@ -256,14 +258,14 @@ def missing_caption(where: str, reason: str = "no caption; kept as an image-only
     return SourceError(source=where, reason=reason, kind=Kind.MISSING_CAPTION, severity=Severity.WARNING)
 
 
-def name_items(results: Iterable[SourceResult], base: str) -> Iterator[SourceResult]:
+def name_items(results: Iterable[Pending], base: str) -> Iterator[Pending]:
     """The results, each item named ``base`` (a file's path relative to what was ingested) plus ``#anchor``;
     an uploaded file keeps the name it was uploaded under (``rag.items.UPLOAD_NAME``)."""
-    for result in results:
-        if isinstance(result, KnowledgeItem):
-            upload = result.metadata.get(UPLOAD_NAME)
-            stem = upload if isinstance(upload, str) and upload else base
-            name = named(stem, result.anchor)
-            if name != result.name:
-                result = result.model_copy(update={"name": name})
-        yield result
+
+    def renamed(item: KnowledgeItem) -> KnowledgeItem:
+        upload = item.metadata.get(UPLOAD_NAME)
+        stem = upload if isinstance(upload, str) and upload else base
+        name = named(stem, item.anchor)
+        return item if name == item.name else item.model_copy(update={"name": name})
+
+    return map_items(results, renamed)

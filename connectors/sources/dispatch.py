@@ -19,6 +19,7 @@ from rag.items import SourceErrorKind as Kind
 from ._common import SourceResult, name_items
 from .files import read_file
 from .folder import iter_folder
+from .later import in_order
 from .options import SourceOptions
 from .urls import iter_urls
 
@@ -75,7 +76,7 @@ def open_source(path: str | os.PathLike[str], options: SourceOptions) -> Iterato
             scheme = urlsplit(text).scheme.lower()
             return _fail(text, f"unsupported URL scheme {scheme!r}; only http(s) URLs are fetched", Kind.UNSUPPORTED)
         return _fail(text, "no such file or directory", Kind.NOT_FOUND)
-    return name_items(read_file(local, options, in_folder=False), local.name)
+    return in_order(name_items(read_file(local, options, in_folder=False), local.name))
 
 
 def _fail(source: str, reason: str, kind: Kind) -> Iterator[SourceResult]:

@@ -3,7 +3,7 @@
 | suffix | read by | becomes |
 |---|---|---|
 | image (.jpg .png …) | ``images.image_with_sidecar`` | an image(+text) item; ``x.txt``/``x.json`` is its caption |
-| .pdf | ``pdf.iter_pdf`` | page images, page text chunks, figures |
+| .pdf | ``pdf.pdf_results`` | page images, page text chunks, figures |
 | .md .markdown .html .htm | ``documents`` | text chunks by section, images with their context |
 | .rst .rest | ``rst.iter_rst`` | as Markdown, sections read by docutils |
 | .svg | ``svg.iter_svg`` | the drawing rendered, with its words |
@@ -30,10 +30,11 @@ from ._common import IMAGE_SUFFIXES, SourceResult, with_content_hash
 from .compressed import is_gzip, real_suffix
 from .documents import HTML_SUFFIXES, MARKDOWN_SUFFIXES, iter_html, iter_markdown
 from .images import image_with_sidecar
+from .later import Pending
 from .manifest import JSONL_SUFFIXES, iter_manifest, manifest_columns
 from .office import iter_docx, iter_pptx
 from .options import SourceOptions
-from .pdf import iter_pdf
+from .pdf import pdf_results
 from .rst import RST_SUFFIXES, iter_rst
 from .svg import SVG_SUFFIXES, iter_svg
 from .tables import WORKBOOK_SUFFIXES, iter_table
@@ -41,7 +42,7 @@ from .text import TEXT_SUFFIXES, iter_plain, iter_text, sniff_text
 
 MANIFEST_SUFFIXES = (*JSONL_SUFFIXES, ".csv")
 _READERS = {
-    ".pdf": iter_pdf,
+    ".pdf": pdf_results,
     **dict.fromkeys(MARKDOWN_SUFFIXES, iter_markdown),
     **dict.fromkeys(HTML_SUFFIXES, iter_html),
     **dict.fromkeys(RST_SUFFIXES, iter_rst),
@@ -61,9 +62,10 @@ SUPPORTED = (
 )
 
 
-def read_file(path: Path, options: SourceOptions, *, in_folder: bool) -> Iterator[SourceResult]:
+def read_file(path: Path, options: SourceOptions, *, in_folder: bool) -> Iterator[Pending]:
     """Items and errors from one local file, read by the source its type calls for. Each item records the file's
-    content hash (a manifest row: its image's); its document (``ref_doc_id``) is the file (a row: its image)."""
+    content hash (a manifest row: its image's); its document (``ref_doc_id``) is the file (a row: its image).
+    Pages and pictures read with OCR come ``Later`` (``later.in_order`` puts them in their place)."""
     suffix = real_suffix(path)
     if suffix in IMAGE_SUFFIXES and not is_gzip(path):
         return image_with_sidecar(path, options)

@@ -20,6 +20,7 @@ from ._common import IMAGE_SUFFIXES, SourceResult, name_items
 from .files import passed_over
 from .files import read_file as read_by_type
 from .images import SIDECAR_SUFFIXES
+from .later import Pending, in_order
 from .options import SourceOptions
 
 
@@ -30,8 +31,15 @@ def iter_folder(
     calls for and named by its path inside ``root``; files no source reads are passed over, each named.
 
     ``only``: absolute paths (as the folder's own, unresolved) of the files to read, as they would be read with the
-    whole folder; an image is read when it or one of its captions is among them (``rag ingest --watch``)."""
-    options = options or SourceOptions()
+    whole folder; an image is read when it or one of its captions is among them (``rag ingest --watch``).
+    Pages and pictures read with OCR are read a few at a time in the workers a run lends (``later``), the
+    results still in the folder's order."""
+    return in_order(_folder_results(root, options or SourceOptions(), only))
+
+
+def _folder_results(
+    root: str | os.PathLike[str], options: SourceOptions, only: Collection[str] | None
+) -> Iterator[Pending]:
     root_path = Path(root).absolute()
     if not root_path.is_dir():
         yield SourceError(source=str(root_path), reason="not a directory", kind=Kind.NOT_FOUND)

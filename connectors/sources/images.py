@@ -9,27 +9,37 @@ warning.
 from __future__ import annotations
 
 import hashlib
-import io
 import json
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
+from concurrent.futures import Future
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-
-from PIL import Image
 
 from rag.items import Severity, SourceError
 from rag.items import SourceErrorKind as Kind
 
-from ._common import BadInput, SourceResult, load_image_file, make_item, missing_caption, parse_tags, read_file
-from .ocr import TEXT_ORIGIN, ocr_installed, read_pixels
+from ._common import (
+    BadInput,
+    LoadedImage,
+    SourceResult,
+    load_image_file,
+    make_item,
+    missing_caption,
+    parse_tags,
+    read_file,
+)
+from .later import Later, Pending
+from .ocr import TEXT_ORIGIN, ocr_installed, ocr_result, start_ocr
 from .options import SourceOptions
 
 #: The suffixes of an image's caption files, in the order they are preferred.
 SIDECAR_SUFFIXES = (".json", ".txt")
 
 
-def image_with_sidecar(path: Path, options: SourceOptions) -> Iterator[SourceResult]:
-    """Yield the item for one image file and whatever was wrong with it or its sidecar."""
+def image_with_sidecar(path: Path, options: SourceOptions) -> Iterator[Pending]:
+    """Yield the item for one image file and whatever was wrong with it or its sidecar; with ``ocr="all"`` the
+    item comes ``Later``, once OCR has read the picture."""
     resolved = path.resolve()
     where = str(resolved)
     try:
@@ -56,34 +66,57 @@ def image_with_sidecar(path: Path, options: SourceOptions) -> Iterator[SourceRes
                 )
             )
     metadata = {**extra, "file_path": where, "file_name": path.name}
-    if options.ocr == "all" and ocr_installed():  # a screenshot, a photo of a slide, a scan saved as a picture
-        try:
-            with Image.open(io.BytesIO(image.data)) as pixels:
-                read = read_pixels(pixels, options.max_image_pixels)
-        except BadInput as e:
-            problems.append(e.report(where))
-            read = ""
-        except (OSError, ValueError, SyntaxError):
-            read = ""  # a broken image: the preprocessing stage names it
-        if read:
-            text = f"{text}\n\n{read}" if text else read
-            metadata[TEXT_ORIGIN] = "caption+ocr" if sidecars and text != read else "ocr"
     if sidecars:
         metadata["caption_path"] = str(sidecars[0].resolve())
-    yield from make_item(
-        source=where,
-        where=where,
-        options=options,
-        text=text,
-        image=image,
-        metadata=metadata,
-        tags=tags,
-        content_hash=hashlib.sha256(image.data).hexdigest(),  # the file's bytes, read once
-    )
-    yield from problems
-    if not text and not problems:
-        reason = "caption file is empty" if sidecars else f"no {path.stem}.txt or {path.stem}.json beside it"
-        yield missing_caption(where, f"{reason}; kept as an image-only item")
+    item = _ImageItem(path, where, image, text, tags, metadata, problems, bool(sidecars), options)
+    if options.ocr == "all" and ocr_installed():  # a screenshot, a photo of a slide, a scan saved as a picture
+        yield Later(start_ocr(image.data, options.max_image_pixels), item.read)
+    else:
+        yield from item("")
+
+
+@dataclass(frozen=True)
+class _ImageItem:
+    """An image's item, made once the text OCR finds in it is known."""
+
+    path: Path
+    where: str
+    image: LoadedImage
+    caption: str
+    tags: list[str]
+    metadata: dict[str, Any]
+    problems: list[SourceError]
+    captioned: bool
+    options: SourceOptions
+
+    def read(self, done: Future[str]) -> Iterator[SourceResult]:
+        read, problems = ocr_result(done, self.where)
+        yield from self(read, problems)
+
+    def __call__(self, read: str, ocr_problems: Iterable[SourceError] = ()) -> Iterator[SourceResult]:
+        text, metadata = self.caption, self.metadata
+        if read:
+            text = f"{text}\n\n{read}" if text else read
+            metadata = {**metadata, TEXT_ORIGIN: "caption+ocr" if self.caption else "ocr"}
+        yield from make_item(
+            source=self.where,
+            where=self.where,
+            options=self.options,
+            text=text,
+            image=self.image,
+            metadata=metadata,
+            tags=self.tags,
+            content_hash=hashlib.sha256(self.image.data).hexdigest(),  # the file's bytes, read once
+        )
+        problems = [*self.problems, *ocr_problems]
+        yield from problems
+        if not text and not problems:
+            reason = (
+                "caption file is empty"
+                if self.captioned
+                else f"no {self.path.stem}.txt or {self.path.stem}.json beside it"
+            )
+            yield missing_caption(self.where, f"{reason}; kept as an image-only item")
 
 
 def _read_sidecar(path: Path) -> tuple[str, list[str], dict[str, Any]]:

@@ -6,31 +6,39 @@ with nothing downloaded. It is the optional extra ``mmrag[ocr]``. ``SourceOption
 ``all`` pictures as well, ``off`` never. Without the extra, ``auto`` reports the pages that had no text, naming
 the extra, and ``all`` is refused before a run starts (``require_ocr``).
 
-A picture is read only within the same pixel limit as any image (``max_image_pixels``). One engine is loaded per
-process, on first use; calls are serialised, since one onnxruntime session already uses the cores.
+A picture is read only within the same pixel limit as any image (``max_image_pixels``). Pages and pictures are
+read in the preprocessing workers an ingest run lends the sources (``later``), several at once; each worker thread
+loads its own engine on first use, its onnxruntime session given its share of the cores. Read on their own, the
+sources read one page at a time, on every core. A page whose OCR fails is kept as its picture, with a warning.
 """
 
 from __future__ import annotations
 
 import importlib.util
+import io
+import os
 import threading
-from typing import Any
+from concurrent.futures import Future
+from typing import Any, Literal
 
 from PIL import Image
 
 from rag.errors import RagError
+from rag.items import Severity, SourceError
 from rag.items import SourceErrorKind as Kind
 
 from ._common import BadInput
+from .later import lent, off_thread
 
+#: When to read text from pixels: ``rag ingest --ocr``, ``RAG_OCR``, an upload's ``ocr`` field.
+OcrMode = Literal["auto", "all", "off"]
 #: Pages whose text layer has fewer characters than this are read with OCR (``ocr="auto"``).
 MIN_PAGE_CHARS = 16
 OCR_EXTRA = "pip install 'mmrag[ocr]'"
 #: Metadata key saying where an item's text came from; its value ``"ocr"`` for text read from pixels.
 TEXT_ORIGIN = "text_origin"
 
-_lock = threading.Lock()
-_engine: Any = None
+_engines = threading.local()  # each thread's engines, by onnxruntime thread count
 
 
 class OcrUnavailableError(RagError, RuntimeError):
@@ -58,8 +66,30 @@ def no_text_note(pages: int) -> str:
     )
 
 
-def read_pixels(image: Image.Image, max_pixels: int) -> str:
-    """The text OCR finds in ``image``, lines in reading order; empty when it finds none."""
+def start_ocr(data: bytes, max_pixels: int) -> Future[str]:
+    """OCR of an encoded picture (a rendered page, a PNG file's bytes) begun in the lent workers, or done here."""
+    workers = lent()
+    threads = max(1, _cores() // workers.count) if workers is not None else 0  # 0: onnxruntime's default, all
+    return off_thread(_read_encoded, data, max_pixels, threads)
+
+
+def ocr_result(done: Future[str], where: str) -> tuple[str, list[SourceError]]:
+    """The text OCR found, or ``""`` and what went wrong: a picture over the pixel limit, or an engine that failed
+    on this picture (then only this page is read without its text; the others are not touched)."""
+    try:
+        return done.result(), []
+    except BadInput as e:
+        return "", [e.report(where)]
+    except (OSError, ValueError, SyntaxError):
+        return "", []  # a picture PIL cannot decode: the preprocessing stage names it
+    except Exception as e:
+        reason = f"OCR failed ({type(e).__name__}: {e}): stored as its picture, without the text in its pixels"
+        return "", [SourceError(source=where, reason=reason, kind=Kind.OCR_FAILED, severity=Severity.WARNING)]
+
+
+def read_pixels(image: Image.Image, max_pixels: int, threads: int = 0) -> str:
+    """The text OCR finds in ``image``, lines in reading order; empty when it finds none. ``threads``: the
+    onnxruntime threads of the engine that reads it (0: all cores)."""
     width, height = image.size
     if width * height > max_pixels:
         raise BadInput(
@@ -69,12 +99,37 @@ def read_pixels(image: Image.Image, max_pixels: int) -> str:
     import numpy as np
 
     pixels = np.asarray(image.convert("RGB"))
-    global _engine
-    with _lock:
-        if _engine is None:
-            from rapidocr import RapidOCR
-
-            _engine = RapidOCR(params={"Global.log_level": "error"})
-        result = _engine(pixels)
+    result = _engine(threads)(pixels)
     lines = [str(t).strip() for t in (getattr(result, "txts", None) or ())]
     return "\n".join(line for line in lines if line)
+
+
+def _read_encoded(data: bytes, max_pixels: int, threads: int) -> str:
+    with Image.open(io.BytesIO(data)) as image:
+        return read_pixels(image, max_pixels, threads)
+
+
+def _engine(threads: int) -> Any:
+    """This thread's engine with ``threads`` onnxruntime threads, loaded on first use."""
+    engines: dict[int, Any] = _engines.__dict__.setdefault("by_threads", {})
+    if threads not in engines:
+        engines[threads] = new_engine(threads)
+    return engines[threads]
+
+
+def new_engine(threads: int) -> Any:
+    """A RapidOCR engine (a callable from an RGB array to a result with ``txts``) on ``threads`` threads."""
+    from rapidocr import RapidOCR
+
+    params: dict[str, Any] = {"Global.log_level": "error"}
+    if threads:
+        params["EngineConfig.onnxruntime.intra_op_num_threads"] = threads
+        params["EngineConfig.onnxruntime.inter_op_num_threads"] = 1
+    return RapidOCR(params=params)
+
+
+def _cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1

@@ -5,7 +5,8 @@ the PDF itself, so a re-ingest of a PDF that lost pages drops the items of the l
 Extracted text is cleaned (``chunking.clean_extracted``: ligatures, soft hyphens, words hyphenated at line ends).
 A page whose text layer is empty or nearly so (a scan) is read from its rendering with OCR (``ocr``) unless
 ``ocr="off"``: that text becomes the page's, chunked like any, marked ``text_origin: ocr``; without the OCR extra
-one warning per PDF counts such pages. A page where OCR finds nothing is still stored as its picture.
+one warning per PDF counts such pages. A page where OCR finds nothing (or fails) is still stored as its picture.
+OCR runs in the workers an ingest run lends (``later``) while the next pages render, several pages at once.
 
 Pages are written once to ``cache_dir/pages/<pdf-sha>/page-0001-144dpi.png`` and reused on later
 runs, so a rerun neither re-renders nor changes ids. Embedded images go to
@@ -25,11 +26,13 @@ import logging
 import math
 import os
 from collections.abc import Iterator
+from concurrent.futures import Future
+from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import pypdfium2 as pdfium
 import pypdfium2.raw as pdfium_c
-from PIL import Image
 
 from rag.items import Severity, SourceError
 from rag.items import SourceErrorKind as Kind
@@ -37,7 +40,8 @@ from rag.items import SourceErrorKind as Kind
 from ._common import BadInput, LoadedImage, SourceResult, check_image, clean_text, make_item, write_atomic
 from .chunking import Chunker, clean_extracted
 from .compressed import is_gzip, read_bytes
-from .ocr import MIN_PAGE_CHARS, TEXT_ORIGIN, no_text_note, ocr_installed, read_pixels
+from .later import Later, Pending, in_order, now
+from .ocr import MIN_PAGE_CHARS, TEXT_ORIGIN, no_text_note, ocr_installed, ocr_result, start_ocr
 from .options import SourceOptions
 
 logger = logging.getLogger(__name__)
@@ -45,7 +49,11 @@ logger = logging.getLogger(__name__)
 
 def iter_pdf(path: str | os.PathLike[str], options: SourceOptions | None = None) -> Iterator[SourceResult]:
     """Yield one item per page (rendered image + text) and, if ``pdf_figures``, one per embedded image."""
-    options = options or SourceOptions()
+    return in_order(pdf_results(path, options or SourceOptions()))
+
+
+def pdf_results(path: str | os.PathLike[str], options: SourceOptions) -> Iterator[Pending]:
+    """``iter_pdf``'s results, the pages read with OCR still to come (``later``)."""
     pdf_path = Path(path).resolve()
     try:
         digest = _file_digest(pdf_path)
@@ -70,7 +78,7 @@ def iter_pdf(path: str | os.PathLike[str], options: SourceOptions | None = None)
         unread = _Unread()
         for index in range(len(doc)):
             yield from _page_items(doc, index, pdf_path, digest, options, chunker, unread)
-        yield from chunker.report(str(pdf_path))
+        yield now(lambda: chunker.report(str(pdf_path)))  # after the pages OCR reads, which chunk their text
         if unread.pages:
             note = no_text_note(unread.pages)
             yield SourceError(source=str(pdf_path), reason=note, kind=Kind.NO_TEXT_LAYER, severity=Severity.WARNING)
@@ -92,6 +100,17 @@ class _Unread:
     pages = 0
 
 
+@dataclass(frozen=True)
+class _Figure:
+    """An embedded image taken out of its page, waiting for the page's text (its fallback text)."""
+
+    anchor: str
+    where: str
+    image: LoadedImage
+    metadata: dict[str, object]
+    nearby: str
+
+
 def _page_items(
     doc: pdfium.PdfDocument,
     index: int,
@@ -100,7 +119,7 @@ def _page_items(
     options: SourceOptions,
     chunker: Chunker,
     unread: _Unread,
-) -> Iterator[SourceResult]:
+) -> Iterator[Pending]:
     number = index + 1
     anchor = f"page={number}"
     where = f"{pdf_path}#{anchor}"
@@ -110,38 +129,80 @@ def _page_items(
     except pdfium.PdfiumError as e:
         yield SourceError(source=where, reason=f"cannot load page: {e}", kind=Kind.UNREADABLE_PDF)
         return
-    try:
+    try:  # everything PDFium does happens here, in the reader's thread; OCR may run elsewhere meanwhile
         textpage = page.get_textpage()
         text = clean_text(clean_extracted(textpage.get_text_range()))
         image = _rendered_page(page, number, digest, options)
-        if len(text) < MIN_PAGE_CHARS and options.ocr != "off":  # a scan: its words are in its pixels only
-            if ocr_installed():
-                with Image.open(io.BytesIO(image.data)) as pixels:
-                    read = clean_text(read_pixels(pixels, options.max_image_pixels))
-                if read:  # a page where OCR finds nothing is still its picture
-                    text, metadata = read, {**metadata, TEXT_ORIGIN: "ocr"}
-            else:
-                unread.pages += 1
-        source = str(pdf_path)
-        yield from make_item(
-            source=source,
-            where=where,
-            options=options,
-            text=text,
-            image=image,
-            metadata=metadata,
-            anchor=anchor,
-            chunked=True,  # the page's text is in its chunks, whole
+        figures = (
+            list(_figures(page, textpage, where, number, digest, metadata, options)) if options.pdf_figures else []
         )
-        yield from chunker.items(text, source=source, where=source, anchor=anchor, metadata=metadata, style="chunk")
-        if options.pdf_figures:
-            yield from _figure_items(page, textpage, text, where, number, digest, metadata, options)
     except BadInput as e:
         yield e.report(where)
+        return
     except pdfium.PdfiumError as e:
         yield SourceError(source=where, reason=f"cannot read page: {e}", kind=Kind.UNREADABLE_PDF)
+        return
     finally:
         page.close()
+    page_items = _PageItems(str(pdf_path), where, anchor, image, metadata, figures, options, chunker)
+    if len(text) < MIN_PAGE_CHARS and options.ocr != "off":  # a scan: its words are in its pixels only
+        if ocr_installed():
+            yield Later(start_ocr(image.data, options.max_image_pixels), partial(page_items.read, text))
+            return
+        unread.pages += 1
+    yield from page_items(text, {})
+
+
+@dataclass(frozen=True)
+class _PageItems:
+    """The items of one page, made once its text is known (from its text layer, or from OCR)."""
+
+    source: str
+    where: str
+    anchor: str
+    image: LoadedImage
+    metadata: dict[str, object]
+    figures: list[_Figure | SourceError]
+    options: SourceOptions
+    chunker: Chunker
+
+    def read(self, layer: str, done: Future[str]) -> Iterator[SourceResult]:
+        """The items with the text OCR found; where it found nothing (or failed), with the text layer's few
+        characters, if any: the page is still its picture."""
+        read, problems = ocr_result(done, self.where)
+        text = clean_text(read)
+        yield from self(text, {TEXT_ORIGIN: "ocr"}) if text else self(layer, {})
+        yield from problems
+
+    def __call__(self, text: str, origin: dict[str, object]) -> Iterator[SourceResult]:
+        metadata = {**self.metadata, **origin}
+        yield from make_item(
+            source=self.source,
+            where=self.where,
+            options=self.options,
+            text=text,
+            image=self.image,
+            metadata=metadata,
+            anchor=self.anchor,
+            chunked=True,  # the page's text is in its chunks, whole
+        )
+        yield from self.chunker.items(
+            text, source=self.source, where=self.source, anchor=self.anchor, metadata=metadata, style="chunk"
+        )
+        for figure in self.figures:
+            if isinstance(figure, SourceError):
+                yield figure
+                continue
+            yield from make_item(
+                source=self.source,
+                where=figure.where,
+                options=self.options,
+                text=figure.nearby or text,
+                image=figure.image,
+                metadata={**figure.metadata, **origin} if not figure.nearby else figure.metadata,
+                anchor=figure.anchor,
+                chunked=not figure.nearby,
+            )
 
 
 def _rendered_page(page: pdfium.PdfPage, number: int, digest: str, options: SourceOptions) -> LoadedImage:
@@ -160,16 +221,15 @@ def _rendered_page(page: pdfium.PdfPage, number: int, digest: str, options: Sour
     return LoadedImage(path, data, "image/png", {"dpi": round(scale * 72)})
 
 
-def _figure_items(
+def _figures(
     page: pdfium.PdfPage,
     textpage: pdfium.PdfTextPage,
-    page_text: str,
     page_where: str,
     number: int,
     digest: str,
     page_metadata: dict[str, object],
     options: SourceOptions,
-) -> Iterator[SourceResult]:
+) -> Iterator[_Figure | SourceError]:
     images = page.get_objects(filter=(pdfium_c.FPDF_PAGEOBJ_IMAGE,))
     for figure, obj in enumerate(images, start=1):
         anchor = f"page={number}&figure={figure}"
@@ -204,14 +264,4 @@ def _figure_items(
             "bbox": [round(v, 2) for v in (left, bottom, right, top)],
             "context": "nearby" if nearby else "page",
         }
-        image = LoadedImage(path, data, info.mime_type, {})
-        yield from make_item(
-            source=page_where.split("#", 1)[0],
-            where=where,
-            options=options,
-            text=nearby or page_text,
-            image=image,
-            metadata=metadata,
-            anchor=anchor,
-            chunked=not nearby,
-        )
+        yield _Figure(anchor, where, LoadedImage(path, data, info.mime_type, {}), metadata, nearby)

@@ -64,7 +64,8 @@ def print_after_answer(response: AnswerResponse) -> None:
         typer.echo(f"\n{heading}")
         for c in cited or response.citations:
             reason = f"  (rerank: {c.rerank_reason})" if c.rerank_reason else ""
-            typer.echo(f"[{c.rank}] {c.name}  id={c.id}  image={c.image or '-'}{reason}")
+            passages = f"  (+{len(c.passages)} of its chunks, sent as part of the page)" if c.passages else ""
+            typer.echo(f"[{c.rank}] {c.name}  id={c.id}  image={c.image or '-'}{passages}{reason}")
         print_citation_check(response.citation_check, len(response.citations))
     merged = merged_count(list[Evidence](response.citations))
     if merged:

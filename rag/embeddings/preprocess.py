@@ -24,13 +24,14 @@ from __future__ import annotations
 import logging
 import threading
 from collections import deque
-from collections.abc import Generator, Iterable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from itertools import chain, islice
 from multiprocessing import get_context
 from pathlib import Path
+from typing import Any, TypeVar
 
 import numpy as np
 from PIL import Image
@@ -40,6 +41,7 @@ from .prepared import ImageInput, ImageLoadError, ImageTransform, PreparedImage,
 logger = logging.getLogger(__name__)
 
 Prepared = PreparedImage | ImageLoadError
+T = TypeVar("T")
 
 #: Images per task sent to a worker process: one result array per group keeps the traffic cheap.
 GROUP = 16
@@ -82,6 +84,10 @@ class Preprocessor:
             for offset, (index, _) in enumerate(members):
                 slots[index] = _Slot(None, task, offset)
         return PendingImages(slots)
+
+    def run(self, fn: Callable[..., T], /, *args: Any) -> Future[T]:
+        """Other work per input (OCR of a page) on the same worker threads, queued with the images."""
+        return self._thread_pool().submit(fn, *args)
 
     def map(self, images: Iterable[ImageInput], ahead: int | None = None) -> Generator[Prepared, None, None]:
         """Each image prepared, or its ``ImageLoadError``, in input order; ``ahead`` bounds the work queued."""

@@ -1,6 +1,7 @@
 """The local engine: source items → prepared images → vectors → Milvus, the stages overlapped in one process.
 
-A reader thread pulls items from the sources, has the :class:`~rag.ingest.ledger.Ledger` drop those
+A reader thread pulls items from the sources (lending them the preprocessing workers for their slow work, the OCR
+of scanned pages: ``connectors.sources.later``), has the :class:`~rag.ingest.ledger.Ledger` drop those
 already stored (same content id) and hands each new image to the encoder's preprocessing stage
 (``rag.embeddings.preprocess``: one worker per core by default) without waiting for it; the calling
 thread collects the prepared images, batch by batch, and runs the encoder; a writer thread upserts into
@@ -21,9 +22,10 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from connectors.milvus.store import MilvusStore
+from connectors.sources.later import lent_workers
 from rag.embeddings.base import Encoder
 from rag.embeddings.inputs import ImageLoadError, PreparedImage
-from rag.embeddings.preprocess import PendingImages
+from rag.embeddings.preprocess import PendingImages, Preprocessor
 from rag.items import KnowledgeItem
 
 from .encode import encode_batch
@@ -68,13 +70,15 @@ def ingest(
     batch_size: int | None = None,
     on_progress: Callable[[IngestReport], None] | None = None,
     donors: Donors | None = None,
+    cancel: threading.Event | None = None,
 ) -> IngestReport:
     """Embed and store every good item of ``sources``; idempotent and safe to re-run after a crash.
 
     ``batch_size`` defaults to the encoder's (``encoder.runtime``); images are prepared by the
     encoder's preprocessing stage. ``on_progress(report)`` is called, with the report so far,
     after each batch of inputs has been dealt with. ``donors``: stored items whose vectors new items of the same
-    content take instead of being encoded (the files a prune found gone: renamed or moved).
+    content take instead of being encoded (the files a prune found gone: renamed or moved). ``cancel``: once set,
+    no new batch is started; the few under way are stored, and the report says what was (a re-run does the rest).
     """
     batch_size = batch_size or encoder.runtime.batch_size
     ledger = Ledger(store, on_progress)
@@ -92,7 +96,7 @@ def ingest(
             for chunk in chunks(sources, max(batch_size, _ADMIT_ROWS)):
                 admitted = admit(chunk)
                 for start in range(0, len(admitted), batch_size):
-                    if stop.is_set():
+                    if stop.is_set() or (cancel is not None and cancel.is_set()):
                         return
                     items = admitted[start : start + batch_size]
                     images = preprocessor.submit([item.image.uri for item in items if item.image is not None])
@@ -115,7 +119,7 @@ def ingest(
             while encoded.get() is not _DONE:  # keep the encoder from blocking on a full queue
                 pass
 
-    reader = threading.Thread(target=read, name="rag-read", daemon=True)
+    reader = threading.Thread(target=_lending(read, preprocessor), name="rag-read", daemon=True)
     writer = threading.Thread(target=write, name="rag-write", daemon=True)
     reader.start()
     writer.start()
@@ -138,6 +142,16 @@ def ingest(
     if failure:
         raise failure[0]
     return ledger.finish()
+
+
+def _lending(read: Callable[[], None], preprocessor: Preprocessor) -> Callable[[], None]:
+    """``read`` with the preprocessing workers lent to the sources it reads, for their OCR."""
+
+    def lending() -> None:
+        with lent_workers(preprocessor.run, preprocessor.workers):
+            read()
+
+    return lending
 
 
 def _admitter(ledger: Ledger, donors: Donors | None) -> Callable[[list[SourceResult]], list[KnowledgeItem]]:

@@ -16,9 +16,11 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import signal
 import socket
-from collections.abc import AsyncIterator, Callable, Sequence
-from contextlib import asynccontextmanager
+import threading
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -130,6 +132,26 @@ def _without_store(settings: Settings) -> Callable[[str], str]:
     return lambda text: text.replace(str(settings.milvus_uri), "(the store; its address is in the server log)")
 
 
+@contextmanager
+def _ending_cleanly() -> Iterator[None]:
+    """Once uvicorn has shut down on SIGTERM or Ctrl+C (the ingest jobs drained and recorded), it raises that signal
+    again, which would end the process by it (status 143, or a KeyboardInterrupt): here it is only logged, and
+    ``rag serve`` exits 0, as after any clean stop."""
+    if threading.current_thread() is not threading.main_thread():  # signals are the main thread's
+        yield
+        return
+    kept = {number: signal.signal(number, _stopped) for number in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for number, handler in kept.items():
+            signal.signal(number, handler)
+
+
+def _stopped(number: int, frame: object) -> None:
+    logger.info("stopped by %s", signal.Signals(number).name)
+
+
 def _with_body_schemas(app: FastAPI) -> dict[str, Any]:
     """The OpenAPI schema, with the query request bodies the routes document by reference (``routes.body``)."""
     if app.openapi_schema is None:
@@ -182,9 +204,7 @@ def serve(settings: Settings | None = None, *, host: str | None = None, port: in
         shown = f"[{host}]" if ":" in host else host
         url = f"http://{shown}:{sock.getsockname()[1]}/"
         settings = guard_open_bind(settings, host, url, exposed=not is_loopback(host))
-        logger.info(
-            "listening on http://%s:%d (/health now, /ready once the encoder is loaded; Ctrl+C stops)", shown, port
-        )
+        logger.info("listening on %s (/health now, /ready once the encoder is loaded; Ctrl+C stops)", url.rstrip("/"))
         app = create_app(settings, hosts=bound_hosts(host, settings.server_allowed_hosts))
         server = uvicorn.Server(
             uvicorn.Config(
@@ -198,7 +218,8 @@ def serve(settings: Settings | None = None, *, host: str | None = None, port: in
             )
         )
         app.state.on_startup_failure = lambda error: setattr(server, "should_exit", True)
-        server.run([sock])
+        with _ending_cleanly():
+            server.run([sock])
     failed = app.state.startup.error if hasattr(app.state, "startup") else None
     if failed is not None:
         raise failed

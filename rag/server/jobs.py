@@ -13,6 +13,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, Field
 
+from connectors.sources.ocr import OcrMode
 from rag.ingest import IngestReport
 from rag.items import SourceError
 
@@ -51,6 +52,9 @@ class IngestJob(BaseModel):
     problems: list[SourceError] = Field(default_factory=list, description=f"The first {MAX_LISTED_PROBLEMS} problems.")
     error: str | None = Field(default=None, description="Why the job failed, when it did.")
     tenant: str | None = Field(default=None, description="The tenant its items belong to (none: the default).")
+    ocr: OcrMode | None = Field(
+        default=None, description="When its files were read with OCR (none: the server's RAG_OCR)."
+    )
     created_at: datetime = Field(default_factory=lambda: datetime.now(timezone.utc))
     started_at: datetime | None = None
     finished_at: datetime | None = None
@@ -74,10 +78,10 @@ class IngestJobs:
         keep: int = 100,
         records: JobRecords | None = None,
         drain: float = 0.0,
-        run_for: Callable[[str | None], IngestRun] | None = None,
+        run_for: Callable[[IngestJob], IngestRun] | None = None,
     ) -> None:
         self._run = run
-        self._run_for = run_for  # the run of a resumed job of that tenant (None: the jobs' own run)
+        self._run_for = run_for  # the run of a resumed job, as it was asked for (None: the jobs' own run)
         self._keep = keep
         self._records = records
         self._drain = drain
@@ -102,7 +106,7 @@ class IngestJobs:
                 self._jobs[job.id] = job
                 self._trim()
             if not job.finished:
-                run = self._run_for(job.tenant) if self._run_for is not None else self._run
+                run = self._run_for(job) if self._run_for is not None else self._run
                 self._save(job)
                 self._pending.append(
                     self._worker.submit(self._finish, job, record.paths, record.refused, record.names, None, run)
@@ -119,15 +123,16 @@ class IngestJobs:
         on_done: Callable[[IngestJob], None] | None = None,
         tenant: str | None = None,
         run: IngestRun | None = None,
+        ocr: OcrMode | None = None,
     ) -> IngestJob:
         """Queue the ingestion of ``paths``; ``refused`` are uploads turned away already, reported with the job.
 
         ``names`` (path → name) renames the job's problems about those paths (``path:line`` and ``path#…`` too),
         so that the job does not show where the server keeps them. ``on_done`` gets the finished job (done,
-        failed or cancelled), e.g. for the audit log. ``tenant`` is shown with the job; ``run`` ingests this job
-        instead of the jobs' own run.
+        failed or cancelled), e.g. for the audit log. ``tenant`` and ``ocr`` are shown with the job; ``run`` ingests
+        this job instead of the jobs' own run.
         """
-        job = IngestJob(id=uuid.uuid4().hex, inputs=len(paths), problem_count=len(refused), tenant=tenant)
+        job = IngestJob(id=uuid.uuid4().hex, inputs=len(paths), problem_count=len(refused), tenant=tenant, ocr=ocr)
         job.skipped = len(refused)
         job.problems = refused[:MAX_LISTED_PROBLEMS]
         with self._lock:

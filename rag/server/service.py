@@ -43,7 +43,7 @@ from connectors.sources import (
     write_atomic,
 )
 from connectors.sources._common import IMAGE_SUFFIXES
-from connectors.sources.ocr import OcrUnavailableError, require_ocr
+from connectors.sources.ocr import OcrMode, OcrUnavailableError, require_ocr
 from rag.access.tenants import sees, tagged, within
 from rag.answer import answer_engine, llm_from_settings
 from rag.answer.chat import MultimodalChatEngine, user_message
@@ -117,7 +117,7 @@ class Service:
             self._ingest,
             records=records,
             drain=settings.server_drain_seconds,
-            run_for=lambda tenant: functools.partial(self._ingest, tenant=tenant),
+            run_for=lambda job: functools.partial(self._ingest, tenant=job.tenant, ocr=job.ocr),
         )
         self.conversations = (
             Conversations(llm, settings.server_conversation_ttl, settings.chat_history_tokens)
@@ -336,6 +336,7 @@ class Service:
         tags: list[str],
         on_done: Callable[[IngestJob], None] | None = None,
         tenant: str | None = None,
+        ocr: OcrMode | None = None,
     ) -> IngestJob:
         """Keep the uploads under ``data_dir/uploads`` (see :meth:`upload_path`) and queue their ingestion.
 
@@ -345,9 +346,10 @@ class Service:
         version; identical bytes under another name are another upload. Images that fail the check are reported in
         the job; a document with another suffix is refused. Unless the server shows its paths, the job names the
         files in its problems by their upload names. ``on_done`` gets the finished job. With a ``tenant``, the
-        uploads are kept apart from other tenants' and their items belong to it.
+        uploads are kept apart from other tenants' and their items belong to it. ``ocr``: when to read text from
+        pixels (``rag ingest --ocr``), by default ``RAG_OCR``; ``all`` without the OCR extra is refused.
         """
-        options = self._source_options()
+        options = self._source_options(ocr)
         paths: list[Path] = []
         names: dict[str, str] = {}
         refused: list[SourceError] = []
@@ -373,8 +375,8 @@ class Service:
             paths.append(path)
             names[str(path)] = f"upload:{name}"
         shown = None if self.settings.server_show_paths else names
-        run = functools.partial(self._ingest, tenant=tenant)
-        return self.jobs.submit(paths, refused, names=shown, on_done=on_done, tenant=tenant, run=run)
+        run = functools.partial(self._ingest, tenant=tenant, ocr=ocr)
+        return self.jobs.submit(paths, refused, names=shown, on_done=on_done, tenant=tenant, run=run, ocr=ocr)
 
     def upload_path(self, name: str, tenant: str | None = None) -> Path:
         """Where the upload named ``name`` is kept: ``uploads/<first 8 hex of the name's SHA-256>/<name>``. One
@@ -387,18 +389,21 @@ class Service:
         key = name if tenant is None or tenant == DEFAULT_TENANT else f"{tenant}/{name}"
         return self.uploads / hashlib.sha256(key.encode("utf-8")).hexdigest()[:8] / name
 
-    def _source_options(self) -> SourceOptions:
+    def _source_options(self, ocr: OcrMode | None = None) -> SourceOptions:
+        mode = ocr or self.settings.ocr
         try:
-            require_ocr(self.settings.ocr)
+            require_ocr(mode)
         except OcrUnavailableError as e:
+            field = "ocr=" if ocr else "RAG_OCR="  # the upload's own field, or the server's setting
             raise UploadError(
-                e.reworded(ocr_all="RAG_OCR=all", ocr_auto="RAG_OCR=auto", ocr_off="RAG_OCR=off")
+                e.reworded(ocr_all=f"{field}all", ocr_auto=f"{field}auto", ocr_off=f"{field}off")
             ) from None
         return SourceOptions.from_settings(
             self.settings,
             text_window=self.encoder.text_window,
             max_image_pixels=self.settings.server_max_image_pixels,
             local_root=self.uploads,
+            ocr=mode,
         )
 
     def _ingest(
@@ -407,9 +412,11 @@ class Service:
         on_progress: Callable[[IngestReport], None],
         stop: threading.Event,
         tenant: str | None = None,
+        ocr: OcrMode | None = None,
     ) -> IngestReport:
-        sources = tagged(_until(stop, open_sources(paths, self._source_options())), tenant)
-        return ingest(sources, self.encoder, self.store, batch_size=self.settings.batch_size, on_progress=on_progress)
+        sources = tagged(_until(stop, open_sources(paths, self._source_options(ocr))), tenant)
+        batch_size = self.settings.batch_size
+        return ingest(sources, self.encoder, self.store, batch_size=batch_size, on_progress=on_progress, cancel=stop)
 
 
 def _data_url(url: str, max_bytes: int) -> bytes:

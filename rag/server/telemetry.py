@@ -60,9 +60,9 @@ class Telemetry:
             return
         self.llm_errors.labels(response.error_kind.value).inc()
         outcome = "the answer is partial" if response.status is AnswerStatus.PARTIAL else "the reply is the evidence"
-        logger.error(
-            "the LLM failed (%s) at %s: %s; %s", response.error_kind.value, endpoint or "?", response.error, outcome
-        )
+        error = (response.error or "").rstrip(".")
+        where = f" at {endpoint}" if endpoint and endpoint not in error else ""  # a cut-off answer names none
+        logger.error("the LLM failed (%s)%s: %s; %s", response.error_kind.value, where, error, outcome)
 
 
 def hiding(endpoint: str | None, shown: bool) -> Callable[[str], str]:

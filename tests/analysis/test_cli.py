@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+from functools import partial
 from pathlib import Path
 
 import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
+from rag.analysis import tuning
 from rag.cli import app
 from tests.analysis.conftest import CORPUS
 from tests.analysis.test_evaluation import EXAMPLE_QUERIES
@@ -22,6 +24,7 @@ def tiny_env(monkeypatch: pytest.MonkeyPatch, corpus_db: str, tmp_path: Path) ->
     use_tiny_model(monkeypatch, RAG_MILVUS_URI=corpus_db, RAG_DATA_DIR=str(tmp_path / "data"))
 
 
+@pytest.mark.slow
 def test_eval_prints_a_table_and_writes_json(tiny_env, tmp_path: Path) -> None:
     out = tmp_path / "eval.json"
     result = runner.invoke(
@@ -75,12 +78,17 @@ def tune_collection(corpus_db: str, tiny_base, tmp_path: Path) -> str:
     return "tuned"
 
 
-def test_eval_tune_reports_saves_and_later_searches_use_the_blends(tiny_env, tune_collection) -> None:
+@pytest.mark.slow
+def test_eval_tune_reports_saves_and_later_searches_use_the_blends(
+    tiny_env, tune_collection, monkeypatch: pytest.MonkeyPatch
+) -> None:
     def stats() -> dict:
         return json.loads(runner.invoke(app, ["stats", "-c", tune_collection, "--json"]).stdout)
 
     tune = ["eval", "-q", str(EXAMPLE_QUERIES), "-c", tune_collection, "--tune"]
-    dry = runner.invoke(app, [*tune, "--dry-run"])
+    with monkeypatch.context() as patch:  # the dry run searches a coarser grid: what it prints and saves is the point
+        patch.setattr(tuning, "tune_blends", partial(tuning.tune_blends, coarse=0.5, fine=0.25))
+        dry = runner.invoke(app, [*tune, "--dry-run"])
     assert dry.exit_code == 0, dry.output
     assert "fused alone" in dry.stdout and "★" in dry.stdout and "nothing saved" in dry.output
     assert stats()["tuned_blends"] == {}
@@ -127,6 +135,7 @@ def test_eval_tune_refuses_bad_requests_and_saves_nothing(tiny_env, tune_collect
     assert stats["tuned_blends"] == {}
 
 
+@pytest.mark.slow
 def test_similarity_and_classify_as_json(tiny_env) -> None:
     images = [str(CORPUS / "carriage-day.jpg"), str(CORPUS / "carriage-night.jpg")]
     result = runner.invoke(app, ["similarity", *images, "-t", "at night", "-t", "by day", "--json"])
@@ -154,6 +163,7 @@ def test_similarity_and_classify_as_json(tiny_env) -> None:
     assert bad.exit_code == 2 and "{label}" in bad.output
 
 
+@pytest.mark.slow
 def test_map_from_a_collection_and_from_a_folder(tiny_env, tmp_path: Path) -> None:
     stored = tmp_path / "stored.png"
     result = runner.invoke(app, ["map", "-c", "corpus", "--color-by", "kind", "-o", str(stored)])
@@ -192,6 +202,13 @@ def test_map_errors_name_the_option_and_keep_their_brackets(tiny_env, args, mess
     assert result.exit_code == 2 and message in result.output, result.output
 
 
+def _queries(path: Path, *ids: str) -> list[dict]:
+    """The queries of ``path`` named ``ids``, their image paths made absolute (they are relative to ``path``)."""
+    chosen = [json.loads(line) for line in path.read_text().splitlines() if json.loads(line)["id"] in ids]
+    return [{**q, **({"image": str((path.parent / q["image"]).resolve())} if "image" in q else {})} for q in chosen]
+
+
+@pytest.mark.slow
 def test_eval_measures_each_mode_with_and_without_the_cross_encoder(tiny_env, tmp_path: Path) -> None:
     from tests.retrieval.tiny_reranker import build_reranker
 
@@ -206,8 +223,12 @@ def test_eval_measures_each_mode_with_and_without_the_cross_encoder(tiny_env, tm
     # The cross-encoder reorders the same 10 candidates: what is found in the top 10 cannot change, only its order.
     for query, scores in plain["per_query"].items():
         assert reranked["per_query"][query]["recall@10"] == scores["recall@10"]
-    table = runner.invoke(app, args, env={"COLUMNS": "200"})
-    assert table.exit_code == 0
+    few = tmp_path / "few.jsonl"  # the table's labels need a query of each kind, not all ten again
+    few.write_text(
+        "\n".join(json.dumps(q) for q in _queries(EXAMPLE_QUERIES, "bridge", "like-carriage-day", "day-to-night"))
+    )
+    table = runner.invoke(app, [*args[:2], str(few), *args[3:]], env={"COLUMNS": "200"})
+    assert table.exit_code == 0, table.output
     assert " reranker " in table.stdout and f"rerank: {folder}" in " ".join(table.stdout.split())
     assert "skipped corpus image→image reranked by" in " ".join(table.output.split())
     two = str(build_reranker(tmp_path / "two", labels=2))

@@ -42,6 +42,7 @@ def test_projections_need_enough_points_and_say_what_to_install(monkeypatch: pyt
         project(vectors, "umap")
 
 
+@pytest.mark.slow
 def test_corpus_vectors_are_the_ingested_ones(tiny_base, tmp_path: Path, corpus_store) -> None:
     items = corpus_items(tmp_path)
     progress: list[tuple[int, int]] = []

@@ -65,6 +65,7 @@ def test_evaluate_any_ranker_through_the_seam() -> None:
     assert per_query["1"]["mrr@10"] == 0.5 and means["recall@1"] == 0.0 and means["recall@5"] == 1.0
 
 
+@pytest.mark.slow
 def test_harness_on_the_sample_corpus(tiny_base, corpus_store: MilvusStore) -> None:
     queries = load_queries(EXAMPLE_QUERIES)
     results = evaluate_collection(tiny_base, corpus_store, queries)

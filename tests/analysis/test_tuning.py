@@ -65,6 +65,7 @@ def _mix(weights: tuple[float, float], cosines: tuple[float, float]) -> float:
     return weights[0] * normalised("fused", cosines[0]) + weights[1] * normalised("image", cosines[1])
 
 
+@pytest.mark.slow
 def test_the_tuner_finds_the_known_best_weights_saves_them_and_queries_use_them(store, synthetic) -> None:
     # The image weights (on the fine grid) at which both targets come first, from the documented score.
     fine = [step / 20 for step in range(21)]
@@ -96,6 +97,7 @@ def test_the_tuner_finds_the_known_best_weights_saves_them_and_queries_use_them(
     assert first(mode="text-to-multimodal") == "distractor-a"  # and so does an explicit mode: its vector alone
 
 
+@pytest.mark.slow
 def test_queries_matching_no_item_are_refused_and_nothing_is_saved(store, synthetic) -> None:
     lost = [EvalQuery(id=q.id, text=q.text, relevant=["not-stored.png"]) for q in QUERIES]
     with pytest.raises(ValueError, match="none of the 2 queries found any of its relevant items"):

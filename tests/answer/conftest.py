@@ -17,12 +17,13 @@ from tests.retrieval.corpus import Corpus, build
 QUESTION = "Which picture shows the bridge, and what is near it?"
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def corpus(tmp_path_factory: pytest.TempPathFactory, tiny_base) -> Corpus:
+    """Built once for every module here: none of them writes to it."""
     return build(tmp_path_factory.mktemp("answer"), tiny_base)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def store(corpus: Corpus) -> Iterator[MilvusStore]:
     with corpus.open() as opened:
         yield opened

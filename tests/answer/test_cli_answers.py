@@ -41,7 +41,7 @@ def rag(corpus: Corpus, server: FakeLLMServer, *args: str):
     return CliRunner().invoke(app, list(args), env=environment(corpus, server))
 
 
-def read_until(process: subprocess.Popen, wanted: str, limit: float = 120.0) -> str:
+def read_until(process: subprocess.Popen, wanted: str, limit: float = 300.0) -> str:
     """Stdout of ``process`` until it holds ``wanted`` (or the process ends, or ``limit`` seconds pass)."""
     out = b""
     deadline = time.monotonic() + limit
@@ -55,6 +55,7 @@ def read_until(process: subprocess.Popen, wanted: str, limit: float = 120.0) -> 
     return out.decode()
 
 
+@pytest.mark.slow
 def test_ask_prints_tokens_while_the_llm_is_still_writing(corpus) -> None:
     reply = Reply("On a rocky cliff [1]. It is dawn.", hold_after=2)
     with FakeLLMServer(reply) as server:
@@ -126,6 +127,7 @@ def test_ask_and_chat_exit_4_when_the_stream_ends_without_its_finish_signal(corp
     assert "On a rocky cliff [1] \n\nThe answer broke off" in chatted.stdout  # the tokens as streamed
 
 
+@pytest.mark.slow
 def test_chat_streams_each_answer_while_the_llm_is_still_writing(corpus) -> None:
     reply = Reply("On a rocky cliff [1].", hold_after=2)
     with FakeLLMServer(reply) as server:

@@ -17,6 +17,7 @@ from connectors.milvus.schema import to_llama_node
 from rag.answer import AnswerStatus, MultimodalSynthesizer, ollama_llm, openai_compatible_llm
 from rag.answer.budget import PictureCost, count_tokens, openai_high_detail_tokens
 from rag.answer.evidence import evidence_text, merge_pages
+from rag.cli.answers import print_after_answer
 from rag.items import ImageRef, KnowledgeItem
 
 PAGE_TEXT = (
@@ -135,7 +136,7 @@ def test_only_a_page_with_its_own_chunks_merges(pictures) -> None:
     assert [r.node.metadata["name"] for r in merged] == ["spec.pdf#page=7&figure=1", "spec.pdf#page=7"]
 
 
-def test_after_merging_the_numbers_the_llm_saw_are_the_numbers_cited(pictures) -> None:
+def test_after_merging_the_numbers_the_llm_saw_are_the_numbers_cited(pictures, capsys) -> None:
     results = [page(pictures[0], 0.9), chunk(CHUNKS[0], 0.95, 2), chunk("Elsewhere.", 0.5, 1, number=9)]
     llm = Scripted(reply="The default is 50 [1]. See also [2]. And [3].", prompts=[])
     response = MultimodalSynthesizer(llm).synthesize("what weight?", results)
@@ -148,6 +149,10 @@ def test_after_merging_the_numbers_the_llm_saw_are_the_numbers_cited(pictures) -
     assert response.citation_check is not None and response.citation_check.unknown_citations == [3]
     [prompt] = llm.prompts
     assert "[1] spec.pdf#page=7" in prompt and "[2] spec.pdf#page=9&chunk=1" in prompt and "\n[3] " not in prompt
+    print_after_answer(response)  # what `rag ask` prints after the answer
+    printed = capsys.readouterr().out
+    assert "[1] spec.pdf#page=7  id=" in printed and "(+1 of its chunks, sent as part of the page)" in printed
+    assert "[3] is not one of the 2 items the answer was given" in printed
 
 
 def test_the_evidence_carries_what_a_reader_cites_by_and_no_bookkeeping(pictures) -> None:

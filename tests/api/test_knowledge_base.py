@@ -42,6 +42,7 @@ def rows(kb: KnowledgeBase) -> list[tuple[str, ...]]:
     )
 
 
+@pytest.mark.slow
 def test_knowledge_base_and_rag_ingest_store_the_same_items(tmp_path):
     folder = corpus(tmp_path / "corpus")
     settings = tiny_settings(tmp_path, "cli")

@@ -37,7 +37,8 @@ def window() -> TextWindow:
 
 @pytest.fixture
 def options(tmp_path: Path, window: TextWindow) -> SourceOptions:
-    return SourceOptions(cache_dir=tmp_path / "cache", text_window=window, chunk_overlap=8)
+    # OCR off: a test page's few words would otherwise send it through real OCR (seconds a page); test_ocr*.py OCR
+    return SourceOptions(cache_dir=tmp_path / "cache", text_window=window, chunk_overlap=8, ocr="off")
 
 
 def test_a_folder_with_every_type_gives_items_per_file_and_names_what_it_passes_over(

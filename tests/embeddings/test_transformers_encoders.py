@@ -119,6 +119,7 @@ def test_bridgetower_matches_the_transformers_forward_pass(folders) -> None:
     np.testing.assert_allclose(tower.encode_fused(IMAGES, texts), out.cross_embeds.numpy(), atol=1e-5)
 
 
+@pytest.mark.slow
 def test_bridgetower_fused_and_image_in_one_pass(folders) -> None:
     tower = BridgeTowerEncoder.from_pretrained(folders["bridgetower"], batch_size=2, dtype="float32")
     texts = TEXTS[: len(IMAGES)]

@@ -250,6 +250,7 @@ def test_variant_name_resolves_through_the_hub(monkeypatch):
     assert enc.fingerprint.startswith("visualized-bge:bge-visualized-base-en-v1.5:64:")
 
 
+@pytest.mark.slow
 def test_offline_without_cached_weights_explains_what_to_do(tmp_path):
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf")}
     code = "from rag.embeddings import VisualizedBGE; VisualizedBGE.from_pretrained('bge-visualized-m3')"

@@ -88,15 +88,18 @@ def test_padded_batches_match_reference(parity):
     np.testing.assert_allclose(fused, p.expected["batch_fused"], atol=ATOL, rtol=0)
 
 
-@pytest.mark.parametrize("batch_size", [1, 2, 16])
-def test_batched_equals_one_by_one(parity, batch_size):
+@pytest.mark.slow
+def test_batched_equals_one_by_one(parity):
     p, enc = parity
     texts = p.cases["batch_fused_texts"]
-    batched = load_tiny(p.variant, batch_size=batch_size)
     one_by_one = np.concatenate([enc.encode_fused([img], [t]) for img, t in zip(p.images, texts)])
-    np.testing.assert_allclose(batched.encode_fused(p.images, texts), one_by_one, atol=ATOL, rtol=0)
     singles = np.concatenate([enc.encode_text([t]) for t in p.cases["texts"]])
-    np.testing.assert_allclose(batched.encode_text(p.cases["texts"]), singles, atol=ATOL, rtol=0)
+    for batch_size in (1, 2, 16):  # the references are computed once for the three batch sizes
+        batched = load_tiny(p.variant, batch_size=batch_size)
+        fused = batched.encode_fused(p.images, texts)
+        np.testing.assert_allclose(fused, one_by_one, atol=ATOL, rtol=0, err_msg=f"batch_size={batch_size}")
+        text = batched.encode_text(p.cases["texts"])
+        np.testing.assert_allclose(text, singles, atol=ATOL, rtol=0, err_msg=f"batch_size={batch_size}")
 
 
 def test_every_image_input_kind_agrees(parity):
@@ -111,10 +114,11 @@ def test_every_image_input_kind_agrees(parity):
 def test_half_precision_stays_close_to_float32(parity, dtype):
     p, enc = parity
     half = load_tiny(p.variant, dtype=dtype)
-    texts = p.cases["batch_fused_texts"]
-    assert cosines(half.encode_fused(p.images, texts), enc.encode_fused(p.images, texts)).min() >= 0.999
-    assert cosines(half.encode_text(texts), enc.encode_text(texts)).min() >= 0.999
-    assert cosines(half.encode_image(p.images), enc.encode_image(p.images)).min() >= 0.999
+    # float32's outputs are the reference's (test_padded_batches_match_reference): compare with those, not recomputed
+    fused = half.encode_fused(p.images, p.cases["batch_fused_texts"])
+    assert cosines(fused, p.expected["batch_fused"]).min() >= 0.999
+    assert cosines(half.encode_text(p.cases["batch_texts"]), p.expected["batch_text"]).min() >= 0.999
+    assert cosines(half.encode_image(p.images), p.expected["batch_image"]).min() >= 0.999
     assert half.fingerprint == enc.fingerprint  # a collection written in one dtype is queryable in another
 
 

@@ -7,6 +7,8 @@ import json
 import textwrap
 from pathlib import Path
 
+import pytest
+
 from connectors.milvus import EncoderInfo, MilvusStore
 from connectors.sources import open_sources
 from rag.ingest import ingest
@@ -14,17 +16,24 @@ from tests.helpers.documents import make_docx, make_text_pdf, png
 from tests.ingest.test_cli_ingest import run
 from tests.ingest.test_pipeline import kill_when_added
 
-STOPS = " ".join(f"Stop {i} is on the {['north', 'east', 'west'][i % 3]} line." for i in range(600))
+STOPS = " ".join(f"Stop {i} is on the {['north', 'east', 'west'][i % 3]} line." for i in range(300))
 
 
 def _options(encoder, tmp_path: Path) -> dict:
-    return {"cache_dir": tmp_path / "cache", "text_window": encoder.text_window.capped(64), "chunk_overlap": 8}
+    # OCR off: the test pages' few words would send them through real OCR, seconds a page (test_ocr*.py test OCR)
+    return {
+        "cache_dir": tmp_path / "cache",
+        "text_window": encoder.text_window.capped(64),
+        "chunk_overlap": 8,
+        "ocr": "off",
+    }
 
 
 def _store(tmp_path: Path, encoder) -> MilvusStore:
     return MilvusStore.open(tmp_path / "db" / "milvus.db", "docs", encoder_info=EncoderInfo.of(encoder))
 
 
+@pytest.mark.slow
 def test_documents_reingest_idempotently_and_replace_exactly_their_old_items(tiny_base, tmp_path):
     docs = tmp_path / "docs"
     (docs / "notes.txt").parent.mkdir(parents=True)
@@ -70,6 +79,7 @@ INTERRUPTIBLE = textwrap.dedent(
 )
 
 
+@pytest.mark.slow
 def test_a_killed_document_ingest_resumes_to_the_exact_items(tiny_base, tmp_path):
     docs = tmp_path / "docs"
     docs.mkdir()
@@ -90,6 +100,7 @@ def test_a_killed_document_ingest_resumes_to_the_exact_items(tiny_base, tmp_path
     assert resumed == clean
 
 
+@pytest.mark.slow
 def test_names_are_filters_in_the_cli_and_the_summary_names_what_was_passed_over(tmp_path):
     docs = tmp_path / "docs"
     (docs / "sub").mkdir(parents=True)
@@ -146,3 +157,26 @@ def test_ocr_all_without_the_extra_is_refused_with_the_advice(tmp_path, monkeypa
     assert "--ocr auto" in result.output
     bad = run(tmp_path, "ingest", str(tmp_path / "scan.png"), "-c", "kb", "--ocr", "sometimes")
     assert bad.exit_code == 2 and "--ocr must be auto, all or off" in bad.output
+
+
+@pytest.mark.slow  # Milvus Lite and the tiny model: some 5-10 s
+def test_ocr_runs_in_the_preprocessing_workers_several_pages_at_once(tiny_base, tmp_path, monkeypatch):
+    from rag.embeddings.preprocess import Preprocessor
+    from tests.connectors.test_ocr_workers import FakeEngine, scans, use
+
+    fake = FakeEngine(together=2)  # two pages must be at work together, or each waits 30 s and fails
+    use(monkeypatch, fake)
+    workers = Preprocessor(tiny_base.image_transform, 2)
+    monkeypatch.setattr(tiny_base, "preprocessor", workers)
+    scans(tmp_path / "docs" / "scan.pdf", (200, 380, 440, 500))
+    options = {**_options(tiny_base, tmp_path), "ocr": "auto", "pdf_figures": False}
+    try:
+        with _store(tmp_path, tiny_base) as store:
+            report = ingest(open_sources([tmp_path / "docs"], **options), tiny_base, store)
+            stored = {h.item.name: h.item for h in store.search(tiny_base.encode_text(["page"])[0], k=100)}
+    finally:
+        workers.close()
+    assert report.skipped == [] and fake.most_at_once == 2
+    assert {name for name, _ in fake.calls} <= {"rag-prepare_0", "rag-prepare_1"}  # not the reader, not the encoder
+    assert stored["scan.pdf#page=2"].text.startswith("words of a page 380 wide")
+    assert stored["scan.pdf#page=2"].metadata["text_origin"] == "ocr"

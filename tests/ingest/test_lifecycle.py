@@ -7,6 +7,8 @@ import shutil
 import threading
 from pathlib import Path
 
+import pytest
+
 from connectors.milvus import EncoderInfo, MilvusStore
 from connectors.milvus.connection import Connection, ConnectOptions
 from connectors.sources import open_sources
@@ -36,6 +38,7 @@ def _last_json(result) -> dict:
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
+@pytest.mark.slow
 def test_delete_removes_only_what_the_filter_matches(tmp_path):
     corpus = _corpus(tmp_path)
     assert run(tmp_path, "ingest", str(corpus), "-c", "kb").exit_code == 0
@@ -122,6 +125,7 @@ def test_collections_lists_name_count_encoder_and_last_ingest(tmp_path):
     assert table.exit_code == 0 and "pics" in table.output and "__bm25" not in table.output
 
 
+@pytest.mark.slow
 def test_drop_removes_the_collection_and_its_bm25_statistics(tmp_path):
     corpus = _corpus(tmp_path)
     assert run(tmp_path, "ingest", str(corpus / "photos"), "-c", "pics").exit_code == 0

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from fastapi.testclient import TestClient
 
 from connectors.milvus import EncoderInfo, MilvusStore
@@ -79,6 +80,7 @@ def _check_filters(tmp_path: Path, tiny_base) -> None:
         assert sorted(r["name"] for r in found) == ["archive/rows.jsonl#line=1", "photos/rows.jsonl#line=1"]
 
 
+@pytest.mark.slow
 def test_two_folders_with_the_same_files_in_two_runs(tmp_path, tiny_base):
     photos, archive = _roots(tmp_path)
     first = _ingest(tmp_path, photos)
@@ -108,6 +110,7 @@ def test_two_folders_with_the_same_files_in_two_runs(tmp_path, tiny_base):
     }
 
 
+@pytest.mark.slow
 def test_two_folders_with_the_same_files_in_one_run(tmp_path, tiny_base):
     photos, archive = _roots(tmp_path)
     first = _ingest(tmp_path, photos, archive)

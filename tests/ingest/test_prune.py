@@ -52,6 +52,7 @@ def _under(name: str, sources: list[Path]) -> bool:
     return any(name.startswith(source.name + "/") or name == source.name for source in sources)
 
 
+@pytest.mark.slow
 def test_prune_deletes_the_gone_replaces_the_changed_and_matches_a_fresh_ingest(tmp_path):
     folder = make_folder(tmp_path / "photos", 8)
     assert run(tmp_path, "ingest", str(folder), "-c", "kb").exit_code == 0
@@ -114,6 +115,7 @@ def test_dry_run_lists_and_writes_nothing(tmp_path):
     assert "would delete" in table.output and "nothing was written" in table.output
 
 
+@pytest.mark.slow
 def test_the_safety_valve_refuses_with_exit_3_unless_yes(tmp_path):
     folder = make_folder(tmp_path / "photos", 6)
     assert run(tmp_path, "ingest", str(folder), "-c", "kb").exit_code == 0
@@ -204,11 +206,9 @@ def test_a_prune_killed_at_random_points_leaves_each_file_old_or_new_and_a_rerun
             assert state.get(source, set()) in (before, after, before | after), source
         assert set(state) <= set(old) | set(new)
 
-    finished = subprocess.run(
-        [sys.executable, str(script), str(db), str(folder)], capture_output=True, text=True, env=env
-    )
-    assert finished.returncode == 0, finished.stderr
-    with MilvusStore.open(db, "kb", create=False) as store:
+    with MilvusStore.open(db, "kb", encoder_info=EncoderInfo.of(tiny_base)) as store:  # the rerun, as PRUNE runs it
+        pruning = Pruning(store, [str(folder)], yes=True)
+        pruning.finish(store, ingest(pruning.watch(open_sources([str(folder)])), tiny_base, store, batch_size=2))
         assert _state(store) == new  # converged: exactly what a fresh ingest holds
 
 

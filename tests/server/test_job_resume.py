@@ -146,3 +146,23 @@ def test_an_upload_job_stopped_with_the_server_resumes_after_its_restart(
         assert client.get("/api/stats").json()["count"] == 6
     with TestClient(create_app(changed, encoder=tiny_base)) as client:  # and it stays queryable
         assert client.get(f"/api/ingest/{job_id}").json()["status"] == "done"
+
+
+def test_a_stop_ends_an_ingest_after_the_batches_under_way_and_a_rerun_stores_the_rest(
+    settings, tiny_base, tmp_path: Path
+) -> None:
+    from connectors.milvus import EncoderInfo, MilvusStore
+    from connectors.sources import open_sources
+    from rag.ingest import ingest
+    from tests.ingest.test_pipeline import make_folder
+
+    # read as one chunk, so the stop is seen between batches; at most 13 batches are under way (queued ahead) then
+    folder = make_folder(tmp_path / "corpus", 20)
+    stop = threading.Event()
+    with MilvusStore.open(settings.milvus_uri, "stopped_early", encoder_info=EncoderInfo.of(tiny_base)) as store:
+        first = ingest(
+            open_sources([folder]), tiny_base, store, batch_size=1, on_progress=lambda r: stop.set(), cancel=stop
+        )
+        assert 1 <= first.added < 20 and store.count() == first.added  # the report says what is stored
+        rest = ingest(open_sources([folder]), tiny_base, store, batch_size=8)
+        assert (rest.added, rest.unchanged, store.count()) == (20 - first.added, first.added, 20)

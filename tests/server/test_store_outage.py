@@ -139,6 +139,7 @@ def _count(uri: str) -> int:
         return store.count()
 
 
+@pytest.mark.slow
 def test_an_ingest_whose_store_dies_exits_5_and_a_rerun_ends_with_the_exact_count(own_server, tmp_path) -> None:
     folder = _folder(tmp_path / "corpus", ITEMS)
     assert own_server.process is not None
@@ -172,6 +173,7 @@ def test_an_ingest_whose_store_dies_exits_5_and_a_rerun_ends_with_the_exact_coun
     assert _count(own_server.uri) == ITEMS
 
 
+@pytest.mark.slow
 def test_an_ingest_into_the_default_store_goes_on_when_its_shared_server_is_killed(tmp_path) -> None:
     folder = _folder(tmp_path / "corpus", ITEMS)
     db = str(tmp_path / "rag_data" / "milvus.db")

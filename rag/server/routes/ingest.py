@@ -8,6 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, File, Form, Response, UploadFile, status
 from starlette.exceptions import HTTPException
 
+from connectors.sources.ocr import OcrMode
 from rag.access import Principal, check_tenant
 
 from ..auth import AuditDep, PrincipalDep, audited_ingest
@@ -44,6 +45,13 @@ def ingest(
             "name any (none: the default tenant)."
         ),
     ] = None,
+    ocr: Annotated[
+        OcrMode | None,
+        Form(
+            description="When to read text from pixels (the OCR extra): auto, PDF pages without a text layer; all, "
+            "pictures too; off, never. Default: the server's RAG_OCR."
+        ),
+    ] = None,
 ) -> IngestJob:
     """Keep the files and ingest them in the background; poll the job's URL for progress."""
     target = _tenant_written(who, tenant)
@@ -65,6 +73,7 @@ def ingest(
         [t.strip() for t in tags.split(",") if t.strip()],
         on_done=audited_ingest(audit, who, received),
         tenant=target,
+        ocr=ocr,
     )
     response.headers["Location"] = f"/api/ingest/{job.id}"
     return job

@@ -108,6 +108,7 @@ async function loadStats() {
     showRerankers(stats);
     state.canDelete = Boolean(stats.can_delete);
     $("upload-box").hidden = !stats.can_upload;
+    $("ocr-box").hidden = !stats.can_upload;
     $("access").textContent = describeAccess(stats);
     $("token-box").hidden = !token();
   } catch (error) {
@@ -454,6 +455,7 @@ async function upload(files) {
   if (!files.length) return;
   const form = new FormData();
   for (const file of files) form.append("files", file);
+  if ($("ocr").value) form.append("ocr", $("ocr").value);
   setStatus(`Adding ${files.length} file(s)…`);
   try {
     let job = await call("/api/ingest", form);
