@@ -16,6 +16,7 @@ from rag.cli.common import (
     app,
     fail,
     require_collection,
+    said,
     settings_from,
 )
 
@@ -80,4 +81,4 @@ def serve(
     except PortUnavailableError as e:
         raise fail(e) from e
     except Exception as e:  # what stopped the start (logged with its reason): a model, a collection, a store
-        raise fail(f"the server could not start: {e}") from e
+        raise fail(f"the server could not start: {said(e)}") from e

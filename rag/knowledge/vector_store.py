@@ -8,13 +8,13 @@ as its image store), and what they write is what ``rag search``, ``rag ask`` and
 - ``add`` stores each node under its own id, with its document (``ref_doc_id``) and a name unique in the
   collection. Text nodes keep the embedding they come with (a ``VisualizedBGEEmbedding`` made it); one without
   is encoded here. Nodes with a picture are encoded here, picture and text together (the fused vector) and the
-  picture alone: the collection needs both. Writes go in batches, and the BM25 statistics follow them.
+  picture alone: the collection needs both. Encoded 64 at a time, written 512 at a time; BM25 statistics follow.
 - ``delete(ref_doc_id)`` takes the document's id or the name every surface shows for it (``guide/bugs.md``).
 - ``query`` searches the fused vectors (``image_store``: the pictures), or BM25 and the vector together
   (``VectorStoreQueryMode.HYBRID``), or BM25 alone (``TEXT_SEARCH``), with ``MetadataFilters`` or our dict filters.
 - Vectors from another embedding model raise ``EncoderMismatchError``, nothing written: every embedding's width is
   compared with the collection's; a query embedding with the collection's encoder's own embedding of the query
-  text; of the nodes given with embeddings, the first of every batch with the encoder's embedding of the text
+  text; of the nodes given with embeddings, the first of every 512 with the encoder's embedding of the text
   LlamaIndex embedded for it (``MetadataMode.EMBED``), so a model of the same width is caught too.
 - Image queries: LlamaIndex's ``VectorIndexRetriever`` embeds a ``QueryBundle``'s text only and hands a vector
   store no image, so ``QueryBundle(query_str="", image_path=...)`` reaches ``query`` empty: that raises a
@@ -52,8 +52,9 @@ from rag.ingest.names import Names
 from rag.items import KnowledgeItem
 from rag.retrieval.modes import QueryError
 
-#: Nodes encoded and written per batch.
+#: Nodes encoded per batch, and written per upsert (checked: the first given text embedding of each write).
 _BATCH = 64
+_WRITE = 512
 #: Below this cosine, a query embedding was not made by the collection's encoder.
 _SAME_MODEL = 0.98
 
@@ -119,10 +120,13 @@ class KnowledgeVectorStore(BasePydanticVectorStore):
         self._check_models(nodes, items)
         names = Names(self._store)
         items = names.assign(items)
-        for start in range(0, len(items), _BATCH):
-            batch = items[start : start + _BATCH]
-            fused, image = self._vectors(batch, given[start : start + _BATCH])
-            self._store.upsert(batch, fused, image)
+        for start in range(0, len(items), _WRITE):  # encoded 64 at a time, written 512 at a time
+            chunk = items[start : start + _WRITE]
+            parts = [
+                self._vectors(chunk[i : i + _BATCH], given[start + i : start + i + _BATCH])
+                for i in range(0, len(chunk), _BATCH)
+            ]
+            self._store.upsert(chunk, np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]))
         names.finish()
         self._store.flush()
         return [item.id for item in items]
@@ -192,12 +196,12 @@ class KnowledgeVectorStore(BasePydanticVectorStore):
         return given
 
     def _check_models(self, nodes: Sequence[BaseNode], items: list[KnowledgeItem]) -> None:
-        """Refuse text embeddings another model made: the first given one of every batch is compared with the
+        """Refuse text embeddings another model made: the first given one of every write is compared with the
         collection encoder's embedding of what LlamaIndex embeds for the node (its text and embed metadata), or of
         its bare text; one encoder call for the whole ``add``."""
         probes: list[tuple[np.ndarray, list[str]]] = []
-        for start in range(0, len(nodes), _BATCH):
-            for node, item in zip(nodes[start : start + _BATCH], items[start : start + _BATCH]):
+        for start in range(0, len(nodes), _WRITE):
+            for node, item in zip(nodes[start : start + _WRITE], items[start : start + _WRITE]):
                 if node.embedding is not None and item.image is None:
                     embedded = node.get_content(metadata_mode=MetadataMode.EMBED)
                     probes.append((self._checked(node.embedding), list(dict.fromkeys([embedded, item.text]))))

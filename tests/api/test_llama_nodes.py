@@ -80,9 +80,13 @@ def test_an_image_query_through_the_stock_retriever(
 
 
 def test_embeddings_of_another_model_of_the_same_width_are_refused(
-    kb: KnowledgeBase, embed: VisualizedBGEEmbedding
+    kb: KnowledgeBase, embed: VisualizedBGEEmbedding, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from llama_index.core.schema import MetadataMode, TextNode
+
+    from rag.knowledge import vector_store
+
+    monkeypatch.setattr(vector_store, "_WRITE", 64)  # a write of 64, not 512: two writes from 70 nodes
 
     store = kb.vector_store
     ours = TextNode(text="Quokkas live on Rottnest island.", metadata={"topic": "quokkas"})
@@ -92,8 +96,10 @@ def test_embeddings_of_another_model_of_the_same_width_are_refused(
     assert len(store.add([ours, bare])) == 2
     other = np.random.default_rng(7).standard_normal(kb.store.encoder.dim)  # another model's vector, same width
     numbat = embed.get_text_embedding("Numbats eat termites.")
-    later = [TextNode(text="Numbats eat termites.", embedding=numbat) for _ in range(70)]  # the second batch...
+    later = [TextNode(text="Numbats eat termites.", embedding=numbat) for _ in range(70)]  # the second write...
     later[64].embedding = (other / np.linalg.norm(other)).tolist()  # ...starts with another model's vector
     with pytest.raises(EncoderMismatchError, match="not the collection encoder's"):
         store.add(later)
     assert kb.count() == 2  # nothing written
+    later[64].embedding = numbat
+    assert len(store.add(later)) == 70 and kb.count() == 72  # two writes, each checked

@@ -116,8 +116,6 @@ def test_restore_refuses_an_existing_collection_and_a_new_name_leaves_the_origin
         app, ["restore", str(tmp_path / "bk"), "-c", "copy", "--uri", _db(tmp_path), "--json"], env=env
     )
     assert copy.exit_code == 0, copy.output
-    said = " ".join(copy.output.split())  # rich wraps at the terminal's width
-    assert said.startswith("restored collection 'kb2' from ") and said.endswith(": 6 item(s), 0 upload(s)")
     assert json.loads(copy.stdout.strip().splitlines()[-1])["items"] == before["count"]
     with MilvusStore.open(_db(tmp_path), "items", create=False) as store:
         untouched = _snapshot(store, tiny_base)

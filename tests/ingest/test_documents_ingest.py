@@ -16,7 +16,7 @@ from tests.helpers.documents import make_docx, make_text_pdf, png
 from tests.ingest.test_cli_ingest import run
 from tests.ingest.test_pipeline import kill_when_added
 
-STOPS = " ".join(f"Stop {i} is on the {['north', 'east', 'west'][i % 3]} line." for i in range(600))
+STOPS = " ".join(f"Stop {i} is on the {['north', 'east', 'west'][i % 3]} line." for i in range(300))
 
 
 def _options(encoder, tmp_path: Path) -> dict:
