@@ -34,6 +34,7 @@ from connectors.sources import SourceOptions, iter_pdf, open_sources
 from connectors.sources.later import lent_workers
 from connectors.sources.ocr import read_pixels
 from rag.ingest import ingest
+from tests.helpers.documents import scanned_pdf
 
 DEFAULT_PDF = Path("/usr/share/doc/libtasn1-doc/libtasn1.pdf")
 
@@ -61,20 +62,6 @@ def accuracy(pdf_path: Path, pages: int) -> tuple[float, float, list]:
         print(f"page {index + 1}: recall {sum((truth & read).values()) / max(1, sum(truth.values())):.3f}")
     pdf.close()
     return found / max(1, expected), len(pictures) / seconds, pictures
-
-
-def scanned(path: Path, pictures: list) -> None:
-    pdf = pdfium.PdfDocument.new()
-    for picture in pictures:
-        width, height = picture.width * 72 / 150, picture.height * 72 / 150
-        page = pdf.new_page(width, height)
-        image = pdfium.PdfImage.new(pdf)
-        image.set_bitmap(pdfium.PdfBitmap.from_pil(picture))
-        image.set_matrix(pdfium.PdfMatrix().scale(width, height))
-        page.insert_obj(image)
-        page.gen_content()
-    pdf.save(str(path))
-    pdf.close()
 
 
 def read_seconds(paths: list[Path], cache: Path, ocr: str) -> float:
@@ -152,7 +139,7 @@ def main() -> None:
         tmp = Path(tmp_name)
         folder = tmp / "mixed"
         folder.mkdir()
-        scanned(folder / "scan.pdf", pictures)
+        scanned_pdf(folder / "scan.pdf", pictures)
         cache = tmp / "cache"
         for workers in (0, 1, 2):
             seconds = scan_seconds(folder / "scan.pdf", cache, workers)
