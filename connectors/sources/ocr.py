@@ -18,7 +18,9 @@ import importlib.util
 import io
 import os
 import threading
+from collections.abc import Iterator
 from concurrent.futures import Future
+from contextlib import contextmanager
 from typing import Any, Literal
 
 from PIL import Image
@@ -38,7 +40,11 @@ OCR_EXTRA = "pip install 'mmrag[ocr]'"
 #: Metadata key saying where an item's text came from; its value ``"ocr"`` for text read from pixels.
 TEXT_ORIGIN = "text_origin"
 
-_engines = threading.local()  # each thread's engines, by onnxruntime thread count
+#: Engines not in use, by onnxruntime thread count: as many as pictures were ever read at once. They live here,
+#: not in the worker threads' locals: a forked child (a subprocess's ``preexec_fn``, as Ray starts its processes)
+#: frees the other threads' locals, and an onnxruntime session freed there waits forever for its own threads.
+_idle_engines: dict[int, list[Any]] = {}
+_idle_lock = threading.Lock()
 
 
 class OcrUnavailableError(RagError, RuntimeError):
@@ -99,7 +105,8 @@ def read_pixels(image: Image.Image, max_pixels: int, threads: int = 0) -> str:
     import numpy as np
 
     pixels = np.asarray(image.convert("RGB"))
-    result = _engine(threads)(pixels)
+    with _engine(threads) as engine:
+        result = engine(pixels)
     lines = [str(t).strip() for t in (getattr(result, "txts", None) or ())]
     return "\n".join(line for line in lines if line)
 
@@ -109,12 +116,20 @@ def _read_encoded(data: bytes, max_pixels: int, threads: int) -> str:
         return read_pixels(image, max_pixels, threads)
 
 
-def _engine(threads: int) -> Any:
-    """This thread's engine with ``threads`` onnxruntime threads, loaded on first use."""
-    engines: dict[int, Any] = _engines.__dict__.setdefault("by_threads", {})
-    if threads not in engines:
-        engines[threads] = new_engine(threads)
-    return engines[threads]
+@contextmanager
+def _engine(threads: int) -> Iterator[Any]:
+    """An engine with ``threads`` onnxruntime threads, lent for one picture (one engine reads one picture at a
+    time); loaded when none is idle."""
+    with _idle_lock:
+        idle = _idle_engines.setdefault(threads, [])
+        engine = idle.pop() if idle else None
+    if engine is None:
+        engine = new_engine(threads)
+    try:
+        yield engine
+    finally:
+        with _idle_lock:
+            _idle_engines[threads].append(engine)
 
 
 def new_engine(threads: int) -> Any:

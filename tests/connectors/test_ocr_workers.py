@@ -77,7 +77,7 @@ def engine(monkeypatch: pytest.MonkeyPatch) -> FakeEngine:
 
 def use(monkeypatch: pytest.MonkeyPatch, fake: FakeEngine) -> None:
     monkeypatch.setattr(ocr_module, "new_engine", fake.load)
-    monkeypatch.setattr(ocr_module, "_engines", threading.local())  # no engine cached by an earlier test
+    monkeypatch.setattr(ocr_module, "_idle_engines", {})  # no engine kept by an earlier test
     monkeypatch.setattr("connectors.sources.pdf.ocr_installed", lambda: True)
     monkeypatch.setattr("connectors.sources.images.ocr_installed", lambda: True)
 
