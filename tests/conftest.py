@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import signal
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,6 +18,12 @@ from rag.embeddings import VisualizedBGE
 from tests.helpers.models import PARITY as PARITY  # re-exported: tests import it from here too
 from tests.helpers.models import SUITE_SETTINGS, parity_dir
 from tests.milvus_server import MilvusLiteServer
+
+# A suite started in the background (`pytest &`) inherits an ignored SIGINT, and so would every command the tests
+# start, so the tests that press Ctrl-C in a command would press it for nothing: give SIGINT back its handler here
+# (an ignored signal survives exec; a handled one is reset to the default in the child).
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 # Checkpoint hashes are remembered in the user's cache folder: keep the suite's out of the real one.
 os.environ["XDG_CACHE_HOME"] = tempfile.mkdtemp(prefix="rag-test-cache-")
