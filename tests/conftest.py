@@ -7,12 +7,14 @@ import json
 import os
 import signal
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import grpc
 import numpy as np
 import pytest
-from pymilvus import MilvusClient
+from pymilvus import MilvusClient, MilvusException
 
 from rag.embeddings import VisualizedBGE
 from tests.helpers.models import PARITY as PARITY  # re-exported: tests import it from here too
@@ -88,10 +90,21 @@ def milvus_uri(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 def database_of(server_uri: str, test_id: str) -> str:
     """The URI of a new database of its own for the test ``test_id`` on the server at ``server_uri``."""
     name = "t_" + hashlib.sha1(test_id.encode()).hexdigest()[:16]
-    client = MilvusClient(server_uri)
+    client = _client(server_uri)
     if name in client.list_databases():
         client.close()
         return f"{server_uri}/{name}"
     client.create_database(name)
     client.close()
     return f"{server_uri}/{name}"
+
+
+def _client(server_uri: str, attempts: int = 5) -> MilvusClient:
+    """A client of the session's server; its first call is retried: the server's gRPC now and then turns a new
+    connection away with "Too many pings" (keepalive pings of the session's earlier clients)."""
+    for attempt in range(1, attempts):
+        try:
+            return MilvusClient(server_uri)
+        except (MilvusException, grpc.RpcError):
+            time.sleep(0.5 * attempt)
+    return MilvusClient(server_uri)

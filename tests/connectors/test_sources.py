@@ -299,7 +299,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             self.send_header("Location", "ftp://127.0.0.1/x.png")
             self.end_headers()
         elif self.path == "/slow.png":
-            time.sleep(1.0)
+            time.sleep(5.0)
             self._send(200, PNG_BYTES, length=True)
         else:
             self._send(404, b"nope", length=True)
@@ -341,7 +341,7 @@ def test_urls_are_refused_when_fetching_is_disabled(server: str, options: Source
 
 
 def test_url_fetch_size_cap_timeout_and_failures(server: str, tmp_path: Path) -> None:
-    options = SourceOptions(cache_dir=tmp_path / "cache", allow_urls=True, max_download_bytes=4096, url_timeout=0.3)
+    options = SourceOptions(cache_dir=tmp_path / "cache", allow_urls=True, max_download_bytes=4096, url_timeout=2.0)
     names = ["ok.png", "big-declared.png", "big-streamed.png", "text.png", "missing.png", "to-ftp", "slow.png"]
     results = list(iter_urls([f"{server}/{n}" for n in names], options))
     assert isinstance(results[0], KnowledgeItem)
